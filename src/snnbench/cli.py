@@ -1,0 +1,74 @@
+"""``snnbench COMMAND [options]``: the one entry point behind every benchmark.
+
+Each command lives in a module of :mod:`snnbench.bench` with two functions,
+``add_arguments(parser, command)`` and ``run(args)``; modules are imported only when their
+command is used, so ``snnbench report`` does not load TensorFlow.
+"""
+
+import argparse
+import importlib
+import sys
+
+from snnbench.errors import SnnbenchError
+
+# command -> (module, one-line description)
+COMMANDS = {
+    "noise_sweep": ("noise_sweep", "DNN (ONNX Runtime) vs converted Nengo SNN vs snntorch SNN under Gaussian noise"),
+    "convert": ("convert", "train a DNN, export to ONNX, convert to a spiking Nengo network, compare"),
+    "tune": ("tune_conversion", "Optuna search over the converted SNN's untrained neuron parameters"),
+    "multimodal": ("multimodal", "snntorch suite: one configuration, image / audio / multimodal, DNN and SNN"),
+    "size_sweep": ("multimodal", "snntorch suite: model size S, S/2, S/3"),
+    "noise_level": ("multimodal", "snntorch suite: evaluation noise std 0.1 and 5"),
+    "noise_position": ("multimodal", "snntorch suite: noise before vs after the activation"),
+    "reset_sweep": ("multimodal", "snntorch suite: hard vs soft reset"),
+    "neuron_sweep": ("multimodal", "snntorch suite: LIF vs IF neurons"),
+    "timestep_sweep": ("multimodal", "snntorch suite: 4, 8, 16 time steps"),
+    "throughput": ("throughput", "inference speed of ORT, nengo-dl, nengo and snntorch over steps and batch sizes"),
+    "report": ("report", "write reports/<name>.md from the runs in the tracking store"),
+    "reproduce": ("reproduce", "run every benchmark in a profile, then the report"),
+}
+ALIASES = {"tune_conversion": "tune"}
+
+
+def _usage() -> str:
+    lines = ["usage: snnbench COMMAND [options]   (snnbench COMMAND --help for its options)", "", "commands:"]
+    lines += [f"  {name:<15} {desc}" for name, (_, desc) in COMMANDS.items()]
+    return "\n".join(lines)
+
+
+def build_parser(command: str) -> argparse.ArgumentParser:
+    module = importlib.import_module(f"snnbench.bench.{COMMANDS[command][0]}")
+    parser = argparse.ArgumentParser(prog=f"snnbench {command}", description=COMMANDS[command][1],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    module.add_arguments(parser, command)
+    parser.set_defaults(command=command, _run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_usage())
+        return 0
+    command = ALIASES.get(argv[0], argv[0])
+    if command not in COMMANDS:
+        print(f"snnbench: error: unknown command {argv[0]!r}\n\n{_usage()}", file=sys.stderr)
+        return 2
+    try:
+        args = build_parser(command).parse_args(argv[1:])
+        args._run(args)
+    except SnnbenchError as exc:
+        print(f"snnbench {command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"snnbench {command}: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+    return 0
+
+
+def main_exit():
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    main_exit()

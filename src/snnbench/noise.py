@@ -1,0 +1,58 @@
+"""Evaluation-time Gaussian noise, drawn the same way for every family of model.
+
+A :class:`NoiseSpec` says how much noise (``std``), where (``position``: the network ``input``,
+a hidden layer's input current ``pre`` its activation, or its output ``post``) and, for spiking
+networks, whether a fresh draw is made at every time step (``per_step``) or one draw is held for
+all steps (``frozen``). Draws are keyed by (seed, layer, time step, block of 100 samples), so a
+given sample gets the same noise whatever the batch size, and a DNN (which has one "step", 0)
+gets exactly the draw a spiking network gets at step 0 or in frozen mode.
+"""
+
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+
+from snnbench.errors import SnnbenchError
+
+POSITIONS = ("none", "input", "pre", "post")
+NOISE_MODES = ("per_step", "frozen")
+BLOCK = 100
+
+
+def _layer_id(layer: str) -> int:
+    return int.from_bytes(hashlib.sha256(layer.encode()).digest()[:4], "little")
+
+
+@dataclass(frozen=True)
+class NoiseSpec:
+    std: float = 0.0
+    position: str = "none"
+    mode: str = "per_step"
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.position not in POSITIONS:
+            raise SnnbenchError(f"unknown noise position {self.position!r}; use one of {', '.join(POSITIONS)}")
+        if self.mode not in NOISE_MODES:
+            raise SnnbenchError(f"unknown noise mode {self.mode!r}; use one of {', '.join(NOISE_MODES)}")
+        if not np.isfinite(self.std) or self.std < 0:
+            raise SnnbenchError(f"noise std must be a finite number >= 0, got {self.std}")
+
+    @property
+    def active(self) -> bool:
+        return self.position != "none" and self.std > 0
+
+    def applies_to(self, position: str) -> bool:
+        return self.active and self.position == position
+
+    def draw(self, layer: str, start: int, n: int, features: int, step: int = 0) -> np.ndarray:
+        """Noise (float32, ``(n, features)``) for samples ``start .. start + n`` of a layer."""
+        if not self.active:
+            return np.zeros((n, features), dtype=np.float32)
+        step = 0 if self.mode == "frozen" else step
+        first, last = start // BLOCK, (start + n - 1) // BLOCK
+        blocks = [np.random.default_rng([self.seed, _layer_id(layer), step, b]).standard_normal(
+            (BLOCK, features), dtype=np.float32) for b in range(first, last + 1)]
+        offset = start - first * BLOCK
+        return self.std * np.concatenate(blocks)[offset: offset + n]

@@ -1,0 +1,125 @@
+"""One seeded, resumable training loop for every torch classifier in the suite.
+
+The model maps a batch of flat features to class scores (a spiking model aggregates over its
+time steps inside ``forward``). The loop keeps the best-validation weights, logs per-epoch
+metrics through a callback, and can resume from a checkpoint file written after every epoch.
+"""
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from snnbench.errors import SnnbenchError
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 3
+    lr: float = 2e-4
+    batch_size: int = 100
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.epochs < 0 or self.batch_size < 1 or not self.lr > 0:
+            raise SnnbenchError(f"bad training settings {self}: epochs >= 0, batch_size >= 1, lr > 0")
+
+
+@dataclass
+class TrainResult:
+    best_val_accuracy: float
+    best_epoch: int
+    history: list = field(default_factory=list)
+    best_state: dict = field(default_factory=dict)
+    samples_per_s: float = 0.0
+    epoch_seconds: float = 0.0
+
+
+def seed_everything(seed: int):
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+
+
+def _batches(n: int, batch_size: int):
+    for start in range(0, n, batch_size):
+        yield start, min(start + batch_size, n)
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, x: np.ndarray, batch_size: int = 1000,
+                   device: torch.device = torch.device("cpu")) -> np.ndarray:
+    model.eval()
+    outputs = [model(torch.as_tensor(x[a:b], device=device)).float().cpu().numpy()
+               for a, b in _batches(len(x), batch_size)]
+    return np.concatenate(outputs) if outputs else np.zeros((0, 0), np.float32)
+
+
+def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
+    return float((logits.argmax(axis=1) == labels).mean()) if len(labels) else float("nan")
+
+
+def fit(model: nn.Module, train: tuple, val: tuple, config: TrainConfig,
+        device: torch.device = torch.device("cpu"), checkpoint: Path | None = None,
+        on_epoch: Callable[[int, dict], None] | None = None) -> TrainResult:
+    """Train with Adam and cross-entropy; ``train``/``val`` are ``(x, y)`` numpy arrays."""
+    seed_everything(config.seed)
+    model.to(device)
+    optimiser = torch.optim.Adam(model.parameters(), lr=config.lr)
+    generator = torch.Generator().manual_seed(config.seed)
+    result = TrainResult(best_val_accuracy=-1.0, best_epoch=-1)
+    first_epoch = 0
+    if checkpoint is not None and Path(checkpoint).exists():
+        state = torch.load(checkpoint, map_location=device, weights_only=False)
+        model.load_state_dict(state["model"])
+        optimiser.load_state_dict(state["optimiser"])
+        generator.set_state(state["generator"])
+        result = state["result"]
+        first_epoch = state["epoch"] + 1
+    x_train = torch.as_tensor(train[0])
+    y_train = torch.as_tensor(train[1])
+    loss_fn = nn.CrossEntropyLoss()
+    total_time = 0.0
+    for epoch in range(first_epoch, config.epochs):
+        model.train()
+        started = time.perf_counter()
+        order = torch.randperm(len(y_train), generator=generator)
+        loss_sum = 0.0
+        for a, b in _batches(len(order), config.batch_size):
+            index = order[a:b]
+            xb, yb = x_train[index].to(device), y_train[index].to(device)
+            optimiser.zero_grad(set_to_none=True)
+            loss = loss_fn(model(xb), yb)
+            loss.backward()
+            optimiser.step()
+            loss_sum += loss.item() * (b - a)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        seconds = time.perf_counter() - started
+        total_time += seconds
+        has_val = len(val[1]) > 0
+        val_acc = accuracy(predict_logits(model, val[0], device=device), val[1]) if has_val else float("nan")
+        metrics = {"train_loss": loss_sum / len(order), "val_accuracy": val_acc,
+                   "epoch_seconds": seconds, "train_samples_per_s": len(order) / seconds}
+        result.history.append(metrics)
+        if not has_val or val_acc > result.best_val_accuracy:
+            result.best_val_accuracy, result.best_epoch = val_acc, epoch
+            result.best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        if on_epoch:
+            on_epoch(epoch, metrics)
+        if checkpoint is not None:
+            tmp = Path(f"{checkpoint}.tmp")
+            torch.save({"model": model.state_dict(), "optimiser": optimiser.state_dict(),
+                        "generator": generator.get_state(), "result": result, "epoch": epoch}, tmp)
+            os.replace(tmp, checkpoint)
+    trained_epochs = len(result.history)
+    if trained_epochs:
+        result.epoch_seconds = float(np.mean([h["epoch_seconds"] for h in result.history]))
+        result.samples_per_s = float(np.mean([h["train_samples_per_s"] for h in result.history]))
+    if result.best_state:
+        model.load_state_dict(result.best_state)
+    return result
