@@ -1,0 +1,40 @@
+"""Test set-up: data from SNNBENCH_DATA (default ../shared/data beside the checkout), and a
+temporary MLflow store and model cache per test session, so tests never touch the user's."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+if not os.environ.get("SNNBENCH_DATA") and SHARED_DATA.is_dir():
+    os.environ["SNNBENCH_DATA"] = str(SHARED_DATA)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_cache(tmp_path_factory):
+    os.environ["SNNBENCH_CACHE"] = str(tmp_path_factory.mktemp("snnbench-cache"))
+    yield
+
+
+@pytest.fixture
+def tracking_store(tmp_path, monkeypatch):
+    """A fresh sqlite MLflow store for one test; returns its URI."""
+    import mlflow
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
+    monkeypatch.chdir(tmp_path)
+    mlflow.set_tracking_uri(uri)
+    yield uri
+    while mlflow.active_run():
+        mlflow.end_run()
+
+
+def require_data():
+    """Skip (with the reason) when no dataset copy is reachable and downloads are impossible."""
+    if not os.environ.get("SNNBENCH_DATA"):
+        pytest.skip("set SNNBENCH_DATA to a folder holding mnist/ and fsdd/ (see README 'Data')")
