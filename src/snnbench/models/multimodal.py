@@ -1,0 +1,190 @@
+"""The multimodal suite's network family: one fully connected classifier for image, audio and
+fused (concatenated) inputs, as a DNN (ReLU) or an SNN (snntorch neurons, surrogate gradients).
+
+Size is a parameter budget: ``S`` (1,600,000), ``S/2`` or ``S/3``; the hidden width is solved so
+that each modality's model has about that many parameters. The DNN is a plain ``nn.Sequential``
+of Linear / ReLU, so it exports to ONNX as Gemm + Relu.
+
+Evaluation-only noise follows :mod:`snnbench.noise`: layer keys ``"input"`` and ``"layer{i}"``
+(i-th hidden layer), ``start`` = global index of the batch's first sample, step = time step
+(0 for the DNN). Training never passes noise; a model in training mode refuses it.
+"""
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from snnbench.data import MODALITIES, feature_size
+from snnbench.errors import SnnbenchError
+from snnbench.models.spiking import (ENCODINGS, READOUTS, add_noise, check_choice, encode,
+                                     make_neuron)
+from snnbench.noise import NoiseSpec
+
+S = 1_600_000
+SIZES = {"S": 1.0, "S/2": 0.5, "S/3": 1.0 / 3.0}
+FAMILIES = ("dnn", "snn")
+N_CLASSES = 10
+SNN_FIELDS = ("neuron", "beta", "reset", "steps", "surrogate", "encoding", "readout")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One member of the family. SNN fields are ignored (and not reported) for a DNN."""
+
+    modality: str = "multimodal"
+    family: str = "snn"
+    size: str = "S"
+    hidden_layers: int = 2
+    neuron: str = "lif"
+    beta: float = 0.9
+    reset: str = "soft"
+    steps: int = 4
+    surrogate: str = "atan"
+    encoding: str = "direct"
+    readout: str = "membrane"
+
+    def __post_init__(self):
+        check_choice("modality", self.modality, MODALITIES)
+        check_choice("family", self.family, FAMILIES)
+        check_choice("model size", self.size, SIZES)
+        check_choice("encoding", self.encoding, ENCODINGS)
+        check_choice("readout", self.readout, READOUTS)
+        if self.hidden_layers < 1:
+            raise SnnbenchError(f"hidden_layers must be >= 1, got {self.hidden_layers}")
+        if self.steps < 1:
+            raise SnnbenchError(f"time steps must be >= 1, got {self.steps}")
+        make_neuron(self.neuron, self.reset, self.beta, self.surrogate)  # validates the neuron knobs
+
+    @property
+    def n_features(self) -> int:
+        return feature_size(self.modality)
+
+    @property
+    def target_parameters(self) -> int:
+        return int(round(S * SIZES[self.size]))
+
+    @property
+    def hidden_width(self) -> int:
+        return solve_hidden_width(self.n_features, self.target_parameters, self.hidden_layers)
+
+    def as_dict(self) -> dict:
+        """The fields that define the model (no SNN knobs for a DNN)."""
+        fields = asdict(self)
+        if self.family == "dnn":
+            fields = {k: v for k, v in fields.items() if k not in SNN_FIELDS}
+        return fields
+
+
+def mlp_parameters(n_features: int, width: int, hidden_layers: int, n_classes: int = N_CLASSES) -> int:
+    return (n_features + 1) * width + (hidden_layers - 1) * (width + 1) * width + (width + 1) * n_classes
+
+
+def solve_hidden_width(n_features: int, target: int, hidden_layers: int = 2) -> int:
+    """The hidden width whose parameter count is closest to ``target`` (counts grow with width)."""
+    low, high = 1, 1
+    while mlp_parameters(n_features, high, hidden_layers) < target:
+        high *= 2
+    while high - low > 1:
+        mid = (low + high) // 2
+        low, high = (mid, high) if mlp_parameters(n_features, mid, hidden_layers) < target else (low, mid)
+    return min((low, high), key=lambda w: abs(mlp_parameters(n_features, w, hidden_layers) - target))
+
+
+def parameter_count(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+class SpikingMLP(nn.Module):
+    """Linear layers feeding snntorch neurons, run for ``steps`` time steps.
+
+    Scores are the output layer's mean membrane potential (``membrane`` readout, a non-resetting
+    neuron) or its spike count (``spikes`` readout, output neurons that fire and reset).
+    """
+
+    def __init__(self, spec: ModelSpec):
+        super().__init__()
+        self.spec = spec
+        width = spec.hidden_width
+        sizes = [spec.n_features] + [width] * spec.hidden_layers + [N_CLASSES]
+        self.linears = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
+        self.neurons = nn.ModuleList(make_neuron(spec.neuron, spec.reset, spec.beta, spec.surrogate)
+                                     for _ in range(spec.hidden_layers))
+        self.readout = make_neuron(spec.neuron, spec.reset, spec.beta, spec.surrogate,
+                                   output=spec.readout == "membrane")
+
+    def simulate(self, x: torch.Tensor, noise: NoiseSpec | None = None, start: int = 0) -> dict:
+        """Run all time steps; returns scores and per-layer membrane / spike traces (T, B, H)."""
+        if self.training and noise is not None and noise.active:
+            raise SnnbenchError("noise is for evaluation only; call model.eval() before adding noise")
+        mems = [None] * (len(self.neurons) + 1)
+        trace = {"mem": [[] for _ in mems], "spk": [[] for _ in mems]}
+        for t in range(self.spec.steps):
+            h = add_noise(encode(x, self.spec.encoding), noise, "input", "input", start, t)
+            for i, (linear, neuron) in enumerate(zip(self.linears, self.neurons)):
+                current = add_noise(linear(h), noise, "pre", f"layer{i}", start, t)
+                h, mems[i] = neuron(current, mems[i] if mems[i] is not None else torch.zeros_like(current))
+                trace["mem"][i].append(mems[i])
+                trace["spk"][i].append(h)
+                h = add_noise(h, noise, "post", f"layer{i}", start, t)
+            current = self.linears[-1](h)
+            spikes, mems[-1] = self.readout(current, mems[-1] if mems[-1] is not None else torch.zeros_like(current))
+            trace["mem"][-1].append(mems[-1])
+            trace["spk"][-1].append(spikes)
+        stacked = {k: [torch.stack(v) for v in layers] for k, layers in trace.items()}
+        out = stacked["mem"][-1] if self.spec.readout == "membrane" else stacked["spk"][-1]
+        return {"scores": out.mean(0) if self.spec.readout == "membrane" else out.sum(0), **stacked}
+
+    def forward(self, x: torch.Tensor, noise: NoiseSpec | None = None, start: int = 0) -> torch.Tensor:
+        return self.simulate(x, noise, start)["scores"]
+
+
+def build_model(spec: ModelSpec) -> nn.Module:
+    """A fresh, untrained member of the family."""
+    if spec.family == "snn":
+        return SpikingMLP(spec)
+    width = spec.hidden_width
+    layers, n_in = [], spec.n_features
+    for _ in range(spec.hidden_layers):
+        layers += [nn.Linear(n_in, width), nn.ReLU()]
+        n_in = width
+    return nn.Sequential(*layers, nn.Linear(n_in, N_CLASSES))
+
+
+def dnn_forward(model: nn.Sequential, x: torch.Tensor, noise: NoiseSpec | None = None,
+                start: int = 0) -> torch.Tensor:
+    """The DNN's forward pass with noise at the input, before (pre) or after (post) each ReLU."""
+    if model.training and noise is not None and noise.active:
+        raise SnnbenchError("noise is for evaluation only; call model.eval() before adding noise")
+    h = add_noise(x, noise, "input", "input", start, 0)
+    hidden = 0
+    for layer in model:
+        if isinstance(layer, nn.ReLU):
+            h = add_noise(h, noise, "pre", f"layer{hidden}", start, 0)
+            h = add_noise(layer(h), noise, "post", f"layer{hidden}", start, 0)
+            hidden += 1
+        else:
+            h = layer(h)
+    return h
+
+
+def forward_with_noise(model: nn.Module, x: torch.Tensor, noise: NoiseSpec | None = None,
+                       start: int = 0) -> torch.Tensor:
+    if isinstance(model, SpikingMLP):
+        return model(x, noise, start)
+    return dnn_forward(model, x, noise, start)
+
+
+@torch.no_grad()
+def predict(model: nn.Module, x: np.ndarray, noise: NoiseSpec | None = None, batch_size: int = 1000,
+            device: torch.device | str = "cpu") -> np.ndarray:
+    """Logits (float32, (N, 10)) of a DNN or SNN of this family, with optional evaluation noise.
+    Sample ``i`` of ``x`` gets the noise of global index ``i`` whatever ``batch_size`` is."""
+    device = torch.device(device)
+    model.to(device).eval()
+    outputs = []
+    for a in range(0, len(x), batch_size):
+        xb = torch.as_tensor(np.asarray(x[a:a + batch_size], dtype=np.float32), device=device)
+        outputs.append(forward_with_noise(model, xb, noise, a).float().cpu().numpy())
+    return np.concatenate(outputs) if outputs else np.zeros((0, N_CLASSES), np.float32)
