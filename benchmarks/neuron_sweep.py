@@ -1,8 +1,12 @@
 """MLflow entry point `neuron_sweep`: runs `snnbench neuron_sweep` with the given options."""
 
 import sys
+from pathlib import Path
 
-from snnbench.cli import main
+# Run from a checkout without installing too (e.g. under `mlflow run` with a conda env).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from snnbench.cli import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main(["neuron_sweep", *sys.argv[1:]]))

@@ -1,0 +1,39 @@
+# `make bench`: set up (first time) and run the main job, noise_sweep, quick profile.
+# `make test`:  set up (first time) and run the tests.
+# The virtualenv is created on first use; it is rebuilt when pyproject.toml changes.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(abspath $(VENV))/bin
+PROFILE ?= quick
+
+# A local copy of the datasets beside the checkout is used when SNNBENCH_DATA is unset.
+ifeq ($(SNNBENCH_DATA),)
+ifneq ($(wildcard ../shared/data/mnist),)
+export SNNBENCH_DATA := $(abspath ../shared/data)
+endif
+endif
+export MLFLOW_TRACKING_URI ?= sqlite:///mlflow.db
+
+.PHONY: setup bench test ui clean-runs
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	touch $@
+
+bench: setup
+	PATH="$(BIN):$$PATH" mlflow run . -e noise_sweep --env-manager local \
+		--experiment-name noise_sweep -P profile=$(PROFILE)
+
+test: setup
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+ui: setup
+	$(BIN)/mlflow ui --backend-store-uri $(MLFLOW_TRACKING_URI)
+
+clean-runs:
+	rm -rf mlflow.db mlruns mlartifacts optuna.db
