@@ -1,0 +1,114 @@
+"""Robustness metrics over an accuracy-vs-noise curve, and the sweep's plot.
+
+A :class:`Curve` is one model's mean accuracy at each noise std (std 0 first or not, sorted here).
+Each metric is a small callable class with a ``name`` (NeuroBench style), so the summary is the
+same list of numbers for every family, model and noise position.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from snnbench.errors import SnnbenchError
+
+
+@dataclass(frozen=True)
+class Curve:
+    stds: np.ndarray        # sorted noise std values
+    accuracy: np.ndarray    # mean accuracy at each std (fraction, 0..1)
+    clean_accuracy: float   # accuracy without noise
+
+    @classmethod
+    def from_points(cls, stds, accuracy, clean_accuracy: float) -> "Curve":
+        stds, accuracy = np.asarray(stds, float), np.asarray(accuracy, float)
+        if stds.shape != accuracy.shape or stds.size == 0:
+            raise SnnbenchError("a robustness curve needs one accuracy per noise std (and at least one point)")
+        order = np.argsort(stds)
+        return cls(stds[order], accuracy[order], float(clean_accuracy))
+
+
+class AreaUnderCurve:
+    """Area under accuracy vs std, divided by the std range: the mean accuracy over the noise range
+    (1.0 = perfect at every std). With a single std it is the accuracy there."""
+    name = "auc"
+
+    def __call__(self, curve: Curve) -> float:
+        span = curve.stds[-1] - curve.stds[0]
+        if span == 0:
+            return float(curve.accuracy.mean())
+        return float(np.trapz(curve.accuracy, curve.stds) / span)
+
+
+class AccuracyDrop:
+    """Clean accuracy minus accuracy at the largest std, in percentage points."""
+    name = "drop_at_max_std_pp"
+
+    def __call__(self, curve: Curve) -> float:
+        return float(100 * (curve.clean_accuracy - curve.accuracy[-1]))
+
+
+class MeanAccuracyDrop:
+    """Mean over the swept stds of (clean - noisy accuracy), in percentage points."""
+    name = "mean_drop_pp"
+
+    def __call__(self, curve: Curve) -> float:
+        return float(100 * np.mean(curve.clean_accuracy - curve.accuracy))
+
+
+class NoiseTolerance:
+    """Largest swept std up to which accuracy stays within ``tolerance_pp`` of clean (0 if none)."""
+
+    def __init__(self, tolerance_pp: float = 5.0):
+        self.tolerance_pp = tolerance_pp
+        self.name = f"tolerated_std_{tolerance_pp:g}pp"
+
+    def __call__(self, curve: Curve) -> float:
+        ok = 100 * (curve.clean_accuracy - curve.accuracy) <= self.tolerance_pp
+        failed = np.flatnonzero(~ok)
+        within = curve.stds[: failed[0]] if failed.size else curve.stds
+        return float(within[-1]) if within.size else 0.0
+
+
+METRICS = (AreaUnderCurve(), AccuracyDrop(), MeanAccuracyDrop(), NoiseTolerance(5.0))
+
+
+def summarise(curve: Curve, metrics=METRICS) -> dict:
+    return {metric.name: metric(curve) for metric in metrics}
+
+
+def plot_accuracy_vs_std(rows: list[dict], positions: list[str], path, title: str = ""):
+    """One panel per noise position, one line per (family, model) with error bars over seeds.
+
+    ``rows``: dicts with family, model, position, std, accuracy (one per seed)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(positions), figsize=(5 * len(positions), 4), sharey=True, squeeze=False)
+    lines = sorted({(r["family"], r["model"]) for r in rows})
+    families = sorted({family for family, _ in lines})
+    colours = {f: plt.cm.tab10(i) for i, f in enumerate(families)}
+    styles = ["-", "--", ":", "-."]
+    for ax, position in zip(axes[0], positions):
+        for family, model in lines:
+            models_of_family = sorted(m for f, m in lines if f == family)
+            points = [r for r in rows if (r["family"], r["model"], r["position"]) == (family, model, position)]
+            stds = sorted({r["std"] for r in points})
+            if not stds:
+                continue
+            values = [[r["accuracy"] for r in points if r["std"] == s] for s in stds]
+            ax.errorbar(stds, [100 * np.mean(v) for v in values], yerr=[100 * np.std(v) for v in values],
+                        color=colours[family], linestyle=styles[models_of_family.index(model) % len(styles)],
+                        marker="o", markersize=3, capsize=3, label=f"{family} · {model}")
+        ax.set_xscale("symlog", linthresh=0.1)
+        ax.set_xlabel("noise std")
+        ax.set_title(f"noise at {position}")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("accuracy (%)")
+    axes[0][-1].legend(fontsize=7, loc="lower left")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
