@@ -1,0 +1,111 @@
+"""One trained network, four ways to run it, each as ``predict(images) -> scores`` (for timing).
+
+``build_backend(name, folder, steps, batch_size, settings)`` builds the backend once (sessions,
+simulators, graphs) and returns a function that runs one batch. ``folder`` holds the conversion
+study's cached ``model.onnx``.
+"""
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from snnbench.errors import SnnbenchError
+
+DT = 0.001  # the converted network's simulation step (s)
+
+
+def set_threads(threads: int):
+    """Use ``threads`` CPU threads in torch and (through the environment) TensorFlow."""
+    torch.set_num_threads(threads)
+    os.environ["TF_NUM_INTRAOP_THREADS"] = str(threads)
+    os.environ["TF_NUM_INTEROP_THREADS"] = "1"
+
+
+def model_folder(settings: dict) -> Path:
+    from snnbench.models.conversion import trained_conversion_model
+
+    return trained_conversion_model(settings["arch"], epochs=settings["epochs"], seed=settings["seed"],
+                                    train_limit=settings["train_limit"])
+
+
+def _ort(folder: Path, steps: int, batch_size: int, settings: dict):
+    from snnbench.runners import OrtRunner
+
+    runner = OrtRunner(folder / "model.onnx", batch_size=batch_size, intra_op_threads=settings["threads"])
+    return runner.predict
+
+
+def _nengo(simulator: str):
+    def build(folder: Path, steps: int, batch_size: int, settings: dict):
+        from snnbench.nengo_net import SimConfig
+        from snnbench.runners import NengoRunner
+
+        config = SimConfig(steps=steps, dt=DT, minibatch=batch_size, simulator=simulator)
+        return NengoRunner(folder, config=config).predict
+    return build
+
+
+def torch_layer(op) -> torch.nn.Module:
+    """A converted linear op (dense, conv or avgpool on flat vectors) as a torch module."""
+    if op.kind == "dense":
+        layer = torch.nn.Linear(op.size_in, op.size_out)
+        layer.weight.data = torch.as_tensor(op.weight)
+        layer.bias.data = torch.as_tensor(op.bias)
+        return layer
+    if op.kind == "conv":
+        inner = torch.nn.Conv2d(op.in_shape[0], op.out_shape[0], op.kernel, op.strides, padding=op.padding)
+        inner.weight.data = torch.as_tensor(op.weight)
+        inner.bias.data = torch.as_tensor(op.bias)
+    else:
+        inner = torch.nn.AvgPool2d(op.kernel, op.strides)
+    return torch.nn.Sequential(torch.nn.Unflatten(1, tuple(op.in_shape)), inner, torch.nn.Flatten())
+
+
+class ConvertedSnntorch(torch.nn.Module):
+    """The converted network's layers with snntorch IF neurons (soft reset, threshold 1) after each
+    hidden stage; scores are the output layer's mean over ``steps`` (constant input current)."""
+
+    def __init__(self, folder: Path, steps: int):
+        super().__init__()
+        from snnbench.models.spiking import make_neuron
+        from snnbench.onnx_io import load_any
+
+        stages = load_any(folder).stages
+        self.layers = torch.nn.ModuleList(torch.nn.Sequential(*map(torch_layer, s.ops)) for s in stages)
+        self.neurons = torch.nn.ModuleList(make_neuron("if", "soft") for s in stages[:-1])
+        self.steps = steps
+
+    @torch.no_grad()
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mems = [None] * len(self.neurons)
+        total = 0.0
+        for _ in range(self.steps):
+            h = x
+            for i, neuron in enumerate(self.neurons):
+                current = self.layers[i](h)
+                h, mems[i] = neuron(current, mems[i] if mems[i] is not None else torch.zeros_like(current))
+            total = total + self.layers[-1](h)
+        return total / self.steps
+
+
+def _snntorch(folder: Path, steps: int, batch_size: int, settings: dict):
+    from snnbench.device import resolve_device
+
+    device = resolve_device(settings["device"])
+    model = ConvertedSnntorch(folder, steps).to(device).eval()
+
+    def predict(images: np.ndarray) -> np.ndarray:
+        x = torch.as_tensor(images.reshape(len(images), -1), device=device)
+        return model(x).cpu().numpy()  # .cpu() waits for the device
+    return predict
+
+
+BUILDERS = {"ort": _ort, "nengo_dl": _nengo("nengo_dl"), "nengo": _nengo("nengo"), "snntorch": _snntorch}
+
+
+def build_backend(name: str, folder: Path, steps: int, batch_size: int, settings: dict):
+    if name not in BUILDERS:
+        raise SnnbenchError(f"unknown backend {name!r}; use one of {', '.join(BUILDERS)}")
+    return BUILDERS[name](Path(folder), steps, batch_size, settings)

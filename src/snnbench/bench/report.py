@@ -1,0 +1,29 @@
+"""``snnbench report``: write ``reports/<name>.md`` (and its figures) from finished runs."""
+
+import re
+
+from snnbench.bench.common import require
+from snnbench.tracking import tracking_uri
+
+
+def uri_list(text: str) -> list[str]:
+    return [u.strip() for u in text.split(",") if u.strip()]
+
+
+def add_arguments(parser, command):
+    parser.add_argument("--name", default="report", help="report name: writes OUT_DIR/NAME.md and OUT_DIR/NAME/*.png")
+    parser.add_argument("--tracking-uri", type=uri_list, action="append", default=None,
+                        help="MLflow store(s) to read (repeatable or comma list; default: MLFLOW_TRACKING_URI, "
+                             "else sqlite:///mlflow.db in the working directory)")
+    parser.add_argument("--out-dir", default="reports", help="folder the report is written to")
+
+
+def run(args):
+    from snnbench.reporting import build_report
+
+    require(re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", args.name) is not None,
+            f"--name {args.name!r}: use letters, digits, '_', '.' or '-' only (it names a file)")
+    uris = [u for group in args.tracking_uri for u in group] if args.tracking_uri else [tracking_uri()]
+    path = build_report(uris, args.name, args.out_dir)
+    print(f"report written to {path}")
+    return path

@@ -1,0 +1,153 @@
+"""``snnbench throughput``: inference speed of one network on four backends.
+
+The conversion study's trained MLP (784-256-10, cached) runs as
+* ``ort``: the DNN in ONNX Runtime (no time steps),
+* ``nengo_dl``: the converted spiking network on nengo-dl,
+* ``nengo``: the same network on nengo's reference simulator (slow: its own, smaller grid),
+* ``snntorch``: the same weights with snntorch IF neurons (soft reset), membrane readout,
+for each number of time steps and batch size. Each point: a backend built once, ``--warmup``
+untimed batches, then ``--repeats`` timed batches of MNIST test images; logged: median and
+spread (quartiles, min/max) of latency per batch and of samples per second, plus the machine
+(CPU model, threads, load). One table (CSV + ``mlflow.log_table``) and one plot.
+"""
+
+import csv
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import mlflow
+import numpy as np
+
+from snnbench.bench.common import add_common, choice_list, int_list, positive, require
+from snnbench.timing import machine, time_batch
+from snnbench.tracking import benchmark_run
+
+BACKENDS = ("ort", "nengo_dl", "nengo", "snntorch")
+SPIKING = ("nengo_dl", "nengo", "snntorch")
+# profile -> grid; the nengo reference simulator gets its own small grid (it is the slowest).
+GRIDS = {
+    "quick": dict(steps=[4, 16], batch_sizes=[1, 100], nengo_steps=[4], nengo_batch_sizes=[1],
+                  warmup=1, repeats=5, samples=200),
+    "full": dict(steps=[4, 8, 16, 32], batch_sizes=[1, 10, 100, 1000], nengo_steps=[4, 8, 16, 32],
+                 nengo_batch_sizes=[1, 10], warmup=2, repeats=20, samples=1000),
+}
+TABLE = "throughput.json"
+
+
+def add_arguments(parser, command):
+    add_common(parser)
+    parser.add_argument("--backends", type=choice_list(BACKENDS), default=list(BACKENDS),
+                        help="comma list of backends to time")
+    parser.add_argument("--steps", type=int_list, default=None, help="SNN time steps (default: by profile)")
+    parser.add_argument("--batch-sizes", type=int_list, default=None, help="batch sizes (default: by profile)")
+    parser.add_argument("--nengo-steps", type=int_list, default=None,
+                        help="time steps for the slow nengo reference simulator (default: by profile)")
+    parser.add_argument("--nengo-batch-sizes", type=int_list, default=None,
+                        help="batch sizes for the nengo reference simulator (default: by profile)")
+    parser.add_argument("--warmup", type=int, default=None, help="untimed batches before timing (default: by profile)")
+    parser.add_argument("--repeats", type=positive(int), default=None, help="timed batches per point (default: by profile)")
+    parser.add_argument("--threads", type=positive(int), default=None,
+                        help="CPU threads for every backend (default: all usable CPUs)")
+    parser.add_argument("--arch", choices=("mlp", "cnn"), default="mlp", help="the conversion study's network")
+    parser.add_argument("--epochs", type=int, default=3, help="training epochs of the (cached) network")
+    parser.add_argument("--train-limit", type=positive(int), default=None,
+                        help="train the network on the first N MNIST images only (default: all)")
+
+
+def resolve(args) -> dict:
+    """The run's settings: options given, else the profile's grid."""
+    grid = GRIDS[args.profile]
+    settings = {key: getattr(args, key) if getattr(args, key, None) is not None else value
+                for key, value in grid.items()}
+    threads = args.threads or len(os.sched_getaffinity(0))
+    settings.update(backends=args.backends, threads=threads, arch=args.arch, epochs=args.epochs,
+                    train_limit=args.train_limit, profile=args.profile, seed=args.seed, device=args.device)
+    for key in ("steps", "batch_sizes", "nengo_steps", "nengo_batch_sizes"):
+        require(settings[key] and all(v >= 1 for v in settings[key]), f"--{key.replace('_', '-')} needs "
+                f"positive integers, got {settings[key]}")
+    require(settings["warmup"] >= 0, f"--warmup must be >= 0, got {settings['warmup']}")
+    largest = max(settings["batch_sizes"] + settings["nengo_batch_sizes"])
+    settings["samples"] = max(settings["samples"], largest)
+    require(largest <= 10000, f"batch size {largest} is larger than the MNIST test set (10000); use smaller --batch-sizes")
+    return settings
+
+
+def grid(settings: dict) -> list:
+    """(backend, steps, batch size) points; the DNN has no time steps (steps 0)."""
+    points = []
+    for backend in settings["backends"]:
+        slow = backend == "nengo"
+        steps = [0] if backend == "ort" else settings["nengo_steps" if slow else "steps"]
+        sizes = settings["nengo_batch_sizes" if slow else "batch_sizes"]
+        points += [(backend, t, b) for t in steps for b in sizes]
+    return points
+
+
+def run(args):
+    settings = resolve(args)
+    from snnbench.backends import build_backend, model_folder, set_threads
+
+    set_threads(settings["threads"])
+    folder = model_folder(settings)
+    from snnbench.data import load_features
+
+    test = load_features("image", "test")
+    images = test.x[: settings["samples"]]
+    params = {k: v for k, v in settings.items()}
+    with benchmark_run("throughput", params, device=settings["device"], data_checksums=test.checksums) as run_:
+        host = machine()
+        mlflow.set_tags({f"machine.{k}": v for k, v in host.items()})
+        mlflow.log_dict(host, "machine.json")
+        rows = []
+        for backend, steps, batch_size in grid(settings):
+            rows.append(measure(backend, steps, batch_size, images, folder, settings, build_backend))
+            print(_progress(rows[-1]), flush=True)
+        log_results(rows)
+        print(f"throughput: {len(rows)} points logged to run {run_.info.run_id}")
+    return rows
+
+
+def measure(backend, steps, batch_size, images, folder, settings, build_backend) -> dict:
+    started = time.perf_counter()
+    predict = build_backend(backend, folder, steps, batch_size, settings)
+    setup = time.perf_counter() - started
+    batch = images[:batch_size]
+    timing = time_batch(predict, batch, settings["warmup"], settings["repeats"])
+    return {"backend": backend, "steps": steps, "batch_size": batch_size, **timing.summary(),
+            "setup_s": setup, "threads": settings["threads"]}
+
+
+def _progress(row: dict) -> str:
+    return (f"  {row['backend']:<9} steps={row['steps']:<3} batch={row['batch_size']:<5} "
+            f"{row['samples_per_s_median']:10.1f} samples/s  {row['latency_ms_median']:9.2f} ms/batch")
+
+
+def log_results(rows: list):
+    columns = list(rows[0])
+    mlflow.log_table({c: [r[c] for r in rows] for c in columns}, TABLE)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "throughput.csv"
+        with open(path, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=columns)
+            writer.writeheader()
+            writer.writerows(rows)
+        mlflow.log_artifact(str(path))
+        mlflow.log_artifact(str(plot(rows, Path(tmp) / "throughput.png")))
+    for backend in {r["backend"] for r in rows}:
+        best = max((r for r in rows if r["backend"] == backend), key=lambda r: r["samples_per_s_median"])
+        mlflow.log_metric(f"{backend}_best_samples_per_s", best["samples_per_s_median"])
+
+
+def plot(rows: list, path: Path) -> Path:
+    from snnbench import plots
+
+    panels = {}
+    for r in sorted(rows, key=lambda r: (r["backend"], r["steps"], r["batch_size"])):
+        label = "DNN" if r["backend"] == "ort" else f"SNN {r['steps']} steps"
+        xs, ys = panels.setdefault(r["backend"], {}).setdefault(label, ([], []))
+        xs.append(r["batch_size"])
+        ys.append(r["samples_per_s_median"])
+    return plots.line_panels(panels, path, xlabel="batch size", ylabel="samples / s (median)",
+                             title="Inference throughput", logx=True, logy=True)

@@ -1,0 +1,60 @@
+"""The ``snnbench`` command line that produced a run, rebuilt from the run's logged params.
+
+Each option of the benchmark's parser whose destination was logged as a param is written back
+(lists as comma lists, true flags as bare flags); options left at their default are omitted,
+except ``--profile`` and ``--seed`` which are always shown.
+"""
+
+import argparse
+import json
+import shlex
+
+from snnbench import cli
+
+ALWAYS = ("profile", "seed")
+
+
+def _as_cli_value(text: str) -> str:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return text
+    if isinstance(value, list):
+        return ",".join(str(v) for v in value)
+    return text
+
+
+def _same(text: str, default) -> bool:
+    if default is None:
+        return text in ("None", "")
+    if isinstance(default, (list, tuple)):
+        return _as_cli_value(text) == ",".join(str(v) for v in default)
+    return text == str(default)
+
+
+def command_line(command: str, params: dict) -> str:
+    """``snnbench COMMAND --opt value ...`` for a run of ``command`` with logged ``params``."""
+    command = cli.ALIASES.get(command, command)
+    if command not in cli.COMMANDS:
+        return f"snnbench {command}  # (unknown command; params: {json.dumps(params, sort_keys=True)})"
+    parser = cli.build_parser(command)
+    words = ["snnbench", command]
+    for action in parser._actions:
+        if not action.option_strings or action.dest not in params or isinstance(action, argparse._HelpAction):
+            continue
+        text = params[action.dest]
+        if action.dest not in ALWAYS and _same(text, action.default):
+            continue
+        option = max(action.option_strings, key=len)
+        if isinstance(action, argparse.BooleanOptionalAction):
+            positive = next(o for o in action.option_strings if not o.startswith("--no-"))
+            words.append(positive if text == "True" else positive.replace("--", "--no-", 1))
+        elif isinstance(action, argparse._StoreTrueAction):
+            if text == "True":
+                words.append(option)
+        elif isinstance(action, argparse._StoreFalseAction):
+            if text == "False":
+                words.append(option)
+        else:
+            words += [option, _as_cli_value(text)]
+    return shlex.join(words)

@@ -1,0 +1,67 @@
+"""The report's figures: small matplotlib helpers that write one PNG each (no display needed)."""
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+STYLES = {"DNN": dict(linestyle="--", marker="s"), "SNN": dict(linestyle="-", marker="o")}
+
+
+def _save(fig, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def line_panels(panels: dict, path: Path, *, xlabel: str, ylabel: str, title: str,
+                logx: bool = False, logy: bool = False, categorical: bool = False, reference: tuple | None = None) -> Path:
+    """One panel per key of ``panels``; each panel maps a series label to (xs, ys).
+
+    A series label starting with 'DNN' or 'SNN' gets that family's line style. ``reference`` is
+    (y, label): a horizontal line drawn in every panel (e.g. the reference study's figure).
+    """
+    n = max(len(panels), 1)
+    fig, axes = plt.subplots(1, n, figsize=(4.2 * n, 3.4), squeeze=False, sharey=True)
+    for ax, (panel, series) in zip(axes[0], panels.items()):
+        for label, (xs, ys) in series.items():
+            style = next((s for k, s in STYLES.items() if label.startswith(k)), dict(marker="o"))
+            positions = list(range(len(xs))) if categorical else xs
+            ax.plot(positions, ys, label=label, **style)
+            if categorical:
+                ax.set_xticks(positions, [str(x) for x in xs])
+        if reference is not None:
+            ax.axhline(reference[0], color="grey", linestyle=":", label=reference[1])
+        if logx and not categorical:
+            ax.set_xscale("log")
+        if logy:
+            ax.set_yscale("log")
+        ax.set_title(str(panel))
+        ax.set_xlabel(xlabel)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    axes[0][0].set_ylabel(ylabel)
+    fig.suptitle(title, fontsize=10)
+    return _save(fig, path)
+
+
+def grouped_bars(groups: list, series: dict, path: Path, *, ylabel: str, title: str) -> Path:
+    """Bars: one group per entry of ``groups``; ``series`` maps a label to one value per group
+    (None for a missing value)."""
+    fig, ax = plt.subplots(figsize=(1.6 + 1.5 * len(groups), 3.4))
+    width = 0.8 / max(len(series), 1)
+    for i, (label, values) in enumerate(series.items()):
+        xs = [g + (i - (len(series) - 1) / 2) * width for g in range(len(groups))]
+        bars = ax.bar([x for x, v in zip(xs, values) if v is not None],
+                      [v for v in values if v is not None], width, label=label)
+        ax.bar_label(bars, fmt="%.2f", fontsize=7)
+    ax.set_xticks(range(len(groups)), groups, fontsize=8)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=7)
+    ax.grid(axis="y", alpha=0.3)
+    return _save(fig, path)

@@ -1,0 +1,323 @@
+"""The suite's one-page report: what the two studies found and what this suite's runs measured.
+
+``build_report(uris, name, out_dir)`` reads finished runs from one or more MLflow stores and
+writes ``<out_dir>/<name>.md`` with its PNG figures in ``<out_dir>/<name>/``. Each section reads
+metrics by name from a small declarative table below, so a renamed metric is a one-line change;
+a section whose benchmark has no finished run says which command to run.
+"""
+
+import datetime
+import math
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from snnbench import plots
+from snnbench.commands import command_line
+from snnbench.errors import SnnbenchError
+from snnbench.runstore import FoundRun, RunStore
+
+# The reference studies' figures (the only ones the report cites).
+CONVERSION_REFERENCE = dict(dnn=0.9132, snn=0.8767, text=(
+    "Reference study: 784-256-10 MLP on MNIST, Adam lr 2e-4, 3 epochs: "
+    "DNN 91.32% -> converted SNN 87.67%."))
+MULTIMODAL_REFERENCE = dict(snn=0.999, text=(
+    "Reference study: the multimodal SNN reaches ~99.9% test accuracy at every model size (S, S/2, S/3)."))
+
+# Params shown as each section's scale (those a run logged; others are skipped).
+SCALE_PARAMS = ("profile", "seed", "model", "epochs", "train_samples", "test_samples", "max_train", "max_test",
+                "n_train", "n_test", "steps", "trials", "device")
+
+
+# --- conversion study --------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ConversionRow:
+    label: str
+    experiment: str
+    dnn_metric: str | None
+    snn_metric: str | None
+
+
+CONVERSION_ROWS = (
+    ConversionRow("untuned (default neurons)", "convert", "dnn_accuracy", "snn_accuracy"),
+    ConversionRow("hand-scaled firing rates", "convert", "dnn_accuracy", "snn_accuracy_scaled"),
+    ConversionRow("Optuna-tuned", "tune", "dnn_accuracy", "test_accuracy"),
+)
+CONVERSION_CURVE = ("convert", "snn_accuracy_vs_steps")  # metric logged with step = time steps
+
+
+# --- multimodal study --------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Sweep:
+    experiment: str      # also its snnbench command
+    title: str
+    x_param: str         # child-run param that varies along the x axis
+    x_label: str
+    modality_param: str = "modality"
+    metrics: dict = field(default_factory=lambda: {"DNN": "dnn_test_accuracy", "SNN": "snn_test_accuracy"})
+    reference: bool = False  # draw the reference study's multimodal SNN figure
+
+
+SWEEPS = (
+    Sweep("size_sweep", "Accuracy vs model size", "size", "model size", reference=True),
+    Sweep("noise_level", "Accuracy vs noise level", "noise_std", "noise std"),
+    Sweep("noise_position", "Accuracy vs noise position", "noise_position", "noise position"),
+    Sweep("reset_sweep", "Accuracy vs reset mechanism", "reset", "reset"),
+    Sweep("neuron_sweep", "Accuracy vs neuron model", "neuron", "neuron model"),
+    Sweep("timestep_sweep", "Accuracy vs time steps", "steps", "time steps"),
+)
+
+
+# --- noise sweep and throughput (tables logged as artifacts) -----------------------------------
+
+@dataclass(frozen=True)
+class TableSection:
+    experiment: str
+    artifact: str
+    value: str            # column plotted
+    x: str                # column on the x axis
+    series: tuple         # columns that name a line
+    panels: tuple         # columns that name a panel
+    show: tuple           # columns shown in the markdown table
+    logx: bool = False
+
+
+NOISE_SWEEP = TableSection("noise_sweep", "noise_sweep.json", value="accuracy", x="std",
+                           series=("family",), panels=("modality", "position"),
+                           show=("family", "modality", "position", "std", "accuracy"))
+THROUGHPUT = TableSection("throughput", "throughput.json", value="samples_per_s_median", x="batch_size",
+                          series=("backend", "steps"), panels=("backend",),
+                          show=("backend", "steps", "batch_size", "samples_per_s_median", "samples_per_s_q25",
+                                "samples_per_s_q75", "latency_ms_median", "latency_ms_min", "latency_ms_max"),
+                          logx=True)
+
+
+# --- rendering helpers -------------------------------------------------------------------------
+
+def pct(value) -> str:
+    return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{100 * value:.2f}%"
+
+
+def number(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def markdown_table(header: list, rows: list) -> list:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return lines
+
+
+def scale_line(runs: list) -> str:
+    """'Scale: profile=quick, epochs=1 ... Runs: `id` ...' for the runs a section used."""
+    parts = []
+    for run in runs:
+        shown = ", ".join(f"{k}={run.params[k]}" for k in SCALE_PARAMS if k in run.params)
+        benchmark = run.tags.get("snnbench.benchmark", "")
+        parts.append(f"`{run.id}` ({benchmark}{'; ' + shown if shown else ''})")
+    return "Runs: " + "; ".join(parts) + "."
+
+
+def missing(command: str) -> list:
+    return [f"_No runs yet: run `snnbench {command}`._", ""]
+
+
+@dataclass
+class Context:
+    store: RunStore
+    figures: Path           # folder of this report's PNGs
+    link_prefix: str        # how the markdown refers to that folder
+    used: list = field(default_factory=list)  # runs whose commands head the report
+
+    def figure(self, filename: str) -> tuple:
+        return self.figures / filename, f"{self.link_prefix}/{filename}"
+
+    def use(self, run: FoundRun):
+        if run.id not in {r.id for r in self.used}:
+            self.used.append(run)
+
+
+# --- sections ----------------------------------------------------------------------------------
+
+def conversion_section(ctx: Context) -> list:
+    lines = ["## Conversion study: DNN vs converted SNN (MNIST)", "", CONVERSION_REFERENCE["text"], ""]
+    rows, runs, bars = [], [], {"DNN": [], "SNN": []}
+    groups = []
+    for spec in CONVERSION_ROWS:
+        run = ctx.store.latest(spec.experiment, where=lambda r, s=spec: s.snn_metric in r.metrics)
+        if run is None:
+            continue
+        dnn = run.metrics.get(spec.dnn_metric) if spec.dnn_metric else None
+        snn = run.metrics.get(spec.snn_metric)
+        loss = None if dnn is None or snn is None else 100 * (dnn - snn)
+        rows.append([spec.label, pct(dnn), pct(snn), "–" if loss is None else f"{loss:.2f}", f"`{run.id[:8]}`"])
+        groups.append(spec.label)
+        bars["DNN"].append(None if dnn is None else 100 * dnn)
+        bars["SNN"].append(100 * snn)
+        runs.append(run)
+        ctx.use(run)
+    if not rows:
+        return lines + missing("convert") + missing("tune")
+    ref = CONVERSION_REFERENCE
+    rows.append(["reference study", pct(ref["dnn"]), pct(ref["snn"]), f"{100 * (ref['dnn'] - ref['snn']):.2f}", "–"])
+    groups.append("reference study")
+    bars["DNN"].append(100 * ref["dnn"])
+    bars["SNN"].append(100 * ref["snn"])
+    lines += markdown_table(["variant", "DNN accuracy", "SNN accuracy", "loss (pp)", "run"], rows) + [""]
+    path, link = ctx.figure("conversion_accuracy.png")
+    plots.grouped_bars(groups, bars, path, ylabel="test accuracy (%)", title="DNN vs converted SNN")
+    lines += [f"![DNN vs converted SNN]({link})", ""]
+    lines += curve_figure(ctx)
+    return lines + [scale_line(runs), ""]
+
+
+def curve_figure(ctx: Context) -> list:
+    experiment, metric = CONVERSION_CURVE
+    run = ctx.store.latest(experiment, where=lambda r: metric in r.metrics)
+    if run is None:
+        return []
+    history = run.history(metric)
+    path, link = ctx.figure("conversion_accuracy_vs_steps.png")
+    plots.line_panels({"converted SNN": {"SNN": ([s for s, _ in history], [100 * v for _, v in history])}}, path,
+                      xlabel="simulation time steps", ylabel="test accuracy (%)", title="SNN accuracy vs time steps",
+                      logx=True, reference=(100 * CONVERSION_REFERENCE["snn"], "reference SNN"))
+    return [f"![SNN accuracy vs time steps]({link})", ""]
+
+
+def sweep_section(ctx: Context, sweep: Sweep) -> list:
+    lines = [f"### {sweep.title}", ""]
+    parent = ctx.store.latest(sweep.experiment)
+    children = ctx.store.children(parent) if parent else []
+    points = {}  # (modality, family) -> {x: accuracy}
+    for child in children:
+        x = child.param(sweep.x_param)
+        modality = child.param(sweep.modality_param, "all")
+        for family, metric in sweep.metrics.items():
+            if metric in child.metrics and x is not None:
+                points.setdefault((modality, family), {})[x] = child.metrics[metric]
+    if not points:
+        return lines + missing(sweep.experiment)
+    ctx.use(parent)
+    xs = sorted({x for series in points.values() for x in series}, key=_sort_key)
+    modalities = sorted({m for m, _ in points})
+    families = [f for f in sweep.metrics if any((m, f) in points for m in modalities)]
+    header = [sweep.x_label] + [f"{f} {m}" for m in modalities for f in families]
+    rows = [[x] + [pct(points.get((m, f), {}).get(x)) for m in modalities for f in families] for x in xs]
+    lines += markdown_table(header, rows) + [""]
+    panels = {m: {f: _xy(points[(m, f)], xs) for f in families if (m, f) in points} for m in modalities}
+    categorical = not all(isinstance(x, (int, float)) for x in xs)
+    path, link = ctx.figure(f"{sweep.experiment}.png")
+    reference = (100 * MULTIMODAL_REFERENCE["snn"], "reference multimodal SNN") if sweep.reference else None
+    plots.line_panels(panels, path, xlabel=sweep.x_label, ylabel="test accuracy (%)", title=sweep.title,
+                      categorical=categorical, reference=reference)
+    lines += [f"![{sweep.title}]({link})", ""]
+    return lines + [scale_line([parent]), ""]
+
+
+def _sort_key(x):
+    return (0, x, "") if isinstance(x, (int, float)) else (1, 0, str(x))
+
+
+def _xy(series: dict, xs: list) -> tuple:
+    kept = [x for x in xs if x in series]
+    return kept, [100 * series[x] for x in kept]
+
+
+def multimodal_section(ctx: Context) -> list:
+    lines = ["## Multimodal study: snntorch SNN vs DNN on image, audio and image+audio", "",
+             MULTIMODAL_REFERENCE["text"], ""]
+    for sweep in SWEEPS:
+        lines += sweep_section(ctx, sweep)
+    return lines
+
+
+def table_section(ctx: Context, spec: TableSection, title: str, note: str = "") -> list:
+    lines = [f"## {title}", ""] + ([note, ""] if note else [])
+    run = ctx.store.latest(spec.experiment)
+    table = run.table(spec.artifact) if run else None
+    if table is None or table.empty:
+        return lines + missing(spec.experiment)
+    ctx.use(run)
+    shown = [c for c in spec.show if c in table.columns]
+    rows = [[_cell(c, v) for c, v in zip(shown, record)] for record in table[shown].itertuples(index=False)]
+    lines += markdown_table(shown, rows) + [""]
+    if spec.value in table.columns and spec.x in table.columns:
+        path, link = ctx.figure(f"{spec.experiment}.png")
+        plots.line_panels(_panels(table, spec), path, xlabel=spec.x, ylabel=spec.value, title=title, logx=spec.logx)
+        lines += [f"![{title}]({link})", ""]
+    return lines + [scale_line([run]), ""]
+
+
+def _cell(column: str, value) -> str:
+    if "accuracy" in column and isinstance(value, float):
+        return pct(value)
+    return number(value)
+
+
+def _panels(table: pd.DataFrame, spec: TableSection) -> dict:
+    panels = {}
+    panel_cols = [c for c in spec.panels if c in table.columns]
+    series_cols = [c for c in spec.series if c in table.columns]
+    for keys, rows in table.groupby(panel_cols or (lambda _: "all"), sort=True):
+        panel = " / ".join(map(str, keys if isinstance(keys, tuple) else (keys,)))
+        for skeys, srows in rows.groupby(series_cols or (lambda _: spec.value), sort=True):
+            label = " ".join(f"{c}={k}" for c, k in zip(series_cols, skeys if isinstance(skeys, tuple) else (skeys,)))
+            srows = srows.sort_values(spec.x)
+            scale = 100 if "accuracy" in spec.value else 1
+            panels.setdefault(panel, {})[label or spec.value] = (list(srows[spec.x]), list(scale * srows[spec.value]))
+    return panels
+
+
+def noise_section(ctx: Context) -> list:
+    return table_section(ctx, NOISE_SWEEP, "Noise sweep: DNN (ONNX Runtime) vs Nengo SNN vs snntorch SNN")
+
+
+def throughput_section(ctx: Context) -> list:
+    return table_section(ctx, THROUGHPUT, "Inference throughput",
+                         note="Samples per second and latency per batch (median over repeats, quartiles and "
+                              "min/max as spread). Steps = SNN simulation time steps (the DNN has none).")
+
+
+SECTIONS = (conversion_section, multimodal_section, noise_section, throughput_section)
+
+
+# --- the report --------------------------------------------------------------------------------
+
+def header(name: str, uris: list, ctx: Context) -> list:
+    lines = [f"# snnbench report: {name}", "",
+             f"Generated {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC} from "
+             + ", ".join(f"`{u}`" for u in uris) + ".", "", "Commands that produced it:", "", "```sh"]
+    several = len(uris) > 1
+    for run in ctx.used:
+        command = command_line(run.tags.get("snnbench.benchmark") or run.run.info.run_name, run.params)
+        lines.append(f"MLFLOW_TRACKING_URI={run.uri} {command}" if several else command)
+    report = ["snnbench", "report", "--name", name] + [w for u in uris for w in ("--tracking-uri", u)]
+    lines += [" ".join(report), "```", ""]
+    return lines
+
+
+def build_report(uris: list, name: str, out_dir: Path) -> Path:
+    """Write ``out_dir/name.md`` and ``out_dir/name/*.png``; returns the markdown's path."""
+    store = RunStore(uris)
+    out_dir = Path(out_dir)
+    with tempfile.TemporaryDirectory() as tmp:
+        ctx = Context(store, Path(tmp) / name, name)
+        body = [line for section in SECTIONS for line in section(ctx)]
+        if not ctx.used:
+            raise SnnbenchError(f"no finished snnbench runs in {', '.join(uris)}; run a benchmark first "
+                                "(e.g. `snnbench reproduce --profile quick`) or pass the right --tracking-uri")
+        out_dir.mkdir(parents=True, exist_ok=True)
+        figures = out_dir / name
+        shutil.rmtree(figures, ignore_errors=True)
+        if ctx.figures.exists():
+            shutil.copytree(ctx.figures, figures)
+        markdown = out_dir / f"{name}.md"
+        markdown.write_text("\n".join(header(name, store.uris, ctx) + body))
+    return markdown

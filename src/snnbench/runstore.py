@@ -1,0 +1,127 @@
+"""Finished runs read back from one or more MLflow tracking stores (for the report).
+
+A :class:`RunStore` looks across several stores (e.g. the CPU store and a GPU store) and returns
+:class:`FoundRun` objects that remember which store they came from, so their artifacts can be read.
+"""
+
+import json
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from snnbench.errors import SnnbenchError
+
+PARENT_TAG = "mlflow.parentRunId"
+
+
+@dataclass
+class FoundRun:
+    run: object  # mlflow.entities.Run
+    client: MlflowClient
+    uri: str
+
+    @property
+    def id(self) -> str:
+        return self.run.info.run_id
+
+    @property
+    def params(self) -> dict:
+        return self.run.data.params
+
+    @property
+    def metrics(self) -> dict:
+        return self.run.data.metrics
+
+    @property
+    def tags(self) -> dict:
+        return self.run.data.tags
+
+    @property
+    def name(self) -> str:
+        return self.run.info.run_name or self.id
+
+    def param(self, name: str, default=None):
+        """A param decoded from its logged text (JSON where it parses, else the text)."""
+        text = self.params.get(name)
+        if text is None:
+            return default
+        try:
+            return json.loads(text)
+        except ValueError:
+            return text
+
+    def table(self, artifact: str) -> pd.DataFrame | None:
+        """A table logged with ``mlflow.log_table`` (JSON) or as CSV, or None if absent."""
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                path = Path(self.client.download_artifacts(self.id, artifact, tmp))
+            except (MlflowException, OSError):
+                return None
+            if path.suffix == ".csv":
+                return pd.read_csv(path)
+            data = json.loads(path.read_text())
+            return pd.DataFrame(data["data"], columns=data["columns"])
+
+    def history(self, metric: str) -> list:
+        """(step, value) pairs of a metric logged at several steps."""
+        return sorted((m.step, m.value) for m in self.client.get_metric_history(self.id, metric))
+
+
+def _check_exists(uri: str):
+    """Refuse a sqlite or file store that does not exist (MLflow would create an empty one)."""
+    if uri.startswith("sqlite:///"):
+        path = Path(uri[len("sqlite:///"):])
+    elif uri.startswith("file://"):
+        path = Path(uri[len("file://"):])
+    elif "://" not in uri:
+        path = Path(uri)
+    else:
+        return
+    if not path.exists():
+        raise SnnbenchError(f"no tracking store at {uri} ({path} does not exist); run a benchmark first "
+                            "or pass the store with --tracking-uri")
+
+
+class RunStore:
+    def __init__(self, uris: list[str]):
+        if not uris:
+            raise SnnbenchError("no tracking store given; pass --tracking-uri URI (e.g. sqlite:///mlflow.db)")
+        self.uris = list(dict.fromkeys(uris))
+        for uri in self.uris:
+            _check_exists(uri)
+        self.clients = {uri: MlflowClient(tracking_uri=uri) for uri in self.uris}
+
+    def _search(self, experiment: str, filter_string: str) -> list[FoundRun]:
+        found = []
+        for uri, client in self.clients.items():
+            try:
+                exp = client.get_experiment_by_name(experiment)
+            except MlflowException as exc:
+                raise SnnbenchError(f"cannot read tracking store {uri}: {exc}; check --tracking-uri") from None
+            if exp is None:
+                continue
+            runs = client.search_runs([exp.experiment_id], filter_string=filter_string, max_results=50000,
+                                      order_by=["attributes.start_time DESC"])
+            found += [FoundRun(r, client, uri) for r in runs]
+        return sorted(found, key=lambda f: f.run.info.start_time or 0, reverse=True)
+
+    def finished(self, experiment: str) -> list[FoundRun]:
+        """Finished top-level runs of an experiment, newest first, across all stores."""
+        runs = self._search(experiment, "attributes.status = 'FINISHED'")
+        return [r for r in runs if PARENT_TAG not in r.tags]
+
+    def latest(self, experiment: str, where=None) -> FoundRun | None:
+        """The newest finished top-level run (optionally one for which ``where(run)`` holds)."""
+        return next((r for r in self.finished(experiment) if where is None or where(r)), None)
+
+    def children(self, parent: FoundRun) -> list[FoundRun]:
+        """Finished child runs of a parent, oldest first."""
+        runs = parent.client.search_runs(
+            [parent.run.info.experiment_id],
+            filter_string=f"tags.`{PARENT_TAG}` = '{parent.id}' and attributes.status = 'FINISHED'",
+            max_results=50000, order_by=["attributes.start_time ASC"])
+        return [FoundRun(r, parent.client, parent.uri) for r in runs]
