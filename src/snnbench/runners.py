@@ -1,0 +1,206 @@
+"""DNN (ONNX Runtime) and converted SNN (Nengo) inference behind one interface.
+
+Both runners have ``predict(x, start=0) -> logits`` for flat float32 inputs ``(n, features)``;
+``start`` is the global index of ``x[0]`` in the evaluation set, which keys the noise draws
+(:class:`snnbench.noise.NoiseSpec`), so a sample gets the same noise in every batch layout.
+"""
+
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import onnxruntime as ort
+
+from snnbench.errors import SnnbenchError
+from snnbench.nengo_net import LayerParams, SimConfig, build_network, layer_list, readout
+from snnbench.noise import NoiseSpec
+from snnbench.onnx_io import ConvertedModel, load_any
+
+__all__ = ["LayerParams", "NengoRunner", "OrtRunner", "SimConfig"]
+
+
+class OrtRunner:
+    """ONNX Runtime inference in batches; ``feeds(start, n)`` adds extra inputs (e.g. noise)."""
+
+    def __init__(self, model: str | Path | bytes, batch_size: int = 1000, intra_op_threads: int | None = None,
+                 feeds: Callable[[int, int], dict] | None = None):
+        options = ort.SessionOptions()
+        if intra_op_threads:
+            options.intra_op_num_threads = intra_op_threads
+        source = model if isinstance(model, bytes) else str(model)
+        try:
+            self.session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # ORT raises its own exception types for unreadable models
+            raise SnnbenchError(f"ONNX Runtime cannot load the model ({str(exc).splitlines()[0][:200]}); "
+                                "check the .onnx file") from None
+        self.input_name = self.session.get_inputs()[0].name
+        self.batch_size = batch_size
+        self.feeds = feeds
+
+    def predict(self, x: np.ndarray, start: int = 0) -> np.ndarray:
+        outputs = []
+        for a in range(0, len(x), self.batch_size):
+            xb = np.ascontiguousarray(x[a: a + self.batch_size], dtype=np.float32)
+            extra = self.feeds(start + a, len(xb)) if self.feeds else {}
+            outputs.append(self.session.run(None, {self.input_name: xb, **extra})[0])
+        return np.concatenate(outputs) if outputs else np.zeros((0, 0), np.float32)
+
+
+class NengoRunner:
+    """The converted network run with nengo_dl (batched) or the reference nengo simulator.
+
+    The simulator is built on the first prediction and kept until :meth:`close` (or ``with``).
+    After each prediction ``last_stats`` holds the activity over ``sim.steps`` steps: mean firing
+    rate, spikes per neuron per step, and synaptic operations per sample (accumulates =
+    spikes x fan-out of the hidden layers; the non-spiking input layer's MACs = nonzero pixels x
+    fan-out at every step).
+    """
+
+    def __init__(self, model_dir_or_converted, layers: LayerParams | list = LayerParams(),
+                 sim: SimConfig = SimConfig(), noise: NoiseSpec | None = None, counters: bool = True):
+        self.model: ConvertedModel = load_any(model_dir_or_converted)
+        self.layers = layer_list(layers, len(self.model.hidden))
+        self.sim = sim
+        self.noise = noise or NoiseSpec()
+        self.counters = counters
+        self.last_stats: dict = {}
+        self.last_seconds = 0.0
+        self._simulator = None
+        self._net = None
+        self._feed = {}
+
+    # ---------------------------------------------------------------- public
+    def predict(self, x: np.ndarray, start: int = 0) -> np.ndarray:
+        return self.predict_curve(x, [self.sim.steps], start)[self.sim.steps]
+
+    def predict_curve(self, x: np.ndarray, steps_list, start: int = 0) -> dict:
+        """Logits for several step counts from one simulation of ``max(steps_list)`` steps."""
+        steps_list = sorted({int(s) for s in steps_list})
+        if not steps_list or steps_list[0] < 1:
+            raise SnnbenchError(f"step counts must be >= 1, got {steps_list}")
+        started = time.perf_counter()
+        outputs, counts = self._simulate(np.asarray(x, np.float32), max(steps_list + [self.sim.steps]), start)
+        self.last_seconds = time.perf_counter() - started
+        self.last_stats = self._stats(x, counts)
+        return {s: readout(outputs, s, self.sim.readout) for s in steps_list}
+
+    def close(self):
+        if self._simulator is not None and hasattr(self._simulator, "close"):
+            self._simulator.close()
+        self._simulator = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    # ---------------------------------------------------------------- building
+    def _noise_positions(self) -> tuple:
+        return (self.noise.position,) if self.noise.active and self.noise.position in ("pre", "post") else ()
+
+    def _build(self):
+        if self._simulator is not None:
+            return
+        if self.sim.simulator == "nengo_dl":
+            from snnbench.nengo_compat import import_nengo_dl
+            nengo_dl = import_nengo_dl()
+            self._net = build_network(self.model, self.layers, self.sim, self._noise_positions(),
+                                      counters=self.counters)
+            self._simulator = nengo_dl.Simulator(self._net.network, dt=self.sim.dt, minibatch_size=self.sim.minibatch,
+                                                 progress_bar=False, seed=self.sim.seed)
+        else:
+            import nengo
+            self._net = build_network(self.model, self.layers, self.sim, self._noise_positions(),
+                                      node_output=self._node_reader, counters=self.counters)
+            self._simulator = nengo.Simulator(self._net.network, dt=self.sim.dt, progress_bar=False,
+                                              seed=self.sim.seed)
+
+    def _node_reader(self, key: str, size: int):
+        dt = self.sim.dt
+
+        def output(t):
+            values = self._feed[key]
+            return values[min(max(int(round(t / dt)) - 1, 0), len(values) - 1)]
+        return output
+
+    # ---------------------------------------------------------------- running
+    def _feeds(self, x: np.ndarray, start: int, n_steps: int) -> dict:
+        """Per-step input arrays ``(n, n_steps, size)`` by feed key, noise included."""
+        n = len(x)
+        feeds = {"input": np.repeat(x[:, None, :], n_steps, axis=1)}
+        if self.noise.applies_to("input"):
+            feeds["input"] += self._noise("input", start, n, x.shape[1], n_steps)
+        for key in self._net.inputs:
+            if ":" in key:
+                size = self._net.inputs[key].size_out
+                feeds[key] = self._noise(key.split(":")[1], start, n, size, n_steps)
+        return feeds
+
+    def _noise(self, layer: str, start: int, n: int, size: int, n_steps: int) -> np.ndarray:
+        if self.noise.mode == "frozen":
+            draw = self.noise.draw(layer, start, n, size, step=0)
+            return np.repeat(draw[:, None, :], n_steps, axis=1)
+        return np.stack([self.noise.draw(layer, start, n, size, step=t) for t in range(n_steps)], axis=1)
+
+    def _simulate(self, x: np.ndarray, n_steps: int, start: int):
+        if x.ndim != 2 or x.shape[1] != self.model.n_inputs:
+            raise SnnbenchError(f"inputs must have shape (n, {self.model.n_inputs}), got {x.shape}")
+        self._build()
+        run = self._run_batch_dl if self.sim.simulator == "nengo_dl" else self._run_batch_reference
+        batch = self.sim.minibatch
+        outputs, counts = [], []
+        for a in range(0, len(x), batch):
+            out, count = run(x[a: a + batch], start + a, n_steps)
+            outputs.append(out)
+            counts.append(count)
+        n_out = self.model.n_outputs
+        if not outputs:
+            return np.zeros((0, n_steps, n_out), np.float32), []
+        return np.concatenate(outputs), [np.concatenate(c) for c in zip(*counts)]
+
+    def _run_batch_dl(self, x: np.ndarray, start: int, n_steps: int):
+        n, pad = len(x), self.sim.minibatch - len(x)
+        feeds = self._feeds(x, start, n_steps)
+        data = {self._net.inputs[k]: np.pad(v, ((0, pad), (0, 0), (0, 0))) for k, v in feeds.items()}
+        result = self._simulator.predict_on_batch(data, n_steps=n_steps)
+        counts = [result[p][:n] for p in self._net.counters]
+        return result[self._net.output][:n], counts
+
+    def _run_batch_reference(self, x: np.ndarray, start: int, n_steps: int):
+        feeds = self._feeds(x, start, n_steps)
+        outputs, counts = [], []
+        for i in range(len(x)):
+            self._feed = {k: v[i] for k, v in feeds.items()}
+            self._simulator.reset(seed=self.sim.seed)
+            self._simulator.run_steps(n_steps)
+            outputs.append(self._simulator.data[self._net.output])
+            counts.append([self._simulator.data[p] for p in self._net.counters])
+        return np.stack(outputs), [np.stack(c) for c in zip(*counts)] if counts else []
+
+    # ---------------------------------------------------------------- activity
+    def _stats(self, x: np.ndarray, counts: list) -> dict:
+        if not self.counters or not counts or len(x) == 0:
+            return {}
+        steps, n = self.sim.steps, len(x)
+        sizes = [stage.size_out for stage in self.model.hidden]
+        spikes = [float(c[:, :steps, 0].sum()) for c in counts]
+        acs = sum(float(c[:, :steps, 1].sum()) for c in counts)
+        input_macs = steps * float(((np.asarray(x) != 0) @ self._net.input_fan_out).mean())
+        per_neuron_step = sum(spikes) / (n * steps * sum(sizes))
+        stats = {"spikes_per_neuron_per_step": per_neuron_step,
+                 "mean_firing_rate_hz": per_neuron_step / self.sim.dt,
+                 "spikes_per_sample": sum(spikes) / n,
+                 "synaptic_acs_per_sample": acs / n,
+                 "input_macs_per_sample": input_macs,
+                 "synaptic_ops_per_sample": acs / n + input_macs}
+        for i, (s, size) in enumerate(zip(spikes, sizes)):
+            stats[f"layer{i}_firing_rate_hz"] = s / (n * steps * size) / self.sim.dt
+        return stats
