@@ -1,0 +1,117 @@
+"""``snnbench tune``: an Optuna study of the converted SNN's neuron parameters (see snnbench.tuning).
+
+The study is one parent MLflow run; each trial is a nested run. After the trials, the parent logs
+the best setting (``best_params.json``, the format ``snnbench convert --params-json`` reads), plots,
+and, on the MNIST test set (used only here, after the study), the DNN's accuracy and the SNN's
+with the untuned and the tuned setting.
+"""
+
+import argparse
+from pathlib import Path
+
+from snnbench.bench.common import add_common, positive, require
+from snnbench.tuning import (NEURONS, PRUNERS, SAMPLERS, SECOND_OBJECTIVES, ConversionTask, SearchSpace,
+                             StudyOptions, storage_label)
+
+PROFILE_DEFAULTS = {"quick": {"n_trials": 20, "val_samples": 1000}, "full": {"n_trials": 60, "val_samples": 4000}}
+
+
+def bounds(text: str):
+    """'LOW,HIGH' -> (low, high); 'off' -> None (parameter not tuned)."""
+    if text.strip().lower() == "off":
+        return None
+    try:
+        low, high = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LOW,HIGH or off, got {text!r}") from None
+    return (low, high)
+
+
+def add_arguments(parser: argparse.ArgumentParser, command: str):
+    add_common(parser)
+    study = parser.add_argument_group("study")
+    study.add_argument("--study-name", default="tune-conversion", help="Optuna study name (same name + storage resumes it)")
+    study.add_argument("--storage", default="sqlite:///optuna.db",
+                       help="SQLAlchemy URL (sqlite:///optuna.db, postgresql+psycopg2://USER:PASS@HOST/DB) "
+                            "or journal file (journal:PATH or PATH.journal)")
+    study.add_argument("--n-trials", type=int, default=None,
+                       help="TOTAL finished (complete + pruned) trials the study should hold; a rerun finishes "
+                            "the missing ones (default: 20 quick, 60 full)")
+    study.add_argument("--timeout", type=positive(float), default=None, help="stop starting trials after this many seconds")
+    study.add_argument("--sampler", choices=SAMPLERS, default="tpe", help="TPE (seeded with --seed) or random")
+    study.add_argument("--pruner", choices=PRUNERS, default="median", help="median pruner on growing validation subsets, or none")
+    study.add_argument("--workers", type=positive(int), default=1, help="local worker processes sharing the storage")
+    study.add_argument("--second-objective", choices=SECOND_OBJECTIVES, default="none",
+                       help="spikes: also minimise mean spikes per image (multi-objective study, no pruning)")
+    study.add_argument("--best-params-out", type=Path, default=None,
+                       help="also write the best setting (convert --params-json format) to this file")
+    study.add_argument("--skip-test", action="store_true",
+                       help="do not score the untuned and best settings on the MNIST test set after the study")
+
+    task = parser.add_argument_group("fixed for the study")
+    task.add_argument("--arch", choices=("mlp", "cnn"), default="mlp", help="conversion DNN (snnbench convert's)")
+    task.add_argument("--epochs", type=positive(int), default=3)
+    task.add_argument("--lr", type=positive(float), default=2e-4)
+    task.add_argument("--batch-size", type=positive(int), default=100)
+    task.add_argument("--train-limit", type=positive(int), default=None,
+                      help="train the DNN on the first N MNIST training images only (default: all 60,000)")
+    task.add_argument("--neuron", choices=NEURONS, default="lif")
+    task.add_argument("--steps", type=positive(int), default=8, help="simulation time steps per image")
+    task.add_argument("--dt", type=positive(float), default=0.001)
+    task.add_argument("--minibatch", type=positive(int), default=100, help="nengo-dl minibatch size")
+    task.add_argument("--base-rate-scale", type=positive(float), default=ConversionTask.base_rate_scale,
+                      help="firing-rate scale of the untuned conversion (the first trial of a new study)")
+    task.add_argument("--val-samples", type=positive(int), default=None,
+                      help="validation images per trial (MNIST train, held-out 20%% split; default 1000 quick, 4000 full)")
+    task.add_argument("--val-steps", type=positive(int), default=4, help="growing validation subsets reported to the pruner")
+
+    space = parser.add_argument_group("search bounds per hidden layer (LOW,HIGH, or off to keep the untuned value)")
+    default = SearchSpace()
+    for name in ("gain", "bias_scale", "bias_offset", "rate_scale", "synapse", "tau_rc", "tau_ref"):
+        value = getattr(default, name)
+        log = " (log scale)" if name in SearchSpace.LOG else ""
+        parser_default = ",".join(str(v) for v in value) if value else "off"
+        space.add_argument(f"--{name.replace('_', '-')}", type=bounds, default=value,
+                           help=f"{name}{log}; default {parser_default}")
+
+
+def task_from_args(args) -> ConversionTask:
+    space = SearchSpace(**{n: getattr(args, n) for n in ("gain", "bias_scale", "bias_offset", "rate_scale",
+                                                         "synapse", "tau_rc", "tau_ref")})
+    return ConversionTask(arch=args.arch, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
+                          seed=args.seed, train_limit=args.train_limit, neuron=args.neuron, steps=args.steps, dt=args.dt,
+                          minibatch=args.minibatch, base_rate_scale=args.base_rate_scale,
+                          val_samples=args.val_samples, val_steps=args.val_steps,
+                          second_objective=args.second_objective, space=space)
+
+
+def options_from_args(args) -> StudyOptions:
+    return StudyOptions(study_name=args.study_name, storage=args.storage, n_trials=args.n_trials,
+                        timeout=args.timeout, sampler=args.sampler, pruner=args.pruner, seed=args.seed,
+                        workers=args.workers)
+
+
+def resolve_profile(args):
+    for key, value in PROFILE_DEFAULTS[args.profile].items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+
+
+def run(args):
+    from snnbench import tuning
+    resolve_profile(args)
+    task, options = task_from_args(args), options_from_args(args)
+    task.check()
+    options.check()
+    if args.best_params_out is not None:
+        require(args.best_params_out.parent.is_dir(),
+                f"--best-params-out {args.best_params_out}: folder {args.best_params_out.parent} does not exist")
+    tuning.run_benchmark(task, options, best_params_out=args.best_params_out, score_test=not args.skip_test,
+                         params=logged_params(args))
+
+
+def logged_params(args) -> dict:
+    params = {k: v for k, v in vars(args).items() if not k.startswith("_") and k != "command"}
+    params["storage"] = storage_label(args.storage)
+    params["best_params_out"] = str(args.best_params_out) if args.best_params_out else None
+    return params

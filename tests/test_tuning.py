@@ -1,0 +1,156 @@
+"""snnbench.tuning: storages, search space, resuming, exact totals with several workers (SQLite,
+journal, PostgreSQL), MLflow nesting, and the real conversion objective (validation split only)."""
+
+import json
+import math
+import time
+
+import numpy as np
+import optuna
+import pytest
+from mlflow.tracking import MlflowClient
+
+from postgres import postgres_url  # noqa: F401  (module-scoped fixture)
+from snnbench import tuning
+from snnbench.errors import SnnbenchError
+
+BASE = [{"neuron": "lif", "gain": 1.0, "bias_scale": 1.0, "bias_offset": 0.0, "rate_scale": 100.0,
+         "synapse": None, "tau_rc": 0.02, "tau_ref": 0.002}]
+
+
+class Bowl:
+    """A cheap stand-in objective over the real search space: best at gain 2, offset 0.3."""
+
+    def __init__(self, task, pause: float = 0.0):
+        self.task, self.pause = task, pause
+        self.base = [dict(layer) for layer in BASE]
+
+    def __call__(self, trial):
+        params = self.task.space.suggest(trial, len(self.base), self.task.neuron)
+        time.sleep(self.pause)  # lets concurrent workers overlap
+        score = 1.0 - math.log(params["layer0.gain"] / 2.0) ** 2 - (params["layer0.bias_offset"] - 0.3) ** 2
+        trial.report(score, 1)
+        return score
+
+
+def bowl(task):
+    return Bowl(task)
+
+
+def slow_bowl(task):
+    return Bowl(task, pause=0.05)
+
+
+def small_task(**kw):
+    return tuning.ConversionTask(val_samples=8, val_steps=2, **kw)
+
+
+def finished(study):
+    return study.get_trials(deepcopy=False, states=tuning.FINISHED)
+
+
+# ----------------------------------------------------------------------------- pure pieces
+def test_storage_specs(tmp_path):
+    assert isinstance(tuning.open_storage(f"sqlite:///{tmp_path / 'a.db'}"), optuna.storages.RDBStorage)
+    for spec in (f"journal:{tmp_path / 'b.log'}", str(tmp_path / "c.journal")):
+        assert isinstance(tuning.open_storage(spec), optuna.storages.JournalStorage)
+    with pytest.raises(SnnbenchError, match="neither a database URL"):
+        tuning.open_storage("optuna.db")
+    with pytest.raises(SnnbenchError, match="cannot open Optuna storage"):
+        tuning.open_storage("nosuchdialect://x/y")
+    label = tuning.storage_label("postgresql+psycopg2://me:secret@db.example/optuna")
+    assert "secret" not in label and "db.example/optuna" in label
+
+
+def test_untuned_params_reproduce_the_base_layers():
+    space = tuning.SearchSpace(tau_rc=(0.005, 0.05), tau_ref=(0.0005, 0.005))
+    params = space.untuned_params(BASE, "lif")
+    assert params["layer0.filtered"] is False and "layer0.synapse" not in params
+    assert tuning.layers_from_params(params, BASE) == BASE
+    tuned = tuning.layers_from_params({**params, "layer0.filtered": True, "layer0.synapse": 0.003,
+                                       "layer0.gain": 2.5}, BASE)
+    assert tuned[0]["synapse"] == 0.003 and tuned[0]["gain"] == 2.5 and BASE[0]["gain"] == 1.0
+    assert "tau_rc" not in tuning.SearchSpace(tau_rc=(0.005, 0.05)).tuned("if")
+
+
+@pytest.mark.parametrize("space, message", [(tuning.SearchSpace(gain=(0.0, 2.0)), "log-scale"),
+                                             (tuning.SearchSpace(bias_offset=(1.0, -1.0)), "LOW < HIGH")])
+def test_bad_bounds_are_one_line_errors(space, message):
+    with pytest.raises(SnnbenchError, match=message):
+        space.check()
+
+
+# ----------------------------------------------------------------------------- studies
+def test_resumed_study_keeps_its_trials(tmp_path, tracking_store):
+    task = small_task()
+    options = tuning.StudyOptions("resume", storage=f"sqlite:///{tmp_path / 'optuna.db'}", n_trials=4)
+    first = tuning.run_benchmark(task, options, score_test=False, objective_factory=bowl)
+    study = tuning.load_study(options, task)
+    before = [(t.number, t.params) for t in finished(study)]
+    assert len(before) == 4 and study.trials[0].user_attrs == {"untuned": True}
+    assert study.trials[0].params == tuning.SearchSpace().untuned_params(BASE, "lif")
+
+    options = tuning.StudyOptions("resume", storage=options.storage, n_trials=9)
+    second = tuning.run_benchmark(task, options, score_test=False, objective_factory=bowl)
+    study = tuning.load_study(options, task)
+    after = [(t.number, t.params) for t in finished(study)]
+    assert len(after) == 9 and after[:4] == before
+    assert second["source"]["validation_accuracy"] >= first["source"]["validation_accuracy"]
+    # The same total again runs nothing more; other fixed settings are refused.
+    tuning.run_benchmark(task, options, score_test=False, objective_factory=bowl)
+    assert len(tuning.load_study(options, task).trials) == 9
+    with pytest.raises(SnnbenchError, match="steps"):
+        tuning.run_benchmark(small_task(steps=16), options, score_test=False, objective_factory=bowl)
+
+
+def test_best_params_document_and_mlflow_nesting(tmp_path, tracking_store):
+    task = small_task()
+    storage = f"journal:{tmp_path / 'study.journal'}"
+    options = tuning.StudyOptions("doc", storage=storage, n_trials=6)
+    out = tmp_path / "best.json"
+    document = tuning.run_benchmark(task, options, score_test=False, objective_factory=bowl, best_params_out=out)
+    assert json.loads(out.read_text()) == document == tuning.best_params_from_study("doc", storage)
+    assert set(document) == {"layers", "sim", "source"} and document["sim"]["steps"] == 8
+    assert set(document["layers"][0]) == set(BASE[0])
+    with pytest.raises(SnnbenchError, match="no study"):
+        tuning.best_params_from_study("missing", storage)
+
+    client = MlflowClient(tracking_store)
+    parent = client.search_runs([client.get_experiment_by_name("tune_conversion").experiment_id],
+                                "tags.`optuna.study` = 'doc' and tags.`mlflow.parentRunId` IS NULL")[0]
+    children = client.search_runs([parent.info.experiment_id], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
+    assert len(children) == 6
+    assert {c.data.tags["optuna.state"] for c in children} <= {"COMPLETE", "PRUNED"}
+    assert all("layer0.gain" in c.data.params for c in children)
+    assert parent.data.metrics["trials_complete"] + parent.data.metrics["trials_pruned"] == 6
+    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    plots = {a.path for a in client.list_artifacts(parent.info.run_id, "plots")}
+    assert "best_params.json" in artifacts and "plots/optimization_history.png" in plots
+    assert "plots/param_importances.png" in plots
+
+
+def run_two_workers(storage: str, name: str, n_trials: int = 12):
+    task = small_task()
+    options = tuning.StudyOptions(name, storage=storage, n_trials=n_trials, workers=2)
+    study = tuning.prepare_study(task, options, BASE)
+    tuning.run_workers(task, options, slow_bowl, parent_run_id=None)
+    study = tuning.load_study(options, task)
+    done = finished(study)
+    numbers = [t.number for t in done]
+    assert len(done) == n_trials and len(set(numbers)) == n_trials
+    assert len({json.dumps(t.params, sort_keys=True) for t in done}) == n_trials  # no trial run twice
+    assert not study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+    unfinished = [t for t in study.trials if t.state not in tuning.FINISHED]
+    assert all(t.user_attrs.get("surplus") for t in unfinished)
+    return study
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "journal"])
+def test_two_workers_finish_exactly_the_requested_trials(tmp_path, kind):
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}" if kind == "sqlite" else f"journal:{tmp_path / 'o.journal'}"
+    run_two_workers(storage, f"workers-{kind}")
+
+
+def test_two_workers_on_postgresql(postgres_url):  # noqa: F811
+    study = run_two_workers(postgres_url, "workers-pg")
+    assert {t.number for t in study.trials} >= set(range(12))
