@@ -1,7 +1,8 @@
 """One trained network, four ways to run it, each as ``predict(images) -> scores`` (for timing).
 
 ``build_backend(name, folder, steps, batch_size, settings)`` builds the backend once (sessions,
-simulators, graphs) and returns a function that runs one batch. ``folder`` holds the conversion
+simulators, graphs; the Nengo simulators by running one batch) and returns a function that runs
+one batch. ``folder`` holds the conversion
 study's cached ``model.onnx``.
 """
 
@@ -34,16 +35,18 @@ def _ort(folder: Path, steps: int, batch_size: int, settings: dict):
     from snnbench.runners import OrtRunner
 
     runner = OrtRunner(folder / "model.onnx", batch_size=batch_size, intra_op_threads=settings["threads"])
-    return runner.predict
+    return lambda images: runner.predict(images.reshape(len(images), -1))
 
 
 def _nengo(simulator: str):
     def build(folder: Path, steps: int, batch_size: int, settings: dict):
-        from snnbench.nengo_net import SimConfig
-        from snnbench.runners import NengoRunner
+        from snnbench.runners import LayerParams, NengoRunner, SimConfig
 
-        config = SimConfig(steps=steps, dt=DT, minibatch=batch_size, simulator=simulator)
-        return NengoRunner(folder, config=config).predict
+        config = SimConfig(steps=steps, dt=DT, minibatch=batch_size, simulator=simulator, seed=settings["seed"])
+        runner = NengoRunner(folder, LayerParams(), config, counters=False)  # untuned LIF neurons, no probes
+        predict = lambda images: runner.predict(images.reshape(len(images), -1))  # noqa: E731
+        predict(np.zeros((batch_size, runner.model.n_inputs), np.float32))  # builds the simulator
+        return predict
     return build
 
 

@@ -19,22 +19,29 @@ def _save(fig, path: Path) -> Path:
 
 
 def line_panels(panels: dict, path: Path, *, xlabel: str, ylabel: str, title: str,
-                logx: bool = False, logy: bool = False, categorical: bool = False, reference: tuple | None = None) -> Path:
+                logx: bool = False, logy: bool = False, categorical: bool = False, reference: tuple | None = None,
+                reference_panels: tuple | None = None) -> Path:
     """One panel per key of ``panels``; each panel maps a series label to (xs, ys).
 
     A series label starting with 'DNN' or 'SNN' gets that family's line style. ``reference`` is
-    (y, label): a horizontal line drawn in every panel (e.g. the reference study's figure).
+    (y, label): a horizontal line (e.g. the reference study's figure) drawn in every panel, or only
+    in ``reference_panels`` when given.
     """
     n = max(len(panels), 1)
-    fig, axes = plt.subplots(1, n, figsize=(4.2 * n, 3.4), squeeze=False, sharey=True)
-    for ax, (panel, series) in zip(axes[0], panels.items()):
+    cols = min(n, 3)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.4 * rows), squeeze=False, sharey=True)
+    flat = list(axes.flat)
+    for ax in flat[len(panels):]:
+        ax.set_visible(False)
+    for ax, (panel, series) in zip(flat, panels.items()):
+        order = list(dict.fromkeys(x for xs, _ in series.values() for x in xs))  # categorical x positions
         for label, (xs, ys) in series.items():
             style = next((s for k, s in STYLES.items() if label.startswith(k)), dict(marker="o"))
-            positions = list(range(len(xs))) if categorical else xs
-            ax.plot(positions, ys, label=label, **style)
-            if categorical:
-                ax.set_xticks(positions, [str(x) for x in xs])
-        if reference is not None:
+            ax.plot([order.index(x) for x in xs] if categorical else xs, ys, label=label, **style)
+        if categorical:
+            ax.set_xticks(range(len(order)), [str(x) for x in order])
+        if reference is not None and (reference_panels is None or panel in reference_panels):
             ax.axhline(reference[0], color="grey", linestyle=":", label=reference[1])
         if logx and not categorical:
             ax.set_xscale("log")
@@ -44,7 +51,8 @@ def line_panels(panels: dict, path: Path, *, xlabel: str, ylabel: str, title: st
         ax.set_xlabel(xlabel)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    axes[0][0].set_ylabel(ylabel)
+    for row in axes:
+        row[0].set_ylabel(ylabel)
     fig.suptitle(title, fontsize=10)
     return _save(fig, path)
 
@@ -56,8 +64,8 @@ def grouped_bars(groups: list, series: dict, path: Path, *, ylabel: str, title: 
     width = 0.8 / max(len(series), 1)
     for i, (label, values) in enumerate(series.items()):
         xs = [g + (i - (len(series) - 1) / 2) * width for g in range(len(groups))]
-        bars = ax.bar([x for x, v in zip(xs, values) if v is not None],
-                      [v for v in values if v is not None], width, label=label)
+        kept = [(x, v) for x, v in zip(xs, values) if v is not None and v == v]  # skip None and NaN
+        bars = ax.bar([x for x, _ in kept], [v for _, v in kept], width, label=label)
         ax.bar_label(bars, fmt="%.2f", fontsize=7)
     ax.set_xticks(range(len(groups)), groups, fontsize=8)
     ax.set_ylabel(ylabel)

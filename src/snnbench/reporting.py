@@ -13,7 +13,6 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pandas as pd
 
 from snnbench import plots
 from snnbench.commands import command_line
@@ -27,9 +26,14 @@ CONVERSION_REFERENCE = dict(dnn=0.9132, snn=0.8767, text=(
 MULTIMODAL_REFERENCE = dict(snn=0.999, text=(
     "Reference study: the multimodal SNN reaches ~99.9% test accuracy at every model size (S, S/2, S/3)."))
 
+# Model settings a multimodal sweep holds fixed (shown beside its table; the swept one is left out).
+MODEL_PARAMS = ("size", "hidden_layers", "neuron", "beta", "reset", "steps", "encoding", "readout", "noise_std",
+                "noise_position", "noise_mode")
+MODALITY_ORDER = ("image", "audio", "multimodal")
+
 # Params shown as each section's scale (those a run logged; others are skipped).
-SCALE_PARAMS = ("profile", "seed", "model", "epochs", "train_samples", "test_samples", "max_train", "max_test",
-                "n_train", "n_test", "steps", "trials", "device")
+SCALE_PARAMS = ("profile", "seed", "arch", "epochs", "train_limit", "test_limit", "steps", "snn_steps", "trials",
+                "threads", "warmup", "repeats", "device")
 
 
 # --- conversion study --------------------------------------------------------------------------
@@ -56,7 +60,7 @@ CONVERSION_CURVE = ("convert", "snn_accuracy_vs_steps")  # metric logged with st
 class Sweep:
     experiment: str      # also its snnbench command
     title: str
-    x_param: str         # child-run param that varies along the x axis
+    x_param: str | None  # child-run param that varies along the x axis (None: one configuration)
     x_label: str
     modality_param: str = "modality"
     metrics: dict = field(default_factory=lambda: {"DNN": "dnn_test_accuracy", "SNN": "snn_test_accuracy"})
@@ -64,6 +68,7 @@ class Sweep:
 
 
 SWEEPS = (
+    Sweep("multimodal", "One configuration", None, "configuration"),
     Sweep("size_sweep", "Accuracy vs model size", "size", "model size", reference=True),
     Sweep("noise_level", "Accuracy vs noise level", "noise_std", "noise std"),
     Sweep("noise_position", "Accuracy vs noise position", "noise_position", "noise position"),
@@ -76,25 +81,33 @@ SWEEPS = (
 # --- noise sweep and throughput (tables logged as artifacts) -----------------------------------
 
 @dataclass(frozen=True)
-class TableSection:
-    experiment: str
-    artifact: str
-    value: str            # column plotted
-    x: str                # column on the x axis
-    series: tuple         # columns that name a line
-    panels: tuple         # columns that name a panel
-    show: tuple           # columns shown in the markdown table
-    logx: bool = False
+class NoiseTable:
+    experiment: str = "noise_sweep"
+    artifact: str = "noise_sweep_table.json"
+    value: str = "accuracy"          # averaged over noise seeds
+    clean: str = "clean_accuracy"
+    x: str = "std"
+    curve: tuple = ("family", "model", "modality", "position")  # one table row / plotted line each
+    panels: tuple = ("modality", "position")
+    clean_position: str = "none"     # rows of the clean (noise-free) evaluation
 
 
-NOISE_SWEEP = TableSection("noise_sweep", "noise_sweep.json", value="accuracy", x="std",
-                           series=("family",), panels=("modality", "position"),
-                           show=("family", "modality", "position", "std", "accuracy"))
-THROUGHPUT = TableSection("throughput", "throughput.json", value="samples_per_s_median", x="batch_size",
-                          series=("backend", "steps"), panels=("backend",),
-                          show=("backend", "steps", "batch_size", "samples_per_s_median", "samples_per_s_q25",
-                                "samples_per_s_q75", "latency_ms_median", "latency_ms_min", "latency_ms_max"),
-                          logx=True)
+NOISE_SWEEP = NoiseTable()
+@dataclass(frozen=True)
+class ThroughputTable:
+    experiment: str = "throughput"
+    artifact: str = "throughput.json"
+    # markdown column -> (table columns, format): one column, or (low, high) shown as a range
+    columns: tuple = (("backend", ("backend",), "text"), ("steps", ("steps",), "steps"),
+                      ("batch", ("batch_size",), "text"),
+                      ("samples/s (median)", ("samples_per_s_median",), "rate"),
+                      ("samples/s (IQR)", ("samples_per_s_q25", "samples_per_s_q75"), "rate"),
+                      ("ms/batch (median)", ("latency_ms_median",), "ms"),
+                      ("ms/batch (min–max)", ("latency_ms_min", "latency_ms_max"), "ms"))
+    machine_tags: tuple = ("machine.cpu_model", "machine.cpu_usable", "machine.load_avg_1min")
+
+
+THROUGHPUT = ThroughputTable()
 
 
 # --- rendering helpers -------------------------------------------------------------------------
@@ -197,7 +210,7 @@ def sweep_section(ctx: Context, sweep: Sweep) -> list:
     children = ctx.store.children(parent) if parent else []
     points = {}  # (modality, family) -> {x: accuracy}
     for child in children:
-        x = child.param(sweep.x_param)
+        x = child.param(sweep.x_param) if sweep.x_param else "default"
         modality = child.param(sweep.modality_param, "all")
         for family, metric in sweep.metrics.items():
             if metric in child.metrics and x is not None:
@@ -206,7 +219,9 @@ def sweep_section(ctx: Context, sweep: Sweep) -> list:
         return lines + missing(sweep.experiment)
     ctx.use(parent)
     xs = sorted({x for series in points.values() for x in series}, key=_sort_key)
-    modalities = sorted({m for m, _ in points})
+    modalities = sorted({m for m, _ in points}, key=lambda m: (MODALITY_ORDER + (m,)).index(m))
+    fixed = ", ".join(f"{k}={parent.params[k]}" for k in MODEL_PARAMS if k in parent.params and k != sweep.x_param)
+    lines += [f"Fixed settings: {fixed}." if fixed else "", ""]
     families = [f for f in sweep.metrics if any((m, f) in points for m in modalities)]
     header = [sweep.x_label] + [f"{f} {m}" for m in modalities for f in families]
     rows = [[x] + [pct(points.get((m, f), {}).get(x)) for m in modalities for f in families] for x in xs]
@@ -215,8 +230,13 @@ def sweep_section(ctx: Context, sweep: Sweep) -> list:
     categorical = not all(isinstance(x, (int, float)) for x in xs)
     path, link = ctx.figure(f"{sweep.experiment}.png")
     reference = (100 * MULTIMODAL_REFERENCE["snn"], "reference multimodal SNN") if sweep.reference else None
-    plots.line_panels(panels, path, xlabel=sweep.x_label, ylabel="test accuracy (%)", title=sweep.title,
-                      categorical=categorical, reference=reference)
+    if len(xs) == 1:
+        plots.grouped_bars(modalities, {f: [100 * points[(m, f)][xs[0]] if (m, f) in points else None
+                                            for m in modalities] for f in families},
+                           path, ylabel="test accuracy (%)", title=sweep.title)
+    else:
+        plots.line_panels(panels, path, xlabel=sweep.x_label, ylabel="test accuracy (%)", title=sweep.title,
+                          categorical=categorical, reference=reference, reference_panels=("multimodal",))
     lines += [f"![{sweep.title}]({link})", ""]
     return lines + [scale_line([parent]), ""]
 
@@ -238,51 +258,76 @@ def multimodal_section(ctx: Context) -> list:
     return lines
 
 
-def table_section(ctx: Context, spec: TableSection, title: str, note: str = "") -> list:
-    lines = [f"## {title}", ""] + ([note, ""] if note else [])
+def noise_section(ctx: Context) -> list:
+    spec = NOISE_SWEEP
+    title = "Noise sweep: DNN (ONNX Runtime) vs Nengo SNN vs snntorch SNN"
+    lines = [f"## {title}", "", "Test accuracy under Gaussian noise (mean over noise seeds); the same draws for "
+             "every family. Position: input, pre (a hidden layer's input current) or post (its output).", ""]
     run = ctx.store.latest(spec.experiment)
     table = run.table(spec.artifact) if run else None
-    if table is None or table.empty:
+    needed = {spec.value, spec.x, *spec.curve}
+    if table is None or table.empty or not needed <= set(table.columns):
         return lines + missing(spec.experiment)
     ctx.use(run)
-    shown = [c for c in spec.show if c in table.columns]
-    rows = [[_cell(c, v) for c, v in zip(shown, record)] for record in table[shown].itertuples(index=False)]
-    lines += markdown_table(shown, rows) + [""]
-    if spec.value in table.columns and spec.x in table.columns:
-        path, link = ctx.figure(f"{spec.experiment}.png")
-        plots.line_panels(_panels(table, spec), path, xlabel=spec.x, ylabel=spec.value, title=title, logx=spec.logx)
-        lines += [f"![{title}]({link})", ""]
+    noisy = table[table["position"] != spec.clean_position]
+    means = noisy.groupby([*spec.curve, spec.x], sort=False)[spec.value].mean().unstack(spec.x)
+    means = means[sorted(means.columns)]
+    clean = noisy.groupby(list(spec.curve), sort=False)[spec.clean].first() if spec.clean in noisy else None
+    header = list(spec.curve) + ["clean"] + [f"std {x:g}" for x in means.columns]
+    rows = [list(key) + [pct(clean[key] if clean is not None else None)] + [pct(v) for v in values]
+            for key, values in zip(means.index, means.values)]
+    lines += markdown_table(header, rows) + [""]
+    panels = {}
+    for key, values in zip(means.index, means.values):
+        fields = dict(zip(spec.curve, key))
+        panel = " / ".join(str(fields[c]) for c in spec.panels)
+        label = " ".join(str(fields[c]) for c in spec.curve if c not in spec.panels)
+        kept = [(x, 100 * v) for x, v in zip(means.columns, values) if v == v]
+        panels.setdefault(panel, {})[label] = ([x for x, _ in kept], [v for _, v in kept])
+    path, link = ctx.figure("noise_sweep.png")
+    plots.line_panels(panels, path, xlabel="noise std", ylabel="test accuracy (%)", title=title, logx=False)
+    lines += [f"![{title}]({link})", ""]
     return lines + [scale_line([run]), ""]
 
 
-def _cell(column: str, value) -> str:
-    if "accuracy" in column and isinstance(value, float):
-        return pct(value)
-    return number(value)
-
-
-def _panels(table: pd.DataFrame, spec: TableSection) -> dict:
-    panels = {}
-    panel_cols = [c for c in spec.panels if c in table.columns]
-    series_cols = [c for c in spec.series if c in table.columns]
-    for keys, rows in table.groupby(panel_cols or (lambda _: "all"), sort=True):
-        panel = " / ".join(map(str, keys if isinstance(keys, tuple) else (keys,)))
-        for skeys, srows in rows.groupby(series_cols or (lambda _: spec.value), sort=True):
-            label = " ".join(f"{c}={k}" for c, k in zip(series_cols, skeys if isinstance(skeys, tuple) else (skeys,)))
-            srows = srows.sort_values(spec.x)
-            scale = 100 if "accuracy" in spec.value else 1
-            panels.setdefault(panel, {})[label or spec.value] = (list(srows[spec.x]), list(scale * srows[spec.value]))
-    return panels
-
-
-def noise_section(ctx: Context) -> list:
-    return table_section(ctx, NOISE_SWEEP, "Noise sweep: DNN (ONNX Runtime) vs Nengo SNN vs snntorch SNN")
+def _format(value, kind: str) -> str:
+    if kind == "steps":
+        return "–" if value == 0 else str(value)
+    if kind == "rate":
+        return f"{value:,.0f}" if value >= 100 else f"{value:.3g}"
+    if kind == "ms":
+        return f"{value:.3g}" if value < 100 else f"{value:,.0f}"
+    return str(value)
 
 
 def throughput_section(ctx: Context) -> list:
-    return table_section(ctx, THROUGHPUT, "Inference throughput",
-                         note="Samples per second and latency per batch (median over repeats, quartiles and "
-                              "min/max as spread). Steps = SNN simulation time steps (the DNN has none).")
+    spec = THROUGHPUT
+    title = "Inference throughput: ORT DNN vs converted SNN (nengo-dl, nengo) vs snntorch"
+    lines = [f"## {title}", "", "The conversion study's MLP on every backend; samples per second and latency per "
+             "batch over timed repeats after warm-up (median, interquartile range, min–max). Steps = SNN "
+             "time steps (the DNN has none). The nengo reference simulator runs one sample at a time and "
+             "is timed on a smaller grid.", ""]
+    run = ctx.store.latest(spec.experiment)
+    table = run.table(spec.artifact) if run else None
+    needed = {c for _, cols, _ in spec.columns for c in cols}
+    if table is None or table.empty or not needed <= set(table.columns):
+        return lines + missing(spec.experiment)
+    ctx.use(run)
+    host = ", ".join(f"{t.split('.', 1)[1]}={run.tags[t]}" for t in spec.machine_tags if t in run.tags)
+    lines += [f"Machine: {host}." if host else "", ""]
+    rows = []
+    for record in table.to_dict("records"):
+        rows.append([" – ".join(_format(record[c], kind) for c in cols) for _, cols, kind in spec.columns])
+    lines += markdown_table([label for label, _, _ in spec.columns], rows) + [""]
+    from snnbench.bench.throughput import plot
+
+    path, link = ctx.figure("throughput.png")
+    plot(table.to_dict("records"), path)
+    lines += [f"![{title}]({link})", ""]
+    failed = run.tags.get("failed_backends")
+    if failed:
+        lines += [f"Backends that failed in this run: {failed}.", ""]
+    return lines + [scale_line([run]), ""]
 
 
 SECTIONS = (conversion_section, multimodal_section, noise_section, throughput_section)

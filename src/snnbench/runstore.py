@@ -5,6 +5,7 @@ A :class:`RunStore` looks across several stores (e.g. the CPU store and a GPU st
 """
 
 import json
+import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,7 @@ from mlflow.tracking import MlflowClient
 from snnbench.errors import SnnbenchError
 
 PARENT_TAG = "mlflow.parentRunId"
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
 @dataclass

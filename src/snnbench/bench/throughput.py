@@ -12,20 +12,20 @@ spread (quartiles, min/max) of latency per batch and of samples per second, plus
 """
 
 import csv
+import json
 import os
 import tempfile
 import time
 from pathlib import Path
 
 import mlflow
-import numpy as np
 
 from snnbench.bench.common import add_common, choice_list, int_list, positive, require
+from snnbench.errors import SnnbenchError
 from snnbench.timing import machine, time_batch
 from snnbench.tracking import benchmark_run
 
 BACKENDS = ("ort", "nengo_dl", "nengo", "snntorch")
-SPIKING = ("nengo_dl", "nengo", "snntorch")
 # profile -> grid; the nengo reference simulator gets its own small grid (it is the slowest).
 GRIDS = {
     "quick": dict(steps=[4, 16], batch_sizes=[1, 100], nengo_steps=[4], nengo_batch_sizes=[1],
@@ -100,12 +100,27 @@ def run(args):
         host = machine()
         mlflow.set_tags({f"machine.{k}": v for k, v in host.items()})
         mlflow.log_dict(host, "machine.json")
-        rows = []
+        rows, failed = [], {}
         for backend, steps, batch_size in grid(settings):
-            rows.append(measure(backend, steps, batch_size, images, folder, settings, build_backend))
+            if backend in failed:
+                continue
+            try:
+                rows.append(measure(backend, steps, batch_size, images, folder, settings, build_backend))
+            except Exception as exc:  # one broken backend must not lose the others' timings
+                failed[backend] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
+                print(f"  {backend}: FAILED ({failed[backend]}); its other points are skipped", flush=True)
+                continue
             print(_progress(rows[-1]), flush=True)
-        log_results(rows)
+        mlflow.log_metric("load_avg_1min_end", os.getloadavg()[0])
+        if failed:
+            mlflow.set_tag("failed_backends", json.dumps(failed))
+        if rows:
+            log_results(rows)
         print(f"throughput: {len(rows)} points logged to run {run_.info.run_id}")
+    if failed:
+        raise SnnbenchError(f"backends failed: {'; '.join(f'{b} ({e})' for b, e in failed.items())}; the others "
+                            f"were logged; rerun with --backends {','.join(b for b in settings['backends'] if b not in failed)}"
+                            " or fix the failing one")
     return rows
 
 
@@ -144,7 +159,8 @@ def plot(rows: list, path: Path) -> Path:
     from snnbench import plots
 
     panels = {}
-    for r in sorted(rows, key=lambda r: (r["backend"], r["steps"], r["batch_size"])):
+    order = {b: i for i, b in enumerate(BACKENDS)}
+    for r in sorted(rows, key=lambda r: (order.get(r["backend"], len(order)), r["steps"], r["batch_size"])):
         label = "DNN" if r["backend"] == "ort" else f"SNN {r['steps']} steps"
         xs, ys = panels.setdefault(r["backend"], {}).setdefault(label, ([], []))
         xs.append(r["batch_size"])
