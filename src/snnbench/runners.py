@@ -6,6 +6,7 @@ Both runners have ``predict(x, start=0) -> logits`` for flat float32 inputs ``(n
 """
 
 import time
+import warnings
 from pathlib import Path
 from typing import Callable
 
@@ -107,8 +108,15 @@ class NengoRunner:
         return (self.noise.position,) if self.noise.active and self.noise.position in ("pre", "post") else ()
 
     def _build(self):
-        if self._simulator is not None:
-            return
+        if self._simulator is None:
+            with warnings.catch_warnings():
+                # nengo derives max rates from the given gains / biases; meaningless here
+                warnings.filterwarnings("ignore", message=".*max_rates.*")
+                warnings.filterwarnings("ignore", message="invalid value encountered in log1p")
+                warnings.filterwarnings("ignore", message=".*channels_last=False on the CPU.*")
+                self._build_simulator()
+
+    def _build_simulator(self):
         if self.sim.simulator == "nengo_dl":
             from snnbench.nengo_compat import import_nengo_dl
             nengo_dl = import_nengo_dl()
