@@ -8,25 +8,40 @@ of Linear / ReLU, so it exports to ONNX as Gemm + Relu.
 Evaluation-only noise follows :mod:`snnbench.noise`: layer keys ``"input"`` and ``"layer{i}"``
 (i-th hidden layer), ``start`` = global index of the batch's first sample, step = time step
 (0 for the DNN). Training never passes noise; a model in training mode refuses it.
+
+Other benchmarks get trained models from :func:`trained_multimodal_model` (a cached folder:
+``state.pt``, ``result.json``, ``config.json`` and, for a DNN, ``model.onnx``) and read them
+back with :func:`load_trained_multimodal`.
 """
 
+import json
 from dataclasses import asdict, dataclass
+from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from snnbench.data import MODALITIES, feature_size
+from snnbench.cache import cache_folder, cached
+from snnbench.data import MODALITIES, FeatureSet, feature_size, load_features, validation_split
+from snnbench.data.download import cache_root
 from snnbench.errors import SnnbenchError
 from snnbench.models.spiking import (ENCODINGS, READOUTS, add_noise, check_choice, encode,
                                      make_neuron)
 from snnbench.noise import NoiseSpec
+from snnbench.onnx_export import export_onnx
+from snnbench.tracking import config_key
+from snnbench.training import TrainConfig, fit, seed_everything
 
 S = 1_600_000
 SIZES = {"S": 1.0, "S/2": 0.5, "S/3": 1.0 / 3.0}
 FAMILIES = ("dnn", "snn")
 N_CLASSES = 10
 SNN_FIELDS = ("neuron", "beta", "reset", "steps", "surrogate", "encoding", "readout")
+# FSDD: the reference study held out 500 of the 2,700 training recordings for validation.
+AUDIO_VALIDATION = 500 / 2700
+VALIDATION = 0.2
 
 
 @dataclass(frozen=True)
@@ -188,3 +203,91 @@ def predict(model: nn.Module, x: np.ndarray, noise: NoiseSpec | None = None, bat
         xb = torch.as_tensor(np.asarray(x[a:a + batch_size], dtype=np.float32), device=device)
         outputs.append(forward_with_noise(model, xb, noise, a).float().cpu().numpy())
     return np.concatenate(outputs) if outputs else np.zeros((0, N_CLASSES), np.float32)
+
+
+# --- trained models (cached, shared with other benchmarks) ----------------------------------------------------------
+
+@dataclass(frozen=True)
+class TrainSettings:
+    epochs: int = 2
+    lr: float = 1e-3
+    batch_size: int = 100
+    seed: int = 0
+    train_limit: int = 0  # 0 = every training sample
+    pair_seed: int = 0    # image <-> recording pairing of the fused set
+
+
+@lru_cache(maxsize=4)
+def features(modality: str, split: str, pair_seed: int = 0) -> FeatureSet:
+    return load_features(modality, split, pair_seed)
+
+
+def training_data(modality: str, settings: TrainSettings) -> tuple[FeatureSet, FeatureSet]:
+    """(train, validation): a seeded subset of the training split (``train_limit``), then a
+    seeded hold-out (20%; audio: 500 of 2,700 recordings, as in the reference study)."""
+    pool = features(modality, "train", settings.pair_seed)
+    if 0 < settings.train_limit < len(pool):
+        pool = pool.subset(np.sort(np.random.default_rng(settings.seed).permutation(len(pool))[:settings.train_limit]))
+    fraction = AUDIO_VALIDATION if modality == "audio" else VALIDATION
+    train_idx, val_idx = validation_split(len(pool), fraction, settings.seed)
+    return pool.subset(train_idx), pool.subset(val_idx)
+
+
+def test_data(modality: str, test_limit: int = 0, pair_seed: int = 0) -> FeatureSet:
+    """The test split, or a fixed random subset of ``test_limit`` samples (the split is sorted
+    by digit for audio, so its first samples would not cover every class)."""
+    test = features(modality, "test", pair_seed)
+    if 0 < test_limit < len(test):
+        return test.subset(np.sort(np.random.default_rng(0).permutation(len(test))[:test_limit]))
+    return test
+
+
+def _model_config(spec: ModelSpec, settings: TrainSettings) -> dict:
+    return {"model": spec.as_dict(), "training": asdict(settings)}
+
+
+def trained_multimodal_model(spec: ModelSpec, settings: TrainSettings,
+                             device: torch.device | str = "cpu") -> Path:
+    """The cache folder of this model trained with these settings (trained on first use; an
+    interrupted training resumes from its checkpoint on the next call)."""
+    config = _model_config(spec, settings)
+    checkpoint = cache_root() / "checkpoints" / f"multimodal-{config_key(config)}.pt"
+
+    def build(folder: Path):
+        train, val = training_data(spec.modality, settings)
+        seed_everything(settings.seed)
+        model = build_model(spec)
+        checkpoint.parent.mkdir(parents=True, exist_ok=True)
+        result = fit(model, (train.x, train.y), (val.x, val.y),
+                     TrainConfig(settings.epochs, settings.lr, settings.batch_size, settings.seed),
+                     torch.device(device), checkpoint=checkpoint)
+        torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, folder / "state.pt")
+        summary = {"best_val_accuracy": result.best_val_accuracy, "best_epoch": result.best_epoch,
+                   "history": result.history, "train_samples_per_s": result.samples_per_s,
+                   "epoch_seconds": result.epoch_seconds, "parameter_count": parameter_count(model),
+                   "hidden_width": spec.hidden_width, "n_train": len(train), "n_val": len(val),
+                   "trained_on": str(device)}
+        (folder / "result.json").write_text(json.dumps(summary, indent=1))
+        if spec.family == "dnn":
+            export_onnx(model, spec.n_features, folder / "model.onnx")
+
+    folder = cached("multimodal", config, build)
+    checkpoint.unlink(missing_ok=True)
+    return folder
+
+
+def multimodal_model_folder(spec: ModelSpec, settings: TrainSettings) -> Path:
+    """Where :func:`trained_multimodal_model` keeps (or will keep) this model."""
+    return cache_folder("multimodal", _model_config(spec, settings))
+
+
+def load_trained_multimodal(folder: Path) -> tuple[torch.nn.Module, ModelSpec, dict]:
+    """(model in eval mode on the CPU, its spec, its training summary) from a cache folder."""
+    folder = Path(folder)
+    if not (folder / "state.pt").exists():
+        raise SnnbenchError(f"{folder} holds no trained multimodal model; train it with snnbench multimodal")
+    config = json.loads((folder / "config.json").read_text())
+    spec = ModelSpec(**config["model"])
+    model = build_model(spec)
+    model.load_state_dict(torch.load(folder / "state.pt", map_location="cpu"))
+    return model.eval(), spec, json.loads((folder / "result.json").read_text())

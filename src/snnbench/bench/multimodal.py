@@ -1,0 +1,292 @@
+"""The snntorch multimodal suite: image, audio and fused inputs; DNN vs SNN; six experiments.
+
+Commands (one module): ``multimodal`` (one configuration), ``size_sweep``, ``noise_level``,
+``noise_position``, ``reset_sweep``, ``neuron_sweep``, ``timestep_sweep``. Each is a parent run
+with one child run per (modality, swept value); a child trains (or reuses from the model cache)
+the DNN and / or SNN of that configuration and logs ``dnn_*`` / ``snn_*`` metrics: per-epoch
+``train_loss`` and ``val_accuracy``, ``best_val_accuracy``, ``test_accuracy`` of the
+best-validation weights (under the evaluation noise, if any), throughput, and for the DNN the
+ONNX Runtime test accuracy. Noise sweeps train once and only evaluate under noise.
+Trained models come from :func:`snnbench.models.multimodal.trained_multimodal_model` (cached).
+"""
+
+import argparse
+import json
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import torch
+
+from snnbench import plots
+from snnbench.bench.common import add_common, choice_list, float_list, int_list, positive, require
+from snnbench.data import MODALITIES, FeatureSet
+from snnbench.device import resolve_device
+from snnbench.models.multimodal import (FAMILIES, SIZES, ModelSpec, TrainSettings, features,
+                                        load_trained_multimodal, predict, test_data,
+                                        trained_multimodal_model)
+from snnbench.models.spiking import ENCODINGS, NEURONS, READOUTS, RESETS, SURROGATES
+from snnbench.noise import NOISE_MODES, POSITIONS, NoiseSpec
+from snnbench.tracking import benchmark_run, child_run, config_key, finished_children
+from snnbench.training import TrainConfig, accuracy
+
+PROFILES = {"quick": dict(epochs=2, train_limit=2000, test_limit=1000),
+            "full": dict(epochs=200, train_limit=0, test_limit=0)}
+
+
+@dataclass(frozen=True)
+class Sweep:
+    factor: str          # child param that varies (None for the single-configuration command)
+    option: str          # CLI option holding the values
+    values: tuple        # default values
+    parse: object        # argparse type of the option
+    families: tuple      # families the factor applies to
+    help: str
+
+
+SWEEPS = {
+    "multimodal": None,
+    "size_sweep": Sweep("size", "--sizes", ("S", "S/2", "S/3"), choice_list(tuple(SIZES)), FAMILIES,
+                        "model sizes (parameter budgets; S = 1,600,000)"),
+    "noise_level": Sweep("noise_std", "--noise-stds", (0.1, 5.0), float_list, FAMILIES,
+                         "evaluation noise standard deviations"),
+    "noise_position": Sweep("noise_position", "--noise-positions", ("pre", "post"),
+                            choice_list(("input", "pre", "post")), FAMILIES,
+                            "where the evaluation noise is added"),
+    "reset_sweep": Sweep("reset", "--resets", ("hard", "soft"), choice_list(tuple(RESETS)), ("snn",),
+                         "SNN reset mechanisms"),
+    "neuron_sweep": Sweep("neuron", "--neurons", ("lif", "if"), choice_list(NEURONS), ("snn",),
+                          "SNN neuron models"),
+    "timestep_sweep": Sweep("steps", "--steps-list", (4, 8, 16), int_list, ("snn",), "SNN time steps"),
+}
+NOISE_FACTORS = ("noise_std", "noise_position")
+
+
+def _bool(text) -> bool:
+    if isinstance(text, bool):
+        return text
+    if text.lower() in ("1", "true", "yes"):
+        return True
+    if text.lower() in ("0", "false", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def _count_or_auto(text: str):
+    """An integer >= 0, or 'auto' (None: the profile's value)."""
+    if text == "auto":
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0 or 'auto', got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text!r}")
+    return value
+
+
+# --- evaluation --------------------------------------------------------------------------------
+
+def evaluate(model, test: FeatureSet, noise: NoiseSpec | None, device) -> dict:
+    started = time.perf_counter()
+    logits = predict(model, test.x, noise, batch_size=1000, device=device)
+    seconds = time.perf_counter() - started
+    return {"test_accuracy": accuracy(logits, test.y), "eval_samples_per_s": len(test) / seconds}
+
+
+def evaluate_onnx(folder: Path, test: FeatureSet) -> dict:
+    """The exported DNN in ONNX Runtime (no noise): accuracy and throughput."""
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(folder / "model.onnx"), providers=["CPUExecutionProvider"])
+    started = time.perf_counter()
+    logits = np.concatenate([session.run(None, {"input": test.x[a:a + 1000]})[0]
+                             for a in range(0, len(test), 1000)])
+    seconds = time.perf_counter() - started
+    return {"ort_test_accuracy": accuracy(logits, test.y), "ort_samples_per_s": len(test) / seconds}
+
+
+def run_family(spec: ModelSpec, settings: TrainSettings, noise: NoiseSpec, test: FeatureSet,
+               device: torch.device) -> dict:
+    """Train (or reuse) one model, evaluate it; log its per-epoch history. Returns metrics."""
+    folder = trained_multimodal_model(spec, settings, device)
+    model, _, result = load_trained_multimodal(folder)
+    prefix = spec.family
+    for epoch, h in enumerate(result["history"]):
+        mlflow.log_metrics({f"{prefix}_train_loss": h["train_loss"], f"{prefix}_val_accuracy": h["val_accuracy"],
+                            f"{prefix}_epoch_seconds": h["epoch_seconds"]}, step=epoch)
+    metrics = {k: result[k] for k in ("best_val_accuracy", "best_epoch", "train_samples_per_s",
+                                      "epoch_seconds", "parameter_count", "hidden_width")}
+    metrics["epochs_trained"] = len(result["history"])
+    metrics.update(evaluate(model, test, noise, device))
+    if noise.active:
+        metrics["clean_test_accuracy"] = evaluate(model, test, None, device)["test_accuracy"]
+    if spec.family == "dnn":
+        metrics.update(evaluate_onnx(folder, test))
+    mlflow.set_tag(f"snnbench.{prefix}_model_folder", str(folder))
+    mlflow.log_dict(result, f"{prefix}_training.json")
+    return {f"{prefix}_{k}": float(v) for k, v in metrics.items() if v is not None}
+
+
+# --- command line ------------------------------------------------------------------------------
+
+def add_arguments(parser: argparse.ArgumentParser, command: str):
+    add_common(parser)
+    sweep = SWEEPS[command]
+    factor = sweep.factor if sweep else None
+    parser.add_argument("--modalities", type=choice_list(MODALITIES), default=list(MODALITIES),
+                        help="image (MNIST), audio (FSDD spectrograms), multimodal (both, concatenated)")
+    if sweep is None or len(sweep.families) > 1:
+        parser.add_argument("--families", type=choice_list(FAMILIES), default=list(FAMILIES),
+                            help="dnn (ReLU network) and / or snn (snntorch neurons)")
+    if sweep:
+        parser.add_argument(sweep.option, type=sweep.parse, default=list(sweep.values), help=sweep.help)
+    parser.add_argument("--epochs", type=_count_or_auto, default=None,
+                        help="training epochs (default: 2 quick, 200 full)")
+    parser.add_argument("--train-limit", type=_count_or_auto, default=None,
+                        help="training samples before the validation split (0 = all; default: 2000 quick, all full)")
+    parser.add_argument("--test-limit", type=_count_or_auto, default=None,
+                        help="first N test samples (0 = all; default: 1000 quick, all full)")
+    parser.add_argument("--lr", type=positive(float), default=1e-3, help="Adam learning rate")
+    parser.add_argument("--batch-size", type=positive(int), default=100, help="training batch size")
+    model = parser.add_argument_group("model (the reference defaults; a swept factor replaces its option)")
+    if factor != "size":
+        model.add_argument("--size", choices=tuple(SIZES), default="S", help="parameter budget (S = 1,600,000)")
+    model.add_argument("--hidden-layers", type=positive(int), default=2, help="hidden Linear layers")
+    if factor != "neuron":
+        model.add_argument("--neuron", choices=NEURONS, default="lif", help="lif (leaky) or if (no leak)")
+    model.add_argument("--beta", type=positive(float), default=0.9, help="LIF membrane decay (in (0, 1])")
+    if factor != "reset":
+        model.add_argument("--reset", choices=tuple(RESETS), default="soft", help="soft (subtract) or hard (to zero)")
+    if factor != "steps":
+        model.add_argument("--steps", type=positive(int), default=4, help="SNN time steps")
+    model.add_argument("--surrogate", choices=tuple(SURROGATES), default="atan", help="surrogate gradient")
+    model.add_argument("--encoding", choices=ENCODINGS, default="direct",
+                       help="direct (features as current each step) or rate (Poisson spikes)")
+    model.add_argument("--readout", choices=READOUTS, default="membrane",
+                       help="membrane (mean output membrane) or spikes (output spike count)")
+    noise = parser.add_argument_group("evaluation noise (never seen in training)")
+    if factor != "noise_std":
+        noise.add_argument("--noise-std", type=float, default=0.1 if command == "noise_position" else 0.0,
+                           help="Gaussian noise standard deviation")
+    if factor != "noise_position":
+        noise.add_argument("--noise-position", choices=POSITIONS,
+                           default="pre" if command == "noise_level" else "none",
+                           help="input, pre (a hidden layer's input current) or post (its output); none")
+    noise.add_argument("--noise-mode", choices=NOISE_MODES, default="per_step",
+                       help="SNN: a fresh draw per time step, or one frozen draw")
+    noise.add_argument("--noise-seed", type=int, default=0, help="seed of the noise draws")
+    parser.add_argument("--resume", type=_bool, nargs="?", const=True, default=False,
+                        help="reopen the unfinished run of the same parameters and skip finished configurations")
+
+
+def _settings(args) -> dict:
+    """Epochs and data limits: explicit options override the profile's."""
+    profile = PROFILES[args.profile]
+    return {k: profile[k] if getattr(args, k) is None else getattr(args, k) for k in profile}
+
+
+def configurations(args) -> list[dict]:
+    """One child configuration per (modality, swept value), in the order they run."""
+    sweep = SWEEPS[args.command]
+    families = list(getattr(args, "families", sweep.families if sweep else FAMILIES))
+    values = getattr(args, sweep.option.lstrip("-").replace("-", "_")) if sweep else [None]
+    require(len(values) > 0, f"{sweep.option if sweep else 'values'} is empty; give at least one value")
+    base = {k: getattr(args, k, None) for k in ("size", "hidden_layers", "neuron", "beta", "reset", "steps",
+                                                "surrogate", "encoding", "readout", "noise_std",
+                                                "noise_position", "noise_mode", "noise_seed")}
+    configs = []
+    for modality in args.modalities:
+        for value in values:
+            config = {**base, "modality": modality, "families": families}
+            if sweep:
+                config[sweep.factor] = value
+            configs.append(config)
+    return configs
+
+
+def _spec_and_noise(config: dict, family: str) -> tuple[ModelSpec, NoiseSpec]:
+    spec = ModelSpec(modality=config["modality"], family=family, size=config["size"],
+                     hidden_layers=config["hidden_layers"], neuron=config["neuron"], beta=config["beta"],
+                     reset=config["reset"], steps=config["steps"], surrogate=config["surrogate"],
+                     encoding=config["encoding"], readout=config["readout"])
+    noise = NoiseSpec(config["noise_std"], config["noise_position"], config["noise_mode"], config["noise_seed"])
+    return spec, noise
+
+
+def _child_name(config: dict, factor: str | None) -> str:
+    return config["modality"] + (f" {factor}={config[factor]}" if factor else "")
+
+
+def run(args):
+    sweep = SWEEPS[args.command]
+    factor = sweep.factor if sweep else None
+    scale = _settings(args)
+    device = resolve_device(args.device)
+    configs = configurations(args)
+    for config in configs:  # check every configuration before any run or training starts
+        for family in config["families"]:
+            _spec_and_noise(config, family)
+    settings = TrainSettings(epochs=scale["epochs"], lr=args.lr, batch_size=args.batch_size, seed=args.seed,
+                             train_limit=scale["train_limit"])
+    TrainConfig(settings.epochs, settings.lr, settings.batch_size, settings.seed)  # validates
+    checksums = {}
+    for modality in args.modalities:
+        checksums.update(features(modality, "test").checksums)
+    params = {k: v for k, v in vars(args).items() if not k.startswith("_") and k not in ("command", "resume")}
+    params.update(scale)
+    with benchmark_run(args.command, params, device=str(device), data_checksums=checksums,
+                       resume=args.resume) as parent:
+        done = finished_children(parent.info.run_id) if args.resume else {}
+        rows = []
+        for config in configs:
+            child_config = {**config, **scale, "lr": args.lr, "batch_size": args.batch_size, "seed": args.seed}
+            previous = done.get(config_key(child_config))
+            if previous is not None:
+                print(f"{_child_name(config, factor)}: finished in run {previous.info.run_id}, skipped")
+                rows.append({**config, **previous.data.metrics})
+                continue
+            with child_run(_child_name(config, factor), child_config, device=str(device),
+                           data_checksums=checksums):
+                test = test_data(config["modality"], scale["test_limit"])
+                mlflow.log_params({"n_test": len(test)})
+                metrics = {}
+                for family in config["families"]:
+                    spec, noise = _spec_and_noise(config, family)
+                    metrics.update(run_family(spec, settings, noise, test, device))
+                mlflow.log_metrics(metrics)
+            print(f"{_child_name(config, factor)}: " + ", ".join(
+                f"{k}={v:.4f}" for k, v in metrics.items() if k.endswith("accuracy")))
+            rows.append({**config, **metrics})
+        log_summary(rows, args.command, factor)
+
+
+def log_summary(rows: list[dict], command: str, factor: str | None):
+    """Parent-run metrics, a JSON table and a grouped bar chart of test accuracy."""
+    summary = []
+    for row in rows:
+        for family in row["families"]:
+            label = f"{row['modality']}/{family}" + (f"/{factor}={row[factor]}" if factor else "")
+            entry = {"modality": row["modality"], "family": family, factor or "configuration": row.get(factor, "default")}
+            for metric in ("test_accuracy", "best_val_accuracy", "clean_test_accuracy", "ort_test_accuracy"):
+                value = row.get(f"{family}_{metric}")
+                if value is not None:
+                    entry[metric] = value
+                    mlflow.log_metric(f"{metric}/{label}".replace("=", "_"), value)
+            summary.append(entry)
+    mlflow.log_dict({"rows": summary}, "summary.json")
+    modalities = list(dict.fromkeys(r["modality"] for r in summary))
+    series = {}
+    for entry in summary:
+        value = entry.get(factor or "configuration")
+        name = entry["family"].upper() + ("" if factor is None else f" {factor}={value}")
+        series.setdefault(name, {})[entry["modality"]] = 100 * entry.get("test_accuracy", float("nan"))
+    with tempfile.TemporaryDirectory() as tmp:
+        png = Path(tmp) / "summary.png"
+        plots.grouped_bars(modalities, {k: [v.get(m) for m in modalities] for k, v in series.items()}, png,
+                           ylabel="test accuracy (%)", title=f"{command}: test accuracy (best-validation weights)")
+        mlflow.log_artifact(str(png))
+

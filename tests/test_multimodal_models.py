@@ -1,0 +1,156 @@
+"""The multimodal family: parameter budgets, neuron dynamics, evaluation-only noise."""
+
+import numpy as np
+import pytest
+import torch
+
+from snnbench.errors import SnnbenchError
+from snnbench.models.multimodal import (S, SIZES, ModelSpec, SpikingMLP, build_model, dnn_forward,
+                                        parameter_count, predict)
+from snnbench.models.spiking import make_neuron
+from snnbench.noise import NoiseSpec
+from snnbench.training import TrainConfig, fit
+
+
+@pytest.mark.parametrize("modality", ["image", "audio", "multimodal"])
+def test_parameter_counts_hit_each_size_budget(modality):
+    for size, fraction in SIZES.items():
+        for family in ("dnn", "snn"):
+            model = build_model(ModelSpec(modality=modality, family=family, size=size))
+            assert abs(parameter_count(model) / (S * fraction) - 1) < 0.02, (modality, size, family)
+
+
+def test_dnn_is_plain_linear_relu():
+    model = build_model(ModelSpec(modality="image", family="dnn", size="S/3"))
+    assert {type(m).__name__ for m in model} == {"Linear", "ReLU"}
+
+
+def neuron_trace(neuron, current: float, steps: int) -> list:
+    mem, trace = torch.zeros(1), []
+    for _ in range(steps):
+        _, mem = neuron(torch.full((1,), current), mem)
+        trace.append(round(float(mem), 4))
+    return trace
+
+
+def test_reset_and_leak_shape_the_membrane_trace():
+    # Constant current 0.6, threshold 1, beta 0.9: the membrane crosses 1 at step 2 (0.6, 1.14).
+    soft = neuron_trace(make_neuron("lif", "soft", 0.9), 0.6, 4)
+    hard = neuron_trace(make_neuron("lif", "hard", 0.9), 0.6, 4)
+    no_leak = neuron_trace(make_neuron("if", "soft", 0.9), 0.6, 3)
+    assert soft[:2] == hard[:2] == [0.6, 1.14]
+    assert soft[2] == pytest.approx(0.9 * 1.14 + 0.6 - 1.0, abs=1e-4)  # threshold subtracted
+    assert hard[2] == pytest.approx(0.6, abs=1e-4)  # membrane set to zero, then the new input
+    assert no_leak == pytest.approx([0.6, 1.2, 1.2 + 0.6 - 1.0], abs=1e-4)  # IF: no decay
+
+
+def constant_current_model(reset: str, neuron: str) -> SpikingMLP:
+    model = SpikingMLP(ModelSpec(modality="image", size="S/3", reset=reset, neuron=neuron, steps=4))
+    with torch.no_grad():
+        model.linears[0].weight.zero_()
+        model.linears[0].bias.fill_(0.6)
+    return model.eval()
+
+
+def test_model_wires_reset_and_neuron_choice_into_its_layers():
+    x = torch.zeros(2, 784)
+    traces = {(r, n): constant_current_model(r, n).simulate(x)["mem"][0][:, 0, 0].tolist()
+              for r in ("soft", "hard") for n in ("lif", "if")}
+    assert traces[("soft", "lif")] == pytest.approx([0.6, 1.14, 0.626, 1.1634], abs=1e-4)
+    assert traces[("hard", "lif")] == pytest.approx([0.6, 1.14, 0.6, 1.14], abs=1e-4)
+    assert traces[("soft", "if")] == pytest.approx([0.6, 1.2, 0.8, 1.4], abs=1e-4)
+    assert traces[("hard", "if")] == pytest.approx([0.6, 1.2, 0.6, 1.2], abs=1e-4)
+
+
+def small_dnn():
+    torch.manual_seed(0)
+    return build_model(ModelSpec(modality="image", family="dnn", size="S/3")).eval()
+
+
+def small_snn(steps=3):
+    torch.manual_seed(0)
+    return SpikingMLP(ModelSpec(modality="image", size="S/3", steps=steps)).eval()
+
+
+def as_tensor(array):
+    return torch.from_numpy(np.ascontiguousarray(array))
+
+
+def test_dnn_noise_reaches_pre_and_post_activation():
+    model, x = small_dnn(), torch.rand(5, 784)
+    lin0, _, lin1, _, lin2 = model
+    width = lin0.out_features
+    for position in ("pre", "post"):
+        noise = NoiseSpec(0.5, position, seed=3)
+        d0, d1 = (as_tensor(noise.draw(f"layer{i}", 10, 5, width, 0)) for i in (0, 1))
+        if position == "pre":
+            expected = lin2(torch.relu(lin1(torch.relu(lin0(x) + d0)) + d1))
+        else:
+            expected = lin2(torch.relu(lin1(torch.relu(lin0(x)) + d0)) + d1)
+        with torch.no_grad():
+            got = dnn_forward(model, x, noise, start=10)
+        assert torch.allclose(got, expected, atol=1e-5), position
+    input_noise = NoiseSpec(0.5, "input", seed=3)
+    with torch.no_grad():
+        got = dnn_forward(model, x, input_noise, start=10)
+        assert torch.allclose(got, model(x + as_tensor(input_noise.draw("input", 10, 5, 784))), atol=1e-5)
+
+
+def capture(module, store, kind):
+    def hook(_, inputs, output):
+        store.append(inputs[0].detach().clone() if kind == "in" else output[0].detach().clone())
+    return module.register_forward_hook(hook)
+
+
+def test_snn_pre_noise_is_added_to_each_steps_input_current():
+    model, x = small_snn(), torch.rand(4, 784)
+    noise = NoiseSpec(0.3, "pre", seed=1)
+    currents = []
+    handle = capture(model.neurons[0], currents, "in")
+    with torch.no_grad():
+        model(x, noise, start=200)
+    handle.remove()
+    width = model.linears[0].out_features
+    clean = model.linears[0](x).detach()
+    for t, current in enumerate(currents):
+        assert torch.allclose(current, clean + as_tensor(noise.draw("layer0", 200, 4, width, t)), atol=1e-5)
+    assert not torch.allclose(currents[0], currents[1])  # a fresh draw per step
+
+
+def test_snn_post_noise_is_added_to_the_spikes_fed_forward():
+    model, x = small_snn(), torch.rand(4, 784)
+    noise = NoiseSpec(0.3, "post", seed=1)
+    spikes, fed = [], []
+    handles = [capture(model.neurons[0], spikes, "out"), capture(model.linears[1], fed, "in")]
+    with torch.no_grad():
+        model(x, noise, start=0)
+    for h in handles:
+        h.remove()
+    width = model.linears[0].out_features
+    for t, (spk, inp) in enumerate(zip(spikes, fed)):
+        assert set(spk.unique().tolist()) <= {0.0, 1.0}  # the neuron itself still emits clean spikes
+        assert torch.allclose(inp, spk + as_tensor(noise.draw("layer0", 0, 4, width, t)), atol=1e-5)
+
+
+def test_noisy_predictions_do_not_depend_on_batch_size():
+    model, x = small_snn(), np.random.default_rng(0).random((9, 784), dtype=np.float32)
+    noise = NoiseSpec(0.5, "pre", seed=2)
+    assert np.allclose(predict(model, x, noise, batch_size=4), predict(model, x, noise, batch_size=9), atol=1e-5)
+    assert not np.allclose(predict(model, x, noise, batch_size=9), predict(model, x, None, batch_size=9))
+
+
+def test_noise_is_refused_in_training_and_absent_from_fit():
+    model = small_snn(steps=2)
+    model.train()
+    with pytest.raises(SnnbenchError, match="evaluation only"):
+        model(torch.rand(2, 784), NoiseSpec(0.1, "pre"))
+    currents, outputs = [], []
+    handles = [capture(model.neurons[0], currents, "in"), model.linears[0].register_forward_hook(
+        lambda _, __, out: outputs.append(out.detach().clone()))]
+    x = np.random.default_rng(0).random((20, 784), dtype=np.float32)
+    y = np.arange(20) % 10
+    fit(model, (x, y), (x[:0], y[:0]), TrainConfig(epochs=1, batch_size=10))
+    for h in handles:
+        h.remove()
+    assert len(currents) == 4  # 2 batches x 2 steps
+    assert all(torch.equal(c, o) for c, o in zip(currents, outputs))
