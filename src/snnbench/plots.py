@@ -6,6 +6,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib import ticker  # noqa: E402
 
 STYLES = {"DNN": dict(linestyle="--", marker="s"), "SNN": dict(linestyle="-", marker="o")}
 
@@ -30,7 +31,8 @@ def line_panels(panels: dict, path: Path, *, xlabel: str, ylabel: str, title: st
     n = max(len(panels), 1)
     cols = min(n, 3)
     rows = -(-n // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.4 * rows), squeeze=False, sharey=True)
+    width = 6.0 if n == 1 else 4.2
+    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, 3.4 * rows), squeeze=False, sharey=True)
     flat = list(axes.flat)
     for ax in flat[len(panels):]:
         ax.set_visible(False)
@@ -45,6 +47,10 @@ def line_panels(panels: dict, path: Path, *, xlabel: str, ylabel: str, title: st
             ax.axhline(reference[0], color="grey", linestyle=":", label=reference[1])
         if logx and not categorical:
             ax.set_xscale("log")
+            ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+            ax.xaxis.set_minor_formatter(ticker.NullFormatter())
+            if len(order) <= 12:
+                ax.set_xticks(sorted(order))
         if logy:
             ax.set_yscale("log")
         ax.set_title(str(panel))

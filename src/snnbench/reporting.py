@@ -32,26 +32,53 @@ MODEL_PARAMS = ("size", "hidden_layers", "neuron", "beta", "reset", "steps", "en
 MODALITY_ORDER = ("image", "audio", "multimodal")
 
 # Params shown as each section's scale (those a run logged; others are skipped).
-SCALE_PARAMS = ("profile", "seed", "arch", "epochs", "train_limit", "test_limit", "steps", "snn_steps", "trials",
+SCALE_PARAMS = ("profile", "seed", "arch", "epochs", "train_limit", "test_limit", "test_images", "steps", "snn_steps",
+                "rate_scale", "n_trials", "val_samples",
                 "threads", "warmup", "repeats", "device")
 
 
 # --- conversion study --------------------------------------------------------------------------
 
+def _number(params: dict, key: str, default: float) -> float:
+    try:
+        return float(params.get(key, default))
+    except ValueError:
+        return float("nan")
+
+
+def reference_conversion(params: dict) -> bool:
+    """A convert run that keeps the ONNX weights and biases as they are (the reference study's)."""
+    return (_number(params, "rate_scale", 1) == 1 and _number(params, "gain", 1) == 1
+            and _number(params, "bias_scale", 1) == 1 and not params.get("params_json"))
+
+
+def hand_scaled(params: dict) -> bool:
+    return not reference_conversion(params) and not params.get("params_json")
+
+
 @dataclass(frozen=True)
 class ConversionRow:
     label: str
     experiment: str
-    dnn_metric: str | None
-    snn_metric: str | None
+    dnn_metric: str
+    snn_metric: str
+    where: object = None       # predicate on the run's params (None: any run)
+    steps_param: str = "steps"
+    test_param: str = "test_images"
 
 
 CONVERSION_ROWS = (
-    ConversionRow("untuned (default neurons)", "convert", "dnn_accuracy", "snn_accuracy"),
-    ConversionRow("hand-scaled firing rates", "convert", "dnn_accuracy", "snn_accuracy_scaled"),
-    ConversionRow("Optuna-tuned", "tune", "dnn_accuracy", "test_accuracy"),
+    ConversionRow("untuned (ONNX weights as they are)", "convert", "dnn_accuracy", "snn_accuracy",
+                  reference_conversion),
+    ConversionRow("hand-scaled (firing-rate / gain scaling)", "convert", "dnn_accuracy", "snn_accuracy", hand_scaled),
+    ConversionRow("tuned parameters file (--params-json)", "convert", "dnn_accuracy", "snn_accuracy",
+                  lambda p: bool(p.get("params_json"))),
+    ConversionRow("untuned, at the Optuna study's settings", "tune_conversion", "dnn_test_accuracy",
+                  "snn_test_accuracy_untuned"),
+    ConversionRow("Optuna-tuned", "tune_conversion", "dnn_test_accuracy", "snn_test_accuracy_tuned"),
 )
-CONVERSION_CURVE = ("convert", "snn_accuracy_vs_steps")  # metric logged with step = time steps
+CONVERSION_CURVE = ("accuracy_at_steps", CONVERSION_ROWS[:3])  # convert metric logged with step = time steps
+CONVERSION_COMMANDS = ("convert --rate-scale 1", "convert", "tune")
 
 
 # --- multimodal study --------------------------------------------------------------------------
@@ -161,46 +188,55 @@ class Context:
 
 def conversion_section(ctx: Context) -> list:
     lines = ["## Conversion study: DNN vs converted SNN (MNIST)", "", CONVERSION_REFERENCE["text"], ""]
-    rows, runs, bars = [], [], {"DNN": [], "SNN": []}
-    groups = []
+    rows, runs, found = [], [], []
     for spec in CONVERSION_ROWS:
-        run = ctx.store.latest(spec.experiment, where=lambda r, s=spec: s.snn_metric in r.metrics)
+        run = ctx.store.latest(spec.experiment, where=lambda r, s=spec: s.snn_metric in r.metrics
+                               and (s.where is None or s.where(r.params)))
         if run is None:
             continue
-        dnn = run.metrics.get(spec.dnn_metric) if spec.dnn_metric else None
-        snn = run.metrics.get(spec.snn_metric)
-        loss = None if dnn is None or snn is None else 100 * (dnn - snn)
-        rows.append([spec.label, pct(dnn), pct(snn), "–" if loss is None else f"{loss:.2f}", f"`{run.id[:8]}`"])
-        groups.append(spec.label)
-        bars["DNN"].append(None if dnn is None else 100 * dnn)
-        bars["SNN"].append(100 * snn)
-        runs.append(run)
+        dnn, snn = run.metrics.get(spec.dnn_metric), run.metrics[spec.snn_metric]
+        loss = "–" if dnn is None else f"{100 * (dnn - snn):.2f}"
+        rows.append([spec.label, run.params.get(spec.steps_param, "–"), run.params.get(spec.test_param, "–"),
+                     pct(dnn), pct(snn), loss, f"`{run.id[:8]}`"])
+        found.append((spec, dnn, snn))
+        if run.id not in {r.id for r in runs}:
+            runs.append(run)
         ctx.use(run)
     if not rows:
-        return lines + missing("convert") + missing("tune")
+        return lines + [f"_No runs yet: run `snnbench {c}`._" for c in CONVERSION_COMMANDS] + [""]
     ref = CONVERSION_REFERENCE
-    rows.append(["reference study", pct(ref["dnn"]), pct(ref["snn"]), f"{100 * (ref['dnn'] - ref['snn']):.2f}", "–"])
-    groups.append("reference study")
-    bars["DNN"].append(100 * ref["dnn"])
-    bars["SNN"].append(100 * ref["snn"])
-    lines += markdown_table(["variant", "DNN accuracy", "SNN accuracy", "loss (pp)", "run"], rows) + [""]
+    rows.append(["reference study", "–", "–", pct(ref["dnn"]), pct(ref["snn"]),
+                 f"{100 * (ref['dnn'] - ref['snn']):.2f}", "–"])
+    lines += markdown_table(["variant", "steps", "test images", "DNN accuracy", "SNN accuracy", "loss (pp)", "run"],
+                            rows) + [""]
+    groups = [spec.label.split(" (")[0].replace(", at the Optuna study's settings", " (tune)") for spec, _, _ in found]
+    bars = {"DNN": [None if d is None else 100 * d for _, d, _ in found] + [100 * ref["dnn"]],
+            "SNN": [100 * s for _, _, s in found] + [100 * ref["snn"]]}
     path, link = ctx.figure("conversion_accuracy.png")
-    plots.grouped_bars(groups, bars, path, ylabel="test accuracy (%)", title="DNN vs converted SNN")
+    plots.grouped_bars(groups + ["reference study"], bars, path, ylabel="test accuracy (%)",
+                       title="DNN vs converted SNN")
     lines += [f"![DNN vs converted SNN]({link})", ""]
     lines += curve_figure(ctx)
     return lines + [scale_line(runs), ""]
 
 
 def curve_figure(ctx: Context) -> list:
-    experiment, metric = CONVERSION_CURVE
-    run = ctx.store.latest(experiment, where=lambda r: metric in r.metrics)
-    if run is None:
+    metric, specs = CONVERSION_CURVE
+    series = {}
+    for spec in specs:
+        run = ctx.store.latest(spec.experiment, where=lambda r, s=spec: metric in r.metrics
+                               and (s.where is None or s.where(r.params)))
+        if run is not None:
+            history = run.history(metric)
+            series["SNN " + spec.label.split(" (")[0]] = ([s for s, _ in history], [100 * v for _, v in history])
+            if spec.dnn_metric in run.metrics:
+                series.setdefault("DNN", ([s for s, _ in history], [100 * run.metrics[spec.dnn_metric]] * len(history)))
+    if not series:
         return []
-    history = run.history(metric)
     path, link = ctx.figure("conversion_accuracy_vs_steps.png")
-    plots.line_panels({"converted SNN": {"SNN": ([s for s, _ in history], [100 * v for _, v in history])}}, path,
-                      xlabel="simulation time steps", ylabel="test accuracy (%)", title="SNN accuracy vs time steps",
-                      logx=True, reference=(100 * CONVERSION_REFERENCE["snn"], "reference SNN"))
+    plots.line_panels({"converted MLP": series}, path, xlabel="simulation time steps", ylabel="test accuracy (%)",
+                      title="SNN accuracy vs time steps", logx=True,
+                      reference=(100 * CONVERSION_REFERENCE["snn"], "reference study SNN"))
     return [f"![SNN accuracy vs time steps]({link})", ""]
 
 
