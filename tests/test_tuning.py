@@ -8,7 +8,6 @@ import time
 import numpy as np
 import optuna
 import pytest
-from mlflow.tracking import MlflowClient
 
 from postgres import postgres_url  # noqa: F401  (module-scoped fixture)
 from snnbench import tuning
@@ -81,26 +80,28 @@ def test_bad_bounds_are_one_line_errors(space, message):
 
 
 # ----------------------------------------------------------------------------- studies
-def test_resumed_study_keeps_its_trials(tmp_path, tracking_store):
-    task = small_task()
-    options = tuning.StudyOptions("resume", storage=f"sqlite:///{tmp_path / 'optuna.db'}", n_trials=4)
-    first = tuning.run_benchmark(task, options, score_test=False, objective_factory=bowl)
-    study = tuning.load_study(options, task)
-    before = [(t.number, t.params) for t in finished(study)]
+def run_study(task, storage, name, n_trials, factory=bowl):
+    options = tuning.StudyOptions(name, storage=storage, n_trials=n_trials)
+    tuning.prepare_study(task, options, BASE)
+    tuning.run_workers(task, options, factory, parent_run_id=None)
+    return tuning.load_study(options, task)
+
+
+def test_resumed_study_keeps_its_trials(tmp_path):
+    task, storage = small_task(), f"sqlite:///{tmp_path / 'optuna.db'}"
+    study = run_study(task, storage, "resume", 4)
+    before = [(t.number, t.params, t.value) for t in finished(study)]
     assert len(before) == 4 and study.trials[0].user_attrs == {"untuned": True}
     assert study.trials[0].params == tuning.SearchSpace().untuned_params(BASE, "lif")
 
-    options = tuning.StudyOptions("resume", storage=options.storage, n_trials=9)
-    second = tuning.run_benchmark(task, options, score_test=False, objective_factory=bowl)
-    study = tuning.load_study(options, task)
-    after = [(t.number, t.params) for t in finished(study)]
+    study = run_study(task, storage, "resume", 9)
+    after = [(t.number, t.params, t.value) for t in finished(study)]
     assert len(after) == 9 and after[:4] == before
-    assert second["source"]["validation_accuracy"] >= first["source"]["validation_accuracy"]
+    assert sum(bool(t.user_attrs.get("untuned")) for t in study.trials) == 1
     # The same total again runs nothing more; other fixed settings are refused.
-    tuning.run_benchmark(task, options, score_test=False, objective_factory=bowl)
-    assert len(tuning.load_study(options, task).trials) == 9
+    assert len(run_study(task, storage, "resume", 9).trials) == 9
     with pytest.raises(SnnbenchError, match="steps"):
-        tuning.run_benchmark(small_task(steps=16), options, score_test=False, objective_factory=bowl)
+        run_study(small_task(steps=16), storage, "resume", 10)
 
 
 def test_best_params_document_and_mlflow_nesting(tmp_path, tracking_store):
@@ -115,6 +116,7 @@ def test_best_params_document_and_mlflow_nesting(tmp_path, tracking_store):
     with pytest.raises(SnnbenchError, match="no study"):
         tuning.best_params_from_study("missing", storage)
 
+    from mlflow.tracking import MlflowClient  # imported here: worker processes re-import this module
     client = MlflowClient(tracking_store)
     parent = client.search_runs([client.get_experiment_by_name("tune_conversion").experiment_id],
                                 "tags.`optuna.study` = 'doc' and tags.`mlflow.parentRunId` IS NULL")[0]
@@ -154,3 +156,62 @@ def test_two_workers_finish_exactly_the_requested_trials(tmp_path, kind):
 def test_two_workers_on_postgresql(postgres_url):  # noqa: F811
     study = run_two_workers(postgres_url, "workers-pg")
     assert {t.number for t in study.trials} >= set(range(12))
+
+
+def test_exact_total_turns_away_a_trial_beyond_the_total(tmp_path):
+    """A trial started while others already make up the total is failed unevaluated, not counted."""
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'o.db'}", direction="maximize")
+    study.ask(), study.ask()  # two trials still running elsewhere: the total of 2 is taken
+    calls = []
+    gated = tuning.exact_total(lambda trial: calls.append(trial.number) or 1.0, n_trials=2)
+    study.optimize(gated, n_trials=3, catch=(tuning.SurplusTrial,))
+    last = study.trials[-1]
+    assert calls == [] and len(study.trials) == 3
+    assert last.state == optuna.trial.TrialState.FAIL and last.user_attrs["surplus"] is True
+
+
+# ----------------------------------------------------------------------------- the real objective
+@pytest.mark.slow
+def test_tuned_conversion_beats_untuned_without_touching_the_test_set(tmp_path, tracking_store, monkeypatch):
+    from conftest import require_data
+    from snnbench.cli import main
+    from snnbench.data import load_mnist, mnist
+    require_data()
+    options = dict(epochs=1, train_limit=3000, val_samples=300, val_steps=3)
+    tuning.trained_model_folder(tuning.ConversionTask(**options))  # trained (and scored) before the study
+
+    real_file = mnist.mnist_file
+
+    def train_only(name):
+        assert not name.startswith("t10k"), f"the study read the MNIST test set ({name})"
+        return real_file(name)
+    monkeypatch.setattr(mnist, "mnist_file", train_only)
+    with pytest.raises(AssertionError, match="test set"):
+        load_mnist("test")
+
+    out = tmp_path / "best.json"
+    argv = ["tune", "--study-name", "real", "--storage", f"journal:{tmp_path / 'real.journal'}",
+            "--n-trials", "12", "--epochs", "1", "--train-limit", "3000", "--val-samples", "300",
+            "--val-steps", "3", "--steps", "8", "--skip-test", "--best-params-out", str(out)]
+    assert main(argv) == 0
+    study = optuna.load_study(study_name="real", storage=tuning.open_storage(f"journal:{tmp_path / 'real.journal'}"))
+    untuned = study.trials[0]
+    assert untuned.user_attrs["untuned"] and untuned.state == optuna.trial.TrialState.COMPLETE
+    assert study.best_value > untuned.value
+    assert sorted(untuned.intermediate_values) == [100, 200, 300]
+    document = json.loads(out.read_text())
+    assert document["source"]["validation_accuracy"] == study.best_value
+    assert document["layers"][0]["neuron"] == "lif" and document["sim"]["steps"] == 8
+
+    from snnbench.nengo_net import load_params
+    layers, sim = load_params(out)  # convert's --params-json reader accepts the file
+    assert layers[0].gain == document["layers"][0]["gain"] and sim["steps"] == 8
+
+
+def test_cli_rejects_bad_input_in_one_line(tmp_path, tracking_store, capsys):
+    from snnbench.cli import main
+    assert main(["tune", "--storage", "optuna.db", "--n-trials", "1", "--skip-test"]) == 2
+    assert main(["tune", "--best-params-out", str(tmp_path / "no" / "best.json")]) == 2
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert len(errors) == 2 and "neither a database URL" in errors[0] and "does not exist" in errors[1]
+    assert not (tmp_path / "optuna.db").exists()

@@ -14,6 +14,7 @@ per hidden layer, maximising the SNN's accuracy on the validation split (never t
 
 import json
 import multiprocessing
+import warnings
 from dataclasses import asdict, dataclass, field, fields
 from typing import Callable
 
@@ -27,7 +28,8 @@ FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 COUNTED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
 SAMPLERS = ("tpe", "random")
 PRUNERS = ("median", "none")
-SECOND_OBJECTIVES = ("none", "spikes")
+SECOND_OBJECTIVES = ("none", "spikes", "synops")  # minimised: spikes / synaptic operations per image
+SECOND_STATS = {"spikes": "spikes_per_sample", "synops": "synaptic_ops_per_sample"}
 NEURONS = ("lif", "if", "lif-rate", "relu-rate")
 JOURNAL_PREFIX = "journal:"
 HEARTBEAT_S = 30  # RDB storages: a trial whose worker died is failed after ~2 heartbeats
@@ -37,13 +39,13 @@ HEARTBEAT_S = 30  # RDB storages: a trial whose worker died is failed after ~2 h
 @dataclass(frozen=True)
 class SearchSpace:
     """Bounds per hidden layer; ``None`` leaves that parameter at its untuned value."""
-    gain: tuple[float, float] | None = (0.25, 4.0)             # log scale
+    gain: tuple[float, float] | None = (0.05, 5.0)             # log scale
     bias_scale: tuple[float, float] | None = (0.0, 2.0)
     bias_offset: tuple[float, float] | None = (-1.0, 1.0)
-    rate_scale: tuple[float, float] | None = (10.0, 1000.0)    # log scale
+    rate_scale: tuple[float, float] | None = (1.0, 1000.0)     # log scale
     synapse: tuple[float, float] | None = (1e-4, 1e-2)         # seconds, log; or unfiltered
-    tau_rc: tuple[float, float] | None = None                  # LIF only, log scale
-    tau_ref: tuple[float, float] | None = None                 # LIF only, log scale
+    tau_rc: tuple[float, float] | None = None                  # LIF only, log scale (e.g. 0.002,0.2)
+    tau_ref: tuple[float, float] | None = None                 # LIF only, log scale (e.g. 0.0001,0.004)
 
     LOG = ("gain", "rate_scale", "synapse", "tau_rc", "tau_ref")
 
@@ -119,10 +121,9 @@ class ConversionTask:
     readout: str = "mean"
     minibatch: int = 100
     simulator: str = "nengo_dl"
-    base_rate_scale: float = 100.0  # the untuned conversion's firing-rate scale (as convert uses it)
     val_samples: int = 2000        # validation images scored per trial (the first of the split)
     val_steps: int = 4             # growing subsets: accuracy reported after each quarter, etc.
-    second_objective: str = "none"  # or "spikes" (mean spikes per image): multi-objective study
+    second_objective: str = "none"  # or spikes / synops per image: a multi-objective study
     space: SearchSpace = field(default_factory=SearchSpace)
 
     def check(self):
@@ -152,11 +153,9 @@ class ConversionTask:
                    space=SearchSpace(**{k: tuple(v) if v is not None else None for k, v in space.items()}))
 
     def base_layers(self, n_hidden: int) -> list[dict]:
-        """The untuned per-layer parameters (what convert uses without --params-json)."""
+        """The untuned per-layer parameters: LayerParams' defaults, as convert uses them."""
         from snnbench.nengo_net import LayerParams
-        layer = asdict(LayerParams(neuron=self.neuron))
-        layer["rate_scale"] = self.base_rate_scale
-        return [dict(layer) for _ in range(n_hidden)]
+        return [asdict(LayerParams(neuron=self.neuron)) for _ in range(n_hidden)]
 
     def sim_dict(self) -> dict:
         return {"steps": self.steps, "dt": self.dt, "readout": self.readout,
@@ -188,7 +187,9 @@ def open_storage(spec: str):
         raise SnnbenchError(f"storage {spec!r} is neither a database URL (sqlite:///optuna.db, "
                             "postgresql+psycopg2://USER:PASS@HOST/DB) nor a journal file (journal:PATH)")
     try:
-        return optuna.storages.RDBStorage(spec, heartbeat_interval=HEARTBEAT_S, grace_period=2 * HEARTBEAT_S)
+        with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna, and what workers need
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(spec, heartbeat_interval=HEARTBEAT_S, grace_period=2 * HEARTBEAT_S)
     except Exception as exc:  # noqa: BLE001 - SQLAlchemy/driver errors come in many types
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise SnnbenchError(f"cannot open Optuna storage {storage_label(spec)}: {first_line}; check the "
@@ -354,7 +355,7 @@ class TrialRunLogger:
         for key, value in trial.params.items():
             client.log_param(run_id, key, value)
         if trial.values:
-            names = ["validation_accuracy", "mean_spikes"]
+            names = ["validation_accuracy", f"{study.user_attrs['task']['second_objective']}_per_image"]
             for name, value in zip(names, trial.values):
                 client.log_metric(run_id, name, float(value))
         for step, value in sorted(trial.intermediate_values.items()):
@@ -403,6 +404,7 @@ def log_plots(study, folder):
     """Optimisation history and parameter importances as PNG files in ``folder``; returns paths."""
     import matplotlib
     matplotlib.use("Agg")
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning, module="optuna")
     import matplotlib.pyplot as plt
     from optuna.visualization import matplotlib as vis
 
@@ -413,7 +415,8 @@ def log_plots(study, folder):
     if len(complete) >= 2 and len({json.dumps(t.params, sort_keys=True) for t in complete}) >= 2:
         plots["param_importances.png"] = lambda: vis.plot_param_importances(study, target=target, target_name=name)
     if len(study.directions) > 1:
-        plots["pareto_front.png"] = lambda: vis.plot_pareto_front(study, target_names=["accuracy", "mean spikes"])
+        second = study.user_attrs["task"]["second_objective"]
+        plots["pareto_front.png"] = lambda: vis.plot_pareto_front(study, target_names=["accuracy", f"{second} per image"])
     paths = []
     for file_name, draw in plots.items():
         axes = draw()
@@ -472,28 +475,31 @@ class ConversionObjective:
         self.x, self.y, self.checksums = val.x, val.y, val.checksums
 
     def runner(self, layers: list[dict]):
-        from snnbench.nengo_net import LayerParams, SimConfig
-        from snnbench.runners import NengoRunner
+        from snnbench.runners import LayerParams, NengoRunner, SimConfig
         return NengoRunner(self.converted, [LayerParams(**layer) for layer in layers],
-                           SimConfig(**self.task.sim_dict()))
+                           SimConfig(**self.task.sim_dict(), seed=self.task.seed),
+                           counters=self.task.multi_objective)
 
     def __call__(self, trial: optuna.Trial):
         params = self.task.space.suggest(trial, self.n_hidden, self.task.neuron)
-        runner = self.runner(layers_from_params(params, self.base))
-        correct, start, spikes = 0, 0, 0.0
+        with self.runner(layers_from_params(params, self.base)) as runner:
+            return self._score(trial, runner)
+
+    def _score(self, trial: optuna.Trial, runner):
+        correct, start, activity = 0, 0, 0.0
         for end in chunk_ends(len(self.y), self.task.val_steps):
             logits = runner.predict(self.x[start:end], start=start)
             correct += int((logits.argmax(axis=1) == self.y[start:end]).sum())
-            if self.task.multi_objective:
-                spikes += float(np.sum(runner.spike_counts()))
-            start = end
             accuracy = correct / end
-            if not self.task.multi_objective:
+            if self.task.multi_objective:
+                activity += runner.last_stats[SECOND_STATS[self.task.second_objective]] * (end - start)
+            else:
                 trial.report(accuracy, end)
                 if trial.should_prune():
                     raise optuna.TrialPruned(f"validation accuracy {accuracy:.4f} after {end} images")
+            start = end
         if self.task.multi_objective:
-            return accuracy, spikes / len(self.y)
+            return accuracy, activity / len(self.y)
         return accuracy
 
 
@@ -502,7 +508,7 @@ def conversion_objective(task: ConversionTask) -> ConversionObjective:
 
 
 # ----------------------------------------------------------------------------- the benchmark
-def test_scores(objective: ConversionObjective, document: dict) -> dict:
+def score_on_test_set(objective: ConversionObjective, document: dict) -> dict:
     """Test-set accuracy of the DNN (ONNX Runtime) and of the SNN untuned and with ``document``.
 
     The only place the MNIST test set is read; called after the study has finished.
@@ -533,6 +539,7 @@ def run_benchmark(task: ConversionTask, options: StudyOptions, *, params: dict |
 
     task.check()
     options.check()
+    open_storage(options.storage)  # a bad storage fails now, not after the model is trained
     objective = objective_factory(task)  # builds the model before any worker starts
     study = prepare_study(task, options, objective.base)
     params = params or {**task.to_dict(), **asdict(options), "storage": storage_label(options.storage)}
@@ -552,7 +559,7 @@ def run_benchmark(task: ConversionTask, options: StudyOptions, *, params: dict |
             for path in log_plots(study, Path(folder)):
                 mlflow.log_artifact(str(path), "plots")
         if score_test:
-            scores = test_scores(objective, document)
+            scores = score_on_test_set(objective, document)
             mlflow.log_metrics(scores)
             document["test"] = scores
     return document

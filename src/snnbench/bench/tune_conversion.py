@@ -59,8 +59,6 @@ def add_arguments(parser: argparse.ArgumentParser, command: str):
     task.add_argument("--steps", type=positive(int), default=8, help="simulation time steps per image")
     task.add_argument("--dt", type=positive(float), default=0.001)
     task.add_argument("--minibatch", type=positive(int), default=100, help="nengo-dl minibatch size")
-    task.add_argument("--base-rate-scale", type=positive(float), default=ConversionTask.base_rate_scale,
-                      help="firing-rate scale of the untuned conversion (the first trial of a new study)")
     task.add_argument("--val-samples", type=positive(int), default=None,
                       help="validation images per trial (MNIST train, held-out 20%% split; default 1000 quick, 4000 full)")
     task.add_argument("--val-steps", type=positive(int), default=4, help="growing validation subsets reported to the pruner")
@@ -80,7 +78,7 @@ def task_from_args(args) -> ConversionTask:
                                                          "synapse", "tau_rc", "tau_ref")})
     return ConversionTask(arch=args.arch, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
                           seed=args.seed, train_limit=args.train_limit, neuron=args.neuron, steps=args.steps, dt=args.dt,
-                          minibatch=args.minibatch, base_rate_scale=args.base_rate_scale,
+                          minibatch=args.minibatch,
                           val_samples=args.val_samples, val_steps=args.val_steps,
                           second_objective=args.second_objective, space=space)
 
