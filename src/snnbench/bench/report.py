@@ -7,7 +7,8 @@ from snnbench.tracking import tracking_uri
 
 
 def uri_list(text: str) -> list[str]:
-    return [u.strip() for u in text.split(",") if u.strip()]
+    """'a,b' -> ['a', 'b']; '' or 'default' -> [] (the default store)."""
+    return [u.strip() for u in text.split(",") if u.strip() and u.strip() != "default"]
 
 
 def add_arguments(parser, command):
@@ -23,7 +24,7 @@ def run(args):
 
     require(re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", args.name) is not None,
             f"--name {args.name!r}: use letters, digits, '_', '.' or '-' only (it names a file)")
-    uris = [u for group in args.tracking_uri for u in group] if args.tracking_uri else [tracking_uri()]
+    uris = [u for group in args.tracking_uri or [] for u in group] or [tracking_uri()]
     path = build_report(uris, args.name, args.out_dir)
     print(f"report written to {path}")
     return path

@@ -36,24 +36,39 @@ GRIDS = {
 TABLE = "throughput.json"
 
 
+def auto(parse):
+    """``parse(text)``, or None for 'auto' (the profile's value)."""
+    def parse_or_auto(text: str):
+        return None if text.strip().lower() in ("auto", "") else parse(text)
+    return parse_or_auto
+
+
 def add_arguments(parser, command):
     add_common(parser)
+    quick, full = GRIDS["quick"], GRIDS["full"]
+
+    def by_profile(key):
+        return f"auto: {quick[key]} quick, {full[key]} full"
     parser.add_argument("--backends", type=choice_list(BACKENDS), default=list(BACKENDS),
                         help="comma list of backends to time")
-    parser.add_argument("--steps", type=int_list, default=None, help="SNN time steps (default: by profile)")
-    parser.add_argument("--batch-sizes", type=int_list, default=None, help="batch sizes (default: by profile)")
-    parser.add_argument("--nengo-steps", type=int_list, default=None,
-                        help="time steps for the slow nengo reference simulator (default: by profile)")
-    parser.add_argument("--nengo-batch-sizes", type=int_list, default=None,
-                        help="batch sizes for the nengo reference simulator (default: by profile)")
-    parser.add_argument("--warmup", type=int, default=None, help="untimed batches before timing (default: by profile)")
-    parser.add_argument("--repeats", type=positive(int), default=None, help="timed batches per point (default: by profile)")
-    parser.add_argument("--threads", type=positive(int), default=None,
-                        help="CPU threads for every backend (default: all usable CPUs)")
+    parser.add_argument("--steps", type=auto(int_list), default=None, help=f"SNN time steps ({by_profile('steps')})")
+    parser.add_argument("--batch-sizes", type=auto(int_list), default=None,
+                        help=f"batch sizes ({by_profile('batch_sizes')})")
+    parser.add_argument("--nengo-steps", type=auto(int_list), default=None,
+                        help=f"time steps on the nengo reference simulator, which is slow ({by_profile('nengo_steps')})")
+    parser.add_argument("--nengo-batch-sizes", type=auto(int_list), default=None,
+                        help="batch sizes on the nengo reference simulator; it runs one sample at a time "
+                             f"({by_profile('nengo_batch_sizes')})")
+    parser.add_argument("--warmup", type=auto(int), default=None,
+                        help=f"untimed batches before timing ({by_profile('warmup')})")
+    parser.add_argument("--repeats", type=auto(positive(int)), default=None,
+                        help=f"timed batches per point ({by_profile('repeats')})")
+    parser.add_argument("--threads", type=auto(positive(int)), default=None,
+                        help="CPU threads for every backend (auto: all usable CPUs)")
     parser.add_argument("--arch", choices=("mlp", "cnn"), default="mlp", help="the conversion study's network")
     parser.add_argument("--epochs", type=int, default=3, help="training epochs of the (cached) network")
-    parser.add_argument("--train-limit", type=positive(int), default=None,
-                        help="train the network on the first N MNIST images only (default: all)")
+    parser.add_argument("--train-limit", type=auto(positive(int)), default=None,
+                        help="train the network on the first N MNIST images only (auto: all)")
 
 
 def resolve(args) -> dict:
