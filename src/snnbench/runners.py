@@ -120,6 +120,8 @@ class NengoRunner:
         if self.sim.simulator == "nengo_dl":
             from snnbench.nengo_compat import import_nengo_dl
             nengo_dl = import_nengo_dl()
+            import tensorflow as tf
+            tf.get_logger().setLevel("ERROR")  # each simulator traces its own graph: not a retracing bug
             self._net = build_network(self.model, self.layers, self.sim, self._noise_positions(),
                                       counters=self.counters)
             self._simulator = nengo_dl.Simulator(self._net.network, dt=self.sim.dt, minibatch_size=self.sim.minibatch,
@@ -135,7 +137,9 @@ class NengoRunner:
         dt = self.sim.dt
 
         def output(t):
-            values = self._feed[key]
+            values = self._feed.get(key)
+            if values is None:  # nengo calls the function once while building
+                return np.zeros(size)
             return values[min(max(int(round(t / dt)) - 1, 0), len(values) - 1)]
         return output
 
