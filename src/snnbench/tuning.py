@@ -404,7 +404,6 @@ def log_plots(study, folder):
     """Optimisation history and parameter importances as PNG files in ``folder``; returns paths."""
     import matplotlib
     matplotlib.use("Agg")
-    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning, module="optuna")
     import matplotlib.pyplot as plt
     from optuna.visualization import matplotlib as vis
 
@@ -419,7 +418,9 @@ def log_plots(study, folder):
         plots["pareto_front.png"] = lambda: vis.plot_pareto_front(study, target_names=["accuracy", f"{second} per image"])
     paths = []
     for file_name, draw in plots.items():
-        axes = draw()
+        with warnings.catch_warnings():  # Optuna marks its matplotlib plots "experimental"
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            axes = draw()
         figure = axes.figure if hasattr(axes, "figure") else np.ravel(axes)[0].figure
         figure.set_size_inches(8, 5)
         figure.tight_layout()
@@ -517,8 +518,9 @@ def score_on_test_set(objective: ConversionObjective, document: dict) -> dict:
     from snnbench.runners import OrtRunner
     test = load_features("image", "test")
     folder = trained_model_folder(objective.task)
+    scores = {"test_images": len(test.y)}
     dnn = float((OrtRunner(folder / "model.onnx").predict(test.x).argmax(axis=1) == test.y).mean())
-    scores = {"dnn_test_accuracy": dnn}
+    scores["dnn_test_accuracy"] = dnn
     for name, layers in (("untuned", objective.base), ("tuned", document["layers"])):
         snn = float((objective.runner(layers).predict(test.x).argmax(axis=1) == test.y).mean())
         scores[f"snn_test_accuracy_{name}"] = snn
@@ -560,6 +562,7 @@ def run_benchmark(task: ConversionTask, options: StudyOptions, *, params: dict |
                 mlflow.log_artifact(str(path), "plots")
         if score_test:
             scores = score_on_test_set(objective, document)
+            mlflow.log_param("test_images", scores.pop("test_images"))
             mlflow.log_metrics(scores)
             document["test"] = scores
     return document
