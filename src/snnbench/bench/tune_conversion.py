@@ -27,25 +27,55 @@ def bounds(text: str):
     return (low, high)
 
 
+def auto_int(text: str):
+    """A positive integer, or 'auto' (the profile's value)."""
+    if text.strip().lower() in ("auto", ""):
+        return None
+    return positive(int)(text)
+
+
+def optional_seconds(text: str):
+    """Seconds > 0, or none / 0 (no limit)."""
+    if text.strip().lower() in ("none", "0", ""):
+        return None
+    return positive(float)(text)
+
+
+def optional_path(text: str):
+    return Path(text) if text.strip() else None
+
+
+def boolean(text) -> bool:
+    if isinstance(text, bool):
+        return text
+    if text.strip().lower() in ("1", "true", "yes"):
+        return True
+    if text.strip().lower() in ("0", "false", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
 def add_arguments(parser: argparse.ArgumentParser, command: str):
-    add_common(parser)
+    add_common(parser, device=False)
     study = parser.add_argument_group("study")
     study.add_argument("--study-name", default="tune-conversion", help="Optuna study name (same name + storage resumes it)")
     study.add_argument("--storage", default="sqlite:///optuna.db",
                        help="SQLAlchemy URL (sqlite:///optuna.db, postgresql+psycopg2://USER:PASS@HOST/DB) "
                             "or journal file (journal:PATH or PATH.journal)")
-    study.add_argument("--n-trials", type=int, default=None,
+    study.add_argument("--n-trials", type=auto_int, default=None,
                        help="TOTAL finished (complete + pruned) trials the study should hold; a rerun finishes "
-                            "the missing ones (default: 20 quick, 60 full)")
-    study.add_argument("--timeout", type=positive(float), default=None, help="stop starting trials after this many seconds")
+                            "the missing ones (auto: 20 quick, 60 full)")
+    study.add_argument("--timeout", type=optional_seconds, default=None,
+                       help="stop starting trials after this many seconds (none: no limit)")
     study.add_argument("--sampler", choices=SAMPLERS, default="tpe", help="TPE (seeded with --seed) or random")
     study.add_argument("--pruner", choices=PRUNERS, default="median", help="median pruner on growing validation subsets, or none")
     study.add_argument("--workers", type=positive(int), default=1, help="local worker processes sharing the storage")
     study.add_argument("--second-objective", choices=SECOND_OBJECTIVES, default="none",
-                       help="spikes: also minimise mean spikes per image (multi-objective study, no pruning)")
-    study.add_argument("--best-params-out", type=Path, default=None,
+                       help="also minimise spikes or synaptic operations per image (a multi-objective study: "
+                            "no pruning; the best setting is the most accurate on the Pareto front)")
+    study.add_argument("--best-params-out", type=optional_path, default=None,
                        help="also write the best setting (convert --params-json format) to this file")
-    study.add_argument("--skip-test", action="store_true",
+    study.add_argument("--skip-test", type=boolean, nargs="?", const=True, default=False,
                        help="do not score the untuned and best settings on the MNIST test set after the study")
 
     task = parser.add_argument_group("fixed for the study")
@@ -53,14 +83,15 @@ def add_arguments(parser: argparse.ArgumentParser, command: str):
     task.add_argument("--epochs", type=positive(int), default=3)
     task.add_argument("--lr", type=positive(float), default=2e-4)
     task.add_argument("--batch-size", type=positive(int), default=100)
-    task.add_argument("--train-limit", type=positive(int), default=None,
-                      help="train the DNN on the first N MNIST training images only (default: all 60,000)")
+    task.add_argument("--train-limit", type=int, default=0,
+                      help="train the DNN on the first N MNIST training images only (0: all 60,000)")
     task.add_argument("--neuron", choices=NEURONS, default="lif")
     task.add_argument("--steps", type=positive(int), default=8, help="simulation time steps per image")
     task.add_argument("--dt", type=positive(float), default=0.001)
     task.add_argument("--minibatch", type=positive(int), default=100, help="nengo-dl minibatch size")
-    task.add_argument("--val-samples", type=positive(int), default=None,
-                      help="validation images per trial (MNIST train, held-out 20%% split; default 1000 quick, 4000 full)")
+    task.add_argument("--val-samples", type=auto_int, default=None,
+                      help="validation images per trial: the first of MNIST train's 20%% validation split "
+                           "(auto: 1000 quick, 4000 full)")
     task.add_argument("--val-steps", type=positive(int), default=4, help="growing validation subsets reported to the pruner")
 
     space = parser.add_argument_group("search bounds per hidden layer (LOW,HIGH, or off to keep the untuned value)")
@@ -68,16 +99,16 @@ def add_arguments(parser: argparse.ArgumentParser, command: str):
     for name in ("gain", "bias_scale", "bias_offset", "rate_scale", "synapse", "tau_rc", "tau_ref"):
         value = getattr(default, name)
         log = " (log scale)" if name in SearchSpace.LOG else ""
-        parser_default = ",".join(str(v) for v in value) if value else "off"
-        space.add_argument(f"--{name.replace('_', '-')}", type=bounds, default=value,
-                           help=f"{name}{log}; default {parser_default}")
+        log += "; in seconds, and each trial may also choose no filtering" if name == "synapse" else ""
+        space.add_argument(f"--{name.replace('_', '-')}", type=bounds,
+                           default=",".join(str(v) for v in value) if value else "off", help=f"{name}{log}")
 
 
 def task_from_args(args) -> ConversionTask:
     space = SearchSpace(**{n: getattr(args, n) for n in ("gain", "bias_scale", "bias_offset", "rate_scale",
                                                          "synapse", "tau_rc", "tau_ref")})
     return ConversionTask(arch=args.arch, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
-                          seed=args.seed, train_limit=args.train_limit, neuron=args.neuron, steps=args.steps, dt=args.dt,
+                          seed=args.seed, train_limit=args.train_limit or None, neuron=args.neuron, steps=args.steps, dt=args.dt,
                           minibatch=args.minibatch,
                           val_samples=args.val_samples, val_steps=args.val_steps,
                           second_objective=args.second_objective, space=space)
@@ -98,6 +129,7 @@ def resolve_profile(args):
 def run(args):
     from snnbench import tuning
     resolve_profile(args)
+    require(args.train_limit >= 0, "--train-limit must be >= 0 (0 = all training images)")
     task, options = task_from_args(args), options_from_args(args)
     task.check()
     options.check()
