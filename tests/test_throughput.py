@@ -1,0 +1,55 @@
+"""`snnbench throughput`: a tiny real run logs its table, machine and plot; bad grids fail early."""
+
+
+import mlflow
+import pytest
+
+from conftest import require_data
+from snnbench.cli import main
+from snnbench.runstore import RunStore
+from snnbench.timing import BatchTiming, time_batch
+
+TINY = ["--epochs", "1", "--train-limit", "300", "--steps", "2,4", "--batch-sizes", "1,8", "--warmup", "1",
+        "--repeats", "3", "--threads", "1"]
+
+
+def test_batch_timing_summary_is_consistent():
+    timing = BatchTiming(batch_size=10, seconds=[0.1, 0.2, 0.4, 0.3])
+    s = timing.summary()
+    assert s["latency_ms_min"] == pytest.approx(100) and s["latency_ms_max"] == pytest.approx(400)
+    assert s["latency_ms_q25"] <= s["latency_ms_median"] <= s["latency_ms_q75"]
+    assert s["samples_per_s_median"] == pytest.approx(10 / (s["latency_ms_median"] / 1e3))
+    assert s["samples_per_s_q25"] <= s["samples_per_s_median"] <= s["samples_per_s_q75"]
+    calls = []
+    measured = time_batch(calls.append, [1, 2, 3], warmup=2, repeats=5)
+    assert len(calls) == 7 and len(measured.seconds) == 5 and measured.batch_size == 3
+
+
+@pytest.mark.slow
+def test_tiny_throughput_run_logs_its_table(tracking_store):
+    require_data()
+    assert main(["throughput", *TINY, "--backends", "ort,nengo_dl,snntorch"]) == 0
+    run = RunStore([tracking_store]).latest("throughput")
+    assert run is not None
+    table = run.table("throughput.json")
+    expected = {("ort", 0, 1), ("ort", 0, 8)} | {(b, t, n) for b in ("nengo_dl", "snntorch") for t in (2, 4)
+                                                 for n in (1, 8)}
+    assert set(zip(table["backend"], table["steps"], table["batch_size"])) == expected
+    for row in table.to_dict("records"):
+        assert row["repeats"] == 3 and row["threads"] == 1
+        assert 0 < row["latency_ms_min"] <= row["latency_ms_median"] <= row["latency_ms_max"]
+        assert row["samples_per_s_median"] == pytest.approx(row["batch_size"] / (row["latency_ms_median"] / 1e3))
+    csv = run.table("throughput.csv")
+    assert len(csv) == len(table)
+    artifacts = {a.path for a in run.client.list_artifacts(run.id)}
+    assert {"throughput.json", "throughput.csv", "throughput.png", "machine.json"} <= artifacts
+    assert run.tags["machine.cpu_model"] and int(run.tags["machine.cpu_usable"]) >= 1
+    assert run.params["profile"] == "quick" and run.params["seed"] == "0"
+    assert run.metrics["ort_best_samples_per_s"] == pytest.approx(max(table[table.backend == "ort"].samples_per_s_median))
+
+
+def test_bad_grid_fails_before_any_run(tracking_store, capsys):
+    assert main(["throughput", *TINY, "--batch-sizes", "1,20000", "--backends", "ort"]) == 2
+    assert "larger than the MNIST test set" in capsys.readouterr().err
+    assert main(["throughput", *TINY, "--steps", "0", "--backends", "ort"]) == 2
+    assert mlflow.search_runs(search_all_experiments=True).empty
