@@ -477,9 +477,10 @@ class ConversionObjective:
 
     def runner(self, layers: list[dict]):
         from snnbench.runners import LayerParams, NengoRunner, SimConfig
+        # Activity counters stay on even when unused: they are part of the network whose seeds
+        # give the LIF initial voltages, so convert (which has them) reproduces these results.
         return NengoRunner(self.converted, [LayerParams(**layer) for layer in layers],
-                           SimConfig(**self.task.sim_dict(), seed=self.task.seed),
-                           counters=self.task.multi_objective)
+                           SimConfig(**self.task.sim_dict(), seed=self.task.seed))
 
     def __call__(self, trial: optuna.Trial):
         params = self.task.space.suggest(trial, self.n_hidden, self.task.neuron)
