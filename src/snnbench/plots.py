@@ -40,6 +40,8 @@ def line_panels(panels: dict, path: Path, *, xlabel: str, ylabel: str, title: st
         order = list(dict.fromkeys(x for xs, _ in series.values() for x in xs))  # categorical x positions
         for label, (xs, ys) in series.items():
             style = next((s for k, s in STYLES.items() if label.startswith(k)), dict(marker="o"))
+            if "clean" in label:  # the noise-free reference of a noisy series
+                style = {**style, "linestyle": ":", "alpha": 0.6}
             ax.plot([order.index(x) for x in xs] if categorical else xs, ys, label=label, **style)
         if categorical:
             ax.set_xticks(range(len(order)), [str(x) for x in order])

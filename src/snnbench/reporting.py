@@ -94,11 +94,14 @@ class Sweep:
     reference: bool = False  # draw the reference study's multimodal SNN figure
 
 
+NOISY = {"DNN": "dnn_test_accuracy", "SNN": "snn_test_accuracy",
+         "DNN clean": "dnn_clean_test_accuracy", "SNN clean": "snn_clean_test_accuracy"}
+
 SWEEPS = (
     Sweep("multimodal", "One configuration", None, "configuration"),
     Sweep("size_sweep", "Accuracy vs model size", "size", "model size", reference=True),
-    Sweep("noise_level", "Accuracy vs noise level", "noise_std", "noise std"),
-    Sweep("noise_position", "Accuracy vs noise position", "noise_position", "noise position"),
+    Sweep("noise_level", "Accuracy vs noise level", "noise_std", "noise std", metrics=NOISY),
+    Sweep("noise_position", "Accuracy vs noise position", "noise_position", "noise position", metrics=NOISY),
     Sweep("reset_sweep", "Accuracy vs reset mechanism", "reset", "reset"),
     Sweep("neuron_sweep", "Accuracy vs neuron model", "neuron", "neuron model"),
     Sweep("timestep_sweep", "Accuracy vs time steps", "steps", "time steps"),
@@ -254,7 +257,9 @@ def sweep_section(ctx: Context, sweep: Sweep) -> list:
     if not points:
         return lines + missing(sweep.experiment)
     ctx.use(parent)
-    xs = sorted({x for series in points.values() for x in series}, key=_sort_key)
+    xs = list(dict.fromkeys(x for series in points.values() for x in series))  # the order they ran in
+    if all(isinstance(x, (int, float)) for x in xs):
+        xs.sort()
     modalities = sorted({m for m, _ in points}, key=lambda m: (MODALITY_ORDER + (m,)).index(m))
     fixed = ", ".join(f"{k}={parent.params[k]}" for k in MODEL_PARAMS if k in parent.params and k != sweep.x_param)
     lines += [f"Fixed settings: {fixed}." if fixed else "", ""]
@@ -275,10 +280,6 @@ def sweep_section(ctx: Context, sweep: Sweep) -> list:
                           categorical=categorical, reference=reference, reference_panels=("multimodal",))
     lines += [f"![{sweep.title}]({link})", ""]
     return lines + [scale_line([parent]), ""]
-
-
-def _sort_key(x):
-    return (0, x, "") if isinstance(x, (int, float)) else (1, 0, str(x))
 
 
 def _xy(series: dict, xs: list) -> tuple:
