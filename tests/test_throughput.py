@@ -28,12 +28,13 @@ def test_batch_timing_summary_is_consistent():
 @pytest.mark.slow
 def test_tiny_throughput_run_logs_its_table(tracking_store):
     require_data()
-    assert main(["throughput", *TINY, "--backends", "ort,nengo_dl,snntorch"]) == 0
+    assert main(["throughput", *TINY, "--backends", "ort,nengo_dl,nengo,snntorch", "--nengo-steps", "2",
+                 "--nengo-batch-sizes", "1,2"]) == 0
     run = RunStore([tracking_store]).latest("throughput")
     assert run is not None
     table = run.table("throughput.json")
     expected = {("ort", 0, 1), ("ort", 0, 8)} | {(b, t, n) for b in ("nengo_dl", "snntorch") for t in (2, 4)
-                                                 for n in (1, 8)}
+                                                 for n in (1, 8)} | {("nengo", 2, 1), ("nengo", 2, 2)}
     assert set(zip(table["backend"], table["steps"], table["batch_size"])) == expected
     for row in table.to_dict("records"):
         assert row["repeats"] == 3 and row["threads"] == 1
