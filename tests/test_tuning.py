@@ -28,6 +28,8 @@ class Bowl:
         params = self.task.space.suggest(trial, len(self.base), self.task.neuron)
         time.sleep(self.pause)  # lets concurrent workers overlap
         score = 1.0 - math.log(params["layer0.gain"] / 2.0) ** 2 - (params["layer0.bias_offset"] - 0.3) ** 2
+        if self.task.multi_objective:
+            return score, params["layer0.rate_scale"]  # "activity" grows with the rate scale
         trial.report(score, 1)
         return score
 
@@ -131,31 +133,55 @@ def test_best_params_document_and_mlflow_nesting(tmp_path, tracking_store):
     assert "plots/param_importances.png" in plots
 
 
+def check_exact_total(study, n_trials):
+    done = finished(study)
+    assert len(done) == n_trials and len({t.number for t in done}) == n_trials
+    assert len({json.dumps(t.params, sort_keys=True) for t in done}) == n_trials  # no trial run twice
+    unfinished = [t for t in study.trials if t.state not in tuning.FINISHED]
+    assert all(t.user_attrs.get("surplus") for t in unfinished)  # none running, none failed for real
+
+
 def run_two_workers(storage: str, name: str, n_trials: int = 12):
     task = small_task()
     options = tuning.StudyOptions(name, storage=storage, n_trials=n_trials, workers=2)
-    study = tuning.prepare_study(task, options, BASE)
+    tuning.prepare_study(task, options, BASE)
     tuning.run_workers(task, options, slow_bowl, parent_run_id=None)
     study = tuning.load_study(options, task)
-    done = finished(study)
-    numbers = [t.number for t in done]
-    assert len(done) == n_trials and len(set(numbers)) == n_trials
-    assert len({json.dumps(t.params, sort_keys=True) for t in done}) == n_trials  # no trial run twice
-    assert not study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
-    unfinished = [t for t in study.trials if t.state not in tuning.FINISHED]
-    assert all(t.user_attrs.get("surplus") for t in unfinished)
+    check_exact_total(study, n_trials)
     return study
 
 
-@pytest.mark.parametrize("kind", ["sqlite", "journal"])
-def test_two_workers_finish_exactly_the_requested_trials(tmp_path, kind):
-    storage = f"sqlite:///{tmp_path / 'optuna.db'}" if kind == "sqlite" else f"journal:{tmp_path / 'o.journal'}"
-    run_two_workers(storage, f"workers-{kind}")
+def test_two_workers_finish_exactly_the_requested_trials_sqlite(tmp_path):
+    run_two_workers(f"sqlite:///{tmp_path / 'optuna.db'}", "workers-sqlite")
+
+
+def test_two_workers_on_a_journal_log_their_trials_under_one_parent(tmp_path, tracking_store):
+    options = tuning.StudyOptions("workers-journal", storage=f"journal:{tmp_path / 'o.journal'}", n_trials=8,
+                                  workers=2)
+    tuning.run_benchmark(small_task(), options, score_test=False, objective_factory=slow_bowl)
+    check_exact_total(tuning.load_study(options, small_task()), 8)
+    from mlflow.tracking import MlflowClient
+    client = MlflowClient(tracking_store)
+    experiment = client.get_experiment_by_name("tune_conversion").experiment_id
+    parent = client.search_runs([experiment], "tags.`mlflow.parentRunId` IS NULL")[0]
+    children = client.search_runs([experiment], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
+    assert sorted(int(c.data.tags["optuna.trial"]) for c in children) == sorted(
+        t.number for t in finished(tuning.load_study(options, small_task())))
+    assert {c.data.tags["optuna.worker"] for c in children} <= {"0", "1"}
+
+
+def test_multi_objective_study_keeps_the_most_accurate_pareto_setting(tmp_path):
+    task = small_task(second_objective="spikes")
+    study = run_study(task, f"sqlite:///{tmp_path / 'o.db'}", "pareto", 8)
+    assert len(study.directions) == 2 and isinstance(study.pruner, optuna.pruners.NopPruner)
+    document = tuning.params_document(study)
+    assert document["source"]["validation_accuracy"] == max(t.values[0] for t in finished(study))
+    assert document["source"]["trial"] in {t.number for t in study.best_trials}
 
 
 def test_two_workers_on_postgresql(postgres_url):  # noqa: F811
     study = run_two_workers(postgres_url, "workers-pg")
-    assert {t.number for t in study.trials} >= set(range(12))
+    assert study.trials[0].user_attrs.get("untuned") and {t.number for t in study.trials} >= set(range(12))
 
 
 def test_exact_total_turns_away_a_trial_beyond_the_total(tmp_path):
@@ -191,7 +217,7 @@ def test_tuned_conversion_beats_untuned_without_touching_the_test_set(tmp_path, 
 
     out = tmp_path / "best.json"
     argv = ["tune", "--study-name", "real", "--storage", f"journal:{tmp_path / 'real.journal'}",
-            "--n-trials", "12", "--epochs", "1", "--train-limit", "3000", "--val-samples", "300",
+            "--n-trials", "10", "--epochs", "1", "--train-limit", "3000", "--val-samples", "300",
             "--val-steps", "3", "--steps", "8", "--skip-test", "--best-params-out", str(out)]
     assert main(argv) == 0
     study = optuna.load_study(study_name="real", storage=tuning.open_storage(f"journal:{tmp_path / 'real.journal'}"))

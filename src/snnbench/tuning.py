@@ -14,6 +14,7 @@ per hidden layer, maximising the SNN's accuracy on the validation split (never t
 
 import json
 import multiprocessing
+import os
 import warnings
 from dataclasses import asdict, dataclass, field, fields
 from typing import Callable
@@ -180,8 +181,8 @@ def open_storage(spec: str):
         from optuna.storages import JournalStorage
         from optuna.storages.journal import JournalFileBackend
         path = spec[len(JOURNAL_PREFIX):] if spec.startswith(JOURNAL_PREFIX) else spec
-        if not path:
-            raise SnnbenchError("journal storage needs a file: --storage journal:PATH")
+        if not path or not os.path.isdir(os.path.dirname(os.path.abspath(path))):
+            raise SnnbenchError(f"journal storage {spec!r} needs a file in an existing folder: --storage journal:PATH")
         return JournalStorage(JournalFileBackend(path))
     if "://" not in spec:
         raise SnnbenchError(f"storage {spec!r} is neither a database URL (sqlite:///optuna.db, "
@@ -224,7 +225,9 @@ def make_sampler(options: StudyOptions, worker: int = 0):
     seed = options.seed + 1000 * worker
     if options.sampler == "random":
         return optuna.samplers.RandomSampler(seed=seed)
-    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=8, multivariate=True)
+    with warnings.catch_warnings():  # multivariate TPE is "experimental" in Optuna
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=8, multivariate=True)
 
 
 def make_pruner(options: StudyOptions, task: ConversionTask):
@@ -324,7 +327,8 @@ def prepare_study(task: ConversionTask, options: StudyOptions, base: list[dict])
     if "base_layers" not in study.user_attrs:
         study.set_user_attr("base_layers", base)
     if not study.get_trials(deepcopy=False):
-        study.enqueue_trial(task.space.untuned_params(base, task.neuron), user_attrs={"untuned": True})
+        study.enqueue_trial(task.space.untuned_params(base, task.neuron), user_attrs={"untuned": True},
+                            skip_if_exists=True)
     return study
 
 
@@ -447,7 +451,11 @@ def trained_model_folder(task: ConversionTask):
 
 
 def validation_set(task: ConversionTask):
-    """The first ``val_samples`` images of the held-out validation part of MNIST train."""
+    """The first ``val_samples`` images of the 20 % validation split of MNIST train.
+
+    The conversion DNN is trained on all 60,000 training images (as convert trains it), so
+    these images were seen by the DNN; they are used because the test set must stay unseen.
+    """
     from snnbench.data import load_features, validation_split
     train = load_features("image", "train")
     _, val_idx = validation_split(len(train), 0.2, task.seed)

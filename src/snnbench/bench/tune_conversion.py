@@ -34,6 +34,15 @@ def auto_int(text: str):
     return positive(int)(text)
 
 
+def auto_seed(text: str):
+    if text.strip().lower() in ("auto", ""):
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer or 'auto', got {text!r}") from None
+
+
 def optional_seconds(text: str):
     """Seconds > 0, or none / 0 (no limit)."""
     if text.strip().lower() in ("none", "0", ""):
@@ -68,6 +77,9 @@ def add_arguments(parser: argparse.ArgumentParser, command: str):
     study.add_argument("--timeout", type=optional_seconds, default=None,
                        help="stop starting trials after this many seconds (none: no limit)")
     study.add_argument("--sampler", choices=SAMPLERS, default="tpe", help="TPE (seeded with --seed) or random")
+    study.add_argument("--sampler-seed", type=auto_seed, default=None,
+                       help="sampler seed (auto: --seed); local --workers add 1000 x their index; give "
+                            "each machine of a distributed study its own seed")
     study.add_argument("--pruner", choices=PRUNERS, default="median", help="median pruner on growing validation subsets, or none")
     study.add_argument("--workers", type=positive(int), default=1, help="local worker processes sharing the storage")
     study.add_argument("--second-objective", choices=SECOND_OBJECTIVES, default="none",
@@ -116,7 +128,8 @@ def task_from_args(args) -> ConversionTask:
 
 def options_from_args(args) -> StudyOptions:
     return StudyOptions(study_name=args.study_name, storage=args.storage, n_trials=args.n_trials,
-                        timeout=args.timeout, sampler=args.sampler, pruner=args.pruner, seed=args.seed,
+                        timeout=args.timeout, sampler=args.sampler, pruner=args.pruner,
+                        seed=args.seed if args.sampler_seed is None else args.sampler_seed,
                         workers=args.workers)
 
 
