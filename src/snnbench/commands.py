@@ -32,6 +32,20 @@ def _same(text: str, default) -> bool:
     return text == str(default)
 
 
+NONE_WORDS = ("none", "off", "auto", "profile", "")
+
+
+def _none_word(action) -> str:
+    """The word this option's parser reads as None (e.g. 'off', 'auto'), else 'none'."""
+    for word in NONE_WORDS:
+        try:
+            if action.type is not None and action.type(word) is None:
+                return word
+        except Exception:  # argparse types raise several exception types on a bad word
+            continue
+    return "none"
+
+
 def command_line(command: str, params: dict) -> str:
     """``snnbench COMMAND --opt value ...`` for a run of ``command`` with logged ``params``."""
     command = cli.ALIASES.get(command, command)
@@ -55,6 +69,8 @@ def command_line(command: str, params: dict) -> str:
         elif isinstance(action, argparse._StoreFalseAction):
             if text == "False":
                 words.append(option)
+        elif text == "None":
+            words += [option, _none_word(action)]
         else:
             words += [option, _as_cli_value(text)]
     return shlex.join(words)

@@ -372,22 +372,29 @@ SECTIONS = (conversion_section, multimodal_section, noise_section, throughput_se
 
 # --- the report --------------------------------------------------------------------------------
 
-def header(name: str, uris: list, ctx: Context) -> list:
+def header(name: str, uris: list, ctx: Context, prefer: str) -> list:
     lines = [f"# snnbench report: {name}", "",
              f"Generated {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC} from "
-             + ", ".join(f"`{u}`" for u in uris) + ".", "", "Commands that produced it:", "", "```sh"]
+             + ", ".join(f"`{u}`" for u in uris) + ". Each section uses the newest finished run of its benchmark"
+             + (" (a full-profile one when there is one)" if prefer == "full" else "") + ".", ""]
+    commits = sorted({r.tags.get("snnbench.git_commit", "unknown") for r in ctx.used})
+    lines += [f"Code: git commit {', '.join(f'`{c}`' for c in commits)}.", "",
+              "Commands that produced it (rebuilt from each run's logged parameters):", "", "```sh"]
     several = len(uris) > 1
     for run in ctx.used:
         command = command_line(run.tags.get("snnbench.benchmark") or run.run.info.run_name, run.params)
         lines.append(f"MLFLOW_TRACKING_URI={run.uri} {command}" if several else command)
     report = ["snnbench", "report", "--name", name] + [w for u in uris for w in ("--tracking-uri", u)]
+    report += ["--prefer", prefer] if prefer != "full" else []
     lines += [" ".join(report), "```", ""]
     return lines
 
 
-def build_report(uris: list, name: str, out_dir: Path) -> Path:
-    """Write ``out_dir/name.md`` and ``out_dir/name/*.png``; returns the markdown's path."""
-    store = RunStore(uris)
+def build_report(uris: list, name: str, out_dir: Path, prefer: str = "full") -> Path:
+    """Write ``out_dir/name.md`` and ``out_dir/name/*.png``; returns the markdown's path.
+    Each section uses the newest matching finished run (``prefer='full'``: the newest full-profile
+    one when there is one)."""
+    store = RunStore(uris, prefer_full=prefer == "full")
     out_dir = Path(out_dir)
     with tempfile.TemporaryDirectory() as tmp:
         ctx = Context(store, Path(tmp) / name, name)
@@ -401,5 +408,5 @@ def build_report(uris: list, name: str, out_dir: Path) -> Path:
         if ctx.figures.exists():
             shutil.copytree(ctx.figures, figures)
         markdown = out_dir / f"{name}.md"
-        markdown.write_text("\n".join(header(name, store.uris, ctx) + body))
+        markdown.write_text("\n".join(header(name, store.uris, ctx, prefer) + body))
     return markdown

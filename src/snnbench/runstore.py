@@ -89,13 +89,14 @@ def _check_exists(uri: str):
 
 
 class RunStore:
-    def __init__(self, uris: list[str]):
+    def __init__(self, uris: list[str], prefer_full: bool = True):
         if not uris:
             raise SnnbenchError("no tracking store given; pass --tracking-uri URI (e.g. sqlite:///mlflow.db)")
         self.uris = list(dict.fromkeys(uris))
         for uri in self.uris:
             _check_exists(uri)
         self.clients = {uri: MlflowClient(tracking_uri=uri) for uri in self.uris}
+        self.prefer_full = prefer_full
 
     def _search(self, experiment: str, filter_string: str) -> list[FoundRun]:
         found = []
@@ -117,8 +118,11 @@ class RunStore:
         return [r for r in runs if PARENT_TAG not in r.tags]
 
     def latest(self, experiment: str, where=None) -> FoundRun | None:
-        """The newest finished top-level run (optionally one for which ``where(run)`` holds)."""
-        return next((r for r in self.finished(experiment) if where is None or where(r)), None)
+        """The newest finished top-level run (optionally one for which ``where(run)`` holds);
+        with ``prefer_full``, the newest full-profile run if there is one."""
+        runs = [r for r in self.finished(experiment) if where is None or where(r)]
+        full = [r for r in runs if r.params.get("profile") == "full"] if self.prefer_full else []
+        return (full or runs or [None])[0]
 
     def children(self, parent: FoundRun) -> list[FoundRun]:
         """Finished child runs of a parent, oldest first."""
