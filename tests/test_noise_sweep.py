@@ -1,0 +1,143 @@
+"""noise_sweep: robustness metrics, same noise for every family, std 0 = clean, resumable grid."""
+
+import mlflow
+import numpy as np
+import pytest
+from mlflow.tracking import MlflowClient
+
+from snnbench import robustness, tracking
+from snnbench.bench import noise_sweep
+from snnbench.cli import main
+from conftest import require_data
+
+TINY = ["--test-limit", "60", "--train-limit", "300", "--epochs", "1", "--steps", "6", "--snn-steps", "3"]
+
+
+def _children(uri: str) -> list:
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name(noise_sweep.BENCHMARK)
+    runs = client.search_runs([experiment.experiment_id], max_results=1000)
+    return [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+
+
+# --------------------------------------------------------------------------- metrics
+
+def test_robustness_metrics_on_a_known_curve():
+    curve = robustness.Curve.from_points([2.0, 0.0, 1.0], [0.5, 0.9, 0.8], clean_accuracy=0.9)
+    summary = robustness.summarise(curve)
+    assert summary["auc"] == pytest.approx((0.85 + 0.65) / 2)
+    assert summary["drop_at_max_std_pp"] == pytest.approx(40.0)
+    assert summary["mean_drop_pp"] == pytest.approx(100 * (0 + 0.1 + 0.4) / 3)
+    assert robustness.NoiseTolerance(10.0)(curve) == 1.0
+    assert robustness.NoiseTolerance(5.0)(curve) == 0.0
+    with pytest.raises(Exception, match="one accuracy per noise std"):
+        robustness.Curve.from_points([0.0, 1.0], [0.5], 0.5)
+
+
+def test_grid_has_one_clean_run_and_every_noisy_configuration():
+    config = {"families": ["ort-dnn", "nengo-snn", "snntorch-snn"], "modalities": ["image", "audio"],
+              "positions": ["pre", "post"], "stds": [0.0, 1.0, 5.0], "seeds": 2, "noise_mode": "frozen", "seed": 3}
+    subjects = noise_sweep.subjects(config)
+    assert [s.label for s in subjects] == [
+        "ort-dnn/conversion-mlp/image", "ort-dnn/multimodal/image", "ort-dnn/multimodal/audio",
+        "nengo-snn/conversion-mlp/image", "nengo-snn/multimodal/image", "nengo-snn/multimodal/audio",
+        "snntorch-snn/multimodal/image", "snntorch-snn/multimodal/audio"]
+    grid = noise_sweep.grid(subjects[0], config)
+    assert len(grid) == 1 + 2 * 3 * 2 and grid[0]["position"] == "none"
+    assert len({tracking.config_key(c) for c in grid}) == len(grid)
+    assert {c["noise_seed"] for c in grid[1:]} == {3, 4}
+
+
+def test_bad_options_fail_in_one_line(tracking_store, capsys):
+    assert main(["noise_sweep", "--stds", "0,-1"]) == 2
+    assert main(["noise_sweep", "--test-limit", "-3"]) == 2
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert len(errors) == 2 and "--stds" in errors[0] and "--test-limit" in errors[1]
+    assert MlflowClient(tracking_store).get_experiment_by_name(noise_sweep.BENCHMARK) is None
+
+
+# --------------------------------------------------------------------------- same noise everywhere
+
+def test_frozen_snn_noise_equals_the_ort_feeds(monkeypatch, tmp_path):
+    """Frozen mode: at every step the snntorch SNN receives exactly the DNN's ORT noise feeds, and
+    the ORT graph with noise gives the suite's own noisy torch DNN logits."""
+    import onnxruntime as ort
+    from snnbench.models import multimodal
+    from snnbench.noise import NoiseSpec
+    from snnbench.onnx_export import export_onnx
+    from snnbench.onnx_noise import add_noise
+
+    spec = NoiseSpec(0.5, "pre", "frozen", seed=11)
+    dnn = multimodal.build_model(multimodal.ModelSpec("image", "dnn", "S/3")).eval()
+    snn = multimodal.build_model(multimodal.ModelSpec("image", "snn", "S/3", steps=3)).eval()
+    graph = add_noise(export_onnx(dnn, 784, tmp_path / "model.onnx"), "pre")
+    feeds = graph.feeds(spec)
+    x = np.random.default_rng(0).random((250, 784), dtype=np.float32)
+
+    received, real_draw = [], NoiseSpec.draw
+
+    def recording_draw(self, layer, start, n, features, step=0):
+        received.append((layer, start, step, real_draw(self, layer, start, n, features, step)))
+        return received[-1][-1]
+
+    monkeypatch.setattr(NoiseSpec, "draw", recording_draw)
+    multimodal.predict(snn, x, spec, batch_size=100)
+    monkeypatch.undo()
+    assert {(layer, step) for layer, _, step, _ in received} == {(f"layer{i}", t) for i in (0, 1) for t in range(3)}
+    for layer, start, step, draw in received:
+        np.testing.assert_array_equal(draw, feeds(start, len(draw))[f"noise_{layer}"])
+
+    ort_logits = ort.InferenceSession(graph.serialized()).run(None, {"input": x, **feeds(0, len(x))})[0]
+    np.testing.assert_allclose(ort_logits, multimodal.predict(dnn, x, spec), atol=1e-4)
+
+
+# --------------------------------------------------------------------------- end to end
+
+@pytest.mark.slow
+def test_sweep_std0_equals_clean_for_every_family(tracking_store):
+    require_data()
+    assert main(["noise_sweep", "--modalities", "image", "--stds", "0,2", "--positions", "input,post", *TINY]) == 0
+    children = _children(tracking_store)
+    families = {r.data.params["family"] for r in children}
+    assert families == {"ort-dnn", "nengo-snn", "snntorch-snn"}
+    for run in children:
+        if float(run.data.params["std"]) == 0:
+            assert run.data.metrics["accuracy"] == run.data.metrics["clean_accuracy"], run.info.run_name
+    parent = MlflowClient(tracking_store).get_run(children[0].data.tags["mlflow.parentRunId"])
+    artifacts = {a.path for a in MlflowClient(tracking_store).list_artifacts(parent.info.run_id)}
+    assert {"noise_sweep.csv", "accuracy_vs_std.png", "robustness.json", "models"} <= artifacts
+    assert any(k.startswith("auc.nengo-snn.conversion-mlp.image.") for k in parent.data.metrics)
+
+
+@pytest.mark.slow
+def test_interrupted_sweep_resumes_without_duplicates(tracking_store, monkeypatch):
+    require_data()
+    args = ["noise_sweep", "--families", "ort-dnn,snntorch-snn", "--modalities", "image", "--stds", "0,1",
+            "--positions", "pre,post", "--seeds", "2", *TINY]
+    real_evaluate, calls = noise_sweep.evaluate, []
+
+    def interrupted(*a, **k):
+        if len(calls) == 4:
+            raise KeyboardInterrupt
+        calls.append(1)
+        return real_evaluate(*a, **k)
+
+    monkeypatch.setattr(noise_sweep, "evaluate", interrupted)
+    assert main(args) == 130
+    assert len(_children(tracking_store)) == 4
+    monkeypatch.setattr(noise_sweep, "evaluate", real_evaluate)
+    assert main(args) == 0
+    children = _children(tracking_store)
+    per_subject = 1 + 2 * 2 * 2
+    expected = per_subject * 3  # ort conversion-mlp, ort multimodal image, snntorch image
+    keys = [r.data.tags[tracking.CONFIG_KEY] for r in children]
+    assert len(keys) == expected and len(set(keys)) == expected
+    parents = {r.data.tags["mlflow.parentRunId"] for r in children}
+    assert len(parents) == 1
+    parent = MlflowClient(tracking_store).get_run(parents.pop())
+    assert parent.info.status == "FINISHED"
+    assert parent.data.metrics["children"] == expected and parent.data.metrics["children_reused"] == 4
+    # a third run of the same sweep evaluates nothing again
+    monkeypatch.setattr(noise_sweep, "evaluate", lambda *a, **k: pytest.fail("re-evaluated a finished run"))
+    assert main(args) == 0
+    assert len(_children(tracking_store)) == expected
