@@ -104,3 +104,16 @@ def test_report_from_real_runs_in_two_stores(tracking_store, tmp_path, monkeypat
     assert "--backends ort,snntorch" in header[1] and "--batch-sizes 1,4" in header[1]
     assert header[-1] == f"snnbench report --name tiny --tracking-uri {tracking_store} --tracking-uri {other}"
     assert Path(tmp_path / "reports").is_dir()
+
+
+def test_run_choice_prefers_the_newest_full_profile_run(tracking_store):
+    from snnbench.tracking import benchmark_run
+
+    ids = {}
+    for profile in ("full", "quick"):
+        with benchmark_run("demo", {"profile": profile}) as run:
+            ids[profile] = run.info.run_id
+    assert RunStore([tracking_store]).latest("demo").id == ids["full"]
+    assert RunStore([tracking_store], prefer_full=False).latest("demo").id == ids["quick"]
+    assert RunStore([tracking_store]).latest("demo", where=lambda r: r.params["profile"] == "quick").id == ids["quick"]
+    assert RunStore([tracking_store]).latest("no_such_benchmark") is None
