@@ -33,6 +33,7 @@ SECOND_OBJECTIVES = ("none", "spikes", "synops")  # minimised: spikes / synaptic
 SECOND_STATS = {"spikes": "spikes_per_sample", "synops": "synaptic_ops_per_sample"}
 NEURONS = ("lif", "if", "lif-rate", "relu-rate")
 JOURNAL_PREFIX = "journal:"
+VALIDATION_IMAGES = 12000  # validation_split(60000, 0.2)
 HEARTBEAT_S = 30  # RDB storages: a trial whose worker died is failed after ~2 heartbeats
 
 
@@ -133,6 +134,9 @@ class ConversionTask:
         if self.second_objective not in SECOND_OBJECTIVES:
             raise SnnbenchError(f"unknown second objective {self.second_objective!r}; use one of "
                                 f"{', '.join(SECOND_OBJECTIVES)}")
+        if self.val_samples > VALIDATION_IMAGES:
+            raise SnnbenchError(f"--val-samples {self.val_samples} is more than the {VALIDATION_IMAGES} "
+                                "validation images (20% of MNIST train)")
         if self.val_samples < self.val_steps or self.val_steps < 1:
             raise SnnbenchError(f"--val-samples ({self.val_samples}) must be at least --val-steps "
                                 f"({self.val_steps}), and --val-steps at least 1")
@@ -358,7 +362,7 @@ class TrialRunLogger:
         run_id = run.info.run_id
         for key, value in trial.params.items():
             client.log_param(run_id, key, value)
-        if trial.values:
+        if trial.state == TrialState.COMPLETE:  # a pruned trial's value is only a partial accuracy
             names = ["validation_accuracy", f"{study.user_attrs['task']['second_objective']}_per_image"]
             for name, value in zip(names, trial.values):
                 client.log_metric(run_id, name, float(value))
@@ -437,9 +441,11 @@ def log_plots(study, folder):
 
 def trial_counts(study) -> dict:
     trials = study.get_trials(deepcopy=False)
-    return {f"trials_{state.name.lower()}": sum(t.state == state for t in trials)
-            for state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}
-
+    counts = {f"trials_{state.name.lower()}": sum(t.state == state for t in trials)
+              for state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}
+    counts["trials_surplus"] = sum(bool(t.user_attrs.get("surplus")) for t in trials)
+    counts["trials_fail"] -= counts["trials_surplus"]
+    return counts
 
 
 # ----------------------------------------------------------------------------- the objective
@@ -459,6 +465,8 @@ def validation_set(task: ConversionTask):
     from snnbench.data import load_features, validation_split
     train = load_features("image", "train")
     _, val_idx = validation_split(len(train), 0.2, task.seed)
+    if task.val_samples > len(val_idx):
+        raise SnnbenchError(f"--val-samples {task.val_samples} is more than the {len(val_idx)} validation images")
     return train.subset(val_idx[: task.val_samples])
 
 
