@@ -117,3 +117,16 @@ def test_run_choice_prefers_the_newest_full_profile_run(tracking_store):
     assert RunStore([tracking_store], prefer_full=False).latest("demo").id == ids["quick"]
     assert RunStore([tracking_store]).latest("demo", where=lambda r: r.params["profile"] == "quick").id == ids["quick"]
     assert RunStore([tracking_store]).latest("no_such_benchmark") is None
+
+
+def test_reproduce_plans_every_benchmark_then_the_report(capsys):
+    assert main(["reproduce", "--dry-run", "--profile", "full", "--seed", "3", "--device", "cpu",
+                 "--skip", "tune"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    commands = [shlex.split(line)[1] for line in lines]
+    assert commands[0] == "convert" and "--rate-scale" in lines[0] and commands[-1] == "report"
+    assert "tune" not in commands and {"noise_sweep", "size_sweep", "timestep_sweep", "throughput"} <= set(commands)
+    assert all("--profile full --seed 3" in line for line in lines[:-1])
+    assert "--device" not in lines[0]  # convert has no --device option
+    assert "--device cpu" in next(line for line in lines if " throughput " in line)
+    assert lines[-1] == "snnbench report --name full"

@@ -24,7 +24,7 @@ def line_panels(panels: dict, path: Path, *, xlabel: str, ylabel: str, title: st
                 reference_panels: tuple | None = None) -> Path:
     """One panel per key of ``panels``; each panel maps a series label to (xs, ys).
 
-    A series label starting with 'DNN' or 'SNN' gets that family's line style. ``reference`` is
+    A series label naming 'DNN' or 'SNN' (any case) gets that family's line style. ``reference`` is
     (y, label): a horizontal line (e.g. the reference study's figure) drawn in every panel, or only
     in ``reference_panels`` when given.
     """
@@ -39,7 +39,7 @@ def line_panels(panels: dict, path: Path, *, xlabel: str, ylabel: str, title: st
     for ax, (panel, series) in zip(flat, panels.items()):
         order = list(dict.fromkeys(x for xs, _ in series.values() for x in xs))  # categorical x positions
         for label, (xs, ys) in series.items():
-            style = next((s for k, s in STYLES.items() if label.startswith(k)), dict(marker="o"))
+            style = next((s for k, s in STYLES.items() if k.lower() in label.lower()), dict(marker="o"))
             if "clean" in label:  # the noise-free reference of a noisy series
                 style = {**style, "linestyle": ":", "alpha": 0.6}
             ax.plot([order.index(x) for x in xs] if categorical else xs, ys, label=label, **style)
