@@ -77,7 +77,7 @@ def fit(model: nn.Module, train: tuple, val: tuple, config: TrainConfig,
         state = torch.load(checkpoint, map_location=device, weights_only=False)
         model.load_state_dict(state["model"])
         optimiser.load_state_dict(state["optimiser"])
-        generator.set_state(state["generator"])
+        generator.set_state(state["generator"].cpu())  # map_location may have moved it
         result = state["result"]
         first_epoch = state["epoch"] + 1
     x_train = torch.as_tensor(train[0])
