@@ -77,9 +77,10 @@ def test_report_from_real_runs_in_two_stores(tracking_store, tmp_path, monkeypat
     # conversion table: the run's own metrics, next to the reference study's figures
     row = next(line for line in text.splitlines() if line.startswith("| untuned"))
     cells = [c.strip() for c in row.strip("|").split("|")]
-    assert cells[1:6] == ["5", "40", pct(convert.metrics["dnn_accuracy"]), pct(convert.metrics["snn_accuracy"]),
+    assert cells[1] == "rate_scale=1.0, gain=1.0, bias_scale=1.0, neuron=lif"
+    assert cells[2:7] == ["5", "40", pct(convert.metrics["dnn_accuracy"]), pct(convert.metrics["snn_accuracy"]),
                           f"{convert.metrics['conversion_loss_pp']:.2f}"]
-    assert "| reference study | – | – | 91.32% | 87.67% | 3.65 | – |" in text
+    assert "| reference study | – | – | – | 91.32% | 87.67% | 3.65 | – |" in text
     assert convert.id in text and throughput.id in text
 
     # throughput table: one line per timed point, with its median rate

@@ -65,6 +65,7 @@ class ConversionRow:
     where: object = None       # predicate on the run's params (None: any run)
     steps_param: str = "steps"
     test_param: str = "test_images"
+    detail_params: tuple = ("rate_scale", "gain", "bias_scale", "neuron")  # shown in the 'settings' column
 
 
 CONVERSION_ROWS = (
@@ -74,8 +75,9 @@ CONVERSION_ROWS = (
     ConversionRow("tuned parameters file (--params-json)", "convert", "dnn_accuracy", "snn_accuracy",
                   lambda p: bool(p.get("params_json"))),
     ConversionRow("untuned, at the Optuna study's settings", "tune_conversion", "dnn_test_accuracy",
-                  "snn_test_accuracy_untuned"),
-    ConversionRow("Optuna-tuned", "tune_conversion", "dnn_test_accuracy", "snn_test_accuracy_tuned"),
+                  "snn_test_accuracy_untuned", detail_params=("neuron",)),
+    ConversionRow("Optuna-tuned", "tune_conversion", "dnn_test_accuracy", "snn_test_accuracy_tuned",
+                  detail_params=("n_trials", "sampler", "second_objective")),
 )
 CONVERSION_CURVE = ("accuracy_at_steps", CONVERSION_ROWS[:3])  # convert metric logged with step = time steps
 CONVERSION_COMMANDS = ("convert --rate-scale 1", "convert", "tune")
@@ -199,7 +201,8 @@ def conversion_section(ctx: Context) -> list:
             continue
         dnn, snn = run.metrics.get(spec.dnn_metric), run.metrics[spec.snn_metric]
         loss = "–" if dnn is None else f"{100 * (dnn - snn):.2f}"
-        rows.append([spec.label, run.params.get(spec.steps_param, "–"), run.params.get(spec.test_param, "–"),
+        detail = ", ".join(f"{k}={run.params[k]}" for k in spec.detail_params if k in run.params) or "–"
+        rows.append([spec.label, detail, run.params.get(spec.steps_param, "–"), run.params.get(spec.test_param, "–"),
                      pct(dnn), pct(snn), loss, f"`{run.id[:8]}`"])
         found.append((spec, dnn, snn))
         if run.id not in {r.id for r in runs}:
@@ -208,10 +211,10 @@ def conversion_section(ctx: Context) -> list:
     if not rows:
         return lines + [f"_No runs yet: run `snnbench {c}`._" for c in CONVERSION_COMMANDS] + [""]
     ref = CONVERSION_REFERENCE
-    rows.append(["reference study", "–", "–", pct(ref["dnn"]), pct(ref["snn"]),
+    rows.append(["reference study", "–", "–", "–", pct(ref["dnn"]), pct(ref["snn"]),
                  f"{100 * (ref['dnn'] - ref['snn']):.2f}", "–"])
-    lines += markdown_table(["variant", "steps", "test images", "DNN accuracy", "SNN accuracy", "loss (pp)", "run"],
-                            rows) + [""]
+    lines += markdown_table(["variant", "settings", "steps", "test images", "DNN accuracy", "SNN accuracy",
+                             "loss (pp)", "run"], rows) + [""]
     groups = [spec.label.split(" (")[0].replace(", at the Optuna study's settings", " (tune)") for spec, _, _ in found]
     bars = {"DNN": [None if d is None else 100 * d for _, d, _ in found] + [100 * ref["dnn"]],
             "SNN": [100 * s for _, _, s in found] + [100 * ref["snn"]]}
