@@ -26,6 +26,8 @@ CONVERSION_REFERENCE = dict(dnn=0.9132, snn=0.8767, text=(
 MULTIMODAL_REFERENCE = dict(snn=0.999, text=(
     "Reference study: the multimodal SNN reaches ~99.9% test accuracy at every model size (S, S/2, S/3)."))
 
+DEVICE_TAG = "snnbench.device"  # the device a run actually used (its 'device' param may say 'auto')
+
 # Model settings a multimodal sweep holds fixed (shown beside its table; the swept one is left out).
 MODEL_PARAMS = ("size", "hidden_layers", "neuron", "beta", "reset", "steps", "encoding", "readout", "noise_std",
                 "noise_position", "noise_mode")
@@ -34,7 +36,7 @@ MODALITY_ORDER = ("image", "audio", "multimodal")
 # Params shown as each section's scale (those a run logged; others are skipped).
 SCALE_PARAMS = ("profile", "seed", "arch", "epochs", "train_limit", "test_limit", "test_images", "steps", "snn_steps",
                 "rate_scale", "n_trials", "val_samples",
-                "threads", "warmup", "repeats", "device")
+                "threads", "warmup", "repeats")
 
 
 # --- conversion study --------------------------------------------------------------------------
@@ -164,7 +166,8 @@ def scale_line(runs: list) -> str:
     """'Scale: profile=quick, epochs=1 ... Runs: `id` ...' for the runs a section used."""
     parts = []
     for run in runs:
-        shown = ", ".join(f"{k}={run.params[k]}" for k in SCALE_PARAMS if k in run.params)
+        shown = ", ".join([f"{k}={run.params[k]}" for k in SCALE_PARAMS if k in run.params]
+                          + [f"device={run.tags[DEVICE_TAG]}"] * (DEVICE_TAG in run.tags))
         benchmark = run.tags.get("snnbench.benchmark", "")
         parts.append(f"`{run.id}` ({benchmark}{'; ' + shown if shown else ''})")
     return "Runs: " + "; ".join(parts) + "."
@@ -269,6 +272,9 @@ def sweep_section(ctx: Context, sweep: Sweep) -> list:
     families = [f for f in sweep.metrics if any((m, f) in points for m in modalities)]
     header = [sweep.x_label] + [f"{f} {m}" for m in modalities for f in families]
     rows = [[x] + [pct(points.get((m, f), {}).get(x)) for m in modalities for f in families] for x in xs]
+    if sweep.reference:
+        header.append("SNN multimodal, reference study")
+        rows = [row + [f"~{100 * MULTIMODAL_REFERENCE['snn']:.1f}%"] for row in rows]
     lines += markdown_table(header, rows) + [""]
     panels = {m: {f: _xy(points[(m, f)], xs) for f in families if (m, f) in points} for m in modalities}
     categorical = not all(isinstance(x, (int, float)) for x in xs)
