@@ -42,7 +42,7 @@ def test_quick_multimodal_run_logs_metrics(tracking_store):
 
 def test_noise_sweep_reuses_the_trained_model_and_resume_skips_finished(tracking_store):
     require_data()
-    args = ["noise_position", *TINY, "--modalities", "audio", "--families", "snn", "--noise-std", "0.5"]
+    args = ["noise_position", *TINY, "--modalities", "audio", "--noise-std", "0.5"]
     assert main(args) == 0
     _, _, children = runs_of("noise_position")
     assert sorted(c.data.params["noise_position"] for c in children) == ["post", "pre"]
@@ -50,6 +50,9 @@ def test_noise_sweep_reuses_the_trained_model_and_resume_skips_finished(tracking
     assert len(folders) == 1  # trained once, evaluated under each noise
     clean = {c.data.metrics["snn_clean_test_accuracy"] for c in children}
     assert len(clean) == 1 and all("snn_test_accuracy" in c.data.metrics for c in children)
+    for child in children:  # ONNX Runtime gets the very noise draws torch got
+        assert child.data.metrics["dnn_ort_torch_max_abs_diff"] < 1e-3
+        assert child.data.metrics["dnn_ort_test_accuracy"] == child.data.metrics["dnn_test_accuracy"]
     assert main([*args, "--resume"]) == 0
     _, parents, children_after = runs_of("noise_position")
     assert len(parents) == 2 and len(children_after) == 2  # nothing re-run

@@ -6,7 +6,7 @@ with one child run per (modality, swept value); a child trains (or reuses from t
 the DNN and / or SNN of that configuration and logs ``dnn_*`` / ``snn_*`` metrics: per-epoch
 ``train_loss`` and ``val_accuracy``, ``best_val_accuracy``, ``test_accuracy`` of the
 best-validation weights (under the evaluation noise, if any), throughput, and for the DNN the
-ONNX Runtime test accuracy. Noise sweeps train once and only evaluate under noise.
+ONNX Runtime test accuracy under the same noise draws. Noise sweeps train once and only evaluate under noise.
 Trained models come from :func:`snnbench.models.multimodal.trained_multimodal_model` (cached).
 """
 
@@ -90,23 +90,29 @@ def _count_or_auto(text: str):
 
 # --- evaluation --------------------------------------------------------------------------------
 
-def evaluate(model, test: FeatureSet, noise: NoiseSpec | None, device) -> dict:
+def evaluate(model, test: FeatureSet, noise: NoiseSpec | None, device) -> tuple[dict, np.ndarray]:
     started = time.perf_counter()
     logits = predict(model, test.x, noise, batch_size=1000, device=device)
     seconds = time.perf_counter() - started
-    return {"test_accuracy": accuracy(logits, test.y), "eval_samples_per_s": len(test) / seconds}
+    return {"test_accuracy": accuracy(logits, test.y), "eval_samples_per_s": len(test) / seconds}, logits
 
 
-def evaluate_onnx(folder: Path, test: FeatureSet) -> dict:
-    """The exported DNN in ONNX Runtime (no noise): accuracy and throughput."""
-    import onnxruntime
+def evaluate_onnx(folder: Path, test: FeatureSet, noise: NoiseSpec, torch_logits: np.ndarray) -> dict:
+    """The exported DNN in ONNX Runtime under the same noise draws (noise inputs added to a copy
+    of its graph): accuracy, throughput and the largest logit difference from torch."""
+    from snnbench.onnx_noise import add_noise
+    from snnbench.runners import OrtRunner
 
-    session = onnxruntime.InferenceSession(str(folder / "model.onnx"), providers=["CPUExecutionProvider"])
+    if noise.active:
+        graph = add_noise(folder / "model.onnx", noise.position)
+        runner = OrtRunner(graph.serialized(), feeds=graph.feeds(noise))
+    else:
+        runner = OrtRunner(folder / "model.onnx")
     started = time.perf_counter()
-    logits = np.concatenate([session.run(None, {"input": test.x[a:a + 1000]})[0]
-                             for a in range(0, len(test), 1000)])
+    logits = runner.predict(test.x)
     seconds = time.perf_counter() - started
-    return {"ort_test_accuracy": accuracy(logits, test.y), "ort_samples_per_s": len(test) / seconds}
+    return {"ort_test_accuracy": accuracy(logits, test.y), "ort_samples_per_s": len(test) / seconds,
+            "ort_torch_max_abs_diff": float(np.abs(logits - torch_logits).max())}
 
 
 def run_family(spec: ModelSpec, settings: TrainSettings, noise: NoiseSpec, test: FeatureSet,
@@ -121,11 +127,12 @@ def run_family(spec: ModelSpec, settings: TrainSettings, noise: NoiseSpec, test:
     metrics = {k: result[k] for k in ("best_val_accuracy", "best_epoch", "train_samples_per_s",
                                       "epoch_seconds", "parameter_count", "hidden_width")}
     metrics["epochs_trained"] = len(result["history"])
-    metrics.update(evaluate(model, test, noise, device))
+    scores, logits = evaluate(model, test, noise, device)
+    metrics.update(scores)
     if noise.active:
-        metrics["clean_test_accuracy"] = evaluate(model, test, None, device)["test_accuracy"]
+        metrics["clean_test_accuracy"] = evaluate(model, test, None, device)[0]["test_accuracy"]
     if spec.family == "dnn":
-        metrics.update(evaluate_onnx(folder, test))
+        metrics.update(evaluate_onnx(folder, test, noise, logits))
     mlflow.set_tag(f"snnbench.{prefix}_model_folder", str(folder))
     mlflow.log_dict(result, f"{prefix}_training.json")
     return {f"{prefix}_{k}": float(v) for k, v in metrics.items() if v is not None}
