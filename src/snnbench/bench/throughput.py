@@ -101,18 +101,23 @@ def grid(settings: dict) -> list:
 
 
 def run(args):
-    settings = resolve(args)
     from snnbench.backends import build_backend, model_folder, set_threads
+    from snnbench.data import load_features
+    from snnbench.device import resolve_device
 
+    settings = resolve(args)
+    device = resolve_device(settings["device"])  # where snntorch runs; ORT and Nengo use the CPU
     set_threads(settings["threads"])
     folder = model_folder(settings)
-    from snnbench.data import load_features
-
     test = load_features("image", "test")
     images = test.x[: settings["samples"]]
-    params = {k: v for k, v in settings.items()}
-    with benchmark_run("throughput", params, device=settings["device"], data_checksums=test.checksums) as run_:
+    params = dict(settings)
+    with benchmark_run("throughput", params, device=str(device), data_checksums=test.checksums) as run_:
         host = machine()
+        if device.type == "cuda":
+            import torch
+
+            host["gpu"] = torch.cuda.get_device_name(device)
         mlflow.set_tags({f"machine.{k}": v for k, v in host.items()})
         mlflow.log_dict(host, "machine.json")
         rows, failed = [], {}
