@@ -68,7 +68,7 @@ def line_panels(panels: dict, path: Path, *, xlabel: str, ylabel: str, title: st
 def grouped_bars(groups: list, series: dict, path: Path, *, ylabel: str, title: str) -> Path:
     """Bars: one group per entry of ``groups``; ``series`` maps a label to one value per group
     (None for a missing value)."""
-    fig, ax = plt.subplots(figsize=(1.6 + 1.5 * len(groups), 3.4))
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.6 + 1.5 * len(groups)), 3.4))
     width = 0.8 / max(len(series), 1)
     for i, (label, values) in enumerate(series.items()):
         xs = [g + (i - (len(series) - 1) / 2) * width for g in range(len(groups))]

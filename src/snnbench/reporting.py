@@ -13,7 +13,6 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-
 from snnbench import plots
 from snnbench.commands import command_line
 from snnbench.errors import SnnbenchError
@@ -101,13 +100,17 @@ class Sweep:
     modality_param: str = "modality"
     metrics: dict = field(default_factory=lambda: {"DNN": "dnn_test_accuracy", "SNN": "snn_test_accuracy"})
     reference: bool = False  # draw the reference study's multimodal SNN figure
+    # metrics: series label -> child-run metric; tables and figures show test accuracy unless a label says
 
 
+WITH_VALIDATION = {"DNN test": "dnn_test_accuracy", "SNN test": "snn_test_accuracy",
+                   "DNN best val": "dnn_best_val_accuracy", "SNN best val": "snn_best_val_accuracy"}
 NOISY = {"DNN": "dnn_test_accuracy", "SNN": "snn_test_accuracy",
          "DNN clean": "dnn_clean_test_accuracy", "SNN clean": "snn_clean_test_accuracy"}
 
 SWEEPS = (
-    Sweep("multimodal", "One configuration", None, "configuration"),
+    Sweep("multimodal", "One configuration (test and best validation accuracy)", None, "configuration",
+          metrics=WITH_VALIDATION),
     Sweep("size_sweep", "Accuracy vs model size", "size", "model size", reference=True),
     Sweep("noise_level", "Accuracy vs noise level", "noise_std", "noise std", metrics=NOISY),
     Sweep("noise_position", "Accuracy vs noise position", "noise_position", "noise position", metrics=NOISY),
@@ -132,6 +135,8 @@ class NoiseTable:
 
 
 NOISE_SWEEP = NoiseTable()
+
+
 @dataclass(frozen=True)
 class ThroughputTable:
     experiment: str = "throughput"
@@ -290,7 +295,7 @@ def sweep_section(ctx: Context, sweep: Sweep) -> list:
     if len(xs) == 1:
         plots.grouped_bars(modalities, {f: [100 * points[(m, f)][xs[0]] if (m, f) in points else None
                                             for m in modalities] for f in families},
-                           path, ylabel="test accuracy (%)", title=sweep.title)
+                           path, ylabel="accuracy (%)", title=sweep.title)
     else:
         plots.line_panels(panels, path, xlabel=sweep.x_label, ylabel="test accuracy (%)", title=sweep.title,
                           categorical=categorical, reference=reference, reference_panels=("multimodal",))
