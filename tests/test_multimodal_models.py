@@ -154,3 +154,25 @@ def test_noise_is_refused_in_training_and_absent_from_fit():
         h.remove()
     assert len(currents) == 4  # 2 batches x 2 steps
     assert all(torch.equal(c, o) for c, o in zip(currents, outputs))
+
+
+def test_rate_encoding_feeds_binary_spikes_and_predicts_reproducibly():
+    torch.manual_seed(0)
+    model = SpikingMLP(ModelSpec(modality="image", size="S/3", steps=3, encoding="rate")).eval()
+    inputs = []
+    handle = capture(model.linears[0], inputs, "in")
+    x = np.random.default_rng(0).random((6, 784), dtype=np.float32)
+    first = predict(model, x, batch_size=6)
+    handle.remove()
+    assert len(inputs) == 3 and all(set(i.unique().tolist()) <= {0.0, 1.0} for i in inputs)
+    assert not torch.equal(inputs[0], inputs[1])  # a fresh Poisson draw each step
+    assert np.array_equal(first, predict(model, x, batch_size=6))
+
+
+def test_spike_count_readout_trains_with_another_surrogate():
+    torch.manual_seed(0)
+    model = SpikingMLP(ModelSpec(modality="image", size="S/3", steps=4, readout="spikes", surrogate="fast_sigmoid"))
+    scores = model(torch.rand(5, 784) * 3)
+    assert torch.all((scores >= 0) & (scores <= 4)) and torch.equal(scores, scores.round())
+    scores.sum().backward()  # the surrogate gives the spike counts a gradient
+    assert model.linears[0].weight.grad.abs().sum() > 0

@@ -193,11 +193,14 @@ def forward_with_noise(model: nn.Module, x: torch.Tensor, noise: NoiseSpec | Non
 
 @torch.no_grad()
 def predict(model: nn.Module, x: np.ndarray, noise: NoiseSpec | None = None, batch_size: int = 1000,
-            device: torch.device | str = "cpu") -> np.ndarray:
+            device: torch.device | str = "cpu", seed: int = 0) -> np.ndarray:
     """Logits (float32, (N, 10)) of a DNN or SNN of this family, with optional evaluation noise.
-    Sample ``i`` of ``x`` gets the noise of global index ``i`` whatever ``batch_size`` is."""
+    Sample ``i`` of ``x`` gets the noise of global index ``i`` whatever ``batch_size`` is.
+    Rate-encoded input spikes come from torch's generator, seeded here with ``seed``."""
     device = torch.device(device)
     model.to(device).eval()
+    if isinstance(model, SpikingMLP) and model.spec.encoding == "rate":
+        torch.manual_seed(seed)
     outputs = []
     for a in range(0, len(x), batch_size):
         xb = torch.as_tensor(np.asarray(x[a:a + batch_size], dtype=np.float32), device=device)

@@ -45,7 +45,7 @@ def make_neuron(neuron: str = "lif", reset: str = "soft", beta: float = 0.9,
 
 def encode(x: torch.Tensor, encoding: str) -> torch.Tensor:
     """The input at one time step: the features themselves (direct) or Poisson spikes (rate)."""
-    return x if encoding == "direct" else spikegen.rate(x.clamp(0, 1))
+    return x if encoding == "direct" else spikegen.rate(x.clamp(0, 1), num_steps=1)[0]
 
 
 def add_noise(tensor: torch.Tensor, noise: NoiseSpec | None, position: str, layer: str,
