@@ -86,3 +86,21 @@ def test_unsupported_op_fails_in_one_line(tracking_store, tmp_path, capsys):
     path = tmp_path / "sigmoid.onnx"
     save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
     _one_line_failure(capsys, ["convert", "--onnx-model", str(path)], "Sigmoid", "sig")
+
+
+def test_convert_given_onnx_model(tracking_store, tmp_path):
+    """--onnx-model skips training: any supported classifier over 784 pixels converts."""
+    require_data()
+    import torch
+    from snnbench.onnx_export import export_onnx
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(784, 32), torch.nn.ReLU(), torch.nn.Linear(32, 10))
+    path = export_onnx(model, 784, tmp_path / "given.onnx")
+    argv = ["convert", "--onnx-model", str(path), "--test-limit", "30", "--steps", "5", "--steps-list", "5",
+            "--minibatch", "30", "--neuron", "if", "--rate-scale", "50"]
+    assert main(argv) == 0
+    metrics = _only_run().data.metrics
+    assert metrics["dnn_macs_per_sample"] == 784 * 32 + 32 * 10
+    assert metrics["rate_equivalence_max_abs_err"] <= 1e-4
+    assert "train_seconds" not in metrics

@@ -108,16 +108,14 @@ def resolve(args) -> dict:
     return {"test_limit": test_limit, "steps_list": sorted(set(steps_list)), "layers": layers, "sim": sim}
 
 
-def model_folder(args) -> Path:
-    """A folder with model.onnx: the given file's, or the trained (cached) model's."""
+def model_path(args) -> Path:
+    """The ONNX file: the given one, or the trained (cached) model's (beside its metrics.json)."""
     if args.onnx_model:
-        folder = Path(tempfile.mkdtemp(prefix="snnbench-convert-"))
-        (folder / "model.onnx").write_bytes(Path(args.onnx_model).read_bytes())
-        return folder
+        return Path(args.onnx_model)
     from snnbench.models.conversion import trained_conversion_model
 
     return trained_conversion_model(args.arch, args.epochs, args.lr, args.batch_size, args.seed,
-                                    args.train_limit or None)
+                                    args.train_limit or None) / "model.onnx"
 
 
 # --------------------------------------------------------------------------- measuring
@@ -225,7 +223,7 @@ def _plot_curve(curve: dict, dnn_accuracy: float, path: Path):
     plt.close(fig)
 
 
-def log_artifacts(folder: Path, converted, settings: dict, dnn: dict, snn: dict, y):
+def log_artifacts(onnx_path: Path, converted, settings: dict, dnn: dict, snn: dict, y):
     import mlflow
     import mlflow.onnx
     import onnx
@@ -234,7 +232,7 @@ def log_artifacts(folder: Path, converted, settings: dict, dnn: dict, snn: dict,
     from snnbench import onnx_io
     from snnbench.nengo_net import save_params
 
-    mlflow.onnx.log_model(onnx.load(str(folder / "model.onnx")), name="model", save_as_external_data=False,
+    mlflow.onnx.log_model(onnx.load(str(onnx_path)), name="model", save_as_external_data=False,
                           pip_requirements=[f"onnx=={onnx.__version__}", f"onnxruntime=={onnxruntime.__version__}"])
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -272,18 +270,17 @@ def run(args):
     params.update(test_images=len(test), steps_list=settings["steps_list"],
                   layers=[asdict(p) for p in settings["layers"]], sim=asdict(settings["sim"]))
     with benchmark_run("convert", params, data_checksums=test.checksums):
-        folder = model_folder(args)
-        converted = converted or onnx_io.extract(folder / "model.onnx")
-        if (folder / "metrics.json").exists():
-            trained = json.loads((folder / "metrics.json").read_text())
+        onnx_path = model_path(args)
+        converted = converted or onnx_io.extract(onnx_path)
+        if not args.onnx_model:
+            trained = json.loads((onnx_path.parent / "metrics.json").read_text())
             mlflow.log_metrics({"torch_test_accuracy": trained["torch_test_accuracy"],
                                 "train_seconds": trained["train_seconds"]})
-        dnn = evaluate_dnn(folder / "model.onnx", test.x, test.y)
+        dnn = evaluate_dnn(onnx_path, test.x, test.y)
         snn = evaluate_snn(converted, settings, test.x, test.y)
-        equivalence = rate_equivalence(converted, folder / "model.onnx", test.x[:EQUIVALENCE_IMAGES],
-                                       settings["sim"])
+        equivalence = rate_equivalence(converted, onnx_path, test.x[:EQUIVALENCE_IMAGES], settings["sim"])
         log_metrics(converted, dnn, snn, equivalence, settings)
-        log_artifacts(folder, converted, settings, dnn, snn, test.y)
+        log_artifacts(onnx_path, converted, settings, dnn, snn, test.y)
         print(f"convert: DNN {100 * dnn['accuracy']:.2f}%  SNN {100 * snn['accuracy']:.2f}% "
               f"({settings['sim'].steps} steps)  loss {100 * (dnn['accuracy'] - snn['accuracy']):.2f} pp  "
               f"rate-mode max |err| {equivalence:.2e}")
