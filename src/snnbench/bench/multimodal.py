@@ -152,11 +152,11 @@ def add_arguments(parser: argparse.ArgumentParser, command: str):
     if sweep:
         parser.add_argument(sweep.option, type=sweep.parse, default=list(sweep.values), help=sweep.help)
     parser.add_argument("--epochs", type=_count_or_auto, default=None,
-                        help="training epochs (default: 2 quick, 200 full)")
+                        help="training epochs (auto = 2 quick, 200 full)")
     parser.add_argument("--train-limit", type=_count_or_auto, default=None,
-                        help="training samples before the validation split (0 = all; default: 2000 quick, all full)")
+                        help="training samples before the validation split (0 = all, auto = 2000 quick, all full)")
     parser.add_argument("--test-limit", type=_count_or_auto, default=None,
-                        help="first N test samples (0 = all; default: 1000 quick, all full)")
+                        help="a fixed random subset of N test samples (0 = all, auto = 1000 quick, all full)")
     parser.add_argument("--lr", type=positive(float), default=1e-3, help="Adam learning rate")
     parser.add_argument("--batch-size", type=positive(int), default=100, help="training batch size")
     model = parser.add_argument_group("model (the reference defaults; a swept factor replaces its option)")
