@@ -114,8 +114,7 @@ class RunStore:
 
     def finished(self, experiment: str) -> list[FoundRun]:
         """Finished top-level runs of an experiment, newest first, across all stores."""
-        runs = self._search(experiment, "attributes.status = 'FINISHED'")
-        return [r for r in runs if PARENT_TAG not in r.tags]
+        return self._search(experiment, f"attributes.status = 'FINISHED' and tags.`{PARENT_TAG}` IS NULL")
 
     def latest(self, experiment: str, where=None) -> FoundRun | None:
         """The newest finished top-level run (optionally one for which ``where(run)`` holds);
