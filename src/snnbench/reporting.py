@@ -184,6 +184,12 @@ def scale_line(runs: list) -> str:
     return "Runs: " + "; ".join(parts) + "."
 
 
+def unreadable(run: FoundRun, artifact: str) -> list:
+    return [f"_Run `{run.id}` has no readable `{artifact}` with the expected columns (artifacts at "
+            f"`{run.run.info.artifact_uri}`); copy its artifacts beside its store or rerun "
+            f"`snnbench {run.tags.get('snnbench.benchmark', '')}`._", ""]
+
+
 def missing(command: str) -> list:
     return [f"_No runs yet: run `snnbench {command}`._", ""]
 
@@ -325,7 +331,10 @@ def noise_section(ctx: Context) -> list:
     table = run.table(spec.artifact) if run else None
     needed = {spec.value, spec.x, *spec.curve}
     if table is None or table.empty or not needed <= set(table.columns):
-        return lines + missing(spec.experiment)
+        if run is None:
+            return lines + missing(spec.experiment)
+        ctx.use(run)
+        return lines + unreadable(run, spec.artifact)
     ctx.use(run)
     noisy = table[table["position"] != spec.clean_position]
     means = noisy.groupby([*spec.curve, spec.x], sort=False)[spec.value].mean().unstack(spec.x)
@@ -369,7 +378,10 @@ def throughput_section(ctx: Context) -> list:
     table = run.table(spec.artifact) if run else None
     needed = {c for _, cols, _ in spec.columns for c in cols}
     if table is None or table.empty or not needed <= set(table.columns):
-        return lines + missing(spec.experiment)
+        if run is None:
+            return lines + missing(spec.experiment)
+        ctx.use(run)
+        return lines + unreadable(run, spec.artifact)
     ctx.use(run)
     host = ", ".join(f"{t.split('.', 1)[1]}={run.tags[t]}" for t in spec.machine_tags if t in run.tags)
     lines += [f"Machine: {host}." if host else "", ""]
