@@ -91,6 +91,49 @@ def test_frozen_snn_noise_equals_the_ort_feeds(monkeypatch, tmp_path):
     np.testing.assert_allclose(ort_logits, multimodal.predict(dnn, x, spec), atol=1e-4)
 
 
+def test_nengo_gets_the_ort_feeds_and_reused_simulators_match_fresh_ones(monkeypatch, tmp_path):
+    """Frozen mode: the converted Nengo SNN is fed the DNN's ORT noise feeds at every step; the
+    sweep's per-position simulators give what a fresh NengoRunner per noise spec gives; std 0 = clean."""
+    import torch
+    from snnbench.bench.noise_sweep_models import nengo_predictor
+    from snnbench.noise import NoiseSpec
+    from snnbench.onnx_export import export_onnx
+    from snnbench.onnx_noise import add_noise
+    from snnbench.runners import LayerParams, NengoRunner, SimConfig
+
+    torch.manual_seed(0)
+    dnn = torch.nn.Sequential(torch.nn.Linear(20, 16), torch.nn.ReLU(), torch.nn.Linear(16, 4))
+    export_onnx(dnn, 20, tmp_path / "model.onnx")
+    x = np.random.default_rng(0).random((120, 20), dtype=np.float32)
+    config = {"steps": 4, "seed": 0}
+    predict = nengo_predictor(tmp_path, config)
+
+    spec = NoiseSpec(0.5, "post", "frozen", seed=2)
+    feeds = add_noise(tmp_path / "model.onnx", "post").feeds(spec)
+    received, real_draw = [], NoiseSpec.draw
+
+    def recording_draw(self, layer, start, n, features, step=0):
+        received.append((layer, start, real_draw(self, layer, start, n, features, step)))
+        return received[-1][-1]
+
+    monkeypatch.setattr(NoiseSpec, "draw", recording_draw)
+    predict(x, spec)
+    monkeypatch.undo()
+    assert {(layer, start) for layer, start, _ in received} == {("layer0", 0), ("layer0", 100)}
+    for layer, start, draw in received:
+        np.testing.assert_array_equal(draw, feeds(start, len(draw))[f"noise_{layer}"])
+
+    def fresh(s):
+        sim = SimConfig(steps=config["steps"], seed=config["seed"])
+        return NengoRunner(tmp_path, LayerParams(rate_scale=2.0), sim, s, counters=False).predict(x)
+
+    clean = predict(x, NoiseSpec())
+    for s in (NoiseSpec(0.0, "pre"), NoiseSpec(1.0, "pre", seed=1), NoiseSpec(2.0, "pre", seed=1),
+              NoiseSpec(1.0, "post", "per_step", seed=2), NoiseSpec(1.0, "input", seed=3)):
+        np.testing.assert_array_equal(predict(x, s), fresh(s))
+    np.testing.assert_array_equal(predict(x, NoiseSpec(0.0, "post")), clean)
+
+
 # --------------------------------------------------------------------------- end to end
 
 @pytest.mark.slow

@@ -268,13 +268,15 @@ def run(args):
     config = settings(args)
     device = resolve_device(args.device)
     models = Models(config, device)
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     with tracking.benchmark_run(BENCHMARK, config, device=str(device), resume=True) as parent, \
             tempfile.TemporaryDirectory(prefix="snnbench-noise-sweep-") as out:
         models.prepare(subjects(config))
         rows = sweep(config, models, str(device))
         log_results(rows, config, Path(out))
-        mlflow.log_metric("wall_seconds", time.perf_counter() - started)
+        # this invocation's times (training included; a resumed sweep logs its own)
+        mlflow.log_metrics({"wall_seconds": time.perf_counter() - started,
+                            "cpu_seconds": time.process_time() - cpu_started})
     print(markdown_table(rows))
     print(f"\nnoise_sweep: {len(rows)} runs ({sum(r['reused'] for r in rows)} reused) in "
           f"{time.perf_counter() - started:.0f} s; parent run {parent.info.run_id} (experiment {BENCHMARK!r}, "
