@@ -77,38 +77,48 @@ def summarise(curve: Curve, metrics=METRICS) -> dict:
 
 
 def plot_accuracy_vs_std(rows: list[dict], positions: list[str], path, title: str = ""):
-    """One panel per noise position, one line per (family, model) with error bars over seeds.
+    """A panel per (modality, noise position): accuracy vs std, one line per family and model,
+    error bars over seeds.
 
-    ``rows``: dicts with family, model, position, std, accuracy (one per seed)."""
+    ``rows``: dicts with family, model, modality, position, std, accuracy (one per seed)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(positions), figsize=(5 * len(positions), 4), sharey=True, squeeze=False)
-    lines = sorted({(r["family"], r["model"]) for r in rows})
-    families = sorted({family for family, _ in lines})
+    modalities = list(dict.fromkeys(r["modality"] for r in rows))
+    fig, axes = plt.subplots(len(modalities), len(positions), figsize=(4.2 * len(positions), 3.2 * len(modalities)),
+                             sharey=True, squeeze=False)
+    families = list(dict.fromkeys(r["family"] for r in rows))
+    models = list(dict.fromkeys(r["model"] for r in rows))
     colours = {f: plt.cm.tab10(i) for i, f in enumerate(families)}
-    styles = ["-", "--", ":", "-."]
-    for ax, position in zip(axes[0], positions):
-        for family, model in lines:
-            models_of_family = sorted(m for f, m in lines if f == family)
-            points = [r for r in rows if (r["family"], r["model"], r["position"]) == (family, model, position)]
-            stds = sorted({r["std"] for r in points})
-            if not stds:
-                continue
-            values = [[r["accuracy"] for r in points if r["std"] == s] for s in stds]
-            ax.errorbar(stds, [100 * np.mean(v) for v in values], yerr=[100 * np.std(v) for v in values],
-                        color=colours[family], linestyle=styles[models_of_family.index(model) % len(styles)],
-                        marker="o", markersize=3, capsize=3, label=f"{family} · {model}")
-        ax.set_xscale("symlog", linthresh=0.1)
-        ax.set_xlabel("noise std")
-        ax.set_title(f"noise at {position}")
-        ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("accuracy (%)")
-    axes[0][-1].legend(fontsize=7, loc="lower left")
+    styles = dict(zip(models, ["-", "--", ":", "-."]))
+    for row, modality in enumerate(modalities):
+        for ax, position in zip(axes[row], positions):
+            for family in families:
+                for model in models:
+                    points = [r for r in rows if (r["family"], r["model"], r["modality"], r["position"]) ==
+                              (family, model, modality, position)]
+                    stds = sorted({r["std"] for r in points})
+                    if not stds:
+                        continue
+                    values = [[r["accuracy"] for r in points if r["std"] == s] for s in stds]
+                    ax.errorbar(stds, [100 * np.mean(v) for v in values], yerr=[100 * np.std(v) for v in values],
+                                color=colours[family], linestyle=styles[model], marker="o", markersize=3,
+                                capsize=3, label=f"{family} · {model}")
+            ax.set_xscale("symlog", linthresh=0.1)
+            ax.set_title(f"{modality}: noise at {position}", fontsize=9)
+            ax.grid(alpha=0.3)
+            if row == len(modalities) - 1:
+                ax.set_xlabel("noise std")
+        axes[row][0].set_ylabel("accuracy (%)")
+    handles, labels = {}, []
+    for ax in axes.flat:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(label, handle)
+    fig.legend(list(handles.values()), list(handles), loc="lower center", ncol=min(len(handles), 4), fontsize=8)
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.tight_layout(rect=(0, 0.06 + 0.02 * (len(handles) > 4), 1, 1))
+    fig.savefig(path, dpi=110)
     plt.close(fig)
     return path

@@ -247,8 +247,7 @@ def log_results(rows: list, config: dict, out: Path):
     mlflow.log_table(table, "noise_sweep_table.json")
     (out / "noise_sweep.md").write_text(markdown_table(rows) + "\n")
     mlflow.log_artifact(str(out / "noise_sweep.md"))
-    robustness.plot_accuracy_vs_std([dict(r, model=f"{r['model']}/{r['modality']}") for r in rows
-                                     if r["position"] != "none"], config["positions"],
+    robustness.plot_accuracy_vs_std([r for r in rows if r["position"] != "none"], config["positions"],
                                     out / "accuracy_vs_std.png",
                                     title=f"noise_sweep ({config['profile']}, {config['noise_mode']} SNN noise)")
     mlflow.log_artifact(str(out / "accuracy_vs_std.png"))
