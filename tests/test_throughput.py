@@ -45,6 +45,7 @@ def test_tiny_throughput_run_logs_its_table(tracking_store):
     artifacts = {a.path for a in run.client.list_artifacts(run.id)}
     assert {"throughput.json", "throughput.csv", "throughput.png", "machine.json"} <= artifacts
     assert run.tags["machine.cpu_model"] and int(run.tags["machine.cpu_usable"]) >= 1
+    assert run.tags["machine.torch_threads"] == "1" and "machine.tensorflow_threads" in run.tags
     assert run.params["profile"] == "quick" and run.params["seed"] == "0"
     assert run.metrics["ort_best_samples_per_s"] == pytest.approx(max(table[table.backend == "ort"].samples_per_s_median))
 

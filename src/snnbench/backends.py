@@ -2,11 +2,9 @@
 
 ``build_backend(name, folder, steps, batch_size, settings)`` builds the backend once (sessions,
 simulators, graphs; the Nengo simulators by running one batch) and returns a function that runs
-one batch. ``folder`` holds the conversion
-study's cached ``model.onnx``.
+one batch. ``folder`` holds the conversion study's cached ``model.onnx``.
 """
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -17,11 +15,22 @@ from snnbench.errors import SnnbenchError
 DT = 0.001  # the converted network's simulation step (s)
 
 
-def set_threads(threads: int):
-    """Use ``threads`` CPU threads in torch and (through the environment) TensorFlow."""
+def set_threads(threads: int, tensorflow: bool = False) -> dict:
+    """Use ``threads`` CPU threads in torch and, with ``tensorflow`` (nengo-dl), in TensorFlow
+    (before TensorFlow starts its runtime). Returns the thread counts in force (0 = library default)."""
     torch.set_num_threads(threads)
-    os.environ["TF_NUM_INTRAOP_THREADS"] = str(threads)
-    os.environ["TF_NUM_INTEROP_THREADS"] = "1"
+    counts = {"torch_threads": torch.get_num_threads()}
+    if tensorflow:
+        import tensorflow as tf
+
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+            tf.config.threading.set_inter_op_parallelism_threads(1)
+        except RuntimeError:  # TensorFlow already running in this process (e.g. a test session)
+            print(f"throughput: TensorFlow already started; nengo-dl keeps "
+                  f"{tf.config.threading.get_intra_op_parallelism_threads() or 'its default'} threads", flush=True)
+        counts["tensorflow_threads"] = tf.config.threading.get_intra_op_parallelism_threads()
+    return counts
 
 
 def model_folder(settings: dict) -> Path:

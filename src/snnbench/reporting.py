@@ -148,8 +148,8 @@ class ThroughputTable:
                       ("samples/s (IQR)", ("samples_per_s_q25", "samples_per_s_q75"), "rate"),
                       ("ms/batch (median)", ("latency_ms_median",), "ms"),
                       ("ms/batch (min–max)", ("latency_ms_min", "latency_ms_max"), "ms"))
-    machine_tags: tuple = ("machine.cpu_model", "machine.cpu_usable", "machine.load_avg_1min", "machine.gpu",
-                           "snnbench.device")
+    machine_tags: tuple = ("machine.cpu_model", "machine.cpu_usable", "machine.load_avg_1min", "machine.torch_threads",
+                           "machine.tensorflow_threads", "machine.gpu", "snnbench.device")
 
 
 THROUGHPUT = ThroughputTable()

@@ -107,13 +107,13 @@ def run(args):
 
     settings = resolve(args)
     device = resolve_device(settings["device"])  # where snntorch runs; ORT and Nengo use the CPU
-    set_threads(settings["threads"])
+    threads_in_force = set_threads(settings["threads"], tensorflow="nengo_dl" in settings["backends"])
     folder = model_folder(settings)
     test = load_features("image", "test")
     images = test.x[: settings["samples"]]
     params = dict(settings)
     with benchmark_run("throughput", params, device=str(device), data_checksums=test.checksums) as run_:
-        host = machine()
+        host = {**machine(), **threads_in_force}
         if device.type == "cuda":
             import torch
 
