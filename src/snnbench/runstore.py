@@ -17,6 +17,7 @@ from mlflow.tracking import MlflowClient
 from snnbench.errors import SnnbenchError
 
 PARENT_TAG = "mlflow.parentRunId"
+BENCHMARK_TAG = "snnbench.benchmark"
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
@@ -98,28 +99,30 @@ class RunStore:
         self.clients = {uri: MlflowClient(tracking_uri=uri) for uri in self.uris}
         self.prefer_full = prefer_full
 
-    def _search(self, experiment: str, filter_string: str) -> list[FoundRun]:
+    def _search(self, benchmark: str, filter_string: str) -> list[FoundRun]:
+        """Runs of a benchmark in any experiment (``mlflow run`` puts them in the one it is given),
+        found by the benchmark tag every snnbench run carries."""
         found = []
         for uri, client in self.clients.items():
             try:
-                exp = client.get_experiment_by_name(experiment)
+                ids = [e.experiment_id for e in client.search_experiments()]
             except MlflowException as exc:
                 raise SnnbenchError(f"cannot read tracking store {uri}: {exc}; check --tracking-uri") from None
-            if exp is None:
+            if not ids:
                 continue
-            runs = client.search_runs([exp.experiment_id], filter_string=filter_string, max_results=50000,
-                                      order_by=["attributes.start_time DESC"])
+            runs = client.search_runs(ids, filter_string=f"tags.`{BENCHMARK_TAG}` = '{benchmark}' and {filter_string}",
+                                      max_results=50000, order_by=["attributes.start_time DESC"])
             found += [FoundRun(r, client, uri) for r in runs]
         return sorted(found, key=lambda f: f.run.info.start_time or 0, reverse=True)
 
-    def finished(self, experiment: str) -> list[FoundRun]:
-        """Finished top-level runs of an experiment, newest first, across all stores."""
-        return self._search(experiment, f"attributes.status = 'FINISHED' and tags.`{PARENT_TAG}` IS NULL")
+    def finished(self, benchmark: str) -> list[FoundRun]:
+        """Finished top-level runs of a benchmark, newest first, across all stores."""
+        return self._search(benchmark, f"attributes.status = 'FINISHED' and tags.`{PARENT_TAG}` IS NULL")
 
-    def latest(self, experiment: str, where=None) -> FoundRun | None:
+    def latest(self, benchmark: str, where=None) -> FoundRun | None:
         """The newest finished top-level run (optionally one for which ``where(run)`` holds);
         with ``prefer_full``, the newest full-profile run if there is one."""
-        runs = [r for r in self.finished(experiment) if where is None or where(r)]
+        runs = [r for r in self.finished(benchmark) if where is None or where(r)]
         full = [r for r in runs if r.params.get("profile") == "full"] if self.prefer_full else []
         return (full or runs or [None])[0]
 
