@@ -1,5 +1,6 @@
 """The report's figures: small matplotlib helpers that write one PNG each (no display needed)."""
 
+import math
 from pathlib import Path
 
 import matplotlib
@@ -29,7 +30,7 @@ def line_panels(panels: dict, path: Path, *, xlabel: str, ylabel: str, title: st
     in ``reference_panels`` when given.
     """
     n = max(len(panels), 1)
-    cols = min(n, 3)
+    cols = n if n <= 3 else math.ceil(math.sqrt(n))  # 4 panels: 2 x 2
     rows = -(-n // cols)
     width = 6.0 if n == 1 else 4.2
     fig, axes = plt.subplots(rows, cols, figsize=(width * cols, 3.4 * rows), squeeze=False, sharey=True)

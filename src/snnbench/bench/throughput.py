@@ -28,7 +28,7 @@ from snnbench.tracking import benchmark_run
 BACKENDS = ("ort", "nengo_dl", "nengo", "snntorch")
 # profile -> grid; the nengo reference simulator gets its own small grid (it is the slowest).
 GRIDS = {
-    "quick": dict(steps=[4, 16], batch_sizes=[1, 100], nengo_steps=[4], nengo_batch_sizes=[1],
+    "quick": dict(steps=[4, 16], batch_sizes=[1, 100], nengo_steps=[4], nengo_batch_sizes=[1, 10],
                   warmup=1, repeats=5, samples=200),
     "full": dict(steps=[4, 8, 16, 32], batch_sizes=[1, 10, 100, 1000], nengo_steps=[4, 8, 16, 32],
                  nengo_batch_sizes=[1, 10], warmup=2, repeats=20, samples=1000),
