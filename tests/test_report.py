@@ -13,6 +13,7 @@ from snnbench.cli import build_parser, main
 from snnbench.commands import command_line
 from snnbench.reporting import pct
 from snnbench.runstore import RunStore
+from snnbench.tracking import tracking_uri
 
 CONVERT = ["convert", "--epochs", "1", "--train-limit", "300", "--test-limit", "40", "--steps", "5",
            "--steps-list", "2,5", "--minibatch", "20", "--rate-scale", "1"]
@@ -131,3 +132,6 @@ def test_reproduce_plans_every_benchmark_then_the_report(capsys):
     assert "--device" not in lines[0]  # convert has no --device option
     assert "--device cpu" in next(line for line in lines if " throughput " in line)
     assert lines[-1] == "snnbench report --name full"
+    assert main(["reproduce", "--dry-run", "--only", "throughput", "--extra-stores", "sqlite:////gpu/mlflow.db"]) == 0
+    report = capsys.readouterr().out.splitlines()[-1]
+    assert report.endswith(f"--tracking-uri {tracking_uri()},sqlite:////gpu/mlflow.db")

@@ -14,6 +14,7 @@ import time
 
 from snnbench.bench.common import PROFILES, choice_list, require
 from snnbench.errors import SnnbenchError
+from snnbench.tracking import tracking_uri
 
 # The benchmarks, in the order they run: name -> (command, its own options). The conversion
 # study is run twice: as the reference converted it (ONNX weights as they are) and hand-scaled.
@@ -43,6 +44,8 @@ def add_arguments(parser, command):
     parser.add_argument("--skip", type=benchmark_list, default=[], help="comma list of benchmarks to leave out, or none")
     parser.add_argument("--name", default="", help="report name (default: the profile)")
     parser.add_argument("--dry-run", action="store_true", help="print the commands without running them")
+    parser.add_argument("--extra-stores", default="",
+                        help="comma list of further tracking stores the report also reads (e.g. runs made on a GPU machine)")
 
 
 def benchmark_list(text: str) -> list:
@@ -82,6 +85,9 @@ def run(args):
     from snnbench.cli import main
 
     report = ["report", "--name", args.name or args.profile]
+    extra = [u.strip() for u in args.extra_stores.split(",") if u.strip()]
+    if extra:
+        report += ["--tracking-uri", ",".join([tracking_uri(), *extra])]
     planned = commands(args)
     for _, argv in planned + [("report", report)]:
         print("snnbench " + shlex.join(argv), flush=True)
