@@ -166,20 +166,20 @@ def run_subject(subject: Subject, predictor: Callable[[], Predict], data, config
             started = time.perf_counter()
             acc = evaluate(predict, data, child)
             seconds = time.perf_counter() - started
-            clean = acc if child["position"] == "none" else clean
+            reference = acc if child["position"] == "none" else clean
             name = f"{subject.label} {child['position']} std={child['std']:g} seed={child['noise_seed']}"
             with tracking.child_run(name, child, device=device, data_checksums=data.checksums) as run:
-                row = _row(child, acc, clean, seconds, run.info.run_id, False)
+                row = _row(child, acc, reference, seconds, run.info.run_id, False)
                 mlflow.log_metrics({k: row[k] for k in ("accuracy", "clean_accuracy", "accuracy_drop_pp",
                                                         "eval_seconds")})
-        clean = row["accuracy"] if child["position"] == "none" else clean
+        clean = row["clean_accuracy"]  # the clean run comes first in the grid
         rows.append(row)
         progress.set_postfix_str(f"{subject.label} {child['position']} {child['std']:g}: {100 * row['accuracy']:.1f}%")
         progress.update()
     return rows
 
 
-def test_data(modality: str, config: dict):
+def evaluation_set(modality: str, config: dict):
     """The suite's test subset (seeded, so every class is present): the same for every family."""
     from snnbench.models.multimodal import test_data as suite_test_data
 
@@ -196,7 +196,7 @@ def sweep(config: dict, models, device: str) -> list:
     with tqdm(total=total, desc="noise_sweep", unit="run", dynamic_ncols=True) as progress:
         for subject in plan:
             if subject.modality not in data:
-                data[subject.modality] = test_data(subject.modality, config)
+                data[subject.modality] = evaluation_set(subject.modality, config)
             rows += run_subject(subject, lambda s=subject: models.predictor(s), data[subject.modality],
                                 config, done, progress, device)
     return rows
