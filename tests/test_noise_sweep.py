@@ -105,7 +105,7 @@ def test_nengo_gets_the_ort_feeds_and_reused_simulators_match_fresh_ones(monkeyp
     dnn = torch.nn.Sequential(torch.nn.Linear(20, 16), torch.nn.ReLU(), torch.nn.Linear(16, 4))
     export_onnx(dnn, 20, tmp_path / "model.onnx")
     x = np.random.default_rng(0).random((120, 20), dtype=np.float32)
-    config = {"steps": 4, "seed": 0}
+    config = {"steps": 4, "seed": 0, "rate_scale": 2.0}
     predict = nengo_predictor(tmp_path, config)
 
     spec = NoiseSpec(0.5, "post", "frozen", seed=2)

@@ -81,6 +81,8 @@ def add_arguments(parser, command):
                         help="Nengo simulation steps per sample (auto: 20 quick, 30 full)")
     parser.add_argument("--snn-steps", type=auto(int), default=None,
                         help="snntorch SNN time steps (auto: the suite's 4)")
+    parser.add_argument("--rate-scale", type=auto(float), default=None,
+                        help="converted Nengo SNN's firing-rate scale (auto: snnbench convert's default)")
 
 
 def auto(kind):
@@ -103,12 +105,15 @@ def settings(args) -> dict:
             "--test-limit and --train-limit must be >= 0 (0 = all samples)")
     for name in ("epochs", "steps", "snn_steps"):
         require(chosen[name] is None or chosen[name] >= 1, f"--{name.replace('_', '-')} must be >= 1")
+    from snnbench.bench.convert import DEFAULT_RATE_SCALE
+    rate_scale = DEFAULT_RATE_SCALE if args.rate_scale is None else args.rate_scale
+    require(rate_scale > 0, f"--rate-scale must be > 0, got {rate_scale}")
     require(args.stds and all(np.isfinite(s) and s >= 0 for s in args.stds),
             f"--stds must be finite numbers >= 0, got {args.stds}")
     return {"stds": sorted(set(args.stds)), "positions": list(dict.fromkeys(args.positions)),
             "families": list(dict.fromkeys(args.families)), "modalities": list(dict.fromkeys(args.modalities)),
-            "seeds": args.seeds, "noise_mode": args.noise_mode, "seed": args.seed, "profile": args.profile,
-            **chosen}
+            "seeds": args.seeds, "noise_mode": args.noise_mode, "rate_scale": rate_scale, "seed": args.seed,
+            "profile": args.profile, **chosen}
 
 
 def subjects(config: dict) -> list:

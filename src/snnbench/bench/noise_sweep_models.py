@@ -19,9 +19,8 @@ import numpy as np
 from snnbench.noise import NoiseSpec
 from snnbench.onnx_noise import add_noise
 
-# The conversion study's training and neuron settings (snnbench convert's defaults).
+# The conversion study's training settings (snnbench convert's defaults).
 CONVERSION_TRAINING = dict(epochs=3, lr=2e-4, batch_size=100, train_limit=0)
-CONVERSION_RATE_SCALE = 2.0
 # The suite's training settings per profile (snnbench multimodal's).
 MULTIMODAL_TRAINING = {"quick": dict(epochs=2, train_limit=2000), "full": dict(epochs=200, train_limit=0)}
 
@@ -112,7 +111,7 @@ def ort_predictor(onnx_path: Path):
 
 
 def nengo_predictor(folder: Path, config: dict):
-    """The DNN converted to a spiking Nengo network (LIF, the conversion study's rate scale).
+    """The DNN converted to a spiking Nengo network (LIF neurons, the sweep's rate scale).
 
     Simulators are built once: one without noise inputs (clean runs and std 0, which adds
     nothing), and one per noise position, built on its first noisy spec (NengoRunner builds on
@@ -121,7 +120,7 @@ def nengo_predictor(folder: Path, config: dict):
     from snnbench.runners import LayerParams, NengoRunner, SimConfig
 
     sim = SimConfig(steps=config["steps"], seed=config["seed"])
-    layers = LayerParams(rate_scale=CONVERSION_RATE_SCALE)
+    layers = LayerParams(rate_scale=config["rate_scale"])
     runners = {}
 
     def predict(x: np.ndarray, spec: NoiseSpec) -> np.ndarray:
