@@ -128,6 +128,12 @@ def load_params(path, defaults: LayerParams = LayerParams()) -> tuple[list, dict
     except (OSError, ValueError) as exc:
         raise SnnbenchError(f"cannot read parameters from {path} ({exc}); give a JSON file like "
                             '{"layers": [{"gain": 1.0, ...}], "sim": {"steps": 30}}') from None
+    return parse_params(doc, path, defaults)
+
+
+def parse_params(doc, source, defaults: LayerParams = LayerParams()) -> tuple[list, dict]:
+    """Check a parameters document (see :func:`load_params`); ``source`` names it in errors."""
+    path = source
     layer_keys = {f.name for f in fields(LayerParams)}
     sim_keys = {f.name for f in fields(SimConfig)}
     if not isinstance(doc, dict) or not isinstance(doc.get("layers"), list) or not doc["layers"]:
@@ -197,7 +203,8 @@ def build_network(model: ConvertedModel, layers: list, sim: SimConfig, noise_pos
             rs = params.rate_scale
             ens = nengo.Ensemble(n, 1, neuron_type=params.neuron_type(), gain=np.full(n, params.gain * rs),
                                  bias=rs * (params.bias_scale * stage.bias() + params.bias_offset),
-                                 label=f"layer{i}")
+                                 label=f"layer{i}", seed=sim.seed + i)  # own seed: initial voltages
+            # must not depend on which noise or counter nodes the network also holds
             _connect_stage(sources, stage.ops, ens.neurons)
             if "pre" in noise_positions:
                 inputs[f"pre:layer{i}"] = nengo.Node(node_output(f"pre:layer{i}", n), label=f"pre_noise{i}")

@@ -18,7 +18,7 @@ from snnbench.data import load_features
 from snnbench.device import resolve_device
 from snnbench.errors import SnnbenchError
 from snnbench.onnx_export import OPSET, export_onnx
-from snnbench.training import TrainConfig, accuracy, fit, predict_logits
+from snnbench.training import TrainConfig, accuracy, fit, predict_logits, seed_everything
 
 ARCHS = ("mlp", "cnn")
 N_PIXELS = 784
@@ -60,6 +60,7 @@ def train_and_export(arch: str, config: TrainConfig, folder: Path, train_limit: 
     test = load_features("image", "test")
     if train_limit is not None:
         train = train.subset(np.arange(min(train_limit, len(train))))
+    seed_everything(config.seed)  # the initial weights are part of the seeded configuration
     model = build_model(arch)
     torch_device = resolve_device(device)
     empty = (np.zeros((0, N_PIXELS), np.float32), np.zeros(0, np.int64))
@@ -86,5 +87,5 @@ def trained_conversion_model(arch: str = "mlp", epochs: int = 3, lr: float = 2e-
     build_model(arch)  # validates arch before anything is written
     config = TrainConfig(epochs=epochs, lr=lr, batch_size=batch_size, seed=seed)
     key = {"arch": arch, "epochs": epochs, "lr": lr, "batch_size": batch_size, "seed": seed,
-           "train_limit": train_limit, "opset": OPSET, "version": 1}
+           "train_limit": train_limit, "opset": OPSET, "version": 2}
     return cached("conversion", key, lambda folder: train_and_export(arch, config, folder, train_limit))
