@@ -72,6 +72,9 @@ def test_bad_inputs_fail_in_one_line(tracking_store, tmp_path, capsys):
     bad_params = tmp_path / "bad.json"
     bad_params.write_text(json.dumps({"layers": [{"gian": 1}]}))
     _one_line_failure(capsys, ["convert", "--params-json", str(bad_params)], "gian")
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    _one_line_failure(capsys, ["convert", "--study-name", "nope", "--storage", storage], "no study 'nope'")
+    _one_line_failure(capsys, ["convert", "--study-name", "x", "--params-json", str(bad_params)], "not both")
 
 
 def test_unsupported_op_fails_in_one_line(tracking_store, tmp_path, capsys):

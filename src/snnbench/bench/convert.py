@@ -69,6 +69,9 @@ def add_arguments(parser: argparse.ArgumentParser, command: str):
     snn.add_argument("--params-json", default="",
                      help='per-layer settings {"layers": [{"gain": ..}, ..], "sim": {"steps": ..}} '
                           "(written by `snnbench tune`); CLI values fill keys it leaves out")
+    snn.add_argument("--study-name", default="",
+                     help="use the best setting of this `snnbench tune` study (instead of --params-json)")
+    snn.add_argument("--storage", default="sqlite:///optuna.db", help="the study's Optuna storage")
     sim = parser.add_argument_group("simulation")
     sim.add_argument("--steps", type=positive(int), default=30, help="time steps per image")
     sim.add_argument("--steps-list", type=auto(int_list), default=None,
@@ -86,7 +89,7 @@ def add_arguments(parser: argparse.ArgumentParser, command: str):
 
 def resolve(args) -> dict:
     """Checked settings (everything that can be wrong fails here, before a run is opened)."""
-    from snnbench.nengo_net import LayerParams, SimConfig, load_params
+    from snnbench.nengo_net import LayerParams, SimConfig, load_params, parse_params
 
     require(args.epochs >= 0 and args.train_limit >= 0, "--epochs and --train-limit must be >= 0")
     test_limit = PROFILE_TEST_LIMIT[args.profile] if args.test_limit is None else args.test_limit
@@ -97,12 +100,20 @@ def resolve(args) -> dict:
                         args.synapse, args.tau_rc, args.tau_ref)
     sim = SimConfig(args.steps, args.dt, args.readout, args.minibatch, args.simulator, args.seed)
     layers = [layer]
-    if args.params_json:
-        layers, overrides = load_params(args.params_json, defaults=layer)
+    require(not (args.params_json and args.study_name), "give --params-json or --study-name, not both")
+    if args.params_json or args.study_name:
+        if args.study_name:
+            from snnbench.tuning import best_params_from_study
+
+            source = f"study {args.study_name}"
+            layers, overrides = parse_params(best_params_from_study(args.study_name, args.storage), source, layer)
+        else:
+            source = args.params_json
+            layers, overrides = load_params(args.params_json, defaults=layer)
         try:
             sim = replace(sim, **overrides)
         except TypeError as exc:
-            raise SnnbenchError(f"{args.params_json}: bad 'sim' settings ({exc})") from None
+            raise SnnbenchError(f"{source}: bad 'sim' settings ({exc})") from None
     if args.onnx_model:
         require(Path(args.onnx_model).is_file(), f"--onnx-model {args.onnx_model} not found; give a .onnx file")
     return {"test_limit": test_limit, "steps_list": sorted(set(steps_list)), "layers": layers, "sim": sim}
