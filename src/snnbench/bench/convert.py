@@ -50,22 +50,23 @@ def add_arguments(parser: argparse.ArgumentParser, command: str):
     add_common(parser, device=False)
     model = parser.add_argument_group("DNN")
     model.add_argument("--arch", choices=("mlp", "cnn"), default="mlp", help="network to train")
-    model.add_argument("--epochs", type=int, default=3)
-    model.add_argument("--lr", type=positive(float), default=2e-4)
-    model.add_argument("--batch-size", type=positive(int), default=100)
+    model.add_argument("--epochs", type=int, default=3, help="training epochs of the DNN (reference: 3)")
+    model.add_argument("--lr", type=positive(float), default=2e-4, help="Adam learning rate (reference: 2e-4)")
+    model.add_argument("--batch-size", type=positive(int), default=100, help="training batch size")
     model.add_argument("--train-limit", type=int, default=0, help="first N training images, 0 = all 60,000")
     model.add_argument("--onnx-model", default="", help="convert this .onnx file instead of training")
     snn = parser.add_argument_group("SNN (per hidden layer; --params-json overrides)")
-    snn.add_argument("--neuron", choices=NEURONS, default="lif")
+    snn.add_argument("--neuron", choices=NEURONS, default="lif",
+                     help="lif, if (spiking rectified linear), or their rate versions lif-rate, relu-rate")
     snn.add_argument("--gain", type=float, default=1.0, help="multiplies the weights onto the neurons")
     snn.add_argument("--bias-scale", type=float, default=1.0, help="bias = bias_scale * ONNX bias + bias_offset")
-    snn.add_argument("--bias-offset", type=float, default=0.0)
+    snn.add_argument("--bias-offset", type=float, default=0.0, help="added to every neuron's bias current")
     snn.add_argument("--rate-scale", type=positive(float), default=DEFAULT_RATE_SCALE,
                      help="firing-rate scale: inputs x scale, outputs / scale (1 = the reference conversion)")
     snn.add_argument("--synapse", type=synapse_value, default=None,
                      help="output synapse time constant (s), or none")
-    snn.add_argument("--tau-rc", type=positive(float), default=0.02)
-    snn.add_argument("--tau-ref", type=float, default=0.002)
+    snn.add_argument("--tau-rc", type=positive(float), default=0.02, help="LIF membrane time constant (s)")
+    snn.add_argument("--tau-ref", type=float, default=0.002, help="refractory period (s) of LIF / IF neurons")
     snn.add_argument("--params-json", default="",
                      help='per-layer settings {"layers": [{"gain": ..}, ..], "sim": {"steps": ..}} '
                           "(written by `snnbench tune`); CLI values fill keys it leaves out")
@@ -76,11 +77,12 @@ def add_arguments(parser: argparse.ArgumentParser, command: str):
     sim.add_argument("--steps", type=positive(int), default=30, help="time steps per image")
     sim.add_argument("--steps-list", type=auto(int_list), default=None,
                      help="step counts of the accuracy curve (auto: 5,10,20,30 quick; 1..100 full)")
-    sim.add_argument("--dt", type=positive(float), default=0.001)
+    sim.add_argument("--dt", type=positive(float), default=0.001, help="simulation time step (s)")
     sim.add_argument("--readout", choices=READOUTS, default="mean",
                      help="logits of the last step, or the mean over the second half of the steps")
-    sim.add_argument("--minibatch", type=positive(int), default=100)
-    sim.add_argument("--simulator", choices=SIMULATORS, default="nengo_dl")
+    sim.add_argument("--minibatch", type=positive(int), default=100, help="nengo-dl minibatch size")
+    sim.add_argument("--simulator", choices=SIMULATORS, default="nengo_dl",
+                     help="nengo_dl (batched, TensorFlow) or nengo (the reference simulator, slow)")
     sim.add_argument("--test-limit", type=auto(int), default=None,
                      help="first N test images, 0 = all (auto: 1000 quick, all 10,000 full)")
 

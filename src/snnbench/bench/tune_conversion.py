@@ -94,14 +94,15 @@ def add_arguments(parser: argparse.ArgumentParser, command: str):
 
     task = parser.add_argument_group("fixed for the study")
     task.add_argument("--arch", choices=("mlp", "cnn"), default="mlp", help="conversion DNN (snnbench convert's)")
-    task.add_argument("--epochs", type=positive(int), default=3)
-    task.add_argument("--lr", type=positive(float), default=2e-4)
-    task.add_argument("--batch-size", type=positive(int), default=100)
+    task.add_argument("--epochs", type=positive(int), default=3, help="training epochs of the DNN (reference: 3)")
+    task.add_argument("--lr", type=positive(float), default=2e-4, help="Adam learning rate (reference: 2e-4)")
+    task.add_argument("--batch-size", type=positive(int), default=100, help="training batch size")
     task.add_argument("--train-limit", type=int, default=0,
                       help="train the DNN on the first N MNIST training images only (0: all 60,000)")
-    task.add_argument("--neuron", choices=NEURONS, default="lif")
+    task.add_argument("--neuron", choices=NEURONS, default="lif",
+                      help="lif, if (spiking rectified linear), or their rate versions lif-rate, relu-rate")
     task.add_argument("--steps", type=positive(int), default=8, help="simulation time steps per image")
-    task.add_argument("--dt", type=positive(float), default=0.001)
+    task.add_argument("--dt", type=positive(float), default=0.001, help="simulation time step (s)")
     task.add_argument("--minibatch", type=positive(int), default=100, help="nengo-dl minibatch size")
     task.add_argument("--val-samples", type=auto_int, default=None,
                       help="validation images per trial: the first of MNIST train's 20%% validation split "
