@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from snnbench.cli import ALIASES, COMMANDS, main
+from snnbench.cli import ALIASES, COMMANDS, build_parser, main
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -44,6 +44,13 @@ def test_every_command_explains_its_options(command, capsys):
         main([command, "--help"])
     assert stop.value.code == 0
     assert f"snnbench {command}" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_every_option_has_help_text(command):
+    parser = build_parser(command)
+    silent = [a.option_strings[-1] for a in parser._actions if a.option_strings and not a.help]
+    assert not silent, f"snnbench {command}: options without help: {silent}"
 
 
 def test_unknown_command_is_one_line_error():
