@@ -14,7 +14,7 @@ _ALIASED_MODULES = ("engine", "engine.base_layer", "engine.input_layer", "engine
 
 
 def _alias_keras():
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TF C++ start-up chatter (CUDA plug-ins, TensorRT)
     import keras
 
     for name in _ALIASED_MODULES:
