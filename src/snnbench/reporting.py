@@ -23,7 +23,7 @@ CONVERSION_REFERENCE = dict(dnn=0.9132, snn=0.8767, text=(
     "Reference study: 784-256-10 MLP on MNIST, Adam lr 2e-4, 3 epochs: "
     "DNN 91.32% -> converted SNN 87.67%."))
 MULTIMODAL_REFERENCE = dict(snn=0.999, text=(
-    "Reference study: the multimodal SNN reaches ~99.9% test accuracy at every model size (S, S/2, S/3)."))
+    "Reference study: the multimodal SNN reaches ~99.9% at every model size (S, S/2, S/3), reported as best validation accuracy."))
 
 DEVICE_TAG = "snnbench.device"  # the device a run actually used (its 'device' param may say 'auto')
 
@@ -52,14 +52,19 @@ def reference_mlp(params: dict) -> bool:
     return params.get("arch", "mlp") == "mlp" and not params.get("onnx_model")
 
 
+def tuned_settings(params: dict) -> bool:
+    """A convert run given per-layer settings: a parameters file or a tune study's best."""
+    return bool(params.get("params_json") or params.get("study_name"))
+
+
 def reference_conversion(params: dict) -> bool:
     """A convert run that keeps the ONNX weights and biases as they are (the reference study's)."""
     return (reference_mlp(params) and _number(params, "rate_scale", 1) == 1 and _number(params, "gain", 1) == 1
-            and _number(params, "bias_scale", 1) == 1 and not params.get("params_json"))
+            and _number(params, "bias_scale", 1) == 1 and not tuned_settings(params))
 
 
 def hand_scaled(params: dict) -> bool:
-    return reference_mlp(params) and not reference_conversion(params) and not params.get("params_json")
+    return reference_mlp(params) and not reference_conversion(params) and not tuned_settings(params)
 
 
 @dataclass(frozen=True)
@@ -78,8 +83,8 @@ CONVERSION_ROWS = (
     ConversionRow("untuned (ONNX weights as they are)", "convert", "dnn_accuracy", "snn_accuracy",
                   reference_conversion),
     ConversionRow("hand-scaled (firing-rate / gain scaling)", "convert", "dnn_accuracy", "snn_accuracy", hand_scaled),
-    ConversionRow("tuned parameters file (--params-json)", "convert", "dnn_accuracy", "snn_accuracy",
-                  lambda p: reference_mlp(p) and bool(p.get("params_json"))),
+    ConversionRow("tuned settings (--params-json / --study-name)", "convert", "dnn_accuracy", "snn_accuracy",
+                  lambda p: reference_mlp(p) and tuned_settings(p), detail_params=("params_json", "study_name")),
     ConversionRow("untuned, at the Optuna study's settings", "tune_conversion", "dnn_test_accuracy",
                   "snn_test_accuracy_untuned", reference_mlp, detail_params=("neuron",)),
     ConversionRow("Optuna-tuned", "tune_conversion", "dnn_test_accuracy", "snn_test_accuracy_tuned", reference_mlp,
@@ -111,7 +116,7 @@ NOISY = {"DNN": "dnn_test_accuracy", "SNN": "snn_test_accuracy",
 SWEEPS = (
     Sweep("multimodal", "One configuration (test and best validation accuracy)", None, "configuration",
           metrics=WITH_VALIDATION),
-    Sweep("size_sweep", "Accuracy vs model size", "size", "model size", reference=True),
+    Sweep("size_sweep", "Accuracy vs model size", "size", "model size", metrics=WITH_VALIDATION, reference=True),
     Sweep("noise_level", "Accuracy vs noise level", "noise_std", "noise std", metrics=NOISY),
     Sweep("noise_position", "Accuracy vs noise position", "noise_position", "noise position", metrics=NOISY),
     Sweep("reset_sweep", "Accuracy vs reset mechanism", "reset", "reset"),
@@ -222,7 +227,7 @@ def conversion_section(ctx: Context) -> list:
             continue
         dnn, snn = run.metrics.get(spec.dnn_metric), run.metrics[spec.snn_metric]
         loss = "–" if dnn is None else f"{100 * (dnn - snn):.2f}"
-        detail = ", ".join(f"{k}={run.params[k]}" for k in spec.detail_params if k in run.params) or "–"
+        detail = ", ".join(f"{k}={run.params[k]}" for k in spec.detail_params if run.params.get(k)) or "–"
         rows.append([spec.label, detail, run.params.get(spec.steps_param, "–"), run.params.get(spec.test_param, "–"),
                      pct(dnn), pct(snn), loss, f"`{run.id[:8]}`"])
         found.append((spec, dnn, snn))
