@@ -125,7 +125,8 @@ def run_family(spec: ModelSpec, settings: TrainSettings, noise: NoiseSpec, test:
         mlflow.log_metrics({f"{prefix}_train_loss": h["train_loss"], f"{prefix}_val_accuracy": h["val_accuracy"],
                             f"{prefix}_epoch_seconds": h["epoch_seconds"]}, step=epoch)
     metrics = {k: result[k] for k in ("best_val_accuracy", "best_epoch", "train_samples_per_s",
-                                      "epoch_seconds", "parameter_count", "hidden_width")}
+                                      "parameter_count", "hidden_width")}
+    metrics["mean_epoch_seconds"] = result["epoch_seconds"]  # the per-epoch series is {family}_epoch_seconds
     metrics["epochs_trained"] = len(result["history"])
     scores, logits = evaluate(model, test, noise, device)
     metrics.update(scores)
