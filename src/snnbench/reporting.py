@@ -327,20 +327,27 @@ def multimodal_section(ctx: Context) -> list:
     return lines
 
 
+def logged_table(ctx: Context, experiment: str, artifact: str, needed: set):
+    """(run, table, None) for the newest run of ``experiment`` and its table artifact, or
+    (run, None, lines saying why there is no usable table)."""
+    run = ctx.store.latest(experiment)
+    if run is None:
+        return None, None, missing(experiment)
+    ctx.use(run)
+    table = run.table(artifact)
+    if table is None or table.empty or not needed <= set(table.columns):
+        return run, None, unreadable(run, artifact)
+    return run, table, None
+
+
 def noise_section(ctx: Context) -> list:
     spec = NOISE_SWEEP
     title = "Noise sweep: DNN (ONNX Runtime) vs Nengo SNN vs snntorch SNN"
     lines = [f"## {title}", "", "Test accuracy under Gaussian noise (mean over noise seeds); the same draws for "
              "every family. Position: input, pre (a hidden layer's input current) or post (its output).", ""]
-    run = ctx.store.latest(spec.experiment)
-    table = run.table(spec.artifact) if run else None
-    needed = {spec.value, spec.x, *spec.curve}
-    if table is None or table.empty or not needed <= set(table.columns):
-        if run is None:
-            return lines + missing(spec.experiment)
-        ctx.use(run)
-        return lines + unreadable(run, spec.artifact)
-    ctx.use(run)
+    run, table, problem = logged_table(ctx, spec.experiment, spec.artifact, {spec.value, spec.x, *spec.curve})
+    if problem:
+        return lines + problem
     noisy = table[table["position"] != spec.clean_position]
     means = noisy.groupby([*spec.curve, spec.x], sort=False)[spec.value].mean().unstack(spec.x)
     means = means[sorted(means.columns)]
@@ -379,15 +386,10 @@ def throughput_section(ctx: Context) -> list:
              "batch over timed repeats after warm-up (median, interquartile range, min–max). Steps = SNN "
              "time steps (the DNN has none). The nengo reference simulator runs one sample at a time and "
              "is timed on a smaller grid.", ""]
-    run = ctx.store.latest(spec.experiment)
-    table = run.table(spec.artifact) if run else None
-    needed = {c for _, cols, _ in spec.columns for c in cols}
-    if table is None or table.empty or not needed <= set(table.columns):
-        if run is None:
-            return lines + missing(spec.experiment)
-        ctx.use(run)
-        return lines + unreadable(run, spec.artifact)
-    ctx.use(run)
+    run, table, problem = logged_table(ctx, spec.experiment, spec.artifact,
+                                       {c for _, cols, _ in spec.columns for c in cols})
+    if problem:
+        return lines + problem
     host = ", ".join(f"{t.split('.', 1)[1]}={run.tags[t]}" for t in spec.machine_tags if t in run.tags)
     lines += [f"Machine: {host}." if host else "", ""]
     rows = []
