@@ -95,7 +95,7 @@ def test_nengo_gets_the_ort_feeds_and_reused_simulators_match_fresh_ones(monkeyp
     """Frozen mode: the converted Nengo SNN is fed the DNN's ORT noise feeds at every step; the
     sweep's per-position simulators give what a fresh NengoRunner per noise spec gives; std 0 = clean."""
     import torch
-    from snnbench.bench.noise_sweep_models import nengo_predictor
+    from snnbench.sweep_models import nengo_predictor
     from snnbench.noise import NoiseSpec
     from snnbench.onnx_export import export_onnx
     from snnbench.onnx_noise import add_noise

@@ -266,7 +266,7 @@ def log_results(rows: list, config: dict, out: Path):
 
 
 def run(args):
-    from snnbench.bench.noise_sweep_models import Models
+    from snnbench.sweep_models import Models
     from snnbench.device import resolve_device
 
     config = settings(args)
