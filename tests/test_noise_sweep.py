@@ -1,6 +1,5 @@
 """noise_sweep: robustness metrics, same noise for every family, std 0 = clean, resumable grid."""
 
-import mlflow
 import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient

@@ -111,7 +111,7 @@ def plot_accuracy_vs_std(rows: list[dict], positions: list[str], path, title: st
             if row == len(modalities) - 1:
                 ax.set_xlabel("noise std")
         axes[row][0].set_ylabel("accuracy (%)")
-    handles, labels = {}, []
+    handles = {}
     for ax in axes.flat:
         for handle, label in zip(*ax.get_legend_handles_labels()):
             handles.setdefault(label, handle)

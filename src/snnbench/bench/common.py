@@ -42,6 +42,29 @@ def add_common(parser: argparse.ArgumentParser, profile: bool = True, device: bo
         parser.add_argument("--device", default="auto", help="torch device: auto (CUDA if present), cpu, cuda[:N]")
 
 
+def auto(parse):
+    """``parse(text)``, or None for 'auto' (or '', what MLflow passes for an empty parameter):
+    the profile's value."""
+    def parse_or_auto(text: str):
+        if text.strip().lower() in ("auto", ""):
+            return None
+        try:
+            return parse(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a value or 'auto', got {text!r}") from None
+    return parse_or_auto
+
+
+def non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text!r}")
+    return value
+
+
 def positive(kind=float):
     def parse(text: str):
         try:

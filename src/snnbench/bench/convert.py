@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from snnbench.bench.common import add_common, int_list, positive, require
+from snnbench.bench.common import add_common, auto, int_list, positive, require
 from snnbench.errors import SnnbenchError
 
 # The reference conversion keeps the ONNX weights and biases (gain 1, rate scale 1); the
@@ -26,15 +26,6 @@ PROFILE_TEST_LIMIT = {"quick": 1000, "full": 0}
 PROFILE_STEPS_LIST = {"quick": [5, 10, 20, 30], "full": [1, 2, 3, 5, 10, 15, 20, 30, 50, 100]}
 EQUIVALENCE_IMAGES = 200
 LATENCY_IMAGES = 20
-
-
-def auto(kind):
-    """A value, or 'auto' (None): the profile's value."""
-    def parse(text: str):
-        if text.strip().lower() in ("auto", ""):
-            return None
-        return kind(text)
-    return parse
 
 
 def synapse_value(text: str):

@@ -11,7 +11,6 @@ Trained models come from :func:`snnbench.models.multimodal.trained_multimodal_mo
 """
 
 import argparse
-import json
 import tempfile
 import time
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ import numpy as np
 import torch
 
 from snnbench import plots
-from snnbench.bench.common import add_common, choice_list, float_list, int_list, positive, require
+from snnbench.bench.common import add_common, auto, choice_list, float_list, int_list, non_negative, positive, require
 from snnbench.data import MODALITIES, FeatureSet
 from snnbench.device import resolve_device
 from snnbench.models.multimodal import (FAMILIES, SIZES, ModelSpec, TrainSettings, features,
@@ -73,19 +72,6 @@ def _bool(text) -> bool:
     if text.lower() in ("0", "false", "no"):
         return False
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
-
-
-def _count_or_auto(text: str):
-    """An integer >= 0, or 'auto' (None: the profile's value)."""
-    if text == "auto":
-        return None
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0 or 'auto', got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text!r}")
-    return value
 
 
 # --- evaluation --------------------------------------------------------------------------------
@@ -152,11 +138,11 @@ def add_arguments(parser: argparse.ArgumentParser, command: str):
                             help="dnn (ReLU network) and / or snn (snntorch neurons)")
     if sweep:
         parser.add_argument(sweep.option, type=sweep.parse, default=list(sweep.values), help=sweep.help)
-    parser.add_argument("--epochs", type=_count_or_auto, default=None,
+    parser.add_argument("--epochs", type=auto(non_negative), default=None,
                         help="training epochs (auto = 2 quick, 200 full)")
-    parser.add_argument("--train-limit", type=_count_or_auto, default=None,
+    parser.add_argument("--train-limit", type=auto(non_negative), default=None,
                         help="training samples before the validation split (0 = all, auto = 2000 quick, all full)")
-    parser.add_argument("--test-limit", type=_count_or_auto, default=None,
+    parser.add_argument("--test-limit", type=auto(non_negative), default=None,
                         help="a fixed random subset of N test samples (0 = all, auto = 1000 quick, all full)")
     parser.add_argument("--lr", type=positive(float), default=1e-3, help="Adam learning rate")
     parser.add_argument("--batch-size", type=positive(int), default=100, help="training batch size")

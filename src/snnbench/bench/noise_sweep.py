@@ -7,7 +7,6 @@ robustness summary. A sweep run again with the same options resumes: finished ch
 reused, not repeated.
 """
 
-import argparse
 import json
 import tempfile
 import time
@@ -20,7 +19,7 @@ import numpy as np
 from tqdm import tqdm
 
 from snnbench import robustness, tracking
-from snnbench.bench.common import add_common, choice_list, float_list, positive, require
+from snnbench.bench.common import add_common, auto, choice_list, float_list, positive, require
 from snnbench.data import MODALITIES
 from snnbench.noise import NOISE_MODES, NoiseSpec
 from snnbench.training import accuracy
@@ -83,18 +82,6 @@ def add_arguments(parser, command):
                         help="snntorch SNN time steps (auto: the suite's 4)")
     parser.add_argument("--rate-scale", type=auto(float), default=None,
                         help="converted Nengo SNN's firing-rate scale (auto: snnbench convert's default)")
-
-
-def auto(kind):
-    """A number, or 'auto' (None): the profile's value."""
-    def parse(text: str):
-        if text.strip().lower() in ("auto", ""):
-            return None
-        try:
-            return kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number or 'auto', got {text!r}") from None
-    return parse
 
 
 def settings(args) -> dict:

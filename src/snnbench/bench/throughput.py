@@ -20,7 +20,7 @@ from pathlib import Path
 
 import mlflow
 
-from snnbench.bench.common import add_common, choice_list, int_list, positive, require
+from snnbench.bench.common import add_common, auto, choice_list, int_list, positive, require
 from snnbench.errors import SnnbenchError
 from snnbench.timing import machine, time_batch
 from snnbench.tracking import benchmark_run
@@ -34,13 +34,6 @@ GRIDS = {
                  nengo_batch_sizes=[1, 10], warmup=2, repeats=20, samples=1000),
 }
 TABLE = "throughput.json"
-
-
-def auto(parse):
-    """``parse(text)``, or None for 'auto' (the profile's value)."""
-    def parse_or_auto(text: str):
-        return None if text.strip().lower() in ("auto", "") else parse(text)
-    return parse_or_auto
 
 
 def add_arguments(parser, command):

@@ -9,7 +9,7 @@ with the untuned and the tuned setting.
 import argparse
 from pathlib import Path
 
-from snnbench.bench.common import add_common, positive, require
+from snnbench.bench.common import add_common, auto, positive, require
 from snnbench.tuning import (NEURONS, PRUNERS, SAMPLERS, SECOND_OBJECTIVES, ConversionTask, SearchSpace,
                              StudyOptions, storage_label)
 
@@ -27,22 +27,6 @@ def bounds(text: str):
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected LOW,HIGH or off, got {text!r}") from None
     return (low, high)
-
-
-def auto_int(text: str):
-    """A positive integer, or 'auto' (the profile's value)."""
-    if text.strip().lower() in ("auto", ""):
-        return None
-    return positive(int)(text)
-
-
-def auto_seed(text: str):
-    if text.strip().lower() in ("auto", ""):
-        return None
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer or 'auto', got {text!r}") from None
 
 
 def optional_seconds(text: str):
@@ -73,13 +57,13 @@ def add_arguments(parser: argparse.ArgumentParser, command: str):
     study.add_argument("--storage", default="sqlite:///optuna.db",
                        help="SQLAlchemy URL (sqlite:///optuna.db, postgresql+psycopg2://USER:PASS@HOST/DB) "
                             "or journal file (journal:PATH or PATH.journal)")
-    study.add_argument("--n-trials", type=auto_int, default=None,
+    study.add_argument("--n-trials", type=auto(positive(int)), default=None,
                        help="TOTAL finished (complete + pruned) trials the study should hold; a rerun finishes "
                             "the missing ones (auto: 20 quick, 100 full)")
     study.add_argument("--timeout", type=optional_seconds, default=None,
                        help="stop starting trials after this many seconds (none: no limit)")
     study.add_argument("--sampler", choices=SAMPLERS, default="tpe", help="TPE (seeded with --seed) or random")
-    study.add_argument("--sampler-seed", type=auto_seed, default=None,
+    study.add_argument("--sampler-seed", type=auto(int), default=None,
                        help="sampler seed (auto: --seed); local --workers add 1000 x their index; give "
                             "each machine of a distributed study its own seed")
     study.add_argument("--pruner", choices=PRUNERS, default="median", help="median pruner on growing validation subsets, or none")
@@ -104,7 +88,7 @@ def add_arguments(parser: argparse.ArgumentParser, command: str):
     task.add_argument("--steps", type=positive(int), default=8, help="simulation time steps per image")
     task.add_argument("--dt", type=positive(float), default=0.001, help="simulation time step (s)")
     task.add_argument("--minibatch", type=positive(int), default=100, help="nengo-dl minibatch size")
-    task.add_argument("--val-samples", type=auto_int, default=None,
+    task.add_argument("--val-samples", type=auto(positive(int)), default=None,
                       help="validation images per trial: the first of MNIST train's 20%% validation split "
                            "(auto: 1000 quick, 12000 full)")
     task.add_argument("--val-steps", type=positive(int), default=4, help="growing validation subsets reported to the pruner")
