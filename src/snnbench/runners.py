@@ -40,12 +40,18 @@ class OrtRunner:
         self.feeds = feeds
 
     def predict(self, x: np.ndarray, start: int = 0) -> np.ndarray:
-        outputs = []
+        return self.predict_outputs(x, start)[0]
+
+    def predict_outputs(self, x: np.ndarray, start: int = 0) -> list[np.ndarray]:
+        """Every graph output (the logits first), concatenated over batches."""
+        batches = []
         for a in range(0, len(x), self.batch_size):
             xb = np.ascontiguousarray(x[a: a + self.batch_size], dtype=np.float32)
             extra = self.feeds(start + a, len(xb)) if self.feeds else {}
-            outputs.append(self.session.run(None, {self.input_name: xb, **extra})[0])
-        return np.concatenate(outputs) if outputs else np.zeros((0, 0), np.float32)
+            batches.append(self.session.run(None, {self.input_name: xb, **extra}))
+        if not batches:
+            return [np.zeros((0, 0), np.float32)]
+        return [np.concatenate(parts) for parts in zip(*batches)]
 
 
 class NengoRunner:

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import mlflow
+import numpy as np
 
 from snnbench.bench.common import add_common, auto, choice_list, int_list, positive, require
 from snnbench.errors import SnnbenchError
@@ -103,7 +104,7 @@ def run(args):
     threads_in_force = set_threads(settings["threads"], tensorflow="nengo_dl" in settings["backends"])
     folder = model_folder(settings)
     test = load_features("image", "test")
-    images = test.x[: settings["samples"]]
+    images, labels = test.x[: settings["samples"]], test.y[: settings["samples"]]
     params = dict(settings)
     with benchmark_run("throughput", params, device=str(device), data_checksums=test.checksums) as run_:
         host = {**machine(), **threads_in_force}
@@ -118,7 +119,7 @@ def run(args):
             if backend in failed:
                 continue
             try:
-                rows.append(measure(backend, steps, batch_size, images, folder, settings, build_backend))
+                rows.append(measure(backend, steps, batch_size, images, labels, folder, settings, build_backend))
             except Exception as exc:  # one broken backend must not lose the others' timings
                 failed[backend] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
                 print(f"  {backend}: FAILED ({failed[backend]}); its other points are skipped", flush=True)
@@ -137,14 +138,18 @@ def run(args):
     return rows
 
 
-def measure(backend, steps, batch_size, images, folder, settings, build_backend) -> dict:
+def measure(backend, steps, batch_size, images, labels, folder, settings, build_backend) -> dict:
+    """Time one (backend, steps, batch size) point, then score what was timed on every sample."""
+    from snnbench.metrics import Accuracy
+
     started = time.perf_counter()
     predict = build_backend(backend, folder, steps, batch_size, settings)
     setup = time.perf_counter() - started
-    batch = images[:batch_size]
-    timing = time_batch(predict, batch, settings["warmup"], settings["repeats"])
+    timing = time_batch(predict, images[:batch_size], settings["warmup"], settings["repeats"])
+    scores = [np.asarray(predict(images[a: a + batch_size])) for a in range(0, len(images), batch_size)]
+    accuracy = Accuracy()(None, np.concatenate(scores), labels, None)
     return {"backend": backend, "steps": steps, "batch_size": batch_size, **timing.summary(),
-            "setup_s": setup, "threads": settings["threads"]}
+            "setup_s": setup, "threads": settings["threads"], **accuracy}
 
 
 def _progress(row: dict) -> str:

@@ -1,0 +1,129 @@
+"""The evaluation harness: each engine's logits against a reference computation, and the metrics
+against hand counts on small networks with known weights."""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from snnbench import harness, metrics
+from snnbench.noise import NoiseSpec
+from snnbench.onnx_export import export_onnx
+
+
+def test_wilson_interval_matches_known_values():
+    # p = 0.5, n = 100: the textbook Wilson interval is 0.4038 .. 0.5962
+    low, high = metrics.wilson_interval(50, 100)
+    assert low == pytest.approx(0.4038, abs=1e-4) and high == pytest.approx(0.5962, abs=1e-4)
+    low, high = metrics.wilson_interval(100, 100)  # never past 1, still a real interval below it
+    assert high == pytest.approx(1.0) and 0.95 < low < 0.97
+
+
+def test_seed_interval_is_the_t_interval():
+    mean, low, high = metrics.seed_interval([0.90, 0.92, 0.94])
+    half = 4.302652729911275 * 0.02 / np.sqrt(3)  # t(0.975, 2) * s / sqrt(n)
+    assert mean == pytest.approx(0.92) and low == pytest.approx(0.92 - half) and high == pytest.approx(0.92 + half)
+    assert np.isnan(metrics.seed_interval([0.9])[1])
+
+
+def _mlp(seed=0, sparse=True):
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 3))
+    if sparse:
+        with torch.no_grad():
+            model[0].weight[0, :3] = 0  # known zeros: fan-out and connection sparsity see them
+            model[2].weight[:, 4] = 0
+    return model.eval()
+
+
+def _hand_activity(model, x):
+    """Nonzero hidden activations and effective MACs counted by hand."""
+    w0, w1 = model[0].weight.detach().numpy(), model[2].weight.detach().numpy()
+    h = np.maximum(x @ w0.T + model[0].bias.detach().numpy(), 0)
+    macs = sum((w0[:, j] != 0).sum() for i in range(len(x)) for j in range(6) if x[i, j] != 0)
+    macs += sum((w1[:, j] != 0).sum() for i in range(len(x)) for j in range(5) if h[i, j] != 0)
+    return int((h != 0).sum()), float(macs)
+
+
+def test_dnn_engines_agree_with_torch_and_hand_counts(tmp_path):
+    model = _mlp()
+    x = np.random.default_rng(0).normal(size=(40, 6)).astype(np.float32)
+    x[:, 5] = 0  # an input that is never active costs no MACs
+    export_onnx(model, 6, tmp_path / "model.onnx")
+    reference = model(torch.as_tensor(x)).detach().numpy()
+    active, macs = _hand_activity(model, x)
+    for engine in (harness.OrtModel(tmp_path / "model.onnx", batch_size=7), harness.TorchModel(model, batch_size=7)):
+        assert np.abs(engine.predict(x) - reference).max() <= 1e-5, engine.engine
+        activity = engine.last_activity
+        assert (activity.samples, activity.steps, activity.neurons) == (40, 1, 5)
+        assert activity.active == active and activity.macs == pytest.approx(macs) and activity.acs == 0
+    row = harness.evaluate(harness.OrtModel(tmp_path / "model.onnx"), x, reference.argmax(1), benchmark="t")
+    assert row["accuracy"] == 1.0 and row["n"] == 40
+    assert row["parameter_count"] == 6 * 5 + 5 + 5 * 3 + 3
+    assert row["connection_sparsity"] == pytest.approx((3 + 3) / (30 + 15))
+    assert row["footprint_bytes"] == 4 * row["parameter_count"]
+    assert row["activation_sparsity"] == pytest.approx(1 - active / (40 * 5))
+    assert set(harness.RESULT_COLUMNS) <= set(harness.result_table([row]).columns)
+
+
+def test_dnn_engines_see_the_same_noise():
+    """ONNX Runtime and torch add the very same draws at every position."""
+    model = _mlp(sparse=False)
+    x = np.random.default_rng(1).normal(size=(30, 6)).astype(np.float32)
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as tmp:
+        export_onnx(model, 6, Path(tmp) / "model.onnx")
+        ort_model = harness.OrtModel(Path(tmp) / "model.onnx", batch_size=9)
+        torch_model = harness.TorchModel(model, batch_size=4)
+        for position in ("input", "pre", "post"):
+            spec = NoiseSpec(0.7, position, seed=3)
+            noisy = ort_model.predict(x, spec, start=100)
+            assert np.abs(noisy - torch_model.predict(x, spec, start=100)).max() <= 1e-5, position
+            assert np.abs(noisy - ort_model.predict(x)).max() > 1e-2, position
+
+
+def test_snntorch_engine_counts_spikes_and_synaptic_operations():
+    from snnbench.models.multimodal import ModelSpec, SpikingMLP
+
+    spec = ModelSpec("image", "snn", steps=3)
+    torch.manual_seed(0)
+    model = SpikingMLP(spec).eval()
+    with torch.no_grad():
+        model.linears[1].weight[:, :10] = 0  # the first 10 neurons of layer 0 reach nothing
+    x = np.random.default_rng(0).uniform(size=(12, spec.n_features)).astype(np.float32)
+    x[:, :100] = 0
+    engine = harness.SnntorchModel(model, batch_size=5)
+    logits = engine.predict(x)
+    with torch.no_grad():
+        trace = model.simulate(torch.as_tensor(x))
+    assert np.abs(logits - trace["scores"].numpy()).max() <= 1e-5
+    spk0, spk1 = (s.numpy() for s in trace["spk"][:2])
+    w1, w2 = model.linears[1].weight.detach().numpy(), model.linears[2].weight.detach().numpy()
+    acs = (spk0.sum((0, 1)) * (w1 != 0).sum(0)).sum() + (spk1.sum((0, 1)) * (w2 != 0).sum(0)).sum()
+    w0 = model.linears[0].weight.detach().numpy()
+    macs = 3 * ((x != 0) @ (w0 != 0).sum(0)).sum()
+    a = engine.last_activity
+    assert a.spikes == spk0.sum() + spk1.sum() > 0
+    assert a.acs == pytest.approx(acs) and a.macs == pytest.approx(macs)
+    width = spec.hidden_width
+    assert a.membrane_updates == 12 * 3 * (2 * width + 10) and a.neurons == 2 * width
+    row = harness.evaluate(engine, x, logits.argmax(1))
+    assert 0 < row["activation_sparsity"] < 1 and row["effective_acs_per_sample"] == pytest.approx(acs / 12)
+
+
+def test_nengo_engine_rate_mode_matches_onnx_runtime(tmp_path):
+    from snnbench.nengo_net import LayerParams, SimConfig
+
+    model = _mlp(sparse=False)
+    export_onnx(model, 6, tmp_path / "model.onnx")
+    x = np.random.default_rng(2).uniform(size=(20, 6)).astype(np.float32)
+    dnn = harness.OrtModel(tmp_path / "model.onnx")
+    snn = harness.NengoModel(tmp_path / "model.onnx", LayerParams("relu-rate"),
+                             SimConfig(steps=2, readout="last", minibatch=10))
+    try:
+        assert np.abs(snn.predict(x) - dnn.predict(x)).max() <= 1e-4
+        assert snn.last_activity.samples == 20 and snn.last_activity.neurons == 5
+    finally:
+        snn.close()
