@@ -1,4 +1,4 @@
-"""MLflow entry point `noise_position`: runs `snnbench noise_position` with the given options."""
+"""MLflow entry point `noise_position` (see MLproject): runs `snnbench noise_position` with the entry point's parameters."""
 
 import sys
 from pathlib import Path
@@ -6,7 +6,7 @@ from pathlib import Path
 # Run from a checkout without installing too (e.g. under `mlflow run` with a conda env).
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from snnbench.cli import main  # noqa: E402
+from snnbench.mlproject import run_entry_point  # noqa: E402
 
 if __name__ == "__main__":
-    sys.exit(main(["noise_position", *sys.argv[1:]]))
+    run_entry_point("noise_position")

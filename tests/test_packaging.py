@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from snnbench.cli import ALIASES, COMMANDS, build_parser, main
+from snnbench import mlproject
+from snnbench.cli import COMMANDS, build_parser, main
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -25,17 +26,24 @@ def test_pyproject_and_conda_pins_agree():
     assert len(_pins(project["dependencies"])) == len(project["dependencies"])
 
 
-def test_every_entry_point_runs_a_known_command():
+def test_mlproject_is_generated_from_the_command_line():
+    """One definition: MLproject is what the parsers generate (regenerate: python -m snnbench.mlproject > MLproject)."""
+    assert (REPO / "MLproject").read_text() == mlproject.render()
     entry_points = yaml.safe_load((REPO / "MLproject").read_text())["entry_points"]
-    assert "noise_sweep" in entry_points
+    assert set(entry_points) == {mlproject.entry_point_name(c) for c in COMMANDS}
     for name, spec in entry_points.items():
-        script = spec["command"].split()[1]
-        assert (REPO / script).exists(), f"{name}: {script} missing"
-        assert ALIASES.get(name, name) in COMMANDS
-        for param in spec.get("parameters", {}):
-            assert "{" + param + "}" in spec["command"], f"{name}: parameter {param} unused"
-    expected = {name for name in COMMANDS} - {"tune"} | {"tune_conversion"}
-    assert set(entry_points) == expected
+        assert (REPO / spec["command"].split()[1]).exists(), name
+        # every declared default reads back as the command's own default
+        parser = build_parser(mlproject.command_name(name))
+        given = parser.parse_args([f"--{p.replace('_', '-')}={v['default']}" for p, v in spec["parameters"].items()])
+        assert vars(given) == vars(parser.parse_args([])), name
+
+
+def test_profile_dependent_options_pass_through_mlflow():
+    """MLflow appends an undeclared -P test_limit=7 as '--test_limit 7': it reaches the option."""
+    parser = build_parser("noise_sweep")
+    assert "test_limit" not in yaml.safe_load(mlproject.render())["entry_points"]["noise_sweep"]["parameters"]
+    assert parser.parse_args(mlproject.cli_words(["--test_limit", "7", "--stds=0,1"])).test_limit == 7
 
 
 @pytest.mark.parametrize("command", sorted(COMMANDS))

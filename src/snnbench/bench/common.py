@@ -52,6 +52,7 @@ def auto(parse):
             return parse(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected a value or 'auto', got {text!r}") from None
+    parse_or_auto.profile_dependent = True  # snnbench.mlproject: not an entry-point parameter
     return parse_or_auto
 
 

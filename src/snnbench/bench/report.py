@@ -15,8 +15,8 @@ def uri_list(text: str) -> list[str]:
 
 def add_arguments(parser, command):
     parser.add_argument("--name", default="report", help="report name: writes OUT_DIR/NAME.md and OUT_DIR/NAME/*.png")
-    parser.add_argument("--tracking-uri", type=uri_list, action="append", default=None,
-                        help="MLflow store(s) to read (repeatable or comma list; default: MLFLOW_TRACKING_URI, "
+    parser.add_argument("--tracking-uri", type=uri_list, default=[],
+                        help="MLflow store(s) to read (comma list; default: MLFLOW_TRACKING_URI, "
                              "else sqlite:///mlflow.db in the working directory)")
     parser.add_argument("--out-dir", default="reports", help="folder the report is written to")
     parser.add_argument("--prefer", choices=("full", "newest"), default="full",
@@ -29,7 +29,7 @@ def run(args):
 
     require(re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", args.name) is not None,
             f"--name {args.name!r}: use letters, digits, '_', '.' or '-' only (it names a file)")
-    uris = [u for group in args.tracking_uri or [] for u in group] or [tracking_uri()]
+    uris = args.tracking_uri or [tracking_uri()]
     path = build_report(uris, args.name, args.out_dir, args.prefer)
     print(f"report written to {path}")
     if os.environ.get("MLFLOW_RUN_ID"):  # under `mlflow run -e report`: keep the report with that run
