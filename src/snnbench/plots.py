@@ -82,3 +82,16 @@ def grouped_bars(groups: list, series: dict, path: Path, *, ylabel: str, title: 
     ax.legend(fontsize=7)
     ax.grid(axis="y", alpha=0.3)
     return _save(fig, path)
+
+
+def throughput_plot(rows: list, path: Path, backends: tuple) -> Path:
+    """Samples per second against batch size, a panel per backend, a line per step count."""
+    panels = {}
+    order = {b: i for i, b in enumerate(backends)}
+    for r in sorted(rows, key=lambda r: (order.get(r["backend"], len(order)), r["steps"], r["batch_size"])):
+        label = "DNN" if r["backend"] == "ort" else f"SNN {r['steps']} steps"
+        xs, ys = panels.setdefault(r["backend"], {}).setdefault(label, ([], []))
+        xs.append(r["batch_size"])
+        ys.append(r["samples_per_s_median"])
+    return line_panels(panels, path, xlabel="batch size", ylabel="samples / s (median)",
+                       title="Inference throughput", logx=True, logy=True)

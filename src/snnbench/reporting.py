@@ -396,10 +396,8 @@ def throughput_section(ctx: Context) -> list:
     for record in table.to_dict("records"):
         rows.append([" – ".join(_format(record[c], kind) for c in cols) for _, cols, kind in spec.columns])
     lines += markdown_table([label for label, _, _ in spec.columns], rows) + [""]
-    from snnbench.bench.throughput import plot
-
     path, link = ctx.figure("throughput.png")
-    plot(table.to_dict("records"), path)
+    plots.throughput_plot(table.to_dict("records"), path, tuple(dict.fromkeys(table["backend"])))
     lines += [f"![{title}]({link})", ""]
     failed = run.tags.get("failed_backends")
     if failed:

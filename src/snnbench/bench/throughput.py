@@ -23,6 +23,7 @@ import numpy as np
 
 from snnbench.bench.common import add_common, auto, choice_list, int_list, positive, require
 from snnbench.errors import SnnbenchError
+from snnbench.plots import throughput_plot
 from snnbench.timing import machine, time_batch
 from snnbench.tracking import benchmark_run
 
@@ -167,21 +168,7 @@ def log_results(rows: list):
             writer.writeheader()
             writer.writerows(rows)
         mlflow.log_artifact(str(path))
-        mlflow.log_artifact(str(plot(rows, Path(tmp) / "throughput.png")))
+        mlflow.log_artifact(str(throughput_plot(rows, Path(tmp) / "throughput.png", BACKENDS)))
     for backend in {r["backend"] for r in rows}:
         best = max((r for r in rows if r["backend"] == backend), key=lambda r: r["samples_per_s_median"])
         mlflow.log_metric(f"{backend}_best_samples_per_s", best["samples_per_s_median"])
-
-
-def plot(rows: list, path: Path) -> Path:
-    from snnbench import plots
-
-    panels = {}
-    order = {b: i for i, b in enumerate(BACKENDS)}
-    for r in sorted(rows, key=lambda r: (order.get(r["backend"], len(order)), r["steps"], r["batch_size"])):
-        label = "DNN" if r["backend"] == "ort" else f"SNN {r['steps']} steps"
-        xs, ys = panels.setdefault(r["backend"], {}).setdefault(label, ([], []))
-        xs.append(r["batch_size"])
-        ys.append(r["samples_per_s_median"])
-    return plots.line_panels(panels, path, xlabel="batch size", ylabel="samples / s (median)",
-                             title="Inference throughput", logx=True, logy=True)
