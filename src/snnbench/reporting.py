@@ -16,6 +16,8 @@ from pathlib import Path
 from snnbench import plots
 from snnbench.commands import command_line
 from snnbench.errors import SnnbenchError
+from snnbench.harness import RESULT_TABLE
+from snnbench.metrics import seed_interval
 from snnbench.runstore import FoundRun, RunStore
 
 # The reference studies' figures (the only ones the report cites).
@@ -40,58 +42,12 @@ SCALE_PARAMS = ("profile", "seed", "arch", "epochs", "train_limit", "test_limit"
 
 # --- conversion study --------------------------------------------------------------------------
 
-def _number(params: dict, key: str, default: float) -> float:
-    try:
-        return float(params.get(key, default))
-    except ValueError:
-        return float("nan")
+METHODS = ("reference", "calibrated", "tuned")  # snnbench convert --method
 
 
 def reference_mlp(params: dict) -> bool:
     """A run on the reference study's network (the trained MLP, not a CNN or a given .onnx file)."""
     return params.get("arch", "mlp") == "mlp" and not params.get("onnx_model")
-
-
-def tuned_settings(params: dict) -> bool:
-    """A convert run given per-layer settings: a parameters file or a tune study's best."""
-    return bool(params.get("params_json") or params.get("study_name"))
-
-
-def reference_conversion(params: dict) -> bool:
-    """A convert run that keeps the ONNX weights and biases as they are (the reference study's)."""
-    return (reference_mlp(params) and _number(params, "rate_scale", 1) == 1 and _number(params, "gain", 1) == 1
-            and _number(params, "bias_scale", 1) == 1 and not tuned_settings(params))
-
-
-def hand_scaled(params: dict) -> bool:
-    return reference_mlp(params) and not reference_conversion(params) and not tuned_settings(params)
-
-
-@dataclass(frozen=True)
-class ConversionRow:
-    label: str
-    experiment: str
-    dnn_metric: str
-    snn_metric: str
-    where: object = None       # predicate on the run's params (None: any run)
-    steps_param: str = "steps"
-    test_param: str = "test_images"
-    detail_params: tuple = ("rate_scale", "gain", "bias_scale", "neuron")  # shown in the 'settings' column
-
-
-CONVERSION_ROWS = (
-    ConversionRow("untuned (ONNX weights as they are)", "convert", "dnn_accuracy", "snn_accuracy",
-                  reference_conversion),
-    ConversionRow("hand-scaled (firing-rate / gain scaling)", "convert", "dnn_accuracy", "snn_accuracy", hand_scaled),
-    ConversionRow("tuned settings (--params-json / --study-name)", "convert", "dnn_accuracy", "snn_accuracy",
-                  lambda p: reference_mlp(p) and tuned_settings(p), detail_params=("params_json", "study_name")),
-    ConversionRow("untuned, at the Optuna study's settings", "tune_conversion", "dnn_test_accuracy",
-                  "snn_test_accuracy_untuned", reference_mlp, detail_params=("neuron",)),
-    ConversionRow("Optuna-tuned", "tune_conversion", "dnn_test_accuracy", "snn_test_accuracy_tuned", reference_mlp,
-                  detail_params=("n_trials", "sampler", "second_objective")),
-)
-CONVERSION_CURVE = ("accuracy_at_steps", CONVERSION_ROWS[:3])  # convert metric logged with step = time steps
-CONVERSION_COMMANDS = ("convert --rate-scale 1", "convert", "tune")
 
 
 # --- multimodal study --------------------------------------------------------------------------
@@ -125,22 +81,7 @@ SWEEPS = (
 )
 
 
-# --- noise sweep and throughput (tables logged as artifacts) -----------------------------------
-
-@dataclass(frozen=True)
-class NoiseTable:
-    experiment: str = "noise_sweep"
-    artifact: str = "noise_sweep_table.json"
-    value: str = "accuracy"          # averaged over noise seeds
-    clean: str = "clean_accuracy"
-    x: str = "std"
-    curve: tuple = ("family", "model", "modality", "position")  # one table row / plotted line each
-    panels: tuple = ("modality", "position")
-    clean_position: str = "none"     # rows of the clean (noise-free) evaluation
-
-
-NOISE_SWEEP = NoiseTable()
-
+# --- throughput (its own timing table) ------------------------------------------------------
 
 @dataclass(frozen=True)
 class ThroughputTable:
@@ -152,7 +93,8 @@ class ThroughputTable:
                       ("samples/s (median)", ("samples_per_s_median",), "rate"),
                       ("samples/s (IQR)", ("samples_per_s_q25", "samples_per_s_q75"), "rate"),
                       ("ms/batch (median)", ("latency_ms_median",), "ms"),
-                      ("ms/batch (min–max)", ("latency_ms_min", "latency_ms_max"), "ms"))
+                      ("ms/batch (min–max)", ("latency_ms_min", "latency_ms_max"), "ms"),
+                      ("accuracy of what was timed", ("accuracy",), "pct"))
     machine_tags: tuple = ("machine.cpu_model", "machine.cpu_usable", "machine.load_avg_1min", "machine.torch_threads",
                            "machine.tensorflow_threads", "machine.gpu", "snnbench.device")
 
@@ -216,60 +158,68 @@ class Context:
 
 # --- sections ----------------------------------------------------------------------------------
 
+def with_interval(record) -> str:
+    """'93.52% [93.03, 93.98]': accuracy and its 95% interval from a result-table row."""
+    low, high = record.get("accuracy_ci_low"), record.get("accuracy_ci_high")
+    if low is None or high is None or low != low:
+        return pct(record["accuracy"])
+    return f"{pct(record['accuracy'])} [{100 * low:.2f}, {100 * high:.2f}]"
+
+
+def results(ctx: Context, run: FoundRun) -> tuple:
+    """(rows of the run's fixed-schema result table, None) or (None, lines saying why not)."""
+    table = run.table(RESULT_TABLE)
+    if table is None or table.empty or "accuracy" not in table:
+        return None, unreadable(run, RESULT_TABLE)
+    return table.to_dict("records"), None
+
+
 def conversion_section(ctx: Context) -> list:
-    lines = ["## Conversion study: DNN vs converted SNN (MNIST)", "", CONVERSION_REFERENCE["text"],
-             "Rows: the newest run of each variant on the trained 784-256-10 MLP.", ""]
-    rows, runs, found = [], [], []
-    for spec in CONVERSION_ROWS:
-        run = ctx.store.latest(spec.experiment, where=lambda r, s=spec: s.snn_metric in r.metrics
-                               and (s.where is None or s.where(r.params)))
+    lines = ["## Conversion study: DNN (ONNX Runtime) vs converted SNN (nengo-dl), MNIST", "",
+             CONVERSION_REFERENCE["text"],
+             "Methods (`snnbench convert --method`): `reference` is the study's conversion (LIF, gain 1, the ONNX "
+             "biases, rate scale 1); `calibrated` (the default) sets each layer's firing-rate scale from a "
+             "percentile of its activations on training images (IF neurons, reset by subtraction); `tuned` is the "
+             "Optuna study's best setting, chosen on validation images. Test accuracy on the MNIST test set with "
+             "its 95% Wilson interval; loss = DNN - SNN.", ""]
+    rows, series, runs, dnn_accuracy = [], {}, [], None
+    for method in METHODS:
+        run = ctx.store.latest("convert", where=lambda r, m=method: r.params.get("method") == m
+                               and reference_mlp(r.params))
         if run is None:
+            lines += [f"_No `{method}` conversion yet: run `snnbench convert --method {method}`._", ""]
             continue
-        dnn, snn = run.metrics.get(spec.dnn_metric), run.metrics[spec.snn_metric]
-        loss = "–" if dnn is None else f"{100 * (dnn - snn):.2f}"
-        detail = ", ".join(f"{k}={run.params[k]}" for k in spec.detail_params if run.params.get(k)) or "–"
-        rows.append([spec.label, detail, run.params.get(spec.steps_param, "–"), run.params.get(spec.test_param, "–"),
-                     pct(dnn), pct(snn), loss, f"`{run.id[:8]}`"])
-        found.append((spec, dnn, snn))
-        if run.id not in {r.id for r in runs}:
-            runs.append(run)
+        records, problem = results(ctx, run)
+        if problem:
+            lines += problem
+            continue
         ctx.use(run)
+        runs.append(run)
+        dnn = next(r for r in records if r["engine"] == "ort-dnn")
+        dnn_accuracy = dnn["accuracy"]
+        snn = sorted((r for r in records if r["engine"] == "nengo-snn"), key=lambda r: r["steps"])
+        for r in snn:
+            rows.append([method, r["steps"], with_interval(r), with_interval(dnn),
+                         f"{100 * (dnn['accuracy'] - r['accuracy']):.2f}", number(r.get("spikes_per_neuron_per_step")),
+                         number(r.get("effective_acs_per_sample")), f"`{run.id[:8]}`"])
+        series[f"SNN, {method}"] = ([r["steps"] for r in snn], [100 * r["accuracy"] for r in snn])
     if not rows:
-        return lines + [f"_No runs yet: run `snnbench {c}`._" for c in CONVERSION_COMMANDS] + [""]
+        return lines
     ref = CONVERSION_REFERENCE
-    rows.append(["reference study", "–", "–", "–", pct(ref["dnn"]), pct(ref["snn"]),
-                 f"{100 * (ref['dnn'] - ref['snn']):.2f}", "–"])
-    lines += markdown_table(["variant", "settings", "steps", "test images", "DNN accuracy", "SNN accuracy",
-                             "loss (pp)", "run"], rows) + [""]
-    groups = [spec.label.split(" (")[0].replace(", at the Optuna study's settings", " (tune)") for spec, _, _ in found]
-    bars = {"DNN": [None if d is None else 100 * d for _, d, _ in found] + [100 * ref["dnn"]],
-            "SNN": [100 * s for _, _, s in found] + [100 * ref["snn"]]}
-    path, link = ctx.figure("conversion_accuracy.png")
-    plots.grouped_bars(groups + ["reference study"], bars, path, ylabel="test accuracy (%)",
-                       title="DNN vs converted SNN")
-    lines += [f"![DNN vs converted SNN]({link})", ""]
-    lines += curve_figure(ctx)
-    return lines + [scale_line(runs), ""]
-
-
-def curve_figure(ctx: Context) -> list:
-    metric, specs = CONVERSION_CURVE
-    series = {}
-    for spec in specs:
-        run = ctx.store.latest(spec.experiment, where=lambda r, s=spec: metric in r.metrics
-                               and (s.where is None or s.where(r.params)))
-        if run is not None:
-            history = run.history(metric)
-            series["SNN " + spec.label.split(" (")[0]] = ([s for s, _ in history], [100 * v for _, v in history])
-            if spec.dnn_metric in run.metrics:
-                series.setdefault("DNN", ([s for s, _ in history], [100 * run.metrics[spec.dnn_metric]] * len(history)))
-    if not series:
-        return []
+    rows.append(["reference study", "–", pct(ref["snn"]), pct(ref["dnn"]), f"{100 * (ref['dnn'] - ref['snn']):.2f}",
+                 "–", "–", "–"])
+    lines += markdown_table(["method", "steps", "SNN accuracy [95% CI]", "DNN accuracy [95% CI]", "loss (pp)",
+                             "spikes / neuron / step", "ACs / sample", "run"], rows) + [""]
+    steps = sorted({s for xs, _ in series.values() for s in xs})
+    series["DNN (ONNX Runtime)"] = (steps, [100 * dnn_accuracy] * len(steps))
     path, link = ctx.figure("conversion_accuracy_vs_steps.png")
-    plots.line_panels({"converted MLP": series}, path, xlabel="simulation time steps", ylabel="test accuracy (%)",
-                      title="SNN accuracy vs time steps", logx=True,
-                      reference=(100 * CONVERSION_REFERENCE["snn"], "reference study SNN"))
-    return [f"![SNN accuracy vs time steps]({link})", ""]
+    plots.line_panels({"784-256-10 MLP": series}, path, xlabel="simulation time steps", ylabel="test accuracy (%)",
+                      title="Converted SNN accuracy vs time steps", logx=True,
+                      reference=(100 * ref["snn"], "reference study SNN"))
+    lines += [f"![Converted SNN accuracy vs time steps]({link})", "",
+              "Activity columns are measured at each run's `--steps` (blank at the other step counts of its curve).",
+              ""]
+    return lines + [scale_line(runs), ""]
 
 
 def sweep_section(ctx: Context, sweep: Sweep) -> list:
@@ -340,29 +290,42 @@ def logged_table(ctx: Context, experiment: str, artifact: str, needed: set):
     return run, table, None
 
 
+NOISE_CURVE = ("engine", "model", "modality", "noise_position")  # one table row / plotted line each
+
+
+def noise_cell(points: list) -> str:
+    """Accuracy at one std: one noise seed, its Wilson interval; several, the mean and t-interval over seeds."""
+    if len(points) == 1:
+        return with_interval(points[0])
+    mean, low, high = seed_interval(p["accuracy"] for p in points)
+    return f"{pct(mean)} [{100 * low:.2f}, {100 * high:.2f}]"
+
+
 def noise_section(ctx: Context) -> list:
-    spec = NOISE_SWEEP
-    title = "Noise sweep: DNN (ONNX Runtime) vs Nengo SNN vs snntorch SNN"
-    lines = [f"## {title}", "", "Test accuracy under Gaussian noise (mean over noise seeds); the same draws for "
-             "every family. Position: input, pre (a hidden layer's input current) or post (its output).", ""]
-    run, table, problem = logged_table(ctx, spec.experiment, spec.artifact, {spec.value, spec.x, *spec.curve})
+    title = "Noise sweep: DNN (ONNX Runtime) vs converted Nengo SNN vs snntorch SNN"
+    lines = [f"## {title}", "", "Test accuracy under Gaussian noise, the same draws for every engine, in the units of "
+             "the activation they stand for. Position: input, pre (a hidden layer's input current) or post (its "
+             "output). Cells: accuracy [95% interval]; over noise seeds where there are several.", ""]
+    run = ctx.store.latest("noise_sweep")
+    if run is None:
+        return lines + missing("noise_sweep")
+    ctx.use(run)
+    records, problem = results(ctx, run)
     if problem:
         return lines + problem
-    noisy = table[table["position"] != spec.clean_position]
-    means = noisy.groupby([*spec.curve, spec.x], sort=False)[spec.value].mean().unstack(spec.x)
-    means = means[sorted(means.columns)]
-    clean = noisy.groupby(list(spec.curve), sort=False)[spec.clean].first() if spec.clean in noisy else None
-    header = list(spec.curve) + ["clean"] + [f"std {x:g}" for x in means.columns]
-    rows = [list(key) + [pct(clean[key] if clean is not None else None)] + [pct(v) for v in values]
-            for key, values in zip(means.index, means.values)]
-    lines += markdown_table(header, rows) + [""]
-    panels = {}
-    for key, values in zip(means.index, means.values):
-        fields = dict(zip(spec.curve, key))
-        panel = " / ".join(str(fields[c]) for c in spec.panels)
-        label = " ".join(str(fields[c]) for c in spec.curve if c not in spec.panels)
-        kept = [(x, 100 * v) for x, v in zip(means.columns, values) if v == v]
-        panels.setdefault(panel, {})[label] = ([x for x, _ in kept], [v for _, v in kept])
+    noisy = [r for r in records if r["noise_position"] != "none"]
+    stds = sorted({r["noise_std"] for r in noisy})
+    curves = list(dict.fromkeys(tuple(r[c] for c in NOISE_CURVE) for r in noisy))
+    rows, panels = [], {}
+    for key in curves:
+        points = [r for r in noisy if tuple(r[c] for c in NOISE_CURVE) == key]
+        by_std = {s: [p for p in points if p["noise_std"] == s] for s in stds}
+        rows.append(list(key) + [noise_cell(by_std[s]) if by_std[s] else "" for s in stds])
+        kept = [s for s in stds if by_std[s]]
+        panel = f"{key[2]} / {key[3]}"
+        panels.setdefault(panel, {})[f"{key[0]} {key[1]}"] = (
+            kept, [100 * seed_interval(p["accuracy"] for p in by_std[s])[0] for s in kept])
+    lines += markdown_table(list(NOISE_CURVE) + [f"std {s:g}" for s in stds], rows) + [""]
     path, link = ctx.figure("noise_sweep.png")
     plots.line_panels(panels, path, xlabel="noise std", ylabel="test accuracy (%)", title=title, logx=False)
     lines += [f"![{title}]({link})", ""]
@@ -376,6 +339,8 @@ def _format(value, kind: str) -> str:
         return f"{value:,.0f}" if value >= 100 else f"{value:.3g}"
     if kind == "ms":
         return f"{value:.3g}" if value < 100 else f"{value:,.0f}"
+    if kind == "pct":
+        return pct(value)
     return str(value)
 
 
@@ -410,19 +375,37 @@ SECTIONS = (conversion_section, multimodal_section, noise_section, throughput_se
 
 # --- the report --------------------------------------------------------------------------------
 
+def store_label(uri: str) -> str:
+    """A store named so that anyone can use the name: relative to the working directory where it
+    lies below it, else by its file name alone (never a path of the machine the report was made on)."""
+    for scheme in ("sqlite:///", "file://", ""):
+        if uri.startswith(scheme) and (scheme or "://" not in uri):
+            path = Path(uri[len(scheme):]).resolve()
+            try:
+                return scheme + str(path.relative_to(Path.cwd().resolve()))
+            except ValueError:
+                return scheme + path.name
+    return uri  # a tracking server's URL
+
+
 def header(name: str, uris: list, ctx: Context, prefer: str) -> list:
+    labels = {u: store_label(u) for u in uris}
     lines = [f"# snnbench report: {name}", "",
              f"Generated {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC} from "
-             + ", ".join(f"`{u}`" for u in uris) + ". Each section uses the newest finished run of its benchmark"
-             + (" (a full-profile one when there is one)" if prefer == "full" else "") + ".", ""]
-    commits = sorted({r.tags.get("snnbench.git_commit", "unknown") for r in ctx.used})
-    lines += [f"Code: git commit {', '.join(f'`{c}`' for c in commits)}.", "",
+             + ", ".join(f"`{label}`" for label in labels.values()) + ". Each section uses the newest finished run "
+             "of its benchmark" + (" (a full-profile one when there is one)" if prefer == "full" else "") + ".", ""]
+    commits = {r.id: r.tags.get("snnbench.git_commit", "unknown") for r in ctx.used}
+    unclean = sorted(rid for rid, c in commits.items() if c.endswith("+dirty") or c == "unknown")
+    lines += [f"Code: git commit {', '.join(f'`{c}`' for c in sorted(set(commits.values())))}."
+              + (f" Runs not made from a clean commit: {', '.join(f'`{r[:8]}`' for r in unclean)}." if unclean
+                 else " Every run comes from a clean commit."), "",
               "Commands that produced it (rebuilt from each run's logged parameters):", "", "```sh"]
     several = len(uris) > 1
     for run in ctx.used:
         command = command_line(run.tags.get("snnbench.benchmark") or run.run.info.run_name, run.params)
-        lines.append(f"MLFLOW_TRACKING_URI={run.uri} {command}" if several else command)
-    report = ["snnbench", "report", "--name", name] + [w for u in uris for w in ("--tracking-uri", u)]
+        lines.append(f"MLFLOW_TRACKING_URI={labels.get(run.uri, store_label(run.uri))} {command}" if several
+                     else command)
+    report = ["snnbench", "report", "--name", name, "--tracking-uri", ",".join(labels.values())]
     report += ["--prefer", prefer] if prefer != "full" else []
     lines += [" ".join(report), "```", ""]
     return lines
