@@ -118,7 +118,8 @@ def test_save_load_round_trip(tmp_path):
 
 def test_fan_out_counts_nonzero_synapses():
     w = np.array([[1, 0, 2], [0, 0, 3]], np.float32)  # (out, in)
-    stage = onnx_io.Stage([onnx_io.LinearOp("dense", (3,), (2,), w, np.zeros(2, np.float32))], activation=False)
+    op = onnx_io.LinearOp("dense", (3,), (2,), w, np.zeros(2, np.float32))
+    stage = onnx_io.Stage([onnx_io.Path(onnx_io.INPUT, [op])], np.zeros(2), activation=False, shape=(2,))
     np.testing.assert_array_equal(onnx_io.fan_out(stage), [1, 0, 2])
 
 
@@ -139,11 +140,24 @@ def test_unsupported_op_names_op_and_node(tmp_path):
     _one_line_error(path, "Softmax", "final_softmax")
 
 
-def test_residual_add_is_rejected(tmp_path):
-    nodes = [helper.make_node("Gemm", ["x", "w"], ["h"], transB=1),
+def test_add_of_two_tensors_sums_their_paths(tmp_path):
+    nodes = [helper.make_node("Gemm", ["x", "w", "b"], ["h"], transB=1),
              helper.make_node("Add", ["h", "h"], ["y"], name="residual")]
-    path = _save_graph(tmp_path / "res.onnx", nodes, {"w": _f32(4, 4)}, [4], 4)
-    _one_line_error(path, "Add", "residual")
+    path = _save_graph(tmp_path / "res.onnx", nodes, {"w": _f32(4, 4), "b": _f32(4)}, [4], 4)
+    converted = onnx_io.extract(path)
+    (logits,) = converted.stages
+    assert len(logits.paths) == 2 and logits.paths[0].ops[0] is logits.paths[1].ops[0]
+    assert converted.macs() == 16  # the shared Gemm counts once
+    x = _f32(5, 4)
+    np.testing.assert_allclose(converted.forward(x), _ort(path, x), atol=1e-5)
+
+
+def test_broadcasting_add_of_two_tensors_is_rejected(tmp_path):
+    nodes = [helper.make_node("Gemm", ["x", "w"], ["h"], transB=1),
+             helper.make_node("Gemm", ["x", "w1"], ["h1"], transB=1),
+             helper.make_node("Add", ["h", "h1"], ["y"], name="broadcast_add")]
+    path = _save_graph(tmp_path / "bc.onnx", nodes, {"w": _f32(4, 4), "w1": _f32(1, 4)}, [4], 4)
+    _one_line_error(path, "Add", "broadcast_add", "(4,) and (1,)")
 
 
 def test_corrupt_and_missing_files(tmp_path):

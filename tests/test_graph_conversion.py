@@ -1,0 +1,193 @@
+"""Graphs beyond a layer chain: image-shaped inputs, MaxPool (exact and average routes), residual
+Add, Concat and the ResNet-style CNN, each checked in rate mode against ONNX Runtime; activity
+counts on the DAG; the spec files of a DAG; one-line errors. Random weights: no training."""
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from torch import nn
+
+from snnbench import onnx_io
+from snnbench.errors import SnnbenchError
+from snnbench.models.conversion import SmallResNet
+from snnbench.nengo_net import LayerParams, SimConfig
+from snnbench.onnx_export import export_onnx
+from snnbench.runners import NengoRunner, OrtRunner
+
+RATE_SCALE = 4.0  # relu-rate networks are exact for any rate scale; != 1 so that counts scale
+N_SAMPLES = 10
+
+
+class Residual(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.c1, self.c2 = nn.Conv2d(1, 4, 3, padding=1), nn.Conv2d(4, 4, 3, padding=1)
+        self.fc = nn.Linear(4 * 12 * 12, 5)
+
+    def forward(self, x):
+        a = torch.relu(self.c1(x))
+        return self.fc(torch.relu(self.c2(a) + a).flatten(1))
+
+
+class Concat(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a, self.b, self.c = nn.Conv2d(1, 3, 3), nn.Conv2d(1, 2, 3), nn.Conv2d(5, 4, 3)
+        self.fc = nn.Linear(4 * 8 * 8, 5)
+
+    def forward(self, x):
+        both = torch.cat([torch.relu(self.a(x)), torch.relu(self.b(x))], dim=1)
+        return self.fc(torch.relu(self.c(both)).flatten(1))
+
+
+# name -> (module, per-sample input shape, ONNX ops the case must contain)
+CASES = {
+    "flat_mlp": (lambda: nn.Sequential(nn.Linear(20, 16), nn.ReLU(), nn.Linear(16, 5)), (20,), {"Gemm"}),
+    "image_cnn": (lambda: nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.AvgPool2d(2), nn.Flatten(),
+                                        nn.Linear(4 * 5 * 5, 5)), (1, 12, 12), {"Conv", "AveragePool"}),
+    "maxpool_after_relu": (lambda: nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                                                 nn.Flatten(), nn.Linear(4 * 6 * 6, 5)), (1, 12, 12), {"MaxPool"}),
+    # a 3x3 window (9 inputs: an odd one out at each level) on a conv's output, before its ReLU
+    "maxpool_3x3_before_relu": (lambda: nn.Sequential(nn.Conv2d(1, 4, 3), nn.MaxPool2d(3, 2), nn.ReLU(),
+                                                      nn.Flatten(), nn.Linear(4 * 4 * 4, 5)), (1, 12, 12),
+                                {"MaxPool"}),
+    "residual_add": (Residual, (1, 12, 12), {"Add"}),
+    "concat": (Concat, (1, 12, 12), {"Concat"}),
+    "resnet": (SmallResNet, (1, 28, 28), {"MaxPool", "Add", "Concat", "GlobalAveragePool"}),
+}
+
+
+def _export(name, tmp_path):
+    build, shape, ops = CASES[name]
+    torch.manual_seed(0)
+    path = export_onnx(build(), shape, tmp_path / f"{name}.onnx")
+    assert ops <= {n.op_type for n in onnx.load(str(path)).graph.node}  # the case holds what it tests
+    x = np.random.default_rng(1).uniform(0, 1, (N_SAMPLES, int(np.prod(shape)))).astype(np.float32)
+    return path, x
+
+
+def _rate_network(converted, x):
+    """Logits and activity of the relu-rate Nengo network (nengo_dl, 2 steps, last step)."""
+    sim = SimConfig(steps=2, readout="last", minibatch=len(x))
+    with NengoRunner(converted, LayerParams("relu-rate", rate_scale=RATE_SCALE), sim) as runner:
+        return runner.predict(x), runner.last_stats, sim
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_rate_mode_equals_onnx_runtime(name, tmp_path):
+    """relu-rate Nengo network == ONNX Runtime (fed flat inputs in any declared layout) to 1e-4,
+    and the activity counters follow the DNN's activations and the DAG's fan-outs."""
+    path, x = _export(name, tmp_path)
+    reference = OrtRunner(path).predict(x)
+    assert reference.std() > 1e-3
+    converted = onnx_io.extract(path)
+    assert converted.approximations == []
+    assert np.abs(converted.forward(x) - reference).max() <= 1e-4
+    logits, stats, sim = _rate_network(converted, x)
+    assert np.abs(logits - reference).max() <= 1e-4
+    # counts: expected spikes per step = activation x rate_scale x dt; accumulates weight them by fan-out
+    hidden = converted.activations(x)[:-1]
+    per_step = [h * RATE_SCALE * sim.dt for h in hidden]
+    spikes = sim.steps * sum(s.sum() for s in per_step) / len(x)
+    acs = sim.steps * sum((s @ converted.fan_out(i)).sum() for i, s in enumerate(per_step)) / len(x)
+    assert stats["spikes_per_sample"] == pytest.approx(spikes, rel=1e-4)
+    assert stats["synaptic_acs_per_sample"] == pytest.approx(acs, rel=1e-4)
+
+
+def test_maxpool_exact_route_adds_a_tree_of_relu_populations(tmp_path):
+    path, _ = _export("maxpool_after_relu", tmp_path)
+    converted = onnx_io.extract(path, maxpool="exact")
+    names = [s.name for s in converted.hidden]
+    assert len(names) == 1 + 3 and all("/max" in n for n in names[1:])  # 2x2 window: 3 pairwise maxes
+    assert all(s.size_out == 4 * 6 * 6 for s in converted.hidden[1:])
+
+
+def test_maxpool_average_route_is_labelled_and_deviates(tmp_path):
+    path, x = _export("maxpool_after_relu", tmp_path)
+    reference = OrtRunner(path).predict(x)
+    converted = onnx_io.extract(path, maxpool="average")
+    assert len(converted.hidden) == 1 and len(converted.approximations) == 1
+    assert "MaxPool" in converted.approximations[0] and "average" in converted.approximations[0]
+    logits, _, _ = _rate_network(converted, x)
+    assert np.abs(logits - converted.forward(x)).max() <= 1e-4  # the network computes its approximation
+    assert np.abs(logits - reference).max() > 1e-3               # which is not the ONNX model
+    with pytest.raises(SnnbenchError, match="MaxPool route"):
+        onnx_io.extract(path, maxpool="max")
+
+
+def test_fan_out_merges_the_paths_into_each_population():
+    """input (3) -> relu(W1 x) (2) -> logits (2) = W2 h + h (identity skip) + W3 x."""
+    w1 = np.array([[1, 0, 2], [0, 0, 3]], np.float32)
+    w2 = np.array([[1, 0], [1, 0]], np.float32)
+    w3 = np.array([[0, 1, 0], [0, 0, 0]], np.float32)
+
+    def dense(w):
+        return onnx_io.LinearOp("dense", (w.shape[1],), (w.shape[0],), w, np.zeros(w.shape[0], np.float32))
+    hidden = onnx_io.Stage([onnx_io.Path(onnx_io.INPUT, [dense(w1)])], np.zeros(2), True, (2,))
+    logits = onnx_io.Stage([onnx_io.Path(0, [dense(w2)]), onnx_io.Path(0), onnx_io.Path(onnx_io.INPUT, [dense(w3)])],
+                           np.zeros(2), False, (2,))
+    model = onnx_io.ConvertedModel((3,), [hidden, logits])
+    np.testing.assert_array_equal(model.fan_out(onnx_io.INPUT), [1, 1, 2])
+    np.testing.assert_array_equal(model.fan_out(0), [2, 1])  # neuron 0 reaches both outputs, once each
+    with pytest.raises(SnnbenchError, match="sources"):
+        onnx_io.fan_out(logits)
+    x = np.array([[1.0, 2.0, -1.0]])
+    h = np.maximum(w1 @ x[0], 0)
+    np.testing.assert_allclose(model.forward(x)[0], w2 @ h + h + w3 @ x[0])
+
+
+@pytest.mark.parametrize("route", ["exact", "average"])
+def test_dag_save_load_round_trip(route, tmp_path):
+    path, x = _export("resnet", tmp_path)
+    converted = onnx_io.extract(path, maxpool=route)
+    onnx_io.save(converted, tmp_path / "snn")
+    assert json.loads((tmp_path / "snn" / onnx_io.SPEC_FILE).read_text())["format"] == onnx_io.SPEC_FORMAT
+    loaded = onnx_io.load_any(tmp_path / "snn")
+    np.testing.assert_array_equal(loaded.forward(x), converted.forward(x))
+    assert [(s.name, s.shape, s.sources) for s in loaded.stages] == [(s.name, s.shape, s.sources)
+                                                                      for s in converted.stages]
+    assert loaded.approximations == converted.approximations and loaded.input_shape == (1, 28, 28)
+    assert len(loaded.linear_ops()) == len(converted.linear_ops())  # shared ops stay shared
+    assert loaded.macs() == converted.macs() > 0
+
+
+def test_format_1_chain_spec_still_loads(tmp_path):
+    """A spec written before graphs (a chain of stages, each a list of ops with their biases)."""
+    rng = np.random.default_rng(2)
+    w1, b1, w2, b2 = (rng.standard_normal(s).astype(np.float32) for s in ((4, 3), (4,), (2, 4), (2,)))
+    np.savez(tmp_path / onnx_io.WEIGHTS_FILE, **{"stage0.op0.weight": w1, "stage0.op0.bias": b1,
+                                                  "stage1.op0.weight": w2, "stage1.op0.bias": b2})
+
+    def op(i, n_in, n_out):
+        return {"kind": "dense", "in_shape": [n_in], "out_shape": [n_out], "kernel": [], "strides": [1, 1],
+                "padding": "valid", "weight": f"stage{i}.op0.weight", "bias": f"stage{i}.op0.bias"}
+    spec = {"format": "snnbench-layers/1", "input_shape": [3], "source": "old.onnx",
+            "stages": [{"activation": "relu", "ops": [op(0, 3, 4)]}, {"activation": None, "ops": [op(1, 4, 2)]}]}
+    (tmp_path / onnx_io.SPEC_FILE).write_text(json.dumps(spec))
+    loaded = onnx_io.load(tmp_path)
+    assert loaded.is_chain and len(loaded.hidden) == 1
+    x = rng.standard_normal((5, 3))
+    np.testing.assert_allclose(loaded.forward(x), np.maximum(x @ w1.T + b1, 0) @ w2.T + b2, rtol=1e-6)
+
+
+def test_unsupported_op_gives_one_line_naming_op_and_node(tmp_path):
+    torch.manual_seed(0)
+    path = export_onnx(nn.Sequential(nn.Linear(6, 4), nn.Sigmoid(), nn.Linear(4, 2)), 6, tmp_path / "s.onnx")
+    (node,) = [n for n in onnx.load(str(path)).graph.node if n.op_type == "Sigmoid"]
+    with pytest.raises(SnnbenchError) as info:
+        onnx_io.extract(path)
+    message = str(info.value)
+    assert "\n" not in message and "'Sigmoid'" in message and repr(node.name) in message
+
+
+def test_ort_runner_feeds_the_declared_layout_and_rejects_a_size_mismatch(tmp_path):
+    path, x = _export("image_cnn", tmp_path)
+    runner = OrtRunner(path)
+    assert runner.input_shape == (1, 12, 12)
+    np.testing.assert_array_equal(runner.predict(x), runner.predict(x.reshape(-1, 1, 12, 12)))
+    with pytest.raises(SnnbenchError) as info:
+        runner.predict(np.zeros((3, 100), np.float32))
+    assert "\n" not in str(info.value) and "144" in str(info.value) and "(3, 100)" in str(info.value)
