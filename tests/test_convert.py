@@ -1,8 +1,10 @@
 """``snnbench convert`` end to end on a small subset, and its one-line errors."""
 
 import json
+from pathlib import Path
 
 import mlflow
+import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
@@ -27,30 +29,71 @@ def _artifacts(run_id, path=""):
     return found
 
 
+def _table(run_id) -> list:
+    path = MlflowClient().download_artifacts(run_id, "results.json")
+    table = json.loads(Path(path).read_text())
+    return [dict(zip(table["columns"], row)) for row in table["data"]]
+
+
 def test_convert_end_to_end(tracking_store, tmp_path):
+    """The default (calibrated) method: rate scales from training images, logged and saved."""
     require_data()
-    params = tmp_path / "params.json"
-    params.write_text(json.dumps({"layers": [{"neuron": "lif", "rate_scale": 4.0}], "sim": {"readout": "mean"}}))
-    assert main(["convert", *SMALL, "--params-json", str(params)]) == 0
+    assert main(["convert", *SMALL, "--calibration-samples", "300"]) == 0
     run = _only_run()
-    metrics = run.data.metrics
-    for key in ("dnn_accuracy", "snn_accuracy", "conversion_loss_pp", "dnn_throughput_ips", "snn_throughput_ips",
-                "dnn_latency_ms", "snn_latency_ms", "snn_mean_firing_rate_hz", "snn_spikes_per_neuron_per_step",
-                "snn_synaptic_acs_per_sample", "dnn_macs_per_sample", "rate_equivalence_max_abs_err"):
+    metrics, params = run.data.metrics, run.data.params
+    for key in ("dnn_accuracy", "snn_accuracy", "snn_accuracy_ci_low", "snn_accuracy_ci_high", "conversion_loss_pp",
+                "dnn_throughput_ips", "snn_throughput_ips", "dnn_latency_ms", "snn_latency_ms",
+                "snn_mean_firing_rate_hz", "snn_spikes_per_neuron_per_step", "snn_multi_spike_neuron_share",
+                "snn_active_per_sample", "snn_synaptic_acs_per_sample", "dnn_macs_per_sample",
+                "rate_equivalence_max_abs_err"):
         assert key in metrics, key
     assert metrics["rate_equivalence_max_abs_err"] <= 1e-4
     assert metrics["conversion_loss_pp"] == pytest.approx(100 * (metrics["dnn_accuracy"] - metrics["snn_accuracy"]))
     assert metrics["dnn_macs_per_sample"] == 784 * 256 + 256 * 10
+    assert metrics["snn_accuracy_ci_low"] < metrics["snn_accuracy"] < metrics["snn_accuracy_ci_high"]
     curve = MlflowClient().get_metric_history(run.info.run_id, "accuracy_at_steps")
     assert sorted(m.step for m in curve) == [2, 5, 10, 20]
     assert [m.value for m in curve if m.step == 10] == [metrics["snn_accuracy"]]
-    assert json.loads(run.data.params["layers"])[0]["rate_scale"] == 4.0  # from --params-json
+    assert params["method"] == "calibrated" and params["calibration_samples"] == "300"
+    assert "study_name" not in params and "params_json" not in params  # the tuned method's options
     artifacts = _artifacts(run.info.run_id)
     for name in ("snn/weights.npz", "snn/spec.json", "snn/params.json", "plots/accuracy_vs_steps.png",
-                 "plots/confusion_dnn.png", "plots/confusion_snn.png", "confusion_matrices.json"):
+                 "plots/confusion_dnn.png", "plots/confusion_snn.png", "confusion_matrices.json", "results.json"):
         assert name in artifacts, name
-    models = mlflow.search_logged_models(experiment_ids=[run.info.experiment_id], output_format="list")
-    assert models and models[0].source_run_id == run.info.run_id
+    document = json.loads(Path(MlflowClient().download_artifacts(run.info.run_id, "snn/params.json")).read_text())
+    scale = document["source"]["activation_scales"][0]
+    assert document["source"]["method"] == "calibrated" and document["source"]["percentile"] == 99.9
+    assert document["layers"][0]["rate_scale"] == pytest.approx(1.0 / (scale * 0.001))  # target 1 spike / step
+    assert json.loads(params["layers"])[0]["neuron"] == "if"
+    rows = _table(run.info.run_id)
+    snn = {r["steps"]: r for r in rows if r["engine"] == "nengo-snn"}
+    assert [r["engine"] for r in rows].count("ort-dnn") == 1 and sorted(snn) == [2, 5, 10, 20]
+    assert {r["method"] for r in rows} == {"calibrated"}
+    assert snn[10]["accuracy"] == pytest.approx(metrics["snn_accuracy"]) and snn[10]["spikes_per_neuron_per_step"] > 0
+    assert snn[5]["spikes_per_neuron_per_step"] is None or np.isnan(snn[5]["spikes_per_neuron_per_step"])
+
+
+def _args(*argv):
+    from snnbench.cli import build_parser
+
+    return build_parser("convert").parse_args(list(argv))
+
+
+def test_methods_resolve_to_their_settings(tmp_path):
+    from snnbench.bench.convert import resolve
+
+    reference = resolve(_args("--method", "reference"))
+    layer = reference["layers"][0]
+    assert (layer.neuron, layer.gain, layer.bias_scale, layer.rate_scale, layer.initial_voltage) == \
+        ("lif", 1.0, 1.0, 1.0, "uniform")
+    calibrated = resolve(_args("--percentile", "max", "--target-rate", "0.5", "--neuron", "lif"))
+    assert calibrated["layers"] is None and calibrated["calibration"].percentile == 100.0
+    assert (calibrated["calibration"].target_rate, calibrated["calibration"].neuron) == (0.5, "lif")
+    params = tmp_path / "params.json"
+    params.write_text(json.dumps({"layers": [{"neuron": "if", "rate_scale": 40.0}], "sim": {"steps": 6}}))
+    tuned = resolve(_args("--method", "tuned", "--params-json", str(params)))
+    assert tuned["layers"][0].rate_scale == 40.0 and tuned["sim"].steps == 6
+    assert tuned["source"] == {"method": "tuned", "from": str(params)}
 
 
 def _one_line_failure(capsys, argv, *words):
@@ -71,10 +114,15 @@ def test_bad_inputs_fail_in_one_line(tracking_store, tmp_path, capsys):
     _one_line_failure(capsys, ["convert", "--onnx-model", str(tmp_path / "missing.onnx")], "not found")
     bad_params = tmp_path / "bad.json"
     bad_params.write_text(json.dumps({"layers": [{"gian": 1}]}))
-    _one_line_failure(capsys, ["convert", "--params-json", str(bad_params)], "gian")
+    _one_line_failure(capsys, ["convert", "--method", "tuned", "--params-json", str(bad_params)], "gian")
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
-    _one_line_failure(capsys, ["convert", "--study-name", "nope", "--storage", storage], "no study 'nope'")
+    _one_line_failure(capsys, ["convert", "--method", "tuned", "--study-name", "nope", "--storage", storage],
+                      "no study 'nope'")
     _one_line_failure(capsys, ["convert", "--study-name", "x", "--params-json", str(bad_params)], "not both")
+    _one_line_failure(capsys, ["convert", "--method", "tuned"], "--method tuned")
+    _one_line_failure(capsys, ["convert", "--params-json", str(bad_params)], "--method tuned")
+    _one_line_failure(capsys, ["convert", "--percentile", "0"], "--percentile")
+    _one_line_failure(capsys, ["convert", "--target-rate", "5"], "--target-rate")
 
 
 def test_unsupported_op_fails_in_one_line(tracking_store, tmp_path, capsys):
@@ -101,7 +149,7 @@ def test_convert_given_onnx_model(tracking_store, tmp_path):
     model = torch.nn.Sequential(torch.nn.Linear(784, 32), torch.nn.ReLU(), torch.nn.Linear(32, 10))
     path = export_onnx(model, 784, tmp_path / "given.onnx")
     argv = ["convert", "--onnx-model", str(path), "--test-limit", "30", "--steps", "5", "--steps-list", "5",
-            "--minibatch", "30", "--neuron", "if", "--rate-scale", "50"]
+            "--minibatch", "30", "--calibration-samples", "100"]
     assert main(argv) == 0
     metrics = _only_run().data.metrics
     assert metrics["dnn_macs_per_sample"] == 784 * 32 + 32 * 10

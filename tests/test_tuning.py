@@ -1,10 +1,13 @@
-"""snnbench.tuning: storages, search space, resuming, exact totals with several workers (SQLite,
-journal, PostgreSQL), MLflow nesting, and the real conversion objective (validation split only)."""
+"""snnbench.tuning: storages, the search space around the calibrated setting, resuming, exact totals
+with several workers (SQLite, journal, PostgreSQL), MLflow nesting, the labelled test scores, and
+the real conversion objective (validation split only)."""
 
 import json
 import math
 import time
+from types import SimpleNamespace
 
+import numpy as np
 import optuna
 import pytest
 
@@ -12,12 +15,12 @@ from postgres import postgres_url  # noqa: F401  (module-scoped fixture)
 from snnbench import tuning
 from snnbench.errors import SnnbenchError
 
-BASE = [{"neuron": "lif", "gain": 1.0, "bias_scale": 1.0, "bias_offset": 0.0, "rate_scale": 100.0,
-         "synapse": None, "tau_rc": 0.02, "tau_ref": 0.002}]
+BASE = [{"neuron": "if", "gain": 1.0, "bias_scale": 1.0, "bias_offset": 0.0, "rate_scale": 100.0,
+         "synapse": None, "tau_rc": 0.02, "tau_ref": 0.002, "initial_voltage": "half"}]
 
 
 class Bowl:
-    """A cheap stand-in objective over the real search space: best at gain 2, offset 0.3."""
+    """A cheap stand-in objective over the real search space: best at gain factor 1.5, offset 0.1."""
 
     def __init__(self, task, pause: float = 0.0):
         self.task, self.pause = task, pause
@@ -26,9 +29,9 @@ class Bowl:
     def __call__(self, trial):
         params = self.task.space.suggest(trial, len(self.base), self.task.neuron)
         time.sleep(self.pause)  # lets concurrent workers overlap
-        score = 1.0 - math.log(params["layer0.gain"] / 2.0) ** 2 - (params["layer0.bias_offset"] - 0.3) ** 2
+        score = 1.0 - math.log(params["layer0.gain_factor"] / 1.5) ** 2 - (params["layer0.bias_offset"] - 0.1) ** 2
         if self.task.multi_objective:
-            return score, params["layer0.rate_scale"]  # "activity" grows with the rate scale
+            return score, params["layer0.rate_scale_factor"]  # "activity" grows with the rate scale
         trial.report(score, 1)
         return score
 
@@ -62,15 +65,19 @@ def test_storage_specs(tmp_path):
     assert "secret" not in label and "db.example/optuna" in label
 
 
-def test_untuned_params_reproduce_the_base_layers():
-    space = tuning.SearchSpace(tau_rc=(0.005, 0.05), tau_ref=(0.0005, 0.005))
-    params = space.untuned_params(BASE, "lif")
+def test_untuned_params_reproduce_the_calibrated_layers():
+    space = tuning.SearchSpace(synapse=(1e-4, 1e-2), tau_rc=(0.005, 0.05), tau_ref=(0.0005, 0.005))
+    lif = [{**BASE[0], "neuron": "lif", "gain": 0.02, "bias_offset": 0.004}]
+    params = space.untuned_params(lif, "lif")
     assert params["layer0.filtered"] is False and "layer0.synapse" not in params
-    assert tuning.layers_from_params(params, BASE) == BASE
+    assert params["layer0.gain_factor"] == params["layer0.rate_scale_factor"] == 1.0 and params["layer0.bias_offset"] == 0
+    assert tuning.layers_from_params(params, lif) == lif
     tuned = tuning.layers_from_params({**params, "layer0.filtered": True, "layer0.synapse": 0.003,
-                                       "layer0.gain": 2.5}, BASE)
-    assert tuned[0]["synapse"] == 0.003 and tuned[0]["gain"] == 2.5 and BASE[0]["gain"] == 1.0
-    assert "tau_rc" not in tuning.SearchSpace(tau_rc=(0.005, 0.05)).tuned("if")
+                                       "layer0.gain_factor": 2.5, "layer0.rate_scale_factor": 0.5,
+                                       "layer0.bias_offset": 0.1}, lif)
+    assert tuned[0]["synapse"] == 0.003 and tuned[0]["gain"] == pytest.approx(0.05) and lif[0]["gain"] == 0.02
+    assert tuned[0]["rate_scale"] == 50.0 and tuned[0]["bias_offset"] == pytest.approx(0.104)
+    assert "tau_rc" not in space.tuned("if") and "synapse" not in tuning.SearchSpace().tuned("if")
 
 
 @pytest.mark.parametrize("space, message", [(tuning.SearchSpace(gain=(0.0, 2.0)), "log-scale"),
@@ -93,7 +100,7 @@ def test_resumed_study_keeps_its_trials(tmp_path):
     study = run_study(task, storage, "resume", 4)
     before = [(t.number, t.params, t.value) for t in finished(study)]
     assert len(before) == 4 and study.trials[0].user_attrs == {"untuned": True}
-    assert study.trials[0].params == tuning.SearchSpace().untuned_params(BASE, "lif")
+    assert study.trials[0].params == tuning.SearchSpace().untuned_params(BASE, "if")
 
     study = run_study(task, storage, "resume", 9)
     after = [(t.number, t.params, t.value) for t in finished(study)]
@@ -124,7 +131,7 @@ def test_best_params_document_and_mlflow_nesting(tmp_path, tracking_store):
     children = client.search_runs([parent.info.experiment_id], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
     assert len(children) == 6
     assert {c.data.tags["optuna.state"] for c in children} <= {"COMPLETE", "PRUNED"}
-    assert all("layer0.gain" in c.data.params for c in children)
+    assert all("layer0.gain_factor" in c.data.params for c in children)
     assert parent.data.metrics["trials_complete"] + parent.data.metrics["trials_pruned"] == 6
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
     plots = {a.path for a in client.list_artifacts(parent.info.run_id, "plots")}
@@ -196,14 +203,43 @@ def test_exact_total_turns_away_a_trial_beyond_the_total(tmp_path):
 
 
 # ----------------------------------------------------------------------------- the real objective
+# ----------------------------------------------------------------------------- test scores
+class Labelled:
+    """A stand-in objective whose calibrated and tuned settings score differently on the test set."""
+    base = [{"setting": "calibrated"}]
+    right = {"calibrated": 0.6, "tuned": 0.9}
+
+    def dnn_logits(self, x):
+        return np.eye(4)[self.y]
+
+    def snn_logits(self, layers, x):
+        share = self.right[layers[0]["setting"]]
+        predicted = np.where(np.arange(len(self.y)) < share * len(self.y), self.y, (self.y + 1) % 4)
+        return np.eye(4)[predicted]
+
+
+def test_test_scores_carry_the_right_labels():
+    objective = Labelled()
+    objective.y = np.arange(100) % 4
+    test = SimpleNamespace(x=np.zeros((100, 3)), y=objective.y)
+    scores = tuning.score_on_test_set(objective, {"layers": [{"setting": "tuned"}]}, test)
+    assert scores["test_images"] == 100 and scores["dnn_test_accuracy"] == 1.0
+    assert scores["snn_test_accuracy_calibrated"] == 0.6 and scores["snn_test_accuracy_tuned"] == 0.9
+    assert scores["conversion_loss_calibrated_points"] == pytest.approx(40.0)
+    assert scores["conversion_loss_tuned_points"] == pytest.approx(10.0)
+    assert scores["snn_test_accuracy_tuned_ci_low"] < 0.9 < scores["snn_test_accuracy_tuned_ci_high"]
+
+
+# ----------------------------------------------------------------------------- the real objective
 @pytest.mark.slow
-def test_tuned_conversion_beats_untuned_without_touching_the_test_set(tmp_path, tracking_store, monkeypatch):
+def test_real_study_starts_calibrated_and_never_reads_the_test_set(tmp_path, tracking_store, monkeypatch):
     from conftest import require_data
     from snnbench.cli import main
     from snnbench.data import load_mnist, mnist
     require_data()
-    options = dict(epochs=1, train_limit=3000, val_samples=300, val_steps=3)
-    tuning.trained_model_folder(tuning.ConversionTask(**options))  # trained (and scored) before the study
+    options = dict(epochs=1, train_limit=3000, val_samples=300, val_steps=3, steps=4)
+    task = tuning.ConversionTask(**options)
+    tuning.trained_model_folder(task)  # trained (and scored) before the study
 
     real_file = mnist.mnist_file
 
@@ -216,21 +252,24 @@ def test_tuned_conversion_beats_untuned_without_touching_the_test_set(tmp_path, 
 
     out = tmp_path / "best.json"
     argv = ["tune", "--study-name", "real", "--storage", f"journal:{tmp_path / 'real.journal'}",
-            "--n-trials", "10", "--epochs", "1", "--train-limit", "3000", "--val-samples", "300",
-            "--val-steps", "3", "--steps", "8", "--skip-test", "--best-params-out", str(out)]
+            "--n-trials", "6", "--epochs", "1", "--train-limit", "3000", "--val-samples", "300",
+            "--val-steps", "3", "--steps", "4", "--skip-test", "--best-params-out", str(out)]
     assert main(argv) == 0
     study = optuna.load_study(study_name="real", storage=tuning.open_storage(f"journal:{tmp_path / 'real.journal'}"))
-    untuned = study.trials[0]
-    assert untuned.user_attrs["untuned"] and untuned.state == optuna.trial.TrialState.COMPLETE
-    assert study.best_value > untuned.value
-    assert sorted(untuned.intermediate_values) == [100, 200, 300]
+    calibrated = study.trials[0]
+    assert calibrated.user_attrs["untuned"] and calibrated.state == optuna.trial.TrialState.COMPLETE
+    assert sorted(calibrated.intermediate_values) == [100, 200, 300]
+    objective = tuning.ConversionObjective(task)
+    assert study.user_attrs["base_layers"] == tuning.calibrated_layers(task, objective.converted)
+    dnn = (objective.dnn_logits(objective.x).argmax(axis=1) == objective.y).mean()
+    assert study.best_value >= calibrated.value >= dnn - 0.03  # the calibrated start is already close to the DNN
     document = json.loads(out.read_text())
     assert document["source"]["validation_accuracy"] == study.best_value
-    assert document["layers"][0]["neuron"] == "lif" and document["sim"]["steps"] == 8
+    assert document["layers"][0]["neuron"] == "if" and document["sim"]["steps"] == 4
 
     from snnbench.nengo_net import load_params
     layers, sim = load_params(out)  # convert's --params-json reader accepts the file
-    assert layers[0].gain == document["layers"][0]["gain"] and sim["steps"] == 8
+    assert layers[0].gain == document["layers"][0]["gain"] and sim["steps"] == 4
 
 
 def test_cli_rejects_bad_input_in_one_line(tmp_path, tracking_store, capsys):

@@ -53,13 +53,20 @@ def evaluate(model: Model, x: np.ndarray, y: np.ndarray, noise: NoiseSpec = CLEA
     """One result row: ``keys`` (benchmark, model, modality, ...) plus every metric in ``measures``.
     Activity metrics are NaN for a model that recorded no activity."""
     logits = model.predict(np.asarray(x, np.float32), noise, start)
+    return score(model, logits, y, model.last_activity, noise, measures, **keys)
+
+
+def score(model: Model, logits: np.ndarray, y: np.ndarray, activity: M.Activity | None, noise: NoiseSpec = CLEAN,
+          measures=M.ALL, /, **keys) -> dict:
+    """The result row of predictions ``logits`` that ``model`` made (with ``activity``, or None);
+    ``keys`` (benchmark, model, modality, ...) may name any column."""
     row = {"engine": model.engine, "steps": model.steps, "noise_position": noise.position,
            "noise_std": noise.std, "noise_mode": noise.mode, "noise_seed": noise.seed, **keys}
     for metric in measures:
-        if model.last_activity is None and metric in M.ACTIVITY:
+        if activity is None and metric in M.ACTIVITY:
             row.update({c: float("nan") for c in metric.columns})
         else:
-            row.update(metric(model, logits, y, model.last_activity))
+            row.update(metric(model, logits, y, activity))
     return row
 
 
@@ -97,13 +104,15 @@ class OrtModel(Model):
         from snnbench import onnx_io
 
         self.path = Path(onnx_path)
-        self.converted = onnx_io.extract(self.path)  # weights and fan-outs; unsupported ops fail here
+        # weights and fan-outs (one population per ONNX Relu: MaxPool read as its window's
+        # connectivity, not as the exact route's extra populations); unsupported ops fail here
+        self.converted = onnx_io.extract(self.path, maxpool="average")
         self.batch_size = batch_size
         self._runners = {}
-        self._fan_outs = [onnx_io.fan_out(stage) for stage in self.converted.stages]
+        self._fan_outs = [self.converted.fan_out(i) for i in range(onnx_io.INPUT, len(self.converted.hidden))]
 
     def weights(self):
-        return [a for s in self.converted.stages for op in s.ops for a in (op.weight, op.bias) if a is not None]
+        return [a for op in self.converted.linear_ops() for a in (op.weight, op.bias) if a is not None]
 
     def _runner(self, position: str):
         """A runner whose graph also outputs every hidden activation (and noise inputs at ``position``)."""
@@ -152,7 +161,7 @@ class NengoModel(Model):
         self._runners = {}
 
     def weights(self):
-        return [a for s in self.converted.stages for op in s.ops for a in (op.weight, op.bias) if a is not None]
+        return [a for op in self.converted.linear_ops() for a in (op.weight, op.bias) if a is not None]
 
     def runner(self, noise: NoiseSpec):
         from snnbench.runners import NengoRunner
@@ -167,19 +176,20 @@ class NengoModel(Model):
     def predict(self, x, noise=CLEAN, start=0):
         runner = self.runner(noise)
         logits = runner.predict(x, start)
-        s = runner.last_stats
+        self.last_activity = self.activity(runner.last_stats, len(x))
+        return logits
+
+    def activity(self, s: dict, n: int) -> M.Activity | None:
+        """The Activity of ``n`` samples from a runner's ``last_stats`` (None without counters)."""
         if not s:
-            self.last_activity = None
-            return logits
-        n, steps = len(x), self.sim.steps
+            return None
+        steps = self.sim.steps
         neurons = sum(stage.size_out for stage in self.converted.hidden)
         spikes = s["spikes_per_sample"] * n
         # neuron-steps with at least one spike: counted by the runner where it can, else every spike
         active = s.get("active_per_sample", s["spikes_per_sample"]) * n
-        self.last_activity = M.Activity(n, steps, neurons, active, spikes, s["input_macs_per_sample"] * n,
-                                        s["synaptic_acs_per_sample"] * n, float(n * steps * neurons),
-                                        float(self.converted.macs()))
-        return logits
+        return M.Activity(n, steps, neurons, active, spikes, s["input_macs_per_sample"] * n,
+                          s["synaptic_acs_per_sample"] * n, float(n * steps * neurons), float(self.converted.macs()))
 
     def close(self):
         for runner in self._runners.values():

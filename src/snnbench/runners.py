@@ -14,7 +14,8 @@ import numpy as np
 import onnxruntime as ort
 
 from snnbench.errors import SnnbenchError
-from snnbench.nengo_net import LayerParams, SimConfig, build_network, layer_list, readout
+from snnbench.nengo_net import (LayerParams, SimConfig, build_network, layer_list, readout,
+                                register_nengo_dl_neurons)
 from snnbench.noise import NoiseSpec
 from snnbench.onnx_io import ConvertedModel, load_any
 
@@ -35,9 +36,27 @@ class OrtRunner:
         except Exception as exc:  # ORT raises its own exception types for unreadable models
             raise SnnbenchError(f"ONNX Runtime cannot load the model ({str(exc).splitlines()[0][:200]}); "
                                 "check the .onnx file") from None
-        self.input_name = self.session.get_inputs()[0].name
+        declared = self.session.get_inputs()[0]
+        self.input_name = declared.name
+        # the declared per-sample shape, e.g. (1, 28, 28) or (784,); None where a dimension is symbolic
+        self.input_shape = tuple(d if isinstance(d, int) and d > 0 else None for d in declared.shape[1:])
         self.batch_size = batch_size
         self.feeds = feeds
+
+    def shaped(self, x: np.ndarray) -> np.ndarray:
+        """``x`` (flat ``(n, features)`` or already in the declared layout) in the model's declared
+        input layout, as float32; one-line SnnbenchError when the sizes disagree."""
+        x = np.asarray(x, dtype=np.float32)
+        if None in self.input_shape:  # symbolic feature dimensions: feed as given
+            return x
+        if x.shape[1:] == self.input_shape:
+            return x
+        features = int(np.prod(self.input_shape))
+        if x.ndim < 1 or int(np.prod(x.shape[1:])) != features:
+            raise SnnbenchError(f"the model's input {self.input_name!r} takes {features} features per sample "
+                                f"(shape {self.input_shape}) but got inputs of shape {x.shape}; pass an "
+                                f"(n, {features}) array")
+        return x.reshape(len(x), *self.input_shape)
 
     def predict(self, x: np.ndarray, start: int = 0) -> np.ndarray:
         return self.predict_outputs(x, start)[0]
@@ -46,7 +65,7 @@ class OrtRunner:
         """Every graph output (the logits first), concatenated over batches."""
         batches = []
         for a in range(0, len(x), self.batch_size):
-            xb = np.ascontiguousarray(x[a: a + self.batch_size], dtype=np.float32)
+            xb = np.ascontiguousarray(self.shaped(x[a: a + self.batch_size]))
             extra = self.feeds(start + a, len(xb)) if self.feeds else {}
             batches.append(self.session.run(None, {self.input_name: xb, **extra}))
         if not batches:
@@ -59,9 +78,10 @@ class NengoRunner:
 
     The simulator is built on the first prediction and kept until :meth:`close` (or ``with``).
     After each prediction ``last_stats`` holds the activity over ``sim.steps`` steps: mean firing
-    rate, spikes per neuron per step, and synaptic operations per sample (accumulates =
-    spikes x fan-out of the hidden layers; the non-spiking input layer's MACs = nonzero pixels x
-    fan-out at every step).
+    rate, spikes per neuron per step, synaptic operations per sample (accumulates = spikes x
+    fan-out of the hidden layers; the non-spiking input layer's MACs = nonzero pixels x fan-out at
+    every step), the (neuron, step) outputs with at least one spike per sample, and the share of
+    spiking neurons that fire more than once in some step (an IF neuron may).
     """
 
     def __init__(self, model_dir_or_converted, layers: LayerParams | list = LayerParams(),
@@ -75,6 +95,8 @@ class NengoRunner:
         self.last_seconds = 0.0
         self._simulator = None
         self._net = None
+        self._neuron_probes = []
+        self._profile = np.zeros(2)
         self._feed = {}
 
     # ---------------------------------------------------------------- public
@@ -87,9 +109,10 @@ class NengoRunner:
         if not steps_list or steps_list[0] < 1:
             raise SnnbenchError(f"step counts must be >= 1, got {steps_list}")
         started = time.perf_counter()
+        self._profile = np.zeros(2)
         outputs, counts = self._simulate(np.asarray(x, np.float32), max(steps_list + [self.sim.steps]), start)
         self.last_seconds = time.perf_counter() - started
-        self.last_stats = self._stats(x, counts)
+        self.last_stats = self._stats(x, counts, self._profile)
         return {s: readout(outputs, s, self.sim.readout) for s in steps_list}
 
     def close(self):
@@ -123,21 +146,32 @@ class NengoRunner:
                 self._build_simulator()
 
     def _build_simulator(self):
+        import nengo
+
         if self.sim.simulator == "nengo_dl":
             from snnbench.nengo_compat import import_nengo_dl
             nengo_dl = import_nengo_dl()
+            register_nengo_dl_neurons(nengo_dl)
             import tensorflow as tf
             tf.get_logger().setLevel("ERROR")  # each simulator traces its own graph: not a retracing bug
             self._net = build_network(self.model, self.layers, self.sim, self._noise_positions(),
                                       counters=self.counters)
+            self._add_neuron_probes(nengo)
             self._simulator = nengo_dl.Simulator(self._net.network, dt=self.sim.dt, minibatch_size=self.sim.minibatch,
                                                  progress_bar=False, seed=self.sim.seed)
         else:
-            import nengo
             self._net = build_network(self.model, self.layers, self.sim, self._noise_positions(),
                                       node_output=self._node_reader, counters=self.counters)
+            self._add_neuron_probes(nengo)
             self._simulator = nengo.Simulator(self._net.network, dt=self.sim.dt, progress_bar=False,
                                               seed=self.sim.seed)
+
+    def _add_neuron_probes(self, nengo):
+        """With counters: each hidden layer's output per neuron and step (spike counts)."""
+        self._neuron_probes = []
+        if self.counters:
+            with self._net.network:
+                self._neuron_probes = [nengo.Probe(ens.neurons, synapse=None) for ens in self._net.ensembles]
 
     def _node_reader(self, key: str, size: int):
         dt = self.sim.dt
@@ -190,6 +224,7 @@ class NengoRunner:
         data = {self._net.inputs[k]: np.pad(v, ((0, pad), (0, 0), (0, 0))) for k, v in feeds.items()}
         result = self._simulator.predict_on_batch(data, n_steps=n_steps)
         counts = [result[p][:n] for p in self._net.counters]
+        self._profile += self._spike_profile([result[p][:n] for p in self._neuron_probes])
         return result[self._net.output][:n], counts
 
     def _run_batch_reference(self, x: np.ndarray, start: int, n_steps: int):
@@ -201,10 +236,22 @@ class NengoRunner:
             self._simulator.run_steps(n_steps)
             outputs.append(self._simulator.data[self._net.output])
             counts.append([self._simulator.data[p] for p in self._net.counters])
+            self._profile += self._spike_profile([self._simulator.data[p][None] for p in self._neuron_probes])
         return np.stack(outputs), [np.stack(c) for c in zip(*counts)] if counts else []
 
+    def _spike_profile(self, outputs: list) -> np.ndarray:
+        """[(neuron, step) outputs with a spike, spiking neurons x samples that fire more than once
+        in some step] over the first ``sim.steps`` steps, from each layer's ``(n, T, neurons)`` output."""
+        active = multi = 0.0
+        for out, params in zip(outputs, self.layers):
+            events = out[:, :self.sim.steps] * (params.rate_scale * self.sim.dt)  # spikes (rates: expected)
+            active += float((events > 1e-6).sum())
+            if params.spiking:
+                multi += float((np.round(events) > 1).any(axis=1).sum())
+        return np.array([active, multi])
+
     # ---------------------------------------------------------------- activity
-    def _stats(self, x: np.ndarray, counts: list) -> dict:
+    def _stats(self, x: np.ndarray, counts: list, profile: np.ndarray) -> dict:
         if not self.counters or not counts or len(x) == 0:
             return {}
         steps, n = self.sim.steps, len(x)
@@ -218,7 +265,11 @@ class NengoRunner:
                  "spikes_per_sample": sum(spikes) / n,
                  "synaptic_acs_per_sample": acs / n,
                  "input_macs_per_sample": input_macs,
-                 "synaptic_ops_per_sample": acs / n + input_macs}
+                 "synaptic_ops_per_sample": acs / n + input_macs,
+                 "active_per_sample": profile[0] / n}
+        spiking = sum(size for size, params in zip(sizes, self.layers) if params.spiking)
+        if spiking:
+            stats["multi_spike_neuron_share"] = profile[1] / (n * spiking)
         for i, (s, size) in enumerate(zip(spikes, sizes)):
             stats[f"layer{i}_firing_rate_hz"] = s / (n * steps * size) / self.sim.dt
         return stats

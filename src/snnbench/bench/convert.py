@@ -1,10 +1,20 @@
 """``snnbench convert``: DNN -> ONNX -> spiking Nengo network, compared on the MNIST test set.
 
-Trains the conversion study's MLP or CNN (or takes ``--onnx-model``), extracts its layers,
-builds the Nengo network with the given neuron settings and evaluates both: accuracy (and
-the SNN's accuracy for each step count of ``--steps-list``), latency and throughput, firing
-rates, synaptic operations (SNN accumulates vs DNN MACs), and how exactly the rate-mode
-network (relu-rate neurons) reproduces the ONNX Runtime logits.
+Trains the conversion study's MLP or CNN (or takes ``--onnx-model``), extracts its layers, sets
+the spiking network's neurons by one of the conversion methods (``--method``, see
+snnbench.calibration) and evaluates both: accuracy with its 95% interval (and the SNN's for each
+step count of ``--steps-list``), latency and throughput, activity (spikes per neuron per step,
+neurons firing more than once in a step, synaptic operations vs the DNN's MACs), and how exactly
+the rate-mode network (relu-rate neurons) reproduces the ONNX Runtime logits.
+
+* ``reference``: the reference study's conversion (LIF, gain 1, the ONNX biases, rate scale 1);
+* ``calibrated`` (default): IF neurons, each layer's rate scale from a percentile of its
+  activations on MNIST training images (never test images);
+* ``tuned``: the best setting of a ``snnbench tune`` study (``--study-name``) or a settings file
+  (``--params-json``), chosen on validation images.
+
+The per-layer setting used is logged (``layers`` param; ``snn/params.json`` beside the converted
+model, with where it came from), and the MNIST test set is read only to score it.
 """
 
 import argparse
@@ -19,13 +29,12 @@ import numpy as np
 from snnbench.bench.common import add_common, auto, int_list, positive, require
 from snnbench.errors import SnnbenchError
 
-# The reference conversion keeps the ONNX weights and biases (gain 1, rate scale 1); the
-# default rate scale 5 brings the MLP within 0.1 points at 30 steps (1.3 at 10; full test set).
-DEFAULT_RATE_SCALE = 5.0
 PROFILE_TEST_LIMIT = {"quick": 1000, "full": 0}
-PROFILE_STEPS_LIST = {"quick": [5, 10, 20, 30], "full": [1, 2, 3, 5, 10, 15, 20, 30, 50, 100]}
+PROFILE_STEPS_LIST = {"quick": [4, 8, 16, 32], "full": [1, 2, 4, 8, 16, 32, 64, 100]}
 EQUIVALENCE_IMAGES = 200
 LATENCY_IMAGES = 20
+CALIBRATION_OPTIONS = ("calibration_samples", "percentile", "target_rate", "neuron", "initial_voltage")
+TUNED_OPTIONS = ("params_json", "study_name", "storage")
 
 
 def synapse_value(text: str):
@@ -36,7 +45,8 @@ def synapse_value(text: str):
 
 
 def add_arguments(parser: argparse.ArgumentParser, command: str):
-    from snnbench.nengo_net import NEURONS, READOUTS, SIMULATORS
+    from snnbench.calibration import CALIBRATED_NEURONS, METHODS, Calibration, percentile_value
+    from snnbench.nengo_net import INITIAL_VOLTAGES, READOUTS, SIMULATORS
 
     add_common(parser, device=False)
     model = parser.add_argument_group("DNN")
@@ -46,31 +56,44 @@ def add_arguments(parser: argparse.ArgumentParser, command: str):
     model.add_argument("--batch-size", type=positive(int), default=100, help="training batch size")
     model.add_argument("--train-limit", type=int, default=0, help="first N training images, 0 = all 60,000")
     model.add_argument("--onnx-model", default="", help="convert this .onnx file instead of training")
-    snn = parser.add_argument_group("SNN (per hidden layer; --params-json overrides)")
-    snn.add_argument("--neuron", choices=NEURONS, default="lif",
-                     help="lif, if (spiking rectified linear), or their rate versions lif-rate, relu-rate")
-    snn.add_argument("--gain", type=float, default=1.0, help="multiplies the weights onto the neurons")
-    snn.add_argument("--bias-scale", type=float, default=1.0, help="bias = bias_scale * ONNX bias + bias_offset")
-    snn.add_argument("--bias-offset", type=float, default=0.0, help="added to every neuron's bias current")
-    snn.add_argument("--rate-scale", type=positive(float), default=DEFAULT_RATE_SCALE,
-                     help="firing-rate scale: inputs x scale, outputs / scale (1 = the reference conversion)")
+    snn = parser.add_argument_group("SNN: the conversion method")
+    snn.add_argument("--method", choices=METHODS, default="calibrated",
+                     help="reference: the study's conversion (LIF, gain 1, ONNX biases, rate scale 1); calibrated: "
+                          "IF neurons, each layer's rate scale from its activations on training images; tuned: "
+                          "the best setting of a `snnbench tune` study (--study-name) or --params-json")
+    default = Calibration()
+    snn.add_argument("--calibration-samples", type=positive(int), default=default.samples,
+                     help="calibrated: training images (a seeded subset) whose activations set the rate scales")
+    snn.add_argument("--percentile", type=percentile_value, default=default.percentile,
+                     help="calibrated: percentile of each layer's positive activations that fires --target-rate "
+                          "spikes per step (max = the largest)")
+    snn.add_argument("--target-rate", type=positive(float), default=default.target_rate,
+                     help="calibrated: spikes per step at that percentile (at most about 1)")
+    snn.add_argument("--neuron", choices=CALIBRATED_NEURONS, default=default.neuron,
+                     help="calibrated: if (integrate-and-fire, signed membrane, reset by subtraction), "
+                          "if-rectified (nengo's SpikingRectifiedLinear) or lif (linear rate mapping)")
+    snn.add_argument("--initial-voltage", choices=INITIAL_VOLTAGES, default=default.initial_voltage,
+                     help="calibrated: spiking neurons start at half the threshold, or nengo's uniform draw")
     snn.add_argument("--synapse", type=synapse_value, default=None,
-                     help="output synapse time constant (s), or none")
-    snn.add_argument("--tau-rc", type=positive(float), default=0.02, help="LIF membrane time constant (s)")
-    snn.add_argument("--tau-ref", type=float, default=0.002, help="refractory period (s) of LIF / IF neurons")
+                     help="reference / calibrated: output synapse time constant (s), or none")
+    snn.add_argument("--tau-rc", type=positive(float), default=0.02,
+                     help="reference / calibrated lif: LIF membrane time constant (s)")
+    snn.add_argument("--tau-ref", type=float, default=0.002,
+                     help="reference: LIF refractory period (s) (calibrated lif has none)")
     snn.add_argument("--params-json", default="",
-                     help='per-layer settings {"layers": [{"gain": ..}, ..], "sim": {"steps": ..}} '
-                          "(written by `snnbench tune`); CLI values fill keys it leaves out")
+                     help='tuned: per-layer settings {"layers": [{"gain": ..}, ..], "sim": {"steps": ..}} '
+                          "(written by `snnbench tune --best-params-out`)")
     snn.add_argument("--study-name", default="",
-                     help="use the best setting of this `snnbench tune` study (instead of --params-json)")
-    snn.add_argument("--storage", default="sqlite:///optuna.db", help="the study's Optuna storage")
+                     help="tuned: use the best setting of this `snnbench tune` study (instead of --params-json)")
+    snn.add_argument("--storage", default="sqlite:///optuna.db", help="tuned: the study's Optuna storage")
     sim = parser.add_argument_group("simulation")
-    sim.add_argument("--steps", type=positive(int), default=30, help="time steps per image")
+    sim.add_argument("--steps", type=positive(int), default=8,
+                     help="time steps per image (activity is measured here)")
     sim.add_argument("--steps-list", type=auto(int_list), default=None,
-                     help="step counts of the accuracy curve (auto: 5,10,20,30 quick; 1..100 full)")
+                     help="step counts of the accuracy curve (auto: 4,8,16,32 quick; 1..100 full)")
     sim.add_argument("--dt", type=positive(float), default=0.001, help="simulation time step (s)")
     sim.add_argument("--readout", choices=READOUTS, default="mean",
-                     help="logits of the last step, or the mean over the second half of the steps")
+                     help="logits: mean over all steps, the last step, or the mean over the second half")
     sim.add_argument("--minibatch", type=positive(int), default=100, help="nengo-dl minibatch size")
     sim.add_argument("--simulator", choices=SIMULATORS, default="nengo_dl",
                      help="nengo_dl (batched, TensorFlow) or nengo (the reference simulator, slow)")
@@ -81,7 +104,9 @@ def add_arguments(parser: argparse.ArgumentParser, command: str):
 # --------------------------------------------------------------------------- settings
 
 def resolve(args) -> dict:
-    """Checked settings (everything that can be wrong fails here, before a run is opened)."""
+    """Checked settings (everything that can be wrong fails here, before a run is opened).
+    ``layers`` is None for the calibrated method: calibration sets them once the model is read."""
+    from snnbench.calibration import Calibration, reference_layers
     from snnbench.nengo_net import LayerParams, SimConfig, load_params, parse_params
 
     require(args.epochs >= 0 and args.train_limit >= 0, "--epochs and --train-limit must be >= 0")
@@ -89,27 +114,53 @@ def resolve(args) -> dict:
     require(test_limit >= 0, "--test-limit must be >= 0 (0 = all)")
     steps_list = PROFILE_STEPS_LIST[args.profile] if args.steps_list is None else args.steps_list
     require(bool(steps_list) and min(steps_list) >= 1, "--steps-list needs step counts >= 1")
-    layer = LayerParams(args.neuron, args.gain, args.bias_scale, args.bias_offset, args.rate_scale,
-                        args.synapse, args.tau_rc, args.tau_ref)
     sim = SimConfig(args.steps, args.dt, args.readout, args.minibatch, args.simulator, args.seed)
-    layers = [layer]
+    tuned_source = bool(args.params_json or args.study_name)
     require(not (args.params_json and args.study_name), "give --params-json or --study-name, not both")
-    if args.params_json or args.study_name:
+    require(tuned_source == (args.method == "tuned"),
+            "--method tuned takes its setting from --study-name or --params-json, and only it does")
+    base = LayerParams(synapse=args.synapse, tau_rc=args.tau_rc, tau_ref=args.tau_ref)
+    settings = {"method": args.method, "calibration": None, "layers": None, "source": {"method": args.method},
+                "base": base}
+    if args.method == "reference":
+        settings["layers"] = reference_layers(base)
+    elif args.method == "calibrated":
+        settings["calibration"] = Calibration(args.calibration_samples, args.percentile, args.target_rate,
+                                              args.neuron, args.initial_voltage, args.seed)
+    else:
         if args.study_name:
             from snnbench.tuning import best_params_from_study
 
             source = f"study {args.study_name}"
-            layers, overrides = parse_params(best_params_from_study(args.study_name, args.storage), source, layer)
+            document = best_params_from_study(args.study_name, args.storage)
+            layers, overrides = parse_params(document, source)
         else:
             source = args.params_json
-            layers, overrides = load_params(args.params_json, defaults=layer)
+            layers, overrides = load_params(args.params_json)
+            document = json.loads(Path(args.params_json).read_text())
+        settings["layers"] = layers
+        settings["source"] = {"method": "tuned", "from": source, **document.get("source", {})}
         try:
             sim = replace(sim, **overrides)
         except TypeError as exc:
             raise SnnbenchError(f"{source}: bad 'sim' settings ({exc})") from None
     if args.onnx_model:
         require(Path(args.onnx_model).is_file(), f"--onnx-model {args.onnx_model} not found; give a .onnx file")
-    return {"test_limit": test_limit, "steps_list": sorted(set(steps_list)), "layers": layers, "sim": sim}
+    settings.update(test_limit=test_limit, steps_list=sorted(set(steps_list)), sim=sim)
+    return settings
+
+
+def conversion_setting(converted, settings: dict) -> dict:
+    """The per-layer setting as a ``--params-json`` document, with where it came from;
+    calibration (calibrated method) reads MNIST training images here."""
+    from snnbench.calibration import calibrated_document, mnist_training_images
+
+    sim = asdict(settings["sim"])
+    if settings["calibration"] is not None:
+        calibration = settings["calibration"]
+        return calibrated_document(converted, mnist_training_images(calibration.seed), calibration, sim,
+                                   settings["base"])
+    return {"layers": [asdict(p) for p in settings["layers"]], "sim": sim, "source": settings["source"]}
 
 
 def model_path(args) -> Path:
@@ -139,38 +190,48 @@ def _latency_ms(predict, x) -> float:
     return 1000 * (time.perf_counter() - started) / len(x)
 
 
-def evaluate_dnn(onnx_path: Path, x, y) -> dict:
+def evaluate_dnn(onnx_path: Path, x, y, keys: dict) -> dict:
+    """The DNN in ONNX Runtime: its result row (accuracy, activity), logits and timing."""
+    from snnbench.harness import OrtModel, score
     from snnbench.runners import OrtRunner
-    from snnbench.training import accuracy
 
+    model = OrtModel(onnx_path)
+    logits = model.predict(x)
+    row = score(model, logits, y, model.last_activity, **keys)
     runner = OrtRunner(onnx_path, batch_size=1000)
     runner.predict(x[:10])
-    logits, seconds = _timed(runner.predict, x)
+    _, seconds = _timed(runner.predict, x)
     single = OrtRunner(onnx_path, batch_size=1)
-    return {"logits": logits, "accuracy": accuracy(logits, y), "throughput_ips": len(x) / seconds,
+    return {"row": row, "logits": logits, "accuracy": row["accuracy"], "throughput_ips": len(x) / seconds,
             "latency_ms": _latency_ms(single.predict, x[:LATENCY_IMAGES * 5])}
 
 
-def evaluate_snn(converted, settings: dict, x, y) -> dict:
-    """Accuracy at ``sim.steps`` and along the curve, timing, activity."""
+def evaluate_snn(converted, layers: list, settings: dict, x, y, keys: dict) -> dict:
+    """The converted SNN: one result row per step count of the curve and ``sim.steps`` (activity
+    measured at ``sim.steps``), its logits there, timing and the runner's activity statistics."""
+    from snnbench.harness import CLEAN, NengoModel, score
     from snnbench.runners import NengoRunner
-    from snnbench.training import accuracy
 
-    sim, layers = settings["sim"], settings["layers"]
-    curve_steps = [s for s in settings["steps_list"] if s <= sim.steps]
-    with NengoRunner(converted, layers, sim) as runner:
-        runner.predict(x[:1])  # builds the simulator (and traces the TF graph) before timing
-        logits = runner.predict_curve(x, curve_steps + [sim.steps])
-        seconds, stats = runner.last_seconds, runner.last_stats
-    longer = [s for s in settings["steps_list"] if s > sim.steps]
+    sim = settings["sim"]
+    steps = sorted(set(settings["steps_list"]) | {sim.steps})
+    model = NengoModel(converted, layers, sim)
+    runner = model.runner(CLEAN)
+    runner.predict(x[:1])  # builds the simulator (and traces the TF graph) before timing
+    logits = runner.predict_curve(x, [s for s in steps if s <= sim.steps])
+    seconds, stats = runner.last_seconds, runner.last_stats
+    activity = model.activity(stats, len(x))
+    model.close()
+    longer = [s for s in steps if s > sim.steps]
     if longer:
-        with NengoRunner(converted, layers, replace(sim, steps=max(longer))) as runner:
+        with NengoRunner(converted, layers, replace(sim, steps=max(longer)), counters=False) as runner:
             logits.update(runner.predict_curve(x, longer))
     with NengoRunner(converted, layers, replace(sim, minibatch=1), counters=False) as single:
         latency = _latency_ms(single.predict, x[:LATENCY_IMAGES])
-    curve = {s: accuracy(logits[s], y) for s in settings["steps_list"]}
-    return {"logits": logits[sim.steps], "accuracy": accuracy(logits[sim.steps], y), "curve": curve,
-            "throughput_ips": len(x) / seconds, "latency_ms": latency, "stats": stats}
+    rows = [score(model, logits[s], y, activity if s == sim.steps else None, **{**keys, "steps": s}) for s in steps]
+    main = rows[steps.index(sim.steps)]
+    return {"rows": rows, "logits": logits[sim.steps], "accuracy": main["accuracy"], "row": main,
+            "curve": {r["steps"]: r["accuracy"] for r in rows}, "throughput_ips": len(x) / seconds,
+            "latency_ms": latency, "stats": stats}
 
 
 def rate_equivalence(converted, onnx_path: Path, x, sim) -> float:
@@ -227,21 +288,20 @@ def _plot_curve(curve: dict, dnn_accuracy: float, path: Path):
     plt.close(fig)
 
 
-def log_artifacts(onnx_path: Path, converted, settings: dict, dnn: dict, snn: dict, y):
+def log_artifacts(onnx_path: Path, converted, document: dict, dnn: dict, snn: dict, y):
     import mlflow
     import mlflow.onnx
     import onnx
     import onnxruntime
 
     from snnbench import onnx_io
-    from snnbench.nengo_net import save_params
 
     mlflow.onnx.log_model(onnx.load(str(onnx_path)), name="model", save_as_external_data=False,
                           pip_requirements=[f"onnx=={onnx.__version__}", f"onnxruntime=={onnxruntime.__version__}"])
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         onnx_io.save(converted, tmp / "snn")
-        save_params(tmp / "snn" / "params.json", settings["layers"], asdict(settings["sim"]))
+        (tmp / "snn" / "params.json").write_text(json.dumps(document, indent=1))  # the setting used
         mlflow.log_artifacts(str(tmp / "snn"), "snn")
         matrices = {"dnn": confusion(y, dnn["logits"]), "snn": confusion(y, snn["logits"])}
         for name, matrix in matrices.items():
@@ -255,11 +315,24 @@ def log_artifacts(onnx_path: Path, converted, settings: dict, dnn: dict, snn: di
 
 # --------------------------------------------------------------------------- the command
 
+def logged_params(args, settings: dict, test_images: int) -> dict:
+    """The options that decided the run (a method's options only where it uses them)."""
+    unused = (() if args.method == "calibrated" else CALIBRATION_OPTIONS) + \
+        (() if args.method == "tuned" else TUNED_OPTIONS)
+    params = {k: v for k, v in vars(args).items() if not k.startswith("_") and k not in ("command", *unused)}
+    params.update(test_images=test_images, steps_list=settings["steps_list"], sim=asdict(settings["sim"]))
+    if settings["layers"] is not None:
+        params["layers"] = [asdict(p) for p in settings["layers"]]
+    return params
+
+
 def run(args):
     import mlflow
 
     from snnbench import onnx_io
     from snnbench.data import load_features
+    from snnbench.harness import log_result_table
+    from snnbench.nengo_net import parse_params
     from snnbench.tracking import benchmark_run
 
     settings = resolve(args)
@@ -270,32 +343,43 @@ def run(args):
     if converted is not None:
         require(converted.n_inputs == test.x.shape[1],
                 f"--onnx-model takes {converted.n_inputs} inputs but MNIST images have {test.x.shape[1]}")
-    params = {k: v for k, v in vars(args).items() if not k.startswith("_") and k != "command"}
-    params.update(test_images=len(test), steps_list=settings["steps_list"],
-                  layers=[asdict(p) for p in settings["layers"]], sim=asdict(settings["sim"]))
+    params = logged_params(args, settings, len(test))
     with benchmark_run("convert", params, data_checksums=test.checksums):
         onnx_path = model_path(args)
         converted = converted or onnx_io.extract(onnx_path)
+        document = conversion_setting(converted, settings)  # calibration: training images only
+        layers, _ = parse_params(document, f"{args.method} setting")
+        if settings["layers"] is None:
+            mlflow.log_param("layers", json.dumps([asdict(p) for p in layers]))
         if not args.onnx_model:
             trained = json.loads((onnx_path.parent / "metrics.json").read_text())
             mlflow.log_metrics({"torch_test_accuracy": trained["torch_test_accuracy"],
                                 "train_seconds": trained["train_seconds"]})
-        dnn = evaluate_dnn(onnx_path, test.x, test.y)
-        snn = evaluate_snn(converted, settings, test.x, test.y)
+        keys = {"benchmark": "convert", "model": Path(args.onnx_model).stem if args.onnx_model else f"conversion-{args.arch}",
+                "modality": "image", "method": args.method, "seed": args.seed}
+        dnn = evaluate_dnn(onnx_path, test.x, test.y, keys)
+        snn = evaluate_snn(converted, layers, settings, test.x, test.y, keys)
         equivalence = rate_equivalence(converted, onnx_path, test.x[:EQUIVALENCE_IMAGES], settings["sim"])
-        log_metrics(converted, dnn, snn, equivalence, settings)
-        log_artifacts(onnx_path, converted, settings, dnn, snn, test.y)
-        print(f"convert: DNN {100 * dnn['accuracy']:.2f}%  SNN {100 * snn['accuracy']:.2f}% "
-              f"({settings['sim'].steps} steps)  loss {100 * (dnn['accuracy'] - snn['accuracy']):.2f} pp  "
-              f"rate-mode max |err| {equivalence:.2e}")
+        log_metrics(converted, dnn, snn, equivalence)
+        log_result_table([dnn["row"], *snn["rows"]])
+        log_artifacts(onnx_path, converted, document, dnn, snn, test.y)
+        low, high = snn["row"]["accuracy_ci_low"], snn["row"]["accuracy_ci_high"]
+        print(f"convert ({args.method}): DNN {100 * dnn['accuracy']:.2f}%  SNN {100 * snn['accuracy']:.2f}% "
+              f"[95% CI {100 * low:.2f}-{100 * high:.2f}] ({settings['sim'].steps} steps)  "
+              f"loss {100 * (dnn['accuracy'] - snn['accuracy']):.2f} pp  rate-mode max |err| {equivalence:.2e}  "
+              "curve " + " ".join(f"{s}:{100 * a:.2f}" for s, a in sorted(snn["curve"].items())))
 
 
-def log_metrics(converted, dnn: dict, snn: dict, equivalence: float, settings: dict):
+def log_metrics(converted, dnn: dict, snn: dict, equivalence: float):
     import mlflow
 
     macs = converted.macs()
     stats = snn["stats"]
     metrics = {"dnn_accuracy": dnn["accuracy"], "snn_accuracy": snn["accuracy"],
+               "snn_accuracy_ci_low": snn["row"]["accuracy_ci_low"],
+               "snn_accuracy_ci_high": snn["row"]["accuracy_ci_high"],
+               "dnn_accuracy_ci_low": dnn["row"]["accuracy_ci_low"],
+               "dnn_accuracy_ci_high": dnn["row"]["accuracy_ci_high"],
                "conversion_loss_pp": 100 * (dnn["accuracy"] - snn["accuracy"]),
                "dnn_throughput_ips": dnn["throughput_ips"], "snn_throughput_ips": snn["throughput_ips"],
                "dnn_latency_ms": dnn["latency_ms"], "snn_latency_ms": snn["latency_ms"],

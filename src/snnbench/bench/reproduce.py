@@ -17,11 +17,13 @@ from snnbench.errors import SnnbenchError
 from snnbench.tracking import tracking_uri
 
 # The benchmarks, in the order they run: name -> (command, its own options). The conversion
-# study is run twice: as the reference converted it (ONNX weights as they are) and hand-scaled.
+# study is run by each method: the reference's, calibrated (convert's default), and the tuned
+# setting of the study `tune` has just run (tune's default study name and storage).
 BENCHMARKS = {
-    "convert_untuned": ("convert", ["--rate-scale", "1"]),
+    "convert_reference": ("convert", ["--method", "reference"]),
     "convert": ("convert", []),
     "tune": ("tune", []),
+    "convert_tuned": ("convert", ["--method", "tuned", "--study-name", "tune-conversion"]),
     "noise_sweep": ("noise_sweep", []),
     "multimodal": ("multimodal", []),
     "size_sweep": ("size_sweep", []),

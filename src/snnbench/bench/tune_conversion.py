@@ -1,20 +1,26 @@
-"""``snnbench tune``: an Optuna study of the converted SNN's neuron parameters (see snnbench.tuning).
+"""``snnbench tune``: an Optuna study of the converted SNN's neuron parameters around the calibrated
+setting (see snnbench.tuning).
 
-The study is one parent MLflow run; each trial is a nested run. After the trials, the parent logs
-the best setting (``best_params.json``, the format ``snnbench convert --params-json`` reads), plots,
-and, on the MNIST test set (used only here, after the study), the DNN's accuracy and the SNN's
-with the untuned and the tuned setting.
+The study is one parent MLflow run; each trial is a nested run. Trials are scored on validation
+images (the 20% hold-out of MNIST train); the first trial is the calibrated setting itself. After
+the trials, the parent logs the best setting (``best_params.json``, the format
+``snnbench convert --params-json`` reads), the calibrated one (``calibrated_params.json``), plots,
+and, on the MNIST test set (read only here, once the choice is made), the DNN's accuracy and the
+SNN's with the calibrated and with the tuned setting (``snn_test_accuracy_calibrated`` /
+``snn_test_accuracy_tuned``).
 """
 
 import argparse
 from pathlib import Path
 
 from snnbench.bench.common import add_common, auto, positive, require
-from snnbench.tuning import (NEURONS, PRUNERS, SAMPLERS, SECOND_OBJECTIVES, ConversionTask, SearchSpace,
-                             StudyOptions, storage_label)
+from snnbench.calibration import CALIBRATED_NEURONS, Calibration, percentile_value
+from snnbench.nengo_net import INITIAL_VOLTAGES, READOUTS
+from snnbench.tuning import (PRUNERS, SAMPLERS, SECOND_OBJECTIVES, ConversionTask, SearchSpace, StudyOptions,
+                             storage_label)
+from snnbench.tuning.space import PARAMETERS
 
-# full: the whole validation split (12,000 images), the least noisy score it allows (smaller
-# subsets selected settings with a larger test-set conversion loss in our runs)
+# full: the whole validation split (12,000 images), the least noisy score it allows
 PROFILE_DEFAULTS = {"quick": {"n_trials": 20, "val_samples": 1000}, "full": {"n_trials": 100, "val_samples": 12000}}
 
 
@@ -74,7 +80,7 @@ def add_arguments(parser: argparse.ArgumentParser, command: str):
     study.add_argument("--best-params-out", type=optional_path, default=None,
                        help="also write the best setting (convert --params-json format) to this file")
     study.add_argument("--skip-test", type=boolean, nargs="?", const=True, default=False,
-                       help="do not score the untuned and best settings on the MNIST test set after the study")
+                       help="do not score the calibrated and best settings on the MNIST test set after the study")
 
     task = parser.add_argument_group("fixed for the study")
     task.add_argument("--arch", choices=("mlp", "cnn"), default="mlp", help="conversion DNN (snnbench convert's)")
@@ -83,34 +89,50 @@ def add_arguments(parser: argparse.ArgumentParser, command: str):
     task.add_argument("--batch-size", type=positive(int), default=100, help="training batch size")
     task.add_argument("--train-limit", type=int, default=0,
                       help="train the DNN on the first N MNIST training images only (0: all 60,000)")
-    task.add_argument("--neuron", choices=NEURONS, default="lif",
-                      help="lif, if (spiking rectified linear), or their rate versions lif-rate, relu-rate")
+    calibration = Calibration()
+    task.add_argument("--neuron", choices=CALIBRATED_NEURONS, default=calibration.neuron,
+                      help="the calibrated neuron: if (integrate-and-fire, reset by subtraction), if-rectified "
+                           "(nengo's SpikingRectifiedLinear) or lif (linear rate mapping)")
+    task.add_argument("--calibration-samples", type=positive(int), default=calibration.samples,
+                      help="training images (never validation or test) whose activations set the calibrated rate scales")
+    task.add_argument("--percentile", type=percentile_value, default=calibration.percentile,
+                      help="calibration: percentile of each layer's positive activations (max = the largest)")
+    task.add_argument("--target-rate", type=positive(float), default=calibration.target_rate,
+                      help="calibration: spikes per step at that percentile")
+    task.add_argument("--initial-voltage", choices=INITIAL_VOLTAGES, default=calibration.initial_voltage,
+                      help="spiking neurons start at half the threshold, or nengo's uniform draw")
     task.add_argument("--steps", type=positive(int), default=8, help="simulation time steps per image")
     task.add_argument("--dt", type=positive(float), default=0.001, help="simulation time step (s)")
+    task.add_argument("--readout", choices=READOUTS, default="mean",
+                      help="logits: mean over all steps, the last step, or the mean over the second half")
     task.add_argument("--minibatch", type=positive(int), default=100, help="nengo-dl minibatch size")
     task.add_argument("--val-samples", type=auto(positive(int)), default=None,
                       help="validation images per trial: the first of MNIST train's 20%% validation split "
                            "(auto: 1000 quick, 12000 full)")
     task.add_argument("--val-steps", type=positive(int), default=4, help="growing validation subsets reported to the pruner")
 
-    space = parser.add_argument_group("search bounds per hidden layer (LOW,HIGH, or off to keep the untuned value)")
+    space = parser.add_argument_group("search bounds per hidden layer, around the calibrated setting "
+                                      "(LOW,HIGH, or off to keep the calibrated value)")
     default = SearchSpace()
-    for name in ("gain", "bias_scale", "bias_offset", "rate_scale", "synapse", "tau_rc", "tau_ref"):
+    for name in PARAMETERS:
         value = getattr(default, name)
-        log = " (log scale)" if name in SearchSpace.LOG else ""
-        log += "; in seconds, and each trial may also choose no filtering" if name == "synapse" else ""
+        what = {"bias_offset": "added to the calibrated bias (activation units)",
+                "synapse": "output synapse in seconds; each trial may also choose no filtering",
+                "tau_rc": "LIF membrane time constant (s)", "tau_ref": "LIF refractory period (s)"}.get(
+            name, f"factor on the calibrated {name.replace('_', ' ')}")
+        log = ", log scale" if name in SearchSpace.LOG else ""
         space.add_argument(f"--{name.replace('_', '-')}", type=bounds,
-                           default=",".join(str(v) for v in value) if value else "off", help=f"{name}{log}")
+                           default=",".join(str(v) for v in value) if value else "off", help=f"{what}{log}")
 
 
 def task_from_args(args) -> ConversionTask:
-    space = SearchSpace(**{n: getattr(args, n) for n in ("gain", "bias_scale", "bias_offset", "rate_scale",
-                                                         "synapse", "tau_rc", "tau_ref")})
+    space = SearchSpace(**{n: getattr(args, n) for n in PARAMETERS})
     return ConversionTask(arch=args.arch, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
-                          seed=args.seed, train_limit=args.train_limit or None, neuron=args.neuron, steps=args.steps, dt=args.dt,
-                          minibatch=args.minibatch,
-                          val_samples=args.val_samples, val_steps=args.val_steps,
-                          second_objective=args.second_objective, space=space)
+                          seed=args.seed, train_limit=args.train_limit or None, neuron=args.neuron,
+                          calibration_samples=args.calibration_samples, percentile=args.percentile,
+                          target_rate=args.target_rate, initial_voltage=args.initial_voltage, steps=args.steps,
+                          dt=args.dt, readout=args.readout, minibatch=args.minibatch, val_samples=args.val_samples,
+                          val_steps=args.val_steps, second_objective=args.second_objective, space=space)
 
 
 def options_from_args(args) -> StudyOptions:

@@ -1,0 +1,103 @@
+"""The objective: the converted SNN's accuracy on validation images (never test images) for a
+trial's setting, searched around the calibrated one."""
+
+import optuna
+
+from snnbench.errors import SnnbenchError
+from snnbench.tuning.space import layers_from_params
+from snnbench.tuning.task import SECOND_STATS, ConversionTask
+
+
+def trained_model_folder(task: ConversionTask):
+    """The cached trained DNN (``model.onnx``) that the study converts."""
+    from snnbench.models.conversion import trained_conversion_model
+    return trained_conversion_model(task.arch, task.epochs, task.lr, task.batch_size, task.seed,
+                                    train_limit=task.train_limit)
+
+
+def validation_set(task: ConversionTask):
+    """The first ``val_samples`` images of the 20 % validation split of MNIST train.
+
+    The conversion DNN is trained on all 60,000 training images (as convert trains it), so
+    these images were seen by the DNN; they are used because the test set must stay unseen.
+    Calibration draws from the other 80 %.
+    """
+    from snnbench.calibration import VALIDATION_FRACTION
+    from snnbench.data import load_features, validation_split
+    train = load_features("image", "train")
+    _, val_idx = validation_split(len(train), VALIDATION_FRACTION, task.seed)
+    if task.val_samples > len(val_idx):
+        raise SnnbenchError(f"--val-samples {task.val_samples} is more than the {len(val_idx)} validation images")
+    return train.subset(val_idx[: task.val_samples])
+
+
+def calibrated_layers(task: ConversionTask, converted) -> list[dict]:
+    """The calibrated setting (one dict per hidden layer), from MNIST training images."""
+    from snnbench.calibration import calibrated_document, mnist_training_images
+    document = calibrated_document(converted, mnist_training_images(task.seed), task.calibration(),
+                                   {"dt": task.dt})
+    return document["layers"]
+
+
+def chunk_ends(n: int, steps: int) -> list[int]:
+    """Ends of the growing validation subsets: n/steps, 2n/steps, ..., n."""
+    return sorted({int(round(n * (k + 1) / steps)) for k in range(steps)})
+
+
+class ConversionObjective:
+    """Validation accuracy (and optionally mean spikes per image) of the converted SNN for a trial.
+
+    Accuracy is reported on growing validation subsets, so the pruner stops hopeless trials early.
+    Built once per worker: the model is read and calibrated (training images) and the validation
+    images loaded here, never the test set. ``base`` is the calibrated setting.
+    """
+
+    def __init__(self, task: ConversionTask):
+        from snnbench import onnx_io
+        self.task = task
+        self.folder = trained_model_folder(task)
+        self.converted = onnx_io.load_any(self.folder)
+        self.n_hidden = len(self.converted.hidden)
+        self.base = calibrated_layers(task, self.converted)
+        val = validation_set(task)
+        self.x, self.y, self.checksums = val.x, val.y, val.checksums
+
+    def runner(self, layers: list[dict]):
+        from snnbench.runners import LayerParams, NengoRunner, SimConfig
+        # Activity counters stay on even when unused, so that the network is the one convert runs.
+        return NengoRunner(self.converted, [LayerParams(**layer) for layer in layers],
+                           SimConfig(**self.task.sim_dict(), seed=self.task.seed))
+
+    def snn_logits(self, layers: list[dict], x):
+        with self.runner(layers) as runner:
+            return runner.predict(x)
+
+    def dnn_logits(self, x):
+        from snnbench.runners import OrtRunner
+        return OrtRunner(self.folder / "model.onnx").predict(x)
+
+    def __call__(self, trial: optuna.Trial):
+        params = self.task.space.suggest(trial, self.n_hidden, self.task.neuron)
+        with self.runner(layers_from_params(params, self.base)) as runner:
+            return self._score(trial, runner)
+
+    def _score(self, trial: optuna.Trial, runner):
+        correct, start, activity = 0, 0, 0.0
+        for end in chunk_ends(len(self.y), self.task.val_steps):
+            logits = runner.predict(self.x[start:end], start=start)
+            correct += int((logits.argmax(axis=1) == self.y[start:end]).sum())
+            accuracy = correct / end
+            if self.task.multi_objective:
+                activity += runner.last_stats[SECOND_STATS[self.task.second_objective]] * (end - start)
+            else:
+                trial.report(accuracy, end)
+                if trial.should_prune():
+                    raise optuna.TrialPruned(f"validation accuracy {accuracy:.4f} after {end} images")
+            start = end
+        if self.task.multi_objective:
+            return accuracy, activity / len(self.y)
+        return accuracy
+
+
+def conversion_objective(task: ConversionTask) -> ConversionObjective:
+    return ConversionObjective(task)

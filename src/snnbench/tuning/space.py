@@ -1,0 +1,94 @@
+"""The search space: per hidden layer, the neuron parameters around the calibrated setting.
+
+Gain, bias scale and firing-rate scale are searched as factors on the calibrated values
+(trial parameters ``layer{i}.gain_factor`` etc.), the bias offset as a current added to the
+calibrated one (in activation units, as the bias), the output synapse and LIF time constants as
+values. The calibrated setting itself is every factor 1, offset 0, no extra filtering.
+"""
+
+from dataclasses import dataclass
+
+import optuna
+
+from snnbench.errors import SnnbenchError
+
+FACTORS = ("gain", "bias_scale", "rate_scale")  # searched as factors on the calibrated value
+PARAMETERS = ("gain", "bias_scale", "bias_offset", "rate_scale", "synapse", "tau_rc", "tau_ref")
+
+
+def trial_key(layer: int, name: str) -> str:
+    return f"layer{layer}.{name}_factor" if name in FACTORS else f"layer{layer}.{name}"
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """Bounds per hidden layer; ``None`` leaves that parameter at its calibrated value."""
+    gain: tuple[float, float] | None = (0.5, 2.0)          # factor, log scale
+    bias_scale: tuple[float, float] | None = (0.5, 1.5)    # factor
+    bias_offset: tuple[float, float] | None = (-0.25, 0.25)  # added, activation units
+    rate_scale: tuple[float, float] | None = (0.25, 4.0)   # factor, log scale
+    synapse: tuple[float, float] | None = None             # seconds, log; or unfiltered (e.g. 0.0001,0.01)
+    tau_rc: tuple[float, float] | None = None              # LIF only, log scale (e.g. 0.002,0.2)
+    tau_ref: tuple[float, float] | None = None             # LIF only, log scale (e.g. 0.0001,0.004)
+
+    LOG = ("gain", "rate_scale", "synapse", "tau_rc", "tau_ref")
+
+    def check(self):
+        for name in PARAMETERS:
+            bounds = getattr(self, name)
+            if bounds is None:
+                continue
+            low, high = bounds
+            if not low < high:
+                raise SnnbenchError(f"search bounds for {name} must be LOW,HIGH with LOW < HIGH, got {low},{high}")
+            if name in self.LOG and low <= 0:
+                raise SnnbenchError(f"search bounds for {name} are log-scale and must be > 0, got {low},{high}")
+
+    def tuned(self, neuron: str) -> list[str]:
+        names = ["gain", "bias_scale", "bias_offset", "rate_scale", "synapse"]
+        if neuron == "lif":
+            names += ["tau_rc", "tau_ref"]
+        return [n for n in names if getattr(self, n) is not None]
+
+    def suggest(self, trial: optuna.Trial, n_hidden: int, neuron: str) -> dict:
+        """Ask the trial for every tuned parameter; returns the trial's parameter dict."""
+        for i in range(n_hidden):
+            for name in self.tuned(neuron):
+                low, high = getattr(self, name)
+                if name == "synapse" and not trial.suggest_categorical(f"layer{i}.filtered", [False, True]):
+                    continue
+                trial.suggest_float(trial_key(i, name), low, high, log=name in self.LOG)
+        return dict(trial.params)
+
+    def untuned_params(self, base: list[dict], neuron: str) -> dict:
+        """The trial parameters that reproduce the calibrated setting ``base`` (one dict per layer)."""
+        params = {}
+        for i, layer in enumerate(base):
+            for name in self.tuned(neuron):
+                if name == "synapse":
+                    params[f"layer{i}.filtered"] = layer["synapse"] is not None
+                    if layer["synapse"] is None:
+                        continue
+                params[trial_key(i, name)] = 1.0 if name in FACTORS else 0.0 if name == "bias_offset" else layer[name]
+        return params
+
+
+def layers_from_params(params: dict, base: list[dict]) -> list[dict]:
+    """Per-layer settings: the calibrated ``base`` changed by a trial's parameters."""
+    layers = []
+    for i, layer in enumerate(base):
+        layer = dict(layer)
+        for name in PARAMETERS:
+            key = trial_key(i, name)
+            if key not in params:
+                continue
+            if name in FACTORS:
+                layer[name] = base[i][name] * params[key]
+            elif name == "bias_offset":
+                layer[name] = base[i][name] + params[key]
+            else:
+                layer[name] = params[key]
+        if params.get(f"layer{i}.filtered") is False:
+            layer["synapse"] = None
+        layers.append(layer)
+    return layers

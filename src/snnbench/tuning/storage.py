@@ -1,0 +1,120 @@
+"""Where studies live and how they are opened: Optuna storages (SQLAlchemy URLs or journal files),
+the invocation's options, samplers and pruners, and opening a study checked against its task.
+
+* Storage: any SQLAlchemy URL (``sqlite:///optuna.db``, ``postgresql+psycopg2://...``) or an
+  Optuna journal file (``journal:PATH`` or a path ending in ``.journal``).
+* ``n_trials`` is the study's TOTAL of finished (complete + pruned) trials.
+"""
+
+import os
+import warnings
+from dataclasses import dataclass
+
+import optuna
+from optuna.trial import TrialState
+
+from snnbench.errors import SnnbenchError
+from snnbench.tuning.task import ConversionTask
+
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+SAMPLERS = ("tpe", "random")
+PRUNERS = ("median", "none")
+JOURNAL_PREFIX = "journal:"
+HEARTBEAT_S = 30  # RDB storages: a trial whose worker died is failed after ~2 heartbeats
+
+
+def storage_label(spec: str) -> str:
+    """The storage as it may be logged: an RDB URL with its password hidden."""
+    if spec.startswith(JOURNAL_PREFIX) or "://" not in spec:
+        return spec
+    from sqlalchemy.engine import make_url
+    try:
+        return make_url(spec).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - malformed URLs are reported by open_storage
+        return spec.split("://", 1)[0] + "://***"
+
+
+def open_storage(spec: str):
+    """An Optuna storage from a SQLAlchemy URL or a journal file (``journal:PATH`` / ``*.journal``)."""
+    if spec.startswith(JOURNAL_PREFIX) or (spec.endswith(".journal") and "://" not in spec):
+        from optuna.storages import JournalStorage
+        from optuna.storages.journal import JournalFileBackend
+        path = spec[len(JOURNAL_PREFIX):] if spec.startswith(JOURNAL_PREFIX) else spec
+        if not path or not os.path.isdir(os.path.dirname(os.path.abspath(path))):
+            raise SnnbenchError(f"journal storage {spec!r} needs a file in an existing folder: --storage journal:PATH")
+        return JournalStorage(JournalFileBackend(path))
+    if "://" not in spec:
+        raise SnnbenchError(f"storage {spec!r} is neither a database URL (sqlite:///optuna.db, "
+                            "postgresql+psycopg2://USER:PASS@HOST/DB) nor a journal file (journal:PATH)")
+    try:
+        with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna, and what workers need
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(spec, heartbeat_interval=HEARTBEAT_S, grace_period=2 * HEARTBEAT_S)
+    except Exception as exc:  # noqa: BLE001 - SQLAlchemy/driver errors come in many types
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise SnnbenchError(f"cannot open Optuna storage {storage_label(spec)}: {first_line}; check the "
+                            "URL, that the database server is running and the database exists") from None
+
+
+@dataclass(frozen=True)
+class StudyOptions:
+    """How one invocation runs a study (may differ between runs of the same study)."""
+    study_name: str
+    storage: str = "sqlite:///optuna.db"
+    n_trials: int = 40          # total finished trials wanted in the study
+    timeout: float | None = None
+    sampler: str = "tpe"
+    pruner: str = "median"
+    seed: int = 0               # sampler seed
+    workers: int = 1
+
+    def check(self):
+        if self.sampler not in SAMPLERS:
+            raise SnnbenchError(f"unknown sampler {self.sampler!r}; use one of {', '.join(SAMPLERS)}")
+        if self.pruner not in PRUNERS:
+            raise SnnbenchError(f"unknown pruner {self.pruner!r}; use one of {', '.join(PRUNERS)}")
+        if self.n_trials < 0 or self.workers < 1:
+            raise SnnbenchError("--n-trials must be >= 0 and --workers >= 1")
+        if not self.study_name:
+            raise SnnbenchError("--study-name must not be empty")
+
+
+def make_sampler(options: StudyOptions, worker: int = 0):
+    # Workers get distinct seeds: identical seeded samplers would propose identical trials.
+    seed = options.seed + 1000 * worker
+    if options.sampler == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    with warnings.catch_warnings():  # multivariate TPE is "experimental" in Optuna
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=8, multivariate=True)
+
+
+def make_pruner(options: StudyOptions, task: ConversionTask):
+    if options.pruner == "none" or task.multi_objective:  # Optuna cannot prune multi-objective trials
+        return optuna.pruners.NopPruner()
+    return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=0)
+
+
+def load_study(options: StudyOptions, task: ConversionTask, worker: int = 0, create: bool = False):
+    """Open (or with ``create`` make) the study, refusing one made for a different task."""
+    storage = open_storage(options.storage)
+    directions = ["maximize", "minimize"] if task.multi_objective else ["maximize"]
+    kwargs = dict(study_name=options.study_name, storage=storage, sampler=make_sampler(options, worker),
+                  pruner=make_pruner(options, task))
+    if create:
+        study = optuna.create_study(directions=directions, load_if_exists=True, **kwargs)
+    else:
+        study = optuna.load_study(**kwargs)
+    stored = study.user_attrs.get("task")
+    if stored is None:
+        study.set_user_attr("task", task.to_dict())
+    elif stored != task.to_dict():
+        diff = sorted(k for k in set(stored) | set(task.to_dict()) if stored.get(k) != task.to_dict().get(k))
+        raise SnnbenchError(f"study {options.study_name!r} in {storage_label(options.storage)} was made for "
+                            f"other settings ({', '.join(diff)} differ); use the same settings to resume "
+                            "it, or a new --study-name")
+    return study
+
+
+def finished_count(study) -> int:
+    return len(study.get_trials(deepcopy=False, states=FINISHED))

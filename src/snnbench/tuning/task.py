@@ -1,0 +1,78 @@
+"""What a study keeps fixed: the model to convert, its calibration, how it is simulated, where it
+is scored (stored in the study as the user attribute ``task`` and checked on resume)."""
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+
+from snnbench.calibration import CALIBRATED_NEURONS, Calibration
+from snnbench.errors import SnnbenchError
+from snnbench.tuning.space import SearchSpace
+
+SECOND_OBJECTIVES = ("none", "spikes", "synops")  # minimised: spikes / synaptic operations per image
+SECOND_STATS = {"spikes": "spikes_per_sample", "synops": "synaptic_ops_per_sample"}
+VALIDATION_IMAGES = 12000  # validation_split(60000, 0.2)
+
+
+@dataclass(frozen=True)
+class ConversionTask:
+    """Everything a study keeps fixed: the model, its calibrated starting point, the simulation,
+    the validation images it is scored on."""
+    arch: str = "mlp"
+    epochs: int = 3
+    lr: float = 2e-4
+    batch_size: int = 100
+    seed: int = 0                  # model training, the train/validation split, the calibration subset
+    train_limit: int | None = None  # train the DNN on the first N training images only (tests)
+    neuron: str = "if"             # the calibrated neuron (snnbench.calibration)
+    calibration_samples: int = 1000
+    percentile: float = 99.9
+    target_rate: float = 1.0
+    initial_voltage: str = "half"
+    steps: int = 8
+    dt: float = 0.001
+    readout: str = "mean"
+    minibatch: int = 100
+    simulator: str = "nengo_dl"
+    val_samples: int = 2000        # validation images scored per trial (the first of the split)
+    val_steps: int = 4             # growing subsets: accuracy reported after each quarter, etc.
+    second_objective: str = "none"  # or spikes / synops per image: a multi-objective study
+    space: SearchSpace = field(default_factory=SearchSpace)
+
+    def check(self):
+        if self.neuron not in CALIBRATED_NEURONS:
+            raise SnnbenchError(f"unknown neuron {self.neuron!r}; use one of {', '.join(CALIBRATED_NEURONS)}")
+        self.calibration()
+        if self.second_objective not in SECOND_OBJECTIVES:
+            raise SnnbenchError(f"unknown second objective {self.second_objective!r}; use one of "
+                                f"{', '.join(SECOND_OBJECTIVES)}")
+        if self.val_samples > VALIDATION_IMAGES:
+            raise SnnbenchError(f"--val-samples {self.val_samples} is more than the {VALIDATION_IMAGES} "
+                                "validation images (20% of MNIST train)")
+        if self.val_samples < self.val_steps or self.val_steps < 1:
+            raise SnnbenchError(f"--val-samples ({self.val_samples}) must be at least --val-steps "
+                                f"({self.val_steps}), and --val-steps at least 1")
+        self.space.check()
+
+    def calibration(self) -> Calibration:
+        """The calibrated conversion the study starts from (and scores as 'calibrated')."""
+        return Calibration(self.calibration_samples, self.percentile, self.target_rate, self.neuron,
+                           self.initial_voltage, self.seed)
+
+    @property
+    def multi_objective(self) -> bool:
+        return self.second_objective != "none"
+
+    def to_dict(self) -> dict:
+        return json.loads(json.dumps(asdict(self)))
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ConversionTask":
+        data = dict(data)
+        space = data.pop("space", {})
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known},
+                   space=SearchSpace(**{k: tuple(v) if v is not None else None for k, v in space.items()}))
+
+    def sim_dict(self) -> dict:
+        return {"steps": self.steps, "dt": self.dt, "readout": self.readout,
+                "minibatch": self.minibatch, "simulator": self.simulator}

@@ -1,0 +1,183 @@
+"""Calibrated conversion: rate scales from training activations (never test data), the signed IF
+neuron in both simulators, activity counts of multi-spike steps, readout modes, and calibrated vs
+reference conversion of a small trained network."""
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import require_data
+from snnbench import calibration as cal
+from snnbench.errors import SnnbenchError
+from snnbench.nengo_net import LayerParams, SignedIF, SimConfig, readout
+from snnbench.onnx_export import export_onnx
+from snnbench.onnx_io import extract
+from snnbench.runners import NengoRunner, OrtRunner
+
+
+def _random_net(tmp_path, sizes=(20, 16, 12, 4), seed=0):
+    torch.manual_seed(seed)
+    layers = []
+    for a, b in zip(sizes[:-1], sizes[1:]):
+        layers += [torch.nn.Linear(a, b), torch.nn.ReLU()]
+    path = export_onnx(torch.nn.Sequential(*layers[:-1]), sizes[0], tmp_path / "net.onnx")
+    return extract(path), path
+
+
+# --------------------------------------------------------------------------- calibration arithmetic
+
+def test_rate_scale_puts_the_percentile_activation_at_the_target_rate(tmp_path):
+    model, _ = _random_net(tmp_path)
+    x = np.random.default_rng(1).random((300, 20), dtype=np.float32)
+    w0, b0 = (torch.as_tensor(v, dtype=torch.float64) for v in (model.stages[0].ops[0].weight, model.stages[0].bias))
+    h0 = torch.relu(torch.as_tensor(x, dtype=torch.float64) @ w0.T + b0).numpy()
+    for percentile, target in ((99.9, 1.0), (100.0, 0.5), (50.0, 0.8)):
+        config = cal.Calibration(samples=300, percentile=percentile, target_rate=target)
+        layers, scales = cal.calibrate(model, x, config, dt=0.002)
+        assert len(layers) == len(scales) == 2
+        expected = np.percentile(h0[h0 > 0], percentile)
+        assert scales[0] == pytest.approx(expected, rel=1e-5)
+        assert layers[0].rate_scale == pytest.approx(target / (expected * 0.002), rel=1e-5)
+        assert (layers[0].neuron, layers[0].gain, layers[0].bias_scale, layers[0].initial_voltage) == \
+            ("if", 1.0, 1.0, "half")
+    assert cal.percentile_value("max") == 100.0 and cal.percentile_value("99") == 99.0
+
+
+def test_calibration_subset_is_seeded_and_bad_settings_are_one_line_errors():
+    x = np.arange(100)[:, None].astype(np.float32)
+    a, b = cal.calibration_inputs(x, 10, seed=3), cal.calibration_inputs(x, 10, seed=3)
+    np.testing.assert_array_equal(a, b)
+    assert len(np.unique(a)) == 10 and not np.array_equal(a, cal.calibration_inputs(x, 10, seed=4))
+    assert len(cal.calibration_inputs(x, 500, seed=0)) == 100
+    for bad in (dict(percentile=0), dict(target_rate=3.0), dict(samples=0), dict(neuron="lif-rate"),
+                dict(initial_voltage="random")):
+        with pytest.raises(SnnbenchError):
+            cal.Calibration(**bad)
+
+
+def test_lif_mapping_fires_about_the_if_rate():
+    """The calibrated LIF's current gives about rate_scale x activation Hz (its rate curve is
+    close to (J - 1/2) / tau_rc above threshold)."""
+    import nengo
+
+    layer = cal.layer_params(2.0, cal.Calibration(neuron="lif", target_rate=0.5), dt=0.001)
+    activations = np.array([0.5, 1.0, 2.0])
+    current = layer.gain * layer.rate_scale * activations + layer.rate_scale * layer.bias_offset
+    rates = nengo.LIFRate(tau_rc=layer.tau_rc, tau_ref=layer.tau_ref).rates(current, 1.0, 0.0).ravel()
+    np.testing.assert_allclose(rates, layer.rate_scale * activations, rtol=0.03)
+
+
+# --------------------------------------------------------------------------- neurons and activity
+
+def test_signed_if_integrates_negative_current_and_may_fire_twice_a_step():
+    neuron, dt = SignedIF(amplitude=0.5), 0.001
+    voltage, output = np.array([0.5]), np.zeros(1)
+    outputs = []
+    for current in (-800.0, 900.0, 2500.0, 0.0):  # -0.8, +0.9, +2.5 per step
+        neuron.step(dt, np.array([current]), output, voltage)
+        outputs.append(output[0] * dt / 0.5)  # spikes this step
+    assert outputs == [0, 0, 3, 0]  # 0.5 - 0.8 + 0.9 = 0.6 < 1; + 2.5 = 3.1 -> 3 spikes
+    assert voltage[0] == pytest.approx(0.1)
+    import nengo
+    rectified, voltage = nengo.SpikingRectifiedLinear(amplitude=0.5), np.array([0.5])
+    rectified.step(dt, np.array([-800.0]), output, voltage)
+    assert voltage[0] == pytest.approx(0.5)  # nengo's IF drops negative current
+
+
+def test_signed_if_runs_the_same_in_nengo_dl_and_nengo(tmp_path):
+    model, _ = _random_net(tmp_path)
+    x = np.random.default_rng(2).random((5, 20), dtype=np.float32)
+    layers, _ = cal.calibrate(model, x, cal.Calibration(samples=5))
+    logits = {}
+    for simulator in ("nengo_dl", "nengo"):
+        with NengoRunner(model, layers, SimConfig(steps=6, minibatch=5, simulator=simulator)) as runner:
+            logits[simulator] = runner.predict(x)
+            assert runner.last_stats["spikes_per_sample"] > 0
+    np.testing.assert_allclose(logits["nengo_dl"], logits["nengo"], atol=1e-4)
+
+
+def test_activity_counts_multi_spike_steps(tmp_path):
+    """One hidden layer fed a constant current, IF neurons starting at 1/2: spikes per step are
+    known exactly (floor(1/2 + q t) - floor(1/2 + q (t-1)) for q spikes per step)."""
+    model, _ = _random_net(tmp_path, sizes=(20, 32, 4))
+    x = np.random.default_rng(3).random((40, 20), dtype=np.float32)
+    layers, scales = cal.calibrate(model, x, cal.Calibration(samples=40, percentile=50.0, target_rate=1.0))
+    steps = 6
+    with NengoRunner(model, layers, SimConfig(steps=steps, simulator="nengo")) as runner:
+        runner.predict(x)
+        stats = runner.last_stats
+    q = model.activations(x)[0] * layers[0].rate_scale * 0.001
+    t = np.arange(steps + 1)[:, None, None]
+    per_step = np.diff(np.floor(0.5 + q[None] * t), axis=0)  # (steps, n, neurons)
+    assert stats["spikes_per_neuron_per_step"] == pytest.approx(per_step.mean(), rel=1e-5)
+    assert stats["active_per_sample"] == pytest.approx((per_step > 0).sum() / len(x))
+    share = (per_step > 1).any(axis=0).mean()
+    assert 0 < share < 1 and stats["multi_spike_neuron_share"] == pytest.approx(share)
+
+
+def test_readout_modes():
+    outputs = np.arange(2 * 6 * 3, dtype=np.float64).reshape(2, 6, 3)
+    np.testing.assert_array_equal(readout(outputs, 4, "mean"), outputs[:, :4].mean(axis=1))
+    np.testing.assert_array_equal(readout(outputs, 4, "last"), outputs[:, 3])
+    np.testing.assert_array_equal(readout(outputs, 4, "second-half"), outputs[:, 2:4].mean(axis=1))
+    np.testing.assert_array_equal(readout(outputs, 1, "second-half"), outputs[:, 0])
+    with pytest.raises(SnnbenchError):
+        readout(outputs, 4, "max")
+    with pytest.raises(SnnbenchError):
+        SimConfig(readout="max")
+
+
+# --------------------------------------------------------------------------- on MNIST
+
+def _refuse_test_split(monkeypatch):
+    from snnbench.data import load_mnist, mnist
+
+    real_file = mnist.mnist_file
+
+    def train_only(name):
+        assert not name.startswith("t10k"), f"calibration read the MNIST test set ({name})"
+        return real_file(name)
+    monkeypatch.setattr(mnist, "mnist_file", train_only)
+    with pytest.raises(AssertionError, match="test set"):
+        load_mnist("test")
+
+
+@pytest.fixture(scope="module")
+def small_mlp():
+    require_data()
+    from snnbench.models.conversion import trained_conversion_model
+
+    folder = trained_conversion_model("mlp", epochs=1, train_limit=1000)  # reads the test set: before the patch
+    return folder, extract(folder / "model.onnx")
+
+
+def test_calibration_reads_training_images_only(small_mlp, monkeypatch):
+    from snnbench import tuning
+    from snnbench.bench.convert import conversion_setting, resolve
+    from snnbench.cli import build_parser
+
+    folder, model = small_mlp
+    _refuse_test_split(monkeypatch)
+    settings = resolve(build_parser("convert").parse_args(["--calibration-samples", "200", "--seed", "5",
+                                                           "--steps", "4"]))
+    document = conversion_setting(model, settings)  # what `snnbench convert` calibrates with
+    assert document["source"]["method"] == "calibrated" and document["sim"]["steps"] == 4
+    assert document["source"]["calibration_inputs"] == 200 and len(document["layers"]) == 1
+    task = tuning.ConversionTask(epochs=1, train_limit=1000, calibration_samples=200, seed=5)
+    assert tuning.calibrated_layers(task, model) == document["layers"]  # tune starts where convert calibrates
+
+
+def test_calibrated_conversion_beats_the_reference_on_held_out_images(small_mlp):
+    from snnbench.data import load_features
+
+    folder, model = small_mlp
+    train = load_features("image", "train")
+    held_out = train.subset(np.arange(50000, 50300))  # not among the 1,000 the DNN trained on
+    layers, _ = cal.calibrate(model, train.x[:1000], cal.Calibration())
+    dnn = (OrtRunner(folder / "model.onnx").predict(held_out.x).argmax(1) == held_out.y).mean()
+    accuracy = {}
+    for method, setting in (("reference", cal.reference_layers()), ("calibrated", layers)):
+        with NengoRunner(model, setting, SimConfig(steps=8, minibatch=100), counters=False) as runner:
+            accuracy[method] = (runner.predict(held_out.x).argmax(1) == held_out.y).mean()
+    assert accuracy["calibrated"] >= dnn - 0.02
+    assert accuracy["calibrated"] > accuracy["reference"] + 0.2
