@@ -9,7 +9,7 @@ from snnbench.cli import main
 from snnbench.runstore import RunStore
 from snnbench.timing import BatchTiming, time_batch
 
-TINY = ["--epochs", "1", "--train-limit", "300", "--steps", "2,4", "--batch-sizes", "1,8", "--warmup", "1",
+TINY = ["--epochs", "1", "--train-limit", "2000", "--steps", "2,4", "--batch-sizes", "1,8", "--warmup", "1",
         "--repeats", "3", "--threads", "1"]
 
 
@@ -40,6 +40,11 @@ def test_tiny_throughput_run_logs_its_table(tracking_store):
         assert row["repeats"] == 3 and row["threads"] == 1
         assert 0 < row["latency_ms_min"] <= row["latency_ms_median"] <= row["latency_ms_max"]
         assert row["samples_per_s_median"] == pytest.approx(row["batch_size"] / (row["latency_ms_median"] / 1e3))
+    # what was timed was also scored: every spiking backend (the calibrated conversion) is close to the DNN
+    ort_accuracy = table[table.backend == "ort"].accuracy.max()
+    assert ort_accuracy > 0.5
+    for row in table[table.backend != "ort"].to_dict("records"):
+        assert row["n"] == 200 and row["accuracy"] > ort_accuracy - 0.1, row
     csv = run.table("throughput.csv")
     assert len(csv) == len(table)
     artifacts = {a.path for a in run.client.list_artifacts(run.id)}

@@ -47,12 +47,28 @@ def _ort(folder: Path, steps: int, batch_size: int, settings: dict):
     return lambda images: runner.predict(images.reshape(len(images), -1))
 
 
+def calibrated_layers(folder: Path, settings: dict) -> list:
+    """The default conversion (snnbench convert --method calibrated) of the cached network: its
+    per-layer neuron settings from MNIST training images."""
+    from snnbench.calibration import Calibration, calibrate, mnist_training_images
+    from snnbench.onnx_io import load_any
+
+    key = (str(folder), settings["seed"])
+    if key not in _CALIBRATED:
+        x_train = mnist_training_images(settings["seed"])
+        _CALIBRATED[key] = calibrate(load_any(folder), x_train, Calibration(seed=settings["seed"]), DT)[0]
+    return _CALIBRATED[key]
+
+
+_CALIBRATED = {}
+
+
 def _nengo(simulator: str):
     def build(folder: Path, steps: int, batch_size: int, settings: dict):
-        from snnbench.runners import LayerParams, NengoRunner, SimConfig
+        from snnbench.runners import NengoRunner, SimConfig
 
         config = SimConfig(steps=steps, dt=DT, minibatch=batch_size, simulator=simulator, seed=settings["seed"])
-        runner = NengoRunner(folder, LayerParams(), config, counters=False)  # untuned LIF neurons, no probes
+        runner = NengoRunner(folder, calibrated_layers(folder, settings), config, counters=False)  # no probes
         predict = lambda images: runner.predict(images.reshape(len(images), -1))  # noqa: E731
         predict(np.zeros((batch_size, runner.model.n_inputs), np.float32))  # builds the simulator
         return predict
@@ -76,10 +92,12 @@ def torch_layer(op) -> torch.nn.Module:
 
 
 class ConvertedSnntorch(torch.nn.Module):
-    """The converted network's layers with snntorch IF neurons (soft reset, threshold 1) after each
-    hidden stage; scores are the output layer's mean over ``steps`` (constant input current)."""
+    """The calibrated conversion with snntorch IF neurons (no leak, reset by subtraction, threshold 1,
+    starting at half the threshold): layer ``i`` integrates ``rate_scale_i * dt`` times its input
+    current and passes on ``1 / (rate_scale_i * dt)`` per spike; scores are the output layer's mean
+    over ``steps``. Unlike Nengo's IF, a snntorch neuron fires at most once per step."""
 
-    def __init__(self, folder: Path, steps: int):
+    def __init__(self, folder: Path, steps: int, layers: list):
         super().__init__()
         from snnbench.models.spiking import make_neuron
         from snnbench.onnx_io import load_any
@@ -87,6 +105,7 @@ class ConvertedSnntorch(torch.nn.Module):
         stages = load_any(folder).stages
         self.layers = torch.nn.ModuleList(torch.nn.Sequential(*map(torch_layer, s.ops)) for s in stages)
         self.neurons = torch.nn.ModuleList(make_neuron("if", "soft") for s in stages[:-1])
+        self.scales = [p.rate_scale * DT for p in layers]
         self.steps = steps
 
     @torch.no_grad()
@@ -95,9 +114,12 @@ class ConvertedSnntorch(torch.nn.Module):
         total = 0.0
         for _ in range(self.steps):
             h = x
-            for i, neuron in enumerate(self.neurons):
-                current = self.layers[i](h)
-                h, mems[i] = neuron(current, mems[i] if mems[i] is not None else torch.zeros_like(current))
+            for i, (neuron, scale) in enumerate(zip(self.neurons, self.scales)):
+                current = scale * self.layers[i](h)
+                if mems[i] is None:
+                    mems[i] = torch.full_like(current, 0.5)
+                spikes, mems[i] = neuron(current, mems[i])
+                h = spikes / scale
             total = total + self.layers[-1](h)
         return total / self.steps
 
@@ -106,7 +128,7 @@ def _snntorch(folder: Path, steps: int, batch_size: int, settings: dict):
     from snnbench.device import resolve_device
 
     device = resolve_device(settings["device"])
-    model = ConvertedSnntorch(folder, steps).to(device).eval()
+    model = ConvertedSnntorch(folder, steps, calibrated_layers(folder, settings)).to(device).eval()
 
     def predict(images: np.ndarray) -> np.ndarray:
         x = torch.as_tensor(images.reshape(len(images), -1), device=device)
