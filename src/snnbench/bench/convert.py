@@ -46,16 +46,23 @@ def synapse_value(text: str):
 
 def add_arguments(parser: argparse.ArgumentParser, command: str):
     from snnbench.calibration import CALIBRATED_NEURONS, METHODS, Calibration, percentile_value
+    from snnbench.models.conversion import ARCHS
     from snnbench.nengo_net import INITIAL_VOLTAGES, READOUTS, SIMULATORS
+    from snnbench.onnx_io import MAXPOOL_ROUTES
 
     add_common(parser, device=False)
     model = parser.add_argument_group("DNN")
-    model.add_argument("--arch", choices=("mlp", "cnn"), default="mlp", help="network to train")
+    model.add_argument("--arch", choices=ARCHS, default="mlp",
+                       help="network to train: the reference MLP, a small CNN, or a ResNet-style CNN (MaxPool, "
+                            "residual Add, Concat; image-shaped input)")
     model.add_argument("--epochs", type=int, default=3, help="training epochs of the DNN (reference: 3)")
     model.add_argument("--lr", type=positive(float), default=2e-4, help="Adam learning rate (reference: 2e-4)")
     model.add_argument("--batch-size", type=positive(int), default=100, help="training batch size")
     model.add_argument("--train-limit", type=int, default=0, help="first N training images, 0 = all 60,000")
     model.add_argument("--onnx-model", default="", help="convert this .onnx file instead of training")
+    model.add_argument("--maxpool", choices=MAXPOOL_ROUTES, default="exact",
+                       help="MaxPool: exact (a tree of pairwise maxes as extra ReLU populations; the rate-mode "
+                            "network stays exact) or average (swapped for average pooling: approximate)")
     snn = parser.add_argument_group("SNN: the conversion method")
     snn.add_argument("--method", choices=METHODS, default="calibrated",
                      help="reference: the study's conversion (LIF, gain 1, ONNX biases, rate scale 1); calibrated: "
@@ -336,7 +343,7 @@ def run(args):
     from snnbench.tracking import benchmark_run
 
     settings = resolve(args)
-    converted = onnx_io.extract(args.onnx_model) if args.onnx_model else None  # checks the file first
+    converted = onnx_io.extract(args.onnx_model, args.maxpool) if args.onnx_model else None  # checks the file first
     test = load_features("image", "test")
     if settings["test_limit"]:
         test = test.subset(np.arange(min(settings["test_limit"], len(test))))
@@ -346,7 +353,9 @@ def run(args):
     params = logged_params(args, settings, len(test))
     with benchmark_run("convert", params, data_checksums=test.checksums):
         onnx_path = model_path(args)
-        converted = converted or onnx_io.extract(onnx_path)
+        converted = converted or onnx_io.extract(onnx_path, args.maxpool)
+        if converted.approximations:
+            mlflow.set_tag("snnbench.approximations", json.dumps(converted.approximations))
         document = conversion_setting(converted, settings)  # calibration: training images only
         layers, _ = parse_params(document, f"{args.method} setting")
         if settings["layers"] is None:
