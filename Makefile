@@ -25,9 +25,10 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[test]"
 	touch $@
 
+# VERBOSE=1: MLflow's INFO lines and the libraries' start-up messages (as `snnbench COMMAND --verbose`)
 bench: setup
-	PATH="$(BIN):$$PATH" mlflow run . -e noise_sweep --env-manager local \
-		--experiment-name noise_sweep -P profile=$(PROFILE)
+	PATH="$(BIN):$$PATH" MLFLOW_LOGGING_LEVEL=$(if $(VERBOSE),INFO,WARNING) SNNBENCH_VERBOSE=$(VERBOSE) \
+		mlflow run . -e noise_sweep --env-manager local --experiment-name noise_sweep -P profile=$(PROFILE)
 
 test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

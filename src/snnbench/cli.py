@@ -3,12 +3,19 @@
 Each command lives in a module of :mod:`snnbench.bench` with two functions,
 ``add_arguments(parser, command)`` and ``run(args)``; modules are imported only when their
 command is used, so ``snnbench report`` does not load TensorFlow.
+
+Quiet by default: the libraries' start-up noise is silenced before they load (TensorFlow and
+nengo-dl in :mod:`snnbench.nengo_compat`; MLflow's database, system-metrics and artifact-progress
+lines here). ``--verbose``, an option of every command, shows it.
 """
 
 import argparse
 import importlib
+import logging
+import os
 import sys
 
+from snnbench import nengo_compat
 from snnbench.errors import SnnbenchError
 
 # command -> (module, one-line description)
@@ -23,11 +30,27 @@ COMMANDS = {
     "reset_sweep": ("multimodal", "snntorch suite: hard vs soft reset"),
     "neuron_sweep": ("multimodal", "snntorch suite: LIF vs IF neurons"),
     "timestep_sweep": ("multimodal", "snntorch suite: 4, 8, 16 time steps"),
+    "multimodal_study": ("multimodal_study", "snntorch suite: the study's whole grid with seeds (grid trainer, GPUs)"),
     "throughput": ("throughput", "inference speed of ORT, nengo-dl, nengo and snntorch over steps and batch sizes"),
     "report": ("report", "write reports/<name>.md from the runs in the tracking store"),
     "reproduce": ("reproduce", "run every benchmark in a profile, then the report"),
 }
 ALIASES = {"tune_conversion": "tune"}
+VERBOSE = "--verbose"
+QUIET_MLFLOW_LOGGERS = ("mlflow.store.db.utils", "mlflow.tracking.fluent", "mlflow.system_metrics")
+
+
+def configure_output(verbose: bool):
+    """Before any library loads: start-up messages off, or on when ``verbose`` (or
+    SNNBENCH_VERBOSE=1), here and in the processes this one starts."""
+    if verbose:
+        os.environ[nengo_compat.VERBOSE_ENV] = "1"
+    verbose = nengo_compat.verbose()
+    if not verbose:
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    nengo_compat.silence_tensorflow()
+    for name in QUIET_MLFLOW_LOGGERS:
+        logging.getLogger(name).setLevel(logging.INFO if verbose else logging.WARNING)
 
 
 def _usage() -> str:
@@ -41,6 +64,8 @@ def build_parser(command: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=f"snnbench {command}", description=COMMANDS[command][1],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     module.add_arguments(parser, command)
+    parser.add_argument(VERBOSE, action="store_true",
+                        help="show the libraries' start-up messages (TensorFlow, nengo-dl, MLflow's database)")
     parser.set_defaults(command=command, _run=module.run)
     return parser
 
@@ -54,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     if command not in COMMANDS:
         print(f"snnbench: error: unknown command {argv[0]!r}\n\n{_usage()}", file=sys.stderr)
         return 2
+    configure_output(VERBOSE in argv[1:])
     try:
         args = build_parser(command).parse_args(argv[1:])
         args._run(args)

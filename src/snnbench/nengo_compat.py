@@ -1,20 +1,43 @@
-"""Import nengo_dl on the TensorFlow 2.15 / Keras 2.15 stack.
+"""Import nengo_dl on the TensorFlow 2.15 / Keras 2.15 stack, quietly.
 
 nengo-dl 3.6.0 imports ``keras.engine`` (moved to ``keras.src.engine`` in Keras 2.13) and looks up
 ``BatchNormalizationV1/V2`` on ``keras.layers``. This module aliases those names once, before
 nengo_dl is imported. Import nengo_dl through :func:`import_nengo_dl`, never directly.
+
+Quiet by default (``SNNBENCH_VERBOSE=1``, or ``snnbench COMMAND --verbose``, shows it all):
+TensorFlow's C++ start-up messages (the CUDA plug-ins' "Unable to register cuDNN/cuFFT/cuBLAS
+factory", TensorRT) and nengo-dl's "No GPU support detected" / untested-version warnings.
 """
 
 import importlib
+import importlib.abc
 import os
 import sys
+import warnings
+
+VERBOSE_ENV = "SNNBENCH_VERBOSE"
+TF_LOG_ENV = "TF_CPP_MIN_LOG_LEVEL"
+NENGO_DL_WARNINGS = ("No GPU support detected", "This version of NengoDL has not been tested")
 
 _ALIASED_MODULES = ("engine", "engine.base_layer", "engine.input_layer", "engine.keras_tensor",
                     "engine.node", "engine.training", "engine.functional", "engine.sequential")
 
 
+def verbose() -> bool:
+    return os.environ.get(VERBOSE_ENV, "").lower() in ("1", "true", "yes")
+
+
+def silence_tensorflow():
+    """Unless verbose: TensorFlow's C++ log at FATAL only (read when TensorFlow loads, so call
+    this first) and nengo-dl's start-up warnings filtered. A level the user set is kept."""
+    if verbose():
+        return
+    os.environ.setdefault(TF_LOG_ENV, "3")
+    for message in NENGO_DL_WARNINGS:
+        warnings.filterwarnings("ignore", message=message, category=UserWarning)
+
+
 def _alias_keras():
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TF C++ start-up chatter (CUDA plug-ins, TensorRT)
     import keras
 
     for name in _ALIASED_MODULES:
@@ -33,8 +56,32 @@ def _alias_keras():
         keras.layers.BatchNormalizationV2 = batch_normalization.BatchNormalization
 
 
+class _KeepTfLogLevel(importlib.abc.MetaPathFinder):
+    """nengo_dl's ``__init__`` sets TF_CPP_MIN_LOG_LEVEL=1, then its submodules probe for a GPU
+    in a TensorFlow subprocess: each of its submodule imports puts the chosen level back first."""
+
+    def __init__(self, level: str):
+        self.level = level
+
+    def find_spec(self, name, path=None, target=None):
+        if name.startswith("nengo_dl.") and os.environ.get(TF_LOG_ENV) != self.level:
+            os.environ[TF_LOG_ENV] = self.level
+        return None  # the usual finders import it
+
+
 def import_nengo_dl():
     """Return the nengo_dl module, with the Keras aliases in place."""
     if "nengo_dl" not in sys.modules:
+        silence_tensorflow()
         _alias_keras()
+        level = os.environ.get(TF_LOG_ENV)
+        keeper = _KeepTfLogLevel(level) if level is not None else None
+        if keeper:
+            sys.meta_path.insert(0, keeper)
+        try:
+            importlib.import_module("nengo_dl")
+        finally:
+            if keeper:
+                sys.meta_path.remove(keeper)
+                os.environ[TF_LOG_ENV] = level
     return importlib.import_module("nengo_dl")
