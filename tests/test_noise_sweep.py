@@ -98,14 +98,16 @@ def test_nengo_gets_the_ort_feeds_and_reused_simulators_match_fresh_ones(monkeyp
     from snnbench.noise import NoiseSpec
     from snnbench.onnx_export import export_onnx
     from snnbench.onnx_noise import add_noise
-    from snnbench.runners import LayerParams, NengoRunner, SimConfig
+    from snnbench.calibration import Calibration, calibrate
+    from snnbench.onnx_io import extract
+    from snnbench.runners import NengoRunner, SimConfig
 
     torch.manual_seed(0)
     dnn = torch.nn.Sequential(torch.nn.Linear(20, 16), torch.nn.ReLU(), torch.nn.Linear(16, 4))
     export_onnx(dnn, 20, tmp_path / "model.onnx")
     x = np.random.default_rng(0).random((120, 20), dtype=np.float32)
-    config = {"steps": 4, "seed": 0, "rate_scale": 2.0}
-    predict = nengo_predictor(tmp_path, config)
+    config = {"steps": 4, "seed": 0}
+    predict = nengo_predictor(tmp_path, config, training_inputs=x)
 
     spec = NoiseSpec(0.5, "post", "frozen", seed=2)
     feeds = add_noise(tmp_path / "model.onnx", "post").feeds(spec)
@@ -122,9 +124,11 @@ def test_nengo_gets_the_ort_feeds_and_reused_simulators_match_fresh_ones(monkeyp
     for layer, start, draw in received:
         np.testing.assert_array_equal(draw, feeds(start, len(draw))[f"noise_{layer}"])
 
+    layers, _ = calibrate(extract(tmp_path / "model.onnx"), x, Calibration(seed=config["seed"]))  # the calibrated method
+
     def fresh(s):
         sim = SimConfig(steps=config["steps"], seed=config["seed"])
-        return NengoRunner(tmp_path, LayerParams(rate_scale=2.0), sim, s, counters=False).predict(x)
+        return NengoRunner(tmp_path, layers, sim, s, counters=False).predict(x)
 
     clean = predict(x, NoiseSpec())
     for s in (NoiseSpec(0.0, "pre"), NoiseSpec(1.0, "pre", seed=1), NoiseSpec(2.0, "pre", seed=1),
@@ -147,7 +151,10 @@ def test_sweep_std0_equals_clean_for_every_family(tracking_store):
             assert run.data.metrics["accuracy"] == run.data.metrics["clean_accuracy"], run.info.run_name
     parent = MlflowClient(tracking_store).get_run(children[0].data.tags["mlflow.parentRunId"])
     artifacts = {a.path for a in MlflowClient(tracking_store).list_artifacts(parent.info.run_id)}
-    assert {"noise_sweep.csv", "accuracy_vs_std.png", "robustness.json", "models"} <= artifacts
+    assert {"noise_sweep.csv", "accuracy_vs_std.png", "robustness.json"} <= artifacts
+    models = MlflowClient(tracking_store).search_logged_models([parent.info.experiment_id])
+    assert {m.name for m in models if m.source_run_id == parent.info.run_id} == {"conversion-mlp", "multimodal-dnn-image",
+                                                                                "multimodal-snn-image"}
     assert any(k.startswith("auc.nengo-snn.conversion-mlp.image.") for k in parent.data.metrics)
 
 

@@ -8,22 +8,18 @@ sweep shares them with ``snnbench convert`` / ``snnbench multimodal`` run with t
   modality, in the suite's reference configuration (snnbench.models.multimodal).
 
 DNNs run in ONNX Runtime with the noise inserted into a copy of their graph (snnbench.onnx_noise)
-and, converted, in Nengo (snnbench.runners.NengoRunner adds the same draws itself).
+and, converted by the calibrated method on their own training data, in Nengo
+(snnbench.runners.NengoRunner adds the same draws itself).
 """
 
 from pathlib import Path
 
-import mlflow
 import numpy as np
+from tqdm import tqdm
 
+from snnbench import tracking
 from snnbench.noise import NoiseSpec
 from snnbench.onnx_noise import add_noise
-
-# The conversion study's training settings (snnbench convert's defaults).
-CONVERSION_TRAINING = dict(epochs=3, lr=2e-4, batch_size=100, train_limit=0)
-# The suite's training settings per profile (snnbench multimodal's).
-MULTIMODAL_TRAINING = {"quick": dict(epochs=2, train_limit=2000), "full": dict(epochs=200, train_limit=0)}
-
 
 class Models:
     """Trained model folders (by name) and the predictors built from them."""
@@ -32,6 +28,7 @@ class Models:
         self.config = config
         self.device = device
         self.folders = {}
+        self.model_ids = {}
 
     @staticmethod
     def name(subject) -> str:
@@ -39,21 +36,13 @@ class Models:
             return "conversion-mlp"
         return f"multimodal-{'snn' if subject.family == 'snntorch-snn' else 'dnn'}-{subject.modality}"
 
-    def _training(self, defaults: dict) -> dict:
-        """The study's own settings, with the sweep's --epochs / --train-limit where given."""
-        chosen = dict(defaults)
-        for key in ("epochs", "train_limit"):
-            if self.config[key] is not None:
-                chosen[key] = self.config[key]
-        return chosen
-
     def folder(self, subject) -> Path:
         name = self.name(subject)
         if name not in self.folders:
             if subject.model == "conversion-mlp":
                 from snnbench.models.conversion import trained_conversion_model
 
-                t = self._training(CONVERSION_TRAINING)
+                t = self.config["conversion_training"]
                 self.folders[name] = trained_conversion_model("mlp", t["epochs"], t["lr"], t["batch_size"],
                                                               self.config["seed"], t["train_limit"] or None)
             else:
@@ -67,30 +56,42 @@ class Models:
         from snnbench.models.multimodal import ModelSpec
 
         if subject.family == "snntorch-snn":
-            steps = {} if self.config["snn_steps"] is None else {"steps": self.config["snn_steps"]}
-            return ModelSpec(subject.modality, "snn", **steps)
+            return ModelSpec(subject.modality, "snn", steps=self.config["snn_steps"])
         return ModelSpec(subject.modality, "dnn")
 
     def train_settings(self):
         from snnbench.models.multimodal import TrainSettings
 
-        t = self._training(MULTIMODAL_TRAINING[self.config["profile"]])
-        return TrainSettings(epochs=t["epochs"], train_limit=t["train_limit"], seed=self.config["seed"])
+        t = self.config["suite_training"]
+        return TrainSettings(epochs=t["epochs"], lr=t["lr"], batch_size=t["batch_size"], train_limit=t["train_limit"],
+                             seed=self.config["seed"])
 
     def prepare(self, subjects: list):
-        """Train (or fetch) every model the sweep needs; log each on the active (parent) run."""
-        for subject in subjects:
+        """Train (or fetch) every model the sweep needs; log each as an MLflow model of the
+        active (parent) run (its id in ``model_ids``, by name)."""
+        for subject in tqdm(subjects, desc="models", unit="model", dynamic_ncols=True):
             name = self.name(subject)
-            if name not in self.folders:
-                mlflow.log_artifacts(str(self.folder(subject)), f"models/{name}")
+            if name not in self.model_ids:
+                self.model_ids[name] = tracking.log_trained_model(self.folder(subject), name)
 
     def predictor(self, subject):
         folder = self.folder(subject)
         if subject.family == "ort-dnn":
             return ort_predictor(folder / "model.onnx")
         if subject.family == "nengo-snn":
-            return nengo_predictor(folder, self.config)
+            return nengo_predictor(folder, self.config, self.training_inputs(subject))
         return snntorch_predictor(folder, self.device)
+
+    def training_inputs(self, subject) -> np.ndarray:
+        """The inputs the subject's DNN was trained on (its calibration set is drawn from them):
+        the conversion MLP's MNIST training part, or the suite's training part of its modality."""
+        if subject.model == "conversion-mlp":
+            from snnbench.calibration import mnist_training_images
+
+            return mnist_training_images(self.config["seed"])
+        from snnbench.models.multimodal import training_data
+
+        return training_data(subject.modality, self.train_settings())[0].x
 
 
 def ort_predictor(onnx_path: Path):
@@ -110,23 +111,29 @@ def ort_predictor(onnx_path: Path):
     return predict
 
 
-def nengo_predictor(folder: Path, config: dict):
-    """The DNN converted to a spiking Nengo network (LIF neurons, the sweep's rate scale).
+def nengo_predictor(folder: Path, config: dict, training_inputs: np.ndarray):
+    """The DNN converted to a spiking Nengo network by the calibrated method (snnbench.calibration:
+    IF neurons, each layer's rate scale from its activations on ``training_inputs``, the DNN's own
+    training data). Pre / post noise reaches the neurons in the units of the DNN's pre-activation /
+    activation (a neuron's output averages its activation over the steps).
 
     Simulators are built once: one without noise inputs (clean runs and std 0, which adds
     nothing), and one per noise position, built on its first noisy spec (NengoRunner builds on
     its first prediction, with noise input nodes for an active spec) and then given each further
     std / seed at that position through its ``noise`` spec, whose draws it feeds at run time."""
-    from snnbench.runners import LayerParams, NengoRunner, SimConfig
+    from snnbench.calibration import Calibration, calibrate
+    from snnbench.onnx_io import load_any
+    from snnbench.runners import NengoRunner, SimConfig
 
+    model = load_any(folder)
     sim = SimConfig(steps=config["steps"], seed=config["seed"])
-    layers = LayerParams(rate_scale=config["rate_scale"])
+    layers, _ = calibrate(model, training_inputs, Calibration(seed=config["seed"]), sim.dt)
     runners = {}
 
     def predict(x: np.ndarray, spec: NoiseSpec) -> np.ndarray:
         key = spec.position if spec.active and spec.position != "input" else "none"
         if key not in runners:
-            runners[key] = NengoRunner(folder, layers, sim, spec, counters=False)
+            runners[key] = NengoRunner(model, layers, sim, spec, counters=False)
         runner = runners[key]
         runner.noise = spec
         return runner.predict(x)

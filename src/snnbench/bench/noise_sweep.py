@@ -29,13 +29,9 @@ FAMILIES = ("ort-dnn", "nengo-snn", "snntorch-snn")
 POSITIONS = ("input", "pre", "post")
 DEFAULT_STDS = (0.0, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
 
-# Settings each profile fills in when an option is 'auto'. None: each study's own setting
-# (conversion MLP: 3 epochs on all images; snntorch suite: 2 epochs on 2,000 samples quick,
-# 200 epochs on all full; SNN time steps: the suite's 4).
-PROFILES = {
-    "quick": dict(test_limit=500, train_limit=None, epochs=None, steps=20, snn_steps=None),
-    "full": dict(test_limit=0, train_limit=None, epochs=None, steps=30, snn_steps=None),
-}
+# Settings each profile fills in when an option is not given. Training: each study's own recipe
+# (snnbench.recipes), unless --epochs / --train-limit override it for every model.
+PROFILES = {"quick": dict(test_limit=500, steps=20), "full": dict(test_limit=0, steps=30)}
 
 
 @dataclass(frozen=True)
@@ -67,40 +63,47 @@ def add_arguments(parser, command):
     parser.add_argument("--modalities", type=choice_list(MODALITIES), default=list(MODALITIES),
                         help="image (the conversion study's MLP and the suite's image nets), audio, multimodal")
     parser.add_argument("--seeds", type=positive(int), default=1, help="noise repeats (noise seeds seed .. seed+N-1)")
-    parser.add_argument("--noise-mode", choices=NOISE_MODES, default="per_step",
-                        help="SNNs: per_step = a fresh draw each time step, frozen = one draw held for all steps")
+    parser.add_argument("--noise-mode", choices=NOISE_MODES, default="frozen",
+                        help="SNNs: frozen = one draw held for all steps (the DNN's single draw: like with "
+                             "like), per_step = a fresh draw each time step (averaged away over the steps)")
     parser.add_argument("--test-limit", type=auto(int), default=None,
                         help="test samples (a fixed seeded subset), 0 = all (auto: 500 quick, all full)")
     parser.add_argument("--train-limit", type=auto(int), default=None,
-                        help="training samples, 0 = all (auto: each study's own; conversion MLP all, "
-                             "snntorch suite 2000 quick / all full)")
+                        help="training samples of every model, 0 = all (auto: each study's own recipe; conversion "
+                             "MLP all, snntorch suite 2000 quick / all full)")
     parser.add_argument("--epochs", type=auto(int), default=None,
-                        help="training epochs (auto: each study's own; conversion MLP 3, suite 2 quick / 200 full)")
+                        help="training epochs of every model (auto: each study's own recipe; conversion MLP 3, "
+                             "suite 2 quick / 200 full)")
     parser.add_argument("--steps", type=auto(int), default=None,
                         help="Nengo simulation steps per sample (auto: 20 quick, 30 full)")
     parser.add_argument("--snn-steps", type=auto(int), default=None,
                         help="snntorch SNN time steps (auto: the suite's 4)")
-    parser.add_argument("--rate-scale", type=auto(float), default=None,
-                        help="converted Nengo SNN's firing-rate scale (auto: snnbench convert's default)")
 
 
 def settings(args) -> dict:
-    """The options that decide the results, profile defaults filled in (logged as parent params)."""
+    """The options that decide the results, every default resolved (logged as parent params)."""
+    from dataclasses import asdict, replace
+
+    from snnbench import recipes
+    from snnbench.device import resolve_device
+    from snnbench.models.multimodal import ModelSpec
+
     profile = PROFILES[args.profile]
     chosen = {k: getattr(args, k) if getattr(args, k) is not None else v for k, v in profile.items()}
-    require(chosen["test_limit"] >= 0 and (chosen["train_limit"] or 0) >= 0,
+    require(chosen["test_limit"] >= 0 and (args.train_limit or 0) >= 0,
             "--test-limit and --train-limit must be >= 0 (0 = all samples)")
     for name in ("epochs", "steps", "snn_steps"):
-        require(chosen[name] is None or chosen[name] >= 1, f"--{name.replace('_', '-')} must be >= 1")
-    from snnbench.bench.convert import DEFAULT_RATE_SCALE
-    rate_scale = DEFAULT_RATE_SCALE if args.rate_scale is None else args.rate_scale
-    require(rate_scale > 0, f"--rate-scale must be > 0, got {rate_scale}")
+        value = chosen.get(name, getattr(args, name))
+        require(value is None or value >= 1, f"--{name.replace('_', '-')} must be >= 1")
     require(args.stds and all(np.isfinite(s) and s >= 0 for s in args.stds),
             f"--stds must be finite numbers >= 0, got {args.stds}")
+    overrides = {k: getattr(args, k) for k in ("epochs", "train_limit") if getattr(args, k) is not None}
     return {"stds": sorted(set(args.stds)), "positions": list(dict.fromkeys(args.positions)),
             "families": list(dict.fromkeys(args.families)), "modalities": list(dict.fromkeys(args.modalities)),
-            "seeds": args.seeds, "noise_mode": args.noise_mode, "rate_scale": rate_scale, "seed": args.seed,
-            "profile": args.profile, **chosen}
+            "seeds": args.seeds, "noise_mode": args.noise_mode, "seed": args.seed, "profile": args.profile,
+            "device": str(resolve_device(args.device)), "snn_steps": args.snn_steps or ModelSpec().steps,
+            "conversion_training": asdict(replace(recipes.CONVERSION, **overrides)),
+            "suite_training": asdict(replace(recipes.SUITE[args.profile], **overrides)), **chosen}
 
 
 def subjects(config: dict) -> list:
@@ -146,29 +149,45 @@ def _finished_row(run, child: dict) -> dict:
 
 
 def run_subject(subject: Subject, predictor: Callable[[], Predict], data, config: dict, done: dict,
-                progress, device: str) -> list:
-    """Evaluate (or reuse) every child of one subject; the predictor is built only if needed."""
-    rows, clean, predict = [], None, None
-    for child in grid(subject, config):
-        key = tracking.config_key(child)
-        if key in done:
-            row = _finished_row(done[key], child)
-        else:
-            predict = predict or predictor()
-            started = time.perf_counter()
-            acc = evaluate(predict, data, child)
-            seconds = time.perf_counter() - started
-            reference = acc if child["position"] == "none" else clean
-            name = f"{subject.label} {child['position']} std={child['std']:g} seed={child['noise_seed']}"
-            with tracking.child_run(name, child, device=device, data_checksums=data.checksums) as run:
-                row = _row(child, acc, reference, seconds, run.info.run_id, False)
-                mlflow.log_metrics({k: row[k] for k in ("accuracy", "clean_accuracy", "accuracy_drop_pp",
-                                                        "eval_seconds")})
-        clean = row["clean_accuracy"]  # the clean run comes first in the grid
-        rows.append(row)
-        progress.set_postfix_str(f"{subject.label} {child['position']} {child['std']:g}: {100 * row['accuracy']:.1f}%")
-        progress.update()
-    return rows
+                progress, device: str, model_id: str | None = None) -> list:
+    """Evaluate (or reuse) every child of one subject; the predictor is built only if needed.
+    Children that another invocation of the sweep holds are left for a second pass that waits
+    for them (the clean child is waited for at once: the others are measured against it).
+    Metrics are linked to the logged model ``model_id``."""
+    children, rows, clean, predict = grid(subject, config), {}, None, None
+    for waiting in (False, True):
+        for child in children:
+            key = tracking.config_key(child)
+            if key in rows:
+                continue
+            run = None
+            if key not in done:
+                name = f"{subject.label} {child['position']} std={child['std']:g} seed={child['noise_seed']}"
+                with tracking.claimed_child(name, child, device=device, data_checksums=data.checksums,
+                                            wait=waiting or clean is None) as run:
+                    if run is not None:
+                        predict = predict or predictor()
+                        started = time.perf_counter()
+                        acc = evaluate(predict, data, child)
+                        seconds = time.perf_counter() - started
+                        reference = acc if child["position"] == "none" else clean
+                        row = _row(child, acc, reference, seconds, run.info.run_id, False)
+                        mlflow.log_metrics({k: row[k] for k in ("accuracy", "clean_accuracy", "accuracy_drop_pp",
+                                                                "eval_seconds")},
+                                           model_id=model_id, dataset=tracking.log_dataset(data, "test"))
+            if run is None:
+                finished = done.get(key) or tracking.finished_child(child)
+                if finished is None:
+                    continue  # another invocation is running it: the waiting pass comes back to it
+                row = _finished_row(finished, child)
+            rows[key] = row
+            clean = row["clean_accuracy"]  # the clean run comes first in the grid
+            progress.set_postfix_str(
+                f"{subject.label} {child['position']} {child['std']:g}: {100 * row['accuracy']:.1f}%")
+            progress.update()
+        if len(rows) < len(children):
+            progress.set_postfix_str(f"{subject.label}: waiting for another invocation of this sweep")
+    return [rows[tracking.config_key(c)] for c in children]
 
 
 def evaluation_set(modality: str, config: dict):
@@ -190,7 +209,7 @@ def sweep(config: dict, models, device: str) -> list:
             if subject.modality not in data:
                 data[subject.modality] = evaluation_set(subject.modality, config)
             rows += run_subject(subject, lambda s=subject: models.predictor(s), data[subject.modality],
-                                config, done, progress, device)
+                                config, done, progress, device, models.model_ids.get(models.name(subject)))
     return rows
 
 
