@@ -37,7 +37,7 @@ def model_folder(settings: dict) -> Path:
     from snnbench.models.conversion import trained_conversion_model
 
     return trained_conversion_model(settings["arch"], epochs=settings["epochs"], seed=settings["seed"],
-                                    train_limit=settings["train_limit"])
+                                    train_limit=settings["train_limit"] or None)
 
 
 def _ort(folder: Path, steps: int, batch_size: int, settings: dict):

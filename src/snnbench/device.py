@@ -5,8 +5,8 @@ import torch
 from snnbench.errors import SnnbenchError
 
 
-def resolve_device(name: str = "auto") -> torch.device:
-    if name == "auto":
+def resolve_device(name: str | None = "auto") -> torch.device:
+    if name in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise SnnbenchError(f"device {name!r} asked for but CUDA is not available; use --device cpu or auto")

@@ -39,7 +39,8 @@ def add_common(parser: argparse.ArgumentParser, profile: bool = True, device: bo
         parser.add_argument("--profile", choices=PROFILES, default="quick",
                             help="quick: small data and few epochs (minutes on 2 CPU cores); full: the studies' settings")
     if device:
-        parser.add_argument("--device", default="auto", help="torch device: auto (CUDA if present), cpu, cuda[:N]")
+        parser.add_argument("--device", type=auto(str), default=None,
+                            help="torch device: auto (CUDA if present, else the CPU), cpu, cuda[:N]")
 
 
 def auto(parse):

@@ -68,12 +68,15 @@ def add_arguments(parser, command):
 
 def resolve(args) -> dict:
     """The run's settings: options given, else the profile's grid."""
+    from snnbench.device import resolve_device
+
     grid = GRIDS[args.profile]
     settings = {key: getattr(args, key) if getattr(args, key, None) is not None else value
                 for key, value in grid.items()}
     threads = args.threads or len(os.sched_getaffinity(0))
     settings.update(backends=args.backends, threads=threads, arch=args.arch, epochs=args.epochs,
-                    train_limit=args.train_limit, profile=args.profile, seed=args.seed, device=args.device)
+                    train_limit=args.train_limit or 0, profile=args.profile, seed=args.seed,
+                    device=str(resolve_device(args.device)))
     for key in ("steps", "batch_sizes", "nengo_steps", "nengo_batch_sizes"):
         require(settings[key] and all(v >= 1 for v in settings[key]), f"--{key.replace('_', '-')} needs "
                 f"positive integers, got {settings[key]}")
