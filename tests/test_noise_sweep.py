@@ -94,7 +94,7 @@ def test_nengo_gets_the_ort_feeds_and_reused_simulators_match_fresh_ones(monkeyp
     """Frozen mode: the converted Nengo SNN is fed the DNN's ORT noise feeds at every step; the
     sweep's per-position simulators give what a fresh NengoRunner per noise spec gives; std 0 = clean."""
     import torch
-    from snnbench.sweep_models import nengo_predictor
+    from snnbench.sweep_models import nengo_model
     from snnbench.noise import NoiseSpec
     from snnbench.onnx_export import export_onnx
     from snnbench.onnx_noise import add_noise
@@ -107,7 +107,7 @@ def test_nengo_gets_the_ort_feeds_and_reused_simulators_match_fresh_ones(monkeyp
     export_onnx(dnn, 20, tmp_path / "model.onnx")
     x = np.random.default_rng(0).random((120, 20), dtype=np.float32)
     config = {"steps": 4, "seed": 0}
-    predict = nengo_predictor(tmp_path, config, training_inputs=x)
+    predict = nengo_model(tmp_path, config, training_inputs=x).predict
 
     spec = NoiseSpec(0.5, "post", "frozen", seed=2)
     feeds = add_noise(tmp_path / "model.onnx", "post").feeds(spec)
@@ -156,6 +156,18 @@ def test_sweep_std0_equals_clean_for_every_family(tracking_store):
     assert {m.name for m in models if m.source_run_id == parent.info.run_id} == {"conversion-mlp", "multimodal-dnn-image",
                                                                                 "multimodal-snn-image"}
     assert any(k.startswith("auc.nengo-snn.conversion-mlp.image.") for k in parent.data.metrics)
+    # one fixed-schema table; both spiking engines report activity computed the same way
+    from snnbench.harness import RESULT_COLUMNS, RESULT_TABLE
+    from snnbench.runstore import RunStore
+
+    table = RunStore([tracking_store]).latest("noise_sweep").table(RESULT_TABLE)
+    assert list(table.columns[:len(RESULT_COLUMNS)]) == list(RESULT_COLUMNS) and len(table) == len(children)
+    for engine in ("nengo-snn", "snntorch-snn"):
+        rows = table[table.engine == engine]
+        assert (rows.effective_acs_per_sample > 0).all() and (rows.membrane_updates_per_sample > 0).all()
+        assert rows.activation_sparsity.between(0, 1, inclusive="neither").all()
+    assert (table[table.engine == "ort-dnn"].effective_acs_per_sample == 0).all()
+    assert (table.accuracy_ci_low <= table.accuracy).all() and (table.accuracy <= table.accuracy_ci_high).all()
 
 
 @pytest.mark.slow

@@ -80,7 +80,7 @@ def plot_accuracy_vs_std(rows: list[dict], positions: list[str], path, title: st
     """A panel per (modality, noise position): accuracy vs std, one line per family and model,
     error bars over seeds.
 
-    ``rows``: dicts with family, model, modality, position, std, accuracy (one per seed)."""
+    ``rows``: result-table rows (engine, model, modality, noise_position, noise_std, accuracy; one per seed)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -88,7 +88,7 @@ def plot_accuracy_vs_std(rows: list[dict], positions: list[str], path, title: st
     modalities = list(dict.fromkeys(r["modality"] for r in rows))
     fig, axes = plt.subplots(len(modalities), len(positions), figsize=(4.2 * len(positions), 3.2 * len(modalities)),
                              sharey=True, squeeze=False)
-    families = list(dict.fromkeys(r["family"] for r in rows))
+    families = list(dict.fromkeys(r["engine"] for r in rows))
     models = list(dict.fromkeys(r["model"] for r in rows))
     colours = {f: plt.cm.tab10(i) for i, f in enumerate(families)}
     styles = dict(zip(models, ["-", "--", ":", "-."]))
@@ -96,12 +96,12 @@ def plot_accuracy_vs_std(rows: list[dict], positions: list[str], path, title: st
         for ax, position in zip(axes[row], positions):
             for family in families:
                 for model in models:
-                    points = [r for r in rows if (r["family"], r["model"], r["modality"], r["position"]) ==
+                    points = [r for r in rows if (r["engine"], r["model"], r["modality"], r["noise_position"]) ==
                               (family, model, modality, position)]
-                    stds = sorted({r["std"] for r in points})
+                    stds = sorted({r["noise_std"] for r in points})
                     if not stds:
                         continue
-                    values = [[r["accuracy"] for r in points if r["std"] == s] for s in stds]
+                    values = [[r["accuracy"] for r in points if r["noise_std"] == s] for s in stds]
                     ax.errorbar(stds, [100 * np.mean(v) for v in values], yerr=[100 * np.std(v) for v in values],
                                 color=colours[family], linestyle=styles[model], marker="o", markersize=3,
                                 capsize=3, label=f"{family} · {model}")

@@ -1,4 +1,4 @@
-"""The noise sweep's models and each family's ``predict(x, NoiseSpec) -> logits``.
+"""The noise sweep's models, each as a harness model of its engine (snnbench.harness).
 
 Models are the other benchmarks' own, trained on first use and cached by configuration (so a
 sweep shares them with ``snnbench convert`` / ``snnbench multimodal`` run with the same settings):
@@ -18,8 +18,6 @@ import numpy as np
 from tqdm import tqdm
 
 from snnbench import tracking
-from snnbench.noise import NoiseSpec
-from snnbench.onnx_noise import add_noise
 
 class Models:
     """Trained model folders (by name) and the predictors built from them."""
@@ -74,13 +72,16 @@ class Models:
             if name not in self.model_ids:
                 self.model_ids[name] = tracking.log_trained_model(self.folder(subject), name)
 
-    def predictor(self, subject):
+    def model(self, subject):
+        """The subject as a harness model (snnbench.harness) of its engine."""
+        from snnbench.harness import OrtModel
+
         folder = self.folder(subject)
         if subject.family == "ort-dnn":
-            return ort_predictor(folder / "model.onnx")
+            return OrtModel(folder / "model.onnx")
         if subject.family == "nengo-snn":
-            return nengo_predictor(folder, self.config, self.training_inputs(subject))
-        return snntorch_predictor(folder, self.device)
+            return nengo_model(folder, self.config, self.training_inputs(subject))
+        return snntorch_model(folder, self.device, self.config["seed"])
 
     def training_inputs(self, subject) -> np.ndarray:
         """The inputs the subject's DNN was trained on (its calibration set is drawn from them):
@@ -94,57 +95,25 @@ class Models:
         return training_data(subject.modality, self.train_settings())[0].x
 
 
-def ort_predictor(onnx_path: Path):
-    """ONNX Runtime: the original graph when clean, a copy with noise inputs otherwise."""
-    from snnbench.runners import OrtRunner
-
-    clean = OrtRunner(onnx_path)
-    graphs = {}
-
-    def predict(x: np.ndarray, spec: NoiseSpec) -> np.ndarray:
-        if spec.position == "none":
-            return clean.predict(x)
-        if spec.position not in graphs:
-            graphs[spec.position] = add_noise(onnx_path, spec.position)
-        graph = graphs[spec.position]
-        return OrtRunner(graph.serialized(), feeds=graph.feeds(spec)).predict(x)
-    return predict
-
-
-def nengo_predictor(folder: Path, config: dict, training_inputs: np.ndarray):
+def nengo_model(folder: Path, config: dict, training_inputs: np.ndarray):
     """The DNN converted to a spiking Nengo network by the calibrated method (snnbench.calibration:
     IF neurons, each layer's rate scale from its activations on ``training_inputs``, the DNN's own
-    training data). Pre / post noise reaches the neurons in the units of the DNN's pre-activation /
-    activation (a neuron's output averages its activation over the steps).
-
-    Simulators are built once: one without noise inputs (clean runs and std 0, which adds
-    nothing), and one per noise position, built on its first noisy spec (NengoRunner builds on
-    its first prediction, with noise input nodes for an active spec) and then given each further
-    std / seed at that position through its ``noise`` spec, whose draws it feeds at run time."""
+    training data), as a harness model. Pre / post noise reaches the neurons in the units of the
+    DNN's pre-activation / activation (a neuron's output averages its activation over the steps).
+    Its simulators are built once per noise position and given each further std / seed at run time."""
     from snnbench.calibration import Calibration, calibrate
+    from snnbench.harness import NengoModel
     from snnbench.onnx_io import load_any
-    from snnbench.runners import NengoRunner, SimConfig
+    from snnbench.runners import SimConfig
 
     model = load_any(folder)
     sim = SimConfig(steps=config["steps"], seed=config["seed"])
     layers, _ = calibrate(model, training_inputs, Calibration(seed=config["seed"]), sim.dt)
-    runners = {}
-
-    def predict(x: np.ndarray, spec: NoiseSpec) -> np.ndarray:
-        key = spec.position if spec.active and spec.position != "input" else "none"
-        if key not in runners:
-            runners[key] = NengoRunner(model, layers, sim, spec, counters=False)
-        runner = runners[key]
-        runner.noise = spec
-        return runner.predict(x)
-    return predict
+    return NengoModel(model, layers, sim)
 
 
-def snntorch_predictor(folder: Path, device):
-    from snnbench.models.multimodal import load_trained_multimodal, predict as predict_multimodal
+def snntorch_model(folder: Path, device, seed: int):
+    from snnbench.harness import SnntorchModel
+    from snnbench.models.multimodal import load_trained_multimodal
 
-    model, _, _ = load_trained_multimodal(folder)
-
-    def predict(x: np.ndarray, spec: NoiseSpec) -> np.ndarray:
-        return predict_multimodal(model, x, spec, batch_size=500, device=device)
-    return predict
+    return SnntorchModel(load_trained_multimodal(folder)[0], device, seed=seed)

@@ -18,11 +18,11 @@ import mlflow
 import numpy as np
 from tqdm import tqdm
 
-from snnbench import robustness, tracking
+from snnbench import harness, robustness, tracking
 from snnbench.bench.common import add_common, auto, choice_list, float_list, positive, require
 from snnbench.data import MODALITIES
 from snnbench.noise import NOISE_MODES, NoiseSpec
-from snnbench.training import accuracy
+from snnbench.metrics import COLUMNS
 
 BENCHMARK = "noise_sweep"
 FAMILIES = ("ort-dnn", "nengo-snn", "snntorch-snn")
@@ -44,10 +44,6 @@ class Subject:
     @property
     def label(self) -> str:
         return f"{self.family}/{self.model}/{self.modality}"
-
-
-# Predict = (x, NoiseSpec) -> logits; the spec's std may be 0 or its position "none" (clean).
-Predict = Callable[[np.ndarray, NoiseSpec], np.ndarray]
 
 
 # --------------------------------------------------------------------------- command line
@@ -131,30 +127,40 @@ def grid(subject: Subject, config: dict) -> list:
 
 # --------------------------------------------------------------------------- running the grid
 
-def evaluate(predict: Predict, data, child: dict) -> float:
-    """Accuracy of one child configuration (the hook tests patch to interrupt a sweep)."""
+def result_keys(child: dict, config: dict) -> dict:
+    """The result-table key columns (snnbench.harness.KEY_COLUMNS) of one child configuration."""
+    steps = {"ort-dnn": 1, "nengo-snn": config["steps"], "snntorch-snn": config["snn_steps"]}[child["family"]]
+    return {"benchmark": BENCHMARK, "engine": child["family"], "model": child["model"], "modality": child["modality"],
+            "method": "calibrated" if child["family"] == "nengo-snn" else "", "steps": steps,
+            "noise_position": child["position"], "noise_std": child["std"], "noise_mode": child["noise_mode"],
+            "noise_seed": child["noise_seed"], "seed": config["seed"]}
+
+
+def evaluate(model, data, child: dict) -> dict:
+    """Every metric of one child configuration (the hook tests patch to interrupt a sweep)."""
     spec = NoiseSpec(child["std"], child["position"], child["noise_mode"], child["noise_seed"])
-    return accuracy(predict(data.x, spec), data.y)
+    return harness.evaluate(model, data.x, data.y, spec)
 
 
-def _row(child: dict, acc: float, clean: float, seconds: float, run_id: str, reused: bool) -> dict:
-    return {**child, "accuracy": acc, "clean_accuracy": clean, "accuracy_drop_pp": 100 * (clean - acc),
-            "eval_seconds": seconds, "reused": reused, "run_id": run_id}
+def _row(child: dict, config: dict, measured: dict, clean: float, seconds: float, run_id: str, reused: bool) -> dict:
+    values = {k: measured.get(k, float("nan")) for k in COLUMNS}
+    return {**result_keys(child, config), **values, "clean_accuracy": clean,
+            "accuracy_drop_pp": 100 * (clean - values["accuracy"]), "eval_seconds": seconds, "reused": reused,
+            "run_id": run_id}
 
 
-def _finished_row(run, child: dict) -> dict:
+def _finished_row(run, child: dict, config: dict) -> dict:
     m = run.data.metrics
-    return _row(child, m["accuracy"], m["clean_accuracy"], m.get("eval_seconds", float("nan")),
-                run.info.run_id, True)
+    return _row(child, config, m, m["clean_accuracy"], m.get("eval_seconds", float("nan")), run.info.run_id, True)
 
 
-def run_subject(subject: Subject, predictor: Callable[[], Predict], data, config: dict, done: dict,
+def run_subject(subject: Subject, build_model: Callable[[], harness.Model], data, config: dict, done: dict,
                 progress, device: str, model_id: str | None = None) -> list:
-    """Evaluate (or reuse) every child of one subject; the predictor is built only if needed.
+    """Evaluate (or reuse) every child of one subject; its model is built only if needed.
     Children that another invocation of the sweep holds are left for a second pass that waits
     for them (the clean child is waited for at once: the others are measured against it).
     Metrics are linked to the logged model ``model_id``."""
-    children, rows, clean, predict = grid(subject, config), {}, None, None
+    children, rows, clean, model = grid(subject, config), {}, None, None
     for waiting in (False, True):
         for child in children:
             key = tracking.config_key(child)
@@ -166,20 +172,20 @@ def run_subject(subject: Subject, predictor: Callable[[], Predict], data, config
                 with tracking.claimed_child(name, child, device=device, data_checksums=data.checksums,
                                             wait=waiting or clean is None) as run:
                     if run is not None:
-                        predict = predict or predictor()
+                        model = model or build_model()
                         started = time.perf_counter()
-                        acc = evaluate(predict, data, child)
+                        measured = evaluate(model, data, child)
                         seconds = time.perf_counter() - started
-                        reference = acc if child["position"] == "none" else clean
-                        row = _row(child, acc, reference, seconds, run.info.run_id, False)
-                        mlflow.log_metrics({k: row[k] for k in ("accuracy", "clean_accuracy", "accuracy_drop_pp",
-                                                                "eval_seconds")},
+                        reference = measured["accuracy"] if child["position"] == "none" else clean
+                        row = _row(child, config, measured, reference, seconds, run.info.run_id, False)
+                        logged = [*COLUMNS, "clean_accuracy", "accuracy_drop_pp", "eval_seconds"]
+                        mlflow.log_metrics({k: row[k] for k in logged if np.isfinite(row[k])},
                                            model_id=model_id, dataset=tracking.log_dataset(data, "test"))
             if run is None:
                 finished = done.get(key) or tracking.finished_child(child)
                 if finished is None:
                     continue  # another invocation is running it: the waiting pass comes back to it
-                row = _finished_row(finished, child)
+                row = _finished_row(finished, child, config)
             rows[key] = row
             clean = row["clean_accuracy"]  # the clean run comes first in the grid
             progress.set_postfix_str(
@@ -208,7 +214,7 @@ def sweep(config: dict, models, device: str) -> list:
         for subject in plan:
             if subject.modality not in data:
                 data[subject.modality] = evaluation_set(subject.modality, config)
-            rows += run_subject(subject, lambda s=subject: models.predictor(s), data[subject.modality],
+            rows += run_subject(subject, lambda s=subject: models.model(s), data[subject.modality],
                                 config, done, progress, device, models.model_ids.get(models.name(subject)))
     return rows
 
@@ -218,12 +224,12 @@ def sweep(config: dict, models, device: str) -> list:
 def summaries(rows: list) -> dict:
     """Robustness metrics per (family, model, modality, position), over the seed-averaged curve."""
     out = {}
-    curves = sorted({(r["family"], r["model"], r["modality"], r["position"]) for r in rows if r["position"] != "none"})
+    curves = sorted({(r["engine"], r["model"], r["modality"], r["noise_position"]) for r in rows if r["noise_position"] != "none"})
     for family, model, modality, position in curves:
-        points = [r for r in rows if (r["family"], r["model"], r["modality"], r["position"]) ==
+        points = [r for r in rows if (r["engine"], r["model"], r["modality"], r["noise_position"]) ==
                   (family, model, modality, position)]
-        stds = sorted({r["std"] for r in points})
-        means = [np.mean([r["accuracy"] for r in points if r["std"] == s]) for s in stds]
+        stds = sorted({r["noise_std"] for r in points})
+        means = [np.mean([r["accuracy"] for r in points if r["noise_std"] == s]) for s in stds]
         curve = robustness.Curve.from_points(stds, means, points[0]["clean_accuracy"])
         out[f"{family}.{model}.{modality}.{position}"] = robustness.summarise(curve)
     return out
@@ -231,16 +237,16 @@ def summaries(rows: list) -> dict:
 
 def markdown_table(rows: list) -> str:
     """Mean accuracy (%) over seeds: one line per (family, model, modality, position), a column per std."""
-    stds = sorted({r["std"] for r in rows if r["position"] != "none"})
-    lines = ["| family | model | modality | position | clean | " + " | ".join(f"std {s:g}" for s in stds) + " |",
+    stds = sorted({r["noise_std"] for r in rows if r["noise_position"] != "none"})
+    lines = ["| engine | model | modality | position | clean | " + " | ".join(f"std {s:g}" for s in stds) + " |",
              "|" + "---|" * (5 + len(stds))]
-    keys = list(dict.fromkeys((r["family"], r["model"], r["modality"], r["position"]) for r in rows
-                              if r["position"] != "none"))
+    keys = list(dict.fromkeys((r["engine"], r["model"], r["modality"], r["noise_position"]) for r in rows
+                              if r["noise_position"] != "none"))
     for key in keys:
-        points = [r for r in rows if (r["family"], r["model"], r["modality"], r["position"]) == key]
+        points = [r for r in rows if (r["engine"], r["model"], r["modality"], r["noise_position"]) == key]
         cells = []
         for s in stds:
-            values = [100 * r["accuracy"] for r in points if r["std"] == s]
+            values = [100 * r["accuracy"] for r in points if r["noise_std"] == s]
             cells.append(f"{np.mean(values):.1f}" + (f" ± {np.std(values):.1f}" if len(values) > 1 else "")
                          if values else "")
         lines.append(f"| {' | '.join(key)} | {100 * points[0]['clean_accuracy']:.1f} | " + " | ".join(cells) + " |")
@@ -249,16 +255,14 @@ def markdown_table(rows: list) -> str:
 
 def log_results(rows: list, config: dict, out: Path):
     """Table (CSV + MLflow table), plot and robustness summary (metrics + JSON) on the parent run."""
-    import pandas as pd
-
     out.mkdir(parents=True, exist_ok=True)
-    table = pd.DataFrame(rows)
+    table = harness.result_table(rows)
     table.to_csv(out / "noise_sweep.csv", index=False)
     mlflow.log_artifact(str(out / "noise_sweep.csv"))
-    mlflow.log_table(table, "noise_sweep_table.json")
+    harness.log_result_table(rows)
     (out / "noise_sweep.md").write_text(markdown_table(rows) + "\n")
     mlflow.log_artifact(str(out / "noise_sweep.md"))
-    robustness.plot_accuracy_vs_std([r for r in rows if r["position"] != "none"], config["positions"],
+    robustness.plot_accuracy_vs_std([r for r in rows if r["noise_position"] != "none"], config["positions"],
                                     out / "accuracy_vs_std.png",
                                     title=f"noise_sweep ({config['profile']}, {config['noise_mode']} SNN noise)")
     mlflow.log_artifact(str(out / "accuracy_vs_std.png"))
