@@ -196,6 +196,12 @@ class NengoModel(Model):
             runner.close()
         self._runners.clear()
 
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
 
 # --------------------------------------------------------------------------- PyTorch (the suite's nets)
 

@@ -62,40 +62,42 @@ class ConversionObjective:
         val = validation_set(task)
         self.x, self.y, self.checksums = val.x, val.y, val.checksums
 
-    def runner(self, layers: list[dict]):
-        from snnbench.runners import LayerParams, NengoRunner, SimConfig
-        # Activity counters stay on even when unused, so that the network is the one convert runs.
-        return NengoRunner(self.converted, [LayerParams(**layer) for layer in layers],
-                           SimConfig(**self.task.sim_dict(), seed=self.task.seed))
+    def snn(self, layers: list[dict]):
+        """The converted SNN with a trial's setting, as the harness runs it (counters on, so that the
+        network is the one convert runs)."""
+        from snnbench.harness import NengoModel
+        from snnbench.runners import LayerParams, SimConfig
+        return NengoModel(self.converted, [LayerParams(**layer) for layer in layers],
+                          SimConfig(**self.task.sim_dict(), seed=self.task.seed))
 
     def snn_logits(self, layers: list[dict], x):
-        with self.runner(layers) as runner:
-            return runner.predict(x)
+        with self.snn(layers) as model:
+            return model.predict(x)
 
     def dnn_logits(self, x):
-        from snnbench.runners import OrtRunner
-        return OrtRunner(self.folder / "model.onnx").predict(x)
+        from snnbench.harness import OrtModel
+        return OrtModel(self.folder / "model.onnx").predict(x)
 
     def __call__(self, trial: optuna.Trial):
         params = self.task.space.suggest(trial, self.n_hidden, self.task.neuron)
-        with self.runner(layers_from_params(params, self.base)) as runner:
-            return self._score(trial, runner)
+        with self.snn(layers_from_params(params, self.base)) as model:
+            return self._score(trial, model)
 
-    def _score(self, trial: optuna.Trial, runner):
+    def _score(self, trial: optuna.Trial, model):
         correct, start, activity = 0, 0, 0.0
         for end in chunk_ends(len(self.y), self.task.val_steps):
-            logits = runner.predict(self.x[start:end], start=start)
+            logits = model.predict(self.x[start:end], start=start)
             correct += int((logits.argmax(axis=1) == self.y[start:end]).sum())
             accuracy = correct / end
             if self.task.multi_objective:
-                activity += runner.last_stats[SECOND_STATS[self.task.second_objective]] * (end - start)
+                activity += SECOND_STATS[self.task.second_objective](model.last_activity)
             else:
                 trial.report(accuracy, end)
                 if trial.should_prune():
                     raise optuna.TrialPruned(f"validation accuracy {accuracy:.4f} after {end} images")
             start = end
         if self.task.multi_objective:
-            return accuracy, activity / len(self.y)
+            return accuracy, activity / len(self.y)  # per validation image
         return accuracy
 
 

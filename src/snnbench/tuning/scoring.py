@@ -16,18 +16,17 @@ def score_on_test_set(objective, document: dict, test=None) -> dict:
     """Test accuracy of the DNN (ONNX Runtime) and of the SNN with the calibrated setting
     (``objective.base``) and with the study's best one (``document``); ``test`` defaults to the
     MNIST test set. Metric names carry the labels: ``snn_test_accuracy_calibrated`` / ``_tuned``."""
-    from snnbench.metrics import wilson_interval
+    from snnbench.metrics import Accuracy
 
     test = mnist_test_set() if test is None else test
     y = np.asarray(test.y)
-    dnn = float((objective.dnn_logits(test.x).argmax(axis=1) == y).mean())
-    scores = {"test_images": len(y), "dnn_test_accuracy": dnn}
+    dnn = Accuracy()(None, objective.dnn_logits(test.x), y, None)
+    scores = {"test_images": len(y), "dnn_test_accuracy": dnn["accuracy"]}
     settings = {"calibrated": objective.base, "tuned": document["layers"]}
     for label in LABELS:
-        correct = int((objective.snn_logits(settings[label], test.x).argmax(axis=1) == y).sum())
-        low, high = wilson_interval(correct, len(y))
-        scores[f"snn_test_accuracy_{label}"] = correct / len(y)
-        scores[f"snn_test_accuracy_{label}_ci_low"] = low
-        scores[f"snn_test_accuracy_{label}_ci_high"] = high
-        scores[f"conversion_loss_{label}_points"] = 100.0 * (dnn - correct / len(y))
+        snn = Accuracy()(None, objective.snn_logits(settings[label], test.x), y, None)
+        scores[f"snn_test_accuracy_{label}"] = snn["accuracy"]
+        scores[f"snn_test_accuracy_{label}_ci_low"] = snn["accuracy_ci_low"]
+        scores[f"snn_test_accuracy_{label}_ci_high"] = snn["accuracy_ci_high"]
+        scores[f"conversion_loss_{label}_points"] = 100.0 * (dnn["accuracy"] - snn["accuracy"])
     return scores
