@@ -2,6 +2,7 @@
 PyTorch flavour; loaded back from the store, each predicts what the cached model predicts, and
 metrics logged with its id are linked to it."""
 
+import sys
 from pathlib import Path
 
 import mlflow
@@ -16,8 +17,9 @@ from snnbench.models.multimodal import (ModelSpec, TrainSettings, load_trained_m
 from snnbench.runners import OrtRunner
 
 
-def test_trained_models_round_trip_through_the_store(tracking_store):
+def test_trained_models_round_trip_through_the_store(tracking_store, monkeypatch):
     require_data()
+    monkeypatch.setattr(sys, "path", list(sys.path))  # loading a model puts its code folder on the path
     settings = TrainSettings(epochs=1, train_limit=100)
     folders = {family: trained_multimodal_model(ModelSpec("image", family, size="S/3"), settings)
                for family in ("dnn", "snn")}

@@ -2,6 +2,7 @@
 exactly the study's total of finished trials."""
 
 import multiprocessing
+from dataclasses import replace
 from typing import Callable
 
 import optuna
@@ -58,6 +59,10 @@ def run_workers(task: ConversionTask, options: StudyOptions, objective_factory: 
     if options.workers == 1:
         work(task, options, objective_factory, parent_run_id, objective=objective)
         return
+    # A new study's first trial is the enqueued calibrated setting: run it here, before the workers
+    # start, so that no two workers pop it at once (SQLite cannot lock the row they both read).
+    first = replace(options, n_trials=min(options.n_trials, 1))
+    work(task, first, objective_factory, parent_run_id, objective=objective)
     context = multiprocessing.get_context("spawn")
     processes = [context.Process(target=work, args=(task, options, objective_factory, parent_run_id, w),
                                  name=f"tune-worker-{w}") for w in range(options.workers)]
