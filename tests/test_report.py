@@ -11,12 +11,13 @@ import pytest
 from conftest import require_data
 from snnbench.cli import build_parser, main
 from snnbench.commands import command_line
-from snnbench.reporting import pct
+from snnbench.harness import RESULT_TABLE
+from snnbench.reporting import pct, with_interval
 from snnbench.runstore import RunStore
 from snnbench.tracking import tracking_uri
 
 CONVERT = ["convert", "--epochs", "1", "--train-limit", "300", "--test-limit", "40", "--steps", "5",
-           "--steps-list", "2,5", "--minibatch", "20", "--rate-scale", "1"]
+           "--steps-list", "2,5", "--minibatch", "20", "--calibration-samples", "200"]
 THROUGHPUT = ["throughput", "--epochs", "1", "--train-limit", "300", "--backends", "ort,snntorch", "--steps", "2",
               "--batch-sizes", "1,4", "--warmup", "0", "--repeats", "2", "--threads", "1"]
 
@@ -65,47 +66,61 @@ def test_command_line_round_trips_through_the_parser():
 @pytest.mark.slow
 def test_report_from_real_runs_in_two_stores(tracking_store, tmp_path, monkeypatch):
     require_data()
-    assert main(CONVERT) == 0
-    other = f"sqlite:///{tmp_path / 'other.db'}"
+    assert main([*CONVERT, "--method", "reference"]) == 0
+    assert main(CONVERT) == 0  # calibrated, the default
+    other = f"sqlite:///{tmp_path / 'gpu' / 'other.db'}"
+    (tmp_path / "gpu").mkdir()
     monkeypatch.setenv("MLFLOW_TRACKING_URI", other)
     assert main(THROUGHPUT) == 0
 
     assert main(["report", "--name", "tiny", "--tracking-uri", f"{tracking_store},{other}"]) == 0
     text = (tmp_path / "reports" / "tiny.md").read_text()
-    convert = RunStore([tracking_store]).latest("convert")
+    store = RunStore([tracking_store])
     throughput = RunStore([other]).latest("throughput")
 
-    # conversion table: the run's own metrics, next to the reference study's figures
-    row = next(line for line in text.splitlines() if line.startswith("| untuned"))
-    cells = [c.strip() for c in row.strip("|").split("|")]
-    assert cells[1] == "rate_scale=1.0, gain=1.0, bias_scale=1.0, neuron=lif"
-    assert cells[2:7] == ["5", "40", pct(convert.metrics["dnn_accuracy"]), pct(convert.metrics["snn_accuracy"]),
-                          f"{convert.metrics['conversion_loss_pp']:.2f}"]
-    assert "| reference study | – | – | – | 91.32% | 87.67% | 3.65 | – |" in text
-    assert convert.id in text and throughput.id in text
+    # conversion table: each method's rows are its run's result table, with 95% intervals
+    for method in ("reference", "calibrated"):
+        run = store.latest("convert", where=lambda r, m=method: r.params["method"] == m)
+        table = run.table(RESULT_TABLE)
+        dnn = table[table.engine == "ort-dnn"].iloc[0]
+        for steps in (2, 5):
+            snn = table[(table.engine == "nengo-snn") & (table.steps == steps)].iloc[0]
+            row = next(line for line in text.splitlines() if line.startswith(f"| {method} | {steps} |"))
+            cells = [c.strip() for c in row.strip("|").split("|")]
+            assert cells[2] == with_interval(snn.to_dict()) and cells[3] == with_interval(dnn.to_dict())
+            assert cells[4] == f"{100 * (dnn.accuracy - snn.accuracy):.2f}" and cells[-1] == f"`{run.id[:8]}`"
+            assert f"[{100 * snn.accuracy_ci_low:.2f}, {100 * snn.accuracy_ci_high:.2f}]" in cells[2]
+        assert run.id in text
+    assert "| reference study | – | 87.67% | 91.32% | 3.65 |" in text
+    assert "_No `tuned` conversion yet: run `snnbench convert --method tuned`._" in text
 
-    # throughput table: one line per timed point, with its median rate
+    # throughput table: one line per timed point, with its median rate and the accuracy of what was timed
     table = throughput.table("throughput.json")
     lines = [line for line in text.splitlines() if line.startswith(("| ort ", "| snntorch "))]
     assert len(lines) == len(table) == 4
     snn = table[(table.backend == "snntorch") & (table.batch_size == 4)].iloc[0]
-    assert f"| snntorch | 2 | 4 | {snn.samples_per_s_median:,.0f} |" in text or \
-        f"| snntorch | 2 | 4 | {snn.samples_per_s_median:.3g} |" in text
+    line = next(line for line in lines if line.startswith("| snntorch | 2 | 4 |"))
+    assert line.endswith(f"| {pct(snn.accuracy)} |")
 
     # sections without runs say what to run; figures sit beside the markdown
     assert "_No runs yet: run `snnbench noise_sweep`._" in text
     figures = tmp_path / "reports" / "tiny"
-    for name in ("conversion_accuracy.png", "conversion_accuracy_vs_steps.png", "throughput.png"):
+    for name in ("conversion_accuracy_vs_steps.png", "throughput.png"):
         assert (figures / name).stat().st_size > 1000 and f"(tiny/{name})" in text
 
-    # header: each run's command, with its store, re-creates the run's options
+    # header: stores by relative path (no machine path), each run's command re-creates its options
+    assert str(tmp_path) not in text
     header = text.split("```sh\n")[1].split("```")[0].splitlines()
-    assert header[0] == f"MLFLOW_TRACKING_URI={tracking_store} snnbench convert --seed 0 --profile quick " \
-        "--epochs 1 --train-limit 300 --rate-scale 1.0 --steps 5 --steps-list 2,5 --minibatch 20 --test-limit 40"
-    assert header[1].startswith(f"MLFLOW_TRACKING_URI={other} snnbench throughput ")
-    assert "--backends ort,snntorch" in header[1] and "--batch-sizes 1,4" in header[1]
-    assert header[-1] == f"snnbench report --name tiny --tracking-uri {tracking_store} --tracking-uri {other}"
-    assert Path(tmp_path / "reports").is_dir()
+    assert header[0].startswith("MLFLOW_TRACKING_URI=sqlite:///mlflow.db snnbench convert --seed 0 --profile quick "
+                                "--epochs 1 --train-limit 300 --method reference")
+    assert header[2].startswith("MLFLOW_TRACKING_URI=sqlite:///gpu/other.db snnbench throughput ")
+    assert "--backends ort,snntorch" in header[2] and "--batch-sizes 1,4" in header[2]
+    assert header[-1] == "snnbench report --name tiny --tracking-uri sqlite:///mlflow.db,sqlite:///gpu/other.db"
+    # the runs come from this checkout: clean, or named as not
+    commits = {r.tags["snnbench.git_commit"] for r in (*store.finished("convert"), throughput)}
+    clean = all(not c.endswith("+dirty") and c != "unknown" for c in commits)
+    assert ("Every run comes from a clean commit." in text) == clean
+    assert ("Runs not made from a clean commit:" in text) == (not clean)
 
 
 def test_run_choice_prefers_the_newest_full_profile_run(tracking_store):
