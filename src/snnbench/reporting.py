@@ -219,6 +219,40 @@ def conversion_section(ctx: Context) -> list:
     lines += [f"![Converted SNN accuracy vs time steps]({link})", "",
               "Activity columns are measured at each run's `--steps` (blank at the other step counts of its curve).",
               ""]
+    return lines + [scale_line(runs), ""] + other_networks(ctx)
+
+
+OTHER_ARCHS = ("cnn", "resnet")  # snnbench convert --arch: the conversion of convolutional graphs
+
+
+def other_networks(ctx: Context) -> list:
+    """The calibrated conversion of the project's CNNs, by time steps, with the rate-mode error."""
+    rows, runs = [], []
+    for arch in OTHER_ARCHS:
+        run = ctx.store.latest("convert", where=lambda r, a=arch: r.params.get("arch") == a
+                               and r.params.get("method") == "calibrated" and not r.params.get("onnx_model"))
+        if run is None:
+            continue
+        records, problem = results(ctx, run)
+        if problem:
+            rows.append([arch] + ["–"] * 6)
+            continue
+        ctx.use(run)
+        runs.append(run)
+        dnn = next(r for r in records if r["engine"] == "ort-dnn")
+        for r in sorted((r for r in records if r["engine"] == "nengo-snn"), key=lambda r: r["steps"]):
+            rows.append([arch, r["steps"], with_interval(r), with_interval(dnn),
+                         f"{100 * (dnn['accuracy'] - r['accuracy']):.2f}",
+                         number(run.metrics.get("rate_equivalence_max_abs_err")), f"`{run.id[:8]}`"])
+    if not rows:
+        return []
+    lines = ["### Convolutional networks, calibrated", "",
+             "`cnn`: conv-avgpool-conv-avgpool-dense on flat input; `resnet`: an image-shaped (N,1,28,28) export with "
+             "MaxPool (the exact route: a tree of pairwise maxes as extra spiking layers), a residual Add and a Concat. "
+             "Rate-mode error: max |logit difference| between the non-spiking (ReLU-rate) Nengo network and ONNX "
+             "Runtime.", ""]
+    lines += markdown_table(["network", "steps", "SNN accuracy [95% CI]", "DNN accuracy [95% CI]", "loss (pp)",
+                             "rate-mode error", "run"], rows) + [""]
     return lines + [scale_line(runs), ""]
 
 
