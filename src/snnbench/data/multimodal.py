@@ -3,6 +3,22 @@
 Each MNIST image is paired with a spoken recording of the same digit from the same FSDD split.
 Recordings of each digit are shuffled (seeded) and repeated in turn until every image of that
 digit has one, so the fused sets keep MNIST's 60,000 / 10,000 sizes.
+
+A split's data are kept as :class:`Tables` (one row per image, one per recording) and a set of
+samples as :class:`Rows` (each sample's image row and / or recording row, and its label), so a
+fused sample is an (image, recording) pair and a training run can keep the tables on its device
+and gather batches from them. :func:`validation_rows` holds out the validation samples:
+
+* ``recordings`` (default): the validation samples' recordings are none of the training
+  samples' recordings (a seeded 500 of the 2,700 training recordings are held out, the fused
+  validation images are paired only with them);
+* ``speakers``: the held-out recordings are every recording of seeded speakers (1 of 6);
+* ``study``: the reference study's protocol, a seeded 20% of the fused samples, whose recordings
+  also occur in the training part (each of the 2,700 about 22 times): its validation accuracy
+  measures memorised audio.
+
+Images are split the same way in every protocol (a seeded 20%); the audio-only set holds out
+recordings in ``study`` and ``recordings`` alike (500 of 2,700, the study's figure).
 """
 
 from dataclasses import dataclass
@@ -11,9 +27,11 @@ import numpy as np
 
 from snnbench.data.fsdd import SpectrogramConfig, load_fsdd
 from snnbench.data.mnist import load_mnist
+from snnbench.data.splits import validation_split
 from snnbench.errors import SnnbenchError
 
 MODALITIES = ("image", "audio", "multimodal")
+VALIDATIONS = ("recordings", "speakers", "study")
 
 
 @dataclass(frozen=True)
@@ -27,6 +45,52 @@ class FeatureSet:
 
     def __len__(self):
         return len(self.y)
+
+
+@dataclass(frozen=True)
+class Rows:
+    """Samples as rows of a split's :class:`Tables`: image row and / or recording row, label."""
+    image: np.ndarray | None      # int64 (N,), or None when the modality has no image
+    recording: np.ndarray | None  # int64 (N,), or None when the modality has no audio
+    y: np.ndarray                 # int64 (N,)
+
+    def subset(self, index) -> "Rows":
+        pick = (lambda a: None if a is None else a[index])
+        return Rows(pick(self.image), pick(self.recording), self.y[index])
+
+    def __len__(self):
+        return len(self.y)
+
+
+@dataclass(frozen=True)
+class Tables:
+    """One split's feature rows: images (N, 784) and / or recordings (M, freq x frames)."""
+    modality: str
+    images: np.ndarray | None
+    image_labels: np.ndarray | None
+    recordings: np.ndarray | None
+    recording_labels: np.ndarray | None
+    speakers: tuple | None  # speaker of each recording
+    checksums: dict
+
+    def all_rows(self, pair_seed: int = 0) -> Rows:
+        """Every sample of the split: each image (paired with a recording when fused), or each recording."""
+        if self.modality == "audio":
+            return Rows(None, np.arange(len(self.recording_labels)), self.recording_labels)
+        images = np.arange(len(self.image_labels))
+        recordings = (pair_by_label(self.image_labels, self.recording_labels, pair_seed)
+                      if self.modality == "multimodal" else None)
+        return Rows(images, recordings, self.image_labels)
+
+    def features(self, rows: Rows) -> FeatureSet:
+        """The samples' flat features: image pixels, then spectrogram (fused)."""
+        parts = []
+        if rows.image is not None:
+            parts.append(self.images[rows.image])
+        if rows.recording is not None:
+            parts.append(self.recordings[rows.recording])
+        x = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
+        return FeatureSet(x, rows.y, self.checksums)
 
 
 def pair_by_label(image_labels: np.ndarray, audio_labels: np.ndarray, seed: int) -> np.ndarray:
@@ -43,29 +107,82 @@ def pair_by_label(image_labels: np.ndarray, audio_labels: np.ndarray, seed: int)
     return pairs
 
 
-def load_features(modality: str, split: str, pair_seed: int = 0,
-                  spectrogram: SpectrogramConfig = SpectrogramConfig()) -> FeatureSet:
-    """Flat features of ``modality`` ('image', 'audio' or 'multimodal') for ``split``."""
+def load_tables(modality: str, split: str, spectrogram: SpectrogramConfig = SpectrogramConfig()) -> Tables:
+    """The feature rows ``modality`` ('image', 'audio' or 'multimodal') draws on in ``split``."""
     if modality not in MODALITIES:
         raise SnnbenchError(f"unknown modality {modality!r}; use one of {', '.join(MODALITIES)}")
     checksums = {}
+    images = image_labels = recordings = recording_labels = speakers = None
     if modality in ("image", "multimodal"):
-        images = load_mnist(split)
-        x_image = images.images.reshape(len(images.labels), -1).astype(np.float32) / 255.0
-        checksums.update({f"mnist/{k}": v for k, v in images.checksums.items()})
+        mnist = load_mnist(split)
+        images = mnist.images.reshape(len(mnist.labels), -1).astype(np.float32) / 255.0
+        image_labels = mnist.labels
+        checksums.update({f"mnist/{k}": v for k, v in mnist.checksums.items()})
     if modality in ("audio", "multimodal"):
         audio = load_fsdd(split, spectrogram)
-        x_audio = audio.features.reshape(len(audio.labels), -1)
+        recordings = audio.features.reshape(len(audio.labels), -1)
+        recording_labels, speakers = audio.labels, audio.speakers
         checksums["fsdd/recordings"] = audio.checksum
-    if modality == "image":
-        return FeatureSet(x_image, images.labels, checksums)
-    if modality == "audio":
-        return FeatureSet(x_audio, audio.labels, checksums)
-    pairs = pair_by_label(images.labels, audio.labels, pair_seed)
-    fused = np.concatenate([x_image, x_audio[pairs]], axis=1)
-    return FeatureSet(fused, images.labels, checksums)
+    return Tables(modality, images, image_labels, recordings, recording_labels, speakers, checksums)
+
+
+def load_features(modality: str, split: str, pair_seed: int = 0,
+                  spectrogram: SpectrogramConfig = SpectrogramConfig()) -> FeatureSet:
+    """Flat features of ``modality`` ('image', 'audio' or 'multimodal') for ``split``."""
+    tables = load_tables(modality, split, spectrogram)
+    return tables.features(tables.all_rows(pair_seed))
 
 
 def feature_size(modality: str, spectrogram: SpectrogramConfig = SpectrogramConfig()) -> int:
     audio = int(np.prod(spectrogram.shape))
     return {"image": 784, "audio": audio, "multimodal": 784 + audio}[modality]
+
+
+def held_out_recordings(tables: Tables, validation: str, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(training, validation) recording rows: a seeded ``fraction`` of the recordings, or
+    (``speakers``) every recording of ``round(fraction x speakers)`` seeded speakers (at least one)."""
+    n = len(tables.recording_labels)
+    if validation != "speakers":
+        return validation_split(n, fraction, seed)
+    speakers = np.asarray(tables.speakers)
+    names = np.unique(speakers)
+    held = np.random.default_rng(seed).choice(names, max(1, int(round(len(names) * fraction))), replace=False)
+    is_held = np.isin(speakers, held)
+    return np.flatnonzero(~is_held), np.flatnonzero(is_held)
+
+
+def validation_rows(tables: Tables, validation: str, seed: int, pair_seed: int = 0, train_limit: int = 0,
+                    fraction: float = 0.2, recording_fraction: float = 500 / 2700) -> tuple[Rows, Rows]:
+    """(training, validation) samples of a training split under a validation protocol
+    (:data:`VALIDATIONS`; module docstring). ``train_limit`` > 0 first keeps a seeded subset of
+    that many images (audio: recordings)."""
+    if validation not in VALIDATIONS:
+        raise SnnbenchError(f"unknown validation protocol {validation!r}; use one of {', '.join(VALIDATIONS)}")
+    rng = np.random.default_rng(seed)
+    if tables.modality == "image" or validation == "study" or (tables.modality == "audio" and validation == "recordings"):
+        pool = tables.all_rows(pair_seed)
+        if 0 < train_limit < len(pool):
+            pool = pool.subset(np.sort(rng.permutation(len(pool))[:train_limit]))
+        train, val = validation_split(len(pool), recording_fraction if tables.modality == "audio" else fraction, seed)
+        return pool.subset(train), pool.subset(val)
+    recordings_train, recordings_val = held_out_recordings(tables, validation, recording_fraction, seed)
+    if tables.modality == "audio":  # speakers
+        pool = Rows(None, recordings_train, tables.recording_labels[recordings_train])
+        if 0 < train_limit < len(pool):
+            pool = pool.subset(np.sort(rng.permutation(len(pool))[:train_limit]))
+        return pool, Rows(None, recordings_val, tables.recording_labels[recordings_val])
+    images = np.arange(len(tables.image_labels))
+    if 0 < train_limit < len(images):
+        images = np.sort(rng.permutation(len(images))[:train_limit])
+    images_train, images_val = (images[i] for i in validation_split(len(images), fraction, seed))
+
+    def paired(image_rows: np.ndarray, recording_rows: np.ndarray, part: str) -> Rows:
+        labels = tables.image_labels[image_rows]
+        missing = sorted(set(labels.tolist()) - set(tables.recording_labels[recording_rows].tolist()))
+        if missing:
+            raise SnnbenchError(f"the {part} recordings hold no recording of digit(s) {missing}; "
+                                f"use another --seed or --validation study")
+        return Rows(image_rows, recording_rows[pair_by_label(labels, tables.recording_labels[recording_rows],
+                                                             pair_seed)], labels)
+
+    return paired(images_train, recordings_train, "training"), paired(images_val, recordings_val, "validation")
