@@ -7,7 +7,7 @@ import torch
 from snnbench.errors import SnnbenchError
 from snnbench.models.multimodal import (S, SIZES, ModelSpec, SpikingMLP, build_model, dnn_forward,
                                         parameter_count, predict)
-from snnbench.models.spiking import make_neuron
+from snnbench.models.spiking import make_neuron, neuron_scan
 from snnbench.noise import NoiseSpec
 from snnbench.training import TrainConfig, fit
 
@@ -176,3 +176,50 @@ def test_spike_count_readout_trains_with_another_surrogate():
     assert torch.all((scores >= 0) & (scores <= 4)) and torch.equal(scores, scores.round())
     scores.sum().backward()  # the surrogate gives the spike counts a gradient
     assert model.linears[0].weight.grad.abs().sum() > 0
+
+
+# --- neuron_scan: snntorch Leaky's arithmetic over all steps at once (the grid trainer's neuron) -----------------
+
+def leaky_reference(current: torch.Tensor, neuron: str, reset: str, surrogate_name: str, output: bool = False):
+    """snntorch's own Leaky, stepped through ``current`` (T, ...): stacked spikes and membranes."""
+    cell = make_neuron(neuron, reset, 0.9, surrogate_name, output=output)
+    mem, spikes, membranes = torch.zeros_like(current[0]), [], []
+    for cur in current:
+        spk, mem = cell(cur, mem)
+        spikes.append(spk)
+        membranes.append(mem)
+    return torch.stack(spikes), torch.stack(membranes)
+
+
+@pytest.mark.parametrize("surrogate_name", ["atan", "fast_sigmoid", "sigmoid", "triangular", "straight_through"])
+@pytest.mark.parametrize("neuron,reset,output", [("lif", "soft", False), ("lif", "hard", False), ("if", "soft", False),
+                                                 ("if", "hard", False), ("lif", "soft", True), ("if", "soft", True)])
+def test_neuron_scan_matches_snntorch_leaky(neuron, reset, output, surrogate_name):
+    """Spikes and membranes equal Leaky's exactly (same operations, same order); the input-current
+    gradient of a loss on both equals autograd through Leaky up to float32 summation order."""
+    generator = torch.Generator().manual_seed(7)
+    current = (torch.rand(6, 5, 11, generator=generator) * 1.6 - 0.3).requires_grad_()
+    weights = torch.randn(2, 6, 5, 11, generator=generator)
+    spikes, membranes = leaky_reference(current, neuron, reset, surrogate_name, output)
+    (expected,) = torch.autograd.grad((spikes * weights[0]).sum() + (membranes * weights[1]).sum(), current)
+    beta = torch.tensor(1.0 if neuron == "if" else 0.9)
+    hard = torch.tensor(float(reset == "hard" and not output))
+    soft = torch.tensor(float(reset == "soft" and not output))
+    scan_spikes, scan_membranes = neuron_scan(current.transpose(0, 1), beta, hard, soft, surrogate_name)
+    assert 0 < int(spikes.sum()) < spikes.numel()  # the inputs make neurons fire, and not always
+    assert torch.equal(scan_spikes.transpose(0, 1), spikes)
+    assert torch.equal(scan_membranes.transpose(0, 1), membranes)
+    (got,) = torch.autograd.grad((scan_spikes.transpose(0, 1) * weights[0]).sum()
+                                 + (scan_membranes.transpose(0, 1) * weights[1]).sum(), current)
+    assert torch.allclose(got, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_neuron_scan_gives_each_stacked_model_its_own_decay_and_reset():
+    current = torch.rand(4, 5, 3, 7) * 1.5  # (models, steps, batch, neurons)
+    settings = [("lif", "soft"), ("lif", "hard"), ("if", "soft"), ("if", "hard")]
+    beta = torch.tensor([1.0 if n == "if" else 0.9 for n, _ in settings]).view(4, 1, 1)
+    hard = torch.tensor([float(r == "hard") for _, r in settings]).view(4, 1, 1)
+    spikes, membranes = neuron_scan(current, beta, hard, 1 - hard)
+    for g, (neuron, reset) in enumerate(settings):
+        expected_spikes, expected_membranes = leaky_reference(current[g], neuron, reset, "atan")
+        assert torch.equal(spikes[g], expected_spikes) and torch.equal(membranes[g], expected_membranes)

@@ -24,7 +24,8 @@ import torch
 from torch import nn
 
 from snnbench.cache import cache_folder, cached
-from snnbench.data import MODALITIES, FeatureSet, feature_size, load_features, validation_split
+from snnbench.data import (MODALITIES, VALIDATIONS, FeatureSet, Rows, Tables, feature_size, load_tables,
+                           validation_rows)
 from snnbench.data.download import cache_root
 from snnbench.errors import SnnbenchError
 from snnbench.models.spiking import (ENCODINGS, READOUTS, add_noise, check_choice, encode,
@@ -218,22 +219,37 @@ class TrainSettings:
     seed: int = 0
     train_limit: int = 0  # 0 = every training sample
     pair_seed: int = 0    # image <-> recording pairing of the fused set
+    validation: str = "recordings"  # held-out validation samples (snnbench.data.VALIDATIONS)
+
+    def __post_init__(self):
+        check_choice("validation protocol", self.validation, VALIDATIONS)
+
+
+@lru_cache(maxsize=8)
+def tables(modality: str, split: str) -> Tables:
+    return load_tables(modality, split)
 
 
 @lru_cache(maxsize=4)
 def features(modality: str, split: str, pair_seed: int = 0) -> FeatureSet:
-    return load_features(modality, split, pair_seed)
+    split_tables = tables(modality, split)
+    return split_tables.features(split_tables.all_rows(pair_seed))
+
+
+def training_rows(modality: str, settings: TrainSettings) -> tuple[Tables, Rows, Rows]:
+    """(tables, training rows, validation rows): a seeded subset of the training split
+    (``train_limit``), then a seeded hold-out under ``settings.validation`` (20% of the images;
+    audio: 500 of 2,700 recordings, as in the reference study; snnbench.data.validation_rows)."""
+    split_tables = tables(modality, "train")
+    train, val = validation_rows(split_tables, settings.validation, settings.seed, settings.pair_seed,
+                                 settings.train_limit, VALIDATION, AUDIO_VALIDATION)
+    return split_tables, train, val
 
 
 def training_data(modality: str, settings: TrainSettings) -> tuple[FeatureSet, FeatureSet]:
-    """(train, validation): a seeded subset of the training split (``train_limit``), then a
-    seeded hold-out (20%; audio: 500 of 2,700 recordings, as in the reference study)."""
-    pool = features(modality, "train", settings.pair_seed)
-    if 0 < settings.train_limit < len(pool):
-        pool = pool.subset(np.sort(np.random.default_rng(settings.seed).permutation(len(pool))[:settings.train_limit]))
-    fraction = AUDIO_VALIDATION if modality == "audio" else VALIDATION
-    train_idx, val_idx = validation_split(len(pool), fraction, settings.seed)
-    return pool.subset(train_idx), pool.subset(val_idx)
+    """(train, validation) features; see :func:`training_rows`."""
+    split_tables, train, val = training_rows(modality, settings)
+    return split_tables.features(train), split_tables.features(val)
 
 
 def test_data(modality: str, test_limit: int = 0, pair_seed: int = 0) -> FeatureSet:
@@ -241,11 +257,19 @@ def test_data(modality: str, test_limit: int = 0, pair_seed: int = 0) -> Feature
     by digit for audio, so its first samples would not cover every class)."""
     test = features(modality, "test", pair_seed)
     if 0 < test_limit < len(test):
-        return test.subset(np.sort(np.random.default_rng(0).permutation(len(test))[:test_limit]))
+        return test.subset(kept_test_rows(len(test), test_limit))
     return test
 
 
-def _model_config(spec: ModelSpec, settings: TrainSettings) -> dict:
+def kept_test_rows(n: int, test_limit: int = 0) -> np.ndarray:
+    """Which of the ``n`` test samples :func:`test_data` keeps."""
+    if 0 < test_limit < n:
+        return np.sort(np.random.default_rng(0).permutation(n)[:test_limit])
+    return np.arange(n)
+
+
+def model_config(spec: ModelSpec, settings: TrainSettings) -> dict:
+    """What identifies a trained model (its cache key)."""
     return {"model": spec.as_dict(), "training": asdict(settings)}
 
 
@@ -253,7 +277,7 @@ def trained_multimodal_model(spec: ModelSpec, settings: TrainSettings,
                              device: torch.device | str = "cpu") -> Path:
     """The cache folder of this model trained with these settings (trained on first use; an
     interrupted training resumes from its checkpoint on the next call)."""
-    config = _model_config(spec, settings)
+    config = model_config(spec, settings)
     checkpoint = cache_root() / "checkpoints" / f"multimodal-{config_key(config)}.pt"
 
     def build(folder: Path):
@@ -264,24 +288,30 @@ def trained_multimodal_model(spec: ModelSpec, settings: TrainSettings,
         result = fit(model, (train.x, train.y), (val.x, val.y),
                      TrainConfig(settings.epochs, settings.lr, settings.batch_size, settings.seed),
                      torch.device(device), checkpoint=checkpoint)
-        torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, folder / "state.pt")
         summary = {"best_val_accuracy": result.best_val_accuracy, "best_epoch": result.best_epoch,
                    "history": result.history, "train_samples_per_s": result.samples_per_s,
-                   "epoch_seconds": result.epoch_seconds, "parameter_count": parameter_count(model),
-                   "hidden_width": spec.hidden_width, "n_train": len(train), "n_val": len(val),
+                   "epoch_seconds": result.epoch_seconds, "n_train": len(train), "n_val": len(val),
                    "trained_on": str(device)}
-        (folder / "result.json").write_text(json.dumps(summary, indent=1))
-        if spec.family == "dnn":
-            export_onnx(model, spec.n_features, folder / "model.onnx")
+        save_trained(folder, spec, model, summary)
 
     folder = cached("multimodal", config, build)
     checkpoint.unlink(missing_ok=True)
     return folder
 
 
+def save_trained(folder: Path, spec: ModelSpec, model: nn.Module, summary: dict):
+    """Fill a model cache folder: ``state.pt``, ``result.json`` (``summary`` plus the model's
+    size) and, for a DNN, ``model.onnx``."""
+    torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, folder / "state.pt")
+    summary = {**summary, "parameter_count": parameter_count(model), "hidden_width": spec.hidden_width}
+    (folder / "result.json").write_text(json.dumps(summary, indent=1))
+    if spec.family == "dnn":
+        export_onnx(model, spec.n_features, folder / "model.onnx")
+
+
 def multimodal_model_folder(spec: ModelSpec, settings: TrainSettings) -> Path:
     """Where :func:`trained_multimodal_model` keeps (or will keep) this model."""
-    return cache_folder("multimodal", _model_config(spec, settings))
+    return cache_folder("multimodal", model_config(spec, settings))
 
 
 def load_trained_multimodal(folder: Path) -> tuple[torch.nn.Module, ModelSpec, dict]:

@@ -3,6 +3,10 @@
 Neurons are snntorch ``Leaky`` modules: ``lif`` leaks with decay ``beta``, ``if`` is the same
 neuron with no leak (beta 1). Reset ``soft`` subtracts the threshold after a spike, ``hard``
 sets the membrane to zero. The surrogate gradient is one of snntorch's (``atan`` is its default).
+
+:func:`neuron_scan` is ``Leaky``'s arithmetic over all time steps of a layer at once, for stacked
+models (snnbench.grid): in a feed-forward network a layer's input currents for every step are
+known once the layer below has run, so each layer is one matrix product and one scan over time.
 """
 
 import numpy as np
@@ -14,6 +18,7 @@ from snnbench.errors import SnnbenchError
 from snnbench.noise import NoiseSpec
 
 NEURONS = ("lif", "if")
+THRESHOLD = 1.0  # snntorch Leaky's default firing threshold, which make_neuron keeps
 RESETS = {"soft": "subtract", "hard": "zero"}
 ENCODINGS = ("direct", "rate")
 READOUTS = ("membrane", "spikes")
@@ -56,3 +61,107 @@ def add_noise(tensor: torch.Tensor, noise: NoiseSpec | None, position: str, laye
         return tensor
     draw = noise.draw(layer, start, tensor.shape[0], tensor.shape[1], step)
     return tensor + torch.from_numpy(np.ascontiguousarray(draw)).to(tensor.device, tensor.dtype)
+
+
+
+# --- Leaky over all time steps at once ----------------------------------------------------------
+
+def surrogate_slope(surrogate: str, x: torch.Tensor) -> torch.Tensor:
+    """dS/dU of snntorch's surrogate ``surrogate`` (its default parameters) at ``x`` = membrane
+    minus threshold: the factor its backward multiplies the incoming gradient by."""
+    if surrogate == "atan":  # alpha 2
+        return 2.0 / 2 / (1 + (torch.pi / 2 * 2.0 * x).pow(2))
+    if surrogate == "fast_sigmoid":  # slope 25
+        return 1.0 / (25 * torch.abs(x) + 1.0) ** 2
+    if surrogate == "sigmoid":  # slope 25
+        return 25 * torch.exp(-25 * x) / ((torch.exp(-25 * x) + 1) ** 2)
+    if surrogate == "triangular":  # threshold 1: +1 below the threshold, -1 from it on
+        return torch.where(x >= 0, -1.0, 1.0).to(x.dtype)
+    if surrogate == "straight_through":
+        return torch.ones_like(x)
+    raise SnnbenchError(f"unknown surrogate gradient {surrogate!r}; use one of {', '.join(SURROGATES)}")
+
+
+def scan_forward(current: torch.Tensor, beta: torch.Tensor, hard: torch.Tensor, soft: torch.Tensor):
+    """Leaky's forward over time (dim 1 of ``current``): lists of each step's spikes and membranes
+    (lists, not stacked, so that a compiled scan computes every step once in one pass)."""
+    spikes, membranes = [], []
+    mem = spk = None
+    for cur in current.unbind(1):
+        if mem is None:
+            mem = cur  # beta x 0 + current - 0: the first step starts from a zero membrane
+        else:  # Leaky's reset signal is the previous step's spike (detached); its order of operations
+            mem = beta * ((1 - hard * spk) * mem) + cur - soft * spk * THRESHOLD
+        spk = (mem - THRESHOLD > 0).to(mem.dtype)
+        spikes.append(spk)
+        membranes.append(mem)
+    return spikes, membranes
+
+
+def scan_backward(grad_spikes: torch.Tensor, grad_membranes: torch.Tensor, spikes: torch.Tensor,
+                  membranes: torch.Tensor, beta: torch.Tensor, hard: torch.Tensor, surrogate: str) -> list:
+    """Each step's input-current gradient, back through time: the spike's surrogate slope, and
+    the membrane carried into the next step (decay times what the reset kept; the reset signal
+    itself is detached, as in Leaky)."""
+    grads = [None] * spikes.shape[1]
+    carry = None
+    for t in reversed(range(spikes.shape[1])):
+        g = grad_membranes[:, t] + grad_spikes[:, t] * surrogate_slope(surrogate, membranes[:, t] - THRESHOLD)
+        if carry is not None:
+            g = g + carry
+        grads[t] = g
+        if t > 0:
+            carry = beta * (1 - hard * spikes[:, t - 1]) * g
+    return grads
+
+
+_COMPILED: dict = {}
+
+
+def _scan_functions(compiled: bool):
+    if not compiled:
+        return scan_forward, scan_backward
+    if not _COMPILED:
+        import torch._dynamo
+
+        for name in ("recompile_limit", "cache_size_limit"):
+            if hasattr(torch._dynamo.config, name):
+                setattr(torch._dynamo.config, name, 64)
+        _COMPILED["forward"] = torch.compile(scan_forward, dynamic=True)
+        _COMPILED["backward"] = torch.compile(scan_backward, dynamic=True)
+    return _COMPILED["forward"], _COMPILED["backward"]
+
+
+class _LeakyScan(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, current, beta, hard, soft, surrogate, compiled):
+        spikes, membranes = (torch.stack(v, 1) for v in _scan_functions(compiled)[0](current, beta, hard, soft))
+        ctx.save_for_backward(spikes, membranes, beta, hard)
+        ctx.surrogate, ctx.compiled = surrogate, compiled
+        return spikes, membranes
+
+    @staticmethod
+    def backward(ctx, grad_spikes, grad_membranes):
+        spikes, membranes, beta, hard = ctx.saved_tensors
+        grad_spikes = torch.zeros_like(spikes) if grad_spikes is None else grad_spikes
+        grad_membranes = torch.zeros_like(membranes) if grad_membranes is None else grad_membranes
+        grad = torch.stack(_scan_functions(ctx.compiled)[1](grad_spikes, grad_membranes, spikes, membranes, beta,
+                                                            hard, ctx.surrogate), 1)
+        return grad, None, None, None, None, None
+
+
+def neuron_scan(current: torch.Tensor, beta: torch.Tensor, hard: torch.Tensor, soft: torch.Tensor,
+                surrogate: str = "atan", compiled: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """snntorch ``Leaky`` over every time step of ``current`` ``(G, T, ...)`` from a zero
+    membrane: returns (spikes, membranes), both ``(G, T, ...)``.
+
+    ``beta``, ``hard`` and ``soft`` broadcast against one step ``current[:, t]`` (one value per
+    stacked model ``g``, shaped ``(G, 1, ...)``): ``hard`` 1 resets to zero, ``soft`` 1 subtracts
+    the threshold; both 0 is ``reset_mechanism="none"`` (the membrane readout). The forward pass
+    is Leaky's arithmetic in Leaky's order, so spikes and membranes equal its own; the backward
+    pass is that of Leaky with surrogate ``surrogate`` (:func:`surrogate_slope`), written out as
+    one pass back through time. ``compiled`` runs both through torch.compile (CUDA: a few fused
+    kernels instead of several per step). tests/test_multimodal_models.py checks all of it
+    against snntorch's ``Leaky``.
+    """
+    return _LeakyScan.apply(current, beta, hard, soft, surrogate, compiled)

@@ -1,0 +1,159 @@
+"""The grid trainer: a stacked run trains each model as training it alone does; it resumes
+exactly; stacked evaluation equals ``predict`` under every noise; stacks and devices."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import require_data
+from snnbench.grid import (Engine, Job, NoiseDraws, StackedNet, StackTrainer, evaluate_jobs, run_stacks, share_out,
+                           split_k, stack_cost, stacks, train_jobs)
+from snnbench.models import multimodal as suite
+from snnbench.models.multimodal import (ModelSpec, TrainSettings, build_model, load_trained_multimodal, predict,
+                                        trained_multimodal_model)
+from snnbench.noise import NoiseSpec
+
+SNN = [ModelSpec("image", "snn", "S/3", reset=r, neuron=n) for r, n in (("soft", "lif"), ("hard", "lif"), ("soft", "if"))]
+DNN = ModelSpec("audio", "dnn", "S/3")
+
+
+def tiny(seed: int, epochs: int = 2) -> TrainSettings:
+    return TrainSettings(epochs=epochs, train_limit=200, seed=seed)
+
+
+def state(folder):
+    model, _, result = load_trained_multimodal(folder)
+    return {k: v.clone() for k, v in model.state_dict().items()}, result
+
+
+def test_stacked_training_equals_training_each_model_alone():
+    """Tolerance: the stacked step computes each model's forward pass and gradients with the
+    same operations as SpikingMLP / nn.Sequential under fit(), except that matrix products are
+    batched (and the first layer's current is computed once for all steps), which changes
+    float32 summation order (~1e-7 relative). Over these 6 Adam steps (lr 1e-3) that leaves
+    weight differences of ~1e-6; a different seed, batch order or initial weight gives ~1e-2."""
+    require_data()
+    jobs = [Job(spec, tiny(seed)) for seed in (0, 1) for spec in SNN + [DNN]]
+    summary = train_jobs(jobs)
+    assert summary["complete"] and [s["models"] for s in summary["stacks"]] == [6, 2]  # one stack per shape
+    stacked = {job.key: state(job.folder) for job in jobs}
+    for job in jobs:
+        shutil.rmtree(job.folder)
+        trained_multimodal_model(job.spec, job.settings)  # alone, through fit()
+        weights, result = state(job.folder)
+        expected_weights, expected = stacked[job.key]
+        for name, value in weights.items():
+            assert torch.allclose(value, expected_weights[name], rtol=0, atol=1e-5), (job.spec, name)
+        assert result["best_epoch"] == expected["best_epoch"]
+        assert result["best_val_accuracy"] == expected["best_val_accuracy"]
+        assert [h["train_loss"] for h in result["history"]] == pytest.approx(
+            [h["train_loss"] for h in expected["history"]], rel=1e-5)
+    seeds = {job.settings.seed: stacked[job.key][0]["linears.0.weight"] for job in jobs if job.spec == SNN[0]}
+    assert not torch.allclose(seeds[0], seeds[1], atol=1e-3)  # each member has its own seed
+
+
+def test_a_stopped_stack_resumes_as_if_never_stopped():
+    require_data()
+    jobs = [Job(spec, tiny(seed, epochs=3)) for seed in (3, 4) for spec in SNN[:2]]
+    run_stacks([StackTrainer(jobs, torch.device("cpu"))])
+    uninterrupted = {job.key: state(job.folder) for job in jobs}
+    for job in jobs:
+        shutil.rmtree(job.folder)
+    first = StackTrainer(jobs, torch.device("cpu"))
+    first.stopping = True  # stop at the first epoch end, checkpointed
+    run_stacks([first])
+    assert first.stopped and first.epoch == 1 and not any(job.trained() for job in jobs)
+    resumed = StackTrainer(jobs, torch.device("cpu"))
+    assert resumed.epoch == 1
+    run_stacks([resumed])
+    for job in jobs:
+        weights, result = state(job.folder)
+        expected_weights, expected = uninterrupted[job.key]
+        assert all(torch.equal(weights[k], expected_weights[k]) for k in weights)
+        assert [h["val_accuracy"] for h in result["history"]] == [h["val_accuracy"] for h in expected["history"]]
+    assert not resumed.checkpoint.exists()
+
+
+def random_members(specs, seed=0):
+    torch.manual_seed(seed)
+    models = [build_model(spec).eval() for spec in specs]
+    with torch.no_grad():  # larger weights, so that the SNNs spike
+        for model in models:
+            for p in model.parameters():
+                p.mul_(4.0)
+    return models
+
+
+@pytest.mark.parametrize("family", ["snn", "dnn"])
+@pytest.mark.parametrize("noise", [NoiseSpec(), NoiseSpec(0.5, "pre", seed=2), NoiseSpec(0.5, "post", seed=2),
+                                   NoiseSpec(0.3, "input", seed=1), NoiseSpec(0.5, "pre", mode="frozen", seed=4)])
+def test_stacked_evaluation_equals_predict(family, noise):
+    specs = ([ModelSpec("image", "snn", "S/3", steps=3, reset=r, neuron=n) for r, n in (("soft", "lif"), ("hard", "if"))]
+             if family == "snn" else [ModelSpec("image", "dnn", "S/3")] * 2)
+    models = random_members(specs)
+    x = np.random.default_rng(0).random((250, 784), dtype=np.float32)
+    net = StackedNet(specs, models, torch.device("cpu"))
+    draws = NoiseDraws(noise, torch.device("cpu")) if noise.active else None
+    with torch.no_grad():
+        stacked = torch.cat([net.forward(torch.from_numpy(x[a:a + 100]).expand(2, -1, -1), draws, a)
+                             for a in range(0, 250, 100)], 1).numpy()
+    for i, model in enumerate(models):
+        expected = predict(model, x, noise, batch_size=64)
+        assert np.allclose(stacked[i], expected, rtol=1e-4, atol=1e-4), (family, noise)
+        assert (stacked[i].argmax(1) == expected.argmax(1)).mean() > 0.99
+    if noise.active:
+        clean = predict(models[0], x, None, batch_size=64)
+        assert not np.allclose(stacked[0], clean, atol=1e-3)  # the noise reached the network
+
+
+def test_evaluate_jobs_scores_cached_models_like_predict():
+    require_data()
+    jobs = [Job(spec, tiny(seed, epochs=1)) for seed in (0, 1) for spec in SNN[:1]]
+    train_jobs(jobs)
+    noise = NoiseSpec(0.5, "post")
+    scores = evaluate_jobs(jobs, [NoiseSpec(), noise], torch.device("cpu"), test_limit=300)
+    test = suite.test_data("image", 300)
+    for job in jobs:
+        model, _, _ = load_trained_multimodal(job.folder)
+        for spec in (NoiseSpec(), noise):
+            logits, labels = scores[(job.key, spec)]
+            assert np.array_equal(labels, test.y)
+            assert np.allclose(logits, predict(model, test.x, spec), atol=1e-4)
+
+
+def test_split_products_equal_the_plain_product():
+    g, rows, k, out = 3, 5, 8653, 7
+    assert split_k(k) == 17 and split_k(784) == 1
+    x, weight, bias = torch.randn(g, rows, k), torch.randn(g, out, k), torch.randn(g, out)
+    plain = torch.baddbmm(bias.unsqueeze(1), x, weight.transpose(1, 2))
+    assert torch.allclose(StackedNet._affine(x, weight, bias), plain, rtol=1e-4, atol=1e-4)
+
+
+def test_jobs_stack_by_shape_and_split_over_devices():
+    jobs = [Job(ModelSpec("audio", "snn", reset=r, neuron=n), tiny(s)) for s in (0, 1)
+            for r, n in (("soft", "lif"), ("hard", "if"))]
+    jobs += [Job(ModelSpec("audio", "snn", steps=8), tiny(0)), Job(ModelSpec("audio", "dnn"), tiny(0)),
+             Job(ModelSpec("audio", "snn"), TrainSettings(epochs=3, train_limit=200))]
+    groups = stacks(jobs)
+    assert [len(g) for g in groups] == [4, 1, 1, 1]  # seeds, neuron and reset stack; steps, family, epochs do not
+    assert [len(g) for g in stacks(jobs, max_stack=3)] == [3, 1, 1, 1, 1]
+    shares = share_out(groups, 2)
+    assert sorted(id(g) for share in shares for g in share) == sorted(id(g) for g in groups)
+    loads = [sum(stack_cost(g) for g in share) for share in shares]
+    assert abs(loads[0] - loads[1]) <= max(stack_cost(g) for g in groups)  # greedy: balanced to within one stack
+    assert {json.dumps(j.as_dict(), sort_keys=True) for j in jobs} == \
+        {json.dumps(Job.from_dict(j.as_dict()).as_dict(), sort_keys=True) for j in jobs}
+
+
+def test_engine_options_leave_cpu_training_unchanged():
+    require_data()
+    jobs = [Job(SNN[0], tiny(5, epochs=1))]
+    train_jobs(jobs, engine=Engine(graphs=True, compile=True, tf32=True, side_by_side=False))
+    weights, _ = state(jobs[0].folder)
+    shutil.rmtree(jobs[0].folder)
+    train_jobs(jobs, engine=Engine(graphs=False, compile=False))
+    again, _ = state(jobs[0].folder)
+    assert all(torch.equal(weights[k], again[k]) for k in weights)  # CUDA-only options do nothing on the CPU
