@@ -1,7 +1,12 @@
 """The multimodal suite's commands: a tiny real run logs its metrics; sweeps resume; bad input."""
 
+import json
+
 import mlflow
+import numpy as np
+import pytest
 from mlflow.tracking import MlflowClient
+from scipy import stats
 
 from conftest import require_data
 from snnbench.cli import main
@@ -73,3 +78,45 @@ def test_bad_input_is_one_line_error_and_starts_no_run(tracking_store, capsys):
     assert main(["reset_sweep", *TINY, "--beta", "1.5"]) == 2
     assert "beta" in capsys.readouterr().err
     assert mlflow.MlflowClient().get_experiment_by_name("reset_sweep") is None
+
+
+def test_sweep_with_seeds_logs_each_seed_and_the_mean_with_its_interval(tracking_store):
+    require_data()
+    assert main(["reset_sweep", *TINY, "--modalities", "audio", "--seeds", "2"]) == 0
+    client, parents, children = runs_of("reset_sweep")
+    assert sorted((c.data.params["reset"], c.data.params["seed"]) for c in children) == [
+        ("hard", "0"), ("hard", "1"), ("soft", "0"), ("soft", "1")]
+    for child in children:
+        metrics = child.data.metrics
+        assert metrics["snn_test_accuracy_ci_low"] <= metrics["snn_test_accuracy"] <= metrics["snn_test_accuracy_ci_high"]
+        assert child.data.params["validation"] == "recordings"
+    per_seed = [c.data.metrics["snn_test_accuracy"] for c in children if c.data.params["reset"] == "soft"]
+    parent = parents[0].data.metrics
+    assert parent["test_accuracy/audio/snn/reset_soft"] == pytest.approx(np.mean(per_seed))
+    half = parent["test_accuracy/audio/snn/reset_soft/ci_high"] - np.mean(per_seed)
+    assert half == pytest.approx(stats.t.ppf(0.975, 1) * np.std(per_seed, ddof=1) / np.sqrt(2))
+
+
+def test_study_command_trains_the_grid_with_seeds_and_writes_its_results(tracking_store, tmp_path):
+    require_data()
+    out = tmp_path / "results.json"
+    assert main(["multimodal_study", "--epochs", "1", "--train-limit", "100", "--test-limit", "60", "--seeds", "2",
+                 "--modalities", "audio", "--device", "cpu", "--results-out", str(out)]) == 0
+    client, parents, children = runs_of("multimodal_study")
+    assert len(parents) == 1 and len(children) == 20  # 10 audio configurations x 2 seeds
+    results = json.loads(out.read_text())
+    assert len(results["runs"]) == 20 and results["meta"]["seeds"] == [0, 1]
+    run = results["runs"][0]
+    assert run["test/clean"]["n"] == 60 and set(run) >= {"test/pre/0.1", "test/post/5"}
+    assert run["test/clean"]["ci_low"] <= run["test/clean"]["accuracy"] <= run["test/clean"]["ci_high"]
+    entry = next(e for e in results["summary"] if (e["experiment"], e["family"], e["value"]) == ("timesteps", "snn", 16))
+    assert entry["n_seeds"] == 2 and entry["mean"] == pytest.approx(np.mean(entry["values"]))
+    child = children[0]
+    assert [m.step for m in client.get_metric_history(child.info.run_id, "val_accuracy")] == [0]
+    assert "test_accuracy_pre_5_ci_high" in child.data.metrics
+    artifacts = {a.path for a in client.list_artifacts(parents[0].info.run_id)}
+    assert {"results.json", "report"} <= artifacts
+    assert main(["multimodal_study", "--epochs", "1", "--train-limit", "100", "--test-limit", "60", "--seeds", "2",
+                 "--modalities", "audio", "--device", "cpu", "--resume"]) == 0
+    _, parents_after, children_after = runs_of("multimodal_study")
+    assert len(parents_after) == 2 and len(children_after) == 20  # a finished grid is not run again

@@ -19,17 +19,22 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from snnbench import plots
 from snnbench.bench.common import add_common, auto, choice_list, float_list, int_list, non_negative, positive, require
-from snnbench.data import MODALITIES, FeatureSet
+from snnbench.data import MODALITIES, VALIDATIONS, FeatureSet
 from snnbench.device import resolve_device
+from snnbench.errors import SnnbenchError
+from snnbench.grid import Engine, Job, train_jobs
+from snnbench.metrics import seed_interval, wilson_interval
 from snnbench.models.multimodal import (FAMILIES, SIZES, ModelSpec, TrainSettings, features,
                                         load_trained_multimodal, predict, test_data,
-                                        trained_multimodal_model)
+                                        trained_multimodal_model, training_data)
 from snnbench.models.spiking import ENCODINGS, NEURONS, READOUTS, RESETS, SURROGATES
 from snnbench.noise import NOISE_MODES, POSITIONS, NoiseSpec
-from snnbench.tracking import benchmark_run, child_run, config_key, finished_children
+from snnbench.tracking import (benchmark_run, claimed_child, config_key, finished_child, finished_children,
+                               log_dataset, log_trained_model)
 from snnbench.training import TrainConfig, accuracy
 
 PROFILES = {"quick": dict(epochs=2, train_limit=2000, test_limit=1000),
@@ -77,10 +82,27 @@ def _bool(text) -> bool:
 # --- evaluation --------------------------------------------------------------------------------
 
 def evaluate(model, test: FeatureSet, noise: NoiseSpec | None, device) -> tuple[dict, np.ndarray]:
+    """Test accuracy with its Wilson 95% interval, and throughput."""
     started = time.perf_counter()
     logits = predict(model, test.x, noise, batch_size=1000, device=device)
     seconds = time.perf_counter() - started
-    return {"test_accuracy": accuracy(logits, test.y), "eval_samples_per_s": len(test) / seconds}, logits
+    low, high = wilson_interval(int((logits.argmax(1) == test.y).sum()), len(test.y))
+    return {"test_accuracy": accuracy(logits, test.y), "test_accuracy_ci_low": low, "test_accuracy_ci_high": high,
+            "eval_samples_per_s": len(test) / seconds}, logits
+
+
+def log_history(run_id: str, history: list[dict], prefix: str = ""):
+    """A training's per-epoch series on a run, in batches (MlflowClient.log_batch; at most
+    1,000 values a call, MLflow's limit), not one call per value."""
+    from mlflow.entities import Metric
+    from mlflow.tracking import MlflowClient
+
+    now = int(time.time() * 1000)
+    metrics = [Metric(f"{prefix}{name}", float(h[name]), now, epoch) for epoch, h in enumerate(history)
+               for name in ("train_loss", "val_accuracy", "epoch_seconds")]
+    client = MlflowClient()
+    for a in range(0, len(metrics), 1000):
+        client.log_batch(run_id, metrics=metrics[a:a + 1000])
 
 
 def evaluate_onnx(folder: Path, test: FeatureSet, noise: NoiseSpec, torch_logits: np.ndarray) -> dict:
@@ -107,9 +129,7 @@ def run_family(spec: ModelSpec, settings: TrainSettings, noise: NoiseSpec, test:
     folder = trained_multimodal_model(spec, settings, device)
     model, _, result = load_trained_multimodal(folder)
     prefix = spec.family
-    for epoch, h in enumerate(result["history"]):
-        mlflow.log_metrics({f"{prefix}_train_loss": h["train_loss"], f"{prefix}_val_accuracy": h["val_accuracy"],
-                            f"{prefix}_epoch_seconds": h["epoch_seconds"]}, step=epoch)
+    log_history(mlflow.active_run().info.run_id, result["history"], f"{prefix}_")
     metrics = {k: result[k] for k in ("best_val_accuracy", "best_epoch", "train_samples_per_s",
                                       "parameter_count", "hidden_width")}
     metrics["mean_epoch_seconds"] = result["epoch_seconds"]  # the per-epoch series is {family}_epoch_seconds
@@ -175,6 +195,51 @@ def add_arguments(parser: argparse.ArgumentParser, command: str):
     noise.add_argument("--noise-seed", type=int, default=0, help="seed of the noise draws")
     parser.add_argument("--resume", type=_bool, nargs="?", const=True, default=False,
                         help="reopen the unfinished run of the same parameters and skip finished configurations")
+    add_seed_arguments(parser, seeds=1)
+    add_engine_arguments(parser)
+
+
+def add_seed_arguments(parser: argparse.ArgumentParser, seeds: int):
+    parser.add_argument("--seeds", type=positive(int), default=seeds,
+                        help="seeds per configuration: --seed, --seed + 1, ... (mean and 95%% interval over them)")
+    parser.add_argument("--validation", choices=VALIDATIONS, default="recordings",
+                        help="held-out validation samples: recordings (no validation recording is a training "
+                             "recording), speakers (held-out speakers), study (the reference study's protocol: "
+                             "a 20%% sample split whose recordings also occur in training)")
+
+
+def add_engine_arguments(parser: argparse.ArgumentParser):
+    engine = parser.add_argument_group("grid trainer (snnbench.grid: how models train together; CUDA only)")
+    engine.add_argument("--devices", default="",
+                        help="GPUs to spread the trainings over, one process each: all, or e.g. cuda:0,cuda:1 "
+                             "(empty: --device alone)")
+    engine.add_argument("--graphs", type=_bool, default=True, help="each training step a CUDA graph")
+    engine.add_argument("--compile", type=_bool, default=True,
+                        help="neuron scans compiled by torch.compile (fused kernels)")
+    engine.add_argument("--tf32", type=_bool, default=False,
+                        help="float32 matrix products on TensorFloat-32 units (faster; inputs rounded to 10 mantissa bits)")
+    engine.add_argument("--side-by-side", type=_bool, default=True, help="stacks of models run side by side on CUDA streams")
+    engine.add_argument("--max-stack", type=positive(int), default=64, help="most models trained in one stack")
+
+
+def engine_from_args(args) -> Engine:
+    return Engine(graphs=args.graphs, compile=args.compile, tf32=args.tf32, side_by_side=args.side_by_side,
+                  max_stack=args.max_stack)
+
+
+def devices_from_args(args) -> list[torch.device]:
+    """``--devices`` (all, or a list), else ``--device``."""
+    if not args.devices:
+        return [resolve_device(args.device)]
+    if args.devices == "all":
+        if not torch.cuda.is_available():
+            raise SnnbenchError("--devices all needs CUDA; use --device cpu or leave --devices empty")
+        return [torch.device(f"cuda:{i}") for i in range(torch.cuda.device_count())]
+    return [resolve_device(name.strip()) for name in args.devices.split(",") if name.strip()]
+
+
+def seeds_from_args(args) -> list[int]:
+    return [args.seed + i for i in range(args.seeds)]
 
 
 def _settings(args) -> dict:
@@ -184,7 +249,7 @@ def _settings(args) -> dict:
 
 
 def configurations(args) -> list[dict]:
-    """One child configuration per (modality, swept value), in the order they run."""
+    """One child configuration per (modality, swept value, seed), in the order they run."""
     sweep = SWEEPS[args.command]
     families = list(getattr(args, "families", sweep.families if sweep else FAMILIES))
     values = getattr(args, sweep.option.lstrip("-").replace("-", "_")) if sweep else [None]
@@ -195,10 +260,11 @@ def configurations(args) -> list[dict]:
     configs = []
     for modality in args.modalities:
         for value in values:
-            config = {**base, "modality": modality, "families": families}
-            if sweep:
-                config[sweep.factor] = value
-            configs.append(config)
+            for seed in seeds_from_args(args):
+                config = {**base, "modality": modality, "families": families, "seed": seed}
+                if sweep:
+                    config[sweep.factor] = value
+                configs.append(config)
     return configs
 
 
@@ -212,7 +278,7 @@ def _spec_and_noise(config: dict, family: str) -> tuple[ModelSpec, NoiseSpec]:
 
 
 def _child_name(config: dict, factor: str | None) -> str:
-    return config["modality"] + (f" {factor}={config[factor]}" if factor else "")
+    return config["modality"] + (f" {factor}={config[factor]}" if factor else "") + f" seed={config['seed']}"
 
 
 def run(args):
@@ -224,53 +290,96 @@ def run(args):
     for config in configs:  # check every configuration before any run or training starts
         for family in config["families"]:
             _spec_and_noise(config, family)
-    settings = TrainSettings(epochs=scale["epochs"], lr=args.lr, batch_size=args.batch_size, seed=args.seed,
-                             train_limit=scale["train_limit"])
-    TrainConfig(settings.epochs, settings.lr, settings.batch_size, settings.seed)  # validates
+    by_seed = {seed: TrainSettings(epochs=scale["epochs"], lr=args.lr, batch_size=args.batch_size, seed=seed,
+                                   train_limit=scale["train_limit"], validation=args.validation)
+               for seed in seeds_from_args(args)}
+    TrainConfig(scale["epochs"], args.lr, args.batch_size, args.seed)  # validates
+    devices = devices_from_args(args)
     checksums = {}
     for modality in args.modalities:
         checksums.update(features(modality, "test").checksums)
     params = {k: v for k, v in vars(args).items() if not k.startswith("_") and k not in ("command", "resume")}
     params.update(scale)
+    params["seeds"] = seeds_from_args(args)
     with benchmark_run(args.command, params, device=str(device), data_checksums=checksums,
                        resume=args.resume) as parent:
+        # every model the sweep needs, trained together first (stacked; cached for what follows)
+        jobs = [Job(_spec_and_noise(config, family)[0], by_seed[config["seed"]])
+                for config in configs for family in config["families"]]
+        training = train_jobs(jobs, devices, engine_from_args(args))
+        mlflow.log_metric("train_wall_seconds", training["wall_seconds"])
         done = finished_children(parent.info.run_id) if args.resume else {}
-        rows = []
-        for config in configs:
-            child_config = {**config, **scale, "lr": args.lr, "batch_size": args.batch_size, "seed": args.seed}
-            previous = done.get(config_key(child_config))
-            if previous is not None:
-                print(f"{_child_name(config, factor)}: finished in run {previous.info.run_id}, skipped")
-                rows.append({**config, **previous.data.metrics})
-                continue
-            with child_run(_child_name(config, factor), child_config, device=str(device),
-                           data_checksums=checksums):
-                test = test_data(config["modality"], scale["test_limit"])
-                mlflow.log_params({"n_test": len(test)})
-                metrics = {}
-                for family in config["families"]:
-                    spec, noise = _spec_and_noise(config, family)
-                    metrics.update(run_family(spec, settings, noise, test, device))
-                mlflow.log_metrics(metrics)
-            print(f"{_child_name(config, factor)}: " + ", ".join(
-                f"{k}={v:.4f}" for k, v in metrics.items() if k.endswith("accuracy")))
-            rows.append({**config, **metrics})
+        rows = {}
+        progress = tqdm(total=len(configs), desc=args.command, unit="config", dynamic_ncols=True)
+        # the first pass skips configurations another invocation of this sweep holds, the second waits for them
+        for waiting in (False, True):
+            for i, config in enumerate(configs):
+                settings = by_seed[config["seed"]]
+                child_config = {**config, **scale, "lr": args.lr, "batch_size": args.batch_size,
+                                "validation": args.validation}
+                if i in rows:
+                    continue
+                previous = done.get(config_key(child_config))
+                if previous is None:
+                    with claimed_child(_child_name(config, factor), child_config, device=str(device),
+                                       data_checksums=checksums, wait=waiting, reuse=args.resume) as run:
+                        if run is not None:
+                            test = test_data(config["modality"], scale["test_limit"])
+                            mlflow.log_params({"n_test": len(test)})
+                            test_set = log_dataset(test, "test")
+                            train, validation = training_data(config["modality"], settings)
+                            log_dataset(train, "train")
+                            log_dataset(validation, "validation")
+                            metrics = {}
+                            for family in config["families"]:
+                                spec, noise = _spec_and_noise(config, family)
+                                scores = run_family(spec, settings, noise, test, device)
+                                model_id = log_trained_model(trained_multimodal_model(spec, settings, device),
+                                                             f"{config['modality']}-{family}")
+                                mlflow.log_metrics(scores, model_id=model_id, dataset=test_set)
+                                metrics.update(scores)
+                    if run is None:
+                        previous = finished_child(child_config)
+                        if previous is None:
+                            continue  # another invocation is running it: the waiting pass comes back to it
+                if previous is None:
+                    tqdm.write(f"{_child_name(config, factor)}: " + ", ".join(
+                        f"{k}={v:.4f}" for k, v in metrics.items() if k.endswith("accuracy")))
+                    rows[i] = {**config, **metrics}
+                else:
+                    tqdm.write(f"{_child_name(config, factor)}: finished in run {previous.info.run_id}, skipped")
+                    rows[i] = {**config, **previous.data.metrics}
+                progress.update()
+        progress.close()
+        rows = [rows[i] for i in range(len(configs))]
         log_summary(rows, args.command, factor)
 
 
 def log_summary(rows: list[dict], command: str, factor: str | None):
-    """Parent-run metrics, a JSON table and a grouped bar chart of test accuracy."""
-    summary = []
+    """Parent-run metrics (per modality, family and swept value: the mean over seeds, with its
+    Student-t 95% interval when there are several), a JSON table and a bar chart of the means."""
+    groups: dict = {}
     for row in rows:
         for family in row["families"]:
-            label = f"{row['modality']}/{family}" + (f"/{factor}={row[factor]}" if factor else "")
-            entry = {"modality": row["modality"], "family": family, factor or "configuration": row.get(factor, "default")}
-            for metric in ("test_accuracy", "best_val_accuracy", "clean_test_accuracy", "ort_test_accuracy"):
-                value = row.get(f"{family}_{metric}")
-                if value is not None:
-                    entry[metric] = value
-                    mlflow.log_metric(f"{metric}/{label}".replace("=", "_"), value)
-            summary.append(entry)
+            groups.setdefault((row["modality"], family, row.get(factor, "default") if factor else "default"),
+                              []).append(row)
+    summary = []
+    for (modality, family, value), members in groups.items():
+        label = f"{modality}/{family}" + (f"/{factor}={value}" if factor else "")
+        entry = {"modality": modality, "family": family, factor or "configuration": value,
+                 "seeds": [r["seed"] for r in members]}
+        for metric in ("test_accuracy", "best_val_accuracy", "clean_test_accuracy", "ort_test_accuracy"):
+            values = [r[f"{family}_{metric}"] for r in members if r.get(f"{family}_{metric}") is not None]
+            if not values:
+                continue
+            mean, low, high = seed_interval(values)
+            entry.update({metric: mean, f"{metric}_ci_low": low, f"{metric}_ci_high": high,
+                          f"{metric}_per_seed": values})
+            name = f"{metric}/{label}".replace("=", "_")
+            mlflow.log_metric(name, mean)
+            if len(values) > 1:
+                mlflow.log_metrics({f"{name}/ci_low": low, f"{name}/ci_high": high})
+        summary.append(entry)
     mlflow.log_dict({"rows": summary}, "summary.json")
     modalities = list(dict.fromkeys(r["modality"] for r in summary))
     series = {}
@@ -281,6 +390,7 @@ def log_summary(rows: list[dict], command: str, factor: str | None):
     with tempfile.TemporaryDirectory() as tmp:
         png = Path(tmp) / "summary.png"
         plots.grouped_bars(modalities, {k: [v.get(m) for m in modalities] for k, v in series.items()}, png,
-                           ylabel="test accuracy (%)", title=f"{command}: test accuracy (best-validation weights)")
+                           ylabel="test accuracy (%)",
+                           title=f"{command}: test accuracy, mean over seeds (best-validation weights)")
         mlflow.log_artifact(str(png))
 
