@@ -35,7 +35,8 @@ def test_quick_multimodal_run_logs_metrics(tracking_store):
         for family in ("dnn", "snn"):
             for name in ("best_val_accuracy", "test_accuracy", "train_samples_per_s", "parameter_count"):
                 assert f"{family}_{name}" in metrics, (family, name)
-            assert 0.0 <= metrics[f"{family}_test_accuracy"] <= 1.0
+            low, high = metrics[f"{family}_test_accuracy_ci_low"], metrics[f"{family}_test_accuracy_ci_high"]
+            assert low < metrics[f"{family}_test_accuracy"] < high  # a real interval around it
             history = client.get_metric_history(child.info.run_id, f"{family}_val_accuracy")
             assert [m.step for m in history] == [0]
         assert abs(metrics["dnn_ort_test_accuracy"] - metrics["dnn_test_accuracy"]) < 0.02
@@ -43,6 +44,18 @@ def test_quick_multimodal_run_logs_metrics(tracking_store):
     artifacts = [a.path for a in client.list_artifacts(parents[0].info.run_id)]
     assert "summary.png" in artifacts and "summary.json" in artifacts
     assert any(k.startswith("test_accuracy/image/snn") for k in parents[0].data.metrics)
+    # the fixed-schema table: the children's figures, and activity for the snntorch SNN as for any SNN
+    from snnbench.harness import RESULT_COLUMNS, RESULT_TABLE
+    from snnbench.runstore import RunStore
+
+    table = RunStore([tracking_store]).latest("multimodal").table(RESULT_TABLE)
+    assert list(table.columns[:len(RESULT_COLUMNS)]) == list(RESULT_COLUMNS) and len(table) == 4
+    for child in children:
+        for family, engine in (("dnn", "torch-dnn"), ("snn", "snntorch-snn")):
+            row = table[(table.engine == engine) & (table.modality == child.data.params["modality"])].iloc[0]
+            assert row.accuracy == pytest.approx(child.data.metrics[f"{family}_test_accuracy"]) and row.n == 60
+    snn = table[table.engine == "snntorch-snn"]
+    assert (snn.effective_acs_per_sample > 0).all() and snn.activation_sparsity.between(0, 1, "neither").all()
 
 
 def test_noise_sweep_reuses_the_trained_model_and_resume_skips_finished(tracking_store):

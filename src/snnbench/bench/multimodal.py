@@ -21,13 +21,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from snnbench import plots
+from snnbench import harness, plots
 from snnbench.bench.common import add_common, auto, choice_list, float_list, int_list, non_negative, positive, require
 from snnbench.data import MODALITIES, VALIDATIONS, FeatureSet
 from snnbench.device import resolve_device
 from snnbench.errors import SnnbenchError
 from snnbench.grid import Engine, Job, train_jobs
-from snnbench.metrics import seed_interval, wilson_interval
+from snnbench.metrics import ACTIVITY, STATIC, seed_interval
 from snnbench.models.multimodal import (FAMILIES, SIZES, ModelSpec, TrainSettings, features,
                                         load_trained_multimodal, predict, test_data,
                                         trained_multimodal_model, training_data)
@@ -82,13 +82,19 @@ def _bool(text) -> bool:
 # --- evaluation --------------------------------------------------------------------------------
 
 def evaluate(model, test: FeatureSet, noise: NoiseSpec | None, device) -> tuple[dict, np.ndarray]:
-    """Test accuracy with its Wilson 95% interval, and throughput."""
+    """Through the harness: test accuracy with its Wilson 95% interval, activity and size metrics
+    (snnbench.metrics), and throughput; also the logits."""
+    engine = harness.suite_model(model, device)
+    noise = noise or harness.CLEAN
     started = time.perf_counter()
-    logits = predict(model, test.x, noise, batch_size=1000, device=device)
+    logits = engine.predict(test.x, noise)
     seconds = time.perf_counter() - started
-    low, high = wilson_interval(int((logits.argmax(1) == test.y).sum()), len(test.y))
-    return {"test_accuracy": accuracy(logits, test.y), "test_accuracy_ci_low": low, "test_accuracy_ci_high": high,
-            "eval_samples_per_s": len(test) / seconds}, logits
+    row = harness.score(engine, logits, test.y, engine.last_activity, noise)
+    metrics = {"test_accuracy": row["accuracy"], "test_accuracy_ci_low": row["accuracy_ci_low"],
+               "test_accuracy_ci_high": row["accuracy_ci_high"], "n_test": len(test),
+               "eval_samples_per_s": len(test) / seconds}
+    metrics.update({k: row[k] for k in RESULT_METRICS})
+    return metrics, logits
 
 
 def log_history(run_id: str, history: list[dict], prefix: str = ""):
@@ -106,18 +112,11 @@ def log_history(run_id: str, history: list[dict], prefix: str = ""):
 
 
 def evaluate_onnx(folder: Path, test: FeatureSet, noise: NoiseSpec, torch_logits: np.ndarray) -> dict:
-    """The exported DNN in ONNX Runtime under the same noise draws (noise inputs added to a copy
-    of its graph): accuracy, throughput and the largest logit difference from torch."""
-    from snnbench.onnx_noise import add_noise
-    from snnbench.runners import OrtRunner
-
-    if noise.active:
-        graph = add_noise(folder / "model.onnx", noise.position)
-        runner = OrtRunner(graph.serialized(), feeds=graph.feeds(noise))
-    else:
-        runner = OrtRunner(folder / "model.onnx")
+    """The exported DNN in ONNX Runtime (harness.OrtModel) under the same noise draws: accuracy,
+    throughput and the largest logit difference from torch."""
+    engine = harness.OrtModel(folder / "model.onnx")
     started = time.perf_counter()
-    logits = runner.predict(test.x)
+    logits = engine.predict(test.x, noise)
     seconds = time.perf_counter() - started
     return {"ort_test_accuracy": accuracy(logits, test.y), "ort_samples_per_s": len(test) / seconds,
             "ort_torch_max_abs_diff": float(np.abs(logits - torch_logits).max())}
@@ -301,6 +300,7 @@ def run(args):
     params = {k: v for k, v in vars(args).items() if not k.startswith("_") and k not in ("command", "resume")}
     params.update(scale)
     params["seeds"] = seeds_from_args(args)
+    params["device"] = str(device)  # resolved, never 'auto'
     with benchmark_run(args.command, params, device=str(device), data_checksums=checksums,
                        resume=args.resume) as parent:
         # every model the sweep needs, trained together first (stacked; cached for what follows)
@@ -355,6 +355,24 @@ def run(args):
         log_summary(rows, args.command, factor)
 
 
+RESULT_METRICS = tuple(c for m in (*STATIC, *ACTIVITY) for c in m.columns)  # besides accuracy
+ENGINES = {"snn": "snntorch-snn", "dnn": "torch-dnn"}
+
+
+def result_row(row: dict, family: str, command: str) -> dict:
+    """One configuration, seed and family in the fixed result schema (snnbench.harness)."""
+    value = {k: row.get(f"{family}_{k}") for k in RESULT_METRICS}
+    return {"benchmark": command, "engine": ENGINES[family], "model": f"multimodal-{row['size']}",
+            "modality": row["modality"], "method": "", "steps": row["steps"] if family == "snn" else 1,
+            "noise_position": row["noise_position"], "noise_std": row["noise_std"], "noise_mode": row["noise_mode"],
+            "noise_seed": row["noise_seed"], "seed": row["seed"], "n": row.get(f"{family}_n_test"),
+            "accuracy": row.get(f"{family}_test_accuracy"),
+            "accuracy_ci_low": row.get(f"{family}_test_accuracy_ci_low"),
+            "accuracy_ci_high": row.get(f"{family}_test_accuracy_ci_high"), **value,
+            "best_val_accuracy": row.get(f"{family}_best_val_accuracy"),
+            "ort_test_accuracy": row.get(f"{family}_ort_test_accuracy")}
+
+
 def log_summary(rows: list[dict], command: str, factor: str | None):
     """Parent-run metrics (per modality, family and swept value: the mean over seeds, with its
     Student-t 95% interval when there are several), a JSON table and a bar chart of the means."""
@@ -381,6 +399,7 @@ def log_summary(rows: list[dict], command: str, factor: str | None):
                 mlflow.log_metrics({f"{name}/ci_low": low, f"{name}/ci_high": high})
         summary.append(entry)
     mlflow.log_dict({"rows": summary}, "summary.json")
+    harness.log_result_table([result_row(row, family, command) for row in rows for family in row["families"]])
     modalities = list(dict.fromkeys(r["modality"] for r in summary))
     series = {}
     for entry in summary:
