@@ -4,6 +4,7 @@ A :class:`RunStore` looks across several stores (e.g. the CPU store and a GPU st
 :class:`FoundRun` objects that remember which store they came from, so their artifacts can be read.
 """
 
+import io
 import json
 import os
 import tempfile
@@ -57,17 +58,32 @@ class FoundRun:
         except ValueError:
             return text
 
-    def table(self, artifact: str) -> pd.DataFrame | None:
-        """A table logged with ``mlflow.log_table`` (JSON) or as CSV, or None if absent."""
+    def _moved_artifacts(self) -> Path | None:
+        """The run's artifact folder in a store copied from another machine: its ``mlruns``
+        beside the sqlite file, laid out as MLflow wrote it there (``<experiment>/<run>/artifacts``)."""
+        if not self.uri.startswith("sqlite:///"):
+            return None
+        folder = Path(self.uri[len("sqlite:///"):]).parent / "mlruns" / self.run.info.experiment_id / self.id / "artifacts"
+        return folder if folder.is_dir() else None
+
+    def artifact_text(self, artifact: str) -> str | None:
+        """The text of one logged artifact file, or None if it cannot be read."""
         with tempfile.TemporaryDirectory() as tmp:
             try:
-                path = Path(self.client.download_artifacts(self.id, artifact, tmp))
+                return Path(self.client.download_artifacts(self.id, artifact, tmp)).read_text()
             except (MlflowException, OSError):
-                return None
-            if path.suffix == ".csv":
-                return pd.read_csv(path)
-            data = json.loads(path.read_text())
-            return pd.DataFrame(data["data"], columns=data["columns"])
+                moved = self._moved_artifacts()
+                return (moved / artifact).read_text() if moved and (moved / artifact).is_file() else None
+
+    def table(self, artifact: str) -> pd.DataFrame | None:
+        """A table logged with ``mlflow.log_table`` (JSON) or as CSV, or None if absent."""
+        text = self.artifact_text(artifact)
+        if text is None:
+            return None
+        if artifact.endswith(".csv"):
+            return pd.read_csv(io.StringIO(text))
+        data = json.loads(text)
+        return pd.DataFrame(data["data"], columns=data["columns"])
 
     def history(self, metric: str) -> list:
         """(step, value) pairs of a metric logged at several steps."""
