@@ -133,3 +133,12 @@ def test_study_command_trains_the_grid_with_seeds_and_writes_its_results(trackin
                  "--modalities", "audio", "--device", "cpu", "--resume"]) == 0
     _, parents_after, children_after = runs_of("multimodal_study")
     assert len(parents_after) == 2 and len(children_after) == 20  # a finished grid is not run again
+
+    # the report's multimodal section renders the run's results: the t-interval over the two seeds
+    assert main(["report", "--name", "study"]) == 0
+    text = (tmp_path / "reports" / "study.md").read_text()
+    mean, low, high = entry["mean"], max(entry["ci_low"], 0.0), min(entry["ci_high"], 1.0)
+    section = text.split("### Accuracy vs time steps")[1]
+    row = next(line for line in section.splitlines() if line.startswith("| audio | SNN | test accuracy |"))
+    assert f"{100 * mean:.2f} [{100 * low:.2f}, {100 * high:.2f}]" in row
+    assert (tmp_path / "reports" / "study" / "study_timesteps.png").stat().st_size > 1000

@@ -138,15 +138,18 @@ def test_run_choice_prefers_the_newest_full_profile_run(tracking_store):
 
 def test_reproduce_plans_every_benchmark_then_the_report(capsys):
     assert main(["reproduce", "--dry-run", "--profile", "full", "--seed", "3", "--device", "cpu",
-                 "--skip", "tune"]) == 0
+                 "--skip", "tune,convert_tuned"]) == 0
     lines = capsys.readouterr().out.splitlines()
     commands = [shlex.split(line)[1] for line in lines]
-    assert commands[0] == "convert" and "--rate-scale" in lines[0] and commands[-1] == "report"
-    assert "tune" not in commands and {"noise_sweep", "size_sweep", "timestep_sweep", "throughput"} <= set(commands)
+    assert commands[0] == "convert" and "--method reference" in lines[0] and commands[-1] == "report"
+    assert "tune" not in commands and {"noise_sweep", "throughput", "multimodal_study"} <= set(commands)
     assert all("--profile full --seed 3" in line for line in lines[:-1])
     assert "--device" not in lines[0]  # convert has no --device option
     assert "--device cpu" in next(line for line in lines if " throughput " in line)
     assert lines[-1] == "snnbench report --name full"
-    assert main(["reproduce", "--dry-run", "--only", "throughput", "--extra-stores", "sqlite:////gpu/mlflow.db"]) == 0
+    for line in lines[:-1]:  # every planned command parses
+        words = shlex.split(line)
+        build_parser(words[1]).parse_args(words[2:])
+    assert main(["reproduce", "--dry-run", "--only", "throughput", "--extra-stores", "sqlite:///gpu/mlflow.db"]) == 0
     report = capsys.readouterr().out.splitlines()[-1]
-    assert report.endswith(f"--tracking-uri {tracking_uri()},sqlite:////gpu/mlflow.db")
+    assert report.endswith(f"--tracking-uri {tracking_uri()},sqlite:///gpu/mlflow.db")

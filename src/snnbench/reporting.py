@@ -29,14 +29,10 @@ MULTIMODAL_REFERENCE = dict(snn=0.999, text=(
 
 DEVICE_TAG = "snnbench.device"  # the device a run actually used (its 'device' param may say 'auto')
 
-# Model settings a multimodal sweep holds fixed (shown beside its table; the swept one is left out).
-MODEL_PARAMS = ("size", "hidden_layers", "neuron", "beta", "reset", "steps", "encoding", "readout", "noise_std",
-                "noise_position", "noise_mode")
-MODALITY_ORDER = ("image", "audio", "multimodal")
 
 # Params shown as each section's scale (those a run logged; others are skipped).
-SCALE_PARAMS = ("profile", "seed", "arch", "epochs", "train_limit", "test_limit", "test_images", "steps", "snn_steps",
-                "rate_scale", "n_trials", "val_samples",
+SCALE_PARAMS = ("profile", "seed", "seeds", "arch", "method", "epochs", "train_limit", "test_limit", "test_images", "steps",
+                "snn_steps", "n_trials", "val_samples",
                 "threads", "warmup", "repeats")
 
 
@@ -52,33 +48,7 @@ def reference_mlp(params: dict) -> bool:
 
 # --- multimodal study --------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class Sweep:
-    experiment: str      # also its snnbench command
-    title: str
-    x_param: str | None  # child-run param that varies along the x axis (None: one configuration)
-    x_label: str
-    modality_param: str = "modality"
-    metrics: dict = field(default_factory=lambda: {"DNN": "dnn_test_accuracy", "SNN": "snn_test_accuracy"})
-    reference: bool = False  # draw the reference study's multimodal SNN figure
-    # metrics: series label -> child-run metric; tables and figures show test accuracy unless a label says
-
-
-WITH_VALIDATION = {"DNN test": "dnn_test_accuracy", "SNN test": "snn_test_accuracy",
-                   "DNN best val": "dnn_best_val_accuracy", "SNN best val": "snn_best_val_accuracy"}
-NOISY = {"DNN": "dnn_test_accuracy", "SNN": "snn_test_accuracy",
-         "DNN clean": "dnn_clean_test_accuracy", "SNN clean": "snn_clean_test_accuracy"}
-
-SWEEPS = (
-    Sweep("multimodal", "One configuration (test and best validation accuracy)", None, "configuration",
-          metrics=WITH_VALIDATION),
-    Sweep("size_sweep", "Accuracy vs model size", "size", "model size", metrics=WITH_VALIDATION, reference=True),
-    Sweep("noise_level", "Accuracy vs noise level", "noise_std", "noise std", metrics=NOISY),
-    Sweep("noise_position", "Accuracy vs noise position", "noise_position", "noise position", metrics=NOISY),
-    Sweep("reset_sweep", "Accuracy vs reset mechanism", "reset", "reset"),
-    Sweep("neuron_sweep", "Accuracy vs neuron model", "neuron", "neuron model"),
-    Sweep("timestep_sweep", "Accuracy vs time steps", "steps", "time steps"),
-)
+STUDY_COMMAND = "snnbench multimodal_study --profile full --seeds 3 --device cuda --tf32 true"
 
 
 # --- throughput (its own timing table) ------------------------------------------------------
@@ -109,6 +79,8 @@ def pct(value) -> str:
 
 
 def number(value) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value)
@@ -256,59 +228,22 @@ def other_networks(ctx: Context) -> list:
     return lines + [scale_line(runs), ""]
 
 
-def sweep_section(ctx: Context, sweep: Sweep) -> list:
-    lines = [f"### {sweep.title}", ""]
-    parent = ctx.store.latest(sweep.experiment)
-    children = ctx.store.children(parent) if parent else []
-    points = {}  # (modality, family) -> {x: accuracy}
-    for child in children:
-        x = child.param(sweep.x_param) if sweep.x_param else "default"
-        modality = child.param(sweep.modality_param, "all")
-        for family, metric in sweep.metrics.items():
-            if metric in child.metrics and x is not None:
-                points.setdefault((modality, family), {})[x] = child.metrics[metric]
-    if not points:
-        return lines + missing(sweep.experiment)
-    ctx.use(parent)
-    xs = list(dict.fromkeys(x for series in points.values() for x in series))  # the order they ran in
-    if all(isinstance(x, (int, float)) for x in xs):
-        xs.sort()
-    modalities = sorted({m for m, _ in points}, key=lambda m: (MODALITY_ORDER + (m,)).index(m))
-    fixed = ", ".join(f"{k}={parent.params[k]}" for k in MODEL_PARAMS if k in parent.params and k != sweep.x_param)
-    lines += [f"Fixed settings: {fixed}." if fixed else "", ""]
-    families = [f for f in sweep.metrics if any((m, f) in points for m in modalities)]
-    header = [sweep.x_label] + [f"{f} {m}" for m in modalities for f in families]
-    rows = [[x] + [pct(points.get((m, f), {}).get(x)) for m in modalities for f in families] for x in xs]
-    if sweep.reference:
-        header.append("SNN multimodal, reference study")
-        rows = [row + [f"~{100 * MULTIMODAL_REFERENCE['snn']:.1f}%"] for row in rows]
-    lines += markdown_table(header, rows) + [""]
-    panels = {m: {f: _xy(points[(m, f)], xs) for f in families if (m, f) in points} for m in modalities}
-    categorical = not all(isinstance(x, (int, float)) for x in xs)
-    path, link = ctx.figure(f"{sweep.experiment}.png")
-    reference = (100 * MULTIMODAL_REFERENCE["snn"], "reference multimodal SNN") if sweep.reference else None
-    if len(xs) == 1:
-        plots.grouped_bars(modalities, {f: [100 * points[(m, f)][xs[0]] if (m, f) in points else None
-                                            for m in modalities] for f in families},
-                           path, ylabel="accuracy (%)", title=sweep.title)
-    else:
-        plots.line_panels(panels, path, xlabel=sweep.x_label, ylabel="test accuracy (%)", title=sweep.title,
-                          categorical=categorical, reference=reference, reference_panels=("multimodal",))
-    lines += [f"![{sweep.title}]({link})", ""]
-    return lines + [scale_line([parent]), ""]
-
-
-def _xy(series: dict, xs: list) -> tuple:
-    kept = [x for x in xs if x in series]
-    return kept, [100 * series[x] for x in kept]
-
-
 def multimodal_section(ctx: Context) -> list:
-    lines = ["## Multimodal study: snntorch SNN vs DNN on image, audio and image+audio", "",
-             MULTIMODAL_REFERENCE["text"], ""]
-    for sweep in SWEEPS:
-        lines += sweep_section(ctx, sweep)
-    return lines
+    """The whole study grid from the newest ``multimodal_study`` run: its results document, each of
+    the study's experiments as a table and a figure (snnbench.study)."""
+    import json
+
+    from snnbench.study import study_report
+
+    run = ctx.store.latest("multimodal_study")
+    if run is None:
+        return ["## Multimodal study", "", f"_No runs yet: run `{STUDY_COMMAND}` (on a GPU)._", ""]
+    text = run.artifact_text("results.json")
+    if text is None:
+        return ["## Multimodal study", ""] + unreadable(run, "results.json")
+    ctx.use(run)
+    markdown = study_report(json.loads(text), ctx.figures, f"{ctx.link_prefix}/")
+    return [markdown, "", MULTIMODAL_REFERENCE["text"], "", scale_line([run]), ""]
 
 
 def logged_table(ctx: Context, experiment: str, artifact: str, needed: set):

@@ -327,7 +327,8 @@ def logged_params(args, settings: dict, test_images: int) -> dict:
     unused = (() if args.method == "calibrated" else CALIBRATION_OPTIONS) + \
         (() if args.method == "tuned" else TUNED_OPTIONS)
     params = {k: v for k, v in vars(args).items() if not k.startswith("_") and k not in ("command", *unused)}
-    params.update(test_images=test_images, steps_list=settings["steps_list"], sim=asdict(settings["sim"]))
+    params.update(test_limit=settings["test_limit"], test_images=test_images, steps_list=settings["steps_list"],
+                  sim=asdict(settings["sim"]))
     if settings["layers"] is not None:
         params["layers"] = [asdict(p) for p in settings["layers"]]
     return params

@@ -18,21 +18,19 @@ from snnbench.tracking import tracking_uri
 
 # The benchmarks, in the order they run: name -> (command, its own options). The conversion
 # study is run by each method: the reference's, calibrated (convert's default), and the tuned
-# setting of the study `tune` has just run (tune's default study name and storage).
+# setting of the study `tune` has just run (tune's default study name and storage); then the
+# convolutional networks. The multimodal study's grid belongs on a GPU (`multimodal_study`).
 BENCHMARKS = {
-    "convert_reference": ("convert", ["--method", "reference"]),
-    "convert": ("convert", []),
-    "tune": ("tune", []),
-    "convert_tuned": ("convert", ["--method", "tuned", "--study-name", "tune-conversion"]),
+    "convert_reference": ("convert", ["--method", "reference", "--steps", "32", "--steps-list", "4,8,16,32"]),
+    "convert": ("convert", ["--steps-list", "4,8,16,32"]),
+    "tune": ("tune", ["--steps", "4"]),
+    "convert_tuned": ("convert", ["--method", "tuned", "--study-name", "tune-conversion", "--steps", "4",
+                                  "--steps-list", "4,8,16,32"]),
+    "convert_cnn": ("convert", ["--arch", "cnn", "--steps", "32", "--steps-list", "4,8,16,32"]),
+    "convert_resnet": ("convert", ["--arch", "resnet", "--lr", "0.002", "--steps", "32", "--steps-list", "4,8,16,32"]),
     "noise_sweep": ("noise_sweep", []),
-    "multimodal": ("multimodal", []),
-    "size_sweep": ("size_sweep", []),
-    "noise_level": ("noise_level", []),
-    "noise_position": ("noise_position", []),
-    "reset_sweep": ("reset_sweep", []),
-    "neuron_sweep": ("neuron_sweep", []),
-    "timestep_sweep": ("timestep_sweep", []),
     "throughput": ("throughput", []),
+    "multimodal_study": ("multimodal_study", ["--seeds", "3"]),
 }
 
 
