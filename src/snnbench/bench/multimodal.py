@@ -146,6 +146,18 @@ def run_family(spec: ModelSpec, settings: TrainSettings, noise: NoiseSpec, test:
 
 # --- command line ------------------------------------------------------------------------------
 
+def add_training_arguments(parser: argparse.ArgumentParser):
+    """The suite's training and test-set options (every multimodal command)."""
+    parser.add_argument("--epochs", type=auto(non_negative), default=None,
+                        help="training epochs (auto = 2 quick, 200 full)")
+    parser.add_argument("--train-limit", type=auto(non_negative), default=None,
+                        help="training samples before the validation split (0 = all, auto = 2000 quick, all full)")
+    parser.add_argument("--test-limit", type=auto(non_negative), default=None,
+                        help="a fixed random subset of N test samples (0 = all, auto = 1000 quick, all full)")
+    parser.add_argument("--lr", type=positive(float), default=1e-3, help="Adam learning rate")
+    parser.add_argument("--batch-size", type=positive(int), default=100, help="training batch size")
+
+
 def add_arguments(parser: argparse.ArgumentParser, command: str):
     add_common(parser)
     sweep = SWEEPS[command]
@@ -157,14 +169,7 @@ def add_arguments(parser: argparse.ArgumentParser, command: str):
                             help="dnn (ReLU network) and / or snn (snntorch neurons)")
     if sweep:
         parser.add_argument(sweep.option, type=sweep.parse, default=list(sweep.values), help=sweep.help)
-    parser.add_argument("--epochs", type=auto(non_negative), default=None,
-                        help="training epochs (auto = 2 quick, 200 full)")
-    parser.add_argument("--train-limit", type=auto(non_negative), default=None,
-                        help="training samples before the validation split (0 = all, auto = 2000 quick, all full)")
-    parser.add_argument("--test-limit", type=auto(non_negative), default=None,
-                        help="a fixed random subset of N test samples (0 = all, auto = 1000 quick, all full)")
-    parser.add_argument("--lr", type=positive(float), default=1e-3, help="Adam learning rate")
-    parser.add_argument("--batch-size", type=positive(int), default=100, help="training batch size")
+    add_training_arguments(parser)
     model = parser.add_argument_group("model (the reference defaults; a swept factor replaces its option)")
     if factor != "size":
         model.add_argument("--size", choices=tuple(SIZES), default="S", help="parameter budget (S = 1,600,000)")

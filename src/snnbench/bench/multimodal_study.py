@@ -25,9 +25,10 @@ from pathlib import Path
 import mlflow
 import torch
 
-from snnbench.bench.common import add_common, auto, choice_list, non_negative, positive
-from snnbench.bench.multimodal import (PROFILES, _bool, add_engine_arguments, add_seed_arguments, devices_from_args,
-                                       engine_from_args, log_history, seeds_from_args)
+from snnbench.bench.common import add_common, choice_list, non_negative
+from snnbench.bench.multimodal import (PROFILES, _bool, add_engine_arguments, add_seed_arguments,
+                                       add_training_arguments, devices_from_args, engine_from_args, log_history,
+                                       seeds_from_args)
 from snnbench.data import MODALITIES
 from snnbench.errors import SnnbenchError
 from snnbench.grid import Job, evaluate_jobs, train_jobs
@@ -41,14 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser, command: str):
     add_seed_arguments(parser, seeds=3)
     parser.add_argument("--modalities", type=choice_list(MODALITIES), default=list(MODALITIES),
                         help="image (MNIST), audio (FSDD spectrograms), multimodal (both, concatenated)")
-    parser.add_argument("--epochs", type=auto(non_negative), default=None,
-                        help="training epochs (auto = 2 quick, 200 full)")
-    parser.add_argument("--train-limit", type=auto(non_negative), default=None,
-                        help="training samples before the validation split (0 = all, auto = 2000 quick, all full)")
-    parser.add_argument("--test-limit", type=auto(non_negative), default=None,
-                        help="a fixed random subset of N test samples (0 = all, auto = 1000 quick, all full)")
-    parser.add_argument("--lr", type=positive(float), default=1e-3, help="Adam learning rate")
-    parser.add_argument("--batch-size", type=positive(int), default=100, help="training batch size")
+    add_training_arguments(parser)
     add_engine_arguments(parser)
     parser.add_argument("--time-limit", type=non_negative, default=0,
                         help="stop training after this many seconds (0 = never), checkpointed; --resume continues")
