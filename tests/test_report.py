@@ -116,6 +116,9 @@ def test_report_from_real_runs_in_two_stores(tracking_store, tmp_path, monkeypat
     assert header[2].startswith("MLFLOW_TRACKING_URI=sqlite:///gpu/other.db snnbench throughput ")
     assert "--backends ort,snntorch" in header[2] and "--batch-sizes 1,4" in header[2]
     assert header[-1] == "snnbench report --name tiny --tracking-uri sqlite:///mlflow.db,sqlite:///gpu/other.db"
+    for line in header:  # every command runs as written
+        words = shlex.split(line.split(" ", 1)[1] if line.startswith("MLFLOW_TRACKING_URI=") else line)
+        build_parser(words[1]).parse_args(words[2:])
     # the runs come from this checkout: clean, or named as not
     commits = {r.tags["snnbench.git_commit"] for r in (*store.finished("convert"), throughput)}
     clean = all(not c.endswith("+dirty") and c != "unknown" for c in commits)

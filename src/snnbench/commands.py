@@ -72,5 +72,6 @@ def command_line(command: str, params: dict) -> str:
         elif text == "None":
             words += [option, _none_word(action)]
         else:
-            words += [option, _as_cli_value(text)]
+            value = _as_cli_value(text)
+            words += [f"{option}={value}"] if value.startswith("-") else [option, value]  # not read as an option
     return shlex.join(words)

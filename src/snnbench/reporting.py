@@ -165,6 +165,10 @@ def conversion_section(ctx: Context) -> list:
         if problem:
             lines += problem
             continue
+        study = run.params.get("study_name")
+        tune = study and ctx.store.latest("tune_conversion", where=lambda r: r.params.get("study_name") == study)
+        if tune:
+            ctx.use(tune)  # the study this setting came from: its command heads the report too
         ctx.use(run)
         runs.append(run)
         dnn = next(r for r in records if r["engine"] == "ort-dnn")

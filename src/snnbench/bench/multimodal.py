@@ -204,8 +204,9 @@ def add_arguments(parser: argparse.ArgumentParser, command: str):
 
 
 def add_seed_arguments(parser: argparse.ArgumentParser, seeds: int):
-    parser.add_argument("--seeds", type=positive(int), default=seeds,
-                        help="seeds per configuration: --seed, --seed + 1, ... (mean and 95%% interval over them)")
+    parser.add_argument("--seeds", type=seed_count_or_list, default=seeds,
+                        help="seeds per configuration: N (--seed, --seed + 1, ...) or a comma list of seeds "
+                             "(mean and 95%% interval over them)")
     parser.add_argument("--validation", choices=VALIDATIONS, default="recordings",
                         help="held-out validation samples: recordings (no validation recording is a training "
                              "recording), speakers (held-out speakers), study (the reference study's protocol: "
@@ -242,7 +243,20 @@ def devices_from_args(args) -> list[torch.device]:
     return [resolve_device(name.strip()) for name in args.devices.split(",") if name.strip()]
 
 
+def seed_count_or_list(text: str):
+    """'3' -> 3 (seeds --seed, --seed + 1, --seed + 2); '0,1,2' -> [0, 1, 2] (these seeds)."""
+    if "," in text or "[" in text:
+        seeds = int_list(text.strip("[]"))
+        if not seeds or len(set(seeds)) != len(seeds):
+            raise argparse.ArgumentTypeError(f"expected distinct seeds, got {text!r}")
+        return seeds
+    return positive(int)(text)
+
+
 def seeds_from_args(args) -> list[int]:
+    """The seeds every configuration is trained with (what a run logs as ``seeds``)."""
+    if isinstance(args.seeds, list):
+        return args.seeds
     return [args.seed + i for i in range(args.seeds)]
 
 

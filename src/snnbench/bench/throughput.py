@@ -21,7 +21,7 @@ from pathlib import Path
 import mlflow
 import numpy as np
 
-from snnbench.bench.common import add_common, auto, choice_list, int_list, positive, require
+from snnbench.bench.common import add_common, auto, choice_list, int_list, non_negative, positive, require
 from snnbench.errors import SnnbenchError
 from snnbench.plots import throughput_plot
 from snnbench.timing import machine, time_batch
@@ -62,8 +62,8 @@ def add_arguments(parser, command):
                         help="CPU threads for every backend (auto: all usable CPUs)")
     parser.add_argument("--arch", choices=("mlp", "cnn"), default="mlp", help="the conversion study's network")
     parser.add_argument("--epochs", type=int, default=3, help="training epochs of the (cached) network")
-    parser.add_argument("--train-limit", type=auto(positive(int)), default=None,
-                        help="train the network on the first N MNIST images only (auto: all)")
+    parser.add_argument("--train-limit", type=auto(non_negative), default=None,
+                        help="train the network on the first N MNIST images only (0 or auto: all)")
 
 
 def resolve(args) -> dict:
