@@ -45,6 +45,9 @@ def test_tiny_throughput_run_logs_its_table(tracking_store):
     assert ort_accuracy > 0.5
     for row in table[table.backend != "ort"].to_dict("records"):
         assert row["n"] == 200 and row["accuracy"] > ort_accuracy - 0.1, row
+    results = run.table("results.json")  # the fixed schema, one row per timed point
+    assert len(results) == len(table) and set(results.engine) == {"ort-dnn", "nengo-snn", "snntorch-snn"}
+    assert (results.accuracy_ci_low <= results.accuracy).all() and (results.accuracy <= results.accuracy_ci_high).all()
     csv = run.table("throughput.csv")
     assert len(csv) == len(table)
     artifacts = {a.path for a in run.client.list_artifacts(run.id)}

@@ -208,6 +208,7 @@ class Labelled:
     """A stand-in objective whose calibrated and tuned settings score differently on the test set."""
     base = [{"setting": "calibrated"}]
     right = {"calibrated": 0.6, "tuned": 0.9}
+    task = SimpleNamespace(arch="mlp", seed=0, steps=4)
 
     def dnn_logits(self, x):
         return np.eye(4)[self.y]
@@ -228,6 +229,8 @@ def test_test_scores_carry_the_right_labels():
     assert scores["conversion_loss_calibrated_points"] == pytest.approx(40.0)
     assert scores["conversion_loss_tuned_points"] == pytest.approx(10.0)
     assert scores["snn_test_accuracy_tuned_ci_low"] < 0.9 < scores["snn_test_accuracy_tuned_ci_high"]
+    rows = {(r["engine"], r["method"]): r["accuracy"] for r in scores["rows"]}  # the same in the result table
+    assert rows == {("ort-dnn", ""): 1.0, ("nengo-snn", "calibrated"): 0.6, ("nengo-snn", "tuned"): 0.9}
 
 
 # ----------------------------------------------------------------------------- the real objective

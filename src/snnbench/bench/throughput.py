@@ -133,7 +133,7 @@ def run(args):
         if failed:
             mlflow.set_tag("failed_backends", json.dumps(failed))
         if rows:
-            log_results(rows)
+            log_results(rows, settings)
         print(f"throughput: {len(rows)} points logged to run {run_.info.run_id}")
     if failed:
         raise SnnbenchError(f"backends failed: {'; '.join(f'{b} ({e})' for b, e in failed.items())}; the others "
@@ -161,9 +161,23 @@ def _progress(row: dict) -> str:
             f"{row['samples_per_s_median']:10.1f} samples/s  {row['latency_ms_median']:9.2f} ms/batch")
 
 
-def log_results(rows: list):
+ENGINES = {"ort": "ort-dnn", "nengo_dl": "nengo-snn", "nengo": "nengo-snn", "snntorch": "snntorch-snn"}
+
+
+def result_rows(rows: list, settings: dict) -> list:
+    """The timed points in the fixed result schema (snnbench.harness), timings as extra columns."""
+    return [{"benchmark": "throughput", "engine": ENGINES[r["backend"]], "model": f"conversion-{settings['arch']}",
+             "modality": "image", "method": "" if r["backend"] == "ort" else "calibrated",
+             "steps": max(r["steps"], 1), "noise_position": "none", "noise_std": 0.0, "seed": settings["seed"], **r}
+            for r in rows]
+
+
+def log_results(rows: list, settings: dict):
+    from snnbench.harness import log_result_table
+
     columns = list(rows[0])
     mlflow.log_table({c: [r[c] for r in rows] for c in columns}, TABLE)
+    log_result_table(result_rows(rows, settings))
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "throughput.csv"
         with open(path, "w", newline="") as f:

@@ -5,6 +5,7 @@ import json
 from dataclasses import asdict
 from typing import Callable
 
+from snnbench.harness import log_result_table
 from snnbench.tuning.best import log_plots, params_document, trial_counts
 from snnbench.tuning.objective import conversion_objective
 from snnbench.tuning.scoring import score_on_test_set
@@ -53,6 +54,7 @@ def run_benchmark(task: ConversionTask, options: StudyOptions, *, params: dict |
         if score_test:
             scores = score_on_test_set(objective, document)  # the test set, read once, after the choice
             mlflow.log_param("test_images", scores.pop("test_images"))
+            log_result_table(scores.pop("rows"))
             mlflow.log_metrics(scores)
             document["test"] = scores
     return document
