@@ -82,3 +82,24 @@ def positive(kind=float):
 def require(condition: bool, message: str):
     if not condition:
         raise SnnbenchError(message)
+
+
+def add_calibration_arguments(group):
+    """The calibrated conversion's options (snnbench.calibration.Calibration), for convert and tune."""
+    from snnbench.calibration import CALIBRATED_NEURONS, Calibration, percentile_value
+    from snnbench.nengo_net import INITIAL_VOLTAGES
+
+    default = Calibration()
+    group.add_argument("--calibration-samples", type=positive(int), default=default.samples,
+                       help="calibration: training images (a seeded subset; never validation or test images) whose "
+                            "activations set the rate scales")
+    group.add_argument("--percentile", type=percentile_value, default=default.percentile,
+                       help="calibration: percentile of each layer's positive activations that fires --target-rate "
+                            "spikes per step (max = the largest)")
+    group.add_argument("--target-rate", type=positive(float), default=default.target_rate,
+                       help="calibration: spikes per step at that percentile (at most about 1)")
+    group.add_argument("--neuron", choices=CALIBRATED_NEURONS, default=default.neuron,
+                       help="calibration: if (integrate-and-fire, signed membrane, reset by subtraction), "
+                            "if-rectified (nengo's SpikingRectifiedLinear) or lif (linear rate mapping)")
+    group.add_argument("--initial-voltage", choices=INITIAL_VOLTAGES, default=default.initial_voltage,
+                       help="calibration: spiking neurons start at half the threshold, or nengo's uniform draw")

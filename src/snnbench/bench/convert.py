@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from snnbench.bench.common import add_common, auto, int_list, positive, require
+from snnbench.bench.common import add_calibration_arguments, add_common, auto, int_list, positive, require
 from snnbench.errors import SnnbenchError
 
 PROFILE_TEST_LIMIT = {"quick": 1000, "full": 0}
@@ -45,9 +45,9 @@ def synapse_value(text: str):
 
 
 def add_arguments(parser: argparse.ArgumentParser, command: str):
-    from snnbench.calibration import CALIBRATED_NEURONS, METHODS, Calibration, percentile_value
+    from snnbench.calibration import METHODS
     from snnbench.models.conversion import ARCHS
-    from snnbench.nengo_net import INITIAL_VOLTAGES, READOUTS, SIMULATORS
+    from snnbench.nengo_net import READOUTS, SIMULATORS
     from snnbench.onnx_io import MAXPOOL_ROUTES
 
     add_common(parser, device=False)
@@ -68,19 +68,7 @@ def add_arguments(parser: argparse.ArgumentParser, command: str):
                      help="reference: the study's conversion (LIF, gain 1, ONNX biases, rate scale 1); calibrated: "
                           "IF neurons, each layer's rate scale from its activations on training images; tuned: "
                           "the best setting of a `snnbench tune` study (--study-name) or --params-json")
-    default = Calibration()
-    snn.add_argument("--calibration-samples", type=positive(int), default=default.samples,
-                     help="calibrated: training images (a seeded subset) whose activations set the rate scales")
-    snn.add_argument("--percentile", type=percentile_value, default=default.percentile,
-                     help="calibrated: percentile of each layer's positive activations that fires --target-rate "
-                          "spikes per step (max = the largest)")
-    snn.add_argument("--target-rate", type=positive(float), default=default.target_rate,
-                     help="calibrated: spikes per step at that percentile (at most about 1)")
-    snn.add_argument("--neuron", choices=CALIBRATED_NEURONS, default=default.neuron,
-                     help="calibrated: if (integrate-and-fire, signed membrane, reset by subtraction), "
-                          "if-rectified (nengo's SpikingRectifiedLinear) or lif (linear rate mapping)")
-    snn.add_argument("--initial-voltage", choices=INITIAL_VOLTAGES, default=default.initial_voltage,
-                     help="calibrated: spiking neurons start at half the threshold, or nengo's uniform draw")
+    add_calibration_arguments(snn)
     snn.add_argument("--synapse", type=synapse_value, default=None,
                      help="reference / calibrated: output synapse time constant (s), or none")
     snn.add_argument("--tau-rc", type=positive(float), default=0.02,

@@ -13,9 +13,8 @@ SNN's with the calibrated and with the tuned setting (``snn_test_accuracy_calibr
 import argparse
 from pathlib import Path
 
-from snnbench.bench.common import add_common, auto, positive, require
-from snnbench.calibration import CALIBRATED_NEURONS, Calibration, percentile_value
-from snnbench.nengo_net import INITIAL_VOLTAGES, READOUTS
+from snnbench.bench.common import add_calibration_arguments, add_common, auto, positive, require
+from snnbench.nengo_net import READOUTS
 from snnbench.tuning import (PRUNERS, SAMPLERS, SECOND_OBJECTIVES, ConversionTask, SearchSpace, StudyOptions,
                              storage_label)
 from snnbench.tuning.space import PARAMETERS
@@ -89,18 +88,7 @@ def add_arguments(parser: argparse.ArgumentParser, command: str):
     task.add_argument("--batch-size", type=positive(int), default=100, help="training batch size")
     task.add_argument("--train-limit", type=int, default=0,
                       help="train the DNN on the first N MNIST training images only (0: all 60,000)")
-    calibration = Calibration()
-    task.add_argument("--neuron", choices=CALIBRATED_NEURONS, default=calibration.neuron,
-                      help="the calibrated neuron: if (integrate-and-fire, reset by subtraction), if-rectified "
-                           "(nengo's SpikingRectifiedLinear) or lif (linear rate mapping)")
-    task.add_argument("--calibration-samples", type=positive(int), default=calibration.samples,
-                      help="training images (never validation or test) whose activations set the calibrated rate scales")
-    task.add_argument("--percentile", type=percentile_value, default=calibration.percentile,
-                      help="calibration: percentile of each layer's positive activations (max = the largest)")
-    task.add_argument("--target-rate", type=positive(float), default=calibration.target_rate,
-                      help="calibration: spikes per step at that percentile")
-    task.add_argument("--initial-voltage", choices=INITIAL_VOLTAGES, default=calibration.initial_voltage,
-                      help="spiking neurons start at half the threshold, or nengo's uniform draw")
+    add_calibration_arguments(task)
     task.add_argument("--steps", type=positive(int), default=8, help="simulation time steps per image")
     task.add_argument("--dt", type=positive(float), default=0.001, help="simulation time step (s)")
     task.add_argument("--readout", choices=READOUTS, default="mean",
