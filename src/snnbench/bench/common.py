@@ -3,8 +3,7 @@
 import argparse
 
 from snnbench.errors import SnnbenchError
-
-PROFILES = ("quick", "full")
+from snnbench.recipes import PROFILES
 
 
 def float_list(text: str) -> list[float]:

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from snnbench import harness, plots
+from snnbench import harness, plots, recipes
 from snnbench.bench.common import add_common, auto, choice_list, float_list, int_list, non_negative, positive, require
 from snnbench.data import MODALITIES, VALIDATIONS, FeatureSet
 from snnbench.device import resolve_device
@@ -37,8 +37,9 @@ from snnbench.tracking import (benchmark_run, claimed_child, config_key, finishe
                                log_dataset, log_trained_model)
 from snnbench.training import TrainConfig, accuracy
 
-PROFILES = {"quick": dict(epochs=2, train_limit=2000, test_limit=1000),
-            "full": dict(epochs=200, train_limit=0, test_limit=0)}
+# Each profile's training recipe (snnbench.recipes) and test subset.
+PROFILES = {p: dict(epochs=recipes.SUITE[p].epochs, train_limit=recipes.SUITE[p].train_limit,
+                    test_limit=recipes.SUITE_TEST_LIMIT[p]) for p in recipes.PROFILES}
 
 
 @dataclass(frozen=True)
