@@ -38,3 +38,17 @@ def require_data():
     """Skip (with the reason) when no dataset copy is reachable and downloads are impossible."""
     if not os.environ.get("SNNBENCH_DATA"):
         pytest.skip("set SNNBENCH_DATA to a folder holding mnist/ and fsdd/ (see README 'Data')")
+
+
+def refuse_test_split(monkeypatch):
+    """From here on, reading the MNIST test files fails the test (checked at once)."""
+    from snnbench.data import load_mnist, mnist
+
+    real_file = mnist.mnist_file
+
+    def train_only(name):
+        assert not name.startswith("t10k"), f"the MNIST test set was read ({name})"
+        return real_file(name)
+    monkeypatch.setattr(mnist, "mnist_file", train_only)
+    with pytest.raises(AssertionError, match="test set"):
+        load_mnist("test")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import require_data
+from conftest import refuse_test_split, require_data
 from snnbench import calibration as cal
 from snnbench.errors import SnnbenchError
 from snnbench.nengo_net import LayerParams, SignedIF, SimConfig, readout
@@ -129,19 +129,6 @@ def test_readout_modes():
 
 # --------------------------------------------------------------------------- on MNIST
 
-def _refuse_test_split(monkeypatch):
-    from snnbench.data import load_mnist, mnist
-
-    real_file = mnist.mnist_file
-
-    def train_only(name):
-        assert not name.startswith("t10k"), f"calibration read the MNIST test set ({name})"
-        return real_file(name)
-    monkeypatch.setattr(mnist, "mnist_file", train_only)
-    with pytest.raises(AssertionError, match="test set"):
-        load_mnist("test")
-
-
 @pytest.fixture(scope="module")
 def small_mlp():
     require_data()
@@ -157,7 +144,7 @@ def test_calibration_reads_training_images_only(small_mlp, monkeypatch):
     from snnbench.cli import build_parser
 
     folder, model = small_mlp
-    _refuse_test_split(monkeypatch)
+    refuse_test_split(monkeypatch)
     settings = resolve(build_parser("convert").parse_args(["--calibration-samples", "200", "--seed", "5",
                                                            "--steps", "4"]))
     document = conversion_setting(model, settings)  # what `snnbench convert` calibrates with

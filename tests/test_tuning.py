@@ -236,22 +236,14 @@ def test_test_scores_carry_the_right_labels():
 # ----------------------------------------------------------------------------- the real objective
 @pytest.mark.slow
 def test_real_study_starts_calibrated_and_never_reads_the_test_set(tmp_path, tracking_store, monkeypatch):
-    from conftest import require_data
+    from conftest import refuse_test_split, require_data
     from snnbench.cli import main
-    from snnbench.data import load_mnist, mnist
     require_data()
     options = dict(epochs=1, train_limit=3000, val_samples=300, val_steps=3, steps=4)
     task = tuning.ConversionTask(**options)
     tuning.trained_model_folder(task)  # trained (and scored) before the study
 
-    real_file = mnist.mnist_file
-
-    def train_only(name):
-        assert not name.startswith("t10k"), f"the study read the MNIST test set ({name})"
-        return real_file(name)
-    monkeypatch.setattr(mnist, "mnist_file", train_only)
-    with pytest.raises(AssertionError, match="test set"):
-        load_mnist("test")
+    refuse_test_split(monkeypatch)
 
     out = tmp_path / "best.json"
     argv = ["tune", "--study-name", "real", "--storage", f"journal:{tmp_path / 'real.journal'}",
