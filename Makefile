@@ -30,7 +30,10 @@ bench: setup
 	PATH="$(BIN):$$PATH" MLFLOW_LOGGING_LEVEL=$(if $(VERBOSE),INFO,WARNING) SNNBENCH_VERBOSE=$(VERBOSE) \
 		mlflow run . -e noise_sweep --env-manager local --experiment-name noise_sweep -P profile=$(PROFILE)
 
+# lint (ruff), the layer contracts (import-linter, pyproject.toml), then the tests
 test: setup
+	$(BIN)/ruff check src tests
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 ui: setup

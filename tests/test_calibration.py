@@ -7,12 +7,12 @@ import pytest
 import torch
 
 from conftest import refuse_test_split, require_data
-from snnbench import calibration as cal
+from snnbench.conversion import calibration as cal
 from snnbench.errors import SnnbenchError
-from snnbench.nengo_net import LayerParams, SignedIF, SimConfig, readout
-from snnbench.onnx_export import export_onnx
-from snnbench.onnx_io import extract
-from snnbench.runners import NengoRunner, OrtRunner
+from snnbench.conversion.nengo_net import SignedIF, SimConfig, readout
+from snnbench.models.export import export_onnx
+from snnbench.conversion.onnx_io import extract
+from snnbench.engines.runners import NengoRunner, OrtRunner
 
 
 def _random_net(tmp_path, sizes=(20, 16, 12, 4), seed=0):
@@ -132,7 +132,7 @@ def test_readout_modes():
 @pytest.fixture(scope="module")
 def small_mlp():
     require_data()
-    from snnbench.models.conversion import trained_conversion_model
+    from snnbench.training.conversion import trained_conversion_model
 
     folder = trained_conversion_model("mlp", epochs=1, train_limit=1000)  # reads the test set: before the patch
     return folder, extract(folder / "model.onnx")
@@ -140,8 +140,8 @@ def small_mlp():
 
 def test_calibration_reads_training_images_only(small_mlp, monkeypatch):
     from snnbench import tuning
-    from snnbench.bench.convert import conversion_setting, resolve
-    from snnbench.cli import build_parser
+    from snnbench.benchmarks.convert import conversion_setting, resolve
+    from snnbench.cli.main import build_parser
 
     folder, model = small_mlp
     refuse_test_split(monkeypatch)

@@ -9,7 +9,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from conftest import require_data
-from snnbench.cli import main
+from snnbench.cli.main import main
 
 SMALL = ["--epochs", "1", "--train-limit", "1000", "--test-limit", "60", "--steps", "10",
          "--steps-list", "2,5,10,20", "--minibatch", "30"]
@@ -74,13 +74,13 @@ def test_convert_end_to_end(tracking_store, tmp_path):
 
 
 def _args(*argv):
-    from snnbench.cli import build_parser
+    from snnbench.cli.main import build_parser
 
     return build_parser("convert").parse_args(list(argv))
 
 
 def test_methods_resolve_to_their_settings(tmp_path):
-    from snnbench.bench.convert import resolve
+    from snnbench.benchmarks.convert import resolve
 
     reference = resolve(_args("--method", "reference"))
     layer = reference["layers"][0]
@@ -143,7 +143,7 @@ def test_convert_given_onnx_model(tracking_store, tmp_path):
     """--onnx-model skips training: any supported classifier over 784 pixels converts."""
     require_data()
     import torch
-    from snnbench.onnx_export import export_onnx
+    from snnbench.models.export import export_onnx
 
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(784, 32), torch.nn.ReLU(), torch.nn.Linear(32, 10))

@@ -10,12 +10,12 @@ import pytest
 import torch
 from torch import nn
 
-from snnbench import onnx_io
+from snnbench.conversion import onnx_io
 from snnbench.errors import SnnbenchError
 from snnbench.models.conversion import SmallResNet
-from snnbench.nengo_net import LayerParams, SimConfig
-from snnbench.onnx_export import export_onnx
-from snnbench.runners import NengoRunner, OrtRunner
+from snnbench.conversion.nengo_net import LayerParams, SimConfig
+from snnbench.models.export import export_onnx
+from snnbench.engines.runners import NengoRunner, OrtRunner
 
 RATE_SCALE = 4.0  # relu-rate networks are exact for any rate scale; != 1 so that counts scale
 N_SAMPLES = 10

@@ -9,11 +9,10 @@ import pytest
 import torch
 
 from conftest import require_data
-from snnbench.grid import (Engine, Job, NoiseDraws, StackedNet, StackTrainer, evaluate_jobs, run_stacks, share_out,
+from snnbench.training.grid import (Engine, Job, NoiseDraws, StackedNet, StackTrainer, evaluate_jobs, run_stacks, share_out,
                            split_k, stack_cost, stacks, train_jobs)
-from snnbench.models import multimodal as suite
-from snnbench.models.multimodal import (ModelSpec, TrainSettings, build_model, load_trained_multimodal, predict,
-                                        trained_multimodal_model)
+from snnbench.models.multimodal import ModelSpec, build_model, predict
+from snnbench.training.suite import TrainSettings, load_trained_multimodal, test_data as suite_test_data, trained_multimodal_model
 from snnbench.noise import NoiseSpec
 
 SNN = [ModelSpec("image", "snn", "S/3", reset=r, neuron=n) for r, n in (("soft", "lif"), ("hard", "lif"), ("soft", "if"))]
@@ -115,7 +114,7 @@ def test_evaluate_jobs_scores_cached_models_like_predict():
     train_jobs(jobs)
     noise = NoiseSpec(0.5, "post")
     scores = evaluate_jobs(jobs, [NoiseSpec(), noise], torch.device("cpu"), test_limit=300)
-    test = suite.test_data("image", 300)
+    test = suite_test_data("image", 300)
     for job in jobs:
         model, _, _ = load_trained_multimodal(job.folder)
         for spec in (NoiseSpec(), noise):

@@ -7,7 +7,7 @@ import pytest
 from conftest import require_data
 from snnbench.data import load_tables, validation_rows, validation_split
 from snnbench.errors import SnnbenchError
-from snnbench.models.multimodal import AUDIO_VALIDATION, VALIDATION, TrainSettings, training_data
+from snnbench.training.suite import AUDIO_VALIDATION, VALIDATION, TrainSettings, training_data
 
 
 @pytest.fixture(scope="module")

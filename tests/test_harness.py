@@ -6,9 +6,12 @@ import pytest
 import torch
 from torch import nn
 
-from snnbench import harness, metrics
+from snnbench.engines import models as engines
+from snnbench.evaluation import harness
+
+from snnbench.evaluation import metrics
 from snnbench.noise import NoiseSpec
-from snnbench.onnx_export import export_onnx
+from snnbench.models.export import export_onnx
 
 
 def test_wilson_interval_matches_known_values():
@@ -52,12 +55,12 @@ def test_dnn_engines_agree_with_torch_and_hand_counts(tmp_path):
     export_onnx(model, 6, tmp_path / "model.onnx")
     reference = model(torch.as_tensor(x)).detach().numpy()
     active, macs = _hand_activity(model, x)
-    for engine in (harness.OrtModel(tmp_path / "model.onnx", batch_size=7), harness.TorchModel(model, batch_size=7)):
+    for engine in (engines.OrtModel(tmp_path / "model.onnx", batch_size=7), engines.TorchModel(model, batch_size=7)):
         assert np.abs(engine.predict(x) - reference).max() <= 1e-5, engine.engine
         activity = engine.last_activity
         assert (activity.samples, activity.steps, activity.neurons) == (40, 1, 5)
         assert activity.active == active and activity.macs == pytest.approx(macs) and activity.acs == 0
-    row = harness.evaluate(harness.OrtModel(tmp_path / "model.onnx"), x, reference.argmax(1), benchmark="t")
+    row = harness.evaluate(engines.OrtModel(tmp_path / "model.onnx"), x, reference.argmax(1), benchmark="t")
     assert row["accuracy"] == 1.0 and row["n"] == 40
     assert row["parameter_count"] == 6 * 5 + 5 + 5 * 3 + 3
     assert row["connection_sparsity"] == pytest.approx((3 + 3) / (30 + 15))
@@ -75,8 +78,8 @@ def test_dnn_engines_see_the_same_noise():
 
     with tempfile.TemporaryDirectory() as tmp:
         export_onnx(model, 6, Path(tmp) / "model.onnx")
-        ort_model = harness.OrtModel(Path(tmp) / "model.onnx", batch_size=9)
-        torch_model = harness.TorchModel(model, batch_size=4)
+        ort_model = engines.OrtModel(Path(tmp) / "model.onnx", batch_size=9)
+        torch_model = engines.TorchModel(model, batch_size=4)
         for position in ("input", "pre", "post"):
             spec = NoiseSpec(0.7, position, seed=3)
             noisy = ort_model.predict(x, spec, start=100)
@@ -94,7 +97,7 @@ def test_snntorch_engine_counts_spikes_and_synaptic_operations():
         model.linears[1].weight[:, :10] = 0  # the first 10 neurons of layer 0 reach nothing
     x = np.random.default_rng(0).uniform(size=(12, spec.n_features)).astype(np.float32)
     x[:, :100] = 0
-    engine = harness.SnntorchModel(model, batch_size=5)
+    engine = engines.SnntorchModel(model, batch_size=5)
     logits = engine.predict(x)
     with torch.no_grad():
         trace = model.simulate(torch.as_tensor(x))
@@ -114,16 +117,30 @@ def test_snntorch_engine_counts_spikes_and_synaptic_operations():
 
 
 def test_nengo_engine_rate_mode_matches_onnx_runtime(tmp_path):
-    from snnbench.nengo_net import LayerParams, SimConfig
+    from snnbench.conversion.nengo_net import LayerParams, SimConfig
 
     model = _mlp(sparse=False)
     export_onnx(model, 6, tmp_path / "model.onnx")
     x = np.random.default_rng(2).uniform(size=(20, 6)).astype(np.float32)
-    dnn = harness.OrtModel(tmp_path / "model.onnx")
-    snn = harness.NengoModel(tmp_path / "model.onnx", LayerParams("relu-rate"),
+    dnn = engines.OrtModel(tmp_path / "model.onnx")
+    snn = engines.NengoModel(tmp_path / "model.onnx", LayerParams("relu-rate"),
                              SimConfig(steps=2, readout="last", minibatch=10))
     try:
         assert np.abs(snn.predict(x) - dnn.predict(x)).max() <= 1e-4
         assert snn.last_activity.samples == 20 and snn.last_activity.neurons == 5
     finally:
         snn.close()
+
+
+def test_a_callers_own_activity_metric_is_nan_for_a_model_without_activity():
+    # New instances are not the ones in metrics.ACTIVITY: the harness must still know they need activity.
+    class Fixed(harness.Model):
+        engine = "fixed"
+
+        def predict(self, x, noise=harness.CLEAN, start=0):
+            return np.eye(3, dtype=np.float32)[np.arange(len(x)) % 3]
+
+    measures = (metrics.Accuracy(), metrics.ActivationSparsity(), metrics.SynapticOperations())
+    row = harness.evaluate(Fixed(), np.zeros((6, 2), np.float32), np.array([0, 1, 2, 0, 1, 0]), measures=measures)
+    assert row["accuracy"] == pytest.approx(5 / 6)
+    assert np.isnan(row["activation_sparsity"]) and np.isnan(row["effective_macs_per_sample"])

@@ -21,7 +21,7 @@ EXPERIMENT = "claims"
 def worker(n: int, seconds: float, ready: Path, start: Path, out: Path):
     import mlflow
 
-    from snnbench import tracking
+    from snnbench.tracking import runs as tracking
 
     # Widen the race: both invocations see a configuration unclaimed, then both claim it; the
     # claims themselves must decide which one runs it.

@@ -10,11 +10,11 @@ import numpy as np
 from mlflow.tracking import MlflowClient
 
 from conftest import require_data
-from snnbench import tracking
-from snnbench.models import multimodal as suite
-from snnbench.models.multimodal import (ModelSpec, TrainSettings, load_trained_multimodal, predict,
-                                        trained_multimodal_model)
-from snnbench.runners import OrtRunner
+from snnbench.tracking import runs as tracking
+from snnbench.models.multimodal import ModelSpec, predict
+from snnbench.training.suite import (TrainSettings, load_trained_multimodal, log_trained_model, test_data as suite_test_data,
+                                     trained_multimodal_model)
+from snnbench.engines.runners import OrtRunner
 
 
 def test_trained_models_round_trip_through_the_store(tracking_store, monkeypatch):
@@ -27,13 +27,13 @@ def test_trained_models_round_trip_through_the_store(tracking_store, monkeypatch
     scores = {"dnn": 0.25, "snn": 0.75}
     with tracking.benchmark_run("models", {"seed": 0}) as run:
         for family, folder in folders.items():
-            ids[family] = tracking.log_trained_model(folder, f"image-{family}")
-            assert tracking.log_trained_model(folder, f"image-{family}") == ids[family]  # once per run
+            ids[family] = log_trained_model(folder, f"image-{family}")
+            assert log_trained_model(folder, f"image-{family}") == ids[family]  # once per run
         for family, score in scores.items():
             mlflow.log_metric(f"{family}_test_accuracy", score, model_id=ids[family])
         # the run's own metrics (a summary, the one epoch's loss) are no model's
         mlflow.log_metrics({"summary": 1.0, "train_loss": 0.5}, step=0)
-    x = suite.test_data("image", 40).x
+    x = suite_test_data("image", 40).x
 
     dnn = mlflow.models.get_model_info(f"models:/{ids['dnn']}")
     assert "onnx" in dnn.flavors and dnn.signature.inputs.inputs[0].shape == (-1, 784)

@@ -13,8 +13,8 @@ import mlflow
 from mlflow.tracking import MlflowClient
 
 from conftest import require_data
-from snnbench import tracking
-from snnbench.bench import noise_sweep
+from snnbench.tracking import runs as tracking
+from snnbench.benchmarks import noise_sweep
 
 REPO = Path(__file__).resolve().parents[1]
 GRID = {"families": "ort-dnn", "modalities": "image", "stds": "0,0.5", "positions": "input"}

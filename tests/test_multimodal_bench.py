@@ -9,8 +9,9 @@ from mlflow.tracking import MlflowClient
 from scipy import stats
 
 from conftest import require_data
-from snnbench.cli import main
-from snnbench.models.multimodal import ModelSpec, TrainSettings, load_trained_multimodal, trained_multimodal_model
+from snnbench.cli.main import main
+from snnbench.models.multimodal import ModelSpec
+from snnbench.training.suite import TrainSettings, load_trained_multimodal, trained_multimodal_model
 
 TINY = ["--epochs", "1", "--train-limit", "200", "--test-limit", "60", "--size", "S/3", "--device", "cpu"]
 
@@ -45,8 +46,8 @@ def test_quick_multimodal_run_logs_metrics(tracking_store):
     assert "summary.png" in artifacts and "summary.json" in artifacts
     assert any(k.startswith("test_accuracy/image/snn") for k in parents[0].data.metrics)
     # the fixed-schema table: the children's figures, and activity for the snntorch SNN as for any SNN
-    from snnbench.harness import RESULT_COLUMNS, RESULT_TABLE
-    from snnbench.runstore import RunStore
+    from snnbench.evaluation.harness import RESULT_COLUMNS, RESULT_TABLE
+    from snnbench.tracking.runstore import RunStore
 
     table = RunStore([tracking_store]).latest("multimodal").table(RESULT_TABLE)
     assert list(table.columns[:len(RESULT_COLUMNS)]) == list(RESULT_COLUMNS) and len(table) == 4

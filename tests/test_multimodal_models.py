@@ -5,11 +5,10 @@ import pytest
 import torch
 
 from snnbench.errors import SnnbenchError
-from snnbench.models.multimodal import (S, SIZES, ModelSpec, SpikingMLP, build_model, dnn_forward,
-                                        parameter_count, predict)
+from snnbench.models.multimodal import (S, SIZES, ModelSpec, SpikingMLP, build_model, dnn_forward, parameter_count, predict)
 from snnbench.models.spiking import make_neuron, neuron_scan
 from snnbench.noise import NoiseSpec
-from snnbench.training import TrainConfig, fit
+from snnbench.training.loop import TrainConfig, fit
 
 
 @pytest.mark.parametrize("modality", ["image", "audio", "multimodal"])

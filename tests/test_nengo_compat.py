@@ -7,7 +7,7 @@ import sys
 
 import numpy as np
 
-from snnbench.nengo_compat import import_nengo_dl
+from snnbench.conversion.nengo_compat import import_nengo_dl
 
 
 def test_nengo_dl_runs_and_matches_reference_simulator():
@@ -30,12 +30,12 @@ def test_nengo_dl_runs_and_matches_reference_simulator():
 
 QUIET_PROBE = """
 import os, sys
-from snnbench.cli import configure_output
+from snnbench.cli.main import configure_output
 configure_output(verbose=sys.argv[1] == "verbose")
 import mlflow
 mlflow.set_tracking_uri(sys.argv[2])
 mlflow.set_experiment("quiet")  # a new store: MLflow creates its tables
-from snnbench.nengo_compat import import_nengo_dl
+from snnbench.conversion.nengo_compat import import_nengo_dl
 nengo_dl = import_nengo_dl()
 import nengo
 with nengo.Network() as net:

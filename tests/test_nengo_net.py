@@ -7,10 +7,10 @@ import pytest
 
 from conftest import require_data
 from snnbench.errors import SnnbenchError
-from snnbench.nengo_net import LayerParams, SimConfig, load_params, save_params
+from snnbench.conversion.nengo_net import LayerParams, SimConfig, load_params, save_params
 from snnbench.noise import NoiseSpec
-from snnbench.onnx_io import extract, fan_out
-from snnbench.runners import NengoRunner, OrtRunner
+from snnbench.conversion.onnx_io import extract, fan_out
+from snnbench.engines.runners import NengoRunner, OrtRunner
 
 N_IMAGES = 120  # not a multiple of the minibatch: the last batch is padded
 
@@ -27,7 +27,7 @@ def mnist():
 @pytest.fixture(scope="module", params=["mlp", "cnn"])
 def trained(request):
     require_data()
-    from snnbench.models.conversion import trained_conversion_model
+    from snnbench.training.conversion import trained_conversion_model
 
     return trained_conversion_model(request.param, epochs=1, train_limit=1000)
 
@@ -121,7 +121,7 @@ def test_spiking_conversion_with_rate_scaling_is_close_to_the_dnn(mnist):
     """Reference LIF conversion (rate scale 1) of a lightly trained MLP loses much accuracy at
     30 steps; scaling the firing rates up brings it within a few points of the DNN."""
     require_data()
-    from snnbench.models.conversion import trained_conversion_model
+    from snnbench.training.conversion import trained_conversion_model
 
     folder = trained_conversion_model("mlp", epochs=1, train_limit=5000)
     x, y = mnist

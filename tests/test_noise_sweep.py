@@ -4,9 +4,11 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
-from snnbench import robustness, tracking
-from snnbench.bench import noise_sweep
-from snnbench.cli import main
+from snnbench.evaluation import robustness
+
+from snnbench.tracking import runs as tracking
+from snnbench.benchmarks import noise_sweep
+from snnbench.cli.main import main
 from conftest import require_data
 
 TINY = ["--test-limit", "60", "--train-limit", "300", "--epochs", "1", "--steps", "6", "--snn-steps", "3"]
@@ -63,8 +65,8 @@ def test_frozen_snn_noise_equals_the_ort_feeds(monkeypatch, tmp_path):
     import onnxruntime as ort
     from snnbench.models import multimodal
     from snnbench.noise import NoiseSpec
-    from snnbench.onnx_export import export_onnx
-    from snnbench.onnx_noise import add_noise
+    from snnbench.models.export import export_onnx
+    from snnbench.conversion.onnx_noise import add_noise
 
     spec = NoiseSpec(0.5, "pre", "frozen", seed=11)
     dnn = multimodal.build_model(multimodal.ModelSpec("image", "dnn", "S/3")).eval()
@@ -94,13 +96,13 @@ def test_nengo_gets_the_ort_feeds_and_reused_simulators_match_fresh_ones(monkeyp
     """Frozen mode: the converted Nengo SNN is fed the DNN's ORT noise feeds at every step; the
     sweep's per-position simulators give what a fresh NengoRunner per noise spec gives; std 0 = clean."""
     import torch
-    from snnbench.sweep_models import nengo_model
+    from snnbench.engines.sweep_models import nengo_model
     from snnbench.noise import NoiseSpec
-    from snnbench.onnx_export import export_onnx
-    from snnbench.onnx_noise import add_noise
-    from snnbench.calibration import Calibration, calibrate
-    from snnbench.onnx_io import extract
-    from snnbench.runners import NengoRunner, SimConfig
+    from snnbench.models.export import export_onnx
+    from snnbench.conversion.onnx_noise import add_noise
+    from snnbench.conversion.calibration import Calibration, calibrate
+    from snnbench.conversion.onnx_io import extract
+    from snnbench.engines.runners import NengoRunner, SimConfig
 
     torch.manual_seed(0)
     dnn = torch.nn.Sequential(torch.nn.Linear(20, 16), torch.nn.ReLU(), torch.nn.Linear(16, 4))
@@ -157,8 +159,8 @@ def test_sweep_std0_equals_clean_for_every_family(tracking_store):
                                                                                 "multimodal-snn-image"}
     assert any(k.startswith("auc.nengo-snn.conversion-mlp.image.") for k in parent.data.metrics)
     # one fixed-schema table; both spiking engines report activity computed the same way
-    from snnbench.harness import RESULT_COLUMNS, RESULT_TABLE
-    from snnbench.runstore import RunStore
+    from snnbench.evaluation.harness import RESULT_COLUMNS, RESULT_TABLE
+    from snnbench.tracking.runstore import RunStore
 
     table = RunStore([tracking_store]).latest("noise_sweep").table(RESULT_TABLE)
     assert list(table.columns[:len(RESULT_COLUMNS)]) == list(RESULT_COLUMNS) and len(table) == len(children)

@@ -7,9 +7,9 @@ import pytest
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
-from snnbench import onnx_io
+from snnbench.conversion import onnx_io
 from snnbench.errors import SnnbenchError
-from snnbench.onnx_export import export_onnx
+from snnbench.models.export import export_onnx
 
 RNG = np.random.default_rng(0)
 

@@ -8,8 +8,8 @@ import torch
 
 from snnbench.errors import SnnbenchError
 from snnbench.noise import NoiseSpec
-from snnbench.onnx_export import export_onnx
-from snnbench.onnx_noise import add_noise, hidden_activations
+from snnbench.models.export import export_onnx
+from snnbench.conversion.onnx_noise import add_noise, hidden_activations
 
 
 @pytest.fixture(scope="module")

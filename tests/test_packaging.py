@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from snnbench import mlproject
-from snnbench.cli import COMMANDS, build_parser, main
+from snnbench.cli import mlproject
+from snnbench.cli.main import COMMANDS, build_parser, main
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -27,7 +27,7 @@ def test_pyproject_and_conda_pins_agree():
 
 
 def test_mlproject_is_generated_from_the_command_line():
-    """One definition: MLproject is what the parsers generate (regenerate: python -m snnbench.mlproject > MLproject)."""
+    """One definition: MLproject is what the parsers generate (regenerate: python -m snnbench.cli.mlproject > MLproject)."""
     assert (REPO / "MLproject").read_text() == mlproject.render()
     entry_points = yaml.safe_load((REPO / "MLproject").read_text())["entry_points"]
     assert set(entry_points) == {mlproject.entry_point_name(c) for c in COMMANDS}
@@ -62,5 +62,5 @@ def test_every_option_has_help_text(command):
 
 
 def test_unknown_command_is_one_line_error():
-    proc = subprocess.run([sys.executable, "-m", "snnbench.cli", "nope"], capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", "snnbench.cli.main", "nope"], capture_output=True, text=True)
     assert proc.returncode == 2 and proc.stderr.splitlines()[0] == "snnbench: error: unknown command 'nope'"

@@ -3,18 +3,17 @@ one store, a tiny `throughput` in another) the report's tables hold the runs' me
 exist, and its header gives the commands that reproduce the runs."""
 
 import shlex
-from pathlib import Path
 
 import mlflow
 import pytest
 
 from conftest import require_data
-from snnbench.cli import build_parser, main
-from snnbench.commands import command_line
-from snnbench.harness import RESULT_TABLE
-from snnbench.reporting import pct, with_interval
-from snnbench.runstore import RunStore
-from snnbench.tracking import tracking_uri
+from snnbench.cli.main import build_parser, main
+from snnbench.reporting.commands import command_line
+from snnbench.evaluation.harness import RESULT_TABLE
+from snnbench.reporting.report import pct, with_interval
+from snnbench.tracking.runstore import RunStore
+from snnbench.tracking.runs import tracking_uri
 
 CONVERT = ["convert", "--epochs", "1", "--train-limit", "300", "--test-limit", "40", "--steps", "5",
            "--steps-list", "2,5", "--minibatch", "20", "--calibration-samples", "200"]
@@ -127,7 +126,7 @@ def test_report_from_real_runs_in_two_stores(tracking_store, tmp_path, monkeypat
 
 
 def test_run_choice_prefers_the_newest_full_profile_run(tracking_store):
-    from snnbench.tracking import benchmark_run
+    from snnbench.tracking.runs import benchmark_run
 
     ids = {}
     for profile in ("full", "quick"):

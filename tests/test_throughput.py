@@ -5,9 +5,9 @@ import mlflow
 import pytest
 
 from conftest import require_data
-from snnbench.cli import main
-from snnbench.runstore import RunStore
-from snnbench.timing import BatchTiming, time_batch
+from snnbench.cli.main import main
+from snnbench.tracking.runstore import RunStore
+from snnbench.evaluation.timing import BatchTiming, time_batch
 
 TINY = ["--epochs", "1", "--train-limit", "2000", "--steps", "2,4", "--batch-sizes", "1,8", "--warmup", "1",
         "--repeats", "3", "--threads", "1"]

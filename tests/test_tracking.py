@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
-from snnbench import tracking
+from snnbench.tracking import runs as tracking
 from snnbench.data import FeatureSet
 
 KIND, MODEL_DEVELOPMENT = tracking.EXPERIMENT_KIND

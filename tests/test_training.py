@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from snnbench.errors import SnnbenchError
-from snnbench.training import TrainConfig, accuracy, fit, predict_logits
+from snnbench.training.loop import TrainConfig, accuracy, fit, predict_logits
 
 
 def _blobs(n=400, seed=0):

@@ -237,7 +237,7 @@ def test_test_scores_carry_the_right_labels():
 @pytest.mark.slow
 def test_real_study_starts_calibrated_and_never_reads_the_test_set(tmp_path, tracking_store, monkeypatch):
     from conftest import refuse_test_split, require_data
-    from snnbench.cli import main
+    from snnbench.cli.main import main
     require_data()
     options = dict(epochs=1, train_limit=3000, val_samples=300, val_steps=3, steps=4)
     task = tuning.ConversionTask(**options)
@@ -262,13 +262,13 @@ def test_real_study_starts_calibrated_and_never_reads_the_test_set(tmp_path, tra
     assert document["source"]["validation_accuracy"] == study.best_value
     assert document["layers"][0]["neuron"] == "if" and document["sim"]["steps"] == 4
 
-    from snnbench.nengo_net import load_params
+    from snnbench.conversion.nengo_net import load_params
     layers, sim = load_params(out)  # convert's --params-json reader accepts the file
     assert layers[0].gain == document["layers"][0]["gain"] and sim["steps"] == 4
 
 
 def test_cli_rejects_bad_input_in_one_line(tmp_path, tracking_store, capsys):
-    from snnbench.cli import main
+    from snnbench.cli.main import main
     assert main(["tune", "--storage", "optuna.db", "--n-trials", "1", "--skip-test"]) == 2
     assert main(["tune", "--best-params-out", str(tmp_path / "no" / "best.json")]) == 2
     errors = capsys.readouterr().err.strip().splitlines()

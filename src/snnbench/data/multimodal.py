@@ -25,8 +25,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from snnbench.data.fsdd import SpectrogramConfig, load_fsdd
-from snnbench.data.mnist import load_mnist
+from snnbench.data.fsdd import ARCHIVE_URLS, SpectrogramConfig, load_fsdd
+from snnbench.data.mnist import MIRRORS, load_mnist
 from snnbench.data.splits import validation_split
 from snnbench.errors import SnnbenchError
 
@@ -43,6 +43,12 @@ class FeatureSet:
     def subset(self, index) -> "FeatureSet":
         return FeatureSet(self.x[index], self.y[index], self.checksums)
 
+    @property
+    def sources(self) -> dict:
+        """Dataset name -> where its checksummed files come from, for each dataset in the samples."""
+        urls = {"mnist": MIRRORS[0], "fsdd": ARCHIVE_URLS[0]}
+        return {name: url for name, url in urls.items() if any(k.startswith(f"{name}/") for k in self.checksums)}
+
     def __len__(self):
         return len(self.y)
 
@@ -55,7 +61,8 @@ class Rows:
     y: np.ndarray                 # int64 (N,)
 
     def subset(self, index) -> "Rows":
-        pick = (lambda a: None if a is None else a[index])
+        def pick(a):
+            return None if a is None else a[index]
         return Rows(pick(self.image), pick(self.recording), self.y[index])
 
     def __len__(self):

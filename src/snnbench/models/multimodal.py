@@ -14,26 +14,17 @@ Other benchmarks get trained models from :func:`trained_multimodal_model` (a cac
 back with :func:`load_trained_multimodal`.
 """
 
-import json
 from dataclasses import asdict, dataclass
-from functools import lru_cache
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from snnbench.cache import cache_folder, cached
-from snnbench.data import (MODALITIES, VALIDATIONS, FeatureSet, Rows, Tables, feature_size, load_tables,
-                           validation_rows)
-from snnbench.data.download import cache_root
+from snnbench.data import (MODALITIES, feature_size)
 from snnbench.errors import SnnbenchError
 from snnbench.models.spiking import (ENCODINGS, READOUTS, add_noise, check_choice, encode,
                                      make_neuron)
 from snnbench.noise import NoiseSpec
-from snnbench.onnx_export import export_onnx
-from snnbench.tracking import config_key
-from snnbench.training import TrainConfig, fit, seed_everything
 
 S = 1_600_000
 SIZES = {"S": 1.0, "S/2": 0.5, "S/3": 1.0 / 3.0}
@@ -207,120 +198,3 @@ def predict(model: nn.Module, x: np.ndarray, noise: NoiseSpec | None = None, bat
         xb = torch.as_tensor(np.asarray(x[a:a + batch_size], dtype=np.float32), device=device)
         outputs.append(forward_with_noise(model, xb, noise, a).float().cpu().numpy())
     return np.concatenate(outputs) if outputs else np.zeros((0, N_CLASSES), np.float32)
-
-
-# --- trained models (cached, shared with other benchmarks) ----------------------------------------------------------
-
-@dataclass(frozen=True)
-class TrainSettings:
-    epochs: int = 2
-    lr: float = 1e-3
-    batch_size: int = 100
-    seed: int = 0
-    train_limit: int = 0  # 0 = every training sample
-    pair_seed: int = 0    # image <-> recording pairing of the fused set
-    validation: str = "recordings"  # held-out validation samples (snnbench.data.VALIDATIONS)
-
-    def __post_init__(self):
-        check_choice("validation protocol", self.validation, VALIDATIONS)
-
-
-@lru_cache(maxsize=8)
-def tables(modality: str, split: str) -> Tables:
-    return load_tables(modality, split)
-
-
-@lru_cache(maxsize=4)
-def features(modality: str, split: str, pair_seed: int = 0) -> FeatureSet:
-    split_tables = tables(modality, split)
-    return split_tables.features(split_tables.all_rows(pair_seed))
-
-
-def training_rows(modality: str, settings: TrainSettings) -> tuple[Tables, Rows, Rows]:
-    """(tables, training rows, validation rows): a seeded subset of the training split
-    (``train_limit``), then a seeded hold-out under ``settings.validation`` (20% of the images;
-    audio: 500 of 2,700 recordings, as in the reference study; snnbench.data.validation_rows)."""
-    split_tables = tables(modality, "train")
-    train, val = validation_rows(split_tables, settings.validation, settings.seed, settings.pair_seed,
-                                 settings.train_limit, VALIDATION, AUDIO_VALIDATION)
-    return split_tables, train, val
-
-
-def training_data(modality: str, settings: TrainSettings) -> tuple[FeatureSet, FeatureSet]:
-    """(train, validation) features; see :func:`training_rows`."""
-    split_tables, train, val = training_rows(modality, settings)
-    return split_tables.features(train), split_tables.features(val)
-
-
-def test_data(modality: str, test_limit: int = 0, pair_seed: int = 0) -> FeatureSet:
-    """The test split, or a fixed random subset of ``test_limit`` samples (the split is sorted
-    by digit for audio, so its first samples would not cover every class)."""
-    test = features(modality, "test", pair_seed)
-    if 0 < test_limit < len(test):
-        return test.subset(kept_test_rows(len(test), test_limit))
-    return test
-
-
-def kept_test_rows(n: int, test_limit: int = 0) -> np.ndarray:
-    """Which of the ``n`` test samples :func:`test_data` keeps."""
-    if 0 < test_limit < n:
-        return np.sort(np.random.default_rng(0).permutation(n)[:test_limit])
-    return np.arange(n)
-
-
-def model_config(spec: ModelSpec, settings: TrainSettings) -> dict:
-    """What identifies a trained model (its cache key)."""
-    return {"model": spec.as_dict(), "training": asdict(settings)}
-
-
-def trained_multimodal_model(spec: ModelSpec, settings: TrainSettings,
-                             device: torch.device | str = "cpu") -> Path:
-    """The cache folder of this model trained with these settings (trained on first use; an
-    interrupted training resumes from its checkpoint on the next call)."""
-    config = model_config(spec, settings)
-    checkpoint = cache_root() / "checkpoints" / f"multimodal-{config_key(config)}.pt"
-
-    def build(folder: Path):
-        train, val = training_data(spec.modality, settings)
-        seed_everything(settings.seed)
-        model = build_model(spec)
-        checkpoint.parent.mkdir(parents=True, exist_ok=True)
-        result = fit(model, (train.x, train.y), (val.x, val.y),
-                     TrainConfig(settings.epochs, settings.lr, settings.batch_size, settings.seed),
-                     torch.device(device), checkpoint=checkpoint)
-        summary = {"best_val_accuracy": result.best_val_accuracy, "best_epoch": result.best_epoch,
-                   "history": result.history, "train_samples_per_s": result.samples_per_s,
-                   "epoch_seconds": result.epoch_seconds, "n_train": len(train), "n_val": len(val),
-                   "trained_on": str(device)}
-        save_trained(folder, spec, model, summary)
-
-    folder = cached("multimodal", config, build)
-    checkpoint.unlink(missing_ok=True)
-    return folder
-
-
-def save_trained(folder: Path, spec: ModelSpec, model: nn.Module, summary: dict):
-    """Fill a model cache folder: ``state.pt``, ``result.json`` (``summary`` plus the model's
-    size) and, for a DNN, ``model.onnx``."""
-    torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, folder / "state.pt")
-    summary = {**summary, "parameter_count": parameter_count(model), "hidden_width": spec.hidden_width}
-    (folder / "result.json").write_text(json.dumps(summary, indent=1))
-    if spec.family == "dnn":
-        export_onnx(model, spec.n_features, folder / "model.onnx")
-
-
-def multimodal_model_folder(spec: ModelSpec, settings: TrainSettings) -> Path:
-    """Where :func:`trained_multimodal_model` keeps (or will keep) this model."""
-    return cache_folder("multimodal", model_config(spec, settings))
-
-
-def load_trained_multimodal(folder: Path) -> tuple[torch.nn.Module, ModelSpec, dict]:
-    """(model in eval mode on the CPU, its spec, its training summary) from a cache folder."""
-    folder = Path(folder)
-    if not (folder / "state.pt").exists():
-        raise SnnbenchError(f"{folder} holds no trained multimodal model; train it with snnbench multimodal")
-    config = json.loads((folder / "config.json").read_text())
-    spec = ModelSpec(**config["model"])
-    model = build_model(spec)
-    model.load_state_dict(torch.load(folder / "state.pt", map_location="cpu"))
-    return model.eval(), spec, json.loads((folder / "result.json").read_text())

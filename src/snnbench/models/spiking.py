@@ -5,7 +5,7 @@ neuron with no leak (beta 1). Reset ``soft`` subtracts the threshold after a spi
 sets the membrane to zero. The surrogate gradient is one of snntorch's (``atan`` is its default).
 
 :func:`neuron_scan` is ``Leaky``'s arithmetic over all time steps of a layer at once, for stacked
-models (snnbench.grid): in a feed-forward network a layer's input currents for every step are
+models (snnbench.training.grid): in a feed-forward network a layer's input currents for every step are
 known once the layer below has run, so each layer is one matrix product and one scan over time.
 """
 

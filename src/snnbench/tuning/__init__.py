@@ -1,5 +1,5 @@
 """Optuna search over the neuron parameters that DNN->SNN conversion leaves untrained, around
-the calibrated setting (snnbench.calibration), scored on validation images only.
+the calibrated setting (snnbench.conversion.calibration), scored on validation images only.
 
 The converted network's weights come from the DNN; its neurons' gain, bias, firing-rate scale,
 output synapse and optionally LIF time constants do not. Calibration sets them from training

@@ -10,7 +10,7 @@ from snnbench.tuning.task import SECOND_STATS, ConversionTask
 
 def trained_model_folder(task: ConversionTask):
     """The cached trained DNN (``model.onnx``) that the study converts."""
-    from snnbench.models.conversion import trained_conversion_model
+    from snnbench.training.conversion import trained_conversion_model
     return trained_conversion_model(task.arch, task.epochs, task.lr, task.batch_size, task.seed,
                                     train_limit=task.train_limit)
 
@@ -22,7 +22,7 @@ def validation_set(task: ConversionTask):
     these images were seen by the DNN; they are used because the test set must stay unseen.
     Calibration draws from the other 80 %.
     """
-    from snnbench.calibration import VALIDATION_FRACTION
+    from snnbench.conversion.calibration import VALIDATION_FRACTION
     from snnbench.data import load_features, validation_split
     train = load_features("image", "train")
     _, val_idx = validation_split(len(train), VALIDATION_FRACTION, task.seed)
@@ -33,7 +33,7 @@ def validation_set(task: ConversionTask):
 
 def calibrated_layers(task: ConversionTask, converted) -> list[dict]:
     """The calibrated setting (one dict per hidden layer), from MNIST training images."""
-    from snnbench.calibration import calibrated_document, mnist_training_images
+    from snnbench.conversion.calibration import calibrated_document, mnist_training_images
     document = calibrated_document(converted, mnist_training_images(task.seed), task.calibration(),
                                    {"dt": task.dt})
     return document["layers"]
@@ -53,7 +53,7 @@ class ConversionObjective:
     """
 
     def __init__(self, task: ConversionTask):
-        from snnbench import onnx_io
+        from snnbench.conversion import onnx_io
         self.task = task
         self.folder = trained_model_folder(task)
         self.converted = onnx_io.load_any(self.folder)
@@ -65,8 +65,8 @@ class ConversionObjective:
     def snn(self, layers: list[dict]):
         """The converted SNN with a trial's setting, as the harness runs it (counters on, so that the
         network is the one convert runs)."""
-        from snnbench.harness import NengoModel
-        from snnbench.runners import LayerParams, SimConfig
+        from snnbench.engines.models import NengoModel
+        from snnbench.engines.runners import LayerParams, SimConfig
         return NengoModel(self.converted, [LayerParams(**layer) for layer in layers],
                           SimConfig(**self.task.sim_dict(), seed=self.task.seed))
 
@@ -75,7 +75,7 @@ class ConversionObjective:
             return model.predict(x)
 
     def dnn_logits(self, x):
-        from snnbench.harness import OrtModel
+        from snnbench.engines.models import OrtModel
         return OrtModel(self.folder / "model.onnx").predict(x)
 
     def __call__(self, trial: optuna.Trial):

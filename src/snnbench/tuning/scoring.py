@@ -16,8 +16,8 @@ def score_on_test_set(objective, document: dict, test=None) -> dict:
     """Test accuracy of the DNN (ONNX Runtime) and of the SNN with the calibrated setting
     (``objective.base``) and with the study's best one (``document``); ``test`` defaults to the
     MNIST test set. Metric names carry the labels: ``snn_test_accuracy_calibrated`` / ``_tuned``;
-    ``rows`` holds the three scores in the fixed result schema (snnbench.harness)."""
-    from snnbench.metrics import Accuracy
+    ``rows`` holds the three scores in the fixed result schema (snnbench.evaluation.harness)."""
+    from snnbench.evaluation.metrics import Accuracy
 
     test = mnist_test_set() if test is None else test
     y = np.asarray(test.y)

@@ -5,7 +5,7 @@ import json
 from dataclasses import asdict
 from typing import Callable
 
-from snnbench.harness import log_result_table
+from snnbench.evaluation.harness import log_result_table
 from snnbench.tuning.best import log_plots, params_document, trial_counts
 from snnbench.tuning.objective import conversion_objective
 from snnbench.tuning.scoring import score_on_test_set
@@ -23,7 +23,7 @@ def run_benchmark(task: ConversionTask, options: StudyOptions, *, params: dict |
 
     import mlflow
 
-    from snnbench.tracking import benchmark_run
+    from snnbench.tracking.runs import benchmark_run
 
     task.check()
     options.check()

@@ -4,12 +4,12 @@ is scored (stored in the study as the user attribute ``task`` and checked on res
 import json
 from dataclasses import asdict, dataclass, field, fields
 
-from snnbench.calibration import CALIBRATED_NEURONS, Calibration
+from snnbench.conversion.calibration import CALIBRATED_NEURONS, Calibration
 from snnbench.errors import SnnbenchError
 from snnbench.tuning.space import SearchSpace
 
 SECOND_OBJECTIVES = ("none", "spikes", "synops")  # minimised: spikes / synaptic operations per image
-# the second objective's total over a prediction, from its snnbench.metrics.Activity
+# the second objective's total over a prediction, from its snnbench.evaluation.metrics.Activity
 SECOND_STATS = {"spikes": lambda a: a.spikes, "synops": lambda a: a.macs + a.acs}
 VALIDATION_IMAGES = 12000  # validation_split(60000, 0.2)
 
@@ -24,7 +24,7 @@ class ConversionTask:
     batch_size: int = 100
     seed: int = 0                  # model training, the train/validation split, the calibration subset
     train_limit: int | None = None  # train the DNN on the first N training images only (tests)
-    neuron: str = "if"             # the calibrated neuron (snnbench.calibration)
+    neuron: str = "if"             # the calibrated neuron (snnbench.conversion.calibration)
     calibration_samples: int = 1000
     percentile: float = 99.9
     target_rate: float = 1.0

@@ -15,7 +15,7 @@ class TrialRunLogger:
             return  # never evaluated: not a trial of the study's total
         from mlflow.tracking import MlflowClient
 
-        from snnbench.tracking import tracking_uri
+        from snnbench.tracking.runs import tracking_uri
         client = MlflowClient(tracking_uri())
         parent = client.get_run(self.parent_run_id)
         start = trial.datetime_start or trial.datetime_complete

@@ -1,0 +1,394 @@
+"""``snnbench convert``: DNN -> ONNX -> spiking Nengo network, compared on the MNIST test set.
+
+Trains the conversion study's MLP or CNN (or takes ``--onnx-model``), extracts its layers, sets
+the spiking network's neurons by one of the conversion methods (``--method``, see
+snnbench.conversion.calibration) and evaluates both: accuracy with its 95% interval (and the SNN's for each
+step count of ``--steps-list``), latency and throughput, activity (spikes per neuron per step,
+neurons firing more than once in a step, synaptic operations vs the DNN's MACs), and how exactly
+the rate-mode network (relu-rate neurons) reproduces the ONNX Runtime logits.
+
+* ``reference``: the reference study's conversion (LIF, gain 1, the ONNX biases, rate scale 1);
+* ``calibrated`` (default): IF neurons, each layer's rate scale from a percentile of its
+  activations on MNIST training images (never test images);
+* ``tuned``: the best setting of a ``snnbench tune`` study (``--study-name``) or a settings file
+  (``--params-json``), chosen on validation images.
+
+The per-layer setting used is logged (``layers`` param; ``snn/params.json`` beside the converted
+model, with where it came from), and the MNIST test set is read only to score it.
+"""
+
+import argparse
+import json
+import tempfile
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import numpy as np
+
+from snnbench.benchmarks.options import add_calibration_arguments, add_common, auto, int_list, positive, require
+from snnbench.errors import SnnbenchError
+
+PROFILE_TEST_LIMIT = {"quick": 1000, "full": 0}
+PROFILE_STEPS_LIST = {"quick": [4, 8, 16, 32], "full": [1, 2, 4, 8, 16, 32, 64, 100]}
+EQUIVALENCE_IMAGES = 200
+LATENCY_IMAGES = 20
+CALIBRATION_OPTIONS = ("calibration_samples", "percentile", "target_rate", "neuron", "initial_voltage")
+TUNED_OPTIONS = ("params_json", "study_name", "storage")
+
+
+def synapse_value(text: str):
+    if text.strip().lower() in ("none", "0", ""):
+        return None
+    value = positive(float)(text)
+    return value
+
+
+def add_arguments(parser: argparse.ArgumentParser, command: str):
+    from snnbench.conversion.calibration import METHODS
+    from snnbench.models.conversion import ARCHS
+    from snnbench.conversion.nengo_net import READOUTS, SIMULATORS
+    from snnbench.conversion.onnx_io import MAXPOOL_ROUTES
+
+    add_common(parser, device=False)
+    model = parser.add_argument_group("DNN")
+    model.add_argument("--arch", choices=ARCHS, default="mlp",
+                       help="network to train: the reference MLP, a small CNN, or a ResNet-style CNN (MaxPool, "
+                            "residual Add, Concat; image-shaped input)")
+    model.add_argument("--epochs", type=int, default=3, help="training epochs of the DNN (reference: 3)")
+    model.add_argument("--lr", type=positive(float), default=2e-4, help="Adam learning rate (reference: 2e-4)")
+    model.add_argument("--batch-size", type=positive(int), default=100, help="training batch size")
+    model.add_argument("--train-limit", type=int, default=0, help="first N training images, 0 = all 60,000")
+    model.add_argument("--onnx-model", default="", help="convert this .onnx file instead of training")
+    model.add_argument("--maxpool", choices=MAXPOOL_ROUTES, default="exact",
+                       help="MaxPool: exact (a tree of pairwise maxes as extra ReLU populations; the rate-mode "
+                            "network stays exact) or average (swapped for average pooling: approximate)")
+    snn = parser.add_argument_group("SNN: the conversion method")
+    snn.add_argument("--method", choices=METHODS, default="calibrated",
+                     help="reference: the study's conversion (LIF, gain 1, ONNX biases, rate scale 1); calibrated: "
+                          "IF neurons, each layer's rate scale from its activations on training images; tuned: "
+                          "the best setting of a `snnbench tune` study (--study-name) or --params-json")
+    add_calibration_arguments(snn)
+    snn.add_argument("--synapse", type=synapse_value, default=None,
+                     help="reference / calibrated: output synapse time constant (s), or none")
+    snn.add_argument("--tau-rc", type=positive(float), default=0.02,
+                     help="reference / calibrated lif: LIF membrane time constant (s)")
+    snn.add_argument("--tau-ref", type=float, default=0.002,
+                     help="reference: LIF refractory period (s) (calibrated lif has none)")
+    snn.add_argument("--params-json", default="",
+                     help='tuned: per-layer settings {"layers": [{"gain": ..}, ..], "sim": {"steps": ..}} '
+                          "(written by `snnbench tune --best-params-out`)")
+    snn.add_argument("--study-name", default="",
+                     help="tuned: use the best setting of this `snnbench tune` study (instead of --params-json)")
+    snn.add_argument("--storage", default="sqlite:///optuna.db", help="tuned: the study's Optuna storage")
+    sim = parser.add_argument_group("simulation")
+    sim.add_argument("--steps", type=positive(int), default=8,
+                     help="time steps per image (activity is measured here)")
+    sim.add_argument("--steps-list", type=auto(int_list), default=None,
+                     help="step counts of the accuracy curve (auto: 4,8,16,32 quick; 1..100 full)")
+    sim.add_argument("--dt", type=positive(float), default=0.001, help="simulation time step (s)")
+    sim.add_argument("--readout", choices=READOUTS, default="mean",
+                     help="logits: mean over all steps, the last step, or the mean over the second half")
+    sim.add_argument("--minibatch", type=positive(int), default=100, help="nengo-dl minibatch size")
+    sim.add_argument("--simulator", choices=SIMULATORS, default="nengo_dl",
+                     help="nengo_dl (batched, TensorFlow) or nengo (the reference simulator, slow)")
+    sim.add_argument("--test-limit", type=auto(int), default=None,
+                     help="first N test images, 0 = all (auto: 1000 quick, all 10,000 full)")
+
+
+# --------------------------------------------------------------------------- settings
+
+def resolve(args) -> dict:
+    """Checked settings (everything that can be wrong fails here, before a run is opened).
+    ``layers`` is None for the calibrated method: calibration sets them once the model is read."""
+    from snnbench.conversion.calibration import Calibration, reference_layers
+    from snnbench.conversion.nengo_net import LayerParams, SimConfig, load_params, parse_params
+
+    require(args.epochs >= 0 and args.train_limit >= 0, "--epochs and --train-limit must be >= 0")
+    test_limit = PROFILE_TEST_LIMIT[args.profile] if args.test_limit is None else args.test_limit
+    require(test_limit >= 0, "--test-limit must be >= 0 (0 = all)")
+    steps_list = PROFILE_STEPS_LIST[args.profile] if args.steps_list is None else args.steps_list
+    require(bool(steps_list) and min(steps_list) >= 1, "--steps-list needs step counts >= 1")
+    sim = SimConfig(args.steps, args.dt, args.readout, args.minibatch, args.simulator, args.seed)
+    tuned_source = bool(args.params_json or args.study_name)
+    require(not (args.params_json and args.study_name), "give --params-json or --study-name, not both")
+    require(tuned_source == (args.method == "tuned"),
+            "--method tuned takes its setting from --study-name or --params-json, and only it does")
+    base = LayerParams(synapse=args.synapse, tau_rc=args.tau_rc, tau_ref=args.tau_ref)
+    settings = {"method": args.method, "calibration": None, "layers": None, "source": {"method": args.method},
+                "base": base}
+    if args.method == "reference":
+        settings["layers"] = reference_layers(base)
+    elif args.method == "calibrated":
+        settings["calibration"] = Calibration(args.calibration_samples, args.percentile, args.target_rate,
+                                              args.neuron, args.initial_voltage, args.seed)
+    else:
+        if args.study_name:
+            from snnbench.tuning import best_params_from_study
+
+            source = f"study {args.study_name}"
+            document = best_params_from_study(args.study_name, args.storage)
+            layers, overrides = parse_params(document, source)
+        else:
+            source = args.params_json
+            layers, overrides = load_params(args.params_json)
+            document = json.loads(Path(args.params_json).read_text())
+        settings["layers"] = layers
+        settings["source"] = {"method": "tuned", "from": source, **document.get("source", {})}
+        try:
+            sim = replace(sim, **overrides)
+        except TypeError as exc:
+            raise SnnbenchError(f"{source}: bad 'sim' settings ({exc})") from None
+    if args.onnx_model:
+        require(Path(args.onnx_model).is_file(), f"--onnx-model {args.onnx_model} not found; give a .onnx file")
+    settings.update(test_limit=test_limit, steps_list=sorted(set(steps_list)), sim=sim)
+    return settings
+
+
+def conversion_setting(converted, settings: dict) -> dict:
+    """The per-layer setting as a ``--params-json`` document, with where it came from;
+    calibration (calibrated method) reads MNIST training images here."""
+    from snnbench.conversion.calibration import calibrated_document, mnist_training_images
+
+    sim = asdict(settings["sim"])
+    if settings["calibration"] is not None:
+        calibration = settings["calibration"]
+        return calibrated_document(converted, mnist_training_images(calibration.seed), calibration, sim,
+                                   settings["base"])
+    return {"layers": [asdict(p) for p in settings["layers"]], "sim": sim, "source": settings["source"]}
+
+
+def model_path(args) -> Path:
+    """The ONNX file: the given one, or the trained (cached) model's (beside its metrics.json)."""
+    if args.onnx_model:
+        return Path(args.onnx_model)
+    from snnbench.training.conversion import trained_conversion_model
+
+    return trained_conversion_model(args.arch, args.epochs, args.lr, args.batch_size, args.seed,
+                                    args.train_limit or None) / "model.onnx"
+
+
+# --------------------------------------------------------------------------- measuring
+
+def _timed(predict, x):
+    started = time.perf_counter()
+    out = predict(x)
+    return out, time.perf_counter() - started
+
+
+def _latency_ms(predict, x) -> float:
+    """Mean time of one-image predictions (after one warm-up call)."""
+    predict(x[:1])
+    started = time.perf_counter()
+    for i in range(len(x)):
+        predict(x[i: i + 1])
+    return 1000 * (time.perf_counter() - started) / len(x)
+
+
+def evaluate_dnn(onnx_path: Path, x, y, keys: dict) -> dict:
+    """The DNN in ONNX Runtime: its result row (accuracy, activity), logits and timing."""
+    from snnbench.engines.models import OrtModel
+    from snnbench.evaluation.harness import score
+    from snnbench.engines.runners import OrtRunner
+
+    model = OrtModel(onnx_path)
+    logits = model.predict(x)
+    row = score(model, logits, y, model.last_activity, **keys)
+    # timed on the original graph: the harness's copy also outputs every hidden activation
+    runner = OrtRunner(onnx_path, batch_size=1000)
+    runner.predict(x[:10])
+    _, seconds = _timed(runner.predict, x)
+    single = OrtRunner(onnx_path, batch_size=1)
+    return {"row": row, "logits": logits, "accuracy": row["accuracy"], "throughput_ips": len(x) / seconds,
+            "latency_ms": _latency_ms(single.predict, x[:LATENCY_IMAGES * 5])}
+
+
+def evaluate_snn(converted, layers: list, settings: dict, x, y, keys: dict) -> dict:
+    """The converted SNN: one result row per step count of the curve and ``sim.steps`` (activity
+    measured at ``sim.steps``), its logits there, timing and the runner's activity statistics."""
+    from snnbench.engines.models import NengoModel
+    from snnbench.evaluation.harness import CLEAN, score
+    from snnbench.engines.runners import NengoRunner
+
+    sim = settings["sim"]
+    steps = sorted(set(settings["steps_list"]) | {sim.steps})
+    model = NengoModel(converted, layers, sim)
+    runner = model.runner(CLEAN)
+    runner.predict(x[:1])  # builds the simulator (and traces the TF graph) before timing
+    logits = runner.predict_curve(x, [s for s in steps if s <= sim.steps])
+    seconds, stats = runner.last_seconds, runner.last_stats
+    activity = model.activity(stats, len(x))
+    model.close()
+    longer = [s for s in steps if s > sim.steps]
+    if longer:
+        with NengoRunner(converted, layers, replace(sim, steps=max(longer)), counters=False) as runner:
+            logits.update(runner.predict_curve(x, longer))
+    with NengoRunner(converted, layers, replace(sim, minibatch=1), counters=False) as single:
+        latency = _latency_ms(single.predict, x[:LATENCY_IMAGES])
+    rows = [score(model, logits[s], y, activity if s == sim.steps else None, **{**keys, "steps": s}) for s in steps]
+    main = rows[steps.index(sim.steps)]
+    return {"rows": rows, "logits": logits[sim.steps], "accuracy": main["accuracy"], "row": main,
+            "curve": {r["steps"]: r["accuracy"] for r in rows}, "throughput_ips": len(x) / seconds,
+            "latency_ms": latency, "stats": stats}
+
+
+def rate_equivalence(converted, onnx_path: Path, x, sim) -> float:
+    """Max |logit difference| between the relu-rate network and ONNX Runtime on real images."""
+    from snnbench.conversion.nengo_net import LayerParams
+    from snnbench.engines.runners import NengoRunner, OrtRunner
+
+    reference = OrtRunner(onnx_path).predict(x)
+    exact = replace(sim, steps=2, readout="last", minibatch=min(sim.minibatch, len(x)))
+    with NengoRunner(converted, LayerParams("relu-rate"), exact, counters=False) as runner:
+        return float(np.abs(runner.predict(x) - reference).max())
+
+
+# --------------------------------------------------------------------------- artifacts
+
+def confusion(labels, logits, classes: int = 10) -> np.ndarray:
+    matrix = np.zeros((classes, classes), np.int64)
+    np.add.at(matrix, (labels, logits.argmax(axis=1)), 1)
+    return matrix
+
+
+def _plot_confusion(matrix, title: str, path: Path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 4.5))
+    image = ax.imshow(matrix, cmap="Blues")
+    for (i, j), v in np.ndenumerate(matrix):
+        ax.text(j, i, str(v), ha="center", va="center", fontsize=6,
+                color="white" if v > matrix.max() / 2 else "black")
+    ax.set(xlabel="predicted", ylabel="true", title=title, xticks=range(10), yticks=range(10))
+    fig.colorbar(image, ax=ax)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _plot_curve(curve: dict, dnn_accuracy: float, path: Path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    steps = sorted(curve)
+    ax.plot(steps, [100 * curve[s] for s in steps], "o-", label="SNN (Nengo)")
+    ax.axhline(100 * dnn_accuracy, color="gray", ls="--", label="DNN (ONNX Runtime)")
+    ax.set(xlabel="time steps", ylabel="test accuracy (%)", title="Accuracy vs simulation time steps")
+    ax.set_xscale("log")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def log_artifacts(onnx_path: Path, converted, document: dict, dnn: dict, snn: dict, y):
+    import mlflow
+    import mlflow.onnx
+    import onnx
+    import onnxruntime
+
+    from snnbench.conversion import onnx_io
+
+    mlflow.onnx.log_model(onnx.load(str(onnx_path)), name="model", save_as_external_data=False,
+                          pip_requirements=[f"onnx=={onnx.__version__}", f"onnxruntime=={onnxruntime.__version__}"])
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        onnx_io.save(converted, tmp / "snn")
+        (tmp / "snn" / "params.json").write_text(json.dumps(document, indent=1))  # the setting used
+        mlflow.log_artifacts(str(tmp / "snn"), "snn")
+        matrices = {"dnn": confusion(y, dnn["logits"]), "snn": confusion(y, snn["logits"])}
+        for name, matrix in matrices.items():
+            _plot_confusion(matrix, f"{name.upper()} confusion matrix", tmp / f"confusion_{name}.png")
+            mlflow.log_artifact(str(tmp / f"confusion_{name}.png"), "plots")
+        mlflow.log_dict({k: v.tolist() for k, v in matrices.items()}, "confusion_matrices.json")
+        _plot_curve(snn["curve"], dnn["accuracy"], tmp / "accuracy_vs_steps.png")
+        mlflow.log_artifact(str(tmp / "accuracy_vs_steps.png"), "plots")
+    mlflow.log_dict({str(k): v for k, v in snn["curve"].items()}, "accuracy_vs_steps.json")
+
+
+# --------------------------------------------------------------------------- the command
+
+def logged_params(args, settings: dict, test_images: int) -> dict:
+    """The options that decided the run (a method's options only where it uses them)."""
+    unused = (() if args.method == "calibrated" else CALIBRATION_OPTIONS) + \
+        (() if args.method == "tuned" else TUNED_OPTIONS)
+    params = {k: v for k, v in vars(args).items() if not k.startswith("_") and k not in ("command", *unused)}
+    params.update(test_limit=settings["test_limit"], test_images=test_images, steps_list=settings["steps_list"],
+                  sim=asdict(settings["sim"]))
+    if settings["layers"] is not None:
+        params["layers"] = [asdict(p) for p in settings["layers"]]
+    return params
+
+
+def run(args):
+    import mlflow
+
+    from snnbench.conversion import onnx_io
+    from snnbench.data import load_features
+    from snnbench.evaluation.harness import log_result_table
+    from snnbench.conversion.nengo_net import parse_params
+    from snnbench.tracking.runs import benchmark_run
+
+    settings = resolve(args)
+    converted = onnx_io.extract(args.onnx_model, args.maxpool) if args.onnx_model else None  # checks the file first
+    test = load_features("image", "test")
+    if settings["test_limit"]:
+        test = test.subset(np.arange(min(settings["test_limit"], len(test))))
+    if converted is not None:
+        require(converted.n_inputs == test.x.shape[1],
+                f"--onnx-model takes {converted.n_inputs} inputs but MNIST images have {test.x.shape[1]}")
+    params = logged_params(args, settings, len(test))
+    with benchmark_run("convert", params, data_checksums=test.checksums):
+        onnx_path = model_path(args)
+        converted = converted or onnx_io.extract(onnx_path, args.maxpool)
+        if converted.approximations:
+            mlflow.set_tag("snnbench.approximations", json.dumps(converted.approximations))
+        document = conversion_setting(converted, settings)  # calibration: training images only
+        layers, _ = parse_params(document, f"{args.method} setting")
+        if settings["layers"] is None:
+            mlflow.log_param("layers", json.dumps([asdict(p) for p in layers]))
+        if not args.onnx_model:
+            trained = json.loads((onnx_path.parent / "metrics.json").read_text())
+            mlflow.log_metrics({"torch_test_accuracy": trained["torch_test_accuracy"],
+                                "train_seconds": trained["train_seconds"]})
+        keys = {"benchmark": "convert", "model": Path(args.onnx_model).stem if args.onnx_model else f"conversion-{args.arch}",
+                "modality": "image", "method": args.method, "seed": args.seed}
+        dnn = evaluate_dnn(onnx_path, test.x, test.y, keys)
+        snn = evaluate_snn(converted, layers, settings, test.x, test.y, keys)
+        equivalence = rate_equivalence(converted, onnx_path, test.x[:EQUIVALENCE_IMAGES], settings["sim"])
+        log_metrics(converted, dnn, snn, equivalence)
+        log_result_table([dnn["row"], *snn["rows"]])
+        log_artifacts(onnx_path, converted, document, dnn, snn, test.y)
+        low, high = snn["row"]["accuracy_ci_low"], snn["row"]["accuracy_ci_high"]
+        print(f"convert ({args.method}): DNN {100 * dnn['accuracy']:.2f}%  SNN {100 * snn['accuracy']:.2f}% "
+              f"[95% CI {100 * low:.2f}-{100 * high:.2f}] ({settings['sim'].steps} steps)  "
+              f"loss {100 * (dnn['accuracy'] - snn['accuracy']):.2f} pp  rate-mode max |err| {equivalence:.2e}  "
+              "curve " + " ".join(f"{s}:{100 * a:.2f}" for s, a in sorted(snn["curve"].items())))
+
+
+def log_metrics(converted, dnn: dict, snn: dict, equivalence: float):
+    import mlflow
+
+    macs = converted.macs()
+    stats = snn["stats"]
+    metrics = {"dnn_accuracy": dnn["accuracy"], "snn_accuracy": snn["accuracy"],
+               "snn_accuracy_ci_low": snn["row"]["accuracy_ci_low"],
+               "snn_accuracy_ci_high": snn["row"]["accuracy_ci_high"],
+               "dnn_accuracy_ci_low": dnn["row"]["accuracy_ci_low"],
+               "dnn_accuracy_ci_high": dnn["row"]["accuracy_ci_high"],
+               "conversion_loss_pp": 100 * (dnn["accuracy"] - snn["accuracy"]),
+               "dnn_throughput_ips": dnn["throughput_ips"], "snn_throughput_ips": snn["throughput_ips"],
+               "dnn_latency_ms": dnn["latency_ms"], "snn_latency_ms": snn["latency_ms"],
+               "dnn_macs_per_sample": macs, "rate_equivalence_max_abs_err": equivalence}
+    metrics.update({f"snn_{k}": v for k, v in stats.items()})
+    if stats and macs:
+        metrics["snn_synaptic_ops_vs_dnn_macs"] = stats["synaptic_ops_per_sample"] / macs
+        metrics["snn_acs_vs_dnn_macs"] = stats["synaptic_acs_per_sample"] / macs
+    mlflow.log_metrics(metrics)
+    for steps, acc in sorted(snn["curve"].items()):
+        mlflow.log_metric("accuracy_at_steps", acc, step=steps)

@@ -1,0 +1,439 @@
+"""The snntorch multimodal suite: image, audio and fused inputs; DNN vs SNN; six experiments.
+
+Commands (one module): ``multimodal`` (one configuration), ``size_sweep``, ``noise_level``,
+``noise_position``, ``reset_sweep``, ``neuron_sweep``, ``timestep_sweep``. Each is a parent run
+with one child run per (modality, swept value); a child trains (or reuses from the model cache)
+the DNN and / or SNN of that configuration and logs ``dnn_*`` / ``snn_*`` metrics: per-epoch
+``train_loss`` and ``val_accuracy``, ``best_val_accuracy``, ``test_accuracy`` of the
+best-validation weights (under the evaluation noise, if any), throughput, and for the DNN the
+ONNX Runtime test accuracy under the same noise draws. Noise sweeps train once and only evaluate under noise.
+Trained models come from :func:`snnbench.training.suite.trained_multimodal_model` (cached).
+"""
+
+import argparse
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from snnbench.evaluation import harness
+from snnbench.engines import models as engines
+
+from snnbench.evaluation import plots
+
+from snnbench.training import recipes
+from snnbench.benchmarks.options import add_common, auto, choice_list, float_list, int_list, non_negative, positive, require
+from snnbench.data import MODALITIES, VALIDATIONS, FeatureSet
+from snnbench.device import resolve_device
+from snnbench.errors import SnnbenchError
+from snnbench.training.grid import Engine, Job, train_jobs
+from snnbench.evaluation.metrics import ACTIVITY, STATIC, seed_interval
+from snnbench.models.multimodal import FAMILIES, SIZES, ModelSpec
+from snnbench.training.suite import (TrainSettings, features, load_trained_multimodal, test_data, trained_multimodal_model, training_data)
+from snnbench.models.spiking import ENCODINGS, NEURONS, READOUTS, RESETS, SURROGATES
+from snnbench.noise import NOISE_MODES, POSITIONS, NoiseSpec
+from snnbench.tracking.runs import (benchmark_run, claimed_child, config_key, finished_child, finished_children, log_dataset)
+from snnbench.training.suite import log_trained_model
+from snnbench.training.loop import TrainConfig, accuracy
+
+# Each profile's training recipe (snnbench.training.recipes) and test subset.
+PROFILES = {p: dict(epochs=recipes.SUITE[p].epochs, train_limit=recipes.SUITE[p].train_limit,
+                    test_limit=recipes.SUITE_TEST_LIMIT[p]) for p in recipes.PROFILES}
+
+
+@dataclass(frozen=True)
+class Sweep:
+    factor: str          # child param that varies (None for the single-configuration command)
+    option: str          # CLI option holding the values
+    values: tuple        # default values
+    parse: object        # argparse type of the option
+    families: tuple      # families the factor applies to
+    help: str
+
+
+SWEEPS = {
+    "multimodal": None,
+    "size_sweep": Sweep("size", "--sizes", ("S", "S/2", "S/3"), choice_list(tuple(SIZES)), FAMILIES,
+                        "model sizes (parameter budgets; S = 1,600,000)"),
+    "noise_level": Sweep("noise_std", "--noise-stds", (0.1, 5.0), float_list, FAMILIES,
+                         "evaluation noise standard deviations"),
+    "noise_position": Sweep("noise_position", "--noise-positions", ("pre", "post"),
+                            choice_list(("input", "pre", "post")), FAMILIES,
+                            "where the evaluation noise is added"),
+    "reset_sweep": Sweep("reset", "--resets", ("hard", "soft"), choice_list(tuple(RESETS)), ("snn",),
+                         "SNN reset mechanisms"),
+    "neuron_sweep": Sweep("neuron", "--neurons", ("lif", "if"), choice_list(NEURONS), ("snn",),
+                          "SNN neuron models"),
+    "timestep_sweep": Sweep("steps", "--steps-list", (4, 8, 16), int_list, ("snn",), "SNN time steps"),
+}
+NOISE_FACTORS = ("noise_std", "noise_position")
+
+
+def _bool(text) -> bool:
+    if isinstance(text, bool):
+        return text
+    if text.lower() in ("1", "true", "yes"):
+        return True
+    if text.lower() in ("0", "false", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+# --- evaluation --------------------------------------------------------------------------------
+
+def evaluate(model, test: FeatureSet, noise: NoiseSpec | None, device) -> tuple[dict, np.ndarray]:
+    """Through the harness: test accuracy with its Wilson 95% interval, activity and size metrics
+    (snnbench.evaluation.metrics), and throughput; also the logits."""
+    engine = engines.suite_model(model, device)
+    noise = noise or harness.CLEAN
+    started = time.perf_counter()
+    logits = engine.predict(test.x, noise)
+    seconds = time.perf_counter() - started
+    row = harness.score(engine, logits, test.y, engine.last_activity, noise)
+    metrics = {"test_accuracy": row["accuracy"], "test_accuracy_ci_low": row["accuracy_ci_low"],
+               "test_accuracy_ci_high": row["accuracy_ci_high"], "n_test": len(test),
+               "eval_samples_per_s": len(test) / seconds}
+    metrics.update({k: row[k] for k in RESULT_METRICS})
+    return metrics, logits
+
+
+def log_history(run_id: str, history: list[dict], prefix: str = ""):
+    """A training's per-epoch series on a run, in batches (MlflowClient.log_batch; at most
+    1,000 values a call, MLflow's limit), not one call per value."""
+    from mlflow.entities import Metric
+    from mlflow.tracking import MlflowClient
+
+    now = int(time.time() * 1000)
+    metrics = [Metric(f"{prefix}{name}", float(h[name]), now, epoch) for epoch, h in enumerate(history)
+               for name in ("train_loss", "val_accuracy", "epoch_seconds")]
+    client = MlflowClient()
+    for a in range(0, len(metrics), 1000):
+        client.log_batch(run_id, metrics=metrics[a:a + 1000])
+
+
+def evaluate_onnx(folder: Path, test: FeatureSet, noise: NoiseSpec, torch_logits: np.ndarray) -> dict:
+    """The exported DNN in ONNX Runtime (harness.OrtModel) under the same noise draws: accuracy,
+    throughput and the largest logit difference from torch."""
+    engine = engines.OrtModel(folder / "model.onnx")
+    started = time.perf_counter()
+    logits = engine.predict(test.x, noise)
+    seconds = time.perf_counter() - started
+    return {"ort_test_accuracy": accuracy(logits, test.y), "ort_samples_per_s": len(test) / seconds,
+            "ort_torch_max_abs_diff": float(np.abs(logits - torch_logits).max())}
+
+
+def run_family(spec: ModelSpec, settings: TrainSettings, noise: NoiseSpec, test: FeatureSet,
+               device: torch.device) -> dict:
+    """Train (or reuse) one model, evaluate it; log its per-epoch history. Returns metrics."""
+    folder = trained_multimodal_model(spec, settings, device)
+    model, _, result = load_trained_multimodal(folder)
+    prefix = spec.family
+    log_history(mlflow.active_run().info.run_id, result["history"], f"{prefix}_")
+    metrics = {k: result[k] for k in ("best_val_accuracy", "best_epoch", "train_samples_per_s",
+                                      "parameter_count", "hidden_width")}
+    metrics["mean_epoch_seconds"] = result["epoch_seconds"]  # the per-epoch series is {family}_epoch_seconds
+    metrics["epochs_trained"] = len(result["history"])
+    scores, logits = evaluate(model, test, noise, device)
+    metrics.update(scores)
+    if noise.active:
+        metrics["clean_test_accuracy"] = evaluate(model, test, None, device)[0]["test_accuracy"]
+    if spec.family == "dnn":
+        metrics.update(evaluate_onnx(folder, test, noise, logits))
+    mlflow.set_tag(f"snnbench.{prefix}_model_folder", str(folder))
+    mlflow.log_dict(result, f"{prefix}_training.json")
+    return {f"{prefix}_{k}": float(v) for k, v in metrics.items() if v is not None}
+
+
+# --- command line ------------------------------------------------------------------------------
+
+def add_training_arguments(parser: argparse.ArgumentParser):
+    """The suite's training and test-set options (every multimodal command)."""
+    parser.add_argument("--epochs", type=auto(non_negative), default=None,
+                        help="training epochs (auto = 2 quick, 200 full)")
+    parser.add_argument("--train-limit", type=auto(non_negative), default=None,
+                        help="training samples before the validation split (0 = all, auto = 2000 quick, all full)")
+    parser.add_argument("--test-limit", type=auto(non_negative), default=None,
+                        help="a fixed random subset of N test samples (0 = all, auto = 1000 quick, all full)")
+    parser.add_argument("--lr", type=positive(float), default=1e-3, help="Adam learning rate")
+    parser.add_argument("--batch-size", type=positive(int), default=100, help="training batch size")
+
+
+def add_arguments(parser: argparse.ArgumentParser, command: str):
+    add_common(parser)
+    sweep = SWEEPS[command]
+    factor = sweep.factor if sweep else None
+    parser.add_argument("--modalities", type=choice_list(MODALITIES), default=list(MODALITIES),
+                        help="image (MNIST), audio (FSDD spectrograms), multimodal (both, concatenated)")
+    if sweep is None or len(sweep.families) > 1:
+        parser.add_argument("--families", type=choice_list(FAMILIES), default=list(FAMILIES),
+                            help="dnn (ReLU network) and / or snn (snntorch neurons)")
+    if sweep:
+        parser.add_argument(sweep.option, type=sweep.parse, default=list(sweep.values), help=sweep.help)
+    add_training_arguments(parser)
+    model = parser.add_argument_group("model (the reference defaults; a swept factor replaces its option)")
+    if factor != "size":
+        model.add_argument("--size", choices=tuple(SIZES), default="S", help="parameter budget (S = 1,600,000)")
+    model.add_argument("--hidden-layers", type=positive(int), default=2, help="hidden Linear layers")
+    if factor != "neuron":
+        model.add_argument("--neuron", choices=NEURONS, default="lif", help="lif (leaky) or if (no leak)")
+    model.add_argument("--beta", type=positive(float), default=0.9, help="LIF membrane decay (in (0, 1])")
+    if factor != "reset":
+        model.add_argument("--reset", choices=tuple(RESETS), default="soft", help="soft (subtract) or hard (to zero)")
+    if factor != "steps":
+        model.add_argument("--steps", type=positive(int), default=4, help="SNN time steps")
+    model.add_argument("--surrogate", choices=tuple(SURROGATES), default="atan", help="surrogate gradient")
+    model.add_argument("--encoding", choices=ENCODINGS, default="direct",
+                       help="direct (features as current each step) or rate (Poisson spikes)")
+    model.add_argument("--readout", choices=READOUTS, default="membrane",
+                       help="membrane (mean output membrane) or spikes (output spike count)")
+    noise = parser.add_argument_group("evaluation noise (never seen in training)")
+    if factor != "noise_std":
+        noise.add_argument("--noise-std", type=float, default=0.1 if command == "noise_position" else 0.0,
+                           help="Gaussian noise standard deviation")
+    if factor != "noise_position":
+        noise.add_argument("--noise-position", choices=POSITIONS,
+                           default="pre" if command == "noise_level" else "none",
+                           help="input, pre (a hidden layer's input current) or post (its output); none")
+    noise.add_argument("--noise-mode", choices=NOISE_MODES, default="per_step",
+                       help="SNN: a fresh draw per time step, or one frozen draw")
+    noise.add_argument("--noise-seed", type=int, default=0, help="seed of the noise draws")
+    parser.add_argument("--resume", type=_bool, nargs="?", const=True, default=False,
+                        help="reopen the unfinished run of the same parameters and skip finished configurations")
+    add_seed_arguments(parser, seeds=1)
+    add_engine_arguments(parser)
+
+
+def add_seed_arguments(parser: argparse.ArgumentParser, seeds: int):
+    parser.add_argument("--seeds", type=seed_count_or_list, default=seeds,
+                        help="seeds per configuration: N (--seed, --seed + 1, ...) or a comma list of seeds "
+                             "(mean and 95%% interval over them)")
+    parser.add_argument("--validation", choices=VALIDATIONS, default="recordings",
+                        help="held-out validation samples: recordings (no validation recording is a training "
+                             "recording), speakers (held-out speakers), study (the reference study's protocol: "
+                             "a 20%% sample split whose recordings also occur in training)")
+
+
+def add_engine_arguments(parser: argparse.ArgumentParser):
+    engine = parser.add_argument_group("grid trainer (snnbench.training.grid: how models train together; CUDA only)")
+    engine.add_argument("--devices", default="",
+                        help="GPUs to spread the trainings over, one process each: all, or e.g. cuda:0,cuda:1 "
+                             "(empty: --device alone)")
+    engine.add_argument("--graphs", type=_bool, default=True, help="each training step a CUDA graph")
+    engine.add_argument("--compile", type=_bool, default=True,
+                        help="neuron scans compiled by torch.compile (fused kernels)")
+    engine.add_argument("--tf32", type=_bool, default=False,
+                        help="float32 matrix products on TensorFloat-32 units (faster; inputs rounded to 10 mantissa bits)")
+    engine.add_argument("--side-by-side", type=_bool, default=True, help="stacks of models run side by side on CUDA streams")
+    engine.add_argument("--max-stack", type=positive(int), default=64, help="most models trained in one stack")
+
+
+def engine_from_args(args) -> Engine:
+    return Engine(graphs=args.graphs, compile=args.compile, tf32=args.tf32, side_by_side=args.side_by_side,
+                  max_stack=args.max_stack)
+
+
+def devices_from_args(args) -> list[torch.device]:
+    """``--devices`` (all, or a list), else ``--device``."""
+    if not args.devices:
+        return [resolve_device(args.device)]
+    if args.devices == "all":
+        if not torch.cuda.is_available():
+            raise SnnbenchError("--devices all needs CUDA; use --device cpu or leave --devices empty")
+        return [torch.device(f"cuda:{i}") for i in range(torch.cuda.device_count())]
+    return [resolve_device(name.strip()) for name in args.devices.split(",") if name.strip()]
+
+
+def seed_count_or_list(text: str):
+    """'3' -> 3 (seeds --seed, --seed + 1, --seed + 2); '0,1,2' -> [0, 1, 2] (these seeds)."""
+    if "," in text or "[" in text:
+        seeds = int_list(text.strip("[]"))
+        if not seeds or len(set(seeds)) != len(seeds):
+            raise argparse.ArgumentTypeError(f"expected distinct seeds, got {text!r}")
+        return seeds
+    return positive(int)(text)
+
+
+def seeds_from_args(args) -> list[int]:
+    """The seeds every configuration is trained with (what a run logs as ``seeds``)."""
+    if isinstance(args.seeds, list):
+        return args.seeds
+    return [args.seed + i for i in range(args.seeds)]
+
+
+def _settings(args) -> dict:
+    """Epochs and data limits: explicit options override the profile's."""
+    profile = PROFILES[args.profile]
+    return {k: profile[k] if getattr(args, k) is None else getattr(args, k) for k in profile}
+
+
+def configurations(args) -> list[dict]:
+    """One child configuration per (modality, swept value, seed), in the order they run."""
+    sweep = SWEEPS[args.command]
+    families = list(getattr(args, "families", sweep.families if sweep else FAMILIES))
+    values = getattr(args, sweep.option.lstrip("-").replace("-", "_")) if sweep else [None]
+    require(len(values) > 0, f"{sweep.option if sweep else 'values'} is empty; give at least one value")
+    base = {k: getattr(args, k, None) for k in ("size", "hidden_layers", "neuron", "beta", "reset", "steps",
+                                                "surrogate", "encoding", "readout", "noise_std",
+                                                "noise_position", "noise_mode", "noise_seed")}
+    configs = []
+    for modality in args.modalities:
+        for value in values:
+            for seed in seeds_from_args(args):
+                config = {**base, "modality": modality, "families": families, "seed": seed}
+                if sweep:
+                    config[sweep.factor] = value
+                configs.append(config)
+    return configs
+
+
+def _spec_and_noise(config: dict, family: str) -> tuple[ModelSpec, NoiseSpec]:
+    spec = ModelSpec(modality=config["modality"], family=family, size=config["size"],
+                     hidden_layers=config["hidden_layers"], neuron=config["neuron"], beta=config["beta"],
+                     reset=config["reset"], steps=config["steps"], surrogate=config["surrogate"],
+                     encoding=config["encoding"], readout=config["readout"])
+    noise = NoiseSpec(config["noise_std"], config["noise_position"], config["noise_mode"], config["noise_seed"])
+    return spec, noise
+
+
+def _child_name(config: dict, factor: str | None) -> str:
+    return config["modality"] + (f" {factor}={config[factor]}" if factor else "") + f" seed={config['seed']}"
+
+
+def run(args):
+    sweep = SWEEPS[args.command]
+    factor = sweep.factor if sweep else None
+    scale = _settings(args)
+    device = resolve_device(args.device)
+    configs = configurations(args)
+    for config in configs:  # check every configuration before any run or training starts
+        for family in config["families"]:
+            _spec_and_noise(config, family)
+    by_seed = {seed: TrainSettings(epochs=scale["epochs"], lr=args.lr, batch_size=args.batch_size, seed=seed,
+                                   train_limit=scale["train_limit"], validation=args.validation)
+               for seed in seeds_from_args(args)}
+    TrainConfig(scale["epochs"], args.lr, args.batch_size, args.seed)  # validates
+    devices = devices_from_args(args)
+    checksums = {}
+    for modality in args.modalities:
+        checksums.update(features(modality, "test").checksums)
+    params = {k: v for k, v in vars(args).items() if not k.startswith("_") and k not in ("command", "resume")}
+    params.update(scale)
+    params["seeds"] = seeds_from_args(args)
+    params["device"] = str(device)  # resolved, never 'auto'
+    with benchmark_run(args.command, params, device=str(device), data_checksums=checksums,
+                       resume=args.resume) as parent:
+        # every model the sweep needs, trained together first (stacked; cached for what follows)
+        jobs = [Job(_spec_and_noise(config, family)[0], by_seed[config["seed"]])
+                for config in configs for family in config["families"]]
+        training = train_jobs(jobs, devices, engine_from_args(args))
+        mlflow.log_metric("train_wall_seconds", training["wall_seconds"])
+        done = finished_children(parent.info.run_id) if args.resume else {}
+        rows = {}
+        progress = tqdm(total=len(configs), desc=args.command, unit="config", dynamic_ncols=True)
+        # the first pass skips configurations another invocation of this sweep holds, the second waits for them
+        for waiting in (False, True):
+            for i, config in enumerate(configs):
+                settings = by_seed[config["seed"]]
+                child_config = {**config, **scale, "lr": args.lr, "batch_size": args.batch_size,
+                                "validation": args.validation}
+                if i in rows:
+                    continue
+                previous = done.get(config_key(child_config))
+                if previous is None:
+                    with claimed_child(_child_name(config, factor), child_config, device=str(device),
+                                       data_checksums=checksums, wait=waiting, reuse=args.resume) as run:
+                        if run is not None:
+                            test = test_data(config["modality"], scale["test_limit"])
+                            mlflow.log_params({"n_test": len(test)})
+                            test_set = log_dataset(test, "test")
+                            train, validation = training_data(config["modality"], settings)
+                            log_dataset(train, "train")
+                            log_dataset(validation, "validation")
+                            metrics = {}
+                            for family in config["families"]:
+                                spec, noise = _spec_and_noise(config, family)
+                                scores = run_family(spec, settings, noise, test, device)
+                                model_id = log_trained_model(trained_multimodal_model(spec, settings, device),
+                                                             f"{config['modality']}-{family}")
+                                mlflow.log_metrics(scores, model_id=model_id, dataset=test_set)
+                                metrics.update(scores)
+                    if run is None:
+                        previous = finished_child(child_config)
+                        if previous is None:
+                            continue  # another invocation is running it: the waiting pass comes back to it
+                if previous is None:
+                    tqdm.write(f"{_child_name(config, factor)}: " + ", ".join(
+                        f"{k}={v:.4f}" for k, v in metrics.items() if k.endswith("accuracy")))
+                    rows[i] = {**config, **metrics}
+                else:
+                    tqdm.write(f"{_child_name(config, factor)}: finished in run {previous.info.run_id}, skipped")
+                    rows[i] = {**config, **previous.data.metrics}
+                progress.update()
+        progress.close()
+        rows = [rows[i] for i in range(len(configs))]
+        log_summary(rows, args.command, factor)
+
+
+RESULT_METRICS = tuple(c for m in (*STATIC, *ACTIVITY) for c in m.columns)  # besides accuracy
+ENGINES = {"snn": "snntorch-snn", "dnn": "torch-dnn"}
+
+
+def result_row(row: dict, family: str, command: str) -> dict:
+    """One configuration, seed and family in the fixed result schema (snnbench.evaluation.harness)."""
+    value = {k: row.get(f"{family}_{k}") for k in RESULT_METRICS}
+    return {"benchmark": command, "engine": ENGINES[family], "model": f"multimodal-{row['size']}",
+            "modality": row["modality"], "method": "", "steps": row["steps"] if family == "snn" else 1,
+            "noise_position": row["noise_position"], "noise_std": row["noise_std"], "noise_mode": row["noise_mode"],
+            "noise_seed": row["noise_seed"], "seed": row["seed"], "n": row.get(f"{family}_n_test"),
+            "accuracy": row.get(f"{family}_test_accuracy"),
+            "accuracy_ci_low": row.get(f"{family}_test_accuracy_ci_low"),
+            "accuracy_ci_high": row.get(f"{family}_test_accuracy_ci_high"), **value,
+            "best_val_accuracy": row.get(f"{family}_best_val_accuracy"),
+            "ort_test_accuracy": row.get(f"{family}_ort_test_accuracy")}
+
+
+def log_summary(rows: list[dict], command: str, factor: str | None):
+    """Parent-run metrics (per modality, family and swept value: the mean over seeds, with its
+    Student-t 95% interval when there are several), a JSON table and a bar chart of the means."""
+    groups: dict = {}
+    for row in rows:
+        for family in row["families"]:
+            groups.setdefault((row["modality"], family, row.get(factor, "default") if factor else "default"),
+                              []).append(row)
+    summary = []
+    for (modality, family, value), members in groups.items():
+        label = f"{modality}/{family}" + (f"/{factor}={value}" if factor else "")
+        entry = {"modality": modality, "family": family, factor or "configuration": value,
+                 "seeds": [r["seed"] for r in members]}
+        for metric in ("test_accuracy", "best_val_accuracy", "clean_test_accuracy", "ort_test_accuracy"):
+            values = [r[f"{family}_{metric}"] for r in members if r.get(f"{family}_{metric}") is not None]
+            if not values:
+                continue
+            mean, low, high = seed_interval(values)
+            entry.update({metric: mean, f"{metric}_ci_low": low, f"{metric}_ci_high": high,
+                          f"{metric}_per_seed": values})
+            name = f"{metric}/{label}".replace("=", "_")
+            mlflow.log_metric(name, mean)
+            if len(values) > 1:
+                mlflow.log_metrics({f"{name}/ci_low": low, f"{name}/ci_high": high})
+        summary.append(entry)
+    mlflow.log_dict({"rows": summary}, "summary.json")
+    harness.log_result_table([result_row(row, family, command) for row in rows for family in row["families"]])
+    modalities = list(dict.fromkeys(r["modality"] for r in summary))
+    series = {}
+    for entry in summary:
+        value = entry.get(factor or "configuration")
+        name = entry["family"].upper() + ("" if factor is None else f" {factor}={value}")
+        series.setdefault(name, {})[entry["modality"]] = 100 * entry.get("test_accuracy", float("nan"))
+    with tempfile.TemporaryDirectory() as tmp:
+        png = Path(tmp) / "summary.png"
+        plots.grouped_bars(modalities, {k: [v.get(m) for m in modalities] for k, v in series.items()}, png,
+                           ylabel="test accuracy (%)",
+                           title=f"{command}: test accuracy, mean over seeds (best-validation weights)")
+        mlflow.log_artifact(str(png))
+

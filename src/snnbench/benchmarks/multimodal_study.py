@@ -1,0 +1,136 @@
+"""``snnbench multimodal_study``: the multimodal study's whole grid at its own scale, with seeds.
+
+Trains the study's 30 configurations (:func:`snnbench.benchmarks.study.study_specs`) for every seed with the
+grid trainer (:mod:`snnbench.training.grid`: models of one shape stacked, CUDA graphs, stacks side by side,
+several GPUs with ``--devices``), scores every model on the test split clean and under the four
+evaluation noises, and logs:
+
+* a parent run: the settings actually used (seeds, epochs, engine), device, the training's wall
+  time, throughput per stack shape, ``results.json`` (one row per training and the mean over
+  seeds with its 95% interval per experiment) and the report section (markdown + figures);
+* one child run per configuration and seed: its settings, per-epoch history (logged in batches),
+  best validation accuracy, test accuracies with Wilson intervals, and the trained model as an
+  MLflow model (ONNX for a DNN, PyTorch for an SNN; its id in the tag ``snnbench.model_id``).
+
+Interrupted (``--time-limit``, a crash): every stack is checkpointed at its last epoch end; the
+same command with ``--resume true`` continues where it stopped.
+"""
+
+import argparse
+import json
+import tempfile
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import mlflow
+import torch
+
+from snnbench.benchmarks.options import add_common, choice_list, non_negative
+from snnbench.benchmarks.multimodal import (PROFILES, _bool, add_engine_arguments, add_seed_arguments,
+                                       add_training_arguments, devices_from_args, engine_from_args, log_history,
+                                       seeds_from_args)
+from snnbench.data import MODALITIES
+from snnbench.errors import SnnbenchError
+from snnbench.training.grid import Job, evaluate_jobs, train_jobs
+from snnbench.training.suite import TrainSettings, features, log_trained_model
+from snnbench.noise import NoiseSpec
+from snnbench.benchmarks.study import CLEAN, NOISES, results_document, run_row, study_report, study_specs
+from snnbench.tracking.runs import MODEL_ID_TAG, benchmark_run, claimed_child
+
+def add_arguments(parser: argparse.ArgumentParser, command: str):
+    add_common(parser)
+    add_seed_arguments(parser, seeds=3)
+    parser.add_argument("--modalities", type=choice_list(MODALITIES), default=list(MODALITIES),
+                        help="image (MNIST), audio (FSDD spectrograms), multimodal (both, concatenated)")
+    add_training_arguments(parser)
+    add_engine_arguments(parser)
+    parser.add_argument("--time-limit", type=non_negative, default=0,
+                        help="stop training after this many seconds (0 = never), checkpointed; --resume continues")
+    parser.add_argument("--results-out", default="", help="also write the results document (JSON) to this file")
+    parser.add_argument("--resume", type=_bool, nargs="?", const=True, default=False,
+                        help="reopen the unfinished run of the same parameters: checkpointed stacks continue, "
+                             "finished children are kept")
+
+
+def run(args):
+    profile = PROFILES[args.profile]
+    scale = {k: profile[k] if getattr(args, k) is None else getattr(args, k) for k in profile}
+    devices = devices_from_args(args)
+    seeds = seeds_from_args(args)
+    engine = engine_from_args(args)
+    settings = {seed: TrainSettings(epochs=scale["epochs"], lr=args.lr, batch_size=args.batch_size, seed=seed,
+                                    train_limit=scale["train_limit"], validation=args.validation) for seed in seeds}
+    specs = study_specs(args.modalities)
+    jobs = [Job(spec, settings[seed]) for spec in specs for seed in seeds]
+    noises = {CLEAN: NoiseSpec(), **NOISES}
+    checksums = {}
+    for modality in args.modalities:
+        checksums.update(features(modality, "test").checksums)
+    params = {"profile": args.profile, "seeds": seeds, "modalities": args.modalities, "validation": args.validation,
+              "lr": args.lr, "batch_size": args.batch_size, **scale, "devices": [str(d) for d in devices],
+              "graphs": args.graphs, "compile": args.compile, "tf32": args.tf32, "side_by_side": args.side_by_side,
+              "max_stack": args.max_stack, "trainings": len(jobs),
+              "noises": {k: [n.std, n.position, n.mode, n.seed] for k, n in noises.items()}}
+    device_name = torch.cuda.get_device_name(devices[0]) if devices[0].type == "cuda" else "cpu"
+    with benchmark_run("multimodal_study", params, device=",".join(map(str, devices)), data_checksums=checksums,
+                       resume=args.resume) as parent:
+        mlflow.set_tag("snnbench.device_name", device_name)
+        started = time.perf_counter()
+        summary = train_jobs(jobs, devices, engine, time_limit=args.time_limit)
+        train_seconds = time.perf_counter() - started
+        mlflow.log_metric("train_wall_seconds", train_seconds)
+        if not summary["complete"]:
+            left = sum(not j.trained() for j in jobs)
+            raise SnnbenchError(f"time limit reached: {len(jobs) - left} of {len(jobs)} trainings finished, the rest "
+                                f"checkpointed; run the same command with --resume true to continue")
+        scores = evaluate_jobs(jobs, list(noises.values()), devices[0], scale["test_limit"], engine=engine)
+        rows = []
+        for job in jobs:
+            result = json.loads((job.folder / "result.json").read_text())
+            counts = {}
+            for name, noise in noises.items():
+                logits, labels = scores[(job.key, noise)]
+                counts[name] = (int((logits.argmax(1) == labels).sum()), len(labels))
+            row = run_row(job.spec, job.settings.seed, result, counts)
+            rows.append(row)
+            child_config = {**job.spec.as_dict(), **asdict(job.settings)}
+            name = f"{job.spec.modality} {job.spec.family} {job.spec.size}" + (
+                f" {job.spec.neuron} {job.spec.reset} T={job.spec.steps}" if job.spec.family == "snn" else "") + \
+                f" seed={job.settings.seed}"
+            with claimed_child(name, child_config, device=result["trained_on"], data_checksums=checksums) as child:
+                if child is None:  # finished by an earlier invocation of this run
+                    continue
+                log_history(child.info.run_id, result["history"])
+                # the trained model, by reference for other benchmarks (noise_sweep --models-from)
+                mlflow.set_tag(MODEL_ID_TAG, log_trained_model(job.folder, "model"))
+                metrics = {"best_val_accuracy": row["best_val_accuracy"], "best_epoch": row["best_epoch"],
+                           "epochs_trained": row["epochs_trained"], "parameter_count": row["parameter_count"],
+                           "stacked_with": result.get("stacked_with", 1),
+                           "mean_epoch_seconds": result["epoch_seconds"]}
+                for noise_name in noises:
+                    test = row[f"test/{noise_name}"]
+                    key = "test_accuracy" if noise_name == CLEAN else f"test_accuracy_{noise_name.replace('/', '_')}"
+                    metrics.update({key: test["accuracy"], f"{key}_ci_low": test["ci_low"],
+                                    f"{key}_ci_high": test["ci_high"]})
+                mlflow.log_metrics(metrics)
+        meta = {"device": ",".join(map(str, devices)), "device_name": device_name, "train_seconds": train_seconds,
+                "total_seconds": time.perf_counter() - started, "speeds": summary.get("speeds", {}),
+                "stacks": summary["stacks"], "engine": asdict(engine), **{k: v for k, v in params.items()
+                                                                          if k not in ("devices",)}}
+        results = results_document(rows, meta)
+        mlflow.log_dict(results, "results.json")
+        mlflow.log_metrics({"total_wall_seconds": meta["total_seconds"], "trainings": len(jobs)})
+        for shape, entries in meta["speeds"].items():
+            mlflow.log_metric(f"model_epochs_per_s/{shape.replace('=', '')}", max(e["model_epochs_per_s"] for e in entries))
+        for entry in results["summary"]:
+            label = f"{entry['experiment']}/{entry['modality']}/{entry['family']}/{entry['value']}/{entry['metric']}"
+            mlflow.log_metric(f"mean/{label}".replace("=", "_"), entry["mean"])
+        with tempfile.TemporaryDirectory() as tmp:
+            figures = Path(tmp) / "figures"
+            (Path(tmp) / "study.md").write_text(study_report(results, figures, "figures/"))
+            mlflow.log_artifacts(tmp, "report")
+        if args.results_out:
+            Path(args.results_out).write_text(json.dumps(results, indent=1))
+        print(f"multimodal_study: {len(jobs)} trainings, {train_seconds:.0f} s training, "
+              f"{meta['total_seconds']:.0f} s in all; results in run {parent.info.run_id}")

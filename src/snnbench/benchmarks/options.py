@@ -1,0 +1,104 @@
+"""Command-line pieces shared by the benchmarks: parsed value types and common options."""
+
+import argparse
+
+from snnbench.errors import SnnbenchError
+from snnbench.training.recipes import PROFILES
+
+
+def float_list(text: str) -> list[float]:
+    """'0,0.1,0.5' -> [0.0, 0.1, 0.5]"""
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+def int_list(text: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def choice_list(choices):
+    """A comma-separated list whose items must come from ``choices``."""
+    def parse(text: str) -> list[str]:
+        items = [v.strip() for v in text.split(",") if v.strip()]
+        bad = [v for v in items if v not in choices]
+        if bad or not items:
+            raise argparse.ArgumentTypeError(f"{text!r}: choose from {', '.join(choices)}")
+        return items
+    return parse
+
+
+def add_common(parser: argparse.ArgumentParser, profile: bool = True, device: bool = True):
+    parser.add_argument("--seed", type=int, default=0, help="random seed (training, splits, noise)")
+    if profile:
+        parser.add_argument("--profile", choices=PROFILES, default="quick",
+                            help="quick: small data and few epochs (minutes on 2 CPU cores); full: the studies' settings")
+    if device:
+        parser.add_argument("--device", type=auto(str), default=None,
+                            help="torch device: auto (CUDA if present, else the CPU), cpu, cuda[:N]")
+
+
+def auto(parse):
+    """``parse(text)``, or None for 'auto' (or '', what MLflow passes for an empty parameter):
+    the profile's value."""
+    def parse_or_auto(text: str):
+        if text.strip().lower() in ("auto", ""):
+            return None
+        try:
+            return parse(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a value or 'auto', got {text!r}") from None
+    parse_or_auto.profile_dependent = True  # snnbench.cli.mlproject: not an entry-point parameter
+    return parse_or_auto
+
+
+def non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text!r}")
+    return value
+
+
+def positive(kind=float):
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"must be > 0, got {text!r}")
+        return value
+    return parse
+
+
+def require(condition: bool, message: str):
+    if not condition:
+        raise SnnbenchError(message)
+
+
+def add_calibration_arguments(group):
+    """The calibrated conversion's options (snnbench.conversion.calibration.Calibration), for convert and tune."""
+    from snnbench.conversion.calibration import CALIBRATED_NEURONS, Calibration, percentile_value
+    from snnbench.conversion.nengo_net import INITIAL_VOLTAGES
+
+    default = Calibration()
+    group.add_argument("--calibration-samples", type=positive(int), default=default.samples,
+                       help="calibration: training images (a seeded subset; never validation or test images) whose "
+                            "activations set the rate scales")
+    group.add_argument("--percentile", type=percentile_value, default=default.percentile,
+                       help="calibration: percentile of each layer's positive activations that fires --target-rate "
+                            "spikes per step (max = the largest)")
+    group.add_argument("--target-rate", type=positive(float), default=default.target_rate,
+                       help="calibration: spikes per step at that percentile (at most about 1)")
+    group.add_argument("--neuron", choices=CALIBRATED_NEURONS, default=default.neuron,
+                       help="calibration: if (integrate-and-fire, signed membrane, reset by subtraction), "
+                            "if-rectified (nengo's SpikingRectifiedLinear) or lif (linear rate mapping)")
+    group.add_argument("--initial-voltage", choices=INITIAL_VOLTAGES, default=default.initial_voltage,
+                       help="calibration: spiking neurons start at half the threshold, or nengo's uniform draw")

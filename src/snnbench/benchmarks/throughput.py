@@ -1,0 +1,191 @@
+"""``snnbench throughput``: inference speed of one network on four backends.
+
+The conversion study's trained MLP (784-256-10, cached) runs as
+* ``ort``: the DNN in ONNX Runtime (no time steps),
+* ``nengo_dl``: the converted spiking network on nengo-dl,
+* ``nengo``: the same network on nengo's reference simulator (slow: its own, smaller grid),
+* ``snntorch``: the same weights with snntorch IF neurons (soft reset), membrane readout,
+for each number of time steps and batch size. Each point: a backend built once, ``--warmup``
+untimed batches, then ``--repeats`` timed batches of MNIST test images; logged: median and
+spread (quartiles, min/max) of latency per batch and of samples per second, plus the machine
+(CPU model, threads, load). One table (CSV + ``mlflow.log_table``) and one plot.
+"""
+
+import csv
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import mlflow
+import numpy as np
+
+from snnbench.benchmarks.options import add_common, auto, choice_list, int_list, non_negative, positive, require
+from snnbench.errors import SnnbenchError
+from snnbench.evaluation.plots import throughput_plot
+from snnbench.evaluation.timing import machine, time_batch
+from snnbench.tracking.runs import benchmark_run
+
+BACKENDS = ("ort", "nengo_dl", "nengo", "snntorch")
+# profile -> grid; the nengo reference simulator gets its own small grid (it is the slowest).
+GRIDS = {
+    "quick": dict(steps=[4, 16], batch_sizes=[1, 100], nengo_steps=[4], nengo_batch_sizes=[1, 10],
+                  warmup=1, repeats=5, samples=200),
+    "full": dict(steps=[4, 8, 16, 32], batch_sizes=[1, 10, 100, 1000], nengo_steps=[4, 8, 16, 32],
+                 nengo_batch_sizes=[1, 10], warmup=2, repeats=20, samples=1000),
+}
+TABLE = "throughput.json"
+
+
+def add_arguments(parser, command):
+    add_common(parser)
+    quick, full = GRIDS["quick"], GRIDS["full"]
+
+    def by_profile(key):
+        return f"auto: {quick[key]} quick, {full[key]} full"
+    parser.add_argument("--backends", type=choice_list(BACKENDS), default=list(BACKENDS),
+                        help="comma list of backends to time")
+    parser.add_argument("--steps", type=auto(int_list), default=None, help=f"SNN time steps ({by_profile('steps')})")
+    parser.add_argument("--batch-sizes", type=auto(int_list), default=None,
+                        help=f"batch sizes ({by_profile('batch_sizes')})")
+    parser.add_argument("--nengo-steps", type=auto(int_list), default=None,
+                        help=f"time steps on the nengo reference simulator, which is slow ({by_profile('nengo_steps')})")
+    parser.add_argument("--nengo-batch-sizes", type=auto(int_list), default=None,
+                        help="batch sizes on the nengo reference simulator; it runs one sample at a time "
+                             f"({by_profile('nengo_batch_sizes')})")
+    parser.add_argument("--warmup", type=auto(int), default=None,
+                        help=f"untimed batches before timing ({by_profile('warmup')})")
+    parser.add_argument("--repeats", type=auto(positive(int)), default=None,
+                        help=f"timed batches per point ({by_profile('repeats')})")
+    parser.add_argument("--threads", type=auto(positive(int)), default=None,
+                        help="CPU threads for every backend (auto: all usable CPUs)")
+    parser.add_argument("--arch", choices=("mlp", "cnn"), default="mlp", help="the conversion study's network")
+    parser.add_argument("--epochs", type=int, default=3, help="training epochs of the (cached) network")
+    parser.add_argument("--train-limit", type=auto(non_negative), default=None,
+                        help="train the network on the first N MNIST images only (0 or auto: all)")
+
+
+def resolve(args) -> dict:
+    """The run's settings: options given, else the profile's grid."""
+    from snnbench.device import resolve_device
+
+    grid = GRIDS[args.profile]
+    settings = {key: getattr(args, key) if getattr(args, key, None) is not None else value
+                for key, value in grid.items()}
+    threads = args.threads or len(os.sched_getaffinity(0))
+    settings.update(backends=args.backends, threads=threads, arch=args.arch, epochs=args.epochs,
+                    train_limit=args.train_limit or 0, profile=args.profile, seed=args.seed,
+                    device=str(resolve_device(args.device)))
+    for key in ("steps", "batch_sizes", "nengo_steps", "nengo_batch_sizes"):
+        require(settings[key] and all(v >= 1 for v in settings[key]), f"--{key.replace('_', '-')} needs "
+                f"positive integers, got {settings[key]}")
+    require(settings["warmup"] >= 0, f"--warmup must be >= 0, got {settings['warmup']}")
+    largest = max(settings["batch_sizes"] + settings["nengo_batch_sizes"])
+    settings["samples"] = max(settings["samples"], largest)
+    require(largest <= 10000, f"batch size {largest} is larger than the MNIST test set (10000); use smaller --batch-sizes")
+    return settings
+
+
+def grid(settings: dict) -> list:
+    """(backend, steps, batch size) points; the DNN has no time steps (steps 0)."""
+    points = []
+    for backend in settings["backends"]:
+        slow = backend == "nengo"
+        steps = [0] if backend == "ort" else settings["nengo_steps" if slow else "steps"]
+        sizes = settings["nengo_batch_sizes" if slow else "batch_sizes"]
+        points += [(backend, t, b) for t in steps for b in sizes]
+    return points
+
+
+def run(args):
+    from snnbench.engines.backends import build_backend, model_folder, set_threads
+    from snnbench.data import load_features
+    from snnbench.device import resolve_device
+
+    settings = resolve(args)
+    device = resolve_device(settings["device"])  # where snntorch runs; ORT and Nengo use the CPU
+    threads_in_force = set_threads(settings["threads"], tensorflow="nengo_dl" in settings["backends"])
+    folder = model_folder(settings)
+    test = load_features("image", "test")
+    images, labels = test.x[: settings["samples"]], test.y[: settings["samples"]]
+    params = dict(settings)
+    with benchmark_run("throughput", params, device=str(device), data_checksums=test.checksums) as run_:
+        host = {**machine(), **threads_in_force}
+        if device.type == "cuda":
+            import torch
+
+            host["gpu"] = torch.cuda.get_device_name(device)
+        mlflow.set_tags({f"machine.{k}": v for k, v in host.items()})
+        mlflow.log_dict(host, "machine.json")
+        rows, failed = [], {}
+        for backend, steps, batch_size in grid(settings):
+            if backend in failed:
+                continue
+            try:
+                rows.append(measure(backend, steps, batch_size, images, labels, folder, settings, build_backend))
+            except Exception as exc:  # one broken backend must not lose the others' timings
+                failed[backend] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
+                print(f"  {backend}: FAILED ({failed[backend]}); its other points are skipped", flush=True)
+                continue
+            print(_progress(rows[-1]), flush=True)
+        mlflow.log_metric("load_avg_1min_end", os.getloadavg()[0])
+        if failed:
+            mlflow.set_tag("failed_backends", json.dumps(failed))
+        if rows:
+            log_results(rows, settings)
+        print(f"throughput: {len(rows)} points logged to run {run_.info.run_id}")
+    if failed:
+        raise SnnbenchError(f"backends failed: {'; '.join(f'{b} ({e})' for b, e in failed.items())}; the others "
+                            f"were logged; rerun with --backends {','.join(b for b in settings['backends'] if b not in failed)}"
+                            " or fix the failing one")
+    return rows
+
+
+def measure(backend, steps, batch_size, images, labels, folder, settings, build_backend) -> dict:
+    """Time one (backend, steps, batch size) point, then score what was timed on every sample."""
+    from snnbench.evaluation.metrics import Accuracy
+
+    started = time.perf_counter()
+    predict = build_backend(backend, folder, steps, batch_size, settings)
+    setup = time.perf_counter() - started
+    timing = time_batch(predict, images[:batch_size], settings["warmup"], settings["repeats"])
+    scores = [np.asarray(predict(images[a: a + batch_size])) for a in range(0, len(images), batch_size)]
+    accuracy = Accuracy()(None, np.concatenate(scores), labels, None)
+    return {"backend": backend, "steps": steps, "batch_size": batch_size, **timing.summary(),
+            "setup_s": setup, "threads": settings["threads"], **accuracy}
+
+
+def _progress(row: dict) -> str:
+    return (f"  {row['backend']:<9} steps={row['steps']:<3} batch={row['batch_size']:<5} "
+            f"{row['samples_per_s_median']:10.1f} samples/s  {row['latency_ms_median']:9.2f} ms/batch")
+
+
+ENGINES = {"ort": "ort-dnn", "nengo_dl": "nengo-snn", "nengo": "nengo-snn", "snntorch": "snntorch-snn"}
+
+
+def result_rows(rows: list, settings: dict) -> list:
+    """The timed points in the fixed result schema (snnbench.evaluation.harness), timings as extra columns."""
+    return [{"benchmark": "throughput", "engine": ENGINES[r["backend"]], "model": f"conversion-{settings['arch']}",
+             "modality": "image", "method": "" if r["backend"] == "ort" else "calibrated",
+             "steps": max(r["steps"], 1), "noise_position": "none", "noise_std": 0.0, "seed": settings["seed"], **r}
+            for r in rows]
+
+
+def log_results(rows: list, settings: dict):
+    from snnbench.evaluation.harness import log_result_table
+
+    columns = list(rows[0])
+    mlflow.log_table({c: [r[c] for r in rows] for c in columns}, TABLE)
+    log_result_table(result_rows(rows, settings))
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "throughput.csv"
+        with open(path, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=columns)
+            writer.writeheader()
+            writer.writerows(rows)
+        mlflow.log_artifact(str(path))
+        mlflow.log_artifact(str(throughput_plot(rows, Path(tmp) / "throughput.png", BACKENDS)))
+    for backend in {r["backend"] for r in rows}:
+        best = max((r for r in rows if r["backend"] == backend), key=lambda r: r["samples_per_s_median"])
+        mlflow.log_metric(f"{backend}_best_samples_per_s", best["samples_per_s_median"])

@@ -1,0 +1,157 @@
+"""``snnbench tune``: an Optuna study of the converted SNN's neuron parameters around the calibrated
+setting (see snnbench.tuning).
+
+The study is one parent MLflow run; each trial is a nested run. Trials are scored on validation
+images (the 20% hold-out of MNIST train); the first trial is the calibrated setting itself. After
+the trials, the parent logs the best setting (``best_params.json``, the format
+``snnbench convert --params-json`` reads), the calibrated one (``calibrated_params.json``), plots,
+and, on the MNIST test set (read only here, once the choice is made), the DNN's accuracy and the
+SNN's with the calibrated and with the tuned setting (``snn_test_accuracy_calibrated`` /
+``snn_test_accuracy_tuned``).
+"""
+
+import argparse
+from pathlib import Path
+
+from snnbench.benchmarks.options import add_calibration_arguments, add_common, auto, positive, require
+from snnbench.conversion.nengo_net import READOUTS
+from snnbench.tuning import (PRUNERS, SAMPLERS, SECOND_OBJECTIVES, ConversionTask, SearchSpace, StudyOptions,
+                             storage_label)
+from snnbench.tuning.space import PARAMETERS
+
+# full: the whole validation split (12,000 images), the least noisy score it allows
+PROFILE_DEFAULTS = {"quick": {"n_trials": 20, "val_samples": 1000}, "full": {"n_trials": 100, "val_samples": 12000}}
+
+
+def bounds(text: str):
+    """'LOW,HIGH' -> (low, high); 'off' -> None (parameter not tuned)."""
+    if text.strip().lower() == "off":
+        return None
+    try:
+        low, high = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LOW,HIGH or off, got {text!r}") from None
+    return (low, high)
+
+
+def optional_seconds(text: str):
+    """Seconds > 0, or none / 0 (no limit)."""
+    if text.strip().lower() in ("none", "0", ""):
+        return None
+    return positive(float)(text)
+
+
+def optional_path(text: str):
+    return Path(text) if text.strip() else None
+
+
+def boolean(text) -> bool:
+    if isinstance(text, bool):
+        return text
+    if text.strip().lower() in ("1", "true", "yes"):
+        return True
+    if text.strip().lower() in ("0", "false", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def add_arguments(parser: argparse.ArgumentParser, command: str):
+    add_common(parser, device=False)
+    study = parser.add_argument_group("study")
+    study.add_argument("--study-name", default="tune-conversion", help="Optuna study name (same name + storage resumes it)")
+    study.add_argument("--storage", default="sqlite:///optuna.db",
+                       help="SQLAlchemy URL (sqlite:///optuna.db, postgresql+psycopg2://USER:PASS@HOST/DB) "
+                            "or journal file (journal:PATH or PATH.journal)")
+    study.add_argument("--n-trials", type=auto(positive(int)), default=None,
+                       help="TOTAL finished (complete + pruned) trials the study should hold; a rerun finishes "
+                            "the missing ones (auto: 20 quick, 100 full)")
+    study.add_argument("--timeout", type=optional_seconds, default=None,
+                       help="stop starting trials after this many seconds (none: no limit)")
+    study.add_argument("--sampler", choices=SAMPLERS, default="tpe", help="TPE (seeded with --seed) or random")
+    study.add_argument("--sampler-seed", type=auto(int), default=None,
+                       help="sampler seed (auto: --seed); local --workers add 1000 x their index; give "
+                            "each machine of a distributed study its own seed")
+    study.add_argument("--pruner", choices=PRUNERS, default="median", help="median pruner on growing validation subsets, or none")
+    study.add_argument("--workers", type=positive(int), default=1, help="local worker processes sharing the storage")
+    study.add_argument("--second-objective", choices=SECOND_OBJECTIVES, default="none",
+                       help="also minimise spikes or synaptic operations per image (a multi-objective study: "
+                            "no pruning; the best setting is the most accurate on the Pareto front)")
+    study.add_argument("--best-params-out", type=optional_path, default=None,
+                       help="also write the best setting (convert --params-json format) to this file")
+    study.add_argument("--skip-test", type=boolean, nargs="?", const=True, default=False,
+                       help="do not score the calibrated and best settings on the MNIST test set after the study")
+
+    task = parser.add_argument_group("fixed for the study")
+    task.add_argument("--arch", choices=("mlp", "cnn"), default="mlp", help="conversion DNN (snnbench convert's)")
+    task.add_argument("--epochs", type=positive(int), default=3, help="training epochs of the DNN (reference: 3)")
+    task.add_argument("--lr", type=positive(float), default=2e-4, help="Adam learning rate (reference: 2e-4)")
+    task.add_argument("--batch-size", type=positive(int), default=100, help="training batch size")
+    task.add_argument("--train-limit", type=int, default=0,
+                      help="train the DNN on the first N MNIST training images only (0: all 60,000)")
+    add_calibration_arguments(task)
+    task.add_argument("--steps", type=positive(int), default=8, help="simulation time steps per image")
+    task.add_argument("--dt", type=positive(float), default=0.001, help="simulation time step (s)")
+    task.add_argument("--readout", choices=READOUTS, default="mean",
+                      help="logits: mean over all steps, the last step, or the mean over the second half")
+    task.add_argument("--minibatch", type=positive(int), default=100, help="nengo-dl minibatch size")
+    task.add_argument("--val-samples", type=auto(positive(int)), default=None,
+                      help="validation images per trial: the first of MNIST train's 20%% validation split "
+                           "(auto: 1000 quick, 12000 full)")
+    task.add_argument("--val-steps", type=positive(int), default=4, help="growing validation subsets reported to the pruner")
+
+    space = parser.add_argument_group("search bounds per hidden layer, around the calibrated setting "
+                                      "(LOW,HIGH, or off to keep the calibrated value)")
+    default = SearchSpace()
+    for name in PARAMETERS:
+        value = getattr(default, name)
+        what = {"bias_offset": "added to the calibrated bias (activation units)",
+                "synapse": "output synapse in seconds; each trial may also choose no filtering",
+                "tau_rc": "LIF membrane time constant (s)", "tau_ref": "LIF refractory period (s)"}.get(
+            name, f"factor on the calibrated {name.replace('_', ' ')}")
+        log = ", log scale" if name in SearchSpace.LOG else ""
+        space.add_argument(f"--{name.replace('_', '-')}", type=bounds,
+                           default=",".join(str(v) for v in value) if value else "off", help=f"{what}{log}")
+
+
+def task_from_args(args) -> ConversionTask:
+    space = SearchSpace(**{n: getattr(args, n) for n in PARAMETERS})
+    return ConversionTask(arch=args.arch, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
+                          seed=args.seed, train_limit=args.train_limit or None, neuron=args.neuron,
+                          calibration_samples=args.calibration_samples, percentile=args.percentile,
+                          target_rate=args.target_rate, initial_voltage=args.initial_voltage, steps=args.steps,
+                          dt=args.dt, readout=args.readout, minibatch=args.minibatch, val_samples=args.val_samples,
+                          val_steps=args.val_steps, second_objective=args.second_objective, space=space)
+
+
+def options_from_args(args) -> StudyOptions:
+    return StudyOptions(study_name=args.study_name, storage=args.storage, n_trials=args.n_trials,
+                        timeout=args.timeout, sampler=args.sampler, pruner=args.pruner,
+                        seed=args.seed if args.sampler_seed is None else args.sampler_seed,
+                        workers=args.workers)
+
+
+def resolve_profile(args):
+    for key, value in PROFILE_DEFAULTS[args.profile].items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+
+
+def run(args):
+    from snnbench import tuning
+    resolve_profile(args)
+    require(args.train_limit >= 0, "--train-limit must be >= 0 (0 = all training images)")
+    task, options = task_from_args(args), options_from_args(args)
+    task.check()
+    options.check()
+    if args.best_params_out is not None:
+        require(args.best_params_out.parent.is_dir(),
+                f"--best-params-out {args.best_params_out}: folder {args.best_params_out.parent} does not exist")
+    tuning.run_benchmark(task, options, best_params_out=args.best_params_out, score_test=not args.skip_test,
+                         params=logged_params(args))
+
+
+def logged_params(args) -> dict:
+    params = {k: v for k, v in vars(args).items() if not k.startswith("_") and k != "command"}
+    params["storage"] = storage_label(args.storage)
+    params["best_params_out"] = str(args.best_params_out) if args.best_params_out else None
+    return params

@@ -1,0 +1,3 @@
+from snnbench.cli.main import main_exit
+
+main_exit()

@@ -1,0 +1,81 @@
+"""``snnbench COMMAND [options]``: the one entry point behind every benchmark.
+
+Each command lives in a module of :mod:`snnbench.benchmarks` with two functions,
+``add_arguments(parser, command)`` and ``run(args)``; modules are imported only when their
+command is used, so ``snnbench report`` does not load TensorFlow.
+
+Quiet by default: the libraries' start-up noise is silenced before they load (TensorFlow and
+nengo-dl in :mod:`snnbench.conversion.nengo_compat`; MLflow's database, system-metrics and artifact-progress
+lines here). ``--verbose``, an option of every command, shows it.
+"""
+
+import argparse
+import logging
+import os
+import sys
+
+from snnbench.conversion import nengo_compat
+from snnbench.benchmarks import ALIASES, BENCHMARKS, VERBOSE, command_parser
+from snnbench.errors import SnnbenchError
+
+# the CLI's own commands beside the benchmarks (command -> (module, one-line description))
+CLI_COMMANDS = {
+    "report": ("cli.report", "write reports/<name>.md from the runs in the tracking store"),
+    "reproduce": ("cli.reproduce", "run every benchmark in a profile, then the report"),
+}
+COMMANDS = {**BENCHMARKS, **CLI_COMMANDS}
+QUIET_MLFLOW_LOGGERS = ("mlflow.store.db.utils", "mlflow.tracking.fluent", "mlflow.system_metrics")
+
+
+def configure_output(verbose: bool):
+    """Before any library loads: start-up messages off, or on when ``verbose`` (or
+    SNNBENCH_VERBOSE=1), here and in the processes this one starts."""
+    if verbose:
+        os.environ[nengo_compat.VERBOSE_ENV] = "1"
+    verbose = nengo_compat.verbose()
+    if not verbose:
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    nengo_compat.silence_tensorflow()
+    for name in QUIET_MLFLOW_LOGGERS:
+        logging.getLogger(name).setLevel(logging.INFO if verbose else logging.WARNING)
+
+
+def _usage() -> str:
+    lines = ["usage: snnbench COMMAND [options]   (snnbench COMMAND --help for its options)", "", "commands:"]
+    lines += [f"  {name:<15} {desc}" for name, (_, desc) in COMMANDS.items()]
+    return "\n".join(lines)
+
+
+def build_parser(command: str) -> argparse.ArgumentParser:
+    module, description = COMMANDS[command]
+    return command_parser(command, module, description)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_usage())
+        return 0
+    command = ALIASES.get(argv[0], argv[0])
+    if command not in COMMANDS:
+        print(f"snnbench: error: unknown command {argv[0]!r}\n\n{_usage()}", file=sys.stderr)
+        return 2
+    configure_output(VERBOSE in argv[1:])
+    try:
+        args = build_parser(command).parse_args(argv[1:])
+        args._run(args)
+    except SnnbenchError as exc:
+        print(f"snnbench {command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"snnbench {command}: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+    return 0
+
+
+def main_exit():
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    main_exit()

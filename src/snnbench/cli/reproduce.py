@@ -1,0 +1,107 @@
+"""``snnbench reproduce``: run every benchmark in one profile, each as its own ``snnbench``
+process (``python -m snnbench.cli.main COMMAND --profile P --seed S``), then write the report.
+
+A benchmark that fails does not stop the others; the report is still written from whatever
+finished, and the command exits with an error naming the failed benchmarks. Trained models are
+cached and sweeps resume, so running ``reproduce`` again mostly redoes what is missing.
+"""
+
+import os
+import shlex
+import subprocess
+import sys
+import time
+
+from snnbench.benchmarks.options import PROFILES, choice_list, require
+from snnbench.errors import SnnbenchError
+from snnbench.tracking.runs import tracking_uri
+
+# The benchmarks, in the order they run: name -> (command, its own options). The conversion
+# study is run by each method: the reference's, calibrated (convert's default), and the tuned
+# setting of the study `tune` has just run (tune's default study name and storage); then the
+# convolutional networks. The multimodal study's grid belongs on a GPU (`multimodal_study`).
+BENCHMARKS = {
+    "convert_reference": ("convert", ["--method", "reference", "--steps", "32", "--steps-list", "4,8,16,32"]),
+    "convert": ("convert", ["--steps-list", "4,8,16,32"]),
+    "tune": ("tune", ["--steps", "4"]),
+    "convert_tuned": ("convert", ["--method", "tuned", "--study-name", "tune-conversion", "--steps", "4",
+                                  "--steps-list", "4,8,16,32"]),
+    "convert_cnn": ("convert", ["--arch", "cnn", "--steps", "32", "--steps-list", "4,8,16,32"]),
+    "convert_resnet": ("convert", ["--arch", "resnet", "--lr", "0.002", "--steps", "32", "--steps-list", "4,8,16,32"]),
+    "noise_sweep": ("noise_sweep", []),
+    "throughput": ("throughput", []),
+    "multimodal_study": ("multimodal_study", ["--seeds", "3"]),
+}
+
+
+def add_arguments(parser, command):
+    parser.add_argument("--profile", choices=PROFILES, default="quick", help="profile every benchmark runs with")
+    parser.add_argument("--seed", type=int, default=0, help="seed passed to every benchmark")
+    parser.add_argument("--device", default="", help="torch device passed to the benchmarks that take one "
+                        "(default: their own default)")
+    parser.add_argument("--only", type=benchmark_list, default=list(BENCHMARKS),
+                        help=f"comma list of benchmarks to run, or all ({', '.join(BENCHMARKS)})")
+    parser.add_argument("--skip", type=benchmark_list, default=[], help="comma list of benchmarks to leave out, or none")
+    parser.add_argument("--name", default="", help="report name (default: the profile)")
+    parser.add_argument("--dry-run", action="store_true", help="print the commands without running them")
+    parser.add_argument("--extra-stores", default="",
+                        help="comma list of further tracking stores the report also reads (e.g. runs made on a GPU machine)")
+
+
+def benchmark_list(text: str) -> list:
+    """Benchmark names from a comma list; 'all' = every one, 'none' or '' = none."""
+    if text.strip().lower() == "all":
+        return list(BENCHMARKS)
+    if text.strip().lower() in ("none", ""):
+        return []
+    return choice_list(tuple(BENCHMARKS))(text)
+
+
+def _accepts(command: str, option: str) -> bool:
+    from snnbench.cli.main import build_parser
+
+    return option in build_parser(command)._option_string_actions
+
+
+def commands(args) -> list:
+    """(benchmark name, snnbench argv) for each benchmark chosen, in order."""
+    chosen = [b for b in BENCHMARKS if b in args.only and b not in args.skip]
+    require(chosen, "nothing to run: --only and --skip leave no benchmark")
+    planned = []
+    for name in chosen:
+        command, options = BENCHMARKS[name]
+        device = ["--device", args.device] if args.device and _accepts(command, "--device") else []
+        planned.append((name, [command, *options, "--profile", args.profile, "--seed", str(args.seed), *device]))
+    return planned
+
+
+def _environment() -> dict:
+    env = dict(os.environ)
+    env.pop("MLFLOW_RUN_ID", None)  # under `mlflow run`, each benchmark opens its own run
+    return env
+
+
+def run(args):
+    from snnbench.cli.main import main
+
+    report = ["report", "--name", args.name or args.profile]
+    extra = [u.strip() for u in args.extra_stores.split(",") if u.strip()]
+    if extra:
+        report += ["--tracking-uri", ",".join([tracking_uri(), *extra])]
+    planned = commands(args)
+    for _, argv in planned + [("report", report)]:
+        print("snnbench " + shlex.join(argv), flush=True)
+    if args.dry_run:
+        return
+    failed = []
+    for name, argv in planned:
+        started = time.perf_counter()
+        code = subprocess.call([sys.executable, "-m", "snnbench.cli.main", *argv], env=_environment())
+        print(f"reproduce: {name} {'finished' if code == 0 else f'FAILED (exit {code})'} "
+              f"in {time.perf_counter() - started:.0f} s", flush=True)
+        if code:
+            failed.append(name)
+    code = main(report)
+    if failed or code:
+        raise SnnbenchError(f"benchmarks failed: {', '.join(failed) or 'none'}; report exit code {code}. "
+                            "Fix and run the same command again (cached models are reused)")

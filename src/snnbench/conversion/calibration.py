@@ -1,0 +1,149 @@
+"""Data-based calibration of a converted network: each hidden layer's firing-rate scale from
+its ReLU activations on training data (Rueckauer et al. 2017; as SNN Toolbox and SpikingJelly's
+ann2snn normalise layers).
+
+A hidden layer's neurons fire ``rate_scale * a`` Hz for activation ``a`` (snnbench.conversion.nengo_net),
+i.e. ``rate_scale * a * dt`` spikes per step. Calibration runs the converted model's rate
+reference on a seeded calibration set drawn from the TRAINING split, takes a robust percentile
+``p`` of each layer's positive activations (99.9 by default; ``max``), and sets
+
+    rate_scale = target_rate / (p * dt)
+
+so that the percentile activation fires ``target_rate`` spikes per step (default 1). Stronger
+activations still fire: the IF neurons may emit several spikes in one step, and
+:class:`snnbench.engines.runners.NengoRunner` reports how often they do. Spiking neurons start at half the
+threshold, so that a neuron's spike count after ``T`` steps is its rate rounded, not floored
+with a random offset (reference MLP, 12,000 MNIST validation images: 0.15 instead of 0.5 to 0.7
+points of loss at 4 steps).
+
+The conversion methods (``snnbench convert --method``):
+
+* ``reference``: the reference study's conversion: LIF neurons, gain 1, the ONNX biases, rate
+  scale 1 (kept for the seed figure);
+* ``calibrated``: IF neurons with reset by subtraction (snnbench.conversion.nengo_net.SignedIF), calibrated
+  as above (the default); LIF with the linear mapping of :func:`layer_params` as an option;
+* ``tuned``: an Optuna study's best setting (snnbench.tuning), searched around the calibrated one.
+
+The calibration inputs are training data only: :func:`mnist_training_images` for the MNIST
+conversion models, a suite DNN's own training part in the noise sweep.
+"""
+
+from dataclasses import asdict, dataclass, replace
+
+import numpy as np
+
+from snnbench.errors import SnnbenchError
+from snnbench.conversion.nengo_net import LayerParams
+
+METHODS = ("reference", "calibrated", "tuned")
+CALIBRATED_NEURONS = ("if", "if-rectified", "lif")
+VALIDATION_FRACTION = 0.2  # the training split's seeded hold-out that tuning scores on
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """How a calibrated conversion picks its rate scales (all of it is logged with the run)."""
+    samples: int = 1000          # calibration inputs, a seeded subset of the training split
+    percentile: float = 99.9     # of each layer's positive activations; 100 = the maximum
+    target_rate: float = 1.0     # spikes per step of a neuron at the percentile activation
+    neuron: str = "if"           # if / if-rectified (reset by subtraction) or lif (linear mapping)
+    initial_voltage: str = "half"  # spiking neurons start at half the threshold (or nengo's uniform)
+    seed: int = 0                # draws the calibration subset
+
+    def __post_init__(self):
+        if self.samples < 1:
+            raise SnnbenchError(f"--calibration-samples must be >= 1, got {self.samples}")
+        if not 0 < self.percentile <= 100:
+            raise SnnbenchError(f"--percentile must be in (0, 100] or 'max', got {self.percentile}")
+        if not 0 < self.target_rate <= 1.5:
+            raise SnnbenchError(f"--target-rate must be in (0, 1.5] spikes per step (about 1 at most), "
+                                f"got {self.target_rate}")
+        if self.neuron not in CALIBRATED_NEURONS:
+            raise SnnbenchError(f"calibrated conversion takes neuron {' or '.join(CALIBRATED_NEURONS)}, "
+                                f"got {self.neuron!r}")
+        LayerParams(initial_voltage=self.initial_voltage)  # checks the name
+
+
+def percentile_value(text) -> float:
+    """'max' -> 100, otherwise the number (checked by :class:`Calibration`)."""
+    if isinstance(text, str) and text.strip().lower() == "max":
+        return 100.0
+    return float(text)
+
+
+def calibration_inputs(x_train: np.ndarray, samples: int, seed: int) -> np.ndarray:
+    """A seeded subset of ``samples`` training inputs (all of them if there are fewer)."""
+    if len(x_train) == 0:
+        raise SnnbenchError("the calibration set is empty; give training data")
+    if samples >= len(x_train):
+        return np.asarray(x_train)
+    return np.asarray(x_train)[np.sort(np.random.default_rng(seed).choice(len(x_train), samples, replace=False))]
+
+
+def mnist_training_images(seed: int = 0) -> np.ndarray:
+    """The training part of MNIST train (without the seeded 20% validation hold-out that
+    ``snnbench tune`` scores on), as flat images in [0, 1]."""
+    from snnbench.data import load_features, validation_split
+
+    train = load_features("image", "train")
+    train_idx, _ = validation_split(len(train), VALIDATION_FRACTION, seed)
+    return train.x[train_idx]
+
+
+def hidden_activations(model, x: np.ndarray, batch: int = 500) -> list[np.ndarray]:
+    """Each hidden population's ReLU activations ``(n, neurons)`` in the model's rate reference
+    (``ConvertedModel.activations``, float64 arithmetic), returned as float32."""
+    chunks = [model.activations(x[a: a + batch])[:-1] for a in range(0, len(x), batch)]
+    return [np.concatenate([c[i] for c in chunks]).astype(np.float32) for i in range(len(model.hidden))]
+
+
+def activation_scales(activations: list[np.ndarray], percentile: float) -> list[float]:
+    """Per layer: the ``percentile`` of its positive activations (1.0 for a layer that never fires
+    on the calibration set, which then has nothing to scale)."""
+    scales = []
+    for layer in activations:
+        positive = layer[layer > 0]
+        scales.append(float(np.percentile(positive, percentile)) if positive.size else 1.0)
+    return scales
+
+
+def layer_params(scale: float, calibration: Calibration, dt: float, base: LayerParams = LayerParams()) -> LayerParams:
+    """One hidden layer's neuron settings for activation scale ``scale`` (its percentile); the
+    output synapse and LIF membrane time constant come from ``base``.
+
+    IF: ``rate_scale = target_rate / (scale * dt)``, gain 1, the ONNX biases. LIF (no refractory
+    period): its rate ``1 / (tau_rc * log(1 + 1 / (J - 1)))`` is close to ``(J - 1/2) / tau_rc``
+    above threshold, so the current ``J = 1/2 + tau_rc * rate_scale * (W x + b)`` gives about the
+    same ``rate_scale * a`` Hz (gain and bias scale tau_rc, bias offset ``1 / (2 rate_scale)``).
+    """
+    rate_scale = calibration.target_rate / (scale * dt)
+    common = dict(rate_scale=rate_scale, initial_voltage=calibration.initial_voltage)
+    if calibration.neuron != "lif":
+        return replace(base, neuron=calibration.neuron, gain=1.0, bias_scale=1.0, bias_offset=0.0, **common)
+    tau_rc = base.tau_rc
+    return replace(base, neuron="lif", gain=tau_rc, bias_scale=tau_rc, bias_offset=0.5 / rate_scale, tau_ref=0.0,
+                   **common)
+
+
+def calibrate(model, x_train: np.ndarray, calibration: Calibration = Calibration(), dt: float = 0.001,
+              base: LayerParams = LayerParams()) -> tuple[list[LayerParams], list[float]]:
+    """Per hidden layer: (neuron settings, activation scale), from a calibration subset of
+    ``x_train`` (training inputs only; the caller never passes test data)."""
+    x = calibration_inputs(x_train, calibration.samples, calibration.seed)
+    scales = activation_scales(hidden_activations(model, x), calibration.percentile)
+    return [layer_params(s, calibration, dt, base) for s in scales], scales
+
+
+def calibrated_document(model, x_train: np.ndarray, calibration: Calibration = Calibration(),
+                        sim: dict | None = None, base: LayerParams = LayerParams()) -> dict:
+    """The calibrated setting as a ``--params-json`` document, with where it came from."""
+    sim = dict(sim or {})
+    layers, scales = calibrate(model, x_train, calibration, sim.get("dt", 0.001), base)
+    return {"layers": [asdict(p) for p in layers], "sim": sim,
+            "source": {"method": "calibrated", **asdict(calibration), "activation_scales": scales,
+                       "calibration_inputs": min(calibration.samples, len(x_train))}}
+
+
+def reference_layers(base: LayerParams = LayerParams()) -> list[LayerParams]:
+    """The reference study's conversion: LIF, gain 1, the ONNX biases, rate scale 1."""
+    return [replace(base, neuron="lif", gain=1.0, bias_scale=1.0, bias_offset=0.0, rate_scale=1.0)]

@@ -1,0 +1,148 @@
+"""Gaussian noise inside an ONNX graph, so a noisy DNN is still run by ONNX Runtime.
+
+:func:`add_noise` returns a copy of the graph with one ``Add`` per noisy tensor and the noise as
+extra graph inputs (``noise_input``, ``noise_layer0``, ...). Hidden layer ``i`` is the ``i``-th
+activation node in graph order; ``pre`` adds to the activation's input, ``post`` to its output,
+``input`` to the network input. :meth:`NoisyGraph.feeds` turns a :class:`~snnbench.noise.NoiseSpec`
+into the extra inputs for samples ``start .. start + n`` with the layer keys shared by every
+family ("input", "layer0", ...), so the DNN gets the very draws a spiking network gets at step 0.
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, shape_inference
+
+from snnbench.errors import SnnbenchError
+from snnbench.noise import NoiseSpec
+
+ACTIVATIONS = ("Relu",)
+NOISY_POSITIONS = ("input", "pre", "post")
+
+
+@dataclass(frozen=True)
+class NoiseInput:
+    """One extra graph input: its name, the NoiseSpec layer key and the per-sample shape."""
+    name: str
+    layer: str
+    shape: tuple
+
+    @property
+    def features(self) -> int:
+        return int(np.prod(self.shape))
+
+
+@dataclass
+class NoisyGraph:
+    model: onnx.ModelProto
+    position: str
+    inputs: tuple
+
+    def feeds(self, spec: NoiseSpec) -> Callable[[int, int], dict]:
+        """``feeds(start, n)`` -> the noise inputs for samples ``start .. start + n`` (zeros when
+        ``spec`` does not apply to this graph's position)."""
+        if spec.active and spec.position != self.position:
+            raise SnnbenchError(f"noise at {spec.position!r} cannot be fed to a graph with noise inputs at "
+                                f"{self.position!r}; build it with add_noise(model, {spec.position!r})")
+
+        def feeds(start: int, n: int) -> dict:
+            return {i.name: spec.draw(i.layer, start, n, i.features).reshape(n, *i.shape) for i in self.inputs}
+        return feeds
+
+    def serialized(self) -> bytes:
+        return self.model.SerializeToString()
+
+    def save(self, path: Path) -> Path:
+        onnx.save(self.model, str(path))
+        return Path(path)
+
+
+def _load(model) -> onnx.ModelProto:
+    if isinstance(model, onnx.ModelProto):
+        return model
+    path = Path(model)
+    if path.is_dir():
+        path = path / "model.onnx"
+    if not path.exists():
+        raise SnnbenchError(f"no ONNX model at {path}; export one first (snnbench.models.export.export_onnx)")
+    return onnx.load(str(path))
+
+
+def hidden_activations(model) -> list:
+    """The activation nodes (hidden layers) in graph order."""
+    return [node for node in _load(model).graph.node if node.op_type in ACTIVATIONS]
+
+
+def _shapes(model: onnx.ModelProto) -> dict:
+    """Tensor name -> (elem_type, dims) for every tensor whose shape inference knows."""
+    inferred = shape_inference.infer_shapes(model)
+    graph = inferred.graph
+    shapes = {}
+    for value in (*graph.input, *graph.value_info, *graph.output):
+        tensor = value.type.tensor_type
+        dims = tuple(d.dim_value if d.HasField("dim_value") else None for d in tensor.shape.dim)
+        shapes[value.name] = (tensor.elem_type, dims)
+    return shapes
+
+
+def _sample_shape(shapes: dict, tensor: str, what: str) -> tuple:
+    elem_type, dims = shapes.get(tensor, (None, ()))
+    if elem_type != TensorProto.FLOAT or len(dims) < 2 or any(d is None or d < 1 for d in dims[1:]):
+        raise SnnbenchError(f"cannot add noise at {what}: tensor {tensor!r} needs a float32 shape "
+                            f"[batch, features...] with known feature sizes (got {dims or 'unknown'}); "
+                            "export the model with a fixed feature size (snnbench.models.export.export_onnx)")
+    return tuple(dims[1:])
+
+
+def _noise_value(name: str, shape: tuple):
+    return helper.make_tensor_value_info(name, TensorProto.FLOAT, ["batch", *shape])
+
+
+def add_noise(model, position: str) -> NoisyGraph:
+    """A copy of ``model`` (ModelProto, .onnx path or folder holding model.onnx) with noise inputs
+    at ``position`` ('input', 'pre' or 'post'); the original is left untouched."""
+    if position not in NOISY_POSITIONS:
+        raise SnnbenchError(f"cannot add noise at {position!r}; use one of {', '.join(NOISY_POSITIONS)}")
+    model = onnx.ModelProto.FromString(_load(model).SerializeToString())
+    graph = model.graph
+    shapes = _shapes(model)
+    nodes, noise_inputs = list(graph.node), []
+    if position == "input":
+        data = [i for i in graph.input if i.name not in {t.name for t in graph.initializer}]
+        if len(data) != 1:
+            raise SnnbenchError(f"noise at 'input' needs a graph with one data input, found {len(data)}")
+        name = data[0].name
+        noise = NoiseInput("noise_input", "input", _sample_shape(shapes, name, "the input"))
+        noisy = f"{name}_noisy"
+        for node in nodes:
+            node.input[:] = [noisy if t == name else t for t in node.input]
+        nodes.insert(0, helper.make_node("Add", [name, noise.name], [noisy], name="add_noise_input"))
+        noise_inputs.append(noise)
+    else:
+        activations = [node for node in nodes if node.op_type in ACTIVATIONS]
+        if not activations:
+            raise SnnbenchError(f"cannot add noise at {position!r}: the ONNX graph has no activation node "
+                                f"({', '.join(ACTIVATIONS)}) to attach it to; use position 'input'")
+        for i, node in enumerate(activations):
+            tensor = node.input[0] if position == "pre" else node.output[0]
+            noise = NoiseInput(f"noise_layer{i}", f"layer{i}", _sample_shape(shapes, tensor, f"layer {i}"))
+            here = nodes.index(node)
+            if position == "pre":
+                noisy = f"{tensor}_noisy"
+                add = helper.make_node("Add", [tensor, noise.name], [noisy], name=f"add_noise_layer{i}")
+                node.input[0] = noisy
+                nodes.insert(here, add)
+            else:
+                clean = f"{tensor}_clean"
+                node.output[0] = clean
+                add = helper.make_node("Add", [clean, noise.name], [tensor], name=f"add_noise_layer{i}")
+                nodes.insert(here + 1, add)
+            noise_inputs.append(noise)
+    del graph.node[:]
+    graph.node.extend(nodes)
+    graph.input.extend(_noise_value(n.name, n.shape) for n in noise_inputs)
+    onnx.checker.check_model(model)
+    return NoisyGraph(model, position, tuple(noise_inputs))

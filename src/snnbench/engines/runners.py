@@ -1,0 +1,275 @@
+"""DNN (ONNX Runtime) and converted SNN (Nengo) inference behind one interface.
+
+Both runners have ``predict(x, start=0) -> logits`` for flat float32 inputs ``(n, features)``;
+``start`` is the global index of ``x[0]`` in the evaluation set, which keys the noise draws
+(:class:`snnbench.noise.NoiseSpec`), so a sample gets the same noise in every batch layout.
+"""
+
+import time
+import warnings
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import onnxruntime as ort
+
+from snnbench.errors import SnnbenchError
+from snnbench.conversion.nengo_net import (LayerParams, SimConfig, build_network, layer_list, readout,
+                                register_nengo_dl_neurons)
+from snnbench.noise import NoiseSpec
+from snnbench.conversion.onnx_io import ConvertedModel, load_any
+
+__all__ = ["LayerParams", "NengoRunner", "OrtRunner", "SimConfig"]
+
+
+class OrtRunner:
+    """ONNX Runtime inference in batches; ``feeds(start, n)`` adds extra inputs (e.g. noise)."""
+
+    def __init__(self, model: str | Path | bytes, batch_size: int = 1000, intra_op_threads: int | None = None,
+                 feeds: Callable[[int, int], dict] | None = None):
+        options = ort.SessionOptions()
+        if intra_op_threads:
+            options.intra_op_num_threads = intra_op_threads
+        source = model if isinstance(model, bytes) else str(model)
+        try:
+            self.session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # ORT raises its own exception types for unreadable models
+            raise SnnbenchError(f"ONNX Runtime cannot load the model ({str(exc).splitlines()[0][:200]}); "
+                                "check the .onnx file") from None
+        declared = self.session.get_inputs()[0]
+        self.input_name = declared.name
+        # the declared per-sample shape, e.g. (1, 28, 28) or (784,); None where a dimension is symbolic
+        self.input_shape = tuple(d if isinstance(d, int) and d > 0 else None for d in declared.shape[1:])
+        self.batch_size = batch_size
+        self.feeds = feeds
+
+    def shaped(self, x: np.ndarray) -> np.ndarray:
+        """``x`` (flat ``(n, features)`` or already in the declared layout) in the model's declared
+        input layout, as float32; one-line SnnbenchError when the sizes disagree."""
+        x = np.asarray(x, dtype=np.float32)
+        if None in self.input_shape:  # symbolic feature dimensions: feed as given
+            return x
+        if x.shape[1:] == self.input_shape:
+            return x
+        features = int(np.prod(self.input_shape))
+        if x.ndim < 1 or int(np.prod(x.shape[1:])) != features:
+            raise SnnbenchError(f"the model's input {self.input_name!r} takes {features} features per sample "
+                                f"(shape {self.input_shape}) but got inputs of shape {x.shape}; pass an "
+                                f"(n, {features}) array")
+        return x.reshape(len(x), *self.input_shape)
+
+    def predict(self, x: np.ndarray, start: int = 0) -> np.ndarray:
+        return self.predict_outputs(x, start)[0]
+
+    def predict_outputs(self, x: np.ndarray, start: int = 0) -> list[np.ndarray]:
+        """Every graph output (the logits first), concatenated over batches."""
+        batches = []
+        for a in range(0, len(x), self.batch_size):
+            xb = np.ascontiguousarray(self.shaped(x[a: a + self.batch_size]))
+            extra = self.feeds(start + a, len(xb)) if self.feeds else {}
+            batches.append(self.session.run(None, {self.input_name: xb, **extra}))
+        if not batches:
+            return [np.zeros((0, 0), np.float32)]
+        return [np.concatenate(parts) for parts in zip(*batches)]
+
+
+class NengoRunner:
+    """The converted network run with nengo_dl (batched) or the reference nengo simulator.
+
+    The simulator is built on the first prediction and kept until :meth:`close` (or ``with``).
+    After each prediction ``last_stats`` holds the activity over ``sim.steps`` steps: mean firing
+    rate, spikes per neuron per step, synaptic operations per sample (accumulates = spikes x
+    fan-out of the hidden layers; the non-spiking input layer's MACs = nonzero pixels x fan-out at
+    every step), the (neuron, step) outputs with at least one spike per sample, and the share of
+    spiking neurons that fire more than once in some step (an IF neuron may).
+    """
+
+    def __init__(self, model_dir_or_converted, layers: LayerParams | list = LayerParams(),
+                 sim: SimConfig = SimConfig(), noise: NoiseSpec | None = None, counters: bool = True):
+        self.model: ConvertedModel = load_any(model_dir_or_converted)
+        self.layers = layer_list(layers, len(self.model.hidden))
+        self.sim = sim
+        self.noise = noise or NoiseSpec()
+        self.counters = counters
+        self.last_stats: dict = {}
+        self.last_seconds = 0.0
+        self._simulator = None
+        self._net = None
+        self._neuron_probes = []
+        self._profile = np.zeros(2)
+        self._feed = {}
+
+    # ---------------------------------------------------------------- public
+    def predict(self, x: np.ndarray, start: int = 0) -> np.ndarray:
+        return self.predict_curve(x, [self.sim.steps], start)[self.sim.steps]
+
+    def predict_curve(self, x: np.ndarray, steps_list, start: int = 0) -> dict:
+        """Logits for several step counts from one simulation of ``max(steps_list)`` steps."""
+        steps_list = sorted({int(s) for s in steps_list})
+        if not steps_list or steps_list[0] < 1:
+            raise SnnbenchError(f"step counts must be >= 1, got {steps_list}")
+        started = time.perf_counter()
+        self._profile = np.zeros(2)
+        outputs, counts = self._simulate(np.asarray(x, np.float32), max(steps_list + [self.sim.steps]), start)
+        self.last_seconds = time.perf_counter() - started
+        self.last_stats = self._stats(x, counts, self._profile)
+        return {s: readout(outputs, s, self.sim.readout) for s in steps_list}
+
+    def close(self):
+        if self._simulator is not None and hasattr(self._simulator, "close"):
+            self._simulator.close()
+        self._simulator = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    # ---------------------------------------------------------------- building
+    def _noise_positions(self) -> tuple:
+        return (self.noise.position,) if self.noise.active and self.noise.position in ("pre", "post") else ()
+
+    def _build(self):
+        if self._simulator is None:
+            with warnings.catch_warnings():
+                # nengo derives max rates from the given gains / biases; meaningless here
+                warnings.filterwarnings("ignore", message=".*max_rates.*")
+                warnings.filterwarnings("ignore", message="invalid value encountered in log1p")
+                warnings.filterwarnings("ignore", message=".*channels_last=False on the CPU.*")
+                self._build_simulator()
+
+    def _build_simulator(self):
+        import nengo
+
+        if self.sim.simulator == "nengo_dl":
+            from snnbench.conversion.nengo_compat import import_nengo_dl
+            nengo_dl = import_nengo_dl()
+            register_nengo_dl_neurons(nengo_dl)
+            import tensorflow as tf
+            tf.get_logger().setLevel("ERROR")  # each simulator traces its own graph: not a retracing bug
+            self._net = build_network(self.model, self.layers, self.sim, self._noise_positions(),
+                                      counters=self.counters)
+            self._add_neuron_probes(nengo)
+            self._simulator = nengo_dl.Simulator(self._net.network, dt=self.sim.dt, minibatch_size=self.sim.minibatch,
+                                                 progress_bar=False, seed=self.sim.seed)
+        else:
+            self._net = build_network(self.model, self.layers, self.sim, self._noise_positions(),
+                                      node_output=self._node_reader, counters=self.counters)
+            self._add_neuron_probes(nengo)
+            self._simulator = nengo.Simulator(self._net.network, dt=self.sim.dt, progress_bar=False,
+                                              seed=self.sim.seed)
+
+    def _add_neuron_probes(self, nengo):
+        """With counters: each hidden layer's output per neuron and step (spike counts)."""
+        self._neuron_probes = []
+        if self.counters:
+            with self._net.network:
+                self._neuron_probes = [nengo.Probe(ens.neurons, synapse=None) for ens in self._net.ensembles]
+
+    def _node_reader(self, key: str, size: int):
+        dt = self.sim.dt
+
+        def output(t):
+            values = self._feed.get(key)
+            if values is None:  # nengo calls the function once while building
+                return np.zeros(size)
+            return values[min(max(int(round(t / dt)) - 1, 0), len(values) - 1)]
+        return output
+
+    # ---------------------------------------------------------------- running
+    def _feeds(self, x: np.ndarray, start: int, n_steps: int) -> dict:
+        """Per-step input arrays ``(n, n_steps, size)`` by feed key, noise included."""
+        n = len(x)
+        feeds = {"input": np.repeat(x[:, None, :], n_steps, axis=1)}
+        if self.noise.applies_to("input"):
+            feeds["input"] += self._noise("input", start, n, x.shape[1], n_steps)
+        for key in self._net.inputs:
+            if ":" in key:
+                size = self._net.inputs[key].size_out
+                feeds[key] = self._noise(key.split(":")[1], start, n, size, n_steps)
+        return feeds
+
+    def _noise(self, layer: str, start: int, n: int, size: int, n_steps: int) -> np.ndarray:
+        if self.noise.mode == "frozen":
+            draw = self.noise.draw(layer, start, n, size, step=0)
+            return np.repeat(draw[:, None, :], n_steps, axis=1)
+        return np.stack([self.noise.draw(layer, start, n, size, step=t) for t in range(n_steps)], axis=1)
+
+    def _simulate(self, x: np.ndarray, n_steps: int, start: int):
+        if x.ndim != 2 or x.shape[1] != self.model.n_inputs:
+            raise SnnbenchError(f"inputs must have shape (n, {self.model.n_inputs}), got {x.shape}")
+        self._build()
+        run = self._run_batch_dl if self.sim.simulator == "nengo_dl" else self._run_batch_reference
+        batch = self.sim.minibatch
+        outputs, counts = [], []
+        for a in range(0, len(x), batch):
+            out, count = run(x[a: a + batch], start + a, n_steps)
+            outputs.append(out)
+            counts.append(count)
+        n_out = self.model.n_outputs
+        if not outputs:
+            return np.zeros((0, n_steps, n_out), np.float32), []
+        return np.concatenate(outputs), [np.concatenate(c) for c in zip(*counts)]
+
+    def _run_batch_dl(self, x: np.ndarray, start: int, n_steps: int):
+        n, pad = len(x), self.sim.minibatch - len(x)
+        feeds = self._feeds(x, start, n_steps)
+        data = {self._net.inputs[k]: np.pad(v, ((0, pad), (0, 0), (0, 0))) for k, v in feeds.items()}
+        result = self._simulator.predict_on_batch(data, n_steps=n_steps)
+        counts = [result[p][:n] for p in self._net.counters]
+        self._profile += self._spike_profile([result[p][:n] for p in self._neuron_probes])
+        return result[self._net.output][:n], counts
+
+    def _run_batch_reference(self, x: np.ndarray, start: int, n_steps: int):
+        feeds = self._feeds(x, start, n_steps)
+        outputs, counts = [], []
+        for i in range(len(x)):
+            self._feed = {k: v[i] for k, v in feeds.items()}
+            self._simulator.reset(seed=self.sim.seed)
+            self._simulator.run_steps(n_steps)
+            outputs.append(self._simulator.data[self._net.output])
+            counts.append([self._simulator.data[p] for p in self._net.counters])
+            self._profile += self._spike_profile([self._simulator.data[p][None] for p in self._neuron_probes])
+        return np.stack(outputs), [np.stack(c) for c in zip(*counts)] if counts else []
+
+    def _spike_profile(self, outputs: list) -> np.ndarray:
+        """[(neuron, step) outputs with a spike, spiking neurons x samples that fire more than once
+        in some step] over the first ``sim.steps`` steps, from each layer's ``(n, T, neurons)`` output."""
+        active = multi = 0.0
+        for out, params in zip(outputs, self.layers):
+            events = out[:, :self.sim.steps] * (params.rate_scale * self.sim.dt)  # spikes (rates: expected)
+            active += float((events > 1e-6).sum())
+            if params.spiking:
+                multi += float((np.round(events) > 1).any(axis=1).sum())
+        return np.array([active, multi])
+
+    # ---------------------------------------------------------------- activity
+    def _stats(self, x: np.ndarray, counts: list, profile: np.ndarray) -> dict:
+        if not self.counters or not counts or len(x) == 0:
+            return {}
+        steps, n = self.sim.steps, len(x)
+        sizes = [stage.size_out for stage in self.model.hidden]
+        spikes = [float(c[:, :steps, 0].sum()) for c in counts]
+        acs = sum(float(c[:, :steps, 1].sum()) for c in counts)
+        input_macs = steps * float(((np.asarray(x) != 0) @ self._net.input_fan_out).mean())
+        per_neuron_step = sum(spikes) / (n * steps * sum(sizes))
+        stats = {"spikes_per_neuron_per_step": per_neuron_step,
+                 "mean_firing_rate_hz": per_neuron_step / self.sim.dt,
+                 "spikes_per_sample": sum(spikes) / n,
+                 "synaptic_acs_per_sample": acs / n,
+                 "input_macs_per_sample": input_macs,
+                 "synaptic_ops_per_sample": acs / n + input_macs,
+                 "active_per_sample": profile[0] / n}
+        spiking = sum(size for size, params in zip(sizes, self.layers) if params.spiking)
+        if spiking:
+            stats["multi_spike_neuron_share"] = profile[1] / (n * spiking)
+        for i, (s, size) in enumerate(zip(spikes, sizes)):
+            stats[f"layer{i}_firing_rate_hz"] = s / (n * steps * size) / self.sim.dt
+        return stats

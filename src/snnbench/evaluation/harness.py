@@ -1,0 +1,80 @@
+"""One evaluation harness: every engine is a :class:`Model`, every metric is computed once.
+
+A model (one per engine) answers ``predict(x, noise, start) -> logits`` for flat float32 inputs
+``(n, features)``; ``start`` is the global index of ``x[0]`` in the evaluation set, which keys the
+noise draws (:class:`snnbench.noise.NoiseSpec`), so a sample gets the same noise whatever the batch
+layout and whichever engine runs it. After each prediction ``last_activity`` holds the
+:class:`snnbench.evaluation.metrics.Activity` of that call, and ``weights()`` gives the connection matrices
+and biases the static metrics read.
+
+The engines that implement the protocol live in :mod:`snnbench.engines`.
+
+:func:`evaluate` runs a model on a data set under one noise setting and returns one row of the
+fixed result schema (:data:`RESULT_COLUMNS`); :func:`log_result_table` logs a benchmark's rows.
+"""
+
+import numpy as np
+
+from snnbench.evaluation import metrics as M
+from snnbench.noise import NoiseSpec
+
+CLEAN = NoiseSpec()
+# What identifies a row, then what was measured (metrics.COLUMNS). Every benchmark's table has these.
+KEY_COLUMNS = ("benchmark", "engine", "model", "modality", "method", "steps", "noise_position", "noise_std",
+               "noise_mode", "noise_seed", "seed")
+RESULT_COLUMNS = KEY_COLUMNS + M.COLUMNS
+RESULT_TABLE = "results.json"
+
+
+class Model:
+    """The protocol every engine implements."""
+    engine = ""
+    steps = 1
+    last_activity: M.Activity | None = None
+
+    def predict(self, x: np.ndarray, noise: NoiseSpec = CLEAN, start: int = 0) -> np.ndarray:
+        raise NotImplementedError
+
+    def weights(self) -> list[np.ndarray]:
+        raise NotImplementedError
+
+
+def evaluate(model: Model, x: np.ndarray, y: np.ndarray, noise: NoiseSpec = CLEAN, start: int = 0,
+             measures=M.ALL, **keys) -> dict:
+    """One result row: ``keys`` (benchmark, model, modality, ...) plus every metric in ``measures``.
+    Activity metrics are NaN for a model that recorded no activity."""
+    logits = model.predict(np.asarray(x, np.float32), noise, start)
+    return score(model, logits, y, model.last_activity, noise, measures, **keys)
+
+
+def score(model: Model, logits: np.ndarray, y: np.ndarray, activity: M.Activity | None, noise: NoiseSpec = CLEAN,
+          measures=M.ALL, /, **keys) -> dict:
+    """The result row of predictions ``logits`` that ``model`` made (with ``activity``, or None);
+    ``keys`` (benchmark, model, modality, ...) may name any column."""
+    row = {"engine": model.engine, "steps": model.steps, "noise_position": noise.position,
+           "noise_std": noise.std, "noise_mode": noise.mode, "noise_seed": noise.seed, **keys}
+    for metric in measures:
+        if activity is None and metric.needs_activity:
+            row.update({c: float("nan") for c in metric.columns})
+        else:
+            row.update(metric(model, logits, y, activity))
+    return row
+
+
+def result_table(rows: list[dict]):
+    """The rows as a DataFrame with the fixed columns first (missing ones empty), extras after."""
+    import pandas as pd
+
+    table = pd.DataFrame(rows)
+    for column in RESULT_COLUMNS:
+        if column not in table:
+            table[column] = None
+    extra = [c for c in table.columns if c not in RESULT_COLUMNS]
+    return table[list(RESULT_COLUMNS) + extra]
+
+
+def log_result_table(rows: list[dict]):
+    """Log the benchmark's rows on the active run as ``results.json`` (mlflow.log_table)."""
+    import mlflow
+
+    mlflow.log_table(result_table(rows), RESULT_TABLE)

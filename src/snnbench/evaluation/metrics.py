@@ -1,0 +1,149 @@
+"""Metrics computed the same way for every model, as small classes (after NeuroBench's harness).
+
+A metric is called as ``metric(model, logits, labels, activity) -> {column: value}``. Static
+metrics read only the model's weights (:meth:`snnbench.evaluation.harness.Model.weights`); workload metrics
+read the predictions and the :class:`Activity` the model recorded while making them.
+
+Definitions follow NeuroBench (Yik et al., 2024) and say where they differ:
+
+* activation sparsity: share of (neuron, time step) outputs that are zero, hidden layers only;
+* synaptic operations per sample: *effective* MACs (a real-valued, nonzero input times its
+  fan-out, every step it is presented: the DNN's layers, an SNN's direct-encoded input layer) and
+  *effective* ACs (a spike times its fan-out; a neuron that emits k spikes in one step counts k),
+  plus the dense MACs of one forward pass of the network's linear layers;
+* membrane updates per sample: neuron state updates, hidden and output neurons, every step;
+* footprint: bytes of the weights and biases; parameter count; connection sparsity (share of zero
+  weights over all connection matrices).
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats
+
+Z95 = 1.959963984540054
+
+
+@dataclass
+class Activity:
+    """What a model did while predicting ``samples`` samples, summed over them."""
+    samples: int
+    steps: int                   # time steps per sample (1 for a DNN)
+    neurons: int                 # hidden neurons (activation units) per step
+    active: float                # hidden (neuron, step) outputs that were nonzero
+    spikes: float                # hidden output events (a DNN's nonzero activations; an SNN's spikes)
+    macs: float                  # effective multiply-accumulates
+    acs: float                   # effective accumulates
+    membrane_updates: float      # neuron state updates (0 for a DNN)
+    dense_macs_per_sample: float  # MACs of one dense forward pass (all inputs, one step)
+
+    def __add__(self, other: "Activity") -> "Activity":
+        if (self.steps, self.neurons, self.dense_macs_per_sample) != \
+                (other.steps, other.neurons, other.dense_macs_per_sample):
+            raise ValueError("activities of different networks or step counts cannot be added")
+        return Activity(self.samples + other.samples, self.steps, self.neurons, self.active + other.active,
+                        self.spikes + other.spikes, self.macs + other.macs, self.acs + other.acs,
+                        self.membrane_updates + other.membrane_updates, self.dense_macs_per_sample)
+
+
+def wilson_interval(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
+    """Wilson score interval of a proportion (95% by default)."""
+    if n <= 0:
+        return float("nan"), float("nan")
+    p = successes / n
+    denominator = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denominator
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denominator
+    return float(max(0.0, centre - half)), float(min(1.0, centre + half))
+
+
+def seed_interval(values) -> tuple[float, float, float]:
+    """(mean, low, high): Student-t 95% interval of the mean over seeds (one value: no interval)."""
+    values = np.asarray(list(values), dtype=float)
+    mean = float(values.mean()) if len(values) else float("nan")
+    if len(values) < 2:
+        return mean, float("nan"), float("nan")
+    half = stats.t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values))
+    return mean, float(mean - half), float(mean + half)
+
+
+class Metric:
+    """``metric(model, logits, labels, activity) -> {column: value}``; a metric with
+    ``needs_activity`` reads ``activity`` and is NaN for a model that recorded none."""
+    columns: tuple = ()
+    needs_activity = False
+
+    def __call__(self, model, logits, labels, activity: Activity | None) -> dict:
+        raise NotImplementedError
+
+
+class Accuracy(Metric):
+    columns = ("n", "accuracy", "accuracy_ci_low", "accuracy_ci_high")
+
+    def __call__(self, model, logits, labels, activity):
+        labels = np.asarray(labels)
+        correct = int((np.asarray(logits).argmax(axis=1) == labels).sum())
+        low, high = wilson_interval(correct, len(labels))
+        return {"n": len(labels), "accuracy": correct / len(labels) if len(labels) else float("nan"),
+                "accuracy_ci_low": low, "accuracy_ci_high": high}
+
+
+class ActivationSparsity(Metric):
+    columns = ("activation_sparsity",)
+    needs_activity = True
+
+    def __call__(self, model, logits, labels, activity):
+        outputs = activity.samples * activity.steps * activity.neurons
+        return {"activation_sparsity": 1.0 - activity.active / outputs if outputs else float("nan")}
+
+
+class SynapticOperations(Metric):
+    columns = ("effective_macs_per_sample", "effective_acs_per_sample", "dense_macs_per_sample",
+               "spikes_per_neuron_per_step")
+    needs_activity = True
+
+    def __call__(self, model, logits, labels, activity):
+        n = max(activity.samples, 1)
+        neuron_steps = activity.samples * activity.steps * activity.neurons
+        return {"effective_macs_per_sample": activity.macs / n, "effective_acs_per_sample": activity.acs / n,
+                "dense_macs_per_sample": activity.dense_macs_per_sample,
+                "spikes_per_neuron_per_step": activity.spikes / neuron_steps if neuron_steps else float("nan")}
+
+
+class MembraneUpdates(Metric):
+    columns = ("membrane_updates_per_sample",)
+    needs_activity = True
+
+    def __call__(self, model, logits, labels, activity):
+        return {"membrane_updates_per_sample": activity.membrane_updates / max(activity.samples, 1)}
+
+
+class ParameterCount(Metric):
+    columns = ("parameter_count",)
+
+    def __call__(self, model, logits, labels, activity):
+        return {"parameter_count": int(sum(a.size for a in model.weights()))}
+
+
+class Footprint(Metric):
+    columns = ("footprint_bytes",)
+
+    def __call__(self, model, logits, labels, activity):
+        return {"footprint_bytes": int(sum(a.nbytes for a in model.weights()))}
+
+
+class ConnectionSparsity(Metric):
+    columns = ("connection_sparsity",)
+
+    def __call__(self, model, logits, labels, activity):
+        matrices = [a for a in model.weights() if a.ndim >= 2]
+        total = sum(a.size for a in matrices)
+        zeros = sum(int((a == 0).sum()) for a in matrices)
+        return {"connection_sparsity": zeros / total if total else float("nan")}
+
+
+ACCURACY = (Accuracy(),)
+STATIC = (ParameterCount(), Footprint(), ConnectionSparsity())
+ACTIVITY = (ActivationSparsity(), SynapticOperations(), MembraneUpdates())
+ALL = ACCURACY + STATIC + ACTIVITY
+COLUMNS = tuple(c for m in ALL for c in m.columns)

@@ -1,0 +1,77 @@
+"""The ``snnbench`` command line that produced a run, rebuilt from the run's logged params.
+
+Each option of the benchmark's parser whose destination was logged as a param is written back
+(lists as comma lists, true flags as bare flags); options left at their default are omitted,
+except ``--profile`` and ``--seed`` which are always shown.
+"""
+
+import argparse
+import json
+import shlex
+
+from snnbench.benchmarks import ALIASES, BENCHMARKS, benchmark_parser
+
+ALWAYS = ("profile", "seed")
+
+
+def _as_cli_value(text: str) -> str:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return text
+    if isinstance(value, list):
+        return ",".join(str(v) for v in value)
+    return text
+
+
+def _same(text: str, default) -> bool:
+    if default is None:
+        return text in ("None", "")
+    if isinstance(default, (list, tuple)):
+        return _as_cli_value(text) == ",".join(str(v) for v in default)
+    return text == str(default)
+
+
+NONE_WORDS = ("none", "off", "auto", "profile", "")
+
+
+def _none_word(action) -> str:
+    """The word this option's parser reads as None (e.g. 'off', 'auto'), else 'none'."""
+    for word in NONE_WORDS:
+        try:
+            if action.type is not None and action.type(word) is None:
+                return word
+        except Exception:  # argparse types raise several exception types on a bad word
+            continue
+    return "none"
+
+
+def command_line(command: str, params: dict) -> str:
+    """``snnbench COMMAND --opt value ...`` for a run of ``command`` with logged ``params``."""
+    command = ALIASES.get(command, command)
+    if command not in BENCHMARKS:
+        return f"snnbench {command}  # (unknown command; params: {json.dumps(params, sort_keys=True)})"
+    parser = benchmark_parser(command)
+    words = ["snnbench", command]
+    for action in parser._actions:
+        if not action.option_strings or action.dest not in params or isinstance(action, argparse._HelpAction):
+            continue
+        text = params[action.dest]
+        if action.dest not in ALWAYS and _same(text, action.default):
+            continue
+        option = max(action.option_strings, key=len)
+        if isinstance(action, argparse.BooleanOptionalAction):
+            positive = next(o for o in action.option_strings if not o.startswith("--no-"))
+            words.append(positive if text == "True" else positive.replace("--", "--no-", 1))
+        elif isinstance(action, argparse._StoreTrueAction):
+            if text == "True":
+                words.append(option)
+        elif isinstance(action, argparse._StoreFalseAction):
+            if text == "False":
+                words.append(option)
+        elif text == "None":
+            words += [option, _none_word(action)]
+        else:
+            value = _as_cli_value(text)
+            words += [f"{option}={value}"] if value.startswith("-") else [option, value]  # not read as an option
+    return shlex.join(words)

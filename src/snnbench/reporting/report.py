@@ -1,0 +1,406 @@
+"""The suite's one-page report: what the two studies found and what this suite's runs measured.
+
+``build_report(uris, name, out_dir)`` reads finished runs from one or more MLflow stores and
+writes ``<out_dir>/<name>.md`` with its PNG figures in ``<out_dir>/<name>/``. Each section reads
+metrics by name from a small declarative table below, so a renamed metric is a one-line change;
+a section whose benchmark has no finished run says which command to run.
+"""
+
+import datetime
+import math
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from snnbench.evaluation import plots
+from snnbench.reporting.commands import command_line
+from snnbench.errors import SnnbenchError
+from snnbench.evaluation.harness import RESULT_TABLE
+from snnbench.evaluation.metrics import seed_interval
+from snnbench.tracking.runstore import FoundRun, RunStore
+
+# The reference studies' figures (the only ones the report cites).
+CONVERSION_REFERENCE = dict(dnn=0.9132, snn=0.8767, text=(
+    "Reference study: 784-256-10 MLP on MNIST, Adam lr 2e-4, 3 epochs: "
+    "DNN 91.32% -> converted SNN 87.67%."))
+MULTIMODAL_REFERENCE = dict(snn=0.999, text=(
+    "Reference study: the multimodal SNN reaches ~99.9% at every model size (S, S/2, S/3), reported as best validation accuracy."))
+
+DEVICE_TAG = "snnbench.device"  # the device a run actually used (its 'device' param may say 'auto')
+
+
+# Params shown as each section's scale (those a run logged; others are skipped).
+SCALE_PARAMS = ("profile", "seed", "seeds", "arch", "method", "epochs", "train_limit", "test_limit", "test_images", "steps",
+                "snn_steps", "n_trials", "val_samples",
+                "threads", "warmup", "repeats")
+
+
+# --- conversion study --------------------------------------------------------------------------
+
+METHODS = ("reference", "calibrated", "tuned")  # snnbench convert --method
+
+
+def reference_mlp(params: dict) -> bool:
+    """A run on the reference study's network (the trained MLP, not a CNN or a given .onnx file)."""
+    return params.get("arch", "mlp") == "mlp" and not params.get("onnx_model")
+
+
+# --- multimodal study --------------------------------------------------------------------------
+
+STUDY_COMMAND = "snnbench multimodal_study --profile full --seeds 3 --device cuda --tf32 true"
+
+
+# --- throughput (its own timing table) ------------------------------------------------------
+
+@dataclass(frozen=True)
+class ThroughputTable:
+    experiment: str = "throughput"
+    artifact: str = "throughput.json"
+    # markdown column -> (table columns, format): one column, or (low, high) shown as a range
+    columns: tuple = (("backend", ("backend",), "text"), ("steps", ("steps",), "steps"),
+                      ("batch", ("batch_size",), "text"),
+                      ("samples/s (median)", ("samples_per_s_median",), "rate"),
+                      ("samples/s (IQR)", ("samples_per_s_q25", "samples_per_s_q75"), "rate"),
+                      ("ms/batch (median)", ("latency_ms_median",), "ms"),
+                      ("ms/batch (min–max)", ("latency_ms_min", "latency_ms_max"), "ms"),
+                      ("accuracy of what was timed", ("accuracy",), "pct"))
+    machine_tags: tuple = ("machine.cpu_model", "machine.cpu_usable", "machine.load_avg_1min", "machine.torch_threads",
+                           "machine.tensorflow_threads", "machine.gpu", "snnbench.device")
+
+
+THROUGHPUT = ThroughputTable()
+
+
+# --- rendering helpers -------------------------------------------------------------------------
+
+def pct(value) -> str:
+    return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{100 * value:.2f}%"
+
+
+def number(value) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def markdown_table(header: list, rows: list) -> list:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return lines
+
+
+def scale_line(runs: list) -> str:
+    """'Scale: profile=quick, epochs=1 ... Runs: `id` ...' for the runs a section used."""
+    parts = []
+    for run in runs:
+        shown = ", ".join([f"{k}={run.params[k]}" for k in SCALE_PARAMS if k in run.params]
+                          + [f"device={run.tags[DEVICE_TAG]}"] * (DEVICE_TAG in run.tags))
+        benchmark = run.tags.get("snnbench.benchmark", "")
+        parts.append(f"`{run.id}` ({benchmark}{'; ' + shown if shown else ''})")
+    return "Runs: " + "; ".join(parts) + "."
+
+
+def unreadable(run: FoundRun, artifact: str) -> list:
+    return [f"_Run `{run.id}` has no readable `{artifact}` with the expected columns (artifacts at "
+            f"`{run.run.info.artifact_uri}`); copy its artifacts beside its store or rerun "
+            f"`snnbench {run.tags.get('snnbench.benchmark', '')}`._", ""]
+
+
+def missing(command: str) -> list:
+    return [f"_No runs yet: run `snnbench {command}`._", ""]
+
+
+@dataclass
+class Context:
+    store: RunStore
+    figures: Path           # folder of this report's PNGs
+    link_prefix: str        # how the markdown refers to that folder
+    used: list = field(default_factory=list)  # runs whose commands head the report
+
+    def figure(self, filename: str) -> tuple:
+        return self.figures / filename, f"{self.link_prefix}/{filename}"
+
+    def use(self, run: FoundRun):
+        if run.id not in {r.id for r in self.used}:
+            self.used.append(run)
+
+
+# --- sections ----------------------------------------------------------------------------------
+
+def with_interval(record) -> str:
+    """'93.52% [93.03, 93.98]': accuracy and its 95% interval from a result-table row."""
+    low, high = record.get("accuracy_ci_low"), record.get("accuracy_ci_high")
+    if low is None or high is None or low != low:
+        return pct(record["accuracy"])
+    return f"{pct(record['accuracy'])} [{100 * low:.2f}, {100 * high:.2f}]"
+
+
+def results(ctx: Context, run: FoundRun) -> tuple:
+    """(rows of the run's fixed-schema result table, None) or (None, lines saying why not)."""
+    table = run.table(RESULT_TABLE)
+    if table is None or table.empty or "accuracy" not in table:
+        return None, unreadable(run, RESULT_TABLE)
+    return table.to_dict("records"), None
+
+
+def conversion_section(ctx: Context) -> list:
+    lines = ["## Conversion study: DNN (ONNX Runtime) vs converted SNN (nengo-dl), MNIST", "",
+             CONVERSION_REFERENCE["text"],
+             "Methods (`snnbench convert --method`): `reference` is the study's conversion (LIF, gain 1, the ONNX "
+             "biases, rate scale 1); `calibrated` (the default) sets each layer's firing-rate scale from a "
+             "percentile of its activations on training images (IF neurons, reset by subtraction); `tuned` is the "
+             "Optuna study's best setting, chosen on validation images. Test accuracy on the MNIST test set with "
+             "its 95% Wilson interval; loss = DNN - SNN.", ""]
+    rows, series, runs, dnn_accuracy = [], {}, [], None
+    for method in METHODS:
+        run = ctx.store.latest("convert", where=lambda r, m=method: r.params.get("method") == m
+                               and reference_mlp(r.params))
+        if run is None:
+            lines += [f"_No `{method}` conversion yet: run `snnbench convert --method {method}`._", ""]
+            continue
+        records, problem = results(ctx, run)
+        if problem:
+            lines += problem
+            continue
+        study = run.params.get("study_name")
+        tune = study and ctx.store.latest("tune_conversion", where=lambda r: r.params.get("study_name") == study)
+        if tune:
+            ctx.use(tune)  # the study this setting came from: its command heads the report too
+        ctx.use(run)
+        runs.append(run)
+        dnn = next(r for r in records if r["engine"] == "ort-dnn")
+        dnn_accuracy = dnn["accuracy"]
+        snn = sorted((r for r in records if r["engine"] == "nengo-snn"), key=lambda r: r["steps"])
+        for r in snn:
+            rows.append([method, r["steps"], with_interval(r), with_interval(dnn),
+                         f"{100 * (dnn['accuracy'] - r['accuracy']):.2f}", number(r.get("spikes_per_neuron_per_step")),
+                         number(r.get("effective_acs_per_sample")), f"`{run.id[:8]}`"])
+        series[f"SNN, {method}"] = ([r["steps"] for r in snn], [100 * r["accuracy"] for r in snn])
+    if not rows:
+        return lines
+    ref = CONVERSION_REFERENCE
+    rows.append(["reference study", "–", pct(ref["snn"]), pct(ref["dnn"]), f"{100 * (ref['dnn'] - ref['snn']):.2f}",
+                 "–", "–", "–"])
+    lines += markdown_table(["method", "steps", "SNN accuracy [95% CI]", "DNN accuracy [95% CI]", "loss (pp)",
+                             "spikes / neuron / step", "ACs / sample", "run"], rows) + [""]
+    steps = sorted({s for xs, _ in series.values() for s in xs})
+    series["DNN (ONNX Runtime)"] = (steps, [100 * dnn_accuracy] * len(steps))
+    path, link = ctx.figure("conversion_accuracy_vs_steps.png")
+    plots.line_panels({"784-256-10 MLP": series}, path, xlabel="simulation time steps", ylabel="test accuracy (%)",
+                      title="Converted SNN accuracy vs time steps", logx=True,
+                      reference=(100 * ref["snn"], "reference study SNN"))
+    lines += [f"![Converted SNN accuracy vs time steps]({link})", "",
+              "Activity columns are measured at each run's `--steps` (blank at the other step counts of its curve).",
+              ""]
+    return lines + [scale_line(runs), ""] + other_networks(ctx)
+
+
+OTHER_ARCHS = ("cnn", "resnet")  # snnbench convert --arch: the conversion of convolutional graphs
+
+
+def other_networks(ctx: Context) -> list:
+    """The calibrated conversion of the project's CNNs, by time steps, with the rate-mode error."""
+    rows, runs = [], []
+    for arch in OTHER_ARCHS:
+        run = ctx.store.latest("convert", where=lambda r, a=arch: r.params.get("arch") == a
+                               and r.params.get("method") == "calibrated" and not r.params.get("onnx_model"))
+        if run is None:
+            continue
+        records, problem = results(ctx, run)
+        if problem:
+            rows.append([arch] + ["–"] * 6)
+            continue
+        ctx.use(run)
+        runs.append(run)
+        dnn = next(r for r in records if r["engine"] == "ort-dnn")
+        for r in sorted((r for r in records if r["engine"] == "nengo-snn"), key=lambda r: r["steps"]):
+            rows.append([arch, r["steps"], with_interval(r), with_interval(dnn),
+                         f"{100 * (dnn['accuracy'] - r['accuracy']):.2f}",
+                         number(run.metrics.get("rate_equivalence_max_abs_err")), f"`{run.id[:8]}`"])
+    if not rows:
+        return []
+    lines = ["### Convolutional networks, calibrated", "",
+             "`cnn`: conv-avgpool-conv-avgpool-dense on flat input; `resnet`: an image-shaped (N,1,28,28) export with "
+             "MaxPool (the exact route: a tree of pairwise maxes as extra spiking layers), a residual Add and a Concat. "
+             "Rate-mode error: max |logit difference| between the non-spiking (ReLU-rate) Nengo network and ONNX "
+             "Runtime.", ""]
+    lines += markdown_table(["network", "steps", "SNN accuracy [95% CI]", "DNN accuracy [95% CI]", "loss (pp)",
+                             "rate-mode error", "run"], rows) + [""]
+    return lines + [scale_line(runs), ""]
+
+
+def multimodal_section(ctx: Context) -> list:
+    """The whole study grid from the newest ``multimodal_study`` run: its results document, each of
+    the study's experiments as a table and a figure (snnbench.benchmarks.study)."""
+    import json
+
+    from snnbench.benchmarks.study import study_report
+
+    run = ctx.store.latest("multimodal_study")
+    if run is None:
+        return ["## Multimodal study", "", f"_No runs yet: run `{STUDY_COMMAND}` (on a GPU)._", ""]
+    text = run.artifact_text("results.json")
+    if text is None:
+        return ["## Multimodal study", ""] + unreadable(run, "results.json")
+    ctx.use(run)
+    markdown = study_report(json.loads(text), ctx.figures, f"{ctx.link_prefix}/")
+    return [markdown, "", MULTIMODAL_REFERENCE["text"], "", scale_line([run]), ""]
+
+
+def logged_table(ctx: Context, experiment: str, artifact: str, needed: set):
+    """(run, table, None) for the newest run of ``experiment`` and its table artifact, or
+    (run, None, lines saying why there is no usable table)."""
+    run = ctx.store.latest(experiment)
+    if run is None:
+        return None, None, missing(experiment)
+    ctx.use(run)
+    table = run.table(artifact)
+    if table is None or table.empty or not needed <= set(table.columns):
+        return run, None, unreadable(run, artifact)
+    return run, table, None
+
+
+NOISE_CURVE = ("engine", "model", "modality", "noise_position")  # one table row / plotted line each
+
+
+def noise_cell(points: list) -> str:
+    """Accuracy at one std: one noise seed, its Wilson interval; several, the mean and t-interval over seeds."""
+    if len(points) == 1:
+        return with_interval(points[0])
+    mean, low, high = seed_interval(p["accuracy"] for p in points)
+    return f"{pct(mean)} [{100 * low:.2f}, {100 * high:.2f}]"
+
+
+def noise_section(ctx: Context) -> list:
+    title = "Noise sweep: DNN (ONNX Runtime) vs converted Nengo SNN vs snntorch SNN"
+    lines = [f"## {title}", "", "Test accuracy under Gaussian noise, the same draws for every engine, in the units of "
+             "the activation they stand for. Position: input, pre (a hidden layer's input current) or post (its "
+             "output). Cells: accuracy [95% interval]; over noise seeds where there are several.", ""]
+    run = ctx.store.latest("noise_sweep")
+    if run is None:
+        return lines + missing("noise_sweep")
+    ctx.use(run)
+    records, problem = results(ctx, run)
+    if problem:
+        return lines + problem
+    noisy = [r for r in records if r["noise_position"] != "none"]
+    stds = sorted({r["noise_std"] for r in noisy})
+    curves = list(dict.fromkeys(tuple(r[c] for c in NOISE_CURVE) for r in noisy))
+    rows, panels = [], {}
+    for key in curves:
+        points = [r for r in noisy if tuple(r[c] for c in NOISE_CURVE) == key]
+        by_std = {s: [p for p in points if p["noise_std"] == s] for s in stds}
+        rows.append(list(key) + [noise_cell(by_std[s]) if by_std[s] else "" for s in stds])
+        kept = [s for s in stds if by_std[s]]
+        panel = f"{key[2]} / {key[3]}"
+        panels.setdefault(panel, {})[f"{key[0]} {key[1]}"] = (
+            kept, [100 * seed_interval(p["accuracy"] for p in by_std[s])[0] for s in kept])
+    lines += markdown_table(list(NOISE_CURVE) + [f"std {s:g}" for s in stds], rows) + [""]
+    path, link = ctx.figure("noise_sweep.png")
+    plots.line_panels(panels, path, xlabel="noise std", ylabel="test accuracy (%)", title=title, logx=False)
+    lines += [f"![{title}]({link})", ""]
+    return lines + [scale_line([run]), ""]
+
+
+def _format(value, kind: str) -> str:
+    if kind == "steps":
+        return "–" if value == 0 else str(value)
+    if kind == "rate":
+        return f"{value:,.0f}" if value >= 100 else f"{value:.3g}"
+    if kind == "ms":
+        return f"{value:.3g}" if value < 100 else f"{value:,.0f}"
+    if kind == "pct":
+        return pct(value)
+    return str(value)
+
+
+def throughput_section(ctx: Context) -> list:
+    spec = THROUGHPUT
+    title = "Inference throughput: ORT DNN vs converted SNN (nengo-dl, nengo) vs snntorch"
+    lines = [f"## {title}", "", "The conversion study's MLP on every backend; samples per second and latency per "
+             "batch over timed repeats after warm-up (median, interquartile range, min–max). Steps = SNN "
+             "time steps (the DNN has none). The nengo reference simulator runs one sample at a time and "
+             "is timed on a smaller grid.", ""]
+    run, table, problem = logged_table(ctx, spec.experiment, spec.artifact,
+                                       {c for _, cols, _ in spec.columns for c in cols})
+    if problem:
+        return lines + problem
+    host = ", ".join(f"{t.split('.', 1)[1]}={run.tags[t]}" for t in spec.machine_tags if t in run.tags)
+    lines += [f"Machine: {host}." if host else "", ""]
+    rows = []
+    for record in table.to_dict("records"):
+        rows.append([" – ".join(_format(record[c], kind) for c in cols) for _, cols, kind in spec.columns])
+    lines += markdown_table([label for label, _, _ in spec.columns], rows) + [""]
+    path, link = ctx.figure("throughput.png")
+    plots.throughput_plot(table.to_dict("records"), path, tuple(dict.fromkeys(table["backend"])))
+    lines += [f"![{title}]({link})", ""]
+    failed = run.tags.get("failed_backends")
+    if failed:
+        lines += [f"Backends that failed in this run: {failed}.", ""]
+    return lines + [scale_line([run]), ""]
+
+
+SECTIONS = (conversion_section, multimodal_section, noise_section, throughput_section)
+
+
+# --- the report --------------------------------------------------------------------------------
+
+def store_label(uri: str) -> str:
+    """A store named so that anyone can use the name: relative to the working directory where it
+    lies below it, else by its file name alone (never a path of the machine the report was made on)."""
+    for scheme in ("sqlite:///", "file://", ""):
+        if uri.startswith(scheme) and (scheme or "://" not in uri):
+            path = Path(uri[len(scheme):]).resolve()
+            try:
+                return scheme + str(path.relative_to(Path.cwd().resolve()))
+            except ValueError:
+                return scheme + path.name
+    return uri  # a tracking server's URL
+
+
+def header(name: str, uris: list, ctx: Context, prefer: str) -> list:
+    labels = {u: store_label(u) for u in uris}
+    lines = [f"# snnbench report: {name}", "",
+             f"Generated {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC} from "
+             + ", ".join(f"`{label}`" for label in labels.values()) + ". Each section uses the newest finished run "
+             "of its benchmark" + (" (a full-profile one when there is one)" if prefer == "full" else "") + ".", ""]
+    commits = {r.id: r.tags.get("snnbench.git_commit", "unknown") for r in ctx.used}
+    unclean = sorted(rid for rid, c in commits.items() if c.endswith("+dirty") or c == "unknown")
+    lines += [f"Code: git commit {', '.join(f'`{c}`' for c in sorted(set(commits.values())))}."
+              + (f" Runs not made from a clean commit: {', '.join(f'`{r[:8]}`' for r in unclean)}." if unclean
+                 else " Every run comes from a clean commit."), "",
+              "Commands that produced it (rebuilt from each run's logged parameters):", "", "```sh"]
+    several = len(uris) > 1
+    for run in ctx.used:
+        command = command_line(run.tags.get("snnbench.benchmark") or run.run.info.run_name, run.params)
+        lines.append(f"MLFLOW_TRACKING_URI={labels.get(run.uri, store_label(run.uri))} {command}" if several
+                     else command)
+    report = ["snnbench", "report", "--name", name, "--tracking-uri", ",".join(labels.values())]
+    report += ["--prefer", prefer] if prefer != "full" else []
+    lines += [" ".join(report), "```", ""]
+    return lines
+
+
+def build_report(uris: list, name: str, out_dir: Path, prefer: str = "full") -> Path:
+    """Write ``out_dir/name.md`` and ``out_dir/name/*.png``; returns the markdown's path.
+    Each section uses the newest matching finished run (``prefer='full'``: the newest full-profile
+    one when there is one)."""
+    store = RunStore(uris, prefer_full=prefer == "full")
+    out_dir = Path(out_dir)
+    with tempfile.TemporaryDirectory() as tmp:
+        ctx = Context(store, Path(tmp) / name, name)
+        body = [line for section in SECTIONS for line in section(ctx)]
+        if not ctx.used:
+            raise SnnbenchError(f"no finished snnbench runs in {', '.join(uris)}; run a benchmark first "
+                                "(e.g. `snnbench reproduce --profile quick`) or pass the right --tracking-uri")
+        out_dir.mkdir(parents=True, exist_ok=True)
+        figures = out_dir / name
+        shutil.rmtree(figures, ignore_errors=True)
+        if ctx.figures.exists():
+            shutil.copytree(ctx.figures, figures)
+        markdown = out_dir / f"{name}.md"
+        markdown.write_text("\n".join(header(name, store.uris, ctx, prefer) + body))
+    return markdown

@@ -1,0 +1,36 @@
+"""Build-once cache for trained models, keyed by a hash of their configuration.
+
+``cached(kind, config, build)`` returns a folder; ``build(folder)`` fills it the first time only.
+The folder is built under a temporary name and renamed into place when complete, so an
+interrupted build leaves nothing that a later call would mistake for a finished one.
+"""
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+from snnbench.data.download import cache_root
+from snnbench.tracking.runs import config_key
+
+
+def cache_folder(kind: str, config: dict) -> Path:
+    return cache_root() / "models" / kind / config_key(config)
+
+
+def cached(kind: str, config: dict, build: Callable[[Path], None]) -> Path:
+    folder = cache_folder(kind, config)
+    if (folder / "config.json").exists():
+        return folder
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
+    try:
+        build(tmp)
+        (tmp / "config.json").write_text(json.dumps(config, sort_keys=True, indent=1, default=str))
+        shutil.rmtree(folder, ignore_errors=True)
+        os.replace(tmp, folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return folder

@@ -1,0 +1,56 @@
+"""The conversion study's DNNs trained: :func:`trained_conversion_model` trains one with the
+reference settings (Adam, lr 2e-4, 3 epochs, batch 100, seeded), exports it to ONNX and caches
+the folder, so every benchmark converting "the same model" shares it."""
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from snnbench.data import load_features
+from snnbench.device import resolve_device
+from snnbench.models.conversion import INPUT_SHAPES, build_model
+from snnbench.models.export import OPSET, export_onnx
+from snnbench.training.cache import cached
+from snnbench.training.loop import TrainConfig, accuracy, fit, predict_logits, seed_everything
+
+
+def train_and_export(arch: str, config: TrainConfig, folder: Path, train_limit: int | None = None,
+                     device: str = "cpu") -> dict:
+    """Train on the MNIST training set (first ``train_limit`` images if given), write
+    ``folder/model.onnx`` and ``folder/metrics.json``; return the metrics."""
+    train = load_features("image", "train")
+    test = load_features("image", "test")
+    if train_limit is not None:
+        train = train.subset(np.arange(min(train_limit, len(train))))
+    seed_everything(config.seed)  # the initial weights are part of the seeded configuration
+    model = build_model(arch)
+    shape = INPUT_SHAPES[arch]
+    torch_device = resolve_device(device)
+    empty = (np.zeros((0, *shape), np.float32), np.zeros(0, np.int64))
+    started = time.perf_counter()
+    result = fit(model, (train.x.reshape(-1, *shape), train.y), empty, config, torch_device)
+    seconds = time.perf_counter() - started
+    test_acc = accuracy(predict_logits(model, test.x.reshape(-1, *shape), device=torch_device), test.y)
+    folder.mkdir(parents=True, exist_ok=True)
+    export_onnx(model, shape, folder / "model.onnx")
+    metrics = {"arch": arch, "epochs": config.epochs, "lr": config.lr, "batch_size": config.batch_size,
+               "seed": config.seed, "train_images": len(train), "torch_test_accuracy": test_acc,
+               "train_seconds": seconds, "train_samples_per_s": result.samples_per_s,
+               "history": result.history, "opset": OPSET, "data_checksums": {**train.checksums, **test.checksums}}
+    (folder / "metrics.json").write_text(json.dumps(metrics, indent=1, default=float))
+    return metrics
+
+
+def trained_conversion_model(arch: str = "mlp", epochs: int = 3, lr: float = 2e-4, batch_size: int = 100,
+                             seed: int = 0, train_limit: int | None = None) -> Path:
+    """Folder with ``model.onnx`` and ``metrics.json`` of a trained model, built once and cached.
+
+    Training runs on the CPU so that the cached weights do not depend on the machine's GPU.
+    """
+    build_model(arch)  # validates arch before anything is written
+    config = TrainConfig(epochs=epochs, lr=lr, batch_size=batch_size, seed=seed)
+    key = {"arch": arch, "epochs": epochs, "lr": lr, "batch_size": batch_size, "seed": seed,
+           "train_limit": train_limit, "opset": OPSET, "version": 2}
+    return cached("conversion", key, lambda folder: train_and_export(arch, config, folder, train_limit))

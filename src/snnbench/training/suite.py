@@ -1,0 +1,206 @@
+"""The multimodal suite's trained models: training settings, the data each model trains and is
+tested on, and the model cache (``state.pt``, ``result.json``, ``config.json`` and, for a DNN,
+``model.onnx``) other benchmarks read with :func:`load_trained_multimodal`."""
+
+import json
+import logging
+from importlib import metadata
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import mlflow
+import torch
+from torch import nn
+
+from snnbench.data import VALIDATIONS, FeatureSet, Rows, Tables, load_tables, validation_rows
+from snnbench.data.download import cache_root
+from snnbench.errors import SnnbenchError
+from snnbench.models.export import export_onnx
+from snnbench.models.multimodal import N_CLASSES, ModelSpec, build_model, parameter_count
+from snnbench.models.spiking import check_choice
+from snnbench.tracking.runs import config_key
+from snnbench.training.cache import cache_folder, cached
+from snnbench.training.loop import TrainConfig, fit, seed_everything
+
+# FSDD: the reference study held out 500 of the 2,700 training recordings for validation.
+AUDIO_VALIDATION = 500 / 2700
+VALIDATION = 0.2
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    epochs: int = 2
+    lr: float = 1e-3
+    batch_size: int = 100
+    seed: int = 0
+    train_limit: int = 0  # 0 = every training sample
+    pair_seed: int = 0    # image <-> recording pairing of the fused set
+    validation: str = "recordings"  # held-out validation samples (snnbench.data.VALIDATIONS)
+
+    def __post_init__(self):
+        check_choice("validation protocol", self.validation, VALIDATIONS)
+
+
+@lru_cache(maxsize=8)
+def tables(modality: str, split: str) -> Tables:
+    return load_tables(modality, split)
+
+
+@lru_cache(maxsize=4)
+def features(modality: str, split: str, pair_seed: int = 0) -> FeatureSet:
+    split_tables = tables(modality, split)
+    return split_tables.features(split_tables.all_rows(pair_seed))
+
+
+def training_rows(modality: str, settings: TrainSettings) -> tuple[Tables, Rows, Rows]:
+    """(tables, training rows, validation rows): a seeded subset of the training split
+    (``train_limit``), then a seeded hold-out under ``settings.validation`` (20% of the images;
+    audio: 500 of 2,700 recordings, as in the reference study; snnbench.data.validation_rows)."""
+    split_tables = tables(modality, "train")
+    train, val = validation_rows(split_tables, settings.validation, settings.seed, settings.pair_seed,
+                                 settings.train_limit, VALIDATION, AUDIO_VALIDATION)
+    return split_tables, train, val
+
+
+def training_data(modality: str, settings: TrainSettings) -> tuple[FeatureSet, FeatureSet]:
+    """(train, validation) features; see :func:`training_rows`."""
+    split_tables, train, val = training_rows(modality, settings)
+    return split_tables.features(train), split_tables.features(val)
+
+
+def test_data(modality: str, test_limit: int = 0, pair_seed: int = 0) -> FeatureSet:
+    """The test split, or a fixed random subset of ``test_limit`` samples (the split is sorted
+    by digit for audio, so its first samples would not cover every class)."""
+    test = features(modality, "test", pair_seed)
+    if 0 < test_limit < len(test):
+        return test.subset(kept_test_rows(len(test), test_limit))
+    return test
+
+
+def kept_test_rows(n: int, test_limit: int = 0) -> np.ndarray:
+    """Which of the ``n`` test samples :func:`test_data` keeps."""
+    if 0 < test_limit < n:
+        return np.sort(np.random.default_rng(0).permutation(n)[:test_limit])
+    return np.arange(n)
+
+
+def model_config(spec: ModelSpec, settings: TrainSettings) -> dict:
+    """What identifies a trained model (its cache key)."""
+    return {"model": spec.as_dict(), "training": asdict(settings)}
+
+
+def trained_multimodal_model(spec: ModelSpec, settings: TrainSettings,
+                             device: torch.device | str = "cpu") -> Path:
+    """The cache folder of this model trained with these settings (trained on first use; an
+    interrupted training resumes from its checkpoint on the next call)."""
+    config = model_config(spec, settings)
+    checkpoint = cache_root() / "checkpoints" / f"multimodal-{config_key(config)}.pt"
+
+    def build(folder: Path):
+        train, val = training_data(spec.modality, settings)
+        seed_everything(settings.seed)
+        model = build_model(spec)
+        checkpoint.parent.mkdir(parents=True, exist_ok=True)
+        result = fit(model, (train.x, train.y), (val.x, val.y),
+                     TrainConfig(settings.epochs, settings.lr, settings.batch_size, settings.seed),
+                     torch.device(device), checkpoint=checkpoint)
+        summary = {"best_val_accuracy": result.best_val_accuracy, "best_epoch": result.best_epoch,
+                   "history": result.history, "train_samples_per_s": result.samples_per_s,
+                   "epoch_seconds": result.epoch_seconds, "n_train": len(train), "n_val": len(val),
+                   "trained_on": str(device)}
+        save_trained(folder, spec, model, summary)
+
+    folder = cached("multimodal", config, build)
+    checkpoint.unlink(missing_ok=True)
+    return folder
+
+
+def save_trained(folder: Path, spec: ModelSpec, model: nn.Module, summary: dict):
+    """Fill a model cache folder: ``state.pt``, ``result.json`` (``summary`` plus the model's
+    size) and, for a DNN, ``model.onnx``."""
+    torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, folder / "state.pt")
+    summary = {**summary, "parameter_count": parameter_count(model), "hidden_width": spec.hidden_width}
+    (folder / "result.json").write_text(json.dumps(summary, indent=1))
+    if spec.family == "dnn":
+        export_onnx(model, spec.n_features, folder / "model.onnx")
+
+
+def multimodal_model_folder(spec: ModelSpec, settings: TrainSettings) -> Path:
+    """Where :func:`trained_multimodal_model` keeps (or will keep) this model."""
+    return cache_folder("multimodal", model_config(spec, settings))
+
+
+def load_trained_multimodal(folder: Path) -> tuple[torch.nn.Module, ModelSpec, dict]:
+    """(model in eval mode on the CPU, its spec, its training summary) from a cache folder."""
+    folder = Path(folder)
+    if not (folder / "state.pt").exists():
+        raise SnnbenchError(f"{folder} holds no trained multimodal model; train it with snnbench multimodal")
+    config = json.loads((folder / "config.json").read_text())
+    spec = ModelSpec(**config["model"])
+    model = build_model(spec)
+    model.load_state_dict(torch.load(folder / "state.pt", map_location="cpu"))
+    return model.eval(), spec, json.loads((folder / "result.json").read_text())
+
+
+def _requirements(*packages: str) -> list:
+    return [f"{p}=={metadata.version(p)}" for p in packages]
+
+
+def log_trained_model(folder: Path, name: str) -> str:
+    """Log a trained model's cache folder (snnbench.training.cache) as an MLflow model of the active run
+    and return its model id: the ONNX flavour when the folder holds ``model.onnx`` (a DNN, as
+    ONNX Runtime runs it), else the PyTorch flavour (an snntorch SNN, from ``state.pt``). The
+    folder's JSON files (configuration, training summary) go with it. A run logs a name once:
+    asked again, it returns that model.
+
+    Metrics logged with ``model_id=`` are linked to it. MLflow also links a run's metrics logged
+    without a model id at the model's step, so the model stands at the step after its last
+    training epoch (at least 1): per-epoch and final (step 0) metrics stay unlinked."""
+    from mlflow.models import ModelSignature
+    from mlflow.types import Schema, TensorSpec
+
+    run_id = mlflow.active_run().info.run_id
+    logged = mlflow.search_logged_models(filter_string=f"source_run_id = '{run_id}' AND name = '{name}'",
+                                         output_format="list")
+    if logged:
+        return logged[0].model_id
+    folder = Path(folder)
+    extra_files = [str(p) for p in sorted(folder.glob("*.json"))]
+    summaries = [json.loads(p.read_text()) for p in map(Path, extra_files) if p.name != "config.json"]
+    step = max([1] + [len(summary.get("history", [])) for summary in summaries])
+    active = mlflow.get_active_model_id()
+
+    def signature(n_inputs: int, n_outputs: int) -> ModelSignature:
+        return ModelSignature(Schema([TensorSpec(np.dtype(np.float32), (-1, n_inputs), "input")]),
+                              Schema([TensorSpec(np.dtype(np.float32), (-1, n_outputs), "logits")]))
+
+    if (folder / "model.onnx").exists():
+        import onnx
+        from mlflow import onnx as mlflow_onnx
+
+        model = onnx.load(str(folder / "model.onnx"))
+        n_in, n_out = (v.type.tensor_type.shape.dim[-1].dim_value
+                       for v in (model.graph.input[0], model.graph.output[0]))
+        info = mlflow_onnx.log_model(model, name=name, signature=signature(n_in, n_out),
+                                    pip_requirements=_requirements("onnx", "onnxruntime", "numpy"),
+                                    extra_files=extra_files, save_as_external_data=False, step=step)
+    else:
+        from mlflow import pytorch as mlflow_pytorch
+
+        model, spec, _ = load_trained_multimodal(folder)
+        pytorch_logger = logging.getLogger("mlflow.pytorch")
+        level = pytorch_logger.level
+        pytorch_logger.setLevel(logging.ERROR)  # its warning on pickled models: these are our own
+        try:
+            info = mlflow_pytorch.log_model(model, name=name, signature=signature(spec.n_features, N_CLASSES),
+                                           pip_requirements=_requirements("torch", "snntorch", "numpy"),
+                                           code_paths=[str(Path(__file__).resolve().parents[1])],
+                                           extra_files=extra_files, serialization_format="pickle", step=step)
+        finally:
+            pytorch_logger.setLevel(level)
+    if mlflow.get_active_model_id() != active:
+        # logging made it MLflow's active model, to which metrics logged without a model id would be linked
+        mlflow.clear_active_model() if active is None else mlflow.set_active_model(model_id=active)
+    return info.model_id
