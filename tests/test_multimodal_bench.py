@@ -128,6 +128,8 @@ def test_study_command_trains_the_grid_with_seeds_and_writes_its_results(trackin
     child = children[0]
     assert [m.step for m in client.get_metric_history(child.info.run_id, "val_accuracy")] == [0]
     assert "test_accuracy_pre_5_ci_high" in child.data.metrics
+    # each child holds its trained model as an MLflow model, for other benchmarks to take by reference
+    assert client.get_logged_model(child.data.tags["snnbench.model_id"]).source_run_id == child.info.run_id
     artifacts = {a.path for a in client.list_artifacts(parents[0].info.run_id)}
     assert {"results.json", "report"} <= artifacts
     assert main(["multimodal_study", "--epochs", "1", "--train-limit", "100", "--test-limit", "60", "--seeds", "2",
