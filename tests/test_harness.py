@@ -144,3 +144,16 @@ def test_a_callers_own_activity_metric_is_nan_for_a_model_without_activity():
     row = harness.evaluate(Fixed(), np.zeros((6, 2), np.float32), np.array([0, 1, 2, 0, 1, 0]), measures=measures)
     assert row["accuracy"] == pytest.approx(5 / 6)
     assert np.isnan(row["activation_sparsity"]) and np.isnan(row["effective_macs_per_sample"])
+
+
+def test_paired_difference_is_the_mean_per_sample_difference_with_a_bootstrap_interval():
+    rng = np.random.default_rng(0)
+    a = rng.random((3, 4000)) < 0.9  # three repeats (seeds) of the same 4,000 samples
+    b = a & (rng.random((3, 4000)) < 0.95)  # B misses about 5% of what A gets right, never the reverse
+    mean, low, high = metrics.paired_difference(a, b)
+    assert mean == pytest.approx(a.mean() - b.mean()) and low < mean < high
+    # paired: the interval is far narrower than that of two independent accuracies (about +-0.8 points each)
+    assert 0 < low and high - low < 0.01
+    assert metrics.paired_difference(a, a) == (0.0, 0.0, 0.0)
+    with pytest.raises(ValueError, match="equal"):
+        metrics.paired_difference(a, b[:, :10])

@@ -157,7 +157,13 @@ def test_sweep_std0_equals_clean_for_every_family(tracking_store):
     models = MlflowClient(tracking_store).search_logged_models([parent.info.experiment_id])
     assert {m.name for m in models if m.source_run_id == parent.info.run_id} == {"conversion-mlp", "multimodal-dnn-image",
                                                                                 "multimodal-snn-image"}
-    assert any(k.startswith("auc.nengo-snn.conversion-mlp.image.") for k in parent.data.metrics)
+    # a few summary metrics on the parent; the rest in its tables
+    assert {"clean_accuracy.nengo-snn", "mean_auc.nengo-snn", "mean_gap_pp.ort-dnn-vs-nengo-snn"} <= set(parent.data.metrics)
+    assert len(parent.data.metrics) < 20
+    assert {"noise_cells.json", "paired_gaps.json", "noise_sweep.md"} <= artifacts
+    for child in children:  # the fields a user groups by in the UI, and std as a number
+        assert {"engine", "model", "modality", "position"} <= set(child.data.tags)
+        assert child.data.metrics["noise_std"] == float(child.data.params["std"])
     # one fixed-schema table; both spiking engines report activity computed the same way
     from snnbench.evaluation.harness import RESULT_COLUMNS, RESULT_TABLE
     from snnbench.tracking.runstore import RunStore
@@ -204,3 +210,75 @@ def test_interrupted_sweep_resumes_without_duplicates(tracking_store, monkeypatc
     monkeypatch.setattr(noise_sweep, "evaluate", lambda *a, **k: pytest.fail("re-evaluated a finished run"))
     assert main(args) == 0
     assert len(_children(tracking_store)) == expected
+
+
+def _image_shaped_mlp(path, seed=0):
+    """A user's model: trained briefly on MNIST, exported with an image-shaped (N, 1, 28, 28) input."""
+    import torch
+    from torch import nn
+
+    from snnbench.models.export import export_onnx
+    from snnbench.training.suite import training_data, TrainSettings
+
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(784, 64), nn.ReLU(), nn.Linear(64, 10))
+    train = training_data("image", TrainSettings(train_limit=3000))[0]
+    x, y = torch.as_tensor(train.x.reshape(-1, 1, 28, 28)), torch.as_tensor(train.y)
+    optimizer = torch.optim.Adam(model.parameters(), 1e-3)
+    for _ in range(3):
+        for a in range(0, len(x), 100):
+            optimizer.zero_grad()
+            nn.functional.cross_entropy(model(x[a:a + 100]), y[a:a + 100]).backward()
+            optimizer.step()
+    return export_onnx(model.eval(), (1, 28, 28), path)
+
+
+@pytest.mark.slow
+def test_a_users_image_shaped_onnx_model_is_swept_in_ort_and_nengo(tracking_store, tmp_path, capsys):
+    require_data()
+    onnx_file = _image_shaped_mlp(tmp_path / "mine.onnx")
+    assert main(["noise_sweep", "--onnx-model", str(onnx_file), "--dataset", "mnist", "--stds", "0,0.5",
+                 "--positions", "input", "--test-limit", "200", "--steps", "8"]) == 0
+    children = _children(tracking_store)
+    assert {(c.data.params["family"], c.data.params["model"]) for c in children} == {("ort-dnn", "user"),
+                                                                                    ("nengo-snn", "user")}
+    clean = {c.data.params["family"]: c.data.metrics["accuracy"] for c in children if c.data.params["std"] == "0.0"
+             and c.data.params["position"] == "none"}
+    assert clean["ort-dnn"] > 0.8 and abs(clean["ort-dnn"] - clean["nengo-snn"]) <= 0.05
+    parent = MlflowClient(tracking_store).get_run(children[0].data.tags["mlflow.parentRunId"])
+    assert parent.info.run_name == "noise_sweep quick, your model on mnist"
+    # a model whose input does not fit the dataset: one line naming both shapes, no run
+    assert main(["noise_sweep", "--onnx-model", str(onnx_file), "--dataset", "fsdd"]) == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "(1, 28, 28)" in error and "fsdd" in error
+    assert len(MlflowClient(tracking_store).search_runs(
+        [MlflowClient(tracking_store).get_experiment_by_name("noise_sweep").experiment_id])) == len(children) + 1
+
+
+@pytest.mark.slow
+def test_the_models_of_a_study_run_are_swept_as_they_are(tracking_store):
+    require_data()
+    assert main(["multimodal_study", "--epochs", "1", "--train-limit", "100", "--test-limit", "60", "--seeds", "2",
+                 "--modalities", "audio", "--device", "cpu"]) == 0
+    client = MlflowClient(tracking_store)
+    study = client.search_runs([client.get_experiment_by_name("multimodal_study").experiment_id],
+                               filter_string="tags.`snnbench.benchmark` = 'multimodal_study'")[0]
+    assert main(["noise_sweep", "--models-from", study.info.run_id, "--modalities", "audio",
+                 "--families", "ort-dnn,snntorch-snn", "--stds", "0.5", "--positions", "post", "--test-limit", "60"]) == 0
+    sweep = _children(tracking_store)
+    assert {(c.data.params["family"], c.data.params["model_seed"]) for c in sweep} == {
+        (f, s) for f in ("ort-dnn", "snntorch-snn") for s in ("0", "1")}
+    # the study's own models, not new ones: every sweep child's metrics are linked to a model the study logged
+    study_children = client.search_runs([study.info.experiment_id],
+                                        filter_string=f"tags.`mlflow.parentRunId` = '{study.info.run_id}'")
+    study_models = {c.data.tags["snnbench.model_id"] for c in study_children}
+    linked = {m.run_id for model_id in study_models for m in client.get_logged_model(model_id).metrics or []}
+    assert {c.info.run_id for c in sweep} <= linked
+    parent = client.get_run(sweep[0].data.tags["mlflow.parentRunId"])
+    assert parent.data.params["model_seeds"] == "[0, 1]" and "2 model seeds" in parent.info.run_name
+    assert not [m for m in client.search_logged_models([parent.info.experiment_id]) if m.source_run_id == parent.info.run_id]
+    from snnbench.tracking.runstore import RunStore
+
+    gaps = RunStore([tracking_store]).latest("noise_sweep").table("paired_gaps.json")
+    row = gaps[(gaps.noise_position == "post")].iloc[0]
+    assert row.snn == "snntorch-snn" and row.repeats == 2 and row.ci_low_pp <= row.gap_pp <= row.ci_high_pp

@@ -6,8 +6,10 @@ several GPUs with ``--devices``), scores every model on the test split clean and
 evaluation noises, and logs:
 
 * a parent run: the settings actually used (seeds, epochs, engine), device, the training's wall
-  time, throughput per stack shape, ``results.json`` (one row per training and the mean over
-  seeds with its 95% interval per experiment) and the report section (markdown + figures);
+  time, throughput per stack shape, ``study.json`` (one row per training and the mean over seeds
+  with its 95% interval per experiment), ``results.json`` (the fixed-schema result table: one row
+  per training and evaluation noise), ``claims.json`` (the study's claims checked under this
+  run's validation protocol, snnbench.benchmarks.claims) and the report section (markdown + figures);
 * one child run per configuration and seed: its settings, per-epoch history (logged in batches),
   best validation accuracy, test accuracies with Wilson intervals, and the trained model as an
   MLflow model (ONNX for a DNN, PyTorch for an SNN; its id in the tag ``snnbench.model_id``).
@@ -35,7 +37,10 @@ from snnbench.errors import SnnbenchError
 from snnbench.training.grid import Job, evaluate_jobs, train_jobs
 from snnbench.training.suite import TrainSettings, features, log_trained_model
 from snnbench.noise import NoiseSpec
-from snnbench.benchmarks.study import CLEAN, NOISES, results_document, run_row, study_report, study_specs
+from snnbench.benchmarks import claims
+from snnbench.benchmarks.study import (CLAIMS_DOCUMENT, CLEAN, NOISES, STUDY_DOCUMENT, result_row, results_document,
+                                       run_row, study_report, study_specs)
+from snnbench.evaluation.harness import log_result_table
 from snnbench.tracking.runs import MODEL_ID_TAG, benchmark_run, claimed_child
 
 def add_arguments(parser: argparse.ArgumentParser, command: str):
@@ -119,7 +124,10 @@ def run(args):
                 "stacks": summary["stacks"], "engine": asdict(engine), **{k: v for k, v in params.items()
                                                                           if k not in ("devices",)}}
         results = results_document(rows, meta)
-        mlflow.log_dict(results, "results.json")
+        mlflow.log_dict(results, STUDY_DOCUMENT)
+        log_result_table([result_row(row, name) for row in rows for name in noises])
+        protocol = "study" if args.validation == "study" else "ours"
+        mlflow.log_dict(claims.check(rows, protocol), CLAIMS_DOCUMENT)
         mlflow.log_metrics({"total_wall_seconds": meta["total_seconds"], "trainings": len(jobs)})
         for shape, entries in meta["speeds"].items():
             mlflow.log_metric(f"model_epochs_per_s/{shape.replace('=', '')}", max(e["model_epochs_per_s"] for e in entries))

@@ -1,16 +1,20 @@
 """``snnbench noise_sweep``: DNN (ONNX Runtime) vs converted Nengo SNN vs snntorch SNN under noise.
 
 Every model sees the same test samples and, for a given (position, std, seed), the same Gaussian
-draws (snnbench.noise conventions). One child run per (family, model, modality, position, std,
-seed) plus one clean run per model; the parent logs the table, the accuracy-vs-std plot and the
-robustness summary. A sweep run again with the same options resumes: finished children are
-reused, not repeated.
+draws (snnbench.noise conventions). One child run per (family, model, modality, model seed,
+position, std, noise seed) plus one clean run per model; the parent logs the result table, the
+cells (mean over model seeds with its interval), the paired DNN-vs-SNN differences, the
+accuracy-vs-std plot and the robustness summary. A sweep run again with the same options resumes:
+finished children are reused, not repeated.
+
+Models: trained here by the training engine (cached), taken from a ``multimodal_study`` run
+(``--models-from RUN_ID``: its 200-epoch models, every seed), or brought by the user
+(``--onnx-model FILE`` and / or ``--snntorch-model REF`` with ``--dataset``).
 """
 
-import json
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
 
@@ -18,36 +22,25 @@ import mlflow
 import numpy as np
 from tqdm import tqdm
 
-from snnbench.evaluation import harness
-
-from snnbench.evaluation import robustness
-
-from snnbench.tracking import runs as tracking
+from snnbench.benchmarks import noise_sweep_tables as tables
 from snnbench.benchmarks.options import add_common, auto, choice_list, float_list, positive, require
 from snnbench.data import MODALITIES
-from snnbench.noise import NOISE_MODES, NoiseSpec
+from snnbench.engines.sweep_models import SNN_ENGINE, Subject
+from snnbench.evaluation import harness
 from snnbench.evaluation.metrics import COLUMNS
+from snnbench.noise import NOISE_MODES, NoiseSpec
+from snnbench.tracking import runs as tracking
 
 BENCHMARK = "noise_sweep"
-FAMILIES = ("ort-dnn", "nengo-snn", "snntorch-snn")
+FAMILIES = ("ort-dnn", "nengo-snn", SNN_ENGINE)
 POSITIONS = ("input", "pre", "post")
 DEFAULT_STDS = (0.0, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
+DATASETS = {"mnist": "image", "fsdd": "audio", "multimodal": "multimodal"}  # a user's model's data -> modality
+CORRECT = "correct.npy"  # a child's per-sample correctness (packed bits), for the paired differences
 
 # Settings each profile fills in when an option is not given. Training: each study's own recipe
 # (snnbench.training.recipes), unless --epochs / --train-limit override it for every model.
-PROFILES = {"quick": dict(test_limit=500, steps=20), "full": dict(test_limit=0, steps=30)}
-
-
-@dataclass(frozen=True)
-class Subject:
-    """One model under test: which family runs it, which trained model, on which modality."""
-    family: str
-    model: str       # "conversion-mlp" (the conversion study's MLP) or "multimodal" (the snntorch suite's)
-    modality: str
-
-    @property
-    def label(self) -> str:
-        return f"{self.family}/{self.model}/{self.modality}"
+PROFILES = {"quick": dict(test_limit=500, steps=20, seeds=1), "full": dict(test_limit=0, steps=30, seeds=3)}
 
 
 # --------------------------------------------------------------------------- command line
@@ -62,7 +55,8 @@ def add_arguments(parser, command):
                              "snntorch-snn: the multimodal suite's trained SNNs")
     parser.add_argument("--modalities", type=choice_list(MODALITIES), default=list(MODALITIES),
                         help="image (the conversion study's MLP and the suite's image nets), audio, multimodal")
-    parser.add_argument("--seeds", type=positive(int), default=1, help="noise repeats (noise seeds seed .. seed+N-1)")
+    parser.add_argument("--seeds", type=auto(positive(int)), default=None,
+                        help="noise repeats (noise seeds seed .. seed+N-1; auto: 1 quick, 3 full)")
     parser.add_argument("--noise-mode", choices=NOISE_MODES, default="frozen",
                         help="SNNs: frozen = one draw held for all steps (the DNN's single draw: like with "
                              "like), per_step = a fresh draw each time step (averaged away over the steps)")
@@ -78,15 +72,30 @@ def add_arguments(parser, command):
                         help="Nengo simulation steps per sample (auto: 20 quick, 30 full)")
     parser.add_argument("--snn-steps", type=auto(int), default=None,
                         help="snntorch SNN time steps (auto: the suite's 4)")
+    models = parser.add_argument_group("models (default: trained here, cached)")
+    models.add_argument("--models-from", default="",
+                        help="a multimodal_study run id: sweep its trained models (size S DNNs, reference SNNs) "
+                             "as they are, every seed it trained, instead of training the suite's here")
+    models.add_argument("--model-seeds", type=auto(positive(int)), default=None,
+                        help="model seeds: models trained here use seeds seed .. seed+N-1 (auto: 1, or every "
+                             "seed of the --models-from run)")
+    models.add_argument("--onnx-model", default="",
+                        help="your DNN (an ONNX file, flat or image-shaped input): swept in ONNX Runtime and "
+                             "converted to Nengo (calibrated on --dataset's training split); needs --dataset")
+    models.add_argument("--snntorch-model", default="",
+                        help="your SNN: a logged MLflow PyTorch model (models:/ID or runs:/RUN/PATH) of the "
+                             "suite's family; needs --dataset")
+    models.add_argument("--dataset", choices=("", *DATASETS), default="",
+                        help="the test and calibration data of --onnx-model / --snntorch-model")
 
 
 def settings(args) -> dict:
     """The options that decide the results, every default resolved (logged as parent params)."""
-    from dataclasses import asdict, replace
+    from dataclasses import replace
 
-    from snnbench.training import recipes
     from snnbench.device import resolve_device
     from snnbench.models.multimodal import ModelSpec
+    from snnbench.training import recipes
 
     profile = PROFILES[args.profile]
     chosen = {k: getattr(args, k) if getattr(args, k) is not None else v for k, v in profile.items()}
@@ -97,26 +106,72 @@ def settings(args) -> dict:
         require(value is None or value >= 1, f"--{name.replace('_', '-')} must be >= 1")
     require(args.stds and all(np.isfinite(s) and s >= 0 for s in args.stds),
             f"--stds must be finite numbers >= 0, got {args.stds}")
+    user = bool(args.onnx_model or args.snntorch_model)
+    require(not user or args.dataset, "--onnx-model / --snntorch-model need --dataset (mnist, fsdd or multimodal)")
+    require(not (user and args.models_from), "--models-from takes the suite's models; leave it out with your own")
     overrides = {k: getattr(args, k) for k in ("epochs", "train_limit") if getattr(args, k) is not None}
-    return {"stds": sorted(set(args.stds)), "positions": list(dict.fromkeys(args.positions)),
-            "families": list(dict.fromkeys(args.families)), "modalities": list(dict.fromkeys(args.modalities)),
-            "seeds": args.seeds, "noise_mode": args.noise_mode, "seed": args.seed, "profile": args.profile,
-            "device": str(resolve_device(args.device)), "snn_steps": args.snn_steps or ModelSpec().steps,
-            "conversion_training": asdict(replace(recipes.CONVERSION, **overrides)),
-            "suite_training": asdict(replace(recipes.SUITE[args.profile], **overrides)), **chosen}
+    snn_steps = args.snn_steps or ModelSpec().steps
+    config = {"stds": sorted(set(args.stds)), "positions": list(dict.fromkeys(args.positions)),
+              "families": list(dict.fromkeys(args.families)),
+              "modalities": [DATASETS[args.dataset]] if user else list(dict.fromkeys(args.modalities)),
+              "noise_mode": args.noise_mode, "seed": args.seed, "profile": args.profile,
+              "device": str(resolve_device(args.device)), "snn_steps": snn_steps,
+              "models_from": args.models_from, "onnx_model": args.onnx_model, "snntorch_model": args.snntorch_model,
+              "dataset": args.dataset, "conversion_training": asdict(replace(recipes.CONVERSION, **overrides)),
+              "suite_training": asdict(replace(recipes.SUITE[args.profile], **overrides)), **chosen}
+    config["model_seeds"] = model_seeds(args, config)
+    if user:
+        check_user_models(config)
+    return config
+
+
+def model_seeds(args, config: dict) -> list[int]:
+    if config["onnx_model"] or config["snntorch_model"]:
+        return [0]  # a user's model is one trained model
+    if config["models_from"]:
+        from snnbench.engines.sweep_models import study_references
+
+        found = sorted({seed for _, _, seed in study_references(config["models_from"], config["snn_steps"])})
+        return found[:args.model_seeds] if args.model_seeds else found
+    return list(range(args.seed, args.seed + (args.model_seeds or 1)))
+
+
+def check_user_models(config: dict):
+    """A user's model must take the dataset's samples: one line naming both shapes if not."""
+    from snnbench.data import feature_size
+    from snnbench.errors import DataError
+
+    features = feature_size(config["modalities"][0])
+    if config["onnx_model"]:
+        import onnx
+
+        from snnbench.tracking.references import local_copy
+
+        path = local_copy(config["onnx_model"])
+        try:
+            graph = onnx.load(str(path / "model.onnx" if path.is_dir() else path)).graph
+        except Exception as exc:  # onnx raises several types on a file that is not a model
+            raise DataError(f"{config['onnx_model']} is not a readable ONNX model ({exc.__class__.__name__})") from None
+        dims = [d.dim_value for d in graph.input[0].type.tensor_type.shape.dim[1:]]
+        if all(dims) and int(np.prod(dims)) != features:
+            raise DataError(f"{config['onnx_model']} takes samples of shape {tuple(dims)} ({int(np.prod(dims))} "
+                            f"values), but --dataset {config['dataset']} has {features} features per sample")
 
 
 def subjects(config: dict) -> list:
-    """Every (family, model, modality) the sweep evaluates, in a stable order."""
+    """Every (family, model, modality, model seed) the sweep evaluates, in a stable order."""
+    if config.get("onnx_model") or config.get("snntorch_model"):
+        modality = config["modalities"][0]
+        own = [("ort-dnn", config["onnx_model"]), ("nengo-snn", config["onnx_model"]),
+               (SNN_ENGINE, config["snntorch_model"])]
+        return [Subject(family, "user", modality) for family, given in own if given and family in config["families"]]
     out = []
-    for family in config["families"]:
-        for modality in config["modalities"]:
-            if family == "snntorch-snn":
-                out.append(Subject(family, "multimodal", modality))
-                continue
-            if modality == "image":
-                out.append(Subject(family, "conversion-mlp", modality))
-            out.append(Subject(family, "multimodal", modality))
+    for seed in config.get("model_seeds", [config["seed"]]):
+        for family in config["families"]:
+            for modality in config["modalities"]:
+                if family != SNN_ENGINE and modality == "image":
+                    out.append(Subject(family, "conversion-mlp", modality, seed))
+                out.append(Subject(family, "multimodal", modality, seed))
     return out
 
 
@@ -132,18 +187,20 @@ def grid(subject: Subject, config: dict) -> list:
 # --------------------------------------------------------------------------- running the grid
 
 def result_keys(child: dict, config: dict) -> dict:
-    """The result-table key columns (snnbench.evaluation.harness.KEY_COLUMNS) of one child configuration."""
-    steps = {"ort-dnn": 1, "nengo-snn": config["steps"], "snntorch-snn": config["snn_steps"]}[child["family"]]
+    """The result-table key columns (snnbench.evaluation.harness.KEY_COLUMNS) of one child, and its model seed."""
+    steps = {"ort-dnn": 1, "nengo-snn": config["steps"], SNN_ENGINE: config["snn_steps"]}[child["family"]]
     return {"benchmark": BENCHMARK, "engine": child["family"], "model": child["model"], "modality": child["modality"],
             "method": "calibrated" if child["family"] == "nengo-snn" else "", "steps": steps,
             "noise_position": child["position"], "noise_std": child["std"], "noise_mode": child["noise_mode"],
-            "noise_seed": child["noise_seed"], "seed": config["seed"]}
+            "noise_seed": child["noise_seed"], "seed": config["seed"], "model_seed": child["model_seed"]}
 
 
-def evaluate(model, data, child: dict) -> dict:
-    """Every metric of one child configuration (the hook tests patch to interrupt a sweep)."""
+def evaluate(model, data, child: dict) -> tuple[dict, np.ndarray]:
+    """Every metric of one child configuration and which samples it got right (the unit of work;
+    tests patch it to interrupt a sweep)."""
     spec = NoiseSpec(child["std"], child["position"], child["noise_mode"], child["noise_seed"])
-    return harness.evaluate(model, data.x, data.y, spec)
+    logits = model.predict(np.asarray(data.x, np.float32), spec, 0)
+    return harness.score(model, logits, data.y, model.last_activity, spec), logits.argmax(1) == data.y
 
 
 def _row(child: dict, config: dict, measured: dict, clean: float, seconds: float, run_id: str, reused: bool) -> dict:
@@ -154,8 +211,26 @@ def _row(child: dict, config: dict, measured: dict, clean: float, seconds: float
 
 
 def _finished_row(run, child: dict, config: dict) -> dict:
+    import io
+
     m = run.data.metrics
-    return _row(child, config, m, m["clean_accuracy"], m.get("eval_seconds", float("nan")), run.info.run_id, True)
+    row = _row(child, config, m, m["clean_accuracy"], m.get("eval_seconds", float("nan")), run.info.run_id, True)
+    path = mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path=CORRECT)
+    row["correct"] = np.unpackbits(np.load(io.BytesIO(Path(path).read_bytes())))[:int(m["n"])].astype(bool)
+    return row
+
+
+def _log_child(row: dict, correct: np.ndarray, data, model_id: str | None):
+    """The child's metrics (linked to its model), the fields a user groups by as tags, its dataset
+    and per-sample correctness."""
+    logged = [*COLUMNS, "clean_accuracy", "accuracy_drop_pp", "eval_seconds"]
+    mlflow.log_metrics({**{k: row[k] for k in logged if np.isfinite(row[k])}, "noise_std": row["noise_std"]},
+                       model_id=model_id, dataset=tracking.log_dataset(data, "test"))
+    mlflow.set_tags({"engine": row["engine"], "model": row["model"], "modality": row["modality"],
+                     "position": row["noise_position"], "model_seed": str(row["model_seed"])})
+    with tempfile.TemporaryDirectory() as tmp:
+        np.save(Path(tmp) / CORRECT, np.packbits(correct))
+        mlflow.log_artifact(str(Path(tmp) / CORRECT))
 
 
 def run_subject(subject: Subject, build_model: Callable[[], harness.Model], data, config: dict, done: dict,
@@ -165,6 +240,7 @@ def run_subject(subject: Subject, build_model: Callable[[], harness.Model], data
     for them (the clean child is waited for at once: the others are measured against it).
     Metrics are linked to the logged model ``model_id``."""
     children, rows, clean, model = grid(subject, config), {}, None, None
+    several = len(config.get("model_seeds", [])) > 1
     for waiting in (False, True):
         for child in children:
             key = tracking.config_key(child)
@@ -172,19 +248,19 @@ def run_subject(subject: Subject, build_model: Callable[[], harness.Model], data
                 continue
             run = None
             if key not in done:
-                name = f"{subject.label} {child['position']} std={child['std']:g} seed={child['noise_seed']}"
+                name = (f"{subject.label}{f' model seed {subject.model_seed}' if several else ''} "
+                        f"{child['position']} std={child['std']:g} seed={child['noise_seed']}")
                 with tracking.claimed_child(name, child, device=device, data_checksums=data.checksums,
                                             wait=waiting or clean is None) as run:
                     if run is not None:
                         model = model or build_model()
                         started = time.perf_counter()
-                        measured = evaluate(model, data, child)
+                        measured, correct = evaluate(model, data, child)
                         seconds = time.perf_counter() - started
                         reference = measured["accuracy"] if child["position"] == "none" else clean
                         row = _row(child, config, measured, reference, seconds, run.info.run_id, False)
-                        logged = [*COLUMNS, "clean_accuracy", "accuracy_drop_pp", "eval_seconds"]
-                        mlflow.log_metrics({k: row[k] for k in logged if np.isfinite(row[k])},
-                                           model_id=model_id, dataset=tracking.log_dataset(data, "test"))
+                        _log_child(row, correct, data, model_id)
+                        row["correct"] = correct
             if run is None:
                 finished = done.get(key) or tracking.finished_child(child)
                 if finished is None:
@@ -225,77 +301,28 @@ def sweep(config: dict, models, device: str) -> list:
 
 # --------------------------------------------------------------------------- results
 
-def summaries(rows: list) -> dict:
-    """Robustness metrics per (family, model, modality, position), over the seed-averaged curve."""
-    out = {}
-    curves = sorted({(r["engine"], r["model"], r["modality"], r["noise_position"]) for r in rows if r["noise_position"] != "none"})
-    for family, model, modality, position in curves:
-        points = [r for r in rows if (r["engine"], r["model"], r["modality"], r["noise_position"]) ==
-                  (family, model, modality, position)]
-        stds = sorted({r["noise_std"] for r in points})
-        means = [np.mean([r["accuracy"] for r in points if r["noise_std"] == s]) for s in stds]
-        curve = robustness.Curve.from_points(stds, means, points[0]["clean_accuracy"])
-        out[f"{family}.{model}.{modality}.{position}"] = robustness.summarise(curve)
-    return out
-
-
-def markdown_table(rows: list) -> str:
-    """Mean accuracy (%) over seeds: one line per (family, model, modality, position), a column per std."""
-    stds = sorted({r["noise_std"] for r in rows if r["noise_position"] != "none"})
-    lines = ["| engine | model | modality | position | clean | " + " | ".join(f"std {s:g}" for s in stds) + " |",
-             "|" + "---|" * (5 + len(stds))]
-    keys = list(dict.fromkeys((r["engine"], r["model"], r["modality"], r["noise_position"]) for r in rows
-                              if r["noise_position"] != "none"))
-    for key in keys:
-        points = [r for r in rows if (r["engine"], r["model"], r["modality"], r["noise_position"]) == key]
-        cells = []
-        for s in stds:
-            values = [100 * r["accuracy"] for r in points if r["noise_std"] == s]
-            cells.append(f"{np.mean(values):.1f}" + (f" ± {np.std(values):.1f}" if len(values) > 1 else "")
-                         if values else "")
-        lines.append(f"| {' | '.join(key)} | {100 * points[0]['clean_accuracy']:.1f} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def log_results(rows: list, config: dict, out: Path):
-    """Table (CSV + MLflow table), plot and robustness summary (metrics + JSON) on the parent run."""
-    out.mkdir(parents=True, exist_ok=True)
-    table = harness.result_table(rows)
-    table.to_csv(out / "noise_sweep.csv", index=False)
-    mlflow.log_artifact(str(out / "noise_sweep.csv"))
-    harness.log_result_table(rows)
-    (out / "noise_sweep.md").write_text(markdown_table(rows) + "\n")
-    mlflow.log_artifact(str(out / "noise_sweep.md"))
-    robustness.plot_accuracy_vs_std([r for r in rows if r["noise_position"] != "none"], config["positions"],
-                                    out / "accuracy_vs_std.png",
-                                    title=f"noise_sweep ({config['profile']}, {config['noise_mode']} SNN noise)")
-    mlflow.log_artifact(str(out / "accuracy_vs_std.png"))
-    summary = summaries(rows)
-    (out / "robustness.json").write_text(json.dumps(summary, indent=1))
-    mlflow.log_artifact(str(out / "robustness.json"))
-    mlflow.log_metrics({f"{metric}.{curve}": value for curve, metrics in summary.items()
-                        for metric, value in metrics.items() if np.isfinite(value)})
-    mlflow.log_metrics({"children": len(rows), "children_reused": sum(r["reused"] for r in rows)})
-    return summary
+def run_name(config: dict) -> str:
+    """What the parent run is, as its name (under ``mlflow run`` too, instead of a random one)."""
+    if config["onnx_model"] or config["snntorch_model"]:
+        return f"noise_sweep {config['profile']}, your model on {config['dataset']}"
+    seeds = len(config["model_seeds"])
+    source = f" from run {config['models_from'][:8]}" if config["models_from"] else ""
+    return f"noise_sweep {config['profile']}, {seeds} model seed{'s' if seeds > 1 else ''}{source}"
 
 
 def run(args):
-    from snnbench.engines.sweep_models import Models
     from snnbench.device import resolve_device
+    from snnbench.engines.sweep_models import Models
 
     config = settings(args)
     device = resolve_device(args.device)
     models = Models(config, device)
     started, cpu_started = time.perf_counter(), time.process_time()
-    with tracking.benchmark_run(BENCHMARK, config, device=str(device), resume=True) as parent, \
+    with tracking.benchmark_run(BENCHMARK, config, device=str(device), resume=True, run_name=run_name(config)), \
             tempfile.TemporaryDirectory(prefix="snnbench-noise-sweep-") as out:
         models.prepare(subjects(config))
         rows = sweep(config, models, str(device))
-        log_results(rows, config, Path(out))
+        tables.log_results(rows, config, Path(out))
         # this invocation's times (training included; a resumed sweep logs its own)
         mlflow.log_metrics({"wall_seconds": time.perf_counter() - started,
                             "cpu_seconds": time.process_time() - cpu_started})
-    print(markdown_table(rows))
-    print(f"\nnoise_sweep: {len(rows)} runs ({sum(r['reused'] for r in rows)} reused) in "
-          f"{time.perf_counter() - started:.0f} s; parent run {parent.info.run_id} (experiment {BENCHMARK!r}, "
-          f"store {tracking.tracking_uri()})")

@@ -33,6 +33,8 @@ MODALITIES = ("image", "audio", "multimodal")
 REFERENCE_SNN = dict(family="snn", size="S", neuron="lif", reset="soft", steps=4)
 NOISES = {f"{position}/{std:g}": NoiseSpec(std, position) for std in (0.1, 5.0) for position in ("pre", "post")}
 CLEAN = "clean"
+STUDY_DOCUMENT = "study.json"    # the study's results: trainings, per-experiment means over seeds
+CLAIMS_DOCUMENT = "claims.json"  # its claims checked under the run's protocol (snnbench.benchmarks.claims)
 # The study's own figures that this repository records (reporting.MULTIMODAL_REFERENCE): the
 # multimodal SNN's best validation accuracy, ~99.9% at every size. Other figures are not recorded here.
 STUDY_VALUES = {("size", "multimodal", "snn", "S", "best_val_accuracy"): 0.999,
@@ -130,6 +132,20 @@ def summarise(rows: list[dict]) -> list[dict]:
 
 def results_document(rows: list[dict], meta: dict) -> dict:
     return {"meta": meta, "runs": rows, "summary": summarise(rows)}
+
+
+def result_row(row: dict, noise: str) -> dict:
+    """One training's test score under one evaluation noise, in the fixed result schema
+    (snnbench.evaluation.harness.RESULT_COLUMNS; accuracy with its Wilson interval)."""
+    test = row[f"test/{noise}"]
+    spec = NOISES.get(noise, NoiseSpec())
+    model = f"{row['family']} {row['size']}" + (f" {row['neuron']} {row['reset']}" if row["family"] == "snn" else "")
+    return {"benchmark": "multimodal_study", "engine": "snntorch-snn" if row["family"] == "snn" else "torch-dnn",
+            "model": model, "modality": row["modality"], "method": "", "steps": row["steps"] if row["family"] == "snn"
+            else 1, "noise_position": spec.position, "noise_std": spec.std, "noise_mode": spec.mode,
+            "noise_seed": spec.seed, "seed": row["seed"], "n": test["n"], "accuracy": test["accuracy"],
+            "accuracy_ci_low": test["ci_low"], "accuracy_ci_high": test["ci_high"],
+            "parameter_count": row["parameter_count"], "best_val_accuracy": row["best_val_accuracy"]}
 
 
 # --- the report section ------------------------------------------------------------------------

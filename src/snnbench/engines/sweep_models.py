@@ -1,119 +1,210 @@
-"""The noise sweep's models, each as a harness model of its engine (snnbench.evaluation.harness).
+"""The noise sweep's models under test, each as a harness model of its engine.
 
-Models are the other benchmarks' own, trained on first use and cached by configuration (so a
-sweep shares them with ``snnbench convert`` / ``snnbench multimodal`` run with the same settings):
+A :class:`Subject` is one model under test: the engine that runs it (``ort-dnn``, ``nengo-snn``,
+``snntorch-snn``), which trained model (``conversion-mlp``: the conversion study's MLP, image
+only; ``multimodal``: the snntorch suite's DNN or SNN of one modality; ``user``: a model the user
+brought), the modality and the model's training seed. Where its model comes from:
 
-* ``conversion-mlp``: the conversion study's MLP (snnbench.models.conversion), image only;
-* ``multimodal``: the snntorch suite's DNN (ort-dnn, nengo-snn) or SNN (snntorch-snn) of one
-  modality, in the suite's reference configuration (snnbench.models.multimodal).
+* trained here on first use by the training engine and cached by configuration (shared with
+  ``snnbench convert`` / ``snnbench multimodal`` run with the same settings);
+* ``models_from``: the children of a ``multimodal_study`` run (its 200-epoch models, by reference:
+  the size-S DNN and the reference SNN of each modality and seed);
+* ``onnx_model`` / ``snntorch_model``: the user's DNN (an ONNX file) and SNN (a logged MLflow
+  PyTorch model).
 
-DNNs run in ONNX Runtime with the noise inserted into a copy of their graph (snnbench.conversion.onnx_noise)
-and, converted by the calibrated method on their own training data, in Nengo
-(snnbench.engines.runners.NengoRunner adds the same draws itself).
+DNNs run in ONNX Runtime with the noise inserted into a copy of their graph
+(:mod:`snnbench.conversion.onnx_noise`) and, converted by the calibrated method on their own
+training data, in Nengo (:class:`snnbench.engines.runners.NengoRunner` adds the same draws itself).
 """
 
+import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
+from snnbench.errors import DataError
 from snnbench.training.suite import log_trained_model
 
+SNN_ENGINE = "snntorch-snn"
+
+
+@dataclass(frozen=True)
+class Subject:
+    family: str          # the engine: ort-dnn, nengo-snn, snntorch-snn
+    model: str           # conversion-mlp, multimodal, user
+    modality: str
+    model_seed: int = 0  # the trained model's seed
+
+    @property
+    def label(self) -> str:
+        return f"{self.family}/{self.model}/{self.modality}"
+
+    @property
+    def kind(self) -> str:
+        return "snn" if self.family == SNN_ENGINE else "dnn"
+
+
+def reference_spec(modality: str, family: str, snn_steps: int):
+    """The suite's model of a sweep: size S, and for an SNN the reference neuron (LIF, soft reset)."""
+    from snnbench.models.multimodal import ModelSpec
+
+    return ModelSpec(modality, "snn", steps=snn_steps) if family == "snn" else ModelSpec(modality, "dnn")
+
+
+def study_references(run_id: str, snn_steps: int) -> dict:
+    """(kind, modality, seed) -> ``models:/`` reference of a multimodal_study run's reference models."""
+    from snnbench.tracking.references import run_models
+
+    out = {}
+    for entry in run_models(run_id):
+        spec = reference_spec(entry["modality"], entry["family"], snn_steps).as_dict()
+        if all(str(value) == entry.get(name) for name, value in spec.items()):
+            out[(entry["family"], entry["modality"], int(entry["seed"]))] = entry["model"]
+    if not out:
+        raise DataError(f"run {run_id} holds no size-S DNN or reference SNN (LIF, soft reset, {snn_steps} steps); "
+                        "pass a multimodal_study run, or --snn-steps to match its SNNs")
+    return out
+
+
 class Models:
-    """Trained model folders (by name) and the predictors built from them."""
+    """Where each subject's model comes from, its engine model, and its MLflow model id."""
 
     def __init__(self, config: dict, device):
         self.config = config
         self.device = device
         self.folders = {}
         self.model_ids = {}
+        self.references = (study_references(config["models_from"], config["snn_steps"])
+                           if config.get("models_from") else {})
 
-    @staticmethod
-    def name(subject) -> str:
-        if subject.model == "conversion-mlp":
-            return "conversion-mlp"
-        return f"multimodal-{'snn' if subject.family == 'snntorch-snn' else 'dnn'}-{subject.modality}"
+    def name(self, subject: Subject) -> str:
+        name = {"conversion-mlp": "conversion-mlp", "user": f"user-{subject.kind}"}.get(
+            subject.model, f"multimodal-{subject.kind}-{subject.modality}")
+        return name + (f"-seed{subject.model_seed}" if len(self.config["model_seeds"]) > 1 else "")
 
-    def folder(self, subject) -> Path:
+    def reference(self, subject: Subject) -> str | None:
+        """The store reference (or user file) of a model trained elsewhere, or None."""
+        if subject.model == "user":
+            return self.config["snntorch_model" if subject.kind == "snn" else "onnx_model"]
+        if subject.model == "multimodal" and self.references:
+            key = (subject.kind, subject.modality, subject.model_seed)
+            if key not in self.references:
+                raise DataError(f"run {self.config['models_from']} has no {subject.kind} model of modality "
+                                f"{subject.modality} and seed {subject.model_seed}")
+            return self.references[key]
+        return None
+
+    def folder(self, subject: Subject) -> Path:
+        """A local folder (or file) of the subject's model, trained first if it is missing."""
         name = self.name(subject)
         if name not in self.folders:
-            if subject.model == "conversion-mlp":
+            reference = self.reference(subject)
+            if reference is not None:
+                from snnbench.tracking.references import local_copy
+
+                self.folders[name] = local_copy(reference)
+            elif subject.model == "conversion-mlp":
                 from snnbench.training.conversion import trained_conversion_model
 
                 t = self.config["conversion_training"]
                 self.folders[name] = trained_conversion_model("mlp", t["epochs"], t["lr"], t["batch_size"],
-                                                              self.config["seed"], t["train_limit"] or None)
+                                                              subject.model_seed, t["train_limit"] or None)
             else:
                 from snnbench.training.suite import trained_multimodal_model
 
-                self.folders[name] = trained_multimodal_model(self.spec(subject), self.train_settings(),
-                                                              self.device)
+                self.folders[name] = trained_multimodal_model(
+                    reference_spec(subject.modality, subject.kind, self.config["snn_steps"]),
+                    self.train_settings(subject.model_seed), self.device)
         return self.folders[name]
 
-    def spec(self, subject):
-        from snnbench.models.multimodal import ModelSpec
+    def onnx_file(self, subject: Subject) -> Path:
+        path = self.folder(subject)
+        return path / "model.onnx" if path.is_dir() else path
 
-        if subject.family == "snntorch-snn":
-            return ModelSpec(subject.modality, "snn", steps=self.config["snn_steps"])
-        return ModelSpec(subject.modality, "dnn")
-
-    def train_settings(self):
+    def train_settings(self, seed: int):
         from snnbench.training.suite import TrainSettings
 
         t = self.config["suite_training"]
         return TrainSettings(epochs=t["epochs"], lr=t["lr"], batch_size=t["batch_size"], train_limit=t["train_limit"],
-                             seed=self.config["seed"])
+                             seed=seed)
 
     def prepare(self, subjects: list):
-        """Train (or fetch) every model the sweep needs; log each as an MLflow model of the
-        active (parent) run (its id in ``model_ids``, by name)."""
+        """Fetch (or train) every model the sweep needs. A model trained here is logged as an
+        MLflow model of the active (parent) run; a referenced one keeps its own id. Ids by name
+        in ``model_ids`` (None for a user's file)."""
         for subject in tqdm(subjects, desc="models", unit="model", dynamic_ncols=True):
             name = self.name(subject)
-            if name not in self.model_ids:
-                self.model_ids[name] = log_trained_model(self.folder(subject), name)
+            if name in self.model_ids:
+                continue
+            folder, reference = self.folder(subject), self.reference(subject)
+            if reference is None:
+                self.model_ids[name] = log_trained_model(folder, name)
+            else:
+                self.model_ids[name] = reference.removeprefix("models:/") if reference.startswith("models:/") else None
 
-    def model(self, subject):
+    def model(self, subject: Subject):
         """The subject as a harness model (snnbench.evaluation.harness) of its engine."""
-        from snnbench.engines.models import OrtModel
+        from snnbench.engines.models import OrtModel, SnntorchModel
 
-        folder = self.folder(subject)
         if subject.family == "ort-dnn":
-            return OrtModel(folder / "model.onnx")
+            return OrtModel(self.onnx_file(subject))
         if subject.family == "nengo-snn":
-            return nengo_model(folder, self.config, self.training_inputs(subject))
-        return snntorch_model(folder, self.device, self.config["seed"])
+            return nengo_model(self.onnx_file(subject), self.config, self.training_inputs(subject))
+        return SnntorchModel(self.torch_module(subject), self.device, seed=self.config["seed"])
 
-    def training_inputs(self, subject) -> np.ndarray:
+    def torch_module(self, subject: Subject):
+        """The SNN as a torch module: from the cache's ``state.pt``, or a logged PyTorch model."""
+        folder = self.folder(subject)
+        if (folder / "state.pt").exists():
+            from snnbench.training.suite import load_trained_multimodal
+
+            return load_trained_multimodal(folder)[0]
+        import sys
+
+        import mlflow.pytorch
+
+        path = list(sys.path)
+        try:
+            return mlflow.pytorch.load_model(str(folder), map_location="cpu").eval()
+        finally:
+            sys.path[:] = path  # loading puts the model's code folder first on the path
+
+    def training_inputs(self, subject: Subject) -> np.ndarray:
         """The inputs the subject's DNN was trained on (its calibration set is drawn from them):
-        the conversion MLP's MNIST training part, or the suite's training part of its modality."""
+        the conversion MLP's MNIST training part, the suite model's training part (as its
+        ``config.json`` says, for a model trained elsewhere), or, for a user's model, the
+        training part of the dataset's training split."""
+        from snnbench.training.suite import TrainSettings, training_data
+
         if subject.model == "conversion-mlp":
             from snnbench.conversion.calibration import mnist_training_images
 
-            return mnist_training_images(self.config["seed"])
-        from snnbench.training.suite import training_data
+            return mnist_training_images(subject.model_seed)
+        settings = self.train_settings(subject.model_seed)
+        folder = self.folder(subject)
+        # a cached model's configuration, or a logged model's copy of it (MLflow's extra_files/)
+        config = next((c for c in (folder / "config.json", folder / "extra_files" / "config.json") if c.exists()), None)
+        if subject.model == "multimodal" and config is not None:
+            settings = TrainSettings(**json.loads(config.read_text())["training"])
+        elif subject.model == "user":
+            settings = TrainSettings(seed=self.config["seed"])
+        return training_data(subject.modality, settings)[0].x
 
-        return training_data(subject.modality, self.train_settings())[0].x
 
-
-def nengo_model(folder: Path, config: dict, training_inputs: np.ndarray):
+def nengo_model(model_path: Path, config: dict, training_inputs: np.ndarray):
     """The DNN converted to a spiking Nengo network by the calibrated method (snnbench.conversion.calibration:
     IF neurons, each layer's rate scale from its activations on ``training_inputs``, the DNN's own
     training data), as a harness model. Pre / post noise reaches the neurons in the units of the
     DNN's pre-activation / activation (a neuron's output averages its activation over the steps).
     Its simulators are built once per noise position and given each further std / seed at run time."""
     from snnbench.conversion.calibration import Calibration, calibrate
-    from snnbench.engines.models import NengoModel
     from snnbench.conversion.onnx_io import load_any
+    from snnbench.engines.models import NengoModel
     from snnbench.engines.runners import SimConfig
 
-    model = load_any(folder)
+    model = load_any(model_path)
     sim = SimConfig(steps=config["steps"], seed=config["seed"])
     layers, _ = calibrate(model, training_inputs, Calibration(seed=config["seed"]), sim.dt)
     return NengoModel(model, layers, sim)
-
-
-def snntorch_model(folder: Path, device, seed: int):
-    from snnbench.engines.models import SnntorchModel
-    from snnbench.training.suite import load_trained_multimodal
-
-    return SnntorchModel(load_trained_multimodal(folder)[0], device, seed=seed)

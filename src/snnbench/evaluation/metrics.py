@@ -67,6 +67,24 @@ def seed_interval(values) -> tuple[float, float, float]:
     return mean, float(mean - half), float(mean + half)
 
 
+def paired_difference(correct_a, correct_b, resamples: int = 2000, seed: int = 0) -> tuple[float, float, float]:
+    """Accuracy of A minus accuracy of B on the same samples under the same noise draws, with a
+    95% paired-bootstrap interval (percentile; samples resampled, each sample's A-B difference
+    kept whole). ``correct_*``: bool arrays (repeats, n) or (n,), row r of A paired with row r of
+    B (repeats: noise seeds, model seeds); a sample's difference is its mean over the repeats."""
+    a = np.atleast_2d(np.asarray(correct_a, np.float64))
+    b = np.atleast_2d(np.asarray(correct_b, np.float64))
+    if a.shape != b.shape or a.shape[1] == 0:
+        raise ValueError(f"paired samples need equal, non-empty shapes, got {a.shape} and {b.shape}")
+    per_sample = (a - b).mean(axis=0)
+    n = len(per_sample)
+    rng = np.random.default_rng(seed)
+    means = np.concatenate([per_sample[rng.integers(0, n, (min(200, resamples - i), n))].mean(axis=1)
+                            for i in range(0, resamples, 200)])
+    low, high = np.percentile(means, [2.5, 97.5])
+    return float(per_sample.mean()), float(low), float(high)
+
+
 class Metric:
     """``metric(model, logits, labels, activity) -> {column: value}``; a metric with
     ``needs_activity`` reads ``activity`` and is NaN for a model that recorded none."""

@@ -17,7 +17,6 @@ from snnbench.evaluation import plots
 from snnbench.reporting.commands import command_line
 from snnbench.errors import SnnbenchError
 from snnbench.evaluation.harness import RESULT_TABLE
-from snnbench.evaluation.metrics import seed_interval
 from snnbench.tracking.runstore import FoundRun, RunStore
 
 # The reference studies' figures (the only ones the report cites).
@@ -32,7 +31,7 @@ DEVICE_TAG = "snnbench.device"  # the device a run actually used (its 'device' p
 
 # Params shown as each section's scale (those a run logged; others are skipped).
 SCALE_PARAMS = ("profile", "seed", "seeds", "arch", "method", "epochs", "train_limit", "test_limit", "test_images", "steps",
-                "snn_steps", "n_trials", "val_samples",
+                "snn_steps", "model_seeds", "models_from", "n_trials", "val_samples",
                 "threads", "warmup", "repeats")
 
 
@@ -235,18 +234,17 @@ def other_networks(ctx: Context) -> list:
 def multimodal_section(ctx: Context) -> list:
     """The whole study grid from the newest ``multimodal_study`` run: its results document, each of
     the study's experiments as a table and a figure (snnbench.benchmarks.study)."""
-    import json
-
-    from snnbench.benchmarks.study import study_report
+    from snnbench.benchmarks.study import STUDY_DOCUMENT, study_report
+    from snnbench.reporting.claims_section import study_document
 
     run = ctx.store.latest("multimodal_study")
     if run is None:
         return ["## Multimodal study", "", f"_No runs yet: run `{STUDY_COMMAND}` (on a GPU)._", ""]
-    text = run.artifact_text("results.json")
-    if text is None:
-        return ["## Multimodal study", ""] + unreadable(run, "results.json")
+    document = study_document(run)
+    if document is None:
+        return ["## Multimodal study", ""] + unreadable(run, STUDY_DOCUMENT)
     ctx.use(run)
-    markdown = study_report(json.loads(text), ctx.figures, f"{ctx.link_prefix}/")
+    markdown = study_report(document, ctx.figures, f"{ctx.link_prefix}/")
     return [markdown, "", MULTIMODAL_REFERENCE["text"], "", scale_line([run]), ""]
 
 
@@ -266,39 +264,41 @@ def logged_table(ctx: Context, experiment: str, artifact: str, needed: set):
 NOISE_CURVE = ("engine", "model", "modality", "noise_position")  # one table row / plotted line each
 
 
-def noise_cell(points: list) -> str:
-    """Accuracy at one std: one noise seed, its Wilson interval; several, the mean and t-interval over seeds."""
-    if len(points) == 1:
-        return with_interval(points[0])
-    mean, low, high = seed_interval(p["accuracy"] for p in points)
-    return f"{pct(mean)} [{100 * low:.2f}, {100 * high:.2f}]"
-
-
 def noise_section(ctx: Context) -> list:
     title = "Noise sweep: DNN (ONNX Runtime) vs converted Nengo SNN vs snntorch SNN"
     lines = [f"## {title}", "", "Test accuracy under Gaussian noise, the same draws for every engine, in the units of "
              "the activation they stand for. Position: input, pre (a hidden layer's input current) or post (its "
-             "output). Cells: accuracy [95% interval]; over noise seeds where there are several.", ""]
+             "output). Cells: accuracy (%) averaged over noise seeds, then the mean over model seeds with its "
+             "t-interval (one model seed: the Wilson interval). Gaps: DNN minus SNN accuracy on the same samples "
+             "and draws, a paired bootstrap over samples (95%).", ""]
     run = ctx.store.latest("noise_sweep")
     if run is None:
         return lines + missing("noise_sweep")
     ctx.use(run)
-    records, problem = results(ctx, run)
-    if problem:
-        return lines + problem
-    noisy = [r for r in records if r["noise_position"] != "none"]
-    stds = sorted({r["noise_std"] for r in noisy})
-    curves = list(dict.fromkeys(tuple(r[c] for c in NOISE_CURVE) for r in noisy))
+    cells, gaps = run.table("noise_cells.json"), run.table("paired_gaps.json")
+    if cells is None or cells.empty:
+        return lines + unreadable(run, "noise_cells.json")
+    cells = cells.to_dict("records")
+    noisy = [c for c in cells if c["noise_position"] != "none"]
+    clean = {tuple(c[k] for k in NOISE_CURVE[:3]): c for c in cells if c["noise_position"] == "none"}
+    stds = sorted({c["noise_std"] for c in noisy})
     rows, panels = [], {}
-    for key in curves:
-        points = [r for r in noisy if tuple(r[c] for c in NOISE_CURVE) == key]
-        by_std = {s: [p for p in points if p["noise_std"] == s] for s in stds}
-        rows.append(list(key) + [noise_cell(by_std[s]) if by_std[s] else "" for s in stds])
-        kept = [s for s in stds if by_std[s]]
-        panel = f"{key[2]} / {key[3]}"
-        panels.setdefault(panel, {})[f"{key[0]} {key[1]}"] = (
-            kept, [100 * seed_interval(p["accuracy"] for p in by_std[s])[0] for s in kept])
-    lines += markdown_table(list(NOISE_CURVE) + [f"std {s:g}" for s in stds], rows) + [""]
+    for key in dict.fromkeys(tuple(c[k] for k in NOISE_CURVE) for c in noisy):
+        by_std = {c["noise_std"]: c for c in noisy if tuple(c[k] for k in NOISE_CURVE) == key}
+        base = clean.get(key[:3])
+        rows.append(list(key) + [with_interval(base) if base else "–"]
+                    + [with_interval(by_std[s]) if s in by_std else "" for s in stds])
+        kept = [s for s in stds if s in by_std]
+        panels.setdefault(f"{key[2]} / {key[3]}", {})[f"{key[0]} {key[1]}"] = (
+            kept, [100 * by_std[s]["accuracy"] for s in kept])
+    lines += markdown_table(list(NOISE_CURVE) + ["clean"] + [f"std {s:g}" for s in stds], rows) + [""]
+    if gaps is not None and not gaps.empty:
+        lines += ["Paired differences (DNN minus SNN, points [95% interval]; repeats = model seeds x noise seeds):", ""]
+        gap_rows = [[g["dnn"], g["snn"], g["model"], g["modality"], g["noise_position"], f"{g['noise_std']:g}",
+                     f"{g['gap_pp']:+.2f} [{g['ci_low_pp']:+.2f}, {g['ci_high_pp']:+.2f}]", str(g["repeats"])]
+                    for g in gaps.to_dict("records")]
+        lines += markdown_table(["DNN", "SNN", "model", "modality", "position", "std", "gap", "repeats"], gap_rows)
+        lines += [""]
     path, link = ctx.figure("noise_sweep.png")
     plots.line_panels(panels, path, xlabel="noise std", ylabel="test accuracy (%)", title=title, logx=False)
     lines += [f"![{title}]({link})", ""]
@@ -343,7 +343,13 @@ def throughput_section(ctx: Context) -> list:
     return lines + [scale_line([run]), ""]
 
 
-SECTIONS = (conversion_section, multimodal_section, noise_section, throughput_section)
+def claims_section(ctx: Context) -> list:
+    from snnbench.reporting.claims_section import claims_lines
+
+    return claims_lines(ctx, markdown_table, scale_line, reference_mlp)
+
+
+SECTIONS = (conversion_section, multimodal_section, claims_section, noise_section, throughput_section)
 
 
 # --- the report --------------------------------------------------------------------------------

@@ -206,6 +206,8 @@ def benchmark_run(benchmark: str, params: dict, *, device: str = "cpu", run_name
     with mlflow.start_run(run_id=run_id, run_name=run_name, log_system_metrics=_system_metrics(device)) as run, \
             _Heartbeat(run.info.run_id):
         mlflow.set_tags({SWEEP_KEY: key, "snnbench.benchmark": benchmark})
+        if run_name:  # under `mlflow run` too, whose run has a random name
+            mlflow.set_tag("mlflow.runName", run_name)
         _log_params(params)
         _log_environment(device, data_checksums)
         yield run

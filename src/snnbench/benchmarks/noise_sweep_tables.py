@@ -1,0 +1,151 @@
+"""The noise sweep's results: cells over model seeds, paired DNN-vs-SNN differences, robustness.
+
+* **Cells**: per (engine, model, modality, position, std): the accuracy averaged over noise seeds
+  for each model seed, then the mean over model seeds with its Student-t 95% interval (one model
+  seed: the Wilson interval of the pooled test samples).
+* **Paired differences** (DNN minus SNN, in points): both engines ran on the same samples under
+  the same noise draws, so the difference of each sample's correctness is taken, averaged over
+  model seeds and noise seeds, and its 95% interval comes from a paired bootstrap over samples
+  (:func:`snnbench.evaluation.metrics.paired_difference`). Pairs: the ORT DNN against its own
+  conversion in Nengo, and against the snntorch SNN of the same modality (the suite's model).
+* **Robustness**: AUC, drops and tolerated std of the seed-averaged accuracy-vs-std curves.
+
+The parent run keeps a few summary metrics (per engine: mean clean accuracy and mean AUC; the
+mean paired gap per pair); the rest is in its logged tables.
+"""
+
+import json
+from pathlib import Path
+
+import mlflow
+import numpy as np
+
+from snnbench.evaluation import harness, robustness
+from snnbench.evaluation.metrics import paired_difference, seed_interval, wilson_interval
+
+CURVE = ("engine", "model", "modality", "noise_position")
+PAIRS = (("ort-dnn", "nengo-snn"), ("ort-dnn", "snntorch-snn"))
+
+
+def _key(row: dict, columns) -> tuple:
+    return tuple(row[c] for c in columns)
+
+
+def cells(rows: list) -> list[dict]:
+    """One cell per (engine, model, modality, position, std): mean over model seeds and its interval."""
+    out = []
+    for key in dict.fromkeys(_key(r, (*CURVE, "noise_std")) for r in rows):
+        points = [r for r in rows if _key(r, (*CURVE, "noise_std")) == key]
+        seeds = sorted({r["model_seed"] for r in points})
+        per_seed = [np.mean([r["accuracy"] for r in points if r["model_seed"] == s]) for s in seeds]
+        mean, low, high = seed_interval(per_seed)
+        if len(seeds) == 1:
+            n = sum(r["n"] for r in points)
+            low, high = wilson_interval(int(round(sum(r["accuracy"] * r["n"] for r in points))), int(n))
+        out.append({**dict(zip((*CURVE, "noise_std"), key)), "accuracy": mean, "accuracy_ci_low": low, "accuracy_ci_high": high,
+                    "model_seeds": len(seeds), "noise_seeds": len({r["noise_seed"] for r in points})})
+    return out
+
+
+def paired_gaps(rows: list, seed: int = 0) -> list[dict]:
+    """DNN minus SNN accuracy for every pair of engines that ran the same samples and draws."""
+    out = []
+    by_key = {}
+    for r in rows:
+        by_key.setdefault((r["engine"], r["model"], r["modality"], r["noise_position"], r["noise_std"]), []).append(r)
+    for (engine, model, modality, position, std), dnn_rows in by_key.items():
+        for first, second in PAIRS:
+            if engine != first or (second, model, modality, position, std) not in by_key:
+                continue
+            if second == "snntorch-snn" and model == "conversion-mlp":
+                continue
+            snn = {(r["model_seed"], r["noise_seed"]): r for r in by_key[(second, model, modality, position, std)]}
+            both = sorted(k for k in ((r["model_seed"], r["noise_seed"]) for r in dnn_rows) if k in snn)
+            dnn = {(r["model_seed"], r["noise_seed"]): r for r in dnn_rows}
+            mean, low, high = paired_difference([dnn[k]["correct"] for k in both], [snn[k]["correct"] for k in both],
+                                                seed=seed)
+            out.append({"dnn": first, "snn": second, "model": model, "modality": modality, "noise_position": position,
+                        "noise_std": std, "gap_pp": 100 * mean, "ci_low_pp": 100 * low, "ci_high_pp": 100 * high,
+                        "repeats": len(both), "n": len(dnn[both[0]]["correct"])})
+    return out
+
+
+def summaries(rows: list) -> dict:
+    """Robustness metrics per (family, model, modality, position), over the seed-averaged curve."""
+    out = {}
+    for family, model, modality, position in sorted({_key(r, CURVE) for r in rows if r["noise_position"] != "none"}):
+        points = [r for r in rows if _key(r, CURVE) == (family, model, modality, position)]
+        stds = sorted({r["noise_std"] for r in points})
+        means = [np.mean([r["accuracy"] for r in points if r["noise_std"] == s]) for s in stds]
+        curve = robustness.Curve.from_points(stds, means, float(np.mean([r["clean_accuracy"] for r in points])))
+        out[f"{family}.{model}.{modality}.{position}"] = robustness.summarise(curve)
+    return out
+
+
+def _pct(value: float) -> str:
+    return f"{100 * value:.2f}" if np.isfinite(value) else "–"
+
+
+def markdown(cell_rows: list, gaps: list) -> str:
+    """Cells (accuracy % [95% interval]) and paired gaps (points [95% interval]) as two tables."""
+    stds = sorted({c["noise_std"] for c in cell_rows if c["noise_position"] != "none"})
+    lines = ["| engine | model | modality | position | clean | " + " | ".join(f"std {s:g}" for s in stds) + " |",
+             "|" + "---|" * (5 + len(stds))]
+    clean = {_key(c, CURVE[:3]): c for c in cell_rows if c["noise_position"] == "none"}
+    for key in dict.fromkeys(_key(c, CURVE) for c in cell_rows if c["noise_position"] != "none"):
+        by_std = {c["noise_std"]: c for c in cell_rows if _key(c, CURVE) == key}
+        base = clean.get(key[:3])
+        cells_text = [f"{_pct(by_std[s]['accuracy'])} [{_pct(by_std[s]['accuracy_ci_low'])}, {_pct(by_std[s]['accuracy_ci_high'])}]"
+                      if s in by_std else "" for s in stds]
+        lines.append(f"| {' | '.join(map(str, key))} | {_pct(base['accuracy']) if base else '–'} | "
+                     + " | ".join(cells_text) + " |")
+    lines += ["", "Paired differences, DNN minus SNN (points, 95% paired-bootstrap interval over samples):", "",
+              "| DNN | SNN | model | modality | position | std | gap [95% CI] | repeats |", "|---|---|---|---|---|---|---|---|"]
+    for g in gaps:
+        lines.append(f"| {g['dnn']} | {g['snn']} | {g['model']} | {g['modality']} | {g['noise_position']} | "
+                     f"{g['noise_std']:g} | {g['gap_pp']:+.2f} [{g['ci_low_pp']:+.2f}, {g['ci_high_pp']:+.2f}] | "
+                     f"{g['repeats']} |")
+    return "\n".join(lines)
+
+
+def parent_metrics(rows: list, summary: dict, gaps: list) -> dict:
+    """The few summary metrics the parent run carries (the rest is in its tables)."""
+    out = {"children": len(rows), "children_reused": sum(r["reused"] for r in rows)}
+    for engine in dict.fromkeys(r["engine"] for r in rows):
+        clean = [r["accuracy"] for r in rows if r["engine"] == engine and r["noise_position"] == "none"]
+        aucs = [s["auc"] for k, s in summary.items() if k.startswith(f"{engine}.") and np.isfinite(s["auc"])]
+        out[f"clean_accuracy.{engine}"] = float(np.mean(clean))
+        if aucs:
+            out[f"mean_auc.{engine}"] = float(np.mean(aucs))
+    for first, second in PAIRS:
+        values = [g["gap_pp"] for g in gaps if (g["dnn"], g["snn"]) == (first, second)]
+        if values:
+            out[f"mean_gap_pp.{first}-vs-{second}"] = float(np.mean(values))
+    return out
+
+
+def log_results(rows: list, config: dict, out: Path) -> dict:
+    """Tables (result rows, cells, paired gaps, robustness), markdown, plot and a few metrics on the parent."""
+    out.mkdir(parents=True, exist_ok=True)
+    plain = [{k: v for k, v in r.items() if k != "correct"} for r in rows]
+    table = harness.result_table(plain)
+    table.to_csv(out / "noise_sweep.csv", index=False)
+    mlflow.log_artifact(str(out / "noise_sweep.csv"))
+    harness.log_result_table(plain)
+    cell_rows, gaps = cells(plain), paired_gaps(rows, config["seed"])
+    import pandas as pd
+
+    mlflow.log_table(pd.DataFrame(cell_rows), "noise_cells.json")
+    if gaps:
+        mlflow.log_table(pd.DataFrame(gaps), "paired_gaps.json")
+    (out / "noise_sweep.md").write_text(markdown(cell_rows, gaps) + "\n")
+    mlflow.log_artifact(str(out / "noise_sweep.md"))
+    robustness.plot_accuracy_vs_std([r for r in plain if r["noise_position"] != "none"], config["positions"],
+                                    out / "accuracy_vs_std.png",
+                                    title=f"noise_sweep ({config['profile']}, {config['noise_mode']} SNN noise)")
+    mlflow.log_artifact(str(out / "accuracy_vs_std.png"))
+    summary = summaries(plain)
+    (out / "robustness.json").write_text(json.dumps(summary, indent=1))
+    mlflow.log_artifact(str(out / "robustness.json"))
+    mlflow.log_metrics(parent_metrics(plain, summary, gaps))
+    return summary
