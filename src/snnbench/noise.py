@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from snnbench.errors import SnnbenchError
+from snnbench.errors import ConfigError
 
 POSITIONS = ("none", "input", "pre", "post")
 NOISE_MODES = ("per_step", "frozen")
@@ -33,11 +33,11 @@ class NoiseSpec:
 
     def __post_init__(self):
         if self.position not in POSITIONS:
-            raise SnnbenchError(f"unknown noise position {self.position!r}; use one of {', '.join(POSITIONS)}")
+            raise ConfigError(f"unknown noise position {self.position!r}; use one of {', '.join(POSITIONS)}")
         if self.mode not in NOISE_MODES:
-            raise SnnbenchError(f"unknown noise mode {self.mode!r}; use one of {', '.join(NOISE_MODES)}")
+            raise ConfigError(f"unknown noise mode {self.mode!r}; use one of {', '.join(NOISE_MODES)}")
         if not np.isfinite(self.std) or self.std < 0:
-            raise SnnbenchError(f"noise std must be a finite number >= 0, got {self.std}")
+            raise ConfigError(f"noise std must be a finite number >= 0, got {self.std}")
 
     @property
     def active(self) -> bool:

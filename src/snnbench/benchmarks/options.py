@@ -2,7 +2,7 @@
 
 import argparse
 
-from snnbench.errors import SnnbenchError
+from snnbench.errors import ConfigError
 from snnbench.training.recipes import PROFILES
 
 
@@ -80,7 +80,7 @@ def positive(kind=float):
 
 def require(condition: bool, message: str):
     if not condition:
-        raise SnnbenchError(message)
+        raise ConfigError(message)
 
 
 def add_calibration_arguments(group):

@@ -13,7 +13,7 @@ import tempfile
 import urllib.request
 from pathlib import Path
 
-from snnbench.errors import SnnbenchError
+from snnbench.errors import DataError, SnnbenchError
 
 DATA_ENV = "SNNBENCH_DATA"
 CACHE_ENV = "SNNBENCH_CACHE"
@@ -58,7 +58,7 @@ def download(urls: list[str], dest: Path, check) -> Path:
             failures.append(f"{url}: {exc}")
         finally:
             tmp.unlink(missing_ok=True)
-    raise SnnbenchError(f"could not download {dest.name} ({'; '.join(failures)}); "
+    raise DataError(f"could not download {dest.name} ({'; '.join(failures)}); "
                         f"copy the file into {dest.parent} or set {DATA_ENV} to a folder that has it")
 
 

@@ -19,7 +19,7 @@ from scipy import signal
 from scipy.io import wavfile
 
 from snnbench.data.download import data_root, download, missing_file_error
-from snnbench.errors import SnnbenchError
+from snnbench.errors import ConfigError, DataError
 
 COMMIT = "26eb9aaf76e81b692f806f9140c2d2777410d7a1"
 ARCHIVE_URLS = (
@@ -73,7 +73,7 @@ def _extract_archive(archive: Path, folder: Path):
                 (tmp / Path(member).name).write_bytes(zf.read(member))
     names = os.listdir(tmp)
     if manifest_digest(tmp, names) != MANIFEST_SHA256:
-        raise SnnbenchError(f"downloaded FSDD archive {archive} does not match the expected "
+        raise DataError(f"downloaded FSDD archive {archive} does not match the expected "
                             f"recordings; delete it and try again")
     os.replace(tmp, folder)
 
@@ -97,11 +97,11 @@ def recordings_folder() -> Path:
 def _verified_recordings(folder: Path) -> tuple[str, ...]:
     names = sorted(n for n in os.listdir(folder) if n.endswith(".wav"))
     if len(names) != N_RECORDINGS:
-        raise SnnbenchError(f"FSDD folder {folder} holds {len(names)} wav files, expected "
+        raise DataError(f"FSDD folder {folder} holds {len(names)} wav files, expected "
                             f"{N_RECORDINGS}; restore the missing recordings or point "
                             f"SNNBENCH_DATA at a complete copy")
     if manifest_digest(folder, names) != MANIFEST_SHA256:
-        raise SnnbenchError(f"FSDD recordings in {folder} differ from the canonical ones "
+        raise DataError(f"FSDD recordings in {folder} differ from the canonical ones "
                             f"(commit {COMMIT[:8]}); replace the folder with a fresh copy")
     return tuple(names)
 
@@ -121,9 +121,9 @@ def _read_wav(path: Path) -> np.ndarray:
     try:
         rate, data = wavfile.read(path)
     except ValueError as exc:
-        raise SnnbenchError(f"FSDD recording {path} is unreadable ({exc}); replace it") from None
+        raise DataError(f"FSDD recording {path} is unreadable ({exc}); replace it") from None
     if rate != SAMPLE_RATE or data.ndim != 1:
-        raise SnnbenchError(f"FSDD recording {path} is not mono {SAMPLE_RATE} Hz; replace it")
+        raise DataError(f"FSDD recording {path} is not mono {SAMPLE_RATE} Hz; replace it")
     return data
 
 
@@ -131,7 +131,7 @@ def _read_wav(path: Path) -> np.ndarray:
 def load_fsdd(split: str, config: SpectrogramConfig = SpectrogramConfig()) -> AudioSet:
     """The official ``train`` (2,700) or ``test`` (300) split as spectrograms."""
     if split not in ("train", "test"):
-        raise SnnbenchError(f"unknown FSDD split {split!r}; use 'train' or 'test'")
+        raise ConfigError(f"unknown FSDD split {split!r}; use 'train' or 'test'")
     folder = recordings_folder()
     chosen = []
     for name in _verified_recordings(folder):

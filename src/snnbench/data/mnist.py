@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from snnbench.data.download import data_root, download, file_digest, missing_file_error
-from snnbench.errors import SnnbenchError
+from snnbench.errors import ConfigError, DataError
 
 MIRRORS = (
     "https://ossci-datasets.s3.amazonaws.com/mnist/",
@@ -54,7 +54,7 @@ def mnist_file(name: str) -> Path:
         return download([m + name for m in MIRRORS], path, lambda p: _checksum_problem(p, FILES[name]))
     problem = _checksum_problem(path, FILES[name])
     if problem:
-        raise SnnbenchError(f"MNIST file {path} is corrupt ({problem}); delete it to download "
+        raise DataError(f"MNIST file {path} is corrupt ({problem}); delete it to download "
                             f"it again, or replace it with the canonical file")
     return path
 
@@ -64,7 +64,7 @@ def _read_idx(path: Path, ndim: int) -> np.ndarray:
         raw = handle.read()
     magic = int.from_bytes(raw[:4], "big")
     if magic != 0x0800 + ndim:
-        raise SnnbenchError(f"{path} is not an IDX file of {ndim} dimensions (magic {magic:#x})")
+        raise DataError(f"{path} is not an IDX file of {ndim} dimensions (magic {magic:#x})")
     shape = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
     return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
 
@@ -72,7 +72,7 @@ def _read_idx(path: Path, ndim: int) -> np.ndarray:
 def load_mnist(split: str) -> ImageSet:
     """The MNIST ``train`` (60,000) or ``test`` (10,000) split."""
     if split not in SPLITS:
-        raise SnnbenchError(f"unknown MNIST split {split!r}; use one of {sorted(SPLITS)}")
+        raise ConfigError(f"unknown MNIST split {split!r}; use one of {sorted(SPLITS)}")
     image_name, label_name = SPLITS[split]
     images = _read_idx(mnist_file(image_name), 3)
     labels = _read_idx(mnist_file(label_name), 1).astype(np.int64)

@@ -28,7 +28,7 @@ import numpy as np
 from snnbench.data.fsdd import ARCHIVE_URLS, SpectrogramConfig, load_fsdd
 from snnbench.data.mnist import MIRRORS, load_mnist
 from snnbench.data.splits import validation_split
-from snnbench.errors import SnnbenchError
+from snnbench.errors import ConfigError, DataError
 
 MODALITIES = ("image", "audio", "multimodal")
 VALIDATIONS = ("recordings", "speakers", "study")
@@ -108,7 +108,7 @@ def pair_by_label(image_labels: np.ndarray, audio_labels: np.ndarray, seed: int)
         images = np.flatnonzero(image_labels == digit)
         recordings = np.flatnonzero(audio_labels == digit)
         if recordings.size == 0:
-            raise SnnbenchError(f"no recording of digit {digit} to pair with its images")
+            raise DataError(f"no recording of digit {digit} to pair with its images")
         order = rng.permutation(recordings)
         pairs[images] = np.resize(order, images.size)
     return pairs
@@ -117,7 +117,7 @@ def pair_by_label(image_labels: np.ndarray, audio_labels: np.ndarray, seed: int)
 def load_tables(modality: str, split: str, spectrogram: SpectrogramConfig = SpectrogramConfig()) -> Tables:
     """The feature rows ``modality`` ('image', 'audio' or 'multimodal') draws on in ``split``."""
     if modality not in MODALITIES:
-        raise SnnbenchError(f"unknown modality {modality!r}; use one of {', '.join(MODALITIES)}")
+        raise ConfigError(f"unknown modality {modality!r}; use one of {', '.join(MODALITIES)}")
     checksums = {}
     images = image_labels = recordings = recording_labels = speakers = None
     if modality in ("image", "multimodal"):
@@ -164,7 +164,7 @@ def validation_rows(tables: Tables, validation: str, seed: int, pair_seed: int =
     (:data:`VALIDATIONS`; module docstring). ``train_limit`` > 0 first keeps a seeded subset of
     that many images (audio: recordings)."""
     if validation not in VALIDATIONS:
-        raise SnnbenchError(f"unknown validation protocol {validation!r}; use one of {', '.join(VALIDATIONS)}")
+        raise ConfigError(f"unknown validation protocol {validation!r}; use one of {', '.join(VALIDATIONS)}")
     rng = np.random.default_rng(seed)
     if tables.modality == "image" or validation == "study" or (tables.modality == "audio" and validation == "recordings"):
         pool = tables.all_rows(pair_seed)
@@ -187,7 +187,7 @@ def validation_rows(tables: Tables, validation: str, seed: int, pair_seed: int =
         labels = tables.image_labels[image_rows]
         missing = sorted(set(labels.tolist()) - set(tables.recording_labels[recording_rows].tolist()))
         if missing:
-            raise SnnbenchError(f"the {part} recordings hold no recording of digit(s) {missing}; "
+            raise DataError(f"the {part} recordings hold no recording of digit(s) {missing}; "
                                 f"use another --seed or --validation study")
         return Rows(image_rows, recording_rows[pair_by_label(labels, tables.recording_labels[recording_rows],
                                                              pair_seed)], labels)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from snnbench.errors import SnnbenchError
+from snnbench.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -22,7 +22,7 @@ class Curve:
     def from_points(cls, stds, accuracy, clean_accuracy: float) -> "Curve":
         stds, accuracy = np.asarray(stds, float), np.asarray(accuracy, float)
         if stds.shape != accuracy.shape or stds.size == 0:
-            raise SnnbenchError("a robustness curve needs one accuracy per noise std (and at least one point)")
+            raise ConfigError("a robustness curve needs one accuracy per noise std (and at least one point)")
         order = np.argsort(stds)
         return cls(stds[order], accuracy[order], float(clean_accuracy))
 

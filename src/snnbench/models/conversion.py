@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from snnbench.errors import SnnbenchError
+from snnbench.errors import ConfigError
 
 ARCHS = ("mlp", "cnn", "resnet")
 N_PIXELS = 784
@@ -71,4 +71,4 @@ def build_model(arch: str) -> nn.Module:
         return small_cnn()
     if arch == "resnet":
         return SmallResNet()
-    raise SnnbenchError(f"unknown architecture {arch!r}; use one of {', '.join(ARCHS)}")
+    raise ConfigError(f"unknown architecture {arch!r}; use one of {', '.join(ARCHS)}")

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from snnbench.data import (MODALITIES, feature_size)
-from snnbench.errors import SnnbenchError
+from snnbench.errors import ConfigError
 from snnbench.models.spiking import (ENCODINGS, READOUTS, add_noise, check_choice, encode,
                                      make_neuron)
 from snnbench.noise import NoiseSpec
@@ -59,9 +59,9 @@ class ModelSpec:
         check_choice("encoding", self.encoding, ENCODINGS)
         check_choice("readout", self.readout, READOUTS)
         if self.hidden_layers < 1:
-            raise SnnbenchError(f"hidden_layers must be >= 1, got {self.hidden_layers}")
+            raise ConfigError(f"hidden_layers must be >= 1, got {self.hidden_layers}")
         if self.steps < 1:
-            raise SnnbenchError(f"time steps must be >= 1, got {self.steps}")
+            raise ConfigError(f"time steps must be >= 1, got {self.steps}")
         make_neuron(self.neuron, self.reset, self.beta, self.surrogate)  # validates the neuron knobs
 
     @property
@@ -124,7 +124,7 @@ class SpikingMLP(nn.Module):
     def simulate(self, x: torch.Tensor, noise: NoiseSpec | None = None, start: int = 0) -> dict:
         """Run all time steps; returns scores and per-layer membrane / spike traces (T, B, H)."""
         if self.training and noise is not None and noise.active:
-            raise SnnbenchError("noise is for evaluation only; call model.eval() before adding noise")
+            raise ConfigError("noise is for evaluation only; call model.eval() before adding noise")
         mems = [None] * (len(self.neurons) + 1)
         trace = {"mem": [[] for _ in mems], "spk": [[] for _ in mems]}
         for t in range(self.spec.steps):
@@ -163,7 +163,7 @@ def dnn_forward(model: nn.Sequential, x: torch.Tensor, noise: NoiseSpec | None =
                 start: int = 0) -> torch.Tensor:
     """The DNN's forward pass with noise at the input, before (pre) or after (post) each ReLU."""
     if model.training and noise is not None and noise.active:
-        raise SnnbenchError("noise is for evaluation only; call model.eval() before adding noise")
+        raise ConfigError("noise is for evaluation only; call model.eval() before adding noise")
     h = add_noise(x, noise, "input", "input", start, 0)
     hidden = 0
     for layer in model:

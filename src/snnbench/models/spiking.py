@@ -14,7 +14,7 @@ import snntorch as snn
 import torch
 from snntorch import spikegen, surrogate
 
-from snnbench.errors import SnnbenchError
+from snnbench.errors import ConfigError
 from snnbench.noise import NoiseSpec
 
 NEURONS = ("lif", "if")
@@ -33,7 +33,7 @@ SURROGATES = {
 
 def check_choice(kind: str, value: str, choices):
     if value not in choices:
-        raise SnnbenchError(f"unknown {kind} {value!r}; use one of {', '.join(choices)}")
+        raise ConfigError(f"unknown {kind} {value!r}; use one of {', '.join(choices)}")
 
 
 def make_neuron(neuron: str = "lif", reset: str = "soft", beta: float = 0.9,
@@ -43,7 +43,7 @@ def make_neuron(neuron: str = "lif", reset: str = "soft", beta: float = 0.9,
     check_choice("reset", reset, RESETS)
     check_choice("surrogate gradient", surrogate_name, SURROGATES)
     if not 0.0 < beta <= 1.0:
-        raise SnnbenchError(f"beta (membrane decay) must be in (0, 1], got {beta}")
+        raise ConfigError(f"beta (membrane decay) must be in (0, 1], got {beta}")
     return snn.Leaky(beta=1.0 if neuron == "if" else beta, spike_grad=SURROGATES[surrogate_name](),
                      reset_mechanism="none" if output else RESETS[reset])
 
@@ -79,7 +79,7 @@ def surrogate_slope(surrogate: str, x: torch.Tensor) -> torch.Tensor:
         return torch.where(x >= 0, -1.0, 1.0).to(x.dtype)
     if surrogate == "straight_through":
         return torch.ones_like(x)
-    raise SnnbenchError(f"unknown surrogate gradient {surrogate!r}; use one of {', '.join(SURROGATES)}")
+    raise ConfigError(f"unknown surrogate gradient {surrogate!r}; use one of {', '.join(SURROGATES)}")
 
 
 def scan_forward(current: torch.Tensor, beta: torch.Tensor, hard: torch.Tensor, soft: torch.Tensor):

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from snnbench.evaluation import plots
 from snnbench.reporting.commands import command_line
-from snnbench.errors import SnnbenchError
+from snnbench.errors import StorageError
 from snnbench.evaluation.harness import RESULT_TABLE
 from snnbench.tracking.runstore import FoundRun, RunStore
 
@@ -400,7 +400,7 @@ def build_report(uris: list, name: str, out_dir: Path, prefer: str = "full") -> 
         ctx = Context(store, Path(tmp) / name, name)
         body = [line for section in SECTIONS for line in section(ctx)]
         if not ctx.used:
-            raise SnnbenchError(f"no finished snnbench runs in {', '.join(uris)}; run a benchmark first "
+            raise StorageError(f"no finished snnbench runs in {', '.join(uris)}; run a benchmark first "
                                 "(e.g. `snnbench reproduce --profile quick`) or pass the right --tracking-uri")
         out_dir.mkdir(parents=True, exist_ok=True)
         figures = out_dir / name

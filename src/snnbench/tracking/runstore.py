@@ -15,7 +15,7 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from snnbench.errors import SnnbenchError
+from snnbench.errors import StorageError
 
 PARENT_TAG = "mlflow.parentRunId"
 BENCHMARK_TAG = "snnbench.benchmark"
@@ -101,14 +101,14 @@ def _check_exists(uri: str):
     else:
         return
     if not path.exists():
-        raise SnnbenchError(f"no tracking store at {uri} ({path} does not exist); run a benchmark first "
+        raise StorageError(f"no tracking store at {uri} ({path} does not exist); run a benchmark first "
                             "or pass the store with --tracking-uri")
 
 
 class RunStore:
     def __init__(self, uris: list[str], prefer_full: bool = True):
         if not uris:
-            raise SnnbenchError("no tracking store given; pass --tracking-uri URI (e.g. sqlite:///mlflow.db)")
+            raise StorageError("no tracking store given; pass --tracking-uri URI (e.g. sqlite:///mlflow.db)")
         self.uris = list(dict.fromkeys(uris))
         for uri in self.uris:
             _check_exists(uri)
@@ -123,7 +123,7 @@ class RunStore:
             try:
                 ids = [e.experiment_id for e in client.search_experiments()]
             except MlflowException as exc:
-                raise SnnbenchError(f"cannot read tracking store {uri}: {exc}; check --tracking-uri") from None
+                raise StorageError(f"cannot read tracking store {uri}: {exc}; check --tracking-uri") from None
             if not ids:
                 continue
             runs = client.search_runs(ids, filter_string=f"tags.`{BENCHMARK_TAG}` = '{benchmark}' and {filter_string}",

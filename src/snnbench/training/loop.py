@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from snnbench.errors import SnnbenchError
+from snnbench.errors import ConfigError
 
 
 @dataclass
@@ -27,7 +27,7 @@ class TrainConfig:
 
     def __post_init__(self):
         if self.epochs < 0 or self.batch_size < 1 or not self.lr > 0:
-            raise SnnbenchError(f"bad training settings {self}: epochs >= 0, batch_size >= 1, lr > 0")
+            raise ConfigError(f"bad training settings {self}: epochs >= 0, batch_size >= 1, lr > 0")
 
 
 @dataclass

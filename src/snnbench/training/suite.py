@@ -16,7 +16,7 @@ from torch import nn
 
 from snnbench.data import VALIDATIONS, FeatureSet, Rows, Tables, load_tables, validation_rows
 from snnbench.data.download import cache_root
-from snnbench.errors import SnnbenchError
+from snnbench.errors import DataError
 from snnbench.models.export import export_onnx
 from snnbench.models.multimodal import N_CLASSES, ModelSpec, build_model, parameter_count
 from snnbench.models.spiking import check_choice
@@ -136,7 +136,7 @@ def load_trained_multimodal(folder: Path) -> tuple[torch.nn.Module, ModelSpec, d
     """(model in eval mode on the CPU, its spec, its training summary) from a cache folder."""
     folder = Path(folder)
     if not (folder / "state.pt").exists():
-        raise SnnbenchError(f"{folder} holds no trained multimodal model; train it with snnbench multimodal")
+        raise DataError(f"{folder} holds no trained multimodal model; train it with snnbench multimodal")
     config = json.loads((folder / "config.json").read_text())
     spec = ModelSpec(**config["model"])
     model = build_model(spec)
