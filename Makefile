@@ -23,6 +23,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[test]"
+	$(BIN)/python -m pip install --quiet --no-deps neurobench==2.3.0
 	touch $@
 
 # VERBOSE=1: MLflow's INFO lines and the libraries' start-up messages (as `snnbench COMMAND --verbose`)

@@ -138,8 +138,10 @@ def _numpy_weights(module: torch.nn.Module) -> list[np.ndarray]:
 
 
 class SnntorchModel(Model):
-    """The suite's snntorch SNN (snnbench.models.multimodal.SpikingMLP). Activity from its spike
-    traces: hidden spikes x fan-out (ACs), the direct-encoded input x fan-out every step (MACs)."""
+    """The suite's snntorch SNN (snnbench.models.multimodal.SpikingMLP). Activity from its traces:
+    hidden spikes x fan-out (ACs), the nonzero direct-encoded input x fan-out every step (MACs) or
+    the rate-encoded input's spikes x fan-out (ACs); tests/test_neurobench.py checks it all
+    against the neurobench package."""
     engine = "snntorch-snn"
 
     def __init__(self, model, device="cpu", batch_size: int = 500, seed: int = 0):
@@ -162,8 +164,9 @@ class SnntorchModel(Model):
             xb = np.asarray(x[a: a + self.batch_size], np.float32)
             trace = self.model.simulate(torch.as_tensor(xb, device=self.device), noise, start + a)
             outputs.append(trace["scores"].float().cpu().numpy())
-            input_count = (xb != 0) if self.model.spec.encoding == "direct" else xb  # rate: expected spikes
-            input_ops = steps * float((input_count @ self._fan_outs[0]).sum())
+            # the encoded input's nonzero entries (direct: every feature every step; rate: its spikes)
+            presented = (trace["input"] != 0).sum(dim=(0, 1)).double().cpu().numpy()
+            input_ops = float(presented @ self._fan_outs[0])
             if self.model.spec.encoding == "direct":
                 macs += input_ops
             else:

@@ -14,6 +14,12 @@ Definitions follow NeuroBench (Yik et al., 2024) and say where they differ:
 * membrane updates per sample: neuron state updates, hidden and output neurons, every step;
 * footprint: bytes of the weights and biases; parameter count; connection sparsity (share of zero
   weights over all connection matrices).
+
+Where the ``neurobench`` package (2.3.0) counts otherwise, on purpose (tests/test_neurobench.py
+asserts each relation): its sparsity also hooks the readout neurons; its membrane updates after the
+first step count only neurons whose potential changed; its dense count sums every step; and it
+counts what a layer receives, evaluation noise included, where these count the network's own
+events (the encoded input, the neurons' outputs) in every engine alike.
 """
 
 from dataclasses import dataclass

@@ -122,13 +122,16 @@ class SpikingMLP(nn.Module):
                                    output=spec.readout == "membrane")
 
     def simulate(self, x: torch.Tensor, noise: NoiseSpec | None = None, start: int = 0) -> dict:
-        """Run all time steps; returns scores and per-layer membrane / spike traces (T, B, H)."""
+        """Run all time steps; returns scores, per-layer membrane / spike traces (T, B, H) and the
+        encoded input of every step, before any input noise (``input``, (T, B, features))."""
         if self.training and noise is not None and noise.active:
             raise ConfigError("noise is for evaluation only; call model.eval() before adding noise")
         mems = [None] * (len(self.neurons) + 1)
         trace = {"mem": [[] for _ in mems], "spk": [[] for _ in mems]}
+        inputs = []
         for t in range(self.spec.steps):
-            h = add_noise(encode(x, self.spec.encoding), noise, "input", "input", start, t)
+            inputs.append(encode(x, self.spec.encoding))
+            h = add_noise(inputs[-1], noise, "input", "input", start, t)
             for i, (linear, neuron) in enumerate(zip(self.linears, self.neurons)):
                 current = add_noise(linear(h), noise, "pre", f"layer{i}", start, t)
                 h, mems[i] = neuron(current, mems[i] if mems[i] is not None else torch.zeros_like(current))
@@ -141,7 +144,8 @@ class SpikingMLP(nn.Module):
             trace["spk"][-1].append(spikes)
         stacked = {k: [torch.stack(v) for v in layers] for k, layers in trace.items()}
         out = stacked["mem"][-1] if self.spec.readout == "membrane" else stacked["spk"][-1]
-        return {"scores": out.mean(0) if self.spec.readout == "membrane" else out.sum(0), **stacked}
+        return {"scores": out.mean(0) if self.spec.readout == "membrane" else out.sum(0), **stacked,
+                "input": torch.stack(inputs)}
 
     def forward(self, x: torch.Tensor, noise: NoiseSpec | None = None, start: int = 0) -> torch.Tensor:
         return self.simulate(x, noise, start)["scores"]
