@@ -52,6 +52,12 @@ def test_mlflow_run_noise_sweep_is_one_tree(tmp_path):
     assert {k: parent.data.params[k] for k in GRID} == GRID and parent.data.params["test_limit"] == "50"
     assert not {"family", "model", "position", "std", "noise_seed"} & set(parent.data.params)
     assert "accuracy" not in parent.data.metrics and parent.data.metrics["children"] == 6
+    # the resolved options as a config file that replays the run
+    from snnbench.benchmarks import benchmark_parser
+
+    config = client.download_artifacts(project_run, tracking.CONFIG_FILE, str(tmp_path))
+    replayed = benchmark_parser("noise_sweep").parse_args(["--config", config])
+    assert replayed.stds == [0.0, 0.5] and replayed.test_limit == 50 and replayed.families == ["ort-dnn"]
     # resolved settings, never the profile's placeholder
     assert parent.data.params["steps"] == "20" and "auto" not in parent.data.params.values()
 

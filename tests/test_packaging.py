@@ -64,3 +64,20 @@ def test_every_option_has_help_text(command):
 def test_unknown_command_is_one_line_error():
     proc = subprocess.run([sys.executable, "-m", "snnbench.cli.main", "nope"], capture_output=True, text=True)
     assert proc.returncode == 2 and proc.stderr.splitlines()[0] == "snnbench: error: unknown command 'nope'"
+
+
+@pytest.mark.parametrize("command, argv", [
+    ("noise_sweep", ["--stds", "0,0.5", "--positions", "input", "--seeds", "2", "--test-limit", "50"]),
+    ("convert", ["--steps-list", "4,8", "--method", "reference", "--percentile", "max"]),
+    ("multimodal_study", ["--seeds", "0,2", "--resume", "--modalities", "audio"]),
+    ("size_sweep", ["--epochs", "3"]),
+])
+def test_a_commands_config_file_replays_its_options(command, argv, tmp_path):
+    parser = build_parser(command)
+    parsed = parser.parse_args(argv)
+    (tmp_path / "config.yaml").write_text(parser.config_yaml(parsed))
+    assert build_parser(command).parse_args(["--config", str(tmp_path / "config.yaml")]) == parsed
+    assert "config" not in parsed and parsed.command == command  # no file name of this machine in the params
+    with pytest.raises(SystemExit):  # a config file is checked like the command line
+        (tmp_path / "bad.yaml").write_text("seed: -x\n")
+        build_parser(command).parse_args(["--config", str(tmp_path / "bad.yaml")])

@@ -2,11 +2,15 @@
 ``run(args)``, imported only when its command is used (``snnbench report`` does not load TensorFlow).
 
 ``BENCHMARKS`` is the registry the command line, ``MLproject`` and the report's command lines are
-built from; :func:`command_parser` gives a command's parser.
+built from; :func:`command_parser` gives a command's parser: a jsonargparse parser, so every
+command also takes ``--config FILE`` (a YAML file of option values, e.g. the ``config.yaml`` a run
+logged, which replays it exactly) and ``--print_config``.
 """
 
 import argparse
 import importlib
+
+import jsonargparse
 
 # command -> (module under snnbench, one-line description)
 BENCHMARKS = {
@@ -27,17 +31,62 @@ ALIASES = {"tune_conversion": "tune"}
 VERBOSE = "--verbose"
 
 
-def command_parser(command: str, module_name: str, description: str) -> argparse.ArgumentParser:
+def _as_text(value) -> str:
+    """A value as the command line spells it (lists comma-separated), for the option's own parser."""
+    if isinstance(value, (list, tuple)):
+        return ",".join(map(_as_text, value))
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _reparsable(parse):
+    """``parse`` for a command-line word, a value a config file gives, or an already parsed value:
+    each goes through the same checks (jsonargparse calls the type again on what it parsed)."""
+    if parse in (None, str, int, float):
+        return parse
+
+    def parse_any(value):
+        return None if value is None else parse(value if isinstance(value, str) else _as_text(value))
+    parse_any.__dict__.update(getattr(parse, "__dict__", {}))
+    parse_any.__name__ = getattr(parse, "__name__", "value")
+    return parse_any
+
+
+class CommandParser(jsonargparse.ArgumentParser):
+    """A command's parser: its namespace carries ``command`` and not the ``--config`` file names."""
+
+    def __init__(self, command: str, **kwargs):
+        super().__init__(**kwargs)
+        self.command = command
+
+    def parse_args(self, args=None, namespace=None, **kwargs):
+        parsed = super().parse_args(args, namespace, **kwargs)
+        parsed.pop("config", None)
+        parsed.command = self.command
+        return parsed
+
+    def config_yaml(self, parsed) -> str:
+        """``parsed`` as a YAML file of option values that ``--config`` reads back to the same namespace."""
+        values = parsed.clone()
+        values.pop("command", None)
+        return self.dump(values, skip_validation=True)
+
+
+def command_parser(command: str, module_name: str, description: str) -> CommandParser:
     """The parser of ``command``, whose module (under ``snnbench``) adds its options."""
     module = importlib.import_module(f"snnbench.{module_name}")
-    parser = argparse.ArgumentParser(prog=f"snnbench {command}", description=description,
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = CommandParser(command, prog=f"snnbench {command}", description=description,
+                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--config", action=jsonargparse.ActionConfigFile,
+                        help="a YAML file of option values (a run's logged config.yaml replays that run)")
     module.add_arguments(parser, command)
     parser.add_argument(VERBOSE, action="store_true",
                         help="show the libraries' start-up messages (TensorFlow, nengo-dl, MLflow's database)")
-    parser.set_defaults(command=command, _run=module.run)
+    for action in parser._actions:
+        action.type = _reparsable(action.type)
     return parser
 
 
-def benchmark_parser(command: str) -> argparse.ArgumentParser:
+def benchmark_parser(command: str) -> jsonargparse.ArgumentParser:
     return command_parser(command, *BENCHMARKS[command])

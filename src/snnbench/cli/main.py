@@ -10,6 +10,7 @@ lines here). ``--verbose``, an option of every command, shows it.
 """
 
 import argparse
+import importlib
 import logging
 import os
 import sys
@@ -17,6 +18,7 @@ import sys
 from snnbench.conversion import nengo_compat
 from snnbench.benchmarks import ALIASES, BENCHMARKS, VERBOSE, command_parser
 from snnbench.errors import SnnbenchError
+from snnbench.tracking import runs
 
 # the CLI's own commands beside the benchmarks (command -> (module, one-line description))
 CLI_COMMANDS = {
@@ -62,8 +64,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     configure_output(VERBOSE in argv[1:])
     try:
-        args = build_parser(command).parse_args(argv[1:])
-        args._run(args)
+        parser = build_parser(command)
+        args = parser.parse_args(argv[1:])
+        runs.set_command_config(parser.config_yaml(args))  # logged by the run as config.yaml
+        importlib.import_module(f"snnbench.{COMMANDS[command][0]}").run(args)
     except SnnbenchError as exc:
         print(f"snnbench {command}: error: {exc}", file=sys.stderr)
         return 2

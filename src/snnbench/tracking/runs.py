@@ -45,6 +45,7 @@ PACKAGES = ("snnbench", "mlflow", "torch", "snntorch", "onnx", "onnxruntime", "n
             "nengo-dl", "tensorflow", "keras", "scipy", "optuna")
 SWEEP_KEY = "snnbench.sweep_key"
 CONFIG_KEY = "snnbench.config_key"
+CONFIG_FILE = "config.yaml"  # the command's resolved options: `snnbench COMMAND --config config.yaml` replays it
 MODEL_ID_TAG = "snnbench.model_id"  # the MLflow model a run trained (models:/<id>)
 HEARTBEAT = "snnbench.heartbeat"        # ms since the epoch, refreshed while a process holds the run
 TICKET = "snnbench.claim_ticket"        # a claim's place in line (absent while it is being drawn)
@@ -183,6 +184,15 @@ def _alive(run, lease: float) -> bool:
     return run.info.status == "RUNNING" and _now_ms() - beat < lease * 1000
 
 
+_COMMAND_CONFIG = {"yaml": None}  # the running command's resolved options (snnbench.cli)
+
+
+def set_command_config(text: str | None):
+    """The resolved options of the command this process runs, as ``--config`` reads them: its
+    benchmark run logs them as ``config.yaml``."""
+    _COMMAND_CONFIG["yaml"] = text
+
+
 @contextmanager
 def benchmark_run(benchmark: str, params: dict, *, device: str = "cpu", run_name: str | None = None,
                   data_checksums: dict | None = None, resume: bool = False):
@@ -210,6 +220,8 @@ def benchmark_run(benchmark: str, params: dict, *, device: str = "cpu", run_name
             mlflow.set_tag("mlflow.runName", run_name)
         _log_params(params)
         _log_environment(device, data_checksums)
+        if _COMMAND_CONFIG["yaml"]:
+            mlflow.log_text(_COMMAND_CONFIG["yaml"], CONFIG_FILE)
         yield run
 
 
