@@ -65,3 +65,27 @@ def test_what_nir_cannot_take_fails_in_one_line(calibrated_mlp, tmp_path):
     with pytest.raises(SnnbenchError, match="writes IF neurons"):
         write_nir(model, [LayerParams("lif")], SimConfig(), tmp_path / "lif.nir")
     assert not (tmp_path / "lif.nir").exists()
+
+
+def test_a_cnn_round_trips_through_snntorch(tmp_path):
+    """Conv, average pool and flatten nodes too (snntorch's Flatten counts the batch: shifted)."""
+    require_data()
+    import nir
+
+    from snnbench.conversion.calibration import Calibration, calibrate, mnist_training_images
+    from snnbench.conversion.nir_export import run_snntorch, snntorch_network, write_nir
+    from snnbench.conversion.onnx_io import extract
+    from snnbench.data import load_features
+    from snnbench.engines.runners import NengoRunner
+    from snnbench.training.conversion import trained_conversion_model
+
+    model = extract(trained_conversion_model("cnn", epochs=1, train_limit=2000) / "model.onnx")
+    layers, _ = calibrate(model, mnist_training_images(0), Calibration(samples=300))
+    sim = SimConfig(steps=6, minibatch=100)
+    graph = nir.read(str(write_nir(model, layers, sim, tmp_path / "cnn.nir")))
+    assert {"Conv2d", "AvgPool2d", "Flatten"} <= {type(n).__name__ for n in graph.nodes.values()}
+    x = load_features("image", "test").x[:200]
+    with NengoRunner(model, layers, sim, counters=False) as runner:
+        nengo_logits = runner.predict(x)
+    agreement = (run_snntorch(snntorch_network(graph), graph, x, sim.steps).argmax(1) == nengo_logits.argmax(1)).mean()
+    assert agreement >= 0.99, agreement

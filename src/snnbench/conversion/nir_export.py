@@ -136,13 +136,18 @@ def snntorch_network(graph):
     """The graph in snntorch (``snntorch.import_nir.import_from_nir``), its IF neurons made the
     ones the graph describes: snntorch 1.0's importer maps ``nir.IF`` to ``Leaky(beta=0.9,
     init_hidden=False)``, a leaky neuron whose (spikes, membrane) output the graph executor passes
-    on as one value; each is replaced by a non-leaky ``Leaky(beta=1)`` with reset by subtraction."""
+    on as one value; each is replaced by a non-leaky ``Leaky(beta=1)`` with reset by subtraction.
+    Its ``Flatten`` takes NIR's ``start_dim`` (which counts from the first feature dimension) as
+    torch's (which counts the batch): shifted by one here."""
     import nir
     import snntorch
+    import torch
     from snntorch.import_nir import import_from_nir
 
     net = import_from_nir(graph)
     for name, node in graph.nodes.items():
+        if isinstance(node, nir.Flatten):
+            setattr(net, name, torch.nn.Flatten(node.start_dim + 1, node.end_dim))
         if isinstance(node, nir.IF):
             threshold = float(np.unique(node.v_threshold)[0])
             setattr(net, name, snntorch.Leaky(beta=1.0, threshold=threshold, init_hidden=True,
