@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from snnbench.benchmarks import convert_targets
 from snnbench.benchmarks.options import add_calibration_arguments, add_common, auto, int_list, positive, require
 from snnbench.errors import SnnbenchError
 
@@ -94,6 +95,7 @@ def add_arguments(parser: argparse.ArgumentParser, command: str):
                      help="nengo_dl (batched, TensorFlow) or nengo (the reference simulator, slow)")
     sim.add_argument("--test-limit", type=auto(int), default=None,
                      help="first N test images, 0 = all (auto: 1000 quick, all 10,000 full)")
+    convert_targets.add_arguments(parser.add_argument_group("where it runs"))
 
 
 # --------------------------------------------------------------------------- settings
@@ -105,6 +107,7 @@ def resolve(args) -> dict:
     from snnbench.conversion.nengo_net import LayerParams, SimConfig, load_params, parse_params
 
     require(args.epochs >= 0 and args.train_limit >= 0, "--epochs and --train-limit must be >= 0")
+    convert_targets.check(args)
     test_limit = PROFILE_TEST_LIMIT[args.profile] if args.test_limit is None else args.test_limit
     require(test_limit >= 0, "--test-limit must be >= 0 (0 = all)")
     steps_list = PROFILE_STEPS_LIST[args.profile] if args.steps_list is None else args.steps_list
@@ -362,7 +365,8 @@ def run(args):
         snn = evaluate_snn(converted, layers, settings, test.x, test.y, keys)
         equivalence = rate_equivalence(converted, onnx_path, test.x[:EQUIVALENCE_IMAGES], settings["sim"])
         log_metrics(converted, dnn, snn, equivalence)
-        log_result_table([dnn["row"], *snn["rows"]])
+        targets = convert_targets.run_targets(args, converted, layers, settings["sim"], test, keys, dnn, snn)
+        log_result_table([dnn["row"], *snn["rows"], *targets])
         log_artifacts(onnx_path, converted, document, dnn, snn, test.y)
         low, high = snn["row"]["accuracy_ci_low"], snn["row"]["accuracy_ci_high"]
         print(f"convert ({args.method}): DNN {100 * dnn['accuracy']:.2f}%  SNN {100 * snn['accuracy']:.2f}% "

@@ -27,6 +27,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
+from snnbench.evaluation.energy import Energy
+
 Z95 = 1.959963984540054
 
 
@@ -168,6 +170,6 @@ class ConnectionSparsity(Metric):
 
 ACCURACY = (Accuracy(),)
 STATIC = (ParameterCount(), Footprint(), ConnectionSparsity())
-ACTIVITY = (ActivationSparsity(), SynapticOperations(), MembraneUpdates())
+ACTIVITY = (ActivationSparsity(), SynapticOperations(), MembraneUpdates(), Energy())
 ALL = ACCURACY + STATIC + ACTIVITY
 COLUMNS = tuple(c for m in ALL for c in m.columns)

@@ -1,0 +1,145 @@
+"""The converted network as nengo-loihi builds it for Intel's Loihi (run on nengo-loihi's emulator,
+its default without the hardware), with what the chip imposes:
+
+* **spikes in**: Loihi takes spikes, not pixels. The image goes through an off-chip input layer of
+  one IF neuron per pixel (rate scale ``1 / dt``: a pixel of 1 spikes every step, membrane starting
+  at half the threshold), whose spikes drive the first layer on the chip. The first layer thus sees
+  rate-coded pixels instead of their values (the DNN is unchanged: pixels are >= 0, ReLU(x) = x);
+* **its neurons**: the calibrated IF maps to Loihi's non-leaky compartment (nengo-loihi's
+  SpikingRectifiedLinear: no voltage decay, threshold ``1 / dt``). The signed IF keeps a signed
+  membrane: its floor is Loihi's most negative voltage, ``-(2**23 - 1)`` (``if-rectified`` keeps
+  nengo-loihi's floor at 0). What Loihi changes: the membrane starts at 0 (not at half the
+  threshold), is reset *to zero* after a spike (not by subtraction: the remainder is lost, so a
+  neuron fed ``a`` thresholds per step fires about ``a / (1 + a)`` spikes per step), and fires at
+  most one spike per step. Every on-chip connection also adds a step of synaptic delay;
+* **fixed point**: nengo-loihi discretizes weights (8-bit mantissas, a shared exponent per block),
+  biases, thresholds and currents, as on the chip;
+* **cores**: 1024 compartments, 4096 input and 4096 output axons and 1 Mbit of synapse memory per
+  core; image-shaped layers are split into spatial blocks (:func:`block_shape`), dense ones by
+  nengo-loihi. A network that does not fit stops with one line naming the limit.
+
+nengo-loihi merges only dense transforms through pass-through nodes, so average pooling is folded
+into the op after it (:func:`fold_pooling`: pool + conv is one strided conv, pool + dense one dense
+matrix; exact).
+"""
+
+import warnings
+from dataclasses import replace
+
+import numpy as np
+
+from snnbench.conversion.nengo_net import LayerParams, SignedIF
+from snnbench.conversion.onnx_io import INPUT, ConvertedModel, LinearOp, Path, Stage
+from snnbench.errors import SnnbenchError
+
+LOIHI_NEURONS = ("if", "if-rectified", "lif")
+LOIHI_VMIN = -(2 ** 23) + 1        # most negative membrane voltage of a Loihi compartment
+BLOCK_COMPARTMENTS = 256            # compartments per block of an image-shaped layer
+INPUT_LAYER = "input_spikes"
+
+
+def _fold_pair(pool: LinearOp, after: LinearOp) -> LinearOp | None:
+    """``after(pool(x))`` as one op, for a pool whose window equals its stride; else None."""
+    if tuple(pool.kernel) != tuple(pool.strides):
+        return None
+    sh, sw = pool.strides
+    if after.kind == "conv" and after.padding == "valid":
+        weight = np.repeat(np.repeat(after.weight, sh, axis=2), sw, axis=3) / (sh * sw)
+        kernel = (after.kernel[0] * sh, after.kernel[1] * sw)
+        strides = (after.strides[0] * sh, after.strides[1] * sw)
+        return LinearOp("conv", pool.in_shape, after.out_shape, weight.astype(np.float32), after.bias, kernel,
+                        strides, "valid")
+    if after.kind == "dense":
+        channels, rows, cols = pool.out_shape
+        per_window = after.weight.reshape(after.size_out, channels, rows, cols)
+        weight = np.zeros((after.size_out, *pool.in_shape), np.float32)
+        weight[:, :, :rows * sh, :cols * sw] = np.repeat(np.repeat(per_window, sh, axis=2), sw, axis=3) / (sh * sw)
+        return LinearOp("dense", (pool.size_in,), after.out_shape, weight.reshape(after.size_out, -1), after.bias)
+    return None
+
+
+def _fold_ops(ops: list, folded: dict) -> list:
+    ops = list(ops)
+    i = 0
+    while i < len(ops) - 1:
+        if ops[i].kind == "avgpool":
+            key = (id(ops[i]), id(ops[i + 1]))  # shared ops stay shared
+            if key not in folded:
+                folded[key] = _fold_pair(ops[i], ops[i + 1])
+            if folded[key] is not None:
+                ops[i: i + 2] = [folded[key]]
+                continue
+        i += 1
+    return ops
+
+
+def fold_pooling(model: ConvertedModel) -> ConvertedModel:
+    """The same network with every average pool folded into the dense / conv op after it."""
+    folded = {}
+    stages = [Stage([replace(p, ops=_fold_ops(p.ops, folded)) for p in s.paths], s.bias, s.activation, s.shape,
+                    s.name) for s in model.stages]
+    return ConvertedModel(model.input_shape, stages, model.source, model.approximations)
+
+
+def with_input_layer(model: ConvertedModel) -> ConvertedModel:
+    """The network with an identity population first (the off-chip layer turning pixels into
+    spikes): every stage that read the input reads it, the others shift by one."""
+    first = Stage([Path(INPUT, [], 1.0)], np.zeros(model.n_inputs), True, model.input_shape, INPUT_LAYER)
+    stages = [first] + [Stage([replace(p, source=0 if p.source == INPUT else p.source + 1) for p in s.paths],
+                              s.bias, s.activation, s.shape, s.name) for s in model.stages]
+    return ConvertedModel(model.input_shape, stages, model.source, model.approximations)
+
+
+def input_layer_params(dt: float) -> LayerParams:
+    """The input layer's neurons: a pixel of 1 fires every step."""
+    return LayerParams(neuron="if", rate_scale=1.0 / dt, initial_voltage="half")
+
+
+def check_neurons(layers: list):
+    bad = sorted({p.neuron for p in layers if p.neuron not in LOIHI_NEURONS})
+    if bad:
+        raise SnnbenchError(f"--target nengo-loihi runs spiking neurons ({', '.join(LOIHI_NEURONS)}); this "
+                            f"setting has {bad}")
+
+
+def block_shape(shape: tuple):
+    """A spatial split of a (C, H, W) layer into blocks of at most BLOCK_COMPARTMENTS, or None."""
+    if len(shape) != 3 or int(np.prod(shape)) <= BLOCK_COMPARTMENTS:
+        return None
+    channels, rows, cols = shape
+    div = 1
+    while channels * -(-rows // div) * -(-cols // div) > BLOCK_COMPARTMENTS and div < max(rows, cols):
+        div += 1
+    return channels, -(-rows // div), -(-cols // div)
+
+
+_registered = False
+
+
+def register_loihi_neurons():
+    """Teach nengo-loihi's builder the signed IF (once): Loihi's non-leaky compartment with the
+    most negative floor (clamped to Loihi's range by :func:`clamp_voltage_floor` after building)."""
+    global _registered
+    if _registered:
+        return
+    from nengo_loihi.builder import Builder
+
+    @Builder.register(SignedIF)
+    def build_signed_if(model, neuron_type, neurons, block):
+        block.compartment.configure_relu(vth=1.0 / model.dt, dt=model.dt)
+        block.compartment.vmin = -np.inf
+
+    _registered = True
+
+
+def clamp_voltage_floor(emulator):
+    """Loihi's voltage floor is at most ``2**23 - 1`` below zero (the discretizer allows more)."""
+    state = emulator.compartment
+    state.vmin[state.vmin < LOIHI_VMIN] = LOIHI_VMIN
+
+
+def import_nengo_loihi():
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*has not been tested with your `nengo` version.*")
+        import nengo_loihi
+    return nengo_loihi

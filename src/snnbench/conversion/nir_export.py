@@ -1,0 +1,175 @@
+"""The converted spiking network as a NIR graph (Neuromorphic Intermediate Representation, Pedersen
+et al. 2024), for snntorch, Norse, sinabs, Lava-dl, Rockpool, Spyx and the hardware toolchains.
+
+The graph is written in the discrete-time form that a step-based simulator runs (one NIR time unit
+per simulation step, so an ``IF`` with ``r = 1`` adds each step's input to its membrane), with every
+scale of :mod:`snnbench.conversion.nengo_net` folded into the weights:
+
+* hidden layer ``i`` (rate scale ``rs_i``, gain ``g_i``): its linear ops, the last one carrying
+  weight ``g_i * rs_i / rs_{i-1} * W`` (inputs are the previous layer's spike counts; for the first
+  layer ``dt * rs_0 * g_0 * W``, inputs are the pixels, presented every step) and the bias
+  ``dt * rs_i * (bias_scale * b + bias_offset)``, then ``IF(r=1, v_threshold=1, v_reset=0)``;
+* the readout: the last layer's spike counts through ``W / (rs * dt)`` plus the ONNX bias: logits
+  per step, which the reader averages over the steps (``metadata["readout"]``).
+
+What NIR's ``IF`` does not say is in each neuron node's metadata: the membrane starts at
+``initial_voltage`` (0.5 for the calibrated conversion), is reset by subtracting the threshold (NIR's
+IF resets to ``v_reset``), and may fire ``floor(v)`` spikes in one step. Layer chains of dense,
+conv and average-pool ops are exported; graphs with skips, concatenations or max-pool trees, and
+non-IF neurons, stop with one line saying so.
+"""
+
+from pathlib import Path
+
+import numpy as np
+
+from snnbench.conversion.nengo_net import LayerParams, SimConfig, layer_list, readout
+from snnbench.conversion.onnx_io import ConvertedModel, LinearOp
+from snnbench.errors import SnnbenchError
+
+EXPORTED_NEURONS = ("if", "if-rectified")
+INITIAL_VOLTAGE = {"half": 0.5, "uniform": "uniform [0, 1)"}
+
+
+def _padding(op: LinearOp) -> tuple:
+    return (0, 0) if op.padding == "valid" else tuple(k // 2 for k in op.kernel)
+
+
+def _op_node(op: LinearOp, weight_scale: float, bias):
+    """One op as a NIR node; ``bias`` (or None) goes into a dense / conv op."""
+    import nir
+
+    if op.kind == "dense":
+        weight = (weight_scale * op.weight).astype(np.float32)
+        return nir.Linear(weight) if bias is None else nir.Affine(weight, bias.astype(np.float32))
+    if op.kind == "conv":
+        out_channels = op.out_shape[0]
+        bias = np.zeros(out_channels, np.float32) if bias is None else bias
+        return nir.Conv2d(tuple(op.in_shape[1:]), (weight_scale * op.weight).astype(np.float32), op.strides,
+                          _padding(op), 1, 1, bias.astype(np.float32))
+    if op.kind == "avgpool":
+        return nir.AvgPool2d(np.array(op.kernel), np.array(op.strides), np.zeros(2, np.int64))
+    raise SnnbenchError(f"NIR export covers dense, conv and average-pool ops; this model has a {op.kind!r} op "
+                        "(max pooling: convert with --maxpool average)")
+
+
+def _stage_bias(op: LinearOp, flat_bias: np.ndarray) -> np.ndarray:
+    """The stage's (flat) bias in the form the last op takes: per output, or per channel for conv."""
+    if op.kind == "dense":
+        return flat_bias
+    per_channel = flat_bias.reshape(op.out_shape[0], -1)
+    if not np.allclose(per_channel, per_channel[:, :1]):
+        raise SnnbenchError("NIR export: this conv layer's bias varies within a channel (a bias pushed through "
+                            "padding); NIR's Conv2d takes one bias per channel")
+    return per_channel[:, 0]
+
+
+def to_nir(model: ConvertedModel, layers, sim: SimConfig):
+    """The spiking network of ``model`` with neuron settings ``layers`` as a ``nir.NIRGraph``."""
+    import nir
+
+    if not model.is_chain:
+        raise SnnbenchError("NIR export covers layer chains; this graph has skips, concatenations or max-pool "
+                            "trees (convert a chain, or with --maxpool average)")
+    layers = layer_list(layers, len(model.hidden))
+    bad = sorted({p.neuron for p in layers if p.neuron not in EXPORTED_NEURONS})
+    if bad:
+        raise SnnbenchError(f"NIR export writes IF neurons (the calibrated conversion); this setting has {bad}")
+    dt = sim.dt
+    nodes, edges = {}, []
+    first = model.stages[0].ops[0]
+    input_shape = first.in_shape if first.kind in ("conv", "avgpool") else (model.n_inputs,)
+    nodes["input"] = nir.Input({"input": np.array(input_shape)})
+    previous, shape, scale_in = "input", tuple(input_shape), None
+    for i, stage in enumerate(model.stages):
+        params: LayerParams | None = layers[i] if stage.activation else None
+        if params is not None:
+            gain = params.gain * params.rate_scale * (dt if scale_in is None else 1.0 / scale_in)
+            bias = dt * params.rate_scale * (params.bias_scale * stage.bias + params.bias_offset)
+        else:  # the readout: spike counts back to activations, the ONNX bias
+            gain, bias = 1.0 / (scale_in * dt), stage.bias
+        for k, op in enumerate(stage.ops):
+            if op.kind == "dense" and len(shape) == 3:
+                nodes[f"flatten{i}_{k}"] = nir.Flatten({"input": np.array(shape)}, start_dim=0)
+                edges.append((previous, f"flatten{i}_{k}"))
+                previous = f"flatten{i}_{k}"
+            last = k == len(stage.ops) - 1
+            if last and op.kind not in ("dense", "conv"):
+                raise SnnbenchError(f"NIR export: stage {stage.name!r} ends with a {op.kind!r} op; it needs a "
+                                    "dense or conv op last (where its bias goes)")
+            name = f"layer{i}_op{k}" if params is not None else f"readout_op{k}"
+            nodes[name] = _op_node(op, gain if last else 1.0, _stage_bias(op, bias) if last else None)
+            edges.append((previous, name))
+            previous, shape = name, tuple(op.out_shape)
+        if params is None:
+            break
+        neurons = f"layer{i}"
+        ones = np.ones(shape, np.float32)
+        nodes[neurons] = nir.IF(r=ones, v_threshold=ones, v_reset=np.zeros(shape, np.float32),
+                                metadata={"initial_voltage": INITIAL_VOLTAGE[params.initial_voltage],
+                                          "reset": "subtract", "spikes_per_step": "floor(v), several allowed",
+                                          "signed_membrane": params.neuron == "if", "rate_scale_hz": params.rate_scale})
+        edges.append((previous, neurons))
+        previous, scale_in = neurons, params.rate_scale
+    nodes["output"] = nir.Output({"output": np.array(shape)})
+    edges.append((previous, "output"))
+    metadata = {"source": "snnbench convert", "dt_s": dt, "steps": sim.steps, "readout": sim.readout,
+                "time": "discrete: one NIR time unit per simulation step"}
+    return nir.NIRGraph(nodes, edges, metadata=metadata)
+
+
+def write_nir(model: ConvertedModel, layers, sim: SimConfig, path) -> Path:
+    """Write the NIR graph of the network to ``path`` (HDF5, read back with ``nir.read``)."""
+    import nir
+
+    graph = to_nir(model, layers, sim)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        nir.write(str(path), graph)
+    except OSError as exc:
+        raise SnnbenchError(f"cannot write the NIR graph to {path} ({exc}); give a writable --nir-out path") from None
+    return path
+
+
+def snntorch_network(graph):
+    """The graph in snntorch (``snntorch.import_nir.import_from_nir``), its IF neurons made the
+    ones the graph describes: snntorch 1.0's importer maps ``nir.IF`` to ``Leaky(beta=0.9,
+    init_hidden=False)``, a leaky neuron whose (spikes, membrane) output the graph executor passes
+    on as one value; each is replaced by a non-leaky ``Leaky(beta=1)`` with reset by subtraction.
+    Its ``Flatten`` takes NIR's ``start_dim`` (which counts from the first feature dimension) as
+    torch's (which counts the batch): shifted by one here."""
+    import nir
+    import snntorch
+    import torch
+    from snntorch.import_nir import import_from_nir
+
+    net = import_from_nir(graph)
+    for name, node in graph.nodes.items():
+        if isinstance(node, nir.Flatten):
+            setattr(net, name, torch.nn.Flatten(node.start_dim + 1, node.end_dim))
+        if isinstance(node, nir.IF):
+            threshold = float(np.unique(node.v_threshold)[0])
+            setattr(net, name, snntorch.Leaky(beta=1.0, threshold=threshold, init_hidden=True,
+                                              reset_mechanism="subtract", reset_delay=False))
+    return net
+
+
+def run_snntorch(net, graph, x: np.ndarray, steps: int) -> np.ndarray:
+    """Logits of ``x`` (n, features) after ``steps`` steps, read out as the graph's metadata says
+    (mean over the steps), each IF membrane starting at the graph's initial voltage."""
+    import nir
+    import torch
+
+    x = torch.as_tensor(np.asarray(x, np.float32).reshape(len(x), *graph.nodes["input"].input_type["input"]))
+    for name, node in graph.nodes.items():
+        if isinstance(node, nir.IF):
+            start = node.metadata.get("initial_voltage", 0.0)
+            start = float(start) if not isinstance(start, str) else 0.0  # a random start is not reproduced
+            getattr(net, name).mem = torch.full((len(x), *node.input_type["input"]), start)
+    outputs = []
+    with torch.no_grad():
+        for _ in range(steps):
+            out = net(x)
+            outputs.append(out[0] if isinstance(out, tuple) else out)
+    return readout(torch.stack(outputs, dim=1).numpy(), steps, graph.metadata.get("readout", "mean"))

@@ -1,0 +1,149 @@
+"""The converted SNN on nengo-loihi's Loihi emulator (engine ``loihi-emulator``), mapped as
+:mod:`snnbench.conversion.loihi` says.
+
+Each sample runs ``warmup + steps`` steps from a fresh state (the emulator's compartments zeroed,
+the off-chip input layer back at half its threshold: nengo-loihi's simulator has no reset, so the
+state is set in place, and the input spikes of a sample's last step, which would reach the chip
+a step later, are dropped; a test checks this equals a freshly built simulator). The logits are read
+over the last ``steps`` steps: Loihi's membranes start at zero and each on-chip connection adds a
+step of delay, so ``warmup`` (default: one step per on-chip layer) gives the chip the time it
+needs before the same integration window as nengo-dl's. Activity counts every step the chip ran.
+Noise: at the input only (added to the pixels, the same draws as the other engines).
+"""
+
+import warnings
+
+import numpy as np
+
+from snnbench.conversion import loihi as L
+from snnbench.conversion.nengo_net import SimConfig, build_network, layer_list, readout
+from snnbench.conversion.onnx_io import load_any
+from snnbench.errors import SnnbenchError
+from snnbench.evaluation import metrics as M
+from snnbench.evaluation.harness import CLEAN, Model
+from snnbench.noise import NoiseSpec
+
+
+class LoihiModel(Model):
+    engine = "loihi-emulator"
+
+    def __init__(self, converted, layers, sim: SimConfig, warmup: int | None = None):
+        self.converted = load_any(converted)
+        self.layers = layer_list(layers, len(self.converted.hidden))
+        L.check_neurons(self.layers)
+        if warmup is not None and warmup < 0:
+            raise SnnbenchError(f"--loihi-warmup must be >= 0 steps, got {warmup}")
+        self.sim, self.steps = sim, sim.steps
+        self.warmup = len(self.converted.hidden) if warmup is None else warmup
+        self.period = self.warmup + self.steps
+        self.chip = L.with_input_layer(L.fold_pooling(self.converted))
+        self.utilization: list[str] = []
+        self._simulator = None
+        self._feed = None
+        self._first_step = 0
+
+    def weights(self):
+        return [a for op in self.converted.linear_ops() for a in (op.weight, op.bias) if a is not None]
+
+    # ---------------------------------------------------------------- building
+    def _input(self, t):
+        k = int(round(t / self.sim.dt)) - 1 - self._first_step
+        return self._feed[min(max(k, 0), len(self._feed) - 1)] if self._feed is not None else \
+            np.zeros(self.chip.n_inputs)
+
+    def build(self):
+        if self._simulator is not None:
+            return
+        import nengo
+        from nengo.exceptions import BuildError
+
+        nengo_loihi = L.import_nengo_loihi()
+        L.register_loihi_neurons()
+        layers = [L.input_layer_params(self.sim.dt)] + self.layers
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*max_rates.*|.*initial values for.*|.*precomputable.*")
+            warnings.filterwarnings("ignore", message="invalid value encountered in log1p")
+            net = build_network(self.chip, layers, self.sim,
+                                node_output=lambda key, size: self._input if key == "input" else np.zeros(size),
+                                counters=False)
+            nengo_loihi.add_params(net.network)
+            net.network.config[net.ensembles[0]].on_chip = False
+            for ens, stage in zip(net.ensembles[1:], self.chip.hidden[1:]):
+                shape = L.block_shape(stage.shape)
+                if shape is not None:
+                    net.network.config[ens].block_shape = nengo_loihi.BlockShape(shape, stage.shape)
+            with net.network:
+                self._probes = [nengo.Probe(e.neurons, synapse=None) for e in net.ensembles]
+            try:
+                self._simulator = nengo_loihi.Simulator(net.network, dt=self.sim.dt, precompute=True, target="sim",
+                                                        seed=self.sim.seed)
+            except (BuildError, NotImplementedError) as exc:
+                raise SnnbenchError(f"the network does not fit Loihi: {str(exc).splitlines()[0][:240]}") from None
+        self._net = net
+        self.utilization = self._simulator.model.utilization_summary()
+        self._emulator = self._simulator.sims["emulator"]
+        L.clamp_voltage_floor(self._emulator)
+        host = self._simulator.sims["host_pre"]
+        self._input_voltage = host.signals[host.model.sig[net.ensembles[0].neurons]["voltage"]]
+        self._fan_outs = [self.chip.fan_out(i) for i in range(len(self.chip.hidden))]
+
+    def _reset(self):
+        state = self._emulator.compartment
+        for array in (state.input, state.current, state.voltage, state.ref_count):
+            array[...] = 0
+        state.spiked[:] = False
+        self._input_voltage[...] = 0.5  # the input layer's start (half the threshold)
+        self._first_step = self._simulator.n_steps
+        for spike_input in self._emulator.inputs:  # host spikes of the last step arrive a step later: drop them
+            spike_input.spikes.pop(self._first_step, None)
+
+    # ---------------------------------------------------------------- running
+    def _feeds(self, x, noise: NoiseSpec, start: int) -> np.ndarray:
+        """Per-sample, per-step inputs ``(n, period, features)``."""
+        feeds = np.repeat(x[:, None, :], self.period, axis=1)
+        if noise.applies_to("input"):
+            feeds += np.stack([noise.draw("input", start, len(x), x.shape[1], step=t) for t in range(self.period)],
+                              axis=1)
+        elif noise.active:
+            raise SnnbenchError(f"loihi-emulator takes input noise only, got noise at {noise.position!r}")
+        if (feeds < 0).any():
+            raise SnnbenchError("Loihi's input layer turns pixels into spikes and takes inputs >= 0; got negative "
+                                "values (inputs or input noise)")
+        return feeds
+
+    def predict(self, x, noise: NoiseSpec = CLEAN, start: int = 0) -> np.ndarray:
+        x = np.asarray(x, np.float32)
+        if x.ndim != 2 or x.shape[1] != self.chip.n_inputs:
+            raise SnnbenchError(f"inputs must have shape (n, {self.chip.n_inputs}), got {x.shape}")
+        feeds = self._feeds(x, noise, start)
+        self.build()
+        logits, spikes = [], [np.zeros_like(f) for f in self._fan_outs]
+        active = 0.0
+        for sample in feeds:
+            self._reset()
+            self._feed = sample
+            self._simulator.run_steps(self.period)
+            logits.append(readout(self._simulator.data[self._net.output][None, -self.steps:], self.steps,
+                                  self.sim.readout)[0])
+            for i, probe in enumerate(self._probes):
+                amplitude = self._net.ensembles[i].neuron_type.amplitude
+                counts = np.round(self._simulator.data[probe] * self.sim.dt / amplitude)
+                spikes[i] += counts.sum(axis=0)
+                active += float((counts > 0).sum())
+            self._simulator.clear_probes()
+        self._feed = None
+        self.last_activity = self._activity(len(x), spikes, active)
+        return np.stack(logits) if logits else np.zeros((0, self.chip.n_outputs), np.float32)
+
+    def _activity(self, n: int, spikes: list, active: float) -> M.Activity:
+        neurons = sum(stage.size_out for stage in self.chip.hidden)
+        total = float(sum(s.sum() for s in spikes))
+        acs = float(sum(s @ f for s, f in zip(spikes, self._fan_outs)))
+        return M.Activity(n, self.period, neurons, active, total, 0.0, acs, float(n * self.period * neurons),
+                          float(self.converted.macs()))
+
+    def close(self):
+        if self._simulator is not None:
+            self._simulator.close()
+        self._simulator = None
+
