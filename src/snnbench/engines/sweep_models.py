@@ -155,21 +155,24 @@ class Models:
         return SnntorchModel(self.torch_module(subject), self.device, seed=self.config["seed"])
 
     def torch_module(self, subject: Subject):
-        """The SNN as a torch module: from the cache's ``state.pt``, or a logged PyTorch model."""
+        """The SNN as a torch module: from the cache's ``state.pt``, or a logged PyTorch model
+        (its pickled module's weights loaded into the family's current definition, without
+        MLflow's loader, which re-imports the package from the model's code copy)."""
+        import torch
+
+        from snnbench.models.multimodal import ModelSpec, build_model
+        from snnbench.training.suite import load_trained_multimodal
+
         folder = self.folder(subject)
         if (folder / "state.pt").exists():
-            from snnbench.training.suite import load_trained_multimodal
-
             return load_trained_multimodal(folder)[0]
-        import sys
-
-        import mlflow.pytorch
-
-        path = list(sys.path)
-        try:
-            return mlflow.pytorch.load_model(str(folder), map_location="cpu").eval()
-        finally:
-            sys.path[:] = path  # loading puts the model's code folder first on the path
+        pickled, config = folder / "data" / "model.pth", folder / "extra_files" / "config.json"
+        if not pickled.exists() or not config.exists():
+            raise DataError(f"{self.reference(subject)} is not a logged snntorch model of the suite's family "
+                            "(no data/model.pth and extra_files/config.json)")
+        model = build_model(ModelSpec(**json.loads(config.read_text())["model"]))
+        model.load_state_dict(torch.load(pickled, map_location="cpu", weights_only=False).state_dict())
+        return model.eval()
 
     def training_inputs(self, subject: Subject) -> np.ndarray:
         """The inputs the subject's DNN was trained on (its calibration set is drawn from them):
