@@ -4,7 +4,7 @@
 import os
 from typing import Callable, Iterator, Sequence
 
-from snnbench.errors import SnnbenchError
+from snnbench.errors import ClusterError, ConfigError
 
 CLUSTER_ENV = "SNNBENCH_CLUSTER"
 CONNECT_TIMEOUT = "10s"

@@ -7,7 +7,7 @@ its key)."""
 import os
 from pathlib import Path
 
-from snnbench.errors import SnnbenchError
+from snnbench.errors import ClusterError, ConfigError
 
 TLS_ENV = {"tls_ca_file": "SNNBENCH_CLUSTER_TLS_CA_FILE", "tls_client_cert": "SNNBENCH_CLUSTER_TLS_CERT",
            "tls_client_key": "SNNBENCH_CLUSTER_TLS_KEY"}
