@@ -35,7 +35,7 @@ class Executor:
         from snnbench.execution.security import cluster_security
 
         if "://" not in address:
-            raise SnnbenchError(f"--cluster {address!r}: give the scheduler's address as tcp://HOST:8786 "
+            raise ConfigError(f"--cluster {address!r}: give the scheduler's address as tcp://HOST:8786 "
                                 "or tls://HOST:8786")
         security = cluster_security(address)
         try:
@@ -43,7 +43,7 @@ class Executor:
                 client = Client(address, security=security, timeout=CONNECT_TIMEOUT)
         except (OSError, TimeoutError, ValueError) as exc:
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise SnnbenchError(f"cannot reach the Dask scheduler at {address} ({reason}); start it with "
+            raise ClusterError(f"cannot reach the Dask scheduler at {address} ({reason}); start it with "
                                 f"`dask scheduler`, or fix --cluster / {CLUSTER_ENV}") from None
         return cls(client)
 
@@ -55,7 +55,7 @@ class Executor:
         from distributed import Client, LocalCluster, Nanny, Scheduler, SpecCluster
 
         if workers < 1:
-            raise SnnbenchError(f"--workers must be >= 1, got {workers}")
+            raise ConfigError(f"--workers must be >= 1, got {workers}")
         dashboard = "127.0.0.1:0" if _has_bokeh() else None
         if gpus:
             worker = lambda index: {"cls": Nanny, "options": {  # noqa: E731
@@ -101,7 +101,7 @@ class Executor:
         from distributed.scheduler import KilledWorker
 
         if gpu and units and not self.workers(gpu=True):
-            raise SnnbenchError(f"no worker of the cluster at {self.address} offers a GPU: start one per GPU "
+            raise ClusterError(f"no worker of the cluster at {self.address} offers a GPU: start one per GPU "
                                 f"with `dask worker {self.address} --nthreads 1 --resources GPU=1` "
                                 "(or `dask cuda worker`)")
         futures = self.client.map(fn, units, pure=False, resources={GPU: 1} if gpu else None)
@@ -111,7 +111,7 @@ class Executor:
                 try:
                     yield index[future.key], future.result()
                 except KilledWorker as exc:
-                    raise SnnbenchError(f"a unit of work ({fn.__name__}) was running on every worker that died "
+                    raise ClusterError(f"a unit of work ({fn.__name__}) was running on every worker that died "
                                         f"({exc}); see the workers' logs") from None
         finally:
             self.client.cancel([f for f in futures if not f.done()])

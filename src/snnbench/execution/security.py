@@ -7,7 +7,7 @@ its key)."""
 import os
 from pathlib import Path
 
-from snnbench.errors import ClusterError, ConfigError
+from snnbench.errors import ConfigError
 
 TLS_ENV = {"tls_ca_file": "SNNBENCH_CLUSTER_TLS_CA_FILE", "tls_client_cert": "SNNBENCH_CLUSTER_TLS_CERT",
            "tls_client_key": "SNNBENCH_CLUSTER_TLS_KEY"}
@@ -23,10 +23,10 @@ def cluster_security(address: str):
     files = {field: os.environ[name] for field, name in TLS_ENV.items() if os.environ.get(name)}
     for field, path in files.items():
         if not Path(path).is_file():
-            raise SnnbenchError(f"{TLS_ENV[field]}={path!r}: no such file; give the PEM file's path")
+            raise ConfigError(f"{TLS_ENV[field]}={path!r}: no such file; give the PEM file's path")
     security = Security(require_encryption=True, **files)
     if not security.tls_ca_file or not security.tls_client_cert:
-        raise SnnbenchError(f"{address} is a TLS address: set SNNBENCH_CLUSTER_TLS_CA_FILE, "
+        raise ConfigError(f"{address} is a TLS address: set SNNBENCH_CLUSTER_TLS_CA_FILE, "
                             "SNNBENCH_CLUSTER_TLS_CERT and SNNBENCH_CLUSTER_TLS_KEY (PEM files), or "
                             "distributed.comm.tls.* in Dask's configuration")
     return security
