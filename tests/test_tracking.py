@@ -1,6 +1,6 @@
 """Tracking: runs land in the configured sqlite store with their environment, in experiments the
 UI opens as model development; sweeps resume; `mlflow run`'s run stays the parent; data sets are
-logged inputs; CUDA runs log system metrics."""
+logged inputs; CUDA runs log system metrics; no credential is logged."""
 
 import json
 import subprocess
@@ -14,6 +14,7 @@ from mlflow.tracking import MlflowClient
 
 from snnbench.tracking import runs as tracking
 from snnbench.data import FeatureSet
+from snnbench.errors import SnnbenchError
 
 KIND, MODEL_DEVELOPMENT = tracking.EXPERIMENT_KIND
 
@@ -56,10 +57,11 @@ def test_an_existing_experiment_is_tagged_for_model_development(tracking_store):
 
 def _sweep(params, configs, fail_at=None):
     with tracking.benchmark_run("sweep", params, resume=True) as parent:
+        done = tracking.finished_children(parent.info.run_id)
         for i, config in enumerate(configs):
-            with tracking.claimed_child(f"c{i}", config) as run:
-                if run is None:
-                    continue
+            if tracking.config_key(config) in done:
+                continue
+            with tracking.child_run(f"c{i}", config):
                 mlflow.log_metric("partial", i)
                 if i == fail_at:
                     raise RuntimeError("interrupted")
@@ -86,19 +88,43 @@ def test_interrupted_sweep_resumes_without_duplicates(tracking_store):
     assert other != parent_id and len(tracking.finished_children(other)) == 3
 
 
-def test_a_resumed_sweep_reopens_only_a_parent_no_live_process_holds(tracking_store):
+def test_a_sweep_still_running_is_refused_in_one_line_unless_resumed(tracking_store):
     client = MlflowClient(tracking_store)
     experiment_id = client.create_experiment("sweep")
     key = tracking.config_key({"benchmark": "sweep", "seed": 0})
-    other = client.create_run(experiment_id, tags={tracking.SWEEP_KEY: key,
-                                                   tracking.HEARTBEAT: str(int(time.time() * 1000))}).info.run_id
-    with tracking.benchmark_run("sweep", {"seed": 0}, resume=True) as run:
+    other = client.create_run(experiment_id, tags={tracking.SWEEP_KEY: key}).info.run_id  # still RUNNING
+    with pytest.raises(SnnbenchError, match="still running.*--resume.*--cluster"):
+        with tracking.benchmark_run("sweep", {"seed": 0}, resume="stopped", sweep=True):
+            pass
+    assert len(client.search_runs([experiment_id])) == 1  # nothing started
+    with tracking.benchmark_run("sweep", {"seed": 0}, resume=True, sweep=True) as run:
         pass
-    assert run.info.run_id != other  # another invocation is running it
-    client.set_tag(other, tracking.HEARTBEAT, str(int(time.time() * 1000) - 1000 * 3600))
-    with tracking.benchmark_run("sweep", {"seed": 0}, resume=True) as run:
+    assert run.info.run_id == other  # taken over
+    client.set_terminated(other, "FAILED")
+    with tracking.benchmark_run("sweep", {"seed": 0}, resume="stopped", sweep=True) as run:
         pass
-    assert run.info.run_id == other  # its process died: resumed
+    assert run.info.run_id == other  # a failed run is reopened without asking
+
+
+def test_no_credential_is_logged(tracking_store):
+    """URL passwords are masked in params, tags and the logged environment document."""
+    secret = "s3cr3t-pw"
+    params = {"storage": f"postgresql+psycopg2://me:{secret}@db.example/optuna",
+              "servers": [f"https://u:{secret}@mlflow.example"]}
+    with tracking.benchmark_run("masked", params, data_checksums={"note": f"mysql://r:{secret}@h/d"}) as run:
+        mlflow.set_tag("extra", "x")
+        with tracking.child_run("child", {"url": f"http://a:{secret}@b/c"}) as child:
+            pass
+    client = MlflowClient(tracking_store)
+    for run_id in (run.info.run_id, child.info.run_id):
+        stored = client.get_run(run_id)
+        texts = [*stored.data.params.values(), *stored.data.tags.values()]
+        folder = client.download_artifacts(run_id, "")
+        texts += [p.read_text() for p in Path(folder).rglob("*") if p.is_file()]
+        assert texts and not any(secret in text for text in texts)
+    stored = client.get_run(run.info.run_id)
+    assert stored.data.params["storage"] == "postgresql+psycopg2://me:***@db.example/optuna"
+    assert client.get_run(child.info.run_id).data.params["url"] == "http://a:***@b/c"
 
 
 def test_mlflow_run_hand_over_stays_the_parent(tracking_store, monkeypatch):
@@ -111,7 +137,7 @@ def test_mlflow_run_hand_over_stays_the_parent(tracking_store, monkeypatch):
         with mlflow.start_run(run_name="trial", nested=True) as trial:  # a plain nested run (Optuna's trials)
             mlflow.log_param("trial", 0)
         for i in range(2):
-            with tracking.claimed_child(f"child {i}", {"i": i}) as child:
+            with tracking.child_run(f"child {i}", {"i": i}) as child:
                 mlflow.log_metric("accuracy", i)
     assert parent.info.run_id == project_run and trial.info.run_id != project_run
     stored = client.get_run(project_run)

@@ -37,7 +37,9 @@ from snnbench.models.multimodal import FAMILIES, SIZES, ModelSpec
 from snnbench.training.suite import (TrainSettings, features, load_trained_multimodal, test_data, trained_multimodal_model, training_data)
 from snnbench.models.spiking import ENCODINGS, NEURONS, READOUTS, RESETS, SURROGATES
 from snnbench.noise import NOISE_MODES, POSITIONS, NoiseSpec
-from snnbench.tracking.runs import (benchmark_run, claimed_child, config_key, finished_child, finished_children, log_dataset)
+from snnbench.execution import add_cluster_arguments, executor_from_args
+from snnbench.tracking.runs import benchmark_run, child_run, config_key, finished_children, log_dataset
+from snnbench.training.cache import pack, unpack
 from snnbench.training.suite import log_trained_model
 from snnbench.training.loop import TrainConfig, accuracy
 
@@ -127,13 +129,12 @@ def evaluate_onnx(folder: Path, test: FeatureSet, noise: NoiseSpec, torch_logits
             "ort_torch_max_abs_diff": float(np.abs(logits - torch_logits).max())}
 
 
-def run_family(spec: ModelSpec, settings: TrainSettings, noise: NoiseSpec, test: FeatureSet,
-               device: torch.device) -> dict:
-    """Train (or reuse) one model, evaluate it; log its per-epoch history. Returns metrics."""
+def score_family(spec: ModelSpec, settings: TrainSettings, noise: NoiseSpec, test: FeatureSet,
+                 device: torch.device) -> dict:
+    """Train (or reuse) one model and evaluate it (logs nothing). Returns its metrics (prefixed by
+    the family) and its training result (history included)."""
     folder = trained_multimodal_model(spec, settings, device)
     model, _, result = load_trained_multimodal(folder)
-    prefix = spec.family
-    log_history(mlflow.active_run().info.run_id, result["history"], f"{prefix}_")
     metrics = {k: result[k] for k in ("best_val_accuracy", "best_epoch", "train_samples_per_s",
                                       "parameter_count", "hidden_width")}
     metrics["mean_epoch_seconds"] = result["epoch_seconds"]  # the per-epoch series is {family}_epoch_seconds
@@ -144,9 +145,39 @@ def run_family(spec: ModelSpec, settings: TrainSettings, noise: NoiseSpec, test:
         metrics["clean_test_accuracy"] = evaluate(model, test, None, device)[0]["test_accuracy"]
     if spec.family == "dnn":
         metrics.update(evaluate_onnx(folder, test, noise, logits))
-    mlflow.set_tag(f"snnbench.{prefix}_model_folder", str(folder))
-    mlflow.log_dict(result, f"{prefix}_training.json")
-    return {f"{prefix}_{k}": float(v) for k, v in metrics.items() if v is not None}
+    return {"metrics": {f"{spec.family}_{k}": float(v) for k, v in metrics.items() if v is not None},
+            "result": result}
+
+
+def record_family(family: str, scored: dict, folder: Path, test_set, name: str) -> dict:
+    """Log one family's history, training result, model and metrics on the active child run."""
+    log_history(mlflow.active_run().info.run_id, scored["result"]["history"], f"{family}_")
+    mlflow.set_tag(f"snnbench.{family}_model_folder", str(folder))
+    mlflow.log_dict(scored["result"], f"{family}_training.json")
+    model_id = log_trained_model(folder, name)
+    mlflow.log_metrics(scored["metrics"], model_id=model_id, dataset=test_set)
+    return scored["metrics"]
+
+
+@dataclass(frozen=True)
+class Configuration:
+    """A unit of work (snnbench.execution): every family of one configuration, scored on the test split."""
+    config: dict
+    settings: TrainSettings
+    test_limit: int
+    device: str
+    models: tuple  # snnbench.training.cache.pack of each family's trained model
+
+
+def score_configuration(unit: Configuration) -> dict:
+    for packed in unit.models:
+        unpack(packed)
+    test = test_data(unit.config["modality"], unit.test_limit)
+    scores = {}
+    for family in unit.config["families"]:
+        spec, noise = _spec_and_noise(unit.config, family)
+        scores[family] = score_family(spec, unit.settings, noise, test, torch.device(unit.device))
+    return scores
 
 
 # --- command line ------------------------------------------------------------------------------
@@ -219,9 +250,10 @@ def add_seed_arguments(parser: argparse.ArgumentParser, seeds: int):
 
 
 def add_engine_arguments(parser: argparse.ArgumentParser):
+    add_cluster_arguments(parser)
     engine = parser.add_argument_group("grid trainer (snnbench.training.grid: how models train together; CUDA only)")
     engine.add_argument("--devices", default="",
-                        help="GPUs to spread the trainings over, one process each: all, or e.g. cuda:0,cuda:1 "
+                        help="GPUs to spread the trainings over, one local worker each: all, or e.g. cuda:0,cuda:1 "
                              "(empty: --device alone)")
     engine.add_argument("--graphs", type=_bool, default=True, help="each training step a CUDA graph")
     engine.add_argument("--compile", type=_bool, default=True,
@@ -321,59 +353,56 @@ def run(args):
     checksums = {}
     for modality in args.modalities:
         checksums.update(features(modality, "test").checksums)
-    params = {k: v for k, v in vars(args).items() if not k.startswith("_") and k not in ("command", "resume")}
+    params = {k: v for k, v in vars(args).items() if not k.startswith("_") and k not in ("command", "resume", "cluster", "workers")}
     params.update(scale)
     params["seeds"] = seeds_from_args(args)
     params["device"] = str(device)  # resolved, never 'auto'
-    with benchmark_run(args.command, params, device=str(device), data_checksums=checksums,
-                       resume=args.resume) as parent:
+    gpus = [d.index for d in devices if d.type == "cuda"]
+    with executor_from_args(args, gpus) as executor, \
+            benchmark_run(args.command, params, device=str(device), data_checksums=checksums, resume=args.resume,
+                          sweep=True) as parent:
         # every model the sweep needs, trained together first (stacked; cached for what follows)
         jobs = [Job(_spec_and_noise(config, family)[0], by_seed[config["seed"]])
                 for config in configs for family in config["families"]]
-        training = train_jobs(jobs, devices, engine_from_args(args))
+        training = train_jobs(jobs, devices, engine_from_args(args), executor=executor)
         mlflow.log_metric("train_wall_seconds", training["wall_seconds"])
         done = finished_children(parent.info.run_id) if args.resume else {}
+        child_configs = [{**config, **scale, "lr": args.lr, "batch_size": args.batch_size,
+                          "validation": args.validation} for config in configs]
         rows = {}
-        progress = tqdm(total=len(configs), desc=args.command, unit="config", dynamic_ncols=True)
-        # the first pass skips configurations another invocation of this sweep holds, the second waits for them
-        for waiting in (False, True):
-            for i, config in enumerate(configs):
-                settings = by_seed[config["seed"]]
-                child_config = {**config, **scale, "lr": args.lr, "batch_size": args.batch_size,
-                                "validation": args.validation}
-                if i in rows:
-                    continue
-                previous = done.get(config_key(child_config))
-                if previous is None:
-                    with claimed_child(_child_name(config, factor), child_config, device=str(device),
-                                       data_checksums=checksums, wait=waiting, reuse=args.resume) as run:
-                        if run is not None:
-                            test = test_data(config["modality"], scale["test_limit"])
-                            mlflow.log_params({"n_test": len(test)})
-                            test_set = log_dataset(test, "test")
-                            train, validation = training_data(config["modality"], settings)
-                            log_dataset(train, "train")
-                            log_dataset(validation, "validation")
-                            metrics = {}
-                            for family in config["families"]:
-                                spec, noise = _spec_and_noise(config, family)
-                                scores = run_family(spec, settings, noise, test, device)
-                                model_id = log_trained_model(trained_multimodal_model(spec, settings, device),
-                                                             f"{config['modality']}-{family}")
-                                mlflow.log_metrics(scores, model_id=model_id, dataset=test_set)
-                                metrics.update(scores)
-                    if run is None:
-                        previous = finished_child(child_config)
-                        if previous is None:
-                            continue  # another invocation is running it: the waiting pass comes back to it
-                if previous is None:
-                    tqdm.write(f"{_child_name(config, factor)}: " + ", ".join(
-                        f"{k}={v:.4f}" for k, v in metrics.items() if k.endswith("accuracy")))
-                    rows[i] = {**config, **metrics}
-                else:
-                    tqdm.write(f"{_child_name(config, factor)}: finished in run {previous.info.run_id}, skipped")
-                    rows[i] = {**config, **previous.data.metrics}
-                progress.update()
+        for i, (config, child_config) in enumerate(zip(configs, child_configs)):
+            previous = done.get(config_key(child_config))
+            if previous is not None:
+                tqdm.write(f"{_child_name(config, factor)}: finished in run {previous.info.run_id}, skipped")
+                rows[i] = {**config, **previous.data.metrics}
+        todo = [i for i in range(len(configs)) if i not in rows]
+
+        def folders(config):
+            return [Job(_spec_and_noise(config, family)[0], by_seed[config["seed"]]).folder
+                    for family in config["families"]]
+
+        units = [Configuration(configs[i], by_seed[configs[i]["seed"]], scale["test_limit"], str(device),
+                               tuple(pack(f) for f in folders(configs[i])) if executor.client else ())
+                 for i in todo]
+        progress = tqdm(total=len(configs), initial=len(rows), desc=args.command, unit="config", dynamic_ncols=True)
+        for k, scored in executor.map(score_configuration, units, gpu=device.type == "cuda"):
+            i = todo[k]
+            config, settings = configs[i], by_seed[configs[i]["seed"]]
+            with child_run(_child_name(config, factor), child_configs[i], device=str(device), data_checksums=checksums):
+                test = test_data(config["modality"], scale["test_limit"])
+                mlflow.log_params({"n_test": len(test)})
+                test_set = log_dataset(test, "test")
+                train, validation = training_data(config["modality"], settings)
+                log_dataset(train, "train")
+                log_dataset(validation, "validation")
+                metrics = {}
+                for family, folder in zip(config["families"], folders(config)):
+                    metrics.update(record_family(family, scored[family], folder, test_set,
+                                                 f"{config['modality']}-{family}"))
+            tqdm.write(f"{_child_name(config, factor)}: " + ", ".join(
+                f"{k}={v:.4f}" for k, v in metrics.items() if k.endswith("accuracy")))
+            rows[i] = {**config, **metrics}
+            progress.update()
         progress.close()
         rows = [rows[i] for i in range(len(configs))]
         log_summary(rows, args.command, factor)

@@ -41,7 +41,8 @@ from snnbench.benchmarks import claims
 from snnbench.benchmarks.study import (CLAIMS_DOCUMENT, CLEAN, NOISES, STUDY_DOCUMENT, result_row, results_document,
                                        run_row, study_report, study_specs)
 from snnbench.evaluation.harness import log_result_table
-from snnbench.tracking.runs import MODEL_ID_TAG, benchmark_run, claimed_child
+from snnbench.execution import executor_from_args
+from snnbench.tracking.runs import MODEL_ID_TAG, benchmark_run, child_run, config_key, finished_children
 
 def add_arguments(parser: argparse.ArgumentParser, command: str):
     add_common(parser)
@@ -78,11 +79,13 @@ def run(args):
               "max_stack": args.max_stack, "trainings": len(jobs),
               "noises": {k: [n.std, n.position, n.mode, n.seed] for k, n in noises.items()}}
     device_name = torch.cuda.get_device_name(devices[0]) if devices[0].type == "cuda" else "cpu"
-    with benchmark_run("multimodal_study", params, device=",".join(map(str, devices)), data_checksums=checksums,
-                       resume=args.resume) as parent:
+    gpus = [d.index for d in devices if d.type == "cuda"]
+    with executor_from_args(args, gpus) as executor, \
+            benchmark_run("multimodal_study", params, device=",".join(map(str, devices)), data_checksums=checksums,
+                          resume=args.resume, sweep=True) as parent:
         mlflow.set_tag("snnbench.device_name", device_name)
         started = time.perf_counter()
-        summary = train_jobs(jobs, devices, engine, time_limit=args.time_limit)
+        summary = train_jobs(jobs, devices, engine, time_limit=args.time_limit, executor=executor)
         train_seconds = time.perf_counter() - started
         mlflow.log_metric("train_wall_seconds", train_seconds)
         if not summary["complete"]:
@@ -90,6 +93,7 @@ def run(args):
             raise SnnbenchError(f"time limit reached: {len(jobs) - left} of {len(jobs)} trainings finished, the rest "
                                 f"checkpointed; run the same command with --resume true to continue")
         scores = evaluate_jobs(jobs, list(noises.values()), devices[0], scale["test_limit"], engine=engine)
+        done = finished_children(parent.info.run_id)
         rows = []
         for job in jobs:
             result = json.loads((job.folder / "result.json").read_text())
@@ -103,9 +107,9 @@ def run(args):
             name = f"{job.spec.modality} {job.spec.family} {job.spec.size}" + (
                 f" {job.spec.neuron} {job.spec.reset} T={job.spec.steps}" if job.spec.family == "snn" else "") + \
                 f" seed={job.settings.seed}"
-            with claimed_child(name, child_config, device=result["trained_on"], data_checksums=checksums) as child:
-                if child is None:  # finished by an earlier invocation of this run
-                    continue
+            if config_key(child_config) in done:  # finished by an earlier invocation of this run
+                continue
+            with child_run(name, child_config, device=result["trained_on"], data_checksums=checksums) as child:
                 log_history(child.info.run_id, result["history"])
                 # the trained model, by reference for other benchmarks (noise_sweep --models-from)
                 mlflow.set_tag(MODEL_ID_TAG, log_trained_model(job.folder, "model"))

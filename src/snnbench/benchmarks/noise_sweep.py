@@ -14,9 +14,9 @@ Models: trained here by the training engine (cached), taken from a ``multimodal_
 
 import tempfile
 import time
-from dataclasses import asdict
+from collections import OrderedDict
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
 
 import mlflow
 import numpy as np
@@ -24,10 +24,12 @@ from tqdm import tqdm
 
 from snnbench.benchmarks import noise_sweep_tables as tables
 from snnbench.benchmarks.options import add_common, auto, choice_list, float_list, positive, require
+from snnbench.benchmarks.multimodal import _bool
 from snnbench.data import MODALITIES
 from snnbench.engines.sweep_models import SNN_ENGINE, Subject
 from snnbench.evaluation import harness
 from snnbench.evaluation.metrics import COLUMNS
+from snnbench.execution import add_cluster_arguments, executor_from_args
 from snnbench.noise import NOISE_MODES, NoiseSpec
 from snnbench.tracking import runs as tracking
 
@@ -47,6 +49,10 @@ PROFILES = {"quick": dict(test_limit=500, steps=20, seeds=1), "full": dict(test_
 
 def add_arguments(parser, command):
     add_common(parser)
+    add_cluster_arguments(parser)
+    parser.add_argument("--resume", type=_bool, nargs="?", const=True, default=False,
+                        help="take over the unfinished run of this sweep even if it is marked running (its "
+                             "process was stopped); a failed or interrupted run is reopened without it")
     parser.add_argument("--stds", type=float_list, default=list(DEFAULT_STDS), help="noise standard deviations")
     parser.add_argument("--positions", type=choice_list(POSITIONS), default=list(POSITIONS),
                         help="where the noise is added: input, pre (layer input current), post (layer output)")
@@ -233,47 +239,30 @@ def _log_child(row: dict, correct: np.ndarray, data, model_id: str | None):
         mlflow.log_artifact(str(Path(tmp) / CORRECT))
 
 
-def run_subject(subject: Subject, build_model: Callable[[], harness.Model], data, config: dict, done: dict,
-                progress, device: str, model_id: str | None = None) -> list:
-    """Evaluate (or reuse) every child of one subject; its model is built only if needed.
-    Children that another invocation of the sweep holds are left for a second pass that waits
-    for them (the clean child is waited for at once: the others are measured against it).
-    Metrics are linked to the logged model ``model_id``."""
-    children, rows, clean, model = grid(subject, config), {}, None, None
-    several = len(config.get("model_seeds", [])) > 1
-    for waiting in (False, True):
-        for child in children:
-            key = tracking.config_key(child)
-            if key in rows:
-                continue
-            run = None
-            if key not in done:
-                name = (f"{subject.label}{f' model seed {subject.model_seed}' if several else ''} "
-                        f"{child['position']} std={child['std']:g} seed={child['noise_seed']}")
-                with tracking.claimed_child(name, child, device=device, data_checksums=data.checksums,
-                                            wait=waiting or clean is None) as run:
-                    if run is not None:
-                        model = model or build_model()
-                        started = time.perf_counter()
-                        measured, correct = evaluate(model, data, child)
-                        seconds = time.perf_counter() - started
-                        reference = measured["accuracy"] if child["position"] == "none" else clean
-                        row = _row(child, config, measured, reference, seconds, run.info.run_id, False)
-                        _log_child(row, correct, data, model_id)
-                        row["correct"] = correct
-            if run is None:
-                finished = done.get(key) or tracking.finished_child(child)
-                if finished is None:
-                    continue  # another invocation is running it: the waiting pass comes back to it
-                row = _finished_row(finished, child, config)
-            rows[key] = row
-            clean = row["clean_accuracy"]  # the clean run comes first in the grid
-            progress.set_postfix_str(
-                f"{subject.label} {child['position']} {child['std']:g}: {100 * row['accuracy']:.1f}%")
-            progress.update()
-        if len(rows) < len(children):
-            progress.set_postfix_str(f"{subject.label}: waiting for another invocation of this sweep")
-    return [rows[tracking.config_key(c)] for c in children]
+@dataclass(frozen=True)
+class ChildUnit:
+    """A unit of work (snnbench.execution): one child configuration of one subject."""
+    subject: Subject
+    child: dict
+    config: dict
+    models: object  # snnbench.engines.sweep_models.Models: where the subject's trained model is
+
+
+_BUILT: "OrderedDict[tuple, harness.Model]" = OrderedDict()  # the last subjects' models in this process
+
+
+def evaluate_child(unit: ChildUnit) -> tuple[dict, np.ndarray, float]:
+    """The child's metrics, per-sample correctness and evaluation seconds; the subject's model is
+    built once per process (kept for the subject's next children, which run in order)."""
+    key = (unit.subject, tracking.config_key(unit.config))
+    if key not in _BUILT:
+        while len(_BUILT) >= 2:
+            _BUILT.popitem(last=False)
+        _BUILT[key] = unit.models.model(unit.subject)
+    data = evaluation_set(unit.subject.modality, unit.config)
+    started = time.perf_counter()
+    measured, correct = evaluate(_BUILT[key], data, unit.child)
+    return measured, correct, time.perf_counter() - started
 
 
 def evaluation_set(modality: str, config: dict):
@@ -283,20 +272,51 @@ def evaluation_set(modality: str, config: dict):
     return suite_test_data(modality, config["test_limit"])
 
 
-def sweep(config: dict, models, device: str) -> list:
-    """Run the whole grid under the active parent run; returns one row per child."""
-    parent = mlflow.active_run().info.run_id
-    done = tracking.finished_children(parent)
+def sweep(config: dict, models, device: str, executor) -> list:
+    """Run the whole grid under the active parent run (children finished earlier are reused): its
+    units on the executor, each child logged here as it comes back; returns one row per child. A
+    child's drop is measured against its subject's clean child, so a noisy child that comes back
+    before it waits to be logged."""
+    done = tracking.finished_children(mlflow.active_run().info.run_id)
     plan = subjects(config)
+    rows, clean, waiting, units, data = {}, {}, {}, [], {}
+    for subject in plan:
+        for child in grid(subject, config):
+            key = tracking.config_key(child)
+            if key in done:
+                rows[key] = _finished_row(done[key], child, config)
+                clean[subject] = rows[key]["clean_accuracy"]
+            else:
+                units.append(ChildUnit(subject, child, config, models))
+    several = len(config.get("model_seeds", [])) > 1
     total = sum(len(grid(s, config)) for s in plan)
-    rows, data = [], {}
-    with tqdm(total=total, desc="noise_sweep", unit="run", dynamic_ncols=True) as progress:
-        for subject in plan:
+    with tqdm(total=total, initial=len(rows), desc="noise_sweep", unit="run", dynamic_ncols=True) as progress:
+        def record(unit: ChildUnit, measured: dict, correct: np.ndarray, seconds: float):
+            subject, child = unit.subject, unit.child
             if subject.modality not in data:
                 data[subject.modality] = evaluation_set(subject.modality, config)
-            rows += run_subject(subject, lambda s=subject: models.model(s), data[subject.modality],
-                                config, done, progress, device, models.model_ids.get(models.name(subject)))
-    return rows
+            name = (f"{subject.label}{f' model seed {subject.model_seed}' if several else ''} "
+                    f"{child['position']} std={child['std']:g} seed={child['noise_seed']}")
+            with tracking.child_run(name, child, device=device, data_checksums=data[subject.modality].checksums) as run:
+                row = _row(child, config, measured, clean[subject], seconds, run.info.run_id, False)
+                _log_child(row, correct, data[subject.modality], models.model_ids.get(models.name(subject)))
+            rows[tracking.config_key(child)] = {**row, "correct": correct}
+            progress.set_postfix_str(f"{subject.label} {child['position']} {child['std']:g}: "
+                                     f"{100 * row['accuracy']:.1f}%")
+            progress.update()
+
+        for index, result in executor.map(evaluate_child, units):
+            unit = units[index]
+            if unit.child["position"] == "none":
+                clean[unit.subject] = result[0]["accuracy"]
+                record(unit, *result)
+                for early in waiting.pop(unit.subject, []):
+                    record(*early)
+            elif unit.subject in clean:
+                record(unit, *result)
+            else:
+                waiting.setdefault(unit.subject, []).append((unit, *result))
+    return [rows[tracking.config_key(c)] for s in plan for c in grid(s, config)]
 
 
 # --------------------------------------------------------------------------- results
@@ -318,10 +338,12 @@ def run(args):
     device = resolve_device(args.device)
     models = Models(config, device)
     started, cpu_started = time.perf_counter(), time.process_time()
-    with tracking.benchmark_run(BENCHMARK, config, device=str(device), resume=True, run_name=run_name(config)), \
+    with executor_from_args(args) as executor, \
+            tracking.benchmark_run(BENCHMARK, config, device=str(device), run_name=run_name(config), sweep=True,
+                                   resume=True if args.resume else "stopped"), \
             tempfile.TemporaryDirectory(prefix="snnbench-noise-sweep-") as out:
         models.prepare(subjects(config))
-        rows = sweep(config, models, str(device))
+        rows = sweep(config, models, str(device), executor)
         tables.log_results(rows, config, Path(out))
         # this invocation's times (training included; a resumed sweep logs its own)
         mlflow.log_metrics({"wall_seconds": time.perf_counter() - started,

@@ -16,6 +16,7 @@ import json
 import os
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import mlflow
@@ -23,6 +24,7 @@ import numpy as np
 
 from snnbench.benchmarks.options import add_common, auto, choice_list, int_list, non_negative, positive, require
 from snnbench.errors import SnnbenchError
+from snnbench.execution import add_cluster_arguments
 from snnbench.evaluation.plots import throughput_plot
 from snnbench.evaluation.timing import machine, time_batch
 from snnbench.tracking.runs import benchmark_run
@@ -40,6 +42,7 @@ TABLE = "throughput.json"
 
 def add_arguments(parser, command):
     add_common(parser)
+    add_cluster_arguments(parser)
     quick, full = GRIDS["quick"], GRIDS["full"]
 
     def by_profile(key):
@@ -99,39 +102,35 @@ def grid(settings: dict) -> list:
 
 
 def run(args):
-    from snnbench.engines.backends import build_backend, model_folder, set_threads
     from snnbench.data import load_features
     from snnbench.device import resolve_device
+    from snnbench.engines.backends import model_folder
+    from snnbench.execution import executor_from_args
+    from snnbench.training.cache import pack
 
     settings = resolve(args)
     device = resolve_device(settings["device"])  # where snntorch runs; ORT and Nengo use the CPU
-    threads_in_force = set_threads(settings["threads"], tensorflow="nengo_dl" in settings["backends"])
     folder = model_folder(settings)
     test = load_features("image", "test")
-    images, labels = test.x[: settings["samples"]], test.y[: settings["samples"]]
-    params = dict(settings)
-    with benchmark_run("throughput", params, device=str(device), data_checksums=test.checksums) as run_:
-        host = {**machine(), **threads_in_force}
-        if device.type == "cuda":
-            import torch
-
-            host["gpu"] = torch.cuda.get_device_name(device)
+    units = [BackendPoints(backend, tuple(p for p in grid(settings) if p[0] == backend), settings, pack(folder))
+             for backend in settings["backends"]]
+    with executor_from_args(args) as executor, \
+            benchmark_run("throughput", dict(settings), device=str(device), data_checksums=test.checksums) as run_:
+        rows, failed, hosts = [], {}, {}
+        for _, result in executor.map(time_backend, units):
+            rows += result["rows"]
+            hosts[result["backend"]] = result["machine"]
+            if result["failed"]:
+                failed[result["backend"]] = result["failed"]
+                print(f"  {result['backend']}: FAILED ({result['failed']}); its other points are skipped", flush=True)
+        host = hosts[settings["backends"][0]]  # the machine the points ran on (each backend's in machine.json)
         mlflow.set_tags({f"machine.{k}": v for k, v in host.items()})
-        mlflow.log_dict(host, "machine.json")
-        rows, failed = [], {}
-        for backend, steps, batch_size in grid(settings):
-            if backend in failed:
-                continue
-            try:
-                rows.append(measure(backend, steps, batch_size, images, labels, folder, settings, build_backend))
-            except Exception as exc:  # one broken backend must not lose the others' timings
-                failed[backend] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
-                print(f"  {backend}: FAILED ({failed[backend]}); its other points are skipped", flush=True)
-                continue
-            print(_progress(rows[-1]), flush=True)
+        mlflow.log_dict(hosts if len({json.dumps(h, sort_keys=True) for h in hosts.values()}) > 1 else host,
+                        "machine.json")
         mlflow.log_metric("load_avg_1min_end", os.getloadavg()[0])
         if failed:
             mlflow.set_tag("failed_backends", json.dumps(failed))
+        rows.sort(key=lambda r: grid(settings).index((r["backend"], r["steps"], r["batch_size"])))
         if rows:
             log_results(rows, settings)
         print(f"throughput: {len(rows)} points logged to run {run_.info.run_id}")
@@ -140,6 +139,45 @@ def run(args):
                             f"were logged; rerun with --backends {','.join(b for b in settings['backends'] if b not in failed)}"
                             " or fix the failing one")
     return rows
+
+
+@dataclass(frozen=True)
+class BackendPoints:
+    """A unit of work: every timed point of one backend, with the trained network's files."""
+    backend: str
+    points: tuple
+    settings: dict
+    model: dict  # snnbench.training.cache.pack of the network's folder
+
+
+def time_backend(unit: BackendPoints) -> dict:
+    """Time the unit's points on the machine it runs on; a broken backend ends its unit with the
+    reason (the other backends' timings are kept)."""
+    from snnbench.data import load_features
+    from snnbench.device import resolve_device
+    from snnbench.engines.backends import build_backend, set_threads
+    from snnbench.training.cache import unpack
+
+    settings = unit.settings
+    threads_in_force = set_threads(settings["threads"], tensorflow=unit.backend == "nengo_dl")
+    folder = unpack(unit.model)
+    test = load_features("image", "test")
+    images, labels = test.x[: settings["samples"]], test.y[: settings["samples"]]
+    host = {**machine(), **threads_in_force}
+    device = resolve_device(settings["device"])
+    if device.type == "cuda":
+        import torch
+
+        host["gpu"] = torch.cuda.get_device_name(device)
+    rows, failed = [], None
+    for backend, steps, batch_size in unit.points:
+        try:
+            rows.append(measure(backend, steps, batch_size, images, labels, folder, settings, build_backend))
+        except Exception as exc:  # one broken backend must not lose the others' timings
+            failed = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
+            break
+        print(_progress(rows[-1]), flush=True)
+    return {"backend": unit.backend, "rows": rows, "failed": failed, "machine": host}
 
 
 def measure(backend, steps, batch_size, images, labels, folder, settings, build_backend) -> dict:

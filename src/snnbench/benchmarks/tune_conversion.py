@@ -15,6 +15,7 @@ from pathlib import Path
 
 from snnbench.benchmarks.options import add_calibration_arguments, add_common, auto, positive, require
 from snnbench.conversion.nengo_net import READOUTS
+from snnbench.execution import add_cluster_arguments, executor_from_args
 from snnbench.tuning import (PRUNERS, SAMPLERS, SECOND_OBJECTIVES, ConversionTask, SearchSpace, StudyOptions,
                              storage_label)
 from snnbench.tuning.space import PARAMETERS
@@ -57,6 +58,7 @@ def boolean(text) -> bool:
 
 def add_arguments(parser: argparse.ArgumentParser, command: str):
     add_common(parser, device=False)
+    add_cluster_arguments(parser)
     study = parser.add_argument_group("study")
     study.add_argument("--study-name", default="tune-conversion", help="Optuna study name (same name + storage resumes it)")
     study.add_argument("--storage", default="sqlite:///optuna.db",
@@ -69,10 +71,9 @@ def add_arguments(parser: argparse.ArgumentParser, command: str):
                        help="stop starting trials after this many seconds (none: no limit)")
     study.add_argument("--sampler", choices=SAMPLERS, default="tpe", help="TPE (seeded with --seed) or random")
     study.add_argument("--sampler-seed", type=auto(int), default=None,
-                       help="sampler seed (auto: --seed); local --workers add 1000 x their index; give "
+                       help="sampler seed (auto: --seed); trial workers add 1000 x their index; give "
                             "each machine of a distributed study its own seed")
     study.add_argument("--pruner", choices=PRUNERS, default="median", help="median pruner on growing validation subsets, or none")
-    study.add_argument("--workers", type=positive(int), default=1, help="local worker processes sharing the storage")
     study.add_argument("--second-objective", choices=SECOND_OBJECTIVES, default="none",
                        help="also minimise spikes or synaptic operations per image (a multi-objective study: "
                             "no pruning; the best setting is the most accurate on the Pareto front)")
@@ -127,7 +128,7 @@ def options_from_args(args) -> StudyOptions:
     return StudyOptions(study_name=args.study_name, storage=args.storage, n_trials=args.n_trials,
                         timeout=args.timeout, sampler=args.sampler, pruner=args.pruner,
                         seed=args.seed if args.sampler_seed is None else args.sampler_seed,
-                        workers=args.workers)
+                        workers=args.workers or 1)
 
 
 def resolve_profile(args):
@@ -146,12 +147,13 @@ def run(args):
     if args.best_params_out is not None:
         require(args.best_params_out.parent.is_dir(),
                 f"--best-params-out {args.best_params_out}: folder {args.best_params_out.parent} does not exist")
-    tuning.run_benchmark(task, options, best_params_out=args.best_params_out, score_test=not args.skip_test,
-                         params=logged_params(args))
+    with executor_from_args(args) as executor:
+        tuning.run_benchmark(task, options, best_params_out=args.best_params_out, score_test=not args.skip_test,
+                             params=logged_params(args), executor=executor)
 
 
 def logged_params(args) -> dict:
-    params = {k: v for k, v in vars(args).items() if not k.startswith("_") and k != "command"}
+    params = {k: v for k, v in vars(args).items() if not k.startswith("_") and k not in ("command", "cluster")}
     params["storage"] = storage_label(args.storage)
     params["best_params_out"] = str(args.best_params_out) if args.best_params_out else None
     return params

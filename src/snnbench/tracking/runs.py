@@ -6,14 +6,13 @@
   checksums; runs on a CUDA device also log system metrics (CPU, memory, GPU). Data sets are
   logged as run inputs (:func:`log_dataset`), trained models as MLflow models
   (:func:`log_trained_model`).
-* Sweeps: a parent run with one nested child run per configuration. Parent and children carry
-  a key (a hash of their configuration), so a sweep run again with the same parameters reopens
-  its unfinished parent and skips the children already finished.
-* Sweeps that share a store (two shells, or machines on one tracking server): each child is
-  claimed before it runs (:func:`claimed_child`), so every configuration runs once. A process
-  refreshes a heartbeat tag on the runs it holds; a claim whose heartbeat is older than the
-  lease (``SNNBENCH_LEASE_SECONDS``, default 120 s; machines' clocks must agree well within it)
-  was left by a killed process and is taken over.
+* Sweeps: a parent run with one nested child run per configuration, logged by the driver (the
+  process the user started; the work itself may run on a cluster, snnbench.execution). Parent
+  and children carry a key (a hash of their configuration), so a sweep run again with the same
+  parameters reopens its unfinished parent and skips the children already finished. A sweep whose
+  run is still marked running is not started twice: ``--resume`` takes that run over, and
+  ``--cluster`` is how machines share one sweep's work.
+* No credential is logged: URL passwords in params, tags and logged documents are masked.
 """
 
 import hashlib
@@ -24,8 +23,6 @@ import os
 import platform
 import subprocess
 import sys
-import threading
-import time
 import weakref
 from contextlib import contextmanager
 from importlib import metadata
@@ -33,22 +30,18 @@ from pathlib import Path
 
 import mlflow
 import numpy as np
-from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from snnbench.errors import SnnbenchError
+from snnbench.execution.masking import mask_credentials
 
 URI_ENV = "MLFLOW_TRACKING_URI"
-LEASE_ENV = "SNNBENCH_LEASE_SECONDS"
-DEFAULT_LEASE_SECONDS = 120.0
 PACKAGES = ("snnbench", "mlflow", "torch", "snntorch", "onnx", "onnxruntime", "numpy", "nengo",
             "nengo-dl", "tensorflow", "keras", "scipy", "optuna")
 SWEEP_KEY = "snnbench.sweep_key"
 CONFIG_KEY = "snnbench.config_key"
 CONFIG_FILE = "config.yaml"  # the command's resolved options: `snnbench COMMAND --config config.yaml` replays it
 MODEL_ID_TAG = "snnbench.model_id"  # the MLflow model a run trained (models:/<id>)
-HEARTBEAT = "snnbench.heartbeat"        # ms since the epoch, refreshed while a process holds the run
-TICKET = "snnbench.claim_ticket"        # a claim's place in line (absent while it is being drawn)
 EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
 PARENT = "mlflow.parentRunId"
 
@@ -94,25 +87,10 @@ def environment(device: str = "cpu") -> dict:
             "git_commit": git_commit(), "device": device, "packages": package_versions()}
 
 
-def lease_seconds() -> float:
-    text = os.environ.get(LEASE_ENV, "")
-    try:
-        lease = float(text) if text else DEFAULT_LEASE_SECONDS
-    except ValueError:
-        lease = -1.0
-    if not lease > 0:
-        raise SnnbenchError(f"{LEASE_ENV}={text!r}: give the claim lease in seconds (> 0), or unset it")
-    return lease
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
-
-
 def _log_params(params: dict):
     """Log params, skipping keys already on the run (``mlflow run`` logs its entry-point params)."""
     existing = mlflow.get_run(mlflow.active_run().info.run_id).data.params
-    flat = {k: json.dumps(v) if isinstance(v, (list, tuple, dict)) else v for k, v in params.items()}
+    flat = {k: json.dumps(v) if isinstance(v, (list, tuple, dict)) else v for k, v in mask_credentials(params).items()}
     mlflow.log_params({k: v for k, v in flat.items() if k not in existing})
 
 
@@ -122,8 +100,8 @@ def _log_environment(device: str, data_checksums: dict | None):
             "snnbench.python": env["python"]}
     tags.update({f"version.{k}": v for k, v in env["packages"].items()})
     tags.update({f"data.{k}": v for k, v in (data_checksums or {}).items()})
-    mlflow.set_tags(tags)
-    mlflow.log_dict({**env, "data_checksums": data_checksums or {}}, "environment.json")
+    mlflow.set_tags(mask_credentials(tags))
+    mlflow.log_dict(mask_credentials({**env, "data_checksums": data_checksums or {}}), "environment.json")
 
 
 def _system_metrics(device: str) -> bool | None:
@@ -145,45 +123,6 @@ def _mark_model_development(experiment):
         MlflowClient().set_experiment_tag(experiment.experiment_id, key, kind)
 
 
-class _Heartbeat:
-    """While started, a background thread refreshes the run's heartbeat tag (every quarter lease)."""
-
-    def __init__(self, run_id: str):
-        self.run_id = run_id
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._beat, name=f"heartbeat-{run_id[:8]}", daemon=True)
-
-    def start(self) -> "_Heartbeat":
-        MlflowClient().set_tag(self.run_id, HEARTBEAT, str(_now_ms()))
-        self._thread.start()
-        return self
-
-    def stop(self):
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join()
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
-
-    def _beat(self):
-        client = MlflowClient()
-        while not self._stop.wait(lease_seconds() / 4):
-            try:
-                client.set_tag(self.run_id, HEARTBEAT, str(_now_ms()))
-            except Exception as exc:  # a store hiccup: the next beat tries again
-                _logger.warning("heartbeat of run %s not written: %s", self.run_id, exc)
-
-
-def _alive(run, lease: float) -> bool:
-    """Held by a live process: running, with a heartbeat (or start) within the lease."""
-    beat = int(run.data.tags.get(HEARTBEAT) or run.info.start_time or 0)
-    return run.info.status == "RUNNING" and _now_ms() - beat < lease * 1000
-
-
 _COMMAND_CONFIG = {"yaml": None}  # the running command's resolved options (snnbench.cli)
 
 
@@ -195,12 +134,14 @@ def set_command_config(text: str | None):
 
 @contextmanager
 def benchmark_run(benchmark: str, params: dict, *, device: str = "cpu", run_name: str | None = None,
-                  data_checksums: dict | None = None, resume: bool = False):
+                  data_checksums: dict | None = None, resume: bool | str = False, sweep: bool = False):
     """A top-level run in the benchmark's experiment, with params and environment logged.
 
     Under ``mlflow run`` (``MLFLOW_RUN_ID`` set) the project's run is used, in its experiment.
-    Otherwise, with ``resume``, an unfinished run of the same benchmark and parameters that no
-    live process holds is reopened instead of starting a new one.
+    Otherwise an unfinished run of the same benchmark and parameters is reopened: with ``resume``
+    True the newest one (taken over, even if marked running: its process was stopped), with
+    ``resume="stopped"`` the newest that ended failed or killed. A ``sweep`` refuses to start
+    while a run of it is still marked running, unless ``resume`` is True.
     """
     mlflow.set_tracking_uri(tracking_uri())
     key = config_key({"benchmark": benchmark, **params})
@@ -211,154 +152,53 @@ def benchmark_run(benchmark: str, params: dict, *, device: str = "cpu", run_name
         experiment = mlflow.set_experiment(experiment_id=MlflowClient().get_run(run_id).info.experiment_id)
     else:
         experiment = mlflow.set_experiment(benchmark)
-        run_id = _unfinished_run(experiment.experiment_id, key) if resume else None
+        run_id = _unfinished_run(benchmark, experiment.experiment_id, key, resume, sweep)
     _mark_model_development(experiment)
-    with mlflow.start_run(run_id=run_id, run_name=run_name, log_system_metrics=_system_metrics(device)) as run, \
-            _Heartbeat(run.info.run_id):
+    with mlflow.start_run(run_id=run_id, run_name=run_name, log_system_metrics=_system_metrics(device)) as run:
         mlflow.set_tags({SWEEP_KEY: key, "snnbench.benchmark": benchmark})
         if run_name:  # under `mlflow run` too, whose run has a random name
             mlflow.set_tag("mlflow.runName", run_name)
         _log_params(params)
         _log_environment(device, data_checksums)
         if _COMMAND_CONFIG["yaml"]:
-            mlflow.log_text(_COMMAND_CONFIG["yaml"], CONFIG_FILE)
+            mlflow.log_text(mask_credentials(_COMMAND_CONFIG["yaml"]), CONFIG_FILE)
         yield run
 
 
-def _unfinished_run(experiment_id: str, key: str) -> str | None:
+def _unfinished_run(benchmark: str, experiment_id: str, key: str, resume: bool | str, sweep: bool) -> str | None:
+    if not (resume or sweep):
+        return None
     runs = MlflowClient().search_runs(
         [experiment_id], filter_string=f"tags.`{SWEEP_KEY}` = '{key}' and attributes.status != 'FINISHED'"
         f" and tags.`{PARENT}` IS NULL", order_by=["attributes.start_time DESC"], max_results=100)
-    lease = lease_seconds()
-    return next((r.info.run_id for r in runs if not _alive(r, lease)), None)
+    running = [r for r in runs if r.info.status == "RUNNING"]
+    if sweep and running and resume is not True:
+        raise SnnbenchError(f"{benchmark} with these parameters is still running (run {running[0].info.run_id}); "
+                            "if its process was stopped, take the run over with --resume; to share its work "
+                            "between machines, run it on one Dask cluster with --cluster")
+    if resume is True:
+        return runs[0].info.run_id if runs else None
+    stopped = [r for r in runs if r.info.status in ("FAILED", "KILLED")]
+    return stopped[0].info.run_id if resume == "stopped" and stopped else None
 
 
-# --------------------------------------------------------------------------- claimed child runs
+# --------------------------------------------------------------------------- child runs
 
 @contextmanager
-def claimed_child(name: str, config: dict, *, device: str = "cpu", data_checksums: dict | None = None,
-                  wait: bool = False, reuse: bool = True):
-    """A nested run for one configuration of the active sweep, claimed first, so that concurrent
-    invocations of the sweep on one store run each configuration once.
-
-    Yields the child run (active, params and environment logged) when this process holds the
-    configuration, or None: it is finished (:func:`finished_child` returns it) or, unless
-    ``wait``, another live process holds it. With ``wait`` it blocks while another process holds
-    it, then yields None if that process finished it, or the child run if that process died.
-    ``reuse=False`` counts only this parent's children (a sweep that repeats finished work).
-    If the body raises, the child run is deleted: no half-done configuration stays behind.
-    """
-    claim = _Claim(name, config, reuse)
-    run_id = claim.acquire(wait)
-    if run_id is None:
-        yield None
-        return
+def child_run(name: str, config: dict, *, device: str = "cpu", data_checksums: dict | None = None):
+    """A nested run of the active sweep for one configuration, with its params and environment.
+    If the body raises, the child run is deleted: no half-done configuration stays behind."""
+    parent = MlflowClient().get_run(mlflow.active_run().info.run_id)
+    tags = {CONFIG_KEY: config_key(config), SWEEP_KEY: parent.data.tags[SWEEP_KEY]}
+    run = mlflow.start_run(run_name=name, nested=True, tags=tags, log_system_metrics=_system_metrics(device))
     try:
-        with mlflow.start_run(run_id=run_id, nested=True, log_system_metrics=_system_metrics(device)) as run:
+        with run:
             _log_params(config)
             _log_environment(device, data_checksums)
             yield run
     except BaseException:
-        claim.heartbeat.stop()
-        MlflowClient().delete_run(run_id)
+        MlflowClient().delete_run(run.info.run_id)
         raise
-    finally:
-        claim.heartbeat.stop()
-
-
-class _Claim:
-    """Claims one configuration of the active sweep on the store (Lamport's bakery: a claim
-    is a child run; it draws a ticket one above every live claim's, then waits until no live
-    claim is still drawing; the lowest (ticket, run id) holds the configuration, the others
-    delete their claim)."""
-
-    def __init__(self, name: str, config: dict, reuse: bool):
-        self.client = MlflowClient()
-        self.parent = self.client.get_run(mlflow.active_run().info.run_id)
-        self.name, self.key = name, config_key(config)
-        scope = f"tags.`{SWEEP_KEY}` = '{self.parent.data.tags[SWEEP_KEY]}'"
-        if not reuse:
-            scope += f" and tags.`{PARENT}` = '{self.parent.info.run_id}'"
-        self.filter = f"{scope} and tags.`{CONFIG_KEY}` = '{self.key}'"
-        self.lease = lease_seconds()
-        self.heartbeat = None
-
-    def runs(self) -> list:
-        """This configuration's finished runs and live claims; dead claims are retired on sight."""
-        runs = self.client.search_runs([self.parent.info.experiment_id], filter_string=self.filter,
-                                       max_results=1000)
-        for run in runs:
-            if run.info.status == "RUNNING" and not _alive(run, self.lease):
-                self._retire(run.info.run_id)
-        return [r for r in runs if r.info.status == "FINISHED" or _alive(r, self.lease)]
-
-    def acquire(self, wait: bool) -> str | None:
-        poll = min(5.0, self.lease / 10)
-        while True:
-            runs = self.runs()
-            if any(r.info.status == "FINISHED" for r in runs):
-                return None
-            if not runs:
-                run_id = self._draw()
-                if run_id:
-                    return run_id
-            if not wait:
-                return None
-            time.sleep(poll)
-
-    def _draw(self) -> str | None:
-        """Enter a claim; its run id if it holds the configuration, else None (claim deleted)."""
-        from mlflow.tracking.context.registry import resolve_tags
-
-        tags = {PARENT: self.parent.info.run_id, "mlflow.runName": self.name, CONFIG_KEY: self.key,
-                SWEEP_KEY: self.parent.data.tags[SWEEP_KEY], HEARTBEAT: str(_now_ms())}
-        run_id = self.client.create_run(self.parent.info.experiment_id, run_name=self.name,
-                                        tags=resolve_tags(tags)).info.run_id
-        self.heartbeat = _Heartbeat(run_id).start()
-        try:
-            tickets = [int(r.data.tags[TICKET]) for r in self.runs() if TICKET in r.data.tags]
-            ticket = 1 + max(tickets, default=0)
-            self.client.set_tag(run_id, TICKET, str(ticket))
-            while True:
-                runs = self.runs()
-                others = [r for r in runs if r.info.run_id != run_id]
-                if any(r.info.status == "FINISHED" for r in others):
-                    break
-                if any(TICKET not in r.data.tags for r in others):  # still drawing: wait for its ticket
-                    time.sleep(0.2)
-                    continue
-                if all((ticket, run_id) < (int(r.data.tags[TICKET]), r.info.run_id) for r in others):
-                    return run_id
-                break
-        except BaseException:
-            self._give_up(run_id)
-            raise
-        self._give_up(run_id)
-        return None
-
-    def _give_up(self, run_id: str):
-        self.heartbeat.stop()
-        self.client.delete_run(run_id)
-
-    def _retire(self, run_id: str):
-        """A claim whose process died: ended as KILLED and deleted (its results are incomplete)."""
-        try:
-            self.client.set_terminated(run_id, "KILLED")
-            self.client.delete_run(run_id)
-        except MlflowException:  # another process retired it first
-            pass
-
-
-def finished_child(config: dict) -> "mlflow.entities.Run | None":
-    """The finished child run of this configuration in the active run's sweep, or None."""
-    client = MlflowClient()
-    parent = client.get_run(mlflow.active_run().info.run_id)
-    runs = client.search_runs(
-        [parent.info.experiment_id],
-        filter_string=f"tags.`{SWEEP_KEY}` = '{parent.data.tags.get(SWEEP_KEY)}' and "
-                      f"tags.`{CONFIG_KEY}` = '{config_key(config)}' and attributes.status = 'FINISHED'",
-        max_results=1)
-    return runs[0] if runs else None
 
 
 def finished_children(parent_run_id: str) -> dict:

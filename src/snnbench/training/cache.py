@@ -34,3 +34,33 @@ def cached(kind: str, config: dict, build: Callable[[Path], None]) -> Path:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return folder
+
+
+def pack(folder: Path) -> dict:
+    """A finished cache folder as a value that travels to another machine (a unit of work or its
+    result): its place under the cache root and its files' bytes."""
+    folder = Path(folder)
+    files = {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {"place": folder.relative_to(cache_root()).as_posix(), "files": files}
+
+
+def unpack(packed: dict) -> Path:
+    """The packed folder in this machine's cache (written, whole or not at all, if missing)."""
+    folder = cache_root() / packed["place"]
+    if (folder / "config.json").exists():
+        return folder
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
+    try:
+        for name, data in packed["files"].items():
+            (tmp / name).parent.mkdir(parents=True, exist_ok=True)
+            (tmp / name).write_bytes(data)
+        shutil.rmtree(folder, ignore_errors=True)  # a partial folder (no config.json)
+        try:
+            os.replace(tmp, folder)
+        except OSError:  # another process unpacked it first
+            if not (folder / "config.json").exists():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return folder

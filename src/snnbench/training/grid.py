@@ -23,18 +23,14 @@ benchmark finds it there. :func:`train_jobs` trains the jobs whose folders are m
   the CPU the same code runs eagerly, in float32.
 * Progress is checkpointed (stacked weights, optimiser, best weights, history, each model's
   batch-order generator) so an interrupted grid resumes where it stopped.
-* Several GPUs: stacks are spread over the devices, one process each.
+* Several GPUs or machines: shares of the stacks are units of work (snnbench.execution), one
+  per worker (GPU workers for CUDA); the trained models come back into the driver's cache.
 
 :func:`evaluate_jobs` scores trained models on the test set under evaluation noise, stacked too,
 with the noise draws of :mod:`snnbench.noise` (the same that ``predict`` adds).
 """
 
-import argparse
-import json
 import os
-import subprocess
-import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -43,7 +39,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from snnbench.training.cache import cached
+from snnbench.execution import Executor
+from snnbench.training.cache import cached, pack, unpack
 from snnbench.data import Rows, Tables
 from snnbench.data.download import cache_root
 from snnbench.errors import SnnbenchError
@@ -619,9 +616,10 @@ def _train_alone(job: Job, device: torch.device):
 
 
 def train_jobs(jobs: list[Job], devices: list[torch.device] | None = None, engine: Engine = Engine(),
-               time_limit: float = 0.0, log=print) -> dict:
+               time_limit: float = 0.0, log=print, executor=None) -> dict:
     """Train every job whose model is not cached yet. With ``time_limit`` (seconds, 0 = none) the
     stacks stop at the first epoch end past it, checkpointed: calling again resumes them.
+    With a cluster ``executor`` (snnbench.execution) its workers train shares of the stacks.
     Returns a summary: wall seconds, devices, stacks, throughput per stack shape, and
     ``complete`` (every job trained)."""
     devices = devices or [torch.device("cpu")]
@@ -632,8 +630,11 @@ def train_jobs(jobs: list[Job], devices: list[torch.device] | None = None, engin
     groups = stacks([j for j in todo if stackable(j.spec)], engine.max_stack)
     summary = {"devices": [str(d) for d in devices], "jobs": len(jobs), "trained_now": len(todo),
                "stacks": [{"shape": _shape(g[0].spec), "models": len(g)} for g in groups]}
-    if len(devices) > 1 and groups:
-        summary["speeds"] = _train_on_devices(groups, devices, engine, time_limit, log)
+    if groups and executor is not None and executor.client is not None:
+        summary["speeds"] = _train_on_cluster(groups, devices, engine, time_limit, executor, log)
+    elif len(devices) > 1 and groups:  # one local worker per GPU
+        with Executor.local(len(devices), [d.index for d in devices]) as local:
+            summary["speeds"] = _train_on_cluster(groups, devices, engine, time_limit, local, log)
     elif groups:
         tf32 = torch.backends.cuda.matmul.allow_tf32
         torch.backends.cuda.matmul.allow_tf32 = engine.tf32
@@ -673,45 +674,38 @@ def share_out(groups: list[list[Job]], n_devices: int) -> list[list[list[Job]]]:
     return shares
 
 
-def _train_on_devices(groups, devices, engine: Engine, time_limit: float, log) -> dict:
-    """One worker process per device (``python -m snnbench.training.grid``), each training its share of
-    the stacks; they write to the same model cache."""
-    shares = [[job for group in share for job in group] for share in share_out(groups, len(devices))]
-    processes = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for device, share in zip(devices, shares):
-            if not share:
-                continue
-            spec_file, out_file = Path(tmp) / f"jobs-{device.index}.json", Path(tmp) / f"speeds-{device.index}.json"
-            spec_file.write_text(json.dumps([j.as_dict() for j in share]))
-            command = [sys.executable, "-m", "snnbench.training.grid", "--device", str(device), "--jobs", str(spec_file),
-                       "--speeds-out", str(out_file), "--engine", json.dumps(asdict(engine)),
-                       "--time-limit", str(time_limit)]
-            log(f"grid: {len(share)} trainings on {device}")
-            processes.append((subprocess.Popen(command), out_file))
-        failed = [p.args for p, _ in processes if p.wait() != 0]
-        if failed:
-            raise SnnbenchError(f"grid workers failed: {failed}; run the same command again to resume")
-        speeds = {}
-        for _, out_file in processes:
-            for shape, entries in json.loads(out_file.read_text()).items():
-                speeds.setdefault(shape, []).extend(entries)
+@dataclass(frozen=True)
+class StackShare:
+    """A unit of work (snnbench.execution): the stacks one worker trains side by side on its device
+    (``cuda``: the worker's own GPU)."""
+    jobs: tuple
+    device: str
+    engine: Engine
+    time_limit: float
+
+
+def train_share(share: StackShare) -> dict:
+    """Train a share on the worker; its speeds and every model it finished (packed, so that they
+    reach the driver's cache from any machine)."""
+    summary = train_jobs(list(share.jobs), [torch.device(share.device)], share.engine, share.time_limit)
+    return {"speeds": summary.get("speeds", {}), "models": [pack(j.folder) for j in share.jobs if j.trained()]}
+
+
+def _train_on_cluster(groups, devices, engine: Engine, time_limit: float, executor, log) -> dict:
+    """Stacks shared out over the executor's workers (GPU workers for CUDA), one unit each; the
+    models come back into this machine's cache."""
+    gpu = devices[0].type == "cuda"
+    shares = [s for s in share_out(groups, executor.workers(gpu=gpu)) if s]
+    units = [StackShare(tuple(j for group in share for j in group), "cuda" if gpu else "cpu", engine, time_limit)
+             for share in shares]
+    log(f"grid: {sum(len(u.jobs) for u in units)} trainings in {len(units)} shares on {executor}")
+    speeds = {}
+    for _, result in executor.map(train_share, units, gpu=gpu):
+        for packed in result["models"]:
+            unpack(packed)
+        for shape, entries in result["speeds"].items():
+            speeds.setdefault(shape, []).extend(entries)
     return speeds
-
-
-def worker_main(argv: list[str] | None = None):
-    """``python -m snnbench.training.grid --device cuda:N --jobs FILE``: one device's share of a grid."""
-    parser = argparse.ArgumentParser(prog="python -m snnbench.training.grid")
-    parser.add_argument("--device", required=True)
-    parser.add_argument("--jobs", required=True, type=Path)
-    parser.add_argument("--speeds-out", type=Path)
-    parser.add_argument("--engine", type=json.loads, default={}, help="Engine fields as JSON")
-    parser.add_argument("--time-limit", type=float, default=0.0)
-    args = parser.parse_args(argv)
-    jobs = [Job.from_dict(d) for d in json.loads(args.jobs.read_text())]
-    summary = train_jobs(jobs, [torch.device(args.device)], Engine(**args.engine), args.time_limit)
-    if args.speeds_out:
-        args.speeds_out.write_text(json.dumps(summary.get("speeds", {})))
 
 
 # --- evaluation ----------------------------------------------------------------------------------
@@ -743,7 +737,3 @@ def evaluate_jobs(jobs: list[Job], noises: list[NoiseSpec], device: torch.device
             for i, job in enumerate(group):
                 results[(job.key, noise)] = (logits[i], test.y)
     return results
-
-
-if __name__ == "__main__":
-    worker_main()

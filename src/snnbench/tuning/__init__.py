@@ -26,7 +26,7 @@ from snnbench.tuning.objective import (ConversionObjective, calibrated_layers, c
 from snnbench.tuning.scoring import LABELS, score_on_test_set
 from snnbench.tuning.space import SearchSpace, layers_from_params, trial_key
 from snnbench.tuning.storage import (FINISHED, PRUNERS, SAMPLERS, StudyOptions, finished_count, load_study,
-                                     make_pruner, make_sampler, open_storage, storage_label)
+                                     make_pruner, make_sampler, open_storage, storage_label, study_storage)
 from snnbench.tuning.study import run_benchmark
 from snnbench.tuning.task import SECOND_OBJECTIVES, ConversionTask
 from snnbench.tuning.trial_runs import TrialRunLogger
@@ -37,4 +37,4 @@ __all__ = ["FINISHED", "LABELS", "PRUNERS", "SAMPLERS", "SECOND_OBJECTIVES", "Co
            "calibrated_layers", "chunk_ends", "conversion_objective", "exact_total", "finished_count",
            "layers_from_params", "load_study", "log_plots", "make_pruner", "make_sampler", "open_storage",
            "params_document", "prepare_study", "run_benchmark", "run_workers", "score_on_test_set",
-           "storage_label", "trained_model_folder", "trial_counts", "trial_key", "validation_set", "work"]
+           "storage_label", "study_storage", "trained_model_folder", "trial_counts", "trial_key", "validation_set", "work"]

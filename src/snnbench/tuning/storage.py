@@ -3,6 +3,9 @@ the invocation's options, samplers and pruners, and opening a study checked agai
 
 * Storage: any SQLAlchemy URL (``sqlite:///optuna.db``, ``postgresql+psycopg2://...``) or an
   Optuna journal file (``journal:PATH`` or a path ending in ``.journal``).
+* On a Dask cluster (snnbench.execution) ``dask:SPEC`` keeps the study on the scheduler
+  (optuna-integration's DaskStorage; SPEC as above, opened by the scheduler, or empty: in its
+  memory), for workers that reach no database.
 * ``n_trials`` is the study's TOTAL of finished (complete + pruned) trials.
 """
 
@@ -20,11 +23,14 @@ FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 SAMPLERS = ("tpe", "random")
 PRUNERS = ("median", "none")
 JOURNAL_PREFIX = "journal:"
+DASK_PREFIX = "dask:"
 HEARTBEAT_S = 30  # RDB storages: a trial whose worker died is failed after ~2 heartbeats
 
 
 def storage_label(spec: str) -> str:
     """The storage as it may be logged: an RDB URL with its password hidden."""
+    if spec.startswith(DASK_PREFIX):
+        return DASK_PREFIX + storage_label(spec[len(DASK_PREFIX):]) if spec[len(DASK_PREFIX):] else spec
     if spec.startswith(JOURNAL_PREFIX) or "://" not in spec:
         return spec
     from sqlalchemy.engine import make_url
@@ -36,6 +42,12 @@ def storage_label(spec: str) -> str:
 
 def open_storage(spec: str):
     """An Optuna storage from a SQLAlchemy URL or a journal file (``journal:PATH`` / ``*.journal``)."""
+    if spec.startswith(DASK_PREFIX):
+        inner = spec[len(DASK_PREFIX):]
+        if inner:
+            open_storage(inner)  # checked here; the scheduler opens it
+        raise SnnbenchError(f"--storage {storage_label(spec)} keeps the study on a Dask scheduler: run with "
+                            "--cluster ADDRESS or --workers N")
     if spec.startswith(JOURNAL_PREFIX) or (spec.endswith(".journal") and "://" not in spec):
         from optuna.storages import JournalStorage
         from optuna.storages.journal import JournalFileBackend
@@ -95,9 +107,29 @@ def make_pruner(options: StudyOptions, task: ConversionTask):
     return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=0)
 
 
-def load_study(options: StudyOptions, task: ConversionTask, worker: int = 0, create: bool = False):
-    """Open (or with ``create`` make) the study, refusing one made for a different task."""
-    storage = open_storage(options.storage)
+def study_storage(spec: str, executor=None):
+    """The storage object every worker is given: for ``dask:SPEC`` a DaskStorage on the executor's
+    scheduler (one per SPEC); otherwise None (each opens ``spec`` itself)."""
+    if not spec.startswith(DASK_PREFIX):
+        return None
+    if executor is None or executor.client is None:
+        open_storage(spec)  # the one-line error
+    import warnings
+
+    from optuna_integration.dask import DaskStorage
+
+    from snnbench.tracking.runs import config_key
+    inner = spec[len(DASK_PREFIX):]
+    with warnings.catch_warnings():  # DaskStorage is "experimental" in Optuna
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return DaskStorage(open_storage(inner) if inner else None, name=f"snnbench-{config_key(spec)}",
+                           client=executor.client)
+
+
+def load_study(options: StudyOptions, task: ConversionTask, worker: int = 0, create: bool = False, storage=None):
+    """Open (or with ``create`` make) the study, refusing one made for a different task; ``storage``:
+    a storage object to use instead of opening ``options.storage`` (:func:`study_storage`)."""
+    storage = storage or open_storage(options.storage)
     directions = ["maximize", "minimize"] if task.multi_objective else ["maximize"]
     kwargs = dict(study_name=options.study_name, storage=storage, sampler=make_sampler(options, worker),
                   pruner=make_pruner(options, task))

@@ -9,15 +9,17 @@ from snnbench.evaluation.harness import log_result_table
 from snnbench.tuning.best import log_plots, params_document, trial_counts
 from snnbench.tuning.objective import conversion_objective
 from snnbench.tuning.scoring import score_on_test_set
-from snnbench.tuning.storage import StudyOptions, load_study, open_storage, storage_label
+from snnbench.tuning.storage import StudyOptions, load_study, open_storage, storage_label, study_storage
 from snnbench.tuning.task import ConversionTask
 from snnbench.tuning.workers import prepare_study, run_workers
 
 
 def run_benchmark(task: ConversionTask, options: StudyOptions, *, params: dict | None = None,
                   best_params_out=None, score_test: bool = True,
-                  objective_factory: Callable = conversion_objective) -> dict:
-    """Run (or resume) the study as a parent MLflow run; returns the best setting's document."""
+                  objective_factory: Callable = conversion_objective, executor=None) -> dict:
+    """Run (or resume) the study as a parent MLflow run, its trials on ``executor``
+    (snnbench.execution; default: this process, or a local cluster of ``options.workers``);
+    returns the best setting's document."""
     import tempfile
     from pathlib import Path
 
@@ -27,15 +29,17 @@ def run_benchmark(task: ConversionTask, options: StudyOptions, *, params: dict |
 
     task.check()
     options.check()
-    open_storage(options.storage)  # a bad storage fails now, not after the model is trained
+    storage = study_storage(options.storage, executor)  # a bad storage fails now, not after the model is trained
+    if storage is None:
+        open_storage(options.storage)
     objective = objective_factory(task)  # builds the model before any worker starts
-    study = prepare_study(task, options, objective.base)
+    study = prepare_study(task, options, objective.base, storage)
     params = params or {**task.to_dict(), **asdict(options), "storage": storage_label(options.storage)}
     checksums = getattr(objective, "checksums", None)
     with benchmark_run("tune_conversion", params, run_name=options.study_name, data_checksums=checksums) as run:
         mlflow.set_tags({"optuna.study": options.study_name, "optuna.storage": storage_label(options.storage)})
-        run_workers(task, options, objective_factory, run.info.run_id, objective=objective)
-        study = load_study(options, task)
+        run_workers(task, options, objective_factory, run.info.run_id, objective=objective, executor=executor)
+        study = load_study(options, task, storage=storage)
         counts = trial_counts(study)
         mlflow.log_metrics({k: float(v) for k, v in counts.items()})
         document = params_document(study)

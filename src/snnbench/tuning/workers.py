@@ -1,15 +1,16 @@
-"""Workers: processes that run trials of one study on a shared storage and stop together at
-exactly the study's total of finished trials."""
+"""Workers: units of work (snnbench.execution) that run trials of one study on a shared storage
+and stop together at exactly the study's total of finished trials. Workers compute; the driver
+logs each trial they finished as a child run of the study's run."""
 
-import multiprocessing
-from dataclasses import replace
+import logging
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import optuna
 from optuna.trial import TrialState
 
-from snnbench.errors import SnnbenchError
-from snnbench.tuning.storage import FINISHED, StudyOptions, finished_count, load_study
+from snnbench.execution import Executor
+from snnbench.tuning.storage import FINISHED, StudyOptions, finished_count, load_study, study_storage
 from snnbench.tuning.task import ConversionTask
 from snnbench.tuning.trial_runs import TrialRunLogger
 
@@ -37,51 +38,88 @@ def exact_total(objective: Callable, n_trials: int) -> Callable:
     return gated
 
 
-def work(task: ConversionTask, options: StudyOptions, objective_factory: Callable, parent_run_id: str | None,
-         worker: int = 0, objective: Callable | None = None):
-    """One worker: run trials of the study until it holds ``n_trials`` finished trials (or timeout)."""
-    import logging
+def work(task: ConversionTask, options: StudyOptions, objective_factory: Callable, worker: int = 0,
+         objective: Callable | None = None, storage=None) -> list[int]:
+    """One worker: run trials of the study until it holds ``n_trials`` finished trials (or the
+    timeout); returns the numbers of the trials this worker finished."""
     optuna.logging.set_verbosity(logging.WARNING)
-    study = load_study(options, task, worker=worker)
+    study = load_study(options, task, worker=worker, storage=storage)
     if finished_count(study) >= options.n_trials:
-        return
-    objective = exact_total(objective or objective_factory(task), options.n_trials)
-    callbacks = [optuna.study.MaxTrialsCallback(options.n_trials, states=FINISHED)]
-    if parent_run_id:
-        callbacks.append(TrialRunLogger(parent_run_id, worker))
-    study.optimize(objective, timeout=options.timeout, callbacks=callbacks, catch=(SurplusTrial,))
+        return []
+    done = []
+
+    def record(study, trial):
+        if trial.state in FINISHED:
+            done.append(trial.number)
+
+    callbacks = [optuna.study.MaxTrialsCallback(options.n_trials, states=FINISHED), record]
+    study.optimize(exact_total(objective or objective_factory(task), options.n_trials), timeout=options.timeout,
+                   callbacks=callbacks, catch=(SurplusTrial,))
+    return done
+
+
+@dataclass(frozen=True)
+class TrialWorker:
+    """A unit of work: one worker's share of the study's trials (its sampler seeded by ``worker``)."""
+    task: ConversionTask
+    options: StudyOptions
+    objective_factory: Callable
+    worker: int
+    storage: object = None  # a storage every worker reaches (a DaskStorage); else options.storage
+
+    def __call__(self) -> list[int]:
+        return work(self.task, self.options, self.objective_factory, self.worker, storage=self.storage)
+
+
+def run_trial_worker(unit: TrialWorker) -> list[int]:
+    return unit()
 
 
 def run_workers(task: ConversionTask, options: StudyOptions, objective_factory: Callable,
-                parent_run_id: str | None, objective: Callable | None = None):
-    """``options.workers`` local worker processes on the study's storage (or this process, with
-    ``objective`` if given, when there is one worker)."""
-    if options.workers == 1:
-        work(task, options, objective_factory, parent_run_id, objective=objective)
+                parent_run_id: str | None, objective: Callable | None = None, executor: Executor | None = None):
+    """Run the study's missing trials: in this process (with ``objective`` if given) when there is
+    one worker and no cluster; else one unit per worker on the ``executor`` (a local cluster of
+    ``options.workers`` processes when none is given). Each finished trial is logged as a child
+    run of ``parent_run_id`` (when given) by this process."""
+    own = executor is None and options.workers > 1
+    executor = Executor.local(options.workers) if own else executor or Executor()
+    try:
+        storage = study_storage(options.storage, executor)
+        logger = parent_run_id
+        if executor.client is None and options.workers == 1:
+            _log_trials(logger, task, options, storage, work(task, options, objective_factory, objective=objective,
+                                                             storage=storage), 0)
+            return
+        # A new study's first trial is the enqueued calibrated setting: run it here, before the workers
+        # start, so that no two workers pop it at once (SQLite cannot lock the row they both read).
+        first = replace(options, n_trials=min(options.n_trials, 1))
+        _log_trials(logger, task, options, storage,
+                    work(task, first, objective_factory, objective=objective, storage=storage), 0)
+        n_workers = options.workers if own or executor.client is None else executor.workers()
+        units = [TrialWorker(task, options, objective_factory, w, storage) for w in range(n_workers)]
+        for index, numbers in executor.map(run_trial_worker, units):
+            _log_trials(logger, task, options, storage, numbers, index)
+    finally:
+        if own:
+            executor.close()
+
+
+def _log_trials(parent_run_id, task, options, storage, numbers: list[int], worker: int):
+    """Log the trials a worker finished as child runs of the study's run."""
+    if parent_run_id is None or not numbers:
         return
-    # A new study's first trial is the enqueued calibrated setting: run it here, before the workers
-    # start, so that no two workers pop it at once (SQLite cannot lock the row they both read).
-    first = replace(options, n_trials=min(options.n_trials, 1))
-    work(task, first, objective_factory, parent_run_id, objective=objective)
-    context = multiprocessing.get_context("spawn")
-    processes = [context.Process(target=work, args=(task, options, objective_factory, parent_run_id, w),
-                                 name=f"tune-worker-{w}") for w in range(options.workers)]
-    for process in processes:
-        process.start()
-    for process in processes:
-        process.join()
-    failed = [p.name for p in processes if p.exitcode != 0]
-    if failed:
-        raise SnnbenchError(f"worker process(es) {', '.join(failed)} failed (see their messages above); "
-                            "run the same command again to finish the study")
+    study = load_study(options, task, storage=storage)
+    trials = {t.number: t for t in study.get_trials(deepcopy=False)}
+    for number in numbers:
+        TrialRunLogger(parent_run_id, worker)(study, trials[number])
 
 
-def prepare_study(task: ConversionTask, options: StudyOptions, base: list[dict]):
+def prepare_study(task: ConversionTask, options: StudyOptions, base: list[dict], storage=None):
     """Create or reopen the study; a new study's first trial is the calibrated setting ``base``
     (one dict of neuron parameters per hidden layer), which the study stores."""
     task.check()
     options.check()
-    study = load_study(options, task, create=True)
+    study = load_study(options, task, create=True, storage=storage)
     if "base_layers" not in study.user_attrs:
         study.set_user_attr("base_layers", base)
     if not study.get_trials(deepcopy=False):

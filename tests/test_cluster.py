@@ -1,0 +1,110 @@
+"""The executor on a real Dask cluster (a scheduler and two worker processes on the loopback
+address): a noise sweep gives the in-process results, survives a killed worker, a tune study
+stops at exactly --n-trials, a bad address is one line and leaves nothing behind."""
+
+import os
+import signal
+import threading
+import time
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from cluster import LoopbackCluster
+from conftest import require_data
+from snnbench import tuning
+from snnbench.benchmarks import noise_sweep
+from snnbench.cli.main import main
+from snnbench.execution import Executor
+from snnbench.tracking import runs as tracking
+
+SWEEP = ["noise_sweep", "--families", "ort-dnn,snntorch-snn", "--modalities", "image", "--stds", "0,1",
+         "--positions", "input,post", "--test-limit", "60", "--train-limit", "300", "--epochs", "1",
+         "--snn-steps", "3"]
+
+
+@pytest.fixture
+def loopback(tmp_path):
+    cluster = LoopbackCluster(tmp_path, workers=2)
+    yield cluster
+    cluster.close()
+
+
+def _children(uri: str) -> dict:
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name(noise_sweep.BENCHMARK)
+    runs = client.search_runs([experiment.experiment_id], "tags.`mlflow.parentRunId` != ''", max_results=1000)
+    return {r.data.tags[tracking.CONFIG_KEY]: r for r in runs}
+
+
+def _sweep(uri: str, monkeypatch, *extra) -> dict:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    assert main([*SWEEP, *extra]) == 0
+    return _children(uri)
+
+
+def test_a_sweep_on_the_cluster_gives_the_in_process_results(loopback, tmp_path, monkeypatch):
+    require_data()
+    here = _sweep(f"sqlite:///{tmp_path / 'here.db'}", monkeypatch)
+    there = _sweep(f"sqlite:///{tmp_path / 'there.db'}", monkeypatch, "--cluster", loopback.address)
+    assert len(here) == 3 * (1 + 2 * 2) and set(there) == set(here)  # one child per configuration
+    for key, run in here.items():
+        assert there[key].data.metrics["accuracy"] == run.data.metrics["accuracy"], run.info.run_name
+        assert there[key].data.metrics["clean_accuracy"] == run.data.metrics["clean_accuracy"]
+
+
+def test_a_worker_killed_mid_sweep_loses_nothing(loopback, tmp_path, monkeypatch):
+    require_data()
+    killed = []
+
+    def kill_a_busy_worker():
+        from distributed import Client
+
+        with Client(loopback.address, timeout="30s") as client:
+            pids = client.run(os.getpid)
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                busy = [w for w, keys in client.processing().items() if keys]
+                if len(busy) == 2:
+                    os.kill(pids[busy[0]], signal.SIGKILL)
+                    killed.append(busy[0])
+                    return
+                time.sleep(0.02)
+
+    killer = threading.Thread(target=kill_a_busy_worker, daemon=True)
+    killer.start()
+    children = _sweep(f"sqlite:///{tmp_path / 'mlflow.db'}", monkeypatch, "--cluster", loopback.address)
+    killer.join()
+    assert killed, "no moment with both workers busy"
+    assert len(children) == 3 * (1 + 2 * 2)  # every configuration, once
+    assert all(r.info.status == "FINISHED" for r in children.values())
+
+
+def _bowl(task):
+    from test_tuning import Bowl
+
+    return Bowl(task, pause=0.05)
+
+
+def test_a_study_on_the_cluster_stops_at_exactly_n_trials(loopback, tmp_path, tracking_store):
+    task = tuning.ConversionTask(val_samples=8, val_steps=2)
+    for storage in (f"sqlite:///{tmp_path / 'optuna.db'}", "dask:"):
+        options = tuning.StudyOptions(f"on-the-cluster-{storage[:4]}", storage=storage, n_trials=9)
+        with Executor.connect(loopback.address) as executor:
+            tuning.run_benchmark(task, options, score_test=False, objective_factory=_bowl, executor=executor)
+            study = tuning.load_study(options, task, storage=tuning.study_storage(storage, executor))
+            assert len(study.get_trials(deepcopy=False, states=tuning.FINISHED)) == 9
+    client = MlflowClient(tracking_store)
+    experiment = client.get_experiment_by_name("tune_conversion").experiment_id
+    children = client.search_runs([experiment], "tags.`mlflow.parentRunId` != ''", max_results=100)
+    assert len(children) == 2 * 9 and {c.data.tags["optuna.worker"] for c in children} <= {"0", "1"}
+
+
+def test_an_unreachable_scheduler_is_one_line_and_nothing_is_written(tracking_store, capsys):
+    started = time.monotonic()
+    assert main([*SWEEP, "--cluster", "tcp://127.0.0.1:9"]) != 0
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and "tcp://127.0.0.1:9" in error[0], error
+    assert time.monotonic() - started < 60
+    client = MlflowClient(tracking_store)
+    assert not client.search_experiments(filter_string=f"name = '{noise_sweep.BENCHMARK}'")
