@@ -11,7 +11,7 @@ from conftest import require_data
 from snnbench.cli.main import build_parser, main
 from snnbench.reporting.commands import command_line
 from snnbench.evaluation.harness import RESULT_TABLE
-from snnbench.reporting.report import pct, with_interval
+from snnbench.reporting.context import pct, with_interval
 from snnbench.tracking.runstore import RunStore
 from snnbench.tracking.runs import tracking_uri
 

@@ -26,27 +26,26 @@ from snnbench.engines import models as engines
 
 from snnbench.evaluation import plots
 
-from snnbench.training import recipes
-from snnbench.benchmarks.options import add_common, auto, choice_list, float_list, int_list, non_negative, positive, require
-from snnbench.data import MODALITIES, VALIDATIONS, FeatureSet
+from snnbench.benchmarks.options import add_common, choice_list, float_list, int_list, positive, require
+from snnbench.data import MODALITIES, FeatureSet
+from snnbench.benchmarks.multimodal_options import (PROFILES, add_engine_arguments, add_seed_arguments,
+                                                   add_training_arguments, devices_from_args, engine_from_args,
+                                                   seeds_from_args)
+from snnbench.benchmarks.options import boolean
 from snnbench.device import resolve_device
-from snnbench.errors import SnnbenchError
-from snnbench.training.grid import Engine, Job, train_jobs
+from snnbench.training.grid import Job, train_jobs
 from snnbench.evaluation.metrics import ACTIVITY, STATIC, seed_interval
 from snnbench.models.multimodal import FAMILIES, SIZES, ModelSpec
 from snnbench.training.suite import (TrainSettings, features, load_trained_multimodal, test_data, trained_multimodal_model, training_data)
 from snnbench.models.spiking import ENCODINGS, NEURONS, READOUTS, RESETS, SURROGATES
 from snnbench.noise import NOISE_MODES, POSITIONS, NoiseSpec
-from snnbench.execution import add_cluster_arguments, executor_from_args
+from snnbench.execution import executor_from_args
 from snnbench.tracking.runs import benchmark_run, child_run, config_key, finished_children, log_dataset
 from snnbench.training.cache import pack, unpack
 from snnbench.training.suite import log_trained_model
 from snnbench.training.loop import TrainConfig, accuracy
 
 # Each profile's training recipe (snnbench.training.recipes) and test subset.
-PROFILES = {p: dict(epochs=recipes.SUITE[p].epochs, train_limit=recipes.SUITE[p].train_limit,
-                    test_limit=recipes.SUITE_TEST_LIMIT[p]) for p in recipes.PROFILES}
-
 
 @dataclass(frozen=True)
 class Sweep:
@@ -74,16 +73,6 @@ SWEEPS = {
     "timestep_sweep": Sweep("steps", "--steps-list", (4, 8, 16), int_list, ("snn",), "SNN time steps"),
 }
 NOISE_FACTORS = ("noise_std", "noise_position")
-
-
-def _bool(text) -> bool:
-    if isinstance(text, bool):
-        return text
-    if text.lower() in ("1", "true", "yes"):
-        return True
-    if text.lower() in ("0", "false", "no"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
 # --- evaluation --------------------------------------------------------------------------------
@@ -182,18 +171,6 @@ def score_configuration(unit: Configuration) -> dict:
 
 # --- command line ------------------------------------------------------------------------------
 
-def add_training_arguments(parser: argparse.ArgumentParser):
-    """The suite's training and test-set options (every multimodal command)."""
-    parser.add_argument("--epochs", type=auto(non_negative), default=None,
-                        help="training epochs (auto = 2 quick, 200 full)")
-    parser.add_argument("--train-limit", type=auto(non_negative), default=None,
-                        help="training samples before the validation split (0 = all, auto = 2000 quick, all full)")
-    parser.add_argument("--test-limit", type=auto(non_negative), default=None,
-                        help="a fixed random subset of N test samples (0 = all, auto = 1000 quick, all full)")
-    parser.add_argument("--lr", type=positive(float), default=1e-3, help="Adam learning rate")
-    parser.add_argument("--batch-size", type=positive(int), default=100, help="training batch size")
-
-
 def add_arguments(parser: argparse.ArgumentParser, command: str):
     add_common(parser)
     sweep = SWEEPS[command]
@@ -233,68 +210,10 @@ def add_arguments(parser: argparse.ArgumentParser, command: str):
     noise.add_argument("--noise-mode", choices=NOISE_MODES, default="per_step",
                        help="SNN: a fresh draw per time step, or one frozen draw")
     noise.add_argument("--noise-seed", type=int, default=0, help="seed of the noise draws")
-    parser.add_argument("--resume", type=_bool, nargs="?", const=True, default=False,
+    parser.add_argument("--resume", type=boolean, nargs="?", const=True, default=False,
                         help="reopen the unfinished run of the same parameters and skip finished configurations")
     add_seed_arguments(parser, seeds=1)
     add_engine_arguments(parser)
-
-
-def add_seed_arguments(parser: argparse.ArgumentParser, seeds: int):
-    parser.add_argument("--seeds", type=seed_count_or_list, default=seeds,
-                        help="seeds per configuration: N (--seed, --seed + 1, ...) or a comma list of seeds "
-                             "(mean and 95%% interval over them)")
-    parser.add_argument("--validation", choices=VALIDATIONS, default="recordings",
-                        help="held-out validation samples: recordings (no validation recording is a training "
-                             "recording), speakers (held-out speakers), study (the reference study's protocol: "
-                             "a 20%% sample split whose recordings also occur in training)")
-
-
-def add_engine_arguments(parser: argparse.ArgumentParser):
-    add_cluster_arguments(parser)
-    engine = parser.add_argument_group("grid trainer (snnbench.training.grid: how models train together; CUDA only)")
-    engine.add_argument("--devices", default="",
-                        help="GPUs to spread the trainings over, one local worker each: all, or e.g. cuda:0,cuda:1 "
-                             "(empty: --device alone)")
-    engine.add_argument("--graphs", type=_bool, default=True, help="each training step a CUDA graph")
-    engine.add_argument("--compile", type=_bool, default=True,
-                        help="neuron scans compiled by torch.compile (fused kernels)")
-    engine.add_argument("--tf32", type=_bool, default=False,
-                        help="float32 matrix products on TensorFloat-32 units (faster; inputs rounded to 10 mantissa bits)")
-    engine.add_argument("--side-by-side", type=_bool, default=True, help="stacks of models run side by side on CUDA streams")
-    engine.add_argument("--max-stack", type=positive(int), default=64, help="most models trained in one stack")
-
-
-def engine_from_args(args) -> Engine:
-    return Engine(graphs=args.graphs, compile=args.compile, tf32=args.tf32, side_by_side=args.side_by_side,
-                  max_stack=args.max_stack)
-
-
-def devices_from_args(args) -> list[torch.device]:
-    """``--devices`` (all, or a list), else ``--device``."""
-    if not args.devices:
-        return [resolve_device(args.device)]
-    if args.devices == "all":
-        if not torch.cuda.is_available():
-            raise SnnbenchError("--devices all needs CUDA; use --device cpu or leave --devices empty")
-        return [torch.device(f"cuda:{i}") for i in range(torch.cuda.device_count())]
-    return [resolve_device(name.strip()) for name in args.devices.split(",") if name.strip()]
-
-
-def seed_count_or_list(text: str):
-    """'3' -> 3 (seeds --seed, --seed + 1, --seed + 2); '0,1,2' -> [0, 1, 2] (these seeds)."""
-    if "," in text or "[" in text:
-        seeds = int_list(text.strip("[]"))
-        if not seeds or len(set(seeds)) != len(seeds):
-            raise argparse.ArgumentTypeError(f"expected distinct seeds, got {text!r}")
-        return seeds
-    return positive(int)(text)
-
-
-def seeds_from_args(args) -> list[int]:
-    """The seeds every configuration is trained with (what a run logs as ``seeds``)."""
-    if isinstance(args.seeds, list):
-        return args.seeds
-    return [args.seed + i for i in range(args.seeds)]
 
 
 def _settings(args) -> dict:

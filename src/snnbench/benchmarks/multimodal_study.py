@@ -29,9 +29,9 @@ import mlflow
 import torch
 
 from snnbench.benchmarks.options import add_common, choice_list, non_negative
-from snnbench.benchmarks.multimodal import (PROFILES, _bool, add_engine_arguments, add_seed_arguments,
-                                       add_training_arguments, devices_from_args, engine_from_args, log_history,
-                                       seeds_from_args)
+from snnbench.benchmarks.multimodal import log_history
+from snnbench.benchmarks.multimodal_options import (PROFILES, add_engine_arguments, add_seed_arguments, add_training_arguments, devices_from_args, engine_from_args, seeds_from_args)
+from snnbench.benchmarks.options import boolean
 from snnbench.data import MODALITIES
 from snnbench.errors import SnnbenchError
 from snnbench.training.grid import Job, evaluate_jobs, train_jobs
@@ -54,7 +54,7 @@ def add_arguments(parser: argparse.ArgumentParser, command: str):
     parser.add_argument("--time-limit", type=non_negative, default=0,
                         help="stop training after this many seconds (0 = never), checkpointed; --resume continues")
     parser.add_argument("--results-out", default="", help="also write the results document (JSON) to this file")
-    parser.add_argument("--resume", type=_bool, nargs="?", const=True, default=False,
+    parser.add_argument("--resume", type=boolean, nargs="?", const=True, default=False,
                         help="reopen the unfinished run of the same parameters: checkpointed stacks continue, "
                              "finished children are kept")
 

@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from snnbench.benchmarks import noise_sweep_tables as tables
 from snnbench.benchmarks.options import add_common, auto, choice_list, float_list, positive, require
-from snnbench.benchmarks.multimodal import _bool
+from snnbench.benchmarks.options import boolean
 from snnbench.data import MODALITIES
 from snnbench.engines.sweep_models import SNN_ENGINE, Subject
 from snnbench.evaluation import harness
@@ -50,7 +50,7 @@ PROFILES = {"quick": dict(test_limit=500, steps=20, seeds=1), "full": dict(test_
 def add_arguments(parser, command):
     add_common(parser)
     add_cluster_arguments(parser)
-    parser.add_argument("--resume", type=_bool, nargs="?", const=True, default=False,
+    parser.add_argument("--resume", type=boolean, nargs="?", const=True, default=False,
                         help="take over the unfinished run of this sweep even if it is marked running (its "
                              "process was stopped); a failed or interrupted run is reopened without it")
     parser.add_argument("--stds", type=float_list, default=list(DEFAULT_STDS), help="noise standard deviations")

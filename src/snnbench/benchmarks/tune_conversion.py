@@ -13,7 +13,7 @@ SNN's with the calibrated and with the tuned setting (``snn_test_accuracy_calibr
 import argparse
 from pathlib import Path
 
-from snnbench.benchmarks.options import add_calibration_arguments, add_common, auto, positive, require
+from snnbench.benchmarks.options import add_calibration_arguments, add_common, auto, positive, require, boolean
 from snnbench.conversion.nengo_net import READOUTS
 from snnbench.execution import add_cluster_arguments, executor_from_args
 from snnbench.tuning import (PRUNERS, SAMPLERS, SECOND_OBJECTIVES, ConversionTask, SearchSpace, StudyOptions,
@@ -44,16 +44,6 @@ def optional_seconds(text: str):
 
 def optional_path(text: str):
     return Path(text) if text.strip() else None
-
-
-def boolean(text) -> bool:
-    if isinstance(text, bool):
-        return text
-    if text.strip().lower() in ("1", "true", "yes"):
-        return True
-    if text.strip().lower() in ("0", "false", "no"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
 def add_arguments(parser: argparse.ArgumentParser, command: str):

@@ -1,0 +1,123 @@
+"""The grid trainer: many models of the multimodal family trained at once, each as if alone.
+
+A :class:`Job` is one training: a :class:`~snnbench.models.multimodal.ModelSpec` and its
+:class:`~snnbench.training.suite.TrainSettings` (seed included); its result is the same model
+cache folder :func:`~snnbench.training.suite.trained_multimodal_model` fills, so every other
+benchmark finds it there. :func:`train_jobs` trains the jobs whose folders are missing:
+
+* Jobs of one shape (same modality, family, size, steps, training settings; they may differ in
+  seed, neuron model and reset) are **stacked**: weights ``(models, out, in)``, batched matrix
+  products, one Adam over the stacked tensors (fused on CUDA). Adam and the neuron are
+  elementwise and the loss is a sum of per-model losses, so each model gets its own update.
+* Each model keeps what training it alone gives it: initial weights from its seed, its own
+  seeded batch order and validation split, its best-validation weights.
+* A spiking layer is one matrix product over all time steps and one scan over time
+  (:func:`snnbench.models.spiking.neuron_scan`, snntorch ``Leaky``'s arithmetic); with direct
+  encoding the first layer's input current is computed once per batch.
+* The training data stay on the device as tables (one row per image / recording); batches are
+  gathered there. Long inputs (fused, audio) are multiplied in chunks (split-K) so that a batch
+  of 100 keeps the GPU busy.
+* On CUDA (:class:`Engine`) every 16 training steps (forward, backward, Adam) and each
+  validation pass are one CUDA graph, neuron scans are compiled by torch.compile, and the stacks
+  run side by side on CUDA streams; float32 products may use TF32 units (off by default). On
+  the CPU the same code runs eagerly, in float32.
+* Progress is checkpointed (stacked weights, optimiser, best weights, history, each model's
+  batch-order generator) so an interrupted grid resumes where it stopped.
+* Several GPUs or machines: shares of the stacks are units of work (snnbench.execution), one
+  per worker (GPU workers for CUDA); the trained models come back into the driver's cache.
+
+:func:`evaluate_jobs` scores trained models on the test set under evaluation noise, stacked too,
+with the noise draws of :mod:`snnbench.noise` (the same that ``predict`` adds).
+"""
+
+import time
+from dataclasses import dataclass
+
+import torch
+
+from snnbench.execution import Executor
+from snnbench.training.cache import pack, unpack
+from snnbench.training.suite import trained_multimodal_model
+from snnbench.training.grid.device_data import DeviceRows, count_correct
+from snnbench.training.grid.evaluation import evaluate_jobs
+from snnbench.training.grid.plan import Engine, Job, _shape, share_out, stack_cost, stack_key, stackable, stacks
+from snnbench.training.grid.stacked import NoiseDraws, StackedNet, split_k
+from snnbench.training.grid.trainer import StackTrainer, run_stacks
+
+__all__ = ["DeviceRows", "Engine", "Job", "NoiseDraws", "StackShare", "StackTrainer", "StackedNet",
+           "count_correct", "evaluate_jobs", "run_stacks", "share_out", "split_k", "stack_cost", "stack_key",
+           "stackable", "stacks", "train_jobs", "train_share"]
+
+
+def _train_alone(job: Job, device: torch.device):
+    trained_multimodal_model(job.spec, job.settings, device)
+
+
+def train_jobs(jobs: list[Job], devices: list[torch.device] | None = None, engine: Engine = Engine(),
+               time_limit: float = 0.0, log=print, executor=None) -> dict:
+    """Train every job whose model is not cached yet. With ``time_limit`` (seconds, 0 = none) the
+    stacks stop at the first epoch end past it, checkpointed: calling again resumes them.
+    With a cluster ``executor`` (snnbench.execution) its workers train shares of the stacks.
+    Returns a summary: wall seconds, devices, stacks, throughput per stack shape, and
+    ``complete`` (every job trained)."""
+    devices = devices or [torch.device("cpu")]
+    started = time.perf_counter()
+    deadline = started + time_limit if time_limit else None
+    todo = [j for j in dict.fromkeys(jobs) if not j.trained()]
+    alone = [j for j in todo if not stackable(j.spec)]
+    groups = stacks([j for j in todo if stackable(j.spec)], engine.max_stack)
+    summary = {"devices": [str(d) for d in devices], "jobs": len(jobs), "trained_now": len(todo),
+               "stacks": [{"shape": _shape(g[0].spec), "models": len(g)} for g in groups]}
+    if groups and executor is not None and executor.client is not None:
+        summary["speeds"] = _train_on_cluster(groups, devices, engine, time_limit, executor, log)
+    elif len(devices) > 1 and groups:  # one local worker per GPU
+        with Executor.local(len(devices), [d.index for d in devices]) as local:
+            summary["speeds"] = _train_on_cluster(groups, devices, engine, time_limit, local, log)
+    elif groups:
+        tf32 = torch.backends.cuda.matmul.allow_tf32
+        torch.backends.cuda.matmul.allow_tf32 = engine.tf32
+        try:
+            summary["speeds"] = run_stacks([StackTrainer(g, devices[0], engine) for g in groups],
+                                           engine.side_by_side, deadline, log)
+        finally:
+            torch.backends.cuda.matmul.allow_tf32 = tf32
+    for job in alone:
+        if deadline is None or time.perf_counter() < deadline:
+            _train_alone(job, devices[0])
+    summary["wall_seconds"] = time.perf_counter() - started
+    summary["complete"] = all(j.trained() for j in jobs)
+    return summary
+
+
+@dataclass(frozen=True)
+class StackShare:
+    """A unit of work (snnbench.execution): the stacks one worker trains side by side on its device
+    (``cuda``: the worker's own GPU)."""
+    jobs: tuple
+    device: str
+    engine: Engine
+    time_limit: float
+
+
+def train_share(share: StackShare) -> dict:
+    """Train a share on the worker; its speeds and every model it finished (packed, so that they
+    reach the driver's cache from any machine)."""
+    summary = train_jobs(list(share.jobs), [torch.device(share.device)], share.engine, share.time_limit)
+    return {"speeds": summary.get("speeds", {}), "models": [pack(j.folder) for j in share.jobs if j.trained()]}
+
+
+def _train_on_cluster(groups, devices, engine: Engine, time_limit: float, executor, log) -> dict:
+    """Stacks shared out over the executor's workers (GPU workers for CUDA), one unit each; the
+    models come back into this machine's cache."""
+    gpu = devices[0].type == "cuda"
+    shares = [s for s in share_out(groups, executor.workers(gpu=gpu)) if s]
+    units = [StackShare(tuple(j for group in share for j in group), "cuda" if gpu else "cpu", engine, time_limit)
+             for share in shares]
+    log(f"grid: {sum(len(u.jobs) for u in units)} trainings in {len(units)} shares on {executor}")
+    speeds = {}
+    for _, result in executor.map(train_share, units, gpu=gpu):
+        for packed in result["models"]:
+            unpack(packed)
+        for shape, entries in result["speeds"].items():
+            speeds.setdefault(shape, []).extend(entries)
+    return speeds

@@ -1,0 +1,92 @@
+"""What the grid trains and how: jobs, their stacks (one per shape), shares of the stacks over workers."""
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from snnbench.models.multimodal import ModelSpec
+from snnbench.training.suite import (TrainSettings, model_config, multimodal_model_folder)
+from snnbench.tracking.runs import config_key
+
+STACKED_FIELDS = ("neuron", "beta", "reset")  # model fields that may differ inside one stack
+
+
+@dataclass(frozen=True)
+class Engine:
+    """How a grid runs on its device (never what it computes)."""
+    graphs: bool = True         # CUDA: each training step one CUDA graph
+    compile: bool = True        # CUDA: neuron scans compiled by torch.compile (fused elementwise kernels)
+    tf32: bool = False          # CUDA: float32 matrix products on TensorFloat-32 units (10-bit mantissa inputs)
+    side_by_side: bool = True   # stacks take turns on their own CUDA streams (else one after another)
+    max_stack: int = 64         # most models in one stack
+
+
+@dataclass(frozen=True)
+class Job:
+    """One training: a model and its training settings (seed included)."""
+    spec: ModelSpec
+    settings: TrainSettings
+
+    @property
+    def key(self) -> str:
+        return config_key(model_config(self.spec, self.settings))
+
+    @property
+    def folder(self) -> Path:
+        return multimodal_model_folder(self.spec, self.settings)
+
+    def trained(self) -> bool:
+        return (self.folder / "config.json").exists()
+
+    def as_dict(self) -> dict:
+        return {"spec": asdict(self.spec), "settings": asdict(self.settings)}
+
+    @staticmethod
+    def from_dict(d: dict) -> "Job":
+        return Job(ModelSpec(**d["spec"]), TrainSettings(**d["settings"]))
+
+
+def stack_key(job: Job) -> str:
+    """Jobs with the same key train in one stack (same shapes, same data sizes, same steps)."""
+    model = {k: v for k, v in asdict(job.spec).items() if k not in STACKED_FIELDS}
+    training = {k: v for k, v in asdict(job.settings).items() if k != "seed"}
+    return config_key({"model": model, "training": training})
+
+
+def stackable(spec: ModelSpec) -> bool:
+    """Rate-encoded inputs draw fresh spikes from torch's global generator at every step, which a
+    stack cannot share out as the model alone would draw them: those train alone."""
+    return spec.family == "dnn" or spec.encoding == "direct"
+
+
+def stacks(jobs: list[Job], max_stack: int = 64) -> list[list[Job]]:
+    """Jobs grouped by :func:`stack_key`, in order, at most ``max_stack`` per stack."""
+    groups: dict[str, list[Job]] = {}
+    for job in jobs:
+        groups.setdefault(stack_key(job), []).append(job)
+    return [group[i:i + max_stack] for group in groups.values() for i in range(0, len(group), max_stack)]
+
+
+
+def _shape(spec: ModelSpec) -> str:
+    return f"{spec.modality}/{spec.family}/{spec.size}" + (f"/T={spec.steps}" if spec.family == "snn" else "")
+
+
+def stack_cost(group: list[Job]) -> float:
+    """A rough relative cost of training a stack (for spreading stacks over devices)."""
+    spec, settings = group[0].spec, group[0].settings
+    steps = spec.steps if spec.family == "snn" else 1
+    n = settings.train_limit or (2700 if spec.modality == "audio" else 60000)
+    return settings.epochs * n / settings.batch_size * steps * (1 + 0.1 * len(group)) * spec.hidden_width ** 0.5
+
+
+def share_out(groups: list[list[Job]], n_devices: int) -> list[list[list[Job]]]:
+    """Stacks shared out over devices: heaviest first, each to the least loaded device."""
+    shares = [[] for _ in range(n_devices)]
+    load = [0.0] * n_devices
+    for group in sorted(groups, key=stack_cost, reverse=True):
+        i = int(np.argmin(load))
+        shares[i].append(group)
+        load[i] += stack_cost(group)
+    return shares

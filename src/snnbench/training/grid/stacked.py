@@ -1,0 +1,147 @@
+"""The stacked network: many models of one shape as one set of stacked tensors."""
+
+from dataclasses import replace
+
+import numpy as np
+import torch
+
+from snnbench.models.multimodal import ModelSpec, SpikingMLP, build_model
+from snnbench.models.spiking import neuron_scan
+from snnbench.noise import NoiseSpec
+
+
+
+# --- the stacked network -------------------------------------------------------------------------
+
+def _linears(model: torch.nn.Module) -> list[torch.nn.Linear]:
+    return list(model.linears) if isinstance(model, SpikingMLP) else [m for m in model if isinstance(m, torch.nn.Linear)]
+
+
+def _decay(spec: ModelSpec) -> float:
+    return 1.0 if spec.neuron == "if" else spec.beta  # make_neuron's choice
+
+
+SPLIT_K_FROM = [2048]  # inputs at least this long are multiplied in chunks (0: never)
+
+
+def split_k(k: int, chunk: int = 512) -> int:
+    """Chunks to cut an input of ``k`` features into: the divisor of ``k`` nearest (by ratio)
+    to ``k / chunk``; 1 for short inputs."""
+    if not SPLIT_K_FROM[0] or k < SPLIT_K_FROM[0]:
+        return 1
+    divisors = [d for d in range(1, k + 1) if k % d == 0]
+    return min(divisors, key=lambda d: abs(np.log(d * chunk / k)))
+
+
+class StackedNet:
+    """``G`` members of the family with one shape, as stacked tensors: weights ``(G, out, in)``,
+    biases ``(G, out)``; per member a membrane decay and a reset kind (SNN)."""
+
+    def __init__(self, specs: list[ModelSpec], models: list[torch.nn.Module], device: torch.device,
+                 compile: bool = False):
+        self.specs, self.spec, self.device = specs, specs[0], device
+        layers = [_linears(m) for m in models]
+        self.weights = [torch.stack([ls[i].weight.detach() for ls in layers]).to(device).requires_grad_()
+                        for i in range(len(layers[0]))]
+        self.biases = [torch.stack([ls[i].bias.detach() for ls in layers]).to(device).requires_grad_()
+                       for i in range(len(layers[0]))]
+        shape = (len(specs), 1, 1)  # broadcasts against one time step (G, batch, width)
+        self.beta = torch.tensor([_decay(s) for s in specs], device=device).view(shape)
+        self.hard = torch.tensor([float(s.reset == "hard") for s in specs], device=device).view(shape)
+        self.soft = 1 - self.hard
+        self.no_reset = torch.zeros_like(self.hard)  # the membrane readout
+        self.compiled = compile and device.type == "cuda"
+
+    def __len__(self):
+        return len(self.specs)
+
+    def parameters(self) -> list[torch.Tensor]:
+        return [t for pair in zip(self.weights, self.biases) for t in pair]
+
+    @staticmethod
+    def _affine(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        """``x @ weight.T + bias`` per member: ``(G, rows, in)`` -> ``(G, rows, out)``. A long
+        input (fused and audio features) is cut into chunks whose products are summed, so the
+        few output tiles of a batch of 100 are shared out over many more thread blocks."""
+        g, rows, k = x.shape
+        split = split_k(k)
+        if split == 1:
+            return torch.baddbmm(bias.unsqueeze(1), x, weight.transpose(1, 2))
+        chunk = k // split
+        xs = x.reshape(g, rows, split, chunk).transpose(1, 2).reshape(g * split, rows, chunk)
+        ws = weight.reshape(g, -1, split, chunk).permute(0, 2, 3, 1).reshape(g * split, chunk, -1)
+        return torch.bmm(xs, ws).view(g, split, rows, -1).sum(1) + bias.unsqueeze(1)
+
+    def forward(self, x: torch.Tensor, noise: "NoiseDraws | None" = None, start: int = 0) -> torch.Tensor:
+        """Scores ``(G, batch, classes)`` for inputs ``(G, batch, features)`` (each member its own
+        batch); ``noise`` adds the evaluation noise of samples ``start ..`` as ``predict`` does."""
+        if self.spec.family == "dnn":
+            return self._dnn(x, noise, start)
+        return self._snn(x, noise, start)
+
+    def _dnn(self, x, noise, start):
+        h = noise.add(x, "input", "input", start, 0) if noise else x
+        hidden = len(self.weights) - 1
+        for i in range(hidden):
+            h = self._affine(h, self.weights[i], self.biases[i])
+            h = noise.add(h, "pre", f"layer{i}", start, 0) if noise else h
+            h = torch.relu(h)
+            h = noise.add(h, "post", f"layer{i}", start, 0) if noise else h
+        return self._affine(h, self.weights[-1], self.biases[-1])
+
+    def _snn(self, x, noise, start):
+        g, b = x.shape[:2]
+        steps = self.spec.steps
+        if noise and noise.spec.applies_to("input"):
+            inputs = torch.stack([noise.add(x, "input", "input", start, t) for t in range(steps)], 1)
+            current = self._affine(inputs.view(g, steps * b, -1), self.weights[0], self.biases[0]).view(g, steps, b, -1)
+        else:  # direct encoding: the same input current at every step, computed once
+            current = self._affine(x, self.weights[0], self.biases[0]).unsqueeze(1).expand(-1, steps, -1, -1)
+        hidden = len(self.weights) - 1
+        h = current  # the hidden layers' spikes, set by the first layer's scan
+        for i in range(hidden):
+            if i > 0:
+                current = self._affine(h.reshape(g, steps * b, -1), self.weights[i], self.biases[i]).view(g, steps, b, -1)
+            if noise and noise.spec.applies_to("pre"):
+                current = torch.stack([noise.add(current[:, t], "pre", f"layer{i}", start, t) for t in range(steps)], 1)
+            h, _ = self._scan(current, self.hard, self.soft)
+            if noise and noise.spec.applies_to("post"):
+                h = torch.stack([noise.add(h[:, t], "post", f"layer{i}", start, t) for t in range(steps)], 1)
+        current = self._affine(h.reshape(g, steps * b, -1), self.weights[-1], self.biases[-1]).view(g, steps, b, -1)
+        if self.spec.readout == "membrane":
+            return self._scan(current, self.no_reset, self.no_reset)[1].mean(1)
+        return self._scan(current, self.hard, self.soft)[0].sum(1)
+
+    def _scan(self, current, hard, soft):
+        return neuron_scan(current, self.beta, hard, soft, self.spec.surrogate, self.compiled)
+
+    def member(self, index: int, tensors: list[torch.Tensor] | None = None) -> torch.nn.Module:
+        """Member ``index`` as the family's own model (on the CPU), with the stacked weights
+        ``tensors`` (default: the current ones), in :meth:`parameters` order."""
+        tensors = self.parameters() if tensors is None else tensors
+        model = build_model(self.specs[index])
+        with torch.no_grad():
+            for i, linear in enumerate(_linears(model)):
+                linear.weight.copy_(tensors[2 * i][index].detach().cpu())
+                linear.bias.copy_(tensors[2 * i + 1][index].detach().cpu())
+        return model.eval()
+
+
+class NoiseDraws:
+    """A :class:`NoiseSpec`'s draws as device tensors, shared by every member of a stack. Unit
+    draws are kept per (layer, step, samples, width), so the stds of one seed and mode share them."""
+
+    def __init__(self, spec: NoiseSpec, device: torch.device, cache: dict | None = None):
+        self.spec, self.device = spec, device
+        self.cache = {} if cache is None else cache
+
+    def add(self, tensor: torch.Tensor, position: str, layer: str, start: int, step: int) -> torch.Tensor:
+        if not self.spec.applies_to(position):
+            return tensor
+        n, width = tensor.shape[-2:]
+        step = 0 if self.spec.mode == "frozen" else step
+        key = (self.spec.seed, layer, step, start, n, width)
+        if key not in self.cache:
+            unit = replace(self.spec, std=1.0).draw(layer, start, n, width, step)
+            self.cache[key] = torch.from_numpy(np.ascontiguousarray(unit)).to(self.device)
+        return tensor + self.cache[key] * self.spec.std
