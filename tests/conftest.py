@@ -52,3 +52,16 @@ def refuse_test_split(monkeypatch):
     monkeypatch.setattr(mnist, "mnist_file", train_only)
     with pytest.raises(AssertionError, match="test set"):
         load_mnist("test")
+
+
+def calibrated_reference_mlp(train_limit: int, epochs: int = 1):
+    """The conversion study's MLP trained briefly (cached), read out of ONNX and calibrated on
+    500 training images: (converted model, layer settings)."""
+    require_data()
+    from snnbench.conversion.calibration import Calibration, calibrate, mnist_training_images
+    from snnbench.conversion.onnx_io import extract
+    from snnbench.training.conversion import trained_conversion_model
+
+    model = extract(trained_conversion_model("mlp", epochs=epochs, train_limit=train_limit) / "model.onnx")
+    layers, _ = calibrate(model, mnist_training_images(0), Calibration(samples=500))
+    return model, layers

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from conftest import require_data
+from conftest import calibrated_reference_mlp, require_data
 from snnbench.cli.main import main
 from snnbench.conversion.nengo_net import LayerParams, SimConfig
 from snnbench.errors import SnnbenchError
@@ -29,14 +29,7 @@ def test_pooling_folds_into_the_next_op_exactly():
 
 @pytest.fixture(scope="module")
 def calibrated_mlp():
-    require_data()
-    from snnbench.conversion.calibration import Calibration, calibrate, mnist_training_images
-    from snnbench.conversion.onnx_io import extract
-    from snnbench.training.conversion import trained_conversion_model
-
-    model = extract(trained_conversion_model("mlp", epochs=1, train_limit=10000) / "model.onnx")
-    layers, _ = calibrate(model, mnist_training_images(0), Calibration(samples=500))
-    return model, layers
+    return calibrated_reference_mlp(train_limit=10000)
 
 
 def test_each_sample_starts_from_a_fresh_chip(calibrated_mlp):

@@ -3,21 +3,14 @@
 import numpy as np
 import pytest
 
-from conftest import require_data
+from conftest import calibrated_reference_mlp, require_data
 from snnbench.conversion.nengo_net import LayerParams, SimConfig
 from snnbench.errors import SnnbenchError
 
 
 @pytest.fixture(scope="module")
 def calibrated_mlp():
-    require_data()
-    from snnbench.conversion.calibration import Calibration, calibrate, mnist_training_images
-    from snnbench.conversion.onnx_io import extract
-    from snnbench.training.conversion import trained_conversion_model
-
-    model = extract(trained_conversion_model("mlp", epochs=1, train_limit=2000) / "model.onnx")
-    layers, _ = calibrate(model, mnist_training_images(0), Calibration(samples=500))
-    return model, layers
+    return calibrated_reference_mlp(train_limit=2000)
 
 
 def test_the_graph_holds_the_scaled_layers_and_reads_back(calibrated_mlp, tmp_path):
