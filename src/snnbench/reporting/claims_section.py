@@ -32,7 +32,16 @@ def _estimate(part: dict) -> str:
 
 def claims_lines(ctx, markdown_table, scale_line, reference_mlp) -> list:
     """The claims section: one row per claim, our estimate and verdict under each protocol."""
-    lines = ["## The studies' claims, checked", "", claims.__doc__.split("\n\n", 1)[1].strip().replace("\n", " "), ""]
+    lines = ["## The studies' claims, checked", "",
+             "Each claim is split into parts; a part is one quantity computed per model seed (an accuracy, or a "
+             "difference between models trained with the same seed) and the range the claim's words put it in "
+             "(\"about v%\": v +- 1 point; \"loses about d points\": d +- max(1, d/5); \"markedly\" / \"by far\": at "
+             "least 2 / 5 points; \"beats\", \"hurts less\": above 0). Our estimate: the mean over the 3 seeds with its "
+             "t-interval. A part **holds** when the whole interval lies in the range, **does not hold** when it lies "
+             "wholly outside, and **cannot be told apart** otherwise; a claim holds when every part does and does not "
+             "hold when any part does not (snnbench.benchmarks.claims). Clean accuracies are best validation accuracy "
+             "under the study's protocol and test accuracy under ours; accuracies under noise are test accuracies in "
+             "both; \"std 0.1\" claims are read after the activation (post).", ""]
     checked, runs = {}, []
     for protocol, _ in PROTOCOLS:
         validation = "study" if protocol == "study" else "recordings"

@@ -253,7 +253,13 @@ def claims_section(ctx: Context) -> list:
     return claims_lines(ctx, markdown_table, scale_line, reference_mlp)
 
 
-SECTIONS = (conversion_section, multimodal_section, claims_section, noise_section, throughput_section)
+def where_section(ctx: Context) -> list:
+    from snnbench.reporting.where_section import where_lines
+
+    return where_lines(ctx)
+
+
+SECTIONS = (conversion_section, multimodal_section, claims_section, noise_section, where_section, throughput_section)
 
 
 # --- the report --------------------------------------------------------------------------------
