@@ -163,6 +163,7 @@ def test_sweep_std0_equals_clean_for_every_family(tracking_store):
     assert {"noise_cells.json", "paired_gaps.json", "noise_sweep.md"} <= artifacts
     for child in children:  # the fields a user groups by in the UI, and std as a number
         assert {"engine", "model", "modality", "position"} <= set(child.data.tags)
+        assert child.data.tags["mlflow.runColor"] == noise_sweep.ENGINE_COLORS[child.data.tags["engine"]]
         assert child.data.metrics["noise_std"] == float(child.data.params["std"])
     # one fixed-schema table; both spiking engines report activity computed the same way
     from snnbench.evaluation.harness import RESULT_COLUMNS, RESULT_TABLE
@@ -282,3 +283,22 @@ def test_the_models_of_a_study_run_are_swept_as_they_are(tracking_store):
     gaps = RunStore([tracking_store]).latest("noise_sweep").table("paired_gaps.json")
     row = gaps[(gaps.noise_position == "post")].iloc[0]
     assert row.snn == "snntorch-snn" and row.repeats == 2 and row.ci_low_pp <= row.gap_pp <= row.ci_high_pp
+
+
+@pytest.mark.slow
+def test_the_loihi_target_adds_the_emulator_with_input_noise_only(tracking_store):
+    require_data()
+    assert main(["noise_sweep", "--target", "nengo-loihi", "--families", "ort-dnn", "--modalities", "image",
+                 "--stds", "0.5", "--positions", "input,post", *TINY]) == 0
+    children = _children(tracking_store)
+    loihi = [c for c in children if c.data.params["family"] == "loihi-emulator"]
+    # both DNNs of the image modality, clean and input noise only (a chip takes noise on its input spikes)
+    assert {(c.data.params["model"], c.data.params["position"]) for c in loihi} == {
+        (m, p) for m in ("conversion-mlp", "multimodal") for p in ("none", "input")}
+    clean = {(c.data.params["family"], c.data.params["model"]): c.data.metrics["accuracy"] for c in children
+             if c.data.params["position"] == "none"}
+    assert clean[("loihi-emulator", "conversion-mlp")] >= clean[("ort-dnn", "conversion-mlp")] - 0.15
+    from snnbench.tracking.runstore import RunStore
+
+    gaps = RunStore([tracking_store]).latest("noise_sweep").table("paired_gaps.json")
+    assert "loihi-emulator" in set(gaps.snn)

@@ -34,10 +34,14 @@ from snnbench.noise import NOISE_MODES, NoiseSpec
 from snnbench.tracking import runs as tracking
 
 BENCHMARK = "noise_sweep"
-FAMILIES = ("ort-dnn", "nengo-snn", SNN_ENGINE)
+LOIHI = "loihi-emulator"  # the converted SNN on nengo-loihi's emulator (--target nengo-loihi)
+FAMILIES = ("ort-dnn", "nengo-snn", SNN_ENGINE, LOIHI)
+CONVERTED = ("nengo-snn", LOIHI)  # engines that run the DNN converted to spikes
 POSITIONS = ("input", "pre", "post")
 DEFAULT_STDS = (0.0, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
 DATASETS = {"mnist": "image", "fsdd": "audio", "multimodal": "multimodal"}  # a user's model's data -> modality
+# one colour per engine in the MLflow UI's charts (the tag it reads), so children plot as curves per engine
+ENGINE_COLORS = {"ort-dnn": "#308613", "nengo-snn": "#2272b4", SNN_ENGINE: "#c83243", LOIHI: "#8a4fbf"}
 CORRECT = "correct.npy"  # a child's per-sample correctness (packed bits), for the paired differences
 
 # Settings each profile fills in when an option is not given. Training: each study's own recipe
@@ -56,9 +60,13 @@ def add_arguments(parser, command):
     parser.add_argument("--stds", type=float_list, default=list(DEFAULT_STDS), help="noise standard deviations")
     parser.add_argument("--positions", type=choice_list(POSITIONS), default=list(POSITIONS),
                         help="where the noise is added: input, pre (layer input current), post (layer output)")
-    parser.add_argument("--families", type=choice_list(FAMILIES), default=list(FAMILIES),
+    parser.add_argument("--families", type=choice_list(FAMILIES), default=list(FAMILIES[:3]),
                         help="ort-dnn: DNNs in ONNX Runtime; nengo-snn: the same DNNs converted to Nengo; "
-                             "snntorch-snn: the multimodal suite's trained SNNs")
+                             "snntorch-snn: the multimodal suite's trained SNNs; loihi-emulator: the converted SNN "
+                             "on nengo-loihi's Loihi emulator (as --target nengo-loihi adds)")
+    parser.add_argument("--target", choices=("nengo-dl", "nengo-loihi"), default="nengo-dl",
+                        help="nengo-loihi: also run each converted SNN on nengo-loihi's Loihi emulator (fixed-point "
+                             "weights, Loihi's neurons; noise at the input only, as a chip takes it)")
     parser.add_argument("--modalities", type=choice_list(MODALITIES), default=list(MODALITIES),
                         help="image (the conversion study's MLP and the suite's image nets), audio, multimodal")
     parser.add_argument("--seeds", type=auto(positive(int)), default=None,
@@ -118,7 +126,7 @@ def settings(args) -> dict:
     overrides = {k: getattr(args, k) for k in ("epochs", "train_limit") if getattr(args, k) is not None}
     snn_steps = args.snn_steps or ModelSpec().steps
     config = {"stds": sorted(set(args.stds)), "positions": list(dict.fromkeys(args.positions)),
-              "families": list(dict.fromkeys(args.families)),
+              "families": list(dict.fromkeys(args.families + ([LOIHI] if args.target == "nengo-loihi" else []))),
               "modalities": [DATASETS[args.dataset]] if user else list(dict.fromkeys(args.modalities)),
               "noise_mode": args.noise_mode, "seed": args.seed, "profile": args.profile,
               "device": str(resolve_device(args.device)), "snn_steps": snn_steps,
@@ -168,7 +176,7 @@ def subjects(config: dict) -> list:
     """Every (family, model, modality, model seed) the sweep evaluates, in a stable order."""
     if config.get("onnx_model") or config.get("snntorch_model"):
         modality = config["modalities"][0]
-        own = [("ort-dnn", config["onnx_model"]), ("nengo-snn", config["onnx_model"]),
+        own = [("ort-dnn", config["onnx_model"]), ("nengo-snn", config["onnx_model"]), (LOIHI, config["onnx_model"]),
                (SNN_ENGINE, config["snntorch_model"])]
         return [Subject(family, "user", modality) for family, given in own if given and family in config["families"]]
     out = []
@@ -185,8 +193,9 @@ def grid(subject: Subject, config: dict) -> list:
     """The child configurations of one subject: its clean run first, then the noisy ones."""
     base = {**asdict(subject), "noise_mode": config["noise_mode"]}
     clean = {**base, "position": "none", "std": 0.0, "noise_seed": config["seed"]}
+    positions = [p for p in config["positions"] if p == "input"] if subject.family == LOIHI else config["positions"]
     noisy = [{**base, "position": p, "std": s, "noise_seed": config["seed"] + r}
-             for p in config["positions"] for s in config["stds"] for r in range(config["seeds"])]
+             for p in positions for s in config["stds"] for r in range(config["seeds"])]
     return [clean, *noisy]
 
 
@@ -194,9 +203,10 @@ def grid(subject: Subject, config: dict) -> list:
 
 def result_keys(child: dict, config: dict) -> dict:
     """The result-table key columns (snnbench.evaluation.harness.KEY_COLUMNS) of one child, and its model seed."""
-    steps = {"ort-dnn": 1, "nengo-snn": config["steps"], SNN_ENGINE: config["snn_steps"]}[child["family"]]
+    steps = {"ort-dnn": 1, "nengo-snn": config["steps"], LOIHI: config["steps"], SNN_ENGINE: config["snn_steps"]}[
+        child["family"]]
     return {"benchmark": BENCHMARK, "engine": child["family"], "model": child["model"], "modality": child["modality"],
-            "method": "calibrated" if child["family"] == "nengo-snn" else "", "steps": steps,
+            "method": "calibrated" if child["family"] in CONVERTED else "", "steps": steps,
             "noise_position": child["position"], "noise_std": child["std"], "noise_mode": child["noise_mode"],
             "noise_seed": child["noise_seed"], "seed": config["seed"], "model_seed": child["model_seed"]}
 
@@ -233,7 +243,8 @@ def _log_child(row: dict, correct: np.ndarray, data, model_id: str | None):
     mlflow.log_metrics({**{k: row[k] for k in logged if np.isfinite(row[k])}, "noise_std": row["noise_std"]},
                        model_id=model_id, dataset=tracking.log_dataset(data, "test"))
     mlflow.set_tags({"engine": row["engine"], "model": row["model"], "modality": row["modality"],
-                     "position": row["noise_position"], "model_seed": str(row["model_seed"])})
+                     "position": row["noise_position"], "model_seed": str(row["model_seed"]),
+                     "mlflow.runColor": ENGINE_COLORS[row["engine"]]})
     with tempfile.TemporaryDirectory() as tmp:
         np.save(Path(tmp) / CORRECT, np.packbits(correct))
         mlflow.log_artifact(str(Path(tmp) / CORRECT))

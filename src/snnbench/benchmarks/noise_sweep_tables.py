@@ -24,7 +24,7 @@ from snnbench.evaluation import harness, robustness
 from snnbench.evaluation.metrics import paired_difference, seed_interval, wilson_interval
 
 CURVE = ("engine", "model", "modality", "noise_position")
-PAIRS = (("ort-dnn", "nengo-snn"), ("ort-dnn", "snntorch-snn"))
+PAIRS = (("ort-dnn", "nengo-snn"), ("ort-dnn", "snntorch-snn"), ("ort-dnn", "loihi-emulator"))
 
 
 def _key(row: dict, columns) -> tuple:

@@ -8,7 +8,8 @@ a step later, are dropped; a test checks this equals a freshly built simulator).
 over the last ``steps`` steps: Loihi's membranes start at zero and each on-chip connection adds a
 step of delay, so ``warmup`` (default: one step per on-chip layer) gives the chip the time it
 needs before the same integration window as nengo-dl's. Activity counts every step the chip ran.
-Noise: at the input only (added to the pixels, the same draws as the other engines).
+Noise: at the input only (added to the pixels, the same draws as the other engines; a noisy pixel
+below 0 gives no input spikes, as the chip's input layer rectifies, where a DNN sees it as it is).
 """
 
 import warnings
@@ -106,10 +107,11 @@ class LoihiModel(Model):
                               axis=1)
         elif noise.active:
             raise SnnbenchError(f"loihi-emulator takes input noise only, got noise at {noise.position!r}")
-        if (feeds < 0).any():
+        if (x < 0).any():
             raise SnnbenchError("Loihi's input layer turns pixels into spikes and takes inputs >= 0; got negative "
-                                "values (inputs or input noise)")
-        return feeds
+                                "inputs")
+        # a noisy pixel below 0 drives the input layer's IF neuron to no spikes: rectified, as on a chip
+        return np.maximum(feeds, 0.0, out=feeds)
 
     def predict(self, x, noise: NoiseSpec = CLEAN, start: int = 0) -> np.ndarray:
         x = np.asarray(x, np.float32)

@@ -152,6 +152,8 @@ class Models:
             return OrtModel(self.onnx_file(subject))
         if subject.family == "nengo-snn":
             return nengo_model(self.onnx_file(subject), self.config, self.training_inputs(subject))
+        if subject.family == "loihi-emulator":
+            return nengo_model(self.onnx_file(subject), self.config, self.training_inputs(subject), loihi=True)
         return SnntorchModel(self.torch_module(subject), self.device, seed=self.config["seed"])
 
     def torch_module(self, subject: Subject):
@@ -196,12 +198,13 @@ class Models:
         return training_data(subject.modality, settings)[0].x
 
 
-def nengo_model(model_path: Path, config: dict, training_inputs: np.ndarray):
+def nengo_model(model_path: Path, config: dict, training_inputs: np.ndarray, loihi: bool = False):
     """The DNN converted to a spiking Nengo network by the calibrated method (snnbench.conversion.calibration:
     IF neurons, each layer's rate scale from its activations on ``training_inputs``, the DNN's own
     training data), as a harness model. Pre / post noise reaches the neurons in the units of the
     DNN's pre-activation / activation (a neuron's output averages its activation over the steps).
-    Its simulators are built once per noise position and given each further std / seed at run time."""
+    Its simulators are built once per noise position and given each further std / seed at run time.
+    ``loihi``: the same calibrated network on nengo-loihi's emulator (snnbench.engines.loihi)."""
     from snnbench.conversion.calibration import Calibration, calibrate
     from snnbench.conversion.onnx_io import load_any
     from snnbench.engines.models import NengoModel
@@ -210,4 +213,8 @@ def nengo_model(model_path: Path, config: dict, training_inputs: np.ndarray):
     model = load_any(model_path)
     sim = SimConfig(steps=config["steps"], seed=config["seed"])
     layers, _ = calibrate(model, training_inputs, Calibration(seed=config["seed"]), sim.dt)
+    if loihi:
+        from snnbench.engines.loihi import LoihiModel
+
+        return LoihiModel(model, layers, sim)
     return NengoModel(model, layers, sim)
