@@ -71,6 +71,7 @@ def test_unknown_command_is_one_line_error():
     ("convert", ["--steps-list", "4,8", "--method", "reference", "--percentile", "max"]),
     ("multimodal_study", ["--seeds", "0,2", "--resume", "--modalities", "audio"]),
     ("size_sweep", ["--epochs", "3"]),
+    ("tune", ["--best-params-out", "some/best.json", "--n-trials", "3"]),  # a path-typed option
 ])
 def test_a_commands_config_file_replays_its_options(command, argv, tmp_path):
     parser = build_parser(command)

@@ -9,6 +9,7 @@ logged, which replays it exactly) and ``--print_config``.
 
 import argparse
 import importlib
+from pathlib import PurePath
 
 import jsonargparse
 
@@ -68,9 +69,9 @@ class CommandParser(jsonargparse.ArgumentParser):
 
     def config_yaml(self, parsed) -> str:
         """``parsed`` as a YAML file of option values that ``--config`` reads back to the same namespace."""
-        values = parsed.clone()
-        values.pop("command", None)
-        return self.dump(values, skip_validation=True)
+        values = {key: str(value) if isinstance(value, PurePath) else value  # paths as the command line spells them
+                  for key, value in vars(parsed).items() if key != "command"}
+        return self.dump(jsonargparse.Namespace(**values), skip_validation=True)
 
 
 def command_parser(command: str, module_name: str, description: str) -> CommandParser:

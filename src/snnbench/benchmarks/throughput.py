@@ -123,7 +123,9 @@ def run(args):
             if result["failed"]:
                 failed[result["backend"]] = result["failed"]
                 print(f"  {result['backend']}: FAILED ({result['failed']}); its other points are skipped", flush=True)
-        host = hosts[settings["backends"][0]]  # the machine the points ran on (each backend's in machine.json)
+        host = {}  # the machine the points ran on, with every backend's thread counts (each's in machine.json)
+        for backend in settings["backends"]:
+            host.update({k: v for k, v in hosts.get(backend, {}).items() if k not in host})
         mlflow.set_tags({f"machine.{k}": v for k, v in host.items()})
         mlflow.log_dict(hosts if len({json.dumps(h, sort_keys=True) for h in hosts.values()}) > 1 else host,
                         "machine.json")
