@@ -15,9 +15,11 @@ input. Layer by layer, in order (every earlier layer already corrected):
    spikes over the ``T`` steps, i.e. ``dv / (T * rate_scale * dt)`` of the mean output
    (``channel_voltage``, from half the threshold).
 
-The errors come from :func:`simulate`, a PyTorch simulation of the Nengo network's IF neurons
+The errors come from a PyTorch simulation of the Nengo network's IF neurons
 (:mod:`snnbench.conversion.neurons`, no output synapse; the same currents, spikes and reset by
-subtraction, float64), so that the correction needs no Nengo simulator run per layer.
+subtraction; :func:`simulate` runs it whole), so that the correction needs no Nengo simulator run
+per layer: each layer's input currents over the ``T`` steps are computed once, from the layers
+before it (already corrected), and only its neurons are run again for each correction.
 """
 
 from dataclasses import replace
@@ -52,37 +54,56 @@ def _neuron_constants(stage, params: LayerParams, dt: float, seed: int) -> dict:
             "gain": params.gain, "signed": params.neuron == "if", "max_spikes": params.max_spikes(stage, dt)}
 
 
+def _input_currents(stage, series: dict) -> torch.Tensor:
+    """The stage's summed paths (no bias) at every step: ``(T, n, size)`` from its sources'
+    ``(T, n, size)`` output series (time folded into the batch, so each op runs once)."""
+    steps, n = next(iter(series.values())).shape[:2]
+    h = sum_paths(stage.paths, lambda source: series[source].reshape(steps * n, -1))
+    return h.reshape(steps, n, -1)
+
+
+def _fire(currents: torch.Tensor, c: dict, dt: float) -> torch.Tensor:
+    """IF neurons driven by ``currents`` (T, n, size; input currents before gain and bias): the
+    output (activation units) at every step."""
+    v = c["v0"].to(currents.dtype).expand(currents.shape[1], -1).clone()
+    rs, bias = c["rs"].to(currents.dtype), c["bias"].to(currents.dtype)
+    out = torch.empty_like(currents)
+    for t in range(len(currents)):
+        current = c["gain"] * rs * currents[t] + bias
+        v += (current if c["signed"] else torch.relu(current)) * dt
+        spikes = torch.clamp(torch.floor(torch.relu(v)), max=c["max_spikes"])
+        v -= spikes
+        out[t] = spikes / (rs * dt)
+    return out
+
+
+def _input_series(x: np.ndarray, steps: int, dtype) -> dict:
+    inputs = torch.as_tensor(np.asarray(x).reshape(len(x), -1), dtype=dtype)
+    return {INPUT: inputs.expand(steps, -1, -1)}
+
+
+def _release(model: ConvertedModel, series: dict, done: int):
+    """Drop the output series that no stage after ``done`` reads."""
+    needed = {src for stage in model.stages[done + 1:] for src in stage.sources}
+    for key in [k for k in series if k not in needed]:
+        del series[key]
+
+
 @torch.no_grad()
 def simulate(model: ConvertedModel, layers: list, x: np.ndarray, steps: int, dt: float = 0.001,
-             upto: int | None = None, batch: int = 250, seed: int = 0) -> list[np.ndarray]:
+             seed: int = 0, dtype=torch.float64) -> list[np.ndarray]:
     """Each hidden layer's mean output over ``steps`` steps (activation units, ``(n, size)``),
-    and last the mean logits, of the spiking network on inputs ``x``; with ``upto``, the hidden
-    layers up to and including that one only."""
+    and last the mean logits, of the spiking network on inputs ``x``. Layer by layer: with no
+    output synapse a layer's spikes at step t depend on its inputs up to step t only, so every
+    layer runs all its steps once its inputs' are known."""
     layers = layer_list(layers, len(model.hidden))
-    last = len(model.hidden) - 1 if upto is None else upto
-    constants = [_neuron_constants(s, p, dt, seed + i) for i, (s, p) in enumerate(zip(model.hidden[:last + 1],
-                                                                                       layers))]
-    stages = model.hidden[:last + 1] + ([model.stages[-1]] if upto is None else [])
-    chunks = []
-    for a in range(0, len(x), batch):
-        inputs = torch.as_tensor(np.asarray(x[a: a + batch], np.float64).reshape(min(batch, len(x) - a), -1))
-        voltages = [c["v0"].expand(len(inputs), -1).clone() for c in constants]
-        totals = [0.0] * len(stages)
-        for _ in range(steps):
-            outputs = {INPUT: inputs}
-            for i, stage in enumerate(stages):
-                if i >= len(constants):  # the logits
-                    outputs[stage.index] = stage.pre_activation(outputs)
-                else:
-                    c, v = constants[i], voltages[i]
-                    current = c["gain"] * c["rs"] * sum_paths(stage.paths, outputs.__getitem__) + c["bias"]
-                    v += (current if c["signed"] else torch.relu(current)) * dt
-                    spikes = torch.clamp(torch.floor(torch.relu(v)), max=c["max_spikes"])
-                    v -= spikes
-                    outputs[stage.index] = spikes / (c["rs"] * dt)
-                totals[i] = totals[i] + outputs[stage.index]
-        chunks.append([(t / steps).numpy() for t in totals])
-    return [np.concatenate([c[i] for c in chunks]) for i in range(len(stages))]
+    series, means = _input_series(x, steps, dtype), []
+    for i, (stage, params) in enumerate(zip(model.hidden, layers)):
+        series[i] = _fire(_input_currents(stage, series), _neuron_constants(stage, params, dt, seed + i), dt)
+        means.append(series[i].mean(dim=0).numpy())
+        _release(model, series, i)
+    logits = _input_currents(model.stages[-1], series) + torch.as_tensor(model.stages[-1].bias, dtype=dtype)
+    return means + [logits.mean(dim=0).numpy()]
 
 
 def channel_means(values: np.ndarray, stage) -> np.ndarray:
@@ -90,30 +111,36 @@ def channel_means(values: np.ndarray, stage) -> np.ndarray:
     return values.reshape(len(values), stage.channels, -1).mean(axis=(0, 2))
 
 
+@torch.no_grad()
 def correct(model: ConvertedModel, layers: list, x: np.ndarray, steps: int, dt: float = 0.001,
-            seed: int = 0) -> tuple[list[LayerParams], list[dict]]:
+            seed: int = 0, dtype=torch.float32) -> tuple[list[LayerParams], list[dict]]:
     """The calibrated ``layers`` with bias correction and potential initialisation for ``steps``
     steps, from calibration inputs ``x`` (training data only); also, per layer, the mean absolute
-    channel error before and after (activation units), for the log."""
+    channel error before and after (activation units), for the log. Each layer's input currents
+    are computed once (its inputs come from layers already corrected); the corrections re-run
+    its neurons only."""
     layers = list(layer_list(layers, len(model.hidden)))
     dnn = model.activations(x)
-    report = []
+    series, report = _input_series(x, steps, dtype), []
     for i, stage in enumerate(model.hidden):
         target = channel_means(dnn[i], stage)
+        currents = _input_currents(stage, series)
+        first = slice(None, None, stage.size_out // stage.channels)  # one neuron of each channel
 
-        def error() -> np.ndarray:
-            return channel_means(simulate(model, layers, x, steps, dt, upto=i, seed=seed)[i], stage) - target
+        def run():
+            out = _fire(currents, _neuron_constants(stage, layers[i], dt, seed + i), dt)
+            return out, channel_means(out.mean(dim=0).double().numpy(), stage) - target
 
-        before = error()
-        bias = layers[i].per_neuron(stage, "channel_bias", 0.0)[:: stage.size_out // stage.channels]
+        _, before = run()
+        bias = layers[i].per_neuron(stage, "channel_bias", 0.0)[first]
         layers[i] = replace(layers[i], channel_bias=[float(b) for b in bias - before])
-        left = error()
+        _, left = run()
         params = layers[i]
-        rs = (params.rate_scale * params.per_neuron(stage, "channel_scales", 1.0))[:: stage.size_out // stage.channels]
-        start = params.per_neuron(stage, "channel_voltage", 0.5 if params.initial_voltage == "half" else 0.0)
-        start = start[:: stage.size_out // stage.channels]
+        rs = (params.rate_scale * params.per_neuron(stage, "channel_scales", 1.0))[first]
+        start = params.per_neuron(stage, "channel_voltage", 0.5 if params.initial_voltage == "half" else 0.0)[first]
         layers[i] = replace(params, channel_voltage=[float(v) for v in start - left * steps * rs * dt])
-        after = error()
+        series[i], after = run()
+        _release(model, series, i)
         report.append({"layer": stage.name, "error_before": float(np.abs(before).mean()),
                        "error_after_bias": float(np.abs(left).mean()), "error_after": float(np.abs(after).mean())})
     return layers, report
