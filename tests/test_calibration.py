@@ -190,7 +190,7 @@ def _conv_net(tmp_path, clip: bool = False):
 
 def test_per_channel_scales_put_each_channels_percentile_at_the_target_rate(tmp_path):
     model, x = _conv_net(tmp_path)
-    config = cal.Calibration(samples=400, percentile=99.0, target_rate=0.8)
+    config = cal.Calibration(samples=400, percentile=99.0, target_rate=0.8, scales="channel")
     layers, _ = cal.calibrate(model, x, config, dt=0.001)
     h0 = model.activations(x)[0].reshape(len(x), 6, -1)
     for c in range(6):
@@ -213,7 +213,7 @@ def test_torch_simulation_equals_the_nengo_network(tmp_path):
 
     model, x = _conv_net(tmp_path, clip=True)
     assert model.hidden[1].upper == 6.0
-    layers, _ = cal.calibrate(model, x[:200], cal.Calibration(samples=200), dt=0.001)
+    layers, _ = cal.calibrate(model, x[:200], cal.Calibration(samples=200, scales="channel"), dt=0.001)
     rng = np.random.default_rng(2)
     layers = [replace(p, channel_bias=list(rng.normal(0, 0.05, s.channels)),
                       channel_voltage=list(rng.uniform(0, 1, s.channels))) for p, s in zip(layers, model.hidden)]
@@ -227,7 +227,7 @@ def test_correction_removes_the_channel_errors_and_brings_the_logits_closer(tmp_
     from snnbench.conversion.correction import channel_means, correct, simulate
 
     model, x = _conv_net(tmp_path)
-    layers, _ = cal.calibrate(model, x[:200], cal.Calibration(samples=200), dt=0.001)
+    layers, _ = cal.calibrate(model, x[:200], cal.Calibration(samples=200, scales="channel"), dt=0.001)
     fixed, report = correct(model, layers, x[:200], steps=4)
     assert len(report) == len(model.hidden)
     assert sum(r["error_after"] for r in report) < 0.5 * sum(r["error_before"] for r in report)

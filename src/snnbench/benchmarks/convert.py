@@ -47,7 +47,7 @@ def synapse_value(text: str):
 
 
 def add_arguments(parser: argparse.ArgumentParser, command: str):
-    from snnbench.conversion.calibration import METHODS
+    from snnbench.conversion.calibration import METHODS, SCALES
     from snnbench.models.conversion import ARCHS
     from snnbench.conversion.nengo_net import READOUTS, SIMULATORS
     from snnbench.conversion.onnx_io import MAXPOOL_ROUTES
@@ -71,6 +71,9 @@ def add_arguments(parser: argparse.ArgumentParser, command: str):
                           "IF neurons, each layer's rate scale from its activations on training images; tuned: "
                           "the best setting of a `snnbench tune` study (--study-name) or --params-json")
     add_calibration_arguments(snn)
+    snn.add_argument("--scales", choices=SCALES, default=None,
+                     help="calibrated / corrected: a rate scale per output channel (per neuron of a dense layer) or "
+                          "one per layer (default: channel for corrected, layer for calibrated)")
     snn.add_argument("--synapse", type=synapse_value, default=None,
                      help="reference / calibrated: output synapse time constant (s), or none")
     snn.add_argument("--tau-rc", type=positive(float), default=0.02,
@@ -124,8 +127,9 @@ def resolve(args) -> dict:
     if args.method == "reference":
         settings["layers"] = reference_layers(base)
     elif args.method in CALIBRATED_METHODS:
+        scales = args.scales or ("channel" if args.method == "corrected" else "layer")
         settings["calibration"] = Calibration(args.calibration_samples, args.percentile, args.target_rate,
-                                              args.neuron, args.initial_voltage, args.seed, args.scales)
+                                              args.neuron, args.initial_voltage, args.seed, scales)
         if args.method == "corrected":
             require(args.neuron in ("if", "if-rectified") and args.synapse is None,
                     "--method corrected simulates IF neurons without an output synapse: use --neuron if or "
@@ -379,6 +383,8 @@ def logged_params(args, settings: dict, test_images: int) -> dict:
     unused = (() if args.method in CALIBRATED_METHODS else CALIBRATION_OPTIONS) + \
         (() if args.method == "tuned" else TUNED_OPTIONS)
     params = {k: v for k, v in vars(args).items() if not k.startswith("_") and k not in ("command", *unused)}
+    if settings["calibration"] is not None:
+        params["scales"] = settings["calibration"].scales  # resolved
     params.update(test_limit=settings["test_limit"], test_images=test_images, steps_list=settings["steps_list"],
                   sim=asdict(settings["sim"]))
     if settings["layers"] is not None:

@@ -96,7 +96,7 @@ def require(condition: bool, message: str):
 
 def add_calibration_arguments(group):
     """The calibrated conversion's options (snnbench.conversion.calibration.Calibration), for convert and tune."""
-    from snnbench.conversion.calibration import CALIBRATED_NEURONS, SCALES, Calibration, percentile_value
+    from snnbench.conversion.calibration import CALIBRATED_NEURONS, Calibration, percentile_value
     from snnbench.conversion.nengo_net import INITIAL_VOLTAGES
 
     default = Calibration()
@@ -113,6 +113,3 @@ def add_calibration_arguments(group):
                             "if-rectified (nengo's SpikingRectifiedLinear) or lif (linear rate mapping)")
     group.add_argument("--initial-voltage", choices=INITIAL_VOLTAGES, default=default.initial_voltage,
                        help="calibration: spiking neurons start at half the threshold, or nengo's uniform draw")
-    group.add_argument("--scales", choices=SCALES, default=default.scales,
-                       help="calibration: a rate scale per output channel (per neuron of a dense layer), or one "
-                            "per layer")

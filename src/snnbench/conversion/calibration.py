@@ -10,7 +10,7 @@ reference on a seeded calibration set drawn from the TRAINING split, takes a rob
     rate_scale = target_rate / (p * dt)
 
 so that the percentile activation fires ``target_rate`` spikes per step (default 1). With
-``scales="channel"`` (the default) each output channel of a layer (each neuron of a dense one)
+``scales="channel"`` (``snnbench convert``'s default for the corrected method) each output channel of a layer (each neuron of a dense one)
 gets its own rate scale from its own percentile (channel-wise normalisation, as Kim et al. 2020,
 Spiking-YOLO), so that weak channels are resolved as finely as strong ones; a Clip(0, a) layer
 keeps one scale, from the smaller of its percentile and ``a``. Stronger
@@ -57,7 +57,7 @@ class Calibration:
     neuron: str = "if"           # if / if-rectified (reset by subtraction) or lif (linear mapping)
     initial_voltage: str = "half"  # spiking neurons start at half the threshold (or nengo's uniform)
     seed: int = 0                # draws the calibration subset
-    scales: str = "channel"      # one rate scale per output channel, or one per layer
+    scales: str = "layer"        # one rate scale per layer, or one per output channel
 
     def __post_init__(self):
         if self.samples < 1:
