@@ -2,6 +2,8 @@
 neuron in both simulators, activity counts of multi-spike steps, readout modes, and calibrated vs
 reference conversion of a small trained network."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -106,7 +108,8 @@ def test_activity_counts_multi_spike_steps(tmp_path):
     with NengoRunner(model, layers, SimConfig(steps=steps, simulator="nengo")) as runner:
         runner.predict(x)
         stats = runner.last_stats
-    q = model.activations(x)[0] * layers[0].rate_scale * 0.001
+    rates = layers[0].rate_scale * layers[0].per_neuron(model.hidden[0], "channel_scales", 1.0)  # per neuron
+    q = model.activations(x)[0] * rates * 0.001
     t = np.arange(steps + 1)[:, None, None]
     per_step = np.diff(np.floor(0.5 + q[None] * t), axis=0)  # (steps, n, neurons)
     assert stats["spikes_per_neuron_per_step"] == pytest.approx(per_step.mean(), rel=1e-5)
@@ -168,3 +171,90 @@ def test_calibrated_conversion_beats_the_reference_on_held_out_images(small_mlp)
             accuracy[method] = (runner.predict(held_out.x).argmax(1) == held_out.y).mean()
     assert accuracy["calibrated"] >= dnn - 0.02
     assert accuracy["calibrated"] > accuracy["reference"] + 0.2
+
+
+# --------------------------------------------------------------------------- per-channel scales, error correction
+
+def _conv_net(tmp_path, clip: bool = False):
+    """A small random CNN (stride-2 padded convs; optionally a ReLU6 layer) and inputs in [0, 1)."""
+    torch.manual_seed(0)
+    act = torch.nn.ReLU6 if clip else torch.nn.ReLU
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 6, 3, 1, 1), torch.nn.ReLU(), torch.nn.Conv2d(6, 8, 3, 2, 1), act(),
+                              torch.nn.Flatten(), torch.nn.Linear(8 * 5 * 5, 16), torch.nn.ReLU(),
+                              torch.nn.Linear(16, 4))
+    with torch.no_grad():
+        net[0].weight.mul_(torch.linspace(0.2, 3.0, 6).reshape(-1, 1, 1, 1))  # channels of different ranges
+    model = extract(export_onnx(net, (1, 10, 10), tmp_path / "cnn.onnx"))
+    return model, np.random.default_rng(1).random((400, 100), dtype=np.float32)
+
+
+def test_per_channel_scales_put_each_channels_percentile_at_the_target_rate(tmp_path):
+    model, x = _conv_net(tmp_path)
+    config = cal.Calibration(samples=400, percentile=99.0, target_rate=0.8, scales="channel")
+    layers, _ = cal.calibrate(model, x, config, dt=0.001)
+    h0 = model.activations(x)[0].reshape(len(x), 6, -1)
+    for c in range(6):
+        channel = h0[:, c][h0[:, c] > 0]
+        rate = layers[0].rate_scale * layers[0].channel_scales[c]
+        assert rate == pytest.approx(0.8 / (np.percentile(channel, 99.0) * 0.001), rel=1e-5)
+    assert len(layers[2].channel_scales) == 16  # a dense layer: one per neuron
+    assert max(layers[0].channel_scales) / min(layers[0].channel_scales) > 3
+    per_layer, _ = cal.calibrate(model, x, cal.Calibration(samples=400, scales="layer"), dt=0.001)
+    assert all(p.channel_scales is None for p in per_layer)
+    with NengoRunner(model, [replace(p, neuron="relu-rate") for p in layers], SimConfig(steps=2, readout="last"),
+                     counters=False) as runner:  # per-channel scales leave the rate network exact
+        assert np.abs(runner.predict(x[:20]) - model.forward(x[:20])).max() <= 1e-4
+
+
+def test_torch_simulation_equals_the_nengo_network(tmp_path):
+    """correction.simulate (what the correction measures errors with) computes the Nengo
+    network's spiking logits: per-channel scales, bias and initial voltages, a bounded layer."""
+    from snnbench.conversion.correction import simulate
+
+    model, x = _conv_net(tmp_path, clip=True)
+    assert model.hidden[1].upper == 6.0
+    layers, _ = cal.calibrate(model, x[:200], cal.Calibration(samples=200, scales="channel"), dt=0.001)
+    rng = np.random.default_rng(2)
+    layers = [replace(p, channel_bias=list(rng.normal(0, 0.05, s.channels)),
+                      channel_voltage=list(rng.uniform(0, 1, s.channels))) for p, s in zip(layers, model.hidden)]
+    with NengoRunner(model, layers, SimConfig(steps=6, minibatch=100), counters=False) as runner:
+        nengo_logits = runner.predict(x[200:])
+    torch_logits = simulate(model, layers, x[200:], steps=6)[-1]
+    assert np.abs(nengo_logits - torch_logits).max() <= 1e-5 * max(1.0, np.abs(torch_logits).max())
+
+
+def test_correction_removes_the_channel_errors_and_brings_the_logits_closer(tmp_path):
+    from snnbench.conversion.correction import channel_means, correct, simulate
+
+    model, x = _conv_net(tmp_path)
+    layers, _ = cal.calibrate(model, x[:200], cal.Calibration(samples=200, scales="channel"), dt=0.001)
+    fixed, report = correct(model, layers, x[:200], steps=4)
+    assert len(report) == len(model.hidden)
+    assert sum(r["error_after"] for r in report) < 0.5 * sum(r["error_before"] for r in report)
+    assert all(len(p.channel_bias) == len(p.channel_voltage) == s.channels for p, s in zip(fixed, model.hidden))
+    dnn = model.activations(x[:200])
+    last = len(model.hidden) - 1
+    for setting in (layers, fixed):  # on the calibration images: each layer's mean matches the DNN's better
+        error = channel_means(simulate(model, setting, x[:200], 4)[last], model.hidden[last]) - \
+            channel_means(dnn[last], model.hidden[last])
+        if setting is layers:
+            before = np.abs(error).mean()
+    assert np.abs(error).mean() < before
+    held_out = x[200:]  # and the logits of other inputs come closer to the DNN's
+    gaps = [np.abs(simulate(model, s, held_out, 4)[-1] - model.forward(held_out)).mean() for s in (layers, fixed)]
+    assert gaps[1] < gaps[0]
+    with pytest.raises(SnnbenchError, match="IF neurons"):
+        correct(model, [replace(p, neuron="lif") for p in layers], x[:10], steps=4)
+
+
+def test_bounded_if_fires_at_most_its_bound_and_converges_to_the_clipped_rate():
+    from snnbench.conversion.neurons import SignedIF
+
+    neuron, dt = SignedIF(amplitude=1.0, max_spikes=2), 0.001
+    voltage, output, total = np.zeros(3), np.zeros(3), np.zeros(3)
+    J = np.array([1500.0, 2500.0, 9000.0])  # 1.5, 2.5 and 9 spikes per step of input
+    for _ in range(200):
+        neuron.step(dt, J, output, voltage)
+        assert (output * dt <= 2).all()
+        total += output * dt
+    np.testing.assert_allclose(total / 200, [1.5, 2.0, 2.0], atol=0.01)

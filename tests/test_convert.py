@@ -73,6 +73,29 @@ def test_convert_end_to_end(tracking_store, tmp_path):
     assert snn[5]["spikes_per_neuron_per_step"] is None or np.isnan(snn[5]["spikes_per_neuron_per_step"])
 
 
+def test_convert_corrected_method_runs_each_step_count_with_its_own_correction(tracking_store):
+    """--method corrected: per-channel calibrated, then corrected on training images for each step
+    count; the corrections and their per-layer errors are logged."""
+    require_data()
+    argv = ["convert", *SMALL, "--steps", "5", "--steps-list", "2,5", "--calibration-samples", "200",
+            "--method", "corrected"]
+    assert main(argv) == 0
+    run = _only_run()
+    assert run.data.params["method"] == "corrected" and run.data.params["scales"] == "channel"
+    corrected = json.loads(Path(MlflowClient().download_artifacts(run.info.run_id,
+                                                                  "snn/corrected_layers.json")).read_text())
+    assert sorted(corrected) == ["2", "5"]
+    for entry in corrected.values():
+        layer, errors = entry["layers"][0], entry["errors"][0]
+        assert len(layer["channel_bias"]) == len(layer["channel_voltage"]) == len(layer["channel_scales"]) == 256
+        assert errors["error_after"] < errors["error_before"]
+    assert corrected["2"]["layers"][0]["channel_bias"] != corrected["5"]["layers"][0]["channel_bias"]
+    document = json.loads(Path(MlflowClient().download_artifacts(run.info.run_id, "snn/params.json")).read_text())
+    assert document["source"]["method"] == "corrected" and document["layers"] == corrected["5"]["layers"]
+    assert "256 values" in json.loads(run.data.params["layers"])[0]["channel_bias"]  # the param stays short
+    assert {r["steps"] for r in _table(run.info.run_id) if r["engine"] == "nengo-snn"} == {2, 5}
+
+
 def _args(*argv):
     from snnbench.cli.main import build_parser
 

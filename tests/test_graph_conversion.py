@@ -43,6 +43,53 @@ class Concat(nn.Module):
         return self.fc(torch.relu(self.c(both)).flatten(1))
 
 
+def _conv_bn(c_in, c_out, kernel, stride=1, padding=0, **kw):
+    return [nn.Conv2d(c_in, c_out, kernel, stride, padding, bias=False, **kw), nn.BatchNorm2d(c_out)]
+
+
+class DownsamplingBlock(nn.Module):
+    """A ResNet basic block that halves the size: conv3 stride 2 pad 1 + BN + ReLU, conv3 pad 1 +
+    BN, plus a 1x1 stride-2 shortcut convolution + BN, then ReLU."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(1, 4, 3, 1, 1), nn.ReLU())
+        self.body = nn.Sequential(*_conv_bn(4, 8, 3, 2, 1), nn.ReLU(), *_conv_bn(8, 8, 3, 1, 1))
+        self.shortcut = nn.Sequential(*_conv_bn(4, 8, 1, 2))
+        self.fc = nn.Linear(8 * 6 * 6, 5)
+
+    def forward(self, x):
+        x = self.stem(x)
+        return self.fc(torch.relu(self.body(x) + self.shortcut(x)).flatten(1))
+
+
+def _randomised_batchnorm(model: nn.Module) -> nn.Module:
+    """Random BN statistics and affine parameters (the defaults fold to the identity)."""
+    generator = torch.Generator().manual_seed(2)
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            n = m.num_features
+            m.running_mean.copy_(0.2 * torch.randn(n, generator=generator))
+            m.running_var.copy_(0.5 + torch.rand(n, generator=generator))
+            m.weight.data.copy_(0.5 + torch.rand(n, generator=generator))
+            m.bias.data.copy_(0.2 * torch.randn(n, generator=generator))
+    return model
+
+
+def _vgg():  # stride-2 padding-1 downsampling, BN, a bias-free conv
+    return _randomised_batchnorm(nn.Sequential(
+        nn.Conv2d(1, 4, 3, 1, 1), nn.ReLU(), *_conv_bn(4, 8, 3, 2, 1), nn.ReLU(),
+        nn.Conv2d(8, 8, 3, 2, 1, bias=False), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 3 * 3, 5)))
+
+
+def _depthwise_separable():  # MobileNet-style: ReLU6, depthwise stride 2, pointwise; grouped + dilated
+    return _randomised_batchnorm(nn.Sequential(
+        nn.Conv2d(1, 8, 3, 1, 1), nn.ReLU6(),
+        *_conv_bn(8, 8, 3, 2, 1, groups=8), nn.ReLU6(), *_conv_bn(8, 16, 1), nn.ReLU(),
+        nn.Conv2d(16, 8, 3, 1, 2, dilation=2, groups=4), nn.Hardtanh(0.0, 2.0), nn.Flatten(),
+        nn.Linear(8 * 6 * 6, 5)))
+
+
 # name -> (module, per-sample input shape, ONNX ops the case must contain)
 CASES = {
     "flat_mlp": (lambda: nn.Sequential(nn.Linear(20, 16), nn.ReLU(), nn.Linear(16, 5)), (20,), {"Gemm"}),
@@ -57,6 +104,10 @@ CASES = {
     "residual_add": (Residual, (1, 12, 12), {"Add"}),
     "concat": (Concat, (1, 12, 12), {"Concat"}),
     "resnet": (SmallResNet, (1, 28, 28), {"MaxPool", "Add", "Concat", "GlobalAveragePool"}),
+    "vgg_stride2_pad1": (_vgg, (1, 12, 12), {"Conv"}),
+    "resnet_block_1x1_stride2_shortcut": (lambda: _randomised_batchnorm(DownsamplingBlock()), (1, 12, 12),
+                                          {"Conv", "Add"}),
+    "depthwise_separable_relu6": (_depthwise_separable, (1, 12, 12), {"Conv", "Clip"}),
 }
 
 
@@ -191,3 +242,51 @@ def test_ort_runner_feeds_the_declared_layout_and_rejects_a_size_mismatch(tmp_pa
     with pytest.raises(SnnbenchError) as info:
         runner.predict(np.zeros((3, 100), np.float32))
     assert "\n" not in str(info.value) and "144" in str(info.value) and "(3, 100)" in str(info.value)
+
+
+def test_static_batch_export_converts_and_runs_in_batches_of_its_size(tmp_path):
+    """An export without dynamic_axes (input (1, 1, 12, 12), Reshape to (1, -1)): converted, and
+    ONNX Runtime fed in batches of exactly 1 by the runner; the rate network equals it."""
+    torch.manual_seed(0)
+    model = _vgg().eval()
+    path = tmp_path / "static.onnx"
+    torch.onnx.export(model, torch.zeros(1, 1, 12, 12), str(path), input_names=["input"], output_names=["logits"],
+                      opset_version=17, dynamo=False)
+    declared = onnx.load(str(path)).graph.input[0].type.tensor_type.shape.dim
+    assert [d.dim_value for d in declared] == [1, 1, 12, 12]
+    x = np.random.default_rng(1).uniform(0, 1, (N_SAMPLES, 144)).astype(np.float32)
+    reference = OrtRunner(path).predict(x)  # 10 images, one batch of 1 at a time
+    with torch.no_grad():
+        np.testing.assert_allclose(reference, model(torch.as_tensor(x).reshape(-1, 1, 12, 12)).numpy(), atol=1e-5)
+    converted = onnx_io.extract(path)
+    logits, _, _ = _rate_network(converted, x)
+    assert np.abs(logits - reference).max() <= 1e-4
+
+
+def test_pad_node_and_same_upper_conv_in_the_rate_network(tmp_path):
+    """A Pad node (asymmetric zeros) and a SAME_UPPER stride-2 conv, as other exporters write
+    them: the Nengo rate network equals ONNX Runtime."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(3)
+    inits = {"shape": np.array([-1, 1, 9, 9], np.int64), "pads": np.array([0, 0, 1, 0, 0, 0, 0, 2], np.int64),
+             "k1": rng.standard_normal((4, 1, 3, 3)).astype(np.float32),
+             "k2": rng.standard_normal((3, 4, 3, 3)).astype(np.float32),
+             "w": rng.standard_normal((5, 3 * 5 * 5)).astype(np.float32)}
+    nodes = [helper.make_node("Reshape", ["x", "shape"], ["r"]),
+             helper.make_node("Pad", ["r", "pads"], ["p"]),
+             helper.make_node("Conv", ["p", "k1"], ["c1"], pads=[0, 1, 2, 0]),
+             helper.make_node("Relu", ["c1"], ["a1"]),
+             helper.make_node("Conv", ["a1", "k2"], ["c2"], auto_pad="SAME_UPPER", strides=[2, 2]),
+             helper.make_node("Relu", ["c2"], ["a2"]),
+             helper.make_node("Flatten", ["a2"], ["f"]),
+             helper.make_node("Gemm", ["f", "w"], ["y"], transB=1)]
+    graph = helper.make_graph(nodes, "padded", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 81])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 5])],
+                              [numpy_helper.from_array(v, k) for k, v in inits.items()])
+    path = tmp_path / "padded.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    x = rng.uniform(0, 1, (N_SAMPLES, 81)).astype(np.float32)
+    reference = OrtRunner(path).predict(x)
+    logits, _, _ = _rate_network(onnx_io.extract(path), x)
+    assert np.abs(logits - reference).max() <= 1e-4

@@ -1,5 +1,7 @@
 """The converted SNN as a NIR graph: what it holds, and the round trip through snntorch."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -58,6 +60,8 @@ def test_what_nir_cannot_take_fails_in_one_line(calibrated_mlp, tmp_path):
     with pytest.raises(SnnbenchError, match="writes IF neurons"):
         write_nir(model, [LayerParams("lif")], SimConfig(), tmp_path / "lif.nir")
     assert not (tmp_path / "lif.nir").exists()
+    with pytest.raises(SnnbenchError, match="per-channel"):  # per-channel calibration: refused, not dropped
+        write_nir(model, [replace(p, channel_scales=[1.0] * 256) for p in layers], SimConfig(), tmp_path / "c.nir")
 
 
 def test_a_cnn_round_trips_through_snntorch(tmp_path):

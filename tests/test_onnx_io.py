@@ -165,3 +165,52 @@ def test_corrupt_and_missing_files(tmp_path):
     bad.write_bytes(b"this is not a protobuf \x00\x01\x02" * 10)
     _one_line_error(bad, "not a valid ONNX model")
     _one_line_error(tmp_path / "missing.onnx", "not found")
+
+
+@pytest.mark.parametrize("conv_attrs", [
+    {"pads": [0, 1, 2, 0], "strides": [2, 1]},             # asymmetric pads, stride 2 along H only
+    {"auto_pad": "SAME_UPPER", "strides": [2, 2]},         # TensorFlow's "same": the odd pixel after
+    {"auto_pad": "SAME_LOWER", "strides": [2, 2]},         # the odd pixel before
+    {"pads": [1, 1, 1, 1], "strides": [2, 2], "dilations": [2, 1]},
+])
+def test_conv_padding_and_pad_nodes_match_onnx_runtime(tmp_path, conv_attrs):
+    """Conv with any zero padding (asymmetric, auto_pad, dilated) and a Pad node before a Conv:
+    the extraction equals ONNX Runtime, and the Nengo rate network too (in test_graph_conversion)."""
+    nodes = [helper.make_node("Reshape", ["x", "shape"], ["r"]),
+             helper.make_node("Pad", ["r", "pads"], ["p"], mode="constant"),
+             helper.make_node("Conv", ["p", "k1"], ["c1"], **conv_attrs),
+             helper.make_node("Relu", ["c1"], ["a1"]),
+             helper.make_node("GlobalAveragePool", ["a1"], ["g"]),
+             helper.make_node("Flatten", ["g"], ["f"]),
+             helper.make_node("Gemm", ["f", "w", "b"], ["y"], transB=1)]
+    inits = {"shape": np.array([-1, 2, 8, 8], np.int64), "pads": np.array([0, 0, 1, 0, 0, 0, 0, 2], np.int64),
+             "k1": _f32(4, 2, 3, 3), "w": _f32(3, 4), "b": _f32(3)}
+    path = _save_graph(tmp_path / "padded.onnx", nodes, inits, [128], 3)
+    converted = onnx_io.extract(path)
+    assert [op.kind for op in converted.stages[0].ops] == ["pad", "conv"]
+    x = RNG.uniform(0, 1, (5, 128)).astype(np.float32)
+    np.testing.assert_allclose(converted.forward(x), _ort(path, x), atol=1e-4)
+    folder = onnx_io.save(converted, tmp_path / "spec")  # the spec files keep pads and dilations
+    np.testing.assert_allclose(onnx_io.load(folder).forward(x), _ort(path, x), atol=1e-4)
+
+
+def test_used_pads_drop_what_no_window_reaches(tmp_path):
+    """PyTorch's stride-2 padding 1 on an even size pads the top and left only in effect."""
+    nodes = [helper.make_node("Reshape", ["x", "shape"], ["r"]),
+             helper.make_node("Conv", ["r", "k1"], ["c1"], pads=[1, 1, 1, 1], strides=[2, 2]),
+             helper.make_node("Flatten", ["c1"], ["y"])]
+    inits = {"shape": np.array([-1, 1, 8, 8], np.int64), "k1": _f32(2, 1, 3, 3)}
+    converted = onnx_io.extract(_save_graph(tmp_path / "s2.onnx", nodes, inits, [64], 32))
+    op = converted.stages[0].paths[0].ops[0]
+    assert op.pads == (1, 1, 0, 0) and op.padding == "explicit" and op.out_shape == (2, 4, 4)
+
+
+@pytest.mark.parametrize("low, high, words", [(-1.0, 6.0, ["Clip", "lower bound 0", "-1.0"])])
+def test_clip_that_is_no_bounded_relu_is_refused(tmp_path, low, high, words):
+    nodes = [helper.make_node("Gemm", ["x", "w", "b"], ["h"], transB=1),
+             helper.make_node("Clip", ["h", "lo", "hi"], ["a"]),
+             helper.make_node("Gemm", ["a", "w2", "b2"], ["y"], transB=1)]
+    inits = {"w": _f32(4, 6), "b": _f32(4), "lo": np.array(low, np.float32), "hi": np.array(high, np.float32),
+             "w2": _f32(3, 4), "b2": _f32(3)}
+    path = _save_graph(tmp_path / "clip.onnx", nodes, inits, [6], 3)
+    _one_line_error(path, *words)

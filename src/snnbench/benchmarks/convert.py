@@ -34,7 +34,8 @@ PROFILE_TEST_LIMIT = {"quick": 1000, "full": 0}
 PROFILE_STEPS_LIST = {"quick": [4, 8, 16, 32], "full": [1, 2, 4, 8, 16, 32, 64, 100]}
 EQUIVALENCE_IMAGES = 200
 LATENCY_IMAGES = 20
-CALIBRATION_OPTIONS = ("calibration_samples", "percentile", "target_rate", "neuron", "initial_voltage")
+CALIBRATION_OPTIONS = ("calibration_samples", "percentile", "target_rate", "neuron", "initial_voltage", "scales")
+CALIBRATED_METHODS = ("calibrated", "corrected")  # the methods that calibrate on training images
 TUNED_OPTIONS = ("params_json", "study_name", "storage")
 
 
@@ -46,7 +47,7 @@ def synapse_value(text: str):
 
 
 def add_arguments(parser: argparse.ArgumentParser, command: str):
-    from snnbench.conversion.calibration import METHODS
+    from snnbench.conversion.calibration import METHODS, SCALES
     from snnbench.models.conversion import ARCHS
     from snnbench.conversion.nengo_net import READOUTS, SIMULATORS
     from snnbench.conversion.onnx_io import MAXPOOL_ROUTES
@@ -70,6 +71,9 @@ def add_arguments(parser: argparse.ArgumentParser, command: str):
                           "IF neurons, each layer's rate scale from its activations on training images; tuned: "
                           "the best setting of a `snnbench tune` study (--study-name) or --params-json")
     add_calibration_arguments(snn)
+    snn.add_argument("--scales", choices=SCALES, default=None,
+                     help="calibrated / corrected: a rate scale per output channel (per neuron of a dense layer) or "
+                          "one per layer (default: channel for corrected, layer for calibrated)")
     snn.add_argument("--synapse", type=synapse_value, default=None,
                      help="reference / calibrated: output synapse time constant (s), or none")
     snn.add_argument("--tau-rc", type=positive(float), default=0.02,
@@ -122,9 +126,14 @@ def resolve(args) -> dict:
                 "base": base}
     if args.method == "reference":
         settings["layers"] = reference_layers(base)
-    elif args.method == "calibrated":
+    elif args.method in CALIBRATED_METHODS:
+        scales = args.scales or ("channel" if args.method == "corrected" else "layer")
         settings["calibration"] = Calibration(args.calibration_samples, args.percentile, args.target_rate,
-                                              args.neuron, args.initial_voltage, args.seed)
+                                              args.neuron, args.initial_voltage, args.seed, scales)
+        if args.method == "corrected":
+            require(args.neuron in ("if", "if-rectified") and args.synapse is None,
+                    "--method corrected simulates IF neurons without an output synapse: use --neuron if or "
+                    "if-rectified and --synapse none")
     else:
         if args.study_name:
             from snnbench.tuning import best_params_from_study
@@ -206,9 +215,25 @@ def evaluate_dnn(onnx_path: Path, x, y, keys: dict) -> dict:
             "latency_ms": _latency_ms(single.predict, x[:LATENCY_IMAGES * 5])}
 
 
-def evaluate_snn(converted, layers: list, settings: dict, x, y, keys: dict) -> dict:
+def corrected_layers(converted, layers: list, settings: dict) -> dict:
+    """--method corrected: for each step count of the curve (and ``sim.steps``), the calibrated
+    layers with that step count's error correction (snnbench.conversion.correction), from the
+    calibration subset of the MNIST training images: {steps: (layers, per-layer error report)}."""
+    from snnbench.conversion.calibration import calibration_inputs, mnist_training_images
+    from snnbench.conversion.correction import correct
+
+    calibration, sim = settings["calibration"], settings["sim"]
+    x = calibration_inputs(mnist_training_images(calibration.seed), calibration.samples, calibration.seed)
+    return {s: correct(converted, layers, x, s, sim.dt, sim.seed)
+            for s in sorted(set(settings["steps_list"]) | {sim.steps})}
+
+
+def evaluate_snn(converted, layers: list, settings: dict, x, y, keys: dict, per_steps: dict | None = None) -> dict:
     """The converted SNN: one result row per step count of the curve and ``sim.steps`` (activity
-    measured at ``sim.steps``), its logits there, timing and the runner's activity statistics."""
+    measured at ``sim.steps``), its logits there, timing and the runner's activity statistics.
+    ``per_steps`` ({steps: layers}, --method corrected): each step count runs its own layers."""
+    if per_steps:
+        return _evaluate_per_steps(converted, per_steps, settings, x, y, keys)
     from snnbench.engines.models import NengoModel
     from snnbench.evaluation.harness import CLEAN, score
     from snnbench.engines.runners import NengoRunner
@@ -233,6 +258,43 @@ def evaluate_snn(converted, layers: list, settings: dict, x, y, keys: dict) -> d
     return {"rows": rows, "logits": logits[sim.steps], "accuracy": main["accuracy"], "row": main,
             "curve": {r["steps"]: r["accuracy"] for r in rows}, "throughput_ips": len(x) / seconds,
             "latency_ms": latency, "stats": stats}
+
+
+def _evaluate_per_steps(converted, per_steps: dict, settings: dict, x, y, keys: dict) -> dict:
+    from snnbench.engines.models import NengoModel
+    from snnbench.engines.runners import NengoRunner
+    from snnbench.evaluation.harness import CLEAN, score
+
+    sim = settings["sim"]
+    rows, logits = [], {}
+    for steps, layers in sorted(per_steps.items()):
+        model = NengoModel(converted, layers, replace(sim, steps=steps))
+        runner = model.runner(CLEAN)
+        if steps == sim.steps:
+            runner.predict(x[:1])  # builds the simulator (and traces the TF graph) before timing
+        logits[steps] = runner.predict(x)
+        activity = None
+        if steps == sim.steps:
+            seconds, stats = runner.last_seconds, runner.last_stats
+            activity = model.activity(stats, len(x))
+        rows.append(score(model, logits[steps], y, activity, **{**keys, "steps": steps}))
+        model.close()
+    with NengoRunner(converted, per_steps[sim.steps], replace(sim, minibatch=1), counters=False) as single:
+        latency = _latency_ms(single.predict, x[:LATENCY_IMAGES])
+    main = next(r for r in rows if r["steps"] == sim.steps)
+    return {"rows": rows, "logits": logits[sim.steps], "accuracy": main["accuracy"], "row": main,
+            "curve": {r["steps"]: r["accuracy"] for r in rows}, "throughput_ips": len(x) / seconds,
+            "latency_ms": latency, "stats": stats}
+
+
+def layers_summary(layers: list) -> str:
+    """The per-layer setting as a JSON param: per-channel lists as their size and range (in full
+    in the run's snn/params*.json artifacts)."""
+    def brief(value):
+        if isinstance(value, list):
+            return f"{len(value)} values in [{min(value):.4g}, {max(value):.4g}]"
+        return value
+    return json.dumps([{k: brief(v) for k, v in asdict(p).items()} for p in layers])
 
 
 def rate_equivalence(converted, onnx_path: Path, x, sim) -> float:
@@ -318,9 +380,11 @@ def log_artifacts(onnx_path: Path, converted, document: dict, dnn: dict, snn: di
 
 def logged_params(args, settings: dict, test_images: int) -> dict:
     """The options that decided the run (a method's options only where it uses them)."""
-    unused = (() if args.method == "calibrated" else CALIBRATION_OPTIONS) + \
+    unused = (() if args.method in CALIBRATED_METHODS else CALIBRATION_OPTIONS) + \
         (() if args.method == "tuned" else TUNED_OPTIONS)
     params = {k: v for k, v in vars(args).items() if not k.startswith("_") and k not in ("command", *unused)}
+    if settings["calibration"] is not None:
+        params["scales"] = settings["calibration"].scales  # resolved
     params.update(test_limit=settings["test_limit"], test_images=test_images, steps_list=settings["steps_list"],
                   sim=asdict(settings["sim"]))
     if settings["layers"] is not None:
@@ -353,8 +417,17 @@ def run(args):
             mlflow.set_tag("snnbench.approximations", json.dumps(converted.approximations))
         document = conversion_setting(converted, settings)  # calibration: training images only
         layers, _ = parse_params(document, f"{args.method} setting")
+        per_steps = None
+        if args.method == "corrected":  # each step count its own correction, training images only
+            corrected = corrected_layers(converted, layers, settings)
+            per_steps = {s: c[0] for s, c in corrected.items()}
+            mlflow.log_dict({str(s): {"layers": [asdict(p) for p in c[0]], "errors": c[1]}
+                             for s, c in corrected.items()}, "snn/corrected_layers.json")
+            layers = per_steps[settings["sim"].steps]
+            document = {**document, "layers": [asdict(p) for p in layers],
+                        "source": {**document["source"], "method": "corrected", "steps": settings["sim"].steps}}
         if settings["layers"] is None:
-            mlflow.log_param("layers", json.dumps([asdict(p) for p in layers]))
+            mlflow.log_param("layers", layers_summary(layers))
         if not args.onnx_model:
             trained = json.loads((onnx_path.parent / "metrics.json").read_text())
             mlflow.log_metrics({"torch_test_accuracy": trained["torch_test_accuracy"],
@@ -362,7 +435,7 @@ def run(args):
         keys = {"benchmark": "convert", "model": Path(args.onnx_model).stem if args.onnx_model else f"conversion-{args.arch}",
                 "modality": "image", "method": args.method, "seed": args.seed}
         dnn = evaluate_dnn(onnx_path, test.x, test.y, keys)
-        snn = evaluate_snn(converted, layers, settings, test.x, test.y, keys)
+        snn = evaluate_snn(converted, layers, settings, test.x, test.y, keys, per_steps)
         equivalence = rate_equivalence(converted, onnx_path, test.x[:EQUIVALENCE_IMAGES], settings["sim"])
         log_metrics(converted, dnn, snn, equivalence)
         targets = convert_targets.run_targets(args, converted, layers, settings["sim"], test, keys, dnn, snn)

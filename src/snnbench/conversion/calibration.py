@@ -9,7 +9,11 @@ reference on a seeded calibration set drawn from the TRAINING split, takes a rob
 
     rate_scale = target_rate / (p * dt)
 
-so that the percentile activation fires ``target_rate`` spikes per step (default 1). Stronger
+so that the percentile activation fires ``target_rate`` spikes per step (default 1). With
+``scales="channel"`` (``snnbench convert``'s default for the corrected method) each output channel of a layer (each neuron of a dense one)
+gets its own rate scale from its own percentile (channel-wise normalisation, as Kim et al. 2020,
+Spiking-YOLO), so that weak channels are resolved as finely as strong ones; a Clip(0, a) layer
+keeps one scale, from the smaller of its percentile and ``a``. Stronger
 activations still fire: the IF neurons may emit several spikes in one step, and
 :class:`snnbench.engines.runners.NengoRunner` reports how often they do. Spiking neurons start at half the
 threshold, so that a neuron's spike count after ``T`` steps is its rate rounded, not floored
@@ -22,6 +26,9 @@ The conversion methods (``snnbench convert --method``):
   scale 1 (kept for the seed figure);
 * ``calibrated``: IF neurons with reset by subtraction (snnbench.conversion.nengo_net.SignedIF), calibrated
   as above (the default); LIF with the linear mapping of :func:`layer_params` as an option;
+* ``corrected``: calibrated, then each layer's expected per-channel error taken out of its bias
+  and initial membrane potential for the step count simulated (snnbench.conversion.correction,
+  after Li et al. 2021's "light" SNN Calibration);
 * ``tuned``: an Optuna study's best setting (snnbench.tuning), searched around the calibrated one.
 
 The calibration inputs are training data only: :func:`mnist_training_images` for the MNIST
@@ -35,8 +42,9 @@ import numpy as np
 from snnbench.errors import SnnbenchError
 from snnbench.conversion.nengo_net import LayerParams
 
-METHODS = ("reference", "calibrated", "tuned")
+METHODS = ("reference", "calibrated", "corrected", "tuned")
 CALIBRATED_NEURONS = ("if", "if-rectified", "lif")
+SCALES = ("channel", "layer")  # a rate scale per output channel (per neuron of a dense layer), or per layer
 VALIDATION_FRACTION = 0.2  # the training split's seeded hold-out that tuning scores on
 
 
@@ -49,6 +57,7 @@ class Calibration:
     neuron: str = "if"           # if / if-rectified (reset by subtraction) or lif (linear mapping)
     initial_voltage: str = "half"  # spiking neurons start at half the threshold (or nengo's uniform)
     seed: int = 0                # draws the calibration subset
+    scales: str = "layer"        # one rate scale per layer, or one per output channel
 
     def __post_init__(self):
         if self.samples < 1:
@@ -62,6 +71,8 @@ class Calibration:
             raise SnnbenchError(f"calibrated conversion takes neuron {' or '.join(CALIBRATED_NEURONS)}, "
                                 f"got {self.neuron!r}")
         LayerParams(initial_voltage=self.initial_voltage)  # checks the name
+        if self.scales not in SCALES:
+            raise SnnbenchError(f"--scales must be one of {', '.join(SCALES)}, got {self.scales!r}")
 
 
 def percentile_value(text) -> float:
@@ -107,6 +118,21 @@ def activation_scales(activations: list[np.ndarray], percentile: float) -> list[
     return scales
 
 
+def channel_scales(activations: list[np.ndarray], model, percentile: float) -> list:
+    """Per hidden layer: the ``percentile`` of each output channel's positive activations (each
+    neuron's, for a flat layer), or None for a Clip layer (its bound sets one rate for all); a
+    channel that never fires on the calibration set takes the layer's value."""
+    scales = []
+    for layer, stage, overall in zip(activations, model.hidden, activation_scales(activations, percentile)):
+        if stage.upper is not None:
+            scales.append(None)
+            continue
+        per_channel = np.moveaxis(layer.reshape(len(layer), stage.channels, -1), 1, 0).reshape(stage.channels, -1)
+        scales.append([float(np.percentile(c[c > 0], percentile)) if (c > 0).any() else overall
+                       for c in per_channel])
+    return scales
+
+
 def layer_params(scale: float, calibration: Calibration, dt: float, base: LayerParams = LayerParams()) -> LayerParams:
     """One hidden layer's neuron settings for activation scale ``scale`` (its percentile); the
     output synapse and LIF membrane time constant come from ``base``.
@@ -125,13 +151,28 @@ def layer_params(scale: float, calibration: Calibration, dt: float, base: LayerP
                    **common)
 
 
+def _per_channel(params: LayerParams, factors: list) -> LayerParams:
+    """``params`` with per-channel rate scales ``rate_scale * factors``; the LIF mapping's bias
+    offset ``1 / (2 rate_scale)`` becomes each channel's own through ``channel_bias``."""
+    if params.neuron != "lif":
+        return replace(params, channel_scales=factors)
+    f = np.asarray(factors)
+    return replace(params, channel_scales=factors, channel_bias=list(0.5 * (1 - f) / (params.rate_scale * f)))
+
+
 def calibrate(model, x_train: np.ndarray, calibration: Calibration = Calibration(), dt: float = 0.001,
               base: LayerParams = LayerParams()) -> tuple[list[LayerParams], list[float]]:
     """Per hidden layer: (neuron settings, activation scale), from a calibration subset of
     ``x_train`` (training inputs only; the caller never passes test data)."""
     x = calibration_inputs(x_train, calibration.samples, calibration.seed)
-    scales = activation_scales(hidden_activations(model, x), calibration.percentile)
-    return [layer_params(s, calibration, dt, base) for s in scales], scales
+    activations = hidden_activations(model, x)
+    scales = activation_scales(activations, calibration.percentile)
+    scales = [min(s, stage.upper) if stage.upper is not None else s for s, stage in zip(scales, model.hidden)]
+    layers = [layer_params(s, calibration, dt, base) for s in scales]
+    if calibration.scales == "channel":
+        per_channel = channel_scales(activations, model, calibration.percentile)
+        layers = [p if c is None else _per_channel(p, [s / v for v in c]) for p, s, c in zip(layers, scales, per_channel)]
+    return layers, scales
 
 
 def calibrated_document(model, x_train: np.ndarray, calibration: Calibration = Calibration(),

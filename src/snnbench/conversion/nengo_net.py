@@ -44,45 +44,13 @@ import nengo
 import numpy as np
 
 from snnbench.errors import SnnbenchError
-from snnbench.conversion.onnx_io import INPUT, ConvertedModel, LinearOp
+from snnbench.conversion.neurons import ClippedRectifiedLinear, SignedIF, register_nengo_dl_neurons  # noqa: F401
+from snnbench.conversion.onnx_io import INPUT, ConvertedModel, LinearOp, Stage
 
 NEURONS = ("lif", "if", "if-rectified", "lif-rate", "relu-rate")
 READOUTS = ("mean", "last", "second-half")  # mean over all steps, the last step, the second half
 SIMULATORS = ("nengo_dl", "nengo")
 INITIAL_VOLTAGES = ("uniform", "half")  # spiking neurons' start: nengo's uniform [0, 1), or 0.5
-
-
-class SignedIF(nengo.SpikingRectifiedLinear):
-    """Integrate-and-fire neuron whose membrane integrates the signed current (no floor at zero),
-    reset by subtraction, ``floor(voltage)`` spikes in a step once it reaches the threshold 1."""
-
-    def step(self, dt, J, output, voltage):
-        voltage += J * dt
-        n_spikes = np.floor(np.maximum(voltage, 0.0))
-        output[:] = (self.amplitude / dt) * n_spikes
-        voltage -= n_spikes
-
-
-def register_nengo_dl_neurons(nengo_dl):
-    """Give nengo_dl a TensorFlow implementation of :class:`SignedIF` (otherwise it would run the
-    NumPy step above through Python at every time step)."""
-    table = nengo_dl.neuron_builders.SimNeuronsBuilder.TF_NEURON_IMPL
-    if SignedIF in table:
-        return
-    import tensorflow as tf
-
-    class SignedIFBuilder(nengo_dl.neuron_builders.TFNeuronBuilder):
-        spiking = True
-
-        def step(self, J, dt, voltage):
-            voltage = voltage + J * dt
-            n_spikes = tf.floor(tf.nn.relu(voltage))
-            return n_spikes * self.alpha, voltage - n_spikes
-
-        def training_step(self, J, dt, **state):
-            return tf.nn.relu(J) * self.alpha * dt
-
-    table[SignedIF] = SignedIFBuilder
 
 
 @dataclass
@@ -97,6 +65,10 @@ class LayerParams:
     tau_rc: float = 0.02
     tau_ref: float = 0.002
     initial_voltage: str = "uniform"  # of spiking neurons, as a fraction of the threshold
+    # per output channel of the stage (per neuron of a flat one); None = the same for all:
+    channel_scales: list | None = None   # rate_scale factors (per-channel calibration)
+    channel_bias: list | None = None     # added to the ONNX bias (error correction), activation units
+    channel_voltage: list | None = None  # initial voltage of spiking neurons (overrides initial_voltage)
 
     def __post_init__(self):
         if self.neuron not in NEURONS:
@@ -110,18 +82,53 @@ class LayerParams:
             raise SnnbenchError(f"synapse must be None or >= 0 seconds, got {self.synapse}")
         if not (self.tau_rc > 0 and self.tau_ref >= 0):
             raise SnnbenchError(f"tau_rc must be > 0 and tau_ref >= 0, got {self.tau_rc}, {self.tau_ref}")
+        for name in ("channel_scales", "channel_bias", "channel_voltage"):
+            values = getattr(self, name)
+            if values is not None and (not len(values) or not np.all(np.isfinite(values))):
+                raise SnnbenchError(f"{name} must be None or a non-empty list of finite numbers")
+        if self.channel_scales is not None and min(self.channel_scales) <= 0:
+            raise SnnbenchError("channel_scales must be > 0")
 
-    def neuron_type(self) -> nengo.neurons.NeuronType:
+    def per_neuron(self, stage: Stage, name: str, default: float) -> np.ndarray:
+        """The per-channel list ``name`` (or ``default``) for each neuron of ``stage``."""
+        values = getattr(self, name)
+        if values is None:
+            return np.full(stage.size_out, float(default))
+        if len(values) != stage.channels:
+            raise SnnbenchError(f"{name} has {len(values)} entries but layer {stage.name!r} has "
+                                f"{stage.channels} channels")
+        return np.repeat(np.asarray(values, np.float64), stage.size_out // stage.channels)
+
+    def max_spikes(self, stage: Stage, dt: float) -> float:
+        """Spikes per step at a Clip layer's bound (at least 1; unbounded for a plain ReLU)."""
+        return np.inf if stage.upper is None else max(1.0, float(np.round(stage.upper * self.rate_scale * dt)))
+
+    def neuron_type(self, stage: Stage | None = None, dt: float = 0.001) -> nengo.neurons.NeuronType:
+        """The neuron type of ``stage``'s ensemble (a Clip layer's bound needs an if or relu-rate neuron)."""
         amplitude = 1.0 / self.rate_scale
-        start = {} if self.initial_voltage == "uniform" else {"initial_state": {"voltage": nengo.dists.Choice([0.5])}}
+        bounded = stage is not None and stage.upper is not None
+        if bounded and self.neuron not in ("if", "relu-rate"):
+            raise SnnbenchError(f"layer {stage.name!r} is a Clip (bounded ReLU); it converts with neuron if or "
+                                f"relu-rate, not {self.neuron!r}")
+        if bounded and self.channel_scales is not None and len(set(self.channel_scales)) > 1:
+            raise SnnbenchError(f"layer {stage.name!r} is a Clip (bounded ReLU): its rate scale is one for all "
+                                "channels (drop channel_scales)")
+        start = {}
+        if self.channel_voltage is not None and stage is not None:
+            start = {"initial_state": {"voltage": self.per_neuron(stage, "channel_voltage", 0.0)}}
+        elif self.initial_voltage == "half":
+            start = {"initial_state": {"voltage": nengo.dists.Choice([0.5])}}
         if self.neuron == "lif":
             return nengo.LIF(tau_rc=self.tau_rc, tau_ref=self.tau_ref, amplitude=amplitude, **start)
         if self.neuron == "lif-rate":
             return nengo.LIFRate(tau_rc=self.tau_rc, tau_ref=self.tau_ref, amplitude=amplitude)
         if self.neuron == "if":
-            return SignedIF(amplitude=amplitude, **start)
+            bound = self.max_spikes(stage, dt) if bounded else np.inf
+            return SignedIF(amplitude=amplitude, max_spikes=bound, **start)
         if self.neuron == "if-rectified":
             return nengo.SpikingRectifiedLinear(amplitude=amplitude, **start)
+        if bounded:
+            return ClippedRectifiedLinear(amplitude=amplitude, max_current=stage.upper * self.rate_scale)
         return nengo.RectifiedLinear(amplitude=amplitude)
 
     @property
@@ -206,23 +213,50 @@ def parse_params(doc, source, defaults: LayerParams = LayerParams()) -> tuple[li
 
 # --------------------------------------------------------------------------- building the network
 
-def _transform(op: LinearOp, scale: float = 1.0):
-    """``scale`` x the op as a Nengo transform (dense, conv, avgpool, select)."""
+def _per_channel(scale, channels: int):
+    """A scalar, or a per-element scale of a (C, H, W) tensor as one value per channel."""
+    return scale if np.ndim(scale) == 0 else np.asarray(scale).reshape(channels, -1)[:, 0]
+
+
+def _transform(op: LinearOp, scale=1.0):
+    """``scale`` x the op as a Nengo transform (dense, conv, avgpool, select); ``scale`` is a
+    scalar or one factor per input element (a population's per-channel output scale). A conv with
+    explicit pads reads its input already padded (:func:`_connect_op`)."""
     if op.kind == "dense":
-        return nengo.transforms.Dense((op.size_out, op.size_in), init=scale * op.weight)
+        return nengo.transforms.Dense((op.size_out, op.size_in), init=op.weight * scale)
     if op.kind == "conv":
-        kernel = np.transpose(op.weight, (2, 3, 1, 0))  # (out, in, kh, kw) -> (kh, kw, in, out)
-        return nengo.Convolution(op.out_shape[0], op.in_shape, op.kernel, op.strides, op.padding,
-                                 channels_last=False, init=scale * kernel)
+        kernel = op.full_kernel() if op.groups > 1 or op.dilations != (1, 1) else op.weight
+        kernel = kernel * np.reshape(_per_channel(scale, op.in_shape[0]), (1, -1, 1, 1))
+        explicit = op.padding == "explicit"
+        return nengo.Convolution(op.out_shape[0], op.padded_shape if explicit else op.in_shape,
+                                 kernel.shape[2:], op.strides, "valid" if explicit else op.padding,
+                                 channels_last=False, init=np.transpose(kernel, (2, 3, 1, 0)))  # (kh, kw, in, out)
     if op.kind == "select":
-        rows = np.arange(op.size_out)
-        return nengo.transforms.Sparse((op.size_out, op.size_in), indices=np.stack([rows, op.indices()], axis=1),
-                                       init=np.full(op.size_out, scale))
+        rows, columns = np.arange(op.size_out), op.indices()
+        init = np.full(op.size_out, scale) if np.ndim(scale) == 0 else np.asarray(scale)[columns]
+        return nengo.transforms.Sparse((op.size_out, op.size_in), indices=np.stack([rows, columns], axis=1),
+                                       init=init)
+    if op.kind == "pad":
+        rows, columns = op.pad_indices(), np.arange(op.size_in)
+        init = np.full(op.size_in, scale) if np.ndim(scale) == 0 else np.asarray(scale, np.float64)
+        return nengo.transforms.Sparse((op.size_out, op.size_in), indices=np.stack([rows, columns], axis=1),
+                                       init=init)
     channels = op.in_shape[0]  # avgpool: a per-channel convolution
     kernel = np.zeros((*op.kernel, channels, channels), np.float32)
-    kernel[:, :, np.arange(channels), np.arange(channels)] = scale / np.prod(op.kernel)
+    kernel[:, :, np.arange(channels), np.arange(channels)] = _per_channel(scale, channels) / np.prod(op.kernel)
     return nengo.Convolution(channels, op.in_shape, op.kernel, op.strides, "valid",
                              channels_last=False, init=kernel)
+
+
+def _connect_op(obj, synapse, scale, op: LinearOp, post):
+    """``obj`` -> ``op`` -> ``post``; a conv with explicit (e.g. asymmetric) pads first places its
+    input into a zero-padded Node."""
+    if op.kind == "conv" and op.padding == "explicit":
+        padded = nengo.Node(size_in=int(np.prod(op.padded_shape)), label="conv_padded")
+        pad = LinearOp("pad", op.in_shape, op.padded_shape, pads=op.pads)
+        nengo.Connection(obj, padded, transform=_transform(pad, scale), synapse=synapse)
+        obj, synapse, scale = padded, None, 1.0
+    nengo.Connection(obj, post, transform=_transform(op, scale), synapse=synapse)
 
 
 def _into(target, start: int, size: int):
@@ -233,27 +267,29 @@ def _into(target, start: int, size: int):
 def _connect_paths(paths: list, target, source, start: int = 0):
     """Connect the sum of ``paths`` into ``target`` (from element ``start`` on, for a Concat).
 
-    ``source(index)`` gives the (object, synapse) that carries a population's output. Paths that
-    end with the same op are summed in a pass-through Node and share one connection through it
-    (the op's own connection carries the population's synapse when it reads one directly).
+    ``source(index)`` gives the (object, synapse, output scale) that carries a population's
+    output (the scale a scalar or one factor per neuron). Paths that end with the same op are
+    summed in a pass-through Node and share one connection through it (the op's own connection
+    carries the population's synapse when it reads one directly).
     """
     groups = {}
     for path in paths:
         if path.ops:
             groups.setdefault(id(path.ops[-1]), (path.ops[-1], []))[1].append(replace(path, ops=path.ops[:-1]))
         else:
-            obj, synapse = source(path.source)
-            nengo.Connection(obj, _into(target, start, obj.size_out), transform=path.scale, synapse=synapse)
+            obj, synapse, out = source(path.source)
+            nengo.Connection(obj, _into(target, start, obj.size_out), transform=path.scale * out, synapse=synapse)
     for op, inner in groups.values():
         if op.kind == "place":
             _connect_paths(inner, target, source, start + op.place_start)
             continue
         if len(inner) == 1 and not inner[0].ops:
-            (obj, synapse), scale = source(inner[0].source), inner[0].scale
+            obj, synapse, out = source(inner[0].source)
+            scale = inner[0].scale * out
         else:
             obj, synapse, scale = nengo.Node(size_in=op.size_in, label=f"{op.kind}_in"), None, 1.0
             _connect_paths(inner, obj, source)
-        nengo.Connection(obj, _into(target, start, op.size_out), transform=_transform(op, scale), synapse=synapse)
+        _connect_op(obj, synapse, scale, op, _into(target, start, op.size_out))
 
 
 @dataclass
@@ -282,26 +318,28 @@ def build_network(model: ConvertedModel, layers: list, sim: SimConfig, noise_pos
     inputs = {}
     with nengo.Network(seed=sim.seed, label="converted SNN") as net:
         inputs["input"] = nengo.Node(node_output("input", model.n_inputs), label="input")
-        outputs = {INPUT: (inputs["input"], None)}  # source index -> (object, synapse) carrying its output
+        outputs = {INPUT: (inputs["input"], None, 1.0)}  # source index -> (object, synapse, scale) of its output
         ensembles, counter_probes, fan_outs = [], [], []
         for i, (stage, params) in enumerate(zip(model.hidden, layers)):
             n = stage.size_out
-            rs = params.rate_scale
-            ens = nengo.Ensemble(n, 1, neuron_type=params.neuron_type(), gain=np.full(n, params.gain * rs),
-                                 bias=rs * (params.bias_scale * stage.bias + params.bias_offset),
-                                 label=f"layer{i}", seed=sim.seed + i)  # own seed: initial voltages
+            factors = params.per_neuron(stage, "channel_scales", 1.0)  # per-channel rate scales
+            rs = params.rate_scale * factors
+            bias = params.bias_scale * stage.bias + params.bias_offset + params.per_neuron(stage, "channel_bias", 0.0)
+            ens = nengo.Ensemble(n, 1, neuron_type=params.neuron_type(stage, sim.dt), gain=params.gain * rs,
+                                 bias=rs * bias, label=f"layer{i}", seed=sim.seed + i)  # own seed: initial voltages
             # must not depend on which noise or counter nodes the network also holds
             _connect_paths(stage.paths, ens.neurons, outputs.__getitem__)
             if "pre" in noise_positions:
                 inputs[f"pre:layer{i}"] = nengo.Node(node_output(f"pre:layer{i}", n), label=f"pre_noise{i}")
                 nengo.Connection(inputs[f"pre:layer{i}"], ens.neurons, synapse=None)
-            outputs[i] = (ens.neurons, params.synapse)
+            out = 1.0 if params.channel_scales is None else 1.0 / factors  # the neurons' amplitude is 1 / rate_scale
+            outputs[i] = (ens.neurons, params.synapse, out)
             if "post" in noise_positions:
                 inputs[f"post:layer{i}"] = nengo.Node(node_output(f"post:layer{i}", n), label=f"post_noise{i}")
                 noisy = nengo.Node(size_in=n, label=f"layer{i}_noisy")
-                nengo.Connection(ens.neurons, noisy, synapse=params.synapse)
+                nengo.Connection(ens.neurons, noisy, transform=out, synapse=params.synapse)
                 nengo.Connection(inputs[f"post:layer{i}"], noisy, synapse=None)
-                outputs[i] = (noisy, None)
+                outputs[i] = (noisy, None, 1.0)
             ensembles.append(ens)
             fan_outs.append(model.fan_out(i))
             if counters:
@@ -317,7 +355,7 @@ def build_network(model: ConvertedModel, layers: list, sim: SimConfig, noise_pos
 def _counter(ens, params: LayerParams, fanout: np.ndarray, dt: float) -> nengo.Probe:
     """Probe of [spikes, spikes x fan-out] per step for one ensemble (rates: expected spikes)."""
     node = nengo.Node(size_in=2, label=f"{ens.label}_counter")
-    scale = params.rate_scale * dt  # neuron output is 1 / (rate_scale * dt) per spike
+    scale = params.rate_scale * dt  # neuron output is 1 / (rate_scale * dt) per spike (amplitude)
     nengo.Connection(ens.neurons, node, transform=scale * np.vstack([np.ones_like(fanout), fanout]),
                      synapse=None)
     return nengo.Probe(node, synapse=None)

@@ -32,7 +32,11 @@ INITIAL_VOLTAGE = {"half": 0.5, "uniform": "uniform [0, 1)"}
 
 
 def _padding(op: LinearOp) -> tuple:
-    return (0, 0) if op.padding == "valid" else tuple(k // 2 for k in op.kernel)
+    top, left, bottom, right = op.pads
+    if (top, left) != (bottom, right) or op.groups != 1 or op.dilations != (1, 1):
+        raise SnnbenchError(f"NIR export writes convolutions with symmetric padding, no groups or dilation; "
+                            f"this one has pads {op.pads}, groups {op.groups}, dilations {op.dilations}")
+    return (top, left)
 
 
 def _op_node(op: LinearOp, weight_scale: float, bias):
@@ -72,6 +76,9 @@ def to_nir(model: ConvertedModel, layers, sim: SimConfig):
         raise SnnbenchError("NIR export covers layer chains; this graph has skips, concatenations or max-pool "
                             "trees (convert a chain, or with --maxpool average)")
     layers = layer_list(layers, len(model.hidden))
+    if any(p.channel_scales or p.channel_bias or p.channel_voltage for p in layers):
+        raise SnnbenchError("NIR export writes one rate scale, bias and start per layer; this setting has per-channel "
+                            "ones (convert with --method calibrated --scales layer)")
     bad = sorted({p.neuron for p in layers if p.neuron not in EXPORTED_NEURONS})
     if bad:
         raise SnnbenchError(f"NIR export writes IF neurons (the calibrated conversion); this setting has {bad}")

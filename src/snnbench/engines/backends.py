@@ -105,7 +105,10 @@ class ConvertedSnntorch(torch.nn.Module):
         stages = load_any(folder).stages
         self.layers = torch.nn.ModuleList(torch.nn.Sequential(*map(torch_layer, s.ops)) for s in stages)
         self.neurons = torch.nn.ModuleList(make_neuron("if", "soft") for s in stages[:-1])
-        self.scales = [p.rate_scale * DT for p in layers]
+        self.scales = torch.nn.ParameterList(  # per neuron: calibration may scale each channel (moves with .to)
+            torch.nn.Parameter(torch.as_tensor(p.rate_scale * DT * p.per_neuron(s, "channel_scales", 1.0),
+                                               dtype=torch.float32), requires_grad=False)
+            for p, s in zip(layers, stages))
         self.steps = steps
 
     @torch.no_grad()

@@ -40,7 +40,9 @@ class OrtRunner:
         self.input_name = declared.name
         # the declared per-sample shape, e.g. (1, 28, 28) or (784,); None where a dimension is symbolic
         self.input_shape = tuple(d if isinstance(d, int) and d > 0 else None for d in declared.shape[1:])
-        self.batch_size = batch_size
+        static = declared.shape[0] if isinstance(declared.shape[0], int) and declared.shape[0] > 0 else None
+        self.static_batch = static  # an export with a static batch size runs in batches of exactly that size
+        self.batch_size = static or batch_size
         self.feeds = feeds
 
     def shaped(self, x: np.ndarray) -> np.ndarray:
@@ -66,8 +68,11 @@ class OrtRunner:
         batches = []
         for a in range(0, len(x), self.batch_size):
             xb = np.ascontiguousarray(self.shaped(x[a: a + self.batch_size]))
+            n = len(xb)
+            if self.static_batch and n < self.static_batch:  # the last batch, padded with zeros
+                xb = np.concatenate([xb, np.zeros((self.static_batch - n, *xb.shape[1:]), xb.dtype)])
             extra = self.feeds(start + a, len(xb)) if self.feeds else {}
-            batches.append(self.session.run(None, {self.input_name: xb, **extra}))
+            batches.append([out[:n] for out in self.session.run(None, {self.input_name: xb, **extra})])
         if not batches:
             return [np.zeros((0, 0), np.float32)]
         return [np.concatenate(parts) for parts in zip(*batches)]

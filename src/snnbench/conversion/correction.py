@@ -1,0 +1,146 @@
+"""Layer-wise error correction of a calibrated conversion, after the "light" pipeline of SNN
+Calibration (Li, Deng, Dong, Gong, Gu: "A Free Lunch From ANN: Towards Efficient, Accurate
+Spiking Neural Networks Calibration", ICML 2021): training-free, from calibration (training)
+images only, for one number of time steps ``T``.
+
+Rate coding leaves a systematic error in each spiking layer's output: over ``T`` steps a
+neuron's spike count is its rate rounded, and the error of the layers before it arrives in its
+input. Layer by layer, in order (every earlier layer already corrected):
+
+1. *bias correction*: the expected error of each output channel, the mean over calibration
+   images and positions of (the spiking layer's mean output over ``T`` steps - the DNN's
+   activation), is taken out of the channel's bias (``channel_bias``, activation units);
+2. *potential initialisation*: the error left after 1 is measured again and taken out of the
+   channel's initial membrane potential: starting ``dv`` (in thresholds) lower removes ``dv``
+   spikes over the ``T`` steps, i.e. ``dv / (T * rate_scale * dt)`` of the mean output
+   (``channel_voltage``, from half the threshold).
+
+The errors come from a PyTorch simulation of the Nengo network's IF neurons
+(:mod:`snnbench.conversion.neurons`, no output synapse; the same currents, spikes and reset by
+subtraction; :func:`simulate` runs it whole), so that the correction needs no Nengo simulator run
+per layer: each layer's input currents over the ``T`` steps are computed once, from the layers
+before it (already corrected), and only its neurons are run again for each correction.
+"""
+
+from dataclasses import replace
+
+import numpy as np
+import torch
+
+from snnbench.conversion.graph import INPUT, ConvertedModel, sum_paths
+from snnbench.conversion.nengo_net import LayerParams, layer_list
+from snnbench.errors import SnnbenchError
+
+CORRECTABLE_NEURONS = ("if", "if-rectified")
+
+
+def _neuron_constants(stage, params: LayerParams, dt: float, seed: int) -> dict:
+    """Per-neuron rate scale, bias current and initial voltage of one hidden layer (as built)."""
+    if params.neuron not in CORRECTABLE_NEURONS:
+        raise SnnbenchError(f"error correction simulates IF neurons ({', '.join(CORRECTABLE_NEURONS)}), "
+                            f"got {params.neuron!r}")
+    if params.synapse is not None:
+        raise SnnbenchError("error correction simulates layers without an output synapse; use --synapse none")
+    rs = params.rate_scale * params.per_neuron(stage, "channel_scales", 1.0)
+    bias = params.bias_scale * stage.bias + params.bias_offset + params.per_neuron(stage, "channel_bias", 0.0)
+    if params.channel_voltage is not None:
+        v0 = params.per_neuron(stage, "channel_voltage", 0.0)
+    elif params.initial_voltage == "half":
+        v0 = np.full(stage.size_out, 0.5)
+    else:
+        v0 = np.random.default_rng(seed).uniform(0, 1, stage.size_out)
+    as_tensor = lambda a: torch.as_tensor(a, dtype=torch.float64)  # noqa: E731
+    return {"rs": as_tensor(rs), "bias": as_tensor(rs * bias), "v0": as_tensor(v0),
+            "gain": params.gain, "signed": params.neuron == "if", "max_spikes": params.max_spikes(stage, dt)}
+
+
+def _input_currents(stage, series: dict) -> torch.Tensor:
+    """The stage's summed paths (no bias) at every step: ``(T, n, size)`` from its sources'
+    ``(T, n, size)`` output series (time folded into the batch, so each op runs once)."""
+    steps, n = next(iter(series.values())).shape[:2]
+    h = sum_paths(stage.paths, lambda source: series[source].reshape(steps * n, -1))
+    return h.reshape(steps, n, -1)
+
+
+def _fire(currents: torch.Tensor, c: dict, dt: float) -> torch.Tensor:
+    """IF neurons driven by ``currents`` (T, n, size; input currents before gain and bias): the
+    output (activation units) at every step."""
+    v = c["v0"].to(currents.dtype).expand(currents.shape[1], -1).clone()
+    rs, bias = c["rs"].to(currents.dtype), c["bias"].to(currents.dtype)
+    out = torch.empty_like(currents)
+    for t in range(len(currents)):
+        current = c["gain"] * rs * currents[t] + bias
+        v += (current if c["signed"] else torch.relu(current)) * dt
+        spikes = torch.clamp(torch.floor(torch.relu(v)), max=c["max_spikes"])
+        v -= spikes
+        out[t] = spikes / (rs * dt)
+    return out
+
+
+def _input_series(x: np.ndarray, steps: int, dtype) -> dict:
+    inputs = torch.as_tensor(np.asarray(x).reshape(len(x), -1), dtype=dtype)
+    return {INPUT: inputs.expand(steps, -1, -1)}
+
+
+def _release(model: ConvertedModel, series: dict, done: int):
+    """Drop the output series that no stage after ``done`` reads."""
+    needed = {src for stage in model.stages[done + 1:] for src in stage.sources}
+    for key in [k for k in series if k not in needed]:
+        del series[key]
+
+
+@torch.no_grad()
+def simulate(model: ConvertedModel, layers: list, x: np.ndarray, steps: int, dt: float = 0.001,
+             seed: int = 0, dtype=torch.float64) -> list[np.ndarray]:
+    """Each hidden layer's mean output over ``steps`` steps (activation units, ``(n, size)``),
+    and last the mean logits, of the spiking network on inputs ``x``. Layer by layer: with no
+    output synapse a layer's spikes at step t depend on its inputs up to step t only, so every
+    layer runs all its steps once its inputs' are known."""
+    layers = layer_list(layers, len(model.hidden))
+    series, means = _input_series(x, steps, dtype), []
+    for i, (stage, params) in enumerate(zip(model.hidden, layers)):
+        series[i] = _fire(_input_currents(stage, series), _neuron_constants(stage, params, dt, seed + i), dt)
+        means.append(series[i].mean(dim=0).numpy())
+        _release(model, series, i)
+    logits = _input_currents(model.stages[-1], series) + torch.as_tensor(model.stages[-1].bias, dtype=dtype)
+    return means + [logits.mean(dim=0).numpy()]
+
+
+def channel_means(values: np.ndarray, stage) -> np.ndarray:
+    """Mean over samples (and positions) of each output channel of ``stage``."""
+    return values.reshape(len(values), stage.channels, -1).mean(axis=(0, 2))
+
+
+@torch.no_grad()
+def correct(model: ConvertedModel, layers: list, x: np.ndarray, steps: int, dt: float = 0.001,
+            seed: int = 0, dtype=torch.float32) -> tuple[list[LayerParams], list[dict]]:
+    """The calibrated ``layers`` with bias correction and potential initialisation for ``steps``
+    steps, from calibration inputs ``x`` (training data only); also, per layer, the mean absolute
+    channel error before and after (activation units), for the log. Each layer's input currents
+    are computed once (its inputs come from layers already corrected); the corrections re-run
+    its neurons only."""
+    layers = list(layer_list(layers, len(model.hidden)))
+    dnn = model.activations(x)
+    series, report = _input_series(x, steps, dtype), []
+    for i, stage in enumerate(model.hidden):
+        target = channel_means(dnn[i], stage)
+        currents = _input_currents(stage, series)
+        first = slice(None, None, stage.size_out // stage.channels)  # one neuron of each channel
+
+        def run():
+            out = _fire(currents, _neuron_constants(stage, layers[i], dt, seed + i), dt)
+            return out, channel_means(out.mean(dim=0).double().numpy(), stage) - target
+
+        _, before = run()
+        bias = layers[i].per_neuron(stage, "channel_bias", 0.0)[first]
+        layers[i] = replace(layers[i], channel_bias=[float(b) for b in bias - before])
+        _, left = run()
+        params = layers[i]
+        rs = (params.rate_scale * params.per_neuron(stage, "channel_scales", 1.0))[first]
+        start = params.per_neuron(stage, "channel_voltage", 0.5 if params.initial_voltage == "half" else 0.0)[first]
+        layers[i] = replace(params, channel_voltage=[float(v) for v in start - left * steps * rs * dt])
+        series[i], after = run()
+        _release(model, series, i)
+        report.append({"layer": stage.name, "error_before": float(np.abs(before).mean()),
+                       "error_after_bias": float(np.abs(left).mean()), "error_after": float(np.abs(after).mean())})
+    return layers, report

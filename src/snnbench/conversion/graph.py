@@ -1,0 +1,326 @@
+"""A converted classifier as populations and the linear paths between them.
+
+A :class:`ConvertedModel` is a DAG of *stages*. A stage is one population: a ReLU layer (a
+spiking ensemble in the Nengo network; a ``Clip(0, a)`` layer is a ReLU bounded at ``upper``)
+or, last, the logits. Its input is the sum of linear *paths* plus one constant bias: a path
+takes a source (the model input or an earlier stage) through a chain of linear ops, and the bias
+is every bias and constant of the graph pushed through to this stage. A plain layer chain has
+one path per stage, from the stage before it; a residual Add gives a stage several paths (an
+identity skip is a path without ops); a Concat puts its inputs side by side along the channels
+(``place`` ops). Ops work on flat C-major feature vectors: ``dense``, ``conv`` (any zero
+padding, stride, dilation and groups), ``avgpool``, ``select`` (one element of every pooling
+window), ``place`` and ``pad`` (zeros around each channel). When a linear op follows a sum of paths, every path gets the same op
+object, so builders can sum the paths first and apply the op once.
+"""
+
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from snnbench.errors import SnnbenchError
+
+INPUT = -1  # the source index of the model input
+PADDINGS = ("valid", "same", "explicit")
+
+
+def same_pads(size: tuple, kernel: tuple, strides: tuple) -> tuple:
+    """(top, left, bottom, right) of TensorFlow's / Nengo's "same" padding (the odd pixel after)."""
+    totals = [max((-(-n // s) - 1) * s + k - n, 0) for n, k, s in zip(size, kernel, strides)]
+    return (totals[0] // 2, totals[1] // 2, totals[0] - totals[0] // 2, totals[1] - totals[1] // 2)
+
+
+def conv_out_len(n: int, k: int, s: int, before: int, after: int) -> int:
+    return (n + before + after - k) // s + 1
+
+
+@dataclass(eq=False)  # compared by identity: a shared op is one op
+class LinearOp:
+    """One linear op on flat (C-major) feature vectors."""
+    kind: str                       # "dense" | "conv" | "avgpool" | "select" | "place" | "pad"
+    in_shape: tuple                 # (n,) for dense, (C, H, W) otherwise
+    out_shape: tuple
+    weight: np.ndarray | None = None  # dense (out, in); conv (out_c, in_c / groups, kh, kw)
+    bias: np.ndarray | None = None    # the graph's bias of this op (dense, conv); also part of Stage.bias
+    kernel: tuple = ()              # conv / pooling window (conv: the kernel's own size, undilated)
+    strides: tuple = (1, 1)
+    padding: str = "valid"          # conv: "valid" (no pads), "same" (TF's same pads) or "explicit"
+    offset: tuple = ()              # select: (row, col) within the window; place: (first channel,)
+    pads: tuple = ()                # conv, pad: zero padding (top, left, bottom, right); conv: from padding if ()
+    groups: int = 1                 # conv
+    dilations: tuple = (1, 1)       # conv
+
+    def __post_init__(self):
+        if self.kind != "conv":
+            return
+        self.kernel, self.strides, self.dilations = (tuple(int(v) for v in t)
+                                                     for t in (self.kernel, self.strides, self.dilations))
+        if not self.pads:
+            if self.padding not in ("valid", "same"):
+                raise SnnbenchError(f"conv padding {self.padding!r} needs its pads (top, left, bottom, right)")
+            self.pads = (0, 0, 0, 0) if self.padding == "valid" else \
+                same_pads(self.in_shape[1:], self.dilated_kernel, self.strides)
+        self.pads = tuple(int(p) for p in self.pads)
+        self.padding = ("valid" if not any(self.pads) else
+                        "same" if self.pads == same_pads(self.in_shape[1:], self.dilated_kernel, self.strides)
+                        else "explicit")
+
+    @property
+    def size_in(self) -> int:
+        return int(np.prod(self.in_shape))
+
+    @property
+    def size_out(self) -> int:
+        return int(np.prod(self.out_shape))
+
+    @property
+    def dilated_kernel(self) -> tuple:
+        return tuple((k - 1) * d + 1 for k, d in zip(self.kernel, self.dilations))
+
+    @property
+    def padded_shape(self) -> tuple:
+        """conv: the input's shape once zero-padded."""
+        top, left, bottom, right = self.pads
+        c, h, w = self.in_shape
+        return (c, h + top + bottom, w + left + right)
+
+    def full_kernel(self) -> np.ndarray:
+        """conv: the kernel as one dense (out, in, kh, kw) array, groups and dilation spelled out
+        with zeros (for simulators that take neither)."""
+        out_c, in_per_group = self.weight.shape[:2]
+        d = self.dilations
+        kernel = np.zeros((out_c, self.in_shape[0], *self.dilated_kernel), self.weight.dtype)
+        per_group = out_c // self.groups
+        for o in range(out_c):
+            first = (o // per_group) * in_per_group
+            kernel[o, first: first + in_per_group, ::d[0], ::d[1]] = self.weight[o]
+        return kernel
+
+    def indices(self) -> np.ndarray:
+        """select: for each output, the flat index of the input element it copies."""
+        (dr, dc), (sr, sc) = self.offset, self.strides
+        _, rows, cols = self.out_shape
+        grid = np.arange(self.size_in).reshape(self.in_shape)
+        return grid[:, dr::sr, dc::sc][:, :rows, :cols].reshape(-1)
+
+    def pad_indices(self) -> np.ndarray:
+        """conv, pad: for each input element, its flat index in the padded input."""
+        top, left = self.pads[:2]
+        c, h, w = self.in_shape
+        grid = np.arange(int(np.prod(self.padded_shape))).reshape(self.padded_shape)
+        return grid[:, top: top + h, left: left + w].reshape(-1)
+
+    @property
+    def place_start(self) -> int:
+        """place: flat index where the input starts in the output."""
+        return int(self.offset[0] * np.prod(self.out_shape[1:]))
+
+    def apply(self, x: torch.Tensor, with_bias: bool = True) -> torch.Tensor:
+        """Apply to a batch of flat vectors ``(n, size_in)`` (float64 tensors)."""
+        n = x.shape[0]
+        if self.kind in ("dense", "conv"):
+            w = torch.as_tensor(self.weight, dtype=x.dtype)
+            b = torch.as_tensor(self.bias, dtype=x.dtype) if with_bias and self.bias is not None else None
+            if self.kind == "dense":
+                return F.linear(x, w, b)
+            top, left, bottom, right = self.pads
+            image = F.pad(x.reshape(n, *self.in_shape), (left, right, top, bottom))
+            return F.conv2d(image, w, b, stride=self.strides, dilation=self.dilations,
+                            groups=self.groups).reshape(n, -1)
+        if self.kind == "avgpool":
+            return F.avg_pool2d(x.reshape(n, *self.in_shape), self.kernel, self.strides).reshape(n, -1)
+        if self.kind == "select":
+            return x[:, torch.as_tensor(self.indices())]
+        if self.kind == "pad":
+            top, left, bottom, right = self.pads
+            return F.pad(x.reshape(n, *self.in_shape), (left, right, top, bottom)).reshape(n, -1)
+        out = x.new_zeros(n, self.size_out)  # place
+        out[:, self.place_start: self.place_start + self.size_in] = x
+        return out
+
+    def macs(self) -> int:
+        """Multiply-accumulates of one forward pass (dense and conv only, as NeuroBench counts)."""
+        if self.kind == "dense":
+            return int(self.weight.size)
+        if self.kind == "conv":
+            return int(self.size_out * np.prod(self.weight.shape[1:]))
+        return 0
+
+
+@dataclass
+class Path:
+    """``scale * ops(source)``, the ops applied in order without their biases."""
+    source: int                     # INPUT or the index of an earlier stage
+    ops: list = field(default_factory=list)
+    scale: float = 1.0              # -1 for the subtracted side of a max-pool population
+
+
+def sum_paths(paths: list, value, apply=lambda op, x: op.apply(x, with_bias=False)):
+    """``sum(path.scale * ops(value(path.source)))``, each op shared by several paths applied
+    once, to the sum of what feeds it (``apply(op, x)`` applies one op)."""
+    total, groups = 0.0, {}
+    for path in paths:
+        if path.ops:
+            shorter = Path(path.source, path.ops[:-1], path.scale)
+            groups.setdefault(id(path.ops[-1]), (path.ops[-1], []))[1].append(shorter)
+        else:
+            total = total + path.scale * value(path.source)
+    for op, inner in groups.values():
+        total = total + apply(op, sum_paths(inner, value, apply))
+    return total
+
+
+@dataclass(eq=False)
+class Stage:
+    """One population: ReLU of (sum of its paths + bias), bounded at ``upper`` for a Clip layer;
+    or, for the last stage, the logits."""
+    paths: list
+    bias: np.ndarray                # (size_out,) float64
+    activation: bool
+    shape: tuple                    # (C, H, W) or (n,)
+    name: str = ""                  # the ONNX node (Relu, Clip, MaxPool/max<k>, or the graph output)
+    index: int = -1                 # position in ConvertedModel.stages (set by the model)
+    upper: float | None = None      # Clip(0, upper): the activation's bound (None: a plain ReLU)
+
+    @property
+    def size_out(self) -> int:
+        return int(np.prod(self.shape))
+
+    @property
+    def channels(self) -> int:
+        """Output channels (C of (C, H, W)); every neuron of a flat stage is a channel of its own."""
+        return int(self.shape[0])
+
+    @property
+    def sources(self) -> list:
+        return sorted({p.source for p in self.paths})
+
+    def pre_activation(self, outputs: dict) -> torch.Tensor:
+        """The stage's input current from ``outputs`` (source index -> (n, size) tensor)."""
+        h = sum_paths(self.paths, outputs.__getitem__)
+        return h + torch.as_tensor(self.bias, dtype=h.dtype)
+
+    def activate(self, h: torch.Tensor) -> torch.Tensor:
+        """The stage's output for pre-activation ``h``: ReLU (bounded for Clip), or the logits."""
+        if not self.activation:
+            return h
+        return torch.relu(h) if self.upper is None else h.clamp(0.0, self.upper)
+
+    # ---- a stage of a plain chain (one path, from the stage before it), read as a layer
+    def _chain_path(self) -> Path:
+        if len(self.paths) != 1 or self.paths[0].source != self.index - 1 or self.paths[0].scale != 1:
+            raise SnnbenchError(f"stage {self.name!r} is not a plain layer of a chain (sources "
+                                f"{self.sources}); use ConvertedModel.activations / fan_out for graphs")
+        return self.paths[0]
+
+    @property
+    def ops(self) -> list:
+        return self._chain_path().ops
+
+    def apply(self, x: torch.Tensor) -> torch.Tensor:
+        """Pre-activation of a chain stage from the previous stage's output ``x``."""
+        return self.pre_activation({self._chain_path().source: x})
+
+
+@dataclass
+class ConvertedModel:
+    input_shape: tuple
+    stages: list = field(default_factory=list)   # hidden populations in order, then the logits
+    source: str = ""
+    approximations: list = field(default_factory=list)  # what differs from the ONNX graph
+
+    def __post_init__(self):
+        for i, stage in enumerate(self.stages):
+            stage.index = i
+            if stage.activation != (i < len(self.stages) - 1) or any(s >= i for s in stage.sources):
+                raise SnnbenchError(f"stage {i} ({stage.name!r}) is out of order: hidden populations come "
+                                    "first, each fed by earlier ones, then the logits")
+
+    @property
+    def hidden(self) -> list:
+        return self.stages[:-1]
+
+    @property
+    def n_inputs(self) -> int:
+        return int(np.prod(self.input_shape))
+
+    @property
+    def n_outputs(self) -> int:
+        return self.stages[-1].size_out
+
+    @property
+    def is_chain(self) -> bool:
+        """One path per stage, from the stage before it (no skips, concatenations or max pools)."""
+        return all(len(s.paths) == 1 and s.paths[0].source == s.index - 1 and s.paths[0].scale == 1
+                   for s in self.stages)
+
+    def activations(self, x: np.ndarray) -> list:
+        """Every stage's output for inputs ``x`` (n, features): the hidden populations' (bounded)
+        ReLU activations, then the logits (float64 arrays), as the DNN computes them."""
+        outputs = {INPUT: torch.as_tensor(np.asarray(x, np.float64).reshape(len(x), -1))}
+        for stage in self.stages:
+            outputs[stage.index] = stage.activate(stage.pre_activation(outputs))
+        return [outputs[s.index].numpy() for s in self.stages]
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        """The DNN these layers describe (float64), e.g. to check an extraction against ORT."""
+        return self.activations(x)[-1]
+
+    def linear_ops(self) -> list:
+        """Every distinct op, in order of first use."""
+        seen = {}
+        for stage in self.stages:
+            for path in stage.paths:
+                for op in path.ops:
+                    seen.setdefault(id(op), op)
+        return list(seen.values())
+
+    def macs(self) -> int:
+        return sum(op.macs() for op in self.linear_ops())
+
+    def fan_out(self, source: int) -> np.ndarray:
+        """For each neuron of ``source`` (a hidden stage's index, or INPUT): how many neurons of
+        the later stages it reaches through nonzero weights, each consumer's paths from it merged
+        into one synapse matrix (a spike costs ``fan_out`` accumulates, as NeuroBench counts)."""
+        size = self.n_inputs if source == INPUT else self.stages[source].size_out
+        total = np.zeros(size)
+        for stage in self.stages:
+            if source in stage.sources:
+                total += fan_out(stage, source=source)
+        return total
+
+
+def _indicator(op: LinearOp) -> LinearOp:
+    """The same op with every nonzero weight set to 1 and no bias (which synapses exist)."""
+    weight = None if op.weight is None else (op.weight != 0).astype(np.float32)
+    return replace(op, weight=weight, bias=None)
+
+
+def fan_out(stage: Stage, chunk: int = 512, source: int | None = None) -> np.ndarray:
+    """For each neuron of ``source`` (default: the stage's only source): how many neurons of
+    ``stage`` it reaches through nonzero weights, all its paths into the stage merged."""
+    if source is None:
+        if len(stage.sources) != 1:
+            raise SnnbenchError(f"stage {stage.name!r} has sources {stage.sources}; name one")
+        source = stage.sources[0]
+    cache = stage.__dict__.setdefault("_fan_out", {})
+    if source in cache:
+        return cache[source]
+    paths = [replace(p, scale=1.0) for p in stage.paths if p.source == source]
+    indicators = {}
+
+    def apply(op, x):
+        if id(op) not in indicators:
+            indicators[id(op)] = _indicator(op)
+        return indicators[id(op)].apply(x, with_bias=False)
+
+    size = next((p.ops[0].size_in for p in paths if p.ops), stage.size_out)  # identity paths: same size
+    counts = []
+    for a in range(0, size, chunk):
+        b = min(a + chunk, size)
+        h = torch.zeros(b - a, size)
+        h[torch.arange(b - a), torch.arange(a, b)] = 1.0
+        counts.append((sum_paths(paths, lambda _: h, apply) > 0).sum(dim=1).numpy())
+    cache[source] = np.concatenate(counts).astype(np.float64)
+    return cache[source]

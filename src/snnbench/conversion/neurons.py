@@ -1,0 +1,88 @@
+"""The converted network's own neuron types and their nengo_dl (TensorFlow) implementations.
+
+* :class:`SignedIF`: integrate-and-fire whose membrane integrates the signed current (no floor
+  at zero), reset by subtraction, ``floor(voltage)`` spikes in a step once it reaches the
+  threshold 1, at most ``max_spikes`` of them (a Clip layer's bound; unbounded by default).
+  With at most ``m`` spikes a step and reset by subtraction, the rate converges to
+  ``min(relu(J), m / dt)``: a bounded ReLU whose bound is ``m`` spikes per step.
+* :class:`ClippedRectifiedLinear`: the rate neuron ``amplitude * clip(J, 0, max_current)``, the
+  exact rate-mode form of a Clip(0, a) layer.
+"""
+
+import nengo
+import numpy as np
+from nengo.params import NumberParam
+
+
+class SignedIF(nengo.SpikingRectifiedLinear):
+    """Integrate-and-fire neuron whose membrane integrates the signed current (no floor at zero),
+    reset by subtraction, ``min(floor(voltage), max_spikes)`` spikes in a step."""
+
+    max_spikes = NumberParam("max_spikes", low=1)
+
+    def __init__(self, amplitude=1, max_spikes=np.inf, initial_state=None, **kwargs):
+        super().__init__(amplitude=amplitude, initial_state=initial_state, **kwargs)
+        self.max_spikes = max_spikes
+
+    def step(self, dt, J, output, voltage):
+        voltage += J * dt
+        n_spikes = np.minimum(np.floor(np.maximum(voltage, 0.0)), self.max_spikes)
+        output[:] = (self.amplitude / dt) * n_spikes
+        voltage -= n_spikes
+
+
+class ClippedRectifiedLinear(nengo.RectifiedLinear):
+    """Rate neuron ``amplitude * clip(J, 0, max_current)`` (a bounded ReLU)."""
+
+    max_current = NumberParam("max_current", low=0, low_open=True)
+
+    def __init__(self, amplitude=1, max_current=np.inf, **kwargs):
+        super().__init__(amplitude=amplitude, **kwargs)
+        self.max_current = max_current
+
+    def step(self, dt, J, output):
+        output[...] = self.amplitude * np.clip(J, 0.0, self.max_current)
+
+
+def register_nengo_dl_neurons(nengo_dl):
+    """Give nengo_dl TensorFlow implementations of :class:`SignedIF` and
+    :class:`ClippedRectifiedLinear` (otherwise it would run the NumPy steps above through Python
+    at every time step)."""
+    table = nengo_dl.neuron_builders.SimNeuronsBuilder.TF_NEURON_IMPL
+    if SignedIF in table and ClippedRectifiedLinear in table:
+        return
+    import tensorflow as tf
+
+    def per_neuron(builder, signals, name):
+        return signals.op_constant([op.neurons for op in builder.ops], [op.J.shape[0] for op in builder.ops],
+                                   name, signals.dtype)
+
+    class SignedIFBuilder(nengo_dl.neuron_builders.TFNeuronBuilder):
+        spiking = True
+
+        def build_pre(self, signals, config):
+            super().build_pre(signals, config)
+            bounded = any(np.isfinite(op.neurons.max_spikes) for op in self.ops)
+            self.max_spikes = per_neuron(self, signals, "max_spikes") if bounded else None
+
+        def step(self, J, dt, voltage):
+            voltage = voltage + J * dt
+            n_spikes = tf.floor(tf.nn.relu(voltage))
+            if self.max_spikes is not None:
+                n_spikes = tf.minimum(n_spikes, self.max_spikes)
+            return n_spikes * self.alpha, voltage - n_spikes
+
+        def training_step(self, J, dt, **state):
+            return tf.nn.relu(J) * self.alpha * dt
+
+    class ClippedRectifiedLinearBuilder(nengo_dl.neuron_builders.TFNeuronBuilder):
+        def build_pre(self, signals, config):
+            super().build_pre(signals, config)
+            self.max_current = per_neuron(self, signals, "max_current")
+
+        def step(self, J, dt):
+            out = tf.minimum(tf.nn.relu(J), self.max_current)
+            return out if self.amplitude is None else out * self.amplitude
+
+    table[SignedIF] = SignedIFBuilder
+    table[ClippedRectifiedLinear] = ClippedRectifiedLinearBuilder
