@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from snnbench.benchmarks import convert_targets
-from snnbench.benchmarks.options import add_calibration_arguments, add_common, auto, int_list, positive, require
+from snnbench.benchmarks.options import add_calibration_arguments, add_common, auto, choice, int_list, positive, require
 from snnbench.errors import SnnbenchError
 
 PROFILE_TEST_LIMIT = {"quick": 1000, "full": 0}
@@ -71,7 +71,7 @@ def add_arguments(parser: argparse.ArgumentParser, command: str):
                           "IF neurons, each layer's rate scale from its activations on training images; tuned: "
                           "the best setting of a `snnbench tune` study (--study-name) or --params-json")
     add_calibration_arguments(snn)
-    snn.add_argument("--scales", choices=SCALES, default=None,
+    snn.add_argument("--scales", type=auto(choice(SCALES)), default=None,
                      help="calibrated / corrected: a rate scale per output channel (per neuron of a dense layer) or "
                           "one per layer (default: channel for corrected, layer for calibrated)")
     snn.add_argument("--synapse", type=synapse_value, default=None,

@@ -43,6 +43,15 @@ def choice_list(choices):
     return parse
 
 
+def choice(choices):
+    """One word from ``choices``."""
+    def parse(text: str) -> str:
+        if text not in choices:
+            raise argparse.ArgumentTypeError(f"{text!r}: choose from {', '.join(choices)}")
+        return text
+    return parse
+
+
 def add_common(parser: argparse.ArgumentParser, profile: bool = True, device: bool = True):
     parser.add_argument("--seed", type=int, default=0, help="random seed (training, splits, noise)")
     if profile:
