@@ -9,6 +9,7 @@ import torch
 
 from conftest import require_data
 from snnbench.models.multimodal import ModelSpec
+from snnbench.models.spiking import neuron_scan
 from snnbench.training.grid import Engine, Job, train_jobs
 from snnbench.training.suite import TrainSettings, load_trained_multimodal
 
@@ -34,10 +35,10 @@ def test_cuda_graph_steps_train_what_plain_steps_train():
     require_data()
     jobs = _jobs(epochs=2)
     _clear(jobs)
-    assert train_jobs(jobs, CUDA, Engine(graphs=False, compile=False, tf32=False))["complete"]
+    assert train_jobs(jobs, CUDA, Engine(graphs=False, scan="eager", tf32=False))["complete"]
     plain = _weights(jobs)
     _clear(jobs)
-    assert train_jobs(jobs, CUDA, Engine(graphs=True, compile=False, tf32=False))["complete"]
+    assert train_jobs(jobs, CUDA, Engine(graphs=True, scan="eager", tf32=False))["complete"]
     for key, weights in _weights(jobs).items():
         for name, value in weights.items():
             # the same kernels replayed: identical up to atomics in cuBLAS reductions
@@ -47,7 +48,7 @@ def test_cuda_graph_steps_train_what_plain_steps_train():
 def test_time_limit_stops_checkpointed_and_resumes_to_the_same_weights():
     require_data()
     jobs = _jobs(epochs=4)
-    engine = Engine(graphs=True, compile=False, tf32=False)
+    engine = Engine(graphs=True, scan="eager", tf32=False)
     _clear(jobs)
     assert train_jobs(jobs, CUDA, engine)["complete"]
     uninterrupted = _weights(jobs)
@@ -57,3 +58,50 @@ def test_time_limit_stops_checkpointed_and_resumes_to_the_same_weights():
     assert train_jobs(jobs, CUDA, engine)["complete"]
     for key, weights in _weights(jobs).items():
         assert all(torch.allclose(weights[k], uninterrupted[key][k], rtol=0, atol=1e-5) for k in weights), key
+
+
+@pytest.mark.parametrize("surrogate", ["atan", "fast_sigmoid", "sigmoid", "triangular", "straight_through"])
+@pytest.mark.parametrize("direct", [False, True], ids=["per-step", "direct"])
+def test_the_triton_scan_equals_the_eager_scan(surrogate, direct):
+    """Spikes and membranes bit for bit (FMA contraction is off); input-current gradients up to the
+    summation order of a direct current's steps. Members differ in decay and reset; the output
+    layer's membrane readout (no reset) is a member too."""
+    torch.manual_seed(0)
+    members, steps, batch, width = 4, 6, 50, 300
+    shape = (members, batch, width) if direct else (members, steps, batch, width)
+    current = 1.5 * torch.randn(shape, device="cuda")
+    beta = torch.tensor([0.9, 1.0, 0.8, 0.95], device="cuda").view(-1, 1, 1)
+    hard = torch.tensor([0.0, 1.0, 1.0, 0.0], device="cuda").view(-1, 1, 1)
+    soft = torch.tensor([1.0, 0.0, 0.0, 0.0], device="cuda").view(-1, 1, 1)  # the last: no reset
+    weights = torch.randn((members, steps, batch, width), device="cuda"), torch.randn((members, steps, batch, width), device="cuda")
+    results = {}
+    for kernel in ("eager", "triton"):
+        leaf = current.clone().requires_grad_()
+        spikes, membranes = neuron_scan(leaf, beta, hard, soft, surrogate, kernel, steps if direct else None)
+        ((spikes * weights[0]).sum() + (membranes * weights[1]).sum()).backward()
+        results[kernel] = spikes.detach(), membranes.detach(), leaf.grad
+    (s0, m0, g0), (s1, m1, g1) = results["eager"], results["triton"]
+    assert s0.sum() > 0 and torch.equal(s0, s1) and torch.equal(m0, m1)
+    assert torch.equal(g0.isnan(), g1.isnan())  # snntorch's sigmoid overflows far below threshold, both alike
+    assert torch.allclose(g0.nan_to_num(), g1.nan_to_num(), rtol=1e-5, atol=1e-5 if direct else 0)
+    grads = []
+    for kernel in ("eager", "triton"):  # the readout: membranes alone carry a gradient
+        leaf = current.clone().requires_grad_()
+        neuron_scan(leaf, beta, hard, soft, surrogate, kernel, steps if direct else None)[1].mean(1).sum().backward()
+        grads.append(leaf.grad)
+    assert torch.allclose(grads[0], grads[1], rtol=1e-5, atol=1e-6)
+    spikes = neuron_scan(current, beta, hard, soft, surrogate, "triton", steps if direct else None,
+                         spike_dtype=torch.bfloat16)[0]
+    assert spikes.dtype == torch.bfloat16 and torch.equal(spikes.float(), s0)
+
+
+def test_the_triton_scan_trains_what_the_eager_scan_trains():
+    require_data()
+    jobs = _jobs(epochs=2)
+    trained = []
+    for scan in ("eager", "triton"):
+        _clear(jobs)
+        assert train_jobs(jobs, CUDA, Engine(graphs=True, scan=scan, tf32=False))["complete"]
+        trained.append(_weights(jobs))
+    for key, weights in trained[1].items():
+        assert all(torch.allclose(weights[k], trained[0][key][k], rtol=0, atol=1e-5) for k in weights), key

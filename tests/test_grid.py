@@ -3,6 +3,7 @@ exactly; stacked evaluation equals ``predict`` under every noise; stacks and dev
 
 import json
 import shutil
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -52,6 +53,26 @@ def test_stacked_training_equals_training_each_model_alone():
             [h["train_loss"] for h in expected["history"]], rel=1e-5)
     seeds = {job.settings.seed: stacked[job.key][0]["linears.0.weight"] for job in jobs if job.spec == SNN[0]}
     assert not torch.allclose(seeds[0], seeds[1], atol=1e-3)  # each member has its own seed
+
+
+@pytest.mark.parametrize("spec", [SNN[0], DNN], ids=["snn", "dnn"])
+def test_members_padded_to_one_width_train_as_in_stacks_of_their_own(spec):
+    """A narrower member's hidden layers are padded with zeros that stay zero; the widest member is
+    unchanged bit for bit, the narrower one but for summation order over the added zero terms."""
+    require_data()
+    jobs = [Job(s, tiny(0)) for s in (spec, replace(spec, size="S/2", reset="hard"))]
+    trained = []
+    for pad in (True, False):
+        for job in jobs:
+            shutil.rmtree(job.folder, ignore_errors=True)
+        summary = train_jobs(jobs, engine=Engine(pad_widths=pad))
+        assert [s["models"] for s in summary["stacks"]] == ([2] if pad else [1, 1])
+        trained.append([state(job.folder) for job in jobs])
+    for (padded, padded_result), (alone, alone_result) in zip(*trained):
+        assert all(torch.allclose(padded[k], alone[k], rtol=0, atol=1e-6) for k in padded)
+        assert padded_result["best_epoch"] == alone_result["best_epoch"]
+        assert padded_result["best_val_accuracy"] == alone_result["best_val_accuracy"]
+    assert all(torch.equal(trained[0][1][0][k], trained[1][1][0][k]) for k in trained[0][1][0])  # the widest
 
 
 def test_a_stopped_stack_resumes_as_if_never_stopped():
@@ -139,6 +160,9 @@ def test_jobs_stack_by_shape_and_split_over_devices():
     groups = stacks(jobs)
     assert [len(g) for g in groups] == [4, 1, 1, 1]  # seeds, neuron and reset stack; steps, family, epochs do not
     assert [len(g) for g in stacks(jobs, max_stack=3)] == [3, 1, 1, 1, 1]
+    narrower = Job(ModelSpec("audio", "snn", "S/2"), tiny(0))
+    assert [len(g) for g in stacks(jobs + [narrower])] == [4, 1, 1, 1, 1]
+    assert [len(g) for g in stacks(jobs + [narrower], pad_widths=True)] == [5, 1, 1, 1]  # sizes pad into one stack
     shares = share_out(groups, 2)
     assert sorted(id(g) for share in shares for g in share) == sorted(id(g) for g in groups)
     loads = [sum(stack_cost(g) for g in share) for share in shares]
@@ -150,9 +174,9 @@ def test_jobs_stack_by_shape_and_split_over_devices():
 def test_engine_options_leave_cpu_training_unchanged():
     require_data()
     jobs = [Job(SNN[0], tiny(5, epochs=1))]
-    train_jobs(jobs, engine=Engine(graphs=True, compile=True, tf32=True, side_by_side=False))
+    train_jobs(jobs, engine=Engine(graphs=True, scan="compile", tf32=True, side_by_side=False))
     weights, _ = state(jobs[0].folder)
     shutil.rmtree(jobs[0].folder)
-    train_jobs(jobs, engine=Engine(graphs=False, compile=False))
+    train_jobs(jobs, engine=Engine(graphs=False, scan="eager"))
     again, _ = state(jobs[0].folder)
     assert all(torch.equal(weights[k], again[k]) for k in weights)  # CUDA-only options do nothing on the CPU

@@ -5,11 +5,12 @@ import argparse
 
 import torch
 
-from snnbench.benchmarks.options import auto, boolean, int_list, non_negative, positive
+from snnbench.benchmarks.options import auto, boolean, choice, int_list, non_negative, positive
 from snnbench.data import VALIDATIONS
 from snnbench.device import resolve_device
 from snnbench.errors import ConfigError
 from snnbench.execution import add_cluster_arguments
+from snnbench.models.spiking import SCAN_KERNELS
 from snnbench.training import recipes
 from snnbench.training.grid import Engine
 
@@ -46,17 +47,21 @@ def add_engine_arguments(parser: argparse.ArgumentParser):
                         help="GPUs to spread the trainings over, one local worker each: all, or e.g. cuda:0,cuda:1 "
                              "(empty: --device alone)")
     engine.add_argument("--graphs", type=boolean, default=True, help="each training step a CUDA graph")
-    engine.add_argument("--compile", type=boolean, default=True,
-                        help="neuron scans compiled by torch.compile (fused kernels)")
+    engine.add_argument("--scan", type=choice(SCAN_KERNELS), default="triton",
+                        help="CUDA neuron scan kernels: triton (one kernel each way per layer), compile "
+                             "(torch.compile), eager; the CPU always runs eager")
     engine.add_argument("--tf32", type=boolean, default=False,
                         help="float32 matrix products on TensorFloat-32 units (faster; inputs rounded to 10 mantissa bits)")
     engine.add_argument("--side-by-side", type=boolean, default=True, help="stacks of models run side by side on CUDA streams")
     engine.add_argument("--max-stack", type=positive(int), default=64, help="most models trained in one stack")
+    engine.add_argument("--pad-widths", type=boolean, default=True,
+                        help="models of different sizes share a stack, narrower hidden layers padded with zeros "
+                             "(exact: padded neurons never fire and get no gradient)")
 
 
 def engine_from_args(args) -> Engine:
-    return Engine(graphs=args.graphs, compile=args.compile, tf32=args.tf32, side_by_side=args.side_by_side,
-                  max_stack=args.max_stack)
+    return Engine(graphs=args.graphs, scan=args.scan, tf32=args.tf32, side_by_side=args.side_by_side,
+                  max_stack=args.max_stack, pad_widths=args.pad_widths)
 
 
 def devices_from_args(args) -> list[torch.device]:

@@ -75,8 +75,7 @@ def run(args):
         checksums.update(features(modality, "test").checksums)
     params = {"profile": args.profile, "seeds": seeds, "modalities": args.modalities, "validation": args.validation,
               "lr": args.lr, "batch_size": args.batch_size, **scale, "devices": [str(d) for d in devices],
-              "graphs": args.graphs, "compile": args.compile, "tf32": args.tf32, "side_by_side": args.side_by_side,
-              "max_stack": args.max_stack, "trainings": len(jobs),
+              **asdict(engine), "trainings": len(jobs),
               "noises": {k: [n.std, n.position, n.mode, n.seed] for k, n in noises.items()}}
     device_name = torch.cuda.get_device_name(devices[0]) if devices[0].type == "cuda" else "cpu"
     gpus = [d.index for d in devices if d.type == "cuda"]

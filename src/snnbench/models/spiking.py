@@ -115,6 +115,7 @@ def scan_backward(grad_spikes: torch.Tensor, grad_membranes: torch.Tensor, spike
     return grads
 
 
+SCAN_KERNELS = ("eager", "compile", "triton")
 _COMPILED: dict = {}
 
 
@@ -151,17 +152,29 @@ class _LeakyScan(torch.autograd.Function):
 
 
 def neuron_scan(current: torch.Tensor, beta: torch.Tensor, hard: torch.Tensor, soft: torch.Tensor,
-                surrogate: str = "atan", compiled: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+                surrogate: str = "atan", kernel: str = "eager", steps: int | None = None,
+                spike_dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
     """snntorch ``Leaky`` over every time step of ``current`` ``(G, T, ...)`` from a zero
-    membrane: returns (spikes, membranes), both ``(G, T, ...)``.
+    membrane: returns (spikes, membranes), both ``(G, T, ...)``. With ``steps``, ``current`` is
+    a direct input ``(G, ...)``, the same at each of ``steps`` steps.
 
     ``beta``, ``hard`` and ``soft`` broadcast against one step ``current[:, t]`` (one value per
     stacked model ``g``, shaped ``(G, 1, ...)``): ``hard`` 1 resets to zero, ``soft`` 1 subtracts
     the threshold; both 0 is ``reset_mechanism="none"`` (the membrane readout). The forward pass
     is Leaky's arithmetic in Leaky's order, so spikes and membranes equal its own; the backward
     pass is that of Leaky with surrogate ``surrogate`` (:func:`surrogate_slope`), written out as
-    one pass back through time. ``compiled`` runs both through torch.compile (CUDA: a few fused
-    kernels instead of several per step). tests/test_multimodal_models.py checks all of it
-    against snntorch's ``Leaky``.
+    one pass back through time. ``kernel``: ``eager`` (a few torch operations per step),
+    ``compile`` (both passes through torch.compile) or ``triton`` (CUDA: one kernel each way,
+    snnbench.models.leaky_triton; spikes in ``spike_dtype``, exact in bfloat16 too).
+    tests/test_multimodal_models.py checks it against snntorch's ``Leaky``, tests/test_gpu.py the
+    kernels against the eager scan.
     """
-    return _LeakyScan.apply(current, beta, hard, soft, surrogate, compiled)
+    check_choice("neuron scan kernel", kernel, SCAN_KERNELS)
+    if kernel == "triton":
+        from snnbench.models.leaky_triton import LeakyScan
+
+        return LeakyScan.apply(current, beta, hard, soft, surrogate, steps, THRESHOLD, spike_dtype)
+    if steps is not None:
+        current = current.unsqueeze(1).expand(-1, steps, *current.shape[1:])
+    spikes, membranes = _LeakyScan.apply(current, beta, hard, soft, surrogate, kernel == "compile")
+    return spikes.to(spike_dtype), membranes

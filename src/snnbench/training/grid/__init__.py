@@ -40,12 +40,12 @@ from snnbench.training.cache import pack, unpack
 from snnbench.training.suite import trained_multimodal_model
 from snnbench.training.grid.device_data import DeviceRows, count_correct
 from snnbench.training.grid.evaluation import evaluate_jobs
-from snnbench.training.grid.plan import Engine, Job, _shape, share_out, stack_cost, stack_key, stackable, stacks
+from snnbench.training.grid.plan import Engine, Job, share_out, stack_cost, stack_key, stack_shape, stackable, stacks
 from snnbench.training.grid.stacked import NoiseDraws, StackedNet, split_k
 from snnbench.training.grid.trainer import StackTrainer, run_stacks
 
 __all__ = ["DeviceRows", "Engine", "Job", "NoiseDraws", "StackShare", "StackTrainer", "StackedNet",
-           "count_correct", "evaluate_jobs", "run_stacks", "share_out", "split_k", "stack_cost", "stack_key",
+           "count_correct", "evaluate_jobs", "run_stacks", "share_out", "split_k", "stack_cost", "stack_key", "stack_shape",
            "stackable", "stacks", "train_jobs", "train_share"]
 
 
@@ -65,9 +65,9 @@ def train_jobs(jobs: list[Job], devices: list[torch.device] | None = None, engin
     deadline = started + time_limit if time_limit else None
     todo = [j for j in dict.fromkeys(jobs) if not j.trained()]
     alone = [j for j in todo if not stackable(j.spec)]
-    groups = stacks([j for j in todo if stackable(j.spec)], engine.max_stack)
+    groups = stacks([j for j in todo if stackable(j.spec)], engine.max_stack, engine.pad_widths)
     summary = {"devices": [str(d) for d in devices], "jobs": len(jobs), "trained_now": len(todo),
-               "stacks": [{"shape": _shape(g[0].spec), "models": len(g)} for g in groups]}
+               "stacks": [{"shape": stack_shape([j.spec for j in g]), "models": len(g)} for g in groups]}
     if groups and executor is not None and executor.client is not None:
         summary["speeds"] = _train_on_cluster(groups, devices, engine, time_limit, executor, log)
     elif len(devices) > 1 and groups:  # one local worker per GPU

@@ -29,7 +29,7 @@ def evaluate_jobs(jobs: list[Job], noises: list[NoiseSpec], device: torch.device
                 for noise in noises:
                     results[(job.key, noise)] = (predict(model, test.x, noise, batch_size, device), test.y)
             continue
-        net = StackedNet([spec for _, spec, _ in loaded], [m for m, _, _ in loaded], device, engine.compile)
+        net = StackedNet([spec for _, spec, _ in loaded], [m for m, _, _ in loaded], device, engine.scan)
         x_all = torch.from_numpy(test.x).to(device)
         cache: dict = {}
         for noise in noises:

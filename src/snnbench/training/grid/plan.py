@@ -5,21 +5,23 @@ from pathlib import Path
 
 import numpy as np
 
-from snnbench.models.multimodal import ModelSpec
+from snnbench.models.multimodal import SIZES, ModelSpec
 from snnbench.training.suite import (TrainSettings, model_config, multimodal_model_folder)
 from snnbench.tracking.runs import config_key
 
 STACKED_FIELDS = ("neuron", "beta", "reset")  # model fields that may differ inside one stack
+PADDED_FIELDS = ("size",)  # ... and, with Engine.pad_widths, fields that change only the hidden width
 
 
 @dataclass(frozen=True)
 class Engine:
     """How a grid runs on its device (never what it computes)."""
     graphs: bool = True         # CUDA: each training step one CUDA graph
-    compile: bool = True        # CUDA: neuron scans compiled by torch.compile (fused elementwise kernels)
+    scan: str = "triton"        # CUDA: neuron scan kernels (snnbench.models.spiking.SCAN_KERNELS); the CPU runs eager
     tf32: bool = False          # CUDA: float32 matrix products on TensorFloat-32 units (10-bit mantissa inputs)
     side_by_side: bool = True   # stacks take turns on their own CUDA streams (else one after another)
     max_stack: int = 64         # most models in one stack
+    pad_widths: bool = True     # models of different sizes in one stack, narrower ones padded with zeros
 
 
 @dataclass(frozen=True)
@@ -47,9 +49,11 @@ class Job:
         return Job(ModelSpec(**d["spec"]), TrainSettings(**d["settings"]))
 
 
-def stack_key(job: Job) -> str:
-    """Jobs with the same key train in one stack (same shapes, same data sizes, same steps)."""
-    model = {k: v for k, v in asdict(job.spec).items() if k not in STACKED_FIELDS}
+def stack_key(job: Job, pad_widths: bool = False) -> str:
+    """Jobs with the same key train in one stack (same shapes, same data sizes, same steps);
+    ``pad_widths``: sizes may differ too (the stacked weights are padded to the widest member)."""
+    free = STACKED_FIELDS + (PADDED_FIELDS if pad_widths else ())
+    model = {k: v for k, v in asdict(job.spec).items() if k not in free}
     training = {k: v for k, v in asdict(job.settings).items() if k != "seed"}
     return config_key({"model": model, "training": training})
 
@@ -60,17 +64,19 @@ def stackable(spec: ModelSpec) -> bool:
     return spec.family == "dnn" or spec.encoding == "direct"
 
 
-def stacks(jobs: list[Job], max_stack: int = 64) -> list[list[Job]]:
+def stacks(jobs: list[Job], max_stack: int = 64, pad_widths: bool = False) -> list[list[Job]]:
     """Jobs grouped by :func:`stack_key`, in order, at most ``max_stack`` per stack."""
     groups: dict[str, list[Job]] = {}
     for job in jobs:
-        groups.setdefault(stack_key(job), []).append(job)
+        groups.setdefault(stack_key(job, pad_widths), []).append(job)
     return [group[i:i + max_stack] for group in groups.values() for i in range(0, len(group), max_stack)]
 
 
 
-def _shape(spec: ModelSpec) -> str:
-    return f"{spec.modality}/{spec.family}/{spec.size}" + (f"/T={spec.steps}" if spec.family == "snn" else "")
+def stack_shape(specs: list[ModelSpec]) -> str:
+    """A stack's label: modality, family, its sizes (widest first), steps."""
+    spec, sizes = specs[0], sorted({s.size for s in specs}, key=lambda size: -SIZES[size])
+    return f"{spec.modality}/{spec.family}/{'+'.join(sizes)}" + (f"/T={spec.steps}" if spec.family == "snn" else "")
 
 
 def stack_cost(group: list[Job]) -> float:
@@ -78,7 +84,8 @@ def stack_cost(group: list[Job]) -> float:
     spec, settings = group[0].spec, group[0].settings
     steps = spec.steps if spec.family == "snn" else 1
     n = settings.train_limit or (2700 if spec.modality == "audio" else 60000)
-    return settings.epochs * n / settings.batch_size * steps * (1 + 0.1 * len(group)) * spec.hidden_width ** 0.5
+    width = max(job.spec.hidden_width for job in group)
+    return settings.epochs * n / settings.batch_size * steps * (1 + 0.1 * len(group)) * width ** 0.5
 
 
 def share_out(groups: list[list[Job]], n_devices: int) -> list[list[list[Job]]]:

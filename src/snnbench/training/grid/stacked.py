@@ -21,6 +21,17 @@ def _decay(spec: ModelSpec) -> float:
     return 1.0 if spec.neuron == "if" else spec.beta  # make_neuron's choice
 
 
+def _padded_stack(tensors: list[torch.Tensor], device: torch.device) -> torch.Tensor:
+    """The members' tensors stacked, each zero-padded at its end to the largest shape. A padded
+    hidden neuron has zero weights in and out and a zero bias, so it never spikes (nor passes a
+    ReLU) and its gradients are zero: Adam leaves it at zero and the real neurons train exactly
+    as they would unpadded, but for float32 summation order over the added zero terms."""
+    shape = [max(t.shape[d] for t in tensors) for d in range(tensors[0].dim())]
+    padded = [torch.nn.functional.pad(t, [p for d in reversed(range(t.dim())) for p in (0, shape[d] - t.shape[d])])
+              for t in tensors]
+    return torch.stack(padded).to(device).requires_grad_()
+
+
 SPLIT_K_FROM = [2048]  # inputs at least this long are multiplied in chunks (0: never)
 
 
@@ -38,19 +49,17 @@ class StackedNet:
     biases ``(G, out)``; per member a membrane decay and a reset kind (SNN)."""
 
     def __init__(self, specs: list[ModelSpec], models: list[torch.nn.Module], device: torch.device,
-                 compile: bool = False):
+                 scan: str = "eager"):
         self.specs, self.spec, self.device = specs, specs[0], device
         layers = [_linears(m) for m in models]
-        self.weights = [torch.stack([ls[i].weight.detach() for ls in layers]).to(device).requires_grad_()
-                        for i in range(len(layers[0]))]
-        self.biases = [torch.stack([ls[i].bias.detach() for ls in layers]).to(device).requires_grad_()
-                       for i in range(len(layers[0]))]
+        self.weights = [_padded_stack([ls[i].weight.detach() for ls in layers], device) for i in range(len(layers[0]))]
+        self.biases = [_padded_stack([ls[i].bias.detach() for ls in layers], device) for i in range(len(layers[0]))]
         shape = (len(specs), 1, 1)  # broadcasts against one time step (G, batch, width)
         self.beta = torch.tensor([_decay(s) for s in specs], device=device).view(shape)
         self.hard = torch.tensor([float(s.reset == "hard") for s in specs], device=device).view(shape)
         self.soft = 1 - self.hard
         self.no_reset = torch.zeros_like(self.hard)  # the membrane readout
-        self.compiled = compile and device.type == "cuda"
+        self.scan = scan if device.type == "cuda" else "eager"
 
     def __len__(self):
         return len(self.specs)
@@ -96,14 +105,15 @@ class StackedNet:
             inputs = torch.stack([noise.add(x, "input", "input", start, t) for t in range(steps)], 1)
             current = self._affine(inputs.view(g, steps * b, -1), self.weights[0], self.biases[0]).view(g, steps, b, -1)
         else:  # direct encoding: the same input current at every step, computed once
-            current = self._affine(x, self.weights[0], self.biases[0]).unsqueeze(1).expand(-1, steps, -1, -1)
+            current = self._affine(x, self.weights[0], self.biases[0])
         hidden = len(self.weights) - 1
-        h = current  # the hidden layers' spikes, set by the first layer's scan
+        h = None  # the hidden layers' spikes
         for i in range(hidden):
             if i > 0:
                 current = self._affine(h.reshape(g, steps * b, -1), self.weights[i], self.biases[i]).view(g, steps, b, -1)
             if noise and noise.spec.applies_to("pre"):
-                current = torch.stack([noise.add(current[:, t], "pre", f"layer{i}", start, t) for t in range(steps)], 1)
+                current = torch.stack([noise.add(self._at(current, t), "pre", f"layer{i}", start, t)
+                                       for t in range(steps)], 1)
             h, _ = self._scan(current, self.hard, self.soft)
             if noise and noise.spec.applies_to("post"):
                 h = torch.stack([noise.add(h[:, t], "post", f"layer{i}", start, t) for t in range(steps)], 1)
@@ -112,8 +122,14 @@ class StackedNet:
             return self._scan(current, self.no_reset, self.no_reset)[1].mean(1)
         return self._scan(current, self.hard, self.soft)[0].sum(1)
 
+    @staticmethod
+    def _at(current, t):
+        return current if current.dim() == 3 else current[:, t]  # a direct current is every step's
+
     def _scan(self, current, hard, soft):
-        return neuron_scan(current, self.beta, hard, soft, self.spec.surrogate, self.compiled)
+        direct = current.dim() == 3  # (G, batch, width): the same at every step
+        return neuron_scan(current, self.beta, hard, soft, self.spec.surrogate, self.scan,
+                           self.spec.steps if direct else None)
 
     def member(self, index: int, tensors: list[torch.Tensor] | None = None) -> torch.nn.Module:
         """Member ``index`` as the family's own model (on the CPU), with the stacked weights
@@ -122,8 +138,9 @@ class StackedNet:
         model = build_model(self.specs[index])
         with torch.no_grad():
             for i, linear in enumerate(_linears(model)):
-                linear.weight.copy_(tensors[2 * i][index].detach().cpu())
-                linear.bias.copy_(tensors[2 * i + 1][index].detach().cpu())
+                out, n_in = linear.weight.shape
+                linear.weight.copy_(tensors[2 * i][index, :out, :n_in].detach().cpu())
+                linear.bias.copy_(tensors[2 * i + 1][index, :out].detach().cpu())
         return model.eval()
 
 

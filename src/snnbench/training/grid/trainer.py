@@ -14,7 +14,7 @@ from snnbench.models.multimodal import N_CLASSES, build_model
 from snnbench.training.suite import (model_config, save_trained, tables, training_rows)
 from snnbench.tracking.runs import config_key
 from snnbench.training.grid.device_data import DeviceRows, count_correct
-from snnbench.training.grid.plan import Engine, Job, _shape
+from snnbench.training.grid.plan import Engine, Job, stack_shape
 from snnbench.training.grid.stacked import StackedNet
 
 CHECKPOINT_SECONDS = 300.0  # least wall time between two checkpoints of a stack
@@ -44,7 +44,7 @@ class StackTrainer:
             torch.manual_seed(job.settings.seed)
             np.random.seed(job.settings.seed % 2**32)
             models.append(build_model(job.spec))
-        self.net = StackedNet([j.spec for j in jobs], models, device, engine.compile)
+        self.net = StackedNet([j.spec for j in jobs], models, device, engine.scan)
         params = self.net.parameters()
         cuda = device.type == "cuda"
         self.optimiser = torch.optim.Adam(params, lr=self.settings.lr, fused=cuda or None, capturable=cuda)
@@ -70,7 +70,7 @@ class StackTrainer:
 
     @property
     def shape(self) -> str:
-        return _shape(self.jobs[0].spec)
+        return stack_shape([j.spec for j in self.jobs])
 
     def _step(self, positions: torch.Tensor):
         x, y = self.train.batch(positions)
