@@ -83,13 +83,16 @@ def test_the_triton_scan_equals_the_eager_scan(surrogate, direct):
     (s0, m0, g0), (s1, m1, g1) = results["eager"], results["triton"]
     assert s0.sum() > 0 and torch.equal(s0, s1) and torch.equal(m0, m1)
     assert torch.equal(g0.isnan(), g1.isnan())  # snntorch's sigmoid overflows far below threshold, both alike
-    assert torch.allclose(g0.nan_to_num(), g1.nan_to_num(), rtol=1e-5, atol=1e-5 if direct else 0)
+    assert torch.allclose(g0.nan_to_num(), g1.nan_to_num(), rtol=1e-5, atol=1e-5)  # division and exp: ulps
     grads = []
     for kernel in ("eager", "triton"):  # the readout: membranes alone carry a gradient
         leaf = current.clone().requires_grad_()
         neuron_scan(leaf, beta, hard, soft, surrogate, kernel, steps if direct else None)[1].mean(1).sum().backward()
         grads.append(leaf.grad)
-    assert torch.allclose(grads[0], grads[1], rtol=1e-5, atol=1e-6)
+    # the eager scan multiplies the absent spike gradient (zeros) by the slope, so sigmoid's overflow
+    # (far below threshold) gives it NaNs there; the kernel leaves the absent term out
+    finite = ~grads[0].isnan()
+    assert grads[1].isfinite().all() and torch.allclose(grads[0][finite], grads[1][finite], rtol=1e-5, atol=1e-6)
     spikes = neuron_scan(current, beta, hard, soft, surrogate, "triton", steps if direct else None,
                          spike_dtype=torch.bfloat16)[0]
     assert spikes.dtype == torch.bfloat16 and torch.equal(spikes.float(), s0)

@@ -57,8 +57,9 @@ def test_stacked_training_equals_training_each_model_alone():
 
 @pytest.mark.parametrize("spec", [SNN[0], DNN], ids=["snn", "dnn"])
 def test_members_padded_to_one_width_train_as_in_stacks_of_their_own(spec):
-    """A narrower member's hidden layers are padded with zeros that stay zero; the widest member is
-    unchanged bit for bit, the narrower one but for summation order over the added zero terms."""
+    """A narrower member's hidden layers are padded with zeros that stay zero: both members train
+    as in stacks of their own but for float32 summation order (over the added zero terms, and in
+    a batched product of another batch count)."""
     require_data()
     jobs = [Job(s, tiny(0)) for s in (spec, replace(spec, size="S/2", reset="hard"))]
     trained = []
@@ -72,7 +73,6 @@ def test_members_padded_to_one_width_train_as_in_stacks_of_their_own(spec):
         assert all(torch.allclose(padded[k], alone[k], rtol=0, atol=1e-6) for k in padded)
         assert padded_result["best_epoch"] == alone_result["best_epoch"]
         assert padded_result["best_val_accuracy"] == alone_result["best_val_accuracy"]
-    assert all(torch.equal(trained[0][1][0][k], trained[1][1][0][k]) for k in trained[0][1][0])  # the widest
 
 
 def test_a_stopped_stack_resumes_as_if_never_stopped():
@@ -147,8 +147,8 @@ def test_evaluate_jobs_scores_cached_models_like_predict():
 def test_split_products_equal_the_plain_product():
     g, rows, k, out = 3, 5, 8653, 7
     assert split_k(k) == 17 and split_k(784) == 1
-    x, weight, bias = torch.randn(g, rows, k), torch.randn(g, out, k), torch.randn(g, out)
-    plain = torch.baddbmm(bias.unsqueeze(1), x, weight.transpose(1, 2))
+    x, weight, bias = torch.randn(g, rows, k), torch.randn(g, k, out), torch.randn(g, out)
+    plain = torch.baddbmm(bias.unsqueeze(1), x, weight)
     assert torch.allclose(StackedNet._affine(x, weight, bias), plain, rtol=1e-4, atol=1e-4)
 
 

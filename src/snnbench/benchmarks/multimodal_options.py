@@ -54,9 +54,10 @@ def add_engine_arguments(parser: argparse.ArgumentParser):
                         help="float32 matrix products on TensorFloat-32 units (faster; inputs rounded to 10 mantissa bits)")
     engine.add_argument("--side-by-side", type=boolean, default=True, help="stacks of models run side by side on CUDA streams")
     engine.add_argument("--max-stack", type=positive(int), default=64, help="most models trained in one stack")
-    engine.add_argument("--pad-widths", type=boolean, default=True,
+    engine.add_argument("--pad-widths", type=boolean, default=False,
                         help="models of different sizes share a stack, narrower hidden layers padded with zeros "
-                             "(exact: padded neurons never fire and get no gradient)")
+                             "(exact: padded neurons never fire and get no gradient; fewer launches, but more "
+                             "arithmetic and optimiser traffic: slower on the study's grid)")
 
 
 def engine_from_args(args) -> Engine:

@@ -6,7 +6,7 @@ cache folder :func:`~snnbench.training.suite.trained_multimodal_model` fills, so
 benchmark finds it there. :func:`train_jobs` trains the jobs whose folders are missing:
 
 * Jobs of one shape (same modality, family, size, steps, training settings; they may differ in
-  seed, neuron model and reset) are **stacked**: weights ``(models, out, in)``, batched matrix
+  seed, neuron model and reset) are **stacked**: weights ``(models, in, out)``, batched matrix
   products, one Adam over the stacked tensors (fused on CUDA). Adam and the neuron are
   elementwise and the loss is a sum of per-model losses, so each model gets its own update.
 * Each model keeps what training it alone gives it: initial weights from its seed, its own

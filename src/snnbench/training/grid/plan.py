@@ -21,7 +21,7 @@ class Engine:
     tf32: bool = False          # CUDA: float32 matrix products on TensorFloat-32 units (10-bit mantissa inputs)
     side_by_side: bool = True   # stacks take turns on their own CUDA streams (else one after another)
     max_stack: int = 64         # most models in one stack
-    pad_widths: bool = True     # models of different sizes in one stack, narrower ones padded with zeros
+    pad_widths: bool = False    # models of different sizes in one stack, narrower ones padded with zeros
 
 
 @dataclass(frozen=True)

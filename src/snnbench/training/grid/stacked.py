@@ -45,14 +45,15 @@ def split_k(k: int, chunk: int = 512) -> int:
 
 
 class StackedNet:
-    """``G`` members of the family with one shape, as stacked tensors: weights ``(G, out, in)``,
-    biases ``(G, out)``; per member a membrane decay and a reset kind (SNN)."""
+    """``G`` members of the family with one shape, as stacked tensors: weights ``(G, in, out)``
+    (each layer's ``weight.T``, so that neither the products nor their weight gradients need a
+    transposed copy), biases ``(G, out)``; per member a membrane decay and a reset kind (SNN)."""
 
     def __init__(self, specs: list[ModelSpec], models: list[torch.nn.Module], device: torch.device,
                  scan: str = "eager"):
         self.specs, self.spec, self.device = specs, specs[0], device
         layers = [_linears(m) for m in models]
-        self.weights = [_padded_stack([ls[i].weight.detach() for ls in layers], device) for i in range(len(layers[0]))]
+        self.weights = [_padded_stack([ls[i].weight.detach().T for ls in layers], device) for i in range(len(layers[0]))]
         self.biases = [_padded_stack([ls[i].bias.detach() for ls in layers], device) for i in range(len(layers[0]))]
         shape = (len(specs), 1, 1)  # broadcasts against one time step (G, batch, width)
         self.beta = torch.tensor([_decay(s) for s in specs], device=device).view(shape)
@@ -69,17 +70,16 @@ class StackedNet:
 
     @staticmethod
     def _affine(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-        """``x @ weight.T + bias`` per member: ``(G, rows, in)`` -> ``(G, rows, out)``. A long
-        input (fused and audio features) is cut into chunks whose products are summed, so the
-        few output tiles of a batch of 100 are shared out over many more thread blocks."""
+        """``x @ weight + bias`` per member: ``(G, rows, in)`` x ``(G, in, out)`` -> ``(G, rows, out)``.
+        A long input (fused and audio features) is cut into chunks whose products are summed, so
+        the few output tiles of a batch of 100 are shared out over many more thread blocks."""
         g, rows, k = x.shape
         split = split_k(k)
         if split == 1:
-            return torch.baddbmm(bias.unsqueeze(1), x, weight.transpose(1, 2))
+            return torch.baddbmm(bias.unsqueeze(1), x, weight)
         chunk = k // split
         xs = x.reshape(g, rows, split, chunk).transpose(1, 2).reshape(g * split, rows, chunk)
-        ws = weight.reshape(g, -1, split, chunk).permute(0, 2, 3, 1).reshape(g * split, chunk, -1)
-        return torch.bmm(xs, ws).view(g, split, rows, -1).sum(1) + bias.unsqueeze(1)
+        return torch.bmm(xs, weight.reshape(g * split, chunk, -1)).view(g, split, rows, -1).sum(1) + bias.unsqueeze(1)
 
     def forward(self, x: torch.Tensor, noise: "NoiseDraws | None" = None, start: int = 0) -> torch.Tensor:
         """Scores ``(G, batch, classes)`` for inputs ``(G, batch, features)`` (each member its own
@@ -139,7 +139,7 @@ class StackedNet:
         with torch.no_grad():
             for i, linear in enumerate(_linears(model)):
                 out, n_in = linear.weight.shape
-                linear.weight.copy_(tensors[2 * i][index, :out, :n_in].detach().cpu())
+                linear.weight.copy_(tensors[2 * i][index, :n_in, :out].T.detach().cpu())
                 linear.bias.copy_(tensors[2 * i + 1][index, :out].detach().cpu())
         return model.eval()
 

@@ -33,7 +33,7 @@ class StackTrainer:
         self.graphs = engine.graphs and device.type == "cuda"
         self.tf32 = engine.tf32 and device.type == "cuda"
         self.stream = torch.cuda.Stream(device) if device.type == "cuda" else None
-        self.checkpoint = cache_root() / "checkpoints" / f"grid-{config_key(sorted(j.key for j in jobs))}.pt"
+        self.checkpoint = cache_root() / "checkpoints" / f"grid-v2-{config_key(sorted(j.key for j in jobs))}.pt"
         modality = jobs[0].spec.modality
         split_tables = tables(modality, "train")
         parts = [training_rows(modality, j.settings)[1:] for j in jobs]
