@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from conftest import require_data
-from snnbench.training.grid import (Engine, Job, NoiseDraws, StackedNet, StackTrainer, evaluate_jobs, run_stacks, share_out,
+from snnbench.training.grid import (Engine, Job, NoiseDraws, StackedNet, StackTrainer, evaluate_jobs, product_flops, run_stacks, share_out,
                            split_k, stack_cost, stacks, train_jobs)
 from snnbench.models.multimodal import ModelSpec, build_model, predict
 from snnbench.training.suite import TrainSettings, load_trained_multimodal, test_data as suite_test_data, trained_multimodal_model
@@ -180,3 +180,15 @@ def test_engine_options_leave_cpu_training_unchanged():
     train_jobs(jobs, engine=Engine(graphs=False, scan="eager"))
     again, _ = state(jobs[0].folder)
     assert all(torch.equal(weights[k], again[k]) for k in weights)  # CUDA-only options do nothing on the CPU
+
+
+@pytest.mark.parametrize("spec", [DNN, SNN[0], replace(SNN[0], modality="audio", steps=8)], ids=["dnn", "snn", "audio-snn"])
+def test_product_flops_counts_what_a_stacked_training_step_multiplies(spec):
+    """The grid's arithmetic count equals torch's own count of one sample's training step."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    net = StackedNet([spec], [build_model(spec)], torch.device("cpu"))
+    x = torch.rand(1, 1, spec.n_features)
+    with FlopCounterMode(display=False) as counter:
+        net.forward(x).sum().backward()
+    assert counter.get_total_flops() == product_flops(spec)

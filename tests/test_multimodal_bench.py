@@ -9,6 +9,7 @@ from mlflow.tracking import MlflowClient
 from scipy import stats
 
 from conftest import require_data
+from snnbench.benchmarks.study import study_report
 from snnbench.cli.main import main
 from snnbench.models.multimodal import ModelSpec
 from snnbench.training.suite import TrainSettings, load_trained_multimodal, trained_multimodal_model
@@ -132,6 +133,7 @@ def test_study_command_trains_the_grid_with_seeds_and_writes_its_results(trackin
     assert client.get_logged_model(child.data.tags["snnbench.model_id"]).source_run_id == child.info.run_id
     artifacts = {a.path for a in client.list_artifacts(parents[0].info.run_id)}
     assert {"results.json", "report"} <= artifacts
+    assert parents[0].data.metrics["train_product_flops"] > 0 and parents[0].data.metrics["train_optimiser_bytes"] > 0
     assert main(["multimodal_study", "--epochs", "1", "--train-limit", "100", "--test-limit", "60", "--seeds", "2",
                  "--modalities", "audio", "--device", "cpu", "--resume"]) == 0
     _, parents_after, children_after = runs_of("multimodal_study")
@@ -145,3 +147,6 @@ def test_study_command_trains_the_grid_with_seeds_and_writes_its_results(trackin
     row = next(line for line in section.splitlines() if line.startswith("| audio | SNN | test accuracy |"))
     assert f"{100 * mean:.2f} [{100 * low:.2f}, {100 * high:.2f}]" in row
     assert (tmp_path / "reports" / "study" / "study_timesteps.png").stat().st_size > 1000
+    # the run that trained states its arithmetic (the resumed one trained nothing)
+    flops = sum(e["product_flops"] for entries in results["meta"]["speeds"].values() for e in entries)
+    assert f"{flops:.2e} floating-point operations" in study_report(results, tmp_path / "figures")

@@ -132,6 +132,9 @@ def run(args):
         protocol = "study" if args.validation == "study" else "ours"
         mlflow.log_dict(claims.check(rows, protocol), CLAIMS_DOCUMENT)
         mlflow.log_metrics({"total_wall_seconds": meta["total_seconds"], "trainings": len(jobs)})
+        cost = [e for entries in meta["speeds"].values() for e in entries]
+        mlflow.log_metrics({"train_product_flops": sum(e["product_flops"] for e in cost),
+                            "train_optimiser_bytes": sum(e["optimiser_bytes"] for e in cost)})
         for shape, entries in meta["speeds"].items():
             mlflow.log_metric(f"model_epochs_per_s/{shape.replace('=', '')}", max(e["model_epochs_per_s"] for e in entries))
         for entry in results["summary"]:

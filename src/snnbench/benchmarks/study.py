@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from snnbench.device import PEAK_RATES
 from snnbench.evaluation.metrics import seed_interval, wilson_interval
 from snnbench.models.multimodal import ModelSpec
 from snnbench.noise import NoiseSpec
@@ -202,6 +203,7 @@ def study_report(results: dict, figures: Path, link_prefix: str = "") -> str:
         plot_experiment(experiment, entries, path)
         lines += ["", f"![{experiment.title}]({link_prefix}{path.name})", ""]
     speeds = meta.get("speeds", {})
+    lines += _training_cost(meta)
     if speeds:
         shared = meta.get("side_by_side") and meta.get("device", "cpu") != "cpu"
         lines += ["### Training speed per stack shape", "",
@@ -213,6 +215,28 @@ def study_report(results: dict, figures: Path, link_prefix: str = "") -> str:
                 lines.append(f"| {shape} | {e['models']} | {e['epoch_seconds']:.3f} | {e['model_epochs_per_s']:.1f} |")
         lines.append("")
     return "\n".join(lines)
+
+
+def _training_cost(meta: dict) -> list[str]:
+    """The grid's training time beside the time its matrix products and its optimiser's memory
+    traffic need at the device's datasheet peak (snnbench.device.PEAK_RATES)."""
+    entries = [e for shape in meta.get("speeds", {}).values() for e in shape if "product_flops" in e]
+    if not entries or "train_seconds" not in meta:
+        return []
+    flops, traffic = sum(e["product_flops"] for e in entries), sum(e["optimiser_bytes"] for e in entries)
+    lines = ["### Training time and what it must do", "",
+             f"The stacked trainings took {meta['train_seconds']:.0f} s of training on {meta.get('device_name', 'cpu')}. "
+             f"Their matrix products come to {flops:.2e} floating-point operations (forward and backward, counted "
+             f"layer by layer), and Adam reads and writes {traffic / 1e12:.2f} TB of weights, gradients and moments "
+             "(28 bytes per parameter and step, in float32)."]
+    peak = PEAK_RATES.get(meta.get("device_name", ""))
+    if peak:
+        rate = peak["tf32_flops"] if meta.get("tf32") else peak["fp32_flops"]
+        lines[-1] += (f" At the device's datasheet peak, the products alone need {flops / rate:.0f} s "
+                      f"({'TF32' if meta.get('tf32') else 'FP32'}, {rate / 1e12:.0f} TFLOP/s) and the optimiser's "
+                      f"traffic alone {traffic / peak['memory_bytes_per_s']:.0f} s "
+                      f"({peak['memory_bytes_per_s'] / 1e12:.1f} TB/s).")
+    return lines + [""]
 
 
 def plot_experiment(experiment: Experiment, entries: list[dict], path: Path) -> Path:

@@ -40,12 +40,12 @@ from snnbench.training.cache import pack, unpack
 from snnbench.training.suite import trained_multimodal_model
 from snnbench.training.grid.device_data import DeviceRows, count_correct
 from snnbench.training.grid.evaluation import evaluate_jobs
-from snnbench.training.grid.plan import Engine, Job, share_out, stack_cost, stack_key, stack_shape, stackable, stacks
+from snnbench.training.grid.plan import Engine, Job, product_flops, share_out, stack_cost, stack_key, stack_shape, stackable, stacks
 from snnbench.training.grid.stacked import NoiseDraws, StackedNet, split_k
 from snnbench.training.grid.trainer import StackTrainer, run_stacks
 
 __all__ = ["DeviceRows", "Engine", "Job", "NoiseDraws", "StackShare", "StackTrainer", "StackedNet",
-           "count_correct", "evaluate_jobs", "run_stacks", "share_out", "split_k", "stack_cost", "stack_key", "stack_shape",
+           "count_correct", "evaluate_jobs", "product_flops", "run_stacks", "share_out", "split_k", "stack_cost", "stack_key", "stack_shape",
            "stackable", "stacks", "train_jobs", "train_share"]
 
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from snnbench.models.multimodal import SIZES, ModelSpec
+from snnbench.models.multimodal import N_CLASSES, SIZES, ModelSpec
 from snnbench.training.suite import (TrainSettings, model_config, multimodal_model_folder)
 from snnbench.tracking.runs import config_key
 
@@ -86,6 +86,19 @@ def stack_cost(group: list[Job]) -> float:
     n = settings.train_limit or (2700 if spec.modality == "audio" else 60000)
     width = max(job.spec.hidden_width for job in group)
     return settings.epochs * n / settings.batch_size * steps * (1 + 0.1 * len(group)) * width ** 0.5
+
+
+ADAM_BYTES_PER_PARAMETER = 28  # fp32: read weight, gradient, both moments; write weight and moments
+
+
+def product_flops(spec: ModelSpec) -> int:
+    """Floating-point operations (2 per multiply-add) of one training sample's matrix products,
+    forward and backward: every layer's forward and weight gradient, every layer's input
+    gradient but the first's; a direct input's current (SNN) is computed once for all steps."""
+    sizes = [spec.n_features] + [spec.hidden_width] * spec.hidden_layers + [N_CLASSES]
+    steps = spec.steps if spec.family == "snn" else 1
+    first = 2 * 2 * sizes[0] * sizes[1]
+    return first + steps * sum(3 * 2 * a * b for a, b in zip(sizes[1:-1], sizes[2:]))
 
 
 def share_out(groups: list[list[Job]], n_devices: int) -> list[list[list[Job]]]:

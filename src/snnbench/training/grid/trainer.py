@@ -14,7 +14,7 @@ from snnbench.models.multimodal import N_CLASSES, build_model
 from snnbench.training.suite import (model_config, save_trained, tables, training_rows)
 from snnbench.tracking.runs import config_key
 from snnbench.training.grid.device_data import DeviceRows, count_correct
-from snnbench.training.grid.plan import Engine, Job, stack_shape
+from snnbench.training.grid.plan import ADAM_BYTES_PER_PARAMETER, Engine, Job, product_flops, stack_shape
 from snnbench.training.grid.stacked import StackedNet
 
 CHECKPOINT_SECONDS = 300.0  # least wall time between two checkpoints of a stack
@@ -328,7 +328,10 @@ def run_stacks(trainers: list[StackTrainer], side_by_side: bool = True, deadline
         history = trainer.history[-trainer.trained_epochs:] if trainer.trained_epochs else []
         seconds = [h["epoch_seconds"] for h in history if "epoch_seconds" in h]
         if seconds:
+            epochs, steps = len(history), len(history) * -(-trainer.train.n // trainer.batch_size)
             speeds.setdefault(trainer.shape, []).append(
                 {"models": len(trainer.jobs), "epochs": len(seconds), "epoch_seconds": float(np.median(seconds)),
-                 "model_epochs_per_s": len(trainer.jobs) / float(np.median(seconds))})
+                 "model_epochs_per_s": len(trainer.jobs) / float(np.median(seconds)),
+                 "product_flops": epochs * trainer.train.n * sum(product_flops(j.spec) for j in trainer.jobs),
+                 "optimiser_bytes": steps * ADAM_BYTES_PER_PARAMETER * sum(p.numel() for p in trainer.net.parameters())})
     return speeds
