@@ -14,7 +14,8 @@ from snnbench.errors import SnnbenchError
 from snnbench.conversion.nengo_net import SignedIF, SimConfig, readout
 from snnbench.models.export import export_onnx
 from snnbench.conversion.onnx_io import extract
-from snnbench.engines.runners import NengoRunner, OrtRunner
+from snnbench.engines.nengo import NengoRunner
+from snnbench.engines.ort import OrtRunner
 
 
 def _random_net(tmp_path, sizes=(20, 16, 12, 4), seed=0):

@@ -10,7 +10,8 @@ from snnbench.errors import SnnbenchError
 from snnbench.conversion.nengo_net import LayerParams, SimConfig, load_params, save_params
 from snnbench.noise import NoiseSpec
 from snnbench.conversion.onnx_io import extract, fan_out
-from snnbench.engines.runners import NengoRunner, OrtRunner
+from snnbench.engines.nengo import NengoRunner
+from snnbench.engines.ort import OrtRunner
 
 N_IMAGES = 120  # not a multiple of the minibatch: the last batch is padded
 

@@ -199,18 +199,17 @@ def _latency_ms(predict, x) -> float:
 
 def evaluate_dnn(onnx_path: Path, x, y, keys: dict) -> dict:
     """The DNN in ONNX Runtime: its result row (accuracy, activity), logits and timing."""
-    from snnbench.engines.models import OrtModel
+    from snnbench import engines
     from snnbench.evaluation.harness import score
-    from snnbench.engines.runners import OrtRunner
 
-    model = OrtModel(onnx_path)
+    model = engines.build("ort-dnn", onnx_path)
     logits = model.predict(x)
     row = score(model, logits, y, model.last_activity, **keys)
     # timed on the original graph: the harness's copy also outputs every hidden activation
-    runner = OrtRunner(onnx_path, batch_size=1000)
+    runner = engines.build("ort-dnn", onnx_path, {"activity": False})
     runner.predict(x[:10])
     _, seconds = _timed(runner.predict, x)
-    single = OrtRunner(onnx_path, batch_size=1)
+    single = engines.build("ort-dnn", onnx_path, {"batch_size": 1, "activity": False})
     return {"row": row, "logits": logits, "accuracy": row["accuracy"], "throughput_ips": len(x) / seconds,
             "latency_ms": _latency_ms(single.predict, x[:LATENCY_IMAGES * 5])}
 
@@ -228,19 +227,26 @@ def corrected_layers(converted, layers: list, settings: dict) -> dict:
             for s in sorted(set(settings["steps_list"]) | {sim.steps})}
 
 
+def _snn_latency(converted, layers, sim, x) -> float:
+    from snnbench import engines
+
+    with engines.build("nengo-snn", converted, {"layers": layers, "sim": replace(sim, minibatch=1),
+                                                "counters": False}) as single:
+        return _latency_ms(single.predict, x[:LATENCY_IMAGES])
+
+
 def evaluate_snn(converted, layers: list, settings: dict, x, y, keys: dict, per_steps: dict | None = None) -> dict:
     """The converted SNN: one result row per step count of the curve and ``sim.steps`` (activity
     measured at ``sim.steps``), its logits there, timing and the runner's activity statistics.
     ``per_steps`` ({steps: layers}, --method corrected): each step count runs its own layers."""
     if per_steps:
         return _evaluate_per_steps(converted, per_steps, settings, x, y, keys)
-    from snnbench.engines.models import NengoModel
+    from snnbench import engines
     from snnbench.evaluation.harness import CLEAN, score
-    from snnbench.engines.runners import NengoRunner
 
     sim = settings["sim"]
     steps = sorted(set(settings["steps_list"]) | {sim.steps})
-    model = NengoModel(converted, layers, sim)
+    model = engines.build("nengo-snn", converted, {"layers": layers, "sim": sim})
     runner = model.runner(CLEAN)
     runner.predict(x[:1])  # builds the simulator (and traces the TF graph) before timing
     logits = runner.predict_curve(x, [s for s in steps if s <= sim.steps])
@@ -249,10 +255,10 @@ def evaluate_snn(converted, layers: list, settings: dict, x, y, keys: dict, per_
     model.close()
     longer = [s for s in steps if s > sim.steps]
     if longer:
-        with NengoRunner(converted, layers, replace(sim, steps=max(longer)), counters=False) as runner:
-            logits.update(runner.predict_curve(x, longer))
-    with NengoRunner(converted, layers, replace(sim, minibatch=1), counters=False) as single:
-        latency = _latency_ms(single.predict, x[:LATENCY_IMAGES])
+        with engines.build("nengo-snn", converted, {"layers": layers, "sim": replace(sim, steps=max(longer)),
+                                                    "counters": False}) as longer_model:
+            logits.update(longer_model.runner(CLEAN).predict_curve(x, longer))
+    latency = _snn_latency(converted, layers, sim, x)
     rows = [score(model, logits[s], y, activity if s == sim.steps else None, **{**keys, "steps": s}) for s in steps]
     main = rows[steps.index(sim.steps)]
     return {"rows": rows, "logits": logits[sim.steps], "accuracy": main["accuracy"], "row": main,
@@ -261,14 +267,13 @@ def evaluate_snn(converted, layers: list, settings: dict, x, y, keys: dict, per_
 
 
 def _evaluate_per_steps(converted, per_steps: dict, settings: dict, x, y, keys: dict) -> dict:
-    from snnbench.engines.models import NengoModel
-    from snnbench.engines.runners import NengoRunner
+    from snnbench import engines
     from snnbench.evaluation.harness import CLEAN, score
 
     sim = settings["sim"]
     rows, logits = [], {}
     for steps, layers in sorted(per_steps.items()):
-        model = NengoModel(converted, layers, replace(sim, steps=steps))
+        model = engines.build("nengo-snn", converted, {"layers": layers, "sim": replace(sim, steps=steps)})
         runner = model.runner(CLEAN)
         if steps == sim.steps:
             runner.predict(x[:1])  # builds the simulator (and traces the TF graph) before timing
@@ -279,8 +284,7 @@ def _evaluate_per_steps(converted, per_steps: dict, settings: dict, x, y, keys: 
             activity = model.activity(stats, len(x))
         rows.append(score(model, logits[steps], y, activity, **{**keys, "steps": steps}))
         model.close()
-    with NengoRunner(converted, per_steps[sim.steps], replace(sim, minibatch=1), counters=False) as single:
-        latency = _latency_ms(single.predict, x[:LATENCY_IMAGES])
+    latency = _snn_latency(converted, per_steps[sim.steps], sim, x)
     main = next(r for r in rows if r["steps"] == sim.steps)
     return {"rows": rows, "logits": logits[sim.steps], "accuracy": main["accuracy"], "row": main,
             "curve": {r["steps"]: r["accuracy"] for r in rows}, "throughput_ips": len(x) / seconds,
@@ -299,13 +303,14 @@ def layers_summary(layers: list) -> str:
 
 def rate_equivalence(converted, onnx_path: Path, x, sim) -> float:
     """Max |logit difference| between the relu-rate network and ONNX Runtime on real images."""
+    from snnbench import engines
     from snnbench.conversion.nengo_net import LayerParams
-    from snnbench.engines.runners import NengoRunner, OrtRunner
 
-    reference = OrtRunner(onnx_path).predict(x)
+    reference = engines.build("ort-dnn", onnx_path, {"activity": False}).predict(x)
     exact = replace(sim, steps=2, readout="last", minibatch=min(sim.minibatch, len(x)))
-    with NengoRunner(converted, LayerParams("relu-rate"), exact, counters=False) as runner:
-        return float(np.abs(runner.predict(x) - reference).max())
+    with engines.build("nengo-snn", converted, {"layers": LayerParams("relu-rate"), "sim": exact,
+                                                "counters": False}) as model:
+        return float(np.abs(model.predict(x) - reference).max())
 
 
 # --------------------------------------------------------------------------- artifacts

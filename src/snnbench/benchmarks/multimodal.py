@@ -22,7 +22,8 @@ import torch
 from tqdm import tqdm
 
 from snnbench.evaluation import harness
-from snnbench.engines import models as engines
+from snnbench import engines
+from snnbench.engines.pytorch import suite_engine
 
 from snnbench.evaluation import plots
 
@@ -80,7 +81,7 @@ NOISE_FACTORS = ("noise_std", "noise_position")
 def evaluate(model, test: FeatureSet, noise: NoiseSpec | None, device) -> tuple[dict, np.ndarray]:
     """Through the harness: test accuracy with its Wilson 95% interval, activity and size metrics
     (snnbench.evaluation.metrics), and throughput; also the logits."""
-    engine = engines.suite_model(model, device)
+    engine = engines.build(suite_engine(model), model, {"device": device})
     noise = noise or harness.CLEAN
     started = time.perf_counter()
     logits = engine.predict(test.x, noise)
@@ -108,9 +109,9 @@ def log_history(run_id: str, history: list[dict], prefix: str = ""):
 
 
 def evaluate_onnx(folder: Path, test: FeatureSet, noise: NoiseSpec, torch_logits: np.ndarray) -> dict:
-    """The exported DNN in ONNX Runtime (harness.OrtModel) under the same noise draws: accuracy,
+    """The exported DNN in ONNX Runtime (engine ort-dnn) under the same noise draws: accuracy,
     throughput and the largest logit difference from torch."""
-    engine = engines.OrtModel(folder / "model.onnx")
+    engine = engines.build("ort-dnn", folder / "model.onnx")
     started = time.perf_counter()
     logits = engine.predict(test.x, noise)
     seconds = time.perf_counter() - started

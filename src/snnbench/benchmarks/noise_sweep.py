@@ -26,7 +26,7 @@ from snnbench.benchmarks import noise_sweep_tables as tables
 from snnbench.benchmarks.options import add_common, auto, choice_list, float_list, positive, require
 from snnbench.benchmarks.options import boolean
 from snnbench.data import MODALITIES
-from snnbench.engines.sweep_models import SNN_ENGINE, Subject
+from snnbench.benchmarks.noise_sweep_models import SNN_ENGINE, Subject
 from snnbench.evaluation import harness
 from snnbench.evaluation.metrics import COLUMNS
 from snnbench.execution import add_cluster_arguments, executor_from_args
@@ -143,7 +143,7 @@ def model_seeds(args, config: dict) -> list[int]:
     if config["onnx_model"] or config["snntorch_model"]:
         return [0]  # a user's model is one trained model
     if config["models_from"]:
-        from snnbench.engines.sweep_models import study_references
+        from snnbench.benchmarks.noise_sweep_models import study_references
 
         found = sorted({seed for _, _, seed in study_references(config["models_from"], config["snn_steps"])})
         return found[:args.model_seeds] if args.model_seeds else found
@@ -256,7 +256,7 @@ class ChildUnit:
     subject: Subject
     child: dict
     config: dict
-    models: object  # snnbench.engines.sweep_models.Models: where the subject's trained model is
+    models: object  # snnbench.benchmarks.noise_sweep_models.Models: where the subject's trained model is
 
 
 _BUILT: "OrderedDict[tuple, harness.Model]" = OrderedDict()  # the last subjects' models in this process
@@ -343,7 +343,7 @@ def run_name(config: dict) -> str:
 
 def run(args):
     from snnbench.device import resolve_device
-    from snnbench.engines.sweep_models import Models
+    from snnbench.benchmarks.noise_sweep_models import Models
 
     config = settings(args)
     device = resolve_device(args.device)

@@ -26,7 +26,7 @@ from snnbench.benchmarks.options import add_common, auto, choice_list, int_list,
 from snnbench.errors import SnnbenchError
 from snnbench.execution import add_cluster_arguments
 from snnbench.evaluation.plots import throughput_plot
-from snnbench.evaluation.timing import machine, time_batch
+from snnbench.evaluation.timing import machine, set_threads, time_batch
 from snnbench.tracking.runs import benchmark_run
 
 BACKENDS = ("ort", "nengo_dl", "nengo", "snntorch")
@@ -104,7 +104,6 @@ def grid(settings: dict) -> list:
 def run(args):
     from snnbench.data import load_features
     from snnbench.device import resolve_device
-    from snnbench.engines.backends import model_folder
     from snnbench.execution import executor_from_args
     from snnbench.training.cache import pack
 
@@ -157,7 +156,8 @@ def time_backend(unit: BackendPoints) -> dict:
     reason (the other backends' timings are kept)."""
     from snnbench.data import load_features
     from snnbench.device import resolve_device
-    from snnbench.engines.backends import build_backend, set_threads
+    from snnbench.conversion.calibration import mnist_training_images
+    from snnbench.engines import converted_layers
     from snnbench.training.cache import unpack
 
     settings = unit.settings
@@ -171,10 +171,13 @@ def time_backend(unit: BackendPoints) -> dict:
         import torch
 
         host["gpu"] = torch.cuda.get_device_name(device)
-    rows, failed = [], None
+    rows, failed, layers = [], None, None
     for backend, steps, batch_size in unit.points:
         try:
-            rows.append(measure(backend, steps, batch_size, images, labels, folder, settings, build_backend))
+            if layers is None and backend != "ort":  # the default conversion (convert --method calibrated)
+                layers = converted_layers(folder, calibration_inputs=mnist_training_images(settings["seed"]),
+                                          seed=settings["seed"])[1]
+            rows.append(measure(backend, steps, batch_size, images, labels, folder, settings, layers))
         except Exception as exc:  # one broken backend must not lose the others' timings
             failed = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
             break
@@ -182,12 +185,42 @@ def time_backend(unit: BackendPoints) -> dict:
     return {"backend": unit.backend, "rows": rows, "failed": failed, "machine": host}
 
 
-def measure(backend, steps, batch_size, images, labels, folder, settings, build_backend) -> dict:
+def model_folder(settings: dict) -> Path:
+    """The conversion study's cached network (``model.onnx``)."""
+    from snnbench.training.conversion import trained_conversion_model
+
+    return trained_conversion_model(settings["arch"], epochs=settings["epochs"], seed=settings["seed"],
+                                    train_limit=settings["train_limit"] or None)
+
+
+def build_backend(backend: str, folder: Path, steps: int, batch_size: int, settings: dict, layers=None):
+    """The backend's engine (snnbench.engines; the spiking ones with the per-layer ``layers``),
+    built once (Nengo's simulators by running one batch), as ``predict(images) -> scores``."""
+    from snnbench import engines
+    from snnbench.engines.nengo import SimConfig
+
+    seed = settings["seed"]
+    if backend == "ort":
+        model = engines.build("ort-dnn", folder, dict(batch_size=batch_size, threads=settings["threads"],
+                                                      activity=False))
+    elif backend == "snntorch":
+        model = engines.build("snntorch-snn", folder, dict(device=settings["device"], seed=seed, steps=steps,
+                                                           layers=layers))
+    else:
+        sim = SimConfig(steps=steps, minibatch=batch_size, simulator=backend, seed=seed)
+        model = engines.build("nengo-snn", folder, dict(sim=sim, counters=False, layers=layers))
+    predict = lambda images: model.predict(images.reshape(len(images), -1))  # noqa: E731
+    if backend in ("nengo_dl", "nengo"):
+        predict(np.zeros((batch_size, model.converted.n_inputs), np.float32))  # builds the simulator
+    return predict
+
+
+def measure(backend, steps, batch_size, images, labels, folder, settings, layers=None) -> dict:
     """Time one (backend, steps, batch size) point, then score what was timed on every sample."""
     from snnbench.evaluation.metrics import Accuracy
 
     started = time.perf_counter()
-    predict = build_backend(backend, folder, steps, batch_size, settings)
+    predict = build_backend(backend, folder, steps, batch_size, settings, layers)
     setup = time.perf_counter() - started
     timing = time_batch(predict, images[:batch_size], settings["warmup"], settings["repeats"])
     scores = [np.asarray(predict(images[a: a + batch_size])) for a in range(0, len(images), batch_size)]

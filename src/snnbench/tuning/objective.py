@@ -65,18 +65,18 @@ class ConversionObjective:
     def snn(self, layers: list[dict]):
         """The converted SNN with a trial's setting, as the harness runs it (counters on, so that the
         network is the one convert runs)."""
-        from snnbench.engines.models import NengoModel
-        from snnbench.engines.runners import LayerParams, SimConfig
-        return NengoModel(self.converted, [LayerParams(**layer) for layer in layers],
-                          SimConfig(**self.task.sim_dict(), seed=self.task.seed))
+        from snnbench import engines
+        from snnbench.engines.nengo import LayerParams, SimConfig
+        return engines.build("nengo-snn", self.converted, dict(layers=[LayerParams(**layer) for layer in layers],
+                                                               sim=SimConfig(**self.task.sim_dict(), seed=self.task.seed)))
 
     def snn_logits(self, layers: list[dict], x):
         with self.snn(layers) as model:
             return model.predict(x)
 
     def dnn_logits(self, x):
-        from snnbench.engines.models import OrtModel
-        return OrtModel(self.folder / "model.onnx").predict(x)
+        from snnbench import engines
+        return engines.build("ort-dnn", self.folder).predict(x)
 
     def __call__(self, trial: optuna.Trial):
         params = self.task.space.suggest(trial, self.n_hidden, self.task.neuron)
