@@ -19,21 +19,18 @@ model, with where it came from), and the MNIST test set is read only to score it
 
 import argparse
 import json
-import tempfile
-import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
 
-from snnbench.benchmarks import convert_targets
+from snnbench.benchmarks import convert_eval as measure, convert_targets
 from snnbench.benchmarks.options import add_calibration_arguments, add_common, auto, choice, int_list, positive, require
 from snnbench.errors import SnnbenchError
 
 PROFILE_TEST_LIMIT = {"quick": 1000, "full": 0}
 PROFILE_STEPS_LIST = {"quick": [4, 8, 16, 32], "full": [1, 2, 4, 8, 16, 32, 64, 100]}
 EQUIVALENCE_IMAGES = 200
-LATENCY_IMAGES = 20
 CALIBRATION_OPTIONS = ("calibration_samples", "percentile", "target_rate", "neuron", "initial_voltage", "scales")
 CALIBRATED_METHODS = ("calibrated", "corrected")  # the methods that calibrate on training images
 TUNED_OPTIONS = ("params_json", "study_name", "storage")
@@ -180,117 +177,6 @@ def model_path(args) -> Path:
                                     args.train_limit or None) / "model.onnx"
 
 
-# --------------------------------------------------------------------------- measuring
-
-def _timed(predict, x):
-    started = time.perf_counter()
-    out = predict(x)
-    return out, time.perf_counter() - started
-
-
-def _latency_ms(predict, x) -> float:
-    """Mean time of one-image predictions (after one warm-up call)."""
-    predict(x[:1])
-    started = time.perf_counter()
-    for i in range(len(x)):
-        predict(x[i: i + 1])
-    return 1000 * (time.perf_counter() - started) / len(x)
-
-
-def evaluate_dnn(onnx_path: Path, x, y, keys: dict) -> dict:
-    """The DNN in ONNX Runtime: its result row (accuracy, activity), logits and timing."""
-    from snnbench import engines
-    from snnbench.evaluation.harness import score
-
-    model = engines.build("ort-dnn", onnx_path)
-    logits = model.predict(x)
-    row = score(model, logits, y, model.last_activity, **keys)
-    # timed on the original graph: the harness's copy also outputs every hidden activation
-    runner = engines.build("ort-dnn", onnx_path, {"activity": False})
-    runner.predict(x[:10])
-    _, seconds = _timed(runner.predict, x)
-    single = engines.build("ort-dnn", onnx_path, {"batch_size": 1, "activity": False})
-    return {"row": row, "logits": logits, "accuracy": row["accuracy"], "throughput_ips": len(x) / seconds,
-            "latency_ms": _latency_ms(single.predict, x[:LATENCY_IMAGES * 5])}
-
-
-def corrected_layers(converted, layers: list, settings: dict) -> dict:
-    """--method corrected: for each step count of the curve (and ``sim.steps``), the calibrated
-    layers with that step count's error correction (snnbench.conversion.correction), from the
-    calibration subset of the MNIST training images: {steps: (layers, per-layer error report)}."""
-    from snnbench.conversion.calibration import calibration_inputs, mnist_training_images
-    from snnbench.conversion.correction import correct
-
-    calibration, sim = settings["calibration"], settings["sim"]
-    x = calibration_inputs(mnist_training_images(calibration.seed), calibration.samples, calibration.seed)
-    return {s: correct(converted, layers, x, s, sim.dt, sim.seed)
-            for s in sorted(set(settings["steps_list"]) | {sim.steps})}
-
-
-def _snn_latency(converted, layers, sim, x) -> float:
-    from snnbench import engines
-
-    with engines.build("nengo-snn", converted, {"layers": layers, "sim": replace(sim, minibatch=1),
-                                                "counters": False}) as single:
-        return _latency_ms(single.predict, x[:LATENCY_IMAGES])
-
-
-def evaluate_snn(converted, layers: list, settings: dict, x, y, keys: dict, per_steps: dict | None = None) -> dict:
-    """The converted SNN: one result row per step count of the curve and ``sim.steps`` (activity
-    measured at ``sim.steps``), its logits there, timing and the runner's activity statistics.
-    ``per_steps`` ({steps: layers}, --method corrected): each step count runs its own layers."""
-    if per_steps:
-        return _evaluate_per_steps(converted, per_steps, settings, x, y, keys)
-    from snnbench import engines
-    from snnbench.evaluation.harness import CLEAN, score
-
-    sim = settings["sim"]
-    steps = sorted(set(settings["steps_list"]) | {sim.steps})
-    model = engines.build("nengo-snn", converted, {"layers": layers, "sim": sim})
-    runner = model.runner(CLEAN)
-    runner.predict(x[:1])  # builds the simulator (and traces the TF graph) before timing
-    logits = runner.predict_curve(x, [s for s in steps if s <= sim.steps])
-    seconds, stats = runner.last_seconds, runner.last_stats
-    activity = model.activity(stats, len(x))
-    model.close()
-    longer = [s for s in steps if s > sim.steps]
-    if longer:
-        with engines.build("nengo-snn", converted, {"layers": layers, "sim": replace(sim, steps=max(longer)),
-                                                    "counters": False}) as longer_model:
-            logits.update(longer_model.runner(CLEAN).predict_curve(x, longer))
-    latency = _snn_latency(converted, layers, sim, x)
-    rows = [score(model, logits[s], y, activity if s == sim.steps else None, **{**keys, "steps": s}) for s in steps]
-    main = rows[steps.index(sim.steps)]
-    return {"rows": rows, "logits": logits[sim.steps], "accuracy": main["accuracy"], "row": main,
-            "curve": {r["steps"]: r["accuracy"] for r in rows}, "throughput_ips": len(x) / seconds,
-            "latency_ms": latency, "stats": stats}
-
-
-def _evaluate_per_steps(converted, per_steps: dict, settings: dict, x, y, keys: dict) -> dict:
-    from snnbench import engines
-    from snnbench.evaluation.harness import CLEAN, score
-
-    sim = settings["sim"]
-    rows, logits = [], {}
-    for steps, layers in sorted(per_steps.items()):
-        model = engines.build("nengo-snn", converted, {"layers": layers, "sim": replace(sim, steps=steps)})
-        runner = model.runner(CLEAN)
-        if steps == sim.steps:
-            runner.predict(x[:1])  # builds the simulator (and traces the TF graph) before timing
-        logits[steps] = runner.predict(x)
-        activity = None
-        if steps == sim.steps:
-            seconds, stats = runner.last_seconds, runner.last_stats
-            activity = model.activity(stats, len(x))
-        rows.append(score(model, logits[steps], y, activity, **{**keys, "steps": steps}))
-        model.close()
-    latency = _snn_latency(converted, per_steps[sim.steps], sim, x)
-    main = next(r for r in rows if r["steps"] == sim.steps)
-    return {"rows": rows, "logits": logits[sim.steps], "accuracy": main["accuracy"], "row": main,
-            "curve": {r["steps"]: r["accuracy"] for r in rows}, "throughput_ips": len(x) / seconds,
-            "latency_ms": latency, "stats": stats}
-
-
 def layers_summary(layers: list) -> str:
     """The per-layer setting as a JSON param: per-channel lists as their size and range (in full
     in the run's snn/params*.json artifacts)."""
@@ -301,84 +187,6 @@ def layers_summary(layers: list) -> str:
     return json.dumps([{k: brief(v) for k, v in asdict(p).items()} for p in layers])
 
 
-def rate_equivalence(converted, onnx_path: Path, x, sim) -> float:
-    """Max |logit difference| between the relu-rate network and ONNX Runtime on real images."""
-    from snnbench import engines
-    from snnbench.conversion.nengo_net import LayerParams
-
-    reference = engines.build("ort-dnn", onnx_path, {"activity": False}).predict(x)
-    exact = replace(sim, steps=2, readout="last", minibatch=min(sim.minibatch, len(x)))
-    with engines.build("nengo-snn", converted, {"layers": LayerParams("relu-rate"), "sim": exact,
-                                                "counters": False}) as model:
-        return float(np.abs(model.predict(x) - reference).max())
-
-
-# --------------------------------------------------------------------------- artifacts
-
-def confusion(labels, logits, classes: int = 10) -> np.ndarray:
-    matrix = np.zeros((classes, classes), np.int64)
-    np.add.at(matrix, (labels, logits.argmax(axis=1)), 1)
-    return matrix
-
-
-def _plot_confusion(matrix, title: str, path: Path):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 4.5))
-    image = ax.imshow(matrix, cmap="Blues")
-    for (i, j), v in np.ndenumerate(matrix):
-        ax.text(j, i, str(v), ha="center", va="center", fontsize=6,
-                color="white" if v > matrix.max() / 2 else "black")
-    ax.set(xlabel="predicted", ylabel="true", title=title, xticks=range(10), yticks=range(10))
-    fig.colorbar(image, ax=ax)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
-def _plot_curve(curve: dict, dnn_accuracy: float, path: Path):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5.5, 4))
-    steps = sorted(curve)
-    ax.plot(steps, [100 * curve[s] for s in steps], "o-", label="SNN (Nengo)")
-    ax.axhline(100 * dnn_accuracy, color="gray", ls="--", label="DNN (ONNX Runtime)")
-    ax.set(xlabel="time steps", ylabel="test accuracy (%)", title="Accuracy vs simulation time steps")
-    ax.set_xscale("log")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
-def log_artifacts(onnx_path: Path, converted, document: dict, dnn: dict, snn: dict, y):
-    import mlflow
-    import mlflow.onnx
-    import onnx
-    import onnxruntime
-
-    from snnbench.conversion import onnx_io
-
-    mlflow.onnx.log_model(onnx.load(str(onnx_path)), name="model", save_as_external_data=False,
-                          pip_requirements=[f"onnx=={onnx.__version__}", f"onnxruntime=={onnxruntime.__version__}"])
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        onnx_io.save(converted, tmp / "snn")
-        (tmp / "snn" / "params.json").write_text(json.dumps(document, indent=1))  # the setting used
-        mlflow.log_artifacts(str(tmp / "snn"), "snn")
-        matrices = {"dnn": confusion(y, dnn["logits"]), "snn": confusion(y, snn["logits"])}
-        for name, matrix in matrices.items():
-            _plot_confusion(matrix, f"{name.upper()} confusion matrix", tmp / f"confusion_{name}.png")
-            mlflow.log_artifact(str(tmp / f"confusion_{name}.png"), "plots")
-        mlflow.log_dict({k: v.tolist() for k, v in matrices.items()}, "confusion_matrices.json")
-        _plot_curve(snn["curve"], dnn["accuracy"], tmp / "accuracy_vs_steps.png")
-        mlflow.log_artifact(str(tmp / "accuracy_vs_steps.png"), "plots")
-    mlflow.log_dict({str(k): v for k, v in snn["curve"].items()}, "accuracy_vs_steps.json")
 
 
 # --------------------------------------------------------------------------- the command
@@ -424,7 +232,7 @@ def run(args):
         layers, _ = parse_params(document, f"{args.method} setting")
         per_steps = None
         if args.method == "corrected":  # each step count its own correction, training images only
-            corrected = corrected_layers(converted, layers, settings)
+            corrected = measure.corrected_layers(converted, layers, settings)
             per_steps = {s: c[0] for s, c in corrected.items()}
             mlflow.log_dict({str(s): {"layers": [asdict(p) for p in c[0]], "errors": c[1]}
                              for s, c in corrected.items()}, "snn/corrected_layers.json")
@@ -439,13 +247,13 @@ def run(args):
                                 "train_seconds": trained["train_seconds"]})
         keys = {"benchmark": "convert", "model": Path(args.onnx_model).stem if args.onnx_model else f"conversion-{args.arch}",
                 "modality": "image", "method": args.method, "seed": args.seed}
-        dnn = evaluate_dnn(onnx_path, test.x, test.y, keys)
-        snn = evaluate_snn(converted, layers, settings, test.x, test.y, keys, per_steps)
-        equivalence = rate_equivalence(converted, onnx_path, test.x[:EQUIVALENCE_IMAGES], settings["sim"])
+        dnn = measure.evaluate_dnn(onnx_path, test.x, test.y, keys)
+        snn = measure.evaluate_snn(converted, layers, settings, test.x, test.y, keys, per_steps)
+        equivalence = measure.rate_equivalence(converted, onnx_path, test.x[:EQUIVALENCE_IMAGES], settings["sim"])
         log_metrics(converted, dnn, snn, equivalence)
         targets = convert_targets.run_targets(args, converted, layers, settings["sim"], test, keys, dnn, snn)
         log_result_table([dnn["row"], *snn["rows"], *targets])
-        log_artifacts(onnx_path, converted, document, dnn, snn, test.y)
+        measure.log_artifacts(onnx_path, converted, document, dnn, snn, test.y)
         low, high = snn["row"]["accuracy_ci_low"], snn["row"]["accuracy_ci_high"]
         print(f"convert ({args.method}): DNN {100 * dnn['accuracy']:.2f}%  SNN {100 * snn['accuracy']:.2f}% "
               f"[95% CI {100 * low:.2f}-{100 * high:.2f}] ({settings['sim'].steps} steps)  "
