@@ -29,6 +29,14 @@ def test_seed_interval_is_the_t_interval():
     assert np.isnan(metrics.seed_interval([0.9])[1])
 
 
+def test_accuracy_has_one_definition():
+    logits, labels = np.array([[0.1, 0.9], [0.8, 0.2], [0.3, 0.7]]), [1, 1, 1]
+    assert metrics.correct(logits, labels).tolist() == [True, False, True]
+    assert metrics.accuracy(logits, labels) == 2 / 3
+    assert metrics.Accuracy()(None, logits, labels, None) == metrics.accuracy_interval(2, 3)
+    assert np.isnan(metrics.accuracy(np.zeros((0, 2)), [])) and np.isnan(metrics.accuracy_interval(0, 0)["accuracy"])
+
+
 def _mlp(seed=0, sparse=True):
     torch.manual_seed(seed)
     model = nn.Sequential(nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 3))

@@ -6,7 +6,8 @@ import torch
 from torch import nn
 
 from snnbench.errors import SnnbenchError
-from snnbench.training.loop import TrainConfig, accuracy, fit, predict_logits
+from snnbench.evaluation.metrics import accuracy
+from snnbench.training.loop import TrainConfig, fit, predict_logits
 
 
 def _blobs(n=400, seed=0):

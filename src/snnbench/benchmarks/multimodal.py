@@ -35,7 +35,7 @@ from snnbench.benchmarks.multimodal_options import (PROFILES, add_engine_argumen
 from snnbench.benchmarks.options import boolean
 from snnbench.device import resolve_device
 from snnbench.training.grid import Job, train_jobs
-from snnbench.evaluation.metrics import ACTIVITY, STATIC, seed_interval
+from snnbench.evaluation.metrics import ACTIVITY, STATIC, accuracy, seed_interval
 from snnbench.models.multimodal import FAMILIES, SIZES, ModelSpec
 from snnbench.training.suite import (TrainSettings, features, load_trained_multimodal, test_data, trained_multimodal_model, training_data)
 from snnbench.models.spiking import ENCODINGS, NEURONS, READOUTS, RESETS, SURROGATES
@@ -44,7 +44,7 @@ from snnbench.execution import executor_from_args
 from snnbench.tracking.runs import benchmark_run, child_run, config_key, finished_children, log_dataset
 from snnbench.training.cache import pack, unpack
 from snnbench.training.suite import log_trained_model
-from snnbench.training.loop import TrainConfig, accuracy
+from snnbench.training.loop import TrainConfig
 
 # Each profile's training recipe (snnbench.training.recipes) and test subset.
 

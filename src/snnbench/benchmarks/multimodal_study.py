@@ -40,6 +40,7 @@ from snnbench.noise import NoiseSpec
 from snnbench.benchmarks import claims
 from snnbench.benchmarks.study import (CLAIMS_DOCUMENT, CLEAN, NOISES, STUDY_DOCUMENT, result_row, results_document,
                                        run_row, study_report, study_specs)
+from snnbench.evaluation import metrics as M
 from snnbench.evaluation.harness import log_result_table
 from snnbench.execution import executor_from_args
 from snnbench.tracking.runs import MODEL_ID_TAG, benchmark_run, child_run, config_key, finished_children
@@ -100,7 +101,7 @@ def run(args):
             counts = {}
             for name, noise in noises.items():
                 logits, labels = scores[(job.key, noise)]
-                counts[name] = (int((logits.argmax(1) == labels).sum()), len(labels))
+                counts[name] = (int(M.correct(logits, labels).sum()), len(labels))
             row = run_row(job.spec, job.settings.seed, result, counts)
             rows.append(row)
             child_config = {**job.spec.as_dict(), **asdict(job.settings)}

@@ -27,7 +27,7 @@ from snnbench.benchmarks.options import add_common, auto, choice_list, float_lis
 from snnbench.benchmarks.options import boolean
 from snnbench.data import MODALITIES
 from snnbench.benchmarks.noise_sweep_models import SNN_ENGINE, Subject
-from snnbench.evaluation import harness
+from snnbench.evaluation import harness, metrics
 from snnbench.evaluation.metrics import COLUMNS
 from snnbench.execution import add_cluster_arguments, executor_from_args
 from snnbench.noise import NOISE_MODES, NoiseSpec
@@ -216,7 +216,7 @@ def evaluate(model, data, child: dict) -> tuple[dict, np.ndarray]:
     tests patch it to interrupt a sweep)."""
     spec = NoiseSpec(child["std"], child["position"], child["noise_mode"], child["noise_seed"])
     logits = model.predict(np.asarray(data.x, np.float32), spec, 0)
-    return harness.score(model, logits, data.y, model.last_activity, spec), logits.argmax(1) == data.y
+    return harness.score(model, logits, data.y, model.last_activity, spec), metrics.correct(logits, data.y)
 
 
 def _row(child: dict, config: dict, measured: dict, clean: float, seconds: float, run_id: str, reused: bool) -> dict:

@@ -25,6 +25,7 @@ import numpy as np
 from snnbench.benchmarks.options import add_common, auto, choice_list, int_list, non_negative, positive, require
 from snnbench.errors import SnnbenchError
 from snnbench.execution import add_cluster_arguments
+from snnbench.evaluation.metrics import accuracy_interval, correct
 from snnbench.evaluation.plots import throughput_plot
 from snnbench.evaluation.timing import machine, set_threads, time_batch
 from snnbench.tracking.runs import benchmark_run
@@ -217,14 +218,12 @@ def build_backend(backend: str, folder: Path, steps: int, batch_size: int, setti
 
 def measure(backend, steps, batch_size, images, labels, folder, settings, layers=None) -> dict:
     """Time one (backend, steps, batch size) point, then score what was timed on every sample."""
-    from snnbench.evaluation.metrics import Accuracy
-
     started = time.perf_counter()
     predict = build_backend(backend, folder, steps, batch_size, settings, layers)
     setup = time.perf_counter() - started
     timing = time_batch(predict, images[:batch_size], settings["warmup"], settings["repeats"])
     scores = [np.asarray(predict(images[a: a + batch_size])) for a in range(0, len(images), batch_size)]
-    accuracy = Accuracy()(None, np.concatenate(scores), labels, None)
+    accuracy = accuracy_interval(int(correct(np.concatenate(scores), labels).sum()), len(labels))
     return {"backend": backend, "steps": steps, "batch_size": batch_size, **timing.summary(),
             "setup_s": setup, "threads": settings["threads"], **accuracy}
 

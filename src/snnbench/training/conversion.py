@@ -13,7 +13,8 @@ from snnbench.device import resolve_device
 from snnbench.models.conversion import INPUT_SHAPES, build_model
 from snnbench.models.export import OPSET, export_onnx
 from snnbench.training.cache import cached
-from snnbench.training.loop import TrainConfig, accuracy, fit, predict_logits, seed_everything
+from snnbench.evaluation.metrics import accuracy
+from snnbench.training.loop import TrainConfig, fit, predict_logits, seed_everything
 
 
 def train_and_export(arch: str, config: TrainConfig, folder: Path, train_limit: int | None = None,

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from snnbench.errors import ConfigError
+from snnbench.evaluation.metrics import accuracy
 
 
 @dataclass
@@ -57,10 +58,6 @@ def predict_logits(model: nn.Module, x: np.ndarray, batch_size: int = 1000,
     outputs = [model(torch.as_tensor(x[a:b], device=device)).float().cpu().numpy()
                for a, b in _batches(len(x), batch_size)]
     return np.concatenate(outputs) if outputs else np.zeros((0, 0), np.float32)
-
-
-def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
-    return float((logits.argmax(axis=1) == labels).mean()) if len(labels) else float("nan")
 
 
 def fit(model: nn.Module, train: tuple, val: tuple, config: TrainConfig,

@@ -3,7 +3,8 @@ trial's setting, searched around the calibrated one."""
 
 import optuna
 
-from snnbench.errors import SnnbenchError
+from snnbench.errors import DataError
+from snnbench.evaluation import metrics as M
 from snnbench.tuning.space import layers_from_params
 from snnbench.tuning.task import SECOND_STATS, ConversionTask
 
@@ -27,7 +28,7 @@ def validation_set(task: ConversionTask):
     train = load_features("image", "train")
     _, val_idx = validation_split(len(train), VALIDATION_FRACTION, task.seed)
     if task.val_samples > len(val_idx):
-        raise SnnbenchError(f"--val-samples {task.val_samples} is more than the {len(val_idx)} validation images")
+        raise DataError(f"--val-samples {task.val_samples} is more than the {len(val_idx)} validation images")
     return train.subset(val_idx[: task.val_samples])
 
 
@@ -87,7 +88,7 @@ class ConversionObjective:
         correct, start, activity = 0, 0, 0.0
         for end in chunk_ends(len(self.y), self.task.val_steps):
             logits = model.predict(self.x[start:end], start=start)
-            correct += int((logits.argmax(axis=1) == self.y[start:end]).sum())
+            correct += int(M.correct(logits, self.y[start:end]).sum())
             accuracy = correct / end
             if self.task.multi_objective:
                 activity += SECOND_STATS[self.task.second_objective](model.last_activity)
