@@ -137,8 +137,9 @@ def test_readout_modes():
 def small_mlp():
     require_data()
     from snnbench.training.conversion import trained_conversion_model
+    from snnbench.training.recipes import Recipe
 
-    folder = trained_conversion_model("mlp", epochs=1, train_limit=1000)  # reads the test set: before the patch
+    folder = trained_conversion_model("mlp", Recipe(epochs=1, train_limit=1000))  # reads the test set: before the patch
     return folder, extract(folder / "model.onnx")
 
 

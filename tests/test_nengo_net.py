@@ -29,8 +29,9 @@ def mnist():
 def trained(request):
     require_data()
     from snnbench.training.conversion import trained_conversion_model
+    from snnbench.training.recipes import Recipe
 
-    return trained_conversion_model(request.param, epochs=1, train_limit=1000)
+    return trained_conversion_model(request.param, Recipe(epochs=1, train_limit=1000))
 
 
 def _rate(steps=2, **layer) -> tuple:
@@ -123,8 +124,9 @@ def test_spiking_conversion_with_rate_scaling_is_close_to_the_dnn(mnist):
     30 steps; scaling the firing rates up brings it within a few points of the DNN."""
     require_data()
     from snnbench.training.conversion import trained_conversion_model
+    from snnbench.training.recipes import Recipe
 
-    folder = trained_conversion_model("mlp", epochs=1, train_limit=5000)
+    folder = trained_conversion_model("mlp", Recipe(epochs=1, train_limit=5000))
     x, y = mnist
     dnn = (OrtRunner(folder / "model.onnx").predict(x).argmax(1) == y).mean()
     accuracy, rates = {}, {}

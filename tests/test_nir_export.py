@@ -75,8 +75,9 @@ def test_a_cnn_round_trips_through_snntorch(tmp_path):
     from snnbench.data import load_features
     from snnbench.engines.nengo import NengoRunner
     from snnbench.training.conversion import trained_conversion_model
+    from snnbench.training.recipes import Recipe
 
-    model = extract(trained_conversion_model("cnn", epochs=1, train_limit=2000) / "model.onnx")
+    model = extract(trained_conversion_model("cnn", Recipe(epochs=1, train_limit=2000)) / "model.onnx")
     layers, _ = calibrate(model, mnist_training_images(0), Calibration(samples=300))
     sim = SimConfig(steps=6, minibatch=100)
     graph = nir.read(str(write_nir(model, layers, sim, tmp_path / "cnn.nir")))

@@ -25,11 +25,12 @@ from pathlib import Path
 import numpy as np
 
 from snnbench.benchmarks import convert_eval as measure, convert_targets
-from snnbench.benchmarks.options import add_calibration_arguments, add_common, auto, choice, int_list, positive, require
+from snnbench.benchmarks.options import (add_calibration_arguments, add_common, add_recipe_arguments, auto, choice,
+                                         from_profile, int_list, positive, recipe_from_args, require)
 from snnbench.errors import SnnbenchError
 
-PROFILE_TEST_LIMIT = {"quick": 1000, "full": 0}
-PROFILE_STEPS_LIST = {"quick": [4, 8, 16, 32], "full": [1, 2, 4, 8, 16, 32, 64, 100]}
+PROFILES = {"quick": dict(test_limit=1000, steps_list=[4, 8, 16, 32]),
+            "full": dict(test_limit=0, steps_list=[1, 2, 4, 8, 16, 32, 64, 100])}
 EQUIVALENCE_IMAGES = 200
 CALIBRATION_OPTIONS = ("calibration_samples", "percentile", "target_rate", "neuron", "initial_voltage", "scales")
 CALIBRATED_METHODS = ("calibrated", "corrected")  # the methods that calibrate on training images
@@ -51,13 +52,8 @@ def add_arguments(parser: argparse.ArgumentParser, command: str):
 
     add_common(parser, device=False)
     model = parser.add_argument_group("DNN")
-    model.add_argument("--arch", choices=ARCHS, default="mlp",
-                       help="network to train: the reference MLP, a small CNN, or a ResNet-style CNN (MaxPool, "
-                            "residual Add, Concat; image-shaped input)")
-    model.add_argument("--epochs", type=int, default=3, help="training epochs of the DNN (reference: 3)")
-    model.add_argument("--lr", type=positive(float), default=2e-4, help="Adam learning rate (reference: 2e-4)")
-    model.add_argument("--batch-size", type=positive(int), default=100, help="training batch size")
-    model.add_argument("--train-limit", type=int, default=0, help="first N training images, 0 = all 60,000")
+    add_recipe_arguments(model, ARCHS, "network to train: the reference MLP, a small CNN, or a ResNet-style CNN "
+                                       "(MaxPool, residual Add, Concat; image-shaped input)")
     model.add_argument("--onnx-model", default="", help="convert this .onnx file instead of training")
     model.add_argument("--maxpool", choices=MAXPOOL_ROUTES, default="exact",
                        help="MaxPool: exact (a tree of pairwise maxes as extra ReLU populations; the rate-mode "
@@ -107,11 +103,10 @@ def resolve(args) -> dict:
     from snnbench.conversion.calibration import Calibration, reference_layers
     from snnbench.conversion.nengo_net import LayerParams, SimConfig, load_params, parse_params
 
-    require(args.epochs >= 0 and args.train_limit >= 0, "--epochs and --train-limit must be >= 0")
     convert_targets.check(args)
-    test_limit = PROFILE_TEST_LIMIT[args.profile] if args.test_limit is None else args.test_limit
+    chosen = from_profile(args, PROFILES)
+    test_limit, steps_list = chosen["test_limit"], chosen["steps_list"]
     require(test_limit >= 0, "--test-limit must be >= 0 (0 = all)")
-    steps_list = PROFILE_STEPS_LIST[args.profile] if args.steps_list is None else args.steps_list
     require(bool(steps_list) and min(steps_list) >= 1, "--steps-list needs step counts >= 1")
     sim = SimConfig(args.steps, args.dt, args.readout, args.minibatch, args.simulator, args.seed)
     tuned_source = bool(args.params_json or args.study_name)
@@ -173,8 +168,7 @@ def model_path(args) -> Path:
         return Path(args.onnx_model)
     from snnbench.training.conversion import trained_conversion_model
 
-    return trained_conversion_model(args.arch, args.epochs, args.lr, args.batch_size, args.seed,
-                                    args.train_limit or None) / "model.onnx"
+    return trained_conversion_model(args.arch, recipe_from_args(args)) / "model.onnx"
 
 
 def layers_summary(layers: list) -> str:

@@ -27,7 +27,7 @@ from snnbench.engines.pytorch import suite_engine
 
 from snnbench.evaluation import plots
 
-from snnbench.benchmarks.options import add_common, choice_list, float_list, int_list, positive, require
+from snnbench.benchmarks.options import add_common, choice_list, float_list, from_profile, int_list, positive, require
 from snnbench.data import MODALITIES, FeatureSet
 from snnbench.benchmarks.multimodal_options import (PROFILES, add_engine_arguments, add_seed_arguments,
                                                    add_training_arguments, devices_from_args, engine_from_args,
@@ -44,7 +44,6 @@ from snnbench.execution import executor_from_args
 from snnbench.tracking.runs import benchmark_run, child_run, config_key, finished_children, log_dataset
 from snnbench.training.cache import pack, unpack
 from snnbench.training.suite import log_trained_model
-from snnbench.training.loop import TrainConfig
 
 # Each profile's training recipe (snnbench.training.recipes) and test subset.
 
@@ -217,12 +216,6 @@ def add_arguments(parser: argparse.ArgumentParser, command: str):
     add_engine_arguments(parser)
 
 
-def _settings(args) -> dict:
-    """Epochs and data limits: explicit options override the profile's."""
-    profile = PROFILES[args.profile]
-    return {k: profile[k] if getattr(args, k) is None else getattr(args, k) for k in profile}
-
-
 def configurations(args) -> list[dict]:
     """One child configuration per (modality, swept value, seed), in the order they run."""
     sweep = SWEEPS[args.command]
@@ -259,7 +252,7 @@ def _child_name(config: dict, factor: str | None) -> str:
 def run(args):
     sweep = SWEEPS[args.command]
     factor = sweep.factor if sweep else None
-    scale = _settings(args)
+    scale = from_profile(args, PROFILES)  # epochs and data limits
     device = resolve_device(args.device)
     configs = configurations(args)
     for config in configs:  # check every configuration before any run or training starts
@@ -268,7 +261,6 @@ def run(args):
     by_seed = {seed: TrainSettings(epochs=scale["epochs"], lr=args.lr, batch_size=args.batch_size, seed=seed,
                                    train_limit=scale["train_limit"], validation=args.validation)
                for seed in seeds_from_args(args)}
-    TrainConfig(scale["epochs"], args.lr, args.batch_size, args.seed)  # validates
     devices = devices_from_args(args)
     checksums = {}
     for modality in args.modalities:

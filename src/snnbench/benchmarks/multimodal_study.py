@@ -28,7 +28,7 @@ from pathlib import Path
 import mlflow
 import torch
 
-from snnbench.benchmarks.options import add_common, choice_list, non_negative
+from snnbench.benchmarks.options import add_common, choice_list, from_profile, non_negative
 from snnbench.benchmarks.multimodal import log_history
 from snnbench.benchmarks.multimodal_options import (PROFILES, add_engine_arguments, add_seed_arguments, add_training_arguments, devices_from_args, engine_from_args, seeds_from_args)
 from snnbench.benchmarks.options import boolean
@@ -61,8 +61,7 @@ def add_arguments(parser: argparse.ArgumentParser, command: str):
 
 
 def run(args):
-    profile = PROFILES[args.profile]
-    scale = {k: profile[k] if getattr(args, k) is None else getattr(args, k) for k in profile}
+    scale = from_profile(args, PROFILES)
     devices = devices_from_args(args)
     seeds = seeds_from_args(args)
     engine = engine_from_args(args)

@@ -23,7 +23,7 @@ import numpy as np
 from tqdm import tqdm
 
 from snnbench.benchmarks import noise_sweep_tables as tables
-from snnbench.benchmarks.options import add_common, auto, choice_list, float_list, positive, require
+from snnbench.benchmarks.options import add_common, auto, choice_list, float_list, from_profile, positive, require
 from snnbench.benchmarks.options import boolean
 from snnbench.data import MODALITIES
 from snnbench.benchmarks.noise_sweep_models import SNN_ENGINE, Subject
@@ -111,8 +111,7 @@ def settings(args) -> dict:
     from snnbench.models.multimodal import ModelSpec
     from snnbench.training import recipes
 
-    profile = PROFILES[args.profile]
-    chosen = {k: getattr(args, k) if getattr(args, k) is not None else v for k, v in profile.items()}
+    chosen = from_profile(args, PROFILES)
     require(chosen["test_limit"] >= 0 and (args.train_limit or 0) >= 0,
             "--test-limit and --train-limit must be >= 0 (0 = all samples)")
     for name in ("epochs", "steps", "snn_steps"):
@@ -131,8 +130,8 @@ def settings(args) -> dict:
               "noise_mode": args.noise_mode, "seed": args.seed, "profile": args.profile,
               "device": str(resolve_device(args.device)), "snn_steps": snn_steps,
               "models_from": args.models_from, "onnx_model": args.onnx_model, "snntorch_model": args.snntorch_model,
-              "dataset": args.dataset, "conversion_training": asdict(replace(recipes.CONVERSION, **overrides)),
-              "suite_training": asdict(replace(recipes.SUITE[args.profile], **overrides)), **chosen}
+              "dataset": args.dataset, "conversion_training": replace(recipes.CONVERSION, **overrides).as_params(),
+              "suite_training": replace(recipes.SUITE[args.profile], **overrides).as_params(), **chosen}
     config["model_seeds"] = model_seeds(args, config)
     if user:
         check_user_models(config)

@@ -108,9 +108,10 @@ class Models:
             elif subject.model == "conversion-mlp":
                 from snnbench.training.conversion import trained_conversion_model
 
-                t = self.config["conversion_training"]
-                self.folders[name] = trained_conversion_model("mlp", t["epochs"], t["lr"], t["batch_size"],
-                                                              subject.model_seed, t["train_limit"] or None)
+                from snnbench.training.recipes import Recipe
+
+                recipe = Recipe(**self.config["conversion_training"], seed=subject.model_seed)
+                self.folders[name] = trained_conversion_model("mlp", recipe)
             else:
                 from snnbench.training.suite import trained_multimodal_model
 
@@ -126,9 +127,7 @@ class Models:
     def train_settings(self, seed: int):
         from snnbench.training.suite import TrainSettings
 
-        t = self.config["suite_training"]
-        return TrainSettings(epochs=t["epochs"], lr=t["lr"], batch_size=t["batch_size"], train_limit=t["train_limit"],
-                             seed=seed)
+        return TrainSettings(**self.config["suite_training"], seed=seed)
 
     def prepare(self, subjects: list):
         """Fetch (or train) every model the sweep needs. A model trained here is logged as an

@@ -22,7 +22,8 @@ from pathlib import Path
 import mlflow
 import numpy as np
 
-from snnbench.benchmarks.options import add_common, auto, choice_list, int_list, non_negative, positive, require
+from snnbench.benchmarks.options import (add_common, add_recipe_arguments, auto, choice_list, from_profile, int_list,
+                                         positive, require)
 from snnbench.errors import SnnbenchError
 from snnbench.execution import add_cluster_arguments
 from snnbench.evaluation.metrics import accuracy_interval, correct
@@ -64,19 +65,14 @@ def add_arguments(parser, command):
                         help=f"timed batches per point ({by_profile('repeats')})")
     parser.add_argument("--threads", type=auto(positive(int)), default=None,
                         help="CPU threads for every backend (auto: all usable CPUs)")
-    parser.add_argument("--arch", choices=("mlp", "cnn"), default="mlp", help="the conversion study's network")
-    parser.add_argument("--epochs", type=int, default=3, help="training epochs of the (cached) network")
-    parser.add_argument("--train-limit", type=auto(non_negative), default=None,
-                        help="train the network on the first N MNIST images only (0 or auto: all)")
+    add_recipe_arguments(parser, ("mlp", "cnn"), lr=False)
 
 
 def resolve(args) -> dict:
     """The run's settings: options given, else the profile's grid."""
     from snnbench.device import resolve_device
 
-    grid = GRIDS[args.profile]
-    settings = {key: getattr(args, key) if getattr(args, key, None) is not None else value
-                for key, value in grid.items()}
+    settings = from_profile(args, GRIDS)
     threads = args.threads or len(os.sched_getaffinity(0))
     settings.update(backends=args.backends, threads=threads, arch=args.arch, epochs=args.epochs,
                     train_limit=args.train_limit or 0, profile=args.profile, seed=args.seed,
@@ -189,9 +185,10 @@ def time_backend(unit: BackendPoints) -> dict:
 def model_folder(settings: dict) -> Path:
     """The conversion study's cached network (``model.onnx``)."""
     from snnbench.training.conversion import trained_conversion_model
+    from snnbench.training.recipes import Recipe
 
-    return trained_conversion_model(settings["arch"], epochs=settings["epochs"], seed=settings["seed"],
-                                    train_limit=settings["train_limit"] or None)
+    return trained_conversion_model(settings["arch"], Recipe(epochs=settings["epochs"], seed=settings["seed"],
+                                                             train_limit=settings["train_limit"]))
 
 
 def build_backend(backend: str, folder: Path, steps: int, batch_size: int, settings: dict, layers=None):

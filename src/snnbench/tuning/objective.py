@@ -12,8 +12,9 @@ from snnbench.tuning.task import SECOND_STATS, ConversionTask
 def trained_model_folder(task: ConversionTask):
     """The cached trained DNN (``model.onnx``) that the study converts."""
     from snnbench.training.conversion import trained_conversion_model
-    return trained_conversion_model(task.arch, task.epochs, task.lr, task.batch_size, task.seed,
-                                    train_limit=task.train_limit)
+    from snnbench.training.recipes import Recipe
+    return trained_conversion_model(task.arch, Recipe(task.epochs, task.lr, task.batch_size, task.train_limit or 0,
+                                                      task.seed))
 
 
 def validation_set(task: ConversionTask):
