@@ -27,7 +27,7 @@ import numpy as np
 from snnbench.benchmarks import convert_eval as measure, convert_targets
 from snnbench.benchmarks.options import (add_calibration_arguments, add_common, add_recipe_arguments, auto, choice,
                                          from_profile, int_list, positive, recipe_from_args, require)
-from snnbench.errors import SnnbenchError
+from snnbench.errors import ConfigError
 
 PROFILES = {"quick": dict(test_limit=1000, steps_list=[4, 8, 16, 32]),
             "full": dict(test_limit=0, steps_list=[1, 2, 4, 8, 16, 32, 64, 100])}
@@ -142,7 +142,7 @@ def resolve(args) -> dict:
         try:
             sim = replace(sim, **overrides)
         except TypeError as exc:
-            raise SnnbenchError(f"{source}: bad 'sim' settings ({exc})") from None
+            raise ConfigError(f"{source}: bad 'sim' settings ({exc})") from None
     if args.onnx_model:
         require(Path(args.onnx_model).is_file(), f"--onnx-model {args.onnx_model} not found; give a .onnx file")
     settings.update(test_limit=test_limit, steps_list=sorted(set(steps_list)), sim=sim)
