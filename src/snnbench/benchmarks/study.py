@@ -18,7 +18,6 @@ tables and one figure per experiment, our mean and interval beside the study's v
 study gave one.
 """
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -255,11 +254,3 @@ def plot_experiment(experiment: Experiment, entries: list[dict], path: Path) -> 
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
-
-
-def write_report(results_path: Path, out: Path) -> Path:
-    """``out`` (markdown) with its figures beside it in ``<out stem>/``, from a results file."""
-    results = json.loads(Path(results_path).read_text())
-    figures = out.parent / out.stem
-    out.write_text(study_report(results, figures, f"{out.stem}/"))
-    return out

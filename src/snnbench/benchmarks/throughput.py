@@ -31,7 +31,8 @@ from snnbench.evaluation.plots import throughput_plot
 from snnbench.evaluation.timing import machine, set_threads, time_batch
 from snnbench.tracking.runs import benchmark_run
 
-BACKENDS = ("ort", "nengo_dl", "nengo", "snntorch")
+ENGINES = {"ort": "ort-dnn", "nengo_dl": "nengo-snn", "nengo": "nengo-snn", "snntorch": "snntorch-snn"}  # by backend
+BACKENDS = tuple(ENGINES)
 # profile -> grid; the nengo reference simulator gets its own small grid (it is the slowest).
 GRIDS = {
     "quick": dict(steps=[4, 16], batch_sizes=[1, 100], nengo_steps=[4], nengo_batch_sizes=[1, 10],
@@ -199,14 +200,13 @@ def build_backend(backend: str, folder: Path, steps: int, batch_size: int, setti
 
     seed = settings["seed"]
     if backend == "ort":
-        model = engines.build("ort-dnn", folder, dict(batch_size=batch_size, threads=settings["threads"],
-                                                      activity=False))
+        options = dict(batch_size=batch_size, threads=settings["threads"], activity=False)
     elif backend == "snntorch":
-        model = engines.build("snntorch-snn", folder, dict(device=settings["device"], seed=seed, steps=steps,
-                                                           layers=layers))
+        options = dict(device=settings["device"], seed=seed, steps=steps, layers=layers)
     else:
-        sim = SimConfig(steps=steps, minibatch=batch_size, simulator=backend, seed=seed)
-        model = engines.build("nengo-snn", folder, dict(sim=sim, counters=False, layers=layers))
+        options = dict(sim=SimConfig(steps=steps, minibatch=batch_size, simulator=backend, seed=seed), counters=False,
+                       layers=layers)
+    model = engines.build(ENGINES[backend], folder, options)
     predict = lambda images: model.predict(images.reshape(len(images), -1))  # noqa: E731
     if backend in ("nengo_dl", "nengo"):
         predict(np.zeros((batch_size, model.converted.n_inputs), np.float32))  # builds the simulator
@@ -228,9 +228,6 @@ def measure(backend, steps, batch_size, images, labels, folder, settings, layers
 def _progress(row: dict) -> str:
     return (f"  {row['backend']:<9} steps={row['steps']:<3} batch={row['batch_size']:<5} "
             f"{row['samples_per_s_median']:10.1f} samples/s  {row['latency_ms_median']:9.2f} ms/batch")
-
-
-ENGINES = {"ort": "ort-dnn", "nengo_dl": "nengo-snn", "nengo": "nengo-snn", "snntorch": "snntorch-snn"}
 
 
 def result_rows(rows: list, settings: dict) -> list:

@@ -279,6 +279,10 @@ class ConvertedModel:
     def macs(self) -> int:
         return sum(op.macs() for op in self.linear_ops())
 
+    def weights(self) -> list:
+        """The connection matrices and biases (what the static metrics read)."""
+        return [a for op in self.linear_ops() for a in (op.weight, op.bias) if a is not None]
+
     def fan_out(self, source: int) -> np.ndarray:
         """For each neuron of ``source`` (a hidden stage's index, or INPUT): how many neurons of
         the later stages it reaches through nonzero weights, each consumer's paths from it merged

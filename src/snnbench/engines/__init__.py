@@ -55,8 +55,3 @@ def converted_layers(converted, layers=None, calibration_inputs=None, seed: int 
             raise ConfigError("a converted network needs its layers or calibration inputs")
         layers = calibrate(converted, calibration_inputs, Calibration(seed=seed), dt)[0]
     return converted, layers
-
-
-def converted_weights(converted) -> list:
-    """The connection matrices and biases of a converted network (the static metrics read them)."""
-    return [a for op in converted.linear_ops() for a in (op.weight, op.bias) if a is not None]

@@ -19,7 +19,7 @@ import numpy as np
 from snnbench.conversion import loihi as L
 from snnbench.conversion.nengo_net import SimConfig, build_network, layer_list, readout
 from snnbench.conversion.onnx_io import load_any
-from snnbench.engines import converted_layers, converted_weights, register
+from snnbench.engines import converted_layers, register
 from snnbench.errors import ConfigError, DataError, UnsupportedModelError
 from snnbench.evaluation import metrics as M
 from snnbench.evaluation.harness import CLEAN, Model
@@ -43,9 +43,6 @@ class LoihiModel(Model):
         self._simulator = None
         self._feed = None
         self._first_step = 0
-
-    def weights(self):
-        return converted_weights(self.converted)
 
     # ---------------------------------------------------------------- building
     def _input(self, t):

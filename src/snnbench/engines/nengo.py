@@ -15,7 +15,7 @@ import numpy as np
 from snnbench.conversion.nengo_net import (LayerParams, SimConfig, build_network, layer_list, readout,
                                            register_nengo_dl_neurons)
 from snnbench.conversion.onnx_io import ConvertedModel, load_any
-from snnbench.engines import converted_layers, converted_weights, register
+from snnbench.engines import converted_layers, register
 from snnbench.errors import ConfigError, DataError
 from snnbench.evaluation import metrics as M
 from snnbench.evaluation.harness import CLEAN, Model
@@ -237,9 +237,6 @@ class NengoModel(Model):
         self.steps = sim.steps
         self._runners = {}
 
-    def weights(self):
-        return converted_weights(self.converted)
-
     def runner(self, noise: NoiseSpec):
         key = noise.position if noise.active and noise.position != "input" else "none"
         if key not in self._runners:
@@ -270,12 +267,6 @@ class NengoModel(Model):
         for runner in self._runners.values():
             runner.close()
         self._runners.clear()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
 
 @register("nengo-snn")

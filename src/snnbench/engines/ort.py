@@ -14,7 +14,7 @@ import numpy as np
 import onnxruntime as ort
 
 from snnbench.conversion.graph import INPUT
-from snnbench.engines import converted_weights, register
+from snnbench.engines import register
 from snnbench.errors import DataError, UnsupportedModelError
 from snnbench.evaluation import metrics as M
 from snnbench.evaluation.harness import CLEAN, Model
@@ -98,9 +98,6 @@ class OrtModel(Model):
 
             self._converted = onnx_io.extract(self.path, maxpool="average")
         return self._converted
-
-    def weights(self):
-        return converted_weights(self.converted)
 
     def _runner(self, position: str):
         """A runner of the graph (with noise inputs at ``position``; with ``activity``, also

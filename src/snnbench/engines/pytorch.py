@@ -9,24 +9,32 @@
 import numpy as np
 import torch
 
-from snnbench.engines import converted_layers, converted_weights, register
+from snnbench.engines import converted_layers, register
 from snnbench.errors import ConfigError
 from snnbench.evaluation import metrics as M
 from snnbench.evaluation.harness import CLEAN, Model
 
 
-def _count_fan_out(weight: np.ndarray) -> np.ndarray:
-    """Per input of a dense (out, in) weight matrix: how many outputs it reaches."""
-    return (np.asarray(weight) != 0).sum(axis=0).astype(np.float64)
+class _SuiteModel(Model):
+    """A net of the multimodal suite in PyTorch: its linear layers' fan-outs (nonzero synapses per
+    input) and sizes, its parameters as the weights."""
+
+    def __init__(self, model, linears: list, device, batch_size: int):
+        self.model = model.to(device).eval()
+        self.device, self.batch_size, self.linears = torch.device(device), batch_size, linears
+        self._fan_outs = [(linear.weight.detach().cpu().numpy() != 0).sum(axis=0).astype(np.float64)
+                          for linear in linears]
+        self.hidden_neurons = sum(linear.out_features for linear in linears[:-1])
+        self.dense_macs = float(sum(linear.in_features * linear.out_features for linear in linears))
+
+    def weights(self):
+        return [p.detach().cpu().numpy() for p in self.model.parameters()]
+
+    def _logits(self, outputs: list) -> np.ndarray:
+        return np.concatenate(outputs) if outputs else np.zeros((0, self.linears[-1].out_features), np.float32)
 
 
-# --------------------------------------------------------------------------- PyTorch (the suite's nets)
-
-def _numpy_weights(module: torch.nn.Module) -> list[np.ndarray]:
-    return [p.detach().cpu().numpy() for p in module.parameters()]
-
-
-class SnntorchModel(Model):
+class SnntorchModel(_SuiteModel):
     """The suite's snntorch SNN (snnbench.models.multimodal.SpikingMLP). Activity from its traces:
     hidden spikes x fan-out (ACs), the nonzero direct-encoded input x fan-out every step (MACs) or
     the rate-encoded input's spikes x fan-out (ACs); tests/test_neurobench.py checks it all
@@ -34,21 +42,15 @@ class SnntorchModel(Model):
     engine = "snntorch-snn"
 
     def __init__(self, model, device="cpu", batch_size: int = 500, seed: int = 0):
-        self.model = model.to(device).eval()
-        self.device, self.batch_size, self.seed = torch.device(device), batch_size, seed
-        self.steps = model.spec.steps
-        self._fan_outs = [_count_fan_out(linear.weight.detach().cpu().numpy()) for linear in model.linears]
-
-    def weights(self):
-        return _numpy_weights(self.model)
+        super().__init__(model, model.linears, device, batch_size)
+        self.seed, self.steps = seed, model.spec.steps
 
     @torch.no_grad()
     def predict(self, x, noise=CLEAN, start=0):
         if self.model.spec.encoding == "rate":
             torch.manual_seed(self.seed)  # rate-encoded input spikes
-        steps, outputs = self.steps, []
+        steps, outputs, neurons = self.steps, [], self.hidden_neurons
         active = spikes = macs = acs = 0.0
-        neurons = sum(linear.out_features for linear in self.model.linears[:-1])
         for a in range(0, len(x), self.batch_size):
             xb = np.asarray(x[a: a + self.batch_size], np.float32)
             trace = self.model.simulate(torch.as_tensor(xb, device=self.device), noise, start + a)
@@ -65,26 +67,18 @@ class SnntorchModel(Model):
                 active += float((spk != 0).sum())
                 spikes += float(per_neuron.sum())
                 acs += float(per_neuron @ fan_out)
-        n = len(x)
-        output_neurons = self.model.linears[-1].out_features
-        dense = float(sum(linear.in_features * linear.out_features for linear in self.model.linears))
+        n, output_neurons = len(x), self.linears[-1].out_features
         self.last_activity = M.Activity(n, steps, neurons, active, spikes, macs, acs,
-                                        float(n * steps * (neurons + output_neurons)), dense)
-        return np.concatenate(outputs) if outputs else np.zeros((0, output_neurons), np.float32)
+                                        float(n * steps * (neurons + output_neurons)), self.dense_macs)
+        return self._logits(outputs)
 
 
-class TorchModel(Model):
+class TorchModel(_SuiteModel):
     """The suite's DNN (nn.Sequential of Linear / ReLU) in PyTorch, noise as snnbench.noise says."""
     engine = "torch-dnn"
 
     def __init__(self, model: torch.nn.Sequential, device="cpu", batch_size: int = 1000):
-        self.model = model.to(device).eval()
-        self.device, self.batch_size = torch.device(device), batch_size
-        self.linears = [m for m in model if isinstance(m, torch.nn.Linear)]
-        self._fan_outs = [_count_fan_out(linear.weight.detach().cpu().numpy()) for linear in self.linears]
-
-    def weights(self):
-        return _numpy_weights(self.model)
+        super().__init__(model, [m for m in model if isinstance(m, torch.nn.Linear)], device, batch_size)
 
     @torch.no_grad()
     def predict(self, x, noise=CLEAN, start=0):
@@ -108,10 +102,8 @@ class TorchModel(Model):
         finally:
             for hook in hooks:
                 hook.remove()
-        neurons = sum(linear.out_features for linear in self.linears[:-1])
-        dense = float(sum(linear.in_features * linear.out_features for linear in self.linears))
-        self.last_activity = M.Activity(len(x), 1, neurons, active, active, macs, 0.0, 0.0, dense)
-        return np.concatenate(outputs) if outputs else np.zeros((0, self.linears[-1].out_features), np.float32)
+        self.last_activity = M.Activity(len(x), 1, self.hidden_neurons, active, active, macs, 0.0, 0.0, self.dense_macs)
+        return self._logits(outputs)
 
 
 def torch_layer(op) -> torch.nn.Module:
@@ -172,9 +164,6 @@ class ConvertedSnntorchModel(Model):
     def __init__(self, converted, layers, steps: int, dt: float = 0.001, device="cpu"):
         self.converted, self.steps, self.device = converted, steps, torch.device(device)
         self.network = ConvertedSnntorch(converted, steps, layers, dt).to(self.device).eval()
-
-    def weights(self):
-        return converted_weights(self.converted)
 
     def predict(self, x, noise=CLEAN, start=0):
         if noise.active:
