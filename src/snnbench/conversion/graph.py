@@ -211,7 +211,7 @@ class Stage:
     def _chain_path(self) -> Path:
         if len(self.paths) != 1 or self.paths[0].source != self.index - 1 or self.paths[0].scale != 1:
             raise UnsupportedModelError(f"stage {self.name!r} is not a plain layer of a chain (sources "
-                                f"{self.sources}); use ConvertedModel.activations / fan_out for graphs")
+                                        f"{self.sources}); use ConvertedModel.activations / fan_out for graphs")
         return self.paths[0]
 
     @property
@@ -235,7 +235,7 @@ class ConvertedModel:
             stage.index = i
             if stage.activation != (i < len(self.stages) - 1) or any(s >= i for s in stage.sources):
                 raise UnsupportedModelError(f"stage {i} ({stage.name!r}) is out of order: hidden populations come "
-                                    "first, each fed by earlier ones, then the logits")
+                                            "first, each fed by earlier ones, then the logits")
 
     @property
     def hidden(self) -> list:

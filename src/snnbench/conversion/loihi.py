@@ -99,7 +99,7 @@ def check_neurons(layers: list):
     bad = sorted({p.neuron for p in layers if p.neuron not in LOIHI_NEURONS})
     if bad:
         raise ConfigError(f"--target nengo-loihi runs spiking neurons ({', '.join(LOIHI_NEURONS)}); this "
-                            f"setting has {bad}")
+                          f"setting has {bad}")
 
 
 def block_shape(shape: tuple):

@@ -35,7 +35,7 @@ def _padding(op: LinearOp) -> tuple:
     top, left, bottom, right = op.pads
     if (top, left) != (bottom, right) or op.groups != 1 or op.dilations != (1, 1):
         raise UnsupportedModelError(f"NIR export writes convolutions with symmetric padding, no groups or dilation; "
-                            f"this one has pads {op.pads}, groups {op.groups}, dilations {op.dilations}")
+                                    f"this one has pads {op.pads}, groups {op.groups}, dilations {op.dilations}")
     return (top, left)
 
 
@@ -54,7 +54,7 @@ def _op_node(op: LinearOp, weight_scale: float, bias):
     if op.kind == "avgpool":
         return nir.AvgPool2d(np.array(op.kernel), np.array(op.strides), np.zeros(2, np.int64))
     raise UnsupportedModelError(f"NIR export covers dense, conv and average-pool ops; this model has a {op.kind!r} op "
-                        "(max pooling: convert with --maxpool average)")
+                                "(max pooling: convert with --maxpool average)")
 
 
 def _stage_bias(op: LinearOp, flat_bias: np.ndarray) -> np.ndarray:
@@ -64,7 +64,7 @@ def _stage_bias(op: LinearOp, flat_bias: np.ndarray) -> np.ndarray:
     per_channel = flat_bias.reshape(op.out_shape[0], -1)
     if not np.allclose(per_channel, per_channel[:, :1]):
         raise UnsupportedModelError("NIR export: this conv layer's bias varies within a channel (a bias pushed through "
-                            "padding); NIR's Conv2d takes one bias per channel")
+                                    "padding); NIR's Conv2d takes one bias per channel")
     return per_channel[:, 0]
 
 
@@ -74,11 +74,11 @@ def to_nir(model: ConvertedModel, layers, sim: SimConfig):
 
     if not model.is_chain:
         raise UnsupportedModelError("NIR export covers layer chains; this graph has skips, concatenations or max-pool "
-                            "trees (convert a chain, or with --maxpool average)")
+                                    "trees (convert a chain, or with --maxpool average)")
     layers = layer_list(layers, len(model.hidden))
     if any(p.channel_scales or p.channel_bias or p.channel_voltage for p in layers):
         raise UnsupportedModelError("NIR export writes one rate scale, bias and start per layer; this setting has per-channel "
-                            "ones (convert with --method calibrated --scales layer)")
+                                    "ones (convert with --method calibrated --scales layer)")
     bad = sorted({p.neuron for p in layers if p.neuron not in EXPORTED_NEURONS})
     if bad:
         raise UnsupportedModelError(f"NIR export writes IF neurons (the calibrated conversion); this setting has {bad}")
@@ -103,7 +103,7 @@ def to_nir(model: ConvertedModel, layers, sim: SimConfig):
             last = k == len(stage.ops) - 1
             if last and op.kind not in ("dense", "conv"):
                 raise UnsupportedModelError(f"NIR export: stage {stage.name!r} ends with a {op.kind!r} op; it needs a "
-                                    "dense or conv op last (where its bias goes)")
+                                            "dense or conv op last (where its bias goes)")
             name = f"layer{i}_op{k}" if params is not None else f"readout_op{k}"
             nodes[name] = _op_node(op, gain if last else 1.0, _stage_bias(op, bias) if last else None)
             edges.append((previous, name))

@@ -31,7 +31,7 @@ def _node_name(node) -> str:
 def _fail(node, why: str = ""):
     detail = f": {why}" if why else ""
     raise UnsupportedModelError(f"unsupported ONNX op {node.op_type!r} at node {_node_name(node)!r}{detail}; "
-                        f"supported ops: {', '.join(SUPPORTED_OPS)}")
+                                f"supported ops: {', '.join(SUPPORTED_OPS)}")
 
 
 def _load(path) -> onnx.ModelProto:
@@ -44,7 +44,7 @@ def _load(path) -> onnx.ModelProto:
     except Exception as exc:  # onnx raises several types for malformed files
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DataError(f"{path} is not a valid ONNX model ({first[:200]}); export it again with "
-                            "torch.onnx.export") from None
+                        "torch.onnx.export") from None
     return model
 
 
@@ -90,13 +90,13 @@ class _GraphReader:
         inputs = [i for i in graph.input if i.name not in self.consts]
         if len(inputs) != 1 or len(graph.output) != 1:
             raise UnsupportedModelError(f"the ONNX graph has {len(inputs)} inputs and {len(graph.output)} outputs; "
-                                "only single-input single-output classifiers can be converted")
+                                        "only single-input single-output classifiers can be converted")
         declared = [d.dim_value for d in inputs[0].type.tensor_type.shape.dim]
         dims = declared[1:]
         self.batch = declared[0] if declared and declared[0] > 0 else None  # a static batch size
         if not dims or any(d <= 0 for d in dims):
             raise UnsupportedModelError(f"input {inputs[0].name!r} needs fixed feature dimensions (N, features) or "
-                                f"(N, C, H, W), got {dims} after the batch axis")
+                                        f"(N, C, H, W), got {dims} after the batch axis")
         self.input_shape = tuple(dims)
         size = int(np.prod(dims))
         self.values = {inputs[0].name: _Value([Path(INPUT)], np.zeros(size), self.input_shape)}

@@ -46,7 +46,7 @@ class NoisyGraph:
         ``spec`` does not apply to this graph's position)."""
         if spec.active and spec.position != self.position:
             raise ConfigError(f"noise at {spec.position!r} cannot be fed to a graph with noise inputs at "
-                                f"{self.position!r}; build it with add_noise(model, {spec.position!r})")
+                              f"{self.position!r}; build it with add_noise(model, {spec.position!r})")
 
         def feeds(start: int, n: int) -> dict:
             return {i.name: spec.draw(i.layer, start, n, i.features).reshape(n, *i.shape) for i in self.inputs}
@@ -92,8 +92,8 @@ def _sample_shape(shapes: dict, tensor: str, what: str) -> tuple:
     elem_type, dims = shapes.get(tensor, (None, ()))
     if elem_type != TensorProto.FLOAT or len(dims) < 2 or any(d is None or d < 1 for d in dims[1:]):
         raise UnsupportedModelError(f"cannot add noise at {what}: tensor {tensor!r} needs a float32 shape "
-                            f"[batch, features...] with known feature sizes (got {dims or 'unknown'}); "
-                            "export the model with a fixed feature size (snnbench.models.export.export_onnx)")
+                                    f"[batch, features...] with known feature sizes (got {dims or 'unknown'}); "
+                                    "export the model with a fixed feature size (snnbench.models.export.export_onnx)")
     return tuple(dims[1:])
 
 
@@ -125,7 +125,7 @@ def add_noise(model, position: str) -> NoisyGraph:
         activations = [node for node in nodes if node.op_type in ACTIVATIONS]
         if not activations:
             raise UnsupportedModelError(f"cannot add noise at {position!r}: the ONNX graph has no activation node "
-                                f"({', '.join(ACTIVATIONS)}) to attach it to; use position 'input'")
+                                        f"({', '.join(ACTIVATIONS)}) to attach it to; use position 'input'")
         for i, node in enumerate(activations):
             tensor = node.input[0] if position == "pre" else node.output[0]
             noise = NoiseInput(f"noise_layer{i}", f"layer{i}", _sample_shape(shapes, tensor, f"layer {i}"))

@@ -322,7 +322,7 @@ def extract(path, maxpool: str = "exact") -> ConvertedModel:
     output = reader.values.get(reader.output)
     if output is None or not output.paths:
         raise UnsupportedModelError(f"{path}: the graph output {reader.output!r} does not depend on the input "
-                            "through supported nodes")
+                                    "through supported nodes")
     logits = Stage(output.paths, output.bias, False, output.shape, reader.output)
     return ConvertedModel(reader.input_shape, reader.stages + [logits], str(path), reader.approximations)
 

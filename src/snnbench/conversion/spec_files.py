@@ -70,11 +70,11 @@ def load(folder) -> ConvertedModel:
     folder = FilePath(folder)
     if not (folder / SPEC_FILE).is_file() or not (folder / WEIGHTS_FILE).is_file():
         raise DataError(f"{folder} has no {SPEC_FILE} + {WEIGHTS_FILE}; write them with "
-                            "snnbench.conversion.onnx_io.save")
+                        "snnbench.conversion.onnx_io.save")
     spec = json.loads((folder / SPEC_FILE).read_text())
     if spec.get("format") not in READ_FORMATS:
         raise DataError(f"{folder / SPEC_FILE} has format {spec.get('format')!r}; this version reads "
-                            f"{', '.join(READ_FORMATS)} (convert the ONNX model again)")
+                        f"{', '.join(READ_FORMATS)} (convert the ONNX model again)")
     with np.load(folder / WEIGHTS_FILE) as arrays:
         if spec["format"] == "snnbench-layers/1":
             stages = [_chain_stage(i, [_op_from_entry(o, arrays) for o in s["ops"]], s["activation"] == "relu")

@@ -107,7 +107,7 @@ class LoihiModel(Model):
             raise ConfigError(f"loihi-emulator takes input noise only, got noise at {noise.position!r}")
         if (x < 0).any():
             raise DataError("Loihi's input layer turns pixels into spikes and takes inputs >= 0; got negative "
-                                "inputs")
+                            "inputs")
         # a noisy pixel below 0 drives the input layer's IF neuron to no spikes: rectified, as on a chip
         return np.maximum(feeds, 0.0, out=feeds)
 

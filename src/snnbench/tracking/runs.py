@@ -174,8 +174,8 @@ def _unfinished_run(benchmark: str, experiment_id: str, key: str, resume: bool |
     running = [r for r in runs if r.info.status == "RUNNING"]
     if sweep and running and resume is not True:
         raise StorageError(f"{benchmark} with these parameters is still running (run {running[0].info.run_id}); "
-                            "if its process was stopped, take the run over with --resume; to share its work "
-                            "between machines, run it on one Dask cluster with --cluster")
+                           "if its process was stopped, take the run over with --resume; to share its work "
+                           "between machines, run it on one Dask cluster with --cluster")
     if resume is True:
         return runs[0].info.run_id if runs else None
     stopped = [r for r in runs if r.info.status in ("FAILED", "KILLED")]

@@ -43,7 +43,7 @@ def best_params_from_study(study_name: str, storage: str) -> dict:
         study = optuna.load_study(study_name=study_name, storage=open_storage(storage))
     except KeyError:
         raise StorageError(f"no study {study_name!r} in {storage_label(storage)}; check --study-name "
-                            "and --storage (snnbench tune creates it)") from None
+                           "and --storage (snnbench tune creates it)") from None
     if "task" not in study.user_attrs:
         raise StorageError(f"study {study_name!r} was not made by snnbench tune (no task attribute)")
     return params_document(study)

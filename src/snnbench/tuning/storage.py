@@ -47,7 +47,7 @@ def open_storage(spec: str):
         if inner:
             open_storage(inner)  # checked here; the scheduler opens it
         raise ConfigError(f"--storage {storage_label(spec)} keeps the study on a Dask scheduler: run with "
-                            "--cluster ADDRESS or --workers N")
+                          "--cluster ADDRESS or --workers N")
     if spec.startswith(JOURNAL_PREFIX) or (spec.endswith(".journal") and "://" not in spec):
         from optuna.storages import JournalStorage
         from optuna.storages.journal import JournalFileBackend
@@ -57,7 +57,7 @@ def open_storage(spec: str):
         return JournalStorage(JournalFileBackend(path))
     if "://" not in spec:
         raise ConfigError(f"storage {spec!r} is neither a database URL (sqlite:///optuna.db, "
-                            "postgresql+psycopg2://USER:PASS@HOST/DB) nor a journal file (journal:PATH)")
+                          "postgresql+psycopg2://USER:PASS@HOST/DB) nor a journal file (journal:PATH)")
     try:
         with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna, and what workers need
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -65,7 +65,7 @@ def open_storage(spec: str):
     except Exception as exc:  # noqa: BLE001 - SQLAlchemy/driver errors come in many types
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise StorageError(f"cannot open Optuna storage {storage_label(spec)}: {first_line}; check the "
-                            "URL, that the database server is running and the database exists") from None
+                           "URL, that the database server is running and the database exists") from None
 
 
 @dataclass(frozen=True)
@@ -143,8 +143,8 @@ def load_study(options: StudyOptions, task: ConversionTask, worker: int = 0, cre
     elif stored != task.to_dict():
         diff = sorted(k for k in set(stored) | set(task.to_dict()) if stored.get(k) != task.to_dict().get(k))
         raise StorageError(f"study {options.study_name!r} in {storage_label(options.storage)} was made for "
-                            f"other settings ({', '.join(diff)} differ); use the same settings to resume "
-                            "it, or a new --study-name")
+                           f"other settings ({', '.join(diff)} differ); use the same settings to resume "
+                           "it, or a new --study-name")
     return study
 
 

@@ -45,13 +45,13 @@ class ConversionTask:
         self.calibration()
         if self.second_objective not in SECOND_OBJECTIVES:
             raise ConfigError(f"unknown second objective {self.second_objective!r}; use one of "
-                                f"{', '.join(SECOND_OBJECTIVES)}")
+                              f"{', '.join(SECOND_OBJECTIVES)}")
         if self.val_samples > VALIDATION_IMAGES:
             raise ConfigError(f"--val-samples {self.val_samples} is more than the {VALIDATION_IMAGES} "
-                                "validation images (20% of MNIST train)")
+                              "validation images (20% of MNIST train)")
         if self.val_samples < self.val_steps or self.val_steps < 1:
             raise ConfigError(f"--val-samples ({self.val_samples}) must be at least --val-steps "
-                                f"({self.val_steps}), and --val-steps at least 1")
+                              f"({self.val_steps}), and --val-steps at least 1")
         self.space.check()
 
     def calibration(self) -> Calibration:
