@@ -26,7 +26,8 @@ import numpy as np
 
 from snnbench.benchmarks import convert_eval as measure, convert_targets
 from snnbench.benchmarks.options import (add_calibration_arguments, add_common, add_recipe_arguments, auto, choice,
-                                         from_profile, int_list, positive, recipe_from_args, require)
+                                         from_profile, int_list, option_params, positive, recipe_from_args,
+                                         require)
 from snnbench.errors import ConfigError
 
 PROFILES = {"quick": dict(test_limit=1000, steps_list=[4, 8, 16, 32]),
@@ -189,7 +190,7 @@ def logged_params(args, settings: dict, test_images: int) -> dict:
     """The options that decided the run (a method's options only where it uses them)."""
     unused = (() if args.method in CALIBRATED_METHODS else CALIBRATION_OPTIONS) + \
         (() if args.method == "tuned" else TUNED_OPTIONS)
-    params = {k: v for k, v in vars(args).items() if not k.startswith("_") and k not in ("command", *unused)}
+    params = option_params(args, *unused)
     if settings["calibration"] is not None:
         params["scales"] = settings["calibration"].scales  # resolved
     params.update(test_limit=settings["test_limit"], test_images=test_images, steps_list=settings["steps_list"],

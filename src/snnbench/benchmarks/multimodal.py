@@ -27,7 +27,8 @@ from snnbench.engines.pytorch import suite_engine
 
 from snnbench.evaluation import plots
 
-from snnbench.benchmarks.options import add_common, choice_list, float_list, from_profile, int_list, positive, require
+from snnbench.benchmarks.options import (add_common, choice_list, float_list, from_profile, int_list, option_params,
+                                         positive, require)
 from snnbench.data import MODALITIES, FeatureSet
 from snnbench.benchmarks.multimodal_options import (PROFILES, add_engine_arguments, add_seed_arguments,
                                                    add_training_arguments, devices_from_args, engine_from_args,
@@ -265,7 +266,7 @@ def run(args):
     checksums = {}
     for modality in args.modalities:
         checksums.update(features(modality, "test").checksums)
-    params = {k: v for k, v in vars(args).items() if not k.startswith("_") and k not in ("command", "resume", "cluster", "workers")}
+    params = option_params(args, "resume", "cluster", "workers")
     params.update(scale)
     params["seeds"] = seeds_from_args(args)
     params["device"] = str(device)  # resolved, never 'auto'

@@ -76,6 +76,11 @@ def auto(parse):
     return parse_or_auto
 
 
+def option_params(args, *leave_out) -> dict:
+    """A command's options as its run's params, without the internal ones and ``leave_out``."""
+    return {k: v for k, v in vars(args).items() if not k.startswith("_") and k not in ("command", *leave_out)}
+
+
 def from_profile(args, table: dict) -> dict:
     """The profile-dependent settings of a command: each setting of ``table[args.profile]`` from its
     option where one was given (not auto), else the profile's value. The one resolver of profiles."""

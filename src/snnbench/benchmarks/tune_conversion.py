@@ -14,7 +14,7 @@ import argparse
 from pathlib import Path
 
 from snnbench.benchmarks.options import (add_calibration_arguments, add_common, add_recipe_arguments, auto, boolean,
-                                         from_profile, positive, require)
+                                         from_profile, option_params, positive, require)
 from snnbench.conversion.nengo_net import READOUTS
 from snnbench.execution import add_cluster_arguments, executor_from_args
 from snnbench.tuning import (PRUNERS, SAMPLERS, SECOND_OBJECTIVES, ConversionTask, SearchSpace, StudyOptions,
@@ -132,7 +132,7 @@ def run(args):
 
 
 def logged_params(args) -> dict:
-    params = {k: v for k, v in vars(args).items() if not k.startswith("_") and k not in ("command", "cluster")}
+    params = option_params(args, "cluster")
     params["storage"] = storage_label(args.storage)
     params["best_params_out"] = str(args.best_params_out) if args.best_params_out else None
     return params
