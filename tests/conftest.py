@@ -61,7 +61,8 @@ def calibrated_reference_mlp(train_limit: int, epochs: int = 1):
     from snnbench.conversion.calibration import Calibration, calibrate, mnist_training_images
     from snnbench.conversion.onnx_io import extract
     from snnbench.training.conversion import trained_conversion_model
+    from snnbench.training.recipes import Recipe
 
-    model = extract(trained_conversion_model("mlp", epochs=epochs, train_limit=train_limit) / "model.onnx")
+    model = extract(trained_conversion_model("mlp", Recipe(epochs=epochs, train_limit=train_limit)) / "model.onnx")
     layers, _ = calibrate(model, mnist_training_images(0), Calibration(samples=500))
     return model, layers

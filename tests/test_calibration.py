@@ -14,7 +14,8 @@ from snnbench.errors import SnnbenchError
 from snnbench.conversion.nengo_net import SignedIF, SimConfig, readout
 from snnbench.models.export import export_onnx
 from snnbench.conversion.onnx_io import extract
-from snnbench.engines.runners import NengoRunner, OrtRunner
+from snnbench.engines.nengo import NengoRunner
+from snnbench.engines.ort import OrtRunner
 
 
 def _random_net(tmp_path, sizes=(20, 16, 12, 4), seed=0):
@@ -136,8 +137,9 @@ def test_readout_modes():
 def small_mlp():
     require_data()
     from snnbench.training.conversion import trained_conversion_model
+    from snnbench.training.recipes import Recipe
 
-    folder = trained_conversion_model("mlp", epochs=1, train_limit=1000)  # reads the test set: before the patch
+    folder = trained_conversion_model("mlp", Recipe(epochs=1, train_limit=1000))  # reads the test set: before the patch
     return folder, extract(folder / "model.onnx")
 
 

@@ -15,7 +15,8 @@ from snnbench.errors import SnnbenchError
 from snnbench.models.conversion import SmallResNet
 from snnbench.conversion.nengo_net import LayerParams, SimConfig
 from snnbench.models.export import export_onnx
-from snnbench.engines.runners import NengoRunner, OrtRunner
+from snnbench.engines.nengo import NengoRunner
+from snnbench.engines.ort import OrtRunner
 
 RATE_SCALE = 4.0  # relu-rate networks are exact for any rate scale; != 1 so that counts scale
 N_SAMPLES = 10

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from snnbench.engines import models as engines
+from snnbench import engines
 from snnbench.evaluation import harness
 
 from snnbench.evaluation import metrics
@@ -27,6 +27,14 @@ def test_seed_interval_is_the_t_interval():
     half = 4.302652729911275 * 0.02 / np.sqrt(3)  # t(0.975, 2) * s / sqrt(n)
     assert mean == pytest.approx(0.92) and low == pytest.approx(0.92 - half) and high == pytest.approx(0.92 + half)
     assert np.isnan(metrics.seed_interval([0.9])[1])
+
+
+def test_accuracy_has_one_definition():
+    logits, labels = np.array([[0.1, 0.9], [0.8, 0.2], [0.3, 0.7]]), [1, 1, 1]
+    assert metrics.correct(logits, labels).tolist() == [True, False, True]
+    assert metrics.accuracy(logits, labels) == 2 / 3
+    assert metrics.Accuracy()(None, logits, labels, None) == metrics.accuracy_interval(2, 3)
+    assert np.isnan(metrics.accuracy(np.zeros((0, 2)), [])) and np.isnan(metrics.accuracy_interval(0, 0)["accuracy"])
 
 
 def _mlp(seed=0, sparse=True):
@@ -55,12 +63,13 @@ def test_dnn_engines_agree_with_torch_and_hand_counts(tmp_path):
     export_onnx(model, 6, tmp_path / "model.onnx")
     reference = model(torch.as_tensor(x)).detach().numpy()
     active, macs = _hand_activity(model, x)
-    for engine in (engines.OrtModel(tmp_path / "model.onnx", batch_size=7), engines.TorchModel(model, batch_size=7)):
+    for engine in (engines.build("ort-dnn", tmp_path / "model.onnx", {"batch_size": 7}),
+                   engines.build("torch-dnn", model, {"batch_size": 7})):
         assert np.abs(engine.predict(x) - reference).max() <= 1e-5, engine.engine
         activity = engine.last_activity
         assert (activity.samples, activity.steps, activity.neurons) == (40, 1, 5)
         assert activity.active == active and activity.macs == pytest.approx(macs) and activity.acs == 0
-    row = harness.evaluate(engines.OrtModel(tmp_path / "model.onnx"), x, reference.argmax(1), benchmark="t")
+    row = harness.evaluate(engines.build("ort-dnn", tmp_path), x, reference.argmax(1), benchmark="t")
     assert row["accuracy"] == 1.0 and row["n"] == 40
     assert row["parameter_count"] == 6 * 5 + 5 + 5 * 3 + 3
     assert row["connection_sparsity"] == pytest.approx((3 + 3) / (30 + 15))
@@ -78,8 +87,8 @@ def test_dnn_engines_see_the_same_noise():
 
     with tempfile.TemporaryDirectory() as tmp:
         export_onnx(model, 6, Path(tmp) / "model.onnx")
-        ort_model = engines.OrtModel(Path(tmp) / "model.onnx", batch_size=9)
-        torch_model = engines.TorchModel(model, batch_size=4)
+        ort_model = engines.build("ort-dnn", Path(tmp) / "model.onnx", {"batch_size": 9})
+        torch_model = engines.build("torch-dnn", model, {"batch_size": 4})
         for position in ("input", "pre", "post"):
             spec = NoiseSpec(0.7, position, seed=3)
             noisy = ort_model.predict(x, spec, start=100)
@@ -97,7 +106,7 @@ def test_snntorch_engine_counts_spikes_and_synaptic_operations():
         model.linears[1].weight[:, :10] = 0  # the first 10 neurons of layer 0 reach nothing
     x = np.random.default_rng(0).uniform(size=(12, spec.n_features)).astype(np.float32)
     x[:, :100] = 0
-    engine = engines.SnntorchModel(model, batch_size=5)
+    engine = engines.build("snntorch-snn", model, {"batch_size": 5})
     logits = engine.predict(x)
     with torch.no_grad():
         trace = model.simulate(torch.as_tensor(x))
@@ -122,14 +131,36 @@ def test_nengo_engine_rate_mode_matches_onnx_runtime(tmp_path):
     model = _mlp(sparse=False)
     export_onnx(model, 6, tmp_path / "model.onnx")
     x = np.random.default_rng(2).uniform(size=(20, 6)).astype(np.float32)
-    dnn = engines.OrtModel(tmp_path / "model.onnx")
-    snn = engines.NengoModel(tmp_path / "model.onnx", LayerParams("relu-rate"),
-                             SimConfig(steps=2, readout="last", minibatch=10))
+    dnn = engines.build("ort-dnn", tmp_path / "model.onnx")
+    snn = engines.build("nengo-snn", tmp_path / "model.onnx",
+                        {"layers": LayerParams("relu-rate"), "sim": SimConfig(steps=2, readout="last", minibatch=10)})
     try:
         assert np.abs(snn.predict(x) - dnn.predict(x)).max() <= 1e-4
         assert snn.last_activity.samples == 20 and snn.last_activity.neurons == 5
     finally:
         snn.close()
+
+
+def test_the_registry_builds_each_engine_once_and_refuses_unknown_names(tmp_path):
+    from snnbench.conversion.nengo_net import SimConfig
+    from snnbench.errors import ConfigError
+
+    model = _mlp(sparse=False)
+    export_onnx(model, 6, tmp_path / "model.onnx")
+    x = np.random.default_rng(3).uniform(size=(30, 6)).astype(np.float32)
+    # the calibrated conversion, set from training inputs, on nengo and on snntorch (snnbench throughput's)
+    settings = {"calibration_inputs": x, "seed": 0}
+    nengo = engines.build("nengo-snn", tmp_path, {"sim": SimConfig(steps=4, minibatch=10), "counters": False,
+                                                  "calibration_inputs": x})
+    snntorch = engines.build("snntorch-snn", tmp_path, {**settings, "steps": 4})
+    assert snntorch.engine == "snntorch-snn" and snntorch.predict(x).shape == nengo.predict(x).shape == (30, 3)
+    assert nengo.last_activity is None  # no counters
+    plain = engines.build("ort-dnn", tmp_path, {"activity": False})
+    np.testing.assert_allclose(plain.predict(x), model(torch.as_tensor(x)).detach().numpy(), atol=1e-5)
+    assert plain.last_activity is None
+    nengo.close()
+    with pytest.raises(ConfigError, match="unknown engine"):
+        engines.build("tpu-snn", tmp_path)
 
 
 def test_a_callers_own_activity_metric_is_nan_for_a_model_without_activity():

@@ -47,7 +47,7 @@ def test_each_sample_starts_from_a_fresh_chip(calibrated_mlp):
 def test_the_emulator_is_within_two_points_of_nengo_dl(calibrated_mlp):
     from snnbench.data import load_features
     from snnbench.engines.loihi import LoihiModel
-    from snnbench.engines.models import NengoModel
+    from snnbench.engines.nengo import NengoModel
 
     model, layers = calibrated_mlp
     test = load_features("image", "test").subset(np.arange(400))

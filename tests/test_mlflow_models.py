@@ -14,7 +14,7 @@ from snnbench.tracking import runs as tracking
 from snnbench.models.multimodal import ModelSpec, predict
 from snnbench.training.suite import (TrainSettings, load_trained_multimodal, log_trained_model, test_data as suite_test_data,
                                      trained_multimodal_model)
-from snnbench.engines.runners import OrtRunner
+from snnbench.engines.ort import OrtRunner
 
 
 def test_trained_models_round_trip_through_the_store(tracking_store, monkeypatch):

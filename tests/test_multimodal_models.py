@@ -8,7 +8,8 @@ from snnbench.errors import SnnbenchError
 from snnbench.models.multimodal import (S, SIZES, ModelSpec, SpikingMLP, build_model, dnn_forward, parameter_count, predict)
 from snnbench.models.spiking import make_neuron, neuron_scan
 from snnbench.noise import NoiseSpec
-from snnbench.training.loop import TrainConfig, fit
+from snnbench.training.loop import fit
+from snnbench.training.recipes import Recipe
 
 
 @pytest.mark.parametrize("modality", ["image", "audio", "multimodal"])
@@ -148,7 +149,7 @@ def test_noise_is_refused_in_training_and_absent_from_fit():
         lambda _, __, out: outputs.append(out.detach().clone()))]
     x = np.random.default_rng(0).random((20, 784), dtype=np.float32)
     y = np.arange(20) % 10
-    fit(model, (x, y), (x[:0], y[:0]), TrainConfig(epochs=1, batch_size=10))
+    fit(model, (x, y), (x[:0], y[:0]), Recipe(epochs=1, batch_size=10))
     for h in handles:
         h.remove()
     assert len(currents) == 4  # 2 batches x 2 steps

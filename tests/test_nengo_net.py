@@ -10,7 +10,8 @@ from snnbench.errors import SnnbenchError
 from snnbench.conversion.nengo_net import LayerParams, SimConfig, load_params, save_params
 from snnbench.noise import NoiseSpec
 from snnbench.conversion.onnx_io import extract, fan_out
-from snnbench.engines.runners import NengoRunner, OrtRunner
+from snnbench.engines.nengo import NengoRunner
+from snnbench.engines.ort import OrtRunner
 
 N_IMAGES = 120  # not a multiple of the minibatch: the last batch is padded
 
@@ -28,8 +29,9 @@ def mnist():
 def trained(request):
     require_data()
     from snnbench.training.conversion import trained_conversion_model
+    from snnbench.training.recipes import Recipe
 
-    return trained_conversion_model(request.param, epochs=1, train_limit=1000)
+    return trained_conversion_model(request.param, Recipe(epochs=1, train_limit=1000))
 
 
 def _rate(steps=2, **layer) -> tuple:
@@ -122,8 +124,9 @@ def test_spiking_conversion_with_rate_scaling_is_close_to_the_dnn(mnist):
     30 steps; scaling the firing rates up brings it within a few points of the DNN."""
     require_data()
     from snnbench.training.conversion import trained_conversion_model
+    from snnbench.training.recipes import Recipe
 
-    folder = trained_conversion_model("mlp", epochs=1, train_limit=5000)
+    folder = trained_conversion_model("mlp", Recipe(epochs=1, train_limit=5000))
     x, y = mnist
     dnn = (OrtRunner(folder / "model.onnx").predict(x).argmax(1) == y).mean()
     accuracy, rates = {}, {}

@@ -17,7 +17,7 @@ from neurobench.metrics.workload import (ActivationSparsity, ClassificationAccur
 from neurobench.models import SNNTorchModel
 from torch import nn
 
-from snnbench.engines.models import SnntorchModel
+from snnbench.engines.pytorch import SnntorchModel
 from snnbench.evaluation.harness import evaluate
 from snnbench.models.multimodal import ModelSpec, SpikingMLP
 from snnbench.noise import NoiseSpec

@@ -40,7 +40,7 @@ def test_snntorch_runs_the_graph_as_nengo_does(calibrated_mlp, tmp_path):
 
     from snnbench.conversion.nir_export import run_snntorch, snntorch_network, write_nir
     from snnbench.data import load_features
-    from snnbench.engines.runners import NengoRunner
+    from snnbench.engines.nengo import NengoRunner
 
     model, layers = calibrated_mlp
     sim = SimConfig(steps=8, minibatch=100)
@@ -73,10 +73,11 @@ def test_a_cnn_round_trips_through_snntorch(tmp_path):
     from snnbench.conversion.nir_export import run_snntorch, snntorch_network, write_nir
     from snnbench.conversion.onnx_io import extract
     from snnbench.data import load_features
-    from snnbench.engines.runners import NengoRunner
+    from snnbench.engines.nengo import NengoRunner
     from snnbench.training.conversion import trained_conversion_model
+    from snnbench.training.recipes import Recipe
 
-    model = extract(trained_conversion_model("cnn", epochs=1, train_limit=2000) / "model.onnx")
+    model = extract(trained_conversion_model("cnn", Recipe(epochs=1, train_limit=2000)) / "model.onnx")
     layers, _ = calibrate(model, mnist_training_images(0), Calibration(samples=300))
     sim = SimConfig(steps=6, minibatch=100)
     graph = nir.read(str(write_nir(model, layers, sim, tmp_path / "cnn.nir")))

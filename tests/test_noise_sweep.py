@@ -96,20 +96,20 @@ def test_nengo_gets_the_ort_feeds_and_reused_simulators_match_fresh_ones(monkeyp
     """Frozen mode: the converted Nengo SNN is fed the DNN's ORT noise feeds at every step; the
     sweep's per-position simulators give what a fresh NengoRunner per noise spec gives; std 0 = clean."""
     import torch
-    from snnbench.engines.sweep_models import nengo_model
+    from snnbench.benchmarks.noise_sweep_models import converted_model
     from snnbench.noise import NoiseSpec
     from snnbench.models.export import export_onnx
     from snnbench.conversion.onnx_noise import add_noise
     from snnbench.conversion.calibration import Calibration, calibrate
     from snnbench.conversion.onnx_io import extract
-    from snnbench.engines.runners import NengoRunner, SimConfig
+    from snnbench.engines.nengo import NengoRunner, SimConfig
 
     torch.manual_seed(0)
     dnn = torch.nn.Sequential(torch.nn.Linear(20, 16), torch.nn.ReLU(), torch.nn.Linear(16, 4))
     export_onnx(dnn, 20, tmp_path / "model.onnx")
     x = np.random.default_rng(0).random((120, 20), dtype=np.float32)
     config = {"steps": 4, "seed": 0}
-    predict = nengo_model(tmp_path, config, training_inputs=x).predict
+    predict = converted_model("nengo-snn", tmp_path, config, training_inputs=x).predict
 
     spec = NoiseSpec(0.5, "post", "frozen", seed=2)
     feeds = add_noise(tmp_path / "model.onnx", "post").feeds(spec)

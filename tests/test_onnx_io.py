@@ -8,7 +8,7 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 
 from snnbench.conversion import onnx_io
-from snnbench.errors import SnnbenchError
+from snnbench.errors import DataError, UnsupportedModelError
 from snnbench.models.export import export_onnx
 
 RNG = np.random.default_rng(0)
@@ -123,8 +123,8 @@ def test_fan_out_counts_nonzero_synapses():
     np.testing.assert_array_equal(onnx_io.fan_out(stage), [1, 0, 2])
 
 
-def _one_line_error(path, *words):
-    with pytest.raises(SnnbenchError) as info:
+def _one_line_error(path, *words, kind=UnsupportedModelError):
+    with pytest.raises(kind) as info:
         onnx_io.extract(path)
     message = str(info.value)
     assert "\n" not in message
@@ -163,8 +163,8 @@ def test_broadcasting_add_of_two_tensors_is_rejected(tmp_path):
 def test_corrupt_and_missing_files(tmp_path):
     bad = tmp_path / "corrupt.onnx"
     bad.write_bytes(b"this is not a protobuf \x00\x01\x02" * 10)
-    _one_line_error(bad, "not a valid ONNX model")
-    _one_line_error(tmp_path / "missing.onnx", "not found")
+    _one_line_error(bad, "not a valid ONNX model", kind=DataError)
+    _one_line_error(tmp_path / "missing.onnx", "not found", kind=DataError)
 
 
 @pytest.mark.parametrize("conv_attrs", [

@@ -14,7 +14,7 @@ from mlflow.tracking import MlflowClient
 
 from snnbench.tracking import runs as tracking
 from snnbench.data import FeatureSet
-from snnbench.errors import SnnbenchError
+from snnbench.errors import DataError, StorageError
 
 KIND, MODEL_DEVELOPMENT = tracking.EXPERIMENT_KIND
 
@@ -93,7 +93,7 @@ def test_a_sweep_still_running_is_refused_in_one_line_unless_resumed(tracking_st
     experiment_id = client.create_experiment("sweep")
     key = tracking.config_key({"benchmark": "sweep", "seed": 0})
     other = client.create_run(experiment_id, tags={tracking.SWEEP_KEY: key}).info.run_id  # still RUNNING
-    with pytest.raises(SnnbenchError, match="still running.*--resume.*--cluster"):
+    with pytest.raises(StorageError, match="still running.*--resume.*--cluster"):
         with tracking.benchmark_run("sweep", {"seed": 0}, resume="stopped", sweep=True):
             pass
     assert len(client.search_runs([experiment_id])) == 1  # nothing started
@@ -164,7 +164,7 @@ def test_datasets_are_logged_inputs_with_a_digest_of_their_samples(tracking_stor
               for i in inputs}
     assert logged == {("mnist+fsdd", a.digest, "test"), ("mnist+fsdd", b.digest, "validation")}
     assert json.loads(inputs[0].dataset.profile)["features_shape"][1] == 5
-    with pytest.raises(tracking.SnnbenchError, match="no known source"):
+    with pytest.raises(DataError, match="no known source"):
         with tracking.benchmark_run("data", {"seed": 1}):
             tracking.log_dataset(FeatureSet(fused.x, fused.y, {}), "test")
 

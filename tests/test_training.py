@@ -6,7 +6,9 @@ import torch
 from torch import nn
 
 from snnbench.errors import SnnbenchError
-from snnbench.training.loop import TrainConfig, accuracy, fit, predict_logits
+from snnbench.evaluation.metrics import accuracy
+from snnbench.training.loop import fit, predict_logits
+from snnbench.training.recipes import Recipe
 
 
 def _blobs(n=400, seed=0):
@@ -24,7 +26,7 @@ def _model():
 def test_fit_learns_and_reports_best_validation():
     (x, y), (xv, yv) = _blobs(), _blobs(200, 1)
     model = _model()
-    result = fit(model, (x, y), (xv, yv), TrainConfig(epochs=4, lr=1e-2, batch_size=50))
+    result = fit(model, (x, y), (xv, yv), Recipe(epochs=4, lr=1e-2, batch_size=50))
     assert len(result.history) == 4 and result.best_val_accuracy > 0.9
     assert result.best_val_accuracy == max(h["val_accuracy"] for h in result.history)
     assert accuracy(predict_logits(model, xv), yv) == pytest.approx(result.best_val_accuracy)
@@ -33,11 +35,11 @@ def test_fit_learns_and_reports_best_validation():
 def test_resume_from_checkpoint_matches_uninterrupted(tmp_path):
     train, val = _blobs(), _blobs(200, 1)
     full = _model()
-    expected = fit(full, train, val, TrainConfig(epochs=4, lr=1e-2, batch_size=50, seed=3))
+    expected = fit(full, train, val, Recipe(epochs=4, lr=1e-2, batch_size=50, seed=3))
     checkpoint = tmp_path / "ckpt.pt"
-    fit(_model(), train, val, TrainConfig(epochs=2, lr=1e-2, batch_size=50, seed=3), checkpoint=checkpoint)
+    fit(_model(), train, val, Recipe(epochs=2, lr=1e-2, batch_size=50, seed=3), checkpoint=checkpoint)
     resumed_model = _model()
-    resumed = fit(resumed_model, train, val, TrainConfig(epochs=4, lr=1e-2, batch_size=50, seed=3),
+    resumed = fit(resumed_model, train, val, Recipe(epochs=4, lr=1e-2, batch_size=50, seed=3),
                   checkpoint=checkpoint)
     assert [h["train_loss"] for h in resumed.history] == pytest.approx([h["train_loss"] for h in expected.history])
     for a, b in zip(full.state_dict().values(), resumed_model.state_dict().values()):
@@ -46,4 +48,4 @@ def test_resume_from_checkpoint_matches_uninterrupted(tmp_path):
 
 def test_bad_settings_are_rejected():
     with pytest.raises(SnnbenchError, match="bad training settings"):
-        TrainConfig(epochs=1, lr=0)
+        Recipe(epochs=1, lr=0)

@@ -13,7 +13,7 @@ import pytest
 
 from postgres import postgres_url  # noqa: F401  (module-scoped fixture)
 from snnbench import tuning
-from snnbench.errors import SnnbenchError
+from snnbench.errors import ConfigError, SnnbenchError, StorageError
 
 BASE = [{"neuron": "if", "gain": 1.0, "bias_scale": 1.0, "bias_offset": 0.0, "rate_scale": 100.0,
          "synapse": None, "tau_rc": 0.02, "tau_ref": 0.002, "initial_voltage": "half"}]
@@ -57,9 +57,9 @@ def test_storage_specs(tmp_path):
     assert isinstance(tuning.open_storage(f"sqlite:///{tmp_path / 'a.db'}"), optuna.storages.RDBStorage)
     for spec in (f"journal:{tmp_path / 'b.log'}", str(tmp_path / "c.journal")):
         assert isinstance(tuning.open_storage(spec), optuna.storages.JournalStorage)
-    with pytest.raises(SnnbenchError, match="neither a database URL"):
+    with pytest.raises(ConfigError, match="neither a database URL"):
         tuning.open_storage("optuna.db")
-    with pytest.raises(SnnbenchError, match="cannot open Optuna storage"):
+    with pytest.raises(StorageError, match="cannot open Optuna storage"):
         tuning.open_storage("nosuchdialect://x/y")
     label = tuning.storage_label("postgresql+psycopg2://me:secret@db.example/optuna")
     assert "secret" not in label and "db.example/optuna" in label
@@ -121,7 +121,7 @@ def test_best_params_document_and_mlflow_nesting(tmp_path, tracking_store):
     assert json.loads(out.read_text()) == document == tuning.best_params_from_study("doc", storage)
     assert set(document) == {"layers", "sim", "source"} and document["sim"]["steps"] == 8
     assert set(document["layers"][0]) == set(BASE[0])
-    with pytest.raises(SnnbenchError, match="no study"):
+    with pytest.raises(StorageError, match="no study"):
         tuning.best_params_from_study("missing", storage)
 
     from mlflow.tracking import MlflowClient  # imported here: worker processes re-import this module

@@ -19,21 +19,20 @@ model, with where it came from), and the MNIST test set is read only to score it
 
 import argparse
 import json
-import tempfile
-import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
 
-from snnbench.benchmarks import convert_targets
-from snnbench.benchmarks.options import add_calibration_arguments, add_common, auto, choice, int_list, positive, require
-from snnbench.errors import SnnbenchError
+from snnbench.benchmarks import convert_eval as measure, convert_targets
+from snnbench.benchmarks.options import (add_calibration_arguments, add_common, add_recipe_arguments, auto, choice,
+                                         from_profile, int_list, option_params, positive, recipe_from_args,
+                                         require)
+from snnbench.errors import ConfigError
 
-PROFILE_TEST_LIMIT = {"quick": 1000, "full": 0}
-PROFILE_STEPS_LIST = {"quick": [4, 8, 16, 32], "full": [1, 2, 4, 8, 16, 32, 64, 100]}
+PROFILES = {"quick": dict(test_limit=1000, steps_list=[4, 8, 16, 32]),
+            "full": dict(test_limit=0, steps_list=[1, 2, 4, 8, 16, 32, 64, 100])}
 EQUIVALENCE_IMAGES = 200
-LATENCY_IMAGES = 20
 CALIBRATION_OPTIONS = ("calibration_samples", "percentile", "target_rate", "neuron", "initial_voltage", "scales")
 CALIBRATED_METHODS = ("calibrated", "corrected")  # the methods that calibrate on training images
 TUNED_OPTIONS = ("params_json", "study_name", "storage")
@@ -54,13 +53,8 @@ def add_arguments(parser: argparse.ArgumentParser, command: str):
 
     add_common(parser, device=False)
     model = parser.add_argument_group("DNN")
-    model.add_argument("--arch", choices=ARCHS, default="mlp",
-                       help="network to train: the reference MLP, a small CNN, or a ResNet-style CNN (MaxPool, "
-                            "residual Add, Concat; image-shaped input)")
-    model.add_argument("--epochs", type=int, default=3, help="training epochs of the DNN (reference: 3)")
-    model.add_argument("--lr", type=positive(float), default=2e-4, help="Adam learning rate (reference: 2e-4)")
-    model.add_argument("--batch-size", type=positive(int), default=100, help="training batch size")
-    model.add_argument("--train-limit", type=int, default=0, help="first N training images, 0 = all 60,000")
+    add_recipe_arguments(model, ARCHS, "network to train: the reference MLP, a small CNN, or a ResNet-style CNN "
+                                       "(MaxPool, residual Add, Concat; image-shaped input)")
     model.add_argument("--onnx-model", default="", help="convert this .onnx file instead of training")
     model.add_argument("--maxpool", choices=MAXPOOL_ROUTES, default="exact",
                        help="MaxPool: exact (a tree of pairwise maxes as extra ReLU populations; the rate-mode "
@@ -110,11 +104,10 @@ def resolve(args) -> dict:
     from snnbench.conversion.calibration import Calibration, reference_layers
     from snnbench.conversion.nengo_net import LayerParams, SimConfig, load_params, parse_params
 
-    require(args.epochs >= 0 and args.train_limit >= 0, "--epochs and --train-limit must be >= 0")
     convert_targets.check(args)
-    test_limit = PROFILE_TEST_LIMIT[args.profile] if args.test_limit is None else args.test_limit
+    chosen = from_profile(args, PROFILES)
+    test_limit, steps_list = chosen["test_limit"], chosen["steps_list"]
     require(test_limit >= 0, "--test-limit must be >= 0 (0 = all)")
-    steps_list = PROFILE_STEPS_LIST[args.profile] if args.steps_list is None else args.steps_list
     require(bool(steps_list) and min(steps_list) >= 1, "--steps-list needs step counts >= 1")
     sim = SimConfig(args.steps, args.dt, args.readout, args.minibatch, args.simulator, args.seed)
     tuned_source = bool(args.params_json or args.study_name)
@@ -150,7 +143,7 @@ def resolve(args) -> dict:
         try:
             sim = replace(sim, **overrides)
         except TypeError as exc:
-            raise SnnbenchError(f"{source}: bad 'sim' settings ({exc})") from None
+            raise ConfigError(f"{source}: bad 'sim' settings ({exc})") from None
     if args.onnx_model:
         require(Path(args.onnx_model).is_file(), f"--onnx-model {args.onnx_model} not found; give a .onnx file")
     settings.update(test_limit=test_limit, steps_list=sorted(set(steps_list)), sim=sim)
@@ -176,115 +169,7 @@ def model_path(args) -> Path:
         return Path(args.onnx_model)
     from snnbench.training.conversion import trained_conversion_model
 
-    return trained_conversion_model(args.arch, args.epochs, args.lr, args.batch_size, args.seed,
-                                    args.train_limit or None) / "model.onnx"
-
-
-# --------------------------------------------------------------------------- measuring
-
-def _timed(predict, x):
-    started = time.perf_counter()
-    out = predict(x)
-    return out, time.perf_counter() - started
-
-
-def _latency_ms(predict, x) -> float:
-    """Mean time of one-image predictions (after one warm-up call)."""
-    predict(x[:1])
-    started = time.perf_counter()
-    for i in range(len(x)):
-        predict(x[i: i + 1])
-    return 1000 * (time.perf_counter() - started) / len(x)
-
-
-def evaluate_dnn(onnx_path: Path, x, y, keys: dict) -> dict:
-    """The DNN in ONNX Runtime: its result row (accuracy, activity), logits and timing."""
-    from snnbench.engines.models import OrtModel
-    from snnbench.evaluation.harness import score
-    from snnbench.engines.runners import OrtRunner
-
-    model = OrtModel(onnx_path)
-    logits = model.predict(x)
-    row = score(model, logits, y, model.last_activity, **keys)
-    # timed on the original graph: the harness's copy also outputs every hidden activation
-    runner = OrtRunner(onnx_path, batch_size=1000)
-    runner.predict(x[:10])
-    _, seconds = _timed(runner.predict, x)
-    single = OrtRunner(onnx_path, batch_size=1)
-    return {"row": row, "logits": logits, "accuracy": row["accuracy"], "throughput_ips": len(x) / seconds,
-            "latency_ms": _latency_ms(single.predict, x[:LATENCY_IMAGES * 5])}
-
-
-def corrected_layers(converted, layers: list, settings: dict) -> dict:
-    """--method corrected: for each step count of the curve (and ``sim.steps``), the calibrated
-    layers with that step count's error correction (snnbench.conversion.correction), from the
-    calibration subset of the MNIST training images: {steps: (layers, per-layer error report)}."""
-    from snnbench.conversion.calibration import calibration_inputs, mnist_training_images
-    from snnbench.conversion.correction import correct
-
-    calibration, sim = settings["calibration"], settings["sim"]
-    x = calibration_inputs(mnist_training_images(calibration.seed), calibration.samples, calibration.seed)
-    return {s: correct(converted, layers, x, s, sim.dt, sim.seed)
-            for s in sorted(set(settings["steps_list"]) | {sim.steps})}
-
-
-def evaluate_snn(converted, layers: list, settings: dict, x, y, keys: dict, per_steps: dict | None = None) -> dict:
-    """The converted SNN: one result row per step count of the curve and ``sim.steps`` (activity
-    measured at ``sim.steps``), its logits there, timing and the runner's activity statistics.
-    ``per_steps`` ({steps: layers}, --method corrected): each step count runs its own layers."""
-    if per_steps:
-        return _evaluate_per_steps(converted, per_steps, settings, x, y, keys)
-    from snnbench.engines.models import NengoModel
-    from snnbench.evaluation.harness import CLEAN, score
-    from snnbench.engines.runners import NengoRunner
-
-    sim = settings["sim"]
-    steps = sorted(set(settings["steps_list"]) | {sim.steps})
-    model = NengoModel(converted, layers, sim)
-    runner = model.runner(CLEAN)
-    runner.predict(x[:1])  # builds the simulator (and traces the TF graph) before timing
-    logits = runner.predict_curve(x, [s for s in steps if s <= sim.steps])
-    seconds, stats = runner.last_seconds, runner.last_stats
-    activity = model.activity(stats, len(x))
-    model.close()
-    longer = [s for s in steps if s > sim.steps]
-    if longer:
-        with NengoRunner(converted, layers, replace(sim, steps=max(longer)), counters=False) as runner:
-            logits.update(runner.predict_curve(x, longer))
-    with NengoRunner(converted, layers, replace(sim, minibatch=1), counters=False) as single:
-        latency = _latency_ms(single.predict, x[:LATENCY_IMAGES])
-    rows = [score(model, logits[s], y, activity if s == sim.steps else None, **{**keys, "steps": s}) for s in steps]
-    main = rows[steps.index(sim.steps)]
-    return {"rows": rows, "logits": logits[sim.steps], "accuracy": main["accuracy"], "row": main,
-            "curve": {r["steps"]: r["accuracy"] for r in rows}, "throughput_ips": len(x) / seconds,
-            "latency_ms": latency, "stats": stats}
-
-
-def _evaluate_per_steps(converted, per_steps: dict, settings: dict, x, y, keys: dict) -> dict:
-    from snnbench.engines.models import NengoModel
-    from snnbench.engines.runners import NengoRunner
-    from snnbench.evaluation.harness import CLEAN, score
-
-    sim = settings["sim"]
-    rows, logits = [], {}
-    for steps, layers in sorted(per_steps.items()):
-        model = NengoModel(converted, layers, replace(sim, steps=steps))
-        runner = model.runner(CLEAN)
-        if steps == sim.steps:
-            runner.predict(x[:1])  # builds the simulator (and traces the TF graph) before timing
-        logits[steps] = runner.predict(x)
-        activity = None
-        if steps == sim.steps:
-            seconds, stats = runner.last_seconds, runner.last_stats
-            activity = model.activity(stats, len(x))
-        rows.append(score(model, logits[steps], y, activity, **{**keys, "steps": steps}))
-        model.close()
-    with NengoRunner(converted, per_steps[sim.steps], replace(sim, minibatch=1), counters=False) as single:
-        latency = _latency_ms(single.predict, x[:LATENCY_IMAGES])
-    main = next(r for r in rows if r["steps"] == sim.steps)
-    return {"rows": rows, "logits": logits[sim.steps], "accuracy": main["accuracy"], "row": main,
-            "curve": {r["steps"]: r["accuracy"] for r in rows}, "throughput_ips": len(x) / seconds,
-            "latency_ms": latency, "stats": stats}
+    return trained_conversion_model(args.arch, recipe_from_args(args)) / "model.onnx"
 
 
 def layers_summary(layers: list) -> str:
@@ -297,83 +182,6 @@ def layers_summary(layers: list) -> str:
     return json.dumps([{k: brief(v) for k, v in asdict(p).items()} for p in layers])
 
 
-def rate_equivalence(converted, onnx_path: Path, x, sim) -> float:
-    """Max |logit difference| between the relu-rate network and ONNX Runtime on real images."""
-    from snnbench.conversion.nengo_net import LayerParams
-    from snnbench.engines.runners import NengoRunner, OrtRunner
-
-    reference = OrtRunner(onnx_path).predict(x)
-    exact = replace(sim, steps=2, readout="last", minibatch=min(sim.minibatch, len(x)))
-    with NengoRunner(converted, LayerParams("relu-rate"), exact, counters=False) as runner:
-        return float(np.abs(runner.predict(x) - reference).max())
-
-
-# --------------------------------------------------------------------------- artifacts
-
-def confusion(labels, logits, classes: int = 10) -> np.ndarray:
-    matrix = np.zeros((classes, classes), np.int64)
-    np.add.at(matrix, (labels, logits.argmax(axis=1)), 1)
-    return matrix
-
-
-def _plot_confusion(matrix, title: str, path: Path):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 4.5))
-    image = ax.imshow(matrix, cmap="Blues")
-    for (i, j), v in np.ndenumerate(matrix):
-        ax.text(j, i, str(v), ha="center", va="center", fontsize=6,
-                color="white" if v > matrix.max() / 2 else "black")
-    ax.set(xlabel="predicted", ylabel="true", title=title, xticks=range(10), yticks=range(10))
-    fig.colorbar(image, ax=ax)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
-def _plot_curve(curve: dict, dnn_accuracy: float, path: Path):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5.5, 4))
-    steps = sorted(curve)
-    ax.plot(steps, [100 * curve[s] for s in steps], "o-", label="SNN (Nengo)")
-    ax.axhline(100 * dnn_accuracy, color="gray", ls="--", label="DNN (ONNX Runtime)")
-    ax.set(xlabel="time steps", ylabel="test accuracy (%)", title="Accuracy vs simulation time steps")
-    ax.set_xscale("log")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
-def log_artifacts(onnx_path: Path, converted, document: dict, dnn: dict, snn: dict, y):
-    import mlflow
-    import mlflow.onnx
-    import onnx
-    import onnxruntime
-
-    from snnbench.conversion import onnx_io
-
-    mlflow.onnx.log_model(onnx.load(str(onnx_path)), name="model", save_as_external_data=False,
-                          pip_requirements=[f"onnx=={onnx.__version__}", f"onnxruntime=={onnxruntime.__version__}"])
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        onnx_io.save(converted, tmp / "snn")
-        (tmp / "snn" / "params.json").write_text(json.dumps(document, indent=1))  # the setting used
-        mlflow.log_artifacts(str(tmp / "snn"), "snn")
-        matrices = {"dnn": confusion(y, dnn["logits"]), "snn": confusion(y, snn["logits"])}
-        for name, matrix in matrices.items():
-            _plot_confusion(matrix, f"{name.upper()} confusion matrix", tmp / f"confusion_{name}.png")
-            mlflow.log_artifact(str(tmp / f"confusion_{name}.png"), "plots")
-        mlflow.log_dict({k: v.tolist() for k, v in matrices.items()}, "confusion_matrices.json")
-        _plot_curve(snn["curve"], dnn["accuracy"], tmp / "accuracy_vs_steps.png")
-        mlflow.log_artifact(str(tmp / "accuracy_vs_steps.png"), "plots")
-    mlflow.log_dict({str(k): v for k, v in snn["curve"].items()}, "accuracy_vs_steps.json")
 
 
 # --------------------------------------------------------------------------- the command
@@ -382,7 +190,7 @@ def logged_params(args, settings: dict, test_images: int) -> dict:
     """The options that decided the run (a method's options only where it uses them)."""
     unused = (() if args.method in CALIBRATED_METHODS else CALIBRATION_OPTIONS) + \
         (() if args.method == "tuned" else TUNED_OPTIONS)
-    params = {k: v for k, v in vars(args).items() if not k.startswith("_") and k not in ("command", *unused)}
+    params = option_params(args, *unused)
     if settings["calibration"] is not None:
         params["scales"] = settings["calibration"].scales  # resolved
     params.update(test_limit=settings["test_limit"], test_images=test_images, steps_list=settings["steps_list"],
@@ -419,7 +227,7 @@ def run(args):
         layers, _ = parse_params(document, f"{args.method} setting")
         per_steps = None
         if args.method == "corrected":  # each step count its own correction, training images only
-            corrected = corrected_layers(converted, layers, settings)
+            corrected = measure.corrected_layers(converted, layers, settings)
             per_steps = {s: c[0] for s, c in corrected.items()}
             mlflow.log_dict({str(s): {"layers": [asdict(p) for p in c[0]], "errors": c[1]}
                              for s, c in corrected.items()}, "snn/corrected_layers.json")
@@ -434,13 +242,13 @@ def run(args):
                                 "train_seconds": trained["train_seconds"]})
         keys = {"benchmark": "convert", "model": Path(args.onnx_model).stem if args.onnx_model else f"conversion-{args.arch}",
                 "modality": "image", "method": args.method, "seed": args.seed}
-        dnn = evaluate_dnn(onnx_path, test.x, test.y, keys)
-        snn = evaluate_snn(converted, layers, settings, test.x, test.y, keys, per_steps)
-        equivalence = rate_equivalence(converted, onnx_path, test.x[:EQUIVALENCE_IMAGES], settings["sim"])
+        dnn = measure.evaluate_dnn(onnx_path, test.x, test.y, keys)
+        snn = measure.evaluate_snn(converted, layers, settings, test.x, test.y, keys, per_steps)
+        equivalence = measure.rate_equivalence(converted, onnx_path, test.x[:EQUIVALENCE_IMAGES], settings["sim"])
         log_metrics(converted, dnn, snn, equivalence)
         targets = convert_targets.run_targets(args, converted, layers, settings["sim"], test, keys, dnn, snn)
         log_result_table([dnn["row"], *snn["rows"], *targets])
-        log_artifacts(onnx_path, converted, document, dnn, snn, test.y)
+        measure.log_artifacts(onnx_path, converted, document, dnn, snn, test.y)
         low, high = snn["row"]["accuracy_ci_low"], snn["row"]["accuracy_ci_high"]
         print(f"convert ({args.method}): DNN {100 * dnn['accuracy']:.2f}%  SNN {100 * snn['accuracy']:.2f}% "
               f"[95% CI {100 * low:.2f}-{100 * high:.2f}] ({settings['sim'].steps} steps)  "

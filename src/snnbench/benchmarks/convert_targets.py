@@ -43,12 +43,12 @@ def evaluate_loihi(converted, layers, sim, x, y, keys: dict, args) -> dict:
     """The SNN on the Loihi emulator: its result row, metrics and core utilization."""
     import time
 
-    from snnbench.engines.loihi import LoihiModel
+    from snnbench import engines
     from snnbench.evaluation.harness import score
 
     if args.loihi_test_limit:
         x, y = x[:args.loihi_test_limit], y[:args.loihi_test_limit]
-    model = LoihiModel(converted, layers, sim, args.loihi_warmup)
+    model = engines.build("loihi-emulator", converted, {"layers": layers, "sim": sim, "warmup": args.loihi_warmup})
     started = time.perf_counter()
     logits = model.predict(x)
     seconds = time.perf_counter() - started

@@ -22,11 +22,13 @@ import torch
 from tqdm import tqdm
 
 from snnbench.evaluation import harness
-from snnbench.engines import models as engines
+from snnbench import engines
+from snnbench.engines.pytorch import suite_engine
 
 from snnbench.evaluation import plots
 
-from snnbench.benchmarks.options import add_common, choice_list, float_list, int_list, positive, require
+from snnbench.benchmarks.options import (add_common, choice_list, float_list, from_profile, int_list, option_params,
+                                         positive, require)
 from snnbench.data import MODALITIES, FeatureSet
 from snnbench.benchmarks.multimodal_options import (PROFILES, add_engine_arguments, add_seed_arguments,
                                                    add_training_arguments, devices_from_args, engine_from_args,
@@ -34,7 +36,7 @@ from snnbench.benchmarks.multimodal_options import (PROFILES, add_engine_argumen
 from snnbench.benchmarks.options import boolean
 from snnbench.device import resolve_device
 from snnbench.training.grid import Job, train_jobs
-from snnbench.evaluation.metrics import ACTIVITY, STATIC, seed_interval
+from snnbench.evaluation.metrics import ACTIVITY, STATIC, accuracy, seed_interval
 from snnbench.models.multimodal import FAMILIES, SIZES, ModelSpec
 from snnbench.training.suite import (TrainSettings, features, load_trained_multimodal, test_data, trained_multimodal_model, training_data)
 from snnbench.models.spiking import ENCODINGS, NEURONS, READOUTS, RESETS, SURROGATES
@@ -43,7 +45,6 @@ from snnbench.execution import executor_from_args
 from snnbench.tracking.runs import benchmark_run, child_run, config_key, finished_children, log_dataset
 from snnbench.training.cache import pack, unpack
 from snnbench.training.suite import log_trained_model
-from snnbench.training.loop import TrainConfig, accuracy
 
 # Each profile's training recipe (snnbench.training.recipes) and test subset.
 
@@ -80,7 +81,7 @@ NOISE_FACTORS = ("noise_std", "noise_position")
 def evaluate(model, test: FeatureSet, noise: NoiseSpec | None, device) -> tuple[dict, np.ndarray]:
     """Through the harness: test accuracy with its Wilson 95% interval, activity and size metrics
     (snnbench.evaluation.metrics), and throughput; also the logits."""
-    engine = engines.suite_model(model, device)
+    engine = engines.build(suite_engine(model), model, {"device": device})
     noise = noise or harness.CLEAN
     started = time.perf_counter()
     logits = engine.predict(test.x, noise)
@@ -108,9 +109,9 @@ def log_history(run_id: str, history: list[dict], prefix: str = ""):
 
 
 def evaluate_onnx(folder: Path, test: FeatureSet, noise: NoiseSpec, torch_logits: np.ndarray) -> dict:
-    """The exported DNN in ONNX Runtime (harness.OrtModel) under the same noise draws: accuracy,
+    """The exported DNN in ONNX Runtime (engine ort-dnn) under the same noise draws: accuracy,
     throughput and the largest logit difference from torch."""
-    engine = engines.OrtModel(folder / "model.onnx")
+    engine = engines.build("ort-dnn", folder / "model.onnx")
     started = time.perf_counter()
     logits = engine.predict(test.x, noise)
     seconds = time.perf_counter() - started
@@ -216,12 +217,6 @@ def add_arguments(parser: argparse.ArgumentParser, command: str):
     add_engine_arguments(parser)
 
 
-def _settings(args) -> dict:
-    """Epochs and data limits: explicit options override the profile's."""
-    profile = PROFILES[args.profile]
-    return {k: profile[k] if getattr(args, k) is None else getattr(args, k) for k in profile}
-
-
 def configurations(args) -> list[dict]:
     """One child configuration per (modality, swept value, seed), in the order they run."""
     sweep = SWEEPS[args.command]
@@ -258,7 +253,7 @@ def _child_name(config: dict, factor: str | None) -> str:
 def run(args):
     sweep = SWEEPS[args.command]
     factor = sweep.factor if sweep else None
-    scale = _settings(args)
+    scale = from_profile(args, PROFILES)  # epochs and data limits
     device = resolve_device(args.device)
     configs = configurations(args)
     for config in configs:  # check every configuration before any run or training starts
@@ -267,12 +262,11 @@ def run(args):
     by_seed = {seed: TrainSettings(epochs=scale["epochs"], lr=args.lr, batch_size=args.batch_size, seed=seed,
                                    train_limit=scale["train_limit"], validation=args.validation)
                for seed in seeds_from_args(args)}
-    TrainConfig(scale["epochs"], args.lr, args.batch_size, args.seed)  # validates
     devices = devices_from_args(args)
     checksums = {}
     for modality in args.modalities:
         checksums.update(features(modality, "test").checksums)
-    params = {k: v for k, v in vars(args).items() if not k.startswith("_") and k not in ("command", "resume", "cluster", "workers")}
+    params = option_params(args, "resume", "cluster", "workers")
     params.update(scale)
     params["seeds"] = seeds_from_args(args)
     params["device"] = str(device)  # resolved, never 'auto'

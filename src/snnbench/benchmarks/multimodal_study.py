@@ -28,7 +28,7 @@ from pathlib import Path
 import mlflow
 import torch
 
-from snnbench.benchmarks.options import add_common, choice_list, non_negative
+from snnbench.benchmarks.options import add_common, choice_list, from_profile, non_negative
 from snnbench.benchmarks.multimodal import log_history
 from snnbench.benchmarks.multimodal_options import (PROFILES, add_engine_arguments, add_seed_arguments, add_training_arguments, devices_from_args, engine_from_args, seeds_from_args)
 from snnbench.benchmarks.options import boolean
@@ -40,6 +40,7 @@ from snnbench.noise import NoiseSpec
 from snnbench.benchmarks import claims
 from snnbench.benchmarks.study import (CLAIMS_DOCUMENT, CLEAN, NOISES, STUDY_DOCUMENT, result_row, results_document,
                                        run_row, study_report, study_specs)
+from snnbench.evaluation import metrics as M
 from snnbench.evaluation.harness import log_result_table
 from snnbench.execution import executor_from_args
 from snnbench.tracking.runs import MODEL_ID_TAG, benchmark_run, child_run, config_key, finished_children
@@ -60,8 +61,7 @@ def add_arguments(parser: argparse.ArgumentParser, command: str):
 
 
 def run(args):
-    profile = PROFILES[args.profile]
-    scale = {k: profile[k] if getattr(args, k) is None else getattr(args, k) for k in profile}
+    scale = from_profile(args, PROFILES)
     devices = devices_from_args(args)
     seeds = seeds_from_args(args)
     engine = engine_from_args(args)
@@ -99,7 +99,7 @@ def run(args):
             counts = {}
             for name, noise in noises.items():
                 logits, labels = scores[(job.key, noise)]
-                counts[name] = (int((logits.argmax(1) == labels).sum()), len(labels))
+                counts[name] = (int(M.correct(logits, labels).sum()), len(labels))
             row = run_row(job.spec, job.settings.seed, result, counts)
             rows.append(row)
             child_config = {**job.spec.as_dict(), **asdict(job.settings)}

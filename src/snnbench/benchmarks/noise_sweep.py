@@ -23,11 +23,11 @@ import numpy as np
 from tqdm import tqdm
 
 from snnbench.benchmarks import noise_sweep_tables as tables
-from snnbench.benchmarks.options import add_common, auto, choice_list, float_list, positive, require
+from snnbench.benchmarks.options import add_common, auto, choice_list, float_list, from_profile, positive, require
 from snnbench.benchmarks.options import boolean
 from snnbench.data import MODALITIES
-from snnbench.engines.sweep_models import SNN_ENGINE, Subject
-from snnbench.evaluation import harness
+from snnbench.benchmarks.noise_sweep_models import SNN_ENGINE, Subject
+from snnbench.evaluation import harness, metrics
 from snnbench.evaluation.metrics import COLUMNS
 from snnbench.execution import add_cluster_arguments, executor_from_args
 from snnbench.noise import NOISE_MODES, NoiseSpec
@@ -111,8 +111,7 @@ def settings(args) -> dict:
     from snnbench.models.multimodal import ModelSpec
     from snnbench.training import recipes
 
-    profile = PROFILES[args.profile]
-    chosen = {k: getattr(args, k) if getattr(args, k) is not None else v for k, v in profile.items()}
+    chosen = from_profile(args, PROFILES)
     require(chosen["test_limit"] >= 0 and (args.train_limit or 0) >= 0,
             "--test-limit and --train-limit must be >= 0 (0 = all samples)")
     for name in ("epochs", "steps", "snn_steps"):
@@ -131,8 +130,8 @@ def settings(args) -> dict:
               "noise_mode": args.noise_mode, "seed": args.seed, "profile": args.profile,
               "device": str(resolve_device(args.device)), "snn_steps": snn_steps,
               "models_from": args.models_from, "onnx_model": args.onnx_model, "snntorch_model": args.snntorch_model,
-              "dataset": args.dataset, "conversion_training": asdict(replace(recipes.CONVERSION, **overrides)),
-              "suite_training": asdict(replace(recipes.SUITE[args.profile], **overrides)), **chosen}
+              "dataset": args.dataset, "conversion_training": replace(recipes.CONVERSION, **overrides).as_params(),
+              "suite_training": replace(recipes.SUITE[args.profile], **overrides).as_params(), **chosen}
     config["model_seeds"] = model_seeds(args, config)
     if user:
         check_user_models(config)
@@ -143,7 +142,7 @@ def model_seeds(args, config: dict) -> list[int]:
     if config["onnx_model"] or config["snntorch_model"]:
         return [0]  # a user's model is one trained model
     if config["models_from"]:
-        from snnbench.engines.sweep_models import study_references
+        from snnbench.benchmarks.noise_sweep_models import study_references
 
         found = sorted({seed for _, _, seed in study_references(config["models_from"], config["snn_steps"])})
         return found[:args.model_seeds] if args.model_seeds else found
@@ -216,7 +215,7 @@ def evaluate(model, data, child: dict) -> tuple[dict, np.ndarray]:
     tests patch it to interrupt a sweep)."""
     spec = NoiseSpec(child["std"], child["position"], child["noise_mode"], child["noise_seed"])
     logits = model.predict(np.asarray(data.x, np.float32), spec, 0)
-    return harness.score(model, logits, data.y, model.last_activity, spec), logits.argmax(1) == data.y
+    return harness.score(model, logits, data.y, model.last_activity, spec), metrics.correct(logits, data.y)
 
 
 def _row(child: dict, config: dict, measured: dict, clean: float, seconds: float, run_id: str, reused: bool) -> dict:
@@ -256,7 +255,7 @@ class ChildUnit:
     subject: Subject
     child: dict
     config: dict
-    models: object  # snnbench.engines.sweep_models.Models: where the subject's trained model is
+    models: object  # snnbench.benchmarks.noise_sweep_models.Models: where the subject's trained model is
 
 
 _BUILT: "OrderedDict[tuple, harness.Model]" = OrderedDict()  # the last subjects' models in this process
@@ -343,7 +342,7 @@ def run_name(config: dict) -> str:
 
 def run(args):
     from snnbench.device import resolve_device
-    from snnbench.engines.sweep_models import Models
+    from snnbench.benchmarks.noise_sweep_models import Models
 
     config = settings(args)
     device = resolve_device(args.device)

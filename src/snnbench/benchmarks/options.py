@@ -76,6 +76,17 @@ def auto(parse):
     return parse_or_auto
 
 
+def option_params(args, *leave_out) -> dict:
+    """A command's options as its run's params, without the internal ones and ``leave_out``."""
+    return {k: v for k, v in vars(args).items() if not k.startswith("_") and k not in ("command", *leave_out)}
+
+
+def from_profile(args, table: dict) -> dict:
+    """The profile-dependent settings of a command: each setting of ``table[args.profile]`` from its
+    option where one was given (not auto), else the profile's value. The one resolver of profiles."""
+    return {k: v if getattr(args, k, None) is None else getattr(args, k) for k, v in table[args.profile].items()}
+
+
 def non_negative(text: str) -> int:
     try:
         value = int(text)
@@ -101,6 +112,31 @@ def positive(kind=float):
 def require(condition: bool, message: str):
     if not condition:
         raise ConfigError(message)
+
+
+def add_recipe_arguments(group, archs, arch_help: str = "the conversion study's network", lr: bool = True):
+    """The conversion DNN and its training recipe (snnbench.training.recipes.CONVERSION's defaults),
+    for convert, tune and throughput."""
+    from snnbench.training.recipes import CONVERSION
+
+    group.add_argument("--arch", choices=archs, default="mlp", help=arch_help)
+    group.add_argument("--epochs", type=non_negative, default=CONVERSION.epochs,
+                       help=f"training epochs of the DNN (reference: {CONVERSION.epochs})")
+    if lr:
+        group.add_argument("--lr", type=positive(float), default=CONVERSION.lr,
+                           help=f"Adam learning rate (reference: {CONVERSION.lr:g})")
+        group.add_argument("--batch-size", type=positive(int), default=CONVERSION.batch_size,
+                           help="training batch size")
+    group.add_argument("--train-limit", type=non_negative, default=CONVERSION.train_limit,
+                       help="train the DNN on the first N MNIST training images only, 0 = all 60,000")
+
+
+def recipe_from_args(args):
+    """The conversion DNN's recipe of a command's options (add_recipe_arguments)."""
+    from snnbench.training.recipes import CONVERSION, Recipe
+
+    return Recipe(args.epochs, getattr(args, "lr", CONVERSION.lr), getattr(args, "batch_size", CONVERSION.batch_size),
+                  args.train_limit, args.seed)
 
 
 def add_calibration_arguments(group):

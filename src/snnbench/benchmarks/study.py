@@ -18,7 +18,6 @@ tables and one figure per experiment, our mean and interval beside the study's v
 study gave one.
 """
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from snnbench.device import PEAK_RATES
-from snnbench.evaluation.metrics import seed_interval, wilson_interval
+from snnbench.evaluation.metrics import accuracy_interval, seed_interval
 from snnbench.models.multimodal import ModelSpec
 from snnbench.noise import NoiseSpec
 
@@ -87,9 +86,9 @@ def run_row(spec: ModelSpec, seed: int, summary: dict, scores: dict) -> dict:
            "hidden_width": summary["hidden_width"], "n_train": summary["n_train"], "n_val": summary["n_val"],
            "val_accuracy_history": [h["val_accuracy"] for h in summary["history"]]}
     for name, (correct, n) in scores.items():
-        low, high = wilson_interval(correct, n)
-        row[f"test/{name}"] = {"accuracy": correct / n, "correct": int(correct), "n": int(n),
-                               "ci_low": low, "ci_high": high}
+        scores = accuracy_interval(correct, n)
+        row[f"test/{name}"] = {"accuracy": scores["accuracy"], "correct": int(correct), "n": int(n),
+                               "ci_low": scores["accuracy_ci_low"], "ci_high": scores["accuracy_ci_high"]}
     return row
 
 
@@ -279,11 +278,3 @@ def plot_experiment(experiment: Experiment, entries: list[dict], path: Path) -> 
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
-
-
-def write_report(results_path: Path, out: Path) -> Path:
-    """``out`` (markdown) with its figures beside it in ``<out stem>/``, from a results file."""
-    results = json.loads(Path(results_path).read_text())
-    figures = out.parent / out.stem
-    out.write_text(study_report(results, figures, f"{out.stem}/"))
-    return out

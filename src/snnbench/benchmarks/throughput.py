@@ -22,14 +22,17 @@ from pathlib import Path
 import mlflow
 import numpy as np
 
-from snnbench.benchmarks.options import add_common, auto, choice_list, int_list, non_negative, positive, require
+from snnbench.benchmarks.options import (add_common, add_recipe_arguments, auto, choice_list, from_profile, int_list,
+                                         positive, require)
 from snnbench.errors import SnnbenchError
 from snnbench.execution import add_cluster_arguments
+from snnbench.evaluation.metrics import accuracy_interval, correct
 from snnbench.evaluation.plots import throughput_plot
-from snnbench.evaluation.timing import machine, time_batch
+from snnbench.evaluation.timing import machine, set_threads, time_batch
 from snnbench.tracking.runs import benchmark_run
 
-BACKENDS = ("ort", "nengo_dl", "nengo", "snntorch")
+ENGINES = {"ort": "ort-dnn", "nengo_dl": "nengo-snn", "nengo": "nengo-snn", "snntorch": "snntorch-snn"}  # by backend
+BACKENDS = tuple(ENGINES)
 # profile -> grid; the nengo reference simulator gets its own small grid (it is the slowest).
 GRIDS = {
     "quick": dict(steps=[4, 16], batch_sizes=[1, 100], nengo_steps=[4], nengo_batch_sizes=[1, 10],
@@ -63,19 +66,14 @@ def add_arguments(parser, command):
                         help=f"timed batches per point ({by_profile('repeats')})")
     parser.add_argument("--threads", type=auto(positive(int)), default=None,
                         help="CPU threads for every backend (auto: all usable CPUs)")
-    parser.add_argument("--arch", choices=("mlp", "cnn"), default="mlp", help="the conversion study's network")
-    parser.add_argument("--epochs", type=int, default=3, help="training epochs of the (cached) network")
-    parser.add_argument("--train-limit", type=auto(non_negative), default=None,
-                        help="train the network on the first N MNIST images only (0 or auto: all)")
+    add_recipe_arguments(parser, ("mlp", "cnn"), lr=False)
 
 
 def resolve(args) -> dict:
     """The run's settings: options given, else the profile's grid."""
     from snnbench.device import resolve_device
 
-    grid = GRIDS[args.profile]
-    settings = {key: getattr(args, key) if getattr(args, key, None) is not None else value
-                for key, value in grid.items()}
+    settings = from_profile(args, GRIDS)
     threads = args.threads or len(os.sched_getaffinity(0))
     settings.update(backends=args.backends, threads=threads, arch=args.arch, epochs=args.epochs,
                     train_limit=args.train_limit or 0, profile=args.profile, seed=args.seed,
@@ -104,7 +102,6 @@ def grid(settings: dict) -> list:
 def run(args):
     from snnbench.data import load_features
     from snnbench.device import resolve_device
-    from snnbench.engines.backends import model_folder
     from snnbench.execution import executor_from_args
     from snnbench.training.cache import pack
 
@@ -157,7 +154,8 @@ def time_backend(unit: BackendPoints) -> dict:
     reason (the other backends' timings are kept)."""
     from snnbench.data import load_features
     from snnbench.device import resolve_device
-    from snnbench.engines.backends import build_backend, set_threads
+    from snnbench.conversion.calibration import mnist_training_images
+    from snnbench.engines import converted_layers
     from snnbench.training.cache import unpack
 
     settings = unit.settings
@@ -171,10 +169,13 @@ def time_backend(unit: BackendPoints) -> dict:
         import torch
 
         host["gpu"] = torch.cuda.get_device_name(device)
-    rows, failed = [], None
+    rows, failed, layers = [], None, None
     for backend, steps, batch_size in unit.points:
         try:
-            rows.append(measure(backend, steps, batch_size, images, labels, folder, settings, build_backend))
+            if layers is None and backend != "ort":  # the default conversion (convert --method calibrated)
+                layers = converted_layers(folder, calibration_inputs=mnist_training_images(settings["seed"]),
+                                          seed=settings["seed"])[1]
+            rows.append(measure(backend, steps, batch_size, images, labels, folder, settings, layers))
         except Exception as exc:  # one broken backend must not lose the others' timings
             failed = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
             break
@@ -182,16 +183,44 @@ def time_backend(unit: BackendPoints) -> dict:
     return {"backend": unit.backend, "rows": rows, "failed": failed, "machine": host}
 
 
-def measure(backend, steps, batch_size, images, labels, folder, settings, build_backend) -> dict:
-    """Time one (backend, steps, batch size) point, then score what was timed on every sample."""
-    from snnbench.evaluation.metrics import Accuracy
+def model_folder(settings: dict) -> Path:
+    """The conversion study's cached network (``model.onnx``)."""
+    from snnbench.training.conversion import trained_conversion_model
+    from snnbench.training.recipes import Recipe
 
+    return trained_conversion_model(settings["arch"], Recipe(epochs=settings["epochs"], seed=settings["seed"],
+                                                             train_limit=settings["train_limit"]))
+
+
+def build_backend(backend: str, folder: Path, steps: int, batch_size: int, settings: dict, layers=None):
+    """The backend's engine (snnbench.engines; the spiking ones with the per-layer ``layers``),
+    built once (Nengo's simulators by running one batch), as ``predict(images) -> scores``."""
+    from snnbench import engines
+    from snnbench.engines.nengo import SimConfig
+
+    seed = settings["seed"]
+    if backend == "ort":
+        options = dict(batch_size=batch_size, threads=settings["threads"], activity=False)
+    elif backend == "snntorch":
+        options = dict(device=settings["device"], seed=seed, steps=steps, layers=layers)
+    else:
+        options = dict(sim=SimConfig(steps=steps, minibatch=batch_size, simulator=backend, seed=seed), counters=False,
+                       layers=layers)
+    model = engines.build(ENGINES[backend], folder, options)
+    predict = lambda images: model.predict(images.reshape(len(images), -1))  # noqa: E731
+    if backend in ("nengo_dl", "nengo"):
+        predict(np.zeros((batch_size, model.converted.n_inputs), np.float32))  # builds the simulator
+    return predict
+
+
+def measure(backend, steps, batch_size, images, labels, folder, settings, layers=None) -> dict:
+    """Time one (backend, steps, batch size) point, then score what was timed on every sample."""
     started = time.perf_counter()
-    predict = build_backend(backend, folder, steps, batch_size, settings)
+    predict = build_backend(backend, folder, steps, batch_size, settings, layers)
     setup = time.perf_counter() - started
     timing = time_batch(predict, images[:batch_size], settings["warmup"], settings["repeats"])
     scores = [np.asarray(predict(images[a: a + batch_size])) for a in range(0, len(images), batch_size)]
-    accuracy = Accuracy()(None, np.concatenate(scores), labels, None)
+    accuracy = accuracy_interval(int(correct(np.concatenate(scores), labels).sum()), len(labels))
     return {"backend": backend, "steps": steps, "batch_size": batch_size, **timing.summary(),
             "setup_s": setup, "threads": settings["threads"], **accuracy}
 
@@ -199,9 +228,6 @@ def measure(backend, steps, batch_size, images, labels, folder, settings, build_
 def _progress(row: dict) -> str:
     return (f"  {row['backend']:<9} steps={row['steps']:<3} batch={row['batch_size']:<5} "
             f"{row['samples_per_s_median']:10.1f} samples/s  {row['latency_ms_median']:9.2f} ms/batch")
-
-
-ENGINES = {"ort": "ort-dnn", "nengo_dl": "nengo-snn", "nengo": "nengo-snn", "snntorch": "snntorch-snn"}
 
 
 def result_rows(rows: list, settings: dict) -> list:

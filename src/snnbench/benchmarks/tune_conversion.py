@@ -13,7 +13,8 @@ SNN's with the calibrated and with the tuned setting (``snn_test_accuracy_calibr
 import argparse
 from pathlib import Path
 
-from snnbench.benchmarks.options import add_calibration_arguments, add_common, auto, positive, require, boolean
+from snnbench.benchmarks.options import (add_calibration_arguments, add_common, add_recipe_arguments, auto, boolean,
+                                         from_profile, option_params, positive, require)
 from snnbench.conversion.nengo_net import READOUTS
 from snnbench.execution import add_cluster_arguments, executor_from_args
 from snnbench.tuning import (PRUNERS, SAMPLERS, SECOND_OBJECTIVES, ConversionTask, SearchSpace, StudyOptions,
@@ -73,12 +74,7 @@ def add_arguments(parser: argparse.ArgumentParser, command: str):
                        help="do not score the calibrated and best settings on the MNIST test set after the study")
 
     task = parser.add_argument_group("fixed for the study")
-    task.add_argument("--arch", choices=("mlp", "cnn"), default="mlp", help="conversion DNN (snnbench convert's)")
-    task.add_argument("--epochs", type=positive(int), default=3, help="training epochs of the DNN (reference: 3)")
-    task.add_argument("--lr", type=positive(float), default=2e-4, help="Adam learning rate (reference: 2e-4)")
-    task.add_argument("--batch-size", type=positive(int), default=100, help="training batch size")
-    task.add_argument("--train-limit", type=int, default=0,
-                      help="train the DNN on the first N MNIST training images only (0: all 60,000)")
+    add_recipe_arguments(task, ("mlp", "cnn"), "conversion DNN (snnbench convert's)")
     add_calibration_arguments(task)
     task.add_argument("--steps", type=positive(int), default=8, help="simulation time steps per image")
     task.add_argument("--dt", type=positive(float), default=0.001, help="simulation time step (s)")
@@ -121,16 +117,9 @@ def options_from_args(args) -> StudyOptions:
                         workers=args.workers or 1)
 
 
-def resolve_profile(args):
-    for key, value in PROFILE_DEFAULTS[args.profile].items():
-        if getattr(args, key) is None:
-            setattr(args, key, value)
-
-
 def run(args):
     from snnbench import tuning
-    resolve_profile(args)
-    require(args.train_limit >= 0, "--train-limit must be >= 0 (0 = all training images)")
+    vars(args).update(from_profile(args, PROFILE_DEFAULTS))
     task, options = task_from_args(args), options_from_args(args)
     task.check()
     options.check()
@@ -143,7 +132,7 @@ def run(args):
 
 
 def logged_params(args) -> dict:
-    params = {k: v for k, v in vars(args).items() if not k.startswith("_") and k not in ("command", "cluster")}
+    params = option_params(args, "cluster")
     params["storage"] = storage_label(args.storage)
     params["best_params_out"] = str(args.best_params_out) if args.best_params_out else None
     return params

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from snnbench.errors import SnnbenchError
+from snnbench.errors import UnsupportedModelError
 
 INPUT = -1  # the source index of the model input
 PADDINGS = ("valid", "same", "explicit")
@@ -58,7 +58,7 @@ class LinearOp:
                                                      for t in (self.kernel, self.strides, self.dilations))
         if not self.pads:
             if self.padding not in ("valid", "same"):
-                raise SnnbenchError(f"conv padding {self.padding!r} needs its pads (top, left, bottom, right)")
+                raise UnsupportedModelError(f"conv padding {self.padding!r} needs its pads (top, left, bottom, right)")
             self.pads = (0, 0, 0, 0) if self.padding == "valid" else \
                 same_pads(self.in_shape[1:], self.dilated_kernel, self.strides)
         self.pads = tuple(int(p) for p in self.pads)
@@ -210,8 +210,8 @@ class Stage:
     # ---- a stage of a plain chain (one path, from the stage before it), read as a layer
     def _chain_path(self) -> Path:
         if len(self.paths) != 1 or self.paths[0].source != self.index - 1 or self.paths[0].scale != 1:
-            raise SnnbenchError(f"stage {self.name!r} is not a plain layer of a chain (sources "
-                                f"{self.sources}); use ConvertedModel.activations / fan_out for graphs")
+            raise UnsupportedModelError(f"stage {self.name!r} is not a plain layer of a chain (sources "
+                                        f"{self.sources}); use ConvertedModel.activations / fan_out for graphs")
         return self.paths[0]
 
     @property
@@ -234,8 +234,8 @@ class ConvertedModel:
         for i, stage in enumerate(self.stages):
             stage.index = i
             if stage.activation != (i < len(self.stages) - 1) or any(s >= i for s in stage.sources):
-                raise SnnbenchError(f"stage {i} ({stage.name!r}) is out of order: hidden populations come "
-                                    "first, each fed by earlier ones, then the logits")
+                raise UnsupportedModelError(f"stage {i} ({stage.name!r}) is out of order: hidden populations come "
+                                            "first, each fed by earlier ones, then the logits")
 
     @property
     def hidden(self) -> list:
@@ -279,6 +279,10 @@ class ConvertedModel:
     def macs(self) -> int:
         return sum(op.macs() for op in self.linear_ops())
 
+    def weights(self) -> list:
+        """The connection matrices and biases (what the static metrics read)."""
+        return [a for op in self.linear_ops() for a in (op.weight, op.bias) if a is not None]
+
     def fan_out(self, source: int) -> np.ndarray:
         """For each neuron of ``source`` (a hidden stage's index, or INPUT): how many neurons of
         the later stages it reaches through nonzero weights, each consumer's paths from it merged
@@ -302,7 +306,7 @@ def fan_out(stage: Stage, chunk: int = 512, source: int | None = None) -> np.nda
     ``stage`` it reaches through nonzero weights, all its paths into the stage merged."""
     if source is None:
         if len(stage.sources) != 1:
-            raise SnnbenchError(f"stage {stage.name!r} has sources {stage.sources}; name one")
+            raise UnsupportedModelError(f"stage {stage.name!r} has sources {stage.sources}; name one")
         source = stage.sources[0]
     cache = stage.__dict__.setdefault("_fan_out", {})
     if source in cache:

@@ -30,7 +30,7 @@ import numpy as np
 
 from snnbench.conversion.nengo_net import LayerParams, SignedIF
 from snnbench.conversion.onnx_io import INPUT, ConvertedModel, LinearOp, Path, Stage
-from snnbench.errors import SnnbenchError
+from snnbench.errors import ConfigError
 
 LOIHI_NEURONS = ("if", "if-rectified", "lif")
 LOIHI_VMIN = -(2 ** 23) + 1        # most negative membrane voltage of a Loihi compartment
@@ -98,8 +98,8 @@ def input_layer_params(dt: float) -> LayerParams:
 def check_neurons(layers: list):
     bad = sorted({p.neuron for p in layers if p.neuron not in LOIHI_NEURONS})
     if bad:
-        raise SnnbenchError(f"--target nengo-loihi runs spiking neurons ({', '.join(LOIHI_NEURONS)}); this "
-                            f"setting has {bad}")
+        raise ConfigError(f"--target nengo-loihi runs spiking neurons ({', '.join(LOIHI_NEURONS)}); this "
+                          f"setting has {bad}")
 
 
 def block_shape(shape: tuple):

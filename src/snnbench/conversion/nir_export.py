@@ -25,7 +25,7 @@ import numpy as np
 
 from snnbench.conversion.nengo_net import LayerParams, SimConfig, layer_list, readout
 from snnbench.conversion.onnx_io import ConvertedModel, LinearOp
-from snnbench.errors import SnnbenchError
+from snnbench.errors import ConfigError, UnsupportedModelError
 
 EXPORTED_NEURONS = ("if", "if-rectified")
 INITIAL_VOLTAGE = {"half": 0.5, "uniform": "uniform [0, 1)"}
@@ -34,8 +34,8 @@ INITIAL_VOLTAGE = {"half": 0.5, "uniform": "uniform [0, 1)"}
 def _padding(op: LinearOp) -> tuple:
     top, left, bottom, right = op.pads
     if (top, left) != (bottom, right) or op.groups != 1 or op.dilations != (1, 1):
-        raise SnnbenchError(f"NIR export writes convolutions with symmetric padding, no groups or dilation; "
-                            f"this one has pads {op.pads}, groups {op.groups}, dilations {op.dilations}")
+        raise UnsupportedModelError(f"NIR export writes convolutions with symmetric padding, no groups or dilation; "
+                                    f"this one has pads {op.pads}, groups {op.groups}, dilations {op.dilations}")
     return (top, left)
 
 
@@ -53,8 +53,8 @@ def _op_node(op: LinearOp, weight_scale: float, bias):
                           _padding(op), 1, 1, bias.astype(np.float32))
     if op.kind == "avgpool":
         return nir.AvgPool2d(np.array(op.kernel), np.array(op.strides), np.zeros(2, np.int64))
-    raise SnnbenchError(f"NIR export covers dense, conv and average-pool ops; this model has a {op.kind!r} op "
-                        "(max pooling: convert with --maxpool average)")
+    raise UnsupportedModelError(f"NIR export covers dense, conv and average-pool ops; this model has a {op.kind!r} op "
+                                "(max pooling: convert with --maxpool average)")
 
 
 def _stage_bias(op: LinearOp, flat_bias: np.ndarray) -> np.ndarray:
@@ -63,8 +63,8 @@ def _stage_bias(op: LinearOp, flat_bias: np.ndarray) -> np.ndarray:
         return flat_bias
     per_channel = flat_bias.reshape(op.out_shape[0], -1)
     if not np.allclose(per_channel, per_channel[:, :1]):
-        raise SnnbenchError("NIR export: this conv layer's bias varies within a channel (a bias pushed through "
-                            "padding); NIR's Conv2d takes one bias per channel")
+        raise UnsupportedModelError("NIR export: this conv layer's bias varies within a channel (a bias pushed through "
+                                    "padding); NIR's Conv2d takes one bias per channel")
     return per_channel[:, 0]
 
 
@@ -73,15 +73,15 @@ def to_nir(model: ConvertedModel, layers, sim: SimConfig):
     import nir
 
     if not model.is_chain:
-        raise SnnbenchError("NIR export covers layer chains; this graph has skips, concatenations or max-pool "
-                            "trees (convert a chain, or with --maxpool average)")
+        raise UnsupportedModelError("NIR export covers layer chains; this graph has skips, concatenations or max-pool "
+                                    "trees (convert a chain, or with --maxpool average)")
     layers = layer_list(layers, len(model.hidden))
     if any(p.channel_scales or p.channel_bias or p.channel_voltage for p in layers):
-        raise SnnbenchError("NIR export writes one rate scale, bias and start per layer; this setting has per-channel "
-                            "ones (convert with --method calibrated --scales layer)")
+        raise UnsupportedModelError("NIR export writes one rate scale, bias and start per layer; this setting has per-channel "
+                                    "ones (convert with --method calibrated --scales layer)")
     bad = sorted({p.neuron for p in layers if p.neuron not in EXPORTED_NEURONS})
     if bad:
-        raise SnnbenchError(f"NIR export writes IF neurons (the calibrated conversion); this setting has {bad}")
+        raise UnsupportedModelError(f"NIR export writes IF neurons (the calibrated conversion); this setting has {bad}")
     dt = sim.dt
     nodes, edges = {}, []
     first = model.stages[0].ops[0]
@@ -102,8 +102,8 @@ def to_nir(model: ConvertedModel, layers, sim: SimConfig):
                 previous = f"flatten{i}_{k}"
             last = k == len(stage.ops) - 1
             if last and op.kind not in ("dense", "conv"):
-                raise SnnbenchError(f"NIR export: stage {stage.name!r} ends with a {op.kind!r} op; it needs a "
-                                    "dense or conv op last (where its bias goes)")
+                raise UnsupportedModelError(f"NIR export: stage {stage.name!r} ends with a {op.kind!r} op; it needs a "
+                                            "dense or conv op last (where its bias goes)")
             name = f"layer{i}_op{k}" if params is not None else f"readout_op{k}"
             nodes[name] = _op_node(op, gain if last else 1.0, _stage_bias(op, bias) if last else None)
             edges.append((previous, name))
@@ -135,7 +135,7 @@ def write_nir(model: ConvertedModel, layers, sim: SimConfig, path) -> Path:
     try:
         nir.write(str(path), graph)
     except OSError as exc:
-        raise SnnbenchError(f"cannot write the NIR graph to {path} ({exc}); give a writable --nir-out path") from None
+        raise ConfigError(f"cannot write the NIR graph to {path} ({exc}); give a writable --nir-out path") from None
     return path
 
 

@@ -17,7 +17,7 @@ import torch
 from onnx import numpy_helper
 
 from snnbench.conversion.graph import INPUT, LinearOp, Path, Stage
-from snnbench.errors import SnnbenchError
+from snnbench.errors import DataError, UnsupportedModelError
 
 SUPPORTED_OPS = ("Gemm", "MatMul", "Add", "Relu", "Clip", "Pad", "Flatten", "Reshape", "Conv", "AveragePool",
                  "GlobalAveragePool", "MaxPool", "Concat", "BatchNormalization", "Identity", "Dropout",
@@ -30,21 +30,21 @@ def _node_name(node) -> str:
 
 def _fail(node, why: str = ""):
     detail = f": {why}" if why else ""
-    raise SnnbenchError(f"unsupported ONNX op {node.op_type!r} at node {_node_name(node)!r}{detail}; "
-                        f"supported ops: {', '.join(SUPPORTED_OPS)}")
+    raise UnsupportedModelError(f"unsupported ONNX op {node.op_type!r} at node {_node_name(node)!r}{detail}; "
+                                f"supported ops: {', '.join(SUPPORTED_OPS)}")
 
 
 def _load(path) -> onnx.ModelProto:
     path = FilePath(path)
     if not path.is_file():
-        raise SnnbenchError(f"ONNX model {path} not found; pass the path of a .onnx file")
+        raise DataError(f"ONNX model {path} not found; pass the path of a .onnx file")
     try:
         model = onnx.load(str(path))
         onnx.checker.check_model(model)
     except Exception as exc:  # onnx raises several types for malformed files
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise SnnbenchError(f"{path} is not a valid ONNX model ({first[:200]}); export it again with "
-                            "torch.onnx.export") from None
+        raise DataError(f"{path} is not a valid ONNX model ({first[:200]}); export it again with "
+                        "torch.onnx.export") from None
     return model
 
 
@@ -89,14 +89,14 @@ class _GraphReader:
         self.consts = {t.name: _as_array(t) for t in graph.initializer}
         inputs = [i for i in graph.input if i.name not in self.consts]
         if len(inputs) != 1 or len(graph.output) != 1:
-            raise SnnbenchError(f"the ONNX graph has {len(inputs)} inputs and {len(graph.output)} outputs; "
-                                "only single-input single-output classifiers can be converted")
+            raise UnsupportedModelError(f"the ONNX graph has {len(inputs)} inputs and {len(graph.output)} outputs; "
+                                        "only single-input single-output classifiers can be converted")
         declared = [d.dim_value for d in inputs[0].type.tensor_type.shape.dim]
         dims = declared[1:]
         self.batch = declared[0] if declared and declared[0] > 0 else None  # a static batch size
         if not dims or any(d <= 0 for d in dims):
-            raise SnnbenchError(f"input {inputs[0].name!r} needs fixed feature dimensions (N, features) or "
-                                f"(N, C, H, W), got {dims} after the batch axis")
+            raise UnsupportedModelError(f"input {inputs[0].name!r} needs fixed feature dimensions (N, features) or "
+                                        f"(N, C, H, W), got {dims} after the batch axis")
         self.input_shape = tuple(dims)
         size = int(np.prod(dims))
         self.values = {inputs[0].name: _Value([Path(INPUT)], np.zeros(size), self.input_shape)}

@@ -16,7 +16,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, shape_inference
 
-from snnbench.errors import SnnbenchError
+from snnbench.errors import ConfigError, DataError, UnsupportedModelError
 from snnbench.noise import NoiseSpec
 
 ACTIVATIONS = ("Relu",)
@@ -45,8 +45,8 @@ class NoisyGraph:
         """``feeds(start, n)`` -> the noise inputs for samples ``start .. start + n`` (zeros when
         ``spec`` does not apply to this graph's position)."""
         if spec.active and spec.position != self.position:
-            raise SnnbenchError(f"noise at {spec.position!r} cannot be fed to a graph with noise inputs at "
-                                f"{self.position!r}; build it with add_noise(model, {spec.position!r})")
+            raise ConfigError(f"noise at {spec.position!r} cannot be fed to a graph with noise inputs at "
+                              f"{self.position!r}; build it with add_noise(model, {spec.position!r})")
 
         def feeds(start: int, n: int) -> dict:
             return {i.name: spec.draw(i.layer, start, n, i.features).reshape(n, *i.shape) for i in self.inputs}
@@ -67,7 +67,7 @@ def _load(model) -> onnx.ModelProto:
     if path.is_dir():
         path = path / "model.onnx"
     if not path.exists():
-        raise SnnbenchError(f"no ONNX model at {path}; export one first (snnbench.models.export.export_onnx)")
+        raise DataError(f"no ONNX model at {path}; export one first (snnbench.models.export.export_onnx)")
     return onnx.load(str(path))
 
 
@@ -91,9 +91,9 @@ def _shapes(model: onnx.ModelProto) -> dict:
 def _sample_shape(shapes: dict, tensor: str, what: str) -> tuple:
     elem_type, dims = shapes.get(tensor, (None, ()))
     if elem_type != TensorProto.FLOAT or len(dims) < 2 or any(d is None or d < 1 for d in dims[1:]):
-        raise SnnbenchError(f"cannot add noise at {what}: tensor {tensor!r} needs a float32 shape "
-                            f"[batch, features...] with known feature sizes (got {dims or 'unknown'}); "
-                            "export the model with a fixed feature size (snnbench.models.export.export_onnx)")
+        raise UnsupportedModelError(f"cannot add noise at {what}: tensor {tensor!r} needs a float32 shape "
+                                    f"[batch, features...] with known feature sizes (got {dims or 'unknown'}); "
+                                    "export the model with a fixed feature size (snnbench.models.export.export_onnx)")
     return tuple(dims[1:])
 
 
@@ -105,7 +105,7 @@ def add_noise(model, position: str) -> NoisyGraph:
     """A copy of ``model`` (ModelProto, .onnx path or folder holding model.onnx) with noise inputs
     at ``position`` ('input', 'pre' or 'post'); the original is left untouched."""
     if position not in NOISY_POSITIONS:
-        raise SnnbenchError(f"cannot add noise at {position!r}; use one of {', '.join(NOISY_POSITIONS)}")
+        raise ConfigError(f"cannot add noise at {position!r}; use one of {', '.join(NOISY_POSITIONS)}")
     model = onnx.ModelProto.FromString(_load(model).SerializeToString())
     graph = model.graph
     shapes = _shapes(model)
@@ -113,7 +113,7 @@ def add_noise(model, position: str) -> NoisyGraph:
     if position == "input":
         data = [i for i in graph.input if i.name not in {t.name for t in graph.initializer}]
         if len(data) != 1:
-            raise SnnbenchError(f"noise at 'input' needs a graph with one data input, found {len(data)}")
+            raise UnsupportedModelError(f"noise at 'input' needs a graph with one data input, found {len(data)}")
         name = data[0].name
         noise = NoiseInput("noise_input", "input", _sample_shape(shapes, name, "the input"))
         noisy = f"{name}_noisy"
@@ -124,8 +124,8 @@ def add_noise(model, position: str) -> NoisyGraph:
     else:
         activations = [node for node in nodes if node.op_type in ACTIVATIONS]
         if not activations:
-            raise SnnbenchError(f"cannot add noise at {position!r}: the ONNX graph has no activation node "
-                                f"({', '.join(ACTIVATIONS)}) to attach it to; use position 'input'")
+            raise UnsupportedModelError(f"cannot add noise at {position!r}: the ONNX graph has no activation node "
+                                        f"({', '.join(ACTIVATIONS)}) to attach it to; use position 'input'")
         for i, node in enumerate(activations):
             tensor = node.input[0] if position == "pre" else node.output[0]
             noise = NoiseInput(f"noise_layer{i}", f"layer{i}", _sample_shape(shapes, tensor, f"layer {i}"))

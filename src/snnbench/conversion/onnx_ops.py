@@ -24,7 +24,7 @@ import numpy as np
 
 from snnbench.conversion.graph import ConvertedModel, LinearOp, Path, Stage, conv_out_len
 from snnbench.conversion.onnx_graph import _as_array, _attrs, _fail, _GraphReader, _load, _node_name, _Value
-from snnbench.errors import SnnbenchError
+from snnbench.errors import ConfigError, UnsupportedModelError
 
 MAXPOOL_ROUTES = ("exact", "average")
 
@@ -312,7 +312,7 @@ def extract(path, maxpool: str = "exact") -> ConvertedModel:
     pooling instead, approximate: listed in ``approximations``); see the module docstring.
     """
     if maxpool not in MAXPOOL_ROUTES:
-        raise SnnbenchError(f"unknown MaxPool route {maxpool!r}; use one of {', '.join(MAXPOOL_ROUTES)}")
+        raise ConfigError(f"unknown MaxPool route {maxpool!r}; use one of {', '.join(MAXPOOL_ROUTES)}")
     model = _load(path)
     reader = _GraphReader(model, maxpool)
     for node in model.graph.node:
@@ -321,8 +321,8 @@ def extract(path, maxpool: str = "exact") -> ConvertedModel:
         HANDLERS[node.op_type](reader, node)
     output = reader.values.get(reader.output)
     if output is None or not output.paths:
-        raise SnnbenchError(f"{path}: the graph output {reader.output!r} does not depend on the input "
-                            "through supported nodes")
+        raise UnsupportedModelError(f"{path}: the graph output {reader.output!r} does not depend on the input "
+                                    "through supported nodes")
     logits = Stage(output.paths, output.bias, False, output.shape, reader.output)
     return ConvertedModel(reader.input_shape, reader.stages + [logits], str(path), reader.approximations)
 

@@ -14,7 +14,7 @@ import torch
 
 from snnbench.conversion.graph import ConvertedModel, LinearOp, Path, Stage
 from snnbench.conversion.onnx_ops import extract
-from snnbench.errors import SnnbenchError
+from snnbench.errors import DataError
 
 SPEC_FILE = "spec.json"
 WEIGHTS_FILE = "weights.npz"
@@ -69,12 +69,12 @@ def _chain_stage(index: int, ops: list, activation: bool) -> Stage:
 def load(folder) -> ConvertedModel:
     folder = FilePath(folder)
     if not (folder / SPEC_FILE).is_file() or not (folder / WEIGHTS_FILE).is_file():
-        raise SnnbenchError(f"{folder} has no {SPEC_FILE} + {WEIGHTS_FILE}; write them with "
-                            "snnbench.conversion.onnx_io.save")
+        raise DataError(f"{folder} has no {SPEC_FILE} + {WEIGHTS_FILE}; write them with "
+                        "snnbench.conversion.onnx_io.save")
     spec = json.loads((folder / SPEC_FILE).read_text())
     if spec.get("format") not in READ_FORMATS:
-        raise SnnbenchError(f"{folder / SPEC_FILE} has format {spec.get('format')!r}; this version reads "
-                            f"{', '.join(READ_FORMATS)} (convert the ONNX model again)")
+        raise DataError(f"{folder / SPEC_FILE} has format {spec.get('format')!r}; this version reads "
+                        f"{', '.join(READ_FORMATS)} (convert the ONNX model again)")
     with np.load(folder / WEIGHTS_FILE) as arrays:
         if spec["format"] == "snnbench-layers/1":
             stages = [_chain_stage(i, [_op_from_entry(o, arrays) for o in s["ops"]], s["activation"] == "relu")
@@ -100,5 +100,5 @@ def load_any(source, maxpool: str = "exact") -> ConvertedModel:
             return load(path)
         if (path / "model.onnx").is_file():
             return extract(path / "model.onnx", maxpool)
-        raise SnnbenchError(f"{path} holds neither model.onnx nor {SPEC_FILE} + {WEIGHTS_FILE}")
+        raise DataError(f"{path} holds neither model.onnx nor {SPEC_FILE} + {WEIGHTS_FILE}")
     return extract(path, maxpool)

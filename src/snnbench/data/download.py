@@ -13,7 +13,7 @@ import tempfile
 import urllib.request
 from pathlib import Path
 
-from snnbench.errors import DataError, SnnbenchError
+from snnbench.errors import DataError
 
 DATA_ENV = "SNNBENCH_DATA"
 CACHE_ENV = "SNNBENCH_CACHE"
@@ -59,9 +59,9 @@ def download(urls: list[str], dest: Path, check) -> Path:
         finally:
             tmp.unlink(missing_ok=True)
     raise DataError(f"could not download {dest.name} ({'; '.join(failures)}); "
-                        f"copy the file into {dest.parent} or set {DATA_ENV} to a folder that has it")
+                    f"copy the file into {dest.parent} or set {DATA_ENV} to a folder that has it")
 
 
-def missing_file_error(path: Path, what: str) -> SnnbenchError:
-    return SnnbenchError(f"{what} not found at {path}; set {DATA_ENV} to a folder holding it "
-                         f"(see README 'Data') or unset {DATA_ENV} to download it")
+def missing_file_error(path: Path, what: str) -> DataError:
+    return DataError(f"{what} not found at {path}; set {DATA_ENV} to a folder holding it "
+                     f"(see README 'Data') or unset {DATA_ENV} to download it")

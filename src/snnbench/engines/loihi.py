@@ -19,7 +19,8 @@ import numpy as np
 from snnbench.conversion import loihi as L
 from snnbench.conversion.nengo_net import SimConfig, build_network, layer_list, readout
 from snnbench.conversion.onnx_io import load_any
-from snnbench.errors import SnnbenchError
+from snnbench.engines import converted_layers, register
+from snnbench.errors import ConfigError, DataError, UnsupportedModelError
 from snnbench.evaluation import metrics as M
 from snnbench.evaluation.harness import CLEAN, Model
 from snnbench.noise import NoiseSpec
@@ -33,7 +34,7 @@ class LoihiModel(Model):
         self.layers = layer_list(layers, len(self.converted.hidden))
         L.check_neurons(self.layers)
         if warmup is not None and warmup < 0:
-            raise SnnbenchError(f"--loihi-warmup must be >= 0 steps, got {warmup}")
+            raise ConfigError(f"--loihi-warmup must be >= 0 steps, got {warmup}")
         self.sim, self.steps = sim, sim.steps
         self.warmup = len(self.converted.hidden) if warmup is None else warmup
         self.period = self.warmup + self.steps
@@ -42,9 +43,6 @@ class LoihiModel(Model):
         self._simulator = None
         self._feed = None
         self._first_step = 0
-
-    def weights(self):
-        return [a for op in self.converted.linear_ops() for a in (op.weight, op.bias) if a is not None]
 
     # ---------------------------------------------------------------- building
     def _input(self, t):
@@ -79,7 +77,7 @@ class LoihiModel(Model):
                 self._simulator = nengo_loihi.Simulator(net.network, dt=self.sim.dt, precompute=True, target="sim",
                                                         seed=self.sim.seed)
             except (BuildError, NotImplementedError) as exc:
-                raise SnnbenchError(f"the network does not fit Loihi: {str(exc).splitlines()[0][:240]}") from None
+                raise UnsupportedModelError(f"the network does not fit Loihi: {str(exc).splitlines()[0][:240]}") from None
         self._net = net
         self.utilization = self._simulator.model.utilization_summary()
         self._emulator = self._simulator.sims["emulator"]
@@ -106,17 +104,17 @@ class LoihiModel(Model):
             feeds += np.stack([noise.draw("input", start, len(x), x.shape[1], step=t) for t in range(self.period)],
                               axis=1)
         elif noise.active:
-            raise SnnbenchError(f"loihi-emulator takes input noise only, got noise at {noise.position!r}")
+            raise ConfigError(f"loihi-emulator takes input noise only, got noise at {noise.position!r}")
         if (x < 0).any():
-            raise SnnbenchError("Loihi's input layer turns pixels into spikes and takes inputs >= 0; got negative "
-                                "inputs")
+            raise DataError("Loihi's input layer turns pixels into spikes and takes inputs >= 0; got negative "
+                            "inputs")
         # a noisy pixel below 0 drives the input layer's IF neuron to no spikes: rectified, as on a chip
         return np.maximum(feeds, 0.0, out=feeds)
 
     def predict(self, x, noise: NoiseSpec = CLEAN, start: int = 0) -> np.ndarray:
         x = np.asarray(x, np.float32)
         if x.ndim != 2 or x.shape[1] != self.chip.n_inputs:
-            raise SnnbenchError(f"inputs must have shape (n, {self.chip.n_inputs}), got {x.shape}")
+            raise DataError(f"inputs must have shape (n, {self.chip.n_inputs}), got {x.shape}")
         feeds = self._feeds(x, noise, start)
         self.build()
         logits, spikes = [], [np.zeros_like(f) for f in self._fan_outs]
@@ -149,3 +147,10 @@ class LoihiModel(Model):
             self._simulator.close()
         self._simulator = None
 
+
+
+@register("loihi-emulator")
+def build(artifact, layers=None, sim: SimConfig = SimConfig(), warmup: int | None = None,
+          calibration_inputs=None) -> LoihiModel:
+    converted, layers = converted_layers(artifact, layers, calibration_inputs, sim.seed, sim.dt)
+    return LoihiModel(converted, layers, sim, warmup)

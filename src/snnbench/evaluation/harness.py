@@ -27,7 +27,7 @@ RESULT_TABLE = "results.json"
 
 
 class Model:
-    """The protocol every engine implements."""
+    """The protocol every engine implements (``with model:`` closes what it holds)."""
     engine = ""
     steps = 1
     last_activity: M.Activity | None = None
@@ -36,7 +36,17 @@ class Model:
         raise NotImplementedError
 
     def weights(self) -> list[np.ndarray]:
-        raise NotImplementedError
+        """The connection matrices and biases; by default those of the converted network it runs."""
+        return self.converted.weights()
+
+    def close(self):
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
 
 
 def evaluate(model: Model, x: np.ndarray, y: np.ndarray, noise: NoiseSpec = CLEAN, start: int = 0,

@@ -103,15 +103,28 @@ class Metric:
         raise NotImplementedError
 
 
+def correct(logits, labels) -> np.ndarray:
+    """Which samples are classified right: the largest logit (score) is the label's. The one
+    definition of accuracy; every benchmark, the training loop and the tuning objective use it."""
+    return np.asarray(logits).argmax(axis=1) == np.asarray(labels)
+
+
+def accuracy(logits, labels) -> float:
+    """The share of samples classified right (NaN for none)."""
+    return float(correct(logits, labels).mean()) if len(labels) else float("nan")
+
+
+def accuracy_interval(n_correct: int, n: int) -> dict:
+    """``n``, the accuracy of ``n_correct`` right of ``n`` and its Wilson 95% interval."""
+    low, high = wilson_interval(n_correct, n)
+    return {"n": n, "accuracy": n_correct / n if n else float("nan"), "accuracy_ci_low": low, "accuracy_ci_high": high}
+
+
 class Accuracy(Metric):
     columns = ("n", "accuracy", "accuracy_ci_low", "accuracy_ci_high")
 
     def __call__(self, model, logits, labels, activity):
-        labels = np.asarray(labels)
-        correct = int((np.asarray(logits).argmax(axis=1) == labels).sum())
-        low, high = wilson_interval(correct, len(labels))
-        return {"n": len(labels), "accuracy": correct / len(labels) if len(labels) else float("nan"),
-                "accuracy_ci_low": low, "accuracy_ci_high": high}
+        return accuracy_interval(int(correct(logits, labels).sum()), len(labels))
 
 
 class ActivationSparsity(Metric):

@@ -4,6 +4,7 @@ import math
 from pathlib import Path
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -12,10 +13,10 @@ from matplotlib import ticker  # noqa: E402
 STYLES = {"DNN": dict(linestyle="--", marker="s"), "SNN": dict(linestyle="-", marker="o")}
 
 
-def _save(fig, path: Path) -> Path:
+def _save(fig, path: Path, dpi: int = 110) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=dpi)
     plt.close(fig)
     return path
 
@@ -95,3 +96,28 @@ def throughput_plot(rows: list, path: Path, backends: tuple) -> Path:
         ys.append(r["samples_per_s_median"])
     return line_panels(panels, path, xlabel="batch size", ylabel="samples / s (median)",
                        title="Inference throughput", logx=True, logy=True)
+
+
+def confusion_plot(matrix, title: str, path: Path) -> Path:
+    """A confusion matrix (true x predicted) with its counts."""
+    fig, ax = plt.subplots(figsize=(5, 4.5))
+    image = ax.imshow(matrix, cmap="Blues")
+    for (i, j), v in np.ndenumerate(matrix):
+        ax.text(j, i, str(v), ha="center", va="center", fontsize=6,
+                color="white" if v > matrix.max() / 2 else "black")
+    ax.set(xlabel="predicted", ylabel="true", title=title, xticks=range(10), yticks=range(10))
+    fig.colorbar(image, ax=ax)
+    return _save(fig, path, dpi=120)
+
+
+def steps_curve_plot(curve: dict, dnn_accuracy: float, path: Path) -> Path:
+    """The SNN's accuracy by simulation time steps, the DNN's as a line."""
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    steps = sorted(curve)
+    ax.plot(steps, [100 * curve[s] for s in steps], "o-", label="SNN (Nengo)")
+    ax.axhline(100 * dnn_accuracy, color="gray", ls="--", label="DNN (ONNX Runtime)")
+    ax.set(xlabel="time steps", ylabel="test accuracy (%)", title="Accuracy vs simulation time steps")
+    ax.set_xscale("log")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return _save(fig, path, dpi=120)

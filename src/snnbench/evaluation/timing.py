@@ -61,3 +61,23 @@ def machine() -> dict:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     return {"cpu_model": cpu_model(), "cpu_count": os.cpu_count(), "cpu_usable": usable,
             "load_avg_1min": round(load, 2), "platform": platform.platform()}
+
+
+def set_threads(threads: int, tensorflow: bool = False) -> dict:
+    """Use ``threads`` CPU threads in torch and, with ``tensorflow`` (nengo-dl), in TensorFlow
+    (before TensorFlow starts its runtime). Returns the thread counts in force (0 = library default)."""
+    import torch
+
+    torch.set_num_threads(threads)
+    counts = {"torch_threads": torch.get_num_threads()}
+    if tensorflow:
+        import tensorflow as tf
+
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+            tf.config.threading.set_inter_op_parallelism_threads(1)
+        except RuntimeError:  # TensorFlow already running in this process (e.g. a test session)
+            print(f"throughput: TensorFlow already started; nengo-dl keeps "
+                  f"{tf.config.threading.get_intra_op_parallelism_threads() or 'its default'} threads", flush=True)
+        counts["tensorflow_threads"] = tf.config.threading.get_intra_op_parallelism_threads()
+    return counts

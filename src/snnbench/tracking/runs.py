@@ -32,7 +32,7 @@ import mlflow
 import numpy as np
 from mlflow.tracking import MlflowClient
 
-from snnbench.errors import SnnbenchError
+from snnbench.errors import DataError, StorageError
 from snnbench.execution.masking import mask_credentials
 
 URI_ENV = "MLFLOW_TRACKING_URI"
@@ -173,9 +173,9 @@ def _unfinished_run(benchmark: str, experiment_id: str, key: str, resume: bool |
         f" and tags.`{PARENT}` IS NULL", order_by=["attributes.start_time DESC"], max_results=100)
     running = [r for r in runs if r.info.status == "RUNNING"]
     if sweep and running and resume is not True:
-        raise SnnbenchError(f"{benchmark} with these parameters is still running (run {running[0].info.run_id}); "
-                            "if its process was stopped, take the run over with --resume; to share its work "
-                            "between machines, run it on one Dask cluster with --cluster")
+        raise StorageError(f"{benchmark} with these parameters is still running (run {running[0].info.run_id}); "
+                           "if its process was stopped, take the run over with --resume; to share its work "
+                           "between machines, run it on one Dask cluster with --cluster")
     if resume is True:
         return runs[0].info.run_id if runs else None
     stopped = [r for r in runs if r.info.status in ("FAILED", "KILLED")]
@@ -242,7 +242,7 @@ def log_dataset(features, context: str):
     urls = features.sources  # where the checksummed files come from
     sources = list(urls)
     if not sources:
-        raise SnnbenchError("a data set without mnist/ or fsdd/ checksums has no known source to log")
+        raise DataError("a data set without mnist/ or fsdd/ checksums has no known source to log")
     dataset = mlflow.data.from_numpy(features.x, targets=features.y, source=urls[sources[0]],
                                      name="+".join(sources), digest=_digest(features))
     mlflow.log_input(dataset, context=context, tags={f"source.{name}": urls[name] for name in sources})

@@ -13,17 +13,18 @@ from snnbench.device import resolve_device
 from snnbench.models.conversion import INPUT_SHAPES, build_model
 from snnbench.models.export import OPSET, export_onnx
 from snnbench.training.cache import cached
-from snnbench.training.loop import TrainConfig, accuracy, fit, predict_logits, seed_everything
+from snnbench.evaluation.metrics import accuracy
+from snnbench.training.loop import fit, predict_logits, seed_everything
+from snnbench.training.recipes import CONVERSION, Recipe
 
 
-def train_and_export(arch: str, config: TrainConfig, folder: Path, train_limit: int | None = None,
-                     device: str = "cpu") -> dict:
-    """Train on the MNIST training set (first ``train_limit`` images if given), write
+def train_and_export(arch: str, config: Recipe, folder: Path, device: str = "cpu") -> dict:
+    """Train on the MNIST training set (its first ``config.train_limit`` images, 0 = all), write
     ``folder/model.onnx`` and ``folder/metrics.json``; return the metrics."""
     train = load_features("image", "train")
     test = load_features("image", "test")
-    if train_limit is not None:
-        train = train.subset(np.arange(min(train_limit, len(train))))
+    if config.train_limit:
+        train = train.subset(np.arange(min(config.train_limit, len(train))))
     seed_everything(config.seed)  # the initial weights are part of the seeded configuration
     model = build_model(arch)
     shape = INPUT_SHAPES[arch]
@@ -43,14 +44,12 @@ def train_and_export(arch: str, config: TrainConfig, folder: Path, train_limit: 
     return metrics
 
 
-def trained_conversion_model(arch: str = "mlp", epochs: int = 3, lr: float = 2e-4, batch_size: int = 100,
-                             seed: int = 0, train_limit: int | None = None) -> Path:
+def trained_conversion_model(arch: str = "mlp", recipe: Recipe = CONVERSION) -> Path:
     """Folder with ``model.onnx`` and ``metrics.json`` of a trained model, built once and cached.
 
     Training runs on the CPU so that the cached weights do not depend on the machine's GPU.
     """
     build_model(arch)  # validates arch before anything is written
-    config = TrainConfig(epochs=epochs, lr=lr, batch_size=batch_size, seed=seed)
-    key = {"arch": arch, "epochs": epochs, "lr": lr, "batch_size": batch_size, "seed": seed,
-           "train_limit": train_limit, "opset": OPSET, "version": 2}
-    return cached("conversion", key, lambda folder: train_and_export(arch, config, folder, train_limit))
+    key = {"arch": arch, "epochs": recipe.epochs, "lr": recipe.lr, "batch_size": recipe.batch_size,
+           "seed": recipe.seed, "train_limit": recipe.train_limit or None, "opset": OPSET, "version": 2}
+    return cached("conversion", key, lambda folder: train_and_export(arch, recipe, folder))

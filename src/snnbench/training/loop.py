@@ -15,19 +15,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from snnbench.errors import ConfigError
-
-
-@dataclass
-class TrainConfig:
-    epochs: int = 3
-    lr: float = 2e-4
-    batch_size: int = 100
-    seed: int = 0
-
-    def __post_init__(self):
-        if self.epochs < 0 or self.batch_size < 1 or not self.lr > 0:
-            raise ConfigError(f"bad training settings {self}: epochs >= 0, batch_size >= 1, lr > 0")
+from snnbench.evaluation.metrics import accuracy
+from snnbench.training.recipes import Recipe
 
 
 @dataclass
@@ -59,11 +48,7 @@ def predict_logits(model: nn.Module, x: np.ndarray, batch_size: int = 1000,
     return np.concatenate(outputs) if outputs else np.zeros((0, 0), np.float32)
 
 
-def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
-    return float((logits.argmax(axis=1) == labels).mean()) if len(labels) else float("nan")
-
-
-def fit(model: nn.Module, train: tuple, val: tuple, config: TrainConfig,
+def fit(model: nn.Module, train: tuple, val: tuple, config: Recipe,
         device: torch.device = torch.device("cpu"), checkpoint: Path | None = None,
         on_epoch: Callable[[int, dict], None] | None = None) -> TrainResult:
     """Train with Adam and cross-entropy; ``train``/``val`` are ``(x, y)`` numpy arrays."""

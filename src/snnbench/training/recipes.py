@@ -7,18 +7,32 @@
 
 from dataclasses import dataclass
 
+from snnbench.errors import ConfigError
+
 PROFILES = ("quick", "full")
 
 
 @dataclass(frozen=True)
 class Recipe:
-    epochs: int
-    lr: float
-    batch_size: int
+    """How a classifier trains (Adam, cross-entropy; snnbench.training.loop.fit), the one definition:
+    the defaults are the conversion study's."""
+    epochs: int = 3
+    lr: float = 2e-4
+    batch_size: int = 100
     train_limit: int = 0  # training samples used, 0 = all
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.epochs < 0 or self.batch_size < 1 or not self.lr > 0 or self.train_limit < 0:
+            raise ConfigError(f"bad training settings {self}: epochs >= 0, batch_size >= 1, lr > 0, "
+                              "train_limit >= 0")
+
+    def as_params(self) -> dict:
+        """The recipe without its seed (a sweep's models have their own seeds)."""
+        return {k: v for k, v in vars(self).items() if k != "seed"}
 
 
-CONVERSION = Recipe(epochs=3, lr=2e-4, batch_size=100)
+CONVERSION = Recipe()
 SUITE = {"quick": Recipe(epochs=2, lr=1e-3, batch_size=100, train_limit=2000),
          "full": Recipe(epochs=200, lr=1e-3, batch_size=100)}
 SUITE_TEST_LIMIT = {"quick": 1000, "full": 0}  # a fixed seeded subset of the test split, 0 = all of it

@@ -22,7 +22,8 @@ from snnbench.models.multimodal import N_CLASSES, ModelSpec, build_model, parame
 from snnbench.models.spiking import check_choice
 from snnbench.tracking.runs import config_key
 from snnbench.training.cache import cache_folder, cached
-from snnbench.training.loop import TrainConfig, fit, seed_everything
+from snnbench.training.loop import fit, seed_everything
+from snnbench.training.recipes import Recipe
 
 # FSDD: the reference study held out 500 of the 2,700 training recordings for validation.
 AUDIO_VALIDATION = 500 / 2700
@@ -30,16 +31,15 @@ VALIDATION = 0.2
 
 
 @dataclass(frozen=True)
-class TrainSettings:
+class TrainSettings(Recipe):
+    """The suite's recipe (snnbench.training.recipes.Recipe) with its data protocol."""
     epochs: int = 2
     lr: float = 1e-3
-    batch_size: int = 100
-    seed: int = 0
-    train_limit: int = 0  # 0 = every training sample
     pair_seed: int = 0    # image <-> recording pairing of the fused set
     validation: str = "recordings"  # held-out validation samples (snnbench.data.VALIDATIONS)
 
     def __post_init__(self):
+        super().__post_init__()
         check_choice("validation protocol", self.validation, VALIDATIONS)
 
 
@@ -103,9 +103,8 @@ def trained_multimodal_model(spec: ModelSpec, settings: TrainSettings,
         seed_everything(settings.seed)
         model = build_model(spec)
         checkpoint.parent.mkdir(parents=True, exist_ok=True)
-        result = fit(model, (train.x, train.y), (val.x, val.y),
-                     TrainConfig(settings.epochs, settings.lr, settings.batch_size, settings.seed),
-                     torch.device(device), checkpoint=checkpoint)
+        result = fit(model, (train.x, train.y), (val.x, val.y), settings, torch.device(device),
+                     checkpoint=checkpoint)
         summary = {"best_val_accuracy": result.best_val_accuracy, "best_epoch": result.best_epoch,
                    "history": result.history, "train_samples_per_s": result.samples_per_s,
                    "epoch_seconds": result.epoch_seconds, "n_train": len(train), "n_val": len(val),

@@ -8,7 +8,7 @@ import numpy as np
 import optuna
 from optuna.trial import TrialState
 
-from snnbench.errors import SnnbenchError
+from snnbench.errors import StorageError
 from snnbench.tuning.space import layers_from_params
 from snnbench.tuning.storage import open_storage, storage_label
 from snnbench.tuning.task import ConversionTask
@@ -19,12 +19,12 @@ def best_trial(study):
     if len(study.directions) > 1:
         front = study.best_trials
         if not front:
-            raise SnnbenchError(f"study {study.study_name!r} has no completed trial yet; run some trials first")
+            raise StorageError(f"study {study.study_name!r} has no completed trial yet; run some trials first")
         return max(front, key=lambda t: t.values[0])
     try:
         return study.best_trial
     except ValueError:
-        raise SnnbenchError(f"study {study.study_name!r} has no completed trial yet; run some trials first") from None
+        raise StorageError(f"study {study.study_name!r} has no completed trial yet; run some trials first") from None
 
 
 def params_document(study, trial=None) -> dict:
@@ -42,10 +42,10 @@ def best_params_from_study(study_name: str, storage: str) -> dict:
     try:
         study = optuna.load_study(study_name=study_name, storage=open_storage(storage))
     except KeyError:
-        raise SnnbenchError(f"no study {study_name!r} in {storage_label(storage)}; check --study-name "
-                            "and --storage (snnbench tune creates it)") from None
+        raise StorageError(f"no study {study_name!r} in {storage_label(storage)}; check --study-name "
+                           "and --storage (snnbench tune creates it)") from None
     if "task" not in study.user_attrs:
-        raise SnnbenchError(f"study {study_name!r} was not made by snnbench tune (no task attribute)")
+        raise StorageError(f"study {study_name!r} was not made by snnbench tune (no task attribute)")
     return params_document(study)
 
 

@@ -3,7 +3,8 @@ trial's setting, searched around the calibrated one."""
 
 import optuna
 
-from snnbench.errors import SnnbenchError
+from snnbench.errors import DataError
+from snnbench.evaluation import metrics as M
 from snnbench.tuning.space import layers_from_params
 from snnbench.tuning.task import SECOND_STATS, ConversionTask
 
@@ -11,8 +12,9 @@ from snnbench.tuning.task import SECOND_STATS, ConversionTask
 def trained_model_folder(task: ConversionTask):
     """The cached trained DNN (``model.onnx``) that the study converts."""
     from snnbench.training.conversion import trained_conversion_model
-    return trained_conversion_model(task.arch, task.epochs, task.lr, task.batch_size, task.seed,
-                                    train_limit=task.train_limit)
+    from snnbench.training.recipes import Recipe
+    return trained_conversion_model(task.arch, Recipe(task.epochs, task.lr, task.batch_size, task.train_limit or 0,
+                                                      task.seed))
 
 
 def validation_set(task: ConversionTask):
@@ -27,7 +29,7 @@ def validation_set(task: ConversionTask):
     train = load_features("image", "train")
     _, val_idx = validation_split(len(train), VALIDATION_FRACTION, task.seed)
     if task.val_samples > len(val_idx):
-        raise SnnbenchError(f"--val-samples {task.val_samples} is more than the {len(val_idx)} validation images")
+        raise DataError(f"--val-samples {task.val_samples} is more than the {len(val_idx)} validation images")
     return train.subset(val_idx[: task.val_samples])
 
 
@@ -65,18 +67,18 @@ class ConversionObjective:
     def snn(self, layers: list[dict]):
         """The converted SNN with a trial's setting, as the harness runs it (counters on, so that the
         network is the one convert runs)."""
-        from snnbench.engines.models import NengoModel
-        from snnbench.engines.runners import LayerParams, SimConfig
-        return NengoModel(self.converted, [LayerParams(**layer) for layer in layers],
-                          SimConfig(**self.task.sim_dict(), seed=self.task.seed))
+        from snnbench import engines
+        from snnbench.engines.nengo import LayerParams, SimConfig
+        return engines.build("nengo-snn", self.converted, dict(layers=[LayerParams(**layer) for layer in layers],
+                                                               sim=SimConfig(**self.task.sim_dict(), seed=self.task.seed)))
 
     def snn_logits(self, layers: list[dict], x):
         with self.snn(layers) as model:
             return model.predict(x)
 
     def dnn_logits(self, x):
-        from snnbench.engines.models import OrtModel
-        return OrtModel(self.folder / "model.onnx").predict(x)
+        from snnbench import engines
+        return engines.build("ort-dnn", self.folder).predict(x)
 
     def __call__(self, trial: optuna.Trial):
         params = self.task.space.suggest(trial, self.n_hidden, self.task.neuron)
@@ -87,7 +89,7 @@ class ConversionObjective:
         correct, start, activity = 0, 0, 0.0
         for end in chunk_ends(len(self.y), self.task.val_steps):
             logits = model.predict(self.x[start:end], start=start)
-            correct += int((logits.argmax(axis=1) == self.y[start:end]).sum())
+            correct += int(M.correct(logits, self.y[start:end]).sum())
             accuracy = correct / end
             if self.task.multi_objective:
                 activity += SECOND_STATS[self.task.second_objective](model.last_activity)

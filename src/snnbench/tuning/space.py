@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import optuna
 
-from snnbench.errors import SnnbenchError
+from snnbench.errors import ConfigError
 
 FACTORS = ("gain", "bias_scale", "rate_scale")  # searched as factors on the calibrated value
 PARAMETERS = ("gain", "bias_scale", "bias_offset", "rate_scale", "synapse", "tau_rc", "tau_ref")
@@ -40,9 +40,9 @@ class SearchSpace:
                 continue
             low, high = bounds
             if not low < high:
-                raise SnnbenchError(f"search bounds for {name} must be LOW,HIGH with LOW < HIGH, got {low},{high}")
+                raise ConfigError(f"search bounds for {name} must be LOW,HIGH with LOW < HIGH, got {low},{high}")
             if name in self.LOG and low <= 0:
-                raise SnnbenchError(f"search bounds for {name} are log-scale and must be > 0, got {low},{high}")
+                raise ConfigError(f"search bounds for {name} are log-scale and must be > 0, got {low},{high}")
 
     def tuned(self, neuron: str) -> list[str]:
         names = ["gain", "bias_scale", "bias_offset", "rate_scale", "synapse"]

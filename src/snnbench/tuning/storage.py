@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import optuna
 from optuna.trial import TrialState
 
-from snnbench.errors import SnnbenchError
+from snnbench.errors import ConfigError, StorageError
 from snnbench.tuning.task import ConversionTask
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -46,26 +46,26 @@ def open_storage(spec: str):
         inner = spec[len(DASK_PREFIX):]
         if inner:
             open_storage(inner)  # checked here; the scheduler opens it
-        raise SnnbenchError(f"--storage {storage_label(spec)} keeps the study on a Dask scheduler: run with "
-                            "--cluster ADDRESS or --workers N")
+        raise ConfigError(f"--storage {storage_label(spec)} keeps the study on a Dask scheduler: run with "
+                          "--cluster ADDRESS or --workers N")
     if spec.startswith(JOURNAL_PREFIX) or (spec.endswith(".journal") and "://" not in spec):
         from optuna.storages import JournalStorage
         from optuna.storages.journal import JournalFileBackend
         path = spec[len(JOURNAL_PREFIX):] if spec.startswith(JOURNAL_PREFIX) else spec
         if not path or not os.path.isdir(os.path.dirname(os.path.abspath(path))):
-            raise SnnbenchError(f"journal storage {spec!r} needs a file in an existing folder: --storage journal:PATH")
+            raise ConfigError(f"journal storage {spec!r} needs a file in an existing folder: --storage journal:PATH")
         return JournalStorage(JournalFileBackend(path))
     if "://" not in spec:
-        raise SnnbenchError(f"storage {spec!r} is neither a database URL (sqlite:///optuna.db, "
-                            "postgresql+psycopg2://USER:PASS@HOST/DB) nor a journal file (journal:PATH)")
+        raise ConfigError(f"storage {spec!r} is neither a database URL (sqlite:///optuna.db, "
+                          "postgresql+psycopg2://USER:PASS@HOST/DB) nor a journal file (journal:PATH)")
     try:
         with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna, and what workers need
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             return optuna.storages.RDBStorage(spec, heartbeat_interval=HEARTBEAT_S, grace_period=2 * HEARTBEAT_S)
     except Exception as exc:  # noqa: BLE001 - SQLAlchemy/driver errors come in many types
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise SnnbenchError(f"cannot open Optuna storage {storage_label(spec)}: {first_line}; check the "
-                            "URL, that the database server is running and the database exists") from None
+        raise StorageError(f"cannot open Optuna storage {storage_label(spec)}: {first_line}; check the "
+                           "URL, that the database server is running and the database exists") from None
 
 
 @dataclass(frozen=True)
@@ -82,13 +82,13 @@ class StudyOptions:
 
     def check(self):
         if self.sampler not in SAMPLERS:
-            raise SnnbenchError(f"unknown sampler {self.sampler!r}; use one of {', '.join(SAMPLERS)}")
+            raise ConfigError(f"unknown sampler {self.sampler!r}; use one of {', '.join(SAMPLERS)}")
         if self.pruner not in PRUNERS:
-            raise SnnbenchError(f"unknown pruner {self.pruner!r}; use one of {', '.join(PRUNERS)}")
+            raise ConfigError(f"unknown pruner {self.pruner!r}; use one of {', '.join(PRUNERS)}")
         if self.n_trials < 0 or self.workers < 1:
-            raise SnnbenchError("--n-trials must be >= 0 and --workers >= 1")
+            raise ConfigError("--n-trials must be >= 0 and --workers >= 1")
         if not self.study_name:
-            raise SnnbenchError("--study-name must not be empty")
+            raise ConfigError("--study-name must not be empty")
 
 
 def make_sampler(options: StudyOptions, worker: int = 0):
@@ -142,9 +142,9 @@ def load_study(options: StudyOptions, task: ConversionTask, worker: int = 0, cre
         study.set_user_attr("task", task.to_dict())
     elif stored != task.to_dict():
         diff = sorted(k for k in set(stored) | set(task.to_dict()) if stored.get(k) != task.to_dict().get(k))
-        raise SnnbenchError(f"study {options.study_name!r} in {storage_label(options.storage)} was made for "
-                            f"other settings ({', '.join(diff)} differ); use the same settings to resume "
-                            "it, or a new --study-name")
+        raise StorageError(f"study {options.study_name!r} in {storage_label(options.storage)} was made for "
+                           f"other settings ({', '.join(diff)} differ); use the same settings to resume "
+                           "it, or a new --study-name")
     return study
 
 

@@ -5,7 +5,7 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 
 from snnbench.conversion.calibration import CALIBRATED_NEURONS, Calibration
-from snnbench.errors import SnnbenchError
+from snnbench.errors import ConfigError
 from snnbench.tuning.space import SearchSpace
 
 SECOND_OBJECTIVES = ("none", "spikes", "synops")  # minimised: spikes / synaptic operations per image
@@ -41,17 +41,17 @@ class ConversionTask:
 
     def check(self):
         if self.neuron not in CALIBRATED_NEURONS:
-            raise SnnbenchError(f"unknown neuron {self.neuron!r}; use one of {', '.join(CALIBRATED_NEURONS)}")
+            raise ConfigError(f"unknown neuron {self.neuron!r}; use one of {', '.join(CALIBRATED_NEURONS)}")
         self.calibration()
         if self.second_objective not in SECOND_OBJECTIVES:
-            raise SnnbenchError(f"unknown second objective {self.second_objective!r}; use one of "
-                                f"{', '.join(SECOND_OBJECTIVES)}")
+            raise ConfigError(f"unknown second objective {self.second_objective!r}; use one of "
+                              f"{', '.join(SECOND_OBJECTIVES)}")
         if self.val_samples > VALIDATION_IMAGES:
-            raise SnnbenchError(f"--val-samples {self.val_samples} is more than the {VALIDATION_IMAGES} "
-                                "validation images (20% of MNIST train)")
+            raise ConfigError(f"--val-samples {self.val_samples} is more than the {VALIDATION_IMAGES} "
+                              "validation images (20% of MNIST train)")
         if self.val_samples < self.val_steps or self.val_steps < 1:
-            raise SnnbenchError(f"--val-samples ({self.val_samples}) must be at least --val-steps "
-                                f"({self.val_steps}), and --val-steps at least 1")
+            raise ConfigError(f"--val-samples ({self.val_samples}) must be at least --val-steps "
+                              f"({self.val_steps}), and --val-steps at least 1")
         self.space.check()
 
     def calibration(self) -> Calibration:

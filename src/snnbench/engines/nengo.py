@@ -1,81 +1,27 @@
-"""DNN (ONNX Runtime) and converted SNN (Nengo) inference behind one interface.
+"""Engine ``nengo-snn``: the converted spiking network on nengo-dl (batched) or nengo's reference
+simulator.
 
-Both runners have ``predict(x, start=0) -> logits`` for flat float32 inputs ``(n, features)``;
-``start`` is the global index of ``x[0]`` in the evaluation set, which keys the noise draws
-(:class:`snnbench.noise.NoiseSpec`), so a sample gets the same noise in every batch layout.
+:class:`NengoRunner` runs one simulator (``predict(x, start=0) -> logits`` for flat float32 inputs
+``(n, features)``; ``start``, the global index of ``x[0]``, keys the noise draws of
+:class:`snnbench.noise.NoiseSpec`, so a sample gets the same noise in every batch layout).
+:class:`NengoModel` is the harness model: one runner per noise position, built on first use.
 """
 
 import time
 import warnings
-from pathlib import Path
-from typing import Callable
 
 import numpy as np
-import onnxruntime as ort
 
-from snnbench.errors import SnnbenchError
 from snnbench.conversion.nengo_net import (LayerParams, SimConfig, build_network, layer_list, readout,
-                                register_nengo_dl_neurons)
-from snnbench.noise import NoiseSpec
+                                           register_nengo_dl_neurons)
 from snnbench.conversion.onnx_io import ConvertedModel, load_any
+from snnbench.engines import converted_layers, register
+from snnbench.errors import ConfigError, DataError
+from snnbench.evaluation import metrics as M
+from snnbench.evaluation.harness import CLEAN, Model
+from snnbench.noise import NoiseSpec
 
-__all__ = ["LayerParams", "NengoRunner", "OrtRunner", "SimConfig"]
-
-
-class OrtRunner:
-    """ONNX Runtime inference in batches; ``feeds(start, n)`` adds extra inputs (e.g. noise)."""
-
-    def __init__(self, model: str | Path | bytes, batch_size: int = 1000, intra_op_threads: int | None = None,
-                 feeds: Callable[[int, int], dict] | None = None):
-        options = ort.SessionOptions()
-        if intra_op_threads:
-            options.intra_op_num_threads = intra_op_threads
-        source = model if isinstance(model, bytes) else str(model)
-        try:
-            self.session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # ORT raises its own exception types for unreadable models
-            raise SnnbenchError(f"ONNX Runtime cannot load the model ({str(exc).splitlines()[0][:200]}); "
-                                "check the .onnx file") from None
-        declared = self.session.get_inputs()[0]
-        self.input_name = declared.name
-        # the declared per-sample shape, e.g. (1, 28, 28) or (784,); None where a dimension is symbolic
-        self.input_shape = tuple(d if isinstance(d, int) and d > 0 else None for d in declared.shape[1:])
-        static = declared.shape[0] if isinstance(declared.shape[0], int) and declared.shape[0] > 0 else None
-        self.static_batch = static  # an export with a static batch size runs in batches of exactly that size
-        self.batch_size = static or batch_size
-        self.feeds = feeds
-
-    def shaped(self, x: np.ndarray) -> np.ndarray:
-        """``x`` (flat ``(n, features)`` or already in the declared layout) in the model's declared
-        input layout, as float32; one-line SnnbenchError when the sizes disagree."""
-        x = np.asarray(x, dtype=np.float32)
-        if None in self.input_shape:  # symbolic feature dimensions: feed as given
-            return x
-        if x.shape[1:] == self.input_shape:
-            return x
-        features = int(np.prod(self.input_shape))
-        if x.ndim < 1 or int(np.prod(x.shape[1:])) != features:
-            raise SnnbenchError(f"the model's input {self.input_name!r} takes {features} features per sample "
-                                f"(shape {self.input_shape}) but got inputs of shape {x.shape}; pass an "
-                                f"(n, {features}) array")
-        return x.reshape(len(x), *self.input_shape)
-
-    def predict(self, x: np.ndarray, start: int = 0) -> np.ndarray:
-        return self.predict_outputs(x, start)[0]
-
-    def predict_outputs(self, x: np.ndarray, start: int = 0) -> list[np.ndarray]:
-        """Every graph output (the logits first), concatenated over batches."""
-        batches = []
-        for a in range(0, len(x), self.batch_size):
-            xb = np.ascontiguousarray(self.shaped(x[a: a + self.batch_size]))
-            n = len(xb)
-            if self.static_batch and n < self.static_batch:  # the last batch, padded with zeros
-                xb = np.concatenate([xb, np.zeros((self.static_batch - n, *xb.shape[1:]), xb.dtype)])
-            extra = self.feeds(start + a, len(xb)) if self.feeds else {}
-            batches.append([out[:n] for out in self.session.run(None, {self.input_name: xb, **extra})])
-        if not batches:
-            return [np.zeros((0, 0), np.float32)]
-        return [np.concatenate(parts) for parts in zip(*batches)]
+__all__ = ["LayerParams", "NengoModel", "NengoRunner", "SimConfig"]
 
 
 class NengoRunner:
@@ -112,7 +58,7 @@ class NengoRunner:
         """Logits for several step counts from one simulation of ``max(steps_list)`` steps."""
         steps_list = sorted({int(s) for s in steps_list})
         if not steps_list or steps_list[0] < 1:
-            raise SnnbenchError(f"step counts must be >= 1, got {steps_list}")
+            raise ConfigError(f"step counts must be >= 1, got {steps_list}")
         started = time.perf_counter()
         self._profile = np.zeros(2)
         outputs, counts = self._simulate(np.asarray(x, np.float32), max(steps_list + [self.sim.steps]), start)
@@ -209,7 +155,7 @@ class NengoRunner:
 
     def _simulate(self, x: np.ndarray, n_steps: int, start: int):
         if x.ndim != 2 or x.shape[1] != self.model.n_inputs:
-            raise SnnbenchError(f"inputs must have shape (n, {self.model.n_inputs}), got {x.shape}")
+            raise DataError(f"inputs must have shape (n, {self.model.n_inputs}), got {x.shape}")
         self._build()
         run = self._run_batch_dl if self.sim.simulator == "nengo_dl" else self._run_batch_reference
         batch = self.sim.minibatch
@@ -278,3 +224,53 @@ class NengoRunner:
         for i, (s, size) in enumerate(zip(spikes, sizes)):
             stats[f"layer{i}_firing_rate_hz"] = s / (n * steps * size) / self.sim.dt
         return stats
+
+
+class NengoModel(Model):
+    """The converted network as a harness model. One simulator per noise position, built on first
+    use and given each further noise setting at that position at run time."""
+    engine = "nengo-snn"
+
+    def __init__(self, converted, layers, sim, counters: bool = True):
+        self.converted = load_any(converted)
+        self.layers, self.sim, self.counters = layers, sim, counters
+        self.steps = sim.steps
+        self._runners = {}
+
+    def runner(self, noise: NoiseSpec):
+        key = noise.position if noise.active and noise.position != "input" else "none"
+        if key not in self._runners:
+            self._runners[key] = NengoRunner(self.converted, self.layers, self.sim, noise, counters=self.counters)
+        runner = self._runners[key]
+        runner.noise = noise
+        return runner
+
+    def predict(self, x, noise=CLEAN, start=0):
+        runner = self.runner(noise)
+        logits = runner.predict(x, start)
+        self.last_activity = self.activity(runner.last_stats, len(x))
+        return logits
+
+    def activity(self, s: dict, n: int) -> M.Activity | None:
+        """The Activity of ``n`` samples from a runner's ``last_stats`` (None without counters)."""
+        if not s:
+            return None
+        steps = self.sim.steps
+        neurons = sum(stage.size_out for stage in self.converted.hidden)
+        spikes = s["spikes_per_sample"] * n
+        # neuron-steps with at least one spike: counted by the runner where it can, else every spike
+        active = s.get("active_per_sample", s["spikes_per_sample"]) * n
+        return M.Activity(n, steps, neurons, active, spikes, s["input_macs_per_sample"] * n,
+                          s["synaptic_acs_per_sample"] * n, float(n * steps * neurons), float(self.converted.macs()))
+
+    def close(self):
+        for runner in self._runners.values():
+            runner.close()
+        self._runners.clear()
+
+
+@register("nengo-snn")
+def build(artifact, layers=None, sim: SimConfig = SimConfig(), counters: bool = True,
+          calibration_inputs=None) -> NengoModel:
+    converted, layers = converted_layers(artifact, layers, calibration_inputs, sim.seed, sim.dt)
+    return NengoModel(converted, layers, sim, counters)

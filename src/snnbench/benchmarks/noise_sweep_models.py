@@ -14,7 +14,7 @@ brought), the modality and the model's training seed. Where its model comes from
 
 DNNs run in ONNX Runtime with the noise inserted into a copy of their graph
 (:mod:`snnbench.conversion.onnx_noise`) and, converted by the calibrated method on their own
-training data, in Nengo (:class:`snnbench.engines.runners.NengoRunner` adds the same draws itself).
+training data, in Nengo (:class:`snnbench.engines.nengo.NengoRunner` adds the same draws itself).
 """
 
 import json
@@ -108,9 +108,10 @@ class Models:
             elif subject.model == "conversion-mlp":
                 from snnbench.training.conversion import trained_conversion_model
 
-                t = self.config["conversion_training"]
-                self.folders[name] = trained_conversion_model("mlp", t["epochs"], t["lr"], t["batch_size"],
-                                                              subject.model_seed, t["train_limit"] or None)
+                from snnbench.training.recipes import Recipe
+
+                recipe = Recipe(**self.config["conversion_training"], seed=subject.model_seed)
+                self.folders[name] = trained_conversion_model("mlp", recipe)
             else:
                 from snnbench.training.suite import trained_multimodal_model
 
@@ -126,9 +127,7 @@ class Models:
     def train_settings(self, seed: int):
         from snnbench.training.suite import TrainSettings
 
-        t = self.config["suite_training"]
-        return TrainSettings(epochs=t["epochs"], lr=t["lr"], batch_size=t["batch_size"], train_limit=t["train_limit"],
-                             seed=seed)
+        return TrainSettings(**self.config["suite_training"], seed=seed)
 
     def prepare(self, subjects: list):
         """Fetch (or train) every model the sweep needs. A model trained here is logged as an
@@ -146,15 +145,13 @@ class Models:
 
     def model(self, subject: Subject):
         """The subject as a harness model (snnbench.evaluation.harness) of its engine."""
-        from snnbench.engines.models import OrtModel, SnntorchModel
+        from snnbench import engines
 
         if subject.family == "ort-dnn":
-            return OrtModel(self.onnx_file(subject))
-        if subject.family == "nengo-snn":
-            return nengo_model(self.onnx_file(subject), self.config, self.training_inputs(subject))
-        if subject.family == "loihi-emulator":
-            return nengo_model(self.onnx_file(subject), self.config, self.training_inputs(subject), loihi=True)
-        return SnntorchModel(self.torch_module(subject), self.device, seed=self.config["seed"])
+            return engines.build("ort-dnn", self.onnx_file(subject))
+        if subject.family in ("nengo-snn", "loihi-emulator"):
+            return converted_model(subject.family, self.onnx_file(subject), self.config, self.training_inputs(subject))
+        return engines.build(subject.family, self.torch_module(subject), dict(device=self.device, seed=self.config["seed"]))
 
     def torch_module(self, subject: Subject):
         """The SNN as a torch module: from the cache's ``state.pt``, or a logged PyTorch model
@@ -198,23 +195,15 @@ class Models:
         return training_data(subject.modality, settings)[0].x
 
 
-def nengo_model(model_path: Path, config: dict, training_inputs: np.ndarray, loihi: bool = False):
-    """The DNN converted to a spiking Nengo network by the calibrated method (snnbench.conversion.calibration:
+def converted_model(engine: str, model_path: Path, config: dict, training_inputs: np.ndarray):
+    """The DNN converted to a spiking network by the calibrated method (snnbench.conversion.calibration:
     IF neurons, each layer's rate scale from its activations on ``training_inputs``, the DNN's own
-    training data), as a harness model. Pre / post noise reaches the neurons in the units of the
-    DNN's pre-activation / activation (a neuron's output averages its activation over the steps).
-    Its simulators are built once per noise position and given each further std / seed at run time.
-    ``loihi``: the same calibrated network on nengo-loihi's emulator (snnbench.engines.loihi)."""
-    from snnbench.conversion.calibration import Calibration, calibrate
-    from snnbench.conversion.onnx_io import load_any
-    from snnbench.engines.models import NengoModel
-    from snnbench.engines.runners import SimConfig
+    training data), as a harness model of ``engine`` (nengo-snn, or loihi-emulator: nengo-loihi's
+    emulator). Pre / post noise reaches the neurons in the units of the DNN's pre-activation /
+    activation (a neuron's output averages its activation over the steps). Its simulators are
+    built once per noise position and given each further std / seed at run time."""
+    from snnbench import engines
+    from snnbench.engines.nengo import SimConfig
 
-    model = load_any(model_path)
     sim = SimConfig(steps=config["steps"], seed=config["seed"])
-    layers, _ = calibrate(model, training_inputs, Calibration(seed=config["seed"]), sim.dt)
-    if loihi:
-        from snnbench.engines.loihi import LoihiModel
-
-        return LoihiModel(model, layers, sim)
-    return NengoModel(model, layers, sim)
+    return engines.build(engine, model_path, dict(sim=sim, calibration_inputs=training_inputs))
