@@ -18,9 +18,11 @@ benchmark finds it there. :func:`train_jobs` trains the jobs whose folders are m
   gathered there. Long inputs (fused, audio) are multiplied in chunks (split-K) so that a batch
   of 100 keeps the GPU busy.
 * On CUDA (:class:`Engine`) every 16 training steps (forward, backward, Adam) and each
-  validation pass are one CUDA graph, neuron scans are compiled by torch.compile, and the stacks
-  run side by side on CUDA streams; float32 products may use TF32 units (off by default). On
-  the CPU the same code runs eagerly, in float32.
+  validation pass are one CUDA graph, each layer's neuron scan is one Triton kernel forward and
+  one backward (snnbench.models.leaky_triton), and the stacks run side by side on CUDA streams;
+  float32 products may use TF32 units (off by default). Models of different sizes may share a
+  stack, zero-padded to the widest (``pad_widths``, off: slower on the study's grid). On the CPU
+  the same code runs eagerly, in float32.
 * Progress is checkpointed (stacked weights, optimiser, best weights, history, each model's
   batch-order generator) so an interrupted grid resumes where it stopped.
 * Several GPUs or machines: shares of the stacks are units of work (snnbench.execution), one
