@@ -1,7 +1,5 @@
 """The stacked network: many models of one shape as one set of stacked tensors."""
 
-from dataclasses import replace
-
 import numpy as np
 import torch
 
@@ -156,9 +154,8 @@ class NoiseDraws:
         if not self.spec.applies_to(position):
             return tensor
         n, width = tensor.shape[-2:]
-        step = 0 if self.spec.mode == "frozen" else step
-        key = (self.spec.seed, layer, step, start, n, width)
+        key = (self.spec.seed, layer, self.spec.step(step), start, n, width)
         if key not in self.cache:
-            unit = replace(self.spec, std=1.0).draw(layer, start, n, width, step)
+            unit = self.spec.unit(layer, start, n, width, step)
             self.cache[key] = torch.from_numpy(np.ascontiguousarray(unit)).to(self.device)
         return tensor + self.cache[key] * self.spec.std
