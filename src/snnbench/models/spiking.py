@@ -36,6 +36,11 @@ def check_choice(kind: str, value: str, choices):
         raise ConfigError(f"unknown {kind} {value!r}; use one of {', '.join(choices)}")
 
 
+def decay(neuron: str, beta: float) -> float:
+    """The membrane decay per step of a ``neuron``: ``beta`` for ``lif``, 1 (no leak) for ``if``."""
+    return 1.0 if neuron == "if" else beta
+
+
 def make_neuron(neuron: str = "lif", reset: str = "soft", beta: float = 0.9,
                 surrogate_name: str = "atan", output: bool = False) -> snn.Leaky:
     """A layer of snntorch neurons. ``output=True`` gives a non-resetting membrane readout."""
@@ -44,7 +49,7 @@ def make_neuron(neuron: str = "lif", reset: str = "soft", beta: float = 0.9,
     check_choice("surrogate gradient", surrogate_name, SURROGATES)
     if not 0.0 < beta <= 1.0:
         raise ConfigError(f"beta (membrane decay) must be in (0, 1], got {beta}")
-    return snn.Leaky(beta=1.0 if neuron == "if" else beta, spike_grad=SURROGATES[surrogate_name](),
+    return snn.Leaky(beta=decay(neuron, beta), spike_grad=SURROGATES[surrogate_name](),
                      reset_mechanism="none" if output else RESETS[reset])
 
 
