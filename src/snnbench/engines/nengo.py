@@ -99,6 +99,11 @@ class NengoRunner:
     def _build_simulator(self):
         import nengo
 
+        if self._noise_positions():
+            from snnbench.conversion.onnx_noise import check_hidden_layers
+
+            check_hidden_layers(self.model)  # layer{i} is the same layer here as in ONNX Runtime
+
         if self.sim.simulator == "nengo_dl":
             from snnbench.conversion.nengo_compat import import_nengo_dl
             nengo_dl = import_nengo_dl()
