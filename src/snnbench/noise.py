@@ -5,7 +5,9 @@ a hidden layer's input current ``pre`` its activation, or its output ``post``) a
 networks, whether a fresh draw is made at every time step (``per_step``) or one draw is held for
 all steps (``frozen``). Draws are keyed by (seed, layer, time step, block of 100 samples), so a
 given sample gets the same noise whatever the batch size, and a DNN (which has one "step", 0)
-gets exactly the draw a spiking network gets at step 0 or in frozen mode.
+gets exactly the draw a spiking network gets at step 0 or in frozen mode. Every engine takes
+its noise from :meth:`NoiseSpec.draw` or :meth:`NoiseSpec.draws` (all steps at once; the grid
+caches :meth:`NoiseSpec.unit` on its device), so the frozen rule (:meth:`NoiseSpec.step`) is here only.
 """
 
 import hashlib

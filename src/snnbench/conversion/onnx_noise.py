@@ -2,7 +2,8 @@
 
 :func:`add_noise` returns a copy of the graph with one ``Add`` per noisy tensor and the noise as
 extra graph inputs (``noise_input``, ``noise_layer0``, ...). Hidden layer ``i`` is the ``i``-th
-activation node in graph order; ``pre`` adds to the activation's input, ``post`` to its output,
+activation node in graph order (:func:`hidden_activations`; the Nengo network's ``i``-th
+population, or :func:`check_hidden_layers` stops it); ``pre`` adds to the activation's input, ``post`` to its output,
 ``input`` to the network input. :meth:`NoisyGraph.feeds` turns a :class:`~snnbench.noise.NoiseSpec`
 into the extra inputs for samples ``start .. start + n`` with the layer keys shared by every
 family ("input", "layer0", ...), so the DNN gets the very draws a spiking network gets at step 0.

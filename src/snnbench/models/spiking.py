@@ -9,6 +9,8 @@ models (snnbench.training.grid): in a feed-forward network a layer's input curre
 known once the layer below has run, so each layer is one matrix product and one scan over time.
 """
 
+import inspect
+
 import numpy as np
 import snntorch as snn
 import torch
@@ -18,7 +20,7 @@ from snnbench.errors import ConfigError
 from snnbench.noise import NoiseSpec
 
 NEURONS = ("lif", "if")
-THRESHOLD = 1.0  # snntorch Leaky's default firing threshold, which make_neuron keeps
+THRESHOLD = inspect.signature(snn.Leaky).parameters["threshold"].default  # snntorch's, kept by make_neuron
 RESETS = {"soft": "subtract", "hard": "zero"}
 ENCODINGS = ("direct", "rate")
 READOUTS = ("membrane", "spikes")
