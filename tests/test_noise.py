@@ -1,4 +1,4 @@
-"""NoiseSpec: draws depend on the sample, not on batching; frozen mode holds one draw."""
+"""NoiseSpec: draws depend on the sample, not on batching; frozen mode holds one draw; every\nstep's draws (draws) and the unit draw (unit) are draw's."""
 
 import numpy as np
 import pytest
@@ -26,6 +26,17 @@ def test_layers_steps_and_seeds_draw_differently():
 def test_frozen_mode_holds_the_step_zero_draw():
     frozen = NoiseSpec(std=1.0, position="pre", mode="frozen", seed=2)
     assert np.array_equal(frozen.draw("layer0", 50, 20, 3, step=0), frozen.draw("layer0", 50, 20, 3, step=9))
+
+
+def test_every_steps_draws_and_the_unit_draw_are_draw():
+    for mode in ("per_step", "frozen"):
+        spec = NoiseSpec(std=0.3, position="pre", mode=mode, seed=3)
+        steps = spec.draws("layer1", 40, 90, 5, steps=4)
+        assert steps.shape == (90, 4, 5) and steps.dtype == np.float32
+        for t in range(4):
+            assert np.array_equal(steps[:, t], spec.draw("layer1", 40, 90, 5, step=t))
+            assert np.array_equal(steps[:, t], np.float32(0.3) * spec.unit("layer1", 40, 90, 5, step=t))
+        assert np.array_equal(steps[:, 0], steps[:, 3]) == (mode == "frozen")
 
 
 def test_inactive_noise_is_zero_and_bad_values_rejected():

@@ -96,3 +96,44 @@ def test_bad_position_and_mismatched_spec(mlp):
         add_noise(mlp[1], "pre").feeds(NoiseSpec(1.0, "post"))
     with pytest.raises(SnnbenchError, match="no ONNX model"):
         add_noise(mlp[1].parent / "missing", "pre")
+
+
+@pytest.mark.parametrize("arch", ["mlp", "cnn", "resnet"])
+def test_hidden_layers_are_the_converted_networks_or_it_stops(arch, tmp_path):
+    """Noise at ``layer{i}`` lands on the same layer in ONNX Runtime (the i-th activation node) as in
+    Nengo (the converted model's i-th hidden stage): so for every architecture converted in the tests
+    (MaxPool by average); where they differ (exact MaxPool populations, a Clip layer), the Nengo
+    runner stops before building a noisy network."""
+    from snnbench.conversion.nengo_net import LayerParams, SimConfig
+    from snnbench.conversion.onnx_io import extract
+    from snnbench.conversion.onnx_noise import check_hidden_layers
+    from snnbench.engines.nengo import NengoRunner
+    from snnbench.models.conversion import INPUT_SHAPES, build_model
+
+    torch.manual_seed(0)
+    path = export_onnx(build_model(arch), INPUT_SHAPES[arch], tmp_path / "model.onnx")
+    converted = extract(path, maxpool="average")
+    check_hidden_layers(converted)
+    assert [n.name for n in hidden_activations(path)] == [s.name for s in converted.hidden]
+    exact = extract(path, maxpool="exact")
+    if arch != "resnet":  # no MaxPool: the routes agree
+        check_hidden_layers(exact)
+        return
+    with pytest.raises(SnnbenchError, match="maxpool='average'") as error:
+        check_hidden_layers(exact)
+    assert "\n" not in str(error.value)
+    runner = NengoRunner(exact, LayerParams("relu-rate"), SimConfig(steps=1), NoiseSpec(0.1, "pre"))
+    with pytest.raises(SnnbenchError, match="layer 1 is population"):
+        runner.predict(np.zeros((1, 784), np.float32))
+
+
+def test_a_clip_layer_of_its_own_stops_noisy_nengo(tmp_path):
+    """ReLU6 exports as a Clip node: a population of the converted network, but no Relu node."""
+    from snnbench.conversion.onnx_io import extract
+    from snnbench.conversion.onnx_noise import check_hidden_layers
+
+    model = torch.nn.Sequential(torch.nn.Linear(6, 5), torch.nn.ReLU6(), torch.nn.Linear(5, 4), torch.nn.ReLU(),
+                                torch.nn.Linear(4, 2))
+    path = export_onnx(model, 6, tmp_path / "clip.onnx")
+    with pytest.raises(SnnbenchError, match="layer 0 is population"):
+        check_hidden_layers(extract(path))

@@ -5,7 +5,9 @@ a hidden layer's input current ``pre`` its activation, or its output ``post``) a
 networks, whether a fresh draw is made at every time step (``per_step``) or one draw is held for
 all steps (``frozen``). Draws are keyed by (seed, layer, time step, block of 100 samples), so a
 given sample gets the same noise whatever the batch size, and a DNN (which has one "step", 0)
-gets exactly the draw a spiking network gets at step 0 or in frozen mode.
+gets exactly the draw a spiking network gets at step 0 or in frozen mode. Every engine takes
+its noise from :meth:`NoiseSpec.draw` or :meth:`NoiseSpec.draws` (all steps at once; the grid
+caches :meth:`NoiseSpec.unit` on its device), so the frozen rule (:meth:`NoiseSpec.step`) is here only.
 """
 
 import hashlib
@@ -46,13 +48,30 @@ class NoiseSpec:
     def applies_to(self, position: str) -> bool:
         return self.active and self.position == position
 
-    def draw(self, layer: str, start: int, n: int, features: int, step: int = 0) -> np.ndarray:
-        """Noise (float32, ``(n, features)``) for samples ``start .. start + n`` of a layer."""
-        if not self.active:
-            return np.zeros((n, features), dtype=np.float32)
-        step = 0 if self.mode == "frozen" else step
+    def step(self, step: int) -> int:
+        """The time step whose draw ``step`` gets: its own (``per_step``), step 0's (``frozen``)."""
+        return 0 if self.mode == "frozen" else step
+
+    def unit(self, layer: str, start: int, n: int, features: int, step: int = 0) -> np.ndarray:
+        """The unit-std draw (float32, ``(n, features)``) for samples ``start .. start + n`` of a
+        layer at ``step`` (``std`` and ``position`` aside): what :meth:`draw` scales, what a cache
+        of draws (the grid's) keeps."""
+        step = self.step(step)
         first, last = start // BLOCK, (start + n - 1) // BLOCK
         blocks = [np.random.default_rng([self.seed, _layer_id(layer), step, b]).standard_normal(
             (BLOCK, features), dtype=np.float32) for b in range(first, last + 1)]
         offset = start - first * BLOCK
-        return self.std * np.concatenate(blocks)[offset: offset + n]
+        return np.concatenate(blocks)[offset: offset + n]
+
+    def draw(self, layer: str, start: int, n: int, features: int, step: int = 0) -> np.ndarray:
+        """Noise (float32, ``(n, features)``) for samples ``start .. start + n`` of a layer."""
+        if not self.active:
+            return np.zeros((n, features), dtype=np.float32)
+        return self.std * self.unit(layer, start, n, features, step)
+
+    def draws(self, layer: str, start: int, n: int, features: int, steps: int) -> np.ndarray:
+        """The noise of steps ``0 .. steps - 1`` (float32, ``(n, steps, features)``); frozen: one
+        draw repeated."""
+        if self.mode == "frozen":
+            return np.repeat(self.draw(layer, start, n, features)[:, None, :], steps, axis=1)
+        return np.stack([self.draw(layer, start, n, features, step=t) for t in range(steps)], axis=1)

@@ -2,7 +2,8 @@
 
 :func:`add_noise` returns a copy of the graph with one ``Add`` per noisy tensor and the noise as
 extra graph inputs (``noise_input``, ``noise_layer0``, ...). Hidden layer ``i`` is the ``i``-th
-activation node in graph order; ``pre`` adds to the activation's input, ``post`` to its output,
+activation node in graph order (:func:`hidden_activations`; the Nengo network's ``i``-th
+population, or :func:`check_hidden_layers` stops it); ``pre`` adds to the activation's input, ``post`` to its output,
 ``input`` to the network input. :meth:`NoisyGraph.feeds` turns a :class:`~snnbench.noise.NoiseSpec`
 into the extra inputs for samples ``start .. start + n`` with the layer keys shared by every
 family ("input", "layer0", ...), so the DNN gets the very draws a spiking network gets at step 0.
@@ -17,6 +18,7 @@ import onnx
 from onnx import TensorProto, helper, shape_inference
 
 from snnbench.errors import ConfigError, DataError, UnsupportedModelError
+from snnbench.conversion.onnx_graph import _node_name
 from snnbench.noise import NoiseSpec
 
 ACTIVATIONS = ("Relu",)
@@ -72,8 +74,34 @@ def _load(model) -> onnx.ModelProto:
 
 
 def hidden_activations(model) -> list:
-    """The activation nodes (hidden layers) in graph order."""
+    """Hidden layer ``i`` of a graph, for every engine: its ``i``-th activation node in graph order
+    (where ONNX Runtime adds the noise of ``layer{i}`` and reads the activity). The Nengo network's
+    hidden layer ``i`` is the converted model's ``i``-th hidden stage: :func:`check_hidden_layers`
+    says they are the same nodes, or stops."""
     return [node for node in _load(model).graph.node if node.op_type in ACTIVATIONS]
+
+
+def check_hidden_layers(converted, model=None) -> None:
+    """Stop (UnsupportedModelError) unless the hidden stages of ``converted`` (a ConvertedModel)
+    are, one for one and in order, the activation nodes of its ONNX graph (``model``; default its
+    ``source`` where that is an .onnx file, else nothing to check), so that the noise of
+    ``layer{i}`` lands on the same layer in Nengo as in ONNX Runtime. They differ where MaxPool
+    took the exact route (its ``<node>/max<k>`` populations have no node), a Clip is a layer of
+    its own, or a Relu repeats one."""
+    if model is None:
+        source = Path(str(converted.source))
+        if source.suffix != ".onnx" or not source.is_file():
+            return
+        model = source
+    nodes = [_node_name(node) for node in hidden_activations(model)]
+    stages = [stage.name for stage in converted.hidden]
+    if stages != nodes:
+        i = next(i for i, (a, b) in enumerate(zip(stages + [None], nodes + [None])) if a != b)
+        raise UnsupportedModelError(
+            f"noise at a hidden layer is keyed by layer, but layer {i} is population {stages[i] if i < len(stages) else None!r} "
+            f"of the converted network and activation node {nodes[i] if i < len(nodes) else None!r} of the ONNX graph "
+            f"({len(stages)} populations, {len(nodes)} {'/'.join(ACTIVATIONS)} nodes); convert with maxpool='average' "
+            "(MaxPool's exact route adds populations) or use noise at 'input'")
 
 
 def _shapes(model: onnx.ModelProto) -> dict:
@@ -122,7 +150,7 @@ def add_noise(model, position: str) -> NoisyGraph:
         nodes.insert(0, helper.make_node("Add", [name, noise.name], [noisy], name="add_noise_input"))
         noise_inputs.append(noise)
     else:
-        activations = [node for node in nodes if node.op_type in ACTIVATIONS]
+        activations = hidden_activations(model)
         if not activations:
             raise UnsupportedModelError(f"cannot add noise at {position!r}: the ONNX graph has no activation node "
                                         f"({', '.join(ACTIVATIONS)}) to attach it to; use position 'input'")

@@ -101,8 +101,7 @@ class LoihiModel(Model):
         """Per-sample, per-step inputs ``(n, period, features)``."""
         feeds = np.repeat(x[:, None, :], self.period, axis=1)
         if noise.applies_to("input"):
-            feeds += np.stack([noise.draw("input", start, len(x), x.shape[1], step=t) for t in range(self.period)],
-                              axis=1)
+            feeds += noise.draws("input", start, len(x), x.shape[1], self.period)
         elif noise.active:
             raise ConfigError(f"loihi-emulator takes input noise only, got noise at {noise.position!r}")
         if (x < 0).any():

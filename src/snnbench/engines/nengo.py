@@ -99,6 +99,11 @@ class NengoRunner:
     def _build_simulator(self):
         import nengo
 
+        if self._noise_positions():
+            from snnbench.conversion.onnx_noise import check_hidden_layers
+
+            check_hidden_layers(self.model)  # layer{i} is the same layer here as in ONNX Runtime
+
         if self.sim.simulator == "nengo_dl":
             from snnbench.conversion.nengo_compat import import_nengo_dl
             nengo_dl = import_nengo_dl()
@@ -140,18 +145,12 @@ class NengoRunner:
         n = len(x)
         feeds = {"input": np.repeat(x[:, None, :], n_steps, axis=1)}
         if self.noise.applies_to("input"):
-            feeds["input"] += self._noise("input", start, n, x.shape[1], n_steps)
+            feeds["input"] += self.noise.draws("input", start, n, x.shape[1], n_steps)
         for key in self._net.inputs:
             if ":" in key:
                 size = self._net.inputs[key].size_out
-                feeds[key] = self._noise(key.split(":")[1], start, n, size, n_steps)
+                feeds[key] = self.noise.draws(key.split(":")[1], start, n, size, n_steps)
         return feeds
-
-    def _noise(self, layer: str, start: int, n: int, size: int, n_steps: int) -> np.ndarray:
-        if self.noise.mode == "frozen":
-            draw = self.noise.draw(layer, start, n, size, step=0)
-            return np.repeat(draw[:, None, :], n_steps, axis=1)
-        return np.stack([self.noise.draw(layer, start, n, size, step=t) for t in range(n_steps)], axis=1)
 
     def _simulate(self, x: np.ndarray, n_steps: int, start: int):
         if x.ndim != 2 or x.shape[1] != self.model.n_inputs:

@@ -106,7 +106,7 @@ class OrtModel(Model):
             import onnx
             from onnx import helper
 
-            from snnbench.conversion.onnx_noise import ACTIVATIONS, add_noise
+            from snnbench.conversion.onnx_noise import add_noise, hidden_activations
 
             graph = add_noise(self.path, position) if position != "none" else None
             if graph is None and not self.activity:
@@ -114,7 +114,7 @@ class OrtModel(Model):
             else:
                 proto = graph.model if graph else onnx.load(str(self.path))
                 if self.activity:
-                    hidden = [n.output[0] for n in proto.graph.node if n.op_type in ACTIVATIONS]
+                    hidden = [n.output[0] for n in hidden_activations(proto)]
                     proto.graph.output.extend(helper.make_empty_tensor_value_info(name) for name in hidden)
                 source = proto.SerializeToString()
             self._runners[position] = (OrtRunner(source, self.batch_size, self.threads), graph)

@@ -9,6 +9,8 @@ models (snnbench.training.grid): in a feed-forward network a layer's input curre
 known once the layer below has run, so each layer is one matrix product and one scan over time.
 """
 
+import inspect
+
 import numpy as np
 import snntorch as snn
 import torch
@@ -18,7 +20,7 @@ from snnbench.errors import ConfigError
 from snnbench.noise import NoiseSpec
 
 NEURONS = ("lif", "if")
-THRESHOLD = 1.0  # snntorch Leaky's default firing threshold, which make_neuron keeps
+THRESHOLD = inspect.signature(snn.Leaky).parameters["threshold"].default  # snntorch's, kept by make_neuron
 RESETS = {"soft": "subtract", "hard": "zero"}
 ENCODINGS = ("direct", "rate")
 READOUTS = ("membrane", "spikes")
@@ -36,6 +38,11 @@ def check_choice(kind: str, value: str, choices):
         raise ConfigError(f"unknown {kind} {value!r}; use one of {', '.join(choices)}")
 
 
+def decay(neuron: str, beta: float) -> float:
+    """The membrane decay per step of a ``neuron``: ``beta`` for ``lif``, 1 (no leak) for ``if``."""
+    return 1.0 if neuron == "if" else beta
+
+
 def make_neuron(neuron: str = "lif", reset: str = "soft", beta: float = 0.9,
                 surrogate_name: str = "atan", output: bool = False) -> snn.Leaky:
     """A layer of snntorch neurons. ``output=True`` gives a non-resetting membrane readout."""
@@ -44,7 +51,7 @@ def make_neuron(neuron: str = "lif", reset: str = "soft", beta: float = 0.9,
     check_choice("surrogate gradient", surrogate_name, SURROGATES)
     if not 0.0 < beta <= 1.0:
         raise ConfigError(f"beta (membrane decay) must be in (0, 1], got {beta}")
-    return snn.Leaky(beta=1.0 if neuron == "if" else beta, spike_grad=SURROGATES[surrogate_name](),
+    return snn.Leaky(beta=decay(neuron, beta), spike_grad=SURROGATES[surrogate_name](),
                      reset_mechanism="none" if output else RESETS[reset])
 
 

@@ -1,12 +1,10 @@
 """The stacked network: many models of one shape as one set of stacked tensors."""
 
-from dataclasses import replace
-
 import numpy as np
 import torch
 
 from snnbench.models.multimodal import ModelSpec, SpikingMLP, build_model
-from snnbench.models.spiking import neuron_scan
+from snnbench.models.spiking import decay, neuron_scan
 from snnbench.noise import NoiseSpec
 
 
@@ -15,10 +13,6 @@ from snnbench.noise import NoiseSpec
 
 def _linears(model: torch.nn.Module) -> list[torch.nn.Linear]:
     return list(model.linears) if isinstance(model, SpikingMLP) else [m for m in model if isinstance(m, torch.nn.Linear)]
-
-
-def _decay(spec: ModelSpec) -> float:
-    return 1.0 if spec.neuron == "if" else spec.beta  # make_neuron's choice
 
 
 def _padded_stack(tensors: list[torch.Tensor], device: torch.device) -> torch.Tensor:
@@ -56,7 +50,7 @@ class StackedNet:
         self.weights = [_padded_stack([ls[i].weight.detach().T for ls in layers], device) for i in range(len(layers[0]))]
         self.biases = [_padded_stack([ls[i].bias.detach() for ls in layers], device) for i in range(len(layers[0]))]
         shape = (len(specs), 1, 1)  # broadcasts against one time step (G, batch, width)
-        self.beta = torch.tensor([_decay(s) for s in specs], device=device).view(shape)
+        self.beta = torch.tensor([decay(s.neuron, s.beta) for s in specs], device=device).view(shape)
         self.hard = torch.tensor([float(s.reset == "hard") for s in specs], device=device).view(shape)
         self.soft = 1 - self.hard
         self.no_reset = torch.zeros_like(self.hard)  # the membrane readout
@@ -156,9 +150,8 @@ class NoiseDraws:
         if not self.spec.applies_to(position):
             return tensor
         n, width = tensor.shape[-2:]
-        step = 0 if self.spec.mode == "frozen" else step
-        key = (self.spec.seed, layer, step, start, n, width)
+        key = (self.spec.seed, layer, self.spec.step(step), start, n, width)
         if key not in self.cache:
-            unit = replace(self.spec, std=1.0).draw(layer, start, n, width, step)
+            unit = self.spec.unit(layer, start, n, width, step)
             self.cache[key] = torch.from_numpy(np.ascontiguousarray(unit)).to(self.device)
         return tensor + self.cache[key] * self.spec.std
