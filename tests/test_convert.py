@@ -71,6 +71,28 @@ def test_convert_end_to_end(tracking_store, tmp_path):
     assert {r["method"] for r in rows} == {"calibrated"}
     assert snn[10]["accuracy"] == pytest.approx(metrics["snn_accuracy"]) and snn[10]["spikes_per_neuron_per_step"] > 0
     assert snn[5]["spikes_per_neuron_per_step"] is None or np.isnan(snn[5]["spikes_per_neuron_per_step"])
+    dnn = next(r for r in rows if r["engine"] == "ort-dnn")
+    for r in snn.values():  # paired on the same images: the paired loss is the accuracy gap itself
+        assert r["paired_loss"] == pytest.approx(dnn["accuracy"] - r["accuracy"])
+        assert r["paired_loss_ci_low"] <= r["paired_loss"] <= r["paired_loss_ci_high"]
+    assert metrics["conversion_loss_pp_ci_low"] == pytest.approx(100 * snn[10]["paired_loss_ci_low"])
+    paired = MlflowClient().get_metric_history(run.info.run_id, "paired_loss_at_steps")
+    assert sorted(m.step for m in paired) == [2, 5, 10, 20]
+
+
+def test_paired_losses_pair_each_step_count_with_the_dnn_on_the_same_images():
+    from snnbench.benchmarks.convert_artifacts import paired_losses
+
+    y = np.arange(200) % 10
+    right, wrong = np.eye(10)[y], np.eye(10)[(y + 1) % 10]
+    dnn = right.copy()
+    dnn[:20] = wrong[:20]                              # the DNN misses images 0-19
+    snn = {4: right.copy(), 8: right.copy()}
+    snn[4][10:50] = wrong[10:50]                       # 4 steps: misses 10-49 (30 more, 10 shared)
+    rows = paired_losses([{"steps": 4, "accuracy": 0.8}, {"steps": 8, "accuracy": 1.0}], dnn, snn, y)
+    assert rows[0]["paired_loss"] == pytest.approx(0.9 - 0.8) and rows[1]["paired_loss"] == pytest.approx(-0.1)
+    assert rows[0]["paired_loss_ci_low"] > 0 and rows[1]["paired_loss_ci_high"] < 0
+    assert rows[0]["paired_loss_ci_high"] - rows[0]["paired_loss_ci_low"] < 0.2  # paired: no sampling of the DNN
 
 
 def test_convert_corrected_method_runs_each_step_count_with_its_own_correction(tracking_store):

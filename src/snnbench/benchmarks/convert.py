@@ -3,13 +3,15 @@
 Trains the conversion study's MLP or CNN (or takes ``--onnx-model``), extracts its layers, sets
 the spiking network's neurons by one of the conversion methods (``--method``, see
 snnbench.conversion.calibration) and evaluates both: accuracy with its 95% interval (and the SNN's for each
-step count of ``--steps-list``), latency and throughput, activity (spikes per neuron per step,
-neurons firing more than once in a step, synaptic operations vs the DNN's MACs), and how exactly
-the rate-mode network (relu-rate neurons) reproduces the ONNX Runtime logits.
+step count of ``--steps-list``, with its paired loss against the DNN on the same images), latency
+and throughput, activity (spikes per neuron per step, neurons firing more than once in a step,
+synaptic operations vs the DNN's MACs), and how exactly the rate-mode network (relu-rate neurons)
+reproduces the ONNX Runtime logits. Artifacts: snnbench.benchmarks.convert_artifacts.
 
 * ``reference``: the reference study's conversion (LIF, gain 1, the ONNX biases, rate scale 1);
 * ``calibrated`` (default): IF neurons, each layer's rate scale from a percentile of its
-  activations on MNIST training images (never test images);
+  activations on MNIST training images (never test images); ``corrected``: calibrated, then
+  each layer's expected error taken out (snnbench.conversion.correction);
 * ``tuned``: the best setting of a ``snnbench tune`` study (``--study-name``) or a settings file
   (``--params-json``), chosen on validation images.
 
@@ -19,7 +21,6 @@ model, with where it came from), and the MNIST test set is read only to score it
 
 import argparse
 import json
-import tempfile
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -42,8 +43,7 @@ TUNED_OPTIONS = ("params_json", "study_name", "storage")
 def synapse_value(text: str):
     if text.strip().lower() in ("none", "0", ""):
         return None
-    value = positive(float)(text)
-    return value
+    return positive(float)(text)
 
 
 def add_arguments(parser: argparse.ArgumentParser, command: str):
@@ -182,12 +182,6 @@ def model_path(args) -> Path:
 
 # --------------------------------------------------------------------------- measuring
 
-def _timed(predict, x):
-    started = time.perf_counter()
-    out = predict(x)
-    return out, time.perf_counter() - started
-
-
 def _latency_ms(predict, x) -> float:
     """Mean time of one-image predictions (after one warm-up call)."""
     predict(x[:1])
@@ -209,7 +203,9 @@ def evaluate_dnn(onnx_path: Path, x, y, keys: dict) -> dict:
     # timed on the original graph: the harness's copy also outputs every hidden activation
     runner = OrtRunner(onnx_path, batch_size=1000)
     runner.predict(x[:10])
-    _, seconds = _timed(runner.predict, x)
+    started = time.perf_counter()
+    runner.predict(x)
+    seconds = time.perf_counter() - started
     single = OrtRunner(onnx_path, batch_size=1)
     return {"row": row, "logits": logits, "accuracy": row["accuracy"], "throughput_ips": len(x) / seconds,
             "latency_ms": _latency_ms(single.predict, x[:LATENCY_IMAGES * 5])}
@@ -255,7 +251,7 @@ def evaluate_snn(converted, layers: list, settings: dict, x, y, keys: dict, per_
         latency = _latency_ms(single.predict, x[:LATENCY_IMAGES])
     rows = [score(model, logits[s], y, activity if s == sim.steps else None, **{**keys, "steps": s}) for s in steps]
     main = rows[steps.index(sim.steps)]
-    return {"rows": rows, "logits": logits[sim.steps], "accuracy": main["accuracy"], "row": main,
+    return {"rows": rows, "logits": logits[sim.steps], "all_logits": logits, "accuracy": main["accuracy"], "row": main,
             "curve": {r["steps"]: r["accuracy"] for r in rows}, "throughput_ips": len(x) / seconds,
             "latency_ms": latency, "stats": stats}
 
@@ -282,19 +278,9 @@ def _evaluate_per_steps(converted, per_steps: dict, settings: dict, x, y, keys: 
     with NengoRunner(converted, per_steps[sim.steps], replace(sim, minibatch=1), counters=False) as single:
         latency = _latency_ms(single.predict, x[:LATENCY_IMAGES])
     main = next(r for r in rows if r["steps"] == sim.steps)
-    return {"rows": rows, "logits": logits[sim.steps], "accuracy": main["accuracy"], "row": main,
+    return {"rows": rows, "logits": logits[sim.steps], "all_logits": logits, "accuracy": main["accuracy"], "row": main,
             "curve": {r["steps"]: r["accuracy"] for r in rows}, "throughput_ips": len(x) / seconds,
             "latency_ms": latency, "stats": stats}
-
-
-def layers_summary(layers: list) -> str:
-    """The per-layer setting as a JSON param: per-channel lists as their size and range (in full
-    in the run's snn/params*.json artifacts)."""
-    def brief(value):
-        if isinstance(value, list):
-            return f"{len(value)} values in [{min(value):.4g}, {max(value):.4g}]"
-        return value
-    return json.dumps([{k: brief(v) for k, v in asdict(p).items()} for p in layers])
 
 
 def rate_equivalence(converted, onnx_path: Path, x, sim) -> float:
@@ -306,74 +292,6 @@ def rate_equivalence(converted, onnx_path: Path, x, sim) -> float:
     exact = replace(sim, steps=2, readout="last", minibatch=min(sim.minibatch, len(x)))
     with NengoRunner(converted, LayerParams("relu-rate"), exact, counters=False) as runner:
         return float(np.abs(runner.predict(x) - reference).max())
-
-
-# --------------------------------------------------------------------------- artifacts
-
-def confusion(labels, logits, classes: int = 10) -> np.ndarray:
-    matrix = np.zeros((classes, classes), np.int64)
-    np.add.at(matrix, (labels, logits.argmax(axis=1)), 1)
-    return matrix
-
-
-def _plot_confusion(matrix, title: str, path: Path):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 4.5))
-    image = ax.imshow(matrix, cmap="Blues")
-    for (i, j), v in np.ndenumerate(matrix):
-        ax.text(j, i, str(v), ha="center", va="center", fontsize=6,
-                color="white" if v > matrix.max() / 2 else "black")
-    ax.set(xlabel="predicted", ylabel="true", title=title, xticks=range(10), yticks=range(10))
-    fig.colorbar(image, ax=ax)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
-def _plot_curve(curve: dict, dnn_accuracy: float, path: Path):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5.5, 4))
-    steps = sorted(curve)
-    ax.plot(steps, [100 * curve[s] for s in steps], "o-", label="SNN (Nengo)")
-    ax.axhline(100 * dnn_accuracy, color="gray", ls="--", label="DNN (ONNX Runtime)")
-    ax.set(xlabel="time steps", ylabel="test accuracy (%)", title="Accuracy vs simulation time steps")
-    ax.set_xscale("log")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
-def log_artifacts(onnx_path: Path, converted, document: dict, dnn: dict, snn: dict, y):
-    import mlflow
-    import mlflow.onnx
-    import onnx
-    import onnxruntime
-
-    from snnbench.conversion import onnx_io
-
-    mlflow.onnx.log_model(onnx.load(str(onnx_path)), name="model", save_as_external_data=False,
-                          pip_requirements=[f"onnx=={onnx.__version__}", f"onnxruntime=={onnxruntime.__version__}"])
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        onnx_io.save(converted, tmp / "snn")
-        (tmp / "snn" / "params.json").write_text(json.dumps(document, indent=1))  # the setting used
-        mlflow.log_artifacts(str(tmp / "snn"), "snn")
-        matrices = {"dnn": confusion(y, dnn["logits"]), "snn": confusion(y, snn["logits"])}
-        for name, matrix in matrices.items():
-            _plot_confusion(matrix, f"{name.upper()} confusion matrix", tmp / f"confusion_{name}.png")
-            mlflow.log_artifact(str(tmp / f"confusion_{name}.png"), "plots")
-        mlflow.log_dict({k: v.tolist() for k, v in matrices.items()}, "confusion_matrices.json")
-        _plot_curve(snn["curve"], dnn["accuracy"], tmp / "accuracy_vs_steps.png")
-        mlflow.log_artifact(str(tmp / "accuracy_vs_steps.png"), "plots")
-    mlflow.log_dict({str(k): v for k, v in snn["curve"].items()}, "accuracy_vs_steps.json")
 
 
 # --------------------------------------------------------------------------- the command
@@ -395,6 +313,7 @@ def logged_params(args, settings: dict, test_images: int) -> dict:
 def run(args):
     import mlflow
 
+    from snnbench.benchmarks.convert_artifacts import layers_summary, log_artifacts, paired_losses
     from snnbench.conversion import onnx_io
     from snnbench.data import load_features
     from snnbench.evaluation.harness import log_result_table
@@ -436,6 +355,8 @@ def run(args):
                 "modality": "image", "method": args.method, "seed": args.seed}
         dnn = evaluate_dnn(onnx_path, test.x, test.y, keys)
         snn = evaluate_snn(converted, layers, settings, test.x, test.y, keys, per_steps)
+        snn["rows"] = paired_losses(snn["rows"], dnn["logits"], snn["all_logits"], test.y)  # same images
+        snn["row"] = snn["rows"][[r["steps"] for r in snn["rows"]].index(settings["sim"].steps)]
         equivalence = rate_equivalence(converted, onnx_path, test.x[:EQUIVALENCE_IMAGES], settings["sim"])
         log_metrics(converted, dnn, snn, equivalence)
         targets = convert_targets.run_targets(args, converted, layers, settings["sim"], test, keys, dnn, snn)
@@ -444,7 +365,8 @@ def run(args):
         low, high = snn["row"]["accuracy_ci_low"], snn["row"]["accuracy_ci_high"]
         print(f"convert ({args.method}): DNN {100 * dnn['accuracy']:.2f}%  SNN {100 * snn['accuracy']:.2f}% "
               f"[95% CI {100 * low:.2f}-{100 * high:.2f}] ({settings['sim'].steps} steps)  "
-              f"loss {100 * (dnn['accuracy'] - snn['accuracy']):.2f} pp  rate-mode max |err| {equivalence:.2e}  "
+              f"loss {100 * (dnn['accuracy'] - snn['accuracy']):.2f} pp [paired 95% CI {100 * snn['row']['paired_loss_ci_low']:.2f}-"
+              f"{100 * snn['row']['paired_loss_ci_high']:.2f}]  rate-mode max |err| {equivalence:.2e}  "
               "curve " + " ".join(f"{s}:{100 * a:.2f}" for s, a in sorted(snn["curve"].items())))
 
 
@@ -459,6 +381,8 @@ def log_metrics(converted, dnn: dict, snn: dict, equivalence: float):
                "dnn_accuracy_ci_low": dnn["row"]["accuracy_ci_low"],
                "dnn_accuracy_ci_high": dnn["row"]["accuracy_ci_high"],
                "conversion_loss_pp": 100 * (dnn["accuracy"] - snn["accuracy"]),
+               "conversion_loss_pp_ci_low": 100 * snn["row"]["paired_loss_ci_low"],
+               "conversion_loss_pp_ci_high": 100 * snn["row"]["paired_loss_ci_high"],
                "dnn_throughput_ips": dnn["throughput_ips"], "snn_throughput_ips": snn["throughput_ips"],
                "dnn_latency_ms": dnn["latency_ms"], "snn_latency_ms": snn["latency_ms"],
                "dnn_macs_per_sample": macs, "rate_equivalence_max_abs_err": equivalence}
@@ -469,3 +393,5 @@ def log_metrics(converted, dnn: dict, snn: dict, equivalence: float):
     mlflow.log_metrics(metrics)
     for steps, acc in sorted(snn["curve"].items()):
         mlflow.log_metric("accuracy_at_steps", acc, step=steps)
+    for row in snn["rows"]:
+        mlflow.log_metric("paired_loss_at_steps", row["paired_loss"], step=row["steps"])
