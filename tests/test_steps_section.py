@@ -20,6 +20,8 @@ def _convert_run(arch: str, method: str, steps: list, paired: bool, seed: int = 
         accuracy = 0.93 - 0.1 / s
         row = {"engine": "nengo-snn", "steps": s, "accuracy": accuracy, "accuracy_ci_low": accuracy - 0.005,
                "accuracy_ci_high": accuracy + 0.005}
+        if s == 8 or paired:
+            row["spikes_per_neuron_per_step"] = 0.05 * s
         if paired:
             row.update(paired_loss=0.1 / s, paired_loss_ci_low=0.1 / s - 0.002, paired_loss_ci_high=0.1 / s + 0.002)
         rows.append(row)
@@ -53,6 +55,9 @@ def test_steps_section_shows_each_networks_curve_with_paired_losses(tracking_sto
     loss = _cells(text, "| MLP (784-256-10) | corrected | 10.00")
     assert loss[2] == "10.00 [9.80, 10.20]" and loss[4] == "2.50 [2.30, 2.70]"  # 4 steps: 0.025 +- 0.002
     assert loss[2:-1] == [loss_cell(snn[s], dnn) for s in STEPS]
+    spikes = text.split("Spikes per neuron per step")[1]
+    assert _cells(spikes, "| MLP (784-256-10) | corrected |")[2:-1] == ["0.05", "0.1", "0.2", "0.4", "0.8", "1.6"]
+    assert _cells(spikes, "| CNN | calibrated |")[2:-1] == ["–", "–", "–", "0.4", "–", "–"]  # measured at 8 only
     cnn = _cells(text, "| CNN | calibrated | 10.00")  # no paired columns logged: the plain gap
     assert cnn[2] == "10.00" and cnn[-1] == f"`{old[:8]}`"
     assert "ResNet-style" not in text.split("Test accuracy")[1]

@@ -227,7 +227,8 @@ def corrected_layers(converted, layers: list, settings: dict) -> dict:
 def evaluate_snn(converted, layers: list, settings: dict, x, y, keys: dict, per_steps: dict | None = None) -> dict:
     """The converted SNN: one result row per step count of the curve and ``sim.steps`` (activity
     measured at ``sim.steps``), its logits there, timing and the runner's activity statistics.
-    ``per_steps`` ({steps: layers}, --method corrected): each step count runs its own layers."""
+    ``per_steps`` ({steps: layers}, --method corrected): each step count runs its own layers,
+    and its activity is measured at every step count."""
     if per_steps:
         return _evaluate_per_steps(converted, per_steps, settings, x, y, keys)
     from snnbench.engines.models import NengoModel
@@ -269,11 +270,10 @@ def _evaluate_per_steps(converted, per_steps: dict, settings: dict, x, y, keys: 
         if steps == sim.steps:
             runner.predict(x[:1])  # builds the simulator (and traces the TF graph) before timing
         logits[steps] = runner.predict(x)
-        activity = None
         if steps == sim.steps:
             seconds, stats = runner.last_seconds, runner.last_stats
-            activity = model.activity(stats, len(x))
-        rows.append(score(model, logits[steps], y, activity, **{**keys, "steps": steps}))
+        # each step count is a run of its own: its activity (spikes, energy) comes with it
+        rows.append(score(model, logits[steps], y, model.activity(runner.last_stats, len(x)), **{**keys, "steps": steps}))
         model.close()
     with NengoRunner(converted, per_steps[sim.steps], replace(sim, minibatch=1), counters=False) as single:
         latency = _latency_ms(single.predict, x[:LATENCY_IMAGES])

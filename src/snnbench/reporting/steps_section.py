@@ -10,7 +10,7 @@ interval where the run logged it (``paired_loss`` columns; older runs show the p
 """
 
 from snnbench.evaluation import plots
-from snnbench.reporting.context import markdown_table, results, scale_line, with_interval
+from snnbench.reporting.context import markdown_table, number, results, scale_line, with_interval
 
 TITLE = "Conversion by time steps: MLP, CNN and ResNet-style network"
 STEPS = (1, 2, 4, 8, 16, 32)
@@ -56,7 +56,7 @@ def steps_lines(ctx) -> list:
              "error taken out of its bias and initial membrane potential for each step count (after Li et al. 2021, "
              "light SNN Calibration; training images only). Accuracy with its 95% Wilson interval; loss = DNN minus "
              f"SNN in points with its 95% paired-bootstrap interval over the test images ({TARGETS}).", ""]
-    accuracy_rows, loss_rows, runs, series = [], [], [], {}
+    accuracy_rows, loss_rows, spike_rows, runs, series = [], [], [], [], {}
     for arch, network in NETWORKS.items():
         for method in METHODS:
             run = choose_run(ctx.store, arch, method)
@@ -74,6 +74,8 @@ def steps_lines(ctx) -> list:
             accuracy_rows.append(label[:2] + [with_interval(dnn)]
                                  + [with_interval(snn[s]) if s in snn else "–" for s in STEPS] + label[2:])
             loss_rows.append(label[:2] + [loss_cell(snn[s], dnn) if s in snn else "–" for s in STEPS] + label[2:])
+            spike_rows.append(label[:2] + [number(snn[s].get("spikes_per_neuron_per_step")) if s in snn else "–"
+                                           for s in STEPS] + label[2:])
             shown = [s for s in STEPS if s in snn]
             panel = series.setdefault(network, {"DNN (ONNX Runtime)": (list(STEPS), [100 * dnn["accuracy"]] * len(STEPS))})
             panel[f"SNN, {method}"] = (shown, [100 * snn[s]["accuracy"] for s in shown])
@@ -85,6 +87,9 @@ def steps_lines(ctx) -> list:
     lines += markdown_table(["network", "method", "DNN"] + steps + ["run"], accuracy_rows) + [""]
     lines += ["Loss against the DNN on the same images, points [95% paired interval]:", ""]
     lines += markdown_table(["network", "method"] + steps + ["run"], loss_rows) + [""]
+    lines += ["Spikes per neuron per step, the cost of each point (measured at every step count by `corrected` runs, "
+              "at the run's `--steps` only by `calibrated` ones):", ""]
+    lines += markdown_table(["network", "method"] + steps + ["run"], spike_rows) + [""]
     path, link = ctx.figure("conversion_by_steps.png")
     plots.line_panels(series, path, xlabel="simulation time steps", ylabel="test accuracy (%)",
                       title="Converted SNN accuracy by time steps", logx=True)
