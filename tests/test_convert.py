@@ -104,6 +104,7 @@ def test_convert_corrected_method_runs_each_step_count_with_its_own_correction(t
     assert main(argv) == 0
     run = _only_run()
     assert run.data.params["method"] == "corrected" and run.data.params["scales"] == "channel"
+    assert run.data.params["rates"] == "balanced"
     corrected = json.loads(Path(MlflowClient().download_artifacts(run.info.run_id,
                                                                   "snn/corrected_layers.json")).read_text())
     assert sorted(corrected) == ["2", "5"]
@@ -136,6 +137,10 @@ def test_methods_resolve_to_their_settings(tmp_path):
     calibrated = resolve(_args("--percentile", "max", "--target-rate", "0.5", "--neuron", "lif"))
     assert calibrated["layers"] is None and calibrated["calibration"].percentile == 100.0
     assert (calibrated["calibration"].target_rate, calibrated["calibration"].neuron) == (0.5, "lif")
+    assert (calibrated["calibration"].scales, calibrated["calibration"].rates) == ("layer", "uniform")
+    corrected = resolve(_args("--method", "corrected", "--neuron", "if"))["calibration"]
+    assert (corrected.scales, corrected.rates) == ("channel", "balanced")  # the corrected method's defaults
+    assert resolve(_args("--method", "corrected", "--rates", "uniform"))["calibration"].rates == "uniform"
     params = tmp_path / "params.json"
     params.write_text(json.dumps({"layers": [{"neuron": "if", "rate_scale": 40.0}], "sim": {"steps": 6}}))
     tuned = resolve(_args("--method", "tuned", "--params-json", str(params)))

@@ -35,7 +35,8 @@ PROFILE_TEST_LIMIT = {"quick": 1000, "full": 0}
 PROFILE_STEPS_LIST = {"quick": [4, 8, 16, 32], "full": [1, 2, 4, 8, 16, 32, 64, 100]}
 EQUIVALENCE_IMAGES = 200
 LATENCY_IMAGES = 20
-CALIBRATION_OPTIONS = ("calibration_samples", "percentile", "target_rate", "neuron", "initial_voltage", "scales")
+CALIBRATION_OPTIONS = ("calibration_samples", "percentile", "target_rate", "neuron", "initial_voltage", "scales",
+                       "rates")
 CALIBRATED_METHODS = ("calibrated", "corrected")  # the methods that calibrate on training images
 TUNED_OPTIONS = ("params_json", "study_name", "storage")
 
@@ -47,7 +48,7 @@ def synapse_value(text: str):
 
 
 def add_arguments(parser: argparse.ArgumentParser, command: str):
-    from snnbench.conversion.calibration import METHODS, SCALES
+    from snnbench.conversion.calibration import METHODS, RATES, SCALES
     from snnbench.models.conversion import ARCHS
     from snnbench.conversion.nengo_net import READOUTS, SIMULATORS
     from snnbench.conversion.onnx_io import MAXPOOL_ROUTES
@@ -74,6 +75,10 @@ def add_arguments(parser: argparse.ArgumentParser, command: str):
     snn.add_argument("--scales", type=auto(choice(SCALES)), default=None,
                      help="calibrated / corrected: a rate scale per output channel (per neuron of a dense layer) or "
                           "one per layer (default: channel for corrected, layer for calibrated)")
+    snn.add_argument("--rates", type=auto(choice(RATES)), default=None,
+                     help="calibrated / corrected: every layer at --target-rate, or balanced: the same expected "
+                          "spikes shared out between the layers, each layer's rate scale times A**(-1/3) for its "
+                          "expected spikes A (default: balanced for corrected, uniform for calibrated)")
     snn.add_argument("--synapse", type=synapse_value, default=None,
                      help="reference / calibrated: output synapse time constant (s), or none")
     snn.add_argument("--tau-rc", type=positive(float), default=0.02,
@@ -127,9 +132,11 @@ def resolve(args) -> dict:
     if args.method == "reference":
         settings["layers"] = reference_layers(base)
     elif args.method in CALIBRATED_METHODS:
-        scales = args.scales or ("channel" if args.method == "corrected" else "layer")
+        corrected = args.method == "corrected"
         settings["calibration"] = Calibration(args.calibration_samples, args.percentile, args.target_rate,
-                                              args.neuron, args.initial_voltage, args.seed, scales)
+                                              args.neuron, args.initial_voltage, args.seed,
+                                              args.scales or ("channel" if corrected else "layer"),
+                                              args.rates or ("balanced" if corrected else "uniform"))
         if args.method == "corrected":
             require(args.neuron in ("if", "if-rectified") and args.synapse is None,
                     "--method corrected simulates IF neurons without an output synapse: use --neuron if or "
@@ -302,7 +309,7 @@ def logged_params(args, settings: dict, test_images: int) -> dict:
         (() if args.method == "tuned" else TUNED_OPTIONS)
     params = {k: v for k, v in vars(args).items() if not k.startswith("_") and k not in ("command", *unused)}
     if settings["calibration"] is not None:
-        params["scales"] = settings["calibration"].scales  # resolved
+        params.update(scales=settings["calibration"].scales, rates=settings["calibration"].rates)  # resolved
     params.update(test_limit=settings["test_limit"], test_images=test_images, steps_list=settings["steps_list"],
                   sim=asdict(settings["sim"]))
     if settings["layers"] is not None:
@@ -313,7 +320,7 @@ def logged_params(args, settings: dict, test_images: int) -> dict:
 def run(args):
     import mlflow
 
-    from snnbench.benchmarks.convert_artifacts import layers_summary, log_artifacts, paired_losses
+    from snnbench.benchmarks.convert_artifacts import layers_summary, log_artifacts, log_metrics, paired_losses
     from snnbench.conversion import onnx_io
     from snnbench.data import load_features
     from snnbench.evaluation.harness import log_result_table
@@ -368,30 +375,3 @@ def run(args):
               f"loss {100 * (dnn['accuracy'] - snn['accuracy']):.2f} pp [paired 95% CI {100 * snn['row']['paired_loss_ci_low']:.2f}-"
               f"{100 * snn['row']['paired_loss_ci_high']:.2f}]  rate-mode max |err| {equivalence:.2e}  "
               "curve " + " ".join(f"{s}:{100 * a:.2f}" for s, a in sorted(snn["curve"].items())))
-
-
-def log_metrics(converted, dnn: dict, snn: dict, equivalence: float):
-    import mlflow
-
-    macs = converted.macs()
-    stats = snn["stats"]
-    metrics = {"dnn_accuracy": dnn["accuracy"], "snn_accuracy": snn["accuracy"],
-               "snn_accuracy_ci_low": snn["row"]["accuracy_ci_low"],
-               "snn_accuracy_ci_high": snn["row"]["accuracy_ci_high"],
-               "dnn_accuracy_ci_low": dnn["row"]["accuracy_ci_low"],
-               "dnn_accuracy_ci_high": dnn["row"]["accuracy_ci_high"],
-               "conversion_loss_pp": 100 * (dnn["accuracy"] - snn["accuracy"]),
-               "conversion_loss_pp_ci_low": 100 * snn["row"]["paired_loss_ci_low"],
-               "conversion_loss_pp_ci_high": 100 * snn["row"]["paired_loss_ci_high"],
-               "dnn_throughput_ips": dnn["throughput_ips"], "snn_throughput_ips": snn["throughput_ips"],
-               "dnn_latency_ms": dnn["latency_ms"], "snn_latency_ms": snn["latency_ms"],
-               "dnn_macs_per_sample": macs, "rate_equivalence_max_abs_err": equivalence}
-    metrics.update({f"snn_{k}": v for k, v in stats.items()})
-    if stats and macs:
-        metrics["snn_synaptic_ops_vs_dnn_macs"] = stats["synaptic_ops_per_sample"] / macs
-        metrics["snn_acs_vs_dnn_macs"] = stats["synaptic_acs_per_sample"] / macs
-    mlflow.log_metrics(metrics)
-    for steps, acc in sorted(snn["curve"].items()):
-        mlflow.log_metric("accuracy_at_steps", acc, step=steps)
-    for row in snn["rows"]:
-        mlflow.log_metric("paired_loss_at_steps", row["paired_loss"], step=row["steps"])

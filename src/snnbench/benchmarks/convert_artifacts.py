@@ -1,5 +1,5 @@
-"""``snnbench convert``'s result artifacts: confusion matrices, the accuracy-vs-steps curve, the
-converted network and its setting; and the paired differences against the DNN (the same test
+"""``snnbench convert``'s logged results: metrics, the confusion matrices, the accuracy-vs-steps
+curve, the converted network and its setting; and the paired differences against the DNN (the same test
 images: DNN minus SNN, a paired-bootstrap 95% interval, as the noise sweep reports them).
 """
 
@@ -99,3 +99,30 @@ def log_artifacts(onnx_path: Path, converted, document: dict, dnn: dict, snn: di
         _plot_curve(snn["curve"], dnn["accuracy"], tmp / "accuracy_vs_steps.png")
         mlflow.log_artifact(str(tmp / "accuracy_vs_steps.png"), "plots")
     mlflow.log_dict({str(k): v for k, v in snn["curve"].items()}, "accuracy_vs_steps.json")
+
+
+def log_metrics(converted, dnn: dict, snn: dict, equivalence: float):
+    import mlflow
+
+    macs = converted.macs()
+    stats = snn["stats"]
+    metrics = {"dnn_accuracy": dnn["accuracy"], "snn_accuracy": snn["accuracy"],
+               "snn_accuracy_ci_low": snn["row"]["accuracy_ci_low"],
+               "snn_accuracy_ci_high": snn["row"]["accuracy_ci_high"],
+               "dnn_accuracy_ci_low": dnn["row"]["accuracy_ci_low"],
+               "dnn_accuracy_ci_high": dnn["row"]["accuracy_ci_high"],
+               "conversion_loss_pp": 100 * (dnn["accuracy"] - snn["accuracy"]),
+               "conversion_loss_pp_ci_low": 100 * snn["row"]["paired_loss_ci_low"],
+               "conversion_loss_pp_ci_high": 100 * snn["row"]["paired_loss_ci_high"],
+               "dnn_throughput_ips": dnn["throughput_ips"], "snn_throughput_ips": snn["throughput_ips"],
+               "dnn_latency_ms": dnn["latency_ms"], "snn_latency_ms": snn["latency_ms"],
+               "dnn_macs_per_sample": macs, "rate_equivalence_max_abs_err": equivalence}
+    metrics.update({f"snn_{k}": v for k, v in stats.items()})
+    if stats and macs:
+        metrics["snn_synaptic_ops_vs_dnn_macs"] = stats["synaptic_ops_per_sample"] / macs
+        metrics["snn_acs_vs_dnn_macs"] = stats["synaptic_acs_per_sample"] / macs
+    mlflow.log_metrics(metrics)
+    for steps, acc in sorted(snn["curve"].items()):
+        mlflow.log_metric("accuracy_at_steps", acc, step=steps)
+    for row in snn["rows"]:
+        mlflow.log_metric("paired_loss_at_steps", row["paired_loss"], step=row["steps"])
