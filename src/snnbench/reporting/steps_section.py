@@ -16,6 +16,7 @@ TITLE = "Conversion by time steps: MLP, CNN and ResNet-style network"
 STEPS = (1, 2, 4, 8, 16, 32)
 NETWORKS = {"mlp": "MLP (784-256-10)", "cnn": "CNN", "resnet": "ResNet-style"}
 METHODS = ("calibrated", "corrected")
+RATES = ("uniform", "balanced")  # --rates; runs from before the option fired every layer at one rate
 TARGETS = "targets: ResNet-style <= 3 points at 4 steps and <= 1 at 8; CNN <= 0.3 at 4; MLP <= 0.20 at 4"
 
 
@@ -24,11 +25,12 @@ def _curve_steps(run) -> set:
     return set(steps if isinstance(steps, list) else []) & set(STEPS)
 
 
-def choose_run(store, arch: str, method: str):
-    """The newest finished (full-profile first) convert run of ``arch`` and ``method`` on the
-    project's own DNN, among those covering the most of :data:`STEPS`; None if there is none."""
+def choose_run(store, arch: str, method: str, rates: str = "uniform"):
+    """The newest finished (full-profile first) convert run of ``arch``, ``method`` and ``rates``
+    on the project's own DNN, among those covering the most of :data:`STEPS`; None if there is none."""
     def matching(r):
-        return r.params.get("arch") == arch and r.params.get("method") == method and not r.params.get("onnx_model")
+        return (r.params.get("arch") == arch and r.params.get("method") == method and not r.params.get("onnx_model")
+                and r.params.get("rates", "uniform") == rates)
 
     runs = [r for r in store.finished("convert") if matching(r)]
     if store.prefer_full:
@@ -54,12 +56,13 @@ def steps_lines(ctx) -> list:
              "images, by simulation time steps. `calibrated`: each channel's firing-rate scale from a percentile of "
              "its activations on training images; `corrected`: calibrated, then each layer's expected per-channel "
              "error taken out of its bias and initial membrane potential for each step count (after Li et al. 2021, "
-             "light SNN Calibration; training images only). Accuracy with its 95% Wilson interval; loss = DNN minus "
+             "light SNN Calibration; training images only). Rates: `uniform`, every layer fires `--target-rate` spikes per step at its "
+             "percentile; `balanced`, the same expected spikes shared out between the layers (`--rates`). Accuracy with its 95% Wilson interval; loss = DNN minus "
              f"SNN in points with its 95% paired-bootstrap interval over the test images ({TARGETS}).", ""]
     accuracy_rows, loss_rows, spike_rows, runs, series = [], [], [], [], {}
     for arch, network in NETWORKS.items():
-        for method in METHODS:
-            run = choose_run(ctx.store, arch, method)
+        for method, rates in [(m, r) for m in METHODS for r in RATES]:
+            run = choose_run(ctx.store, arch, method, rates)
             if run is None:
                 continue
             records, problem = results(ctx, run)
@@ -70,7 +73,7 @@ def steps_lines(ctx) -> list:
             runs.append(run)
             dnn = next(r for r in records if r["engine"] == "ort-dnn")
             snn = {int(r["steps"]): r for r in records if r["engine"] == "nengo-snn"}
-            label = [network, method, f"`{run.id[:8]}`"]
+            label = [network, f"{method}, {rates} rates", f"`{run.id[:8]}`"]
             accuracy_rows.append(label[:2] + [with_interval(dnn)]
                                  + [with_interval(snn[s]) if s in snn else "–" for s in STEPS] + label[2:])
             loss_rows.append(label[:2] + [loss_cell(snn[s], dnn) if s in snn else "–" for s in STEPS] + label[2:])
@@ -78,7 +81,7 @@ def steps_lines(ctx) -> list:
                                            for s in STEPS] + label[2:])
             shown = [s for s in STEPS if s in snn]
             panel = series.setdefault(network, {"DNN (ONNX Runtime)": (list(STEPS), [100 * dnn["accuracy"]] * len(STEPS))})
-            panel[f"SNN, {method}"] = (shown, [100 * snn[s]["accuracy"] for s in shown])
+            panel[f"SNN, {method}, {rates} rates"] = (shown, [100 * snn[s]["accuracy"] for s in shown])
     if not runs:
         return lines + ["_No runs yet: run `snnbench convert --profile full --arch mlp --method corrected "
                         "--steps-list 1,2,4,8,16,32` (and `--arch cnn`, `--arch resnet --lr 0.002`)._", ""]
