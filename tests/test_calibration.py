@@ -208,6 +208,41 @@ def test_per_channel_scales_put_each_channels_percentile_at_the_target_rate(tmp_
         assert np.abs(runner.predict(x[:20]) - model.forward(x[:20])).max() <= 1e-4
 
 
+def test_balanced_factors_minimise_the_rounding_noise_at_the_same_spikes():
+    assert cal.balanced_factors([8.0, 1.0]) == pytest.approx([0.9, 1.8])  # c * A^(-1/3), c = 9 / 5
+    assert cal.balanced_factors([5.0, 0.0, 5.0]) == pytest.approx([1.0, 1.0, 1.0])  # a silent layer keeps 1
+    spikes = np.array([1600.0, 60.0, 210.0, 38.0])
+    factors = cal.balanced_factors(spikes)
+    assert (factors * spikes).sum() == pytest.approx(spikes.sum())
+    noise = lambda m: (1.0 / np.asarray(m) ** 2).sum()  # noqa: E731
+    rng = np.random.default_rng(0)
+    for _ in range(50):  # no other factors with the same spikes round less
+        other = factors * np.exp(rng.normal(0, 0.3, len(spikes)))
+        other *= spikes.sum() / (other * spikes).sum()
+        assert noise(other) >= noise(factors)
+
+
+@pytest.mark.parametrize("scales", ["channel", "layer"])
+def test_balanced_rates_share_the_same_expected_spikes_out_and_keep_the_rate_network_exact(tmp_path, scales):
+    model, x = _conv_net(tmp_path, clip=True)
+    activations = cal.hidden_activations(model, x[:200])
+    uniform, _ = cal.calibrate(model, x[:200], cal.Calibration(samples=200, scales=scales))
+    report = {}
+    balanced, _ = cal.calibrate(model, x[:200], cal.Calibration(samples=200, scales=scales, rates="balanced"),
+                                report=report)
+    before = cal.expected_spikes(activations, model, uniform, 0.001)
+    after = cal.expected_spikes(activations, model, balanced, 0.001)
+    assert report["rate_factors"] == pytest.approx(list(cal.balanced_factors(before)))
+    assert [b.rate_scale / u.rate_scale for u, b in zip(uniform, balanced)] == pytest.approx(report["rate_factors"])
+    assert [b.channel_scales for b in balanced] == [u.channel_scales for u in uniform]
+    widest = int(np.argmax(before))  # the layer firing most gives spikes up, the others get more
+    assert report["rate_factors"][widest] < 1 < min(f for i, f in enumerate(report["rate_factors"]) if i != widest)
+    assert after.sum() == pytest.approx(before.sum(), rel=0.02)  # a Clip layer's bound may cap a little
+    with NengoRunner(model, [replace(p, neuron="relu-rate") for p in balanced], SimConfig(steps=2, readout="last"),
+                     counters=False) as runner:
+        assert np.abs(runner.predict(x[:20]) - model.forward(x[:20])).max() <= 1e-4
+
+
 def test_torch_simulation_equals_the_nengo_network(tmp_path):
     """correction.simulate (what the correction measures errors with) computes the Nengo
     network's spiking logits: per-channel scales, bias and initial voltages, a bounded layer."""

@@ -71,6 +71,28 @@ def test_convert_end_to_end(tracking_store, tmp_path):
     assert {r["method"] for r in rows} == {"calibrated"}
     assert snn[10]["accuracy"] == pytest.approx(metrics["snn_accuracy"]) and snn[10]["spikes_per_neuron_per_step"] > 0
     assert snn[5]["spikes_per_neuron_per_step"] is None or np.isnan(snn[5]["spikes_per_neuron_per_step"])
+    dnn = next(r for r in rows if r["engine"] == "ort-dnn")
+    for r in snn.values():  # paired on the same images: the paired loss is the accuracy gap itself
+        assert r["paired_loss"] == pytest.approx(dnn["accuracy"] - r["accuracy"])
+        assert r["paired_loss_ci_low"] <= r["paired_loss"] <= r["paired_loss_ci_high"]
+    assert metrics["conversion_loss_pp_ci_low"] == pytest.approx(100 * snn[10]["paired_loss_ci_low"])
+    paired = MlflowClient().get_metric_history(run.info.run_id, "paired_loss_at_steps")
+    assert sorted(m.step for m in paired) == [2, 5, 10, 20]
+
+
+def test_paired_losses_pair_each_step_count_with_the_dnn_on_the_same_images():
+    from snnbench.benchmarks.convert_eval import paired_losses
+
+    y = np.arange(200) % 10
+    right, wrong = np.eye(10)[y], np.eye(10)[(y + 1) % 10]
+    dnn = right.copy()
+    dnn[:20] = wrong[:20]                              # the DNN misses images 0-19
+    snn = {4: right.copy(), 8: right.copy()}
+    snn[4][10:50] = wrong[10:50]                       # 4 steps: misses 10-49 (30 more, 10 shared)
+    rows = paired_losses([{"steps": 4, "accuracy": 0.8}, {"steps": 8, "accuracy": 1.0}], dnn, snn, y)
+    assert rows[0]["paired_loss"] == pytest.approx(0.9 - 0.8) and rows[1]["paired_loss"] == pytest.approx(-0.1)
+    assert rows[0]["paired_loss_ci_low"] > 0 and rows[1]["paired_loss_ci_high"] < 0
+    assert rows[0]["paired_loss_ci_high"] - rows[0]["paired_loss_ci_low"] < 0.2  # paired: no sampling of the DNN
 
 
 def test_convert_corrected_method_runs_each_step_count_with_its_own_correction(tracking_store):
@@ -82,6 +104,7 @@ def test_convert_corrected_method_runs_each_step_count_with_its_own_correction(t
     assert main(argv) == 0
     run = _only_run()
     assert run.data.params["method"] == "corrected" and run.data.params["scales"] == "channel"
+    assert run.data.params["rates"] == "balanced"
     corrected = json.loads(Path(MlflowClient().download_artifacts(run.info.run_id,
                                                                   "snn/corrected_layers.json")).read_text())
     assert sorted(corrected) == ["2", "5"]
@@ -93,7 +116,9 @@ def test_convert_corrected_method_runs_each_step_count_with_its_own_correction(t
     document = json.loads(Path(MlflowClient().download_artifacts(run.info.run_id, "snn/params.json")).read_text())
     assert document["source"]["method"] == "corrected" and document["layers"] == corrected["5"]["layers"]
     assert "256 values" in json.loads(run.data.params["layers"])[0]["channel_bias"]  # the param stays short
-    assert {r["steps"] for r in _table(run.info.run_id) if r["engine"] == "nengo-snn"} == {2, 5}
+    snn = {r["steps"]: r for r in _table(run.info.run_id) if r["engine"] == "nengo-snn"}
+    assert set(snn) == {2, 5}
+    assert all(r["spikes_per_neuron_per_step"] > 0 for r in snn.values())  # every step count: its own activity
 
 
 def _args(*argv):
@@ -112,6 +137,10 @@ def test_methods_resolve_to_their_settings(tmp_path):
     calibrated = resolve(_args("--percentile", "max", "--target-rate", "0.5", "--neuron", "lif"))
     assert calibrated["layers"] is None and calibrated["calibration"].percentile == 100.0
     assert (calibrated["calibration"].target_rate, calibrated["calibration"].neuron) == (0.5, "lif")
+    assert (calibrated["calibration"].scales, calibrated["calibration"].rates) == ("layer", "uniform")
+    corrected = resolve(_args("--method", "corrected", "--neuron", "if"))["calibration"]
+    assert (corrected.scales, corrected.rates) == ("channel", "balanced")  # the corrected method's defaults
+    assert resolve(_args("--method", "corrected", "--rates", "uniform"))["calibration"].rates == "uniform"
     params = tmp_path / "params.json"
     params.write_text(json.dumps({"layers": [{"neuron": "if", "rate_scale": 40.0}], "sim": {"steps": 6}}))
     tuned = resolve(_args("--method", "tuned", "--params-json", str(params)))

@@ -3,13 +3,15 @@
 Trains the conversion study's MLP or CNN (or takes ``--onnx-model``), extracts its layers, sets
 the spiking network's neurons by one of the conversion methods (``--method``, see
 snnbench.conversion.calibration) and evaluates both: accuracy with its 95% interval (and the SNN's for each
-step count of ``--steps-list``), latency and throughput, activity (spikes per neuron per step,
-neurons firing more than once in a step, synaptic operations vs the DNN's MACs), and how exactly
-the rate-mode network (relu-rate neurons) reproduces the ONNX Runtime logits.
+step count of ``--steps-list``, with its paired loss against the DNN on the same images), latency
+and throughput, activity (spikes per neuron per step, neurons firing more than once in a step,
+synaptic operations vs the DNN's MACs), and how exactly the rate-mode network (relu-rate neurons)
+reproduces the ONNX Runtime logits. Measuring and artifacts: snnbench.benchmarks.convert_eval.
 
 * ``reference``: the reference study's conversion (LIF, gain 1, the ONNX biases, rate scale 1);
 * ``calibrated`` (default): IF neurons, each layer's rate scale from a percentile of its
-  activations on MNIST training images (never test images);
+  activations on MNIST training images (never test images); ``corrected``: calibrated, then
+  each layer's expected error taken out (snnbench.conversion.correction);
 * ``tuned``: the best setting of a ``snnbench tune`` study (``--study-name``) or a settings file
   (``--params-json``), chosen on validation images.
 
@@ -33,7 +35,8 @@ from snnbench.errors import ConfigError
 PROFILES = {"quick": dict(test_limit=1000, steps_list=[4, 8, 16, 32]),
             "full": dict(test_limit=0, steps_list=[1, 2, 4, 8, 16, 32, 64, 100])}
 EQUIVALENCE_IMAGES = 200
-CALIBRATION_OPTIONS = ("calibration_samples", "percentile", "target_rate", "neuron", "initial_voltage", "scales")
+CALIBRATION_OPTIONS = ("calibration_samples", "percentile", "target_rate", "neuron", "initial_voltage", "scales",
+                       "rates")
 CALIBRATED_METHODS = ("calibrated", "corrected")  # the methods that calibrate on training images
 TUNED_OPTIONS = ("params_json", "study_name", "storage")
 
@@ -46,7 +49,7 @@ def synapse_value(text: str):
 
 
 def add_arguments(parser: argparse.ArgumentParser, command: str):
-    from snnbench.conversion.calibration import METHODS, SCALES
+    from snnbench.conversion.calibration import METHODS, RATES, SCALES
     from snnbench.models.conversion import ARCHS
     from snnbench.conversion.nengo_net import READOUTS, SIMULATORS
     from snnbench.conversion.onnx_io import MAXPOOL_ROUTES
@@ -68,6 +71,10 @@ def add_arguments(parser: argparse.ArgumentParser, command: str):
     snn.add_argument("--scales", type=auto(choice(SCALES)), default=None,
                      help="calibrated / corrected: a rate scale per output channel (per neuron of a dense layer) or "
                           "one per layer (default: channel for corrected, layer for calibrated)")
+    snn.add_argument("--rates", type=auto(choice(RATES)), default=None,
+                     help="calibrated / corrected: every layer at --target-rate, or balanced: the same expected "
+                          "spikes shared out between the layers, each layer's rate scale times A**(-1/3) for its "
+                          "expected spikes A (default: balanced for corrected, uniform for calibrated)")
     snn.add_argument("--synapse", type=synapse_value, default=None,
                      help="reference / calibrated: output synapse time constant (s), or none")
     snn.add_argument("--tau-rc", type=positive(float), default=0.02,
@@ -120,9 +127,11 @@ def resolve(args) -> dict:
     if args.method == "reference":
         settings["layers"] = reference_layers(base)
     elif args.method in CALIBRATED_METHODS:
-        scales = args.scales or ("channel" if args.method == "corrected" else "layer")
+        corrected = args.method == "corrected"
         settings["calibration"] = Calibration(args.calibration_samples, args.percentile, args.target_rate,
-                                              args.neuron, args.initial_voltage, args.seed, scales)
+                                              args.neuron, args.initial_voltage, args.seed,
+                                              args.scales or ("channel" if corrected else "layer"),
+                                              args.rates or ("balanced" if corrected else "uniform"))
         if args.method == "corrected":
             require(args.neuron in ("if", "if-rectified") and args.synapse is None,
                     "--method corrected simulates IF neurons without an output synapse: use --neuron if or "
@@ -192,7 +201,7 @@ def logged_params(args, settings: dict, test_images: int) -> dict:
         (() if args.method == "tuned" else TUNED_OPTIONS)
     params = option_params(args, *unused)
     if settings["calibration"] is not None:
-        params["scales"] = settings["calibration"].scales  # resolved
+        params.update(scales=settings["calibration"].scales, rates=settings["calibration"].rates)  # resolved
     params.update(test_limit=settings["test_limit"], test_images=test_images, steps_list=settings["steps_list"],
                   sim=asdict(settings["sim"]))
     if settings["layers"] is not None:
@@ -244,6 +253,8 @@ def run(args):
                 "modality": "image", "method": args.method, "seed": args.seed}
         dnn = measure.evaluate_dnn(onnx_path, test.x, test.y, keys)
         snn = measure.evaluate_snn(converted, layers, settings, test.x, test.y, keys, per_steps)
+        snn["rows"] = measure.paired_losses(snn["rows"], dnn["logits"], snn["all_logits"], test.y)  # same images
+        snn["row"] = snn["rows"][[r["steps"] for r in snn["rows"]].index(settings["sim"].steps)]
         equivalence = measure.rate_equivalence(converted, onnx_path, test.x[:EQUIVALENCE_IMAGES], settings["sim"])
         log_metrics(converted, dnn, snn, equivalence)
         targets = convert_targets.run_targets(args, converted, layers, settings["sim"], test, keys, dnn, snn)
@@ -252,7 +263,8 @@ def run(args):
         low, high = snn["row"]["accuracy_ci_low"], snn["row"]["accuracy_ci_high"]
         print(f"convert ({args.method}): DNN {100 * dnn['accuracy']:.2f}%  SNN {100 * snn['accuracy']:.2f}% "
               f"[95% CI {100 * low:.2f}-{100 * high:.2f}] ({settings['sim'].steps} steps)  "
-              f"loss {100 * (dnn['accuracy'] - snn['accuracy']):.2f} pp  rate-mode max |err| {equivalence:.2e}  "
+              f"loss {100 * (dnn['accuracy'] - snn['accuracy']):.2f} pp [paired 95% CI {100 * snn['row']['paired_loss_ci_low']:.2f}-"
+              f"{100 * snn['row']['paired_loss_ci_high']:.2f}]  rate-mode max |err| {equivalence:.2e}  "
               "curve " + " ".join(f"{s}:{100 * a:.2f}" for s, a in sorted(snn["curve"].items())))
 
 
@@ -267,6 +279,8 @@ def log_metrics(converted, dnn: dict, snn: dict, equivalence: float):
                "dnn_accuracy_ci_low": dnn["row"]["accuracy_ci_low"],
                "dnn_accuracy_ci_high": dnn["row"]["accuracy_ci_high"],
                "conversion_loss_pp": 100 * (dnn["accuracy"] - snn["accuracy"]),
+               "conversion_loss_pp_ci_low": 100 * snn["row"]["paired_loss_ci_low"],
+               "conversion_loss_pp_ci_high": 100 * snn["row"]["paired_loss_ci_high"],
                "dnn_throughput_ips": dnn["throughput_ips"], "snn_throughput_ips": snn["throughput_ips"],
                "dnn_latency_ms": dnn["latency_ms"], "snn_latency_ms": snn["latency_ms"],
                "dnn_macs_per_sample": macs, "rate_equivalence_max_abs_err": equivalence}
@@ -277,3 +291,5 @@ def log_metrics(converted, dnn: dict, snn: dict, equivalence: float):
     mlflow.log_metrics(metrics)
     for steps, acc in sorted(snn["curve"].items()):
         mlflow.log_metric("accuracy_at_steps", acc, step=steps)
+    for row in snn["rows"]:
+        mlflow.log_metric("paired_loss_at_steps", row["paired_loss"], step=row["steps"])

@@ -1,5 +1,5 @@
 """What ``snnbench convert`` measures and logs of the DNN and the converted SNN on the test images:
-accuracy rows (the SNN's per step count of the curve), throughput and one-image latency, how
+accuracy rows (the SNN's per step count of the curve, with its paired loss against the DNN), throughput and one-image latency, how
 exactly the rate-mode network reproduces ONNX Runtime, and the artifacts (models, confusion
 matrices, the accuracy-vs-steps curve)."""
 
@@ -13,6 +13,7 @@ import numpy as np
 
 from snnbench import engines
 from snnbench.evaluation.harness import CLEAN, score
+from snnbench.evaluation.metrics import paired_difference
 
 LATENCY_IMAGES = 20
 
@@ -59,7 +60,8 @@ def evaluate_snn(converted, layers: list, settings: dict, x, y, keys: dict, per_
     """The converted SNN: one result row per step count of the curve and ``sim.steps`` (activity
     measured at ``sim.steps``), its logits there, timing and the runner's activity statistics.
     One simulation gives the curve up to ``sim.steps`` and another the longer step counts; with
-    ``per_steps`` ({steps: layers}, --method corrected) each step count runs its own layers."""
+    ``per_steps`` ({steps: layers}, --method corrected) each step count runs its own layers, and its
+    activity is measured at every step count."""
     sim = settings["sim"]
     steps = sorted(set(settings["steps_list"]) | {sim.steps})
     longer = [s for s in steps if s > sim.steps]
@@ -67,7 +69,7 @@ def evaluate_snn(converted, layers: list, settings: dict, x, y, keys: dict, per_
     runs = [(s, per_steps[s], [s], True) for s in steps] if per_steps else \
         [(sim.steps, layers, [s for s in steps if s <= sim.steps], True)] + \
         ([(max(longer), layers, longer, False)] if longer else [])
-    logits = {}
+    logits, activities = {}, {}
     for n_steps, run_layers, read, counters in runs:
         with engines.build("nengo-snn", converted, {"layers": run_layers, "sim": replace(sim, steps=n_steps),
                                                     "counters": counters}) as model:
@@ -75,17 +77,31 @@ def evaluate_snn(converted, layers: list, settings: dict, x, y, keys: dict, per_
             if n_steps == sim.steps:
                 runner.predict(x[:1])  # builds the simulator (and traces the TF graph) before timing
             logits.update(runner.predict_curve(x, read))
+            if counters and (per_steps or n_steps == sim.steps):  # a run per step count: each its own activity
+                activities[n_steps] = model.activity(runner.last_stats, len(x))
             if n_steps == sim.steps:
-                seconds, stats, activity = runner.last_seconds, runner.last_stats, model.activity(runner.last_stats, len(x))
+                seconds, stats = runner.last_seconds, runner.last_stats
     with engines.build("nengo-snn", converted, {"layers": per_steps[sim.steps] if per_steps else layers,
                                                 "sim": replace(sim, minibatch=1),
                                                 "counters": False}) as single:
         latency = _latency_ms(single.predict, x[:LATENCY_IMAGES])
-    rows = [score(model, logits[s], y, activity if s == sim.steps else None, **{**keys, "steps": s}) for s in steps]
+    rows = [score(model, logits[s], y, activities.get(s), **{**keys, "steps": s}) for s in steps]
     main = rows[steps.index(sim.steps)]
-    return {"rows": rows, "logits": logits[sim.steps], "accuracy": main["accuracy"], "row": main,
+    return {"rows": rows, "logits": logits[sim.steps], "all_logits": logits, "accuracy": main["accuracy"], "row": main,
             "curve": {r["steps"]: r["accuracy"] for r in rows}, "throughput_ips": len(x) / seconds,
             "latency_ms": latency, "stats": stats}
+
+
+def paired_losses(rows: list, dnn_logits: np.ndarray, snn_logits: dict, y: np.ndarray) -> list:
+    """The SNN result ``rows`` with the paired loss against the DNN on the same images added:
+    ``paired_loss`` (DNN accuracy minus SNN accuracy, as a fraction) and its 95% paired-bootstrap
+    interval ``paired_loss_ci_low`` / ``paired_loss_ci_high``, from ``snn_logits`` ({steps: logits})."""
+    dnn_correct = np.asarray(dnn_logits).argmax(axis=1) == y
+    out = []
+    for row in rows:
+        mean, low, high = paired_difference(dnn_correct, np.asarray(snn_logits[row["steps"]]).argmax(axis=1) == y)
+        out.append({**row, "paired_loss": mean, "paired_loss_ci_low": low, "paired_loss_ci_high": high})
+    return out
 
 
 def rate_equivalence(converted, onnx_path: Path, x, sim) -> float:

@@ -13,7 +13,16 @@ so that the percentile activation fires ``target_rate`` spikes per step (default
 ``scales="channel"`` (``snnbench convert``'s default for the corrected method) each output channel of a layer (each neuron of a dense one)
 gets its own rate scale from its own percentile (channel-wise normalisation, as Kim et al. 2020,
 Spiking-YOLO), so that weak channels are resolved as finely as strong ones; a Clip(0, a) layer
-keeps one scale, from the smaller of its percentile and ``a``. Stronger
+keeps one scale, from the smaller of its percentile and ``a``. With ``rates="balanced"`` (the
+corrected method's default) the spikes are shared out between the layers instead of each layer
+firing ``target_rate`` at its percentile: layer k's rate scale is multiplied by
+``m_k = c * A_k ** (-1/3)``, where ``A_k`` is the layer's expected spikes per step at the
+uniform rates (from its activations on the calibration images) and ``c`` keeps the expected
+total ``sum(m_k A_k) = sum(A_k)``. It minimises the summed rounding noise ``sum(1 / m_k^2)`` of
+the layers (each layer's quantisation step shrinks as 1 / m_k) at the same spike count: a layer
+that fires a large share of the spikes (a wide first convolution) gives some up, the small deep
+layers, whose every spike carries more, get more (the ResNet-style network at 4 steps, on MNIST
+validation images: 5.1% instead of 7.1% of images classified unlike the DNN, 3% more spikes). Stronger
 activations still fire: the IF neurons may emit several spikes in one step, and
 :class:`snnbench.engines.runners.NengoRunner` reports how often they do. Spiking neurons start at half the
 threshold, so that a neuron's spike count after ``T`` steps is its rate rounded, not floored
@@ -45,6 +54,7 @@ from snnbench.conversion.nengo_net import LayerParams
 METHODS = ("reference", "calibrated", "corrected", "tuned")
 CALIBRATED_NEURONS = ("if", "if-rectified", "lif")
 SCALES = ("channel", "layer")  # a rate scale per output channel (per neuron of a dense layer), or per layer
+RATES = ("uniform", "balanced")  # every layer at target_rate, or the spikes shared out between layers
 VALIDATION_FRACTION = 0.2  # the training split's seeded hold-out that tuning scores on
 
 
@@ -58,6 +68,7 @@ class Calibration:
     initial_voltage: str = "half"  # spiking neurons start at half the threshold (or nengo's uniform)
     seed: int = 0                # draws the calibration subset
     scales: str = "layer"        # one rate scale per layer, or one per output channel
+    rates: str = "uniform"       # every layer at target_rate, or balanced (the same expected spikes in all)
 
     def __post_init__(self):
         if self.samples < 1:
@@ -73,6 +84,8 @@ class Calibration:
         LayerParams(initial_voltage=self.initial_voltage)  # checks the name
         if self.scales not in SCALES:
             raise SnnbenchError(f"--scales must be one of {', '.join(SCALES)}, got {self.scales!r}")
+        if self.rates not in RATES:
+            raise SnnbenchError(f"--rates must be one of {', '.join(RATES)}, got {self.rates!r}")
 
 
 def percentile_value(text) -> float:
@@ -160,28 +173,66 @@ def _per_channel(params: LayerParams, factors: list) -> LayerParams:
     return replace(params, channel_scales=factors, channel_bias=list(0.5 * (1 - f) / (params.rate_scale * f)))
 
 
+def expected_spikes(activations: list[np.ndarray], model, layers: list, dt: float) -> np.ndarray:
+    """Per hidden layer: its expected spikes per step and input (rate ``rate_scale * a`` Hz per
+    neuron, a Clip layer's bounded), from the activations of the calibration inputs."""
+    totals = []
+    for a, p, stage in zip(activations, layers, model.hidden):
+        rates = p.rate_scale * p.per_neuron(stage, "channel_scales", 1.0) * dt * a
+        totals.append(float(np.minimum(rates, p.max_spikes(stage, dt)).sum(axis=1).mean()))
+    return np.asarray(totals)
+
+
+def balanced_factors(spikes: np.ndarray) -> np.ndarray:
+    """``m_k = c * A_k ** (-1/3)`` with ``sum(m_k A_k) = sum(A_k)``: the rate factors that minimise
+    ``sum(1 / m_k^2)`` at the same expected spikes (a layer that never fires keeps factor 1)."""
+    spikes = np.asarray(spikes, np.float64)
+    active = spikes > 0
+    factors = np.ones_like(spikes)
+    if active.any():
+        raw = spikes[active] ** (-1.0 / 3.0)
+        factors[active] = raw * spikes[active].sum() / (raw * spikes[active]).sum()
+    return factors
+
+
+def _rate_factor(params: LayerParams, factor: float) -> LayerParams:
+    """``params`` firing ``factor`` times as fast (the LIF mapping's bias offset follows its rate scale)."""
+    rate_scale = params.rate_scale * float(factor)
+    offset = 0.5 / rate_scale if params.neuron == "lif" else params.bias_offset
+    return replace(params, rate_scale=rate_scale, bias_offset=offset)
+
+
 def calibrate(model, x_train: np.ndarray, calibration: Calibration = Calibration(), dt: float = 0.001,
-              base: LayerParams = LayerParams()) -> tuple[list[LayerParams], list[float]]:
+              base: LayerParams = LayerParams(), report: dict | None = None) -> tuple[list[LayerParams], list[float]]:
     """Per hidden layer: (neuron settings, activation scale), from a calibration subset of
-    ``x_train`` (training inputs only; the caller never passes test data)."""
+    ``x_train`` (training inputs only; the caller never passes test data). ``report``, if given,
+    receives each layer's rate factor (``rate_factors``; 1 unless ``rates="balanced"``)."""
     x = calibration_inputs(x_train, calibration.samples, calibration.seed)
     activations = hidden_activations(model, x)
     scales = activation_scales(activations, calibration.percentile)
     scales = [min(s, stage.upper) if stage.upper is not None else s for s, stage in zip(scales, model.hidden)]
     layers = [layer_params(s, calibration, dt, base) for s in scales]
+    per_channel = [None] * len(layers)
     if calibration.scales == "channel":
         per_channel = channel_scales(activations, model, calibration.percentile)
-        layers = [p if c is None else _per_channel(p, [s / v for v in c]) for p, s, c in zip(layers, scales, per_channel)]
-    return layers, scales
+    with_channels = lambda: [p if c is None else _per_channel(p, [s / v for v in c])  # noqa: E731
+                             for p, s, c in zip(layers, scales, per_channel)]
+    factors = np.ones(len(layers))
+    if calibration.rates == "balanced":
+        factors = balanced_factors(expected_spikes(activations, model, with_channels(), dt))
+        layers = [_rate_factor(p, f) for p, f in zip(layers, factors)]
+    if report is not None:
+        report["rate_factors"] = [float(f) for f in factors]
+    return with_channels(), scales
 
 
 def calibrated_document(model, x_train: np.ndarray, calibration: Calibration = Calibration(),
                         sim: dict | None = None, base: LayerParams = LayerParams()) -> dict:
     """The calibrated setting as a ``--params-json`` document, with where it came from."""
-    sim = dict(sim or {})
-    layers, scales = calibrate(model, x_train, calibration, sim.get("dt", 0.001), base)
+    sim, report = dict(sim or {}), {}
+    layers, scales = calibrate(model, x_train, calibration, sim.get("dt", 0.001), base, report)
     return {"layers": [asdict(p) for p in layers], "sim": sim,
-            "source": {"method": "calibrated", **asdict(calibration), "activation_scales": scales,
+            "source": {"method": "calibrated", **asdict(calibration), "activation_scales": scales, **report,
                        "calibration_inputs": min(calibration.samples, len(x_train))}}
 
 

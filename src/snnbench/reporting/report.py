@@ -259,7 +259,14 @@ def where_section(ctx: Context) -> list:
     return where_lines(ctx)
 
 
-SECTIONS = (conversion_section, multimodal_section, claims_section, noise_section, where_section, throughput_section)
+def steps_section(ctx: Context) -> list:
+    from snnbench.reporting.steps_section import steps_lines
+
+    return steps_lines(ctx)
+
+
+SECTIONS = (conversion_section, steps_section, multimodal_section, claims_section, noise_section, where_section,
+            throughput_section)
 
 
 # --- the report --------------------------------------------------------------------------------

@@ -1,0 +1,99 @@
+"""The report's "by time steps" section: the conversion's accuracy curve at 1, 2, 4, 8, 16 and 32
+steps for the MLP, the CNN and the ResNet-style network, one row per conversion method, from
+``snnbench convert --arch A --method M --steps-list 1,2,4,8,16,32`` runs (any of the stores).
+
+For each network and method the run used is the newest finished one (full profile first) among
+those whose curve holds the most of these step counts, so that a later run at a few step counts
+does not hide a whole curve. Each cell: the SNN's test accuracy with its 95% Wilson interval, and
+the loss against the DNN on the same images (DNN minus SNN, points) with its 95% paired-bootstrap
+interval where the run logged it (``paired_loss`` columns; older runs show the plain gap).
+"""
+
+from snnbench.evaluation import plots
+from snnbench.reporting.context import markdown_table, number, results, scale_line, with_interval
+
+TITLE = "Conversion by time steps: MLP, CNN and ResNet-style network"
+STEPS = (1, 2, 4, 8, 16, 32)
+NETWORKS = {"mlp": "MLP (784-256-10)", "cnn": "CNN", "resnet": "ResNet-style"}
+METHODS = ("calibrated", "corrected")
+RATES = ("uniform", "balanced")  # --rates; runs from before the option fired every layer at one rate
+TARGETS = "targets: ResNet-style <= 3 points at 4 steps and <= 1 at 8; CNN <= 0.3 at 4; MLP <= 0.20 at 4"
+
+
+def _curve_steps(run) -> set:
+    steps = run.param("steps_list", [])
+    return set(steps if isinstance(steps, list) else []) & set(STEPS)
+
+
+def choose_run(store, arch: str, method: str, rates: str = "uniform"):
+    """The newest finished (full-profile first) convert run of ``arch``, ``method`` and ``rates``
+    on the project's own DNN, among those covering the most of :data:`STEPS`; None if there is none."""
+    def matching(r):
+        return (r.params.get("arch") == arch and r.params.get("method") == method and not r.params.get("onnx_model")
+                and r.params.get("rates", "uniform") == rates)
+
+    runs = [r for r in store.finished("convert") if matching(r)]
+    if store.prefer_full:
+        runs = [r for r in runs if r.params.get("profile") == "full"] or runs
+    if not runs:
+        return None
+    most = max(len(_curve_steps(r)) for r in runs)
+    return next(r for r in runs if len(_curve_steps(r)) == most)
+
+
+def loss_cell(snn: dict, dnn: dict) -> str:
+    """'0.51 [0.32, 0.70]': DNN minus SNN in points, paired interval when logged."""
+    low, high = snn.get("paired_loss_ci_low"), snn.get("paired_loss_ci_high")
+    gap = f"{100 * (dnn['accuracy'] - snn['accuracy']):.2f}"
+    if low is None or high is None or low != low:
+        return gap
+    return f"{gap} [{100 * low:.2f}, {100 * high:.2f}]"
+
+
+def steps_lines(ctx) -> list:
+    lines = [f"## {TITLE}", "",
+             "Each network's DNN (ONNX Runtime) and its converted SNN (nengo-dl, IF neurons) on the same MNIST test "
+             "images, by simulation time steps. `calibrated`: each channel's firing-rate scale from a percentile of "
+             "its activations on training images; `corrected`: calibrated, then each layer's expected per-channel "
+             "error taken out of its bias and initial membrane potential for each step count (after Li et al. 2021, "
+             "light SNN Calibration; training images only). Rates: `uniform`, every layer fires `--target-rate` spikes per step at its "
+             "percentile; `balanced`, the same expected spikes shared out between the layers (`--rates`). Accuracy with its 95% Wilson interval; loss = DNN minus "
+             f"SNN in points with its 95% paired-bootstrap interval over the test images ({TARGETS}).", ""]
+    accuracy_rows, loss_rows, spike_rows, runs, series = [], [], [], [], {}
+    for arch, network in NETWORKS.items():
+        for method, rates in [(m, r) for m in METHODS for r in RATES]:
+            run = choose_run(ctx.store, arch, method, rates)
+            if run is None:
+                continue
+            records, problem = results(ctx, run)
+            if problem:
+                lines += problem
+                continue
+            ctx.use(run)
+            runs.append(run)
+            dnn = next(r for r in records if r["engine"] == "ort-dnn")
+            snn = {int(r["steps"]): r for r in records if r["engine"] == "nengo-snn"}
+            label = [network, f"{method}, {rates} rates", f"`{run.id[:8]}`"]
+            accuracy_rows.append(label[:2] + [with_interval(dnn)]
+                                 + [with_interval(snn[s]) if s in snn else "–" for s in STEPS] + label[2:])
+            loss_rows.append(label[:2] + [loss_cell(snn[s], dnn) if s in snn else "–" for s in STEPS] + label[2:])
+            spike_rows.append(label[:2] + [number(snn[s].get("spikes_per_neuron_per_step")) if s in snn else "–"
+                                           for s in STEPS] + label[2:])
+            shown = [s for s in STEPS if s in snn]
+            panel = series.setdefault(network, {"DNN (ONNX Runtime)": (list(STEPS), [100 * dnn["accuracy"]] * len(STEPS))})
+            panel[f"SNN, {method}, {rates} rates"] = (shown, [100 * snn[s]["accuracy"] for s in shown])
+    if not runs:
+        return lines + ["_No runs yet: run `snnbench convert --profile full --arch mlp --method corrected "
+                        "--steps-list 1,2,4,8,16,32` (and `--arch cnn`, `--arch resnet --lr 0.002`)._", ""]
+    steps = [f"{s} steps" for s in STEPS]
+    lines += ["Test accuracy [95% CI]:", ""]
+    lines += markdown_table(["network", "method", "DNN"] + steps + ["run"], accuracy_rows) + [""]
+    lines += ["Loss against the DNN on the same images, points [95% paired interval]:", ""]
+    lines += markdown_table(["network", "method"] + steps + ["run"], loss_rows) + [""]
+    lines += ["Spikes per neuron per step, the cost of each point (measured at every step count by `corrected` runs, "
+              "at the run's `--steps` only by `calibrated` ones):", ""]
+    lines += markdown_table(["network", "method"] + steps + ["run"], spike_rows) + [""]
+    path, link = ctx.figure("conversion_by_steps.png")
+    plots.line_panels(series, path, xlabel="simulation time steps", ylabel="test accuracy (%)",
+                      title="Converted SNN accuracy by time steps", logx=True)
+    return lines + [f"![Converted SNN accuracy by time steps]({link})", "", scale_line(runs), ""]
