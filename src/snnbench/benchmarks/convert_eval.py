@@ -1,7 +1,7 @@
 """What ``snnbench convert`` measures and logs of the DNN and the converted SNN on the test images:
-accuracy rows (the SNN's per step count of the curve, with its paired loss against the DNN), throughput and one-image latency, how
-exactly the rate-mode network reproduces ONNX Runtime, and the artifacts (models, confusion
-matrices, the accuracy-vs-steps curve)."""
+accuracy rows (the SNN's per step count of the curve, with its paired loss against the DNN on the
+same images), throughput and one-image latency, how exactly the rate-mode network reproduces ONNX
+Runtime, and the artifacts (models, confusion matrices, the accuracy-vs-steps curve)."""
 
 import json
 import tempfile

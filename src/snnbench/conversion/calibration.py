@@ -24,7 +24,7 @@ that fires a large share of the spikes (a wide first convolution) gives some up,
 layers, whose every spike carries more, get more (the ResNet-style network at 4 steps, on MNIST
 validation images: 5.1% instead of 7.1% of images classified unlike the DNN, 3% more spikes). Stronger
 activations still fire: the IF neurons may emit several spikes in one step, and
-:class:`snnbench.engines.runners.NengoRunner` reports how often they do. Spiking neurons start at half the
+:class:`snnbench.engines.nengo.NengoRunner` reports how often they do. Spiking neurons start at half the
 threshold, so that a neuron's spike count after ``T`` steps is its rate rounded, not floored
 with a random offset (reference MLP, 12,000 MNIST validation images: 0.15 instead of 0.5 to 0.7
 points of loss at 4 steps).
