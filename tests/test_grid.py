@@ -192,3 +192,16 @@ def test_product_flops_counts_what_a_stacked_training_step_multiplies(spec):
     with FlopCounterMode(display=False) as counter:
         net.forward(x).sum().backward()
     assert counter.get_total_flops() == product_flops(spec)
+
+
+def test_the_triton_scan_without_triton_is_one_clear_error(monkeypatch):
+    import importlib.util
+
+    from snnbench.errors import ConfigError
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "triton" else real(name, *a))
+    device = torch.device("cuda")  # never used: the check comes first
+    with pytest.raises(ConfigError, match="--scan compile"):
+        StackedNet([SNN[0]], [build_model(SNN[0])], device, scan="triton")
+    assert StackedNet([SNN[0]], [build_model(SNN[0])], torch.device("cpu"), scan="triton").scan == "eager"

@@ -1,8 +1,11 @@
 """The stacked network: many models of one shape as one set of stacked tensors."""
 
+import importlib.util
+
 import numpy as np
 import torch
 
+from snnbench.errors import ConfigError
 from snnbench.models.multimodal import ModelSpec, SpikingMLP, build_model
 from snnbench.models.spiking import decay, neuron_scan
 from snnbench.noise import NoiseSpec
@@ -45,6 +48,10 @@ class StackedNet:
 
     def __init__(self, specs: list[ModelSpec], models: list[torch.nn.Module], device: torch.device,
                  scan: str = "eager"):
+        self.scan = scan if device.type == "cuda" else "eager"
+        if self.scan == "triton" and importlib.util.find_spec("triton") is None:
+            raise ConfigError("--scan triton needs the triton package (PyTorch's CUDA wheels bring it): install it, "
+                              "or use --scan compile")
         self.specs, self.spec, self.device = specs, specs[0], device
         layers = [_linears(m) for m in models]
         self.weights = [_padded_stack([ls[i].weight.detach().T for ls in layers], device) for i in range(len(layers[0]))]
@@ -54,7 +61,6 @@ class StackedNet:
         self.hard = torch.tensor([float(s.reset == "hard") for s in specs], device=device).view(shape)
         self.soft = 1 - self.hard
         self.no_reset = torch.zeros_like(self.hard)  # the membrane readout
-        self.scan = scan if device.type == "cuda" else "eager"
 
     def __len__(self):
         return len(self.specs)
