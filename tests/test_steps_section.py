@@ -16,7 +16,7 @@ from snnbench.tracking.runstore import RunStore
 def _convert_run(arch: str, method: str, steps: list, paired: bool, seed: int = 0, rates: str | None = None) -> str:
     params = {"profile": "full", "arch": arch, "method": method, "steps_list": json.dumps(steps), "seed": seed}
     if rates:
-        params["rates"] = rates
+        params.update(rates=rates, scales="channel")
     rows = [{"engine": "ort-dnn", "steps": 0, "accuracy": 0.93, "accuracy_ci_low": 0.925, "accuracy_ci_high": 0.935}]
     for s in steps:
         accuracy = 0.93 - 0.1 / s
@@ -53,19 +53,19 @@ def test_steps_section_shows_each_networks_curve_with_paired_losses(tracking_sto
     table = store.latest("convert", where=lambda r: r.id == full).table("results.json").to_dict("records")
     dnn = next(r for r in table if r["engine"] == "ort-dnn")
     snn = {r["steps"]: r for r in table if r["engine"] == "nengo-snn"}
-    accuracy = _cells(text, "| MLP (784-256-10) | corrected, uniform rates | 93.00%")
+    accuracy = _cells(text, "| MLP (784-256-10) | corrected (layer scales, uniform rates) | 93.00%")
     assert accuracy[2] == with_interval(dnn) and accuracy[-1] == f"`{full[:8]}`"
     assert accuracy[3:-1] == [with_interval(snn[s]) for s in STEPS]
-    loss = _cells(text, "| MLP (784-256-10) | corrected, uniform rates | 10.00")
+    loss = _cells(text, "| MLP (784-256-10) | corrected (layer scales, uniform rates) | 10.00")
     assert loss[2] == "10.00 [9.80, 10.20]" and loss[4] == "2.50 [2.30, 2.70]"  # 4 steps: 0.025 +- 0.002
     assert loss[2:-1] == [loss_cell(snn[s], dnn) for s in STEPS]
     spikes = text.split("Spikes per neuron per step")[1]
-    assert _cells(spikes, "| MLP (784-256-10) | corrected, uniform rates |")[2:-1] == ["0.05", "0.1", "0.2", "0.4", "0.8", "1.6"]
-    assert _cells(spikes, "| CNN | calibrated, uniform rates |")[2:-1] == ["–", "–", "–", "0.4", "–", "–"]  # measured at 8 only
-    cnn = _cells(text, "| CNN | calibrated, uniform rates | 10.00")  # no paired columns logged: the plain gap
+    assert _cells(spikes, "| MLP (784-256-10) | corrected (layer scales, uniform rates) |")[2:-1] == ["0.05", "0.1", "0.2", "0.4", "0.8", "1.6"]
+    assert _cells(spikes, "| CNN | calibrated (layer scales, uniform rates) |")[2:-1] == ["–", "–", "–", "0.4", "–", "–"]  # measured at 8 only
+    cnn = _cells(text, "| CNN | calibrated (layer scales, uniform rates) | 10.00")  # no paired columns logged: the plain gap
     assert cnn[2] == "10.00" and cnn[-1] == f"`{old[:8]}`"
     assert "ResNet-style" not in text.split("Test accuracy")[1]
-    assert _cells(text, "| MLP (784-256-10) | corrected, balanced rates |")[2:-1] == \
+    assert _cells(text, "| MLP (784-256-10) | corrected (channel scales, balanced rates) |")[2:-1] == \
         ["93.00% [92.50, 93.50]", "–", "–", with_interval({"accuracy": 0.905, "accuracy_ci_low": 0.9,
                                                             "accuracy_ci_high": 0.91}), "–", "–", "–"]
     assert {r.id for r in ctx.used} == {full, old, balanced}

@@ -53,11 +53,12 @@ def loss_cell(snn: dict, dnn: dict) -> str:
 def steps_lines(ctx) -> list:
     lines = [f"## {TITLE}", "",
              "Each network's DNN (ONNX Runtime) and its converted SNN (nengo-dl, IF neurons) on the same MNIST test "
-             "images, by simulation time steps. `calibrated`: each channel's firing-rate scale from a percentile of "
-             "its activations on training images; `corrected`: calibrated, then each layer's expected per-channel "
-             "error taken out of its bias and initial membrane potential for each step count (after Li et al. 2021, "
-             "light SNN Calibration; training images only). Rates: `uniform`, every layer fires `--target-rate` spikes per step at its "
-             "percentile; `balanced`, the same expected spikes shared out between the layers (`--rates`). Accuracy with its 95% Wilson interval; loss = DNN minus "
+             "images, by simulation time steps. `calibrated`: firing-rate scales (one per layer, or one per channel: "
+             "`--scales`) from a percentile of the activations on training images; `corrected`: calibrated, then "
+             "each layer's expected per-channel error taken out of its bias and initial membrane potential for each "
+             "step count (after Li et al. 2021, light SNN Calibration; training images only). Rates (`--rates`): "
+             "`uniform`, every layer fires `--target-rate` spikes per step at its percentile; `balanced`, the same "
+             "expected spikes shared out between the layers. Accuracy with its 95% Wilson interval; loss = DNN minus "
              f"SNN in points with its 95% paired-bootstrap interval over the test images ({TARGETS}).", ""]
     accuracy_rows, loss_rows, spike_rows, runs, series = [], [], [], [], {}
     for arch, network in NETWORKS.items():
@@ -73,7 +74,8 @@ def steps_lines(ctx) -> list:
             runs.append(run)
             dnn = next(r for r in records if r["engine"] == "ort-dnn")
             snn = {int(r["steps"]): r for r in records if r["engine"] == "nengo-snn"}
-            label = [network, f"{method}, {rates} rates", f"`{run.id[:8]}`"]
+            scales = run.params.get("scales", "layer")  # runs from before --scales: one per layer
+            label = [network, f"{method} ({scales} scales, {rates} rates)", f"`{run.id[:8]}`"]
             accuracy_rows.append(label[:2] + [with_interval(dnn)]
                                  + [with_interval(snn[s]) if s in snn else "–" for s in STEPS] + label[2:])
             loss_rows.append(label[:2] + [loss_cell(snn[s], dnn) if s in snn else "–" for s in STEPS] + label[2:])
