@@ -198,10 +198,11 @@ def test_the_triton_scan_without_triton_is_one_clear_error(monkeypatch):
     import importlib.util
 
     from snnbench.errors import ConfigError
+    from snnbench.models.spiking import scan_kernel
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "triton" else real(name, *a))
-    device = torch.device("cuda")  # never used: the check comes first
     with pytest.raises(ConfigError, match="--scan compile"):
-        StackedNet([SNN[0]], [build_model(SNN[0])], device, scan="triton")
+        scan_kernel("triton", torch.device("cuda"))  # checked before anything touches the device
+    assert scan_kernel("compile", torch.device("cuda")) == "compile"
     assert StackedNet([SNN[0]], [build_model(SNN[0])], torch.device("cpu"), scan="triton").scan == "eager"

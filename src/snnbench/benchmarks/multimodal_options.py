@@ -10,7 +10,7 @@ from snnbench.data import VALIDATIONS
 from snnbench.device import resolve_device
 from snnbench.errors import ConfigError
 from snnbench.execution import add_cluster_arguments
-from snnbench.models.spiking import SCAN_KERNELS
+from snnbench.models.spiking import SCAN_KERNELS, scan_kernel
 from snnbench.training import recipes
 from snnbench.training.grid import Engine
 
@@ -66,14 +66,19 @@ def engine_from_args(args) -> Engine:
 
 
 def devices_from_args(args) -> list[torch.device]:
-    """``--devices`` (all, or a list), else ``--device``."""
+    """``--devices`` (all, or a list), else ``--device``; each checked against ``--scan`` before
+    any run starts."""
     if not args.devices:
-        return [resolve_device(args.device)]
-    if args.devices == "all":
+        devices = [resolve_device(args.device)]
+    elif args.devices == "all":
         if not torch.cuda.is_available():
             raise ConfigError("--devices all needs CUDA; use --device cpu or leave --devices empty")
-        return [torch.device(f"cuda:{i}") for i in range(torch.cuda.device_count())]
-    return [resolve_device(name.strip()) for name in args.devices.split(",") if name.strip()]
+        devices = [torch.device(f"cuda:{i}") for i in range(torch.cuda.device_count())]
+    else:
+        devices = [resolve_device(name.strip()) for name in args.devices.split(",") if name.strip()]
+    for device in devices:
+        scan_kernel(args.scan, device)
+    return devices
 
 
 def seed_count_or_list(text: str):

@@ -123,6 +123,20 @@ def scan_backward(grad_spikes: torch.Tensor, grad_membranes: torch.Tensor, spike
 
 
 SCAN_KERNELS = ("eager", "compile", "triton")
+
+
+def scan_kernel(kernel: str, device: torch.device) -> str:
+    """The kernel a scan on ``device`` runs (the CPU always eager), checked once: ``triton``
+    needs the triton package."""
+    check_choice("neuron scan kernel", kernel, SCAN_KERNELS)
+    if device.type != "cuda":
+        return "eager"
+    import importlib.util
+
+    if kernel == "triton" and importlib.util.find_spec("triton") is None:
+        raise ConfigError("--scan triton needs the triton package (PyTorch's CUDA wheels bring it): install it, "
+                          "or use --scan compile")
+    return kernel
 _COMPILED: dict = {}
 
 

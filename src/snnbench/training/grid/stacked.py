@@ -1,13 +1,10 @@
 """The stacked network: many models of one shape as one set of stacked tensors."""
 
-import importlib.util
-
 import numpy as np
 import torch
 
-from snnbench.errors import ConfigError
 from snnbench.models.multimodal import ModelSpec, SpikingMLP, build_model
-from snnbench.models.spiking import decay, neuron_scan
+from snnbench.models.spiking import decay, neuron_scan, scan_kernel
 from snnbench.noise import NoiseSpec
 
 
@@ -48,10 +45,7 @@ class StackedNet:
 
     def __init__(self, specs: list[ModelSpec], models: list[torch.nn.Module], device: torch.device,
                  scan: str = "eager"):
-        self.scan = scan if device.type == "cuda" else "eager"
-        if self.scan == "triton" and importlib.util.find_spec("triton") is None:
-            raise ConfigError("--scan triton needs the triton package (PyTorch's CUDA wheels bring it): install it, "
-                              "or use --scan compile")
+        self.scan = scan_kernel(scan, device)
         self.specs, self.spec, self.device = specs, specs[0], device
         layers = [_linears(m) for m in models]
         self.weights = [_padded_stack([ls[i].weight.detach().T for ls in layers], device) for i in range(len(layers[0]))]
