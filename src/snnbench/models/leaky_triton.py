@@ -100,12 +100,12 @@ def _per_member(value: torch.Tensor, members: int) -> torch.Tensor:
 
 
 class LeakyScan(torch.autograd.Function):
-    """``(current, beta, hard, soft, surrogate, steps, threshold, spike_dtype)`` -> (spikes,
+    """``(current, beta, hard, soft, surrogate, steps, threshold)`` -> (spikes,
     membranes) ``(G, T, ...)``. ``steps`` None: ``current`` is ``(G, T, ...)``; else it is the
     direct current ``(G, ...)`` of every one of ``steps`` steps."""
 
     @staticmethod
-    def forward(ctx, current, beta, hard, soft, surrogate, steps, threshold, spike_dtype):
+    def forward(ctx, current, beta, hard, soft, surrogate, steps, threshold):
         direct = steps is not None
         current = current.contiguous()
         members = current.shape[0]
@@ -113,7 +113,7 @@ class LeakyScan(torch.autograd.Function):
         steps = steps if direct else current.shape[1]
         n = neuron_shape.numel()
         beta, hard, soft = (_per_member(v, members) for v in (beta, hard, soft))
-        spikes = torch.empty((members, steps, *neuron_shape), device=current.device, dtype=spike_dtype)
+        spikes = torch.empty((members, steps, *neuron_shape), device=current.device, dtype=current.dtype)
         membranes = torch.empty((members, steps, *neuron_shape), device=current.device, dtype=torch.float32)
         grid = (members, triton.cdiv(n, BLOCK))
         _forward[grid](current, spikes, membranes, beta, hard, soft, steps, n, current.stride(0),
@@ -127,7 +127,7 @@ class LeakyScan(torch.autograd.Function):
     def backward(ctx, grad_spikes, grad_membranes):
         membranes, beta, hard = ctx.saved_tensors
         if grad_spikes is None and grad_membranes is None:
-            return (None,) * 8
+            return (None,) * 7
         members, steps = membranes.shape[:2]
         n = membranes[0, 0].numel()
         shape = (members, *membranes.shape[2:]) if ctx.direct else membranes.shape
@@ -140,4 +140,4 @@ class LeakyScan(torch.autograd.Function):
                         SURROGATE=SURROGATE_IDS[ctx.surrogate], HAS_SPIKE_GRAD=grad_spikes is not None,
                         HAS_MEMBRANE_GRAD=grad_membranes is not None, DIRECT=ctx.direct, BLOCK=BLOCK,
                         enable_fp_fusion=False)
-        return grad_current.to(ctx.current_dtype), None, None, None, None, None, None, None
+        return grad_current.to(ctx.current_dtype), None, None, None, None, None, None

@@ -173,8 +173,8 @@ class _LeakyScan(torch.autograd.Function):
 
 
 def neuron_scan(current: torch.Tensor, beta: torch.Tensor, hard: torch.Tensor, soft: torch.Tensor,
-                surrogate: str = "atan", kernel: str = "eager", steps: int | None = None,
-                spike_dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
+                surrogate: str = "atan", kernel: str = "eager",
+                steps: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """snntorch ``Leaky`` over every time step of ``current`` ``(G, T, ...)`` from a zero
     membrane: returns (spikes, membranes), both ``(G, T, ...)``. With ``steps``, ``current`` is
     a direct input ``(G, ...)``, the same at each of ``steps`` steps.
@@ -186,7 +186,7 @@ def neuron_scan(current: torch.Tensor, beta: torch.Tensor, hard: torch.Tensor, s
     pass is that of Leaky with surrogate ``surrogate`` (:func:`surrogate_slope`), written out as
     one pass back through time. ``kernel``: ``eager`` (a few torch operations per step),
     ``compile`` (both passes through torch.compile) or ``triton`` (CUDA: one kernel each way,
-    snnbench.models.leaky_triton; spikes in ``spike_dtype``, exact in bfloat16 too).
+    snnbench.models.leaky_triton).
     tests/test_multimodal_models.py checks it against snntorch's ``Leaky``, tests/test_gpu.py the
     kernels against the eager scan.
     """
@@ -194,8 +194,7 @@ def neuron_scan(current: torch.Tensor, beta: torch.Tensor, hard: torch.Tensor, s
     if kernel == "triton":
         from snnbench.models.leaky_triton import LeakyScan
 
-        return LeakyScan.apply(current, beta, hard, soft, surrogate, steps, THRESHOLD, spike_dtype)
+        return LeakyScan.apply(current, beta, hard, soft, surrogate, steps, THRESHOLD)
     if steps is not None:
         current = current.unsqueeze(1).expand(-1, steps, *current.shape[1:])
-    spikes, membranes = _LeakyScan.apply(current, beta, hard, soft, surrogate, kernel == "compile")
-    return spikes.to(spike_dtype), membranes
+    return _LeakyScan.apply(current, beta, hard, soft, surrogate, kernel == "compile")
