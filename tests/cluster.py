@@ -12,10 +12,10 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 class LoopbackCluster:
-    def __init__(self, folder: Path, workers: int = 2):
+    def __init__(self, folder: Path, workers: int = 2, env: dict | None = None):
         self.folder = folder
         paths = [str(REPO / "src"), str(REPO / "tests"), os.environ.get("PYTHONPATH", "")]
-        self.env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in paths if p)}
+        self.env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in paths if p), **(env or {})}
         scheduler_file = folder / "scheduler.json"
         self.scheduler = self._start("distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", "0",
                                      "--no-dashboard", "--scheduler-file", str(scheduler_file))

@@ -1,13 +1,16 @@
 """The executor on a real Dask cluster (a scheduler and two worker processes on the loopback
-address): a noise sweep gives the in-process results, survives a killed worker, a tune study
-stops at exactly --n-trials, a bad address is one line and leaves nothing behind."""
+address): a noise sweep gives the in-process results, survives a killed worker, a grid trains
+the in-process models, a tune study stops at exactly --n-trials, a bad address is one line and
+leaves nothing behind."""
 
 import os
+import shutil
 import signal
 import threading
 import time
 
 import pytest
+import torch
 from mlflow.tracking import MlflowClient
 
 from cluster import LoopbackCluster
@@ -16,6 +19,10 @@ from snnbench import tuning
 from snnbench.benchmarks import noise_sweep
 from snnbench.cli.main import main
 from snnbench.execution import Executor
+from snnbench.models.multimodal import ModelSpec
+from snnbench.training.cache import cache_identity
+from snnbench.training.grid import Engine, Job, StackShare, train_jobs, train_share
+from snnbench.training.suite import TrainSettings, load_trained_multimodal
 from snnbench.tracking import runs as tracking
 
 SWEEP = ["noise_sweep", "--families", "ort-dnn,snntorch-snn", "--modalities", "image", "--stds", "0,1",
@@ -98,6 +105,46 @@ def test_a_study_on_the_cluster_stops_at_exactly_n_trials(loopback, tmp_path, tr
     experiment = client.get_experiment_by_name("tune_conversion").experiment_id
     children = client.search_runs([experiment], "tags.`mlflow.parentRunId` != ''", max_results=100)
     assert len(children) == 2 * 9 and {c.data.tags["optuna.worker"] for c in children} <= {"0", "1"}
+
+
+def _grid_jobs() -> list[Job]:
+    return [Job(ModelSpec("image", "snn", "S/3", reset=reset), TrainSettings(epochs=1, train_limit=200, seed=seed))
+            for seed in (0, 1) for reset in ("soft", "hard")]
+
+
+def _weights(job: Job) -> dict:
+    return load_trained_multimodal(job.folder)[0].state_dict()
+
+
+def test_a_grid_on_a_worker_with_its_own_cache_trains_the_in_process_models(tmp_path):
+    """The worker trains in its own cache (as on another machine); the models come back as bytes."""
+    require_data()
+    jobs = _grid_jobs()
+    assert train_jobs(jobs)["complete"]
+    here = {job.key: _weights(job) for job in jobs}
+    for job in jobs:
+        shutil.rmtree(job.folder)
+    worker_cache = tmp_path / "worker-cache"
+    cluster = LoopbackCluster(tmp_path, workers=1, env={"SNNBENCH_CACHE": str(worker_cache)})
+    try:
+        with Executor.connect(cluster.address) as executor:
+            assert train_jobs(jobs, executor=executor)["complete"]
+    finally:
+        cluster.close()
+    assert len(list(worker_cache.rglob("state.pt"))) == len(jobs)  # trained there, unpacked here
+    for job in jobs:
+        for name, value in _weights(job).items():
+            assert torch.allclose(value, here[job.key][name], rtol=0, atol=1e-6), (job.spec, name)
+
+
+def test_a_worker_sharing_the_drivers_cache_sends_no_model_bytes():
+    require_data()
+    jobs = tuple(_grid_jobs()[:2])
+    shared = train_share(StackShare(jobs, "cpu", Engine(), 0.0, cache_identity()))
+    assert shared["models"] == [] and all(job.trained() for job in jobs)
+    elsewhere = train_share(StackShare(jobs, "cpu", Engine(), 0.0, "another-host:/cache"))
+    assert [m["place"] for m in elsewhere["models"]] == [job.folder.relative_to(job.folder.parents[2]).as_posix()
+                                                         for job in jobs]
 
 
 def test_an_unreachable_scheduler_is_one_line_and_nothing_is_written(tracking_store, capsys):

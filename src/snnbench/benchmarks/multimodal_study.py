@@ -34,7 +34,7 @@ from snnbench.benchmarks.multimodal_options import (PROFILES, add_engine_argumen
 from snnbench.benchmarks.options import boolean
 from snnbench.data import MODALITIES
 from snnbench.errors import SnnbenchError
-from snnbench.training.grid import Job, evaluate_jobs, train_jobs
+from snnbench.training.grid import Job, evaluate_jobs, train_jobs, warm_up
 from snnbench.training.suite import TrainSettings, features, log_trained_model
 from snnbench.noise import NoiseSpec
 from snnbench.benchmarks import claims
@@ -83,6 +83,7 @@ def run(args):
             benchmark_run("multimodal_study", params, device=",".join(map(str, devices)), data_checksums=checksums,
                           resume=args.resume, sweep=True) as parent:
         mlflow.set_tag("snnbench.device_name", device_name)
+        executor.on_workers(warm_up)  # here or on every worker: not timed as training
         started = time.perf_counter()
         summary = train_jobs(jobs, devices, engine, time_limit=args.time_limit, executor=executor)
         train_seconds = time.perf_counter() - started

@@ -89,6 +89,13 @@ class Executor:
         workers = self.client.scheduler_info(n_workers=-1)["workers"].values()
         return sum(1 for w in workers if not gpu or w.get("resources", {}).get(GPU, 0) >= 1)
 
+    def on_workers(self, fn: Callable):
+        """Run ``fn()`` once on every worker of the cluster (set-up: not a unit of work); in process, here."""
+        if self.client is None:
+            fn()
+        else:
+            self.client.run(fn)
+
     def map(self, fn: Callable, units: Sequence, gpu: bool = False) -> Iterator[tuple[int, object]]:
         """``(index, fn(units[index]))`` for every unit, each as soon as it is done. A unit's error
         is raised here; the units not yet done are then cancelled."""

@@ -8,6 +8,7 @@ interrupted build leaves nothing that a later call would mistake for a finished 
 import json
 import os
 import shutil
+import socket
 import tempfile
 from pathlib import Path
 from typing import Callable
@@ -34,6 +35,11 @@ def cached(kind: str, config: dict, build: Callable[[Path], None]) -> Path:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return folder
+
+
+def cache_identity() -> str:
+    """This process's model cache as ``host:path``: two processes with the same one share it."""
+    return f"{socket.gethostname()}:{cache_root().resolve()}"
 
 
 def pack(folder: Path) -> dict:

@@ -26,7 +26,8 @@ benchmark finds it there. :func:`train_jobs` trains the jobs whose folders are m
 * Progress is checkpointed (stacked weights, optimiser, best weights, history, each model's
   batch-order generator) so an interrupted grid resumes where it stopped.
 * Several GPUs or machines: shares of the stacks are units of work (snnbench.execution), one
-  per worker (GPU workers for CUDA); the trained models come back into the driver's cache.
+  per worker (GPU workers for CUDA); the trained models come back into the driver's cache
+  (as bytes, unless the worker writes to that same cache).
 
 :func:`evaluate_jobs` scores trained models on the test set under evaluation noise, stacked too,
 with the noise draws of :mod:`snnbench.noise` (the same that ``predict`` adds).
@@ -38,7 +39,7 @@ from dataclasses import dataclass
 import torch
 
 from snnbench.execution import Executor
-from snnbench.training.cache import pack, unpack
+from snnbench.training.cache import cache_identity, pack, unpack
 from snnbench.training.suite import trained_multimodal_model
 from snnbench.training.grid.device_data import DeviceRows, count_correct
 from snnbench.training.grid.evaluation import evaluate_jobs
@@ -48,7 +49,7 @@ from snnbench.training.grid.trainer import StackTrainer, run_stacks
 
 __all__ = ["DeviceRows", "Engine", "Job", "NoiseDraws", "StackShare", "StackTrainer", "StackedNet",
            "count_correct", "evaluate_jobs", "product_flops", "run_stacks", "share_out", "split_k", "stack_cost", "stack_key", "stack_shape",
-           "stackable", "stacks", "train_jobs", "train_share"]
+           "stackable", "stacks", "train_jobs", "train_share", "warm_up"]
 
 
 def _train_alone(job: Job, device: torch.device):
@@ -99,13 +100,24 @@ class StackShare:
     device: str
     engine: Engine
     time_limit: float
+    cache: str = ""  # the driver's model cache (snnbench.training.cache.cache_identity)
 
 
 def train_share(share: StackShare) -> dict:
-    """Train a share on the worker; its speeds and every model it finished (packed, so that they
-    reach the driver's cache from any machine)."""
+    """Train a share on the worker; its speeds and every model it finished, packed so that they
+    reach the driver's cache from any machine (none when the worker writes to that cache itself)."""
     summary = train_jobs(list(share.jobs), [torch.device(share.device)], share.engine, share.time_limit)
-    return {"speeds": summary.get("speeds", {}), "models": [pack(j.folder) for j in share.jobs if j.trained()]}
+    shared = share.cache == cache_identity()
+    return {"speeds": summary.get("speeds", {}),
+            "models": [] if shared else [pack(j.folder) for j in share.jobs if j.trained()]}
+
+
+def warm_up():
+    """What a process does once before it trains: the grid's code imported (it is, with this
+    module) and the CUDA context made, so that neither is timed as training. The driver does it
+    in process, and on every worker of a cluster (``Executor.on_workers``)."""
+    if torch.cuda.is_available():
+        torch.empty(1, device="cuda")
 
 
 def _train_on_cluster(groups, devices, engine: Engine, time_limit: float, executor, log) -> dict:
@@ -113,8 +125,8 @@ def _train_on_cluster(groups, devices, engine: Engine, time_limit: float, execut
     models come back into this machine's cache."""
     gpu = devices[0].type == "cuda"
     shares = [s for s in share_out(groups, executor.workers(gpu=gpu)) if s]
-    units = [StackShare(tuple(j for group in share for j in group), "cuda" if gpu else "cpu", engine, time_limit)
-             for share in shares]
+    units = [StackShare(tuple(j for group in share for j in group), "cuda" if gpu else "cpu", engine, time_limit,
+                        cache_identity()) for share in shares]
     log(f"grid: {sum(len(u.jobs) for u in units)} trainings in {len(units)} shares on {executor}")
     speeds = {}
     for _, result in executor.map(train_share, units, gpu=gpu):
