@@ -295,3 +295,30 @@ def test_bounded_if_fires_at_most_its_bound_and_converges_to_the_clipped_rate():
         assert (output * dt <= 2).all()
         total += output * dt
     np.testing.assert_allclose(total / 200, [1.5, 2.0, 2.0], atol=0.01)
+
+
+def test_validated_rates_take_per_step_count_the_rates_that_score_best_on_validation_images(tmp_path, monkeypatch):
+    from snnbench.benchmarks.convert_eval import corrected_layers
+    from snnbench.conversion.correction import correct, simulate
+    from snnbench.conversion.nengo_net import LayerParams
+
+    model, x = _conv_net(tmp_path)
+    x_val = x[200:]
+    y_val = model.forward(x_val).argmax(axis=1)  # labels the DNN gets right: the SNN's agreement is scored
+    monkeypatch.setattr(cal, "mnist_training_images", lambda seed: x[:200])
+    monkeypatch.setattr(cal, "mnist_validation_images", lambda seed, samples: (x_val, y_val))
+    calibration = cal.Calibration(samples=200, scales="channel", rates="validated")
+    settings = {"calibration": calibration, "sim": SimConfig(steps=2), "steps_list": [1, 2, 4], "base": LayerParams()}
+    chosen = corrected_layers(model, settings)
+    assert sorted(chosen) == [1, 2, 4]
+    assert [chosen[s][2]["rates"] for s in (1, 2, 4)] == ["balanced", "balanced", "uniform"]  # 4: a tie
+    for steps, (layers, _, rates) in chosen.items():
+        scores = rates["validation_accuracy"]
+        assert rates["rates"] == ("uniform" if scores["uniform"] >= scores["balanced"] else "balanced")
+        candidate, _ = cal.calibrate(model, x[:200], replace(calibration, rates=rates["rates"]), 0.001)
+        expected, _ = correct(model, candidate, x[:200], steps)
+        assert layers == expected
+        logits = simulate(model, layers, x_val, steps, dtype=torch.float32)[-1]
+        assert scores[rates["rates"]] == pytest.approx(float((logits.argmax(axis=1) == y_val).mean()))
+    with pytest.raises(SnnbenchError, match="chosen per step count"):
+        cal.calibrate(model, x[:200], calibration)

@@ -10,6 +10,7 @@ from mlflow.tracking import MlflowClient
 
 from conftest import require_data
 from snnbench.cli.main import main
+from snnbench.errors import SnnbenchError
 
 SMALL = ["--epochs", "1", "--train-limit", "1000", "--test-limit", "60", "--steps", "10",
          "--steps-list", "2,5,10,20", "--minibatch", "30"]
@@ -104,7 +105,7 @@ def test_convert_corrected_method_runs_each_step_count_with_its_own_correction(t
     assert main(argv) == 0
     run = _only_run()
     assert run.data.params["method"] == "corrected" and run.data.params["scales"] == "channel"
-    assert run.data.params["rates"] == "balanced"
+    assert run.data.params["rates"] == "validated"
     corrected = json.loads(Path(MlflowClient().download_artifacts(run.info.run_id,
                                                                   "snn/corrected_layers.json")).read_text())
     assert sorted(corrected) == ["2", "5"]
@@ -113,6 +114,9 @@ def test_convert_corrected_method_runs_each_step_count_with_its_own_correction(t
         assert len(layer["channel_bias"]) == len(layer["channel_voltage"]) == len(layer["channel_scales"]) == 256
         assert errors["error_after"] < errors["error_before"]
     assert corrected["2"]["layers"][0]["channel_bias"] != corrected["5"]["layers"][0]["channel_bias"]
+    # one hidden layer: balanced rates are uniform ones, so the tie goes to uniform at every step count
+    assert json.loads(run.data.params["rates_at_steps"]) == {"2": "uniform", "5": "uniform"}
+    assert all(e["validation_accuracy"]["uniform"] == e["validation_accuracy"]["balanced"] for e in corrected.values())
     document = json.loads(Path(MlflowClient().download_artifacts(run.info.run_id, "snn/params.json")).read_text())
     assert document["source"]["method"] == "corrected" and document["layers"] == corrected["5"]["layers"]
     assert "256 values" in json.loads(run.data.params["layers"])[0]["channel_bias"]  # the param stays short
@@ -139,8 +143,12 @@ def test_methods_resolve_to_their_settings(tmp_path):
     assert (calibrated["calibration"].target_rate, calibrated["calibration"].neuron) == (0.5, "lif")
     assert (calibrated["calibration"].scales, calibrated["calibration"].rates) == ("layer", "uniform")
     corrected = resolve(_args("--method", "corrected", "--neuron", "if"))["calibration"]
-    assert (corrected.scales, corrected.rates) == ("channel", "balanced")  # the corrected method's defaults
+    assert (corrected.scales, corrected.rates) == ("channel", "validated")  # the corrected method's defaults
     assert resolve(_args("--method", "corrected", "--rates", "uniform"))["calibration"].rates == "uniform"
+    with pytest.raises(SnnbenchError, match="--rates validated is chosen per step count by --method corrected"):
+        resolve(_args("--rates", "validated"))
+    with pytest.raises(SnnbenchError, match="--readout mean"):
+        resolve(_args("--method", "corrected", "--readout", "last"))
     params = tmp_path / "params.json"
     params.write_text(json.dumps({"layers": [{"neuron": "if", "rate_scale": 40.0}], "sim": {"steps": 6}}))
     tuned = resolve(_args("--method", "tuned", "--params-json", str(params)))

@@ -49,7 +49,7 @@ def synapse_value(text: str):
 
 
 def add_arguments(parser: argparse.ArgumentParser, command: str):
-    from snnbench.conversion.calibration import METHODS, RATES, SCALES
+    from snnbench.conversion.calibration import METHODS, RATE_CHOICES, SCALES
     from snnbench.models.conversion import ARCHS
     from snnbench.conversion.nengo_net import READOUTS, SIMULATORS
     from snnbench.conversion.onnx_io import MAXPOOL_ROUTES
@@ -71,10 +71,12 @@ def add_arguments(parser: argparse.ArgumentParser, command: str):
     snn.add_argument("--scales", type=auto(choice(SCALES)), default=None,
                      help="calibrated / corrected: a rate scale per output channel (per neuron of a dense layer) or "
                           "one per layer (default: channel for corrected, layer for calibrated)")
-    snn.add_argument("--rates", type=auto(choice(RATES)), default=None,
-                     help="calibrated / corrected: every layer at --target-rate, or balanced: the same expected "
-                          "spikes shared out between the layers, each layer's rate scale times A**(-1/3) for its "
-                          "expected spikes A (default: balanced for corrected, uniform for calibrated)")
+    snn.add_argument("--rates", type=auto(choice(RATE_CHOICES)), default=None,
+                     help="calibrated / corrected: uniform (every layer at --target-rate), balanced (the same "
+                          "expected spikes shared out between the layers, each layer's rate scale times A**(-1/3) "
+                          "for its expected spikes A), or, corrected only, validated: per step count the one of the two "
+                          "that scores better on validation images (default, or auto: validated for corrected, uniform for "
+                          "calibrated)")
     snn.add_argument("--synapse", type=synapse_value, default=None,
                      help="reference / calibrated: output synapse time constant (s), or none")
     snn.add_argument("--tau-rc", type=positive(float), default=0.02,
@@ -131,11 +133,16 @@ def resolve(args) -> dict:
         settings["calibration"] = Calibration(args.calibration_samples, args.percentile, args.target_rate,
                                               args.neuron, args.initial_voltage, args.seed,
                                               args.scales or ("channel" if corrected else "layer"),
-                                              args.rates or ("balanced" if corrected else "uniform"))
+                                              args.rates or ("validated" if corrected else "uniform"))
         if args.method == "corrected":
             require(args.neuron in ("if", "if-rectified") and args.synapse is None,
                     "--method corrected simulates IF neurons without an output synapse: use --neuron if or "
                     "if-rectified and --synapse none")
+        require(corrected or args.rates != "validated", "--rates validated is chosen per step count by --method corrected; "
+                                                   "give --rates uniform or balanced")
+        require(args.rates not in (None, "validated") or not corrected or args.readout == "mean",
+                "--rates validated scores the mean readout on validation images; give --readout mean or --rates "
+                "uniform / balanced")
     else:
         if args.study_name:
             from snnbench.tuning import best_params_from_study
@@ -159,14 +166,17 @@ def resolve(args) -> dict:
     return settings
 
 
-def conversion_setting(converted, settings: dict) -> dict:
+def conversion_setting(converted, settings: dict, rates: str = "uniform") -> dict:
     """The per-layer setting as a ``--params-json`` document, with where it came from;
-    calibration (calibrated method) reads MNIST training images here."""
+    calibration (calibrated method) reads MNIST training images here (``rates``: those that
+    ``--rates validated`` chose)."""
     from snnbench.conversion.calibration import calibrated_document, mnist_training_images
 
     sim = asdict(settings["sim"])
     if settings["calibration"] is not None:
         calibration = settings["calibration"]
+        if calibration.rates == "validated":
+            calibration = replace(calibration, rates=rates)
         return calibrated_document(converted, mnist_training_images(calibration.seed), calibration, sim,
                                    settings["base"])
     return {"layers": [asdict(p) for p in settings["layers"]], "sim": sim, "source": settings["source"]}
@@ -236,13 +246,18 @@ def run(args):
         layers, _ = parse_params(document, f"{args.method} setting")
         per_steps = None
         if args.method == "corrected":  # each step count its own correction, training images only
-            corrected = measure.corrected_layers(converted, layers, settings)
+            corrected = measure.corrected_layers(converted, settings)
             per_steps = {s: c[0] for s, c in corrected.items()}
-            mlflow.log_dict({str(s): {"layers": [asdict(p) for p in c[0]], "errors": c[1]}
+            mlflow.log_dict({str(s): {"layers": [asdict(p) for p in c[0]], "errors": c[1], **c[2]}
                              for s, c in corrected.items()}, "snn/corrected_layers.json")
+            mlflow.log_param("rates_at_steps", json.dumps({s: c[2]["rates"] for s, c in corrected.items()}))
             layers = per_steps[settings["sim"].steps]
+            chosen = corrected[settings["sim"].steps][2]["rates"]
+            if chosen != "uniform":  # the calibrated document of the rates chosen at --steps
+                document = conversion_setting(converted, settings, chosen)
             document = {**document, "layers": [asdict(p) for p in layers],
-                        "source": {**document["source"], "method": "corrected", "steps": settings["sim"].steps}}
+                        "source": {**document["source"], "method": "corrected", "steps": settings["sim"].steps,
+                                   "rates": chosen}}
         if settings["layers"] is None:
             mlflow.log_param("layers", layers_summary(layers))
         if not args.onnx_model:

@@ -10,6 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from snnbench import engines
 from snnbench.evaluation.harness import CLEAN, score
@@ -43,17 +44,37 @@ def evaluate_dnn(onnx_path: Path, x, y, keys: dict) -> dict:
             "latency_ms": _latency_ms(single.predict, x[:LATENCY_IMAGES * 5])}
 
 
-def corrected_layers(converted, layers: list, settings: dict) -> dict:
+def corrected_layers(converted, settings: dict) -> dict:
     """--method corrected: for each step count of the curve (and ``sim.steps``), the calibrated
     layers with that step count's error correction (snnbench.conversion.correction), from the
-    calibration subset of the MNIST training images: {steps: (layers, per-layer error report)}."""
-    from snnbench.conversion.calibration import calibration_inputs, mnist_training_images
-    from snnbench.conversion.correction import correct
+    calibration subset of the MNIST training images: {steps: (layers, per-layer error report,
+    rates)}. With ``--rates validated`` each step count takes the rates (uniform or balanced) whose
+    corrected network classifies more of a seeded subset of the validation hold-out correctly
+    (uniform on a tie), simulated by snnbench.conversion.correction.simulate (the mean readout);
+    ``rates`` then carries both validation accuracies."""
+    from snnbench.conversion.calibration import (RATES, calibrate, calibration_inputs, mnist_training_images,
+                                                 mnist_validation_images)
+    from snnbench.conversion.correction import correct, simulate
 
     calibration, sim = settings["calibration"], settings["sim"]
-    x = calibration_inputs(mnist_training_images(calibration.seed), calibration.samples, calibration.seed)
-    return {s: correct(converted, layers, x, s, sim.dt, sim.seed)
-            for s in sorted(set(settings["steps_list"]) | {sim.steps})}
+    train = mnist_training_images(calibration.seed)
+    x = calibration_inputs(train, calibration.samples, calibration.seed)
+    options = RATES if calibration.rates == "validated" else (calibration.rates,)
+    calibrated = {r: calibrate(converted, train, replace(calibration, rates=r), sim.dt, settings["base"])[0]
+                  for r in options}
+    if len(options) > 1:
+        x_val, y_val = mnist_validation_images(calibration.seed, calibration.samples)
+    chosen = {}
+    for steps in sorted(set(settings["steps_list"]) | {sim.steps}):
+        candidates = {r: correct(converted, layers, x, steps, sim.dt, sim.seed) for r, layers in calibrated.items()}
+        rates = {"rates": options[0]}
+        if len(options) > 1:
+            scores = {r: float((simulate(converted, c[0], x_val, steps, sim.dt, sim.seed, torch.float32)[-1]
+                                .argmax(axis=1) == y_val).mean()) for r, c in candidates.items()}
+            rates = {"rates": max(options, key=lambda r: scores[r]), "validation_accuracy": scores,
+                     "validation_images": len(y_val)}
+        chosen[steps] = (*candidates[rates["rates"]], rates)
+    return chosen
 
 
 def evaluate_snn(converted, layers: list, settings: dict, x, y, keys: dict, per_steps: dict | None = None) -> dict:

@@ -16,7 +16,7 @@ TITLE = "Conversion by time steps: MLP, CNN and ResNet-style network"
 STEPS = (1, 2, 4, 8, 16, 32)
 NETWORKS = {"mlp": "MLP (784-256-10)", "cnn": "CNN", "resnet": "ResNet-style"}
 METHODS = ("calibrated", "corrected")
-RATES = ("uniform", "balanced")  # --rates; runs from before the option fired every layer at one rate
+RATES = ("uniform", "balanced", "validated")  # --rates; runs from before the option fired every layer at one rate
 TARGETS = "targets: ResNet-style <= 3 points at 4 steps and <= 1 at 8; CNN <= 0.3 at 4; MLP <= 0.20 at 4"
 
 
@@ -58,7 +58,8 @@ def steps_lines(ctx) -> list:
              "each layer's expected per-channel error taken out of its bias and initial membrane potential for each "
              "step count (after Li et al. 2021, light SNN Calibration; training images only). Rates (`--rates`): "
              "`uniform`, every layer fires `--target-rate` spikes per step at its percentile; `balanced`, the same "
-             "expected spikes shared out between the layers. Accuracy with its 95% Wilson interval; loss = DNN minus "
+             "expected spikes shared out between the layers; `validated`, per step count the one of the two that "
+             "classifies more validation images (held out of the training set) correctly. Accuracy with its 95% Wilson interval; loss = DNN minus "
              f"SNN in points with its 95% paired-bootstrap interval over the test images ({TARGETS}).", ""]
     accuracy_rows, loss_rows, spike_rows, runs, series = [], [], [], [], {}
     for arch, network in NETWORKS.items():
