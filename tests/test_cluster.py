@@ -12,9 +12,11 @@ import time
 import pytest
 import torch
 from mlflow.tracking import MlflowClient
+from optuna.trial import TrialState
 
 from cluster import LoopbackCluster
 from conftest import require_data
+from test_tuning import Bowl
 from snnbench import tuning
 from snnbench.benchmarks import noise_sweep
 from snnbench.cli.main import main
@@ -105,6 +107,53 @@ def test_a_study_on_the_cluster_stops_at_exactly_n_trials(loopback, tmp_path, tr
     experiment = client.get_experiment_by_name("tune_conversion").experiment_id
     children = client.search_runs([experiment], "tags.`mlflow.parentRunId` != ''", max_results=100)
     assert len(children) == 2 * 9 and {c.data.tags["optuna.worker"] for c in children} <= {"0", "1"}
+
+
+def test_a_worker_killed_mid_trial_leaves_the_study_at_exactly_n_trials(loopback, tmp_path, tracking_store):
+    """DaskStorage has no heartbeat: the dead worker's trial stays RUNNING until the driver, once
+    every unit has returned, fails it and runs a replacement."""
+    task = tuning.ConversionTask(val_samples=8, val_steps=2)
+    options = tuning.StudyOptions("killed-mid-trial", storage="dask:", n_trials=8)
+    killed = []
+
+    def kill_a_worker_mid_trial(storage):
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not killed:
+            try:
+                study = tuning.load_study(options, task, storage=storage)
+            except KeyError:  # not created yet
+                time.sleep(0.1)
+                continue
+            running = [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+                       if "pid" in t.user_attrs and t.user_attrs["pid"] != os.getpid()]
+            if running:
+                os.kill(running[0].user_attrs["pid"], signal.SIGKILL)
+                killed.append(running[0].number)
+            time.sleep(0.05)
+
+    with Executor.connect(loopback.address) as executor:
+        storage = tuning.study_storage(options.storage, executor)
+        killer = threading.Thread(target=kill_a_worker_mid_trial, args=(storage,), daemon=True)
+        killer.start()
+        tuning.run_benchmark(task, options, score_test=False, objective_factory=_pid_bowl, executor=executor)
+        killer.join()
+        trials = tuning.load_study(options, task, storage=storage).get_trials(deepcopy=False)
+    assert killed, "no trial was seen running on a worker"
+    assert len([t for t in trials if t.state in tuning.FINISHED]) == 8
+    assert [t.number for t in trials if t.user_attrs.get("orphaned")] == killed
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
+
+
+class _PidBowl(Bowl):
+    """The tuning tests' Bowl, each trial marked with the process that runs it and lasting 1 s."""
+
+    def __call__(self, trial):
+        trial.set_user_attr("pid", os.getpid())
+        return super().__call__(trial)
+
+
+def _pid_bowl(task):
+    return _PidBowl(task, pause=1.0)
 
 
 def _grid_jobs() -> list[Job]:

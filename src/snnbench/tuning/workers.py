@@ -97,11 +97,28 @@ def run_workers(task: ConversionTask, options: StudyOptions, objective_factory: 
                     work(task, first, objective_factory, objective=objective, storage=storage), 0)
         n_workers = options.workers if own or executor.client is None else executor.workers()
         units = [TrialWorker(task, options, objective_factory, w, storage) for w in range(n_workers)]
-        for index, numbers in executor.map(run_trial_worker, units):
-            _log_trials(logger, task, options, storage, numbers, index)
+        while True:
+            for index, numbers in executor.map(run_trial_worker, units):
+                _log_trials(logger, task, options, storage, numbers, index)
+            if storage is None or not fail_orphans(load_study(options, task, storage=storage), options.n_trials):
+                break  # an RDB storage fails a dead worker's trial by its heartbeat, and the others take over
     finally:
         if own:
             executor.close()
+
+
+def fail_orphans(study, n_trials: int) -> int:
+    """A study on the scheduler (DaskStorage, no heartbeat) after every unit has returned: a trial
+    still RUNNING was left by a worker that died mid-trial, and counts towards the total. Fail
+    those (so that another round of units replaces them) while the study is short of ``n_trials``;
+    returns how many were failed."""
+    if finished_count(study) >= n_trials:
+        return 0
+    orphans = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    for trial in orphans:
+        study._storage.set_trial_user_attr(trial._trial_id, "orphaned", True)
+        study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+    return len(orphans)
 
 
 def _log_trials(parent_run_id, task, options, storage, numbers: list[int], worker: int):
