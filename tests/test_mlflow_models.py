@@ -51,4 +51,4 @@ def test_trained_models_round_trip_through_the_store(tracking_store, monkeypatch
         assert logged.source_run_id == run.info.run_id and logged.name == f"image-{family}"
         assert [(m.key, m.value) for m in logged.metrics] == [(f"{family}_test_accuracy", scores[family])]
         extra = MlflowClient(tracking_store).list_logged_model_artifacts(model_id, "extra_files")
-        assert {Path(a.path).name for a in extra} == {"config.json", "result.json"}
+        assert {Path(a.path).name for a in extra} == {"config.json", "summary.json"}

@@ -12,6 +12,7 @@ from snnbench.noise import NoiseSpec
 from snnbench.conversion.onnx_io import extract, fan_out
 from snnbench.engines.nengo import NengoRunner
 from snnbench.engines.ort import OrtRunner
+from snnbench.training.cache import read_summary
 
 N_IMAGES = 120  # not a multiple of the minibatch: the last batch is padded
 
@@ -79,7 +80,7 @@ def test_reference_simulator_matches_nengo_dl(trained, mnist):
 
 @pytest.mark.parametrize("position", ["input", "pre", "post"])
 def test_zero_noise_equals_clean_and_noise_is_reproducible(trained, mnist, position):
-    if json.loads((trained / "metrics.json").read_text())["arch"] == "cnn" and position != "pre":
+    if read_summary(trained)["arch"] == "cnn" and position != "pre":
         pytest.skip("one position is enough for the CNN")
     x = mnist[0][:20]
     sim, lif = SimConfig(steps=10, minibatch=20), LayerParams("lif", rate_scale=4.0)

@@ -183,7 +183,7 @@ def conversion_setting(converted, settings: dict, rates: str = "uniform") -> dic
 
 
 def model_path(args) -> Path:
-    """The ONNX file: the given one, or the trained (cached) model's (beside its metrics.json)."""
+    """The ONNX file: the given one, or the trained (cached) model's (beside its summary.json)."""
     if args.onnx_model:
         return Path(args.onnx_model)
     from snnbench.training.conversion import trained_conversion_model
@@ -261,7 +261,9 @@ def run(args):
         if settings["layers"] is None:
             mlflow.log_param("layers", layers_summary(layers))
         if not args.onnx_model:
-            trained = json.loads((onnx_path.parent / "metrics.json").read_text())
+            from snnbench.training.cache import read_summary
+
+            trained = read_summary(onnx_path.parent)
             mlflow.log_metrics({"torch_test_accuracy": trained["torch_test_accuracy"],
                                 "train_seconds": trained["train_seconds"]})
         keys = {"benchmark": "convert", "model": Path(args.onnx_model).stem if args.onnx_model else f"conversion-{args.arch}",

@@ -35,6 +35,7 @@ from snnbench.benchmarks.options import boolean
 from snnbench.data import MODALITIES
 from snnbench.errors import SnnbenchError
 from snnbench.training.grid import Job, evaluate_jobs, train_jobs, warm_up
+from snnbench.training.cache import read_summary
 from snnbench.training.suite import TrainSettings, features, log_trained_model
 from snnbench.noise import NoiseSpec
 from snnbench.benchmarks import claims
@@ -96,7 +97,7 @@ def run(args):
         done = finished_children(parent.info.run_id)
         rows = []
         for job in jobs:
-            result = json.loads((job.folder / "result.json").read_text())
+            result = read_summary(job.folder)
             counts = {}
             for name, noise in noises.items():
                 logits, labels = scores[(job.key, noise)]

@@ -10,7 +10,7 @@ Evaluation-only noise follows :mod:`snnbench.noise`: layer keys ``"input"`` and 
 (0 for the DNN). Training never passes noise; a model in training mode refuses it.
 
 Other benchmarks get trained models from :func:`trained_multimodal_model` (a cached folder:
-``state.pt``, ``result.json``, ``config.json`` and, for a DNN, ``model.onnx``) and read them
+``state.pt``, ``summary.json``, ``config.json`` and, for a DNN, ``model.onnx``) and read them
 back with :func:`load_trained_multimodal`.
 """
 

@@ -2,7 +2,6 @@
 reference settings (Adam, lr 2e-4, 3 epochs, batch 100, seeded), exports it to ONNX and caches
 the folder, so every benchmark converting "the same model" shares it."""
 
-import json
 import time
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from snnbench.training.recipes import CONVERSION, Recipe
 
 def train_and_export(arch: str, config: Recipe, folder: Path, device: str = "cpu") -> dict:
     """Train on the MNIST training set (its first ``config.train_limit`` images, 0 = all), write
-    ``folder/model.onnx`` and ``folder/metrics.json``; return the metrics."""
+    ``folder/model.onnx``; return the training summary (kept as the cache's ``summary.json``)."""
     train = load_features("image", "train")
     test = load_features("image", "test")
     if config.train_limit:
@@ -40,12 +39,11 @@ def train_and_export(arch: str, config: Recipe, folder: Path, device: str = "cpu
                "seed": config.seed, "train_images": len(train), "torch_test_accuracy": test_acc,
                "train_seconds": seconds, "train_samples_per_s": result.samples_per_s,
                "history": result.history, "opset": OPSET, "data_checksums": {**train.checksums, **test.checksums}}
-    (folder / "metrics.json").write_text(json.dumps(metrics, indent=1, default=float))
     return metrics
 
 
 def trained_conversion_model(arch: str = "mlp", recipe: Recipe = CONVERSION) -> Path:
-    """Folder with ``model.onnx`` and ``metrics.json`` of a trained model, built once and cached.
+    """Folder with ``model.onnx`` and ``summary.json`` of a trained model, built once and cached.
 
     Training runs on the CPU so that the cached weights do not depend on the machine's GPU.
     """

@@ -5,7 +5,6 @@ time steps inside ``forward``). The loop keeps the best-validation weights, logs
 metrics through a callback, and can resume from a checkpoint file written after every epoch.
 """
 
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +15,7 @@ import torch
 from torch import nn
 
 from snnbench.evaluation.metrics import accuracy
+from snnbench.training.cache import save_atomic
 from snnbench.training.recipes import Recipe
 
 
@@ -97,10 +97,8 @@ def fit(model: nn.Module, train: tuple, val: tuple, config: Recipe,
         if on_epoch:
             on_epoch(epoch, metrics)
         if checkpoint is not None:
-            tmp = Path(f"{checkpoint}.tmp")
-            torch.save({"model": model.state_dict(), "optimiser": optimiser.state_dict(),
-                        "generator": generator.get_state(), "result": result, "epoch": epoch}, tmp)
-            os.replace(tmp, checkpoint)
+            save_atomic({"model": model.state_dict(), "optimiser": optimiser.state_dict(),
+                         "generator": generator.get_state(), "result": result, "epoch": epoch}, checkpoint)
     trained_epochs = len(result.history)
     if trained_epochs:
         result.epoch_seconds = float(np.mean([h["epoch_seconds"] for h in result.history]))

@@ -1,6 +1,6 @@
 """The multimodal suite's trained models: training settings, the data each model trains and is
-tested on, and the model cache (``state.pt``, ``result.json``, ``config.json`` and, for a DNN,
-``model.onnx``) other benchmarks read with :func:`load_trained_multimodal`."""
+tested on, and the model cache (``state.pt``, ``summary.json``, ``config.json`` and, for a DNN,
+``model.onnx``; snnbench.training.cache) other benchmarks read with :func:`load_trained_multimodal`."""
 
 import json
 import logging
@@ -15,13 +15,11 @@ import torch
 from torch import nn
 
 from snnbench.data import VALIDATIONS, FeatureSet, Rows, Tables, load_tables, validation_rows
-from snnbench.data.download import cache_root
 from snnbench.errors import DataError
 from snnbench.models.export import export_onnx
 from snnbench.models.multimodal import N_CLASSES, ModelSpec, build_model, parameter_count
 from snnbench.models.spiking import check_choice
-from snnbench.tracking.runs import config_key
-from snnbench.training.cache import cache_folder, cached
+from snnbench.training.cache import CONFIG, cache_folder, cached, checkpoint_path, read_summary
 from snnbench.training.loop import fit, seed_everything
 from snnbench.training.recipes import Recipe
 
@@ -96,34 +94,32 @@ def trained_multimodal_model(spec: ModelSpec, settings: TrainSettings,
     """The cache folder of this model trained with these settings (trained on first use; an
     interrupted training resumes from its checkpoint on the next call)."""
     config = model_config(spec, settings)
-    checkpoint = cache_root() / "checkpoints" / f"multimodal-{config_key(config)}.pt"
+    checkpoint = checkpoint_path("multimodal", config)
 
-    def build(folder: Path):
+    def build(folder: Path) -> dict:
         train, val = training_data(spec.modality, settings)
         seed_everything(settings.seed)
         model = build_model(spec)
-        checkpoint.parent.mkdir(parents=True, exist_ok=True)
         result = fit(model, (train.x, train.y), (val.x, val.y), settings, torch.device(device),
                      checkpoint=checkpoint)
         summary = {"best_val_accuracy": result.best_val_accuracy, "best_epoch": result.best_epoch,
                    "history": result.history, "train_samples_per_s": result.samples_per_s,
                    "epoch_seconds": result.epoch_seconds, "n_train": len(train), "n_val": len(val),
                    "trained_on": str(device)}
-        save_trained(folder, spec, model, summary)
+        return save_trained(folder, spec, model, summary)
 
     folder = cached("multimodal", config, build)
     checkpoint.unlink(missing_ok=True)
     return folder
 
 
-def save_trained(folder: Path, spec: ModelSpec, model: nn.Module, summary: dict):
-    """Fill a model cache folder: ``state.pt``, ``result.json`` (``summary`` plus the model's
-    size) and, for a DNN, ``model.onnx``."""
+def save_trained(folder: Path, spec: ModelSpec, model: nn.Module, summary: dict) -> dict:
+    """Fill a model cache folder: ``state.pt`` and, for a DNN, ``model.onnx``; returns the
+    training summary with the model's size (the cache keeps it as ``summary.json``)."""
     torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, folder / "state.pt")
-    summary = {**summary, "parameter_count": parameter_count(model), "hidden_width": spec.hidden_width}
-    (folder / "result.json").write_text(json.dumps(summary, indent=1))
     if spec.family == "dnn":
         export_onnx(model, spec.n_features, folder / "model.onnx")
+    return {**summary, "parameter_count": parameter_count(model), "hidden_width": spec.hidden_width}
 
 
 def multimodal_model_folder(spec: ModelSpec, settings: TrainSettings) -> Path:
@@ -136,11 +132,11 @@ def load_trained_multimodal(folder: Path) -> tuple[torch.nn.Module, ModelSpec, d
     folder = Path(folder)
     if not (folder / "state.pt").exists():
         raise DataError(f"{folder} holds no trained multimodal model; train it with snnbench multimodal")
-    config = json.loads((folder / "config.json").read_text())
+    config = json.loads((folder / CONFIG).read_text())
     spec = ModelSpec(**config["model"])
     model = build_model(spec)
     model.load_state_dict(torch.load(folder / "state.pt", map_location="cpu"))
-    return model.eval(), spec, json.loads((folder / "result.json").read_text())
+    return model.eval(), spec, read_summary(folder)
 
 
 def _requirements(*packages: str) -> list:
@@ -167,7 +163,7 @@ def log_trained_model(folder: Path, name: str) -> str:
         return logged[0].model_id
     folder = Path(folder)
     extra_files = [str(p) for p in sorted(folder.glob("*.json"))]
-    summaries = [json.loads(p.read_text()) for p in map(Path, extra_files) if p.name != "config.json"]
+    summaries = [json.loads(p.read_text()) for p in map(Path, extra_files) if p.name != CONFIG]
     step = max([1] + [len(summary.get("history", [])) for summary in summaries])
     active = mlflow.get_active_model_id()
 

@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 
 from snnbench.models.multimodal import N_CLASSES, SIZES, ModelSpec
+from snnbench.training.cache import is_built
 from snnbench.training.suite import (TrainSettings, model_config, multimodal_model_folder)
 from snnbench.tracking.runs import config_key
 
@@ -39,7 +40,7 @@ class Job:
         return multimodal_model_folder(self.spec, self.settings)
 
     def trained(self) -> bool:
-        return (self.folder / "config.json").exists()
+        return is_built(self.folder)
 
     def as_dict(self) -> dict:
         return {"spec": asdict(self.spec), "settings": asdict(self.settings)}

@@ -1,6 +1,5 @@
 """Training stacks: the stacked step (CUDA graphs on CUDA), checkpoints, stacks side by side."""
 
-import os
 import time
 from pathlib import Path
 
@@ -8,11 +7,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from snnbench.training.cache import cached
-from snnbench.data.download import cache_root
+from snnbench.training.cache import cached, checkpoint_path, save_atomic
 from snnbench.models.multimodal import N_CLASSES, build_model
 from snnbench.training.suite import (model_config, save_trained, tables, training_rows)
-from snnbench.tracking.runs import config_key
 from snnbench.training.grid.device_data import DeviceRows, count_correct
 from snnbench.training.grid.plan import ADAM_BYTES_PER_PARAMETER, Engine, Job, product_flops, stack_shape
 from snnbench.training.grid.stacked import StackedNet
@@ -33,7 +30,7 @@ class StackTrainer:
         self.graphs = engine.graphs and device.type == "cuda"
         self.tf32 = engine.tf32 and device.type == "cuda"
         self.stream = torch.cuda.Stream(device) if device.type == "cuda" else None
-        self.checkpoint = cache_root() / "checkpoints" / f"grid-v2-{config_key(sorted(j.key for j in jobs))}.pt"
+        self.checkpoint = checkpoint_path("grid-v2", sorted(j.key for j in jobs))
         modality = jobs[0].spec.modality
         split_tables = tables(modality, "train")
         parts = [training_rows(modality, j.settings)[1:] for j in jobs]
@@ -226,10 +223,7 @@ class StackTrainer:
                  "optimiser": self.optimiser.state_dict(), "best": [b.cpu() for b in self.best],
                  "best_accuracy": self.best_accuracy.cpu(), "best_epoch": self.best_epoch.cpu(),
                  "generators": [g.get_state() for g in self.generators]}
-        self.checkpoint.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(f"{self.checkpoint}.tmp")
-        torch.save(state, tmp)
-        os.replace(tmp, self.checkpoint)
+        save_atomic(state, self.checkpoint)
         self.saved_at = time.perf_counter()
 
     def _resume(self):
