@@ -111,7 +111,7 @@ def resolve(args) -> dict:
     """Checked settings (everything that can be wrong fails here, before a run is opened).
     ``layers`` is None for the calibrated method: calibration sets them once the model is read."""
     from snnbench.conversion.calibration import Calibration, reference_layers
-    from snnbench.conversion.nengo_net import LayerParams, SimConfig, load_params, parse_params
+    from snnbench.conversion.nengo_net import IF_NEURONS, LayerParams, SimConfig, load_params, parse_params
 
     convert_targets.check(args)
     chosen = from_profile(args, PROFILES)
@@ -135,7 +135,7 @@ def resolve(args) -> dict:
                                               args.scales or ("channel" if corrected else "layer"),
                                               args.rates or ("validated" if corrected else "uniform"))
         if args.method == "corrected":
-            require(args.neuron in ("if", "if-rectified") and args.synapse is None,
+            require(args.neuron in IF_NEURONS and args.synapse is None,
                     "--method corrected simulates IF neurons without an output synapse: use --neuron if or "
                     "if-rectified and --synapse none")
         require(corrected or args.rates != "validated", "--rates validated is chosen per step count by --method corrected; "

@@ -51,10 +51,10 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 
 from snnbench.errors import SnnbenchError
-from snnbench.conversion.nengo_net import LayerParams
+from snnbench.conversion.nengo_net import SPIKING_NEURONS, LayerParams
 
 METHODS = ("reference", "calibrated", "corrected", "tuned")
-CALIBRATED_NEURONS = ("if", "if-rectified", "lif")
+CALIBRATED_NEURONS = SPIKING_NEURONS
 SCALES = ("channel", "layer")  # a rate scale per output channel (per neuron of a dense layer), or per layer
 RATES = ("uniform", "balanced")  # every layer at target_rate, or the spikes shared out between layers
 RATE_CHOICES = RATES + ("validated",)  # validated: the one of RATES that scores best on validation images, per step count

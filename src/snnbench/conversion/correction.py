@@ -28,10 +28,10 @@ import numpy as np
 import torch
 
 from snnbench.conversion.graph import INPUT, ConvertedModel, sum_paths
-from snnbench.conversion.nengo_net import LayerParams, layer_list
+from snnbench.conversion.nengo_net import IF_NEURONS, LayerParams, layer_list
 from snnbench.errors import SnnbenchError
 
-CORRECTABLE_NEURONS = ("if", "if-rectified")
+CORRECTABLE_NEURONS = IF_NEURONS
 
 
 def _neuron_constants(stage, params: LayerParams, dt: float, seed: int) -> dict:

@@ -28,11 +28,11 @@ from dataclasses import replace
 
 import numpy as np
 
-from snnbench.conversion.nengo_net import LayerParams, SignedIF
+from snnbench.conversion.nengo_net import SPIKING_NEURONS, LayerParams, SignedIF
 from snnbench.conversion.onnx_io import INPUT, ConvertedModel, LinearOp, Path, Stage
 from snnbench.errors import ConfigError
 
-LOIHI_NEURONS = ("if", "if-rectified", "lif")
+LOIHI_NEURONS = SPIKING_NEURONS
 LOIHI_VMIN = -(2 ** 23) + 1        # most negative membrane voltage of a Loihi compartment
 BLOCK_COMPARTMENTS = 256            # compartments per block of an image-shaped layer
 INPUT_LAYER = "input_spikes"

@@ -48,6 +48,8 @@ from snnbench.conversion.neurons import ClippedRectifiedLinear, SignedIF, regist
 from snnbench.conversion.onnx_io import INPUT, ConvertedModel, LinearOp, Stage
 
 NEURONS = ("lif", "if", "if-rectified", "lif-rate", "relu-rate")
+SPIKING_NEURONS = ("if", "if-rectified", "lif")  # what calibration sets and Loihi runs
+IF_NEURONS = ("if", "if-rectified")  # reset by subtraction, no leak: what correction simulates, NIR exports
 READOUTS = ("mean", "last", "second-half")  # mean over all steps, the last step, the second half
 SIMULATORS = ("nengo_dl", "nengo")
 INITIAL_VOLTAGES = ("uniform", "half")  # spiking neurons' start: nengo's uniform [0, 1), or 0.5
@@ -133,7 +135,7 @@ class LayerParams:
 
     @property
     def spiking(self) -> bool:
-        return self.neuron in ("lif", "if", "if-rectified")
+        return self.neuron in SPIKING_NEURONS
 
 
 @dataclass

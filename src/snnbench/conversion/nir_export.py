@@ -23,11 +23,11 @@ from pathlib import Path
 
 import numpy as np
 
-from snnbench.conversion.nengo_net import LayerParams, SimConfig, layer_list, readout
+from snnbench.conversion.nengo_net import IF_NEURONS, LayerParams, SimConfig, layer_list, readout
 from snnbench.conversion.onnx_io import ConvertedModel, LinearOp
 from snnbench.errors import ConfigError, UnsupportedModelError
 
-EXPORTED_NEURONS = ("if", "if-rectified")
+EXPORTED_NEURONS = IF_NEURONS
 INITIAL_VOLTAGE = {"half": 0.5, "uniform": "uniform [0, 1)"}
 
 
