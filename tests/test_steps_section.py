@@ -13,8 +13,9 @@ from snnbench.tracking.runs import benchmark_run
 from snnbench.tracking.runstore import RunStore
 
 
-def _convert_run(arch: str, method: str, steps: list, paired: bool, seed: int = 0, rates: str | None = None) -> str:
-    params = {"profile": "full", "arch": arch, "method": method, "steps_list": json.dumps(steps), "seed": seed}
+def _convert_run(arch: str, method: str, steps: list, paired: bool, seed: int = 0, rates: str | None = None,
+                 **extra) -> str:
+    params = {"profile": "full", "arch": arch, "method": method, "steps_list": json.dumps(steps), "seed": seed, **extra}
     if rates:
         params.update(rates=rates, scales="channel")
     rows = [{"engine": "ort-dnn", "steps": 0, "accuracy": 0.93, "accuracy_ci_low": 0.925, "accuracy_ci_high": 0.935}]
@@ -86,3 +87,18 @@ def test_steps_section_without_runs_says_what_to_run(tracking_store, tmp_path):
     ({"accuracy": 0.93}, "-1.00")])
 def test_loss_cell_is_dnn_minus_snn_with_the_paired_interval_when_logged(row, expected):
     assert loss_cell(row, {"accuracy": 0.92}) == expected
+
+
+def test_a_users_onnx_network_on_the_whole_test_set_gets_its_own_rows(tracking_store, tmp_path):
+    ours = _convert_run("mlp", "corrected", [4, 8], paired=True, rates="validated")
+    theirs = _convert_run("mlp", "corrected", [4, 8, 32], paired=True, rates="validated",
+                          onnx_model="/home/someone/models/vgg.onnx", test_limit=0)
+    _convert_run("mlp", "corrected", [4, 8, 32], paired=True, rates="validated", seed=1,
+                 onnx_model="/home/someone/models/resnet8.onnx", test_limit=2000)  # part of the test set: left out
+    store = RunStore([tracking_store])
+    assert choose_run(store, "mlp", "corrected", "validated").id == ours  # the project's MLP, not the user's file
+    assert choose_run(store, "vgg", "corrected", "validated").id == theirs
+    text = "\n".join(steps_lines(Context(store, tmp_path / "figures", "figures")))
+    row = _cells(text, "| `vgg` (user's ONNX) | corrected (channel scales, validated rates) | 93.00%")
+    assert row[-1] == f"`{theirs[:8]}`" and row[3:5] == ["–", "–"]  # no 1- or 2-step points
+    assert "resnet8" not in text and "/home/someone" not in text  # no machine path in the report

@@ -1,6 +1,8 @@
 """The report's "by time steps" section: the conversion's accuracy curve at 1, 2, 4, 8, 16 and 32
 steps for the MLP, the CNN and the ResNet-style network, one row per conversion method, from
-``snnbench convert --arch A --method M --steps-list 1,2,4,8,16,32`` runs (any of the stores).
+``snnbench convert --arch A --method M --steps-list 1,2,4,8,16,32`` runs (any of the stores), and
+for each network a user brought (``--onnx-model FILE``, named by the file's stem; the full test
+set only).
 
 For each network and method the run used is the newest finished one (full profile first) among
 those whose curve holds the most of these step counts, so that a later run at a few step counts
@@ -8,6 +10,8 @@ does not hide a whole curve. Each cell: the SNN's test accuracy with its 95% Wil
 the loss against the DNN on the same images (DNN minus SNN, points) with its 95% paired-bootstrap
 interval where the run logged it (``paired_loss`` columns; older runs show the plain gap).
 """
+
+from pathlib import PurePath
 
 from snnbench.evaluation import plots
 from snnbench.reporting.context import markdown_table, number, results, scale_line, with_interval
@@ -25,12 +29,25 @@ def _curve_steps(run) -> set:
     return set(steps if isinstance(steps, list) else []) & set(STEPS)
 
 
+def network_of(run) -> str:
+    """The project's architecture (``mlp``, ``cnn``, ``resnet``), or the stem of the user's ONNX file."""
+    onnx_model = run.params.get("onnx_model")
+    return PurePath(onnx_model.replace("\\", "/")).stem if onnx_model else run.params.get("arch", "mlp")
+
+
+def user_networks(store) -> list:
+    """The user's ONNX networks converted on the whole test set, oldest first."""
+    runs = [r for r in store.finished("convert") if r.params.get("onnx_model") and r.param("test_limit", None) == 0]
+    return list(dict.fromkeys(network_of(r) for r in reversed(runs)))
+
+
 def choose_run(store, arch: str, method: str, rates: str = "uniform"):
-    """The newest finished (full-profile first) convert run of ``arch``, ``method`` and ``rates``
-    on the project's own DNN, among those covering the most of :data:`STEPS`; None if there is none."""
+    """The newest finished (full-profile first) convert run of ``arch`` (an architecture or a user
+    network's name, :func:`network_of`), ``method`` and ``rates``, among those covering the most of
+    :data:`STEPS`; None if there is none."""
     def matching(r):
-        return (r.params.get("arch") == arch and r.params.get("method") == method and not r.params.get("onnx_model")
-                and r.params.get("rates", "uniform") == rates)
+        return (network_of(r) == arch and r.params.get("method") == method and r.params.get("rates", "uniform") == rates
+                and (arch in NETWORKS) != bool(r.params.get("onnx_model")))
 
     runs = [r for r in store.finished("convert") if matching(r)]
     if store.prefer_full:
@@ -62,7 +79,8 @@ def steps_lines(ctx) -> list:
              "classifies more validation images (held out of the training set) correctly. Accuracy with its 95% Wilson interval; loss = DNN minus "
              f"SNN in points with its 95% paired-bootstrap interval over the test images ({TARGETS}).", ""]
     accuracy_rows, loss_rows, spike_rows, runs, series = [], [], [], [], {}
-    for arch, network in NETWORKS.items():
+    networks = {**NETWORKS, **{name: f"`{name}` (user's ONNX)" for name in user_networks(ctx.store)}}
+    for arch, network in networks.items():
         for method, rates in [(m, r) for m in METHODS for r in RATES]:
             run = choose_run(ctx.store, arch, method, rates)
             if run is None:
