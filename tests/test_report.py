@@ -60,6 +60,9 @@ def test_command_line_round_trips_through_the_parser():
     assert {k: again[k] for k in args if not k.startswith("_")} == {k: args[k] for k in args if not k.startswith("_")}
     assert "--warmup" not in words  # left at its default
     assert command_line("tune_conversion", {"seed": "0", "profile": "quick"}).startswith("snnbench tune ")
+    shown = command_line("convert", {"seed": "0", "profile": "full", "onnx_model": "/home/someone/nets/vgg.onnx"})
+    assert "--onnx-model vgg.onnx" in shown and "/home" not in shown  # no path of the machine
+    assert "--onnx-model runs/vgg.onnx" in command_line("convert", {"onnx_model": "runs/vgg.onnx"})
 
 
 @pytest.mark.slow

@@ -98,6 +98,9 @@ def test_a_users_onnx_network_on_the_whole_test_set_gets_its_own_rows(tracking_s
     store = RunStore([tracking_store])
     assert choose_run(store, "mlp", "corrected", "validated").id == ours  # the project's MLP, not the user's file
     assert choose_run(store, "vgg", "corrected", "validated").id == theirs
+    _convert_run("mlp", "corrected", [4, 8, 32], paired=True, rates="balanced",
+                 onnx_model="/home/someone/models/vgg.onnx", test_limit=500)
+    assert choose_run(store, "vgg", "corrected", "balanced") is None  # part of the test set only
     text = "\n".join(steps_lines(Context(store, tmp_path / "figures", "figures")))
     row = _cells(text, "| `vgg` (user's ONNX) | corrected (channel scales, validated rates) | 93.00%")
     assert row[-1] == f"`{theirs[:8]}`" and row[3:5] == ["–", "–"]  # no 1- or 2-step points

@@ -2,12 +2,14 @@
 
 Each option of the benchmark's parser whose destination was logged as a param is written back
 (lists as comma lists, true flags as bare flags); options left at their default are omitted,
-except ``--profile`` and ``--seed`` which are always shown.
+except ``--profile`` and ``--seed`` which are always shown. An absolute path is shown as its file
+name: the report names no path of the machine it was made on.
 """
 
 import argparse
 import json
 import shlex
+from pathlib import PurePosixPath, PureWindowsPath
 
 from snnbench.benchmarks import ALIASES, BENCHMARKS, benchmark_parser
 
@@ -22,6 +24,13 @@ def _as_cli_value(text: str) -> str:
     if isinstance(value, list):
         return ",".join(str(v) for v in value)
     return text
+
+
+def _without_machine_path(value: str) -> str:
+    for path in (PurePosixPath(value), PureWindowsPath(value)):
+        if path.is_absolute():
+            return path.name
+    return value
 
 
 def _same(text: str, default) -> bool:
@@ -72,6 +81,6 @@ def command_line(command: str, params: dict) -> str:
         elif text == "None":
             words += [option, _none_word(action)]
         else:
-            value = _as_cli_value(text)
+            value = _without_machine_path(_as_cli_value(text))
             words += [f"{option}={value}"] if value.startswith("-") else [option, value]  # not read as an option
     return shlex.join(words)

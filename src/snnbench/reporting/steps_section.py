@@ -44,10 +44,11 @@ def user_networks(store) -> list:
 def choose_run(store, arch: str, method: str, rates: str = "uniform"):
     """The newest finished (full-profile first) convert run of ``arch`` (an architecture or a user
     network's name, :func:`network_of`), ``method`` and ``rates``, among those covering the most of
-    :data:`STEPS`; None if there is none."""
+    :data:`STEPS` (a user network's: on the whole test set); None if there is none."""
     def matching(r):
+        own = arch in NETWORKS
         return (network_of(r) == arch and r.params.get("method") == method and r.params.get("rates", "uniform") == rates
-                and (arch in NETWORKS) != bool(r.params.get("onnx_model")))
+                and own != bool(r.params.get("onnx_model")) and (own or r.param("test_limit", None) == 0))
 
     runs = [r for r in store.finished("convert") if matching(r)]
     if store.prefer_full:
