@@ -102,7 +102,7 @@ def steps_lines(ctx) -> list:
             spike_rows.append(label[:2] + [number(snn[s].get("spikes_per_neuron_per_step")) if s in snn else "–"
                                            for s in STEPS] + label[2:])
             shown = [s for s in STEPS if s in snn]
-            panel = series.setdefault(network, {"DNN (ONNX Runtime)": (list(STEPS), [100 * dnn["accuracy"]] * len(STEPS))})
+            panel = series.setdefault(network.replace("`", ""), {"DNN (ONNX Runtime)": (list(STEPS), [100 * dnn["accuracy"]] * len(STEPS))})
             panel[f"SNN, {method}, {rates} rates"] = (shown, [100 * snn[s]["accuracy"] for s in shown])
     if not runs:
         return lines + ["_No runs yet: run `snnbench convert --profile full --arch mlp --method corrected "
