@@ -56,7 +56,7 @@ class Executor:
 
         if workers < 1:
             raise ConfigError(f"--workers must be >= 1, got {workers}")
-        dashboard = "127.0.0.1:0" if _has_bokeh() else None
+        dashboard = "127.0.0.1:0"  # the Dask dashboard (bokeh) on a free loopback port
         if gpus:
             worker = lambda index: {"cls": Nanny, "options": {  # noqa: E731
                 "nthreads": 1, "host": "127.0.0.1", "resources": {GPU: 1},
@@ -122,12 +122,6 @@ class Executor:
                                         f"({exc}); see the workers' logs") from None
         finally:
             self.client.cancel([f for f in futures if not f.done()])
-
-
-def _has_bokeh() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("bokeh") is not None
 
 
 def in_process() -> Executor:
