@@ -140,7 +140,7 @@ def test_a_worker_killed_mid_trial_leaves_the_study_at_exactly_n_trials(loopback
         trials = tuning.load_study(options, task, storage=storage).get_trials(deepcopy=False)
     assert killed, "no trial was seen running on a worker"
     assert len([t for t in trials if t.state in tuning.FINISHED]) == 8
-    assert [t.number for t in trials if t.user_attrs.get("orphaned")] == killed
+    assert [t.number for t in trials if t.state == TrialState.FAIL and not t.user_attrs.get("surplus")] == killed
     assert not [t for t in trials if t.state == TrialState.RUNNING]
 
 

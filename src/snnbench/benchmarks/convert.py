@@ -130,17 +130,17 @@ def resolve(args) -> dict:
         settings["layers"] = reference_layers(base)
     elif args.method in CALIBRATED_METHODS:
         corrected = args.method == "corrected"
+        rates = args.rates or ("validated" if corrected else "uniform")
         settings["calibration"] = Calibration(args.calibration_samples, args.percentile, args.target_rate,
                                               args.neuron, args.initial_voltage, args.seed,
-                                              args.scales or ("channel" if corrected else "layer"),
-                                              args.rates or ("validated" if corrected else "uniform"))
+                                              args.scales or ("channel" if corrected else "layer"), rates)
         if args.method == "corrected":
             require(args.neuron in IF_NEURONS and args.synapse is None,
                     "--method corrected simulates IF neurons without an output synapse: use --neuron if or "
                     "if-rectified and --synapse none")
-        require(corrected or args.rates != "validated", "--rates validated is chosen per step count by --method corrected; "
+        require(corrected or rates != "validated", "--rates validated is chosen per step count by --method corrected; "
                                                    "give --rates uniform or balanced")
-        require(args.rates not in (None, "validated") or not corrected or args.readout == "mean",
+        require(rates != "validated" or args.readout == "mean",
                 "--rates validated scores the mean readout on validation images; give --readout mean or --rates "
                 "uniform / balanced")
     else:

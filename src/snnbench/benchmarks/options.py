@@ -141,7 +141,8 @@ def recipe_from_args(args):
 
 def add_calibration_arguments(group):
     """The calibrated conversion's options (snnbench.conversion.calibration.Calibration), for convert and tune."""
-    from snnbench.conversion.calibration import CALIBRATED_NEURONS, Calibration, percentile_value
+    from snnbench.conversion.calibration import Calibration, percentile_value
+    from snnbench.conversion.nengo_net import SPIKING_NEURONS
     from snnbench.conversion.nengo_net import INITIAL_VOLTAGES
 
     default = Calibration()
@@ -153,7 +154,7 @@ def add_calibration_arguments(group):
                             "spikes per step (max = the largest)")
     group.add_argument("--target-rate", type=positive(float), default=default.target_rate,
                        help="calibration: spikes per step at that percentile (at most about 1)")
-    group.add_argument("--neuron", choices=CALIBRATED_NEURONS, default=default.neuron,
+    group.add_argument("--neuron", choices=SPIKING_NEURONS, default=default.neuron,
                        help="calibration: if (integrate-and-fire, signed membrane, reset by subtraction), "
                             "if-rectified (nengo's SpikingRectifiedLinear) or lif (linear rate mapping)")
     group.add_argument("--initial-voltage", choices=INITIAL_VOLTAGES, default=default.initial_voltage,

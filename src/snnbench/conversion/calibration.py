@@ -54,7 +54,6 @@ from snnbench.errors import SnnbenchError
 from snnbench.conversion.nengo_net import SPIKING_NEURONS, LayerParams
 
 METHODS = ("reference", "calibrated", "corrected", "tuned")
-CALIBRATED_NEURONS = SPIKING_NEURONS
 SCALES = ("channel", "layer")  # a rate scale per output channel (per neuron of a dense layer), or per layer
 RATES = ("uniform", "balanced")  # every layer at target_rate, or the spikes shared out between layers
 RATE_CHOICES = RATES + ("validated",)  # validated: the one of RATES that scores best on validation images, per step count
@@ -81,8 +80,8 @@ class Calibration:
         if not 0 < self.target_rate <= 1.5:
             raise SnnbenchError(f"--target-rate must be in (0, 1.5] spikes per step (about 1 at most), "
                                 f"got {self.target_rate}")
-        if self.neuron not in CALIBRATED_NEURONS:
-            raise SnnbenchError(f"calibrated conversion takes neuron {' or '.join(CALIBRATED_NEURONS)}, "
+        if self.neuron not in SPIKING_NEURONS:
+            raise SnnbenchError(f"calibrated conversion takes neuron {' or '.join(SPIKING_NEURONS)}, "
                                 f"got {self.neuron!r}")
         LayerParams(initial_voltage=self.initial_voltage)  # checks the name
         if self.scales not in SCALES:

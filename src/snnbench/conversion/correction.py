@@ -31,13 +31,12 @@ from snnbench.conversion.graph import INPUT, ConvertedModel, sum_paths
 from snnbench.conversion.nengo_net import IF_NEURONS, LayerParams, layer_list
 from snnbench.errors import SnnbenchError
 
-CORRECTABLE_NEURONS = IF_NEURONS
 
 
 def _neuron_constants(stage, params: LayerParams, dt: float, seed: int) -> dict:
     """Per-neuron rate scale, bias current and initial voltage of one hidden layer (as built)."""
-    if params.neuron not in CORRECTABLE_NEURONS:
-        raise SnnbenchError(f"error correction simulates IF neurons ({', '.join(CORRECTABLE_NEURONS)}), "
+    if params.neuron not in IF_NEURONS:
+        raise SnnbenchError(f"error correction simulates IF neurons ({', '.join(IF_NEURONS)}), "
                             f"got {params.neuron!r}")
     if params.synapse is not None:
         raise SnnbenchError("error correction simulates layers without an output synapse; use --synapse none")

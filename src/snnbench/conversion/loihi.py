@@ -32,7 +32,6 @@ from snnbench.conversion.nengo_net import SPIKING_NEURONS, LayerParams, SignedIF
 from snnbench.conversion.onnx_io import INPUT, ConvertedModel, LinearOp, Path, Stage
 from snnbench.errors import ConfigError
 
-LOIHI_NEURONS = SPIKING_NEURONS
 LOIHI_VMIN = -(2 ** 23) + 1        # most negative membrane voltage of a Loihi compartment
 BLOCK_COMPARTMENTS = 256            # compartments per block of an image-shaped layer
 INPUT_LAYER = "input_spikes"
@@ -96,9 +95,9 @@ def input_layer_params(dt: float) -> LayerParams:
 
 
 def check_neurons(layers: list):
-    bad = sorted({p.neuron for p in layers if p.neuron not in LOIHI_NEURONS})
+    bad = sorted({p.neuron for p in layers if p.neuron not in SPIKING_NEURONS})
     if bad:
-        raise ConfigError(f"--target nengo-loihi runs spiking neurons ({', '.join(LOIHI_NEURONS)}); this "
+        raise ConfigError(f"--target nengo-loihi runs spiking neurons ({', '.join(SPIKING_NEURONS)}); this "
                           f"setting has {bad}")
 
 

@@ -27,7 +27,6 @@ from snnbench.conversion.nengo_net import IF_NEURONS, LayerParams, SimConfig, la
 from snnbench.conversion.onnx_io import ConvertedModel, LinearOp
 from snnbench.errors import ConfigError, UnsupportedModelError
 
-EXPORTED_NEURONS = IF_NEURONS
 INITIAL_VOLTAGE = {"half": 0.5, "uniform": "uniform [0, 1)"}
 
 
@@ -79,7 +78,7 @@ def to_nir(model: ConvertedModel, layers, sim: SimConfig):
     if any(p.channel_scales or p.channel_bias or p.channel_voltage for p in layers):
         raise UnsupportedModelError("NIR export writes one rate scale, bias and start per layer; this setting has per-channel "
                                     "ones (convert with --method calibrated --scales layer)")
-    bad = sorted({p.neuron for p in layers if p.neuron not in EXPORTED_NEURONS})
+    bad = sorted({p.neuron for p in layers if p.neuron not in IF_NEURONS})
     if bad:
         raise UnsupportedModelError(f"NIR export writes IF neurons (the calibrated conversion); this setting has {bad}")
     dt = sim.dt

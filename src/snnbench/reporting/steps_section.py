@@ -35,9 +35,13 @@ def network_of(run) -> str:
     return PurePath(onnx_model.replace("\\", "/")).stem if onnx_model else run.params.get("arch", "mlp")
 
 
+def _users_on_whole_test_set(run) -> bool:
+    return bool(run.params.get("onnx_model")) and run.param("test_limit", None) == 0
+
+
 def user_networks(store) -> list:
     """The user's ONNX networks converted on the whole test set, oldest first."""
-    runs = [r for r in store.finished("convert") if r.params.get("onnx_model") and r.param("test_limit", None) == 0]
+    runs = [r for r in store.finished("convert") if _users_on_whole_test_set(r)]
     return list(dict.fromkeys(network_of(r) for r in reversed(runs)))
 
 
@@ -46,9 +50,9 @@ def choose_run(store, arch: str, method: str, rates: str = "uniform"):
     network's name, :func:`network_of`), ``method`` and ``rates``, among those covering the most of
     :data:`STEPS` (a user network's: on the whole test set); None if there is none."""
     def matching(r):
-        own = arch in NETWORKS
+        ours = arch in NETWORKS
         return (network_of(r) == arch and r.params.get("method") == method and r.params.get("rates", "uniform") == rates
-                and own != bool(r.params.get("onnx_model")) and (own or r.param("test_limit", None) == 0))
+                and (not r.params.get("onnx_model") if ours else _users_on_whole_test_set(r)))
 
     runs = [r for r in store.finished("convert") if matching(r)]
     if store.prefer_full:

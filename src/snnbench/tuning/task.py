@@ -4,7 +4,8 @@ is scored (stored in the study as the user attribute ``task`` and checked on res
 import json
 from dataclasses import asdict, dataclass, field, fields
 
-from snnbench.conversion.calibration import CALIBRATED_NEURONS, Calibration
+from snnbench.conversion.calibration import Calibration
+from snnbench.conversion.nengo_net import SPIKING_NEURONS
 from snnbench.errors import ConfigError
 from snnbench.tuning.space import SearchSpace
 
@@ -40,8 +41,8 @@ class ConversionTask:
     space: SearchSpace = field(default_factory=SearchSpace)
 
     def check(self):
-        if self.neuron not in CALIBRATED_NEURONS:
-            raise ConfigError(f"unknown neuron {self.neuron!r}; use one of {', '.join(CALIBRATED_NEURONS)}")
+        if self.neuron not in SPIKING_NEURONS:
+            raise ConfigError(f"unknown neuron {self.neuron!r}; use one of {', '.join(SPIKING_NEURONS)}")
         self.calibration()
         if self.second_objective not in SECOND_OBJECTIVES:
             raise ConfigError(f"unknown second objective {self.second_objective!r}; use one of "

@@ -116,8 +116,7 @@ def fail_orphans(study, n_trials: int) -> int:
         return 0
     orphans = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
     for trial in orphans:
-        study._storage.set_trial_user_attr(trial._trial_id, "orphaned", True)
-        study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+        study.tell(trial.number, state=TrialState.FAIL)
     return len(orphans)
 
 
