@@ -13,11 +13,13 @@ from conftest import require_data
 from snnbench.training.grid import (Engine, Job, NoiseDraws, StackedNet, StackTrainer, evaluate_jobs, product_flops, run_stacks, share_out,
                            split_k, stack_cost, stacks, train_jobs)
 from snnbench.models.multimodal import ModelSpec, build_model, predict
-from snnbench.training.suite import TrainSettings, load_trained_multimodal, test_data as suite_test_data, trained_multimodal_model
+from snnbench.training.loop import fit, seed_everything
+from snnbench.training.suite import TrainSettings, load_trained_multimodal, test_data as suite_test_data, training_data
 from snnbench.noise import NoiseSpec
 
 SNN = [ModelSpec("image", "snn", "S/3", reset=r, neuron=n) for r, n in (("soft", "lif"), ("hard", "lif"), ("soft", "if"))]
 DNN = ModelSpec("audio", "dnn", "S/3")
+RATE = ModelSpec("image", "snn", "S/3", encoding="rate", steps=3)
 
 
 def tiny(seed: int, epochs: int = 2) -> TrainSettings:
@@ -29,29 +31,38 @@ def state(folder):
     return {k: v.clone() for k, v in model.state_dict().items()}, result
 
 
+def trained_alone(job: Job) -> tuple[dict, dict]:
+    """The job's model trained alone by the generic loop: its snntorch modules (or nn.Sequential)
+    under fit(), with the initial weights and seed the grid gives it."""
+    train, val = training_data(job.spec.modality, job.settings)
+    seed_everything(job.settings.seed)
+    model = build_model(job.spec)
+    result = fit(model, (train.x, train.y), (val.x, val.y), job.settings)
+    return ({k: v.clone() for k, v in model.state_dict().items()},
+            {"best_epoch": result.best_epoch, "best_val_accuracy": result.best_val_accuracy, "history": result.history})
+
+
 def test_stacked_training_equals_training_each_model_alone():
     """Tolerance: the stacked step computes each model's forward pass and gradients with the
     same operations as SpikingMLP / nn.Sequential under fit(), except that matrix products are
     batched (and the first layer's current is computed once for all steps), which changes
     float32 summation order (~1e-7 relative). Over these 6 Adam steps (lr 1e-3) that leaves
-    weight differences of ~1e-6; a different seed, batch order or initial weight gives ~1e-2."""
+    weight differences of ~1e-6; a different seed, batch order or initial weight gives ~1e-2.
+    Rate-encoded members draw their own input spikes, as each alone draws them."""
     require_data()
-    jobs = [Job(spec, tiny(seed)) for seed in (0, 1) for spec in SNN + [DNN]]
+    jobs = [Job(spec, tiny(seed)) for seed in (0, 1) for spec in SNN + [DNN, RATE]]
     summary = train_jobs(jobs)
-    assert summary["complete"] and [s["models"] for s in summary["stacks"]] == [6, 2]  # one stack per shape
-    stacked = {job.key: state(job.folder) for job in jobs}
+    assert summary["complete"] and [s["models"] for s in summary["stacks"]] == [6, 2, 2]  # one stack per shape
     for job in jobs:
-        shutil.rmtree(job.folder)
-        trained_multimodal_model(job.spec, job.settings)  # alone, through fit()
-        weights, result = state(job.folder)
-        expected_weights, expected = stacked[job.key]
+        weights, result = trained_alone(job)
+        expected_weights, expected = state(job.folder)
         for name, value in weights.items():
             assert torch.allclose(value, expected_weights[name], rtol=0, atol=1e-5), (job.spec, name)
         assert result["best_epoch"] == expected["best_epoch"]
         assert result["best_val_accuracy"] == expected["best_val_accuracy"]
         assert [h["train_loss"] for h in result["history"]] == pytest.approx(
             [h["train_loss"] for h in expected["history"]], rel=1e-5)
-    seeds = {job.settings.seed: stacked[job.key][0]["linears.0.weight"] for job in jobs if job.spec == SNN[0]}
+    seeds = {job.settings.seed: state(job.folder)[0]["linears.0.weight"] for job in jobs if job.spec == SNN[0]}
     assert not torch.allclose(seeds[0], seeds[1], atol=1e-3)  # each member has its own seed
 
 
@@ -75,9 +86,10 @@ def test_members_padded_to_one_width_train_as_in_stacks_of_their_own(spec):
         assert padded_result["best_val_accuracy"] == alone_result["best_val_accuracy"]
 
 
-def test_a_stopped_stack_resumes_as_if_never_stopped():
+@pytest.mark.parametrize("spec", [SNN[:2], [RATE]], ids=["direct", "rate"])  # rate: its spike generators too
+def test_a_stopped_stack_resumes_as_if_never_stopped(spec):
     require_data()
-    jobs = [Job(spec, tiny(seed, epochs=3)) for seed in (3, 4) for spec in SNN[:2]]
+    jobs = [Job(s, tiny(seed, epochs=3)) for seed in (3, 4) for s in spec]
     run_stacks([StackTrainer(jobs, torch.device("cpu"))])
     uninterrupted = {job.key: state(job.folder) for job in jobs}
     for job in jobs:
@@ -130,8 +142,9 @@ def test_stacked_evaluation_equals_predict(family, noise):
 
 
 def test_evaluate_jobs_scores_cached_models_like_predict():
+    """Rate-encoded models too: stacked, each draws the input spikes predict draws."""
     require_data()
-    jobs = [Job(spec, tiny(seed, epochs=1)) for seed in (0, 1) for spec in SNN[:1]]
+    jobs = [Job(spec, tiny(seed, epochs=1)) for seed in (0, 1) for spec in (SNN[0], RATE)]
     train_jobs(jobs)
     noise = NoiseSpec(0.5, "post")
     scores = evaluate_jobs(jobs, [NoiseSpec(), noise], torch.device("cpu"), test_limit=300)

@@ -12,8 +12,8 @@ from mlflow.tracking import MlflowClient
 from conftest import require_data
 from snnbench.tracking import runs as tracking
 from snnbench.models.multimodal import ModelSpec, predict
-from snnbench.training.suite import (TrainSettings, load_trained_multimodal, log_trained_model, test_data as suite_test_data,
-                                     trained_multimodal_model)
+from snnbench.training.grid import trained_multimodal_model
+from snnbench.training.suite import TrainSettings, load_trained_multimodal, log_trained_model, test_data as suite_test_data
 from snnbench.engines.ort import OrtRunner
 
 

@@ -12,7 +12,8 @@ from conftest import require_data
 from snnbench.benchmarks.study import study_report
 from snnbench.cli.main import main
 from snnbench.models.multimodal import ModelSpec
-from snnbench.training.suite import TrainSettings, load_trained_multimodal, trained_multimodal_model
+from snnbench.training.grid import trained_multimodal_model
+from snnbench.training.suite import TrainSettings, load_trained_multimodal
 
 TINY = ["--epochs", "1", "--train-limit", "200", "--test-limit", "60", "--size", "S/3", "--device", "cpu"]
 

@@ -3,10 +3,11 @@
 import numpy as np
 import pytest
 import torch
+from snntorch import spikegen
 
 from snnbench.errors import SnnbenchError
 from snnbench.models.multimodal import (S, SIZES, ModelSpec, SpikingMLP, build_model, dnn_forward, parameter_count, predict)
-from snnbench.models.spiking import make_neuron, neuron_scan
+from snnbench.models.spiking import encode, make_neuron, neuron_scan
 from snnbench.noise import NoiseSpec
 from snnbench.training.loop import fit
 from snnbench.training.recipes import Recipe
@@ -167,6 +168,16 @@ def test_rate_encoding_feeds_binary_spikes_and_predicts_reproducibly():
     assert len(inputs) == 3 and all(set(i.unique().tolist()) <= {0.0, 1.0} for i in inputs)
     assert not torch.equal(inputs[0], inputs[1])  # a fresh Poisson draw each step
     assert np.array_equal(first, predict(model, x, batch_size=6))
+
+
+def test_rate_encoding_draws_what_snntorch_spikegen_draws():
+    x = torch.rand(20, 30) * 1.4 - 0.2  # clipped to [0, 1] by both
+    torch.manual_seed(3)
+    expected = torch.stack([spikegen.rate(x, num_steps=1)[0] for _ in range(3)])
+    generator = torch.Generator().manual_seed(3)
+    assert torch.equal(torch.stack([encode(x, "rate", generator) for _ in range(3)]), expected)
+    torch.manual_seed(3)
+    assert torch.equal(torch.stack([encode(x, "rate") for _ in range(3)]), expected)
 
 
 def test_spike_count_readout_trains_with_another_surrogate():

@@ -7,7 +7,7 @@ the DNN and / or SNN of that configuration and logs ``dnn_*`` / ``snn_*`` metric
 ``train_loss`` and ``val_accuracy``, ``best_val_accuracy``, ``test_accuracy`` of the
 best-validation weights (under the evaluation noise, if any), throughput, and for the DNN the
 ONNX Runtime test accuracy under the same noise draws. Noise sweeps train once and only evaluate under noise.
-Trained models come from :func:`snnbench.training.suite.trained_multimodal_model` (cached).
+Trained models come from :func:`snnbench.training.grid.trained_multimodal_model` (cached).
 """
 
 import argparse
@@ -35,10 +35,10 @@ from snnbench.benchmarks.multimodal_options import (PROFILES, add_engine_argumen
                                                    seeds_from_args)
 from snnbench.benchmarks.options import boolean
 from snnbench.device import resolve_device
-from snnbench.training.grid import Job, train_jobs
+from snnbench.training.grid import Job, train_jobs, trained_multimodal_model
 from snnbench.evaluation.metrics import ACTIVITY, STATIC, accuracy, seed_interval
 from snnbench.models.multimodal import FAMILIES, SIZES, ModelSpec
-from snnbench.training.suite import (TrainSettings, features, load_trained_multimodal, test_data, trained_multimodal_model, training_data)
+from snnbench.training.suite import (TrainSettings, features, load_trained_multimodal, test_data, training_data)
 from snnbench.models.spiking import ENCODINGS, NEURONS, READOUTS, RESETS, SURROGATES
 from snnbench.noise import NOISE_MODES, POSITIONS, NoiseSpec
 from snnbench.execution import executor_from_args

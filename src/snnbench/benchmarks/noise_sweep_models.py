@@ -113,7 +113,7 @@ class Models:
                 recipe = Recipe(**self.config["conversion_training"], seed=subject.model_seed)
                 self.folders[name] = trained_conversion_model("mlp", recipe)
             else:
-                from snnbench.training.suite import trained_multimodal_model
+                from snnbench.training.grid import trained_multimodal_model
 
                 self.folders[name] = trained_multimodal_model(
                     reference_spec(subject.modality, subject.kind, self.config["snn_steps"]),

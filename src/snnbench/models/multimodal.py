@@ -9,7 +9,7 @@ Evaluation-only noise follows :mod:`snnbench.noise`: layer keys ``"input"`` and 
 (i-th hidden layer), ``start`` = global index of the batch's first sample, step = time step
 (0 for the DNN). Training never passes noise; a model in training mode refuses it.
 
-Other benchmarks get trained models from :func:`trained_multimodal_model` (a cached folder:
+Other benchmarks get trained models from snnbench.training.grid's ``trained_multimodal_model`` (a cached folder:
 ``state.pt``, ``summary.json``, ``config.json`` and, for a DNN, ``model.onnx``) and read them
 back with :func:`load_trained_multimodal`.
 """
@@ -31,9 +31,6 @@ SIZES = {"S": 1.0, "S/2": 0.5, "S/3": 1.0 / 3.0}
 FAMILIES = ("dnn", "snn")
 N_CLASSES = 10
 SNN_FIELDS = ("neuron", "beta", "reset", "steps", "surrogate", "encoding", "readout")
-# FSDD: the reference study held out 500 of the 2,700 training recordings for validation.
-AUDIO_VALIDATION = 500 / 2700
-VALIDATION = 0.2
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ import inspect
 import numpy as np
 import snntorch as snn
 import torch
-from snntorch import spikegen, surrogate
+from snntorch import surrogate
 
 from snnbench.errors import ConfigError
 from snnbench.noise import NoiseSpec
@@ -55,9 +55,11 @@ def make_neuron(neuron: str = "lif", reset: str = "soft", beta: float = 0.9,
                      reset_mechanism="none" if output else RESETS[reset])
 
 
-def encode(x: torch.Tensor, encoding: str) -> torch.Tensor:
-    """The input at one time step: the features themselves (direct) or Poisson spikes (rate)."""
-    return x if encoding == "direct" else spikegen.rate(x.clamp(0, 1), num_steps=1)[0]
+def encode(x: torch.Tensor, encoding: str, generator: torch.Generator | None = None) -> torch.Tensor:
+    """The input at one time step: the features themselves (direct) or Poisson spikes (rate):
+    Bernoulli draws of the features clipped to [0, 1], as snntorch's ``spikegen.rate`` makes
+    them (from ``generator``, default torch's own; tests check the two are equal)."""
+    return x if encoding == "direct" else torch.bernoulli(x.clamp(0, 1), generator=generator)
 
 
 def add_noise(tensor: torch.Tensor, noise: NoiseSpec | None, position: str, layer: str,

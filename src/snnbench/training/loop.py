@@ -68,7 +68,6 @@ def fit(model: nn.Module, train: tuple, val: tuple, config: Recipe,
     x_train = torch.as_tensor(train[0])
     y_train = torch.as_tensor(train[1])
     loss_fn = nn.CrossEntropyLoss()
-    total_time = 0.0
     for epoch in range(first_epoch, config.epochs):
         model.train()
         started = time.perf_counter()
@@ -85,7 +84,6 @@ def fit(model: nn.Module, train: tuple, val: tuple, config: Recipe,
         if device.type == "cuda":
             torch.cuda.synchronize()
         seconds = time.perf_counter() - started
-        total_time += seconds
         has_val = len(val[1]) > 0
         val_acc = accuracy(predict_logits(model, val[0], device=device), val[1]) if has_val else float("nan")
         metrics = {"train_loss": loss_sum / len(order), "val_accuracy": val_acc,

@@ -19,8 +19,7 @@ from snnbench.errors import DataError
 from snnbench.models.export import export_onnx
 from snnbench.models.multimodal import N_CLASSES, ModelSpec, build_model, parameter_count
 from snnbench.models.spiking import check_choice
-from snnbench.training.cache import CONFIG, cache_folder, cached, checkpoint_path, read_summary
-from snnbench.training.loop import fit, seed_everything
+from snnbench.training.cache import CONFIG, cache_folder, read_summary
 from snnbench.training.recipes import Recipe
 
 # FSDD: the reference study held out 500 of the 2,700 training recordings for validation.
@@ -89,30 +88,6 @@ def model_config(spec: ModelSpec, settings: TrainSettings) -> dict:
     return {"model": spec.as_dict(), "training": asdict(settings)}
 
 
-def trained_multimodal_model(spec: ModelSpec, settings: TrainSettings,
-                             device: torch.device | str = "cpu") -> Path:
-    """The cache folder of this model trained with these settings (trained on first use; an
-    interrupted training resumes from its checkpoint on the next call)."""
-    config = model_config(spec, settings)
-    checkpoint = checkpoint_path("multimodal", config)
-
-    def build(folder: Path) -> dict:
-        train, val = training_data(spec.modality, settings)
-        seed_everything(settings.seed)
-        model = build_model(spec)
-        result = fit(model, (train.x, train.y), (val.x, val.y), settings, torch.device(device),
-                     checkpoint=checkpoint)
-        summary = {"best_val_accuracy": result.best_val_accuracy, "best_epoch": result.best_epoch,
-                   "history": result.history, "train_samples_per_s": result.samples_per_s,
-                   "epoch_seconds": result.epoch_seconds, "n_train": len(train), "n_val": len(val),
-                   "trained_on": str(device)}
-        return save_trained(folder, spec, model, summary)
-
-    folder = cached("multimodal", config, build)
-    checkpoint.unlink(missing_ok=True)
-    return folder
-
-
 def save_trained(folder: Path, spec: ModelSpec, model: nn.Module, summary: dict) -> dict:
     """Fill a model cache folder: ``state.pt`` and, for a DNN, ``model.onnx``; returns the
     training summary with the model's size (the cache keeps it as ``summary.json``)."""
@@ -123,7 +98,7 @@ def save_trained(folder: Path, spec: ModelSpec, model: nn.Module, summary: dict)
 
 
 def multimodal_model_folder(spec: ModelSpec, settings: TrainSettings) -> Path:
-    """Where :func:`trained_multimodal_model` keeps (or will keep) this model."""
+    """Where this model's training (snnbench.training.grid) keeps it."""
     return cache_folder("multimodal", model_config(spec, settings))
 
 

@@ -1,16 +1,17 @@
-"""The grid trainer: many models of the multimodal family trained at once, each as if alone.
+"""The multimodal family's one trainer: many models trained at once, each as if alone.
 
 A :class:`Job` is one training: a :class:`~snnbench.models.multimodal.ModelSpec` and its
-:class:`~snnbench.training.suite.TrainSettings` (seed included); its result is the same model
-cache folder :func:`~snnbench.training.suite.trained_multimodal_model` fills, so every other
-benchmark finds it there. :func:`train_jobs` trains the jobs whose folders are missing:
+:class:`~snnbench.training.suite.TrainSettings` (seed included); its result is a model cache
+folder (snnbench.training.suite) that every other benchmark finds. :func:`train_jobs` trains the
+jobs whose folders are missing; :func:`trained_multimodal_model` is one job, a stack of one:
 
 * Jobs of one shape (same modality, family, size, steps, training settings; they may differ in
   seed, neuron model and reset) are **stacked**: weights ``(models, in, out)``, batched matrix
   products, one Adam over the stacked tensors (fused on CUDA). Adam and the neuron are
   elementwise and the loss is a sum of per-model losses, so each model gets its own update.
 * Each model keeps what training it alone gives it: initial weights from its seed, its own
-  seeded batch order and validation split, its best-validation weights.
+  seeded batch order, validation split and (rate encoding) input spikes, its best-validation
+  weights. tests/test_grid.py checks that each trains as ``fit`` trains the snntorch model.
 * A spiking layer is one matrix product over all time steps and one scan over time
   (:func:`snnbench.models.spiking.neuron_scan`, snntorch ``Leaky``'s arithmetic); with direct
   encoding the first layer's input current is computed once per batch.
@@ -35,25 +36,31 @@ with the noise draws of :mod:`snnbench.noise` (the same that ``predict`` adds).
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
 from snnbench.execution import Executor
 from snnbench.training.cache import cache_identity, pack, unpack
-from snnbench.training.suite import trained_multimodal_model
+from snnbench.models.multimodal import ModelSpec
+from snnbench.training.suite import TrainSettings
 from snnbench.training.grid.device_data import DeviceRows, count_correct
 from snnbench.training.grid.evaluation import evaluate_jobs
-from snnbench.training.grid.plan import Engine, Job, product_flops, share_out, stack_cost, stack_key, stack_shape, stackable, stacks
+from snnbench.training.grid.plan import Engine, Job, product_flops, share_out, stack_cost, stack_key, stack_shape, stacks
 from snnbench.training.grid.stacked import NoiseDraws, StackedNet, split_k
 from snnbench.training.grid.trainer import StackTrainer, run_stacks
 
 __all__ = ["DeviceRows", "Engine", "Job", "NoiseDraws", "StackShare", "StackTrainer", "StackedNet",
            "count_correct", "evaluate_jobs", "product_flops", "run_stacks", "share_out", "split_k", "stack_cost", "stack_key", "stack_shape",
-           "stackable", "stacks", "train_jobs", "train_share", "warm_up"]
+           "stacks", "train_jobs", "train_share", "trained_multimodal_model", "warm_up"]
 
 
-def _train_alone(job: Job, device: torch.device):
-    trained_multimodal_model(job.spec, job.settings, device)
+def trained_multimodal_model(spec: ModelSpec, settings: TrainSettings, device: torch.device | str = "cpu") -> Path:
+    """The cache folder of this model trained with these settings: trained on first use, as a
+    stack of one (an interrupted training resumes from its checkpoint on the next call)."""
+    job = Job(spec, settings)
+    train_jobs([job], [torch.device(device)], log=lambda message: None)
+    return job.folder
 
 
 def train_jobs(jobs: list[Job], devices: list[torch.device] | None = None, engine: Engine = Engine(),
@@ -67,8 +74,7 @@ def train_jobs(jobs: list[Job], devices: list[torch.device] | None = None, engin
     started = time.perf_counter()
     deadline = started + time_limit if time_limit else None
     todo = [j for j in dict.fromkeys(jobs) if not j.trained()]
-    alone = [j for j in todo if not stackable(j.spec)]
-    groups = stacks([j for j in todo if stackable(j.spec)], engine.max_stack, engine.pad_widths)
+    groups = stacks(todo, engine.max_stack, engine.pad_widths)
     summary = {"devices": [str(d) for d in devices], "jobs": len(jobs), "trained_now": len(todo),
                "stacks": [{"shape": stack_shape([j.spec for j in g]), "models": len(g)} for g in groups]}
     if groups and executor is not None and executor.client is not None:
@@ -84,9 +90,6 @@ def train_jobs(jobs: list[Job], devices: list[torch.device] | None = None, engin
                                            engine.side_by_side, deadline, log)
         finally:
             torch.backends.cuda.matmul.allow_tf32 = tf32
-    for job in alone:
-        if deadline is None or time.perf_counter() < deadline:
-            _train_alone(job, devices[0])
     summary["wall_seconds"] = time.perf_counter() - started
     summary["complete"] = all(j.trained() for j in jobs)
     return summary

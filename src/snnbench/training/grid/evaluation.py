@@ -3,10 +3,9 @@
 
 import torch
 
-from snnbench.models.multimodal import predict
 from snnbench.training.suite import (load_trained_multimodal, test_data)
 from snnbench.noise import NoiseSpec
-from snnbench.training.grid.plan import Engine, Job, stack_key, stackable
+from snnbench.training.grid.plan import Engine, Job, stack_key
 from snnbench.training.grid.stacked import NoiseDraws, StackedNet
 
 
@@ -16,7 +15,8 @@ from snnbench.training.grid.stacked import NoiseDraws, StackedNet
 def evaluate_jobs(jobs: list[Job], noises: list[NoiseSpec], device: torch.device, test_limit: int = 0,
                   batch_size: int = 1000, engine: Engine = Engine()) -> dict:
     """Test-set logits of each trained job under each noise: ``{(job.key, noise): (logits, labels)}``.
-    Models of one shape run stacked with shared noise draws; rate-encoded ones through ``predict``."""
+    Models of one shape run stacked with shared noise draws; rate-encoded input spikes are each
+    model's own, drawn as ``predict`` draws them (its seed 0)."""
     results = {}
     by_shape: dict = {}
     for job in dict.fromkeys(jobs):
@@ -24,16 +24,13 @@ def evaluate_jobs(jobs: list[Job], noises: list[NoiseSpec], device: torch.device
     for group in by_shape.values():
         test = test_data(group[0].spec.modality, test_limit, group[0].settings.pair_seed)
         loaded = [load_trained_multimodal(j.folder) for j in group]
-        if not stackable(group[0].spec):
-            for job, (model, _, _) in zip(group, loaded):
-                for noise in noises:
-                    results[(job.key, noise)] = (predict(model, test.x, noise, batch_size, device), test.y)
-            continue
         net = StackedNet([spec for _, spec, _ in loaded], [m for m, _, _ in loaded], device, engine.scan)
         x_all = torch.from_numpy(test.x).to(device)
         cache: dict = {}
         for noise in noises:
             draws = NoiseDraws(noise, device, cache) if noise.active else None
+            if net.spec.encoding == "rate":
+                net.generators = [torch.Generator(device).manual_seed(0) for _ in group]
             with torch.no_grad():
                 logits = torch.cat([net.forward(x_all[a:a + batch_size].expand(len(net), -1, -1), draws, a)
                                     for a in range(0, len(test), batch_size)], 1).cpu().numpy()

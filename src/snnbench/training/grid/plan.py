@@ -59,12 +59,6 @@ def stack_key(job: Job, pad_widths: bool = False) -> str:
     return config_key({"model": model, "training": training})
 
 
-def stackable(spec: ModelSpec) -> bool:
-    """Rate-encoded inputs draw fresh spikes from torch's global generator at every step, which a
-    stack cannot share out as the model alone would draw them: those train alone."""
-    return spec.family == "dnn" or spec.encoding == "direct"
-
-
 def stacks(jobs: list[Job], max_stack: int = 64, pad_widths: bool = False) -> list[list[Job]]:
     """Jobs grouped by :func:`stack_key`, in order, at most ``max_stack`` per stack."""
     groups: dict[str, list[Job]] = {}

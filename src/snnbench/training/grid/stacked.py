@@ -4,7 +4,7 @@ import numpy as np
 import torch
 
 from snnbench.models.multimodal import ModelSpec, SpikingMLP, build_model
-from snnbench.models.spiking import decay, neuron_scan, scan_kernel
+from snnbench.models.spiking import decay, encode, neuron_scan, scan_kernel
 from snnbench.noise import NoiseSpec
 
 
@@ -41,7 +41,9 @@ def split_k(k: int, chunk: int = 512) -> int:
 class StackedNet:
     """``G`` members of the family with one shape, as stacked tensors: weights ``(G, in, out)``
     (each layer's ``weight.T``, so that neither the products nor their weight gradients need a
-    transposed copy), biases ``(G, out)``; per member a membrane decay and a reset kind (SNN)."""
+    transposed copy), biases ``(G, out)``; per member a membrane decay and a reset kind (SNN).
+    Rate-encoded input spikes come from one generator per member (``generators``, each drawing
+    what that member alone draws from torch's own generator), or from torch's own (``None``)."""
 
     def __init__(self, specs: list[ModelSpec], models: list[torch.nn.Module], device: torch.device,
                  scan: str = "eager"):
@@ -55,6 +57,7 @@ class StackedNet:
         self.hard = torch.tensor([float(s.reset == "hard") for s in specs], device=device).view(shape)
         self.soft = 1 - self.hard
         self.no_reset = torch.zeros_like(self.hard)  # the membrane readout
+        self.generators: list[torch.Generator] | None = None
 
     def __len__(self):
         return len(self.specs)
@@ -95,8 +98,8 @@ class StackedNet:
     def _snn(self, x, noise, start):
         g, b = x.shape[:2]
         steps = self.spec.steps
-        if noise and noise.spec.applies_to("input"):
-            inputs = torch.stack([noise.add(x, "input", "input", start, t) for t in range(steps)], 1)
+        if self.spec.encoding == "rate" or (noise and noise.spec.applies_to("input")):
+            inputs = torch.stack([self._input(x, noise, start, t) for t in range(steps)], 1)
             current = self._affine(inputs.view(g, steps * b, -1), self.weights[0], self.biases[0]).view(g, steps, b, -1)
         else:  # direct encoding: the same input current at every step, computed once
             current = self._affine(x, self.weights[0], self.biases[0])
@@ -115,6 +118,13 @@ class StackedNet:
         if self.spec.readout == "membrane":
             return self._scan(current, self.no_reset, self.no_reset)[1].mean(1)
         return self._scan(current, self.hard, self.soft)[0].sum(1)
+
+    def _input(self, x, noise, start, t):
+        """The network's input at step ``t``: encoded (snnbench.models.spiking.encode), then noised."""
+        if self.spec.encoding == "rate":
+            x = (encode(x, "rate") if self.generators is None
+                 else torch.stack([encode(member, "rate", gen) for member, gen in zip(x, self.generators)]))
+        return noise.add(x, "input", "input", start, t) if noise else x
 
     @staticmethod
     def _at(current, t):

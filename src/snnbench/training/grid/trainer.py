@@ -27,7 +27,8 @@ class StackTrainer:
         self.jobs, self.device = jobs, device
         self.settings = jobs[0].settings
         self.epochs, self.batch_size = self.settings.epochs, self.settings.batch_size
-        self.graphs = engine.graphs and device.type == "cuda"
+        rate = jobs[0].spec.encoding == "rate"  # input spikes drawn in each step: not captured in graphs
+        self.graphs = engine.graphs and device.type == "cuda" and not rate
         self.tf32 = engine.tf32 and device.type == "cuda"
         self.stream = torch.cuda.Stream(device) if device.type == "cuda" else None
         self.checkpoint = checkpoint_path("grid-v2", sorted(j.key for j in jobs))
@@ -37,11 +38,13 @@ class StackTrainer:
         self.train = DeviceRows(split_tables, "train", [p[0] for p in parts], device)
         self.val = DeviceRows(split_tables, "train", [p[1] for p in parts], device)
         models = []
-        for job in jobs:  # each model's initial weights as trained_multimodal_model draws them
+        for job in jobs:  # each model's initial weights from its seed, as fit's callers draw them
             torch.manual_seed(job.settings.seed)
             np.random.seed(job.settings.seed % 2**32)
             models.append(build_model(job.spec))
         self.net = StackedNet([j.spec for j in jobs], models, device, engine.scan)
+        if rate:  # each member's input spikes as it alone draws them, after its seeded initialisation
+            self.net.generators = [torch.Generator(device).manual_seed(j.settings.seed) for j in jobs]
         params = self.net.parameters()
         cuda = device.type == "cuda"
         self.optimiser = torch.optim.Adam(params, lr=self.settings.lr, fused=cuda or None, capturable=cuda)
@@ -222,7 +225,8 @@ class StackTrainer:
                  "params": [p.detach().cpu() for p in self.net.parameters()],
                  "optimiser": self.optimiser.state_dict(), "best": [b.cpu() for b in self.best],
                  "best_accuracy": self.best_accuracy.cpu(), "best_epoch": self.best_epoch.cpu(),
-                 "generators": [g.get_state() for g in self.generators]}
+                 "generators": [g.get_state() for g in self.generators],
+                 "spike_generators": [g.get_state() for g in self.net.generators or []]}
         save_atomic(state, self.checkpoint)
         self.saved_at = time.perf_counter()
 
@@ -240,7 +244,7 @@ class StackTrainer:
         self.optimiser.load_state_dict(state["optimiser"])
         self.best_accuracy = state["best_accuracy"].to(self.device)
         self.best_epoch = state["best_epoch"].to(self.device)
-        for g, s in zip(self.generators, state["generators"]):
+        for g, s in zip(self.generators + (self.net.generators or []), state["generators"] + state.get("spike_generators", [])):
             g.set_state(s)
         self.history = [dict(h) for h in state["history"]]
         self.epoch = state["epoch"]
