@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from conftest import require_data
-from snnbench.training.grid import (Engine, Job, NoiseDraws, StackedNet, StackTrainer, evaluate_jobs, product_flops, run_stacks, share_out,
+from snnbench.models.spiking import NoiseDraws
+from snnbench.training.grid import (Engine, Job, StackedNet, StackTrainer, evaluate_jobs, product_flops, run_stacks, share_out,
                            split_k, stack_cost, stacks, train_jobs)
 from snnbench.models.multimodal import ModelSpec, build_model, predict
 from snnbench.training.loop import fit, seed_everything

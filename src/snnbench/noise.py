@@ -6,8 +6,9 @@ networks, whether a fresh draw is made at every time step (``per_step``) or one 
 all steps (``frozen``). Draws are keyed by (seed, layer, time step, block of 100 samples), so a
 given sample gets the same noise whatever the batch size, and a DNN (which has one "step", 0)
 gets exactly the draw a spiking network gets at step 0 or in frozen mode. Every engine takes
-its noise from :meth:`NoiseSpec.draw` or :meth:`NoiseSpec.draws` (all steps at once; the grid
-caches :meth:`NoiseSpec.unit` on its device), so the frozen rule (:meth:`NoiseSpec.step`) is here only.
+its noise from :meth:`NoiseSpec.draw` or :meth:`NoiseSpec.draws` (all steps at once; the torch
+models' ``NoiseDraws`` keep :meth:`NoiseSpec.unit` on their device), so the frozen rule
+(:meth:`NoiseSpec.step`) is here only.
 """
 
 import hashlib

@@ -22,7 +22,7 @@ from torch import nn
 
 from snnbench.data import (MODALITIES, feature_size)
 from snnbench.errors import ConfigError
-from snnbench.models.spiking import (ENCODINGS, READOUTS, add_noise, check_choice, encode,
+from snnbench.models.spiking import (ENCODINGS, READOUTS, NoiseDraws, check_choice, encode,
                                      make_neuron)
 from snnbench.noise import NoiseSpec
 
@@ -123,18 +123,19 @@ class SpikingMLP(nn.Module):
         encoded input of every step, before any input noise (``input``, (T, B, features))."""
         if self.training and noise is not None and noise.active:
             raise ConfigError("noise is for evaluation only; call model.eval() before adding noise")
+        draws = NoiseDraws(noise, x.device)
         mems = [None] * (len(self.neurons) + 1)
         trace = {"mem": [[] for _ in mems], "spk": [[] for _ in mems]}
         inputs = []
         for t in range(self.spec.steps):
             inputs.append(encode(x, self.spec.encoding))
-            h = add_noise(inputs[-1], noise, "input", "input", start, t)
+            h = draws.add(inputs[-1], "input", "input", start, t)
             for i, (linear, neuron) in enumerate(zip(self.linears, self.neurons)):
-                current = add_noise(linear(h), noise, "pre", f"layer{i}", start, t)
+                current = draws.add(linear(h), "pre", f"layer{i}", start, t)
                 h, mems[i] = neuron(current, mems[i] if mems[i] is not None else torch.zeros_like(current))
                 trace["mem"][i].append(mems[i])
                 trace["spk"][i].append(h)
-                h = add_noise(h, noise, "post", f"layer{i}", start, t)
+                h = draws.add(h, "post", f"layer{i}", start, t)
             current = self.linears[-1](h)
             spikes, mems[-1] = self.readout(current, mems[-1] if mems[-1] is not None else torch.zeros_like(current))
             trace["mem"][-1].append(mems[-1])
@@ -165,12 +166,13 @@ def dnn_forward(model: nn.Sequential, x: torch.Tensor, noise: NoiseSpec | None =
     """The DNN's forward pass with noise at the input, before (pre) or after (post) each ReLU."""
     if model.training and noise is not None and noise.active:
         raise ConfigError("noise is for evaluation only; call model.eval() before adding noise")
-    h = add_noise(x, noise, "input", "input", start, 0)
+    draws = NoiseDraws(noise, x.device)
+    h = draws.add(x, "input", "input", start, 0)
     hidden = 0
     for layer in model:
         if isinstance(layer, nn.ReLU):
-            h = add_noise(h, noise, "pre", f"layer{hidden}", start, 0)
-            h = add_noise(layer(h), noise, "post", f"layer{hidden}", start, 0)
+            h = draws.add(h, "pre", f"layer{hidden}", start, 0)
+            h = draws.add(layer(h), "post", f"layer{hidden}", start, 0)
             hidden += 1
         else:
             h = layer(h)

@@ -62,14 +62,26 @@ def encode(x: torch.Tensor, encoding: str, generator: torch.Generator | None = N
     return x if encoding == "direct" else torch.bernoulli(x.clamp(0, 1), generator=generator)
 
 
-def add_noise(tensor: torch.Tensor, noise: NoiseSpec | None, position: str, layer: str,
-              start: int, step: int) -> torch.Tensor:
-    """``tensor`` plus the shared noise draw for (layer, samples from ``start``, step), when
-    ``noise`` applies at ``position``; ``tensor`` unchanged otherwise."""
-    if noise is None or not noise.applies_to(position):
-        return tensor
-    draw = noise.draw(layer, start, tensor.shape[0], tensor.shape[1], step)
-    return tensor + torch.from_numpy(np.ascontiguousarray(draw)).to(tensor.device, tensor.dtype)
+class NoiseDraws:
+    """A :class:`NoiseSpec`'s draws added to torch tensors, the draws kept on the device (a
+    stack's members, and the stds of one seed and mode, share them: pass one ``cache``). Unit
+    draws are keyed by (layer, step, samples, width); a tensor ``(..., samples, width)`` gets the
+    draw of samples ``start ..`` at ``step`` (every leading index the same draw)."""
+
+    def __init__(self, spec: NoiseSpec | None, device: torch.device | str, cache: dict | None = None):
+        self.spec, self.device = spec or NoiseSpec(), torch.device(device)
+        self.cache = {} if cache is None else cache
+
+    def add(self, tensor: torch.Tensor, position: str, layer: str, start: int, step: int) -> torch.Tensor:
+        """``tensor`` plus its draw when the noise applies at ``position``; else ``tensor``."""
+        if not self.spec.applies_to(position):
+            return tensor
+        n, width = tensor.shape[-2:]
+        key = (self.spec.seed, layer, self.spec.step(step), start, n, width)
+        if key not in self.cache:
+            unit = self.spec.unit(layer, start, n, width, step)
+            self.cache[key] = torch.from_numpy(np.ascontiguousarray(unit)).to(self.device)
+        return tensor + self.cache[key] * self.spec.std
 
 
 

@@ -47,10 +47,10 @@ from snnbench.training.suite import TrainSettings
 from snnbench.training.grid.device_data import DeviceRows, count_correct
 from snnbench.training.grid.evaluation import evaluate_jobs
 from snnbench.training.grid.plan import Engine, Job, product_flops, share_out, stack_cost, stack_key, stack_shape, stacks
-from snnbench.training.grid.stacked import NoiseDraws, StackedNet, split_k
+from snnbench.training.grid.stacked import StackedNet, split_k
 from snnbench.training.grid.trainer import StackTrainer, run_stacks
 
-__all__ = ["DeviceRows", "Engine", "Job", "NoiseDraws", "StackShare", "StackTrainer", "StackedNet",
+__all__ = ["DeviceRows", "Engine", "Job", "StackShare", "StackTrainer", "StackedNet",
            "count_correct", "evaluate_jobs", "product_flops", "run_stacks", "share_out", "split_k", "stack_cost", "stack_key", "stack_shape",
            "stacks", "train_jobs", "train_share", "trained_multimodal_model", "warm_up"]
 

@@ -6,7 +6,8 @@ import torch
 from snnbench.training.suite import (load_trained_multimodal, test_data)
 from snnbench.noise import NoiseSpec
 from snnbench.training.grid.plan import Engine, Job, stack_key
-from snnbench.training.grid.stacked import NoiseDraws, StackedNet
+from snnbench.models.spiking import NoiseDraws
+from snnbench.training.grid.stacked import StackedNet
 
 
 

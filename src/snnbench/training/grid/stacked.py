@@ -4,8 +4,7 @@ import numpy as np
 import torch
 
 from snnbench.models.multimodal import ModelSpec, SpikingMLP, build_model
-from snnbench.models.spiking import decay, encode, neuron_scan, scan_kernel
-from snnbench.noise import NoiseSpec
+from snnbench.models.spiking import NoiseDraws, decay, encode, neuron_scan, scan_kernel
 
 
 
@@ -78,7 +77,7 @@ class StackedNet:
         xs = x.reshape(g, rows, split, chunk).transpose(1, 2).reshape(g * split, rows, chunk)
         return torch.bmm(xs, weight.reshape(g * split, chunk, -1)).view(g, split, rows, -1).sum(1) + bias.unsqueeze(1)
 
-    def forward(self, x: torch.Tensor, noise: "NoiseDraws | None" = None, start: int = 0) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, noise: NoiseDraws | None = None, start: int = 0) -> torch.Tensor:
         """Scores ``(G, batch, classes)`` for inputs ``(G, batch, features)`` (each member its own
         batch); ``noise`` adds the evaluation noise of samples ``start ..`` as ``predict`` does."""
         if self.spec.family == "dnn":
@@ -146,22 +145,3 @@ class StackedNet:
                 linear.weight.copy_(tensors[2 * i][index, :n_in, :out].T.detach().cpu())
                 linear.bias.copy_(tensors[2 * i + 1][index, :out].detach().cpu())
         return model.eval()
-
-
-class NoiseDraws:
-    """A :class:`NoiseSpec`'s draws as device tensors, shared by every member of a stack. Unit
-    draws are kept per (layer, step, samples, width), so the stds of one seed and mode share them."""
-
-    def __init__(self, spec: NoiseSpec, device: torch.device, cache: dict | None = None):
-        self.spec, self.device = spec, device
-        self.cache = {} if cache is None else cache
-
-    def add(self, tensor: torch.Tensor, position: str, layer: str, start: int, step: int) -> torch.Tensor:
-        if not self.spec.applies_to(position):
-            return tensor
-        n, width = tensor.shape[-2:]
-        key = (self.spec.seed, layer, self.spec.step(step), start, n, width)
-        if key not in self.cache:
-            unit = self.spec.unit(layer, start, n, width, step)
-            self.cache[key] = torch.from_numpy(np.ascontiguousarray(unit)).to(self.device)
-        return tensor + self.cache[key] * self.spec.std
