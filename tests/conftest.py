@@ -4,6 +4,7 @@ temporary MLflow store and model cache per test session, so tests never touch th
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -66,3 +67,14 @@ def calibrated_reference_mlp(train_limit: int, epochs: int = 1):
     model = extract(trained_conversion_model("mlp", Recipe(epochs=epochs, train_limit=train_limit)) / "model.onnx")
     layers, _ = calibrate(model, mnist_training_images(0), Calibration(samples=500))
     return model, layers
+
+
+def suite_logits(model, x, noise=None, batch_size: int = 1000):
+    """Logits of a member of the multimodal family as the benchmarks get them: from its engine
+    (snntorch-snn or torch-dnn; rate-encoded input spikes from seed 0)."""
+    from snnbench import engines
+    from snnbench.engines.pytorch import suite_engine
+    from snnbench.noise import NoiseSpec
+
+    engine = engines.build(suite_engine(model), model, {"batch_size": batch_size})
+    return engine.predict(np.asarray(x, np.float32), noise or NoiseSpec())

@@ -1,5 +1,5 @@
 """The grid trainer: a stacked run trains each model as training it alone does; it resumes
-exactly; stacked evaluation equals ``predict`` under every noise; stacks and devices."""
+exactly; stacked evaluation equals the engines' (snntorch-snn, torch-dnn) under every noise; stacks and devices."""
 
 import json
 import shutil
@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import require_data
+from conftest import require_data, suite_logits
 from snnbench.models.spiking import NoiseDraws
 from snnbench.training.grid import (Engine, Job, StackedNet, StackTrainer, evaluate_jobs, product_flops, run_stacks, share_out,
                            split_k, stack_cost, stacks, train_jobs)
-from snnbench.models.multimodal import ModelSpec, build_model, predict
+from snnbench.models.multimodal import ModelSpec, build_model
 from snnbench.training.loop import fit, seed_everything
 from snnbench.training.suite import TrainSettings, load_trained_multimodal, test_data as suite_test_data, training_data
 from snnbench.noise import NoiseSpec
@@ -123,7 +123,7 @@ def random_members(specs, seed=0):
 @pytest.mark.parametrize("family", ["snn", "dnn"])
 @pytest.mark.parametrize("noise", [NoiseSpec(), NoiseSpec(0.5, "pre", seed=2), NoiseSpec(0.5, "post", seed=2),
                                    NoiseSpec(0.3, "input", seed=1), NoiseSpec(0.5, "pre", mode="frozen", seed=4)])
-def test_stacked_evaluation_equals_predict(family, noise):
+def test_stacked_evaluation_equals_the_engines(family, noise):
     specs = ([ModelSpec("image", "snn", "S/3", steps=3, reset=r, neuron=n) for r, n in (("soft", "lif"), ("hard", "if"))]
              if family == "snn" else [ModelSpec("image", "dnn", "S/3")] * 2)
     models = random_members(specs)
@@ -134,16 +134,16 @@ def test_stacked_evaluation_equals_predict(family, noise):
         stacked = torch.cat([net.forward(torch.from_numpy(x[a:a + 100]).expand(2, -1, -1), draws, a)
                              for a in range(0, 250, 100)], 1).numpy()
     for i, model in enumerate(models):
-        expected = predict(model, x, noise, batch_size=64)
+        expected = suite_logits(model, x, noise, batch_size=64)
         assert np.allclose(stacked[i], expected, rtol=1e-4, atol=1e-4), (family, noise)
         assert (stacked[i].argmax(1) == expected.argmax(1)).mean() > 0.99
     if noise.active:
-        clean = predict(models[0], x, None, batch_size=64)
+        clean = suite_logits(models[0], x, None, batch_size=64)
         assert not np.allclose(stacked[0], clean, atol=1e-3)  # the noise reached the network
 
 
-def test_evaluate_jobs_scores_cached_models_like_predict():
-    """Rate-encoded models too: stacked, each draws the input spikes predict draws."""
+def test_evaluate_jobs_scores_cached_models_like_their_engines():
+    """Rate-encoded models too: stacked, each draws the input spikes its engine draws."""
     require_data()
     jobs = [Job(spec, tiny(seed, epochs=1)) for seed in (0, 1) for spec in (SNN[0], RATE)]
     train_jobs(jobs)
@@ -155,7 +155,7 @@ def test_evaluate_jobs_scores_cached_models_like_predict():
         for spec in (NoiseSpec(), noise):
             logits, labels = scores[(job.key, spec)]
             assert np.array_equal(labels, test.y)
-            assert np.allclose(logits, predict(model, test.x, spec), atol=1e-4)
+            assert np.allclose(logits, suite_logits(model, test.x, spec), atol=1e-4)
 
 
 def test_split_products_equal_the_plain_product():

@@ -9,9 +9,9 @@ import mlflow
 import numpy as np
 from mlflow.tracking import MlflowClient
 
-from conftest import require_data
+from conftest import require_data, suite_logits
 from snnbench.tracking import runs as tracking
-from snnbench.models.multimodal import ModelSpec, predict
+from snnbench.models.multimodal import ModelSpec
 from snnbench.training.grid import trained_multimodal_model
 from snnbench.training.suite import TrainSettings, load_trained_multimodal, log_trained_model, test_data as suite_test_data
 from snnbench.engines.ort import OrtRunner
@@ -44,7 +44,7 @@ def test_trained_models_round_trip_through_the_store(tracking_store, monkeypatch
     assert "pytorch" in mlflow.models.get_model_info(f"models:/{ids['snn']}").flavors
     snn = mlflow.pytorch.load_model(f"models:/{ids['snn']}")
     reference, _, _ = load_trained_multimodal(folders["snn"])
-    np.testing.assert_array_equal(predict(snn, x), predict(reference, x))
+    np.testing.assert_array_equal(suite_logits(snn, x), suite_logits(reference, x))
 
     for family, model_id in ids.items():
         logged = mlflow.get_logged_model(model_id)

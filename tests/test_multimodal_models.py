@@ -5,8 +5,9 @@ import pytest
 import torch
 from snntorch import spikegen
 
+from conftest import suite_logits
 from snnbench.errors import SnnbenchError
-from snnbench.models.multimodal import (S, SIZES, ModelSpec, SpikingMLP, build_model, dnn_forward, parameter_count, predict)
+from snnbench.models.multimodal import (S, SIZES, ModelSpec, SpikingMLP, build_model, dnn_forward, parameter_count)
 from snnbench.models.spiking import encode, make_neuron, neuron_scan
 from snnbench.noise import NoiseSpec
 from snnbench.training.loop import fit
@@ -136,8 +137,8 @@ def test_snn_post_noise_is_added_to_the_spikes_fed_forward():
 def test_noisy_predictions_do_not_depend_on_batch_size():
     model, x = small_snn(), np.random.default_rng(0).random((9, 784), dtype=np.float32)
     noise = NoiseSpec(0.5, "pre", seed=2)
-    assert np.allclose(predict(model, x, noise, batch_size=4), predict(model, x, noise, batch_size=9), atol=1e-5)
-    assert not np.allclose(predict(model, x, noise, batch_size=9), predict(model, x, None, batch_size=9))
+    assert np.allclose(suite_logits(model, x, noise, batch_size=4), suite_logits(model, x, noise, batch_size=9), atol=1e-5)
+    assert not np.allclose(suite_logits(model, x, noise, batch_size=9), suite_logits(model, x, None, batch_size=9))
 
 
 def test_noise_is_refused_in_training_and_absent_from_fit():
@@ -163,11 +164,11 @@ def test_rate_encoding_feeds_binary_spikes_and_predicts_reproducibly():
     inputs = []
     handle = capture(model.linears[0], inputs, "in")
     x = np.random.default_rng(0).random((6, 784), dtype=np.float32)
-    first = predict(model, x, batch_size=6)
+    first = suite_logits(model, x, batch_size=6)
     handle.remove()
     assert len(inputs) == 3 and all(set(i.unique().tolist()) <= {0.0, 1.0} for i in inputs)
     assert not torch.equal(inputs[0], inputs[1])  # a fresh Poisson draw each step
-    assert np.array_equal(first, predict(model, x, batch_size=6))
+    assert np.array_equal(first, suite_logits(model, x, batch_size=6))
 
 
 def test_rate_encoding_draws_what_snntorch_spikegen_draws():

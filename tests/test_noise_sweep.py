@@ -9,7 +9,7 @@ from snnbench.evaluation import robustness
 from snnbench.tracking import runs as tracking
 from snnbench.benchmarks import noise_sweep
 from snnbench.cli.main import main
-from conftest import require_data
+from conftest import require_data, suite_logits
 
 TINY = ["--test-limit", "60", "--train-limit", "300", "--epochs", "1", "--steps", "6", "--snn-steps", "3"]
 
@@ -67,6 +67,7 @@ def test_frozen_snn_noise_equals_the_ort_feeds(monkeypatch, tmp_path):
     from snnbench.noise import NoiseSpec
     from snnbench.models.export import export_onnx
     from snnbench.conversion.onnx_noise import add_noise
+    from snnbench.models.spiking import NoiseDraws
 
     spec = NoiseSpec(0.5, "pre", "frozen", seed=11)
     dnn = multimodal.build_model(multimodal.ModelSpec("image", "dnn", "S/3")).eval()
@@ -75,21 +76,24 @@ def test_frozen_snn_noise_equals_the_ort_feeds(monkeypatch, tmp_path):
     feeds = graph.feeds(spec)
     x = np.random.default_rng(0).random((250, 784), dtype=np.float32)
 
-    received, real_draw = [], NoiseSpec.draw
+    received, real_add = [], NoiseDraws.add
 
-    def recording_draw(self, layer, start, n, features, step=0):
-        received.append((layer, start, step, real_draw(self, layer, start, n, features, step)))
-        return received[-1][-1]
+    def recording_add(self, tensor, position, layer, start, step):
+        noisy = real_add(self, tensor, position, layer, start, step)
+        if self.spec.applies_to(position):  # the draw it added, as it added it
+            key = (self.spec.seed, layer, self.spec.step(step), start, *tensor.shape[-2:])
+            received.append((layer, start, step, (self.cache[key] * self.spec.std).numpy()))
+        return noisy
 
-    monkeypatch.setattr(NoiseSpec, "draw", recording_draw)
-    multimodal.predict(snn, x, spec, batch_size=100)
+    monkeypatch.setattr(NoiseDraws, "add", recording_add)
+    suite_logits(snn, x, spec, batch_size=100)
     monkeypatch.undo()
     assert {(layer, step) for layer, _, step, _ in received} == {(f"layer{i}", t) for i in (0, 1) for t in range(3)}
     for layer, start, step, draw in received:
         np.testing.assert_array_equal(draw, feeds(start, len(draw))[f"noise_{layer}"])
 
     ort_logits = ort.InferenceSession(graph.serialized()).run(None, {"input": x, **feeds(0, len(x))})[0]
-    np.testing.assert_allclose(ort_logits, multimodal.predict(dnn, x, spec), atol=1e-4)
+    np.testing.assert_allclose(ort_logits, suite_logits(dnn, x, spec), atol=1e-4)
 
 
 def test_nengo_gets_the_ort_feeds_and_reused_simulators_match_fresh_ones(monkeypatch, tmp_path):

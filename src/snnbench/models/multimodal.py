@@ -16,7 +16,6 @@ back with :func:`load_trained_multimodal`.
 
 from dataclasses import asdict, dataclass
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -177,27 +176,3 @@ def dnn_forward(model: nn.Sequential, x: torch.Tensor, noise: NoiseSpec | None =
         else:
             h = layer(h)
     return h
-
-
-def forward_with_noise(model: nn.Module, x: torch.Tensor, noise: NoiseSpec | None = None,
-                       start: int = 0) -> torch.Tensor:
-    if isinstance(model, SpikingMLP):
-        return model(x, noise, start)
-    return dnn_forward(model, x, noise, start)
-
-
-@torch.no_grad()
-def predict(model: nn.Module, x: np.ndarray, noise: NoiseSpec | None = None, batch_size: int = 1000,
-            device: torch.device | str = "cpu", seed: int = 0) -> np.ndarray:
-    """Logits (float32, (N, 10)) of a DNN or SNN of this family, with optional evaluation noise.
-    Sample ``i`` of ``x`` gets the noise of global index ``i`` whatever ``batch_size`` is.
-    Rate-encoded input spikes come from torch's generator, seeded here with ``seed``."""
-    device = torch.device(device)
-    model.to(device).eval()
-    if isinstance(model, SpikingMLP) and model.spec.encoding == "rate":
-        torch.manual_seed(seed)
-    outputs = []
-    for a in range(0, len(x), batch_size):
-        xb = torch.as_tensor(np.asarray(x[a:a + batch_size], dtype=np.float32), device=device)
-        outputs.append(forward_with_noise(model, xb, noise, a).float().cpu().numpy())
-    return np.concatenate(outputs) if outputs else np.zeros((0, N_CLASSES), np.float32)
