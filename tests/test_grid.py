@@ -188,7 +188,7 @@ def test_jobs_stack_by_shape_and_split_over_devices():
 def test_engine_options_leave_cpu_training_unchanged():
     require_data()
     jobs = [Job(SNN[0], tiny(5, epochs=1))]
-    train_jobs(jobs, engine=Engine(graphs=True, scan="compile", tf32=True, side_by_side=False))
+    train_jobs(jobs, engine=Engine(graphs=True, scan="triton", tf32=True, side_by_side=False))
     weights, _ = state(jobs[0].folder)
     shutil.rmtree(jobs[0].folder)
     train_jobs(jobs, engine=Engine(graphs=False, scan="eager"))
@@ -216,7 +216,7 @@ def test_the_triton_scan_without_triton_is_one_clear_error(monkeypatch):
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "triton" else real(name, *a))
-    with pytest.raises(ConfigError, match="--scan compile"):
+    with pytest.raises(ConfigError, match="--scan eager"):
         scan_kernel("triton", torch.device("cuda"))  # checked before anything touches the device
-    assert scan_kernel("compile", torch.device("cuda")) == "compile"
+    assert scan_kernel("eager", torch.device("cuda")) == "eager"
     assert StackedNet([SNN[0]], [build_model(SNN[0])], torch.device("cpu"), scan="triton").scan == "eager"

@@ -29,11 +29,11 @@ from snnbench.evaluation import plots
 
 from snnbench.benchmarks.options import (add_common, choice_list, float_list, from_profile, int_list, option_params,
                                          positive, require)
-from snnbench.data import MODALITIES, FeatureSet
+from snnbench.data import FeatureSet
 from snnbench.benchmarks.multimodal_options import (PROFILES, add_engine_arguments, add_seed_arguments,
                                                    add_training_arguments, devices_from_args, engine_from_args,
                                                    seeds_from_args)
-from snnbench.benchmarks.options import boolean
+from snnbench.benchmarks.options import add_modalities, add_resume
 from snnbench.device import resolve_device
 from snnbench.training.grid import Job, train_jobs, trained_multimodal_model
 from snnbench.evaluation.metrics import ACTIVITY, STATIC, accuracy, seed_interval
@@ -176,8 +176,7 @@ def add_arguments(parser: argparse.ArgumentParser, command: str):
     add_common(parser)
     sweep = SWEEPS[command]
     factor = sweep.factor if sweep else None
-    parser.add_argument("--modalities", type=choice_list(MODALITIES), default=list(MODALITIES),
-                        help="image (MNIST), audio (FSDD spectrograms), multimodal (both, concatenated)")
+    add_modalities(parser)
     if sweep is None or len(sweep.families) > 1:
         parser.add_argument("--families", type=choice_list(FAMILIES), default=list(FAMILIES),
                             help="dnn (ReLU network) and / or snn (snntorch neurons)")
@@ -211,8 +210,7 @@ def add_arguments(parser: argparse.ArgumentParser, command: str):
     noise.add_argument("--noise-mode", choices=NOISE_MODES, default="per_step",
                        help="SNN: a fresh draw per time step, or one frozen draw")
     noise.add_argument("--noise-seed", type=int, default=0, help="seed of the noise draws")
-    parser.add_argument("--resume", type=boolean, nargs="?", const=True, default=False,
-                        help="reopen the unfinished run of the same parameters and skip finished configurations")
+    add_resume(parser, "reopen the unfinished run of the same parameters and skip finished configurations")
     add_seed_arguments(parser, seeds=1)
     add_engine_arguments(parser)
 

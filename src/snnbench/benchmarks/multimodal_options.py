@@ -48,8 +48,8 @@ def add_engine_arguments(parser: argparse.ArgumentParser):
                              "(empty: --device alone)")
     engine.add_argument("--graphs", type=boolean, default=True, help="each training step a CUDA graph")
     engine.add_argument("--scan", type=choice(SCAN_KERNELS), default="triton",
-                        help="CUDA neuron scan kernels: triton (one kernel each way per layer), compile "
-                             "(torch.compile), eager; the CPU always runs eager")
+                        help="CUDA neuron scan kernels: triton (one kernel each way per layer) or eager (a few "
+                             "torch operations per step); the CPU always runs eager")
     engine.add_argument("--tf32", type=boolean, default=False,
                         help="float32 matrix products on TensorFloat-32 units (faster; inputs rounded to 10 mantissa bits)")
     engine.add_argument("--side-by-side", type=boolean, default=True, help="stacks of models run side by side on CUDA streams")

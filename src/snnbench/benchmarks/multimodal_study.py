@@ -28,11 +28,10 @@ from pathlib import Path
 import mlflow
 import torch
 
-from snnbench.benchmarks.options import add_common, choice_list, from_profile, non_negative
+from snnbench.benchmarks.options import add_common, from_profile, non_negative
 from snnbench.benchmarks.multimodal import log_history
 from snnbench.benchmarks.multimodal_options import (PROFILES, add_engine_arguments, add_seed_arguments, add_training_arguments, devices_from_args, engine_from_args, seeds_from_args)
-from snnbench.benchmarks.options import boolean
-from snnbench.data import MODALITIES
+from snnbench.benchmarks.options import add_modalities, add_resume
 from snnbench.errors import SnnbenchError
 from snnbench.training.grid import Job, evaluate_jobs, train_jobs, warm_up
 from snnbench.training.cache import read_summary
@@ -49,16 +48,14 @@ from snnbench.tracking.runs import MODEL_ID_TAG, benchmark_run, child_run, confi
 def add_arguments(parser: argparse.ArgumentParser, command: str):
     add_common(parser)
     add_seed_arguments(parser, seeds=3)
-    parser.add_argument("--modalities", type=choice_list(MODALITIES), default=list(MODALITIES),
-                        help="image (MNIST), audio (FSDD spectrograms), multimodal (both, concatenated)")
+    add_modalities(parser)
     add_training_arguments(parser)
     add_engine_arguments(parser)
     parser.add_argument("--time-limit", type=non_negative, default=0,
                         help="stop training after this many seconds (0 = never), checkpointed; --resume continues")
     parser.add_argument("--results-out", default="", help="also write the results document (JSON) to this file")
-    parser.add_argument("--resume", type=boolean, nargs="?", const=True, default=False,
-                        help="reopen the unfinished run of the same parameters: checkpointed stacks continue, "
-                             "finished children are kept")
+    add_resume(parser, "reopen the unfinished run of the same parameters: checkpointed stacks continue, "
+                       "finished children are kept")
 
 
 def run(args):

@@ -24,8 +24,7 @@ from tqdm import tqdm
 
 from snnbench.benchmarks import noise_sweep_tables as tables
 from snnbench.benchmarks.options import add_common, auto, choice_list, float_list, from_profile, positive, require
-from snnbench.benchmarks.options import boolean
-from snnbench.data import MODALITIES
+from snnbench.benchmarks.options import add_modalities, add_resume
 from snnbench.benchmarks.noise_sweep_models import SNN_ENGINE, Subject
 from snnbench.evaluation import harness, metrics
 from snnbench.evaluation.metrics import COLUMNS
@@ -54,9 +53,8 @@ PROFILES = {"quick": dict(test_limit=500, steps=20, seeds=1), "full": dict(test_
 def add_arguments(parser, command):
     add_common(parser)
     add_cluster_arguments(parser)
-    parser.add_argument("--resume", type=boolean, nargs="?", const=True, default=False,
-                        help="take over the unfinished run of this sweep even if it is marked running (its "
-                             "process was stopped); a failed or interrupted run is reopened without it")
+    add_resume(parser, "take over the unfinished run of this sweep even if it is marked running (its process "
+                       "was stopped); a failed or interrupted run is reopened without it")
     parser.add_argument("--stds", type=float_list, default=list(DEFAULT_STDS), help="noise standard deviations")
     parser.add_argument("--positions", type=choice_list(POSITIONS), default=list(POSITIONS),
                         help="where the noise is added: input, pre (layer input current), post (layer output)")
@@ -67,8 +65,7 @@ def add_arguments(parser, command):
     parser.add_argument("--target", choices=("nengo-dl", "nengo-loihi"), default="nengo-dl",
                         help="nengo-loihi: also run each converted SNN on nengo-loihi's Loihi emulator (fixed-point "
                              "weights, Loihi's neurons; noise at the input only, as a chip takes it)")
-    parser.add_argument("--modalities", type=choice_list(MODALITIES), default=list(MODALITIES),
-                        help="image (the conversion study's MLP and the suite's image nets), audio, multimodal")
+    add_modalities(parser, "image (the conversion study's MLP and the suite's image nets), audio, multimodal")
     parser.add_argument("--seeds", type=auto(positive(int)), default=None,
                         help="noise repeats (noise seeds seed .. seed+N-1; auto: 1 quick, 3 full)")
     parser.add_argument("--noise-mode", choices=NOISE_MODES, default="frozen",

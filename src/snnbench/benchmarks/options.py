@@ -2,6 +2,7 @@
 
 import argparse
 
+from snnbench.data import MODALITIES
 from snnbench.errors import ConfigError
 from snnbench.training.recipes import PROFILES
 
@@ -60,6 +61,16 @@ def add_common(parser: argparse.ArgumentParser, profile: bool = True, device: bo
     if device:
         parser.add_argument("--device", type=auto(str), default=None,
                             help="torch device: auto (CUDA if present, else the CPU), cpu, cuda[:N]")
+
+
+def add_resume(parser: argparse.ArgumentParser, what: str):
+    """``--resume`` (a bare flag or true / false): ``what`` it does for this command."""
+    parser.add_argument("--resume", type=boolean, nargs="?", const=True, default=False, help=what)
+
+
+def add_modalities(parser: argparse.ArgumentParser, what: str = "image (MNIST), audio (FSDD spectrograms), "
+                                                                  "multimodal (both, concatenated)"):
+    parser.add_argument("--modalities", type=choice_list(MODALITIES), default=list(MODALITIES), help=what)
 
 
 def auto(parse):

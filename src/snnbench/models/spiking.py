@@ -104,8 +104,7 @@ def surrogate_slope(surrogate: str, x: torch.Tensor) -> torch.Tensor:
 
 
 def scan_forward(current: torch.Tensor, beta: torch.Tensor, hard: torch.Tensor, soft: torch.Tensor):
-    """Leaky's forward over time (dim 1 of ``current``): lists of each step's spikes and membranes
-    (lists, not stacked, so that a compiled scan computes every step once in one pass)."""
+    """Leaky's forward over time (dim 1 of ``current``): lists of each step's spikes and membranes."""
     spikes, membranes = [], []
     mem = spk = None
     for cur in current.unbind(1):
@@ -136,7 +135,7 @@ def scan_backward(grad_spikes: torch.Tensor, grad_membranes: torch.Tensor, spike
     return grads
 
 
-SCAN_KERNELS = ("eager", "compile", "triton")
+SCAN_KERNELS = ("eager", "triton")
 
 
 def scan_kernel(kernel: str, device: torch.device) -> str:
@@ -149,31 +148,14 @@ def scan_kernel(kernel: str, device: torch.device) -> str:
 
     if kernel == "triton" and importlib.util.find_spec("triton") is None:
         raise ConfigError("--scan triton needs the triton package (PyTorch's CUDA wheels bring it): install it, "
-                          "or use --scan compile")
+                          "or use --scan eager")
     return kernel
-_COMPILED: dict = {}
-
-
-def _scan_functions(compiled: bool):
-    if not compiled:
-        return scan_forward, scan_backward
-    if not _COMPILED:
-        import torch._dynamo
-
-        for name in ("recompile_limit", "cache_size_limit"):
-            if hasattr(torch._dynamo.config, name):
-                setattr(torch._dynamo.config, name, 64)
-        _COMPILED["forward"] = torch.compile(scan_forward, dynamic=True)
-        _COMPILED["backward"] = torch.compile(scan_backward, dynamic=True)
-    return _COMPILED["forward"], _COMPILED["backward"]
-
-
 class _LeakyScan(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, current, beta, hard, soft, surrogate, compiled):
-        spikes, membranes = (torch.stack(v, 1) for v in _scan_functions(compiled)[0](current, beta, hard, soft))
+    def forward(ctx, current, beta, hard, soft, surrogate):
+        spikes, membranes = (torch.stack(v, 1) for v in scan_forward(current, beta, hard, soft))
         ctx.save_for_backward(spikes, membranes, beta, hard)
-        ctx.surrogate, ctx.compiled = surrogate, compiled
+        ctx.surrogate = surrogate
         return spikes, membranes
 
     @staticmethod
@@ -181,9 +163,8 @@ class _LeakyScan(torch.autograd.Function):
         spikes, membranes, beta, hard = ctx.saved_tensors
         grad_spikes = torch.zeros_like(spikes) if grad_spikes is None else grad_spikes
         grad_membranes = torch.zeros_like(membranes) if grad_membranes is None else grad_membranes
-        grad = torch.stack(_scan_functions(ctx.compiled)[1](grad_spikes, grad_membranes, spikes, membranes, beta,
-                                                            hard, ctx.surrogate), 1)
-        return grad, None, None, None, None, None
+        grad = torch.stack(scan_backward(grad_spikes, grad_membranes, spikes, membranes, beta, hard, ctx.surrogate), 1)
+        return grad, None, None, None, None
 
 
 def neuron_scan(current: torch.Tensor, beta: torch.Tensor, hard: torch.Tensor, soft: torch.Tensor,
@@ -198,9 +179,8 @@ def neuron_scan(current: torch.Tensor, beta: torch.Tensor, hard: torch.Tensor, s
     the threshold; both 0 is ``reset_mechanism="none"`` (the membrane readout). The forward pass
     is Leaky's arithmetic in Leaky's order, so spikes and membranes equal its own; the backward
     pass is that of Leaky with surrogate ``surrogate`` (:func:`surrogate_slope`), written out as
-    one pass back through time. ``kernel``: ``eager`` (a few torch operations per step),
-    ``compile`` (both passes through torch.compile) or ``triton`` (CUDA: one kernel each way,
-    snnbench.models.leaky_triton).
+    one pass back through time. ``kernel``: ``eager`` (a few torch operations per step) or
+    ``triton`` (CUDA: one kernel each way, snnbench.models.leaky_triton).
     tests/test_multimodal_models.py checks it against snntorch's ``Leaky``, tests/test_gpu.py the
     kernels against the eager scan.
     """
@@ -211,4 +191,4 @@ def neuron_scan(current: torch.Tensor, beta: torch.Tensor, hard: torch.Tensor, s
         return LeakyScan.apply(current, beta, hard, soft, surrogate, steps, THRESHOLD)
     if steps is not None:
         current = current.unsqueeze(1).expand(-1, steps, *current.shape[1:])
-    return _LeakyScan.apply(current, beta, hard, soft, surrogate, kernel == "compile")
+    return _LeakyScan.apply(current, beta, hard, soft, surrogate)
