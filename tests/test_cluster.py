@@ -1,8 +1,9 @@
 """The executor on a real Dask cluster (a scheduler and two worker processes on the loopback
 address): a noise sweep gives the in-process results, survives a killed worker, a grid trains
-the in-process models, a tune study stops at exactly --n-trials, a bad address is one line and
+the in-process models, set-up runs on every worker, a tune study stops at exactly --n-trials, a bad address is one line and
 leaves nothing behind."""
 
+import functools
 import os
 import shutil
 import signal
@@ -194,6 +195,20 @@ def test_a_worker_sharing_the_drivers_cache_sends_no_model_bytes():
     elsewhere = train_share(StackShare(jobs, "cpu", Engine(), 0.0, "another-host:/cache"))
     assert [m["place"] for m in elsewhere["models"]] == [job.folder.relative_to(job.folder.parents[2]).as_posix()
                                                          for job in jobs]
+
+
+def _note_pid(folder):
+    (folder / f"{os.getpid()}.pid").touch()
+
+
+def test_set_up_runs_once_on_every_worker_or_here_in_process(loopback, tmp_path):
+    with Executor.connect(loopback.address) as executor:
+        executor.on_workers(functools.partial(_note_pid, tmp_path))
+    assert sorted(int(p.stem) for p in tmp_path.glob("*.pid")) == sorted(w.pid for w in loopback.workers)
+    for p in tmp_path.glob("*.pid"):
+        p.unlink()
+    Executor().on_workers(functools.partial(_note_pid, tmp_path))
+    assert [int(p.stem) for p in tmp_path.glob("*.pid")] == [os.getpid()]
 
 
 def test_an_unreachable_scheduler_is_one_line_and_nothing_is_written(tracking_store, capsys):
