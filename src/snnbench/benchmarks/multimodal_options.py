@@ -26,8 +26,9 @@ def add_training_arguments(parser: argparse.ArgumentParser):
                         help="training samples before the validation split (0 = all, auto = 2000 quick, all full)")
     parser.add_argument("--test-limit", type=auto(non_negative), default=None,
                         help="a fixed random subset of N test samples (0 = all, auto = 1000 quick, all full)")
-    parser.add_argument("--lr", type=positive(float), default=1e-3, help="Adam learning rate")
-    parser.add_argument("--batch-size", type=positive(int), default=100, help="training batch size")
+    recipe = recipes.SUITE["full"]  # both profiles share the study's learning rate and batch size
+    parser.add_argument("--lr", type=positive(float), default=recipe.lr, help="Adam learning rate")
+    parser.add_argument("--batch-size", type=positive(int), default=recipe.batch_size, help="training batch size")
 
 
 def add_seed_arguments(parser: argparse.ArgumentParser, seeds: int):

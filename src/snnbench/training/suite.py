@@ -20,7 +20,7 @@ from snnbench.models.export import export_onnx
 from snnbench.models.multimodal import N_CLASSES, ModelSpec, build_model, parameter_count
 from snnbench.models.spiking import check_choice
 from snnbench.training.cache import CONFIG, cache_folder, read_summary
-from snnbench.training.recipes import Recipe
+from snnbench.training.recipes import SUITE, Recipe
 
 # FSDD: the reference study held out 500 of the 2,700 training recordings for validation.
 AUDIO_VALIDATION = 500 / 2700
@@ -29,9 +29,10 @@ VALIDATION = 0.2
 
 @dataclass(frozen=True)
 class TrainSettings(Recipe):
-    """The suite's recipe (snnbench.training.recipes.Recipe) with its data protocol."""
-    epochs: int = 2
-    lr: float = 1e-3
+    """The suite's recipe (snnbench.training.recipes.Recipe; epochs and learning rate default to
+    the quick profile's) with its data protocol."""
+    epochs: int = SUITE["quick"].epochs
+    lr: float = SUITE["quick"].lr
     pair_seed: int = 0    # image <-> recording pairing of the fused set
     validation: str = "recordings"  # held-out validation samples (snnbench.data.VALIDATIONS)
 
