@@ -14,7 +14,7 @@ import torch
 
 from snnbench import engines
 from snnbench.evaluation.harness import CLEAN, score
-from snnbench.evaluation.metrics import paired_difference
+from snnbench.evaluation.metrics import accuracy, correct, paired_difference
 
 LATENCY_IMAGES = 20
 
@@ -69,8 +69,8 @@ def corrected_layers(converted, settings: dict) -> dict:
         candidates = {r: correct(converted, layers, x, steps, sim.dt, sim.seed) for r, layers in calibrated.items()}
         rates = {"rates": options[0]}
         if len(options) > 1:
-            scores = {r: float((simulate(converted, c[0], x_val, steps, sim.dt, sim.seed, torch.float32)[-1]
-                                .argmax(axis=1) == y_val).mean()) for r, c in candidates.items()}
+            scores = {r: accuracy(simulate(converted, c[0], x_val, steps, sim.dt, sim.seed, torch.float32)[-1], y_val)
+                      for r, c in candidates.items()}
             rates = {"rates": max(options, key=lambda r: scores[r]), "validation_accuracy": scores,
                      "validation_images": len(y_val)}
         chosen[steps] = (*candidates[rates["rates"]], rates)
@@ -117,10 +117,10 @@ def paired_losses(rows: list, dnn_logits: np.ndarray, snn_logits: dict, y: np.nd
     """The SNN result ``rows`` with the paired loss against the DNN on the same images added:
     ``paired_loss`` (DNN accuracy minus SNN accuracy, as a fraction) and its 95% paired-bootstrap
     interval ``paired_loss_ci_low`` / ``paired_loss_ci_high``, from ``snn_logits`` ({steps: logits})."""
-    dnn_correct = np.asarray(dnn_logits).argmax(axis=1) == y
+    dnn_correct = correct(dnn_logits, y)
     out = []
     for row in rows:
-        mean, low, high = paired_difference(dnn_correct, np.asarray(snn_logits[row["steps"]]).argmax(axis=1) == y)
+        mean, low, high = paired_difference(dnn_correct, correct(snn_logits[row["steps"]], y))
         out.append({**row, "paired_loss": mean, "paired_loss_ci_low": low, "paired_loss_ci_high": high})
     return out
 
