@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from snnbench.benchmarks import convert_eval as measure, convert_targets
-from snnbench.benchmarks.options import (add_calibration_arguments, add_common, add_recipe_arguments, auto, choice,
+from snnbench.benchmarks.options import (add_calibration_arguments, add_common, add_recipe_arguments, add_simulation_arguments, auto, choice,
                                          from_profile, int_list, option_params, positive, recipe_from_args,
                                          require)
 from snnbench.errors import ConfigError
@@ -51,7 +51,6 @@ def synapse_value(text: str):
 def add_arguments(parser: argparse.ArgumentParser, command: str):
     from snnbench.conversion.calibration import METHODS, RATE_CHOICES, SCALES
     from snnbench.models.conversion import ARCHS
-    from snnbench.conversion.nengo_net import READOUTS, SIMULATORS
     from snnbench.conversion.onnx_io import MAXPOOL_ROUTES
 
     add_common(parser, device=False)
@@ -94,12 +93,7 @@ def add_arguments(parser: argparse.ArgumentParser, command: str):
                      help="time steps per image (activity is measured here)")
     sim.add_argument("--steps-list", type=auto(int_list), default=None,
                      help="step counts of the accuracy curve (auto: 4,8,16,32 quick; 1..100 full)")
-    sim.add_argument("--dt", type=positive(float), default=0.001, help="simulation time step (s)")
-    sim.add_argument("--readout", choices=READOUTS, default="mean",
-                     help="logits: mean over all steps, the last step, or the mean over the second half")
-    sim.add_argument("--minibatch", type=positive(int), default=100, help="nengo-dl minibatch size")
-    sim.add_argument("--simulator", choices=SIMULATORS, default="nengo_dl",
-                     help="nengo_dl (batched, TensorFlow) or nengo (the reference simulator, slow)")
+    add_simulation_arguments(sim)
     sim.add_argument("--test-limit", type=auto(int), default=None,
                      help="first N test images, 0 = all (auto: 1000 quick, all 10,000 full)")
     convert_targets.add_arguments(parser.add_argument_group("where it runs"))

@@ -43,19 +43,19 @@ def add_seed_arguments(parser: argparse.ArgumentParser, seeds: int):
 
 def add_engine_arguments(parser: argparse.ArgumentParser):
     add_cluster_arguments(parser)
-    engine = parser.add_argument_group("grid trainer (snnbench.training.grid: how models train together; CUDA only)")
+    engine, default = parser.add_argument_group("grid trainer (snnbench.training.grid: how models train together; CUDA only)"), Engine()
     engine.add_argument("--devices", default="",
                         help="GPUs to spread the trainings over, one local worker each: all, or e.g. cuda:0,cuda:1 "
                              "(empty: --device alone)")
-    engine.add_argument("--graphs", type=boolean, default=True, help="each training step a CUDA graph")
-    engine.add_argument("--scan", type=choice(SCAN_KERNELS), default="triton",
+    engine.add_argument("--graphs", type=boolean, default=default.graphs, help="each training step a CUDA graph")
+    engine.add_argument("--scan", type=choice(SCAN_KERNELS), default=default.scan,
                         help="CUDA neuron scan kernels: triton (one kernel each way per layer) or eager (a few "
                              "torch operations per step); the CPU always runs eager")
-    engine.add_argument("--tf32", type=boolean, default=False,
+    engine.add_argument("--tf32", type=boolean, default=default.tf32,
                         help="float32 matrix products on TensorFloat-32 units (faster; inputs rounded to 10 mantissa bits)")
-    engine.add_argument("--side-by-side", type=boolean, default=True, help="stacks of models run side by side on CUDA streams")
-    engine.add_argument("--max-stack", type=positive(int), default=64, help="most models trained in one stack")
-    engine.add_argument("--pad-widths", type=boolean, default=False,
+    engine.add_argument("--side-by-side", type=boolean, default=default.side_by_side, help="stacks of models run side by side on CUDA streams")
+    engine.add_argument("--max-stack", type=positive(int), default=default.max_stack, help="most models trained in one stack")
+    engine.add_argument("--pad-widths", type=boolean, default=default.pad_widths,
                         help="models of different sizes share a stack, narrower hidden layers padded with zeros "
                              "(exact: padded neurons never fire and get no gradient; fewer launches, but more "
                              "arithmetic and optimiser traffic: slower on the study's grid)")

@@ -150,6 +150,21 @@ def recipe_from_args(args):
                   args.train_limit, args.seed)
 
 
+def add_simulation_arguments(group, simulator: bool = True):
+    """The Nengo simulation's options (snnbench.conversion.nengo_net.SimConfig's defaults), for
+    convert and tune (``simulator``: also the choice of simulator)."""
+    from snnbench.conversion.nengo_net import READOUTS, SIMULATORS, SimConfig
+
+    default = SimConfig()
+    group.add_argument("--dt", type=positive(float), default=default.dt, help="simulation time step (s)")
+    group.add_argument("--readout", choices=READOUTS, default=default.readout,
+                       help="logits: mean over all steps, the last step, or the mean over the second half")
+    group.add_argument("--minibatch", type=positive(int), default=default.minibatch, help="nengo-dl minibatch size")
+    if simulator:
+        group.add_argument("--simulator", choices=SIMULATORS, default=default.simulator,
+                           help="nengo_dl (batched, TensorFlow) or nengo (the reference simulator, slow)")
+
+
 def add_calibration_arguments(group):
     """The calibrated conversion's options (snnbench.conversion.calibration.Calibration), for convert and tune."""
     from snnbench.conversion.calibration import Calibration, percentile_value

@@ -13,9 +13,8 @@ SNN's with the calibrated and with the tuned setting (``snn_test_accuracy_calibr
 import argparse
 from pathlib import Path
 
-from snnbench.benchmarks.options import (add_calibration_arguments, add_common, add_recipe_arguments, auto, boolean,
+from snnbench.benchmarks.options import (add_calibration_arguments, add_common, add_recipe_arguments, add_simulation_arguments, auto, boolean,
                                          from_profile, option_params, positive, require)
-from snnbench.conversion.nengo_net import READOUTS
 from snnbench.execution import add_cluster_arguments, executor_from_args
 from snnbench.tuning import (PRUNERS, SAMPLERS, SECOND_OBJECTIVES, ConversionTask, SearchSpace, StudyOptions,
                              storage_label)
@@ -77,10 +76,7 @@ def add_arguments(parser: argparse.ArgumentParser, command: str):
     add_recipe_arguments(task, ("mlp", "cnn"), "conversion DNN (snnbench convert's)")
     add_calibration_arguments(task)
     task.add_argument("--steps", type=positive(int), default=8, help="simulation time steps per image")
-    task.add_argument("--dt", type=positive(float), default=0.001, help="simulation time step (s)")
-    task.add_argument("--readout", choices=READOUTS, default="mean",
-                      help="logits: mean over all steps, the last step, or the mean over the second half")
-    task.add_argument("--minibatch", type=positive(int), default=100, help="nengo-dl minibatch size")
+    add_simulation_arguments(task, simulator=False)
     task.add_argument("--val-samples", type=auto(positive(int)), default=None,
                       help="validation images per trial: the first of MNIST train's 20%% validation split "
                            "(auto: 1000 quick, 12000 full)")
