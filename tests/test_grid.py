@@ -220,18 +220,3 @@ def test_the_triton_scan_without_triton_is_one_clear_error(monkeypatch):
         scan_kernel("triton", torch.device("cuda"))  # checked before anything touches the device
     assert scan_kernel("eager", torch.device("cuda")) == "eager"
     assert StackedNet([SNN[0]], [build_model(SNN[0])], torch.device("cpu"), scan="triton").scan == "eager"
-
-
-def test_streams_get_hardware_queues_of_their_own_unless_the_user_says_otherwise():
-    """snnbench raises CUDA's hardware queue count before CUDA starts; a user's own value stays."""
-    import os
-    import subprocess
-    import sys
-
-    def connections(**env):
-        environment = {k: v for k, v in os.environ.items() if k != "CUDA_DEVICE_MAX_CONNECTIONS"} | env
-        return subprocess.run([sys.executable, "-c", "import os, snnbench; print(os.environ['CUDA_DEVICE_MAX_CONNECTIONS'])"],
-                              env=environment, capture_output=True, text=True, check=True).stdout.strip()
-
-    assert connections() == "32"
-    assert connections(CUDA_DEVICE_MAX_CONNECTIONS="4") == "4"

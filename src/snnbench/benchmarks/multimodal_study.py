@@ -123,8 +123,7 @@ def run(args):
                 mlflow.log_metrics(metrics)
         meta = {"device": ",".join(map(str, devices)), "device_name": device_name, "train_seconds": train_seconds,
                 "total_seconds": time.perf_counter() - started, "speeds": summary.get("speeds", {}),
-                "stacks": summary["stacks"], "engine": asdict(engine),
-                "cuda_connections": summary.get("cuda_connections"), **{k: v for k, v in params.items()
+                "stacks": summary["stacks"], "engine": asdict(engine), **{k: v for k, v in params.items()
                                                                           if k not in ("devices",)}}
         results = results_document(rows, meta)
         mlflow.log_dict(results, STUDY_DOCUMENT)

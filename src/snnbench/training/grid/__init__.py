@@ -34,7 +34,6 @@ jobs whose folders are missing; :func:`trained_multimodal_model` is one job, a s
 with the noise draws of :mod:`snnbench.noise` (the same that ``predict`` adds).
 """
 
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,7 +76,6 @@ def train_jobs(jobs: list[Job], devices: list[torch.device] | None = None, engin
     todo = [j for j in dict.fromkeys(jobs) if not j.trained()]
     groups = stacks(todo, engine.max_stack, engine.pad_widths)
     summary = {"devices": [str(d) for d in devices], "jobs": len(jobs), "trained_now": len(todo),
-               "cuda_connections": os.environ.get("CUDA_DEVICE_MAX_CONNECTIONS"),
                "stacks": [{"shape": stack_shape([j.spec for j in g]), "models": len(g)} for g in groups]}
     if groups and executor is not None and executor.client is not None:
         summary["speeds"] = _train_on_cluster(groups, devices, engine, time_limit, executor, log)
