@@ -43,7 +43,8 @@ def add_seed_arguments(parser: argparse.ArgumentParser, seeds: int):
 
 def add_engine_arguments(parser: argparse.ArgumentParser):
     add_cluster_arguments(parser)
-    engine, default = parser.add_argument_group("grid trainer (snnbench.training.grid: how models train together; CUDA only)"), Engine()
+    engine = parser.add_argument_group("grid trainer (snnbench.training.grid: how models train together; CUDA only)")
+    default = Engine()
     engine.add_argument("--devices", default="",
                         help="GPUs to spread the trainings over, one local worker each: all, or e.g. cuda:0,cuda:1 "
                              "(empty: --device alone)")

@@ -31,7 +31,7 @@ jobs whose folders are missing; :func:`trained_multimodal_model` is one job, a s
   (as bytes, unless the worker writes to that same cache).
 
 :func:`evaluate_jobs` scores trained models on the test set under evaluation noise, stacked too,
-with the noise draws of :mod:`snnbench.noise` (the same that ``predict`` adds).
+with the noise draws of :mod:`snnbench.noise` (the same that the engines add).
 """
 
 import time

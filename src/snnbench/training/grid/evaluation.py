@@ -17,7 +17,7 @@ def evaluate_jobs(jobs: list[Job], noises: list[NoiseSpec], device: torch.device
                   batch_size: int = 1000, engine: Engine = Engine()) -> dict:
     """Test-set logits of each trained job under each noise: ``{(job.key, noise): (logits, labels)}``.
     Models of one shape run stacked with shared noise draws; rate-encoded input spikes are each
-    model's own, drawn as ``predict`` draws them (its seed 0)."""
+    model's own, drawn as its engine (snntorch-snn, seed 0) draws them."""
     results = {}
     by_shape: dict = {}
     for job in dict.fromkeys(jobs):

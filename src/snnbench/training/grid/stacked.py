@@ -79,7 +79,7 @@ class StackedNet:
 
     def forward(self, x: torch.Tensor, noise: NoiseDraws | None = None, start: int = 0) -> torch.Tensor:
         """Scores ``(G, batch, classes)`` for inputs ``(G, batch, features)`` (each member its own
-        batch); ``noise`` adds the evaluation noise of samples ``start ..`` as ``predict`` does."""
+        batch); ``noise`` adds the evaluation noise of samples ``start ..`` as the engines do."""
         if self.spec.family == "dnn":
             return self._dnn(x, noise, start)
         return self._snn(x, noise, start)

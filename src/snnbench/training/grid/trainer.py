@@ -38,7 +38,7 @@ class StackTrainer:
         self.train = DeviceRows(split_tables, "train", [p[0] for p in parts], device)
         self.val = DeviceRows(split_tables, "train", [p[1] for p in parts], device)
         models = []
-        for job in jobs:  # each model's initial weights from its seed, as fit's callers draw them
+        for job in jobs:  # each model's initial weights drawn from its own seed
             torch.manual_seed(job.settings.seed)
             np.random.seed(job.settings.seed % 2**32)
             models.append(build_model(job.spec))
