@@ -1,13 +1,12 @@
 """The snntorch multimodal suite: image, audio and fused inputs; DNN vs SNN; six experiments.
 
-Commands (one module): ``multimodal`` (one configuration), ``size_sweep``, ``noise_level``,
-``noise_position``, ``reset_sweep``, ``neuron_sweep``, ``timestep_sweep``. Each is a parent run
-with one child run per (modality, swept value); a child trains (or reuses from the model cache)
-the DNN and / or SNN of that configuration and logs ``dnn_*`` / ``snn_*`` metrics: per-epoch
-``train_loss`` and ``val_accuracy``, ``best_val_accuracy``, ``test_accuracy`` of the
-best-validation weights (under the evaluation noise, if any), throughput, and for the DNN the
-ONNX Runtime test accuracy under the same noise draws. Noise sweeps train once and only evaluate under noise.
-Trained models come from :func:`snnbench.training.grid.trained_multimodal_model` (cached).
+Commands: ``multimodal`` (one configuration), ``size_sweep``, ``noise_level``, ``noise_position``,
+``reset_sweep``, ``neuron_sweep``, ``timestep_sweep``. Each is a parent run with one child run per
+(modality, swept value, seed); a child trains (or reuses, cached) the DNN and / or SNN of that
+configuration and logs ``dnn_*`` / ``snn_*`` metrics: per-epoch ``train_loss`` and ``val_accuracy``,
+``best_val_accuracy``, ``test_accuracy`` of the best-validation weights (under the evaluation noise, if any),
+throughput, and for the DNN the ONNX Runtime test accuracy under the same noise draws. Noise sweeps train
+once and only evaluate under noise.
 """
 
 import argparse
@@ -21,36 +20,31 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from snnbench.evaluation import harness
 from snnbench import engines
-from snnbench.engines.pytorch import suite_engine
-
-from snnbench.evaluation import plots
-
-from snnbench.benchmarks.options import (add_common, choice_list, float_list, from_profile, int_list, option_params,
-                                         positive, require)
-from snnbench.data import FeatureSet
 from snnbench.benchmarks.multimodal_options import (PROFILES, add_engine_arguments, add_seed_arguments,
-                                                   add_training_arguments, devices_from_args, engine_from_args,
-                                                   seeds_from_args)
-from snnbench.benchmarks.options import add_modalities, add_resume
+                                                   add_training_arguments, data_checksums, devices_from_args,
+                                                   engine_from_args, seeds_from_args, settings_by_seed)
+from snnbench.benchmarks.options import (add_common, add_modalities, add_resume, choice_list, float_list,
+                                         from_profile, int_list, option_params, positive, require)
+from snnbench.data import FeatureSet
 from snnbench.device import resolve_device
-from snnbench.training.grid import Job, train_jobs, trained_multimodal_model
+from snnbench.engines.pytorch import suite_engine
+from snnbench.evaluation import harness, plots
 from snnbench.evaluation.metrics import ACTIVITY, STATIC, accuracy, seed_interval
+from snnbench.execution import executor_from_args
 from snnbench.models.multimodal import FAMILIES, SIZES, ModelSpec
-from snnbench.training.suite import (TrainSettings, features, load_trained_multimodal, test_data, training_data)
 from snnbench.models.spiking import ENCODINGS, NEURONS, READOUTS, RESETS, SURROGATES
 from snnbench.noise import NOISE_MODES, POSITIONS, NoiseSpec
-from snnbench.execution import executor_from_args
 from snnbench.tracking.runs import benchmark_run, child_run, config_key, finished_children, log_dataset
 from snnbench.training.cache import pack, unpack
-from snnbench.training.suite import log_trained_model
+from snnbench.training.grid import Job, train_jobs, trained_multimodal_model
+from snnbench.training.suite import (TrainSettings, load_trained_multimodal, log_trained_model, test_data,
+                                     training_data)
 
-# Each profile's training recipe (snnbench.training.recipes) and test subset.
 
 @dataclass(frozen=True)
 class Sweep:
-    factor: str          # child param that varies (None for the single-configuration command)
+    factor: str          # child param that varies
     option: str          # CLI option holding the values
     values: tuple        # default values
     parse: object        # argparse type of the option
@@ -58,7 +52,7 @@ class Sweep:
     help: str
 
 
-SWEEPS = {
+SWEEPS = {  # command -> its sweep (None: one configuration)
     "multimodal": None,
     "size_sweep": Sweep("size", "--sizes", ("S", "S/2", "S/3"), choice_list(tuple(SIZES)), FAMILIES,
                         "model sizes (parameter budgets; S = 1,600,000)"),
@@ -73,30 +67,37 @@ SWEEPS = {
                           "SNN neuron models"),
     "timestep_sweep": Sweep("steps", "--steps-list", (4, 8, 16), int_list, ("snn",), "SNN time steps"),
 }
-NOISE_FACTORS = ("noise_std", "noise_position")
+SPEC_FIELDS = ("size", "hidden_layers", "neuron", "beta", "reset", "steps", "surrogate", "encoding", "readout")
+NOISE_FIELDS = ("noise_std", "noise_position", "noise_mode", "noise_seed")
+RESULT_METRICS = tuple(c for m in (*STATIC, *ACTIVITY) for c in m.columns)  # besides accuracy
+ENGINES = {"snn": "snntorch-snn", "dnn": "torch-dnn"}
 
 
 # --- evaluation --------------------------------------------------------------------------------
+
+def _timed_predict(engine, test: FeatureSet, noise: NoiseSpec) -> tuple[np.ndarray, float]:
+    """The logits and the samples per second."""
+    started = time.perf_counter()
+    logits = engine.predict(test.x, noise)
+    return logits, len(test) / (time.perf_counter() - started)
+
 
 def evaluate(model, test: FeatureSet, noise: NoiseSpec | None, device) -> tuple[dict, np.ndarray]:
     """Through the harness: test accuracy with its Wilson 95% interval, activity and size metrics
     (snnbench.evaluation.metrics), and throughput; also the logits."""
     engine = engines.build(suite_engine(model), model, {"device": device})
     noise = noise or harness.CLEAN
-    started = time.perf_counter()
-    logits = engine.predict(test.x, noise)
-    seconds = time.perf_counter() - started
+    logits, samples_per_s = _timed_predict(engine, test, noise)
     row = harness.score(engine, logits, test.y, engine.last_activity, noise)
-    metrics = {"test_accuracy": row["accuracy"], "test_accuracy_ci_low": row["accuracy_ci_low"],
-               "test_accuracy_ci_high": row["accuracy_ci_high"], "n_test": len(test),
-               "eval_samples_per_s": len(test) / seconds}
+    metrics = {f"test_{k}": row[k] for k in ("accuracy", "accuracy_ci_low", "accuracy_ci_high")}
+    metrics.update({"n_test": len(test), "eval_samples_per_s": samples_per_s})
     metrics.update({k: row[k] for k in RESULT_METRICS})
     return metrics, logits
 
 
 def log_history(run_id: str, history: list[dict], prefix: str = ""):
-    """A training's per-epoch series on a run, in batches (MlflowClient.log_batch; at most
-    1,000 values a call, MLflow's limit), not one call per value."""
+    """A training's per-epoch series on a run, in batches of at most 1,000 values (MLflow's limit
+    on MlflowClient.log_batch)."""
     from mlflow.entities import Metric
     from mlflow.tracking import MlflowClient
 
@@ -111,18 +112,15 @@ def log_history(run_id: str, history: list[dict], prefix: str = ""):
 def evaluate_onnx(folder: Path, test: FeatureSet, noise: NoiseSpec, torch_logits: np.ndarray) -> dict:
     """The exported DNN in ONNX Runtime (engine ort-dnn) under the same noise draws: accuracy,
     throughput and the largest logit difference from torch."""
-    engine = engines.build("ort-dnn", folder / "model.onnx")
-    started = time.perf_counter()
-    logits = engine.predict(test.x, noise)
-    seconds = time.perf_counter() - started
-    return {"ort_test_accuracy": accuracy(logits, test.y), "ort_samples_per_s": len(test) / seconds,
+    logits, samples_per_s = _timed_predict(engines.build("ort-dnn", folder / "model.onnx"), test, noise)
+    return {"ort_test_accuracy": accuracy(logits, test.y), "ort_samples_per_s": samples_per_s,
             "ort_torch_max_abs_diff": float(np.abs(logits - torch_logits).max())}
 
 
 def score_family(spec: ModelSpec, settings: TrainSettings, noise: NoiseSpec, test: FeatureSet,
                  device: torch.device) -> dict:
-    """Train (or reuse) one model and evaluate it (logs nothing). Returns its metrics (prefixed by
-    the family) and its training result (history included)."""
+    """Train (or reuse) one model and evaluate it (logs nothing): its metrics, prefixed by the
+    family, and its training result."""
     folder = trained_multimodal_model(spec, settings, device)
     model, _, result = load_trained_multimodal(folder)
     metrics = {k: result[k] for k in ("best_val_accuracy", "best_epoch", "train_samples_per_s",
@@ -144,8 +142,7 @@ def record_family(family: str, scored: dict, folder: Path, test_set, name: str) 
     log_history(mlflow.active_run().info.run_id, scored["result"]["history"], f"{family}_")
     mlflow.set_tag(f"snnbench.{family}_model_folder", str(folder))
     mlflow.log_dict(scored["result"], f"{family}_training.json")
-    model_id = log_trained_model(folder, name)
-    mlflow.log_metrics(scored["metrics"], model_id=model_id, dataset=test_set)
+    mlflow.log_metrics(scored["metrics"], model_id=log_trained_model(folder, name), dataset=test_set)
     return scored["metrics"]
 
 
@@ -221,9 +218,7 @@ def configurations(args) -> list[dict]:
     families = list(getattr(args, "families", sweep.families if sweep else FAMILIES))
     values = getattr(args, sweep.option.lstrip("-").replace("-", "_")) if sweep else [None]
     require(len(values) > 0, f"{sweep.option if sweep else 'values'} is empty; give at least one value")
-    base = {k: getattr(args, k, None) for k in ("size", "hidden_layers", "neuron", "beta", "reset", "steps",
-                                                "surrogate", "encoding", "readout", "noise_std",
-                                                "noise_position", "noise_mode", "noise_seed")}
+    base = {k: getattr(args, k, None) for k in SPEC_FIELDS + NOISE_FIELDS}
     configs = []
     for modality in args.modalities:
         for value in values:
@@ -236,12 +231,8 @@ def configurations(args) -> list[dict]:
 
 
 def _spec_and_noise(config: dict, family: str) -> tuple[ModelSpec, NoiseSpec]:
-    spec = ModelSpec(modality=config["modality"], family=family, size=config["size"],
-                     hidden_layers=config["hidden_layers"], neuron=config["neuron"], beta=config["beta"],
-                     reset=config["reset"], steps=config["steps"], surrogate=config["surrogate"],
-                     encoding=config["encoding"], readout=config["readout"])
-    noise = NoiseSpec(config["noise_std"], config["noise_position"], config["noise_mode"], config["noise_seed"])
-    return spec, noise
+    spec = ModelSpec(modality=config["modality"], family=family, **{k: config[k] for k in SPEC_FIELDS})
+    return spec, NoiseSpec(*(config[k] for k in NOISE_FIELDS))
 
 
 def _child_name(config: dict, factor: str | None) -> str:
@@ -254,16 +245,12 @@ def run(args):
     scale = from_profile(args, PROFILES)  # epochs and data limits
     device = resolve_device(args.device)
     configs = configurations(args)
-    for config in configs:  # check every configuration before any run or training starts
-        for family in config["families"]:
-            _spec_and_noise(config, family)
-    by_seed = {seed: TrainSettings(epochs=scale["epochs"], lr=args.lr, batch_size=args.batch_size, seed=seed,
-                                   train_limit=scale["train_limit"], validation=args.validation)
-               for seed in seeds_from_args(args)}
+    by_seed = settings_by_seed(args, scale)
+    # each configuration's models (every configuration checked before any run or training starts)
+    jobs = [[Job(_spec_and_noise(config, family)[0], by_seed[config["seed"]]) for family in config["families"]]
+            for config in configs]
     devices = devices_from_args(args)
-    checksums = {}
-    for modality in args.modalities:
-        checksums.update(features(modality, "test").checksums)
+    checksums = data_checksums(args.modalities)
     params = option_params(args, "resume", "cluster", "workers")
     params.update(scale)
     params["seeds"] = seeds_from_args(args)
@@ -273,9 +260,8 @@ def run(args):
             benchmark_run(args.command, params, device=str(device), data_checksums=checksums, resume=args.resume,
                           sweep=True) as parent:
         # every model the sweep needs, trained together first (stacked; cached for what follows)
-        jobs = [Job(_spec_and_noise(config, family)[0], by_seed[config["seed"]])
-                for config in configs for family in config["families"]]
-        training = train_jobs(jobs, devices, engine_from_args(args), executor=executor)
+        training = train_jobs([job for config_jobs in jobs for job in config_jobs], devices, engine_from_args(args),
+                              executor=executor)
         mlflow.log_metric("train_wall_seconds", training["wall_seconds"])
         done = finished_children(parent.info.run_id) if args.resume else {}
         child_configs = [{**config, **scale, "lr": args.lr, "batch_size": args.batch_size,
@@ -287,40 +273,30 @@ def run(args):
                 tqdm.write(f"{_child_name(config, factor)}: finished in run {previous.info.run_id}, skipped")
                 rows[i] = {**config, **previous.data.metrics}
         todo = [i for i in range(len(configs)) if i not in rows]
-
-        def folders(config):
-            return [Job(_spec_and_noise(config, family)[0], by_seed[config["seed"]]).folder
-                    for family in config["families"]]
-
         units = [Configuration(configs[i], by_seed[configs[i]["seed"]], scale["test_limit"], str(device),
-                               tuple(pack(f) for f in folders(configs[i])) if executor.client else ())
+                               tuple(pack(job.folder) for job in jobs[i]) if executor.client else ())
                  for i in todo]
         progress = tqdm(total=len(configs), initial=len(rows), desc=args.command, unit="config", dynamic_ncols=True)
         for k, scored in executor.map(score_configuration, units, gpu=device.type == "cuda"):
             i = todo[k]
-            config, settings = configs[i], by_seed[configs[i]["seed"]]
+            config = configs[i]
             with child_run(_child_name(config, factor), child_configs[i], device=str(device), data_checksums=checksums):
                 test = test_data(config["modality"], scale["test_limit"])
                 mlflow.log_params({"n_test": len(test)})
                 test_set = log_dataset(test, "test")
-                train, validation = training_data(config["modality"], settings)
+                train, validation = training_data(config["modality"], by_seed[config["seed"]])
                 log_dataset(train, "train")
                 log_dataset(validation, "validation")
                 metrics = {}
-                for family, folder in zip(config["families"], folders(config)):
-                    metrics.update(record_family(family, scored[family], folder, test_set,
+                for family, job in zip(config["families"], jobs[i]):
+                    metrics.update(record_family(family, scored[family], job.folder, test_set,
                                                  f"{config['modality']}-{family}"))
             tqdm.write(f"{_child_name(config, factor)}: " + ", ".join(
                 f"{k}={v:.4f}" for k, v in metrics.items() if k.endswith("accuracy")))
             rows[i] = {**config, **metrics}
             progress.update()
         progress.close()
-        rows = [rows[i] for i in range(len(configs))]
-        log_summary(rows, args.command, factor)
-
-
-RESULT_METRICS = tuple(c for m in (*STATIC, *ACTIVITY) for c in m.columns)  # besides accuracy
-ENGINES = {"snn": "snntorch-snn", "dnn": "torch-dnn"}
+        log_summary([rows[i] for i in range(len(configs))], args.command, factor)
 
 
 def result_row(row: dict, family: str, command: str) -> dict:
@@ -328,12 +304,9 @@ def result_row(row: dict, family: str, command: str) -> dict:
     value = {k: row.get(f"{family}_{k}") for k in RESULT_METRICS}
     return {"benchmark": command, "engine": ENGINES[family], "model": f"multimodal-{row['size']}",
             "modality": row["modality"], "method": "", "steps": row["steps"] if family == "snn" else 1,
-            "noise_position": row["noise_position"], "noise_std": row["noise_std"], "noise_mode": row["noise_mode"],
-            "noise_seed": row["noise_seed"], "seed": row["seed"], "n": row.get(f"{family}_n_test"),
-            "accuracy": row.get(f"{family}_test_accuracy"),
-            "accuracy_ci_low": row.get(f"{family}_test_accuracy_ci_low"),
-            "accuracy_ci_high": row.get(f"{family}_test_accuracy_ci_high"), **value,
-            "best_val_accuracy": row.get(f"{family}_best_val_accuracy"),
+            **{k: row[k] for k in NOISE_FIELDS}, "seed": row["seed"], "n": row.get(f"{family}_n_test"),
+            **{k: row.get(f"{family}_test_{k}") for k in ("accuracy", "accuracy_ci_low", "accuracy_ci_high")},
+            **value, "best_val_accuracy": row.get(f"{family}_best_val_accuracy"),
             "ort_test_accuracy": row.get(f"{family}_ort_test_accuracy")}
 
 
@@ -343,8 +316,7 @@ def log_summary(rows: list[dict], command: str, factor: str | None):
     groups: dict = {}
     for row in rows:
         for family in row["families"]:
-            groups.setdefault((row["modality"], family, row.get(factor, "default") if factor else "default"),
-                              []).append(row)
+            groups.setdefault((row["modality"], family, row[factor] if factor else "default"), []).append(row)
     summary = []
     for (modality, family, value), members in groups.items():
         label = f"{modality}/{family}" + (f"/{factor}={value}" if factor else "")
@@ -367,8 +339,7 @@ def log_summary(rows: list[dict], command: str, factor: str | None):
     modalities = list(dict.fromkeys(r["modality"] for r in summary))
     series = {}
     for entry in summary:
-        value = entry.get(factor or "configuration")
-        name = entry["family"].upper() + ("" if factor is None else f" {factor}={value}")
+        name = entry["family"].upper() + (f" {factor}={entry[factor]}" if factor else "")
         series.setdefault(name, {})[entry["modality"]] = 100 * entry.get("test_accuracy", float("nan"))
     with tempfile.TemporaryDirectory() as tmp:
         png = Path(tmp) / "summary.png"
@@ -376,4 +347,3 @@ def log_summary(rows: list[dict], command: str, factor: str | None):
                            ylabel="test accuracy (%)",
                            title=f"{command}: test accuracy, mean over seeds (best-validation weights)")
         mlflow.log_artifact(str(png))
-

@@ -1,5 +1,5 @@
-"""Options shared by the multimodal suite's commands (``multimodal``, the six experiments and
-``multimodal_study``): training, seeds and the grid engine, each defined once."""
+"""Options shared by the multimodal suite's commands (``multimodal``, the six sweeps and
+``multimodal_study``): training, seeds and the grid engine."""
 
 import argparse
 
@@ -13,13 +13,13 @@ from snnbench.execution import add_cluster_arguments
 from snnbench.models.spiking import SCAN_KERNELS, scan_kernel
 from snnbench.training import recipes
 from snnbench.training.grid import Engine
+from snnbench.training.suite import TrainSettings, features
 
 PROFILES = {p: dict(epochs=recipes.SUITE[p].epochs, train_limit=recipes.SUITE[p].train_limit,
                     test_limit=recipes.SUITE_TEST_LIMIT[p]) for p in recipes.PROFILES}
 
 
 def add_training_arguments(parser: argparse.ArgumentParser):
-    """The suite's training and test-set options (every multimodal command)."""
     parser.add_argument("--epochs", type=auto(non_negative), default=None,
                         help="training epochs (auto = 2 quick, 200 full)")
     parser.add_argument("--train-limit", type=auto(non_negative), default=None,
@@ -53,9 +53,12 @@ def add_engine_arguments(parser: argparse.ArgumentParser):
                         help="CUDA neuron scan kernels: triton (one kernel each way per layer) or eager (a few "
                              "torch operations per step); the CPU always runs eager")
     engine.add_argument("--tf32", type=boolean, default=default.tf32,
-                        help="float32 matrix products on TensorFloat-32 units (faster; inputs rounded to 10 mantissa bits)")
-    engine.add_argument("--side-by-side", type=boolean, default=default.side_by_side, help="stacks of models run side by side on CUDA streams")
-    engine.add_argument("--max-stack", type=positive(int), default=default.max_stack, help="most models trained in one stack")
+                        help="float32 matrix products on TensorFloat-32 units (faster; inputs rounded to 10 mantissa "
+                             "bits)")
+    engine.add_argument("--side-by-side", type=boolean, default=default.side_by_side,
+                        help="stacks of models run side by side on CUDA streams")
+    engine.add_argument("--max-stack", type=positive(int), default=default.max_stack,
+                        help="most models trained in one stack")
     engine.add_argument("--pad-widths", type=boolean, default=default.pad_widths,
                         help="models of different sizes share a stack, narrower hidden layers padded with zeros "
                              "(exact: padded neurons never fire and get no gradient; fewer launches, but more "
@@ -68,8 +71,7 @@ def engine_from_args(args) -> Engine:
 
 
 def devices_from_args(args) -> list[torch.device]:
-    """``--devices`` (all, or a list), else ``--device``; each checked against ``--scan`` before
-    any run starts."""
+    """``--devices`` (all, or a list), else ``--device``; each checked against ``--scan``."""
     if not args.devices:
         devices = [resolve_device(args.device)]
     elif args.devices == "all":
@@ -95,8 +97,16 @@ def seed_count_or_list(text: str):
 
 def seeds_from_args(args) -> list[int]:
     """The seeds every configuration is trained with (what a run logs as ``seeds``)."""
-    if isinstance(args.seeds, list):
-        return args.seeds
-    return [args.seed + i for i in range(args.seeds)]
+    return args.seeds if isinstance(args.seeds, list) else [args.seed + i for i in range(args.seeds)]
 
 
+def settings_by_seed(args, scale: dict) -> dict[int, TrainSettings]:
+    """Each seed's training settings, of the options and the profile's ``scale``."""
+    return {seed: TrainSettings(epochs=scale["epochs"], lr=args.lr, batch_size=args.batch_size, seed=seed,
+                                train_limit=scale["train_limit"], validation=args.validation)
+            for seed in seeds_from_args(args)}
+
+
+def data_checksums(modalities) -> dict:
+    """The checksums of the modalities' test data (what a run logs of its data)."""
+    return {k: v for modality in modalities for k, v in features(modality, "test").checksums.items()}

@@ -1,21 +1,14 @@
-"""``snnbench multimodal_study``: the multimodal study's whole grid at its own scale, with seeds.
+"""``snnbench multimodal_study``: the study's whole grid (:func:`snnbench.benchmarks.study.study_specs`)
+at its own scale for every seed, trained together by the grid trainer (:mod:`snnbench.training.grid`),
+each model scored on the test split clean and under the four evaluation noises.
 
-Trains the study's 30 configurations (:func:`snnbench.benchmarks.study.study_specs`) for every seed with the
-grid trainer (:mod:`snnbench.training.grid`: models of one shape stacked, CUDA graphs, stacks side by side,
-several GPUs with ``--devices``), scores every model on the test split clean and under the four
-evaluation noises, and logs:
-
-* a parent run: the settings actually used (seeds, epochs, engine), device, the training's wall
-  time, throughput per stack shape, ``study.json`` (one row per training and the mean over seeds
-  with its 95% interval per experiment), ``results.json`` (the fixed-schema result table: one row
-  per training and evaluation noise), ``claims.json`` (the study's claims checked under this
-  run's validation protocol, snnbench.benchmarks.claims) and the report section (markdown + figures);
-* one child run per configuration and seed: its settings, per-epoch history (logged in batches),
-  best validation accuracy, test accuracies with Wilson intervals, and the trained model as an
-  MLflow model (ONNX for a DNN, PyTorch for an SNN; its id in the tag ``snnbench.model_id``).
-
-Interrupted (``--time-limit``, a crash): every stack is checkpointed at its last epoch end; the
-same command with ``--resume true`` continues where it stopped.
+The parent run logs the settings used, the training's wall time and speed per stack shape, ``study.json``
+(:func:`snnbench.benchmarks.study.results_document`), ``results.json`` (the fixed-schema table: one row per
+training and noise), ``claims.json`` (:mod:`snnbench.benchmarks.claims`, under the run's validation protocol)
+and the report section; each child (one configuration and seed) its history, test accuracies with Wilson
+intervals and its trained model as an MLflow model (its id in the tag ``snnbench.model_id``).
+Every stack is checkpointed at each epoch end: a stopped run (``--time-limit``, a crash) continues with
+``--resume true``.
 """
 
 import argparse
@@ -28,22 +21,24 @@ from pathlib import Path
 import mlflow
 import torch
 
-from snnbench.benchmarks.options import add_common, from_profile, non_negative
-from snnbench.benchmarks.multimodal import log_history
-from snnbench.benchmarks.multimodal_options import (PROFILES, add_engine_arguments, add_seed_arguments, add_training_arguments, devices_from_args, engine_from_args, seeds_from_args)
-from snnbench.benchmarks.options import add_modalities, add_resume
-from snnbench.errors import SnnbenchError
-from snnbench.training.grid import Job, evaluate_jobs, train_jobs, warm_up
-from snnbench.training.cache import read_summary
-from snnbench.training.suite import TrainSettings, features, log_trained_model
-from snnbench.noise import NoiseSpec
 from snnbench.benchmarks import claims
+from snnbench.benchmarks.multimodal import log_history
+from snnbench.benchmarks.multimodal_options import (PROFILES, add_engine_arguments, add_seed_arguments,
+                                                   add_training_arguments, data_checksums, devices_from_args,
+                                                   engine_from_args, seeds_from_args, settings_by_seed)
+from snnbench.benchmarks.options import add_common, add_modalities, add_resume, from_profile, non_negative
 from snnbench.benchmarks.study import (CLAIMS_DOCUMENT, CLEAN, NOISES, STUDY_DOCUMENT, result_row, results_document,
                                        run_row, study_report, study_specs)
+from snnbench.errors import SnnbenchError
 from snnbench.evaluation import metrics as M
 from snnbench.evaluation.harness import log_result_table
 from snnbench.execution import executor_from_args
+from snnbench.noise import NoiseSpec
 from snnbench.tracking.runs import MODEL_ID_TAG, benchmark_run, child_run, config_key, finished_children
+from snnbench.training.cache import read_summary
+from snnbench.training.grid import Job, evaluate_jobs, train_jobs, warm_up
+from snnbench.training.suite import log_trained_model
+
 
 def add_arguments(parser: argparse.ArgumentParser, command: str):
     add_common(parser)
@@ -58,19 +53,21 @@ def add_arguments(parser: argparse.ArgumentParser, command: str):
                        "finished children are kept")
 
 
+def _child_name(job: Job) -> str:
+    spec = job.spec
+    snn = f" {spec.neuron} {spec.reset} T={spec.steps}" if spec.family == "snn" else ""
+    return f"{spec.modality} {spec.family} {spec.size}{snn} seed={job.settings.seed}"
+
+
 def run(args):
     scale = from_profile(args, PROFILES)
     devices = devices_from_args(args)
     seeds = seeds_from_args(args)
     engine = engine_from_args(args)
-    settings = {seed: TrainSettings(epochs=scale["epochs"], lr=args.lr, batch_size=args.batch_size, seed=seed,
-                                    train_limit=scale["train_limit"], validation=args.validation) for seed in seeds}
-    specs = study_specs(args.modalities)
-    jobs = [Job(spec, settings[seed]) for spec in specs for seed in seeds]
+    settings = settings_by_seed(args, scale)
+    jobs = [Job(spec, settings[seed]) for spec in study_specs(args.modalities) for seed in seeds]
     noises = {CLEAN: NoiseSpec(), **NOISES}
-    checksums = {}
-    for modality in args.modalities:
-        checksums.update(features(modality, "test").checksums)
+    checksums = data_checksums(args.modalities)
     params = {"profile": args.profile, "seeds": seeds, "modalities": args.modalities, "validation": args.validation,
               "lr": args.lr, "batch_size": args.batch_size, **scale, "devices": [str(d) for d in devices],
               **asdict(engine), "trainings": len(jobs),
@@ -102,19 +99,16 @@ def run(args):
             row = run_row(job.spec, job.settings.seed, result, counts)
             rows.append(row)
             child_config = {**job.spec.as_dict(), **asdict(job.settings)}
-            name = f"{job.spec.modality} {job.spec.family} {job.spec.size}" + (
-                f" {job.spec.neuron} {job.spec.reset} T={job.spec.steps}" if job.spec.family == "snn" else "") + \
-                f" seed={job.settings.seed}"
             if config_key(child_config) in done:  # finished by an earlier invocation of this run
                 continue
-            with child_run(name, child_config, device=result["trained_on"], data_checksums=checksums) as child:
+            with child_run(_child_name(job), child_config, device=result["trained_on"],
+                           data_checksums=checksums) as child:
                 log_history(child.info.run_id, result["history"])
                 # the trained model, by reference for other benchmarks (noise_sweep --models-from)
                 mlflow.set_tag(MODEL_ID_TAG, log_trained_model(job.folder, "model"))
-                metrics = {"best_val_accuracy": row["best_val_accuracy"], "best_epoch": row["best_epoch"],
-                           "epochs_trained": row["epochs_trained"], "parameter_count": row["parameter_count"],
-                           "stacked_with": result.get("stacked_with", 1),
-                           "mean_epoch_seconds": result["epoch_seconds"]}
+                metrics = {k: row[k] for k in ("best_val_accuracy", "best_epoch", "epochs_trained", "parameter_count")}
+                metrics.update({"stacked_with": result.get("stacked_with", 1),
+                                "mean_epoch_seconds": result["epoch_seconds"]})
                 for noise_name in noises:
                     test = row[f"test/{noise_name}"]
                     key = "test_accuracy" if noise_name == CLEAN else f"test_accuracy_{noise_name.replace('/', '_')}"
@@ -123,25 +117,24 @@ def run(args):
                 mlflow.log_metrics(metrics)
         meta = {"device": ",".join(map(str, devices)), "device_name": device_name, "train_seconds": train_seconds,
                 "total_seconds": time.perf_counter() - started, "speeds": summary.get("speeds", {}),
-                "stacks": summary["stacks"], "engine": asdict(engine), **{k: v for k, v in params.items()
-                                                                          if k not in ("devices",)}}
+                "stacks": summary["stacks"], "engine": asdict(engine),
+                **{k: v for k, v in params.items() if k != "devices"}}
         results = results_document(rows, meta)
         mlflow.log_dict(results, STUDY_DOCUMENT)
         log_result_table([result_row(row, name) for row in rows for name in noises])
-        protocol = "study" if args.validation == "study" else "ours"
-        mlflow.log_dict(claims.check(rows, protocol), CLAIMS_DOCUMENT)
-        mlflow.log_metrics({"total_wall_seconds": meta["total_seconds"], "trainings": len(jobs)})
+        mlflow.log_dict(claims.check(rows, "study" if args.validation == "study" else "ours"), CLAIMS_DOCUMENT)
         cost = [e for entries in meta["speeds"].values() for e in entries]
-        mlflow.log_metrics({"train_product_flops": sum(e["product_flops"] for e in cost),
+        mlflow.log_metrics({"total_wall_seconds": meta["total_seconds"], "trainings": len(jobs),
+                            "train_product_flops": sum(e["product_flops"] for e in cost),
                             "train_optimiser_bytes": sum(e["optimiser_bytes"] for e in cost)})
         for shape, entries in meta["speeds"].items():
-            mlflow.log_metric(f"model_epochs_per_s/{shape.replace('=', '')}", max(e["model_epochs_per_s"] for e in entries))
+            mlflow.log_metric(f"model_epochs_per_s/{shape.replace('=', '')}",
+                              max(e["model_epochs_per_s"] for e in entries))
         for entry in results["summary"]:
             label = f"{entry['experiment']}/{entry['modality']}/{entry['family']}/{entry['value']}/{entry['metric']}"
             mlflow.log_metric(f"mean/{label}".replace("=", "_"), entry["mean"])
         with tempfile.TemporaryDirectory() as tmp:
-            figures = Path(tmp) / "figures"
-            (Path(tmp) / "study.md").write_text(study_report(results, figures, "figures/"))
+            (Path(tmp) / "study.md").write_text(study_report(results, Path(tmp) / "figures", "figures/"))
             mlflow.log_artifacts(tmp, "report")
         if args.results_out:
             Path(args.results_out).write_text(json.dumps(results, indent=1))
