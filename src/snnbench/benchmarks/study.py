@@ -2,20 +2,11 @@
 and the report section built from it.
 
 The study varies one factor at a time around a reference SNN (size S, LIF, soft reset, 4 steps):
-
-* ``size``: S, S/2, S/3, for the DNN and the SNN;
-* ``noise_level`` / ``noise_position``: evaluation noise of std 0.1 and 5 before (``pre``) or
-  after (``post``) each hidden activation, on the size-S models (trained without noise);
-* ``reset``: soft vs hard; ``neuron``: LIF vs IF; ``timesteps``: 4, 8, 16 steps (SNN, size S).
-
-That is 30 trainings per seed for the three modalities (:func:`study_specs`). Every trained
-model is scored on the whole test split clean and under the four noise settings.
-
-:func:`results_document` gathers one row per training (its settings, seed, best validation
-accuracy and test accuracies with Wilson intervals) and a summary per experiment: the mean over
-seeds with a Student-t 95% interval. :func:`study_report` renders that document as markdown
-tables and one figure per experiment, our mean and interval beside the study's value where the
-study gave one.
+``size`` (S, S/2, S/3, DNN and SNN); ``noise_level`` / ``noise_position`` (evaluation noise of std 0.1
+and 5 before (``pre``) or after (``post``) each hidden activation, size-S models trained without noise);
+``reset`` (soft, hard), ``neuron`` (LIF, IF), ``timesteps`` (4, 8, 16; SNN, size S). That is 30
+trainings per seed for the three modalities, each scored on the whole test split clean and under the
+four noises. Summaries are means over seeds with a Student-t 95% interval.
 """
 
 import math
@@ -35,11 +26,9 @@ NOISES = {f"{position}/{std:g}": NoiseSpec(std, position) for std in (0.1, 5.0) 
 CLEAN = "clean"
 STUDY_DOCUMENT = "study.json"    # the study's results: trainings, per-experiment means over seeds
 CLAIMS_DOCUMENT = "claims.json"  # its claims checked under the run's protocol (snnbench.benchmarks.claims)
-# The study's own figures that this repository records (reporting.MULTIMODAL_REFERENCE): the
-# multimodal SNN's best validation accuracy, ~99.9% at every size. Other figures are not recorded here.
-STUDY_VALUES = {("size", "multimodal", "snn", "S", "best_val_accuracy"): 0.999,
-                ("size", "multimodal", "snn", "S/2", "best_val_accuracy"): 0.999,
-                ("size", "multimodal", "snn", "S/3", "best_val_accuracy"): 0.999}
+# The study's own figures recorded here (reporting.MULTIMODAL_REFERENCE): the multimodal SNN's best
+# validation accuracy, ~99.9% at every size.
+STUDY_VALUES = {("size", "multimodal", "snn", size, "best_val_accuracy"): 0.999 for size in ("S", "S/2", "S/3")}
 
 
 @dataclass(frozen=True)
@@ -86,9 +75,9 @@ def run_row(spec: ModelSpec, seed: int, summary: dict, scores: dict) -> dict:
            "hidden_width": summary["hidden_width"], "n_train": summary["n_train"], "n_val": summary["n_val"],
            "val_accuracy_history": [h["val_accuracy"] for h in summary["history"]]}
     for name, (correct, n) in scores.items():
-        scores = accuracy_interval(correct, n)
-        row[f"test/{name}"] = {"accuracy": scores["accuracy"], "correct": int(correct), "n": int(n),
-                               "ci_low": scores["accuracy_ci_low"], "ci_high": scores["accuracy_ci_high"]}
+        interval = accuracy_interval(correct, n)
+        row[f"test/{name}"] = {"accuracy": interval["accuracy"], "correct": int(correct), "n": int(n),
+                               "ci_low": interval["accuracy_ci_low"], "ci_high": interval["accuracy_ci_high"]}
     return row
 
 
@@ -131,6 +120,7 @@ def summarise(rows: list[dict]) -> list[dict]:
 
 
 def results_document(rows: list[dict], meta: dict) -> dict:
+    """One row per training (:func:`run_row`) and the per-experiment summary (:func:`summarise`)."""
     return {"meta": meta, "runs": rows, "summary": summarise(rows)}
 
 
@@ -139,16 +129,27 @@ def result_row(row: dict, noise: str) -> dict:
     (snnbench.evaluation.harness.RESULT_COLUMNS; accuracy with its Wilson interval)."""
     test = row[f"test/{noise}"]
     spec = NOISES.get(noise, NoiseSpec())
-    model = f"{row['family']} {row['size']}" + (f" {row['neuron']} {row['reset']}" if row["family"] == "snn" else "")
-    return {"benchmark": "multimodal_study", "engine": "snntorch-snn" if row["family"] == "snn" else "torch-dnn",
-            "model": model, "modality": row["modality"], "method": "", "steps": row["steps"] if row["family"] == "snn"
-            else 1, "noise_position": spec.position, "noise_std": spec.std, "noise_mode": spec.mode,
-            "noise_seed": spec.seed, "seed": row["seed"], "n": test["n"], "accuracy": test["accuracy"],
+    snn = row["family"] == "snn"
+    model = f"{row['family']} {row['size']}" + (f" {row['neuron']} {row['reset']}" if snn else "")
+    return {"benchmark": "multimodal_study", "engine": "snntorch-snn" if snn else "torch-dnn", "model": model,
+            "modality": row["modality"], "method": "", "steps": row["steps"] if snn else 1,
+            **{f"noise_{k}": getattr(spec, k) for k in ("position", "std", "mode", "seed")},
+            "seed": row["seed"], "n": test["n"], "accuracy": test["accuracy"],
             "accuracy_ci_low": test["ci_low"], "accuracy_ci_high": test["ci_high"],
             "parameter_count": row["parameter_count"], "best_val_accuracy": row["best_val_accuracy"]}
 
 
 # --- the report section ------------------------------------------------------------------------
+
+def _series(experiment: Experiment, entries: list[dict], modality: str):
+    """(family, metric, {value: summary entry}) of one modality, each non-empty one in the experiment's order."""
+    for family in experiment.families:
+        for metric in experiment.metrics:
+            cells = {e["value"]: e for e in entries if (e["modality"], e["family"], e["metric"]) ==
+                     (modality, family, metric)}
+            if cells:
+                yield family, metric, cells
+
 
 def _pct(value) -> str:
     return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{100 * value:.2f}"
@@ -187,17 +188,11 @@ def study_report(results: dict, figures: Path, link_prefix: str = "") -> str:
         header = ["modality", "family", "metric"] + [str(v) for v in experiment.values] + ["study"]
         lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for modality in MODALITIES:
-            for family in experiment.families:
-                for metric in experiment.metrics:
-                    cells = {e["value"]: e for e in entries if (e["modality"], e["family"], e["metric"]) ==
-                             (modality, family, metric)}
-                    if not cells:
-                        continue
-                    study = {v: e["study"] for v, e in cells.items() if e["study"] is not None}
-                    study_text = ", ".join(f"{v}: ~{_pct(s)}" for v, s in study.items()) or "not recorded"
-                    lines.append("| " + " | ".join([modality, family.upper(), metric.replace("_", " ")] +
-                                                  [_cell(cells.get(v)) for v in experiment.values] +
-                                                  [study_text]) + " |")
+            for family, metric, cells in _series(experiment, entries, modality):
+                study = ", ".join(f"{v}: ~{_pct(e['study'])}" for v, e in cells.items() if e["study"] is not None)
+                lines.append("| " + " | ".join([modality, family.upper(), metric.replace("_", " ")] +
+                                              [_cell(cells.get(v)) for v in experiment.values] +
+                                              [study or "not recorded"]) + " |")
         path = figures / f"study_{experiment.name}.png"
         plot_experiment(experiment, entries, path)
         lines += ["", f"![{experiment.title}]({link_prefix}{path.name})", ""]
@@ -224,7 +219,8 @@ def _training_cost(meta: dict) -> list[str]:
         return []
     flops, traffic = sum(e["product_flops"] for e in entries), sum(e["optimiser_bytes"] for e in entries)
     lines = ["### Training time and what it must do", "",
-             f"The stacked trainings took {meta['train_seconds']:.0f} s of training on {meta.get('device_name', 'cpu')}. "
+             f"The stacked trainings took {meta['train_seconds']:.0f} s of training on "
+             f"{meta.get('device_name', 'cpu')}. "
              f"Their matrix products come to {flops:.2e} floating-point operations (forward and backward, counted "
              f"layer by layer), and Adam reads and writes {traffic / 1e12:.2f} TB of weights, gradients and moments "
              "(28 bytes per parameter and step, in float32)."]
@@ -249,23 +245,17 @@ def plot_experiment(experiment: Experiment, entries: list[dict], path: Path) -> 
     fig, axes = plt.subplots(1, len(MODALITIES), figsize=(4.2 * len(MODALITIES), 3.4), squeeze=False)
     xs = list(range(len(experiment.values)))
     for ax, modality in zip(axes[0], MODALITIES):
-        for family in experiment.families:
-            for metric in experiment.metrics:
-                points = {e["value"]: e for e in entries
-                          if (e["modality"], e["family"], e["metric"]) == (modality, family, metric)}
-                if not points:
-                    continue
-                kept = [(i, points[v]) for i, v in zip(xs, experiment.values) if v in points]
-                means = np.array([100 * e["mean"] for _, e in kept])
-                low = np.array([100 * max(e["ci_low"], 0.0) if e["n_seeds"] > 1 else 100 * e["mean"] for _, e in kept])
-                high = np.array([100 * min(e["ci_high"], 1.0) if e["n_seeds"] > 1 else 100 * e["mean"] for _, e in kept])
-                label = family.upper() + ("" if metric == "test_accuracy" else " best val")
-                ax.errorbar([i for i, _ in kept], means, yerr=[means - low, high - means], capsize=3,
-                            marker="o" if family == "snn" else "s", linestyle="-" if family == "snn" else "--",
-                            label=label)
-                study = [(i, 100 * e["study"]) for i, e in kept if e["study"] is not None]
-                if study:
-                    ax.scatter(*zip(*study), marker="x", color="black", zorder=5, label=f"study ({label})")
+        for family, metric, points in _series(experiment, entries, modality):
+            kept = [(i, points[v]) for i, v in zip(xs, experiment.values) if v in points]
+            means = np.array([100 * e["mean"] for _, e in kept])
+            low = np.array([100 * (max(e["ci_low"], 0.0) if e["n_seeds"] > 1 else e["mean"]) for _, e in kept])
+            high = np.array([100 * (min(e["ci_high"], 1.0) if e["n_seeds"] > 1 else e["mean"]) for _, e in kept])
+            label = family.upper() + ("" if metric == "test_accuracy" else " best val")
+            ax.errorbar([i for i, _ in kept], means, yerr=[means - low, high - means], capsize=3,
+                        marker="o" if family == "snn" else "s", linestyle="-" if family == "snn" else "--", label=label)
+            study = [(i, 100 * e["study"]) for i, e in kept if e["study"] is not None]
+            if study:
+                ax.scatter(*zip(*study), marker="x", color="black", zorder=5, label=f"study ({label})")
         ax.set_xticks(xs, [str(v) for v in experiment.values])
         ax.set_title(modality)
         ax.grid(alpha=0.3)
