@@ -1,24 +1,17 @@
 """The multimodal study's claims, each checked against a ``multimodal_study`` run's results.
 
-A claim is made of parts; a part is one quantity computed per model seed from the run's trainings
-(an accuracy, or a difference of accuracies of models trained with the same seed) and the range
-the claim puts it in. Our estimate is the mean over seeds with its Student-t 95% interval, and the
-verdict of a part is:
+A claim is made of parts; a part is one quantity per model seed (an accuracy in points, or a difference
+of accuracies of models trained with the same seed) and the range the claim puts it in. Its estimate is
+the mean over seeds with a Student-t 95% interval; the part ``holds`` when the whole interval lies inside
+the range, ``does not hold`` when it lies wholly outside, and ``cannot be told apart`` otherwise. A claim
+holds when all its parts hold, does not hold when any part does not, and cannot be told apart otherwise.
 
-* ``holds``: the whole interval lies inside the claimed range;
-* ``does not hold``: the interval lies wholly outside it;
-* ``cannot be told apart``: it straddles a bound.
-
-A claim holds when all its parts hold, does not hold when any part does not, and cannot be told
-apart otherwise. Words are read as stated ranges, once, here: "about v %" is v +- 1 point (capped
-at 100); "loses about d points" is d +- max(1, d / 5); "markedly" and "by far" are at least 2 and
-5 points; "hurts less" / "beats" is a difference above 0.
-
-The measure follows the run's validation protocol: under the study's protocol (``--validation
-study``) a clean accuracy is the best validation accuracy of the training, as the study reports;
-under ours it is the test accuracy. Accuracies under noise are test accuracies in both (the study's
-validation accuracy under noise is not measured). Noise "std 0.1" claims are read at the position
-named in the part (``post``: after the activation, unless the claim names both).
+Words read as ranges: "about v %" is v +- 1 point (capped at 100); "loses about d points" is
+d +- max(1, d / 5); "markedly" and "by far" are at least 2 and 5 points; "hurts less" / "beats" is a
+difference above 0. Under the study's protocol (``--validation study``) a clean accuracy is the training's
+best validation accuracy, as the study reports; under ours it is the test accuracy. Accuracies under noise
+are test accuracies in both. Noise "std 0.1" claims are read at the position the part names (``post``,
+after the activation, unless the claim names both).
 """
 
 from dataclasses import dataclass
@@ -32,7 +25,6 @@ VERDICTS = ("holds", "does not hold", "cannot be told apart")
 INF = float("inf")
 SIZES = ("S", "S/2", "S/3")
 MODALITIES = ("image", "audio", "multimodal")
-REFERENCE = dict(size="S", neuron="lif", reset="soft", steps=4)
 
 
 def about(value: float) -> tuple[float, float]:
@@ -56,10 +48,8 @@ class Accuracy:
     steps: int = 4
 
     def matches(self, row: dict) -> bool:
-        if (row["modality"], row["family"], row["size"]) != (self.modality, self.family, self.size):
-            return False
-        return self.family == "dnn" or (row["neuron"], row["reset"], row["steps"]) == (self.neuron, self.reset,
-                                                                                      self.steps)
+        keys = ("modality", "family", "size") + (() if self.family == "dnn" else ("neuron", "reset", "steps"))
+        return all(row[k] == getattr(self, k) for k in keys)
 
     def __call__(self, rows: list, seed: int, protocol: str) -> float:
         row = next((r for r in rows if r["seed"] == seed and self.matches(r)), None)
@@ -109,7 +99,7 @@ def _sizes(modality, family, noise=None):
 def _claims() -> tuple:
     A = Accuracy
     post = "post/0.1"
-    claims = [
+    return (
         Claim(1, "3", "DNN: multimodal stays at about 99% at S, S/2 and S/3; the unimodal DNNs range from about 99% "
                       "down to about 95% as size shrinks",
               tuple(Part(f"multimodal DNN {s}", A("multimodal", "dnn", size=s), *about(99)) for s in SIZES)
@@ -166,8 +156,7 @@ def _claims() -> tuple:
         Claim(13, "13", "4, 8 and 16 time steps are within 0.6 points of each other, per model",
               tuple(Part(f"{m} SNN max - min over 4, 8, 16 steps",
                          spread(*(A(m, "snn", steps=t) for t in (4, 8, 16))), 0, 0.6) for m in MODALITIES)),
-    ]
-    return tuple(claims)
+    )
 
 
 CLAIMS = _claims()
@@ -193,10 +182,11 @@ def check(rows: list, protocol: str) -> list[dict]:
             values = [part.quantity(rows, seed, protocol) for seed in seeds]
             values = [v for v in values if np.isfinite(v)]
             mean, low, high = seed_interval(values) if values else (float("nan"),) * 3
-            parts.append({"part": part.label, "mean": mean, "ci_low": low, "ci_high": high, "range": [part.low, part.high],
-                          "seeds": len(values), "verdict": part_verdict(low, high, part.low, part.high)})
+            parts.append({"part": part.label, "mean": mean, "ci_low": low, "ci_high": high,
+                          "range": [part.low, part.high], "seeds": len(values),
+                          "verdict": part_verdict(low, high, part.low, part.high)})
         verdicts = {p["verdict"] for p in parts}
-        verdict = (VERDICTS[1] if VERDICTS[1] in verdicts else VERDICTS[0] if verdicts == {VERDICTS[0]} else VERDICTS[2])
+        verdict = VERDICTS[1] if VERDICTS[1] in verdicts else VERDICTS[0] if verdicts == {VERDICTS[0]} else VERDICTS[2]
         out.append({"claim": claim.number, "figure": claim.figure, "text": claim.text, "protocol": protocol,
                     "verdict": verdict, "parts": parts})
     return out
