@@ -1,17 +1,14 @@
-"""The snntorch multimodal suite: image, audio and fused inputs; DNN vs SNN; six experiments.
-
-Commands: ``multimodal`` (one configuration), ``size_sweep``, ``noise_level``, ``noise_position``,
-``reset_sweep``, ``neuron_sweep``, ``timestep_sweep``. Each is a parent run with one child run per
-(modality, swept value, seed); a child trains (or reuses, cached) the DNN and / or SNN of that
-configuration and logs ``dnn_*`` / ``snn_*`` metrics: per-epoch ``train_loss`` and ``val_accuracy``,
-``best_val_accuracy``, ``test_accuracy`` of the best-validation weights (under the evaluation noise, if any),
-throughput, and for the DNN the ONNX Runtime test accuracy under the same noise draws. Noise sweeps train
-once and only evaluate under noise.
+"""The snntorch multimodal suite (image, audio and fused inputs; DNN vs SNN): ``multimodal`` (one
+configuration) and the sweeps of :data:`SWEEPS`. A parent run has one child per (modality, swept value,
+seed) that trains (or reuses, cached) its DNN and / or SNN and logs ``dnn_*`` / ``snn_*`` metrics: per-epoch
+``train_loss`` and ``val_accuracy``, ``best_val_accuracy``, the best-validation weights' ``test_accuracy``
+under the evaluation noise, throughput, and for the DNN ONNX Runtime's accuracy under the same noise draws.
 """
 
 import argparse
 import tempfile
 import time
+from collections import namedtuple
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,16 +39,9 @@ from snnbench.training.suite import (TrainSettings, load_trained_multimodal, log
                                      training_data)
 
 
-@dataclass(frozen=True)
-class Sweep:
-    factor: str          # child param that varies
-    option: str          # CLI option holding the values
-    values: tuple        # default values
-    parse: object        # argparse type of the option
-    families: tuple      # families the factor applies to
-    help: str
-
-
+# The child param that varies, the option holding its values (their defaults, argparse type and help)
+# and the families it applies to.
+Sweep = namedtuple("Sweep", "factor option values parse families help")
 SWEEPS = {  # command -> its sweep (None: one configuration)
     "multimodal": None,
     "size_sweep": Sweep("size", "--sizes", ("S", "S/2", "S/3"), choice_list(tuple(SIZES)), FAMILIES,
@@ -67,7 +57,20 @@ SWEEPS = {  # command -> its sweep (None: one configuration)
                           "SNN neuron models"),
     "timestep_sweep": Sweep("steps", "--steps-list", (4, 8, 16), int_list, ("snn",), "SNN time steps"),
 }
-SPEC_FIELDS = ("size", "hidden_layers", "neuron", "beta", "reset", "steps", "surrogate", "encoding", "readout")
+MODEL_OPTIONS = {  # ModelSpec field -> its option (the reference default; a swept factor replaces it)
+    "size": dict(choices=tuple(SIZES), default="S", help="parameter budget (S = 1,600,000)"),
+    "hidden_layers": dict(type=positive(int), default=2, help="hidden Linear layers"),
+    "neuron": dict(choices=NEURONS, default="lif", help="lif (leaky) or if (no leak)"),
+    "beta": dict(type=positive(float), default=0.9, help="LIF membrane decay (in (0, 1])"),
+    "reset": dict(choices=tuple(RESETS), default="soft", help="soft (subtract) or hard (to zero)"),
+    "steps": dict(type=positive(int), default=4, help="SNN time steps"),
+    "surrogate": dict(choices=tuple(SURROGATES), default="atan", help="surrogate gradient"),
+    "encoding": dict(choices=ENCODINGS, default="direct",
+                     help="direct (features as current each step) or rate (Poisson spikes)"),
+    "readout": dict(choices=READOUTS, default="membrane",
+                    help="membrane (mean output membrane) or spikes (output spike count)"),
+}
+SPEC_FIELDS = tuple(MODEL_OPTIONS)
 NOISE_FIELDS = ("noise_std", "noise_position", "noise_mode", "noise_seed")
 RESULT_METRICS = tuple(c for m in (*STATIC, *ACTIVITY) for c in m.columns)  # besides accuracy
 ENGINES = {"snn": "snntorch-snn", "dnn": "torch-dnn"}
@@ -181,21 +184,9 @@ def add_arguments(parser: argparse.ArgumentParser, command: str):
         parser.add_argument(sweep.option, type=sweep.parse, default=list(sweep.values), help=sweep.help)
     add_training_arguments(parser)
     model = parser.add_argument_group("model (the reference defaults; a swept factor replaces its option)")
-    if factor != "size":
-        model.add_argument("--size", choices=tuple(SIZES), default="S", help="parameter budget (S = 1,600,000)")
-    model.add_argument("--hidden-layers", type=positive(int), default=2, help="hidden Linear layers")
-    if factor != "neuron":
-        model.add_argument("--neuron", choices=NEURONS, default="lif", help="lif (leaky) or if (no leak)")
-    model.add_argument("--beta", type=positive(float), default=0.9, help="LIF membrane decay (in (0, 1])")
-    if factor != "reset":
-        model.add_argument("--reset", choices=tuple(RESETS), default="soft", help="soft (subtract) or hard (to zero)")
-    if factor != "steps":
-        model.add_argument("--steps", type=positive(int), default=4, help="SNN time steps")
-    model.add_argument("--surrogate", choices=tuple(SURROGATES), default="atan", help="surrogate gradient")
-    model.add_argument("--encoding", choices=ENCODINGS, default="direct",
-                       help="direct (features as current each step) or rate (Poisson spikes)")
-    model.add_argument("--readout", choices=READOUTS, default="membrane",
-                       help="membrane (mean output membrane) or spikes (output spike count)")
+    for field, option in MODEL_OPTIONS.items():
+        if field != factor:
+            model.add_argument("--" + field.replace("_", "-"), **option)
     noise = parser.add_argument_group("evaluation noise (never seen in training)")
     if factor != "noise_std":
         noise.add_argument("--noise-std", type=float, default=0.1 if command == "noise_position" else 0.0,
@@ -251,10 +242,8 @@ def run(args):
             for config in configs]
     devices = devices_from_args(args)
     checksums = data_checksums(args.modalities)
-    params = option_params(args, "resume", "cluster", "workers")
-    params.update(scale)
-    params["seeds"] = seeds_from_args(args)
-    params["device"] = str(device)  # resolved, never 'auto'
+    params = {**option_params(args, "resume", "cluster", "workers"), **scale, "seeds": seeds_from_args(args),
+              "device": str(device)}  # resolved, never 'auto'
     gpus = [d.index for d in devices if d.type == "cuda"]
     with executor_from_args(args, gpus) as executor, \
             benchmark_run(args.command, params, device=str(device), data_checksums=checksums, resume=args.resume,
@@ -266,17 +255,18 @@ def run(args):
         done = finished_children(parent.info.run_id) if args.resume else {}
         child_configs = [{**config, **scale, "lr": args.lr, "batch_size": args.batch_size,
                           "validation": args.validation} for config in configs]
-        rows = {}
+        rows = [None] * len(configs)
         for i, (config, child_config) in enumerate(zip(configs, child_configs)):
             previous = done.get(config_key(child_config))
             if previous is not None:
                 tqdm.write(f"{_child_name(config, factor)}: finished in run {previous.info.run_id}, skipped")
                 rows[i] = {**config, **previous.data.metrics}
-        todo = [i for i in range(len(configs)) if i not in rows]
+        todo = [i for i, row in enumerate(rows) if row is None]
         units = [Configuration(configs[i], by_seed[configs[i]["seed"]], scale["test_limit"], str(device),
                                tuple(pack(job.folder) for job in jobs[i]) if executor.client else ())
                  for i in todo]
-        progress = tqdm(total=len(configs), initial=len(rows), desc=args.command, unit="config", dynamic_ncols=True)
+        progress = tqdm(total=len(configs), initial=len(configs) - len(todo), desc=args.command, unit="config",
+                        dynamic_ncols=True)
         for k, scored in executor.map(score_configuration, units, gpu=device.type == "cuda"):
             i = todo[k]
             config = configs[i]
@@ -296,7 +286,7 @@ def run(args):
             rows[i] = {**config, **metrics}
             progress.update()
         progress.close()
-        log_summary([rows[i] for i in range(len(configs))], args.command, factor)
+        log_summary(rows, args.command, factor)
 
 
 def result_row(row: dict, family: str, command: str) -> dict:
@@ -317,7 +307,7 @@ def log_summary(rows: list[dict], command: str, factor: str | None):
     for row in rows:
         for family in row["families"]:
             groups.setdefault((row["modality"], family, row[factor] if factor else "default"), []).append(row)
-    summary = []
+    summary, series = [], {}
     for (modality, family, value), members in groups.items():
         label = f"{modality}/{family}" + (f"/{factor}={value}" if factor else "")
         entry = {"modality": modality, "family": family, factor or "configuration": value,
@@ -334,13 +324,11 @@ def log_summary(rows: list[dict], command: str, factor: str | None):
             if len(values) > 1:
                 mlflow.log_metrics({f"{name}/ci_low": low, f"{name}/ci_high": high})
         summary.append(entry)
+        bar = family.upper() + (f" {factor}={value}" if factor else "")
+        series.setdefault(bar, {})[modality] = 100 * entry.get("test_accuracy", float("nan"))
     mlflow.log_dict({"rows": summary}, "summary.json")
     harness.log_result_table([result_row(row, family, command) for row in rows for family in row["families"]])
     modalities = list(dict.fromkeys(r["modality"] for r in summary))
-    series = {}
-    for entry in summary:
-        name = entry["family"].upper() + (f" {factor}={entry[factor]}" if factor else "")
-        series.setdefault(name, {})[entry["modality"]] = 100 * entry.get("test_accuracy", float("nan"))
     with tempfile.TemporaryDirectory() as tmp:
         png = Path(tmp) / "summary.png"
         plots.grouped_bars(modalities, {k: [v.get(m) for m in modalities] for k, v in series.items()}, png,

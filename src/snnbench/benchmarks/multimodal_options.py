@@ -17,6 +17,17 @@ from snnbench.training.suite import TrainSettings, features
 
 PROFILES = {p: dict(epochs=recipes.SUITE[p].epochs, train_limit=recipes.SUITE[p].train_limit,
                     test_limit=recipes.SUITE_TEST_LIMIT[p]) for p in recipes.PROFILES}
+ENGINE_OPTIONS = {  # Engine field -> its option's type and help (the default is Engine's)
+    "graphs": (boolean, "each training step a CUDA graph"),
+    "scan": (choice(SCAN_KERNELS), "CUDA neuron scan kernels: triton (one kernel each way per layer) or eager (a few "
+                                   "torch operations per step); the CPU always runs eager"),
+    "tf32": (boolean, "float32 matrix products on TensorFloat-32 units (faster; inputs rounded to 10 mantissa bits)"),
+    "side_by_side": (boolean, "stacks of models run side by side on CUDA streams"),
+    "max_stack": (positive(int), "most models trained in one stack"),
+    "pad_widths": (boolean, "models of different sizes share a stack, narrower hidden layers padded with zeros (exact: "
+                            "padded neurons never fire and get no gradient; fewer launches, but more arithmetic and "
+                            "optimiser traffic: slower on the study's grid)"),
+}
 
 
 def add_training_arguments(parser: argparse.ArgumentParser):
@@ -48,26 +59,12 @@ def add_engine_arguments(parser: argparse.ArgumentParser):
     engine.add_argument("--devices", default="",
                         help="GPUs to spread the trainings over, one local worker each: all, or e.g. cuda:0,cuda:1 "
                              "(empty: --device alone)")
-    engine.add_argument("--graphs", type=boolean, default=default.graphs, help="each training step a CUDA graph")
-    engine.add_argument("--scan", type=choice(SCAN_KERNELS), default=default.scan,
-                        help="CUDA neuron scan kernels: triton (one kernel each way per layer) or eager (a few "
-                             "torch operations per step); the CPU always runs eager")
-    engine.add_argument("--tf32", type=boolean, default=default.tf32,
-                        help="float32 matrix products on TensorFloat-32 units (faster; inputs rounded to 10 mantissa "
-                             "bits)")
-    engine.add_argument("--side-by-side", type=boolean, default=default.side_by_side,
-                        help="stacks of models run side by side on CUDA streams")
-    engine.add_argument("--max-stack", type=positive(int), default=default.max_stack,
-                        help="most models trained in one stack")
-    engine.add_argument("--pad-widths", type=boolean, default=default.pad_widths,
-                        help="models of different sizes share a stack, narrower hidden layers padded with zeros "
-                             "(exact: padded neurons never fire and get no gradient; fewer launches, but more "
-                             "arithmetic and optimiser traffic: slower on the study's grid)")
+    for field, (parse, text) in ENGINE_OPTIONS.items():
+        engine.add_argument("--" + field.replace("_", "-"), type=parse, default=getattr(default, field), help=text)
 
 
 def engine_from_args(args) -> Engine:
-    return Engine(graphs=args.graphs, scan=args.scan, tf32=args.tf32, side_by_side=args.side_by_side,
-                  max_stack=args.max_stack, pad_widths=args.pad_widths)
+    return Engine(**{field: getattr(args, field) for field in ENGINE_OPTIONS})
 
 
 def devices_from_args(args) -> list[torch.device]:
