@@ -14,6 +14,7 @@ are test accuracies in both. Noise "std 0.1" claims are read at the position the
 after the activation, unless the claim names both).
 """
 
+from collections import namedtuple
 from dataclasses import dataclass
 from typing import Callable
 
@@ -76,20 +77,8 @@ def mean_of(*quantities: Quantity) -> Quantity:
     return lambda rows, seed, protocol: float(np.mean([q(rows, seed, protocol) for q in quantities]))
 
 
-@dataclass(frozen=True)
-class Part:
-    label: str
-    quantity: Quantity
-    low: float
-    high: float
-
-
-@dataclass(frozen=True)
-class Claim:
-    number: int
-    figure: str
-    text: str
-    parts: tuple
+Part = namedtuple("Part", "label quantity low high")  # a quantity and the range [low, high] a claim puts it in
+Claim = namedtuple("Claim", "number figure text parts")  # figure: the study's figure(s) it reads
 
 
 def _sizes(modality, family, noise=None):

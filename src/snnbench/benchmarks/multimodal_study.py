@@ -1,14 +1,9 @@
-"""``snnbench multimodal_study``: the study's whole grid (:func:`snnbench.benchmarks.study.study_specs`)
-at its own scale for every seed, trained together by the grid trainer (:mod:`snnbench.training.grid`),
-each model scored on the test split clean and under the four evaluation noises.
-
-The parent run logs the settings used, the training's wall time and speed per stack shape, ``study.json``
-(:func:`snnbench.benchmarks.study.results_document`), ``results.json`` (the fixed-schema table: one row per
-training and noise), ``claims.json`` (:mod:`snnbench.benchmarks.claims`, under the run's validation protocol)
-and the report section; each child (one configuration and seed) its history, test accuracies with Wilson
-intervals and its trained model as an MLflow model (its id in the tag ``snnbench.model_id``).
-Every stack is checkpointed at each epoch end: a stopped run (``--time-limit``, a crash) continues with
-``--resume true``.
+"""``snnbench multimodal_study``: the study's whole grid (snnbench.benchmarks.study) for every seed, trained
+by the grid trainer (snnbench.training.grid), scored clean and under the four evaluation noises. The parent
+run logs the settings, training time and speed per stack shape, ``study.json``, ``results.json`` (one row per
+training and noise), ``claims.json`` and the report section; each child its history, test accuracies with
+Wilson intervals and its model (tag ``snnbench.model_id``). Stacks are checkpointed at each epoch end: a
+stopped run (``--time-limit``, a crash) continues with ``--resume true``.
 """
 
 import argparse

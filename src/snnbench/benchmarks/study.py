@@ -10,7 +10,7 @@ four noises. Summaries are means over seeds with a Student-t 95% interval.
 """
 
 import math
-from dataclasses import dataclass
+from collections import namedtuple
 from pathlib import Path
 
 import numpy as np
@@ -31,14 +31,8 @@ CLAIMS_DOCUMENT = "claims.json"  # its claims checked under the run's protocol (
 STUDY_VALUES = {("size", "multimodal", "snn", size, "best_val_accuracy"): 0.999 for size in ("S", "S/2", "S/3")}
 
 
-@dataclass(frozen=True)
-class Experiment:
-    name: str
-    title: str
-    factor: str          # a ModelSpec field, or the evaluation noise
-    values: tuple
-    families: tuple
-    metrics: tuple = ("test_accuracy",)
+# factor: the ModelSpec field that varies, or "noise" (the evaluation noise)
+Experiment = namedtuple("Experiment", "name title factor values families metrics", defaults=[("test_accuracy",)])
 
 
 EXPERIMENTS = (
@@ -91,12 +85,6 @@ def _matches(row: dict, experiment: Experiment, value) -> bool:
     return all(row[k] == v for k, v in settings.items())
 
 
-def _value(row: dict, experiment: Experiment, value, metric: str) -> float:
-    if metric == "best_val_accuracy":
-        return row["best_val_accuracy"]
-    return row[f"test/{value if experiment.factor == 'noise' else CLEAN}"]["accuracy"]
-
-
 def summarise(rows: list[dict]) -> list[dict]:
     """Per experiment, modality, family, value and metric: mean over seeds and its 95% interval."""
     summary = []
@@ -108,8 +96,9 @@ def summarise(rows: list[dict]) -> list[dict]:
                             and _matches(r, experiment, value)]
                     if not runs:
                         continue
+                    test = f"test/{value if experiment.factor == 'noise' else CLEAN}"
                     for metric in experiment.metrics:
-                        values = [_value(r, experiment, value, metric) for r in runs]
+                        values = [r[metric] if metric == "best_val_accuracy" else r[test]["accuracy"] for r in runs]
                         mean, low, high = seed_interval(values)
                         summary.append({"experiment": experiment.name, "modality": modality, "family": family,
                                         "value": value, "metric": metric, "mean": mean, "ci_low": low,
