@@ -20,12 +20,11 @@ from typing import Callable
 
 import numpy as np
 
+from snnbench.benchmarks.study import MODALITIES, SIZES
 from snnbench.evaluation.metrics import seed_interval
 
 VERDICTS = ("holds", "does not hold", "cannot be told apart")
 INF = float("inf")
-SIZES = ("S", "S/2", "S/3")
-MODALITIES = ("image", "audio", "multimodal")
 
 
 def about(value: float) -> tuple[float, float]:

@@ -15,12 +15,13 @@ from pathlib import Path
 
 import numpy as np
 
+from snnbench.data import MODALITIES
 from snnbench.device import PEAK_RATES
 from snnbench.evaluation.metrics import accuracy_interval, seed_interval
 from snnbench.models.multimodal import ModelSpec
 from snnbench.noise import NoiseSpec
 
-MODALITIES = ("image", "audio", "multimodal")
+SIZES = ("S", "S/2", "S/3")  # parameter budgets (snnbench.models.multimodal.SIZES)
 REFERENCE_SNN = dict(family="snn", size="S", neuron="lif", reset="soft", steps=4)
 NOISES = {f"{position}/{std:g}": NoiseSpec(std, position) for std in (0.1, 5.0) for position in ("pre", "post")}
 CLEAN = "clean"
@@ -28,7 +29,7 @@ STUDY_DOCUMENT = "study.json"    # the study's results: trainings, per-experimen
 CLAIMS_DOCUMENT = "claims.json"  # its claims checked under the run's protocol (snnbench.benchmarks.claims)
 # The study's own figures recorded here (reporting.MULTIMODAL_REFERENCE): the multimodal SNN's best
 # validation accuracy, ~99.9% at every size.
-STUDY_VALUES = {("size", "multimodal", "snn", size, "best_val_accuracy"): 0.999 for size in ("S", "S/2", "S/3")}
+STUDY_VALUES = {("size", "multimodal", "snn", size, "best_val_accuracy"): 0.999 for size in SIZES}
 
 
 # factor: the ModelSpec field that varies, or "noise" (the evaluation noise)
@@ -36,7 +37,7 @@ Experiment = namedtuple("Experiment", "name title factor values families metrics
 
 
 EXPERIMENTS = (
-    Experiment("size", "Accuracy vs model size", "size", ("S", "S/2", "S/3"), ("dnn", "snn"),
+    Experiment("size", "Accuracy vs model size", "size", SIZES, ("dnn", "snn"),
                ("test_accuracy", "best_val_accuracy")),
     Experiment("noise_level", "Accuracy vs evaluation noise std (before / after the activation)", "noise",
                tuple(NOISES), ("dnn", "snn")),
@@ -52,7 +53,7 @@ def study_specs(modalities=MODALITIES) -> list[ModelSpec]:
     """Every model the study trains (30 for the three modalities), reference settings first."""
     specs = []
     for modality in modalities:
-        for size in ("S", "S/2", "S/3"):
+        for size in SIZES:
             specs += [ModelSpec(modality, "dnn", size), ModelSpec(modality, "snn", size)]
         specs += [ModelSpec(modality, "snn", reset="hard"), ModelSpec(modality, "snn", neuron="if"),
                   ModelSpec(modality, "snn", steps=8), ModelSpec(modality, "snn", steps=16)]
@@ -62,11 +63,10 @@ def study_specs(modalities=MODALITIES) -> list[ModelSpec]:
 def run_row(spec: ModelSpec, seed: int, summary: dict, scores: dict) -> dict:
     """One training's row: its settings, seed, training summary and test scores. ``scores`` maps
     ``clean`` and each :data:`NOISES` key to (correct, n)."""
-    row = {"modality": spec.modality, "family": spec.family, "size": spec.size, "neuron": spec.neuron,
-           "reset": spec.reset, "steps": spec.steps, "seed": seed,
+    row = {**{k: getattr(spec, k) for k in ("modality", "family", "size", "neuron", "reset", "steps")}, "seed": seed,
            "best_val_accuracy": summary["best_val_accuracy"], "best_epoch": summary["best_epoch"],
-           "epochs_trained": len(summary["history"]), "parameter_count": summary["parameter_count"],
-           "hidden_width": summary["hidden_width"], "n_train": summary["n_train"], "n_val": summary["n_val"],
+           "epochs_trained": len(summary["history"]),
+           **{k: summary[k] for k in ("parameter_count", "hidden_width", "n_train", "n_val")},
            "val_accuracy_history": [h["val_accuracy"] for h in summary["history"]]}
     for name, (correct, n) in scores.items():
         interval = accuracy_interval(correct, n)
