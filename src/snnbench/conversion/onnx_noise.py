@@ -18,7 +18,7 @@ import onnx
 from onnx import TensorProto, helper, shape_inference
 
 from snnbench.errors import ConfigError, DataError, UnsupportedModelError
-from snnbench.conversion.onnx_graph import _node_name
+from snnbench.conversion.onnx_ops import _node_name
 from snnbench.noise import NoiseSpec
 
 ACTIVATIONS = ("Relu",)
