@@ -1,25 +1,18 @@
-"""Layer-wise error correction of a calibrated conversion, after the "light" pipeline of SNN
-Calibration (Li, Deng, Dong, Gong, Gu: "A Free Lunch From ANN: Towards Efficient, Accurate
-Spiking Neural Networks Calibration", ICML 2021): training-free, from calibration (training)
-images only, for one number of time steps ``T``.
+"""Layer-wise error correction of a calibrated conversion for ``T`` steps, training-free, after the
+"light" SNN Calibration of Li et al. ("A Free Lunch From ANN: Towards Efficient, Accurate Spiking
+Neural Networks Calibration", ICML 2021).
 
-Rate coding leaves a systematic error in each spiking layer's output: over ``T`` steps a
-neuron's spike count is its rate rounded, and the error of the layers before it arrives in its
-input. Layer by layer, in order (every earlier layer already corrected):
+Layer by layer (the earlier ones already corrected), from calibration (training) images:
 
-1. *bias correction*: the expected error of each output channel, the mean over calibration
-   images and positions of (the spiking layer's mean output over ``T`` steps - the DNN's
-   activation), is taken out of the channel's bias (``channel_bias``, activation units);
-2. *potential initialisation*: the error left after 1 is measured again and taken out of the
-   channel's initial membrane potential: starting ``dv`` (in thresholds) lower removes ``dv``
-   spikes over the ``T`` steps, i.e. ``dv / (T * rate_scale * dt)`` of the mean output
-   (``channel_voltage``, from half the threshold).
+1. *bias correction*: each output channel's mean error (the spiking layer's mean output over ``T``
+   steps minus the DNN's activation) is taken out of its bias (``channel_bias``, activation units);
+2. *potential initialisation*: the error left is taken out of the channel's initial membrane
+   potential: starting ``dv`` thresholds lower removes ``dv`` spikes over ``T`` steps, i.e.
+   ``dv / (T * rate_scale * dt)`` of the mean output (``channel_voltage``, from half the threshold).
 
-The errors come from a PyTorch simulation of the Nengo network's IF neurons
-(:mod:`snnbench.conversion.neurons`, no output synapse; the same currents, spikes and reset by
-subtraction; :func:`simulate` runs it whole), so that the correction needs no Nengo simulator run
-per layer: each layer's input currents over the ``T`` steps are computed once, from the layers
-before it (already corrected), and only its neurons are run again for each correction.
+The errors come from a PyTorch simulation of the Nengo network's IF neurons (no output synapse; the
+same currents, spikes and reset by subtraction): a layer's input currents are computed once, and
+only its neurons are run again per correction.
 """
 
 from dataclasses import replace
@@ -30,7 +23,6 @@ import torch
 from snnbench.conversion.graph import INPUT, ConvertedModel, sum_paths
 from snnbench.conversion.nengo_net import IF_NEURONS, LayerParams, layer_list
 from snnbench.errors import SnnbenchError
-
 
 
 def _neuron_constants(stage, params: LayerParams, dt: float, seed: int) -> dict:

@@ -1,12 +1,10 @@
-"""Import nengo_dl on the TensorFlow 2.15 / Keras 2.15 stack, quietly.
+"""Import nengo_dl on the TensorFlow 2.15 / Keras 2.15 stack, quietly (always through
+:func:`import_nengo_dl`).
 
-nengo-dl 3.6.0 imports ``keras.engine`` (moved to ``keras.src.engine`` in Keras 2.13) and looks up
-``BatchNormalizationV1/V2`` on ``keras.layers``. This module aliases those names once, before
-nengo_dl is imported. Import nengo_dl through :func:`import_nengo_dl`, never directly.
-
-Quiet by default (``SNNBENCH_VERBOSE=1``, or ``snnbench COMMAND --verbose``, shows it all):
-TensorFlow's C++ start-up messages (the CUDA plug-ins' "Unable to register cuDNN/cuFFT/cuBLAS
-factory", TensorRT) and nengo-dl's "No GPU support detected" / untested-version warnings.
+nengo-dl 3.6.0 imports ``keras.engine`` (``keras.src.engine`` since Keras 2.13) and looks up
+``BatchNormalizationV1/V2`` on ``keras.layers``: those names are aliased first. Unless verbose
+(``SNNBENCH_VERBOSE=1``, ``snnbench COMMAND --verbose``), TensorFlow's C++ start-up messages (CUDA
+plug-ins, TensorRT) and nengo-dl's "No GPU support" / untested-version warnings are hidden.
 """
 
 import importlib

@@ -1,22 +1,19 @@
 """The converted spiking network as a NIR graph (Neuromorphic Intermediate Representation, Pedersen
 et al. 2024), for snntorch, Norse, sinabs, Lava-dl, Rockpool, Spyx and the hardware toolchains.
 
-The graph is written in the discrete-time form that a step-based simulator runs (one NIR time unit
-per simulation step, so an ``IF`` with ``r = 1`` adds each step's input to its membrane), with every
-scale of :mod:`snnbench.conversion.nengo_net` folded into the weights:
+Discrete time, one NIR time unit per simulation step (an ``IF`` with ``r = 1`` adds each step's input
+to its membrane), every scale of :mod:`snnbench.conversion.nengo_net` folded into the weights:
 
-* hidden layer ``i`` (rate scale ``rs_i``, gain ``g_i``): its linear ops, the last one carrying
-  weight ``g_i * rs_i / rs_{i-1} * W`` (inputs are the previous layer's spike counts; for the first
-  layer ``dt * rs_0 * g_0 * W``, inputs are the pixels, presented every step) and the bias
-  ``dt * rs_i * (bias_scale * b + bias_offset)``, then ``IF(r=1, v_threshold=1, v_reset=0)``;
-* the readout: the last layer's spike counts through ``W / (rs * dt)`` plus the ONNX bias: logits
-  per step, which the reader averages over the steps (``metadata["readout"]``).
+* hidden layer ``i`` (rate scale ``rs_i``, gain ``g_i``): its ops, the last one with weight
+  ``g_i * rs_i / rs_{i-1} * W`` (inputs are spike counts; the first layer's ``dt * rs_0 * g_0 * W``,
+  its input the pixels every step) and bias ``dt * rs_i * (bias_scale * b + bias_offset)``, then
+  ``IF(r=1, v_threshold=1, v_reset=0)``;
+* the readout: the last layer's spike counts through ``W / (rs * dt)`` plus the ONNX bias, logits per
+  step that the reader averages (``metadata["readout"]``).
 
-What NIR's ``IF`` does not say is in each neuron node's metadata: the membrane starts at
-``initial_voltage`` (0.5 for the calibrated conversion), is reset by subtracting the threshold (NIR's
-IF resets to ``v_reset``), and may fire ``floor(v)`` spikes in one step. Layer chains of dense,
-conv and average-pool ops are exported; graphs with skips, concatenations or max-pool trees, and
-non-IF neurons, stop with one line saying so.
+Each IF node's metadata says what NIR's IF does not: the initial voltage (0.5 for the calibrated
+conversion), reset by subtraction, ``floor(v)`` spikes per step. Only chains of dense, conv and
+average-pool ops with IF neurons are exported; anything else stops with one line.
 """
 
 from pathlib import Path
