@@ -34,7 +34,7 @@ from snnbench.conversion.nengo_net import SPIKING_NEURONS, LayerParams
 METHODS = ("reference", "calibrated", "corrected", "tuned")
 SCALES = ("channel", "layer")  # a rate scale per output channel (per neuron of a dense layer), or per layer
 RATES = ("uniform", "balanced")  # every layer at target_rate, or the spikes shared out between layers
-RATE_CHOICES = RATES + ("validated",)  # validated: the one of RATES that scores best on validation images, per step count
+RATE_CHOICES = RATES + ("validated",)  # validated: the one of RATES that scores best, per step count
 VALIDATION_FRACTION = 0.2  # the training split's seeded hold-out that tuning scores on
 
 

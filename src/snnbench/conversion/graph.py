@@ -263,12 +263,7 @@ class ConvertedModel:
 
     def linear_ops(self) -> list:
         """Every distinct op, in order of first use."""
-        seen = {}
-        for stage in self.stages:
-            for path in stage.paths:
-                for op in path.ops:
-                    seen.setdefault(id(op), op)
-        return list(seen.values())
+        return list({id(op): op for stage in self.stages for path in stage.paths for op in path.ops}.values())
 
     def macs(self) -> int:
         return sum(op.macs() for op in self.linear_ops())
@@ -282,11 +277,7 @@ class ConvertedModel:
         the later stages it reaches through nonzero weights, each consumer's paths from it merged
         into one synapse matrix (a spike costs ``fan_out`` accumulates, as NeuroBench counts)."""
         size = self.n_inputs if source == INPUT else self.stages[source].size_out
-        total = np.zeros(size)
-        for stage in self.stages:
-            if source in stage.sources:
-                total += fan_out(stage, source=source)
-        return total
+        return sum((fan_out(stage, source=source) for stage in self.stages if source in stage.sources), np.zeros(size))
 
 
 def fan_out(stage: Stage, chunk: int = 512, source: int | None = None) -> np.ndarray:
@@ -311,9 +302,7 @@ def fan_out(stage: Stage, chunk: int = 512, source: int | None = None) -> np.nda
     size = next((p.ops[0].size_in for p in paths if p.ops), stage.size_out)  # identity paths: same size
     counts = []
     for a in range(0, size, chunk):
-        b = min(a + chunk, size)
-        h = torch.zeros(b - a, size)
-        h[torch.arange(b - a), torch.arange(a, b)] = 1.0
+        h = F.one_hot(torch.arange(a, min(a + chunk, size)), size).float()  # one row per neuron of the chunk
         counts.append((sum_paths(paths, lambda _: h, apply) > 0).sum(dim=1).numpy())
     cache[source] = np.concatenate(counts).astype(np.float64)
     return cache[source]

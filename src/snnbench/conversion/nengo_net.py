@@ -170,8 +170,7 @@ def readout(outputs: np.ndarray, steps: int, mode: str) -> np.ndarray:
 def save_params(path, layers: list, sim: dict | None = None) -> Path:
     """Write per-layer parameters (and optional SimConfig overrides) in the --params-json format."""
     path = Path(path)
-    doc = {"layers": [asdict(p) for p in layers], "sim": dict(sim or {})}
-    path.write_text(json.dumps(doc, indent=1))
+    path.write_text(json.dumps({"layers": [asdict(p) for p in layers], "sim": dict(sim or {})}, indent=1))
     return path
 
 
@@ -206,9 +205,8 @@ def _per_channel(scale, channels: int):
 
 
 def _transform(op: LinearOp, scale=1.0):
-    """``scale`` x the op as a Nengo transform (dense, conv, avgpool, select); ``scale`` is a
-    scalar or one factor per input element (a population's per-channel output scale). A conv with
-    explicit pads reads its input already padded (:func:`_connect_op`)."""
+    """``scale`` x the op as a Nengo transform; ``scale`` is a scalar or one factor per input element.
+    A conv with explicit pads reads its input already padded (:func:`_connect_op`)."""
     if op.kind == "dense":
         return nengo.transforms.Dense((op.size_out, op.size_in), init=op.weight * scale)
     if op.kind == "conv":
@@ -252,10 +250,9 @@ def _into(target, start: int, size: int):
 def _connect_paths(paths: list, target, source, start: int = 0):
     """Connect the sum of ``paths`` into ``target`` (from element ``start`` on, for a Concat).
 
-    ``source(index)`` gives the (object, synapse, output scale) that carries a population's
-    output (the scale a scalar or one factor per neuron). Paths that end with the same op are
-    summed in a pass-through Node and share one connection through it (the op's own connection
-    carries the population's synapse when it reads one directly).
+    ``source(index)`` gives the (object, synapse, output scale) carrying a population's output.
+    Paths that end with the same op are summed in a pass-through Node and share one connection
+    through the op (which carries the population's synapse when it reads one directly).
     """
     groups = {}
     for path in paths:
@@ -284,19 +281,17 @@ class SnnNetwork:
     output: nengo.Probe   # logits per step
     counters: list        # per hidden layer: Probe of (spikes, accumulates) per step
     ensembles: list
-    fan_outs: list        # per hidden layer: fan-out of each neuron (to every later population)
     input_fan_out: np.ndarray
 
 
 def build_network(model: ConvertedModel, layers: list, sim: SimConfig, noise_positions=(),
                   node_output=None, counters: bool = True) -> SnnNetwork:
-    """The Nengo network for ``model``: one ensemble per hidden stage (``layer{i}``, in the
-    order of ``model.hidden``, max-pool helper populations included), each fed by its stage's
-    paths (see :mod:`snnbench.conversion.onnx_io`); the logits Node gets the last stage's paths and bias.
+    """The Nengo network for ``model``: ensemble ``layer{i}`` for ``model.hidden[i]`` (max-pool helper
+    populations included), then the logits Node.
 
-    ``noise_positions`` may hold "pre" / "post": noise input Nodes are added per hidden layer.
-    ``node_output(key, size)`` gives each input Node's output (default: zeros, i.e. data fed by
-    nengo_dl); the reference simulator passes callables.
+    ``noise_positions`` may hold "pre" / "post": noise input Nodes per hidden layer. ``node_output(key,
+    size)`` gives each input Node's output (default: zeros, data fed by nengo_dl); the reference
+    simulator passes callables.
     """
     layers = layer_list(layers, len(model.hidden))
     node_output = node_output or (lambda key, size: np.zeros(size))
@@ -304,7 +299,7 @@ def build_network(model: ConvertedModel, layers: list, sim: SimConfig, noise_pos
     with nengo.Network(seed=sim.seed, label="converted SNN") as net:
         inputs["input"] = nengo.Node(node_output("input", model.n_inputs), label="input")
         outputs = {INPUT: (inputs["input"], None, 1.0)}  # source index -> (object, synapse, scale) of its output
-        ensembles, counter_probes, fan_outs = [], [], []
+        ensembles, counter_probes = [], []
         for i, (stage, params) in enumerate(zip(model.hidden, layers)):
             n = stage.size_out
             factors = params.per_neuron(stage, "channel_scales", 1.0)  # per-channel rate scales
@@ -326,15 +321,14 @@ def build_network(model: ConvertedModel, layers: list, sim: SimConfig, noise_pos
                 nengo.Connection(inputs[f"post:layer{i}"], noisy, synapse=None)
                 outputs[i] = (noisy, None, 1.0)
             ensembles.append(ens)
-            fan_outs.append(model.fan_out(i))
             if counters:
-                counter_probes.append(_counter(ens, params, fan_outs[-1], sim.dt))
+                counter_probes.append(_counter(ens, params, model.fan_out(i), sim.dt))
         logits = nengo.Node(size_in=model.n_outputs, label="logits")
         _connect_paths(model.stages[-1].paths, logits, outputs.__getitem__)
         bias = nengo.Node(model.stages[-1].bias, label="output_bias")
         nengo.Connection(bias, logits, synapse=None)
         probe = nengo.Probe(logits, synapse=None)
-    return SnnNetwork(net, inputs, probe, counter_probes, ensembles, fan_outs, model.fan_out(INPUT))
+    return SnnNetwork(net, inputs, probe, counter_probes, ensembles, model.fan_out(INPUT))
 
 
 def _counter(ens, params: LayerParams, fanout: np.ndarray, dt: float) -> nengo.Probe:

@@ -64,7 +64,9 @@ def _as_array(tensor) -> np.ndarray:
 
 
 def _attrs(node) -> dict:
-    return {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+    """The node's attributes, strings decoded."""
+    values = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+    return {k: v.decode() if isinstance(v, bytes) else v for k, v in values.items()}
 
 
 @dataclass
@@ -212,7 +214,6 @@ def _add(r: _GraphReader, node):
     r.set(node, _Value(value.paths, value.bias + constant, value.shape))
 
 
-
 def _conv(r: _GraphReader, node):
     value = r.value(node)
     a = _attrs(node)
@@ -241,8 +242,7 @@ def _conv(r: _GraphReader, node):
 def _used_pads(node, a, size, kernel, strides) -> tuple:
     """(top, left, bottom, right) zero padding, less the trailing rows / columns that no window
     reaches (so that e.g. PyTorch's stride-2 padding 1 on an even size is its real top-left pad)."""
-    auto = a.get("auto_pad", b"NOTSET")
-    auto = auto.decode() if isinstance(auto, bytes) else auto
+    auto = a.get("auto_pad", "NOTSET")
     if auto in ("SAME_UPPER", "SAME_LOWER"):
         pads = list(same_pads(size, kernel, strides))  # SAME_UPPER: the odd pixel after, SAME_LOWER before
         if auto == "SAME_LOWER":
@@ -291,8 +291,7 @@ def _maxpool(r: _GraphReader, node):
     name = _node_name(node)
     if r.maxpool == "average":
         r.approximations.append(f"MaxPool {name!r} -> average pooling")
-        r.set(node, r.linear(value, LinearOp("avgpool", value.shape, out, kernel=kernel, strides=strides)))
-        return
+        return _avgpool(r, node)
     level = [r.linear(value, LinearOp("select", value.shape, out, kernel=kernel, strides=strides, offset=(i, j)))
              for i in range(kernel[0]) for j in range(kernel[1])]
     count = 0
@@ -352,7 +351,7 @@ def _reshape(r: _GraphReader, node):
         target = [int(v) for v in r.const(node, node.input[1]).reshape(-1)]
         if len(target) < 2 or target[0] not in (-1, 0, r.batch or 1):
             _fail(node, f"Reshape to {target} must keep the batch axis first")
-        shape = [s for s in target[1:]]
+        shape = target[1:]
         if -1 in shape:
             known = int(np.prod([s for s in shape if s != -1]))
             shape[shape.index(-1)] = value.size // max(known, 1)
@@ -365,8 +364,7 @@ def _reshape(r: _GraphReader, node):
 def _pad(r: _GraphReader, node):
     """Pad with zeros around H and W (constant mode, value 0, batch and channels not padded)."""
     a = _attrs(node)
-    mode = a.get("mode", b"constant")
-    mode = mode.decode() if isinstance(mode, bytes) else mode
+    mode = a.get("mode", "constant")
     pads = [int(p) for p in (r.const(node, node.input[1]).reshape(-1) if len(node.input) > 1 and node.input[1]
                              else a.get("pads", []))]
     fill = 0.0
@@ -386,10 +384,7 @@ def _pad(r: _GraphReader, node):
 
 def _relu(r: _GraphReader, node):
     value = r.value(node)
-    if r.population_of(value) is not None:
-        r.set(node, value)  # already a ReLU population
-    else:
-        r.set(node, r.population(value, _node_name(node)))
+    r.set(node, value if r.population_of(value) is not None else r.population(value, _node_name(node)))
 
 
 def _clip(r: _GraphReader, node):
@@ -404,7 +399,7 @@ def _clip(r: _GraphReader, node):
         _fail(node, f"only Clip with lower bound 0 converts (a bounded ReLU), got min {low}")
     value = r.value(node)
     stage = r.population_of(value)
-    if stage is not None and r.readers.get(node.input[0], 0) == 1:  # a population read by this Clip only
+    if stage is not None and r.readers[node.input[0]] == 1:  # a population read by this Clip only
         if high is not None:
             stage.upper = high if stage.upper is None else min(stage.upper, high)
         r.set(node, value)
@@ -423,19 +418,16 @@ def _constant(r: _GraphReader, node):
     r.consts[node.output[0]] = _as_array(value)
 
 
-HANDLERS = {"Gemm": _gemm, "MatMul": _matmul, "Add": _add, "Relu": _relu, "Clip": _clip, "Pad": _pad, "Flatten": _reshape,
-            "Reshape": _reshape, "Conv": _conv, "AveragePool": _avgpool, "GlobalAveragePool": _avgpool,
-            "MaxPool": _maxpool, "Concat": _concat, "BatchNormalization": _batchnorm,
+HANDLERS = {"Gemm": _gemm, "MatMul": _matmul, "Add": _add, "Relu": _relu, "Clip": _clip, "Pad": _pad,
+            "Flatten": _reshape, "Reshape": _reshape, "Conv": _conv, "AveragePool": _avgpool,
+            "GlobalAveragePool": _avgpool, "MaxPool": _maxpool, "Concat": _concat, "BatchNormalization": _batchnorm,
             "Identity": _passthrough, "Dropout": _passthrough, "Constant": _constant}
 SUPPORTED_OPS = tuple(HANDLERS)
 
 
 def extract(path, maxpool: str = "exact") -> ConvertedModel:
-    """Read an ONNX file into a :class:`ConvertedModel` (one-line SnnbenchError if it cannot).
-
-    ``maxpool``: ``"exact"`` (extra ReLU populations, rate-mode exact) or ``"average"`` (average
-    pooling instead, approximate: listed in ``approximations``); see the module docstring.
-    """
+    """Read an ONNX file into a :class:`ConvertedModel` (one-line SnnbenchError if it cannot);
+    ``maxpool``: one of MAXPOOL_ROUTES (see the module docstring)."""
     if maxpool not in MAXPOOL_ROUTES:
         raise ConfigError(f"unknown MaxPool route {maxpool!r}; use one of {', '.join(MAXPOOL_ROUTES)}")
     model = _load(path)
