@@ -70,9 +70,7 @@ class Calibration:
 
 def percentile_value(text) -> float:
     """'max' -> 100, otherwise the number (checked by :class:`Calibration`)."""
-    if isinstance(text, str) and text.strip().lower() == "max":
-        return 100.0
-    return float(text)
+    return 100.0 if isinstance(text, str) and text.strip().lower() == "max" else float(text)
 
 
 def calibration_inputs(x_train: np.ndarray, samples: int, seed: int) -> np.ndarray:

@@ -74,7 +74,7 @@ def fold_pooling(model: ConvertedModel) -> ConvertedModel:
     folded = {}
     stages = [Stage([replace(p, ops=_fold_ops(p.ops, folded)) for p in s.paths], s.bias, s.activation, s.shape,
                     s.name) for s in model.stages]
-    return ConvertedModel(model.input_shape, stages, model.source, model.approximations)
+    return replace(model, stages=stages)
 
 
 def with_input_layer(model: ConvertedModel) -> ConvertedModel:
@@ -83,7 +83,7 @@ def with_input_layer(model: ConvertedModel) -> ConvertedModel:
     first = Stage([Path(INPUT, [], 1.0)], np.zeros(model.n_inputs), True, model.input_shape, INPUT_LAYER)
     stages = [first] + [Stage([replace(p, source=0 if p.source == INPUT else p.source + 1) for p in s.paths],
                               s.bias, s.activation, s.shape, s.name) for s in model.stages]
-    return ConvertedModel(model.input_shape, stages, model.source, model.approximations)
+    return replace(model, stages=stages)
 
 
 def input_layer_params(dt: float) -> LayerParams:

@@ -7,6 +7,7 @@ nengo-dl 3.6.0 imports ``keras.engine`` (``keras.src.engine`` since Keras 2.13) 
 plug-ins, TensorRT) and nengo-dl's "No GPU support" / untested-version warnings are hidden.
 """
 
+import contextlib
 import importlib
 import importlib.abc
 import os
@@ -39,19 +40,14 @@ def _alias_keras():
     import keras
 
     for name in _ALIASED_MODULES:
-        target = f"keras.{name}"
-        if target in sys.modules:
-            continue
-        try:
-            sys.modules[target] = importlib.import_module(f"keras.src.{name}")
-        except ImportError:
-            pass
+        if f"keras.{name}" not in sys.modules:
+            with contextlib.suppress(ImportError):
+                sys.modules[f"keras.{name}"] = importlib.import_module(f"keras.src.{name}")
     from keras.src.layers.normalization import batch_normalization, batch_normalization_v1
 
-    if not hasattr(keras.layers, "BatchNormalizationV1"):
-        keras.layers.BatchNormalizationV1 = batch_normalization_v1.BatchNormalization
-    if not hasattr(keras.layers, "BatchNormalizationV2"):
-        keras.layers.BatchNormalizationV2 = batch_normalization.BatchNormalization
+    for version, module in (("V1", batch_normalization_v1), ("V2", batch_normalization)):
+        if not hasattr(keras.layers, f"BatchNormalization{version}"):
+            setattr(keras.layers, f"BatchNormalization{version}", module.BatchNormalization)
 
 
 class _KeepTfLogLevel(importlib.abc.MetaPathFinder):
