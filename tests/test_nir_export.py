@@ -4,10 +4,52 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+import torch
 
 from conftest import calibrated_reference_mlp, require_data
-from snnbench.conversion.nengo_net import LayerParams, SimConfig
+from snnbench.conversion.nengo_net import LayerParams, SimConfig, readout
 from snnbench.errors import SnnbenchError
+
+
+def snntorch_network(graph):
+    """The graph in snntorch (``snntorch.import_nir.import_from_nir``), its IF neurons made the
+    ones the graph describes: snntorch 1.0's importer maps ``nir.IF`` to ``Leaky(beta=0.9,
+    init_hidden=False)``, a leaky neuron whose (spikes, membrane) output the graph executor passes
+    on as one value; each is replaced by a non-leaky ``Leaky(beta=1)`` with reset by subtraction.
+    Its ``Flatten`` takes NIR's ``start_dim`` (which counts from the first feature dimension) as
+    torch's (which counts the batch): shifted by one here."""
+    import nir
+    import snntorch
+    from snntorch.import_nir import import_from_nir
+
+    net = import_from_nir(graph)
+    for name, node in graph.nodes.items():
+        if isinstance(node, nir.Flatten):
+            setattr(net, name, torch.nn.Flatten(node.start_dim + 1, node.end_dim))
+        if isinstance(node, nir.IF):
+            threshold = float(np.unique(node.v_threshold)[0])
+            setattr(net, name, snntorch.Leaky(beta=1.0, threshold=threshold, init_hidden=True,
+                                              reset_mechanism="subtract", reset_delay=False))
+    return net
+
+
+def run_snntorch(net, graph, x: np.ndarray, steps: int) -> np.ndarray:
+    """Logits of ``x`` (n, features) after ``steps`` steps, read out as the graph's metadata says
+    (mean over the steps), each IF membrane starting at the graph's initial voltage."""
+    import nir
+
+    x = torch.as_tensor(np.asarray(x, np.float32).reshape(len(x), *graph.nodes["input"].input_type["input"]))
+    for name, node in graph.nodes.items():
+        if isinstance(node, nir.IF):
+            start = node.metadata.get("initial_voltage", 0.0)
+            start = float(start) if not isinstance(start, str) else 0.0  # a random start is not reproduced
+            getattr(net, name).mem = torch.full((len(x), *node.input_type["input"]), start)
+    outputs = []
+    with torch.no_grad():
+        for _ in range(steps):
+            out = net(x)
+            outputs.append(out[0] if isinstance(out, tuple) else out)
+    return readout(torch.stack(outputs, dim=1).numpy(), steps, graph.metadata.get("readout", "mean"))
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +80,7 @@ def test_snntorch_runs_the_graph_as_nengo_does(calibrated_mlp, tmp_path):
     one step, which snntorch's neuron cannot)."""
     import nir
 
-    from snnbench.conversion.nir_export import run_snntorch, snntorch_network, write_nir
+    from snnbench.conversion.nir_export import write_nir
     from snnbench.data import load_features
     from snnbench.engines.nengo import NengoRunner
 
@@ -70,7 +112,7 @@ def test_a_cnn_round_trips_through_snntorch(tmp_path):
     import nir
 
     from snnbench.conversion.calibration import Calibration, calibrate, mnist_training_images
-    from snnbench.conversion.nir_export import run_snntorch, snntorch_network, write_nir
+    from snnbench.conversion.nir_export import write_nir
     from snnbench.conversion.onnx_io import extract
     from snnbench.data import load_features
     from snnbench.engines.nengo import NengoRunner

@@ -1,49 +1,27 @@
-"""Data-based calibration of a converted network: each hidden layer's firing-rate scale from
-its ReLU activations on training data (Rueckauer et al. 2017; as SNN Toolbox and SpikingJelly's
-ann2snn normalise layers).
+"""Data-based calibration of a converted network: each hidden layer's firing-rate scale from its
+ReLU activations on training data (Rueckauer et al. 2017, as SNN Toolbox and SpikingJelly's ann2snn).
 
-A hidden layer's neurons fire ``rate_scale * a`` Hz for activation ``a`` (snnbench.conversion.nengo_net),
-i.e. ``rate_scale * a * dt`` spikes per step. Calibration runs the converted model's rate
-reference on a seeded calibration set drawn from the TRAINING split, takes a robust percentile
-``p`` of each layer's positive activations (99.9 by default; ``max``), and sets
+A hidden neuron fires ``rate_scale * a`` Hz for activation ``a`` (:mod:`snnbench.conversion.nengo_net`).
+Calibration takes a percentile ``p`` (99.9 by default; ``max``) of each layer's positive activations
+on a seeded subset of the TRAINING split and sets ``rate_scale = target_rate / (p * dt)``, so that
+``p`` fires ``target_rate`` spikes per step (stronger activations fire several spikes in a step).
 
-    rate_scale = target_rate / (p * dt)
+* ``scales="channel"``: each output channel (each neuron of a dense layer) gets its own percentile
+  (Kim et al. 2020, Spiking-YOLO); a Clip(0, a) layer keeps one scale, from ``min(p, a)``.
+* ``rates="balanced"``: layer k's rate scale times ``m_k = c * A_k ** (-1/3)``, ``A_k`` its expected
+  spikes per step at uniform rates and ``c`` such that ``sum(m_k A_k) = sum(A_k)``: this minimises the
+  summed rounding noise ``sum(1 / m_k^2)`` at the same spike count (the ResNet-style network at 4
+  steps: 5.1% instead of 7.1% of MNIST validation images classified unlike the DNN, 3% more spikes).
+  It does not help every network: ``rates="validated"`` picks, per step count, the one of ``RATES``
+  that classifies more validation images correctly.
 
-so that the percentile activation fires ``target_rate`` spikes per step (default 1). With
-``scales="channel"`` (``snnbench convert``'s default for the corrected method) each output channel of a layer (each neuron of a dense one)
-gets its own rate scale from its own percentile (channel-wise normalisation, as Kim et al. 2020,
-Spiking-YOLO), so that weak channels are resolved as finely as strong ones; a Clip(0, a) layer
-keeps one scale, from the smaller of its percentile and ``a``. With ``rates="balanced"`` the
-spikes are shared out between the layers instead of each layer
-firing ``target_rate`` at its percentile: layer k's rate scale is multiplied by
-``m_k = c * A_k ** (-1/3)``, where ``A_k`` is the layer's expected spikes per step at the
-uniform rates (from its activations on the calibration images) and ``c`` keeps the expected
-total ``sum(m_k A_k) = sum(A_k)``. It minimises the summed rounding noise ``sum(1 / m_k^2)`` of
-the layers (each layer's quantisation step shrinks as 1 / m_k) at the same spike count: a layer
-that fires a large share of the spikes (a wide first convolution) gives some up, the small deep
-layers, whose every spike carries more, get more (the ResNet-style network at 4 steps, on MNIST
-validation images: 5.1% instead of 7.1% of images classified unlike the DNN, 3% more spikes); it
-does not help every network, so the corrected method's default, ``rates="validated"``, takes per
-step count whichever of the two classifies more validation images correctly. Stronger
-activations still fire: the IF neurons may emit several spikes in one step, and
-:class:`snnbench.engines.nengo.NengoRunner` reports how often they do. Spiking neurons start at half the
-threshold, so that a neuron's spike count after ``T`` steps is its rate rounded, not floored
-with a random offset (reference MLP, 12,000 MNIST validation images: 0.15 instead of 0.5 to 0.7
-points of loss at 4 steps).
+Spiking neurons start at half the threshold, so that a spike count is the rate rounded, not floored
+(reference MLP, 4 steps: 0.15 instead of 0.5 to 0.7 points of loss).
 
-The conversion methods (``snnbench convert --method``):
-
-* ``reference``: the reference study's conversion: LIF neurons, gain 1, the ONNX biases, rate
-  scale 1 (kept for the seed figure);
-* ``calibrated``: IF neurons with reset by subtraction (snnbench.conversion.nengo_net.SignedIF), calibrated
-  as above (the default); LIF with the linear mapping of :func:`layer_params` as an option;
-* ``corrected``: calibrated, then each layer's expected per-channel error taken out of its bias
-  and initial membrane potential for the step count simulated (snnbench.conversion.correction,
-  after Li et al. 2021's "light" SNN Calibration);
-* ``tuned``: an Optuna study's best setting (snnbench.tuning), searched around the calibrated one.
-
-The calibration inputs are training data only: :func:`mnist_training_images` for the MNIST
-conversion models, a suite DNN's own training part in the noise sweep.
+Conversion methods (``snnbench convert --method``): ``reference`` (the reference study's: LIF, gain 1,
+the ONNX biases, rate scale 1); ``calibrated`` (IF with reset by subtraction, or LIF through
+:func:`layer_params`); ``corrected`` (calibrated, then :mod:`snnbench.conversion.correction`);
+``tuned`` (an Optuna study's best setting, :mod:`snnbench.tuning`).
 """
 
 from dataclasses import asdict, dataclass, replace
@@ -56,7 +34,7 @@ from snnbench.conversion.nengo_net import SPIKING_NEURONS, LayerParams
 METHODS = ("reference", "calibrated", "corrected", "tuned")
 SCALES = ("channel", "layer")  # a rate scale per output channel (per neuron of a dense layer), or per layer
 RATES = ("uniform", "balanced")  # every layer at target_rate, or the spikes shared out between layers
-RATE_CHOICES = RATES + ("validated",)  # validated: the one of RATES that scores best on validation images, per step count
+RATE_CHOICES = RATES + ("validated",)  # validated: the one of RATES that scores best, per step count
 VALIDATION_FRACTION = 0.2  # the training split's seeded hold-out that tuning scores on
 
 
@@ -92,9 +70,7 @@ class Calibration:
 
 def percentile_value(text) -> float:
     """'max' -> 100, otherwise the number (checked by :class:`Calibration`)."""
-    if isinstance(text, str) and text.strip().lower() == "max":
-        return 100.0
-    return float(text)
+    return 100.0 if isinstance(text, str) and text.strip().lower() == "max" else float(text)
 
 
 def calibration_inputs(x_train: np.ndarray, samples: int, seed: int) -> np.ndarray:
@@ -106,23 +82,24 @@ def calibration_inputs(x_train: np.ndarray, samples: int, seed: int) -> np.ndarr
     return np.asarray(x_train)[np.sort(np.random.default_rng(seed).choice(len(x_train), samples, replace=False))]
 
 
-def mnist_training_images(seed: int = 0) -> np.ndarray:
-    """The training part of MNIST train (without the seeded 20% validation hold-out that
-    ``snnbench tune`` scores on), as flat images in [0, 1]."""
+def _mnist_train_split(seed: int):
     from snnbench.data import load_features, validation_split
 
     train = load_features("image", "train")
-    train_idx, _ = validation_split(len(train), VALIDATION_FRACTION, seed)
+    return train, *validation_split(len(train), VALIDATION_FRACTION, seed)
+
+
+def mnist_training_images(seed: int = 0) -> np.ndarray:
+    """MNIST train without the seeded validation hold-out that ``snnbench tune`` scores on, as flat
+    images in [0, 1]."""
+    train, train_idx, _ = _mnist_train_split(seed)
     return train.x[train_idx]
 
 
 def mnist_validation_images(seed: int, samples: int) -> tuple[np.ndarray, np.ndarray]:
-    """A seeded subset of ``samples`` images (and labels) of the 20% validation hold-out of MNIST
-    train that :func:`mnist_training_images` leaves out (never calibration, never test images)."""
-    from snnbench.data import load_features, validation_split
-
-    train = load_features("image", "train")
-    _, val_idx = validation_split(len(train), VALIDATION_FRACTION, seed)
+    """A seeded subset of ``samples`` images (and labels) of that hold-out (never calibration, never
+    test images)."""
+    train, _, val_idx = _mnist_train_split(seed)
     if samples < len(val_idx):
         val_idx = np.sort(np.random.default_rng(seed).choice(val_idx, samples, replace=False))
     return train.x[val_idx], np.asarray(train.y)[val_idx]
@@ -138,11 +115,7 @@ def hidden_activations(model, x: np.ndarray, batch: int = 500) -> list[np.ndarra
 def activation_scales(activations: list[np.ndarray], percentile: float) -> list[float]:
     """Per layer: the ``percentile`` of its positive activations (1.0 for a layer that never fires
     on the calibration set, which then has nothing to scale)."""
-    scales = []
-    for layer in activations:
-        positive = layer[layer > 0]
-        scales.append(float(np.percentile(positive, percentile)) if positive.size else 1.0)
-    return scales
+    return [float(np.percentile(a[a > 0], percentile)) if (a > 0).any() else 1.0 for a in activations]
 
 
 def channel_scales(activations: list[np.ndarray], model, percentile: float) -> list:

@@ -1,25 +1,18 @@
-"""Layer-wise error correction of a calibrated conversion, after the "light" pipeline of SNN
-Calibration (Li, Deng, Dong, Gong, Gu: "A Free Lunch From ANN: Towards Efficient, Accurate
-Spiking Neural Networks Calibration", ICML 2021): training-free, from calibration (training)
-images only, for one number of time steps ``T``.
+"""Layer-wise error correction of a calibrated conversion for ``T`` steps, training-free, after the
+"light" SNN Calibration of Li et al. ("A Free Lunch From ANN: Towards Efficient, Accurate Spiking
+Neural Networks Calibration", ICML 2021).
 
-Rate coding leaves a systematic error in each spiking layer's output: over ``T`` steps a
-neuron's spike count is its rate rounded, and the error of the layers before it arrives in its
-input. Layer by layer, in order (every earlier layer already corrected):
+Layer by layer (the earlier ones already corrected), from calibration (training) images:
 
-1. *bias correction*: the expected error of each output channel, the mean over calibration
-   images and positions of (the spiking layer's mean output over ``T`` steps - the DNN's
-   activation), is taken out of the channel's bias (``channel_bias``, activation units);
-2. *potential initialisation*: the error left after 1 is measured again and taken out of the
-   channel's initial membrane potential: starting ``dv`` (in thresholds) lower removes ``dv``
-   spikes over the ``T`` steps, i.e. ``dv / (T * rate_scale * dt)`` of the mean output
-   (``channel_voltage``, from half the threshold).
+1. *bias correction*: each output channel's mean error (the spiking layer's mean output over ``T``
+   steps minus the DNN's activation) is taken out of its bias (``channel_bias``, activation units);
+2. *potential initialisation*: the error left is taken out of the channel's initial membrane
+   potential: starting ``dv`` thresholds lower removes ``dv`` spikes over ``T`` steps, i.e.
+   ``dv / (T * rate_scale * dt)`` of the mean output (``channel_voltage``, from half the threshold).
 
-The errors come from a PyTorch simulation of the Nengo network's IF neurons
-(:mod:`snnbench.conversion.neurons`, no output synapse; the same currents, spikes and reset by
-subtraction; :func:`simulate` runs it whole), so that the correction needs no Nengo simulator run
-per layer: each layer's input currents over the ``T`` steps are computed once, from the layers
-before it (already corrected), and only its neurons are run again for each correction.
+The errors come from a PyTorch simulation of the Nengo network's IF neurons (no output synapse; the
+same currents, spikes and reset by subtraction): a layer's input currents are computed once, and
+only its neurons are run again per correction.
 """
 
 from dataclasses import replace
@@ -32,25 +25,32 @@ from snnbench.conversion.nengo_net import IF_NEURONS, LayerParams, layer_list
 from snnbench.errors import SnnbenchError
 
 
-
-def _neuron_constants(stage, params: LayerParams, dt: float, seed: int) -> dict:
-    """Per-neuron rate scale, bias current and initial voltage of one hidden layer (as built)."""
+def _fire(currents: torch.Tensor, stage, params: LayerParams, dt: float, seed: int) -> torch.Tensor:
+    """One hidden layer's IF neurons, as built, driven by ``currents`` (T, n, size; before gain and
+    bias): their output (activation units) at every step."""
     if params.neuron not in IF_NEURONS:
         raise SnnbenchError(f"error correction simulates IF neurons ({', '.join(IF_NEURONS)}), "
                             f"got {params.neuron!r}")
     if params.synapse is not None:
         raise SnnbenchError("error correction simulates layers without an output synapse; use --synapse none")
     rs = params.rate_scale * params.per_neuron(stage, "channel_scales", 1.0)
-    bias = params.bias_scale * stage.bias + params.bias_offset + params.per_neuron(stage, "channel_bias", 0.0)
+    bias = rs * (params.bias_scale * stage.bias + params.bias_offset + params.per_neuron(stage, "channel_bias", 0.0))
     if params.channel_voltage is not None:
         v0 = params.per_neuron(stage, "channel_voltage", 0.0)
     elif params.initial_voltage == "half":
         v0 = np.full(stage.size_out, 0.5)
     else:
         v0 = np.random.default_rng(seed).uniform(0, 1, stage.size_out)
-    as_tensor = lambda a: torch.as_tensor(a, dtype=torch.float64)  # noqa: E731
-    return {"rs": as_tensor(rs), "bias": as_tensor(rs * bias), "v0": as_tensor(v0),
-            "gain": params.gain, "signed": params.neuron == "if", "max_spikes": params.max_spikes(stage, dt)}
+    rs, bias, v0 = (torch.as_tensor(a, dtype=torch.float64).to(currents.dtype) for a in (rs, bias, v0))
+    v, max_spikes = v0.expand(currents.shape[1], -1).clone(), params.max_spikes(stage, dt)
+    out = torch.empty_like(currents)
+    for t in range(len(currents)):
+        current = params.gain * rs * currents[t] + bias
+        v += (current if params.neuron == "if" else torch.relu(current)) * dt
+        spikes = torch.clamp(torch.floor(torch.relu(v)), max=max_spikes)
+        v -= spikes
+        out[t] = spikes / (rs * dt)
+    return out
 
 
 def _input_currents(stage, series: dict) -> torch.Tensor:
@@ -59,21 +59,6 @@ def _input_currents(stage, series: dict) -> torch.Tensor:
     steps, n = next(iter(series.values())).shape[:2]
     h = sum_paths(stage.paths, lambda source: series[source].reshape(steps * n, -1))
     return h.reshape(steps, n, -1)
-
-
-def _fire(currents: torch.Tensor, c: dict, dt: float) -> torch.Tensor:
-    """IF neurons driven by ``currents`` (T, n, size; input currents before gain and bias): the
-    output (activation units) at every step."""
-    v = c["v0"].to(currents.dtype).expand(currents.shape[1], -1).clone()
-    rs, bias = c["rs"].to(currents.dtype), c["bias"].to(currents.dtype)
-    out = torch.empty_like(currents)
-    for t in range(len(currents)):
-        current = c["gain"] * rs * currents[t] + bias
-        v += (current if c["signed"] else torch.relu(current)) * dt
-        spikes = torch.clamp(torch.floor(torch.relu(v)), max=c["max_spikes"])
-        v -= spikes
-        out[t] = spikes / (rs * dt)
-    return out
 
 
 def _input_series(x: np.ndarray, steps: int, dtype) -> dict:
@@ -98,7 +83,7 @@ def simulate(model: ConvertedModel, layers: list, x: np.ndarray, steps: int, dt:
     layers = layer_list(layers, len(model.hidden))
     series, means = _input_series(x, steps, dtype), []
     for i, (stage, params) in enumerate(zip(model.hidden, layers)):
-        series[i] = _fire(_input_currents(stage, series), _neuron_constants(stage, params, dt, seed + i), dt)
+        series[i] = _fire(_input_currents(stage, series), stage, params, dt, seed + i)
         means.append(series[i].mean(dim=0).numpy())
         _release(model, series, i)
     logits = _input_currents(model.stages[-1], series) + torch.as_tensor(model.stages[-1].bias, dtype=dtype)
@@ -114,10 +99,8 @@ def channel_means(values: np.ndarray, stage) -> np.ndarray:
 def correct(model: ConvertedModel, layers: list, x: np.ndarray, steps: int, dt: float = 0.001,
             seed: int = 0, dtype=torch.float32) -> tuple[list[LayerParams], list[dict]]:
     """The calibrated ``layers`` with bias correction and potential initialisation for ``steps``
-    steps, from calibration inputs ``x`` (training data only); also, per layer, the mean absolute
-    channel error before and after (activation units), for the log. Each layer's input currents
-    are computed once (its inputs come from layers already corrected); the corrections re-run
-    its neurons only."""
+    steps, from calibration inputs ``x`` (training data only), and per layer the mean absolute
+    channel error before and after (activation units), for the log."""
     layers = list(layer_list(layers, len(model.hidden)))
     dnn = model.activations(x)
     series, report = _input_series(x, steps, dtype), []
@@ -127,7 +110,7 @@ def correct(model: ConvertedModel, layers: list, x: np.ndarray, steps: int, dt: 
         first = slice(None, None, stage.size_out // stage.channels)  # one neuron of each channel
 
         def run():
-            out = _fire(currents, _neuron_constants(stage, layers[i], dt, seed + i), dt)
+            out = _fire(currents, stage, layers[i], dt, seed + i)
             return out, channel_means(out.mean(dim=0).double().numpy(), stage) - target
 
         _, before = run()

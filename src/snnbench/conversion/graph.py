@@ -1,16 +1,11 @@
-"""A converted classifier as populations and the linear paths between them.
+"""A converted classifier as populations (stages) and the linear paths between them.
 
-A :class:`ConvertedModel` is a DAG of *stages*. A stage is one population: a ReLU layer (a
-spiking ensemble in the Nengo network; a ``Clip(0, a)`` layer is a ReLU bounded at ``upper``)
-or, last, the logits. Its input is the sum of linear *paths* plus one constant bias: a path
-takes a source (the model input or an earlier stage) through a chain of linear ops, and the bias
-is every bias and constant of the graph pushed through to this stage. A plain layer chain has
-one path per stage, from the stage before it; a residual Add gives a stage several paths (an
-identity skip is a path without ops); a Concat puts its inputs side by side along the channels
-(``place`` ops). Ops work on flat C-major feature vectors: ``dense``, ``conv`` (any zero
-padding, stride, dilation and groups), ``avgpool``, ``select`` (one element of every pooling
-window), ``place`` and ``pad`` (zeros around each channel). When a linear op follows a sum of paths, every path gets the same op
-object, so builders can sum the paths first and apply the op once.
+A :class:`ConvertedModel` is a DAG of stages: ReLU populations (a ``Clip(0, a)`` layer is a ReLU
+bounded at ``upper``), then the logits. A stage's input is the sum of its paths plus one bias (every
+bias and constant of the graph pushed through to it); a path takes a source (the input or an earlier
+stage) through a chain of linear ops on flat C-major vectors. A chain has one path per stage; a
+residual Add gives several (an identity skip has no ops), a Concat places its inputs along the
+channels. Paths that share an op after a sum share the op object, so it can be applied once.
 """
 
 from dataclasses import dataclass, field, replace
@@ -22,7 +17,6 @@ import torch.nn.functional as F
 from snnbench.errors import UnsupportedModelError
 
 INPUT = -1  # the source index of the model input
-PADDINGS = ("valid", "same", "explicit")
 
 
 def same_pads(size: tuple, kernel: tuple, strides: tuple) -> tuple:
@@ -56,15 +50,13 @@ class LinearOp:
             return
         self.kernel, self.strides, self.dilations = (tuple(int(v) for v in t)
                                                      for t in (self.kernel, self.strides, self.dilations))
+        same = same_pads(self.in_shape[1:], self.dilated_kernel, self.strides)
         if not self.pads:
             if self.padding not in ("valid", "same"):
                 raise UnsupportedModelError(f"conv padding {self.padding!r} needs its pads (top, left, bottom, right)")
-            self.pads = (0, 0, 0, 0) if self.padding == "valid" else \
-                same_pads(self.in_shape[1:], self.dilated_kernel, self.strides)
+            self.pads = (0, 0, 0, 0) if self.padding == "valid" else same
         self.pads = tuple(int(p) for p in self.pads)
-        self.padding = ("valid" if not any(self.pads) else
-                        "same" if self.pads == same_pads(self.in_shape[1:], self.dilated_kernel, self.strides)
-                        else "explicit")
+        self.padding = "valid" if not any(self.pads) else "same" if self.pads == same else "explicit"
 
     @property
     def size_in(self) -> int:
@@ -119,25 +111,24 @@ class LinearOp:
     def apply(self, x: torch.Tensor, with_bias: bool = True) -> torch.Tensor:
         """Apply to a batch of flat vectors ``(n, size_in)`` (float64 tensors)."""
         n = x.shape[0]
-        if self.kind in ("dense", "conv"):
-            w = torch.as_tensor(self.weight, dtype=x.dtype)
-            b = torch.as_tensor(self.bias, dtype=x.dtype) if with_bias and self.bias is not None else None
-            if self.kind == "dense":
-                return F.linear(x, w, b)
-            top, left, bottom, right = self.pads
-            image = F.pad(x.reshape(n, *self.in_shape), (left, right, top, bottom))
-            return F.conv2d(image, w, b, stride=self.strides, dilation=self.dilations,
-                            groups=self.groups).reshape(n, -1)
-        if self.kind == "avgpool":
-            return F.avg_pool2d(x.reshape(n, *self.in_shape), self.kernel, self.strides).reshape(n, -1)
         if self.kind == "select":
             return x[:, torch.as_tensor(self.indices())]
-        if self.kind == "pad":
-            top, left, bottom, right = self.pads
-            return F.pad(x.reshape(n, *self.in_shape), (left, right, top, bottom)).reshape(n, -1)
-        out = x.new_zeros(n, self.size_out)  # place
-        out[:, self.place_start: self.place_start + self.size_in] = x
-        return out
+        if self.kind == "place":
+            out = x.new_zeros(n, self.size_out)
+            out[:, self.place_start: self.place_start + self.size_in] = x
+            return out
+        w = None if self.weight is None else torch.as_tensor(self.weight, dtype=x.dtype)
+        b = torch.as_tensor(self.bias, dtype=x.dtype) if with_bias and self.bias is not None else None
+        if self.kind == "dense":
+            return F.linear(x, w, b)
+        image = x.reshape(n, *self.in_shape)
+        if self.kind == "avgpool":
+            return F.avg_pool2d(image, self.kernel, self.strides).reshape(n, -1)
+        top, left, bottom, right = self.pads  # conv, pad
+        image = F.pad(image, (left, right, top, bottom))
+        if self.kind == "conv":
+            image = F.conv2d(image, w, b, stride=self.strides, dilation=self.dilations, groups=self.groups)
+        return image.reshape(n, -1)
 
     def macs(self) -> int:
         """Multiply-accumulates of one forward pass (dense and conv only, as NeuroBench counts)."""
@@ -207,9 +198,13 @@ class Stage:
             return h
         return torch.relu(h) if self.upper is None else h.clamp(0.0, self.upper)
 
-    # ---- a stage of a plain chain (one path, from the stage before it), read as a layer
+    @property
+    def in_chain(self) -> bool:
+        """One path, from the stage before it: a plain layer of a chain."""
+        return len(self.paths) == 1 and self.paths[0].source == self.index - 1 and self.paths[0].scale == 1
+
     def _chain_path(self) -> Path:
-        if len(self.paths) != 1 or self.paths[0].source != self.index - 1 or self.paths[0].scale != 1:
+        if not self.in_chain:
             raise UnsupportedModelError(f"stage {self.name!r} is not a plain layer of a chain (sources "
                                         f"{self.sources}); use ConvertedModel.activations / fan_out for graphs")
         return self.paths[0]
@@ -252,8 +247,7 @@ class ConvertedModel:
     @property
     def is_chain(self) -> bool:
         """One path per stage, from the stage before it (no skips, concatenations or max pools)."""
-        return all(len(s.paths) == 1 and s.paths[0].source == s.index - 1 and s.paths[0].scale == 1
-                   for s in self.stages)
+        return all(s.in_chain for s in self.stages)
 
     def activations(self, x: np.ndarray) -> list:
         """Every stage's output for inputs ``x`` (n, features): the hidden populations' (bounded)
@@ -269,12 +263,7 @@ class ConvertedModel:
 
     def linear_ops(self) -> list:
         """Every distinct op, in order of first use."""
-        seen = {}
-        for stage in self.stages:
-            for path in stage.paths:
-                for op in path.ops:
-                    seen.setdefault(id(op), op)
-        return list(seen.values())
+        return list({id(op): op for stage in self.stages for path in stage.paths for op in path.ops}.values())
 
     def macs(self) -> int:
         return sum(op.macs() for op in self.linear_ops())
@@ -288,17 +277,7 @@ class ConvertedModel:
         the later stages it reaches through nonzero weights, each consumer's paths from it merged
         into one synapse matrix (a spike costs ``fan_out`` accumulates, as NeuroBench counts)."""
         size = self.n_inputs if source == INPUT else self.stages[source].size_out
-        total = np.zeros(size)
-        for stage in self.stages:
-            if source in stage.sources:
-                total += fan_out(stage, source=source)
-        return total
-
-
-def _indicator(op: LinearOp) -> LinearOp:
-    """The same op with every nonzero weight set to 1 and no bias (which synapses exist)."""
-    weight = None if op.weight is None else (op.weight != 0).astype(np.float32)
-    return replace(op, weight=weight, bias=None)
+        return sum((fan_out(stage, source=source) for stage in self.stages if source in stage.sources), np.zeros(size))
 
 
 def fan_out(stage: Stage, chunk: int = 512, source: int | None = None) -> np.ndarray:
@@ -315,16 +294,15 @@ def fan_out(stage: Stage, chunk: int = 512, source: int | None = None) -> np.nda
     indicators = {}
 
     def apply(op, x):
-        if id(op) not in indicators:
-            indicators[id(op)] = _indicator(op)
+        if id(op) not in indicators:  # the op with every nonzero weight 1: which synapses exist
+            weight = None if op.weight is None else (op.weight != 0).astype(np.float32)
+            indicators[id(op)] = replace(op, weight=weight, bias=None)
         return indicators[id(op)].apply(x, with_bias=False)
 
     size = next((p.ops[0].size_in for p in paths if p.ops), stage.size_out)  # identity paths: same size
     counts = []
     for a in range(0, size, chunk):
-        b = min(a + chunk, size)
-        h = torch.zeros(b - a, size)
-        h[torch.arange(b - a), torch.arange(a, b)] = 1.0
+        h = F.one_hot(torch.arange(a, min(a + chunk, size)), size).float()  # one row per neuron of the chunk
         counts.append((sum_paths(paths, lambda _: h, apply) > 0).sum(dim=1).numpy())
     cache[source] = np.concatenate(counts).astype(np.float64)
     return cache[source]

@@ -1,28 +1,25 @@
-"""The converted network as nengo-loihi builds it for Intel's Loihi (run on nengo-loihi's emulator,
-its default without the hardware), with what the chip imposes:
+"""The converted network as nengo-loihi builds it for Intel's Loihi (run on its emulator without the
+hardware), with what the chip imposes:
 
-* **spikes in**: Loihi takes spikes, not pixels. The image goes through an off-chip input layer of
-  one IF neuron per pixel (rate scale ``1 / dt``: a pixel of 1 spikes every step, membrane starting
-  at half the threshold), whose spikes drive the first layer on the chip. The first layer thus sees
-  rate-coded pixels instead of their values (the DNN is unchanged: pixels are >= 0, ReLU(x) = x);
-* **its neurons**: the calibrated IF maps to Loihi's non-leaky compartment (nengo-loihi's
-  SpikingRectifiedLinear: no voltage decay, threshold ``1 / dt``). The signed IF keeps a signed
-  membrane: its floor is Loihi's most negative voltage, ``-(2**23 - 1)`` (``if-rectified`` keeps
-  nengo-loihi's floor at 0). What Loihi changes: the membrane starts at 0 (not at half the
-  threshold), is reset *to zero* after a spike (not by subtraction: the remainder is lost, so a
-  neuron fed ``a`` thresholds per step fires about ``a / (1 + a)`` spikes per step), and fires at
-  most one spike per step. Every on-chip connection also adds a step of synaptic delay;
-* **fixed point**: nengo-loihi discretizes weights (8-bit mantissas, a shared exponent per block),
-  biases, thresholds and currents, as on the chip;
+* **spikes in**: an off-chip input layer of one IF neuron per pixel (rate scale ``1 / dt``, starting at
+  half the threshold) turns pixels into spikes (:func:`with_input_layer`; the DNN is unchanged, as
+  pixels are >= 0);
+* **neurons**: the IF maps to Loihi's non-leaky compartment (threshold ``1 / dt``); the signed IF's
+  floor is Loihi's most negative voltage, ``-(2**23 - 1)`` (``if-rectified``: 0). Loihi starts the
+  membrane at 0, resets it *to zero* (the remainder is lost: ``a`` thresholds per step give about
+  ``a / (1 + a)`` spikes per step), fires at most one spike per step, and adds a step of synaptic
+  delay per on-chip connection;
+* **fixed point**: weights (8-bit mantissas, a shared exponent per block), biases, thresholds and
+  currents are discretized as on the chip;
 * **cores**: 1024 compartments, 4096 input and 4096 output axons and 1 Mbit of synapse memory per
-  core; image-shaped layers are split into spatial blocks (:func:`block_shape`), dense ones by
-  nengo-loihi. A network that does not fit stops with one line naming the limit.
+  core; image-shaped layers are split into spatial blocks (:func:`block_shape`). A network that does
+  not fit stops with one line naming the limit.
 
 nengo-loihi merges only dense transforms through pass-through nodes, so average pooling is folded
-into the op after it (:func:`fold_pooling`: pool + conv is one strided conv, pool + dense one dense
-matrix; exact).
+into the op after it (:func:`fold_pooling`, exact).
 """
 
+import functools
 import warnings
 from dataclasses import replace
 
@@ -77,7 +74,7 @@ def fold_pooling(model: ConvertedModel) -> ConvertedModel:
     folded = {}
     stages = [Stage([replace(p, ops=_fold_ops(p.ops, folded)) for p in s.paths], s.bias, s.activation, s.shape,
                     s.name) for s in model.stages]
-    return ConvertedModel(model.input_shape, stages, model.source, model.approximations)
+    return replace(model, stages=stages)
 
 
 def with_input_layer(model: ConvertedModel) -> ConvertedModel:
@@ -86,7 +83,7 @@ def with_input_layer(model: ConvertedModel) -> ConvertedModel:
     first = Stage([Path(INPUT, [], 1.0)], np.zeros(model.n_inputs), True, model.input_shape, INPUT_LAYER)
     stages = [first] + [Stage([replace(p, source=0 if p.source == INPUT else p.source + 1) for p in s.paths],
                               s.bias, s.activation, s.shape, s.name) for s in model.stages]
-    return ConvertedModel(model.input_shape, stages, model.source, model.approximations)
+    return replace(model, stages=stages)
 
 
 def input_layer_params(dt: float) -> LayerParams:
@@ -112,23 +109,16 @@ def block_shape(shape: tuple):
     return channels, -(-rows // div), -(-cols // div)
 
 
-_registered = False
-
-
+@functools.cache
 def register_loihi_neurons():
     """Teach nengo-loihi's builder the signed IF (once): Loihi's non-leaky compartment with the
     most negative floor (clamped to Loihi's range by :func:`clamp_voltage_floor` after building)."""
-    global _registered
-    if _registered:
-        return
     from nengo_loihi.builder import Builder
 
     @Builder.register(SignedIF)
     def build_signed_if(model, neuron_type, neurons, block):
         block.compartment.configure_relu(vth=1.0 / model.dt, dt=model.dt)
         block.compartment.vmin = -np.inf
-
-    _registered = True
 
 
 def clamp_voltage_floor(emulator):

@@ -1,14 +1,13 @@
-"""Import nengo_dl on the TensorFlow 2.15 / Keras 2.15 stack, quietly.
+"""Import nengo_dl on the TensorFlow 2.15 / Keras 2.15 stack, quietly (always through
+:func:`import_nengo_dl`).
 
-nengo-dl 3.6.0 imports ``keras.engine`` (moved to ``keras.src.engine`` in Keras 2.13) and looks up
-``BatchNormalizationV1/V2`` on ``keras.layers``. This module aliases those names once, before
-nengo_dl is imported. Import nengo_dl through :func:`import_nengo_dl`, never directly.
-
-Quiet by default (``SNNBENCH_VERBOSE=1``, or ``snnbench COMMAND --verbose``, shows it all):
-TensorFlow's C++ start-up messages (the CUDA plug-ins' "Unable to register cuDNN/cuFFT/cuBLAS
-factory", TensorRT) and nengo-dl's "No GPU support detected" / untested-version warnings.
+nengo-dl 3.6.0 imports ``keras.engine`` (``keras.src.engine`` since Keras 2.13) and looks up
+``BatchNormalizationV1/V2`` on ``keras.layers``: those names are aliased first. Unless verbose
+(``SNNBENCH_VERBOSE=1``, ``snnbench COMMAND --verbose``), TensorFlow's C++ start-up messages (CUDA
+plug-ins, TensorRT) and nengo-dl's "No GPU support" / untested-version warnings are hidden.
 """
 
+import contextlib
 import importlib
 import importlib.abc
 import os
@@ -41,19 +40,14 @@ def _alias_keras():
     import keras
 
     for name in _ALIASED_MODULES:
-        target = f"keras.{name}"
-        if target in sys.modules:
-            continue
-        try:
-            sys.modules[target] = importlib.import_module(f"keras.src.{name}")
-        except ImportError:
-            pass
+        if f"keras.{name}" not in sys.modules:
+            with contextlib.suppress(ImportError):
+                sys.modules[f"keras.{name}"] = importlib.import_module(f"keras.src.{name}")
     from keras.src.layers.normalization import batch_normalization, batch_normalization_v1
 
-    if not hasattr(keras.layers, "BatchNormalizationV1"):
-        keras.layers.BatchNormalizationV1 = batch_normalization_v1.BatchNormalization
-    if not hasattr(keras.layers, "BatchNormalizationV2"):
-        keras.layers.BatchNormalizationV2 = batch_normalization.BatchNormalization
+    for version, module in (("V1", batch_normalization_v1), ("V2", batch_normalization)):
+        if not hasattr(keras.layers, f"BatchNormalization{version}"):
+            setattr(keras.layers, f"BatchNormalization{version}", module.BatchNormalization)
 
 
 class _KeepTfLogLevel(importlib.abc.MetaPathFinder):

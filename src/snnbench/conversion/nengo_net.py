@@ -1,39 +1,29 @@
 """A spiking (or rate) Nengo network built from a converted ONNX model.
 
-One ensemble per hidden (ReLU) stage; every connection goes onto ``ensemble.neurons`` with the
-ONNX weights (``nengo.Convolution`` transforms for convolutions, average pooling as a
-per-channel Convolution through a pass-through Node). The output is a Node receiving the last
-stage plus a constant Node holding its bias. Per neuron, the input current is
+One ensemble per hidden stage, every connection onto ``ensemble.neurons`` with the ONNX weights; the
+logits are a Node fed by the last stage's paths and a constant bias Node. Per neuron the current is
 
     J = gain * rate_scale * (W x [+ pre-noise]) + rate_scale * (bias_scale * b + bias_offset)
 
-and the neuron's output (amplitude ``1 / rate_scale``, spikes of ``1 / (rate_scale * dt)``) is
-filtered by the layer's output synapse before the next layer. With ``relu-rate`` neurons,
-``gain = bias_scale = 1`` and ``bias_offset = 0`` the network computes the DNN exactly, for
-any ``rate_scale``.
+and the output (amplitude ``1 / rate_scale``: a spike is ``1 / (rate_scale * dt)``) goes through the
+layer's output synapse. With ``relu-rate`` neurons, ``gain = bias_scale = 1`` and ``bias_offset = 0``
+the network is the DNN, for any ``rate_scale``; an IF neuron fires ``rate_scale * a`` Hz for
+activation ``a``. Both IF neurons reset by subtraction and may fire several spikes in a step:
 
-An IF neuron thus fires ``rate_scale * a`` Hz for activation ``a``, i.e. ``rate_scale * a * dt``
-spikes per step; :mod:`snnbench.conversion.calibration` picks ``rate_scale`` per layer from training data.
-Two IF neurons, both reset by subtraction and both free to fire several spikes in one step:
+* ``if``: the membrane integrates the signed current, below zero if need be (:class:`SignedIF`; as
+  Rueckauer et al. 2017, SpikingJelly's IFNode, the suite's snntorch IF);
+* ``if-rectified``: nengo's SpikingRectifiedLinear, which drops each step's negative current, so
+  deeper layers fire too much (inhibition arriving in another step than its excitation is lost).
 
-* ``if``: integrate-and-fire as in the conversion literature (Rueckauer et al. 2017, SpikingJelly's
-  IFNode, the suite's snntorch IF): the membrane integrates the signed input current, so
-  inhibiting spikes lower it, below zero if need be (:class:`SignedIF`);
-* ``if-rectified``: nengo's SpikingRectifiedLinear, which drops each step's negative current.
-  Deeper layers, whose input is a sum of spikes that changes from step to step, then fire too
-  much: inhibition that arrives in another step than the excitation it should cancel is lost.
-
-Per-layer settings travel as JSON (``--params-json``, written by calibration and by the tune
-benchmark)::
+Per-layer settings travel as JSON (``--params-json``, written by calibration and by tuning)::
 
     {"layers": [{"neuron": "if", "gain": 1.0, "bias_scale": 1.0, "bias_offset": 0.0,
                  "rate_scale": 203.5, "synapse": null, "tau_rc": 0.02, "tau_ref": 0.002,
                  "initial_voltage": "half"}, ...],
      "sim": {"steps": 8, "dt": 0.001, "readout": "mean"}}
 
-``layers`` holds one entry per hidden layer, or a single entry used for all of them; missing
-keys keep their defaults. ``sim`` is optional and may set any :class:`SimConfig` field. Other
-top-level keys (``source``: where the setting came from) are kept for the reader and ignored.
+``layers``: one entry per hidden layer, or one for all; missing keys keep their defaults. ``sim``
+(optional) may set any :class:`SimConfig` field. Other top-level keys (``source``) are ignored.
 """
 
 import json
@@ -177,13 +167,10 @@ def readout(outputs: np.ndarray, steps: int, mode: str) -> np.ndarray:
     return outputs[:, first: steps].mean(axis=1)
 
 
-# --------------------------------------------------------------------------- parameter files
-
 def save_params(path, layers: list, sim: dict | None = None) -> Path:
     """Write per-layer parameters (and optional SimConfig overrides) in the --params-json format."""
     path = Path(path)
-    doc = {"layers": [asdict(p) for p in layers], "sim": dict(sim or {})}
-    path.write_text(json.dumps(doc, indent=1))
+    path.write_text(json.dumps({"layers": [asdict(p) for p in layers], "sim": dict(sim or {})}, indent=1))
     return path
 
 
@@ -200,20 +187,17 @@ def load_params(path, defaults: LayerParams = LayerParams()) -> tuple[list, dict
 
 def parse_params(doc, source, defaults: LayerParams = LayerParams()) -> tuple[list, dict]:
     """Check a parameters document (see :func:`load_params`); ``source`` names it in errors."""
-    path = source
     layer_keys = {f.name for f in fields(LayerParams)}
     sim_keys = {f.name for f in fields(SimConfig)}
     if not isinstance(doc, dict) or not isinstance(doc.get("layers"), list) or not doc["layers"]:
-        raise SnnbenchError(f"{path}: expected an object with a non-empty 'layers' list")
+        raise SnnbenchError(f"{source}: expected an object with a non-empty 'layers' list")
     unknown = {k for entry in doc["layers"] for k in entry} - layer_keys
     unknown |= {f"sim.{k}" for k in doc.get("sim", {})} - {f"sim.{k}" for k in sim_keys}
     if unknown:
-        raise SnnbenchError(f"{path}: unknown keys {sorted(unknown)}; layer keys: {sorted(layer_keys)}, "
+        raise SnnbenchError(f"{source}: unknown keys {sorted(unknown)}; layer keys: {sorted(layer_keys)}, "
                             f"sim keys: {sorted(sim_keys)}")
     return [replace(defaults, **entry) for entry in doc["layers"]], dict(doc.get("sim", {}))
 
-
-# --------------------------------------------------------------------------- building the network
 
 def _per_channel(scale, channels: int):
     """A scalar, or a per-element scale of a (C, H, W) tensor as one value per channel."""
@@ -221,9 +205,8 @@ def _per_channel(scale, channels: int):
 
 
 def _transform(op: LinearOp, scale=1.0):
-    """``scale`` x the op as a Nengo transform (dense, conv, avgpool, select); ``scale`` is a
-    scalar or one factor per input element (a population's per-channel output scale). A conv with
-    explicit pads reads its input already padded (:func:`_connect_op`)."""
+    """``scale`` x the op as a Nengo transform; ``scale`` is a scalar or one factor per input element.
+    A conv with explicit pads reads its input already padded (:func:`_connect_op`)."""
     if op.kind == "dense":
         return nengo.transforms.Dense((op.size_out, op.size_in), init=op.weight * scale)
     if op.kind == "conv":
@@ -233,14 +216,12 @@ def _transform(op: LinearOp, scale=1.0):
         return nengo.Convolution(op.out_shape[0], op.padded_shape if explicit else op.in_shape,
                                  kernel.shape[2:], op.strides, "valid" if explicit else op.padding,
                                  channels_last=False, init=np.transpose(kernel, (2, 3, 1, 0)))  # (kh, kw, in, out)
-    if op.kind == "select":
-        rows, columns = np.arange(op.size_out), op.indices()
-        init = np.full(op.size_out, scale) if np.ndim(scale) == 0 else np.asarray(scale)[columns]
-        return nengo.transforms.Sparse((op.size_out, op.size_in), indices=np.stack([rows, columns], axis=1),
-                                       init=init)
-    if op.kind == "pad":
-        rows, columns = op.pad_indices(), np.arange(op.size_in)
-        init = np.full(op.size_in, scale) if np.ndim(scale) == 0 else np.asarray(scale, np.float64)
+    if op.kind in ("select", "pad"):
+        if op.kind == "select":
+            rows, columns = np.arange(op.size_out), op.indices()
+        else:
+            rows, columns = op.pad_indices(), np.arange(op.size_in)
+        init = np.full(len(rows), scale, np.float64) if np.ndim(scale) == 0 else np.asarray(scale, np.float64)[columns]
         return nengo.transforms.Sparse((op.size_out, op.size_in), indices=np.stack([rows, columns], axis=1),
                                        init=init)
     channels = op.in_shape[0]  # avgpool: a per-channel convolution
@@ -269,10 +250,9 @@ def _into(target, start: int, size: int):
 def _connect_paths(paths: list, target, source, start: int = 0):
     """Connect the sum of ``paths`` into ``target`` (from element ``start`` on, for a Concat).
 
-    ``source(index)`` gives the (object, synapse, output scale) that carries a population's
-    output (the scale a scalar or one factor per neuron). Paths that end with the same op are
-    summed in a pass-through Node and share one connection through it (the op's own connection
-    carries the population's synapse when it reads one directly).
+    ``source(index)`` gives the (object, synapse, output scale) carrying a population's output.
+    Paths that end with the same op are summed in a pass-through Node and share one connection
+    through the op (which carries the population's synapse when it reads one directly).
     """
     groups = {}
     for path in paths:
@@ -301,19 +281,17 @@ class SnnNetwork:
     output: nengo.Probe   # logits per step
     counters: list        # per hidden layer: Probe of (spikes, accumulates) per step
     ensembles: list
-    fan_outs: list        # per hidden layer: fan-out of each neuron (to every later population)
     input_fan_out: np.ndarray
 
 
 def build_network(model: ConvertedModel, layers: list, sim: SimConfig, noise_positions=(),
                   node_output=None, counters: bool = True) -> SnnNetwork:
-    """The Nengo network for ``model``: one ensemble per hidden stage (``layer{i}``, in the
-    order of ``model.hidden``, max-pool helper populations included), each fed by its stage's
-    paths (see :mod:`snnbench.conversion.onnx_io`); the logits Node gets the last stage's paths and bias.
+    """The Nengo network for ``model``: ensemble ``layer{i}`` for ``model.hidden[i]`` (max-pool helper
+    populations included), then the logits Node.
 
-    ``noise_positions`` may hold "pre" / "post": noise input Nodes are added per hidden layer.
-    ``node_output(key, size)`` gives each input Node's output (default: zeros, i.e. data fed by
-    nengo_dl); the reference simulator passes callables.
+    ``noise_positions`` may hold "pre" / "post": noise input Nodes per hidden layer. ``node_output(key,
+    size)`` gives each input Node's output (default: zeros, data fed by nengo_dl); the reference
+    simulator passes callables.
     """
     layers = layer_list(layers, len(model.hidden))
     node_output = node_output or (lambda key, size: np.zeros(size))
@@ -321,7 +299,7 @@ def build_network(model: ConvertedModel, layers: list, sim: SimConfig, noise_pos
     with nengo.Network(seed=sim.seed, label="converted SNN") as net:
         inputs["input"] = nengo.Node(node_output("input", model.n_inputs), label="input")
         outputs = {INPUT: (inputs["input"], None, 1.0)}  # source index -> (object, synapse, scale) of its output
-        ensembles, counter_probes, fan_outs = [], [], []
+        ensembles, counter_probes = [], []
         for i, (stage, params) in enumerate(zip(model.hidden, layers)):
             n = stage.size_out
             factors = params.per_neuron(stage, "channel_scales", 1.0)  # per-channel rate scales
@@ -343,15 +321,14 @@ def build_network(model: ConvertedModel, layers: list, sim: SimConfig, noise_pos
                 nengo.Connection(inputs[f"post:layer{i}"], noisy, synapse=None)
                 outputs[i] = (noisy, None, 1.0)
             ensembles.append(ens)
-            fan_outs.append(model.fan_out(i))
             if counters:
-                counter_probes.append(_counter(ens, params, fan_outs[-1], sim.dt))
+                counter_probes.append(_counter(ens, params, model.fan_out(i), sim.dt))
         logits = nengo.Node(size_in=model.n_outputs, label="logits")
         _connect_paths(model.stages[-1].paths, logits, outputs.__getitem__)
         bias = nengo.Node(model.stages[-1].bias, label="output_bias")
         nengo.Connection(bias, logits, synapse=None)
         probe = nengo.Probe(logits, synapse=None)
-    return SnnNetwork(net, inputs, probe, counter_probes, ensembles, fan_outs, model.fan_out(INPUT))
+    return SnnNetwork(net, inputs, probe, counter_probes, ensembles, model.fan_out(INPUT))
 
 
 def _counter(ens, params: LayerParams, fanout: np.ndarray, dt: float) -> nengo.Probe:

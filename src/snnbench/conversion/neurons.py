@@ -1,12 +1,7 @@
 """The converted network's own neuron types and their nengo_dl (TensorFlow) implementations.
 
-* :class:`SignedIF`: integrate-and-fire whose membrane integrates the signed current (no floor
-  at zero), reset by subtraction, ``floor(voltage)`` spikes in a step once it reaches the
-  threshold 1, at most ``max_spikes`` of them (a Clip layer's bound; unbounded by default).
-  With at most ``m`` spikes a step and reset by subtraction, the rate converges to
-  ``min(relu(J), m / dt)``: a bounded ReLU whose bound is ``m`` spikes per step.
-* :class:`ClippedRectifiedLinear`: the rate neuron ``amplitude * clip(J, 0, max_current)``, the
-  exact rate-mode form of a Clip(0, a) layer.
+With at most ``m`` spikes a step and reset by subtraction, :class:`SignedIF`'s rate converges to
+``min(relu(J), m / dt)``: a bounded ReLU whose bound is ``m`` spikes per step.
 """
 
 import nengo
@@ -45,9 +40,8 @@ class ClippedRectifiedLinear(nengo.RectifiedLinear):
 
 
 def register_nengo_dl_neurons(nengo_dl):
-    """Give nengo_dl TensorFlow implementations of :class:`SignedIF` and
-    :class:`ClippedRectifiedLinear` (otherwise it would run the NumPy steps above through Python
-    at every time step)."""
+    """Give nengo_dl TensorFlow implementations of both neurons (else it runs their NumPy steps
+    through Python at every time step)."""
     table = nengo_dl.neuron_builders.SimNeuronsBuilder.TF_NEURON_IMPL
     if SignedIF in table and ClippedRectifiedLinear in table:
         return

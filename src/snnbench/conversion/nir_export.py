@@ -1,70 +1,55 @@
 """The converted spiking network as a NIR graph (Neuromorphic Intermediate Representation, Pedersen
 et al. 2024), for snntorch, Norse, sinabs, Lava-dl, Rockpool, Spyx and the hardware toolchains.
 
-The graph is written in the discrete-time form that a step-based simulator runs (one NIR time unit
-per simulation step, so an ``IF`` with ``r = 1`` adds each step's input to its membrane), with every
-scale of :mod:`snnbench.conversion.nengo_net` folded into the weights:
+Discrete time, one NIR time unit per simulation step (an ``IF`` with ``r = 1`` adds each step's input
+to its membrane), every scale of :mod:`snnbench.conversion.nengo_net` folded into the weights:
 
-* hidden layer ``i`` (rate scale ``rs_i``, gain ``g_i``): its linear ops, the last one carrying
-  weight ``g_i * rs_i / rs_{i-1} * W`` (inputs are the previous layer's spike counts; for the first
-  layer ``dt * rs_0 * g_0 * W``, inputs are the pixels, presented every step) and the bias
-  ``dt * rs_i * (bias_scale * b + bias_offset)``, then ``IF(r=1, v_threshold=1, v_reset=0)``;
-* the readout: the last layer's spike counts through ``W / (rs * dt)`` plus the ONNX bias: logits
-  per step, which the reader averages over the steps (``metadata["readout"]``).
+* hidden layer ``i`` (rate scale ``rs_i``, gain ``g_i``): its ops, the last one with weight
+  ``g_i * rs_i / rs_{i-1} * W`` (inputs are spike counts; the first layer's ``dt * rs_0 * g_0 * W``,
+  its input the pixels every step) and bias ``dt * rs_i * (bias_scale * b + bias_offset)``, then
+  ``IF(r=1, v_threshold=1, v_reset=0)``;
+* the readout: the last layer's spike counts through ``W / (rs * dt)`` plus the ONNX bias, logits per
+  step that the reader averages (``metadata["readout"]``).
 
-What NIR's ``IF`` does not say is in each neuron node's metadata: the membrane starts at
-``initial_voltage`` (0.5 for the calibrated conversion), is reset by subtracting the threshold (NIR's
-IF resets to ``v_reset``), and may fire ``floor(v)`` spikes in one step. Layer chains of dense,
-conv and average-pool ops are exported; graphs with skips, concatenations or max-pool trees, and
-non-IF neurons, stop with one line saying so.
+Each IF node's metadata says what NIR's IF does not: the initial voltage (0.5 for the calibrated
+conversion), reset by subtraction, ``floor(v)`` spikes per step. Only chains of dense, conv and
+average-pool ops with IF neurons are exported; anything else stops with one line.
 """
 
 from pathlib import Path
 
 import numpy as np
 
-from snnbench.conversion.nengo_net import IF_NEURONS, LayerParams, SimConfig, layer_list, readout
+from snnbench.conversion.nengo_net import IF_NEURONS, LayerParams, SimConfig, layer_list
 from snnbench.conversion.onnx_io import ConvertedModel, LinearOp
 from snnbench.errors import ConfigError, UnsupportedModelError
 
 INITIAL_VOLTAGE = {"half": 0.5, "uniform": "uniform [0, 1)"}
 
 
-def _padding(op: LinearOp) -> tuple:
-    top, left, bottom, right = op.pads
-    if (top, left) != (bottom, right) or op.groups != 1 or op.dilations != (1, 1):
-        raise UnsupportedModelError(f"NIR export writes convolutions with symmetric padding, no groups or dilation; "
-                                    f"this one has pads {op.pads}, groups {op.groups}, dilations {op.dilations}")
-    return (top, left)
-
-
 def _op_node(op: LinearOp, weight_scale: float, bias):
-    """One op as a NIR node; ``bias`` (or None) goes into a dense / conv op."""
+    """One op as a NIR node; the stage's flat ``bias`` (or None) goes into a dense / conv op."""
     import nir
 
+    weight = None if op.weight is None else (weight_scale * op.weight).astype(np.float32)
     if op.kind == "dense":
-        weight = (weight_scale * op.weight).astype(np.float32)
         return nir.Linear(weight) if bias is None else nir.Affine(weight, bias.astype(np.float32))
     if op.kind == "conv":
-        out_channels = op.out_shape[0]
-        bias = np.zeros(out_channels, np.float32) if bias is None else bias
-        return nir.Conv2d(tuple(op.in_shape[1:]), (weight_scale * op.weight).astype(np.float32), op.strides,
-                          _padding(op), 1, 1, bias.astype(np.float32))
+        per_channel = np.zeros((op.out_shape[0], 1)) if bias is None else bias.reshape(op.out_shape[0], -1)
+        if not np.allclose(per_channel, per_channel[:, :1]):
+            raise UnsupportedModelError("NIR export: this conv layer's bias varies within a channel (a bias pushed "
+                                        "through padding); NIR's Conv2d takes one bias per channel")
+        top, left, bottom, right = op.pads
+        if (top, left) != (bottom, right) or op.groups != 1 or op.dilations != (1, 1):
+            raise UnsupportedModelError(f"NIR export writes convolutions with symmetric padding, no groups or "
+                                        f"dilation; this one has pads {op.pads}, groups {op.groups}, dilations "
+                                        f"{op.dilations}")
+        return nir.Conv2d(tuple(op.in_shape[1:]), weight, op.strides, (top, left), 1, 1,
+                          per_channel[:, 0].astype(np.float32))
     if op.kind == "avgpool":
         return nir.AvgPool2d(np.array(op.kernel), np.array(op.strides), np.zeros(2, np.int64))
     raise UnsupportedModelError(f"NIR export covers dense, conv and average-pool ops; this model has a {op.kind!r} op "
                                 "(max pooling: convert with --maxpool average)")
-
-
-def _stage_bias(op: LinearOp, flat_bias: np.ndarray) -> np.ndarray:
-    """The stage's (flat) bias in the form the last op takes: per output, or per channel for conv."""
-    if op.kind == "dense":
-        return flat_bias
-    per_channel = flat_bias.reshape(op.out_shape[0], -1)
-    if not np.allclose(per_channel, per_channel[:, :1]):
-        raise UnsupportedModelError("NIR export: this conv layer's bias varies within a channel (a bias pushed through "
-                                    "padding); NIR's Conv2d takes one bias per channel")
-    return per_channel[:, 0]
 
 
 def to_nir(model: ConvertedModel, layers, sim: SimConfig):
@@ -76,8 +61,8 @@ def to_nir(model: ConvertedModel, layers, sim: SimConfig):
                                     "trees (convert a chain, or with --maxpool average)")
     layers = layer_list(layers, len(model.hidden))
     if any(p.channel_scales or p.channel_bias or p.channel_voltage for p in layers):
-        raise UnsupportedModelError("NIR export writes one rate scale, bias and start per layer; this setting has per-channel "
-                                    "ones (convert with --method calibrated --scales layer)")
+        raise UnsupportedModelError("NIR export writes one rate scale, bias and start per layer; this setting has "
+                                    "per-channel ones (convert with --method calibrated --scales layer)")
     bad = sorted({p.neuron for p in layers if p.neuron not in IF_NEURONS})
     if bad:
         raise UnsupportedModelError(f"NIR export writes IF neurons (the calibrated conversion); this setting has {bad}")
@@ -104,7 +89,7 @@ def to_nir(model: ConvertedModel, layers, sim: SimConfig):
                 raise UnsupportedModelError(f"NIR export: stage {stage.name!r} ends with a {op.kind!r} op; it needs a "
                                             "dense or conv op last (where its bias goes)")
             name = f"layer{i}_op{k}" if params is not None else f"readout_op{k}"
-            nodes[name] = _op_node(op, gain if last else 1.0, _stage_bias(op, bias) if last else None)
+            nodes[name] = _op_node(op, gain if last else 1.0, bias if last else None)
             edges.append((previous, name))
             previous, shape = name, tuple(op.out_shape)
         if params is None:
@@ -136,46 +121,3 @@ def write_nir(model: ConvertedModel, layers, sim: SimConfig, path) -> Path:
     except OSError as exc:
         raise ConfigError(f"cannot write the NIR graph to {path} ({exc}); give a writable --nir-out path") from None
     return path
-
-
-def snntorch_network(graph):
-    """The graph in snntorch (``snntorch.import_nir.import_from_nir``), its IF neurons made the
-    ones the graph describes: snntorch 1.0's importer maps ``nir.IF`` to ``Leaky(beta=0.9,
-    init_hidden=False)``, a leaky neuron whose (spikes, membrane) output the graph executor passes
-    on as one value; each is replaced by a non-leaky ``Leaky(beta=1)`` with reset by subtraction.
-    Its ``Flatten`` takes NIR's ``start_dim`` (which counts from the first feature dimension) as
-    torch's (which counts the batch): shifted by one here."""
-    import nir
-    import snntorch
-    import torch
-    from snntorch.import_nir import import_from_nir
-
-    net = import_from_nir(graph)
-    for name, node in graph.nodes.items():
-        if isinstance(node, nir.Flatten):
-            setattr(net, name, torch.nn.Flatten(node.start_dim + 1, node.end_dim))
-        if isinstance(node, nir.IF):
-            threshold = float(np.unique(node.v_threshold)[0])
-            setattr(net, name, snntorch.Leaky(beta=1.0, threshold=threshold, init_hidden=True,
-                                              reset_mechanism="subtract", reset_delay=False))
-    return net
-
-
-def run_snntorch(net, graph, x: np.ndarray, steps: int) -> np.ndarray:
-    """Logits of ``x`` (n, features) after ``steps`` steps, read out as the graph's metadata says
-    (mean over the steps), each IF membrane starting at the graph's initial voltage."""
-    import nir
-    import torch
-
-    x = torch.as_tensor(np.asarray(x, np.float32).reshape(len(x), *graph.nodes["input"].input_type["input"]))
-    for name, node in graph.nodes.items():
-        if isinstance(node, nir.IF):
-            start = node.metadata.get("initial_voltage", 0.0)
-            start = float(start) if not isinstance(start, str) else 0.0  # a random start is not reproduced
-            getattr(net, name).mem = torch.full((len(x), *node.input_type["input"]), start)
-    outputs = []
-    with torch.no_grad():
-        for _ in range(steps):
-            out = net(x)
-            outputs.append(out[0] if isinstance(out, tuple) else out)
-    return readout(torch.stack(outputs, dim=1).numpy(), steps, graph.metadata.get("readout", "mean"))

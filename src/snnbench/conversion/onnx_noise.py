@@ -1,15 +1,15 @@
 """Gaussian noise inside an ONNX graph, so a noisy DNN is still run by ONNX Runtime.
 
-:func:`add_noise` returns a copy of the graph with one ``Add`` per noisy tensor and the noise as
-extra graph inputs (``noise_input``, ``noise_layer0``, ...). Hidden layer ``i`` is the ``i``-th
-activation node in graph order (:func:`hidden_activations`; the Nengo network's ``i``-th
-population, or :func:`check_hidden_layers` stops it); ``pre`` adds to the activation's input, ``post`` to its output,
-``input`` to the network input. :meth:`NoisyGraph.feeds` turns a :class:`~snnbench.noise.NoiseSpec`
-into the extra inputs for samples ``start .. start + n`` with the layer keys shared by every
-family ("input", "layer0", ...), so the DNN gets the very draws a spiking network gets at step 0.
+:func:`add_noise` copies the graph with one ``Add`` per noisy tensor, the noise as extra graph inputs
+(``noise_input``, ``noise_layer0``, ...): ``input`` adds to the network input, ``pre`` / ``post`` to
+hidden layer ``i``'s activation input / output, layer ``i`` being the ``i``-th activation node in graph
+order (:func:`hidden_activations`). :meth:`NoisyGraph.feeds` draws a :class:`~snnbench.noise.NoiseSpec`
+with the layer keys every family shares ("input", "layer0", ...), so the DNN gets the very draws a
+spiking network gets at step 0.
 """
 
 from dataclasses import dataclass
+from itertools import zip_longest
 from pathlib import Path
 from typing import Callable
 
@@ -18,7 +18,7 @@ import onnx
 from onnx import TensorProto, helper, shape_inference
 
 from snnbench.errors import ConfigError, DataError, UnsupportedModelError
-from snnbench.conversion.onnx_graph import _node_name
+from snnbench.conversion.onnx_ops import _node_name
 from snnbench.noise import NoiseSpec
 
 ACTIVATIONS = ("Relu",)
@@ -31,10 +31,6 @@ class NoiseInput:
     name: str
     layer: str
     shape: tuple
-
-    @property
-    def features(self) -> int:
-        return int(np.prod(self.shape))
 
 
 @dataclass
@@ -51,15 +47,12 @@ class NoisyGraph:
                               f"{self.position!r}; build it with add_noise(model, {spec.position!r})")
 
         def feeds(start: int, n: int) -> dict:
-            return {i.name: spec.draw(i.layer, start, n, i.features).reshape(n, *i.shape) for i in self.inputs}
+            return {i.name: spec.draw(i.layer, start, n, int(np.prod(i.shape))).reshape(n, *i.shape)
+                    for i in self.inputs}
         return feeds
 
     def serialized(self) -> bytes:
         return self.model.SerializeToString()
-
-    def save(self, path: Path) -> Path:
-        onnx.save(self.model, str(path))
-        return Path(path)
 
 
 def _load(model) -> onnx.ModelProto:
@@ -74,20 +67,16 @@ def _load(model) -> onnx.ModelProto:
 
 
 def hidden_activations(model) -> list:
-    """Hidden layer ``i`` of a graph, for every engine: its ``i``-th activation node in graph order
-    (where ONNX Runtime adds the noise of ``layer{i}`` and reads the activity). The Nengo network's
-    hidden layer ``i`` is the converted model's ``i``-th hidden stage: :func:`check_hidden_layers`
-    says they are the same nodes, or stops."""
+    """Hidden layer ``i`` of a graph for every engine: its ``i``-th activation node in graph order (where
+    ONNX Runtime adds the noise of ``layer{i}`` and reads the activity)."""
     return [node for node in _load(model).graph.node if node.op_type in ACTIVATIONS]
 
 
 def check_hidden_layers(converted, model=None) -> None:
-    """Stop (UnsupportedModelError) unless the hidden stages of ``converted`` (a ConvertedModel)
-    are, one for one and in order, the activation nodes of its ONNX graph (``model``; default its
-    ``source`` where that is an .onnx file, else nothing to check), so that the noise of
-    ``layer{i}`` lands on the same layer in Nengo as in ONNX Runtime. They differ where MaxPool
-    took the exact route (its ``<node>/max<k>`` populations have no node), a Clip is a layer of
-    its own, or a Relu repeats one."""
+    """Stop unless the hidden stages of ``converted`` are, in order, the activation nodes of its ONNX
+    graph (``model``; default its ``source`` if an .onnx file, else nothing to check), so that the noise
+    of ``layer{i}`` lands on the same layer in Nengo as in ONNX Runtime. They differ where MaxPool took
+    the exact route, a Clip is a layer of its own, or a Relu repeats one."""
     if model is None:
         source = Path(str(converted.source))
         if source.suffix != ".onnx" or not source.is_file():
@@ -96,18 +85,17 @@ def check_hidden_layers(converted, model=None) -> None:
     nodes = [_node_name(node) for node in hidden_activations(model)]
     stages = [stage.name for stage in converted.hidden]
     if stages != nodes:
-        i = next(i for i, (a, b) in enumerate(zip(stages + [None], nodes + [None])) if a != b)
+        i, (stage, node) = next((i, p) for i, p in enumerate(zip_longest(stages, nodes)) if p[0] != p[1])
         raise UnsupportedModelError(
-            f"noise at a hidden layer is keyed by layer, but layer {i} is population {stages[i] if i < len(stages) else None!r} "
-            f"of the converted network and activation node {nodes[i] if i < len(nodes) else None!r} of the ONNX graph "
+            f"noise at a hidden layer is keyed by layer, but layer {i} is population {stage!r} "
+            f"of the converted network and activation node {node!r} of the ONNX graph "
             f"({len(stages)} populations, {len(nodes)} {'/'.join(ACTIVATIONS)} nodes); convert with maxpool='average' "
             "(MaxPool's exact route adds populations) or use noise at 'input'")
 
 
 def _shapes(model: onnx.ModelProto) -> dict:
     """Tensor name -> (elem_type, dims) for every tensor whose shape inference knows."""
-    inferred = shape_inference.infer_shapes(model)
-    graph = inferred.graph
+    graph = shape_inference.infer_shapes(model).graph
     shapes = {}
     for value in (*graph.input, *graph.value_info, *graph.output):
         tensor = value.type.tensor_type
@@ -123,10 +111,6 @@ def _sample_shape(shapes: dict, tensor: str, what: str) -> tuple:
                                     f"[batch, features...] with known feature sizes (got {dims or 'unknown'}); "
                                     "export the model with a fixed feature size (snnbench.models.export.export_onnx)")
     return tuple(dims[1:])
-
-
-def _noise_value(name: str, shape: tuple):
-    return helper.make_tensor_value_info(name, TensorProto.FLOAT, ["batch", *shape])
 
 
 def add_noise(model, position: str) -> NoisyGraph:
@@ -171,6 +155,7 @@ def add_noise(model, position: str) -> NoisyGraph:
             noise_inputs.append(noise)
     del graph.node[:]
     graph.node.extend(nodes)
-    graph.input.extend(_noise_value(n.name, n.shape) for n in noise_inputs)
+    graph.input.extend(helper.make_tensor_value_info(n.name, TensorProto.FLOAT, ["batch", *n.shape])
+                       for n in noise_inputs)
     onnx.checker.check_model(model)
     return NoisyGraph(model, position, tuple(noise_inputs))
