@@ -1,9 +1,6 @@
-"""One seeded, resumable training loop for every torch classifier in the suite.
-
-The model maps a batch of flat features to class scores (a spiking model aggregates over its
-time steps inside ``forward``). The loop keeps the best-validation weights, logs per-epoch
-metrics through a callback, and can resume from a checkpoint file written after every epoch.
-"""
+"""One seeded, resumable training loop for every torch classifier in the suite (a spiking model
+aggregates over its time steps inside ``forward``): it keeps the best-validation weights, reports
+each epoch's metrics to a callback and writes a checkpoint after every epoch."""
 
 import time
 from dataclasses import dataclass, field
@@ -97,8 +94,7 @@ def fit(model: nn.Module, train: tuple, val: tuple, config: Recipe,
         if checkpoint is not None:
             save_atomic({"model": model.state_dict(), "optimiser": optimiser.state_dict(),
                          "generator": generator.get_state(), "result": result, "epoch": epoch}, checkpoint)
-    trained_epochs = len(result.history)
-    if trained_epochs:
+    if result.history:
         result.epoch_seconds = float(np.mean([h["epoch_seconds"] for h in result.history]))
         result.samples_per_s = float(np.mean([h["train_samples_per_s"] for h in result.history]))
     if result.best_state:

@@ -1,6 +1,6 @@
 """The multimodal suite's trained models: training settings, the data each model trains and is
-tested on, and the model cache (``state.pt``, ``summary.json``, ``config.json`` and, for a DNN,
-``model.onnx``; snnbench.training.cache) other benchmarks read with :func:`load_trained_multimodal`."""
+tested on, and their cache folders (``state.pt``, ``summary.json``, ``config.json`` and, for a DNN,
+``model.onnx``), read with :func:`load_trained_multimodal`."""
 
 import json
 import logging
@@ -73,15 +73,8 @@ def test_data(modality: str, test_limit: int = 0, pair_seed: int = 0) -> Feature
     by digit for audio, so its first samples would not cover every class)."""
     test = features(modality, "test", pair_seed)
     if 0 < test_limit < len(test):
-        return test.subset(kept_test_rows(len(test), test_limit))
+        return test.subset(np.sort(np.random.default_rng(0).permutation(len(test))[:test_limit]))
     return test
-
-
-def kept_test_rows(n: int, test_limit: int = 0) -> np.ndarray:
-    """Which of the ``n`` test samples :func:`test_data` keeps."""
-    if 0 < test_limit < n:
-        return np.sort(np.random.default_rng(0).permutation(n)[:test_limit])
-    return np.arange(n)
 
 
 def model_config(spec: ModelSpec, settings: TrainSettings) -> dict:
@@ -120,15 +113,13 @@ def _requirements(*packages: str) -> list:
 
 
 def log_trained_model(folder: Path, name: str) -> str:
-    """Log a trained model's cache folder (snnbench.training.cache) as an MLflow model of the active run
-    and return its model id: the ONNX flavour when the folder holds ``model.onnx`` (a DNN, as
-    ONNX Runtime runs it), else the PyTorch flavour (an snntorch SNN, from ``state.pt``). The
-    folder's JSON files (configuration, training summary) go with it. A run logs a name once:
-    asked again, it returns that model.
+    """Log a trained model's cache folder as an MLflow model of the active run (once per name) and
+    return its model id: the ONNX flavour for a DNN's ``model.onnx``, else the PyTorch flavour (an
+    snntorch SNN, from ``state.pt``), with the folder's JSON files.
 
-    Metrics logged with ``model_id=`` are linked to it. MLflow also links a run's metrics logged
-    without a model id at the model's step, so the model stands at the step after its last
-    training epoch (at least 1): per-epoch and final (step 0) metrics stay unlinked."""
+    MLflow links a run's metrics logged without a model id at the model's step to it, so the model
+    stands at the step after its last training epoch (at least 1): per-epoch and final (step 0)
+    metrics stay unlinked."""
     from mlflow.models import ModelSignature
     from mlflow.types import Schema, TensorSpec
 
