@@ -7,7 +7,7 @@ import numpy as np
 
 from snnbench.models.multimodal import N_CLASSES, SIZES, ModelSpec
 from snnbench.training.cache import is_built
-from snnbench.training.suite import (TrainSettings, model_config, multimodal_model_folder)
+from snnbench.training.suite import TrainSettings, model_config, multimodal_model_folder
 from snnbench.tracking.runs import config_key
 
 STACKED_FIELDS = ("neuron", "beta", "reset")  # model fields that may differ inside one stack
@@ -42,13 +42,6 @@ class Job:
     def trained(self) -> bool:
         return is_built(self.folder)
 
-    def as_dict(self) -> dict:
-        return {"spec": asdict(self.spec), "settings": asdict(self.settings)}
-
-    @staticmethod
-    def from_dict(d: dict) -> "Job":
-        return Job(ModelSpec(**d["spec"]), TrainSettings(**d["settings"]))
-
 
 def stack_key(job: Job, pad_widths: bool = False) -> str:
     """Jobs with the same key train in one stack (same shapes, same data sizes, same steps);
@@ -65,7 +58,6 @@ def stacks(jobs: list[Job], max_stack: int = 64, pad_widths: bool = False) -> li
     for job in jobs:
         groups.setdefault(stack_key(job, pad_widths), []).append(job)
     return [group[i:i + max_stack] for group in groups.values() for i in range(0, len(group), max_stack)]
-
 
 
 def stack_shape(specs: list[ModelSpec]) -> str:
