@@ -8,10 +8,6 @@ of Linear / ReLU, so it exports to ONNX as Gemm + Relu.
 Evaluation-only noise follows :mod:`snnbench.noise`: layer keys ``"input"`` and ``"layer{i}"``
 (i-th hidden layer), ``start`` = global index of the batch's first sample, step = time step
 (0 for the DNN). Training never passes noise; a model in training mode refuses it.
-
-Other benchmarks get trained models from snnbench.training.grid's ``trained_multimodal_model`` (a cached folder:
-``state.pt``, ``summary.json``, ``config.json`` and, for a DNN, ``model.onnx``) and read them
-back with :func:`load_trained_multimodal`.
 """
 
 from dataclasses import asdict, dataclass
@@ -19,10 +15,9 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from snnbench.data import (MODALITIES, feature_size)
+from snnbench.data import MODALITIES, feature_size
 from snnbench.errors import ConfigError
-from snnbench.models.spiking import (ENCODINGS, READOUTS, NoiseDraws, check_choice, encode,
-                                     make_neuron)
+from snnbench.models.spiking import ENCODINGS, READOUTS, NoiseDraws, check_choice, encode, make_neuron
 from snnbench.noise import NoiseSpec
 
 S = 1_600_000
@@ -99,6 +94,12 @@ def parameter_count(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
+def _evaluation_noise(model: nn.Module, noise: NoiseSpec | None, device: torch.device) -> NoiseDraws:
+    if model.training and noise is not None and noise.active:
+        raise ConfigError("noise is for evaluation only; call model.eval() before adding noise")
+    return NoiseDraws(noise, device)
+
+
 class SpikingMLP(nn.Module):
     """Linear layers feeding snntorch neurons, run for ``steps`` time steps.
 
@@ -120,9 +121,7 @@ class SpikingMLP(nn.Module):
     def simulate(self, x: torch.Tensor, noise: NoiseSpec | None = None, start: int = 0) -> dict:
         """Run all time steps; returns scores, per-layer membrane / spike traces (T, B, H) and the
         encoded input of every step, before any input noise (``input``, (T, B, features))."""
-        if self.training and noise is not None and noise.active:
-            raise ConfigError("noise is for evaluation only; call model.eval() before adding noise")
-        draws = NoiseDraws(noise, x.device)
+        draws = _evaluation_noise(self, noise, x.device)
         mems = [None] * (len(self.neurons) + 1)
         trace = {"mem": [[] for _ in mems], "spk": [[] for _ in mems]}
         inputs = []
@@ -140,9 +139,8 @@ class SpikingMLP(nn.Module):
             trace["mem"][-1].append(mems[-1])
             trace["spk"][-1].append(spikes)
         stacked = {k: [torch.stack(v) for v in layers] for k, layers in trace.items()}
-        out = stacked["mem"][-1] if self.spec.readout == "membrane" else stacked["spk"][-1]
-        return {"scores": out.mean(0) if self.spec.readout == "membrane" else out.sum(0), **stacked,
-                "input": torch.stack(inputs)}
+        scores = stacked["mem"][-1].mean(0) if self.spec.readout == "membrane" else stacked["spk"][-1].sum(0)
+        return {"scores": scores, **stacked, "input": torch.stack(inputs)}
 
     def forward(self, x: torch.Tensor, noise: NoiseSpec | None = None, start: int = 0) -> torch.Tensor:
         return self.simulate(x, noise, start)["scores"]
@@ -163,9 +161,7 @@ def build_model(spec: ModelSpec) -> nn.Module:
 def dnn_forward(model: nn.Sequential, x: torch.Tensor, noise: NoiseSpec | None = None,
                 start: int = 0) -> torch.Tensor:
     """The DNN's forward pass with noise at the input, before (pre) or after (post) each ReLU."""
-    if model.training and noise is not None and noise.active:
-        raise ConfigError("noise is for evaluation only; call model.eval() before adding noise")
-    draws = NoiseDraws(noise, x.device)
+    draws = _evaluation_noise(model, noise, x.device)
     h = draws.add(x, "input", "input", start, 0)
     hidden = 0
     for layer in model:
