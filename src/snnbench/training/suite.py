@@ -19,7 +19,7 @@ from snnbench.errors import DataError
 from snnbench.models.export import export_onnx
 from snnbench.models.multimodal import N_CLASSES, ModelSpec, build_model, parameter_count
 from snnbench.models.spiking import check_choice
-from snnbench.training.cache import CONFIG, cache_folder, read_summary
+from snnbench.training.cache import CONFIG, read_summary
 from snnbench.training.recipes import SUITE, Recipe
 
 # FSDD: the reference study held out 500 of the 2,700 training recordings for validation.
@@ -52,20 +52,17 @@ def features(modality: str, split: str, pair_seed: int = 0) -> FeatureSet:
     return split_tables.features(split_tables.all_rows(pair_seed))
 
 
-def training_rows(modality: str, settings: TrainSettings) -> tuple[Tables, Rows, Rows]:
-    """(tables, training rows, validation rows): a seeded subset of the training split
-    (``train_limit``), then a seeded hold-out under ``settings.validation`` (20% of the images;
-    audio: 500 of 2,700 recordings, as in the reference study; snnbench.data.validation_rows)."""
-    split_tables = tables(modality, "train")
-    train, val = validation_rows(split_tables, settings.validation, settings.seed, settings.pair_seed,
-                                 settings.train_limit, VALIDATION, AUDIO_VALIDATION)
-    return split_tables, train, val
+def training_rows(modality: str, settings: TrainSettings) -> tuple[Rows, Rows]:
+    """(training rows, validation rows) of ``tables(modality, "train")``: a seeded subset of the
+    training split (``train_limit``), then a seeded hold-out under ``settings.validation`` (20% of
+    the images; audio: 500 of 2,700 recordings, as in the reference study; snnbench.data.validation_rows)."""
+    return validation_rows(tables(modality, "train"), settings.validation, settings.seed, settings.pair_seed,
+                           settings.train_limit, VALIDATION, AUDIO_VALIDATION)
 
 
 def training_data(modality: str, settings: TrainSettings) -> tuple[FeatureSet, FeatureSet]:
     """(train, validation) features; see :func:`training_rows`."""
-    split_tables, train, val = training_rows(modality, settings)
-    return split_tables.features(train), split_tables.features(val)
+    return tuple(tables(modality, "train").features(rows) for rows in training_rows(modality, settings))
 
 
 def test_data(modality: str, test_limit: int = 0, pair_seed: int = 0) -> FeatureSet:
@@ -89,11 +86,6 @@ def save_trained(folder: Path, spec: ModelSpec, model: nn.Module, summary: dict)
     if spec.family == "dnn":
         export_onnx(model, spec.n_features, folder / "model.onnx")
     return {**summary, "parameter_count": parameter_count(model), "hidden_width": spec.hidden_width}
-
-
-def multimodal_model_folder(spec: ModelSpec, settings: TrainSettings) -> Path:
-    """Where this model's training (snnbench.training.grid) keeps it."""
-    return cache_folder("multimodal", model_config(spec, settings))
 
 
 def load_trained_multimodal(folder: Path) -> tuple[torch.nn.Module, ModelSpec, dict]:
@@ -129,9 +121,8 @@ def log_trained_model(folder: Path, name: str) -> str:
     if logged:
         return logged[0].model_id
     folder = Path(folder)
-    extra_files = [str(p) for p in sorted(folder.glob("*.json"))]
-    summaries = [json.loads(p.read_text()) for p in map(Path, extra_files) if p.name != CONFIG]
-    step = max([1] + [len(summary.get("history", [])) for summary in summaries])
+    common = {"name": name, "extra_files": [str(p) for p in sorted(folder.glob("*.json"))],
+              "step": max(1, len(read_summary(folder).get("history", [])))}
     active = mlflow.get_active_model_id()
 
     def signature(n_inputs: int, n_outputs: int) -> ModelSignature:
@@ -145,9 +136,8 @@ def log_trained_model(folder: Path, name: str) -> str:
         model = onnx.load(str(folder / "model.onnx"))
         n_in, n_out = (v.type.tensor_type.shape.dim[-1].dim_value
                        for v in (model.graph.input[0], model.graph.output[0]))
-        info = mlflow_onnx.log_model(model, name=name, signature=signature(n_in, n_out),
-                                    pip_requirements=_requirements("onnx", "onnxruntime", "numpy"),
-                                    extra_files=extra_files, save_as_external_data=False, step=step)
+        info = mlflow_onnx.log_model(model, signature=signature(n_in, n_out), save_as_external_data=False,
+                                    pip_requirements=_requirements("onnx", "onnxruntime", "numpy"), **common)
     else:
         from mlflow import pytorch as mlflow_pytorch
 
@@ -156,10 +146,10 @@ def log_trained_model(folder: Path, name: str) -> str:
         level = pytorch_logger.level
         pytorch_logger.setLevel(logging.ERROR)  # its warning on pickled models: these are our own
         try:
-            info = mlflow_pytorch.log_model(model, name=name, signature=signature(spec.n_features, N_CLASSES),
+            info = mlflow_pytorch.log_model(model, signature=signature(spec.n_features, N_CLASSES),
                                            pip_requirements=_requirements("torch", "snntorch", "numpy"),
                                            code_paths=[str(Path(__file__).resolve().parents[1])],
-                                           extra_files=extra_files, serialization_format="pickle", step=step)
+                                           serialization_format="pickle", **common)
         finally:
             pytorch_logger.setLevel(level)
     if mlflow.get_active_model_id() != active:

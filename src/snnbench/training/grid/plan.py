@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 
 from snnbench.models.multimodal import N_CLASSES, SIZES, ModelSpec
-from snnbench.training.cache import is_built
-from snnbench.training.suite import TrainSettings, model_config, multimodal_model_folder
+from snnbench.training.cache import cache_folder, is_built
+from snnbench.training.suite import TrainSettings, model_config
 from snnbench.tracking.runs import config_key
 
 STACKED_FIELDS = ("neuron", "beta", "reset")  # model fields that may differ inside one stack
@@ -37,7 +37,7 @@ class Job:
 
     @property
     def folder(self) -> Path:
-        return multimodal_model_folder(self.spec, self.settings)
+        return cache_folder("multimodal", model_config(self.spec, self.settings))
 
     def trained(self) -> bool:
         return is_built(self.folder)

@@ -82,10 +82,9 @@ class StackTrainer:
         self.stream = torch.cuda.Stream(device) if device.type == "cuda" else None
         self.checkpoint = checkpoint_path("grid-v2", sorted(j.key for j in jobs))
         modality = jobs[0].spec.modality
-        split_tables = tables(modality, "train")
-        parts = [training_rows(modality, j.settings)[1:] for j in jobs]
-        self.train = DeviceRows(split_tables, "train", [p[0] for p in parts], device)
-        self.val = DeviceRows(split_tables, "train", [p[1] for p in parts], device)
+        train, val = zip(*(training_rows(modality, j.settings) for j in jobs))
+        self.train = DeviceRows(tables(modality, "train"), "train", list(train), device)
+        self.val = DeviceRows(tables(modality, "train"), "train", list(val), device)
         models = []
         for job in jobs:  # each model's initial weights drawn from its own seed
             seed_everything(job.settings.seed)
