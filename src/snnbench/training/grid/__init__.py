@@ -1,24 +1,15 @@
 """The multimodal family's one trainer: many models trained at once, each as if alone.
 
-A :class:`Job` (a ModelSpec and its TrainSettings, seed included) yields a model cache folder
-(snnbench.training.suite); :func:`train_jobs` trains the jobs whose folders are missing, and
-:func:`trained_multimodal_model` is one job, a stack of one.
-
-* Jobs of one shape (they may differ in seed, neuron model and reset) are **stacked**: weights
-  ``(models, in, out)``, batched products, one Adam over the stacked tensors. Adam and the neuron
-  are elementwise and the loss is a sum of per-model losses, so each model gets its own update;
-  each keeps its seeded initial weights, batch order, validation split, input spikes and
-  best-validation weights (tests/test_grid.py checks that each trains as ``fit`` trains it alone).
-* A spiking layer is one matrix product over all time steps and one neuron scan over time
-  (snnbench.models.spiking.neuron_scan). The data stay on the device; batches are gathered there.
-* On CUDA (:class:`Engine`) every 16 training steps and each validation pass are one CUDA graph,
-  the scans are Triton kernels (snnbench.models.leaky_triton) and stacks run side by side on
-  CUDA streams; the CPU runs the same code eagerly.
-* Progress is checkpointed, so an interrupted grid resumes where it stopped. Several GPUs or
-  machines train shares of the stacks as units of work (snnbench.execution); the trained models
-  come back into the driver's cache.
-
-:func:`evaluate_jobs` scores trained models on the test set under evaluation noise, stacked too.
+A :class:`Job` (a ModelSpec and its TrainSettings) yields a model cache folder; :func:`train_jobs`
+trains the jobs whose folders are missing, :func:`trained_multimodal_model` one job, a stack of one.
+Jobs of one shape (differing in seed, neuron model or reset) are **stacked**: weights ``(models,
+in, out)``, batched products, one Adam. Adam and the neuron are elementwise and the loss is a sum
+of per-model losses, so each model keeps what training it alone gives it (its seeded weights,
+batch order, validation split, input spikes and best-validation weights; tests/test_grid.py
+checks it against ``fit``). On CUDA (:class:`Engine`) training steps run as CUDA graphs, neuron
+scans as Triton kernels and stacks side by side on streams. Stacks are checkpointed and resume;
+several GPUs or machines train shares of them as units of work (snnbench.execution).
+:func:`evaluate_jobs` scores trained models under evaluation noise, stacked too.
 """
 
 import time

@@ -34,26 +34,18 @@ class DeviceRows:
     """Each member's samples (rows of a split's tables, all members the same count) on the device."""
 
     def __init__(self, split_tables: Tables, split: str, rows: list[Rows], device: torch.device):
-        def stacked(part):
-            arrays = [getattr(r, part) for r in rows]
-            return None if arrays[0] is None else torch.from_numpy(np.stack(arrays)).to(device)
-
         if len({len(r) for r in rows}) != 1:
             raise SnnbenchError("members of one stack must have as many samples each")
         self.n = len(rows[0])
-        self.images = (_on_device(split_tables.images, device, f"images/{split}")
-                       if split_tables.images is not None and rows[0].image is not None else None)
-        self.recordings = (_on_device(split_tables.recordings, device, f"recordings/{split}")
-                           if split_tables.recordings is not None and rows[0].recording is not None else None)
-        self.image_rows, self.recording_rows, self.labels = stacked("image"), stacked("recording"), stacked("y")
+        self.labels = torch.from_numpy(np.stack([r.y for r in rows])).to(device)
+        self.parts = [(_on_device(table, device, f"{part}s/{split}"),  # (a table, each member's rows of it)
+                       torch.from_numpy(np.stack([getattr(r, part) for r in rows])).to(device))
+                      for part, table in (("image", split_tables.images), ("recording", split_tables.recordings))
+                      if table is not None and getattr(rows[0], part) is not None]
 
     def batch(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Features ``(G, B, F)`` and labels ``(G, B)`` of each member's samples at ``positions`` ``(G, B)``."""
-        parts = []
-        if self.images is not None:
-            parts.append(self.images[self.image_rows.gather(1, positions)])
-        if self.recordings is not None:
-            parts.append(self.recordings[self.recording_rows.gather(1, positions)])
+        parts = [table[part_rows.gather(1, positions)] for table, part_rows in self.parts]
         x = parts[0] if len(parts) == 1 else torch.cat(parts, -1)
         return x, self.labels.gather(1, positions)
 
@@ -74,12 +66,12 @@ class StackTrainer:
 
     def __init__(self, jobs: list[Job], device: torch.device, engine: Engine = Engine()):
         self.jobs, self.device = jobs, device
-        self.settings = jobs[0].settings
-        self.epochs, self.batch_size = self.settings.epochs, self.settings.batch_size
+        settings, cuda = jobs[0].settings, device.type == "cuda"
+        self.epochs, self.batch_size = settings.epochs, settings.batch_size
         rate = jobs[0].spec.encoding == "rate"  # input spikes drawn in each step: not captured in graphs
-        self.graphs = engine.graphs and device.type == "cuda" and not rate
-        self.tf32 = engine.tf32 and device.type == "cuda"
-        self.stream = torch.cuda.Stream(device) if device.type == "cuda" else None
+        self.graphs = engine.graphs and cuda and not rate
+        self.tf32 = engine.tf32 and cuda
+        self.stream = torch.cuda.Stream(device) if cuda else None
         self.checkpoint = checkpoint_path("grid-v2", sorted(j.key for j in jobs))
         modality = jobs[0].spec.modality
         train, val = zip(*(training_rows(modality, j.settings) for j in jobs))
@@ -93,8 +85,7 @@ class StackTrainer:
         if rate:  # each member's input spikes as it alone draws them, after its seeded initialisation
             self.net.generators = [torch.Generator(device).manual_seed(j.settings.seed) for j in jobs]
         params = self.net.parameters()
-        cuda = device.type == "cuda"
-        self.optimiser = torch.optim.Adam(params, lr=self.settings.lr, fused=cuda or None, capturable=cuda)
+        self.optimiser = torch.optim.Adam(params, lr=settings.lr, fused=cuda or None, capturable=cuda)
         self.generators = [torch.Generator().manual_seed(j.settings.seed) for j in jobs]
         g = len(jobs)
         self.loss_sum = torch.zeros(g, dtype=torch.float64, device=device)
