@@ -1,9 +1,8 @@
 """The multimodal suite's network family: one fully connected classifier for image, audio and
 fused (concatenated) inputs, as a DNN (ReLU) or an SNN (snntorch neurons, surrogate gradients).
 
-Size is a parameter budget: ``S`` (1,600,000), ``S/2`` or ``S/3``; the hidden width is solved so
-that each modality's model has about that many parameters. The DNN is a plain ``nn.Sequential``
-of Linear / ReLU, so it exports to ONNX as Gemm + Relu.
+Size is a parameter budget, ``S`` (1,600,000), ``S/2`` or ``S/3``, that the hidden width is solved
+for. The DNN is a plain ``nn.Sequential`` of Linear / ReLU (ONNX: Gemm + Relu).
 
 Evaluation-only noise follows :mod:`snnbench.noise`: layer keys ``"input"`` and ``"layer{i}"``
 (i-th hidden layer), ``start`` = global index of the batch's first sample, step = time step
@@ -60,19 +59,17 @@ class ModelSpec:
         return feature_size(self.modality)
 
     @property
-    def target_parameters(self) -> int:
-        return int(round(S * SIZES[self.size]))
+    def hidden_width(self) -> int:
+        return solve_hidden_width(self.n_features, int(round(S * SIZES[self.size])), self.hidden_layers)
 
     @property
-    def hidden_width(self) -> int:
-        return solve_hidden_width(self.n_features, self.target_parameters, self.hidden_layers)
+    def layer_sizes(self) -> list[int]:
+        """Features, each hidden layer's width, classes."""
+        return [self.n_features] + [self.hidden_width] * self.hidden_layers + [N_CLASSES]
 
     def as_dict(self) -> dict:
         """The fields that define the model (no SNN knobs for a DNN)."""
-        fields = asdict(self)
-        if self.family == "dnn":
-            fields = {k: v for k, v in fields.items() if k not in SNN_FIELDS}
-        return fields
+        return {k: v for k, v in asdict(self).items() if self.family == "snn" or k not in SNN_FIELDS}
 
 
 def mlp_parameters(n_features: int, width: int, hidden_layers: int, n_classes: int = N_CLASSES) -> int:
@@ -110,8 +107,7 @@ class SpikingMLP(nn.Module):
     def __init__(self, spec: ModelSpec):
         super().__init__()
         self.spec = spec
-        width = spec.hidden_width
-        sizes = [spec.n_features] + [width] * spec.hidden_layers + [N_CLASSES]
+        sizes = spec.layer_sizes
         self.linears = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
         self.neurons = nn.ModuleList(make_neuron(spec.neuron, spec.reset, spec.beta, spec.surrogate)
                                      for _ in range(spec.hidden_layers))
@@ -150,12 +146,9 @@ def build_model(spec: ModelSpec) -> nn.Module:
     """A fresh, untrained member of the family."""
     if spec.family == "snn":
         return SpikingMLP(spec)
-    width = spec.hidden_width
-    layers, n_in = [], spec.n_features
-    for _ in range(spec.hidden_layers):
-        layers += [nn.Linear(n_in, width), nn.ReLU()]
-        n_in = width
-    return nn.Sequential(*layers, nn.Linear(n_in, N_CLASSES))
+    sizes = spec.layer_sizes
+    hidden = [layer for n_in, n_out in zip(sizes[:-2], sizes[1:-1]) for layer in (nn.Linear(n_in, n_out), nn.ReLU())]
+    return nn.Sequential(*hidden, nn.Linear(*sizes[-2:]))
 
 
 def dnn_forward(model: nn.Sequential, x: torch.Tensor, noise: NoiseSpec | None = None,

@@ -1,12 +1,9 @@
 """Spiking pieces of the multimodal family: snntorch neurons, input encodings and noise injection.
 
-Neurons are snntorch ``Leaky`` modules: ``lif`` leaks with decay ``beta``, ``if`` is the same
-neuron with no leak (beta 1). Reset ``soft`` subtracts the threshold after a spike, ``hard``
-sets the membrane to zero. The surrogate gradient is one of snntorch's (``atan`` is its default).
-
-:func:`neuron_scan` is ``Leaky``'s arithmetic over all time steps of a layer at once, for stacked
-models (snnbench.training.grid): in a feed-forward network a layer's input currents for every step are
-known once the layer below has run, so each layer is one matrix product and one scan over time.
+Neurons are snntorch ``Leaky`` modules: ``lif`` leaks with decay ``beta``, ``if`` does not (beta 1);
+reset ``soft`` subtracts the threshold after a spike, ``hard`` sets the membrane to zero.
+:func:`neuron_scan` is ``Leaky`` over all time steps of a layer at once, for stacked models: in a
+feed-forward network a layer's currents for every step are known once the layer below has run.
 """
 
 import inspect

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from snnbench.models.multimodal import N_CLASSES, SIZES, ModelSpec
+from snnbench.models.multimodal import SIZES, ModelSpec
 from snnbench.training.cache import cache_folder, is_built
 from snnbench.training.suite import TrainSettings, model_config
 from snnbench.tracking.runs import config_key
@@ -82,7 +82,7 @@ def product_flops(spec: ModelSpec) -> int:
     """Floating-point operations (2 per multiply-add) of one training sample's matrix products,
     forward and backward: every layer's forward and weight gradient, every layer's input
     gradient but the first's; a direct input's current (SNN) is computed once for all steps."""
-    sizes = [spec.n_features] + [spec.hidden_width] * spec.hidden_layers + [N_CLASSES]
+    sizes = spec.layer_sizes
     steps = spec.steps if spec.family == "snn" else 1
     first = 2 * 2 * sizes[0] * sizes[1]
     return first + steps * sum(3 * 2 * a * b for a, b in zip(sizes[1:-1], sizes[2:]))
