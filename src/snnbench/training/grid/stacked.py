@@ -77,9 +77,7 @@ class StackedNet:
     def forward(self, x: torch.Tensor, noise: NoiseDraws | None = None, start: int = 0) -> torch.Tensor:
         """Scores ``(G, batch, classes)`` for inputs ``(G, batch, features)`` (each member its own
         batch); ``noise`` adds the evaluation noise of samples ``start ..`` as the engines do."""
-        if self.spec.family == "dnn":
-            return self._dnn(x, noise, start)
-        return self._snn(x, noise, start)
+        return (self._dnn if self.spec.family == "dnn" else self._snn)(x, noise, start)
 
     def _dnn(self, x, noise, start):
         h = noise.add(x, "input", "input", start, 0) if noise else x

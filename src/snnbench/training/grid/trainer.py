@@ -20,7 +20,7 @@ from snnbench.training.suite import model_config, save_trained, tables, training
 CHECKPOINT_SECONDS = 300.0  # least wall time between two checkpoints of a stack
 STEPS_PER_GRAPH = 16  # CUDA: training steps recorded in one graph (launches are few and cheap)
 
-_DEVICE_TABLES: dict = {}  # (split's tables, device) -> the table on the device
+_DEVICE_TABLES: dict = {}  # (table name, device) -> that table on the device
 
 
 def _on_device(array: np.ndarray, device: torch.device, name: str) -> torch.Tensor:
