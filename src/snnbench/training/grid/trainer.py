@@ -270,10 +270,8 @@ class StackTrainer:
         if state["jobs"] != [j.key for j in self.jobs]:
             return
         with torch.no_grad():
-            for p, saved in zip(self.net.parameters(), state["params"]):
-                p.copy_(saved)
-            for b, saved in zip(self.best, state["best"]):
-                b.copy_(saved)
+            for tensor, saved in zip(self.net.parameters() + self.best, state["params"] + state["best"]):
+                tensor.copy_(saved)
         self.optimiser.load_state_dict(state["optimiser"])
         self.best_accuracy = state["best_accuracy"].to(self.device)
         self.best_epoch = state["best_epoch"].to(self.device)
