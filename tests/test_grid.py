@@ -1,7 +1,6 @@
 """The grid trainer: a stacked run trains each model as training it alone does; it resumes
 exactly; stacked evaluation equals the engines' (snntorch-snn, torch-dnn) under every noise; stacks and devices."""
 
-import json
 import shutil
 from dataclasses import replace
 
@@ -181,8 +180,6 @@ def test_jobs_stack_by_shape_and_split_over_devices():
     assert sorted(id(g) for share in shares for g in share) == sorted(id(g) for g in groups)
     loads = [sum(stack_cost(g) for g in share) for share in shares]
     assert abs(loads[0] - loads[1]) <= max(stack_cost(g) for g in groups)  # greedy: balanced to within one stack
-    assert {json.dumps(j.as_dict(), sort_keys=True) for j in jobs} == \
-        {json.dumps(Job.from_dict(j.as_dict()).as_dict(), sort_keys=True) for j in jobs}
 
 
 def test_engine_options_leave_cpu_training_unchanged():

@@ -1,12 +1,7 @@
 """The conversion study's DNNs: the reference MLP (784-256-10, ReLU), a small CNN and a small
-ResNet-style CNN.
-
-The MLP and the CNN take flat 784-pixel MNIST images in [0, 1]; the ResNet-style CNN takes them
-image-shaped, (N, 1, 28, 28), as PyTorch CNNs usually export (``INPUT_SHAPES``). All return
-logits and use only ops that :mod:`snnbench.conversion.onnx_io` converts; they are trained by
-:mod:`snnbench.training.conversion`.
-"""
-
+ResNet-style CNN. The MLP and the CNN take flat 784-pixel MNIST images in [0, 1], the ResNet-style
+CNN image-shaped ones, (N, 1, 28, 28) (``INPUT_SHAPES``). All return logits and use only ops that
+:mod:`snnbench.conversion.onnx_io` converts."""
 
 import torch
 import torch.nn.functional as F
@@ -65,10 +60,7 @@ class SmallResNet(nn.Module):
 
 
 def build_model(arch: str) -> nn.Module:
-    if arch == "mlp":
-        return reference_mlp()
-    if arch == "cnn":
-        return small_cnn()
-    if arch == "resnet":
-        return SmallResNet()
-    raise ConfigError(f"unknown architecture {arch!r}; use one of {', '.join(ARCHS)}")
+    builders = dict(zip(ARCHS, (reference_mlp, small_cnn, SmallResNet)))
+    if arch not in builders:
+        raise ConfigError(f"unknown architecture {arch!r}; use one of {', '.join(ARCHS)}")
+    return builders[arch]()

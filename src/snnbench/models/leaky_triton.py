@@ -1,20 +1,15 @@
-"""snntorch ``Leaky`` over all time steps of a layer as one Triton kernel forward and one backward.
-
-The same contract as :func:`snnbench.models.spiking.neuron_scan` (``kernel="triton"``): each
-program takes a block of one stacked member's neurons and walks the time steps in registers,
+"""snntorch ``Leaky`` over all time steps of a layer as one Triton kernel forward and one backward
+(:func:`snnbench.models.spiking.neuron_scan`, ``kernel="triton"``; needs CUDA and Triton). Each
+program walks one stacked member's block of neurons through time in registers, so currents are
+read once and spikes and membranes written once:
 
     U[t] = beta * (1 - hard * S[t-1]) * U[t-1] + I[t] - soft * S[t-1] * threshold,
     S[t] = (U[t] - threshold > 0),
+    dI[t] = dU[t] + dS[t] * surrogate'(U[t] - threshold) + beta * (1 - hard * S[t]) * dI[t+1]
 
-so a layer's scan reads its input currents once and writes its spikes and membranes once,
-instead of a few elementwise kernels per step. The backward pass walks back through time,
-
-    dI[t] = dU[t] + dS[t] * surrogate'(U[t] - threshold) + beta * (1 - hard * S[t]) * dI[t+1],
-
-recomputing each spike from its saved membrane (the reset signal is detached, as in Leaky). A
-direct (time-constant) input current ``(G, ...)`` is read at every step, and its gradient is the
-sum over the steps, accumulated in registers. Floating-point contraction (FMA) is off, so the
-arithmetic is the eager scan's operation by operation. Needs CUDA and Triton.
+(spikes recomputed from the saved membranes; the reset signal detached, as in Leaky). A direct
+input current ``(G, ...)`` is read at every step and its gradient summed over the steps. FMA
+contraction is off, so the arithmetic is the eager scan's operation by operation.
 """
 
 import torch

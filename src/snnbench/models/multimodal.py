@@ -1,17 +1,12 @@
 """The multimodal suite's network family: one fully connected classifier for image, audio and
 fused (concatenated) inputs, as a DNN (ReLU) or an SNN (snntorch neurons, surrogate gradients).
 
-Size is a parameter budget: ``S`` (1,600,000), ``S/2`` or ``S/3``; the hidden width is solved so
-that each modality's model has about that many parameters. The DNN is a plain ``nn.Sequential``
-of Linear / ReLU, so it exports to ONNX as Gemm + Relu.
+Size is a parameter budget, ``S`` (1,600,000), ``S/2`` or ``S/3``, that the hidden width is solved
+for. The DNN is a plain ``nn.Sequential`` of Linear / ReLU (ONNX: Gemm + Relu).
 
 Evaluation-only noise follows :mod:`snnbench.noise`: layer keys ``"input"`` and ``"layer{i}"``
 (i-th hidden layer), ``start`` = global index of the batch's first sample, step = time step
 (0 for the DNN). Training never passes noise; a model in training mode refuses it.
-
-Other benchmarks get trained models from snnbench.training.grid's ``trained_multimodal_model`` (a cached folder:
-``state.pt``, ``summary.json``, ``config.json`` and, for a DNN, ``model.onnx``) and read them
-back with :func:`load_trained_multimodal`.
 """
 
 from dataclasses import asdict, dataclass
@@ -19,10 +14,9 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from snnbench.data import (MODALITIES, feature_size)
+from snnbench.data import MODALITIES, feature_size
 from snnbench.errors import ConfigError
-from snnbench.models.spiking import (ENCODINGS, READOUTS, NoiseDraws, check_choice, encode,
-                                     make_neuron)
+from snnbench.models.spiking import ENCODINGS, READOUTS, NoiseDraws, check_choice, encode, make_neuron
 from snnbench.noise import NoiseSpec
 
 S = 1_600_000
@@ -65,19 +59,17 @@ class ModelSpec:
         return feature_size(self.modality)
 
     @property
-    def target_parameters(self) -> int:
-        return int(round(S * SIZES[self.size]))
+    def hidden_width(self) -> int:
+        return solve_hidden_width(self.n_features, int(round(S * SIZES[self.size])), self.hidden_layers)
 
     @property
-    def hidden_width(self) -> int:
-        return solve_hidden_width(self.n_features, self.target_parameters, self.hidden_layers)
+    def layer_sizes(self) -> list[int]:
+        """Features, each hidden layer's width, classes."""
+        return [self.n_features] + [self.hidden_width] * self.hidden_layers + [N_CLASSES]
 
     def as_dict(self) -> dict:
         """The fields that define the model (no SNN knobs for a DNN)."""
-        fields = asdict(self)
-        if self.family == "dnn":
-            fields = {k: v for k, v in fields.items() if k not in SNN_FIELDS}
-        return fields
+        return {k: v for k, v in asdict(self).items() if self.family == "snn" or k not in SNN_FIELDS}
 
 
 def mlp_parameters(n_features: int, width: int, hidden_layers: int, n_classes: int = N_CLASSES) -> int:
@@ -99,6 +91,12 @@ def parameter_count(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
+def _evaluation_noise(model: nn.Module, noise: NoiseSpec | None, device: torch.device) -> NoiseDraws:
+    if model.training and noise is not None and noise.active:
+        raise ConfigError("noise is for evaluation only; call model.eval() before adding noise")
+    return NoiseDraws(noise, device)
+
+
 class SpikingMLP(nn.Module):
     """Linear layers feeding snntorch neurons, run for ``steps`` time steps.
 
@@ -109,8 +107,7 @@ class SpikingMLP(nn.Module):
     def __init__(self, spec: ModelSpec):
         super().__init__()
         self.spec = spec
-        width = spec.hidden_width
-        sizes = [spec.n_features] + [width] * spec.hidden_layers + [N_CLASSES]
+        sizes = spec.layer_sizes
         self.linears = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
         self.neurons = nn.ModuleList(make_neuron(spec.neuron, spec.reset, spec.beta, spec.surrogate)
                                      for _ in range(spec.hidden_layers))
@@ -120,9 +117,7 @@ class SpikingMLP(nn.Module):
     def simulate(self, x: torch.Tensor, noise: NoiseSpec | None = None, start: int = 0) -> dict:
         """Run all time steps; returns scores, per-layer membrane / spike traces (T, B, H) and the
         encoded input of every step, before any input noise (``input``, (T, B, features))."""
-        if self.training and noise is not None and noise.active:
-            raise ConfigError("noise is for evaluation only; call model.eval() before adding noise")
-        draws = NoiseDraws(noise, x.device)
+        draws = _evaluation_noise(self, noise, x.device)
         mems = [None] * (len(self.neurons) + 1)
         trace = {"mem": [[] for _ in mems], "spk": [[] for _ in mems]}
         inputs = []
@@ -140,9 +135,8 @@ class SpikingMLP(nn.Module):
             trace["mem"][-1].append(mems[-1])
             trace["spk"][-1].append(spikes)
         stacked = {k: [torch.stack(v) for v in layers] for k, layers in trace.items()}
-        out = stacked["mem"][-1] if self.spec.readout == "membrane" else stacked["spk"][-1]
-        return {"scores": out.mean(0) if self.spec.readout == "membrane" else out.sum(0), **stacked,
-                "input": torch.stack(inputs)}
+        scores = stacked["mem"][-1].mean(0) if self.spec.readout == "membrane" else stacked["spk"][-1].sum(0)
+        return {"scores": scores, **stacked, "input": torch.stack(inputs)}
 
     def forward(self, x: torch.Tensor, noise: NoiseSpec | None = None, start: int = 0) -> torch.Tensor:
         return self.simulate(x, noise, start)["scores"]
@@ -152,20 +146,15 @@ def build_model(spec: ModelSpec) -> nn.Module:
     """A fresh, untrained member of the family."""
     if spec.family == "snn":
         return SpikingMLP(spec)
-    width = spec.hidden_width
-    layers, n_in = [], spec.n_features
-    for _ in range(spec.hidden_layers):
-        layers += [nn.Linear(n_in, width), nn.ReLU()]
-        n_in = width
-    return nn.Sequential(*layers, nn.Linear(n_in, N_CLASSES))
+    sizes = spec.layer_sizes
+    hidden = [layer for n_in, n_out in zip(sizes[:-2], sizes[1:-1]) for layer in (nn.Linear(n_in, n_out), nn.ReLU())]
+    return nn.Sequential(*hidden, nn.Linear(*sizes[-2:]))
 
 
 def dnn_forward(model: nn.Sequential, x: torch.Tensor, noise: NoiseSpec | None = None,
                 start: int = 0) -> torch.Tensor:
     """The DNN's forward pass with noise at the input, before (pre) or after (post) each ReLU."""
-    if model.training and noise is not None and noise.active:
-        raise ConfigError("noise is for evaluation only; call model.eval() before adding noise")
-    draws = NoiseDraws(noise, x.device)
+    draws = _evaluation_noise(model, noise, x.device)
     h = draws.add(x, "input", "input", start, 0)
     hidden = 0
     for layer in model:

@@ -1,12 +1,9 @@
 """Spiking pieces of the multimodal family: snntorch neurons, input encodings and noise injection.
 
-Neurons are snntorch ``Leaky`` modules: ``lif`` leaks with decay ``beta``, ``if`` is the same
-neuron with no leak (beta 1). Reset ``soft`` subtracts the threshold after a spike, ``hard``
-sets the membrane to zero. The surrogate gradient is one of snntorch's (``atan`` is its default).
-
-:func:`neuron_scan` is ``Leaky``'s arithmetic over all time steps of a layer at once, for stacked
-models (snnbench.training.grid): in a feed-forward network a layer's input currents for every step are
-known once the layer below has run, so each layer is one matrix product and one scan over time.
+Neurons are snntorch ``Leaky`` modules: ``lif`` leaks with decay ``beta``, ``if`` does not (beta 1);
+reset ``soft`` subtracts the threshold after a spike, ``hard`` sets the membrane to zero.
+:func:`neuron_scan` is ``Leaky`` over all time steps of a layer at once, for stacked models: in a
+feed-forward network a layer's currents for every step are known once the layer below has run.
 """
 
 import inspect
@@ -84,9 +81,6 @@ class NoiseDraws:
         return tensor + self.cache[key] * self.spec.std
 
 
-
-# --- Leaky over all time steps at once ----------------------------------------------------------
-
 def surrogate_slope(surrogate: str, x: torch.Tensor) -> torch.Tensor:
     """dS/dU of snntorch's surrogate ``surrogate`` (its default parameters) at ``x`` = membrane
     minus threshold: the factor its backward multiplies the incoming gradient by."""
@@ -101,38 +95,6 @@ def surrogate_slope(surrogate: str, x: torch.Tensor) -> torch.Tensor:
     if surrogate == "straight_through":
         return torch.ones_like(x)
     raise ConfigError(f"unknown surrogate gradient {surrogate!r}; use one of {', '.join(SURROGATES)}")
-
-
-def scan_forward(current: torch.Tensor, beta: torch.Tensor, hard: torch.Tensor, soft: torch.Tensor):
-    """Leaky's forward over time (dim 1 of ``current``): lists of each step's spikes and membranes."""
-    spikes, membranes = [], []
-    mem = spk = None
-    for cur in current.unbind(1):
-        if mem is None:
-            mem = cur  # beta x 0 + current - 0: the first step starts from a zero membrane
-        else:  # Leaky's reset signal is the previous step's spike (detached); its order of operations
-            mem = beta * ((1 - hard * spk) * mem) + cur - soft * spk * THRESHOLD
-        spk = (mem - THRESHOLD > 0).to(mem.dtype)
-        spikes.append(spk)
-        membranes.append(mem)
-    return spikes, membranes
-
-
-def scan_backward(grad_spikes: torch.Tensor, grad_membranes: torch.Tensor, spikes: torch.Tensor,
-                  membranes: torch.Tensor, beta: torch.Tensor, hard: torch.Tensor, surrogate: str) -> list:
-    """Each step's input-current gradient, back through time: the spike's surrogate slope, and
-    the membrane carried into the next step (decay times what the reset kept; the reset signal
-    itself is detached, as in Leaky)."""
-    grads = [None] * spikes.shape[1]
-    carry = None
-    for t in reversed(range(spikes.shape[1])):
-        g = grad_membranes[:, t] + grad_spikes[:, t] * surrogate_slope(surrogate, membranes[:, t] - THRESHOLD)
-        if carry is not None:
-            g = g + carry
-        grads[t] = g
-        if t > 0:
-            carry = beta * (1 - hard * spikes[:, t - 1]) * g
-    return grads
 
 
 SCAN_KERNELS = ("eager", "triton")
@@ -150,21 +112,45 @@ def scan_kernel(kernel: str, device: torch.device) -> str:
         raise ConfigError("--scan triton needs the triton package (PyTorch's CUDA wheels bring it): install it, "
                           "or use --scan eager")
     return kernel
+
+
 class _LeakyScan(torch.autograd.Function):
+    """The eager scan: a few torch operations per time step (dim 1 of ``current``)."""
+
     @staticmethod
     def forward(ctx, current, beta, hard, soft, surrogate):
-        spikes, membranes = (torch.stack(v, 1) for v in scan_forward(current, beta, hard, soft))
+        spikes, membranes = [], []
+        mem = spk = None
+        for cur in current.unbind(1):
+            if mem is None:
+                mem = cur  # beta x 0 + current - 0: the first step starts from a zero membrane
+            else:  # Leaky's reset signal is the previous step's spike (detached); its order of operations
+                mem = beta * ((1 - hard * spk) * mem) + cur - soft * spk * THRESHOLD
+            spk = (mem - THRESHOLD > 0).to(mem.dtype)
+            spikes.append(spk)
+            membranes.append(mem)
+        spikes, membranes = torch.stack(spikes, 1), torch.stack(membranes, 1)
         ctx.save_for_backward(spikes, membranes, beta, hard)
         ctx.surrogate = surrogate
         return spikes, membranes
 
     @staticmethod
     def backward(ctx, grad_spikes, grad_membranes):
+        """Back through time: each step's spike gradient times its surrogate slope, plus the
+        membrane gradient carried from the next step (decay times what the reset kept)."""
         spikes, membranes, beta, hard = ctx.saved_tensors
         grad_spikes = torch.zeros_like(spikes) if grad_spikes is None else grad_spikes
         grad_membranes = torch.zeros_like(membranes) if grad_membranes is None else grad_membranes
-        grad = torch.stack(scan_backward(grad_spikes, grad_membranes, spikes, membranes, beta, hard, ctx.surrogate), 1)
-        return grad, None, None, None, None
+        grads = [None] * spikes.shape[1]
+        carry = None
+        for t in reversed(range(spikes.shape[1])):
+            g = grad_membranes[:, t] + grad_spikes[:, t] * surrogate_slope(ctx.surrogate, membranes[:, t] - THRESHOLD)
+            if carry is not None:
+                g = g + carry
+            grads[t] = g
+            if t > 0:
+                carry = beta * (1 - hard * spikes[:, t - 1]) * g
+        return torch.stack(grads, 1), None, None, None, None
 
 
 def neuron_scan(current: torch.Tensor, beta: torch.Tensor, hard: torch.Tensor, soft: torch.Tensor,
@@ -175,14 +161,10 @@ def neuron_scan(current: torch.Tensor, beta: torch.Tensor, hard: torch.Tensor, s
     a direct input ``(G, ...)``, the same at each of ``steps`` steps.
 
     ``beta``, ``hard`` and ``soft`` broadcast against one step ``current[:, t]`` (one value per
-    stacked model ``g``, shaped ``(G, 1, ...)``): ``hard`` 1 resets to zero, ``soft`` 1 subtracts
-    the threshold; both 0 is ``reset_mechanism="none"`` (the membrane readout). The forward pass
-    is Leaky's arithmetic in Leaky's order, so spikes and membranes equal its own; the backward
-    pass is that of Leaky with surrogate ``surrogate`` (:func:`surrogate_slope`), written out as
-    one pass back through time. ``kernel``: ``eager`` (a few torch operations per step) or
-    ``triton`` (CUDA: one kernel each way, snnbench.models.leaky_triton).
-    tests/test_multimodal_models.py checks it against snntorch's ``Leaky``, tests/test_gpu.py the
-    kernels against the eager scan.
+    stacked model, shaped ``(G, 1, ...)``): ``hard`` 1 resets to zero, ``soft`` 1 subtracts the
+    threshold; both 0 is ``reset_mechanism="none"`` (the membrane readout). Forward: Leaky's
+    arithmetic in Leaky's order; backward: Leaky's with surrogate ``surrogate`` (:func:`surrogate_slope`).
+    ``kernel``: ``eager`` or ``triton`` (CUDA: one kernel each way, snnbench.models.leaky_triton).
     """
     check_choice("neuron scan kernel", kernel, SCAN_KERNELS)
     if kernel == "triton":

@@ -1,12 +1,9 @@
-"""Build-once cache for trained models, keyed by a hash of their configuration: the one home
-of "train and cache a model".
+"""Build-once cache of trained models, keyed by a hash of their configuration.
 
-``cached(kind, config, build)`` returns a folder; ``build(folder)`` fills it the first time
-only and returns the training summary, which every kind keeps as ``summary.json`` beside its
-``config.json`` (:func:`read_summary`). The folder is built under a temporary name and renamed
-into place when complete, so an interrupted build leaves nothing that a later call would
-mistake for a finished one (:func:`is_built`). An interrupted training resumes from its
-checkpoint (:func:`checkpoint_path`, written by :func:`save_atomic`).
+``cached(kind, config, build)`` returns a folder that ``build(folder)`` fills the first time only;
+its returned training summary is kept as ``summary.json`` beside ``config.json``. Folders are built
+under a temporary name and renamed into place, so an interrupted build leaves nothing that looks
+finished (:func:`is_built`); an interrupted training resumes from its :func:`checkpoint_path`.
 """
 
 import json
@@ -31,7 +28,6 @@ def cache_folder(kind: str, config: dict) -> Path:
 
 
 def checkpoint_path(kind: str, config) -> Path:
-    """Where an unfinished training of ``config`` keeps its checkpoint."""
     return cache_root() / "checkpoints" / f"{kind}-{config_key(config)}.pt"
 
 
@@ -51,21 +47,32 @@ def read_summary(folder: Path) -> dict:
     return json.loads((Path(folder) / SUMMARY).read_text())
 
 
-def cached(kind: str, config: dict, build: Callable[[Path], dict]) -> Path:
-    folder = cache_folder(kind, config)
+def _publish(folder: Path, fill: Callable[[Path], None]) -> Path:
+    """``folder``, unless built already, filled by ``fill`` in a temporary folder renamed into place."""
     if is_built(folder):
         return folder
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
     try:
-        summary = build(tmp)
-        (tmp / SUMMARY).write_text(json.dumps(summary, indent=1, default=float))
-        (tmp / CONFIG).write_text(json.dumps(config, sort_keys=True, indent=1, default=str))
-        shutil.rmtree(folder, ignore_errors=True)
-        os.replace(tmp, folder)
+        fill(tmp)
+        shutil.rmtree(folder, ignore_errors=True)  # a partial or outdated folder
+        try:
+            os.replace(tmp, folder)
+        except OSError:  # another process built it first
+            if not is_built(folder):
+                raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return folder
+
+
+def cached(kind: str, config: dict, build: Callable[[Path], dict]) -> Path:
+    def fill(tmp: Path):
+        summary = build(tmp)
+        (tmp / SUMMARY).write_text(json.dumps(summary, indent=1, default=float))
+        (tmp / CONFIG).write_text(json.dumps(config, sort_keys=True, indent=1, default=str))
+
+    return _publish(cache_folder(kind, config), fill)
 
 
 def cache_identity() -> str:
@@ -74,8 +81,8 @@ def cache_identity() -> str:
 
 
 def pack(folder: Path) -> dict:
-    """A finished cache folder as a value that travels to another machine (a unit of work or its
-    result): its place under the cache root and its files' bytes."""
+    """A finished cache folder as a value that travels to another machine: its place under the
+    cache root and its files' bytes."""
     folder = Path(folder)
     files = {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
     return {"place": folder.relative_to(cache_root()).as_posix(), "files": files}
@@ -83,21 +90,9 @@ def pack(folder: Path) -> dict:
 
 def unpack(packed: dict) -> Path:
     """The packed folder in this machine's cache (written, whole or not at all, if missing)."""
-    folder = cache_root() / packed["place"]
-    if is_built(folder):
-        return folder
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
-    try:
+    def fill(tmp: Path):
         for name, data in packed["files"].items():
             (tmp / name).parent.mkdir(parents=True, exist_ok=True)
             (tmp / name).write_bytes(data)
-        shutil.rmtree(folder, ignore_errors=True)  # a partial or outdated folder
-        try:
-            os.replace(tmp, folder)
-        except OSError:  # another process unpacked it first
-            if not is_built(folder):
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return folder
+
+    return _publish(cache_root() / packed["place"], fill)

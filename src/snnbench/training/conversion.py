@@ -35,18 +35,15 @@ def train_and_export(arch: str, config: Recipe, folder: Path, device: str = "cpu
     test_acc = accuracy(predict_logits(model, test.x.reshape(-1, *shape), device=torch_device), test.y)
     folder.mkdir(parents=True, exist_ok=True)
     export_onnx(model, shape, folder / "model.onnx")
-    metrics = {"arch": arch, "epochs": config.epochs, "lr": config.lr, "batch_size": config.batch_size,
-               "seed": config.seed, "train_images": len(train), "torch_test_accuracy": test_acc,
-               "train_seconds": seconds, "train_samples_per_s": result.samples_per_s,
-               "history": result.history, "opset": OPSET, "data_checksums": {**train.checksums, **test.checksums}}
-    return metrics
+    return {"arch": arch, "epochs": config.epochs, "lr": config.lr, "batch_size": config.batch_size,
+            "seed": config.seed, "train_images": len(train), "torch_test_accuracy": test_acc,
+            "train_seconds": seconds, "train_samples_per_s": result.samples_per_s,
+            "history": result.history, "opset": OPSET, "data_checksums": {**train.checksums, **test.checksums}}
 
 
 def trained_conversion_model(arch: str = "mlp", recipe: Recipe = CONVERSION) -> Path:
-    """Folder with ``model.onnx`` and ``summary.json`` of a trained model, built once and cached.
-
-    Training runs on the CPU so that the cached weights do not depend on the machine's GPU.
-    """
+    """Folder with ``model.onnx`` and ``summary.json`` of a trained model, built once and cached
+    (trained on the CPU, so that the cached weights do not depend on the machine's GPU)."""
     build_model(arch)  # validates arch before anything is written
     key = {"arch": arch, "epochs": recipe.epochs, "lr": recipe.lr, "batch_size": recipe.batch_size,
            "seed": recipe.seed, "train_limit": recipe.train_limit or None, "opset": OPSET, "version": 2}

@@ -1,14 +1,10 @@
-"""One seeded, resumable training loop for every torch classifier in the suite.
-
-The model maps a batch of flat features to class scores (a spiking model aggregates over its
-time steps inside ``forward``). The loop keeps the best-validation weights, logs per-epoch
-metrics through a callback, and can resume from a checkpoint file written after every epoch.
-"""
+"""One seeded, resumable training loop for the suite's torch classifiers (a spiking model aggregates
+over its time steps inside ``forward``): it keeps the best-validation weights and can resume from a
+checkpoint written after every epoch."""
 
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -49,8 +45,7 @@ def predict_logits(model: nn.Module, x: np.ndarray, batch_size: int = 1000,
 
 
 def fit(model: nn.Module, train: tuple, val: tuple, config: Recipe,
-        device: torch.device = torch.device("cpu"), checkpoint: Path | None = None,
-        on_epoch: Callable[[int, dict], None] | None = None) -> TrainResult:
+        device: torch.device = torch.device("cpu"), checkpoint: Path | None = None) -> TrainResult:
     """Train with Adam and cross-entropy; ``train``/``val`` are ``(x, y)`` numpy arrays."""
     seed_everything(config.seed)
     model.to(device)
@@ -92,13 +87,10 @@ def fit(model: nn.Module, train: tuple, val: tuple, config: Recipe,
         if not has_val or val_acc > result.best_val_accuracy:
             result.best_val_accuracy, result.best_epoch = val_acc, epoch
             result.best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-        if on_epoch:
-            on_epoch(epoch, metrics)
         if checkpoint is not None:
             save_atomic({"model": model.state_dict(), "optimiser": optimiser.state_dict(),
                          "generator": generator.get_state(), "result": result, "epoch": epoch}, checkpoint)
-    trained_epochs = len(result.history)
-    if trained_epochs:
+    if result.history:
         result.epoch_seconds = float(np.mean([h["epoch_seconds"] for h in result.history]))
         result.samples_per_s = float(np.mean([h["train_samples_per_s"] for h in result.history]))
     if result.best_state:

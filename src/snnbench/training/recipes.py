@@ -1,9 +1,6 @@
-"""The studies' training recipes, defined once (every benchmark that trains "the same model" uses these).
-
-* Conversion study: the 784-256-10 MLP on MNIST, Adam lr 2e-4, 3 epochs, batch 100, all 60,000 images.
-* Multimodal study: batch 100, 200 epochs on all training samples (Adam, lr 1e-3); the ``quick``
-  profile trains 2 epochs on 2,000 samples so that it runs in minutes on two CPU cores.
-"""
+"""The studies' training recipes, defined once (every benchmark that trains "the same model" uses
+these). The multimodal ``quick`` profile trains 2 epochs on 2,000 samples so that it runs in minutes
+on two CPU cores."""
 
 from dataclasses import dataclass
 

@@ -1,6 +1,6 @@
 """The multimodal suite's trained models: training settings, the data each model trains and is
-tested on, and the model cache (``state.pt``, ``summary.json``, ``config.json`` and, for a DNN,
-``model.onnx``; snnbench.training.cache) other benchmarks read with :func:`load_trained_multimodal`."""
+tested on, and their cache folders (``state.pt``, ``summary.json``, ``config.json`` and, for a DNN,
+``model.onnx``), read with :func:`load_trained_multimodal`."""
 
 import json
 import logging
@@ -19,7 +19,7 @@ from snnbench.errors import DataError
 from snnbench.models.export import export_onnx
 from snnbench.models.multimodal import N_CLASSES, ModelSpec, build_model, parameter_count
 from snnbench.models.spiking import check_choice
-from snnbench.training.cache import CONFIG, cache_folder, read_summary
+from snnbench.training.cache import CONFIG, read_summary
 from snnbench.training.recipes import SUITE, Recipe
 
 # FSDD: the reference study held out 500 of the 2,700 training recordings for validation.
@@ -52,20 +52,17 @@ def features(modality: str, split: str, pair_seed: int = 0) -> FeatureSet:
     return split_tables.features(split_tables.all_rows(pair_seed))
 
 
-def training_rows(modality: str, settings: TrainSettings) -> tuple[Tables, Rows, Rows]:
-    """(tables, training rows, validation rows): a seeded subset of the training split
-    (``train_limit``), then a seeded hold-out under ``settings.validation`` (20% of the images;
-    audio: 500 of 2,700 recordings, as in the reference study; snnbench.data.validation_rows)."""
-    split_tables = tables(modality, "train")
-    train, val = validation_rows(split_tables, settings.validation, settings.seed, settings.pair_seed,
-                                 settings.train_limit, VALIDATION, AUDIO_VALIDATION)
-    return split_tables, train, val
+def training_rows(modality: str, settings: TrainSettings) -> tuple[Rows, Rows]:
+    """(training rows, validation rows) of ``tables(modality, "train")``: a seeded subset of the
+    training split (``train_limit``), then a seeded hold-out under ``settings.validation`` (20% of
+    the images; audio: 500 of 2,700 recordings, as in the reference study; snnbench.data.validation_rows)."""
+    return validation_rows(tables(modality, "train"), settings.validation, settings.seed, settings.pair_seed,
+                           settings.train_limit, VALIDATION, AUDIO_VALIDATION)
 
 
 def training_data(modality: str, settings: TrainSettings) -> tuple[FeatureSet, FeatureSet]:
     """(train, validation) features; see :func:`training_rows`."""
-    split_tables, train, val = training_rows(modality, settings)
-    return split_tables.features(train), split_tables.features(val)
+    return tuple(tables(modality, "train").features(rows) for rows in training_rows(modality, settings))
 
 
 def test_data(modality: str, test_limit: int = 0, pair_seed: int = 0) -> FeatureSet:
@@ -73,15 +70,8 @@ def test_data(modality: str, test_limit: int = 0, pair_seed: int = 0) -> Feature
     by digit for audio, so its first samples would not cover every class)."""
     test = features(modality, "test", pair_seed)
     if 0 < test_limit < len(test):
-        return test.subset(kept_test_rows(len(test), test_limit))
+        return test.subset(np.sort(np.random.default_rng(0).permutation(len(test))[:test_limit]))
     return test
-
-
-def kept_test_rows(n: int, test_limit: int = 0) -> np.ndarray:
-    """Which of the ``n`` test samples :func:`test_data` keeps."""
-    if 0 < test_limit < n:
-        return np.sort(np.random.default_rng(0).permutation(n)[:test_limit])
-    return np.arange(n)
 
 
 def model_config(spec: ModelSpec, settings: TrainSettings) -> dict:
@@ -96,11 +86,6 @@ def save_trained(folder: Path, spec: ModelSpec, model: nn.Module, summary: dict)
     if spec.family == "dnn":
         export_onnx(model, spec.n_features, folder / "model.onnx")
     return {**summary, "parameter_count": parameter_count(model), "hidden_width": spec.hidden_width}
-
-
-def multimodal_model_folder(spec: ModelSpec, settings: TrainSettings) -> Path:
-    """Where this model's training (snnbench.training.grid) keeps it."""
-    return cache_folder("multimodal", model_config(spec, settings))
 
 
 def load_trained_multimodal(folder: Path) -> tuple[torch.nn.Module, ModelSpec, dict]:
@@ -120,15 +105,13 @@ def _requirements(*packages: str) -> list:
 
 
 def log_trained_model(folder: Path, name: str) -> str:
-    """Log a trained model's cache folder (snnbench.training.cache) as an MLflow model of the active run
-    and return its model id: the ONNX flavour when the folder holds ``model.onnx`` (a DNN, as
-    ONNX Runtime runs it), else the PyTorch flavour (an snntorch SNN, from ``state.pt``). The
-    folder's JSON files (configuration, training summary) go with it. A run logs a name once:
-    asked again, it returns that model.
+    """Log a trained model's cache folder as an MLflow model of the active run (once per name) and
+    return its model id: the ONNX flavour for a DNN's ``model.onnx``, else the PyTorch flavour (an
+    snntorch SNN, from ``state.pt``), with the folder's JSON files.
 
-    Metrics logged with ``model_id=`` are linked to it. MLflow also links a run's metrics logged
-    without a model id at the model's step, so the model stands at the step after its last
-    training epoch (at least 1): per-epoch and final (step 0) metrics stay unlinked."""
+    MLflow links a run's metrics logged without a model id at the model's step to it, so the model
+    stands at the step after its last training epoch (at least 1): per-epoch and final (step 0)
+    metrics stay unlinked."""
     from mlflow.models import ModelSignature
     from mlflow.types import Schema, TensorSpec
 
@@ -138,9 +121,8 @@ def log_trained_model(folder: Path, name: str) -> str:
     if logged:
         return logged[0].model_id
     folder = Path(folder)
-    extra_files = [str(p) for p in sorted(folder.glob("*.json"))]
-    summaries = [json.loads(p.read_text()) for p in map(Path, extra_files) if p.name != CONFIG]
-    step = max([1] + [len(summary.get("history", [])) for summary in summaries])
+    common = {"name": name, "extra_files": [str(p) for p in sorted(folder.glob("*.json"))],
+              "step": max(1, len(read_summary(folder).get("history", [])))}
     active = mlflow.get_active_model_id()
 
     def signature(n_inputs: int, n_outputs: int) -> ModelSignature:
@@ -154,9 +136,8 @@ def log_trained_model(folder: Path, name: str) -> str:
         model = onnx.load(str(folder / "model.onnx"))
         n_in, n_out = (v.type.tensor_type.shape.dim[-1].dim_value
                        for v in (model.graph.input[0], model.graph.output[0]))
-        info = mlflow_onnx.log_model(model, name=name, signature=signature(n_in, n_out),
-                                    pip_requirements=_requirements("onnx", "onnxruntime", "numpy"),
-                                    extra_files=extra_files, save_as_external_data=False, step=step)
+        info = mlflow_onnx.log_model(model, signature=signature(n_in, n_out), save_as_external_data=False,
+                                    pip_requirements=_requirements("onnx", "onnxruntime", "numpy"), **common)
     else:
         from mlflow import pytorch as mlflow_pytorch
 
@@ -165,10 +146,10 @@ def log_trained_model(folder: Path, name: str) -> str:
         level = pytorch_logger.level
         pytorch_logger.setLevel(logging.ERROR)  # its warning on pickled models: these are our own
         try:
-            info = mlflow_pytorch.log_model(model, name=name, signature=signature(spec.n_features, N_CLASSES),
+            info = mlflow_pytorch.log_model(model, signature=signature(spec.n_features, N_CLASSES),
                                            pip_requirements=_requirements("torch", "snntorch", "numpy"),
                                            code_paths=[str(Path(__file__).resolve().parents[1])],
-                                           extra_files=extra_files, serialization_format="pickle", step=step)
+                                           serialization_format="pickle", **common)
         finally:
             pytorch_logger.setLevel(level)
     if mlflow.get_active_model_id() != active:

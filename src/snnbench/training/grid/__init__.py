@@ -1,37 +1,15 @@
 """The multimodal family's one trainer: many models trained at once, each as if alone.
 
-A :class:`Job` is one training: a :class:`~snnbench.models.multimodal.ModelSpec` and its
-:class:`~snnbench.training.suite.TrainSettings` (seed included); its result is a model cache
-folder (snnbench.training.suite) that every other benchmark finds. :func:`train_jobs` trains the
-jobs whose folders are missing; :func:`trained_multimodal_model` is one job, a stack of one:
-
-* Jobs of one shape (same modality, family, size, steps, training settings; they may differ in
-  seed, neuron model and reset) are **stacked**: weights ``(models, in, out)``, batched matrix
-  products, one Adam over the stacked tensors (fused on CUDA). Adam and the neuron are
-  elementwise and the loss is a sum of per-model losses, so each model gets its own update.
-* Each model keeps what training it alone gives it: initial weights from its seed, its own
-  seeded batch order, validation split and (rate encoding) input spikes, its best-validation
-  weights. tests/test_grid.py checks that each trains as ``fit`` trains the snntorch model.
-* A spiking layer is one matrix product over all time steps and one scan over time
-  (:func:`snnbench.models.spiking.neuron_scan`, snntorch ``Leaky``'s arithmetic); with direct
-  encoding the first layer's input current is computed once per batch.
-* The training data stay on the device as tables (one row per image / recording); batches are
-  gathered there. Long inputs (fused, audio) are multiplied in chunks (split-K) so that a batch
-  of 100 keeps the GPU busy.
-* On CUDA (:class:`Engine`) every 16 training steps (forward, backward, Adam) and each
-  validation pass are one CUDA graph, each layer's neuron scan is one Triton kernel forward and
-  one backward (snnbench.models.leaky_triton), and the stacks run side by side on CUDA streams;
-  float32 products may use TF32 units (off by default). Models of different sizes may share a
-  stack, zero-padded to the widest (``pad_widths``, off: slower on the study's grid). On the CPU
-  the same code runs eagerly, in float32.
-* Progress is checkpointed (stacked weights, optimiser, best weights, history, each model's
-  batch-order generator) so an interrupted grid resumes where it stopped.
-* Several GPUs or machines: shares of the stacks are units of work (snnbench.execution), one
-  per worker (GPU workers for CUDA); the trained models come back into the driver's cache
-  (as bytes, unless the worker writes to that same cache).
-
-:func:`evaluate_jobs` scores trained models on the test set under evaluation noise, stacked too,
-with the noise draws of :mod:`snnbench.noise` (the same that the engines add).
+A :class:`Job` (a ModelSpec and its TrainSettings) yields a model cache folder; :func:`train_jobs`
+trains the jobs whose folders are missing, :func:`trained_multimodal_model` one job, a stack of one.
+Jobs of one shape (differing in seed, neuron model or reset) are **stacked**: weights ``(models,
+in, out)``, batched products, one Adam. Adam and the neuron are elementwise and the loss is a sum
+of per-model losses, so each model keeps what training it alone gives it (its seeded weights,
+batch order, validation split, input spikes and best-validation weights; tests/test_grid.py
+checks it against ``fit``). On CUDA (:class:`Engine`) training steps run as CUDA graphs, neuron
+scans as Triton kernels and stacks side by side on streams. Stacks are checkpointed and resume;
+several GPUs or machines train shares of them as units of work (snnbench.execution).
+:func:`evaluate_jobs` scores trained models under evaluation noise, stacked too.
 """
 
 import time
@@ -44,15 +22,14 @@ from snnbench.execution import Executor
 from snnbench.training.cache import cache_identity, pack, unpack
 from snnbench.models.multimodal import ModelSpec
 from snnbench.training.suite import TrainSettings
-from snnbench.training.grid.device_data import DeviceRows, count_correct
 from snnbench.training.grid.evaluation import evaluate_jobs
-from snnbench.training.grid.plan import Engine, Job, product_flops, share_out, stack_cost, stack_key, stack_shape, stacks
+from snnbench.training.grid.plan import Engine, Job, product_flops, share_out, stack_cost, stack_shape, stacks
 from snnbench.training.grid.stacked import StackedNet, split_k
 from snnbench.training.grid.trainer import StackTrainer, run_stacks
 
-__all__ = ["DeviceRows", "Engine", "Job", "StackShare", "StackTrainer", "StackedNet",
-           "count_correct", "evaluate_jobs", "product_flops", "run_stacks", "share_out", "split_k", "stack_cost", "stack_key", "stack_shape",
-           "stacks", "train_jobs", "train_share", "trained_multimodal_model", "warm_up"]
+__all__ = ["Engine", "Job", "StackShare", "StackTrainer", "StackedNet", "evaluate_jobs", "product_flops",
+           "run_stacks", "share_out", "split_k", "stack_cost", "stacks", "train_jobs", "train_share",
+           "trained_multimodal_model", "warm_up"]
 
 
 def trained_multimodal_model(spec: ModelSpec, settings: TrainSettings, device: torch.device | str = "cpu") -> Path:
@@ -116,16 +93,15 @@ def train_share(share: StackShare) -> dict:
 
 
 def warm_up():
-    """What a process does once before it trains: the grid's code imported (it is, with this
-    module) and the CUDA context made, so that neither is timed as training. The driver does it
-    in process, and on every worker of a cluster (``Executor.on_workers``)."""
+    """Done once per process before training (the driver's and each cluster worker's), so that
+    neither importing the grid's code (done, with this module) nor making the CUDA context is timed."""
     if torch.cuda.is_available():
         torch.empty(1, device="cuda")
 
 
 def _train_on_cluster(groups, devices, engine: Engine, time_limit: float, executor, log) -> dict:
-    """Stacks shared out over the executor's workers (GPU workers for CUDA), one unit each; the
-    models come back into this machine's cache."""
+    """Stacks shared out over the executor's workers, one unit each; the models come back into this
+    machine's cache."""
     gpu = devices[0].type == "cuda"
     shares = [s for s in share_out(groups, executor.workers(gpu=gpu)) if s]
     units = [StackShare(tuple(j for group in share for j in group), "cuda" if gpu else "cpu", engine, time_limit,

@@ -1,17 +1,13 @@
 """Scoring trained models stacked, under the evaluation noises of snnbench.noise."""
 
-
 import torch
 
-from snnbench.training.suite import (load_trained_multimodal, test_data)
-from snnbench.noise import NoiseSpec
-from snnbench.training.grid.plan import Engine, Job, stack_key
 from snnbench.models.spiking import NoiseDraws
+from snnbench.noise import NoiseSpec
+from snnbench.training.grid.plan import Engine, Job, stacks
 from snnbench.training.grid.stacked import StackedNet
+from snnbench.training.suite import load_trained_multimodal, test_data
 
-
-
-# --- evaluation ----------------------------------------------------------------------------------
 
 def evaluate_jobs(jobs: list[Job], noises: list[NoiseSpec], device: torch.device, test_limit: int = 0,
                   batch_size: int = 1000, engine: Engine = Engine()) -> dict:
@@ -19,10 +15,7 @@ def evaluate_jobs(jobs: list[Job], noises: list[NoiseSpec], device: torch.device
     Models of one shape run stacked with shared noise draws; rate-encoded input spikes are each
     model's own, drawn as its engine (snntorch-snn, seed 0) draws them."""
     results = {}
-    by_shape: dict = {}
-    for job in dict.fromkeys(jobs):
-        by_shape.setdefault(stack_key(job), []).append(job)
-    for group in by_shape.values():
+    for group in stacks(list(dict.fromkeys(jobs)), max_stack=max(len(jobs), 1)):  # one stack per shape
         test = test_data(group[0].spec.modality, test_limit, group[0].settings.pair_seed)
         loaded = [load_trained_multimodal(j.folder) for j in group]
         net = StackedNet([spec for _, spec, _ in loaded], [m for m, _, _ in loaded], device, engine.scan)

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import numpy as np
 
-from snnbench.models.multimodal import N_CLASSES, SIZES, ModelSpec
-from snnbench.training.cache import is_built
-from snnbench.training.suite import (TrainSettings, model_config, multimodal_model_folder)
+from snnbench.models.multimodal import SIZES, ModelSpec
+from snnbench.training.cache import cache_folder, is_built
+from snnbench.training.suite import TrainSettings, model_config
 from snnbench.tracking.runs import config_key
 
 STACKED_FIELDS = ("neuron", "beta", "reset")  # model fields that may differ inside one stack
@@ -37,17 +37,10 @@ class Job:
 
     @property
     def folder(self) -> Path:
-        return multimodal_model_folder(self.spec, self.settings)
+        return cache_folder("multimodal", model_config(self.spec, self.settings))
 
     def trained(self) -> bool:
         return is_built(self.folder)
-
-    def as_dict(self) -> dict:
-        return {"spec": asdict(self.spec), "settings": asdict(self.settings)}
-
-    @staticmethod
-    def from_dict(d: dict) -> "Job":
-        return Job(ModelSpec(**d["spec"]), TrainSettings(**d["settings"]))
 
 
 def stack_key(job: Job, pad_widths: bool = False) -> str:
@@ -65,7 +58,6 @@ def stacks(jobs: list[Job], max_stack: int = 64, pad_widths: bool = False) -> li
     for job in jobs:
         groups.setdefault(stack_key(job, pad_widths), []).append(job)
     return [group[i:i + max_stack] for group in groups.values() for i in range(0, len(group), max_stack)]
-
 
 
 def stack_shape(specs: list[ModelSpec]) -> str:
@@ -90,7 +82,7 @@ def product_flops(spec: ModelSpec) -> int:
     """Floating-point operations (2 per multiply-add) of one training sample's matrix products,
     forward and backward: every layer's forward and weight gradient, every layer's input
     gradient but the first's; a direct input's current (SNN) is computed once for all steps."""
-    sizes = [spec.n_features] + [spec.hidden_width] * spec.hidden_layers + [N_CLASSES]
+    sizes = spec.layer_sizes
     steps = spec.steps if spec.family == "snn" else 1
     first = 2 * 2 * sizes[0] * sizes[1]
     return first + steps * sum(3 * 2 * a * b for a, b in zip(sizes[1:-1], sizes[2:]))

@@ -6,12 +6,12 @@ import torch
 from snnbench.models.multimodal import ModelSpec, SpikingMLP, build_model
 from snnbench.models.spiking import NoiseDraws, decay, encode, neuron_scan, scan_kernel
 
+SPLIT_K_FROM = 2048  # inputs at least this long are multiplied in chunks
 
-
-# --- the stacked network -------------------------------------------------------------------------
 
 def _linears(model: torch.nn.Module) -> list[torch.nn.Linear]:
-    return list(model.linears) if isinstance(model, SpikingMLP) else [m for m in model if isinstance(m, torch.nn.Linear)]
+    layers = model.linears if isinstance(model, SpikingMLP) else model
+    return [m for m in layers if isinstance(m, torch.nn.Linear)]
 
 
 def _padded_stack(tensors: list[torch.Tensor], device: torch.device) -> torch.Tensor:
@@ -25,13 +25,10 @@ def _padded_stack(tensors: list[torch.Tensor], device: torch.device) -> torch.Te
     return torch.stack(padded).to(device).requires_grad_()
 
 
-SPLIT_K_FROM = [2048]  # inputs at least this long are multiplied in chunks (0: never)
-
-
 def split_k(k: int, chunk: int = 512) -> int:
     """Chunks to cut an input of ``k`` features into: the divisor of ``k`` nearest (by ratio)
     to ``k / chunk``; 1 for short inputs."""
-    if not SPLIT_K_FROM[0] or k < SPLIT_K_FROM[0]:
+    if k < SPLIT_K_FROM:
         return 1
     divisors = [d for d in range(1, k + 1) if k % d == 0]
     return min(divisors, key=lambda d: abs(np.log(d * chunk / k)))
@@ -48,9 +45,9 @@ class StackedNet:
                  scan: str = "eager"):
         self.scan = scan_kernel(scan, device)
         self.specs, self.spec, self.device = specs, specs[0], device
-        layers = [_linears(m) for m in models]
-        self.weights = [_padded_stack([ls[i].weight.detach().T for ls in layers], device) for i in range(len(layers[0]))]
-        self.biases = [_padded_stack([ls[i].bias.detach() for ls in layers], device) for i in range(len(layers[0]))]
+        layers = list(zip(*(_linears(m) for m in models)))  # per layer, every member's Linear
+        self.weights = [_padded_stack([linear.weight.detach().T for linear in layer], device) for layer in layers]
+        self.biases = [_padded_stack([linear.bias.detach() for linear in layer], device) for layer in layers]
         shape = (len(specs), 1, 1)  # broadcasts against one time step (G, batch, width)
         self.beta = torch.tensor([decay(s.neuron, s.beta) for s in specs], device=device).view(shape)
         self.hard = torch.tensor([float(s.reset == "hard") for s in specs], device=device).view(shape)
@@ -80,14 +77,11 @@ class StackedNet:
     def forward(self, x: torch.Tensor, noise: NoiseDraws | None = None, start: int = 0) -> torch.Tensor:
         """Scores ``(G, batch, classes)`` for inputs ``(G, batch, features)`` (each member its own
         batch); ``noise`` adds the evaluation noise of samples ``start ..`` as the engines do."""
-        if self.spec.family == "dnn":
-            return self._dnn(x, noise, start)
-        return self._snn(x, noise, start)
+        return (self._dnn if self.spec.family == "dnn" else self._snn)(x, noise, start)
 
     def _dnn(self, x, noise, start):
         h = noise.add(x, "input", "input", start, 0) if noise else x
-        hidden = len(self.weights) - 1
-        for i in range(hidden):
+        for i in range(len(self.weights) - 1):
             h = self._affine(h, self.weights[i], self.biases[i])
             h = noise.add(h, "pre", f"layer{i}", start, 0) if noise else h
             h = torch.relu(h)
@@ -95,28 +89,30 @@ class StackedNet:
         return self._affine(h, self.weights[-1], self.biases[-1])
 
     def _snn(self, x, noise, start):
-        g, b = x.shape[:2]
         steps = self.spec.steps
         if self.spec.encoding == "rate" or (noise and noise.spec.applies_to("input")):
-            inputs = torch.stack([self._input(x, noise, start, t) for t in range(steps)], 1)
-            current = self._affine(inputs.view(g, steps * b, -1), self.weights[0], self.biases[0]).view(g, steps, b, -1)
+            current = self._every_step(torch.stack([self._input(x, noise, start, t) for t in range(steps)], 1), 0)
         else:  # direct encoding: the same input current at every step, computed once
             current = self._affine(x, self.weights[0], self.biases[0])
-        hidden = len(self.weights) - 1
         h = None  # the hidden layers' spikes
-        for i in range(hidden):
+        for i in range(len(self.weights) - 1):
             if i > 0:
-                current = self._affine(h.reshape(g, steps * b, -1), self.weights[i], self.biases[i]).view(g, steps, b, -1)
-            if noise and noise.spec.applies_to("pre"):
-                current = torch.stack([noise.add(self._at(current, t), "pre", f"layer{i}", start, t)
-                                       for t in range(steps)], 1)
+                current = self._every_step(h, i)
+            if noise and noise.spec.applies_to("pre"):  # a direct current (G, batch, width) is every step's
+                current = torch.stack([noise.add(current if current.dim() == 3 else current[:, t], "pre",
+                                                 f"layer{i}", start, t) for t in range(steps)], 1)
             h, _ = self._scan(current, self.hard, self.soft)
             if noise and noise.spec.applies_to("post"):
                 h = torch.stack([noise.add(h[:, t], "post", f"layer{i}", start, t) for t in range(steps)], 1)
-        current = self._affine(h.reshape(g, steps * b, -1), self.weights[-1], self.biases[-1]).view(g, steps, b, -1)
+        current = self._every_step(h, -1)
         if self.spec.readout == "membrane":
             return self._scan(current, self.no_reset, self.no_reset)[1].mean(1)
         return self._scan(current, self.hard, self.soft)[0].sum(1)
+
+    def _every_step(self, h, layer):
+        """Layer ``layer``'s input currents ``(G, T, batch, out)`` from its inputs ``(G, T, batch, in)``."""
+        g, steps, b = h.shape[:3]
+        return self._affine(h.reshape(g, steps * b, -1), self.weights[layer], self.biases[layer]).view(g, steps, b, -1)
 
     def _input(self, x, noise, start, t):
         """The network's input at step ``t``: encoded (snnbench.models.spiking.encode), then noised."""
@@ -125,14 +121,9 @@ class StackedNet:
                  else torch.stack([encode(member, "rate", gen) for member, gen in zip(x, self.generators)]))
         return noise.add(x, "input", "input", start, t) if noise else x
 
-    @staticmethod
-    def _at(current, t):
-        return current if current.dim() == 3 else current[:, t]  # a direct current is every step's
-
     def _scan(self, current, hard, soft):
-        direct = current.dim() == 3  # (G, batch, width): the same at every step
-        return neuron_scan(current, self.beta, hard, soft, self.spec.surrogate, self.scan,
-                           self.spec.steps if direct else None)
+        steps = self.spec.steps if current.dim() == 3 else None  # a direct current: the same at every step
+        return neuron_scan(current, self.beta, hard, soft, self.spec.surrogate, self.scan, steps)
 
     def member(self, index: int, tensors: list[torch.Tensor] | None = None) -> torch.nn.Module:
         """Member ``index`` as the family's own model (on the CPU), with the stacked weights

@@ -1,53 +1,91 @@
-"""Training stacks: the stacked step (CUDA graphs on CUDA), checkpoints, stacks side by side."""
+"""Training stacks: the data on the device, the stacked step (CUDA graphs on CUDA), checkpoints,
+stacks side by side."""
 
+import contextlib
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from snnbench.training.cache import cached, checkpoint_path, save_atomic
+from snnbench.data import Rows, Tables
+from snnbench.errors import SnnbenchError
 from snnbench.models.multimodal import N_CLASSES, build_model
-from snnbench.training.suite import (model_config, save_trained, tables, training_rows)
-from snnbench.training.grid.device_data import DeviceRows, count_correct
+from snnbench.training.cache import cached, checkpoint_path, save_atomic
 from snnbench.training.grid.plan import ADAM_BYTES_PER_PARAMETER, Engine, Job, product_flops, stack_shape
 from snnbench.training.grid.stacked import StackedNet
+from snnbench.training.loop import seed_everything
+from snnbench.training.suite import model_config, save_trained, tables, training_rows
 
 CHECKPOINT_SECONDS = 300.0  # least wall time between two checkpoints of a stack
 STEPS_PER_GRAPH = 16  # CUDA: training steps recorded in one graph (launches are few and cheap)
 
+_DEVICE_TABLES: dict = {}  # (table name, device) -> that table on the device
 
-# --- training ------------------------------------------------------------------------------------
+
+def _on_device(array: np.ndarray, device: torch.device, name: str) -> torch.Tensor:
+    key = (name, str(device))
+    if key not in _DEVICE_TABLES:
+        _DEVICE_TABLES[key] = torch.from_numpy(np.ascontiguousarray(array)).to(device)
+    return _DEVICE_TABLES[key]
+
+
+class DeviceRows:
+    """Each member's samples (rows of a split's tables, all members the same count) on the device."""
+
+    def __init__(self, split_tables: Tables, split: str, rows: list[Rows], device: torch.device):
+        if len({len(r) for r in rows}) != 1:
+            raise SnnbenchError("members of one stack must have as many samples each")
+        self.n = len(rows[0])
+        self.labels = torch.from_numpy(np.stack([r.y for r in rows])).to(device)
+        self.parts = [(_on_device(table, device, f"{part}s/{split}"),  # (a table, each member's rows of it)
+                       torch.from_numpy(np.stack([getattr(r, part) for r in rows])).to(device))
+                      for part, table in (("image", split_tables.images), ("recording", split_tables.recordings))
+                      if table is not None and getattr(rows[0], part) is not None]
+
+    def batch(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Features ``(G, B, F)`` and labels ``(G, B)`` of each member's samples at ``positions`` ``(G, B)``."""
+        parts = [table[part_rows.gather(1, positions)] for table, part_rows in self.parts]
+        x = parts[0] if len(parts) == 1 else torch.cat(parts, -1)
+        return x, self.labels.gather(1, positions)
+
+
+@torch.no_grad()
+def count_correct(net: StackedNet, rows: DeviceRows, batch_size: int = 1000) -> torch.Tensor:
+    """Correctly classified samples per member ``(G,)``, on the device."""
+    correct = torch.zeros(len(net), dtype=torch.long, device=net.device)
+    for a in range(0, rows.n, batch_size):
+        positions = torch.arange(a, min(a + batch_size, rows.n), device=net.device).expand(len(net), -1)
+        x, y = rows.batch(positions)
+        correct += (net.forward(x).argmax(-1) == y).sum(1)
+    return correct
+
 
 class StackTrainer:
-    """Trains one stack of jobs; :meth:`step` runs one batch, :meth:`end_epoch` validates."""
+    """Trains one stack of jobs: :meth:`start`, then :meth:`run_turn` until done (or stopped), then :meth:`finish`."""
 
     def __init__(self, jobs: list[Job], device: torch.device, engine: Engine = Engine()):
         self.jobs, self.device = jobs, device
-        self.settings = jobs[0].settings
-        self.epochs, self.batch_size = self.settings.epochs, self.settings.batch_size
+        settings, cuda = jobs[0].settings, device.type == "cuda"
+        self.epochs, self.batch_size = settings.epochs, settings.batch_size
         rate = jobs[0].spec.encoding == "rate"  # input spikes drawn in each step: not captured in graphs
-        self.graphs = engine.graphs and device.type == "cuda" and not rate
-        self.tf32 = engine.tf32 and device.type == "cuda"
-        self.stream = torch.cuda.Stream(device) if device.type == "cuda" else None
+        self.graphs = engine.graphs and cuda and not rate
+        self.tf32 = engine.tf32 and cuda
+        self.stream = torch.cuda.Stream(device) if cuda else None
         self.checkpoint = checkpoint_path("grid-v2", sorted(j.key for j in jobs))
         modality = jobs[0].spec.modality
-        split_tables = tables(modality, "train")
-        parts = [training_rows(modality, j.settings)[1:] for j in jobs]
-        self.train = DeviceRows(split_tables, "train", [p[0] for p in parts], device)
-        self.val = DeviceRows(split_tables, "train", [p[1] for p in parts], device)
+        train, val = zip(*(training_rows(modality, j.settings) for j in jobs))
+        self.train = DeviceRows(tables(modality, "train"), "train", list(train), device)
+        self.val = DeviceRows(tables(modality, "train"), "train", list(val), device)
         models = []
         for job in jobs:  # each model's initial weights drawn from its own seed
-            torch.manual_seed(job.settings.seed)
-            np.random.seed(job.settings.seed % 2**32)
+            seed_everything(job.settings.seed)
             models.append(build_model(job.spec))
         self.net = StackedNet([j.spec for j in jobs], models, device, engine.scan)
         if rate:  # each member's input spikes as it alone draws them, after its seeded initialisation
             self.net.generators = [torch.Generator(device).manual_seed(j.settings.seed) for j in jobs]
         params = self.net.parameters()
-        cuda = device.type == "cuda"
-        self.optimiser = torch.optim.Adam(params, lr=self.settings.lr, fused=cuda or None, capturable=cuda)
+        self.optimiser = torch.optim.Adam(params, lr=settings.lr, fused=cuda or None, capturable=cuda)
         self.generators = [torch.Generator().manual_seed(j.settings.seed) for j in jobs]
         g = len(jobs)
         self.loss_sum = torch.zeros(g, dtype=torch.float64, device=device)
@@ -59,8 +97,7 @@ class StackTrainer:
         self.graphs_by_steps: dict = {}  # CUDA: steps per replay -> (graph, its positions (steps, G, B))
         self.val_graph = None
         self._resume()
-        self.started = time.perf_counter()
-        self.saved_at = time.perf_counter()
+        self.started = self.saved_at = time.perf_counter()
         self.trained_epochs = 0
         self.stopping = self.stopped = False  # asked to stop at the next epoch's end / did so
 
@@ -72,20 +109,16 @@ class StackTrainer:
     def shape(self) -> str:
         return stack_shape([j.spec for j in self.jobs])
 
-    def _step(self, positions: torch.Tensor):
-        x, y = self.train.batch(positions)
-        scores = self.net.forward(x)
-        losses = F.cross_entropy(scores.reshape(-1, N_CLASSES), y.reshape(-1), reduction="none")
-        losses = losses.view(len(self.jobs), -1).mean(1)
-        losses.sum().backward()  # each member's gradient is that of its own mean loss
-        self.optimiser.step()
-        self.loss_sum += losses.detach().double() * positions.shape[1]
-
     def _train_steps(self, positions: torch.Tensor):
         """Training steps on the batches ``positions`` ``(steps, G, B)``."""
         for batch in positions:
             self.optimiser.zero_grad(set_to_none=True)
-            self._step(batch)
+            x, y = self.train.batch(batch)
+            losses = F.cross_entropy(self.net.forward(x).reshape(-1, N_CLASSES), y.reshape(-1), reduction="none")
+            losses = losses.view(len(self.jobs), -1).mean(1)
+            losses.sum().backward()  # each member's gradient is that of its own mean loss
+            self.optimiser.step()
+            self.loss_sum += losses.detach().double() * batch.shape[1]
 
     def _capture(self):
         """Record the training steps (``STEPS_PER_GRAPH`` of them, and one for an epoch's last
@@ -135,7 +168,7 @@ class StackTrainer:
                 self._start_epoch()
 
     def _on_stream(self):
-        return torch.cuda.stream(self.stream) if self.stream is not None else _nothing()
+        return torch.cuda.stream(self.stream) if self.stream is not None else contextlib.nullcontext()
 
     def _start_epoch(self):
         orders = torch.stack([torch.randperm(self.train.n, generator=g) for g in self.generators])
@@ -237,49 +270,38 @@ class StackTrainer:
         if state["jobs"] != [j.key for j in self.jobs]:
             return
         with torch.no_grad():
-            for p, saved in zip(self.net.parameters(), state["params"]):
-                p.copy_(saved)
-            for b, saved in zip(self.best, state["best"]):
-                b.copy_(saved)
+            for tensor, saved in zip(self.net.parameters() + self.best, state["params"] + state["best"]):
+                tensor.copy_(saved)
         self.optimiser.load_state_dict(state["optimiser"])
         self.best_accuracy = state["best_accuracy"].to(self.device)
         self.best_epoch = state["best_epoch"].to(self.device)
-        for g, s in zip(self.generators + (self.net.generators or []), state["generators"] + state.get("spike_generators", [])):
+        saved = state["generators"] + state.get("spike_generators", [])
+        for g, s in zip(self.generators + (self.net.generators or []), saved):
             g.set_state(s)
         self.history = [dict(h) for h in state["history"]]
         self.epoch = state["epoch"]
 
-    def finish(self) -> list[Path]:
+    def finish(self):
         """Save each member's best-validation model to its cache folder; drop the checkpoint."""
         history = self._host_history()
         best_accuracy = self.best_accuracy.cpu().numpy()
         best_epoch = self.best_epoch.cpu().numpy()
-        folders = []
+        seconds = [h["epoch_seconds"] for h in history]
+        speeds = [self.train.n / s for s in seconds]
         for i, job in enumerate(self.jobs):
-            model = self.net.member(i, self.best)
             epochs = [{"train_loss": float(h["train_loss"][i]), "val_accuracy": float(h["val_accuracy"][i]),
-                       "epoch_seconds": h["epoch_seconds"],
-                       "train_samples_per_s": self.train.n / h["epoch_seconds"]}
-                      for h in history]
-            mean_seconds = float(np.mean([h["epoch_seconds"] for h in history])) if history else 0.0
+                       "epoch_seconds": s, "train_samples_per_s": speed}
+                      for h, s, speed in zip(history, seconds, speeds)]
             summary = {"best_val_accuracy": float(best_accuracy[i]), "best_epoch": int(best_epoch[i]),
-                       "history": epochs, "epoch_seconds": mean_seconds,
-                       "train_samples_per_s": float(np.mean([e["train_samples_per_s"] for e in epochs])) if epochs else 0.0,
+                       "history": epochs, "epoch_seconds": float(np.mean(seconds)) if seconds else 0.0,
+                       "train_samples_per_s": float(np.mean(speeds)) if speeds else 0.0,
                        "n_train": self.train.n, "n_val": self.val.n, "trained_on": str(self.device),
-                       "tf32_products": self.tf32,
-                       "stacked_with": len(self.jobs), "stack_shape": self.shape, "validation": job.settings.validation}
-            folders.append(cached("multimodal", model_config(job.spec, job.settings),
-                                  lambda folder, m=model, s=summary, j=job: save_trained(folder, j.spec, m, s)))
+                       "tf32_products": self.tf32, "stacked_with": len(self.jobs), "stack_shape": self.shape,
+                       "validation": job.settings.validation}
+            model = self.net.member(i, self.best)
+            cached("multimodal", model_config(job.spec, job.settings),
+                   lambda folder, m=model, s=summary, j=job: save_trained(folder, j.spec, m, s))
         self.checkpoint.unlink(missing_ok=True)
-        return folders
-
-
-class _nothing:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 def run_stacks(trainers: list[StackTrainer], side_by_side: bool = True, deadline: float | None = None,
@@ -298,8 +320,7 @@ def run_stacks(trainers: list[StackTrainer], side_by_side: bool = True, deadline
             log(f"grid: {now - started:.0f} s, {len(active)} stacks training, epochs {min(epochs)}-{max(epochs)} "
                 f"of {max(t.epochs for t in active)}, {len(waiting)} waiting")
             reported = now
-        late = deadline is not None and now > deadline
-        if late:
+        if deadline is not None and now > deadline:
             waiting.clear()
             for trainer in active:
                 trainer.stopping = True
@@ -326,10 +347,12 @@ def run_stacks(trainers: list[StackTrainer], side_by_side: bool = True, deadline
         history = trainer.history[-trainer.trained_epochs:] if trainer.trained_epochs else []
         seconds = [h["epoch_seconds"] for h in history if "epoch_seconds" in h]
         if seconds:
-            epochs, steps = len(history), len(history) * -(-trainer.train.n // trainer.batch_size)
+            median = float(np.median(seconds))
+            steps = len(history) * -(-trainer.train.n // trainer.batch_size)
+            parameters = sum(p.numel() for p in trainer.net.parameters())
             speeds.setdefault(trainer.shape, []).append(
-                {"models": len(trainer.jobs), "epochs": len(seconds), "epoch_seconds": float(np.median(seconds)),
-                 "model_epochs_per_s": len(trainer.jobs) / float(np.median(seconds)),
-                 "product_flops": epochs * trainer.train.n * sum(product_flops(j.spec) for j in trainer.jobs),
-                 "optimiser_bytes": steps * ADAM_BYTES_PER_PARAMETER * sum(p.numel() for p in trainer.net.parameters())})
+                {"models": len(trainer.jobs), "epochs": len(seconds), "epoch_seconds": median,
+                 "model_epochs_per_s": len(trainer.jobs) / median,
+                 "product_flops": len(history) * trainer.train.n * sum(product_flops(j.spec) for j in trainer.jobs),
+                 "optimiser_bytes": steps * ADAM_BYTES_PER_PARAMETER * parameters})
     return speeds
