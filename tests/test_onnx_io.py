@@ -140,6 +140,12 @@ def test_unsupported_op_names_op_and_node(tmp_path):
     _one_line_error(path, "Softmax", "final_softmax")
 
 
+def test_every_supported_op_has_its_handler():
+    from snnbench.conversion.onnx_ops import HANDLERS
+
+    assert tuple(HANDLERS) == onnx_io.SUPPORTED_OPS
+
+
 def test_add_of_two_tensors_sums_their_paths(tmp_path):
     nodes = [helper.make_node("Gemm", ["x", "w", "b"], ["h"], transB=1),
              helper.make_node("Add", ["h", "h"], ["y"], name="residual")]

@@ -14,7 +14,8 @@ import numpy as np
 import torch
 
 from snnbench.conversion.graph import INPUT, ConvertedModel, LinearOp, Path, Stage, fan_out, sum_paths
-from snnbench.conversion.onnx_ops import MAXPOOL_ROUTES, SUPPORTED_OPS, extract
+from snnbench.conversion.onnx_graph import SUPPORTED_OPS
+from snnbench.conversion.onnx_ops import MAXPOOL_ROUTES, extract
 from snnbench.errors import DataError
 
 __all__ = ["INPUT", "ConvertedModel", "LinearOp", "Path", "Stage", "fan_out", "sum_paths", "SUPPORTED_OPS",

@@ -1,10 +1,5 @@
 """Reading an ONNX classifier into a ConvertedModel (:func:`extract`).
 
-:class:`_GraphReader` walks the nodes in order: every data tensor is a :class:`_Value`, a sum of paths
-from the input or earlier populations plus a constant bias, and each ReLU (or Clip) makes the tensor it
-reads a population (a :class:`Stage`). A static batch dimension in the export (input ``(1, C, H, W)``,
-as torch.onnx.export writes without ``dynamic_axes``) is recorded as ``batch``: reshapes may name it.
-
 Supported ops: Gemm (transB, alpha, beta), MatMul, Add (bias, constant or a sum of two tensors),
 Relu, Clip (lower bound 0: a bounded ReLU, e.g. ReLU6), Pad (zeros around H and W), Flatten, Reshape,
 Conv (any zero padding, stride, dilation, groups), AveragePool, GlobalAveragePool, MaxPool, Concat
@@ -19,140 +14,15 @@ MaxPool has two routes (``maxpool=``):
 * ``"average"``: average pooling instead; approximate, listed in ``ConvertedModel.approximations``.
 """
 
-from collections import Counter
-from dataclasses import dataclass, replace
-from pathlib import Path as FilePath
+from dataclasses import replace
 
 import numpy as np
-import onnx
-import torch
-from onnx import numpy_helper
 
-from snnbench.conversion.graph import INPUT, ConvertedModel, LinearOp, Path, Stage, conv_out_len, same_pads
-from snnbench.errors import ConfigError, DataError, UnsupportedModelError
+from snnbench.conversion.graph import ConvertedModel, LinearOp, Path, Stage, conv_out_len, same_pads
+from snnbench.conversion.onnx_graph import _as_array, _attrs, _fail, _GraphReader, _load, _node_name, _Value
+from snnbench.errors import ConfigError, UnsupportedModelError
 
 MAXPOOL_ROUTES = ("exact", "average")
-
-
-def _node_name(node) -> str:
-    return node.name or (node.output[0] if node.output else "?")
-
-
-def _fail(node, why: str = ""):
-    detail = f": {why}" if why else ""
-    raise UnsupportedModelError(f"unsupported ONNX op {node.op_type!r} at node {_node_name(node)!r}{detail}; "
-                                f"supported ops: {', '.join(SUPPORTED_OPS)}")
-
-
-def _load(path) -> onnx.ModelProto:
-    path = FilePath(path)
-    if not path.is_file():
-        raise DataError(f"ONNX model {path} not found; pass the path of a .onnx file")
-    try:
-        model = onnx.load(str(path))
-        onnx.checker.check_model(model)
-    except Exception as exc:  # onnx raises several types for malformed files
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DataError(f"{path} is not a valid ONNX model ({first[:200]}); export it again with "
-                        "torch.onnx.export") from None
-    return model
-
-
-def _as_array(tensor) -> np.ndarray:
-    value = numpy_helper.to_array(tensor)
-    return value.astype(np.float32) if value.dtype.kind == "f" else value
-
-
-def _attrs(node) -> dict:
-    """The node's attributes, strings decoded."""
-    values = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
-    return {k: v.decode() if isinstance(v, bytes) else v for k, v in values.items()}
-
-
-@dataclass
-class _Value:
-    """A data tensor of the graph: sum of ``paths`` + ``bias``, per sample of shape ``shape``."""
-    paths: list
-    bias: np.ndarray  # flat, float64
-    shape: tuple
-
-    @property
-    def size(self) -> int:
-        return int(np.prod(self.shape))
-
-    def common_last_op(self) -> LinearOp | None:
-        """The dense / conv op that every path ends with, if there is one."""
-        last = {id(p.ops[-1]): p.ops[-1] for p in self.paths if p.ops}
-        if len(last) != 1 or any(not p.ops for p in self.paths):
-            return None
-        (op,) = last.values()
-        return op if op.kind in ("dense", "conv") else None
-
-    def with_last_op(self, op: LinearOp) -> "_Value":
-        """The same paths with their (common) last op replaced by ``op``."""
-        return _Value([Path(p.source, p.ops[:-1] + [op], p.scale) for p in self.paths], self.bias, self.shape)
-
-
-class _GraphReader:
-    """The walk over the graph: each data tensor as a _Value, the constants, the stages so far."""
-
-    def __init__(self, model: onnx.ModelProto, maxpool: str):
-        graph = model.graph
-        self.consts = {t.name: _as_array(t) for t in graph.initializer}
-        inputs = [i for i in graph.input if i.name not in self.consts]
-        if len(inputs) != 1 or len(graph.output) != 1:
-            raise UnsupportedModelError(f"the ONNX graph has {len(inputs)} inputs and {len(graph.output)} outputs; "
-                                        "only single-input single-output classifiers can be converted")
-        declared = [d.dim_value for d in inputs[0].type.tensor_type.shape.dim]
-        dims = declared[1:]
-        self.batch = declared[0] if declared and declared[0] > 0 else None  # a static batch size
-        if not dims or any(d <= 0 for d in dims):
-            raise UnsupportedModelError(f"input {inputs[0].name!r} needs fixed feature dimensions (N, features) or "
-                                        f"(N, C, H, W), got {dims} after the batch axis")
-        self.input_shape = tuple(dims)
-        self.values = {inputs[0].name: _Value([Path(INPUT)], np.zeros(int(np.prod(dims))), self.input_shape)}
-        self.output = graph.output[0].name
-        self.stages, self.approximations, self.maxpool = [], [], maxpool
-        self.readers = Counter(name for node in graph.node for name in node.input)  # tensor -> nodes reading it
-
-    def value(self, node, index: int = 0) -> _Value:
-        name = node.input[index]
-        if name in self.values:
-            return self.values[name]
-        if name in self.consts:
-            _fail(node, f"input {name!r} must be a data tensor, not a constant")
-        _fail(node, f"input {name!r} is not the output of a supported node")
-
-    def const(self, node, name) -> np.ndarray:
-        if name not in self.consts:
-            _fail(node, f"{name!r} must be a constant (initializer)")
-        return self.consts[name]
-
-    def set(self, node, value: _Value):
-        self.values[node.output[0]] = value
-
-    def linear(self, value: _Value, op: LinearOp) -> _Value:
-        """``op`` applied to ``value`` (its bias included)."""
-        bias = op.apply(torch.as_tensor(value.bias)[None], with_bias=True)[0].numpy()
-        return _Value([Path(p.source, p.ops + [op], p.scale) for p in value.paths], bias, op.out_shape)
-
-    def population(self, value: _Value, name: str, upper: float | None = None) -> _Value:
-        """A hidden stage holding relu(value) (bounded at ``upper``); returns its output as a _Value."""
-        self.stages.append(Stage(value.paths, value.bias.astype(np.float64), True, value.shape, name,
-                                 upper=upper))
-        return _Value([Path(len(self.stages) - 1)], np.zeros(value.size), value.shape)
-
-    def population_of(self, value: _Value):
-        """The stage whose output ``value`` is, unchanged (no ops, no bias), or None."""
-        path = value.paths[0]
-        if len(value.paths) == 1 and path.source != INPUT and not path.ops and path.scale == 1 \
-                and not value.bias.any():
-            return self.stages[path.source]
-        return None
-
-    def require_flat(self, node, value: _Value, n_in: int):
-        if len(value.shape) != 1 or value.size != n_in:
-            _fail(node, f"expected a flat input of {n_in} features, got shape {value.shape}")
 
 
 def _gemm(r: _GraphReader, node):
@@ -422,7 +292,6 @@ HANDLERS = {"Gemm": _gemm, "MatMul": _matmul, "Add": _add, "Relu": _relu, "Clip"
             "Flatten": _reshape, "Reshape": _reshape, "Conv": _conv, "AveragePool": _avgpool,
             "GlobalAveragePool": _avgpool, "MaxPool": _maxpool, "Concat": _concat, "BatchNormalization": _batchnorm,
             "Identity": _passthrough, "Dropout": _passthrough, "Constant": _constant}
-SUPPORTED_OPS = tuple(HANDLERS)
 
 
 def extract(path, maxpool: str = "exact") -> ConvertedModel:
