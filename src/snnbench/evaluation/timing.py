@@ -14,10 +14,6 @@ class BatchTiming:
     batch_size: int
     seconds: list  # wall time of each timed repeat
 
-    @property
-    def median_s(self) -> float:
-        return float(np.median(self.seconds))
-
     def summary(self) -> dict:
         """Latency per batch (ms) and samples per second: median, quartiles, min and max."""
         s = np.asarray(self.seconds)
