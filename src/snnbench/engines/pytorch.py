@@ -1,9 +1,6 @@
-"""Engines ``snntorch-snn`` and ``torch-dnn``: networks in PyTorch.
-
-* :class:`SnntorchModel`: the multimodal suite's snntorch SNN (snnbench.models.multimodal.SpikingMLP);
-* :class:`ConvertedSnntorchModel`: the converted network with snntorch IF neurons (``snntorch-snn``
-  of a converted model: snnbench throughput's backend);
-* :class:`TorchModel`: the suite's DNN in PyTorch (the one it was trained as).
+"""Engines ``snntorch-snn`` and ``torch-dnn``: the multimodal suite's snntorch SNN
+(:class:`SnntorchModel`) and DNN (:class:`TorchModel`), and the converted network with snntorch IF
+neurons (:class:`ConvertedSnntorchModel`, snnbench throughput's backend).
 """
 
 import numpy as np
@@ -16,8 +13,8 @@ from snnbench.evaluation.harness import CLEAN, Model
 
 
 class _SuiteModel(Model):
-    """A net of the multimodal suite in PyTorch: its linear layers' fan-outs (nonzero synapses per
-    input) and sizes, its parameters as the weights."""
+    """A net of the multimodal suite: its linear layers' fan-outs (nonzero synapses per input) and
+    sizes; its parameters are the weights."""
 
     def __init__(self, model, linears: list, device, batch_size: int):
         self.model = model.to(device).eval()
@@ -35,10 +32,9 @@ class _SuiteModel(Model):
 
 
 class SnntorchModel(_SuiteModel):
-    """The suite's snntorch SNN (snnbench.models.multimodal.SpikingMLP). Activity from its traces:
-    hidden spikes x fan-out (ACs), the nonzero direct-encoded input x fan-out every step (MACs) or
-    the rate-encoded input's spikes x fan-out (ACs); tests/test_neurobench.py checks it all
-    against the neurobench package."""
+    """The suite's SpikingMLP. Activity from its traces: hidden spikes x fan-out (ACs), the nonzero
+    direct-encoded input x fan-out every step (MACs) or the rate-encoded input's spikes x fan-out
+    (ACs); tests/test_neurobench.py checks it against the neurobench package."""
     engine = "snntorch-snn"
 
     def __init__(self, model, device="cpu", batch_size: int = 500, seed: int = 0):
@@ -55,7 +51,6 @@ class SnntorchModel(_SuiteModel):
             xb = np.asarray(x[a: a + self.batch_size], np.float32)
             trace = self.model.simulate(torch.as_tensor(xb, device=self.device), noise, start + a)
             outputs.append(trace["scores"].float().cpu().numpy())
-            # the encoded input's nonzero entries (direct: every feature every step; rate: its spikes)
             presented = (trace["input"] != 0).sum(dim=(0, 1)).double().cpu().numpy()
             input_ops = float(presented @ self._fan_outs[0])
             if self.model.spec.encoding == "direct":
@@ -74,7 +69,7 @@ class SnntorchModel(_SuiteModel):
 
 
 class TorchModel(_SuiteModel):
-    """The suite's DNN (nn.Sequential of Linear / ReLU) in PyTorch, noise as snnbench.noise says."""
+    """The suite's DNN (nn.Sequential of Linear / ReLU)."""
     engine = "torch-dnn"
 
     def __init__(self, model: torch.nn.Sequential, device="cpu", batch_size: int = 1000):
