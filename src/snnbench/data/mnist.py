@@ -54,8 +54,8 @@ def mnist_file(name: str) -> Path:
         return download([m + name for m in MIRRORS], path, lambda p: _checksum_problem(p, FILES[name]))
     problem = _checksum_problem(path, FILES[name])
     if problem:
-        raise DataError(f"MNIST file {path} is corrupt ({problem}); delete it to download "
-                            f"it again, or replace it with the canonical file")
+        raise DataError(f"MNIST file {path} is corrupt ({problem}); delete it to download it again, "
+                        "or replace it with the canonical file")
     return path
 
 
