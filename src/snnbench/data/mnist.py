@@ -1,8 +1,5 @@
-"""MNIST from the original IDX files (gzip), verified by the MD5 of their uncompressed content.
-
-The uncompressed digest is checked rather than the .gz one because mirrors re-wrap the same
-bytes in different gzip headers.
-"""
+"""MNIST from the original IDX files (gzip), verified by the MD5 of their uncompressed content (mirrors
+re-wrap the same bytes in different gzip headers)."""
 
 import gzip
 from dataclasses import dataclass

@@ -60,8 +60,8 @@ def machine() -> dict:
 
 
 def set_threads(threads: int, tensorflow: bool = False) -> dict:
-    """Use ``threads`` CPU threads in torch and, with ``tensorflow`` (nengo-dl), in TensorFlow
-    (before TensorFlow starts its runtime). Returns the thread counts in force (0 = library default)."""
+    """Use ``threads`` CPU threads in torch and, with ``tensorflow`` (nengo-dl), in TensorFlow (before it
+    starts its runtime); the thread counts in force (0 = library default)."""
     import torch
 
     torch.set_num_threads(threads)
