@@ -127,10 +127,8 @@ class NengoRunner:
         feeds = {"input": np.repeat(x[:, None, :], n_steps, axis=1)}
         if self.noise.applies_to("input"):
             feeds["input"] += self.noise.draws("input", start, n, x.shape[1], n_steps)
-        for key in self._net.inputs:
-            if ":" in key:
-                size = self._net.inputs[key].size_out
-                feeds[key] = self.noise.draws(key.split(":")[1], start, n, size, n_steps)
+        feeds.update({key: self.noise.draws(key.split(":")[1], start, n, node.size_out, n_steps)
+                      for key, node in self._net.inputs.items() if ":" in key})  # noise nodes, "pre:layer0" etc.
         return feeds
 
     def _simulate(self, x: np.ndarray, n_steps: int, start: int):

@@ -1,19 +1,15 @@
 """Where a benchmark's units of work run: in this process (the default), or on a Dask cluster.
 
-A unit is one call ``fn(unit)`` of a module-level function on a picklable value; it returns its
-result rows and logs nothing: the driver (the process the user started) records them in MLflow, so
-workers need no access to the tracking store. ``Executor.map(fn, units)`` runs every unit once and
-yields ``(index, result)`` as each finishes (in order when in process).
+A unit, one call ``fn(unit)`` of a module-level function on a picklable value, returns its result
+rows and logs nothing: the driver (the process the user started) records them in MLflow, so workers
+need no access to the tracking store. A worker lost mid-unit is Dask's business: its units run again.
 
-* ``--cluster tcp://HOST:8786`` or ``tls://`` (else ``SNNBENCH_CLUSTER``): a running
-  ``dask.distributed`` scheduler; TLS from Dask's configuration (``distributed.comm.tls.*``),
-  overridden by ``SNNBENCH_CLUSTER_TLS_CA_FILE``, ``_CERT`` and ``_KEY`` (PEM files: the certificate
-  authority, this client's certificate and its key).
+* ``--cluster tcp://HOST:8786`` or ``tls://`` (else ``SNNBENCH_CLUSTER``): a running scheduler; TLS
+  from Dask's configuration (``distributed.comm.tls.*``), overridden by ``SNNBENCH_CLUSTER_TLS_CA_FILE``,
+  ``_CERT`` and ``_KEY`` (PEM files: the certificate authority, this client's certificate and key).
 * ``--workers N``: a local cluster of N worker processes, bound to the loopback address.
-* GPU units ask for the ``GPU`` resource: only workers started with ``--resources GPU=1`` (one
-  per GPU, as ``dask cuda worker`` does) take them.
-
-A worker lost mid-unit is the engine's business: its units run again on another worker.
+* GPU units ask for the ``GPU`` resource: only workers started with ``--resources GPU=1`` (one per
+  GPU, as ``dask cuda worker`` does) take them.
 """
 
 import os
@@ -127,8 +123,8 @@ class Executor:
             self.client.run(fn)
 
     def map(self, fn: Callable, units: Sequence, gpu: bool = False) -> Iterator[tuple[int, object]]:
-        """``(index, fn(units[index]))`` for every unit, each as soon as it is done. A unit's error
-        is raised here; the units not yet done are then cancelled."""
+        """``(index, fn(units[index]))`` for every unit as soon as it is done (in order in process). A
+        unit's error is raised here, and the units not yet done are cancelled."""
         units = list(units)
         if self.client is None:
             yield from enumerate(map(fn, units))
