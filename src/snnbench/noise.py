@@ -1,14 +1,11 @@
 """Evaluation-time Gaussian noise, drawn the same way for every family of model.
 
-A :class:`NoiseSpec` says how much noise (``std``), where (``position``: the network ``input``,
-a hidden layer's input current ``pre`` its activation, or its output ``post``) and, for spiking
-networks, whether a fresh draw is made at every time step (``per_step``) or one draw is held for
-all steps (``frozen``). Draws are keyed by (seed, layer, time step, block of 100 samples), so a
-given sample gets the same noise whatever the batch size, and a DNN (which has one "step", 0)
-gets exactly the draw a spiking network gets at step 0 or in frozen mode. Every engine takes
-its noise from :meth:`NoiseSpec.draw` or :meth:`NoiseSpec.draws` (all steps at once; the torch
-models' ``NoiseDraws`` keep :meth:`NoiseSpec.unit` on their device), so the frozen rule
-(:meth:`NoiseSpec.step`) is here only.
+A :class:`NoiseSpec` says how much noise (``std``), where (``position``: the network ``input``, a
+hidden layer's input current ``pre``, or its output ``post``) and, for spiking networks, whether each
+time step gets a fresh draw (``per_step``) or one draw is held for all steps (``frozen``). Draws are
+keyed by (seed, layer, time step, block of 100 samples), so a sample gets the same noise in any batch
+layout, and a DNN (one step, 0) gets the draw a spiking network gets at step 0 or when frozen. Every
+engine takes its noise from here, so the frozen rule (:meth:`NoiseSpec.step`) is here only.
 """
 
 import hashlib
@@ -55,8 +52,7 @@ class NoiseSpec:
 
     def unit(self, layer: str, start: int, n: int, features: int, step: int = 0) -> np.ndarray:
         """The unit-std draw (float32, ``(n, features)``) for samples ``start .. start + n`` of a
-        layer at ``step`` (``std`` and ``position`` aside): what :meth:`draw` scales, what a cache
-        of draws (the grid's) keeps."""
+        layer at ``step``: what :meth:`draw` scales, and a cache of draws (the grid's) keeps."""
         step = self.step(step)
         first, last = start // BLOCK, (start + n - 1) // BLOCK
         blocks = [np.random.default_rng([self.seed, _layer_id(layer), step, b]).standard_normal(
@@ -71,8 +67,7 @@ class NoiseSpec:
         return self.std * self.unit(layer, start, n, features, step)
 
     def draws(self, layer: str, start: int, n: int, features: int, steps: int) -> np.ndarray:
-        """The noise of steps ``0 .. steps - 1`` (float32, ``(n, steps, features)``); frozen: one
-        draw repeated."""
+        """The noise of steps ``0 .. steps - 1`` (float32, ``(n, steps, features)``)."""
         if self.mode == "frozen":
             return np.repeat(self.draw(layer, start, n, features)[:, None, :], steps, axis=1)
         return np.stack([self.draw(layer, start, n, features, step=t) for t in range(steps)], axis=1)

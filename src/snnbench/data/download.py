@@ -1,9 +1,8 @@
-"""Where datasets live, how they are fetched, and how their integrity is checked.
+"""Where datasets live and how they are fetched.
 
-``SNNBENCH_DATA`` names a folder that already holds the data (``mnist/``, ``fsdd/recordings/``):
-it is read as is and never written to. Without it, files are downloaded into the cache folder
-(``SNNBENCH_CACHE``, default ``~/.cache/snnbench``) under ``data/``, each written to a temporary
-file and renamed into place only once its checksum matches, so no half-written file is left.
+``SNNBENCH_DATA`` names a folder that holds the data (``mnist/``, ``fsdd/recordings/``), read and
+never written. Without it, files are downloaded into ``data/`` of the cache folder (``SNNBENCH_CACHE``,
+default ``~/.cache/snnbench``), each renamed into place only once its checksum matches.
 """
 
 import hashlib

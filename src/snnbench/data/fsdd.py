@@ -73,13 +73,9 @@ def _extract_archive(archive: Path, folder: Path):
                 (tmp / Path(member).name).write_bytes(zf.read(member))
     names = os.listdir(tmp)
     if manifest_digest(tmp, names) != MANIFEST_SHA256:
-        raise DataError(f"downloaded FSDD archive {archive} does not match the expected "
-                            f"recordings; delete it and try again")
+        raise DataError(f"downloaded FSDD archive {archive} does not match the expected recordings; "
+                        "delete it and try again")
     os.replace(tmp, folder)
-
-
-def _zip_problem(path: Path) -> str | None:
-    return None if zipfile.is_zipfile(path) else "not a zip archive"
 
 
 def recordings_folder() -> Path:
@@ -88,7 +84,8 @@ def recordings_folder() -> Path:
     if not folder.is_dir():
         if not may_download:
             raise missing_file_error(folder, "FSDD recordings folder")
-        archive = download(list(ARCHIVE_URLS), root / "fsdd" / f"fsdd-{COMMIT}.zip", _zip_problem)
+        archive = download(list(ARCHIVE_URLS), root / "fsdd" / f"fsdd-{COMMIT}.zip",
+                           lambda path: None if zipfile.is_zipfile(path) else "not a zip archive")
         _extract_archive(archive, folder)
     return folder
 
@@ -97,19 +94,17 @@ def recordings_folder() -> Path:
 def _verified_recordings(folder: Path) -> tuple[str, ...]:
     names = sorted(n for n in os.listdir(folder) if n.endswith(".wav"))
     if len(names) != N_RECORDINGS:
-        raise DataError(f"FSDD folder {folder} holds {len(names)} wav files, expected "
-                            f"{N_RECORDINGS}; restore the missing recordings or point "
-                            f"SNNBENCH_DATA at a complete copy")
+        raise DataError(f"FSDD folder {folder} holds {len(names)} wav files, expected {N_RECORDINGS}; "
+                        "restore the missing recordings or point SNNBENCH_DATA at a complete copy")
     if manifest_digest(folder, names) != MANIFEST_SHA256:
-        raise DataError(f"FSDD recordings in {folder} differ from the canonical ones "
-                            f"(commit {COMMIT[:8]}); replace the folder with a fresh copy")
+        raise DataError(f"FSDD recordings in {folder} differ from the canonical ones (commit {COMMIT[:8]}); "
+                        "replace the folder with a fresh copy")
     return tuple(names)
 
 
 def spectrogram(waveform: np.ndarray, config: SpectrogramConfig) -> np.ndarray:
-    wave = np.zeros(config.n_samples, dtype=np.float32)
     clip = waveform[: config.n_samples].astype(np.float32)
-    wave[: clip.size] = clip
+    wave = np.pad(clip, (0, config.n_samples - clip.size))
     _, _, stft = signal.stft(wave, fs=SAMPLE_RATE, nperseg=config.nperseg, noverlap=config.noverlap,
                              boundary=None, padded=False)
     logmag = np.log1p(np.abs(stft))
@@ -133,12 +128,8 @@ def load_fsdd(split: str, config: SpectrogramConfig = SpectrogramConfig()) -> Au
     if split not in ("train", "test"):
         raise ConfigError(f"unknown FSDD split {split!r}; use 'train' or 'test'")
     folder = recordings_folder()
-    chosen = []
-    for name in _verified_recordings(folder):
-        digit, speaker, index = NAME.match(name).groups()
-        if (int(index) in TEST_INDICES) == (split == "test"):
-            chosen.append((name, int(digit), speaker))
-    features = np.stack([spectrogram(_read_wav(folder / n), config) for n, _, _ in chosen])
-    labels = np.array([d for _, d, _ in chosen], dtype=np.int64)
-    return AudioSet(features, labels, tuple(s for _, _, s in chosen), tuple(n for n, _, _ in chosen),
-                    MANIFEST_SHA256)
+    test = split == "test"
+    names = tuple(n for n in _verified_recordings(folder) if (int(NAME.match(n)[3]) in TEST_INDICES) == test)
+    digits, speakers = zip(*(NAME.match(n).groups()[:2] for n in names))
+    features = np.stack([spectrogram(_read_wav(folder / name), config) for name in names])
+    return AudioSet(features, np.array([int(d) for d in digits], dtype=np.int64), speakers, names, MANIFEST_SHA256)

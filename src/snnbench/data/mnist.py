@@ -1,8 +1,5 @@
-"""MNIST from the original IDX files (gzip), verified by the MD5 of their uncompressed content.
-
-The uncompressed digest is checked rather than the .gz one because mirrors re-wrap the same
-bytes in different gzip headers.
-"""
+"""MNIST from the original IDX files (gzip), verified by the MD5 of their uncompressed content (mirrors
+re-wrap the same bytes in different gzip headers)."""
 
 import gzip
 from dataclasses import dataclass
@@ -54,8 +51,8 @@ def mnist_file(name: str) -> Path:
         return download([m + name for m in MIRRORS], path, lambda p: _checksum_problem(p, FILES[name]))
     problem = _checksum_problem(path, FILES[name])
     if problem:
-        raise DataError(f"MNIST file {path} is corrupt ({problem}); delete it to download "
-                            f"it again, or replace it with the canonical file")
+        raise DataError(f"MNIST file {path} is corrupt ({problem}); delete it to download it again, "
+                        "or replace it with the canonical file")
     return path
 
 

@@ -1,24 +1,21 @@
-"""Image, audio and fused (image + spoken digit) inputs as flat float32 feature matrices.
+"""Image, audio and fused (image + spoken digit) inputs as flat float32 feature matrices, and
+validation splits.
 
-Each MNIST image is paired with a spoken recording of the same digit from the same FSDD split.
-Recordings of each digit are shuffled (seeded) and repeated in turn until every image of that
-digit has one, so the fused sets keep MNIST's 60,000 / 10,000 sizes.
+Each MNIST image is paired with a recording of the same digit from the same FSDD split: each
+digit's recordings shuffled (seeded) and repeated in turn, so the fused sets keep MNIST's sizes.
+A split's data are :class:`Tables` (one row per image, one per recording), a set of samples
+:class:`Rows` (each sample's image and / or recording row, and its label), so a training run can
+keep the tables on its device and gather batches. :func:`validation_rows` holds out validation
+samples by a protocol:
 
-A split's data are kept as :class:`Tables` (one row per image, one per recording) and a set of
-samples as :class:`Rows` (each sample's image row and / or recording row, and its label), so a
-fused sample is an (image, recording) pair and a training run can keep the tables on its device
-and gather batches from them. :func:`validation_rows` holds out the validation samples:
-
-* ``recordings`` (default): the validation samples' recordings are none of the training
-  samples' recordings (a seeded 500 of the 2,700 training recordings are held out, the fused
-  validation images are paired only with them);
+* ``recordings`` (default): a seeded 500 of the 2,700 training recordings are held out, and the
+  fused validation images are paired only with them;
 * ``speakers``: the held-out recordings are every recording of seeded speakers (1 of 6);
-* ``study``: the reference study's protocol, a seeded 20% of the fused samples, whose recordings
-  also occur in the training part (each of the 2,700 about 22 times): its validation accuracy
-  measures memorised audio.
+* ``study``: the reference study's, a seeded 20% of the fused samples, whose recordings also occur
+  in the training part (each about 22 times): its validation accuracy measures memorised audio.
 
-Images are split the same way in every protocol (a seeded 20%); the audio-only set holds out
-recordings in ``study`` and ``recordings`` alike (500 of 2,700, the study's figure).
+Images are split alike in every protocol (a seeded 20%); the audio-only set holds out recordings in
+``study`` and ``recordings`` alike (500 of 2,700, the study's figure).
 """
 
 from dataclasses import dataclass
@@ -27,11 +24,19 @@ import numpy as np
 
 from snnbench.data.fsdd import ARCHIVE_URLS, SpectrogramConfig, load_fsdd
 from snnbench.data.mnist import MIRRORS, load_mnist
-from snnbench.data.splits import validation_split
 from snnbench.errors import ConfigError, DataError
 
 MODALITIES = ("image", "audio", "multimodal")
 VALIDATIONS = ("recordings", "speakers", "study")
+
+
+def validation_split(n: int, fraction: float = 0.2, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (train, validation): a seeded permutation, the last ``fraction`` held out."""
+    if not 0.0 <= fraction < 1.0:
+        raise ConfigError(f"validation fraction must be in [0, 1), got {fraction}")
+    order = np.random.default_rng(seed).permutation(n)
+    n_val = int(round(n * fraction))
+    return np.sort(order[: n - n_val]), np.sort(order[n - n_val:])
 
 
 @dataclass(frozen=True)
@@ -61,9 +66,7 @@ class Rows:
     y: np.ndarray                 # int64 (N,)
 
     def subset(self, index) -> "Rows":
-        def pick(a):
-            return None if a is None else a[index]
-        return Rows(pick(self.image), pick(self.recording), self.y[index])
+        return Rows(*(None if a is None else a[index] for a in (self.image, self.recording)), self.y[index])
 
     def __len__(self):
         return len(self.y)
@@ -91,11 +94,8 @@ class Tables:
 
     def features(self, rows: Rows) -> FeatureSet:
         """The samples' flat features: image pixels, then spectrogram (fused)."""
-        parts = []
-        if rows.image is not None:
-            parts.append(self.images[rows.image])
-        if rows.recording is not None:
-            parts.append(self.recordings[rows.recording])
+        parts = [table[index] for table, index in ((self.images, rows.image), (self.recordings, rows.recording))
+                 if index is not None]
         x = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
         return FeatureSet(x, rows.y, self.checksums)
 
@@ -166,21 +166,20 @@ def validation_rows(tables: Tables, validation: str, seed: int, pair_seed: int =
     if validation not in VALIDATIONS:
         raise ConfigError(f"unknown validation protocol {validation!r}; use one of {', '.join(VALIDATIONS)}")
     rng = np.random.default_rng(seed)
-    if tables.modality == "image" or validation == "study" or (tables.modality == "audio" and validation == "recordings"):
+
+    def limited(n: int) -> np.ndarray:  # a seeded subset of train_limit of n rows, or all
+        return np.sort(rng.permutation(n)[:train_limit]) if 0 < train_limit < n else np.arange(n)
+
+    if tables.modality == "image" or validation == "study" or (tables.modality, validation) == ("audio", "recordings"):
         pool = tables.all_rows(pair_seed)
-        if 0 < train_limit < len(pool):
-            pool = pool.subset(np.sort(rng.permutation(len(pool))[:train_limit]))
+        pool = pool.subset(limited(len(pool)))
         train, val = validation_split(len(pool), recording_fraction if tables.modality == "audio" else fraction, seed)
         return pool.subset(train), pool.subset(val)
     recordings_train, recordings_val = held_out_recordings(tables, validation, recording_fraction, seed)
     if tables.modality == "audio":  # speakers
         pool = Rows(None, recordings_train, tables.recording_labels[recordings_train])
-        if 0 < train_limit < len(pool):
-            pool = pool.subset(np.sort(rng.permutation(len(pool))[:train_limit]))
-        return pool, Rows(None, recordings_val, tables.recording_labels[recordings_val])
-    images = np.arange(len(tables.image_labels))
-    if 0 < train_limit < len(images):
-        images = np.sort(rng.permutation(len(images))[:train_limit])
+        return pool.subset(limited(len(pool))), Rows(None, recordings_val, tables.recording_labels[recordings_val])
+    images = limited(len(tables.image_labels))
     images_train, images_val = (images[i] for i in validation_split(len(images), fraction, seed))
 
     def paired(image_rows: np.ndarray, recording_rows: np.ndarray, part: str) -> Rows:

@@ -1,20 +1,17 @@
-"""The engines, each a :class:`snnbench.evaluation.harness.Model`, built through one registry.
+"""The engines, each a :class:`snnbench.evaluation.harness.Model`, built by ``build(name, artifact,
+settings)``: engine ``name`` of a trained network ``artifact``, ``settings`` being keyword options of
+its builder. Each module registers its builders (``@register(name)``) and is imported on first use:
 
-``build(name, artifact, settings)`` builds the engine ``name`` of a trained network (``artifact``)
-with its ``settings`` (keyword options of the engine's builder). Each engine module registers its
-builder (``@register(name)``, after nengo's ``Builder.register``) and is imported on first use:
+* ``ort-dnn`` (:mod:`~snnbench.engines.ort`): a DNN in ONNX Runtime (an ``.onnx`` file or a folder
+  holding ``model.onnx``);
+* ``nengo-snn`` (:mod:`~snnbench.engines.nengo`), ``loihi-emulator`` (:mod:`~snnbench.engines.loihi`):
+  the converted spiking network (a converted model, or its ONNX file / folder) on nengo-dl or nengo,
+  or on nengo-loihi's emulator;
+* ``snntorch-snn``, ``torch-dnn`` (:mod:`~snnbench.engines.pytorch`): the multimodal suite's snntorch
+  SNN (or the converted network with snntorch IF neurons) and its DNN.
 
-* ``ort-dnn`` (:mod:`~snnbench.engines.ort`): a DNN in ONNX Runtime; artifact: an ``.onnx`` file or
-  a folder holding ``model.onnx``;
-* ``nengo-snn`` (:mod:`~snnbench.engines.nengo`): the converted spiking network on nengo-dl or
-  nengo's reference simulator; artifact: a converted model (or its ONNX file / folder);
-* ``loihi-emulator`` (:mod:`~snnbench.engines.loihi`): the same network on nengo-loihi's emulator;
-* ``snntorch-snn`` (:mod:`~snnbench.engines.pytorch`): the multimodal suite's snntorch SNN, or the
-  converted network with snntorch IF neurons (artifact: a converted model);
-* ``torch-dnn`` (:mod:`~snnbench.engines.pytorch`): the suite's DNN in PyTorch.
-
-The converted-network engines take ``layers`` (per-layer neuron settings) or, instead,
-``calibration_inputs``: training inputs that set them by the calibrated method.
+The converted-network engines take ``layers`` (per-layer neuron settings) or ``calibration_inputs``
+(training inputs that set them by the calibrated method).
 """
 
 import importlib
@@ -43,8 +40,7 @@ def build(name: str, artifact, settings: dict | None = None):
 
 
 def converted_layers(converted, layers=None, calibration_inputs=None, seed: int = 0, dt: float = 0.001):
-    """``converted`` loaded, and its per-layer settings: ``layers`` as given, or the calibrated
-    method's (snnbench.conversion.calibration) from ``calibration_inputs``."""
+    """``converted`` loaded, and ``layers``, or else the calibrated method's from ``calibration_inputs``."""
     from snnbench.conversion.onnx_io import load_any
 
     converted = load_any(converted)

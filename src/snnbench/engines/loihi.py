@@ -1,15 +1,13 @@
-"""The converted SNN on nengo-loihi's Loihi emulator (engine ``loihi-emulator``), mapped as
+"""Engine ``loihi-emulator``: the converted SNN on nengo-loihi's emulator, mapped as
 :mod:`snnbench.conversion.loihi` says.
 
-Each sample runs ``warmup + steps`` steps from a fresh state (the emulator's compartments zeroed,
-the off-chip input layer back at half its threshold: nengo-loihi's simulator has no reset, so the
-state is set in place, and the input spikes of a sample's last step, which would reach the chip
-a step later, are dropped; a test checks this equals a freshly built simulator). The logits are read
-over the last ``steps`` steps: Loihi's membranes start at zero and each on-chip connection adds a
-step of delay, so ``warmup`` (default: one step per on-chip layer) gives the chip the time it
-needs before the same integration window as nengo-dl's. Activity counts every step the chip ran.
-Noise: at the input only (added to the pixels, the same draws as the other engines; a noisy pixel
-below 0 gives no input spikes, as the chip's input layer rectifies, where a DNN sees it as it is).
+Each sample runs ``warmup + steps`` steps from a fresh state, set in place (nengo-loihi has no
+reset): compartments zeroed, the off-chip input layer at half its threshold, and the input spikes of
+the last step, which would reach the chip a step later, dropped (a test checks this equals a fresh
+simulator). Logits are read over the last ``steps`` steps: membranes start at zero and each on-chip
+connection adds a step of delay, so ``warmup`` (default: one step per on-chip layer) comes before
+nengo-dl's integration window. Activity counts every step the chip ran. Noise: at the input only,
+the other engines' draws; a noisy pixel below 0 gives no spikes (the input layer rectifies).
 """
 
 import warnings
@@ -40,15 +38,14 @@ class LoihiModel(Model):
         self.period = self.warmup + self.steps
         self.chip = L.with_input_layer(L.fold_pooling(self.converted))
         self.utilization: list[str] = []
-        self._simulator = None
-        self._feed = None
+        self._simulator = self._feed = None
         self._first_step = 0
 
-    # ---------------------------------------------------------------- building
     def _input(self, t):
+        if self._feed is None:
+            return np.zeros(self.chip.n_inputs)
         k = int(round(t / self.sim.dt)) - 1 - self._first_step
-        return self._feed[min(max(k, 0), len(self._feed) - 1)] if self._feed is not None else \
-            np.zeros(self.chip.n_inputs)
+        return self._feed[min(max(k, 0), len(self._feed) - 1)]
 
     def build(self):
         if self._simulator is not None:
@@ -77,7 +74,8 @@ class LoihiModel(Model):
                 self._simulator = nengo_loihi.Simulator(net.network, dt=self.sim.dt, precompute=True, target="sim",
                                                         seed=self.sim.seed)
             except (BuildError, NotImplementedError) as exc:
-                raise UnsupportedModelError(f"the network does not fit Loihi: {str(exc).splitlines()[0][:240]}") from None
+                reason = str(exc).splitlines()[0][:240]
+                raise UnsupportedModelError(f"the network does not fit Loihi: {reason}") from None
         self._net = net
         self.utilization = self._simulator.model.utilization_summary()
         self._emulator = self._simulator.sims["emulator"]
@@ -96,7 +94,6 @@ class LoihiModel(Model):
         for spike_input in self._emulator.inputs:  # host spikes of the last step arrive a step later: drop them
             spike_input.spikes.pop(self._first_step, None)
 
-    # ---------------------------------------------------------------- running
     def _feeds(self, x, noise: NoiseSpec, start: int) -> np.ndarray:
         """Per-sample, per-step inputs ``(n, period, features)``."""
         feeds = np.repeat(x[:, None, :], self.period, axis=1)
@@ -105,9 +102,7 @@ class LoihiModel(Model):
         elif noise.active:
             raise ConfigError(f"loihi-emulator takes input noise only, got noise at {noise.position!r}")
         if (x < 0).any():
-            raise DataError("Loihi's input layer turns pixels into spikes and takes inputs >= 0; got negative "
-                            "inputs")
-        # a noisy pixel below 0 drives the input layer's IF neuron to no spikes: rectified, as on a chip
+            raise DataError("Loihi's input layer turns pixels into spikes and takes inputs >= 0; got negative inputs")
         return np.maximum(feeds, 0.0, out=feeds)
 
     def predict(self, x, noise: NoiseSpec = CLEAN, start: int = 0) -> np.ndarray:
@@ -131,21 +126,16 @@ class LoihiModel(Model):
                 active += float((counts > 0).sum())
             self._simulator.clear_probes()
         self._feed = None
-        self.last_activity = self._activity(len(x), spikes, active)
-        return np.stack(logits) if logits else np.zeros((0, self.chip.n_outputs), np.float32)
-
-    def _activity(self, n: int, spikes: list, active: float) -> M.Activity:
-        neurons = sum(stage.size_out for stage in self.chip.hidden)
-        total = float(sum(s.sum() for s in spikes))
+        n, neurons = len(x), sum(stage.size_out for stage in self.chip.hidden)
         acs = float(sum(s @ f for s, f in zip(spikes, self._fan_outs)))
-        return M.Activity(n, self.period, neurons, active, total, 0.0, acs, float(n * self.period * neurons),
-                          float(self.converted.macs()))
+        self.last_activity = M.Activity(n, self.period, neurons, active, float(sum(s.sum() for s in spikes)), 0.0,
+                                        acs, float(n * self.period * neurons), float(self.converted.macs()))
+        return np.stack(logits) if logits else np.zeros((0, self.chip.n_outputs), np.float32)
 
     def close(self):
         if self._simulator is not None:
             self._simulator.close()
         self._simulator = None
-
 
 
 @register("loihi-emulator")

@@ -1,10 +1,6 @@
 """Engine ``nengo-snn``: the converted spiking network on nengo-dl (batched) or nengo's reference
-simulator.
-
-:class:`NengoRunner` runs one simulator (``predict(x, start=0) -> logits`` for flat float32 inputs
-``(n, features)``; ``start``, the global index of ``x[0]``, keys the noise draws of
-:class:`snnbench.noise.NoiseSpec`, so a sample gets the same noise in every batch layout).
-:class:`NengoModel` is the harness model: one runner per noise position, built on first use.
+simulator. :class:`NengoRunner` runs one simulator; :class:`NengoModel`, the harness model, one
+runner per noise position, built on first use.
 """
 
 import time
@@ -21,34 +17,26 @@ from snnbench.evaluation import metrics as M
 from snnbench.evaluation.harness import CLEAN, Model
 from snnbench.noise import NoiseSpec
 
-__all__ = ["LayerParams", "NengoModel", "NengoRunner", "SimConfig"]
-
-
 class NengoRunner:
-    """The converted network run with nengo_dl (batched) or the reference nengo simulator.
+    """The converted network on one simulator, built on the first prediction and kept until
+    :meth:`close` (or ``with``). ``predict(x, start=0)`` takes flat float32 inputs ``(n, features)``,
+    ``start`` keying the noise draws as in :mod:`snnbench.evaluation.harness`.
 
-    The simulator is built on the first prediction and kept until :meth:`close` (or ``with``).
-    After each prediction ``last_stats`` holds the activity over ``sim.steps`` steps: mean firing
-    rate, spikes per neuron per step, synaptic operations per sample (accumulates = spikes x
-    fan-out of the hidden layers; the non-spiking input layer's MACs = nonzero pixels x fan-out at
-    every step), the (neuron, step) outputs with at least one spike per sample, and the share of
-    spiking neurons that fire more than once in some step (an IF neuron may).
+    After each prediction ``last_stats`` holds the activity over ``sim.steps`` steps: firing rates,
+    synaptic operations per sample (ACs = hidden spikes x fan-out; the non-spiking input layer's
+    MACs = nonzero pixels x fan-out, every step), (neuron, step) outputs with a spike per sample, and
+    the share of spiking neurons that fire more than once in some step (an IF neuron may).
     """
 
     def __init__(self, model_dir_or_converted, layers: LayerParams | list = LayerParams(),
                  sim: SimConfig = SimConfig(), noise: NoiseSpec | None = None, counters: bool = True):
         self.model: ConvertedModel = load_any(model_dir_or_converted)
         self.layers = layer_list(layers, len(self.model.hidden))
-        self.sim = sim
-        self.noise = noise or NoiseSpec()
-        self.counters = counters
+        self.sim, self.noise, self.counters = sim, noise or NoiseSpec(), counters
         self.last_stats: dict = {}
         self.last_seconds = 0.0
-        self._simulator = None
-        self._net = None
-        self._neuron_probes = []
-        self._profile = np.zeros(2)
-        self._feed = {}
+        self._simulator = self._net = None
+        self._neuron_probes, self._feed, self._profile = [], {}, np.zeros(2)
 
     # ---------------------------------------------------------------- public
     def predict(self, x: np.ndarray, start: int = 0) -> np.ndarray:
@@ -88,46 +76,39 @@ class NengoRunner:
         return (self.noise.position,) if self.noise.active and self.noise.position in ("pre", "post") else ()
 
     def _build(self):
-        if self._simulator is None:
-            with warnings.catch_warnings():
-                # nengo derives max rates from the given gains / biases; meaningless here
-                warnings.filterwarnings("ignore", message=".*max_rates.*")
-                warnings.filterwarnings("ignore", message="invalid value encountered in log1p")
-                warnings.filterwarnings("ignore", message=".*channels_last=False on the CPU.*")
-                self._build_simulator()
-
-    def _build_simulator(self):
+        if self._simulator is not None:
+            return
         import nengo
 
-        if self._noise_positions():
+        positions = self._noise_positions()
+        if positions:
             from snnbench.conversion.onnx_noise import check_hidden_layers
 
             check_hidden_layers(self.model)  # layer{i} is the same layer here as in ONNX Runtime
-
-        if self.sim.simulator == "nengo_dl":
-            from snnbench.conversion.nengo_compat import import_nengo_dl
-            nengo_dl = import_nengo_dl()
-            register_nengo_dl_neurons(nengo_dl)
-            import tensorflow as tf
-            tf.get_logger().setLevel("ERROR")  # each simulator traces its own graph: not a retracing bug
-            self._net = build_network(self.model, self.layers, self.sim, self._noise_positions(),
-                                      counters=self.counters)
-            self._add_neuron_probes(nengo)
-            self._simulator = nengo_dl.Simulator(self._net.network, dt=self.sim.dt, minibatch_size=self.sim.minibatch,
-                                                 progress_bar=False, seed=self.sim.seed)
-        else:
-            self._net = build_network(self.model, self.layers, self.sim, self._noise_positions(),
-                                      node_output=self._node_reader, counters=self.counters)
-            self._add_neuron_probes(nengo)
-            self._simulator = nengo.Simulator(self._net.network, dt=self.sim.dt, progress_bar=False,
-                                              seed=self.sim.seed)
-
-    def _add_neuron_probes(self, nengo):
-        """With counters: each hidden layer's output per neuron and step (spike counts)."""
-        self._neuron_probes = []
-        if self.counters:
-            with self._net.network:
-                self._neuron_probes = [nengo.Probe(ens.neurons, synapse=None) for ens in self._net.ensembles]
+        dl = self.sim.simulator == "nengo_dl"
+        with warnings.catch_warnings():
+            # nengo derives max rates from the given gains / biases; meaningless here
+            warnings.filterwarnings("ignore", message=".*max_rates.*")
+            warnings.filterwarnings("ignore", message="invalid value encountered in log1p")
+            warnings.filterwarnings("ignore", message=".*channels_last=False on the CPU.*")
+            if dl:
+                from snnbench.conversion.nengo_compat import import_nengo_dl
+                nengo_dl = import_nengo_dl()
+                register_nengo_dl_neurons(nengo_dl)
+                import tensorflow as tf
+                tf.get_logger().setLevel("ERROR")  # each simulator traces its own graph: not a retracing bug
+            self._net = build_network(self.model, self.layers, self.sim, positions,
+                                      node_output=None if dl else self._node_reader, counters=self.counters)
+            self._neuron_probes = []
+            if self.counters:  # each hidden layer's output per neuron and step (spike counts)
+                with self._net.network:
+                    self._neuron_probes = [nengo.Probe(ens.neurons, synapse=None) for ens in self._net.ensembles]
+            if dl:
+                self._simulator = nengo_dl.Simulator(self._net.network, dt=self.sim.dt, progress_bar=False,
+                                                     minibatch_size=self.sim.minibatch, seed=self.sim.seed)
+            else:
+                self._simulator = nengo.Simulator(self._net.network, dt=self.sim.dt, progress_bar=False,
+                                                  seed=self.sim.seed)
 
     def _node_reader(self, key: str, size: int):
         dt = self.sim.dt
@@ -146,10 +127,8 @@ class NengoRunner:
         feeds = {"input": np.repeat(x[:, None, :], n_steps, axis=1)}
         if self.noise.applies_to("input"):
             feeds["input"] += self.noise.draws("input", start, n, x.shape[1], n_steps)
-        for key in self._net.inputs:
-            if ":" in key:
-                size = self._net.inputs[key].size_out
-                feeds[key] = self.noise.draws(key.split(":")[1], start, n, size, n_steps)
+        feeds.update({key: self.noise.draws(key.split(":")[1], start, n, node.size_out, n_steps)
+                      for key, node in self._net.inputs.items() if ":" in key})  # noise nodes, "pre:layer0" etc.
         return feeds
 
     def _simulate(self, x: np.ndarray, n_steps: int, start: int):
@@ -158,14 +137,10 @@ class NengoRunner:
         self._build()
         run = self._run_batch_dl if self.sim.simulator == "nengo_dl" else self._run_batch_reference
         batch = self.sim.minibatch
-        outputs, counts = [], []
-        for a in range(0, len(x), batch):
-            out, count = run(x[a: a + batch], start + a, n_steps)
-            outputs.append(out)
-            counts.append(count)
-        n_out = self.model.n_outputs
-        if not outputs:
-            return np.zeros((0, n_steps, n_out), np.float32), []
+        batches = [run(x[a: a + batch], start + a, n_steps) for a in range(0, len(x), batch)]
+        if not batches:
+            return np.zeros((0, n_steps, self.model.n_outputs), np.float32), []
+        outputs, counts = zip(*batches)
         return np.concatenate(outputs), [np.concatenate(c) for c in zip(*counts)]
 
     def _run_batch_dl(self, x: np.ndarray, start: int, n_steps: int):
@@ -187,7 +162,7 @@ class NengoRunner:
             outputs.append(self._simulator.data[self._net.output])
             counts.append([self._simulator.data[p] for p in self._net.counters])
             self._profile += self._spike_profile([self._simulator.data[p][None] for p in self._neuron_probes])
-        return np.stack(outputs), [np.stack(c) for c in zip(*counts)] if counts else []
+        return np.stack(outputs), [np.stack(c) for c in zip(*counts)]
 
     def _spike_profile(self, outputs: list) -> np.ndarray:
         """[(neuron, step) outputs with a spike, spiking neurons x samples that fire more than once
@@ -226,8 +201,8 @@ class NengoRunner:
 
 
 class NengoModel(Model):
-    """The converted network as a harness model. One simulator per noise position, built on first
-    use and given each further noise setting at that position at run time."""
+    """The converted network as a harness model: one runner per noise position, built on first use
+    and given each further noise setting at that position."""
     engine = "nengo-snn"
 
     def __init__(self, converted, layers, sim, counters: bool = True):
@@ -256,11 +231,9 @@ class NengoModel(Model):
             return None
         steps = self.sim.steps
         neurons = sum(stage.size_out for stage in self.converted.hidden)
-        spikes = s["spikes_per_sample"] * n
-        # neuron-steps with at least one spike: counted by the runner where it can, else every spike
-        active = s.get("active_per_sample", s["spikes_per_sample"]) * n
-        return M.Activity(n, steps, neurons, active, spikes, s["input_macs_per_sample"] * n,
-                          s["synaptic_acs_per_sample"] * n, float(n * steps * neurons), float(self.converted.macs()))
+        return M.Activity(n, steps, neurons, s["active_per_sample"] * n, s["spikes_per_sample"] * n,
+                          s["input_macs_per_sample"] * n, s["synaptic_acs_per_sample"] * n, float(n * steps * neurons),
+                          float(self.converted.macs()))
 
     def close(self):
         for runner in self._runners.values():

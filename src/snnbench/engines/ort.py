@@ -1,10 +1,6 @@
-"""Engine ``ort-dnn``: a feed-forward DNN in ONNX Runtime.
-
-:class:`OrtRunner` is one inference session, run in batches (``predict(x, start=0) -> logits``
-for flat float32 inputs ``(n, features)``; ``start``, the global index of ``x[0]``, keys the noise
-feeds, so a sample gets the same noise in every batch layout). :class:`OrtModel` is the harness
-model: noise inserted into a copy of the graph (snnbench.conversion.onnx_noise), and, with
-``activity``, its hidden ReLU outputs read as extra graph outputs for the activity metrics.
+"""Engine ``ort-dnn``: a feed-forward DNN in ONNX Runtime. Noise is inserted into a copy of the graph
+(snnbench.conversion.onnx_noise) and, for the activity metrics, its hidden ReLU outputs are read as
+extra graph outputs.
 """
 
 from pathlib import Path
@@ -21,7 +17,8 @@ from snnbench.evaluation.harness import CLEAN, Model
 
 
 class OrtRunner:
-    """ONNX Runtime inference in batches; ``feeds(start, n)`` adds extra inputs (e.g. noise)."""
+    """One ONNX Runtime session run in batches (``predict(x, start=0) -> logits``); ``feeds(start, n)``
+    adds extra inputs (e.g. noise) for samples ``start .. start + n``."""
 
     def __init__(self, model: str | Path | bytes, batch_size: int = 1000, intra_op_threads: int | None = None,
                  feeds: Callable[[int, int], dict] | None = None):
@@ -36,20 +33,16 @@ class OrtRunner:
                                         "check the .onnx file") from None
         declared = self.session.get_inputs()[0]
         self.input_name = declared.name
-        # the declared per-sample shape, e.g. (1, 28, 28) or (784,); None where a dimension is symbolic
-        self.input_shape = tuple(d if isinstance(d, int) and d > 0 else None for d in declared.shape[1:])
-        static = declared.shape[0] if isinstance(declared.shape[0], int) and declared.shape[0] > 0 else None
-        self.static_batch = static  # an export with a static batch size runs in batches of exactly that size
-        self.batch_size = static or batch_size
+        dims = [d if isinstance(d, int) and d > 0 else None for d in declared.shape]  # None: symbolic
+        # the declared per-sample shape, e.g. (1, 28, 28) or (784,); a static batch size is kept to exactly
+        self.static_batch, self.input_shape = dims[0], tuple(dims[1:])
+        self.batch_size = self.static_batch or batch_size
         self.feeds = feeds
 
     def shaped(self, x: np.ndarray) -> np.ndarray:
-        """``x`` (flat ``(n, features)`` or already in the declared layout) in the model's declared
-        input layout, as float32; one-line DataError when the sizes disagree."""
+        """``x`` (flat ``(n, features)`` or already so) in the model's declared input layout, as float32."""
         x = np.asarray(x, dtype=np.float32)
-        if None in self.input_shape:  # symbolic feature dimensions: feed as given
-            return x
-        if x.shape[1:] == self.input_shape:
+        if None in self.input_shape or x.shape[1:] == self.input_shape:  # symbolic dimensions: as given
             return x
         features = int(np.prod(self.input_shape))
         if x.ndim < 1 or int(np.prod(x.shape[1:])) != features:
@@ -77,8 +70,8 @@ class OrtRunner:
 
 
 class OrtModel(Model):
-    """A feed-forward ONNX DNN. Activity (with ``activity``): its ReLU outputs (nonzero
-    activations, effective MACs); without, the graph runs as it is (for timing)."""
+    """A feed-forward ONNX DNN; with ``activity``, its ReLU outputs give the activity (nonzero
+    activations, effective MACs), else the graph runs as it is (for timing)."""
     engine = "ort-dnn"
 
     def __init__(self, onnx_path, batch_size: int = 1000, threads: int | None = None, activity: bool = True):
@@ -100,8 +93,8 @@ class OrtModel(Model):
         return self._converted
 
     def _runner(self, position: str):
-        """A runner of the graph (with noise inputs at ``position``; with ``activity``, also
-        outputting every hidden activation)."""
+        """A runner of the graph with noise inputs at ``position`` (and every hidden activation as an
+        output, with ``activity``), and the noisy graph."""
         if position not in self._runners:
             import onnx
             from onnx import helper

@@ -1,9 +1,6 @@
-"""Engines ``snntorch-snn`` and ``torch-dnn``: networks in PyTorch.
-
-* :class:`SnntorchModel`: the multimodal suite's snntorch SNN (snnbench.models.multimodal.SpikingMLP);
-* :class:`ConvertedSnntorchModel`: the converted network with snntorch IF neurons (``snntorch-snn``
-  of a converted model: snnbench throughput's backend);
-* :class:`TorchModel`: the suite's DNN in PyTorch (the one it was trained as).
+"""Engines ``snntorch-snn`` and ``torch-dnn``: the multimodal suite's snntorch SNN
+(:class:`SnntorchModel`) and DNN (:class:`TorchModel`), and the converted network with snntorch IF
+neurons (:class:`ConvertedSnntorchModel`, snnbench throughput's backend).
 """
 
 import numpy as np
@@ -16,8 +13,11 @@ from snnbench.evaluation.harness import CLEAN, Model
 
 
 class _SuiteModel(Model):
-    """A net of the multimodal suite in PyTorch: its linear layers' fan-outs (nonzero synapses per
-    input) and sizes, its parameters as the weights."""
+    """A net of the multimodal suite, run in batches. Activity: the presented input's nonzero entries
+    and the hidden layers' events (spikes; a DNN's nonzero activations), each x its fan-out (nonzero
+    synapses per input). Its parameters are the weights."""
+    spiking = False  # a spiking net: its hidden events are spikes (ACs), every neuron updates every step
+    input_op = "macs"  # what an input entry x its fan-out counts as: "macs" or "acs"
 
     def __init__(self, model, linears: list, device, batch_size: int):
         self.model = model.to(device).eval()
@@ -30,96 +30,89 @@ class _SuiteModel(Model):
     def weights(self):
         return [p.detach().cpu().numpy() for p in self.model.parameters()]
 
-    def _logits(self, outputs: list) -> np.ndarray:
+    def _run(self, x: torch.Tensor, noise, start: int) -> tuple:
+        """(scores, presented input (steps, n, features), hidden events [(steps, n, neurons)]) of a batch."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def predict(self, x, noise=CLEAN, start=0):
+        outputs, ops = [], {"macs": 0.0, "acs": 0.0}
+        active = spikes = 0.0
+        for a in range(0, len(x), self.batch_size):
+            xb = torch.as_tensor(np.asarray(x[a: a + self.batch_size], np.float32), device=self.device)
+            scores, presented, hidden = self._run(xb, noise, start + a)
+            outputs.append(scores.float().cpu().numpy())
+            entries = (presented != 0).sum(dim=(0, 1)).double().cpu().numpy()
+            ops[self.input_op] += float(entries @ self._fan_outs[0])
+            for events, fan_out in zip(hidden, self._fan_outs[1:]):
+                per_neuron = events.sum(dim=(0, 1)).double().cpu().numpy()
+                active += float((events != 0).sum())
+                spikes += float(per_neuron.sum())
+                ops["acs" if self.spiking else "macs"] += float(per_neuron @ fan_out)
+        n, steps, neurons = len(x), self.steps, self.hidden_neurons
+        updates = n * steps * (neurons + self.linears[-1].out_features) if self.spiking else 0.0
+        self.last_activity = M.Activity(n, steps, neurons, active, spikes, ops["macs"], ops["acs"], float(updates),
+                                        self.dense_macs)
         return np.concatenate(outputs) if outputs else np.zeros((0, self.linears[-1].out_features), np.float32)
 
 
 class SnntorchModel(_SuiteModel):
-    """The suite's snntorch SNN (snnbench.models.multimodal.SpikingMLP). Activity from its traces:
-    hidden spikes x fan-out (ACs), the nonzero direct-encoded input x fan-out every step (MACs) or
-    the rate-encoded input's spikes x fan-out (ACs); tests/test_neurobench.py checks it all
-    against the neurobench package."""
+    """The suite's SpikingMLP: hidden spikes are ACs, the input's entries MACs every step (direct
+    encoding) or ACs (rate encoding: its spikes); tests/test_neurobench.py checks the counts against
+    the neurobench package."""
     engine = "snntorch-snn"
+    spiking = True
 
     def __init__(self, model, device="cpu", batch_size: int = 500, seed: int = 0):
         super().__init__(model, model.linears, device, batch_size)
         self.seed, self.steps = seed, model.spec.steps
+        self.input_op = "macs" if model.spec.encoding == "direct" else "acs"
 
-    @torch.no_grad()
     def predict(self, x, noise=CLEAN, start=0):
-        if self.model.spec.encoding == "rate":
+        if self.input_op == "acs":
             torch.manual_seed(self.seed)  # rate-encoded input spikes
-        steps, outputs, neurons = self.steps, [], self.hidden_neurons
-        active = spikes = macs = acs = 0.0
-        for a in range(0, len(x), self.batch_size):
-            xb = np.asarray(x[a: a + self.batch_size], np.float32)
-            trace = self.model.simulate(torch.as_tensor(xb, device=self.device), noise, start + a)
-            outputs.append(trace["scores"].float().cpu().numpy())
-            # the encoded input's nonzero entries (direct: every feature every step; rate: its spikes)
-            presented = (trace["input"] != 0).sum(dim=(0, 1)).double().cpu().numpy()
-            input_ops = float(presented @ self._fan_outs[0])
-            if self.model.spec.encoding == "direct":
-                macs += input_ops
-            else:
-                acs += input_ops
-            for spk, fan_out in zip(trace["spk"][:-1], self._fan_outs[1:]):
-                per_neuron = spk.sum(dim=(0, 1)).double().cpu().numpy()
-                active += float((spk != 0).sum())
-                spikes += float(per_neuron.sum())
-                acs += float(per_neuron @ fan_out)
-        n, output_neurons = len(x), self.linears[-1].out_features
-        self.last_activity = M.Activity(n, steps, neurons, active, spikes, macs, acs,
-                                        float(n * steps * (neurons + output_neurons)), self.dense_macs)
-        return self._logits(outputs)
+        return super().predict(x, noise, start)
+
+    def _run(self, x, noise, start):
+        trace = self.model.simulate(x, noise, start)
+        return trace["scores"], trace["input"], trace["spk"][:-1]
 
 
 class TorchModel(_SuiteModel):
-    """The suite's DNN (nn.Sequential of Linear / ReLU) in PyTorch, noise as snnbench.noise says."""
+    """The suite's DNN (nn.Sequential of Linear / ReLU)."""
     engine = "torch-dnn"
 
     def __init__(self, model: torch.nn.Sequential, device="cpu", batch_size: int = 1000):
         super().__init__(model, [m for m in model if isinstance(m, torch.nn.Linear)], device, batch_size)
 
-    @torch.no_grad()
-    def predict(self, x, noise=CLEAN, start=0):
+    def _run(self, x, noise, start):
         from snnbench.models.multimodal import dnn_forward
 
         hidden = []
         hooks = [m.register_forward_hook(lambda _m, _i, out: hidden.append(out)) for m in self.model
                  if isinstance(m, torch.nn.ReLU)]
-        outputs, active, macs = [], 0.0, 0.0
         try:
-            for a in range(0, len(x), self.batch_size):
-                xb = np.asarray(x[a: a + self.batch_size], np.float32)
-                hidden.clear()
-                outputs.append(dnn_forward(self.model, torch.as_tensor(xb, device=self.device), noise,
-                                           start + a).float().cpu().numpy())
-                macs += float(((xb != 0) @ self._fan_outs[0]).sum())
-                for h, fan_out in zip(hidden, self._fan_outs[1:]):
-                    nonzero = (h != 0).cpu().numpy()
-                    active += float(nonzero.sum())
-                    macs += float((nonzero @ fan_out).sum())
+            scores = dnn_forward(self.model, x, noise, start)
         finally:
             for hook in hooks:
                 hook.remove()
-        self.last_activity = M.Activity(len(x), 1, self.hidden_neurons, active, active, macs, 0.0, 0.0, self.dense_macs)
-        return self._logits(outputs)
+        return scores, x[None], [(h != 0)[None] for h in hidden]
 
 
 def torch_layer(op) -> torch.nn.Module:
     """A converted linear op (dense, conv or avgpool on flat vectors) as a torch module."""
     if op.kind == "dense":
         layer = torch.nn.Linear(op.size_in, op.size_out)
+    elif op.kind == "conv":
+        layer = torch.nn.Conv2d(op.in_shape[0], op.out_shape[0], op.kernel, op.strides, padding=op.padding)
+    else:
+        layer = torch.nn.AvgPool2d(op.kernel, op.strides)
+    if op.kind in ("dense", "conv"):
         layer.weight.data = torch.as_tensor(op.weight)
         layer.bias.data = torch.as_tensor(op.bias)
+    if op.kind == "dense":
         return layer
-    if op.kind == "conv":
-        inner = torch.nn.Conv2d(op.in_shape[0], op.out_shape[0], op.kernel, op.strides, padding=op.padding)
-        inner.weight.data = torch.as_tensor(op.weight)
-        inner.bias.data = torch.as_tensor(op.bias)
-    else:
-        inner = torch.nn.AvgPool2d(op.kernel, op.strides)
-    return torch.nn.Sequential(torch.nn.Unflatten(1, tuple(op.in_shape)), inner, torch.nn.Flatten())
+    return torch.nn.Sequential(torch.nn.Unflatten(1, tuple(op.in_shape)), layer, torch.nn.Flatten())
 
 
 class ConvertedSnntorch(torch.nn.Module):

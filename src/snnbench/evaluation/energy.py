@@ -1,31 +1,26 @@
-"""Energy per inference, estimated from the measured operation counts of
-:class:`snnbench.evaluation.metrics.Activity`.
+"""Energy per inference from the measured operation counts of :class:`snnbench.evaluation.metrics.Activity`.
 
-``energy = MACs * E_mac + ACs * E_ac + neuron updates * E_neuron`` per sample, with the effective
-MACs (real-valued, nonzero inputs x fan-out), effective ACs (spikes x fan-out) and neuron updates
-(an SNN's membrane updates; for a DNN, which records none, its hidden activations evaluated) of the
-run. Per-operation energies and their sources:
+``energy = MACs * E_mac + ACs * E_ac + neuron updates * E_neuron`` per sample, with the run's
+effective MACs (nonzero real-valued inputs x fan-out), effective ACs (spikes x fan-out) and neuron
+updates (an SNN's membrane updates; a DNN's hidden activations evaluated). Per-operation energies:
 
-* ``cmos45_fp32`` / ``cmos45_int8``: 45 nm CMOS arithmetic (Horowitz, ISSCC 2014): 32-bit float
-  MAC 4.6 pJ (multiply 3.7 + add 0.9), accumulate 0.9 pJ; 8-bit integer MAC 0.23 pJ (0.2 + 0.03),
-  accumulate 0.03 pJ. Arithmetic only: neuron updates are not counted;
-* ``cpu``, ``gpu``, ``loihi``, ``spinnaker2``: the device figures of keras-spiking's ModelEnergy,
-  J per synaptic operation (a MAC or an AC alike) / per neuron update: CPU 8.6e-9 / 8.6e-9 and GPU
-  0.3e-9 / 0.3e-9 (Degnan et al., IEEE TVLSI 2016), Loihi 27.1e-12 / 81e-12 (Davies et al., IEEE
-  Micro 2018), SpiNNaker2 450e-12 / 2.19e-9 (Hoeppner et al., IEEE TCAS-I 2019). keras-spiking counts
-  every synapse of a dense pass on the non-spiking devices; here every device gets the same
-  measured effective counts, so the rows differ by the per-operation energies alone.
+* ``cmos45_fp32`` / ``cmos45_int8``: 45 nm CMOS arithmetic only (Horowitz, ISSCC 2014): fp32 MAC
+  4.6 pJ (multiply 3.7 + add 0.9), accumulate 0.9 pJ; int8 MAC 0.23 pJ (0.2 + 0.03), accumulate 0.03 pJ;
+* ``cpu``, ``gpu``, ``loihi``, ``spinnaker2``: keras-spiking's ModelEnergy figures, J per synaptic
+  operation (MAC or AC) / per neuron update: CPU 8.6e-9 / 8.6e-9, GPU 0.3e-9 / 0.3e-9 (Degnan et al.,
+  IEEE TVLSI 2016), Loihi 27.1e-12 / 81e-12 (Davies et al., IEEE Micro 2018), SpiNNaker2 450e-12 /
+  2.19e-9 (Hoeppner et al., IEEE TCAS-I 2019). Unlike keras-spiking (a dense pass on non-spiking
+  devices), every device gets the same measured effective counts.
 
-Such estimates leave out memory traffic (weights, membrane state), which dominates on real
-hardware: with it, an SNN at T=5 steps must fire below about 6% of the time to beat an 8-bit ANN
-(Yan et al., 2024). Read the figures as operation energy, not as measured power.
+Memory traffic (weights, membrane state), which dominates on real hardware, is left out: with it an
+SNN at T=5 must fire below about 6% of the time to beat an 8-bit ANN (Yan et al., 2024). Read the
+figures as operation energy, not measured power.
 """
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 
-@dataclass(frozen=True)
-class OperationEnergy:
+class OperationEnergy(NamedTuple):
     """Joules per multiply-accumulate, per accumulate and per neuron update."""
     mac: float
     ac: float
@@ -47,10 +42,8 @@ def column(device: str) -> str:
 
 
 def neuron_updates(activity) -> float:
-    """Neuron updates of the run: membrane updates, or (a DNN) hidden activations evaluated."""
-    if activity.membrane_updates:
-        return float(activity.membrane_updates)
-    return float(activity.samples * activity.steps * activity.neurons)
+    """Membrane updates, or (a DNN, which records none) hidden activations evaluated."""
+    return float(activity.membrane_updates or activity.samples * activity.steps * activity.neurons)
 
 
 def energy_per_sample(activity, device: str) -> float:
@@ -60,7 +53,7 @@ def energy_per_sample(activity, device: str) -> float:
 
 
 class Energy:
-    """The metric (see :class:`snnbench.evaluation.metrics.Metric`): one column per device."""
+    """The metric (:class:`snnbench.evaluation.metrics.Metric`): one column per device."""
     columns = tuple(column(d) for d in DEVICES)
     needs_activity = True
 

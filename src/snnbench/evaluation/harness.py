@@ -1,16 +1,10 @@
-"""One evaluation harness: every engine is a :class:`Model`, every metric is computed once.
+"""One evaluation harness: every engine (:mod:`snnbench.engines`) is a :class:`Model`, every metric
+is computed once.
 
-A model (one per engine) answers ``predict(x, noise, start) -> logits`` for flat float32 inputs
-``(n, features)``; ``start`` is the global index of ``x[0]`` in the evaluation set, which keys the
-noise draws (:class:`snnbench.noise.NoiseSpec`), so a sample gets the same noise whatever the batch
-layout and whichever engine runs it. After each prediction ``last_activity`` holds the
-:class:`snnbench.evaluation.metrics.Activity` of that call, and ``weights()`` gives the connection matrices
-and biases the static metrics read.
-
-The engines that implement the protocol live in :mod:`snnbench.engines`.
-
-:func:`evaluate` runs a model on a data set under one noise setting and returns one row of the
-fixed result schema (:data:`RESULT_COLUMNS`); :func:`log_result_table` logs a benchmark's rows.
+``predict(x, noise, start)`` takes flat float32 inputs ``(n, features)``; ``start``, the global index
+of ``x[0]`` in the evaluation set, keys the noise draws (:class:`snnbench.noise.NoiseSpec`), so a
+sample gets the same noise in any batch layout and engine. :func:`evaluate` gives one row of the
+fixed schema (:data:`RESULT_COLUMNS`); :func:`log_result_table` logs a benchmark's rows.
 """
 
 import numpy as np
@@ -27,7 +21,8 @@ RESULT_TABLE = "results.json"
 
 
 class Model:
-    """The protocol every engine implements (``with model:`` closes what it holds)."""
+    """The protocol every engine implements (``with model:`` closes what it holds). After each
+    prediction ``last_activity`` holds that call's :class:`~snnbench.evaluation.metrics.Activity`."""
     engine = ""
     steps = 1
     last_activity: M.Activity | None = None
@@ -51,16 +46,14 @@ class Model:
 
 def evaluate(model: Model, x: np.ndarray, y: np.ndarray, noise: NoiseSpec = CLEAN, start: int = 0,
              measures=M.ALL, **keys) -> dict:
-    """One result row: ``keys`` (benchmark, model, modality, ...) plus every metric in ``measures``.
-    Activity metrics are NaN for a model that recorded no activity."""
+    """One result row: ``keys`` (benchmark, model, modality, ...) plus every metric in ``measures``."""
     logits = model.predict(np.asarray(x, np.float32), noise, start)
     return score(model, logits, y, model.last_activity, noise, measures, **keys)
 
 
 def score(model: Model, logits: np.ndarray, y: np.ndarray, activity: M.Activity | None, noise: NoiseSpec = CLEAN,
           measures=M.ALL, /, **keys) -> dict:
-    """The result row of predictions ``logits`` that ``model`` made (with ``activity``, or None);
-    ``keys`` (benchmark, model, modality, ...) may name any column."""
+    """The result row of ``model``'s predictions ``logits``; activity metrics are NaN without ``activity``."""
     row = {"engine": model.engine, "steps": model.steps, "noise_position": noise.position,
            "noise_std": noise.std, "noise_mode": noise.mode, "noise_seed": noise.seed, **keys}
     for metric in measures:
@@ -84,7 +77,7 @@ def result_table(rows: list[dict]):
 
 
 def log_result_table(rows: list[dict]):
-    """Log the benchmark's rows on the active run as ``results.json`` (mlflow.log_table)."""
+    """Log the rows on the active run as ``results.json``."""
     import mlflow
 
     mlflow.log_table(result_table(rows), RESULT_TABLE)

@@ -1,25 +1,21 @@
 """Metrics computed the same way for every model, as small classes (after NeuroBench's harness).
 
-A metric is called as ``metric(model, logits, labels, activity) -> {column: value}``. Static
-metrics read only the model's weights (:meth:`snnbench.evaluation.harness.Model.weights`); workload metrics
-read the predictions and the :class:`Activity` the model recorded while making them.
+Static metrics read the model's weights (:meth:`snnbench.evaluation.harness.Model.weights`); workload
+metrics read the predictions and the :class:`Activity` recorded while making them. Definitions follow
+NeuroBench (Yik et al., 2024):
 
-Definitions follow NeuroBench (Yik et al., 2024) and say where they differ:
+* activation sparsity: share of hidden (neuron, time step) outputs that are zero;
+* synaptic operations per sample: *effective* MACs (a nonzero real-valued input x its fan-out, every
+  step it is presented: a DNN's layers, an SNN's direct-encoded input layer) and *effective* ACs (a
+  spike x its fan-out; k spikes of a neuron in one step count k), plus the dense MACs of one forward pass;
+* membrane updates per sample: state updates of hidden and output neurons, every step;
+* footprint: bytes of weights and biases; parameter count; connection sparsity (share of zero weights
+  over all connection matrices).
 
-* activation sparsity: share of (neuron, time step) outputs that are zero, hidden layers only;
-* synaptic operations per sample: *effective* MACs (a real-valued, nonzero input times its
-  fan-out, every step it is presented: the DNN's layers, an SNN's direct-encoded input layer) and
-  *effective* ACs (a spike times its fan-out; a neuron that emits k spikes in one step counts k),
-  plus the dense MACs of one forward pass of the network's linear layers;
-* membrane updates per sample: neuron state updates, hidden and output neurons, every step;
-* footprint: bytes of the weights and biases; parameter count; connection sparsity (share of zero
-  weights over all connection matrices).
-
-Where the ``neurobench`` package (2.3.0) counts otherwise, on purpose (tests/test_neurobench.py
-asserts each relation): its sparsity also hooks the readout neurons; its membrane updates after the
-first step count only neurons whose potential changed; its dense count sums every step; and it
-counts what a layer receives, evaluation noise included, where these count the network's own
-events (the encoded input, the neurons' outputs) in every engine alike.
+The ``neurobench`` package (2.3.0) counts otherwise on purpose (tests/test_neurobench.py asserts each
+relation): its sparsity also hooks the readout neurons; its membrane updates after the first step count
+only neurons whose potential changed; its dense count sums every step; and it counts what a layer
+receives, evaluation noise included, where these count the network's own events in every engine alike.
 """
 
 from dataclasses import dataclass
@@ -28,8 +24,6 @@ import numpy as np
 from scipy import stats
 
 from snnbench.evaluation.energy import Energy
-
-Z95 = 1.959963984540054
 
 
 @dataclass
@@ -45,16 +39,8 @@ class Activity:
     membrane_updates: float      # neuron state updates (0 for a DNN)
     dense_macs_per_sample: float  # MACs of one dense forward pass (all inputs, one step)
 
-    def __add__(self, other: "Activity") -> "Activity":
-        if (self.steps, self.neurons, self.dense_macs_per_sample) != \
-                (other.steps, other.neurons, other.dense_macs_per_sample):
-            raise ValueError("activities of different networks or step counts cannot be added")
-        return Activity(self.samples + other.samples, self.steps, self.neurons, self.active + other.active,
-                        self.spikes + other.spikes, self.macs + other.macs, self.acs + other.acs,
-                        self.membrane_updates + other.membrane_updates, self.dense_macs_per_sample)
 
-
-def wilson_interval(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
+def wilson_interval(successes: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
     """Wilson score interval of a proportion (95% by default)."""
     if n <= 0:
         return float("nan"), float("nan")
@@ -94,8 +80,8 @@ def paired_difference(correct_a, correct_b, resamples: int = 2000, seed: int = 0
 
 
 class Metric:
-    """``metric(model, logits, labels, activity) -> {column: value}``; a metric with
-    ``needs_activity`` reads ``activity`` and is NaN for a model that recorded none."""
+    """``metric(model, logits, labels, activity) -> {column: value}``; one that ``needs_activity``
+    is NaN for a model that recorded none."""
     columns: tuple = ()
     needs_activity = False
 
@@ -104,8 +90,7 @@ class Metric:
 
 
 def correct(logits, labels) -> np.ndarray:
-    """Which samples are classified right: the largest logit (score) is the label's. The one
-    definition of accuracy; every benchmark, the training loop and the tuning objective use it."""
+    """Which samples are classified right (the largest logit is the label's): the one definition of accuracy."""
     return np.asarray(logits).argmax(axis=1) == np.asarray(labels)
 
 
@@ -157,32 +142,21 @@ class MembraneUpdates(Metric):
         return {"membrane_updates_per_sample": activity.membrane_updates / max(activity.samples, 1)}
 
 
-class ParameterCount(Metric):
-    columns = ("parameter_count",)
+class Weights(Metric):
+    """Parameter count, footprint (bytes) and connection sparsity of the model's weights."""
+    columns = ("parameter_count", "footprint_bytes", "connection_sparsity")
 
     def __call__(self, model, logits, labels, activity):
-        return {"parameter_count": int(sum(a.size for a in model.weights()))}
-
-
-class Footprint(Metric):
-    columns = ("footprint_bytes",)
-
-    def __call__(self, model, logits, labels, activity):
-        return {"footprint_bytes": int(sum(a.nbytes for a in model.weights()))}
-
-
-class ConnectionSparsity(Metric):
-    columns = ("connection_sparsity",)
-
-    def __call__(self, model, logits, labels, activity):
-        matrices = [a for a in model.weights() if a.ndim >= 2]
+        weights = model.weights()
+        matrices = [a for a in weights if a.ndim >= 2]
         total = sum(a.size for a in matrices)
         zeros = sum(int((a == 0).sum()) for a in matrices)
-        return {"connection_sparsity": zeros / total if total else float("nan")}
+        return {"parameter_count": int(sum(a.size for a in weights)),
+                "footprint_bytes": int(sum(a.nbytes for a in weights)),
+                "connection_sparsity": zeros / total if total else float("nan")}
 
 
-ACCURACY = (Accuracy(),)
-STATIC = (ParameterCount(), Footprint(), ConnectionSparsity())
+STATIC = (Weights(),)
 ACTIVITY = (ActivationSparsity(), SynapticOperations(), MembraneUpdates(), Energy())
-ALL = ACCURACY + STATIC + ACTIVITY
+ALL = (Accuracy(), *STATIC, *ACTIVITY)
 COLUMNS = tuple(c for m in ALL for c in m.columns)

@@ -24,12 +24,9 @@ def _save(fig, path: Path, dpi: int = 110) -> Path:
 def line_panels(panels: dict, path: Path, *, xlabel: str, ylabel: str, title: str,
                 logx: bool = False, logy: bool = False, categorical: bool = False, reference: tuple | None = None,
                 reference_panels: tuple | None = None) -> Path:
-    """One panel per key of ``panels``; each panel maps a series label to (xs, ys).
-
-    A series label naming 'DNN' or 'SNN' (any case) gets that family's line style. ``reference`` is
-    (y, label): a horizontal line (e.g. the reference study's figure) drawn in every panel, or only
-    in ``reference_panels`` when given.
-    """
+    """One panel per key of ``panels``, each mapping a series label to (xs, ys); a label naming 'DNN'
+    or 'SNN' (any case) gets that family's line style. ``reference``, (y, label), is a horizontal line
+    in every panel, or only in ``reference_panels`` when given."""
     n = max(len(panels), 1)
     cols = n if n <= 3 else math.ceil(math.sqrt(n))  # 4 panels: 2 x 2
     rows = -(-n // cols)
@@ -68,8 +65,7 @@ def line_panels(panels: dict, path: Path, *, xlabel: str, ylabel: str, title: st
 
 
 def grouped_bars(groups: list, series: dict, path: Path, *, ylabel: str, title: str) -> Path:
-    """Bars: one group per entry of ``groups``; ``series`` maps a label to one value per group
-    (None for a missing value)."""
+    """One group of bars per entry of ``groups``; ``series`` maps a label to a value (or None) per group."""
     fig, ax = plt.subplots(figsize=(max(5.0, 1.6 + 1.5 * len(groups)), 3.4))
     width = 0.8 / max(len(series), 1)
     for i, (label, values) in enumerate(series.items()):

@@ -1,9 +1,5 @@
-"""Robustness metrics over an accuracy-vs-noise curve, and the sweep's plot.
-
-A :class:`Curve` is one model's mean accuracy at each noise std (std 0 first or not, sorted here).
-Each metric is a small callable class with a ``name`` (NeuroBench style), so the summary is the
-same list of numbers for every family, model and noise position.
-"""
+"""Robustness metrics over one model's accuracy-vs-noise :class:`Curve` (the same numbers for every
+family, model and noise position), and the sweep's plot."""
 
 from dataclasses import dataclass
 
@@ -27,32 +23,11 @@ class Curve:
         return cls(stds[order], accuracy[order], float(clean_accuracy))
 
 
-class AreaUnderCurve:
-    """Area under accuracy vs std, divided by the std range: the mean accuracy over the noise range
-    (1.0 = perfect at every std). With a single std it is the accuracy there."""
-    name = "auc"
-
-    def __call__(self, curve: Curve) -> float:
-        span = curve.stds[-1] - curve.stds[0]
-        if span == 0:
-            return float(curve.accuracy.mean())
-        return float(np.trapz(curve.accuracy, curve.stds) / span)
-
-
-class AccuracyDrop:
-    """Clean accuracy minus accuracy at the largest std, in percentage points."""
-    name = "drop_at_max_std_pp"
-
-    def __call__(self, curve: Curve) -> float:
-        return float(100 * (curve.clean_accuracy - curve.accuracy[-1]))
-
-
-class MeanAccuracyDrop:
-    """Mean over the swept stds of (clean - noisy accuracy), in percentage points."""
-    name = "mean_drop_pp"
-
-    def __call__(self, curve: Curve) -> float:
-        return float(100 * np.mean(curve.clean_accuracy - curve.accuracy))
+def area_under_curve(curve: Curve) -> float:
+    """Area under accuracy vs std over the std range: the mean accuracy over the noise range (1.0 =
+    perfect at every std); with a single std, the accuracy there."""
+    span = curve.stds[-1] - curve.stds[0]
+    return float(np.trapz(curve.accuracy, curve.stds) / span) if span else float(curve.accuracy.mean())
 
 
 class NoiseTolerance:
@@ -60,30 +35,29 @@ class NoiseTolerance:
 
     def __init__(self, tolerance_pp: float = 5.0):
         self.tolerance_pp = tolerance_pp
-        self.name = f"tolerated_std_{tolerance_pp:g}pp"
 
     def __call__(self, curve: Curve) -> float:
-        ok = 100 * (curve.clean_accuracy - curve.accuracy) <= self.tolerance_pp
-        failed = np.flatnonzero(~ok)
+        failed = np.flatnonzero(~(100 * (curve.clean_accuracy - curve.accuracy) <= self.tolerance_pp))
         within = curve.stds[: failed[0]] if failed.size else curve.stds
         return float(within[-1]) if within.size else 0.0
 
 
-METRICS = (AreaUnderCurve(), AccuracyDrop(), MeanAccuracyDrop(), NoiseTolerance(5.0))
+# name -> metric: clean accuracy minus accuracy at the largest std, and its mean over the swept stds,
+# in percentage points
+METRICS = {"auc": area_under_curve,
+           "drop_at_max_std_pp": lambda c: float(100 * (c.clean_accuracy - c.accuracy[-1])),
+           "mean_drop_pp": lambda c: float(100 * np.mean(c.clean_accuracy - c.accuracy)),
+           "tolerated_std_5pp": NoiseTolerance(5.0)}
 
 
 def summarise(curve: Curve, metrics=METRICS) -> dict:
-    return {metric.name: metric(curve) for metric in metrics}
+    return {name: metric(curve) for name, metric in metrics.items()}
 
 
 def plot_accuracy_vs_std(rows: list[dict], positions: list[str], path, title: str = ""):
-    """A panel per (modality, noise position): accuracy vs std, one line per family and model,
-    error bars over seeds.
-
-    ``rows``: result-table rows (engine, model, modality, noise_position, noise_std, accuracy; one per seed)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    """A panel per (modality, noise position): accuracy vs std, a line per engine and model, error
+    bars over seeds (``rows``: result rows, one per seed)."""
+    from snnbench.evaluation.plots import plt
 
     modalities = list(dict.fromkeys(r["modality"] for r in rows))
     fig, axes = plt.subplots(len(modalities), len(positions), figsize=(4.2 * len(positions), 3.2 * len(modalities)),

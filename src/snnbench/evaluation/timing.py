@@ -14,10 +14,6 @@ class BatchTiming:
     batch_size: int
     seconds: list  # wall time of each timed repeat
 
-    @property
-    def median_s(self) -> float:
-        return float(np.median(self.seconds))
-
     def summary(self) -> dict:
         """Latency per batch (ms) and samples per second: median, quartiles, min and max."""
         s = np.asarray(self.seconds)
@@ -64,8 +60,8 @@ def machine() -> dict:
 
 
 def set_threads(threads: int, tensorflow: bool = False) -> dict:
-    """Use ``threads`` CPU threads in torch and, with ``tensorflow`` (nengo-dl), in TensorFlow
-    (before TensorFlow starts its runtime). Returns the thread counts in force (0 = library default)."""
+    """Use ``threads`` CPU threads in torch and, with ``tensorflow`` (nengo-dl), in TensorFlow (before it
+    starts its runtime); the thread counts in force (0 = library default)."""
     import torch
 
     torch.set_num_threads(threads)

@@ -1,5 +1,5 @@
-"""Credentials never logged: the password of a URL (tracking server, Optuna storage, database)
-is replaced by ``***`` in whatever the benchmarks log (params, tags, artifacts, the report)."""
+"""Credentials never logged: a URL's password (tracking server, Optuna storage, database) is
+replaced by ``***`` in whatever the benchmarks log."""
 
 import re
 
@@ -9,8 +9,7 @@ MASK = "***"
 
 
 def mask_credentials(value):
-    """``value`` with every URL password masked; lists, tuples and dicts are masked item by item,
-    other values returned as they are."""
+    """``value`` with every URL password masked, item by item in lists, tuples and dicts."""
     if isinstance(value, str):
         return _URL_PASSWORD.sub(lambda m: m["head"] + MASK, value)
     if isinstance(value, dict):
