@@ -66,26 +66,6 @@ def test_stacked_training_equals_training_each_model_alone():
     assert not torch.allclose(seeds[0], seeds[1], atol=1e-3)  # each member has its own seed
 
 
-@pytest.mark.parametrize("spec", [SNN[0], DNN], ids=["snn", "dnn"])
-def test_members_padded_to_one_width_train_as_in_stacks_of_their_own(spec):
-    """A narrower member's hidden layers are padded with zeros that stay zero: both members train
-    as in stacks of their own but for float32 summation order (over the added zero terms, and in
-    a batched product of another batch count)."""
-    require_data()
-    jobs = [Job(s, tiny(0)) for s in (spec, replace(spec, size="S/2", reset="hard"))]
-    trained = []
-    for pad in (True, False):
-        for job in jobs:
-            shutil.rmtree(job.folder, ignore_errors=True)
-        summary = train_jobs(jobs, engine=Engine(pad_widths=pad))
-        assert [s["models"] for s in summary["stacks"]] == ([2] if pad else [1, 1])
-        trained.append([state(job.folder) for job in jobs])
-    for (padded, padded_result), (alone, alone_result) in zip(*trained):
-        assert all(torch.allclose(padded[k], alone[k], rtol=0, atol=1e-6) for k in padded)
-        assert padded_result["best_epoch"] == alone_result["best_epoch"]
-        assert padded_result["best_val_accuracy"] == alone_result["best_val_accuracy"]
-
-
 @pytest.mark.parametrize("spec", [SNN[:2], [RATE]], ids=["direct", "rate"])  # rate: its spike generators too
 def test_a_stopped_stack_resumes_as_if_never_stopped(spec):
     require_data()
@@ -175,7 +155,6 @@ def test_jobs_stack_by_shape_and_split_over_devices():
     assert [len(g) for g in stacks(jobs, max_stack=3)] == [3, 1, 1, 1, 1]
     narrower = Job(ModelSpec("audio", "snn", "S/2"), tiny(0))
     assert [len(g) for g in stacks(jobs + [narrower])] == [4, 1, 1, 1, 1]
-    assert [len(g) for g in stacks(jobs + [narrower], pad_widths=True)] == [5, 1, 1, 1]  # sizes pad into one stack
     shares = share_out(groups, 2)
     assert sorted(id(g) for share in shares for g in share) == sorted(id(g) for g in groups)
     loads = [sum(stack_cost(g) for g in share) for share in shares]

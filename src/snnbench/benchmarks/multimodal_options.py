@@ -24,9 +24,6 @@ ENGINE_OPTIONS = {  # Engine field -> its option's type and help (the default is
     "tf32": (boolean, "float32 matrix products on TensorFloat-32 units (faster; inputs rounded to 10 mantissa bits)"),
     "side_by_side": (boolean, "stacks of models run side by side on CUDA streams"),
     "max_stack": (positive(int), "most models trained in one stack"),
-    "pad_widths": (boolean, "models of different sizes share a stack, narrower hidden layers padded with zeros (exact: "
-                            "padded neurons never fire and get no gradient; fewer launches, but more arithmetic and "
-                            "optimiser traffic: slower on the study's grid)"),
 }
 
 

@@ -51,7 +51,7 @@ def train_jobs(jobs: list[Job], devices: list[torch.device] | None = None, engin
     started = time.perf_counter()
     deadline = started + time_limit if time_limit else None
     todo = [j for j in dict.fromkeys(jobs) if not j.trained()]
-    groups = stacks(todo, engine.max_stack, engine.pad_widths)
+    groups = stacks(todo, engine.max_stack)
     summary = {"devices": [str(d) for d in devices], "jobs": len(jobs), "trained_now": len(todo),
                "stacks": [{"shape": stack_shape([j.spec for j in g]), "models": len(g)} for g in groups]}
     if groups and executor is not None and executor.client is not None:

@@ -11,7 +11,6 @@ from snnbench.training.suite import TrainSettings, model_config
 from snnbench.tracking.runs import config_key
 
 STACKED_FIELDS = ("neuron", "beta", "reset")  # model fields that may differ inside one stack
-PADDED_FIELDS = ("size",)  # ... and, with Engine.pad_widths, fields that change only the hidden width
 
 
 @dataclass(frozen=True)
@@ -22,7 +21,6 @@ class Engine:
     tf32: bool = False          # CUDA: float32 matrix products on TensorFloat-32 units (10-bit mantissa inputs)
     side_by_side: bool = True   # stacks take turns on their own CUDA streams (else one after another)
     max_stack: int = 64         # most models in one stack
-    pad_widths: bool = False    # models of different sizes in one stack, narrower ones padded with zeros
 
 
 @dataclass(frozen=True)
@@ -43,20 +41,18 @@ class Job:
         return is_built(self.folder)
 
 
-def stack_key(job: Job, pad_widths: bool = False) -> str:
-    """Jobs with the same key train in one stack (same shapes, same data sizes, same steps);
-    ``pad_widths``: sizes may differ too (the stacked weights are padded to the widest member)."""
-    free = STACKED_FIELDS + (PADDED_FIELDS if pad_widths else ())
-    model = {k: v for k, v in asdict(job.spec).items() if k not in free}
+def stack_key(job: Job) -> str:
+    """Jobs with the same key train in one stack (same shapes, same data sizes, same steps)."""
+    model = {k: v for k, v in asdict(job.spec).items() if k not in STACKED_FIELDS}
     training = {k: v for k, v in asdict(job.settings).items() if k != "seed"}
     return config_key({"model": model, "training": training})
 
 
-def stacks(jobs: list[Job], max_stack: int = 64, pad_widths: bool = False) -> list[list[Job]]:
+def stacks(jobs: list[Job], max_stack: int = 64) -> list[list[Job]]:
     """Jobs grouped by :func:`stack_key`, in order, at most ``max_stack`` per stack."""
     groups: dict[str, list[Job]] = {}
     for job in jobs:
-        groups.setdefault(stack_key(job, pad_widths), []).append(job)
+        groups.setdefault(stack_key(job), []).append(job)
     return [group[i:i + max_stack] for group in groups.values() for i in range(0, len(group), max_stack)]
 
 

@@ -14,15 +14,8 @@ def _linears(model: torch.nn.Module) -> list[torch.nn.Linear]:
     return [m for m in layers if isinstance(m, torch.nn.Linear)]
 
 
-def _padded_stack(tensors: list[torch.Tensor], device: torch.device) -> torch.Tensor:
-    """The members' tensors stacked, each zero-padded at its end to the largest shape. A padded
-    hidden neuron has zero weights in and out and a zero bias, so it never spikes (nor passes a
-    ReLU) and its gradients are zero: Adam leaves it at zero and the real neurons train exactly
-    as they would unpadded, but for float32 summation order over the added zero terms."""
-    shape = [max(t.shape[d] for t in tensors) for d in range(tensors[0].dim())]
-    padded = [torch.nn.functional.pad(t, [p for d in reversed(range(t.dim())) for p in (0, shape[d] - t.shape[d])])
-              for t in tensors]
-    return torch.stack(padded).to(device).requires_grad_()
+def _stack(tensors: list[torch.Tensor], device: torch.device) -> torch.Tensor:
+    return torch.stack(tensors).to(device).requires_grad_()
 
 
 def split_k(k: int, chunk: int = 512) -> int:
@@ -46,8 +39,8 @@ class StackedNet:
         self.scan = scan_kernel(scan, device)
         self.specs, self.spec, self.device = specs, specs[0], device
         layers = list(zip(*(_linears(m) for m in models)))  # per layer, every member's Linear
-        self.weights = [_padded_stack([linear.weight.detach().T for linear in layer], device) for layer in layers]
-        self.biases = [_padded_stack([linear.bias.detach() for linear in layer], device) for layer in layers]
+        self.weights = [_stack([linear.weight.detach().T for linear in layer], device) for layer in layers]
+        self.biases = [_stack([linear.bias.detach() for linear in layer], device) for layer in layers]
         shape = (len(specs), 1, 1)  # broadcasts against one time step (G, batch, width)
         self.beta = torch.tensor([decay(s.neuron, s.beta) for s in specs], device=device).view(shape)
         self.hard = torch.tensor([float(s.reset == "hard") for s in specs], device=device).view(shape)
