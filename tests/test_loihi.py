@@ -27,6 +27,26 @@ def test_pooling_folds_into_the_next_op_exactly():
     np.testing.assert_allclose(shifted.forward(x), model.forward(x), atol=1e-9)
 
 
+def test_clip_bounds_survive_the_loihi_restaging():
+    """A Clip layer's bound stays on its stage through pooling folds and the added input layer."""
+    from dataclasses import replace
+    from snnbench.conversion import loihi
+    from snnbench.conversion.onnx_io import extract
+    from snnbench.models.conversion import small_cnn
+    from snnbench.models.export import export_onnx
+    import tempfile, torch  # noqa: E401
+
+    torch.manual_seed(0)
+    with tempfile.TemporaryDirectory() as tmp:
+        model = extract(export_onnx(small_cnn(), 784, f"{tmp}/cnn.onnx"))
+    bounded = replace(model, stages=[replace(s, upper=0.05) if s.activation else s for s in model.stages])
+    staged = loihi.with_input_layer(loihi.fold_pooling(bounded))
+    assert [s.upper for s in staged.stages[1:]] == [s.upper for s in bounded.stages]
+    x = np.random.default_rng(0).random((20, 784))
+    assert not np.allclose(bounded.forward(x), model.forward(x))  # the bound matters on these inputs
+    np.testing.assert_allclose(staged.forward(x), bounded.forward(x), atol=1e-9)
+
+
 @pytest.fixture(scope="module")
 def calibrated_mlp():
     return calibrated_reference_mlp(train_limit=10000)

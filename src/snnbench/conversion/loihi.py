@@ -72,8 +72,7 @@ def _fold_ops(ops: list, folded: dict) -> list:
 def fold_pooling(model: ConvertedModel) -> ConvertedModel:
     """The same network with every average pool folded into the dense / conv op after it."""
     folded = {}
-    stages = [Stage([replace(p, ops=_fold_ops(p.ops, folded)) for p in s.paths], s.bias, s.activation, s.shape,
-                    s.name) for s in model.stages]
+    stages = [replace(s, paths=[replace(p, ops=_fold_ops(p.ops, folded)) for p in s.paths]) for s in model.stages]
     return replace(model, stages=stages)
 
 
@@ -81,8 +80,8 @@ def with_input_layer(model: ConvertedModel) -> ConvertedModel:
     """The network with an identity population first (the off-chip layer turning pixels into
     spikes): every stage that read the input reads it, the others shift by one."""
     first = Stage([Path(INPUT, [], 1.0)], np.zeros(model.n_inputs), True, model.input_shape, INPUT_LAYER)
-    stages = [first] + [Stage([replace(p, source=0 if p.source == INPUT else p.source + 1) for p in s.paths],
-                              s.bias, s.activation, s.shape, s.name) for s in model.stages]
+    stages = [first] + [replace(s, paths=[replace(p, source=0 if p.source == INPUT else p.source + 1) for p in s.paths])
+                        for s in model.stages]
     return replace(model, stages=stages)
 
 
