@@ -291,3 +291,32 @@ def test_pad_node_and_same_upper_conv_in_the_rate_network(tmp_path):
     reference = OrtRunner(path).predict(x)
     logits, _, _ = _rate_network(onnx_io.extract(path), x)
     assert np.abs(logits - reference).max() <= 1e-4
+
+
+
+def test_converted_snntorch_layers_compute_the_graphs_ops(tmp_path):
+    """Each op of a CNN with asymmetric, strided, dilated and grouped convolutions and average
+    pooling, as the snntorch engine builds it, computes what the converted graph computes."""
+    from snnbench.engines.pytorch import torch_layer
+
+    model = nn.Sequential(nn.Conv2d(1, 4, 3, stride=2, padding=1), nn.ReLU(),
+                          nn.Conv2d(4, 4, 3, padding=2, dilation=2, groups=2), nn.ReLU(), nn.AvgPool2d(2),
+                          nn.Flatten(), nn.Linear(4 * 3 * 3, 3))
+    converted = onnx_io.extract(export_onnx(model, (1, 12, 12), tmp_path / "m.onnx"))
+    ops = [op for stage in converted.stages for op in stage.ops]
+    assert {op.kind for op in ops} == {"conv", "avgpool", "dense"}
+    for op in ops:
+        x = torch.rand(5, op.size_in, dtype=torch.float64)
+        layer = torch_layer(op).double()
+        torch.testing.assert_close(layer(x), op.apply(x), rtol=1e-9, atol=1e-9)
+
+
+def test_converted_snntorch_refuses_bounded_layers(tmp_path):
+    """A Clip (ReLU6) layer stops the snntorch engine in one line instead of running unbounded."""
+    from snnbench import engines
+
+    model = nn.Sequential(nn.Linear(6, 4), nn.ReLU6(), nn.Linear(4, 2))
+    converted = onnx_io.extract(export_onnx(model, 6, tmp_path / "m.onnx"))
+    layers = [LayerParams(neuron="if", rate_scale=RATE_SCALE) for _ in converted.stages]
+    with pytest.raises(SnnbenchError, match="nengo-snn"):
+        engines.build("snntorch-snn", converted, {"layers": layers})

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from snnbench.engines import converted_layers, register
-from snnbench.errors import ConfigError
+from snnbench.errors import ConfigError, UnsupportedModelError
 from snnbench.evaluation import metrics as M
 from snnbench.evaluation.harness import CLEAN, Model
 
@@ -100,19 +100,27 @@ class TorchModel(_SuiteModel):
 
 
 def torch_layer(op) -> torch.nn.Module:
-    """A converted linear op (dense, conv or avgpool on flat vectors) as a torch module."""
+    """A converted linear op (dense, conv, avgpool or pad) as a torch module on flat vectors."""
     if op.kind == "dense":
         layer = torch.nn.Linear(op.size_in, op.size_out)
-    elif op.kind == "conv":
-        layer = torch.nn.Conv2d(op.in_shape[0], op.out_shape[0], op.kernel, op.strides, padding=op.padding)
-    else:
-        layer = torch.nn.AvgPool2d(op.kernel, op.strides)
-    if op.kind in ("dense", "conv"):
-        layer.weight.data = torch.as_tensor(op.weight)
-        layer.bias.data = torch.as_tensor(op.bias)
-    if op.kind == "dense":
+        layer.weight.data, layer.bias.data = torch.as_tensor(op.weight), torch.as_tensor(op.bias)
         return layer
-    return torch.nn.Sequential(torch.nn.Unflatten(1, tuple(op.in_shape)), layer, torch.nn.Flatten())
+    if op.kind == "avgpool":
+        image = [torch.nn.AvgPool2d(op.kernel, op.strides)]
+    elif op.kind in ("conv", "pad"):
+        top, left, bottom, right = op.pads
+        image = [torch.nn.ZeroPad2d((left, right, top, bottom))]
+        if op.kind == "conv":
+            conv = torch.nn.Conv2d(op.in_shape[0], op.out_shape[0], op.kernel, op.strides, dilation=op.dilations,
+                                   groups=op.groups, bias=op.bias is not None)
+            conv.weight.data = torch.as_tensor(op.weight)
+            if op.bias is not None:
+                conv.bias.data = torch.as_tensor(op.bias)
+            image.append(conv)
+    else:
+        raise UnsupportedModelError(f"the converted network on snntorch runs dense, conv, pad and average-pool "
+                                    f"layers, not {op.kind!r} ones: run it on nengo-snn")
+    return torch.nn.Sequential(torch.nn.Unflatten(1, tuple(op.in_shape)), *image, torch.nn.Flatten())
 
 
 class ConvertedSnntorch(torch.nn.Module):
@@ -126,6 +134,10 @@ class ConvertedSnntorch(torch.nn.Module):
         from snnbench.models.spiking import make_neuron
 
         stages = converted.stages
+        bounded = [s.name for s in stages if s.upper is not None]
+        if bounded:
+            raise UnsupportedModelError(f"the converted network on snntorch has no bounded (Clip) layers, but "
+                                        f"{', '.join(bounded)} are: run it on nengo-snn")
         self.layers = torch.nn.ModuleList(torch.nn.Sequential(*map(torch_layer, s.ops)) for s in stages)
         self.neurons = torch.nn.ModuleList(make_neuron("if", "soft") for s in stages[:-1])
         self.scales = torch.nn.ParameterList(  # per neuron: calibration may scale each channel (moves with .to)
