@@ -72,6 +72,11 @@ def loss_cell(snn: dict, dnn: dict) -> str:
     return f"{gap} [{100 * low:.2f}, {100 * high:.2f}]"
 
 
+def _by_steps(snn: dict, cell) -> list:
+    """``cell(row)`` at each of :data:`STEPS`, '–' where the run has no row."""
+    return [cell(snn[s]) if s in snn else "–" for s in STEPS]
+
+
 def steps_lines(ctx) -> list:
     lines = [f"## {TITLE}", "",
              "Each network's DNN (ONNX Runtime) and its converted SNN (nengo-dl, IF neurons) on the same MNIST test "
@@ -81,8 +86,9 @@ def steps_lines(ctx) -> list:
              "step count (after Li et al. 2021, light SNN Calibration; training images only). Rates (`--rates`): "
              "`uniform`, every layer fires `--target-rate` spikes per step at its percentile; `balanced`, the same "
              "expected spikes shared out between the layers; `validated`, per step count the one of the two that "
-             "classifies more validation images (held out of the training set) correctly. Accuracy with its 95% Wilson interval; loss = DNN minus "
-             f"SNN in points with its 95% paired-bootstrap interval over the test images ({TARGETS}).", ""]
+             "classifies more validation images (held out of the training set) correctly. Accuracy with its 95% "
+             "Wilson interval; loss = DNN minus SNN in points with its 95% paired-bootstrap interval over the test "
+             f"images ({TARGETS}).", ""]
     accuracy_rows, loss_rows, spike_rows, runs, series = [], [], [], [], {}
     networks = {**NETWORKS, **{name: f"`{name}` (user's ONNX)" for name in user_networks(ctx.store)}}
     for arch, network in networks.items():
@@ -90,7 +96,7 @@ def steps_lines(ctx) -> list:
             run = choose_run(ctx.store, arch, method, rates)
             if run is None:
                 continue
-            records, problem = results(ctx, run)
+            records, problem = results(run)
             if problem:
                 lines += problem
                 continue
@@ -99,14 +105,13 @@ def steps_lines(ctx) -> list:
             dnn = next(r for r in records if r["engine"] == "ort-dnn")
             snn = {int(r["steps"]): r for r in records if r["engine"] == "nengo-snn"}
             scales = run.params.get("scales", "layer")  # runs from before --scales: one per layer
-            label = [network, f"{method} ({scales} scales, {rates} rates)", f"`{run.id[:8]}`"]
-            accuracy_rows.append(label[:2] + [with_interval(dnn)]
-                                 + [with_interval(snn[s]) if s in snn else "–" for s in STEPS] + label[2:])
-            loss_rows.append(label[:2] + [loss_cell(snn[s], dnn) if s in snn else "–" for s in STEPS] + label[2:])
-            spike_rows.append(label[:2] + [number(snn[s].get("spikes_per_neuron_per_step")) if s in snn else "–"
-                                           for s in STEPS] + label[2:])
+            label, link = [network, f"{method} ({scales} scales, {rates} rates)"], f"`{run.id[:8]}`"
+            accuracy_rows.append([*label, with_interval(dnn), *_by_steps(snn, with_interval), link])
+            loss_rows.append([*label, *_by_steps(snn, lambda r: loss_cell(r, dnn)), link])
+            spike_rows.append([*label, *_by_steps(snn, lambda r: number(r.get("spikes_per_neuron_per_step"))), link])
             shown = [s for s in STEPS if s in snn]
-            panel = series.setdefault(network.replace("`", ""), {"DNN (ONNX Runtime)": (list(STEPS), [100 * dnn["accuracy"]] * len(STEPS))})
+            panel = series.setdefault(network.replace("`", ""),
+                                      {"DNN (ONNX Runtime)": (list(STEPS), [100 * dnn["accuracy"]] * len(STEPS))})
             panel[f"SNN, {method}, {rates} rates"] = (shown, [100 * snn[s]["accuracy"] for s in shown])
     if not runs:
         return lines + ["_No runs yet: run `snnbench convert --profile full --arch mlp --method corrected "

@@ -10,10 +10,11 @@ TITLE = "Where the converted network runs: ONNX Runtime, nengo-dl, the Loihi emu
 
 
 def where_lines(ctx) -> list:
-    lines = [f"## {TITLE}", "", "Each network converted once (calibrated IF neurons) and run on every engine on the same "
-             "test images. Energy per inference = effective MACs x E(MAC) + ACs x E(AC) + neuron updates x E(update), "
-             "per device (45 nm CMOS after Horowitz 2014; CPU, GPU, Loihi and SpiNNaker2 as keras-spiking lists them). "
-             "Such estimates leave out memory traffic, which dominates on real hardware: an SNN at T=5 must fire below "
+    lines = [f"## {TITLE}", "",
+             "Each network converted once (calibrated IF neurons) and run on every engine on the same test images. "
+             "Energy per inference = effective MACs x E(MAC) + ACs x E(AC) + neuron updates x E(update), per device "
+             "(45 nm CMOS after Horowitz 2014; CPU, GPU, Loihi and SpiNNaker2 as keras-spiking lists them). Such "
+             "estimates leave out memory traffic, which dominates on real hardware: an SNN at T=5 must fire below "
              "about 6% of the time to beat an 8-bit ANN (Yan et al. 2024). Spikes: per neuron per step (the DNN's "
              "column is its share of nonzero ReLU outputs).", ""]
     runs = []
@@ -35,5 +36,6 @@ def where_lines(ctx) -> list:
         lines += markdown_table(["network", "engine", "test images", "steps", "accuracy [95% CI]", "spikes"]
                                 + [f"J/sample, {device}" for device in DEVICES], rows) + [""]
     if not runs:
-        return lines + ["_No runs yet: run `snnbench convert --target nengo-loihi` (add `--arch cnn` for the CNN)._", ""]
+        return lines + ["_No runs yet: run `snnbench convert --target nengo-loihi` (add `--arch cnn` for the CNN)._",
+                        ""]
     return lines + [scale_line(runs), ""]
