@@ -57,28 +57,19 @@ def benchmark_list(text: str) -> list:
     return choice_list(tuple(BENCHMARKS))(text)
 
 
-def _accepts(command: str, option: str) -> bool:
-    from snnbench.cli.main import build_parser
-
-    return option in build_parser(command)._option_string_actions
-
-
 def commands(args) -> list:
     """(benchmark name, snnbench argv) for each benchmark chosen, in order."""
+    from snnbench.cli.main import build_parser
+
     chosen = [b for b in BENCHMARKS if b in args.only and b not in args.skip]
     require(chosen, "nothing to run: --only and --skip leave no benchmark")
     planned = []
     for name in chosen:
         command, options = BENCHMARKS[name]
-        device = ["--device", args.device] if args.device and _accepts(command, "--device") else []
+        takes_device = "--device" in build_parser(command)._option_string_actions
+        device = ["--device", args.device] if args.device and takes_device else []
         planned.append((name, [command, *options, "--profile", args.profile, "--seed", str(args.seed), *device]))
     return planned
-
-
-def _environment() -> dict:
-    env = dict(os.environ)
-    env.pop("MLFLOW_RUN_ID", None)  # under `mlflow run`, each benchmark opens its own run
-    return env
 
 
 def run(args):
@@ -94,9 +85,10 @@ def run(args):
     if args.dry_run:
         return
     failed = []
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_RUN_ID"}  # under `mlflow run`: a run each
     for name, argv in planned:
         started = time.perf_counter()
-        code = subprocess.call([sys.executable, "-m", "snnbench.cli.main", *argv], env=_environment())
+        code = subprocess.call([sys.executable, "-m", "snnbench.cli.main", *argv], env=env)
         print(f"reproduce: {name} {'finished' if code == 0 else f'FAILED (exit {code})'} "
               f"in {time.perf_counter() - started:.0f} s", flush=True)
         if code:

@@ -74,15 +74,12 @@ def git_commit() -> str:
     return commit + ("+dirty" if dirty else "")
 
 
-def _log_params(params: dict):
-    """Log params, skipping keys already on the run (``mlflow run`` logs its entry-point params)."""
+def _log_run(params: dict, device: str, data_checksums: dict | None):
+    """The active run's params (those not already on it: ``mlflow run`` logs its entry-point params),
+    environment tags (commit, device, python, package versions, data checksums) and ``environment.json``."""
     existing = mlflow.get_run(mlflow.active_run().info.run_id).data.params
     flat = {k: json.dumps(v) if isinstance(v, (list, tuple, dict)) else v for k, v in mask_credentials(params).items()}
     mlflow.log_params({k: v for k, v in flat.items() if k not in existing})
-
-
-def _log_environment(device: str, data_checksums: dict | None):
-    """Tags (commit, device, python, package versions, data checksums) and ``environment.json``."""
     checksums = data_checksums or {}
     env = {"python": sys.version.split()[0], "platform": platform.platform(),
            "processor": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
@@ -142,8 +139,7 @@ def benchmark_run(benchmark: str, params: dict, *, device: str = "cpu", run_name
         mlflow.set_tags({SWEEP_KEY: key, "snnbench.benchmark": benchmark})
         if run_name:  # under `mlflow run` too, whose run has a random name
             mlflow.set_tag("mlflow.runName", run_name)
-        _log_params(params)
-        _log_environment(device, data_checksums)
+        _log_run(params, device, data_checksums)
         if _COMMAND_CONFIG["yaml"]:
             mlflow.log_text(mask_credentials(_COMMAND_CONFIG["yaml"]), CONFIG_FILE)
         yield run
@@ -177,8 +173,7 @@ def child_run(name: str, config: dict, *, device: str = "cpu", data_checksums: d
     run = mlflow.start_run(run_name=name, nested=True, tags=tags, log_system_metrics=_system_metrics(device))
     try:
         with run:
-            _log_params(config)
-            _log_environment(device, data_checksums)
+            _log_run(config, device, data_checksums)
             yield run
     except BaseException:
         MlflowClient().delete_run(run.info.run_id)
