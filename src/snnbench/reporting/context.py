@@ -38,8 +38,8 @@ def scale_line(runs: list) -> str:
     """'Runs: `id` (benchmark; profile=quick, epochs=1, ...); ...' for the runs a section used."""
     parts = []
     for run in runs:
-        shown = ", ".join([f"{k}={run.params[k]}" for k in SCALE_PARAMS if k in run.params]
-                          + [f"device={run.tags[DEVICE_TAG]}"] * (DEVICE_TAG in run.tags))
+        shown = [f"{k}={run.params[k]}" for k in SCALE_PARAMS if k in run.params]
+        shown = ", ".join(shown + ([f"device={run.tags[DEVICE_TAG]}"] if DEVICE_TAG in run.tags else []))
         benchmark = run.tags.get("snnbench.benchmark", "")
         parts.append(f"`{run.id}` ({benchmark}{'; ' + shown if shown else ''})")
     return "Runs: " + "; ".join(parts) + "."
@@ -70,12 +70,14 @@ class Context:
             self.used.append(run)
 
 
+def interval(text: str, low, high) -> str:
+    """``text [low, high]`` with the bounds (fractions) in percent or points; ``text`` where not logged."""
+    return text if low is None or high is None or low != low else f"{text} [{100 * low:.2f}, {100 * high:.2f}]"
+
+
 def with_interval(record) -> str:
     """'93.52% [93.03, 93.98]': accuracy and its 95% interval from a result-table row."""
-    low, high = record.get("accuracy_ci_low"), record.get("accuracy_ci_high")
-    if low is None or high is None or low != low:
-        return pct(record["accuracy"])
-    return f"{pct(record['accuracy'])} [{100 * low:.2f}, {100 * high:.2f}]"
+    return interval(pct(record["accuracy"]), record.get("accuracy_ci_low"), record.get("accuracy_ci_high"))
 
 
 def results(run: FoundRun) -> tuple:

@@ -13,12 +13,12 @@ from pathlib import Path
 from snnbench.benchmarks.study import STUDY_DOCUMENT, study_report
 from snnbench.errors import StorageError
 from snnbench.evaluation import plots
+from snnbench.evaluation.energy import DEVICES
 from snnbench.reporting.claims_section import claims_lines, study_document
 from snnbench.reporting.commands import command_line
 from snnbench.reporting.context import (Context, dnn_and_snn, markdown_table, missing, number, pct, reference_mlp,
                                         results, scale_line, unreadable, with_interval)
 from snnbench.reporting.steps_section import steps_lines
-from snnbench.reporting.where_section import where_lines
 from snnbench.tracking.runstore import RunStore, local_store
 
 # The reference studies' figures (the only ones the report cites).
@@ -39,6 +39,8 @@ THROUGHPUT_COLUMNS = (("backend", ("backend",), "text"), ("steps", ("steps",), "
                       ("ms/batch (median)", ("latency_ms_median",), "ms"),
                       ("ms/batch (min–max)", ("latency_ms_min", "latency_ms_max"), "ms"),
                       ("accuracy of what was timed", ("accuracy",), "pct"))
+LOIHI_ENGINES = {"ort-dnn": "ONNX Runtime (DNN)", "nengo-snn": "nengo-dl (SNN)",
+                 "loihi-emulator": "Loihi emulator (SNN)"}
 MACHINE_TAGS = ("machine.cpu_model", "machine.cpu_usable", "machine.load_avg_1min", "machine.torch_threads",
                 "machine.tensorflow_threads", "machine.gpu", "snnbench.device")
 
@@ -182,6 +184,37 @@ def noise_section(ctx: Context) -> list:
     return lines + [scale_line([run]), ""]
 
 
+def where_section(ctx: Context) -> list:
+    """The converted network on ONNX Runtime (the DNN), nengo-dl and nengo-loihi's Loihi emulator, with
+    accuracy, spikes and energy per sample on each device, from ``convert --target nengo-loihi`` runs."""
+    lines = ["## Where the converted network runs: ONNX Runtime, nengo-dl, the Loihi emulator", "",
+             "Each network converted once (calibrated IF neurons) and run on every engine on the same test images. "
+             "Energy per inference = effective MACs x E(MAC) + ACs x E(AC) + neuron updates x E(update), per device "
+             "(45 nm CMOS after Horowitz 2014; CPU, GPU, Loihi and SpiNNaker2 as keras-spiking lists them). Such "
+             "estimates leave out memory traffic, which dominates on real hardware: an SNN at T=5 must fire below "
+             "about 6% of the time to beat an 8-bit ANN (Yan et al. 2024). Spikes: per neuron per step (the DNN's "
+             "column is its share of nonzero ReLU outputs).", ""]
+    runs = []
+    for arch in ("mlp", "cnn"):
+        run = ctx.store.latest("convert", where=lambda r, a=arch: r.params.get("target") == "nengo-loihi"
+                               and r.params.get("arch") == a)
+        table = run.table("results.json") if run else None
+        if table is None or table.empty:
+            continue
+        ctx.use(run)
+        runs.append(run)
+        rows = [[arch.upper(), LOIHI_ENGINES[r["engine"]], str(int(r["n"])), str(r["steps"]), with_interval(r),
+                 number(r.get("spikes_per_neuron_per_step"))]
+                + [number(r.get(f"energy_{device}_joules_per_sample")) for device in DEVICES]
+                for r in table.to_dict("records") if r["engine"] in LOIHI_ENGINES]
+        lines += markdown_table(["network", "engine", "test images", "steps", "accuracy [95% CI]", "spikes"]
+                                + [f"J/sample, {device}" for device in DEVICES], rows) + [""]
+    if not runs:
+        return lines + ["_No runs yet: run `snnbench convert --target nengo-loihi` (add `--arch cnn` for the CNN)._",
+                        ""]
+    return lines + [scale_line(runs), ""]
+
+
 def _format(value, kind: str) -> str:
     if kind == "steps":
         return "–" if value == 0 else str(value)
@@ -222,7 +255,7 @@ def throughput_section(ctx: Context) -> list:
     return lines + [scale_line([run]), ""]
 
 
-SECTIONS = (conversion_section, steps_lines, multimodal_section, claims_lines, noise_section, where_lines,
+SECTIONS = (conversion_section, steps_lines, multimodal_section, claims_lines, noise_section, where_section,
             throughput_section)
 
 

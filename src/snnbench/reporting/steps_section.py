@@ -2,19 +2,14 @@
 steps for the MLP, the CNN and the ResNet-style network, one row per conversion method, from
 ``snnbench convert --arch A --method M --steps-list 1,2,4,8,16,32`` runs (any of the stores), and
 for each network a user brought (``--onnx-model FILE``, named by the file's stem; the full test
-set only).
-
-For each network and method the run used is the newest finished one (full profile first) among
-those whose curve holds the most of these step counts, so that a later run at a few step counts
-does not hide a whole curve. Each cell: the SNN's test accuracy with its 95% Wilson interval, and
-the loss against the DNN on the same images (DNN minus SNN, points) with its 95% paired-bootstrap
-interval where the run logged it (``paired_loss`` columns; older runs show the plain gap).
+set only). Cells: the SNN's test accuracy with its 95% Wilson interval, and its loss against the
+DNN on the same images with the paired interval where the run logged it.
 """
 
 from pathlib import PurePath
 
 from snnbench.evaluation import plots
-from snnbench.reporting.context import markdown_table, number, results, scale_line, with_interval
+from snnbench.reporting.context import interval, markdown_table, number, results, scale_line, with_interval
 
 TITLE = "Conversion by time steps: MLP, CNN and ResNet-style network"
 STEPS = (1, 2, 4, 8, 16, 32)
@@ -48,28 +43,23 @@ def user_networks(store) -> list:
 def choose_run(store, arch: str, method: str, rates: str = "uniform"):
     """The newest finished (full-profile first) convert run of ``arch`` (an architecture or a user
     network's name, :func:`network_of`), ``method`` and ``rates``, among those covering the most of
-    :data:`STEPS` (a user network's: on the whole test set); None if there is none."""
+    :data:`STEPS` (a user network's: on the whole test set), so that a later run at a few step counts
+    does not hide a whole curve; None if there is none."""
     def matching(r):
-        ours = arch in NETWORKS
-        return (network_of(r) == arch and r.params.get("method") == method and r.params.get("rates", "uniform") == rates
-                and (not r.params.get("onnx_model") if ours else _users_on_whole_test_set(r)))
+        return (network_of(r) == arch and r.params.get("method") == method
+                and r.params.get("rates", "uniform") == rates
+                and (not r.params.get("onnx_model") if arch in NETWORKS else _users_on_whole_test_set(r)))
 
     runs = [r for r in store.finished("convert") if matching(r)]
     if store.prefer_full:
         runs = [r for r in runs if r.params.get("profile") == "full"] or runs
-    if not runs:
-        return None
-    most = max(len(_curve_steps(r)) for r in runs)
-    return next(r for r in runs if len(_curve_steps(r)) == most)
+    return max(runs, key=lambda r: len(_curve_steps(r))) if runs else None  # the newest of the longest
 
 
 def loss_cell(snn: dict, dnn: dict) -> str:
     """'0.51 [0.32, 0.70]': DNN minus SNN in points, paired interval when logged."""
-    low, high = snn.get("paired_loss_ci_low"), snn.get("paired_loss_ci_high")
     gap = f"{100 * (dnn['accuracy'] - snn['accuracy']):.2f}"
-    if low is None or high is None or low != low:
-        return gap
-    return f"{gap} [{100 * low:.2f}, {100 * high:.2f}]"
+    return interval(gap, snn.get("paired_loss_ci_low"), snn.get("paired_loss_ci_high"))
 
 
 def _by_steps(snn: dict, cell) -> list:

@@ -28,21 +28,9 @@ class FoundRun:
     client: MlflowClient
     uri: str
 
-    @property
-    def id(self) -> str:
-        return self.run.info.run_id
-
-    @property
-    def params(self) -> dict:
-        return self.run.data.params
-
-    @property
-    def metrics(self) -> dict:
-        return self.run.data.metrics
-
-    @property
-    def tags(self) -> dict:
-        return self.run.data.tags
+    def __post_init__(self):
+        self.id = self.run.info.run_id
+        self.params, self.metrics, self.tags = self.run.data.params, self.run.data.metrics, self.run.data.tags
 
     def param(self, name: str, default=None):
         """A param decoded from its logged text (JSON where it parses, else the text)."""

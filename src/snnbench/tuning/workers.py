@@ -37,8 +37,8 @@ def exact_total(objective: Callable, n_trials: int) -> Callable:
     return gated
 
 
-def work(task: ConversionTask, options: StudyOptions, objective_factory: Callable, worker: int = 0,
-         objective: Callable | None = None, storage=None) -> list[int]:
+def work(task: ConversionTask, options: StudyOptions, objective_factory: Callable, worker: int = 0, storage=None,
+         objective: Callable | None = None) -> list[int]:
     """One worker: run trials of the study until it holds ``n_trials`` finished trials (or the
     timeout); returns the numbers of the trials this worker finished."""
     optuna.logging.set_verbosity(logging.WARNING)
@@ -61,8 +61,7 @@ def run_trial_worker(unit: tuple) -> list[int]:
     """A unit of work, ``(task, options, objective_factory, worker, storage)``: one worker's share of
     the study's trials, its sampler seeded by ``worker``; ``storage`` one every worker reaches (a
     DaskStorage), else None (``options.storage``)."""
-    *args, storage = unit
-    return work(*args, storage=storage)
+    return work(*unit)
 
 
 def run_workers(task: ConversionTask, options: StudyOptions, objective_factory: Callable,
