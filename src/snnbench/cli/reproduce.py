@@ -27,7 +27,8 @@ BENCHMARKS = {
     "convert_tuned": ("convert", ["--method", "tuned", "--study-name", "tune-conversion", "--steps", "4",
                                   "--steps-list", "4,8,16,32"]),
     "convert_cnn": ("convert", ["--arch", "cnn", "--steps", "32", "--steps-list", "4,8,16,32"]),
-    "convert_resnet": ("convert", ["--arch", "resnet", "--lr", "0.002", "--steps", "32", "--steps-list", "4,8,16,32"]),
+    "convert_resnet": ("convert", ["--arch", "resnet", "--lr", "0.002", "--steps", "32",
+                                   "--steps-list", "4,8,16,32"]),
     "noise_sweep": ("noise_sweep", []),
     "throughput": ("throughput", []),
     "multimodal_study": ("multimodal_study", ["--seeds", "3"]),
@@ -41,11 +42,13 @@ def add_arguments(parser, command):
                         "(default: their own default)")
     parser.add_argument("--only", type=benchmark_list, default=list(BENCHMARKS),
                         help=f"comma list of benchmarks to run, or all ({', '.join(BENCHMARKS)})")
-    parser.add_argument("--skip", type=benchmark_list, default=[], help="comma list of benchmarks to leave out, or none")
+    parser.add_argument("--skip", type=benchmark_list, default=[],
+                        help="comma list of benchmarks to leave out, or none")
     parser.add_argument("--name", default="", help="report name (default: the profile)")
     parser.add_argument("--dry-run", action="store_true", help="print the commands without running them")
     parser.add_argument("--extra-stores", default="",
-                        help="comma list of further tracking stores the report also reads (e.g. runs made on a GPU machine)")
+                        help="comma list of further tracking stores the report also reads "
+                             "(e.g. runs made on a GPU machine)")
 
 
 def benchmark_list(text: str) -> list:

@@ -31,14 +31,20 @@ METHODS = ("reference", "calibrated", "tuned")  # snnbench convert --method
 OTHER_ARCHS = ("cnn", "resnet")  # snnbench convert --arch: the conversion of convolutional graphs
 STUDY_COMMAND = "snnbench multimodal_study --profile full --seeds 3 --device cuda --tf32 true"
 
+
+def _magnitude(value) -> str:
+    """3 significant digits below 100, else a whole number with thousands separators."""
+    return f"{value:,.0f}" if value >= 100 else f"{value:.3g}"
+
+
 # The throughput table: markdown column -> (table columns, format); two columns are shown as a range.
-THROUGHPUT_COLUMNS = (("backend", ("backend",), "text"), ("steps", ("steps",), "steps"),
-                      ("batch", ("batch_size",), "text"),
-                      ("samples/s (median)", ("samples_per_s_median",), "rate"),
-                      ("samples/s (IQR)", ("samples_per_s_q25", "samples_per_s_q75"), "rate"),
-                      ("ms/batch (median)", ("latency_ms_median",), "ms"),
-                      ("ms/batch (min–max)", ("latency_ms_min", "latency_ms_max"), "ms"),
-                      ("accuracy of what was timed", ("accuracy",), "pct"))
+THROUGHPUT_COLUMNS = (("backend", ("backend",), str), ("steps", ("steps",), lambda v: "–" if v == 0 else str(v)),
+                      ("batch", ("batch_size",), str),
+                      ("samples/s (median)", ("samples_per_s_median",), _magnitude),
+                      ("samples/s (IQR)", ("samples_per_s_q25", "samples_per_s_q75"), _magnitude),
+                      ("ms/batch (median)", ("latency_ms_median",), _magnitude),
+                      ("ms/batch (min–max)", ("latency_ms_min", "latency_ms_max"), _magnitude),
+                      ("accuracy of what was timed", ("accuracy",), pct))
 LOIHI_ENGINES = {"ort-dnn": "ONNX Runtime (DNN)", "nengo-snn": "nengo-dl (SNN)",
                  "loihi-emulator": "Loihi emulator (SNN)"}
 MACHINE_TAGS = ("machine.cpu_model", "machine.cpu_usable", "machine.load_avg_1min", "machine.torch_threads",
@@ -215,18 +221,6 @@ def where_section(ctx: Context) -> list:
     return lines + [scale_line(runs), ""]
 
 
-def _format(value, kind: str) -> str:
-    if kind == "steps":
-        return "–" if value == 0 else str(value)
-    if kind == "rate":
-        return f"{value:,.0f}" if value >= 100 else f"{value:.3g}"
-    if kind == "ms":
-        return f"{value:.3g}" if value < 100 else f"{value:,.0f}"
-    if kind == "pct":
-        return pct(value)
-    return str(value)
-
-
 def throughput_section(ctx: Context) -> list:
     title = "Inference throughput: ORT DNN vs converted SNN (nengo-dl, nengo) vs snntorch"
     lines = [f"## {title}", "", "The conversion study's MLP on every backend; samples per second and latency per "
@@ -243,7 +237,7 @@ def throughput_section(ctx: Context) -> list:
     host = ", ".join(f"{t.split('.', 1)[1]}={run.tags[t]}" for t in MACHINE_TAGS if t in run.tags)
     lines += [f"Machine: {host}." if host else "", ""]
     records = table.to_dict("records")
-    rows = [[" – ".join(_format(record[c], kind) for c in cols) for _, cols, kind in THROUGHPUT_COLUMNS]
+    rows = [[" – ".join(form(record[c]) for c in cols) for _, cols, form in THROUGHPUT_COLUMNS]
             for record in records]
     lines += markdown_table([label for label, _, _ in THROUGHPUT_COLUMNS], rows) + [""]
     path, link = ctx.figure("throughput.png")
