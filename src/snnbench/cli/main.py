@@ -1,12 +1,8 @@
 """``snnbench COMMAND [options]``: the one entry point behind every benchmark.
 
-Each command lives in a module of :mod:`snnbench.benchmarks` with two functions,
-``add_arguments(parser, command)`` and ``run(args)``; modules are imported only when their
-command is used, so ``snnbench report`` does not load TensorFlow.
-
-Quiet by default: the libraries' start-up noise is silenced before they load (TensorFlow and
-nengo-dl in :mod:`snnbench.conversion.nengo_compat`; MLflow's database, system-metrics and artifact-progress
-lines here). ``--verbose``, an option of every command, shows it.
+Each command's module has ``add_arguments(parser, command)`` and ``run(args)`` and is imported only
+when its command is used (``snnbench report`` does not load TensorFlow). The libraries' start-up
+noise is silenced before they load unless ``--verbose`` (an option of every command) is given.
 """
 
 import argparse

@@ -1,14 +1,9 @@
-"""``MLproject`` generated from the command line: the parsers are the one definition of every option.
+"""``MLproject`` generated from the command line (``python -m snnbench.cli.mlproject > MLproject``).
 
-Each command of :mod:`snnbench.cli.main` is an entry point (``tune`` as ``tune_conversion``) running
-``benchmarks/run.py <entry point>``. An option with a fixed default is a declared parameter with that
-default written as the option reads it back. An option whose value depends on the profile
-(parsed by :func:`snnbench.benchmarks.options.auto`) is *not* declared: MLflow appends an undeclared
-``-P name=value`` to the command as ``--name value``, and when it is not given the benchmark
-logs the profile's value itself, so a run never records ``auto``. Flags without a value
-(``--dry-run``) stay CLI-only.
-
-``python -m snnbench.cli.mlproject > MLproject`` rewrites the file; a test checks it is current.
+Each command is an entry point running ``benchmarks/run.py <entry point>`` (``tune`` as
+``tune_conversion``); an option with a fixed default is a parameter with that default written as the
+option reads it back. Profile-dependent options (:func:`snnbench.benchmarks.options.auto`) are not
+declared, so that a run logs the profile's value, never ``auto``; nor are flags without a value.
 """
 
 import argparse
@@ -77,14 +72,10 @@ def default_text(action) -> str:
     return text
 
 
-def profile_dependent(action) -> bool:
-    return getattr(action.type, "profile_dependent", False)
-
-
 def declared(action) -> bool:
     """Whether an option is an entry-point parameter (it takes a value that is not the profile's)."""
     return bool(action.option_strings) and not isinstance(action, argparse._HelpAction) \
-        and action.nargs != 0 and not profile_dependent(action) and action.dest not in CLI_ONLY
+        and action.nargs != 0 and not getattr(action.type, "profile_dependent", False) and action.dest not in CLI_ONLY
 
 
 def entry_point(command: str) -> dict:

@@ -2,7 +2,6 @@
 
 import os
 import re
-from pathlib import Path
 
 from snnbench.benchmarks.options import require
 from snnbench.tracking.runs import tracking_uri
@@ -33,15 +32,11 @@ def run(args):
     path = build_report(uris, args.name, args.out_dir, args.prefer)
     print(f"report written to {path}")
     if os.environ.get("MLFLOW_RUN_ID"):  # under `mlflow run -e report`: keep the report with that run
-        attach_to_run(path)
+        import mlflow
+
+        with mlflow.start_run(run_id=os.environ["MLFLOW_RUN_ID"]):
+            mlflow.log_artifact(str(path), "report")
+            figures = path.with_suffix("")
+            if figures.is_dir():
+                mlflow.log_artifacts(str(figures), f"report/{figures.name}")
     return path
-
-
-def attach_to_run(markdown: Path):
-    import mlflow
-
-    with mlflow.start_run(run_id=os.environ["MLFLOW_RUN_ID"]):
-        mlflow.log_artifact(str(markdown), "report")
-        figures = markdown.with_suffix("")
-        if figures.is_dir():
-            mlflow.log_artifacts(str(figures), f"report/{figures.name}")

@@ -27,7 +27,8 @@ BENCHMARKS = {
     "convert_tuned": ("convert", ["--method", "tuned", "--study-name", "tune-conversion", "--steps", "4",
                                   "--steps-list", "4,8,16,32"]),
     "convert_cnn": ("convert", ["--arch", "cnn", "--steps", "32", "--steps-list", "4,8,16,32"]),
-    "convert_resnet": ("convert", ["--arch", "resnet", "--lr", "0.002", "--steps", "32", "--steps-list", "4,8,16,32"]),
+    "convert_resnet": ("convert", ["--arch", "resnet", "--lr", "0.002", "--steps", "32",
+                                   "--steps-list", "4,8,16,32"]),
     "noise_sweep": ("noise_sweep", []),
     "throughput": ("throughput", []),
     "multimodal_study": ("multimodal_study", ["--seeds", "3"]),
@@ -41,11 +42,13 @@ def add_arguments(parser, command):
                         "(default: their own default)")
     parser.add_argument("--only", type=benchmark_list, default=list(BENCHMARKS),
                         help=f"comma list of benchmarks to run, or all ({', '.join(BENCHMARKS)})")
-    parser.add_argument("--skip", type=benchmark_list, default=[], help="comma list of benchmarks to leave out, or none")
+    parser.add_argument("--skip", type=benchmark_list, default=[],
+                        help="comma list of benchmarks to leave out, or none")
     parser.add_argument("--name", default="", help="report name (default: the profile)")
     parser.add_argument("--dry-run", action="store_true", help="print the commands without running them")
     parser.add_argument("--extra-stores", default="",
-                        help="comma list of further tracking stores the report also reads (e.g. runs made on a GPU machine)")
+                        help="comma list of further tracking stores the report also reads "
+                             "(e.g. runs made on a GPU machine)")
 
 
 def benchmark_list(text: str) -> list:
@@ -57,28 +60,19 @@ def benchmark_list(text: str) -> list:
     return choice_list(tuple(BENCHMARKS))(text)
 
 
-def _accepts(command: str, option: str) -> bool:
-    from snnbench.cli.main import build_parser
-
-    return option in build_parser(command)._option_string_actions
-
-
 def commands(args) -> list:
     """(benchmark name, snnbench argv) for each benchmark chosen, in order."""
+    from snnbench.cli.main import build_parser
+
     chosen = [b for b in BENCHMARKS if b in args.only and b not in args.skip]
     require(chosen, "nothing to run: --only and --skip leave no benchmark")
     planned = []
     for name in chosen:
         command, options = BENCHMARKS[name]
-        device = ["--device", args.device] if args.device and _accepts(command, "--device") else []
+        takes_device = "--device" in build_parser(command)._option_string_actions
+        device = ["--device", args.device] if args.device and takes_device else []
         planned.append((name, [command, *options, "--profile", args.profile, "--seed", str(args.seed), *device]))
     return planned
-
-
-def _environment() -> dict:
-    env = dict(os.environ)
-    env.pop("MLFLOW_RUN_ID", None)  # under `mlflow run`, each benchmark opens its own run
-    return env
 
 
 def run(args):
@@ -94,9 +88,10 @@ def run(args):
     if args.dry_run:
         return
     failed = []
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_RUN_ID"}  # under `mlflow run`: a run each
     for name, argv in planned:
         started = time.perf_counter()
-        code = subprocess.call([sys.executable, "-m", "snnbench.cli.main", *argv], env=_environment())
+        code = subprocess.call([sys.executable, "-m", "snnbench.cli.main", *argv], env=env)
         print(f"reproduce: {name} {'finished' if code == 0 else f'FAILED (exit {code})'} "
               f"in {time.perf_counter() - started:.0f} s", flush=True)
         if code:

@@ -5,6 +5,7 @@ import json
 
 from snnbench.benchmarks import claims
 from snnbench.benchmarks.study import STUDY_DOCUMENT
+from snnbench.reporting.context import dnn_and_snn, markdown_table, reference_mlp, scale_line
 
 PROTOCOLS = (("study", "the study's protocol (validation recordings also in training; best validation accuracy)"),
              ("ours", "ours (held-out recordings; test accuracy)"))
@@ -30,38 +31,33 @@ def _estimate(part: dict) -> str:
     return f"{part['part']}: {part['mean']:.2f}{interval} (claimed {claimed})"
 
 
-def claims_lines(ctx, markdown_table, scale_line, reference_mlp) -> list:
+def claims_lines(ctx) -> list:
     """The claims section: one row per claim, our estimate and verdict under each protocol."""
     lines = ["## The studies' claims, checked", "",
              "Each claim is split into parts; a part is one quantity computed per model seed (an accuracy, or a "
              "difference between models trained with the same seed) and the range the claim's words put it in "
              "(\"about v%\": v +- 1 point; \"loses about d points\": d +- max(1, d/5); \"markedly\" / \"by far\": at "
-             "least 2 / 5 points; \"beats\", \"hurts less\": above 0). Our estimate: the mean over the 3 seeds with its "
-             "t-interval. A part **holds** when the whole interval lies in the range, **does not hold** when it lies "
-             "wholly outside, and **cannot be told apart** otherwise; a claim holds when every part does and does not "
-             "hold when any part does not (snnbench.benchmarks.claims). Clean accuracies are best validation accuracy "
-             "under the study's protocol and test accuracy under ours; accuracies under noise are test accuracies in "
-             "both; \"std 0.1\" claims are read after the activation (post).", ""]
+             "least 2 / 5 points; \"beats\", \"hurts less\": above 0). Our estimate: the mean over the 3 seeds with "
+             "its t-interval. A part **holds** when the whole interval lies in the range, **does not hold** when"
+             " it lies wholly outside, and **cannot be told apart** otherwise; a claim holds when every part "
+             "does and does not hold when any part does not (snnbench.benchmarks.claims). Clean accuracies are "
+             "best validation accuracy under the study's protocol and test accuracy under ours; accuracies under"
+             " noise are test accuracies in both; \"std 0.1\" claims are read after the activation (post).", ""]
     checked, runs = {}, []
     for protocol, _ in PROTOCOLS:
         validation = "study" if protocol == "study" else "recordings"
         run = ctx.store.latest("multimodal_study", where=lambda r, v=validation: r.params.get("validation") == v)
         document = study_document(run) if run else None
-        if document is None:
-            checked[protocol] = None
-            continue
-        ctx.use(run)
-        runs.append(run)
-        checked[protocol] = {c["claim"]: c for c in claims.check(document["runs"], protocol)}
-    if not runs:
-        return lines + ["_No multimodal_study runs yet: run it under both protocols (`--validation study` and "
-                        "`--validation recordings`)._", ""]
+        if document is not None:
+            ctx.use(run)
+            runs.append(run)
+            checked[protocol] = {c["claim"]: c for c in claims.check(document["runs"], protocol)}
     rows, differ = [], []
     for claim in claims.CLAIMS:
         row = [str(claim.number), claim.figure, claim.text]
         verdicts = []
         for protocol, _ in PROTOCOLS:
-            entry = (checked[protocol] or {}).get(claim.number)
+            entry = checked.get(protocol, {}).get(claim.number)
             if entry is None:
                 row += ["not run", "–"]
                 continue
@@ -70,7 +66,7 @@ def claims_lines(ctx, markdown_table, scale_line, reference_mlp) -> list:
         if len(set(verdicts)) > 1:
             differ.append(str(claim.number))
         rows.append(row)
-    conversion = conversion_claim(ctx, reference_mlp)
+    conversion = conversion_claim(ctx)
     if conversion:
         rows.append(conversion)
     header = ["#", "fig.", "claim"]
@@ -93,37 +89,34 @@ def _loss(dnn: dict, snn: dict) -> tuple[float, float, float]:
     return loss, loss - spread, loss + spread
 
 
-def conversion_claim(ctx, reference_mlp, tolerance: float = 0.5) -> list | None:
+def conversion_claim(ctx, tolerance: float = 0.5) -> list | None:
     """The conversion study's claim as a table row: its figures, ours by method, and the verdict on
     "the loss comes from the neuron parameters the conversion leaves untrained": holds when our
     reference conversion loses clearly more than ``tolerance`` points and a method that sets those
     parameters (calibrated, tuned) loses at most ``tolerance``; does not hold when none does."""
     measured, best = [], None
     for method in ("reference", "calibrated", "tuned"):
-        run = ctx.store.latest("convert", where=lambda r, m=method: r.params.get("method") == m and reference_mlp(r.params))
+        run = ctx.store.latest("convert", where=lambda r, m=method: r.params.get("method") == m
+                               and reference_mlp(r.params))
         table = run.table("results.json") if run else None
         if table is None or table.empty:
             continue
-        records = table.to_dict("records")
-        dnn = next(r for r in records if r["engine"] == "ort-dnn")
-        snn = min((r for r in records if r["engine"] == "nengo-snn"), key=lambda r: r["steps"])
-        loss, low, high = _loss(dnn, snn)
-        measured.append((method, snn["steps"], loss, low, high))
+        dnn, snn = dnn_and_snn(table.to_dict("records"))
+        loss, low, high = _loss(dnn, snn[0])
+        measured.append((method, snn[0]["steps"], loss, low, high))
         ctx.use(run)
         if method != "reference" and (best is None or high < best[2]):
             best = (loss, low, high)
     if not measured:
         return None
     reference = next((m for m in measured if m[0] == "reference"), None)
-    if reference is None or best is None:
-        verdict = claims.VERDICTS[2]
-    elif reference[3] > tolerance and best[2] <= tolerance:
+    verdict = claims.VERDICTS[2]
+    if reference and best and reference[3] > tolerance and best[2] <= tolerance:
         verdict = claims.VERDICTS[0]
-    elif best[1] > tolerance:
+    elif reference and best and best[1] > tolerance:
         verdict = claims.VERDICTS[1]
-    else:
-        verdict = claims.VERDICTS[2]
     text = "; ".join(f"{m} at {s} steps: loss {loss:.2f} [{low:.2f}, {high:.2f}]" for m, s, loss, low, high in measured)
     claim = ("conversion study: DNN 91.32% -> SNN 87.67% (loss 3.65 points), the loss blamed on the neuron parameters "
              "the conversion leaves untrained")
-    return ["C", "–", claim, text, f"**{verdict}**", "same (MNIST has no validation protocol choice)", f"**{verdict}**"]
+    same = "same (MNIST has no validation protocol choice)"
+    return ["C", "–", claim, text, f"**{verdict}**", same, f"**{verdict}**"]

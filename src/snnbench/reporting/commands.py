@@ -14,6 +14,7 @@ from pathlib import PurePosixPath, PureWindowsPath
 from snnbench.benchmarks import ALIASES, BENCHMARKS, benchmark_parser
 
 ALWAYS = ("profile", "seed")
+NONE_WORDS = ("none", "off", "auto", "profile", "")
 
 
 def _as_cli_value(text: str) -> str:
@@ -21,9 +22,7 @@ def _as_cli_value(text: str) -> str:
         value = json.loads(text)
     except ValueError:
         return text
-    if isinstance(value, list):
-        return ",".join(str(v) for v in value)
-    return text
+    return ",".join(str(v) for v in value) if isinstance(value, list) else text
 
 
 def _without_machine_path(value: str) -> str:
@@ -39,9 +38,6 @@ def _same(text: str, default) -> bool:
     if isinstance(default, (list, tuple)):
         return _as_cli_value(text) == ",".join(str(v) for v in default)
     return text == str(default)
-
-
-NONE_WORDS = ("none", "off", "auto", "profile", "")
 
 
 def _none_word(action) -> str:
@@ -72,11 +68,8 @@ def command_line(command: str, params: dict) -> str:
         if isinstance(action, argparse.BooleanOptionalAction):
             positive = next(o for o in action.option_strings if not o.startswith("--no-"))
             words.append(positive if text == "True" else positive.replace("--", "--no-", 1))
-        elif isinstance(action, argparse._StoreTrueAction):
-            if text == "True":
-                words.append(option)
-        elif isinstance(action, argparse._StoreFalseAction):
-            if text == "False":
+        elif isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
+            if text == str(action.const):
                 words.append(option)
         elif text == "None":
             words += [option, _none_word(action)]

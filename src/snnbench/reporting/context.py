@@ -9,41 +9,37 @@ from snnbench.evaluation.harness import RESULT_TABLE
 from snnbench.tracking.runstore import FoundRun, RunStore
 
 DEVICE_TAG = "snnbench.device"  # the device a run actually used (its 'device' param may say 'auto')
-
-
 # Params shown as each section's scale (those a run logged; others are skipped).
-SCALE_PARAMS = ("profile", "seed", "seeds", "arch", "method", "epochs", "train_limit", "test_limit", "test_images", "steps",
-                "snn_steps", "model_seeds", "models_from", "n_trials", "val_samples",
-                "threads", "warmup", "repeats")
+SCALE_PARAMS = ("profile", "seed", "seeds", "arch", "method", "epochs", "train_limit", "test_limit", "test_images",
+                "steps", "snn_steps", "model_seeds", "models_from", "n_trials", "val_samples", "threads", "warmup",
+                "repeats")
 
 
-# --- conversion study --------------------------------------------------------------------------
+def _absent(value) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
 
 
 def pct(value) -> str:
-    return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{100 * value:.2f}%"
+    return "–" if _absent(value) else f"{100 * value:.2f}%"
 
 
 def number(value) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    if _absent(value):
         return "–"
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def markdown_table(header: list, rows: list) -> list:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return lines
+    return lines + ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
 
 
 def scale_line(runs: list) -> str:
-    """'Scale: profile=quick, epochs=1 ... Runs: `id` ...' for the runs a section used."""
+    """'Runs: `id` (benchmark; profile=quick, epochs=1, ...); ...' for the runs a section used."""
     parts = []
     for run in runs:
-        shown = ", ".join([f"{k}={run.params[k]}" for k in SCALE_PARAMS if k in run.params]
-                          + [f"device={run.tags[DEVICE_TAG]}"] * (DEVICE_TAG in run.tags))
+        shown = [f"{k}={run.params[k]}" for k in SCALE_PARAMS if k in run.params]
+        shown = ", ".join(shown + ([f"device={run.tags[DEVICE_TAG]}"] if DEVICE_TAG in run.tags else []))
         benchmark = run.tags.get("snnbench.benchmark", "")
         parts.append(f"`{run.id}` ({benchmark}{'; ' + shown if shown else ''})")
     return "Runs: " + "; ".join(parts) + "."
@@ -74,17 +70,17 @@ class Context:
             self.used.append(run)
 
 
-# --- sections ----------------------------------------------------------------------------------
+def interval(text: str, low, high) -> str:
+    """``text [low, high]`` with the bounds (fractions) in percent or points; ``text`` where not logged."""
+    return text if low is None or high is None or low != low else f"{text} [{100 * low:.2f}, {100 * high:.2f}]"
+
 
 def with_interval(record) -> str:
     """'93.52% [93.03, 93.98]': accuracy and its 95% interval from a result-table row."""
-    low, high = record.get("accuracy_ci_low"), record.get("accuracy_ci_high")
-    if low is None or high is None or low != low:
-        return pct(record["accuracy"])
-    return f"{pct(record['accuracy'])} [{100 * low:.2f}, {100 * high:.2f}]"
+    return interval(pct(record["accuracy"]), record.get("accuracy_ci_low"), record.get("accuracy_ci_high"))
 
 
-def results(ctx: Context, run: FoundRun) -> tuple:
+def results(run: FoundRun) -> tuple:
     """(rows of the run's fixed-schema result table, None) or (None, lines saying why not)."""
     table = run.table(RESULT_TABLE)
     if table is None or table.empty or "accuracy" not in table:
@@ -92,14 +88,12 @@ def results(ctx: Context, run: FoundRun) -> tuple:
     return table.to_dict("records"), None
 
 
-def logged_table(ctx: Context, experiment: str, artifact: str, needed: set):
-    """(run, table, None) for the newest run of ``experiment`` and its table artifact, or
-    (run, None, lines saying why there is no usable table)."""
-    run = ctx.store.latest(experiment)
-    if run is None:
-        return None, None, missing(experiment)
-    ctx.use(run)
-    table = run.table(artifact)
-    if table is None or table.empty or not needed <= set(table.columns):
-        return run, None, unreadable(run, artifact)
-    return run, table, None
+def dnn_and_snn(records: list) -> tuple:
+    """The DNN's row (``ort-dnn``) and the SNN's rows (``nengo-snn``) by ascending steps."""
+    dnn = next(r for r in records if r["engine"] == "ort-dnn")
+    return dnn, sorted((r for r in records if r["engine"] == "nengo-snn"), key=lambda r: r["steps"])
+
+
+def reference_mlp(params: dict) -> bool:
+    """A run on the reference study's network (the trained MLP, not a CNN or a given .onnx file)."""
+    return params.get("arch", "mlp") == "mlp" and not params.get("onnx_model")

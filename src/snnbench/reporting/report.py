@@ -1,83 +1,76 @@
 """The suite's one-page report: what the two studies found and what this suite's runs measured.
 
 ``build_report(uris, name, out_dir)`` reads finished runs from one or more MLflow stores and
-writes ``<out_dir>/<name>.md`` with its PNG figures in ``<out_dir>/<name>/``. Each section reads
-metrics by name from a small declarative table below, so a renamed metric is a one-line change;
-a section whose benchmark has no finished run says which command to run.
+writes ``<out_dir>/<name>.md`` with its PNG figures in ``<out_dir>/<name>/``; a section whose
+benchmark has no finished run says which command to run.
 """
 
 import datetime
 import shutil
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
-from snnbench.evaluation import plots
-from snnbench.reporting.commands import command_line
+from snnbench.benchmarks.study import STUDY_DOCUMENT, study_report
 from snnbench.errors import StorageError
-from snnbench.reporting.context import (Context, logged_table, markdown_table, missing, number, pct, results,
-                                        scale_line, unreadable, with_interval)
-from snnbench.tracking.runstore import RunStore
+from snnbench.evaluation import plots
+from snnbench.evaluation.energy import DEVICES
+from snnbench.reporting.claims_section import claims_lines, study_document
+from snnbench.reporting.commands import command_line
+from snnbench.reporting.context import (Context, dnn_and_snn, markdown_table, missing, number, pct, reference_mlp,
+                                        results, scale_line, unreadable, with_interval)
+from snnbench.reporting.steps_section import steps_lines
+from snnbench.tracking.runstore import RunStore, local_store
 
 # The reference studies' figures (the only ones the report cites).
-CONVERSION_REFERENCE = dict(dnn=0.9132, snn=0.8767, text=(
-    "Reference study: 784-256-10 MLP on MNIST, Adam lr 2e-4, 3 epochs: "
-    "DNN 91.32% -> converted SNN 87.67%."))
-MULTIMODAL_REFERENCE = dict(snn=0.999, text=(
-    "Reference study: the multimodal SNN reaches ~99.9% at every model size (S, S/2, S/3), reported as best validation accuracy."))
-
+CONVERSION_DNN, CONVERSION_SNN = 0.9132, 0.8767
+CONVERSION_REFERENCE = ("Reference study: 784-256-10 MLP on MNIST, Adam lr 2e-4, 3 epochs: "
+                        "DNN 91.32% -> converted SNN 87.67%.")
+MULTIMODAL_REFERENCE = ("Reference study: the multimodal SNN reaches ~99.9% at every model size (S, S/2, S/3), "
+                        "reported as best validation accuracy.")
 METHODS = ("reference", "calibrated", "tuned")  # snnbench convert --method
-
-
-def reference_mlp(params: dict) -> bool:
-    """A run on the reference study's network (the trained MLP, not a CNN or a given .onnx file)."""
-    return params.get("arch", "mlp") == "mlp" and not params.get("onnx_model")
-
-
-# --- multimodal study --------------------------------------------------------------------------
-
+OTHER_ARCHS = ("cnn", "resnet")  # snnbench convert --arch: the conversion of convolutional graphs
 STUDY_COMMAND = "snnbench multimodal_study --profile full --seeds 3 --device cuda --tf32 true"
 
 
-# --- throughput (its own timing table) ------------------------------------------------------
-
-@dataclass(frozen=True)
-class ThroughputTable:
-    experiment: str = "throughput"
-    artifact: str = "throughput.json"
-    # markdown column -> (table columns, format): one column, or (low, high) shown as a range
-    columns: tuple = (("backend", ("backend",), "text"), ("steps", ("steps",), "steps"),
-                      ("batch", ("batch_size",), "text"),
-                      ("samples/s (median)", ("samples_per_s_median",), "rate"),
-                      ("samples/s (IQR)", ("samples_per_s_q25", "samples_per_s_q75"), "rate"),
-                      ("ms/batch (median)", ("latency_ms_median",), "ms"),
-                      ("ms/batch (min–max)", ("latency_ms_min", "latency_ms_max"), "ms"),
-                      ("accuracy of what was timed", ("accuracy",), "pct"))
-    machine_tags: tuple = ("machine.cpu_model", "machine.cpu_usable", "machine.load_avg_1min", "machine.torch_threads",
-                           "machine.tensorflow_threads", "machine.gpu", "snnbench.device")
+def _magnitude(value) -> str:
+    """3 significant digits below 100, else a whole number with thousands separators."""
+    return f"{value:,.0f}" if value >= 100 else f"{value:.3g}"
 
 
-THROUGHPUT = ThroughputTable()
+# The throughput table: markdown column -> (table columns, format); two columns are shown as a range.
+THROUGHPUT_COLUMNS = (("backend", ("backend",), str), ("steps", ("steps",), lambda v: "–" if v == 0 else str(v)),
+                      ("batch", ("batch_size",), str),
+                      ("samples/s (median)", ("samples_per_s_median",), _magnitude),
+                      ("samples/s (IQR)", ("samples_per_s_q25", "samples_per_s_q75"), _magnitude),
+                      ("ms/batch (median)", ("latency_ms_median",), _magnitude),
+                      ("ms/batch (min–max)", ("latency_ms_min", "latency_ms_max"), _magnitude),
+                      ("accuracy of what was timed", ("accuracy",), pct))
+LOIHI_ENGINES = {"ort-dnn": "ONNX Runtime (DNN)", "nengo-snn": "nengo-dl (SNN)",
+                 "loihi-emulator": "Loihi emulator (SNN)"}
+MACHINE_TAGS = ("machine.cpu_model", "machine.cpu_usable", "machine.load_avg_1min", "machine.torch_threads",
+                "machine.tensorflow_threads", "machine.gpu", "snnbench.device")
 
 
-# --- rendering helpers -------------------------------------------------------------------------
+def _loss_points(dnn: dict, snn: dict) -> str:
+    return f"{100 * (dnn['accuracy'] - snn['accuracy']):.2f}"
+
 
 def conversion_section(ctx: Context) -> list:
     lines = ["## Conversion study: DNN (ONNX Runtime) vs converted SNN (nengo-dl), MNIST", "",
-             CONVERSION_REFERENCE["text"],
+             CONVERSION_REFERENCE,
              "Methods (`snnbench convert --method`): `reference` is the study's conversion (LIF, gain 1, the ONNX "
              "biases, rate scale 1); `calibrated` (the default) sets each layer's firing-rate scale from a "
              "percentile of its activations on training images (IF neurons, reset by subtraction); `tuned` is the "
              "Optuna study's best setting, chosen on validation images. Test accuracy on the MNIST test set with "
              "its 95% Wilson interval; loss = DNN - SNN.", ""]
-    rows, series, runs, dnn_accuracy = [], {}, [], None
+    rows, series, runs, dnn = [], {}, [], None
     for method in METHODS:
         run = ctx.store.latest("convert", where=lambda r, m=method: r.params.get("method") == m
                                and reference_mlp(r.params))
         if run is None:
             lines += [f"_No `{method}` conversion yet: run `snnbench convert --method {method}`._", ""]
             continue
-        records, problem = results(ctx, run)
+        records, problem = results(run)
         if problem:
             lines += problem
             continue
@@ -87,34 +80,27 @@ def conversion_section(ctx: Context) -> list:
             ctx.use(tune)  # the study this setting came from: its command heads the report too
         ctx.use(run)
         runs.append(run)
-        dnn = next(r for r in records if r["engine"] == "ort-dnn")
-        dnn_accuracy = dnn["accuracy"]
-        snn = sorted((r for r in records if r["engine"] == "nengo-snn"), key=lambda r: r["steps"])
-        for r in snn:
-            rows.append([method, r["steps"], with_interval(r), with_interval(dnn),
-                         f"{100 * (dnn['accuracy'] - r['accuracy']):.2f}", number(r.get("spikes_per_neuron_per_step")),
-                         number(r.get("effective_acs_per_sample")), f"`{run.id[:8]}`"])
+        dnn, snn = dnn_and_snn(records)
+        rows += [[method, r["steps"], with_interval(r), with_interval(dnn), _loss_points(dnn, r),
+                  number(r.get("spikes_per_neuron_per_step")), number(r.get("effective_acs_per_sample")),
+                  f"`{run.id[:8]}`"] for r in snn]
         series[f"SNN, {method}"] = ([r["steps"] for r in snn], [100 * r["accuracy"] for r in snn])
     if not rows:
         return lines
-    ref = CONVERSION_REFERENCE
-    rows.append(["reference study", "–", pct(ref["snn"]), pct(ref["dnn"]), f"{100 * (ref['dnn'] - ref['snn']):.2f}",
-                 "–", "–", "–"])
+    rows.append(["reference study", "–", pct(CONVERSION_SNN), pct(CONVERSION_DNN),
+                 f"{100 * (CONVERSION_DNN - CONVERSION_SNN):.2f}", "–", "–", "–"])
     lines += markdown_table(["method", "steps", "SNN accuracy [95% CI]", "DNN accuracy [95% CI]", "loss (pp)",
                              "spikes / neuron / step", "ACs / sample", "run"], rows) + [""]
     steps = sorted({s for xs, _ in series.values() for s in xs})
-    series["DNN (ONNX Runtime)"] = (steps, [100 * dnn_accuracy] * len(steps))
+    series["DNN (ONNX Runtime)"] = (steps, [100 * dnn["accuracy"]] * len(steps))
     path, link = ctx.figure("conversion_accuracy_vs_steps.png")
     plots.line_panels({"784-256-10 MLP": series}, path, xlabel="simulation time steps", ylabel="test accuracy (%)",
                       title="Converted SNN accuracy vs time steps", logx=True,
-                      reference=(100 * ref["snn"], "reference study SNN"))
+                      reference=(100 * CONVERSION_SNN, "reference study SNN"))
     lines += [f"![Converted SNN accuracy vs time steps]({link})", "",
               "Activity columns are measured at each run's `--steps` (blank at the other step counts of its curve).",
               ""]
     return lines + [scale_line(runs), ""] + other_networks(ctx)
-
-
-OTHER_ARCHS = ("cnn", "resnet")  # snnbench convert --arch: the conversion of convolutional graphs
 
 
 def other_networks(ctx: Context) -> list:
@@ -125,35 +111,30 @@ def other_networks(ctx: Context) -> list:
                                and r.params.get("method") == "calibrated" and not r.params.get("onnx_model"))
         if run is None:
             continue
-        records, problem = results(ctx, run)
+        records, problem = results(run)
         if problem:
             rows.append([arch] + ["–"] * 6)
             continue
         ctx.use(run)
         runs.append(run)
-        dnn = next(r for r in records if r["engine"] == "ort-dnn")
-        for r in sorted((r for r in records if r["engine"] == "nengo-snn"), key=lambda r: r["steps"]):
-            rows.append([arch, r["steps"], with_interval(r), with_interval(dnn),
-                         f"{100 * (dnn['accuracy'] - r['accuracy']):.2f}",
-                         number(run.metrics.get("rate_equivalence_max_abs_err")), f"`{run.id[:8]}`"])
+        dnn, snn = dnn_and_snn(records)
+        rows += [[arch, r["steps"], with_interval(r), with_interval(dnn), _loss_points(dnn, r),
+                  number(run.metrics.get("rate_equivalence_max_abs_err")), f"`{run.id[:8]}`"] for r in snn]
     if not rows:
         return []
     lines = ["### Convolutional networks, calibrated", "",
-             "`cnn`: conv-avgpool-conv-avgpool-dense on flat input; `resnet`: an image-shaped (N,1,28,28) export with "
-             "MaxPool (the exact route: a tree of pairwise maxes as extra spiking layers), a residual Add and a Concat. "
-             "Rate-mode error: max |logit difference| between the non-spiking (ReLU-rate) Nengo network and ONNX "
-             "Runtime.", ""]
+             "`cnn`: conv-avgpool-conv-avgpool-dense on flat input; `resnet`: an image-shaped (N,1,28,28) export "
+             "with MaxPool (the exact route: a tree of pairwise maxes as extra spiking layers), a residual Add and a "
+             "Concat. Rate-mode error: max |logit difference| between the non-spiking (ReLU-rate) Nengo network and "
+             "ONNX Runtime.", ""]
     lines += markdown_table(["network", "steps", "SNN accuracy [95% CI]", "DNN accuracy [95% CI]", "loss (pp)",
                              "rate-mode error", "run"], rows) + [""]
     return lines + [scale_line(runs), ""]
 
 
 def multimodal_section(ctx: Context) -> list:
-    """The whole study grid from the newest ``multimodal_study`` run: its results document, each of
-    the study's experiments as a table and a figure (snnbench.benchmarks.study)."""
-    from snnbench.benchmarks.study import STUDY_DOCUMENT, study_report
-    from snnbench.reporting.claims_section import study_document
-
+    """The whole study grid from the newest ``multimodal_study`` run: each of the study's
+    experiments as a table and a figure (snnbench.benchmarks.study)."""
     run = ctx.store.latest("multimodal_study")
     if run is None:
         return ["## Multimodal study", "", f"_No runs yet: run `{STUDY_COMMAND}` (on a GPU)._", ""]
@@ -162,7 +143,7 @@ def multimodal_section(ctx: Context) -> list:
         return ["## Multimodal study", ""] + unreadable(run, STUDY_DOCUMENT)
     ctx.use(run)
     markdown = study_report(document, ctx.figures, f"{ctx.link_prefix}/")
-    return [markdown, "", MULTIMODAL_REFERENCE["text"], "", scale_line([run]), ""]
+    return [markdown, "", MULTIMODAL_REFERENCE, "", scale_line([run]), ""]
 
 
 NOISE_CURVE = ("engine", "model", "modality", "noise_position")  # one table row / plotted line each
@@ -209,37 +190,58 @@ def noise_section(ctx: Context) -> list:
     return lines + [scale_line([run]), ""]
 
 
-def _format(value, kind: str) -> str:
-    if kind == "steps":
-        return "–" if value == 0 else str(value)
-    if kind == "rate":
-        return f"{value:,.0f}" if value >= 100 else f"{value:.3g}"
-    if kind == "ms":
-        return f"{value:.3g}" if value < 100 else f"{value:,.0f}"
-    if kind == "pct":
-        return pct(value)
-    return str(value)
+def where_section(ctx: Context) -> list:
+    """The converted network on ONNX Runtime (the DNN), nengo-dl and nengo-loihi's Loihi emulator, with
+    accuracy, spikes and energy per sample on each device, from ``convert --target nengo-loihi`` runs."""
+    lines = ["## Where the converted network runs: ONNX Runtime, nengo-dl, the Loihi emulator", "",
+             "Each network converted once (calibrated IF neurons) and run on every engine on the same test images. "
+             "Energy per inference = effective MACs x E(MAC) + ACs x E(AC) + neuron updates x E(update), per device "
+             "(45 nm CMOS after Horowitz 2014; CPU, GPU, Loihi and SpiNNaker2 as keras-spiking lists them). Such "
+             "estimates leave out memory traffic, which dominates on real hardware: an SNN at T=5 must fire below "
+             "about 6% of the time to beat an 8-bit ANN (Yan et al. 2024). Spikes: per neuron per step (the DNN's "
+             "column is its share of nonzero ReLU outputs).", ""]
+    runs = []
+    for arch in ("mlp", "cnn"):
+        run = ctx.store.latest("convert", where=lambda r, a=arch: r.params.get("target") == "nengo-loihi"
+                               and r.params.get("arch") == a)
+        table = run.table("results.json") if run else None
+        if table is None or table.empty:
+            continue
+        ctx.use(run)
+        runs.append(run)
+        rows = [[arch.upper(), LOIHI_ENGINES[r["engine"]], str(int(r["n"])), str(r["steps"]), with_interval(r),
+                 number(r.get("spikes_per_neuron_per_step"))]
+                + [number(r.get(f"energy_{device}_joules_per_sample")) for device in DEVICES]
+                for r in table.to_dict("records") if r["engine"] in LOIHI_ENGINES]
+        lines += markdown_table(["network", "engine", "test images", "steps", "accuracy [95% CI]", "spikes"]
+                                + [f"J/sample, {device}" for device in DEVICES], rows) + [""]
+    if not runs:
+        return lines + ["_No runs yet: run `snnbench convert --target nengo-loihi` (add `--arch cnn` for the CNN)._",
+                        ""]
+    return lines + [scale_line(runs), ""]
 
 
 def throughput_section(ctx: Context) -> list:
-    spec = THROUGHPUT
     title = "Inference throughput: ORT DNN vs converted SNN (nengo-dl, nengo) vs snntorch"
     lines = [f"## {title}", "", "The conversion study's MLP on every backend; samples per second and latency per "
              "batch over timed repeats after warm-up (median, interquartile range, min–max). Steps = SNN "
              "time steps (the DNN has none). The nengo reference simulator runs one sample at a time and "
              "is timed on a smaller grid.", ""]
-    run, table, problem = logged_table(ctx, spec.experiment, spec.artifact,
-                                       {c for _, cols, _ in spec.columns for c in cols})
-    if problem:
-        return lines + problem
-    host = ", ".join(f"{t.split('.', 1)[1]}={run.tags[t]}" for t in spec.machine_tags if t in run.tags)
+    run = ctx.store.latest("throughput")
+    if run is None:
+        return lines + missing("throughput")
+    ctx.use(run)
+    table = run.table("throughput.json")
+    if table is None or table.empty or not {c for _, cols, _ in THROUGHPUT_COLUMNS for c in cols} <= set(table):
+        return lines + unreadable(run, "throughput.json")
+    host = ", ".join(f"{t.split('.', 1)[1]}={run.tags[t]}" for t in MACHINE_TAGS if t in run.tags)
     lines += [f"Machine: {host}." if host else "", ""]
-    rows = []
-    for record in table.to_dict("records"):
-        rows.append([" – ".join(_format(record[c], kind) for c in cols) for _, cols, kind in spec.columns])
-    lines += markdown_table([label for label, _, _ in spec.columns], rows) + [""]
+    records = table.to_dict("records")
+    rows = [[" – ".join(form(record[c]) for c in cols) for _, cols, form in THROUGHPUT_COLUMNS]
+            for record in records]
+    lines += markdown_table([label for label, _, _ in THROUGHPUT_COLUMNS], rows) + [""]
     path, link = ctx.figure("throughput.png")
-    plots.throughput_plot(table.to_dict("records"), path, tuple(dict.fromkeys(table["backend"])))
+    plots.throughput_plot(records, path, tuple(dict.fromkeys(table["backend"])))
     lines += [f"![{title}]({link})", ""]
     failed = run.tags.get("failed_backends")
     if failed:
@@ -247,25 +249,7 @@ def throughput_section(ctx: Context) -> list:
     return lines + [scale_line([run]), ""]
 
 
-def claims_section(ctx: Context) -> list:
-    from snnbench.reporting.claims_section import claims_lines
-
-    return claims_lines(ctx, markdown_table, scale_line, reference_mlp)
-
-
-def where_section(ctx: Context) -> list:
-    from snnbench.reporting.where_section import where_lines
-
-    return where_lines(ctx)
-
-
-def steps_section(ctx: Context) -> list:
-    from snnbench.reporting.steps_section import steps_lines
-
-    return steps_lines(ctx)
-
-
-SECTIONS = (conversion_section, steps_section, multimodal_section, claims_section, noise_section, where_section,
+SECTIONS = (conversion_section, steps_lines, multimodal_section, claims_lines, noise_section, where_section,
             throughput_section)
 
 
@@ -274,14 +258,14 @@ SECTIONS = (conversion_section, steps_section, multimodal_section, claims_sectio
 def store_label(uri: str) -> str:
     """A store named so that anyone can use the name: relative to the working directory where it
     lies below it, else by its file name alone (never a path of the machine the report was made on)."""
-    for scheme in ("sqlite:///", "file://", ""):
-        if uri.startswith(scheme) and (scheme or "://" not in uri):
-            path = Path(uri[len(scheme):]).resolve()
-            try:
-                return scheme + str(path.relative_to(Path.cwd().resolve()))
-            except ValueError:
-                return scheme + path.name
-    return uri  # a tracking server's URL
+    local = local_store(uri)
+    if local is None:
+        return uri  # a tracking server's URL
+    scheme, path = local[0], local[1].resolve()
+    try:
+        return scheme + str(path.relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return scheme + path.name
 
 
 def header(name: str, uris: list, ctx: Context, prefer: str) -> list:
@@ -299,8 +283,7 @@ def header(name: str, uris: list, ctx: Context, prefer: str) -> list:
     several = len(uris) > 1
     for run in ctx.used:
         command = command_line(run.tags.get("snnbench.benchmark") or run.run.info.run_name, run.params)
-        lines.append(f"MLFLOW_TRACKING_URI={labels.get(run.uri, store_label(run.uri))} {command}" if several
-                     else command)
+        lines.append(f"MLFLOW_TRACKING_URI={labels[run.uri]} {command}" if several else command)
     report = ["snnbench", "report", "--name", name, "--tracking-uri", ",".join(labels.values())]
     report += ["--prefer", prefer] if prefer != "full" else []
     lines += [" ".join(report), "```", ""]

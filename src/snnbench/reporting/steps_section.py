@@ -2,19 +2,14 @@
 steps for the MLP, the CNN and the ResNet-style network, one row per conversion method, from
 ``snnbench convert --arch A --method M --steps-list 1,2,4,8,16,32`` runs (any of the stores), and
 for each network a user brought (``--onnx-model FILE``, named by the file's stem; the full test
-set only).
-
-For each network and method the run used is the newest finished one (full profile first) among
-those whose curve holds the most of these step counts, so that a later run at a few step counts
-does not hide a whole curve. Each cell: the SNN's test accuracy with its 95% Wilson interval, and
-the loss against the DNN on the same images (DNN minus SNN, points) with its 95% paired-bootstrap
-interval where the run logged it (``paired_loss`` columns; older runs show the plain gap).
+set only). Cells: the SNN's test accuracy with its 95% Wilson interval, and its loss against the
+DNN on the same images with the paired interval where the run logged it.
 """
 
 from pathlib import PurePath
 
 from snnbench.evaluation import plots
-from snnbench.reporting.context import markdown_table, number, results, scale_line, with_interval
+from snnbench.reporting.context import interval, markdown_table, number, results, scale_line, with_interval
 
 TITLE = "Conversion by time steps: MLP, CNN and ResNet-style network"
 STEPS = (1, 2, 4, 8, 16, 32)
@@ -48,28 +43,28 @@ def user_networks(store) -> list:
 def choose_run(store, arch: str, method: str, rates: str = "uniform"):
     """The newest finished (full-profile first) convert run of ``arch`` (an architecture or a user
     network's name, :func:`network_of`), ``method`` and ``rates``, among those covering the most of
-    :data:`STEPS` (a user network's: on the whole test set); None if there is none."""
+    :data:`STEPS` (a user network's: on the whole test set), so that a later run at a few step counts
+    does not hide a whole curve; None if there is none."""
     def matching(r):
-        ours = arch in NETWORKS
-        return (network_of(r) == arch and r.params.get("method") == method and r.params.get("rates", "uniform") == rates
-                and (not r.params.get("onnx_model") if ours else _users_on_whole_test_set(r)))
+        return (network_of(r) == arch and r.params.get("method") == method
+                and r.params.get("rates", "uniform") == rates
+                and (not r.params.get("onnx_model") if arch in NETWORKS else _users_on_whole_test_set(r)))
 
     runs = [r for r in store.finished("convert") if matching(r)]
     if store.prefer_full:
         runs = [r for r in runs if r.params.get("profile") == "full"] or runs
-    if not runs:
-        return None
-    most = max(len(_curve_steps(r)) for r in runs)
-    return next(r for r in runs if len(_curve_steps(r)) == most)
+    return max(runs, key=lambda r: len(_curve_steps(r))) if runs else None  # the newest of the longest
 
 
 def loss_cell(snn: dict, dnn: dict) -> str:
     """'0.51 [0.32, 0.70]': DNN minus SNN in points, paired interval when logged."""
-    low, high = snn.get("paired_loss_ci_low"), snn.get("paired_loss_ci_high")
     gap = f"{100 * (dnn['accuracy'] - snn['accuracy']):.2f}"
-    if low is None or high is None or low != low:
-        return gap
-    return f"{gap} [{100 * low:.2f}, {100 * high:.2f}]"
+    return interval(gap, snn.get("paired_loss_ci_low"), snn.get("paired_loss_ci_high"))
+
+
+def _by_steps(snn: dict, cell) -> list:
+    """``cell(row)`` at each of :data:`STEPS`, '–' where the run has no row."""
+    return [cell(snn[s]) if s in snn else "–" for s in STEPS]
 
 
 def steps_lines(ctx) -> list:
@@ -81,8 +76,9 @@ def steps_lines(ctx) -> list:
              "step count (after Li et al. 2021, light SNN Calibration; training images only). Rates (`--rates`): "
              "`uniform`, every layer fires `--target-rate` spikes per step at its percentile; `balanced`, the same "
              "expected spikes shared out between the layers; `validated`, per step count the one of the two that "
-             "classifies more validation images (held out of the training set) correctly. Accuracy with its 95% Wilson interval; loss = DNN minus "
-             f"SNN in points with its 95% paired-bootstrap interval over the test images ({TARGETS}).", ""]
+             "classifies more validation images (held out of the training set) correctly. Accuracy with its 95% "
+             "Wilson interval; loss = DNN minus SNN in points with its 95% paired-bootstrap interval over the test "
+             f"images ({TARGETS}).", ""]
     accuracy_rows, loss_rows, spike_rows, runs, series = [], [], [], [], {}
     networks = {**NETWORKS, **{name: f"`{name}` (user's ONNX)" for name in user_networks(ctx.store)}}
     for arch, network in networks.items():
@@ -90,7 +86,7 @@ def steps_lines(ctx) -> list:
             run = choose_run(ctx.store, arch, method, rates)
             if run is None:
                 continue
-            records, problem = results(ctx, run)
+            records, problem = results(run)
             if problem:
                 lines += problem
                 continue
@@ -99,14 +95,13 @@ def steps_lines(ctx) -> list:
             dnn = next(r for r in records if r["engine"] == "ort-dnn")
             snn = {int(r["steps"]): r for r in records if r["engine"] == "nengo-snn"}
             scales = run.params.get("scales", "layer")  # runs from before --scales: one per layer
-            label = [network, f"{method} ({scales} scales, {rates} rates)", f"`{run.id[:8]}`"]
-            accuracy_rows.append(label[:2] + [with_interval(dnn)]
-                                 + [with_interval(snn[s]) if s in snn else "–" for s in STEPS] + label[2:])
-            loss_rows.append(label[:2] + [loss_cell(snn[s], dnn) if s in snn else "–" for s in STEPS] + label[2:])
-            spike_rows.append(label[:2] + [number(snn[s].get("spikes_per_neuron_per_step")) if s in snn else "–"
-                                           for s in STEPS] + label[2:])
+            label, link = [network, f"{method} ({scales} scales, {rates} rates)"], f"`{run.id[:8]}`"
+            accuracy_rows.append([*label, with_interval(dnn), *_by_steps(snn, with_interval), link])
+            loss_rows.append([*label, *_by_steps(snn, lambda r: loss_cell(r, dnn)), link])
+            spike_rows.append([*label, *_by_steps(snn, lambda r: number(r.get("spikes_per_neuron_per_step"))), link])
             shown = [s for s in STEPS if s in snn]
-            panel = series.setdefault(network.replace("`", ""), {"DNN (ONNX Runtime)": (list(STEPS), [100 * dnn["accuracy"]] * len(STEPS))})
+            panel = series.setdefault(network.replace("`", ""),
+                                      {"DNN (ONNX Runtime)": (list(STEPS), [100 * dnn["accuracy"]] * len(STEPS))})
             panel[f"SNN, {method}, {rates} rates"] = (shown, [100 * snn[s]["accuracy"] for s in shown])
     if not runs:
         return lines + ["_No runs yet: run `snnbench convert --profile full --arch mlp --method corrected "

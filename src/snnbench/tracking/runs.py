@@ -1,17 +1,13 @@
 """MLflow conventions shared by every benchmark.
 
 * Store: ``MLFLOW_TRACKING_URI``, else ``sqlite:///mlflow.db`` in the working directory.
-* One experiment per benchmark, tagged for model development (the UI opens on its runs table).
-  Each run logs its parameters (seed included), package versions, git commit, device and data
-  checksums; runs on a CUDA device also log system metrics (CPU, memory, GPU). Data sets are
-  logged as run inputs (:func:`log_dataset`), trained models as MLflow models
-  (:func:`log_trained_model`).
-* Sweeps: a parent run with one nested child run per configuration, logged by the driver (the
-  process the user started; the work itself may run on a cluster, snnbench.execution). Parent
-  and children carry a key (a hash of their configuration), so a sweep run again with the same
-  parameters reopens its unfinished parent and skips the children already finished. A sweep whose
-  run is still marked running is not started twice: ``--resume`` takes that run over, and
-  ``--cluster`` is how machines share one sweep's work.
+* One experiment per benchmark, tagged for model development. Each run logs its parameters (seed
+  included), package versions, git commit, device and data checksums, and on CUDA system metrics;
+  data sets are logged as run inputs (:func:`log_dataset`).
+* Sweeps: a parent run with one nested child run per configuration, logged by the driver (the work
+  may run on a cluster, snnbench.execution). Both carry a hash of their configuration, so a sweep
+  run again reopens its unfinished parent and skips the children already finished; one still
+  marked running is not started twice (``--resume`` takes it over).
 * No credential is logged: URL passwords in params, tags and logged documents are masked.
 """
 
@@ -58,14 +54,11 @@ def config_key(config: dict) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def package_versions() -> dict:
-    versions = {}
-    for name in PACKAGES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = "not installed"
-    return versions
+def _version(package: str) -> str:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "not installed"
 
 
 def git_commit() -> str:
@@ -81,27 +74,20 @@ def git_commit() -> str:
     return commit + ("+dirty" if dirty else "")
 
 
-def environment(device: str = "cpu") -> dict:
-    return {"python": sys.version.split()[0], "platform": platform.platform(),
-            "processor": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
-            "git_commit": git_commit(), "device": device, "packages": package_versions()}
-
-
-def _log_params(params: dict):
-    """Log params, skipping keys already on the run (``mlflow run`` logs its entry-point params)."""
+def _log_run(params: dict, device: str, data_checksums: dict | None):
+    """The active run's params (those not already on it: ``mlflow run`` logs its entry-point params),
+    environment tags (commit, device, python, package versions, data checksums) and ``environment.json``."""
     existing = mlflow.get_run(mlflow.active_run().info.run_id).data.params
     flat = {k: json.dumps(v) if isinstance(v, (list, tuple, dict)) else v for k, v in mask_credentials(params).items()}
     mlflow.log_params({k: v for k, v in flat.items() if k not in existing})
-
-
-def _log_environment(device: str, data_checksums: dict | None):
-    env = environment(device)
-    tags = {"snnbench.git_commit": env["git_commit"], "snnbench.device": device,
-            "snnbench.python": env["python"]}
-    tags.update({f"version.{k}": v for k, v in env["packages"].items()})
-    tags.update({f"data.{k}": v for k, v in (data_checksums or {}).items()})
+    checksums = data_checksums or {}
+    env = {"python": sys.version.split()[0], "platform": platform.platform(),
+           "processor": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
+           "git_commit": git_commit(), "device": device, "packages": {p: _version(p) for p in PACKAGES}}
+    tags = {"snnbench.git_commit": env["git_commit"], "snnbench.device": device, "snnbench.python": env["python"],
+            **{f"version.{k}": v for k, v in env["packages"].items()}, **{f"data.{k}": v for k, v in checksums.items()}}
     mlflow.set_tags(mask_credentials(tags))
-    mlflow.log_dict(mask_credentials({**env, "data_checksums": data_checksums or {}}), "environment.json")
+    mlflow.log_dict(mask_credentials({**env, "data_checksums": checksums}), "environment.json")
 
 
 def _system_metrics(device: str) -> bool | None:
@@ -114,13 +100,6 @@ def _system_metrics(device: str) -> bool | None:
         _logger.warning("no system metrics on this CUDA run: install psutil and nvidia-ml-py")
         return None
     return True
-
-
-def _mark_model_development(experiment):
-    """Tag the experiment so that the MLflow UI opens it on the training runs, not GenAI traces."""
-    key, kind = EXPERIMENT_KIND
-    if experiment.tags.get(key) != kind:
-        MlflowClient().set_experiment_tag(experiment.experiment_id, key, kind)
 
 
 _COMMAND_CONFIG = {"yaml": None}  # the running command's resolved options (snnbench.cli)
@@ -153,13 +132,14 @@ def benchmark_run(benchmark: str, params: dict, *, device: str = "cpu", run_name
     else:
         experiment = mlflow.set_experiment(benchmark)
         run_id = _unfinished_run(benchmark, experiment.experiment_id, key, resume, sweep)
-    _mark_model_development(experiment)
+    kind_tag, kind = EXPERIMENT_KIND  # the MLflow UI then opens the experiment on its runs, not on GenAI traces
+    if experiment.tags.get(kind_tag) != kind:
+        MlflowClient().set_experiment_tag(experiment.experiment_id, kind_tag, kind)
     with mlflow.start_run(run_id=run_id, run_name=run_name, log_system_metrics=_system_metrics(device)) as run:
         mlflow.set_tags({SWEEP_KEY: key, "snnbench.benchmark": benchmark})
         if run_name:  # under `mlflow run` too, whose run has a random name
             mlflow.set_tag("mlflow.runName", run_name)
-        _log_params(params)
-        _log_environment(device, data_checksums)
+        _log_run(params, device, data_checksums)
         if _COMMAND_CONFIG["yaml"]:
             mlflow.log_text(mask_credentials(_COMMAND_CONFIG["yaml"]), CONFIG_FILE)
         yield run
@@ -193,8 +173,7 @@ def child_run(name: str, config: dict, *, device: str = "cpu", data_checksums: d
     run = mlflow.start_run(run_name=name, nested=True, tags=tags, log_system_metrics=_system_metrics(device))
     try:
         with run:
-            _log_params(config)
-            _log_environment(device, data_checksums)
+            _log_run(config, device, data_checksums)
             yield run
     except BaseException:
         MlflowClient().delete_run(run.info.run_id)

@@ -16,8 +16,8 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from snnbench.errors import StorageError
+from snnbench.tracking.runs import PARENT
 
-PARENT_TAG = "mlflow.parentRunId"
 BENCHMARK_TAG = "snnbench.benchmark"
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
@@ -28,25 +28,9 @@ class FoundRun:
     client: MlflowClient
     uri: str
 
-    @property
-    def id(self) -> str:
-        return self.run.info.run_id
-
-    @property
-    def params(self) -> dict:
-        return self.run.data.params
-
-    @property
-    def metrics(self) -> dict:
-        return self.run.data.metrics
-
-    @property
-    def tags(self) -> dict:
-        return self.run.data.tags
-
-    @property
-    def name(self) -> str:
-        return self.run.info.run_name or self.id
+    def __post_init__(self):
+        self.id = self.run.info.run_id
+        self.params, self.metrics, self.tags = self.run.data.params, self.run.data.metrics, self.run.data.tags
 
     def param(self, name: str, default=None):
         """A param decoded from its logged text (JSON where it parses, else the text)."""
@@ -63,7 +47,7 @@ class FoundRun:
         beside the sqlite file, laid out as MLflow wrote it there (``<experiment>/<run>/artifacts``)."""
         if not self.uri.startswith("sqlite:///"):
             return None
-        folder = Path(self.uri[len("sqlite:///"):]).parent / "mlruns" / self.run.info.experiment_id / self.id / "artifacts"
+        folder = local_store(self.uri)[1].parent / "mlruns" / self.run.info.experiment_id / self.id / "artifacts"
         return folder if folder.is_dir() else None
 
     def artifact_text(self, artifact: str) -> str | None:
@@ -85,24 +69,14 @@ class FoundRun:
         data = json.loads(text)
         return pd.DataFrame(data["data"], columns=data["columns"])
 
-    def history(self, metric: str) -> list:
-        """(step, value) pairs of a metric logged at several steps."""
-        return sorted((m.step, m.value) for m in self.client.get_metric_history(self.id, metric))
 
-
-def _check_exists(uri: str):
-    """Refuse a sqlite or file store that does not exist (MLflow would create an empty one)."""
-    if uri.startswith("sqlite:///"):
-        path = Path(uri[len("sqlite:///"):])
-    elif uri.startswith("file://"):
-        path = Path(uri[len("file://"):])
-    elif "://" not in uri:
-        path = Path(uri)
-    else:
-        return
-    if not path.exists():
-        raise StorageError(f"no tracking store at {uri} ({path} does not exist); run a benchmark first "
-                            "or pass the store with --tracking-uri")
+def local_store(uri: str) -> tuple[str, Path] | None:
+    """(scheme, path) of a store in a local file or folder (``sqlite:///``, ``file://`` or a bare
+    path); None for a tracking server."""
+    for scheme in ("sqlite:///", "file://", ""):
+        if uri.startswith(scheme) and (scheme or "://" not in uri):
+            return scheme, Path(uri[len(scheme):])
+    return None
 
 
 class RunStore:
@@ -110,8 +84,11 @@ class RunStore:
         if not uris:
             raise StorageError("no tracking store given; pass --tracking-uri URI (e.g. sqlite:///mlflow.db)")
         self.uris = list(dict.fromkeys(uris))
-        for uri in self.uris:
-            _check_exists(uri)
+        for uri in self.uris:  # MLflow would create an empty store
+            local = local_store(uri)
+            if local and not local[1].exists():
+                raise StorageError(f"no tracking store at {uri} ({local[1]} does not exist); run a benchmark first "
+                                   "or pass the store with --tracking-uri")
         self.clients = {uri: MlflowClient(tracking_uri=uri) for uri in self.uris}
         self.prefer_full = prefer_full
 
@@ -133,7 +110,7 @@ class RunStore:
 
     def finished(self, benchmark: str) -> list[FoundRun]:
         """Finished top-level runs of a benchmark, newest first, across all stores."""
-        return self._search(benchmark, f"attributes.status = 'FINISHED' and tags.`{PARENT_TAG}` IS NULL")
+        return self._search(benchmark, f"attributes.status = 'FINISHED' and tags.`{PARENT}` IS NULL")
 
     def latest(self, benchmark: str, where=None) -> FoundRun | None:
         """The newest finished top-level run (optionally one for which ``where(run)`` holds);
@@ -141,11 +118,3 @@ class RunStore:
         runs = [r for r in self.finished(benchmark) if where is None or where(r)]
         full = [r for r in runs if r.params.get("profile") == "full"] if self.prefer_full else []
         return (full or runs or [None])[0]
-
-    def children(self, parent: FoundRun) -> list[FoundRun]:
-        """Finished child runs of a parent, oldest first."""
-        runs = parent.client.search_runs(
-            [parent.run.info.experiment_id],
-            filter_string=f"tags.`{PARENT_TAG}` = '{parent.id}' and attributes.status = 'FINISHED'",
-            max_results=50000, order_by=["attributes.start_time ASC"])
-        return [FoundRun(r, parent.client, parent.uri) for r in runs]

@@ -69,8 +69,9 @@ class ConversionObjective:
         network is the one convert runs)."""
         from snnbench import engines
         from snnbench.engines.nengo import LayerParams, SimConfig
+        sim = SimConfig(**self.task.sim_dict(), seed=self.task.seed)
         return engines.build("nengo-snn", self.converted, dict(layers=[LayerParams(**layer) for layer in layers],
-                                                               sim=SimConfig(**self.task.sim_dict(), seed=self.task.seed)))
+                                                               sim=sim))
 
     def snn_logits(self, layers: list[dict], x):
         with self.snn(layers) as model:
@@ -82,26 +83,19 @@ class ConversionObjective:
 
     def __call__(self, trial: optuna.Trial):
         params = self.task.space.suggest(trial, self.n_hidden, self.task.neuron)
-        with self.snn(layers_from_params(params, self.base)) as model:
-            return self._score(trial, model)
-
-    def _score(self, trial: optuna.Trial, model):
         correct, start, activity = 0, 0, 0.0
-        for end in chunk_ends(len(self.y), self.task.val_steps):
-            logits = model.predict(self.x[start:end], start=start)
-            correct += int(M.correct(logits, self.y[start:end]).sum())
-            accuracy = correct / end
-            if self.task.multi_objective:
-                activity += SECOND_STATS[self.task.second_objective](model.last_activity)
-            else:
-                trial.report(accuracy, end)
-                if trial.should_prune():
-                    raise optuna.TrialPruned(f"validation accuracy {accuracy:.4f} after {end} images")
-            start = end
+        with self.snn(layers_from_params(params, self.base)) as model:
+            for end in chunk_ends(len(self.y), self.task.val_steps):
+                logits = model.predict(self.x[start:end], start=start)
+                correct += int(M.correct(logits, self.y[start:end]).sum())
+                accuracy = correct / end
+                if self.task.multi_objective:
+                    activity += SECOND_STATS[self.task.second_objective](model.last_activity)
+                else:
+                    trial.report(accuracy, end)
+                    if trial.should_prune():
+                        raise optuna.TrialPruned(f"validation accuracy {accuracy:.4f} after {end} images")
+                start = end
         if self.task.multi_objective:
             return accuracy, activity / len(self.y)  # per validation image
         return accuracy
-
-
-def conversion_objective(task: ConversionTask) -> ConversionObjective:
-    return ConversionObjective(task)

@@ -45,10 +45,8 @@ class SearchSpace:
                 raise ConfigError(f"search bounds for {name} are log-scale and must be > 0, got {low},{high}")
 
     def tuned(self, neuron: str) -> list[str]:
-        names = ["gain", "bias_scale", "bias_offset", "rate_scale", "synapse"]
-        if neuron == "lif":
-            names += ["tau_rc", "tau_ref"]
-        return [n for n in names if getattr(self, n) is not None]
+        """The searched parameters: those with bounds (the time constants for LIF neurons only)."""
+        return [n for n in PARAMETERS if getattr(self, n) is not None and (neuron == "lif" or not n.startswith("tau"))]
 
     def suggest(self, trial: optuna.Trial, n_hidden: int, neuron: str) -> dict:
         """Ask the trial for every tuned parameter; returns the trial's parameter dict."""

@@ -27,10 +27,15 @@ DASK_PREFIX = "dask:"
 HEARTBEAT_S = 30  # RDB storages: a trial whose worker died is failed after ~2 heartbeats
 
 
+def _experimental():
+    """Optuna's "experimental" features used here, without their warning."""
+    return warnings.catch_warnings(action="ignore", category=optuna.exceptions.ExperimentalWarning)
+
+
 def storage_label(spec: str) -> str:
     """The storage as it may be logged: an RDB URL with its password hidden."""
     if spec.startswith(DASK_PREFIX):
-        return DASK_PREFIX + storage_label(spec[len(DASK_PREFIX):]) if spec[len(DASK_PREFIX):] else spec
+        return DASK_PREFIX + storage_label(spec.removeprefix(DASK_PREFIX))
     if spec.startswith(JOURNAL_PREFIX) or "://" not in spec:
         return spec
     from sqlalchemy.engine import make_url
@@ -43,15 +48,14 @@ def storage_label(spec: str) -> str:
 def open_storage(spec: str):
     """An Optuna storage from a SQLAlchemy URL or a journal file (``journal:PATH`` / ``*.journal``)."""
     if spec.startswith(DASK_PREFIX):
-        inner = spec[len(DASK_PREFIX):]
-        if inner:
-            open_storage(inner)  # checked here; the scheduler opens it
+        if spec != DASK_PREFIX:
+            open_storage(spec.removeprefix(DASK_PREFIX))  # checked here; the scheduler opens it
         raise ConfigError(f"--storage {storage_label(spec)} keeps the study on a Dask scheduler: run with "
                           "--cluster ADDRESS or --workers N")
     if spec.startswith(JOURNAL_PREFIX) or (spec.endswith(".journal") and "://" not in spec):
         from optuna.storages import JournalStorage
         from optuna.storages.journal import JournalFileBackend
-        path = spec[len(JOURNAL_PREFIX):] if spec.startswith(JOURNAL_PREFIX) else spec
+        path = spec.removeprefix(JOURNAL_PREFIX)
         if not path or not os.path.isdir(os.path.dirname(os.path.abspath(path))):
             raise ConfigError(f"journal storage {spec!r} needs a file in an existing folder: --storage journal:PATH")
         return JournalStorage(JournalFileBackend(path))
@@ -59,8 +63,7 @@ def open_storage(spec: str):
         raise ConfigError(f"storage {spec!r} is neither a database URL (sqlite:///optuna.db, "
                           "postgresql+psycopg2://USER:PASS@HOST/DB) nor a journal file (journal:PATH)")
     try:
-        with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna, and what workers need
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        with _experimental():  # heartbeats, which workers need
             return optuna.storages.RDBStorage(spec, heartbeat_interval=HEARTBEAT_S, grace_period=2 * HEARTBEAT_S)
     except Exception as exc:  # noqa: BLE001 - SQLAlchemy/driver errors come in many types
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -96,8 +99,7 @@ def make_sampler(options: StudyOptions, worker: int = 0):
     seed = options.seed + 1000 * worker
     if options.sampler == "random":
         return optuna.samplers.RandomSampler(seed=seed)
-    with warnings.catch_warnings():  # multivariate TPE is "experimental" in Optuna
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+    with _experimental():  # multivariate TPE
         return optuna.samplers.TPESampler(seed=seed, n_startup_trials=8, multivariate=True)
 
 
@@ -114,14 +116,11 @@ def study_storage(spec: str, executor=None):
         return None
     if executor is None or executor.client is None:
         open_storage(spec)  # the one-line error
-    import warnings
-
     from optuna_integration.dask import DaskStorage
 
     from snnbench.tracking.runs import config_key
-    inner = spec[len(DASK_PREFIX):]
-    with warnings.catch_warnings():  # DaskStorage is "experimental" in Optuna
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+    inner = spec.removeprefix(DASK_PREFIX)
+    with _experimental():
         return DaskStorage(open_storage(inner) if inner else None, name=f"snnbench-{config_key(spec)}",
                            client=executor.client)
 

@@ -1,28 +1,134 @@
-"""Orchestration of ``snnbench tune``: the study as a parent MLflow run, its workers, the best
-setting, and, once the choice is made on validation images, the test scores."""
+"""``snnbench tune``: the study as a parent MLflow run, its workers, and its result: the best
+trial, that setting as convert's ``--params-json`` document, the optimisation plots and trial
+counts, and, once the choice is made on validation images, the test scores."""
 
 import json
+import tempfile
+import warnings
 from dataclasses import asdict
+from pathlib import Path
 from typing import Callable
 
+import numpy as np
+import optuna
+from optuna.trial import TrialState
+
+from snnbench.errors import StorageError
 from snnbench.evaluation.harness import log_result_table
-from snnbench.tuning.best import log_plots, params_document, trial_counts
-from snnbench.tuning.objective import conversion_objective
-from snnbench.tuning.scoring import score_on_test_set
+from snnbench.tuning.objective import ConversionObjective
+from snnbench.tuning.space import layers_from_params
 from snnbench.tuning.storage import StudyOptions, load_study, open_storage, storage_label, study_storage
 from snnbench.tuning.task import ConversionTask
 from snnbench.tuning.workers import prepare_study, run_workers
 
+LABELS = ("calibrated", "tuned")  # the untuned (calibrated) setting, and the study's choice
+MODEL_FIELDS = ("arch", "epochs", "lr", "batch_size", "seed", "train_limit")  # the trained DNN's, in the document
+
+
+def best_trial(study):
+    """The best trial; in a multi-objective study, the most accurate one on the Pareto front."""
+    try:
+        if len(study.directions) > 1:
+            return max(study.best_trials, key=lambda t: t.values[0])
+        return study.best_trial
+    except ValueError:  # no completed trial (max of an empty front, or Optuna's own)
+        raise StorageError(f"study {study.study_name!r} has no completed trial yet; run some trials first") from None
+
+
+def params_document(study, trial=None) -> dict:
+    """The best setting as convert's ``--params-json`` reads it: per-layer parameters and the sim."""
+    task = ConversionTask.from_dict(study.user_attrs["task"])
+    trial = trial or best_trial(study)
+    return {"layers": layers_from_params(trial.params, study.user_attrs["base_layers"]), "sim": task.sim_dict(),
+            "source": {"method": "tuned", "study": study.study_name, "trial": trial.number,
+                       "validation_accuracy": trial.values[0], "val_samples": task.val_samples,
+                       "model": {k: getattr(task, k) for k in MODEL_FIELDS}}}
+
+
+def best_params_from_study(study_name: str, storage: str) -> dict:
+    """The best setting of a stored study, in convert's ``--params-json`` format."""
+    try:
+        study = optuna.load_study(study_name=study_name, storage=open_storage(storage))
+    except KeyError:
+        raise StorageError(f"no study {study_name!r} in {storage_label(storage)}; check --study-name "
+                           "and --storage (snnbench tune creates it)") from None
+    if "task" not in study.user_attrs:
+        raise StorageError(f"study {study_name!r} was not made by snnbench tune (no task attribute)")
+    return params_document(study)
+
+
+def log_plots(study, folder):
+    """Optimisation history and parameter importances as PNG files in ``folder``; returns paths."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from optuna.visualization import matplotlib as vis
+
+    target = (lambda t: t.values[0]) if len(study.directions) > 1 else None
+    name = "validation accuracy"
+    plots = {"optimization_history.png": lambda: vis.plot_optimization_history(study, target=target, target_name=name)}
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if len(complete) >= 2 and len({json.dumps(t.params, sort_keys=True) for t in complete}) >= 2:
+        plots["param_importances.png"] = lambda: vis.plot_param_importances(study, target=target, target_name=name)
+    if len(study.directions) > 1:
+        second = study.user_attrs["task"]["second_objective"]
+        names = ["accuracy", f"{second} per image"]
+        plots["pareto_front.png"] = lambda: vis.plot_pareto_front(study, target_names=names)
+    paths = []
+    for file_name, draw in plots.items():
+        with warnings.catch_warnings(action="ignore", category=optuna.exceptions.ExperimentalWarning):
+            axes = draw()  # Optuna's matplotlib plots are "experimental"
+        figure = axes.figure if hasattr(axes, "figure") else np.ravel(axes)[0].figure
+        figure.set_size_inches(8, 5)
+        figure.tight_layout()
+        path = folder / file_name
+        figure.savefig(path, dpi=100)
+        plt.close(figure)
+        paths.append(path)
+    return paths
+
+
+def trial_counts(study) -> dict:
+    trials = study.get_trials(deepcopy=False)
+    counts = {f"trials_{state.name.lower()}": sum(t.state == state for t in trials)
+              for state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}
+    counts["trials_surplus"] = sum(bool(t.user_attrs.get("surplus")) for t in trials)
+    counts["trials_fail"] -= counts["trials_surplus"]
+    return counts
+
+
+def score_on_test_set(objective, document: dict, test=None) -> dict:
+    """Test accuracy of the DNN (ONNX Runtime) and of the SNN with the calibrated setting
+    (``objective.base``) and with the study's best one (``document``); ``test`` defaults to the
+    MNIST test set. Metric names carry the labels: ``snn_test_accuracy_calibrated`` / ``_tuned``;
+    ``rows`` holds the three scores in the fixed result schema (snnbench.evaluation.harness)."""
+    from snnbench.data import load_features
+    from snnbench.evaluation.metrics import Accuracy
+
+    test = load_features("image", "test") if test is None else test  # read only here, after the study
+    y = np.asarray(test.y)
+    dnn = Accuracy()(None, objective.dnn_logits(test.x), y, None)
+    scores = {"test_images": len(y), "dnn_test_accuracy": dnn["accuracy"]}
+    settings = {"calibrated": objective.base, "tuned": document["layers"]}
+    keys = {"benchmark": "tune_conversion", "model": f"conversion-{objective.task.arch}", "modality": "image",
+            "noise_position": "none", "noise_std": 0.0, "seed": objective.task.seed}
+    scores["rows"] = [{**keys, "engine": "ort-dnn", "method": "", "steps": 1, **dnn}]
+    for label in LABELS:
+        snn = Accuracy()(None, objective.snn_logits(settings[label], test.x), y, None)
+        scores["rows"].append({**keys, "engine": "nengo-snn", "method": label, "steps": objective.task.steps, **snn})
+        scores[f"snn_test_accuracy_{label}"] = snn["accuracy"]
+        scores[f"snn_test_accuracy_{label}_ci_low"] = snn["accuracy_ci_low"]
+        scores[f"snn_test_accuracy_{label}_ci_high"] = snn["accuracy_ci_high"]
+        scores[f"conversion_loss_{label}_points"] = 100.0 * (dnn["accuracy"] - snn["accuracy"])
+    return scores
+
 
 def run_benchmark(task: ConversionTask, options: StudyOptions, *, params: dict | None = None,
                   best_params_out=None, score_test: bool = True,
-                  objective_factory: Callable = conversion_objective, executor=None) -> dict:
+                  objective_factory: Callable = ConversionObjective, executor=None) -> dict:
     """Run (or resume) the study as a parent MLflow run, its trials on ``executor``
     (snnbench.execution; default: this process, or a local cluster of ``options.workers``);
     returns the best setting's document."""
-    import tempfile
-    from pathlib import Path
-
     import mlflow
 
     from snnbench.tracking.runs import benchmark_run

@@ -1,9 +1,9 @@
 """Workers: units of work (snnbench.execution) that run trials of one study on a shared storage
 and stop together at exactly the study's total of finished trials. Workers compute; the driver
-logs each trial they finished as a child run of the study's run."""
+logs each trial they finished as a nested MLflow run under the study's run."""
 
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Callable
 
 import optuna
@@ -12,7 +12,6 @@ from optuna.trial import TrialState
 from snnbench.execution import Executor
 from snnbench.tuning.storage import FINISHED, StudyOptions, finished_count, load_study, study_storage
 from snnbench.tuning.task import ConversionTask
-from snnbench.tuning.trial_runs import TrialRunLogger
 
 COUNTED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
 
@@ -38,8 +37,8 @@ def exact_total(objective: Callable, n_trials: int) -> Callable:
     return gated
 
 
-def work(task: ConversionTask, options: StudyOptions, objective_factory: Callable, worker: int = 0,
-         objective: Callable | None = None, storage=None) -> list[int]:
+def work(task: ConversionTask, options: StudyOptions, objective_factory: Callable, worker: int = 0, storage=None,
+         objective: Callable | None = None) -> list[int]:
     """One worker: run trials of the study until it holds ``n_trials`` finished trials (or the
     timeout); returns the numbers of the trials this worker finished."""
     optuna.logging.set_verbosity(logging.WARNING)
@@ -58,21 +57,11 @@ def work(task: ConversionTask, options: StudyOptions, objective_factory: Callabl
     return done
 
 
-@dataclass(frozen=True)
-class TrialWorker:
-    """A unit of work: one worker's share of the study's trials (its sampler seeded by ``worker``)."""
-    task: ConversionTask
-    options: StudyOptions
-    objective_factory: Callable
-    worker: int
-    storage: object = None  # a storage every worker reaches (a DaskStorage); else options.storage
-
-    def __call__(self) -> list[int]:
-        return work(self.task, self.options, self.objective_factory, self.worker, storage=self.storage)
-
-
-def run_trial_worker(unit: TrialWorker) -> list[int]:
-    return unit()
+def run_trial_worker(unit: tuple) -> list[int]:
+    """A unit of work, ``(task, options, objective_factory, worker, storage)``: one worker's share of
+    the study's trials, its sampler seeded by ``worker``; ``storage`` one every worker reaches (a
+    DaskStorage), else None (``options.storage``)."""
+    return work(*unit)
 
 
 def run_workers(task: ConversionTask, options: StudyOptions, objective_factory: Callable,
@@ -85,21 +74,19 @@ def run_workers(task: ConversionTask, options: StudyOptions, objective_factory: 
     executor = Executor.local(options.workers) if own else executor or Executor()
     try:
         storage = study_storage(options.storage, executor)
-        logger = parent_run_id
-        if executor.client is None and options.workers == 1:
-            _log_trials(logger, task, options, storage, work(task, options, objective_factory, objective=objective,
-                                                             storage=storage), 0)
-            return
-        # A new study's first trial is the enqueued calibrated setting: run it here, before the workers
+        alone = executor.client is None and options.workers == 1
+        # Else a new study's first trial, the enqueued calibrated setting, runs here before the workers
         # start, so that no two workers pop it at once (SQLite cannot lock the row they both read).
-        first = replace(options, n_trials=min(options.n_trials, 1))
-        _log_trials(logger, task, options, storage,
-                    work(task, first, objective_factory, objective=objective, storage=storage), 0)
+        here = options if alone else replace(options, n_trials=min(options.n_trials, 1))
+        numbers = work(task, here, objective_factory, objective=objective, storage=storage)
+        _log_trials(parent_run_id, task, options, storage, numbers, 0)
+        if alone:
+            return
         n_workers = options.workers if own or executor.client is None else executor.workers()
-        units = [TrialWorker(task, options, objective_factory, w, storage) for w in range(n_workers)]
+        units = [(task, options, objective_factory, w, storage) for w in range(n_workers)]
         while True:
             for index, numbers in executor.map(run_trial_worker, units):
-                _log_trials(logger, task, options, storage, numbers, index)
+                _log_trials(parent_run_id, task, options, storage, numbers, index)
             if storage is None or not fail_orphans(load_study(options, task, storage=storage), options.n_trials):
                 break  # an RDB storage fails a dead worker's trial by its heartbeat, and the others take over
     finally:
@@ -121,13 +108,34 @@ def fail_orphans(study, n_trials: int) -> int:
 
 
 def _log_trials(parent_run_id, task, options, storage, numbers: list[int], worker: int):
-    """Log the trials a worker finished as child runs of the study's run."""
+    """Log the trials ``worker`` finished as nested runs of the study's run."""
     if parent_run_id is None or not numbers:
         return
+    from mlflow.tracking import MlflowClient
+
+    from snnbench.tracking.runs import PARENT, tracking_uri
     study = load_study(options, task, storage=storage)
     trials = {t.number: t for t in study.get_trials(deepcopy=False)}
-    for number in numbers:
-        TrialRunLogger(parent_run_id, worker)(study, trials[number])
+    client = MlflowClient(tracking_uri())
+    experiment_id = client.get_run(parent_run_id).info.experiment_id
+    for trial in (trials[n] for n in numbers):
+        start, end = trial.datetime_start or trial.datetime_complete, trial.datetime_complete
+        run_id = client.create_run(experiment_id, run_name=f"trial-{trial.number}",
+                                   start_time=int(start.timestamp() * 1000) if start else None,
+                                   tags={PARENT: parent_run_id, "optuna.study": study.study_name,
+                                         "optuna.trial": str(trial.number), "optuna.state": trial.state.name,
+                                         "optuna.worker": str(worker),
+                                         **{f"optuna.{k}": str(v) for k, v in trial.user_attrs.items()}}).info.run_id
+        for key, value in trial.params.items():
+            client.log_param(run_id, key, value)
+        if trial.state == TrialState.COMPLETE:  # a pruned trial's value is only a partial accuracy
+            names = ["validation_accuracy", f"{study.user_attrs['task']['second_objective']}_per_image"]
+            for name, value in zip(names, trial.values):
+                client.log_metric(run_id, name, float(value))
+        for step, value in sorted(trial.intermediate_values.items()):
+            client.log_metric(run_id, "validation_accuracy_partial", float(value), step=int(step))
+        status = {TrialState.COMPLETE: "FINISHED", TrialState.PRUNED: "KILLED"}.get(trial.state, "FAILED")
+        client.set_terminated(run_id, status=status, end_time=int(end.timestamp() * 1000) if end else None)
 
 
 def prepare_study(task: ConversionTask, options: StudyOptions, base: list[dict], storage=None):
