@@ -30,6 +30,18 @@ BENCHMARKS = {
 }
 ALIASES = {"tune_conversion": "tune"}
 VERBOSE = "--verbose"
+NONE_WORDS = ("none", "off", "auto", "profile", "default", "")  # words an option may read as "nothing"
+
+
+def none_word(parse) -> str | None:
+    """The first of NONE_WORDS that ``parse`` (an option's type) reads as None or [], else None."""
+    for word in NONE_WORDS:
+        try:
+            if parse(word) in (None, []):
+                return word
+        except Exception:  # option types raise several exception types on a bad word
+            continue
+    return None
 
 
 def _as_text(value) -> str:

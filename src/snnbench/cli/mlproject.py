@@ -12,6 +12,7 @@ import sys
 import yaml
 
 from snnbench.cli import main as cli
+from snnbench.benchmarks import none_word
 
 CLI_ONLY = ("config", "print_config")  # jsonargparse's: a config file replays a run; not a parameter
 
@@ -22,7 +23,6 @@ HEADER = """\
 # explains every parameter. Options whose default depends on the profile are not declared: pass them
 # as -P name=value (MLflow appends them as --name value); otherwise the profile's value is used and logged.
 """
-NONE_WORDS = ("none", "off", "default", "")
 
 
 class _Inline(dict):
@@ -54,13 +54,10 @@ def default_text(action) -> str:
     if isinstance(default, str):  # argparse parses a string default like a given value
         return default
     if default is None or default == []:
-        for word in NONE_WORDS:
-            try:
-                if _parse(action, word) in (None, []):
-                    return word
-            except (argparse.ArgumentTypeError, ValueError, TypeError):
-                continue
-        raise ValueError(f"{action.option_strings[-1]}: no word reads back as its empty default")
+        word = none_word(lambda text: _parse(action, text))
+        if word is None:
+            raise ValueError(f"{action.option_strings[-1]}: no word reads back as its empty default")
+        return word
     if isinstance(default, bool):
         text = str(default).lower()
     elif isinstance(default, (list, tuple)):

@@ -11,10 +11,9 @@ import json
 import shlex
 from pathlib import PurePosixPath, PureWindowsPath
 
-from snnbench.benchmarks import ALIASES, BENCHMARKS, benchmark_parser
+from snnbench.benchmarks import ALIASES, BENCHMARKS, benchmark_parser, none_word
 
 ALWAYS = ("profile", "seed")
-NONE_WORDS = ("none", "off", "auto", "profile", "")
 
 
 def _as_cli_value(text: str) -> str:
@@ -42,13 +41,7 @@ def _same(text: str, default) -> bool:
 
 def _none_word(action) -> str:
     """The word this option's parser reads as None (e.g. 'off', 'auto'), else 'none'."""
-    for word in NONE_WORDS:
-        try:
-            if action.type is not None and action.type(word) is None:
-                return word
-        except Exception:  # argparse types raise several exception types on a bad word
-            continue
-    return "none"
+    return (action.type and none_word(action.type)) or "none"
 
 
 def command_line(command: str, params: dict) -> str:
