@@ -137,8 +137,9 @@ def rate_equivalence(converted, onnx_path: Path, x, sim) -> float:
         return float(np.abs(model.predict(x) - reference).max())
 
 
-def _interval(prefix: str, row: dict, name: str = "accuracy") -> dict:
-    return {f"{prefix}_{name}{end}": row[f"{name}{end}"] for end in ("", "_ci_low", "_ci_high")}
+def _interval(prefix: str, row: dict) -> dict:
+    """The row's accuracy and its 95% interval as ``<prefix>_accuracy[_ci_low|_ci_high]`` metrics."""
+    return {f"{prefix}_{k}": row[k] for k in ("accuracy", "accuracy_ci_low", "accuracy_ci_high")}
 
 
 def _energy(prefix: str, row: dict) -> dict:
