@@ -2,9 +2,8 @@
 ``run(args)``, imported only when its command is used (``snnbench report`` does not load TensorFlow).
 
 ``BENCHMARKS`` is the registry the command line, ``MLproject`` and the report's command lines are
-built from; :func:`command_parser` gives a command's parser: a jsonargparse parser, so every
-command also takes ``--config FILE`` (a YAML file of option values, e.g. the ``config.yaml`` a run
-logged, which replays it exactly) and ``--print_config``.
+built from. A command's parser is a jsonargparse parser, so every command also takes ``--config FILE``
+(a YAML file of option values, e.g. a run's logged ``config.yaml``, which replays it) and ``--print_config``.
 """
 
 import argparse
@@ -15,18 +14,22 @@ import jsonargparse
 
 # command -> (module under snnbench, one-line description)
 BENCHMARKS = {
-    "noise_sweep": ("benchmarks.noise_sweep", "DNN (ONNX Runtime) vs converted Nengo SNN vs snntorch SNN under Gaussian noise"),
+    "noise_sweep": ("benchmarks.noise_sweep",
+                    "DNN (ONNX Runtime) vs converted Nengo SNN vs snntorch SNN under Gaussian noise"),
     "convert": ("benchmarks.convert", "train a DNN, export to ONNX, convert to a spiking Nengo network, compare"),
     "tune": ("benchmarks.tune_conversion", "Optuna search over the converted SNN's untrained neuron parameters"),
-    "multimodal": ("benchmarks.multimodal", "snntorch suite: one configuration, image / audio / multimodal, DNN and SNN"),
+    "multimodal": ("benchmarks.multimodal",
+                   "snntorch suite: one configuration, image / audio / multimodal, DNN and SNN"),
     "size_sweep": ("benchmarks.multimodal", "snntorch suite: model size S, S/2, S/3"),
     "noise_level": ("benchmarks.multimodal", "snntorch suite: evaluation noise std 0.1 and 5"),
     "noise_position": ("benchmarks.multimodal", "snntorch suite: noise before vs after the activation"),
     "reset_sweep": ("benchmarks.multimodal", "snntorch suite: hard vs soft reset"),
     "neuron_sweep": ("benchmarks.multimodal", "snntorch suite: LIF vs IF neurons"),
     "timestep_sweep": ("benchmarks.multimodal", "snntorch suite: 4, 8, 16 time steps"),
-    "multimodal_study": ("benchmarks.multimodal_study", "snntorch suite: the study's whole grid with seeds (grid trainer, GPUs)"),
-    "throughput": ("benchmarks.throughput", "inference speed of ORT, nengo-dl, nengo and snntorch over steps and batch sizes"),
+    "multimodal_study": ("benchmarks.multimodal_study",
+                         "snntorch suite: the study's whole grid with seeds (grid trainer, GPUs)"),
+    "throughput": ("benchmarks.throughput",
+                   "inference speed of ORT, nengo-dl, nengo and snntorch over steps and batch sizes"),
 }
 ALIASES = {"tune_conversion": "tune"}
 VERBOSE = "--verbose"

@@ -1,12 +1,6 @@
-"""``snnbench convert``: DNN -> ONNX -> spiking Nengo network, compared on the MNIST test set.
-
-Trains the conversion study's MLP or CNN (or takes ``--onnx-model``), extracts its layers, sets
-the spiking network's neurons by one of the conversion methods (``--method``, see
-snnbench.conversion.calibration) and evaluates both: accuracy with its 95% interval (and the SNN's for each
-step count of ``--steps-list``, with its paired loss against the DNN on the same images), latency
-and throughput, activity (spikes per neuron per step, neurons firing more than once in a step,
-synaptic operations vs the DNN's MACs), and how exactly the rate-mode network (relu-rate neurons)
-reproduces the ONNX Runtime logits. Measuring and artifacts: snnbench.benchmarks.convert_eval.
+"""``snnbench convert``: DNN -> ONNX -> spiking Nengo network, compared on the MNIST test set
+(measured by snnbench.benchmarks.convert_eval). The trained (or ``--onnx-model``) DNN's spiking
+neurons are set by a conversion method (``--method``, snnbench.conversion.calibration):
 
 * ``reference``: the reference study's conversion (LIF, gain 1, the ONNX biases, rate scale 1);
 * ``calibrated`` (default): IF neurons, each layer's rate scale from a percentile of its
@@ -15,8 +9,8 @@ reproduces the ONNX Runtime logits. Measuring and artifacts: snnbench.benchmarks
 * ``tuned``: the best setting of a ``snnbench tune`` study (``--study-name``) or a settings file
   (``--params-json``), chosen on validation images.
 
-The per-layer setting used is logged (``layers`` param; ``snn/params.json`` beside the converted
-model, with where it came from), and the MNIST test set is read only to score it.
+The per-layer setting used is logged (``layers`` param; ``snn/params.json``, with where it came
+from); the MNIST test set is read only to score it.
 """
 
 import argparse
@@ -24,13 +18,25 @@ import json
 from dataclasses import asdict, replace
 from pathlib import Path
 
+import mlflow
 import numpy as np
 
-from snnbench.benchmarks import convert_eval as measure, convert_targets
-from snnbench.benchmarks.options import (add_calibration_arguments, add_common, add_recipe_arguments, add_simulation_arguments, auto, choice,
-                                         from_profile, int_list, option_params, positive, recipe_from_args,
-                                         require)
+from snnbench.benchmarks import convert_eval as measure
+from snnbench.benchmarks.options import (add_calibration_arguments, add_common, add_recipe_arguments,
+                                         add_simulation_arguments, auto, choice, from_profile, int_list,
+                                         option_params, positive, positive_or_none, recipe_from_args, require)
+from snnbench.conversion import onnx_io
+from snnbench.conversion.calibration import (METHODS, RATE_CHOICES, SCALES, Calibration, calibrated_document,
+                                             mnist_training_images, reference_layers)
+from snnbench.conversion.nengo_net import IF_NEURONS, LayerParams, SimConfig, load_params, parse_params
+from snnbench.data import load_features
 from snnbench.errors import ConfigError
+from snnbench.evaluation.harness import log_result_table
+from snnbench.models.conversion import ARCHS
+from snnbench.tracking.runs import benchmark_run
+from snnbench.training.cache import read_summary
+from snnbench.training.conversion import trained_conversion_model
+from snnbench.tuning import best_params_from_study
 
 PROFILES = {"quick": dict(test_limit=1000, steps_list=[4, 8, 16, 32]),
             "full": dict(test_limit=0, steps_list=[1, 2, 4, 8, 16, 32, 64, 100])}
@@ -41,24 +47,13 @@ CALIBRATED_METHODS = ("calibrated", "corrected")  # the methods that calibrate o
 TUNED_OPTIONS = ("params_json", "study_name", "storage")
 
 
-def synapse_value(text: str):
-    if text.strip().lower() in ("none", "0", ""):
-        return None
-    value = positive(float)(text)
-    return value
-
-
 def add_arguments(parser: argparse.ArgumentParser, command: str):
-    from snnbench.conversion.calibration import METHODS, RATE_CHOICES, SCALES
-    from snnbench.models.conversion import ARCHS
-    from snnbench.conversion.onnx_io import MAXPOOL_ROUTES
-
     add_common(parser, device=False)
     model = parser.add_argument_group("DNN")
     add_recipe_arguments(model, ARCHS, "network to train: the reference MLP, a small CNN, or a ResNet-style CNN "
                                        "(MaxPool, residual Add, Concat; image-shaped input)")
     model.add_argument("--onnx-model", default="", help="convert this .onnx file instead of training")
-    model.add_argument("--maxpool", choices=MAXPOOL_ROUTES, default="exact",
+    model.add_argument("--maxpool", choices=onnx_io.MAXPOOL_ROUTES, default="exact",
                        help="MaxPool: exact (a tree of pairwise maxes as extra ReLU populations; the rate-mode "
                             "network stays exact) or average (swapped for average pooling: approximate)")
     snn = parser.add_argument_group("SNN: the conversion method")
@@ -73,10 +68,10 @@ def add_arguments(parser: argparse.ArgumentParser, command: str):
     snn.add_argument("--rates", type=auto(choice(RATE_CHOICES)), default=None,
                      help="calibrated / corrected: uniform (every layer at --target-rate), balanced (the same "
                           "expected spikes shared out between the layers, each layer's rate scale times A**(-1/3) "
-                          "for its expected spikes A), or, corrected only, validated: per step count the one of the two "
-                          "that scores better on validation images (default, or auto: validated for corrected, uniform for "
-                          "calibrated)")
-    snn.add_argument("--synapse", type=synapse_value, default=None,
+                          "for its expected spikes A), or, corrected only, validated: per step count the one of "
+                          "the two that scores better on validation images (default, or auto: validated for "
+                          "corrected, uniform for calibrated)")
+    snn.add_argument("--synapse", type=positive_or_none, default=None,
                      help="reference / calibrated: output synapse time constant (s), or none")
     snn.add_argument("--tau-rc", type=positive(float), default=0.02,
                      help="reference / calibrated lif: LIF membrane time constant (s)")
@@ -96,26 +91,30 @@ def add_arguments(parser: argparse.ArgumentParser, command: str):
     add_simulation_arguments(sim)
     sim.add_argument("--test-limit", type=auto(int), default=None,
                      help="first N test images, 0 = all (auto: 1000 quick, all 10,000 full)")
-    convert_targets.add_arguments(parser.add_argument_group("where it runs"))
+    where = parser.add_argument_group("where it runs")
+    where.add_argument("--target", choices=("nengo-dl", "nengo-loihi"), default="nengo-dl",
+                       help="nengo-loihi: also run the SNN on nengo-loihi's Loihi emulator (fixed-point weights, "
+                            "Loihi's non-leaky neuron, core limits)")
+    where.add_argument("--loihi-warmup", type=auto(int), default=None,
+                       help="nengo-loihi: steps before the readout window (auto: one per on-chip layer)")
+    where.add_argument("--loihi-test-limit", type=int, default=0,
+                       help="nengo-loihi: first N of the test images on the emulator, 0 = all of them")
+    where.add_argument("--nir-out", default="", help="write the SNN as a NIR graph to this file (logged too)")
 
-
-# --------------------------------------------------------------------------- settings
 
 def resolve(args) -> dict:
     """Checked settings (everything that can be wrong fails here, before a run is opened).
-    ``layers`` is None for the calibrated method: calibration sets them once the model is read."""
-    from snnbench.conversion.calibration import Calibration, reference_layers
-    from snnbench.conversion.nengo_net import IF_NEURONS, LayerParams, SimConfig, load_params, parse_params
-
-    convert_targets.check(args)
+    ``layers`` is None for the calibrated methods: calibration sets them once the model is read."""
+    require(args.loihi_warmup is None or args.loihi_warmup >= 0, "--loihi-warmup must be >= 0 steps")
+    require(args.loihi_test_limit >= 0, "--loihi-test-limit must be >= 0 (0 = all)")
+    require(args.target == "nengo-loihi" or (args.loihi_warmup is None and not args.loihi_test_limit),
+            "--loihi-warmup and --loihi-test-limit go with --target nengo-loihi")
     chosen = from_profile(args, PROFILES)
-    test_limit, steps_list = chosen["test_limit"], chosen["steps_list"]
-    require(test_limit >= 0, "--test-limit must be >= 0 (0 = all)")
-    require(bool(steps_list) and min(steps_list) >= 1, "--steps-list needs step counts >= 1")
+    require(chosen["test_limit"] >= 0, "--test-limit must be >= 0 (0 = all)")
+    require(bool(chosen["steps_list"]) and min(chosen["steps_list"]) >= 1, "--steps-list needs step counts >= 1")
     sim = SimConfig(args.steps, args.dt, args.readout, args.minibatch, args.simulator, args.seed)
-    tuned_source = bool(args.params_json or args.study_name)
     require(not (args.params_json and args.study_name), "give --params-json or --study-name, not both")
-    require(tuned_source == (args.method == "tuned"),
+    require(bool(args.params_json or args.study_name) == (args.method == "tuned"),
             "--method tuned takes its setting from --study-name or --params-json, and only it does")
     base = LayerParams(synapse=args.synapse, tau_rc=args.tau_rc, tau_ref=args.tau_ref)
     settings = {"method": args.method, "calibration": None, "layers": None, "source": {"method": args.method},
@@ -128,10 +127,9 @@ def resolve(args) -> dict:
         settings["calibration"] = Calibration(args.calibration_samples, args.percentile, args.target_rate,
                                               args.neuron, args.initial_voltage, args.seed,
                                               args.scales or ("channel" if corrected else "layer"), rates)
-        if args.method == "corrected":
-            require(args.neuron in IF_NEURONS and args.synapse is None,
-                    "--method corrected simulates IF neurons without an output synapse: use --neuron if or "
-                    "if-rectified and --synapse none")
+        require(not corrected or (args.neuron in IF_NEURONS and args.synapse is None),
+                "--method corrected simulates IF neurons without an output synapse: use --neuron if or "
+                "if-rectified and --synapse none")
         require(corrected or rates != "validated", "--rates validated is chosen per step count by --method corrected; "
                                                    "give --rates uniform or balanced")
         require(rates != "validated" or args.readout == "mean",
@@ -139,8 +137,6 @@ def resolve(args) -> dict:
                 "uniform / balanced")
     else:
         if args.study_name:
-            from snnbench.tuning import best_params_from_study
-
             source = f"study {args.study_name}"
             document = best_params_from_study(args.study_name, args.storage)
             layers, overrides = parse_params(document, source)
@@ -156,33 +152,21 @@ def resolve(args) -> dict:
             raise ConfigError(f"{source}: bad 'sim' settings ({exc})") from None
     if args.onnx_model:
         require(Path(args.onnx_model).is_file(), f"--onnx-model {args.onnx_model} not found; give a .onnx file")
-    settings.update(test_limit=test_limit, steps_list=sorted(set(steps_list)), sim=sim)
+    settings.update(test_limit=chosen["test_limit"], steps_list=sorted(set(chosen["steps_list"])), sim=sim)
     return settings
 
 
 def conversion_setting(converted, settings: dict, rates: str = "uniform") -> dict:
-    """The per-layer setting as a ``--params-json`` document, with where it came from;
-    calibration (calibrated method) reads MNIST training images here (``rates``: those that
+    """The per-layer setting as a ``--params-json`` document, with where it came from; the
+    calibrated methods calibrate here on MNIST training images (``rates``: those that
     ``--rates validated`` chose)."""
-    from snnbench.conversion.calibration import calibrated_document, mnist_training_images
-
     sim = asdict(settings["sim"])
-    if settings["calibration"] is not None:
-        calibration = settings["calibration"]
-        if calibration.rates == "validated":
-            calibration = replace(calibration, rates=rates)
-        return calibrated_document(converted, mnist_training_images(calibration.seed), calibration, sim,
-                                   settings["base"])
-    return {"layers": [asdict(p) for p in settings["layers"]], "sim": sim, "source": settings["source"]}
-
-
-def model_path(args) -> Path:
-    """The ONNX file: the given one, or the trained (cached) model's (beside its summary.json)."""
-    if args.onnx_model:
-        return Path(args.onnx_model)
-    from snnbench.training.conversion import trained_conversion_model
-
-    return trained_conversion_model(args.arch, recipe_from_args(args)) / "model.onnx"
+    calibration = settings["calibration"]
+    if calibration is None:
+        return {"layers": [asdict(p) for p in settings["layers"]], "sim": sim, "source": settings["source"]}
+    if calibration.rates == "validated":
+        calibration = replace(calibration, rates=rates)
+    return calibrated_document(converted, mnist_training_images(calibration.seed), calibration, sim, settings["base"])
 
 
 def layers_summary(layers: list) -> str:
@@ -194,10 +178,6 @@ def layers_summary(layers: list) -> str:
         return value
     return json.dumps([{k: brief(v) for k, v in asdict(p).items()} for p in layers])
 
-
-
-
-# --------------------------------------------------------------------------- the command
 
 def logged_params(args, settings: dict, test_images: int) -> dict:
     """The options that decided the run (a method's options only where it uses them)."""
@@ -214,15 +194,8 @@ def logged_params(args, settings: dict, test_images: int) -> dict:
 
 
 def run(args):
-    import mlflow
-
-    from snnbench.conversion import onnx_io
-    from snnbench.data import load_features
-    from snnbench.evaluation.harness import log_result_table
-    from snnbench.conversion.nengo_net import parse_params
-    from snnbench.tracking.runs import benchmark_run
-
     settings = resolve(args)
+    sim = settings["sim"]
     converted = onnx_io.extract(args.onnx_model, args.maxpool) if args.onnx_model else None  # checks the file first
     test = load_features("image", "test")
     if settings["test_limit"]:
@@ -230,9 +203,14 @@ def run(args):
     if converted is not None:
         require(converted.n_inputs == test.x.shape[1],
                 f"--onnx-model takes {converted.n_inputs} inputs but MNIST images have {test.x.shape[1]}")
-    params = logged_params(args, settings, len(test))
-    with benchmark_run("convert", params, data_checksums=test.checksums):
-        onnx_path = model_path(args)
+    with benchmark_run("convert", logged_params(args, settings, len(test)), data_checksums=test.checksums):
+        if args.onnx_model:
+            onnx_path = Path(args.onnx_model)
+        else:
+            onnx_path = trained_conversion_model(args.arch, recipe_from_args(args)) / "model.onnx"
+            trained = read_summary(onnx_path.parent)
+            mlflow.log_metrics({"torch_test_accuracy": trained["torch_test_accuracy"],
+                                "train_seconds": trained["train_seconds"]})
         converted = converted or onnx_io.extract(onnx_path, args.maxpool)
         if converted.approximations:
             mlflow.set_tag("snnbench.approximations", json.dumps(converted.approximations))
@@ -245,62 +223,28 @@ def run(args):
             mlflow.log_dict({str(s): {"layers": [asdict(p) for p in c[0]], "errors": c[1], **c[2]}
                              for s, c in corrected.items()}, "snn/corrected_layers.json")
             mlflow.log_param("rates_at_steps", json.dumps({s: c[2]["rates"] for s, c in corrected.items()}))
-            layers = per_steps[settings["sim"].steps]
-            chosen = corrected[settings["sim"].steps][2]["rates"]
+            layers = per_steps[sim.steps]
+            chosen = corrected[sim.steps][2]["rates"]
             if chosen != "uniform":  # the calibrated document of the rates chosen at --steps
                 document = conversion_setting(converted, settings, chosen)
             document = {**document, "layers": [asdict(p) for p in layers],
-                        "source": {**document["source"], "method": "corrected", "steps": settings["sim"].steps,
-                                   "rates": chosen}}
+                        "source": {**document["source"], "method": "corrected", "steps": sim.steps, "rates": chosen}}
         if settings["layers"] is None:
             mlflow.log_param("layers", layers_summary(layers))
-        if not args.onnx_model:
-            from snnbench.training.cache import read_summary
-
-            trained = read_summary(onnx_path.parent)
-            mlflow.log_metrics({"torch_test_accuracy": trained["torch_test_accuracy"],
-                                "train_seconds": trained["train_seconds"]})
-        keys = {"benchmark": "convert", "model": Path(args.onnx_model).stem if args.onnx_model else f"conversion-{args.arch}",
+        keys = {"benchmark": "convert", "model": onnx_path.stem if args.onnx_model else f"conversion-{args.arch}",
                 "modality": "image", "method": args.method, "seed": args.seed}
         dnn = measure.evaluate_dnn(onnx_path, test.x, test.y, keys)
         snn = measure.evaluate_snn(converted, layers, settings, test.x, test.y, keys, per_steps)
         snn["rows"] = measure.paired_losses(snn["rows"], dnn["logits"], snn["all_logits"], test.y)  # same images
-        snn["row"] = snn["rows"][[r["steps"] for r in snn["rows"]].index(settings["sim"].steps)]
-        equivalence = measure.rate_equivalence(converted, onnx_path, test.x[:EQUIVALENCE_IMAGES], settings["sim"])
-        log_metrics(converted, dnn, snn, equivalence)
-        targets = convert_targets.run_targets(args, converted, layers, settings["sim"], test, keys, dnn, snn)
+        snn["row"] = snn["rows"][[r["steps"] for r in snn["rows"]].index(sim.steps)]
+        equivalence = measure.rate_equivalence(converted, onnx_path, test.x[:EQUIVALENCE_IMAGES], sim)
+        measure.log_metrics(converted, dnn, snn, equivalence)
+        targets = measure.run_targets(args, converted, layers, sim, test, keys)
         log_result_table([dnn["row"], *snn["rows"], *targets])
         measure.log_artifacts(onnx_path, converted, document, dnn, snn, test.y)
-        low, high = snn["row"]["accuracy_ci_low"], snn["row"]["accuracy_ci_high"]
+        low, high = snn["row"]["paired_loss_ci_low"], snn["row"]["paired_loss_ci_high"]
         print(f"convert ({args.method}): DNN {100 * dnn['accuracy']:.2f}%  SNN {100 * snn['accuracy']:.2f}% "
-              f"[95% CI {100 * low:.2f}-{100 * high:.2f}] ({settings['sim'].steps} steps)  "
-              f"loss {100 * (dnn['accuracy'] - snn['accuracy']):.2f} pp [paired 95% CI {100 * snn['row']['paired_loss_ci_low']:.2f}-"
-              f"{100 * snn['row']['paired_loss_ci_high']:.2f}]  rate-mode max |err| {equivalence:.2e}  "
+              f"[95% CI {100 * snn['row']['accuracy_ci_low']:.2f}-{100 * snn['row']['accuracy_ci_high']:.2f}] "
+              f"({sim.steps} steps)  loss {100 * (dnn['accuracy'] - snn['accuracy']):.2f} pp [paired 95% CI "
+              f"{100 * low:.2f}-{100 * high:.2f}]  rate-mode max |err| {equivalence:.2e}  "
               "curve " + " ".join(f"{s}:{100 * a:.2f}" for s, a in sorted(snn["curve"].items())))
-
-
-def log_metrics(converted, dnn: dict, snn: dict, equivalence: float):
-    import mlflow
-
-    macs = converted.macs()
-    stats = snn["stats"]
-    metrics = {"dnn_accuracy": dnn["accuracy"], "snn_accuracy": snn["accuracy"],
-               "snn_accuracy_ci_low": snn["row"]["accuracy_ci_low"],
-               "snn_accuracy_ci_high": snn["row"]["accuracy_ci_high"],
-               "dnn_accuracy_ci_low": dnn["row"]["accuracy_ci_low"],
-               "dnn_accuracy_ci_high": dnn["row"]["accuracy_ci_high"],
-               "conversion_loss_pp": 100 * (dnn["accuracy"] - snn["accuracy"]),
-               "conversion_loss_pp_ci_low": 100 * snn["row"]["paired_loss_ci_low"],
-               "conversion_loss_pp_ci_high": 100 * snn["row"]["paired_loss_ci_high"],
-               "dnn_throughput_ips": dnn["throughput_ips"], "snn_throughput_ips": snn["throughput_ips"],
-               "dnn_latency_ms": dnn["latency_ms"], "snn_latency_ms": snn["latency_ms"],
-               "dnn_macs_per_sample": macs, "rate_equivalence_max_abs_err": equivalence}
-    metrics.update({f"snn_{k}": v for k, v in stats.items()})
-    if stats and macs:
-        metrics["snn_synaptic_ops_vs_dnn_macs"] = stats["synaptic_ops_per_sample"] / macs
-        metrics["snn_acs_vs_dnn_macs"] = stats["synaptic_acs_per_sample"] / macs
-    mlflow.log_metrics(metrics)
-    for steps, acc in sorted(snn["curve"].items()):
-        mlflow.log_metric("accuracy_at_steps", acc, step=steps)
-    for row in snn["rows"]:
-        mlflow.log_metric("paired_loss_at_steps", row["paired_loss"], step=row["steps"])

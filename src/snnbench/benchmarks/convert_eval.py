@@ -1,7 +1,9 @@
 """What ``snnbench convert`` measures and logs of the DNN and the converted SNN on the test images:
-accuracy rows (the SNN's per step count of the curve, with its paired loss against the DNN on the
-same images), throughput and one-image latency, how exactly the rate-mode network reproduces ONNX
-Runtime, and the artifacts (models, confusion matrices, the accuracy-vs-steps curve)."""
+accuracy rows (the SNN's per step count, with its paired loss against the DNN on the same images),
+throughput, one-image latency, activity, energy per device, how exactly the rate-mode network
+reproduces ONNX Runtime, and the artifacts; with ``--target nengo-loihi`` the same on nengo-loihi's
+Loihi emulator (``loihi_*`` metrics), with ``--nir-out`` the SNN as a NIR graph.
+"""
 
 import json
 import tempfile
@@ -9,10 +11,18 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import mlflow
+import mlflow.onnx
 import numpy as np
+import onnx
+import onnxruntime
 import torch
 
 from snnbench import engines
+from snnbench.conversion import calibration as cal, correction, onnx_io
+from snnbench.conversion.nengo_net import LayerParams
+from snnbench.evaluation import plots
+from snnbench.evaluation.energy import DEVICES, column
 from snnbench.evaluation.harness import CLEAN, score
 from snnbench.evaluation.metrics import accuracy, correct, paired_difference
 
@@ -45,32 +55,28 @@ def evaluate_dnn(onnx_path: Path, x, y, keys: dict) -> dict:
 
 
 def corrected_layers(converted, settings: dict) -> dict:
-    """--method corrected: for each step count of the curve (and ``sim.steps``), the calibrated
-    layers with that step count's error correction (snnbench.conversion.correction), from the
-    calibration subset of the MNIST training images: {steps: (layers, per-layer error report,
-    rates)}. With ``--rates validated`` each step count takes the rates (uniform or balanced) whose
-    corrected network classifies more of a seeded subset of the validation hold-out correctly
-    (uniform on a tie), simulated by snnbench.conversion.correction.simulate (the mean readout);
-    ``rates`` then carries both validation accuracies."""
-    from snnbench.conversion.calibration import (RATES, calibrate, calibration_inputs, mnist_training_images,
-                                                 mnist_validation_images)
-    from snnbench.conversion.correction import correct, simulate
-
+    """--method corrected: {steps: (layers, per-layer error report, rates)} for each step count of
+    the curve and ``sim.steps``: the calibrated layers with that step count's error correction
+    (snnbench.conversion.correction) on the calibration subset of MNIST training images. With
+    ``--rates validated`` each step count takes the rates (uniform or balanced) whose corrected
+    network scores better on a seeded validation subset (uniform on a tie; the mean readout), and
+    ``rates`` carries both validation accuracies."""
     calibration, sim = settings["calibration"], settings["sim"]
-    train = mnist_training_images(calibration.seed)
-    x = calibration_inputs(train, calibration.samples, calibration.seed)
-    options = RATES if calibration.rates == "validated" else (calibration.rates,)
-    calibrated = {r: calibrate(converted, train, replace(calibration, rates=r), sim.dt, settings["base"])[0]
+    train = cal.mnist_training_images(calibration.seed)
+    x = cal.calibration_inputs(train, calibration.samples, calibration.seed)
+    options = cal.RATES if calibration.rates == "validated" else (calibration.rates,)
+    calibrated = {r: cal.calibrate(converted, train, replace(calibration, rates=r), sim.dt, settings["base"])[0]
                   for r in options}
     if len(options) > 1:
-        x_val, y_val = mnist_validation_images(calibration.seed, calibration.samples)
+        x_val, y_val = cal.mnist_validation_images(calibration.seed, calibration.samples)
     chosen = {}
     for steps in sorted(set(settings["steps_list"]) | {sim.steps}):
-        candidates = {r: correct(converted, layers, x, steps, sim.dt, sim.seed) for r, layers in calibrated.items()}
+        candidates = {r: correction.correct(converted, layers, x, steps, sim.dt, sim.seed)
+                      for r, layers in calibrated.items()}
         rates = {"rates": options[0]}
         if len(options) > 1:
-            scores = {r: accuracy(simulate(converted, c[0], x_val, steps, sim.dt, sim.seed, torch.float32)[-1], y_val)
-                      for r, c in candidates.items()}
+            scores = {r: accuracy(correction.simulate(converted, c[0], x_val, steps, sim.dt, sim.seed,
+                                                      torch.float32)[-1], y_val) for r, c in candidates.items()}
             rates = {"rates": max(options, key=lambda r: scores[r]), "validation_accuracy": scores,
                      "validation_images": len(y_val)}
         chosen[steps] = (*candidates[rates["rates"]], rates)
@@ -78,11 +84,10 @@ def corrected_layers(converted, settings: dict) -> dict:
 
 
 def evaluate_snn(converted, layers: list, settings: dict, x, y, keys: dict, per_steps: dict | None = None) -> dict:
-    """The converted SNN: one result row per step count of the curve and ``sim.steps`` (activity
-    measured at ``sim.steps``), its logits there, timing and the runner's activity statistics.
-    One simulation gives the curve up to ``sim.steps`` and another the longer step counts; with
-    ``per_steps`` ({steps: layers}, --method corrected) each step count runs its own layers, and its
-    activity is measured at every step count."""
+    """The converted SNN: a result row per step count of the curve and ``sim.steps``, the logits,
+    timing and activity statistics at ``sim.steps`` (where activity is measured). One simulation
+    gives the curve up to ``sim.steps``, another the longer step counts; with ``per_steps``
+    ({steps: layers}, --method corrected) each step count runs (and measures activity) on its own."""
     sim = settings["sim"]
     steps = sorted(set(settings["steps_list"]) | {sim.steps})
     longer = [s for s in steps if s > sim.steps]
@@ -103,8 +108,7 @@ def evaluate_snn(converted, layers: list, settings: dict, x, y, keys: dict, per_
             if n_steps == sim.steps:
                 seconds, stats = runner.last_seconds, runner.last_stats
     with engines.build("nengo-snn", converted, {"layers": per_steps[sim.steps] if per_steps else layers,
-                                                "sim": replace(sim, minibatch=1),
-                                                "counters": False}) as single:
+                                                "sim": replace(sim, minibatch=1), "counters": False}) as single:
         latency = _latency_ms(single.predict, x[:LATENCY_IMAGES])
     rows = [score(model, logits[s], y, activities.get(s), **{**keys, "steps": s}) for s in steps]
     main = rows[steps.index(sim.steps)]
@@ -114,9 +118,8 @@ def evaluate_snn(converted, layers: list, settings: dict, x, y, keys: dict, per_
 
 
 def paired_losses(rows: list, dnn_logits: np.ndarray, snn_logits: dict, y: np.ndarray) -> list:
-    """The SNN result ``rows`` with the paired loss against the DNN on the same images added:
-    ``paired_loss`` (DNN accuracy minus SNN accuracy, as a fraction) and its 95% paired-bootstrap
-    interval ``paired_loss_ci_low`` / ``paired_loss_ci_high``, from ``snn_logits`` ({steps: logits})."""
+    """The SNN result ``rows`` with ``paired_loss`` (DNN minus SNN accuracy on the same images, a
+    fraction) and its 95% paired-bootstrap interval ``paired_loss_ci_low`` / ``_high`` added."""
     dnn_correct = correct(dnn_logits, y)
     out = []
     for row in rows:
@@ -127,13 +130,83 @@ def paired_losses(rows: list, dnn_logits: np.ndarray, snn_logits: dict, y: np.nd
 
 def rate_equivalence(converted, onnx_path: Path, x, sim) -> float:
     """Max |logit difference| between the relu-rate network and ONNX Runtime on real images."""
-    from snnbench.conversion.nengo_net import LayerParams
-
     reference = engines.build("ort-dnn", onnx_path, {"activity": False}).predict(x)
     exact = replace(sim, steps=2, readout="last", minibatch=min(sim.minibatch, len(x)))
     with engines.build("nengo-snn", converted, {"layers": LayerParams("relu-rate"), "sim": exact,
                                                 "counters": False}) as model:
         return float(np.abs(model.predict(x) - reference).max())
+
+
+def _interval(prefix: str, row: dict) -> dict:
+    """The row's accuracy and its 95% interval as ``<prefix>_accuracy[_ci_low|_ci_high]`` metrics."""
+    return {f"{prefix}_{k}": row[k] for k in ("accuracy", "accuracy_ci_low", "accuracy_ci_high")}
+
+
+def _energy(prefix: str, row: dict) -> dict:
+    return {f"{prefix}_{column(d)}": row[column(d)] for d in DEVICES if row.get(column(d)) is not None}
+
+
+def log_metrics(converted, dnn: dict, snn: dict, equivalence: float):
+    macs = converted.macs()
+    stats = snn["stats"]
+    metrics = {**_interval("dnn", dnn["row"]), **_interval("snn", snn["row"]),
+               "conversion_loss_pp": 100 * (dnn["accuracy"] - snn["accuracy"]),
+               "conversion_loss_pp_ci_low": 100 * snn["row"]["paired_loss_ci_low"],
+               "conversion_loss_pp_ci_high": 100 * snn["row"]["paired_loss_ci_high"],
+               "dnn_throughput_ips": dnn["throughput_ips"], "snn_throughput_ips": snn["throughput_ips"],
+               "dnn_latency_ms": dnn["latency_ms"], "snn_latency_ms": snn["latency_ms"],
+               "dnn_macs_per_sample": macs, "rate_equivalence_max_abs_err": equivalence,
+               **{f"snn_{k}": v for k, v in stats.items()}, **_energy("dnn", dnn["row"]), **_energy("snn", snn["row"])}
+    if stats and macs:
+        metrics["snn_synaptic_ops_vs_dnn_macs"] = stats["synaptic_ops_per_sample"] / macs
+        metrics["snn_acs_vs_dnn_macs"] = stats["synaptic_acs_per_sample"] / macs
+    mlflow.log_metrics(metrics)
+    for steps, acc in sorted(snn["curve"].items()):
+        mlflow.log_metric("accuracy_at_steps", acc, step=steps)
+    for row in snn["rows"]:
+        mlflow.log_metric("paired_loss_at_steps", row["paired_loss"], step=row["steps"])
+
+
+def evaluate_loihi(converted, layers, sim, x, y, keys: dict, args) -> dict:
+    """The SNN on the Loihi emulator (engine ``loihi-emulator``, scored by the same harness): its
+    result row, ``loihi_*`` metrics and core utilization."""
+    if args.loihi_test_limit:
+        x, y = x[:args.loihi_test_limit], y[:args.loihi_test_limit]
+    model = engines.build("loihi-emulator", converted, {"layers": layers, "sim": sim, "warmup": args.loihi_warmup})
+    started = time.perf_counter()
+    logits = model.predict(x)
+    seconds = time.perf_counter() - started
+    activity = model.last_activity
+    row = score(model, logits, y, activity, **keys)
+    model.close()
+    metrics = {**_interval("loihi", row), "loihi_test_images": len(y), "loihi_warmup_steps": model.warmup,
+               "loihi_throughput_ips": len(y) / seconds,
+               "loihi_spikes_per_sample": activity.spikes / max(activity.samples, 1),
+               "loihi_synaptic_acs_per_sample": row["effective_acs_per_sample"],
+               "loihi_spikes_per_neuron_per_step": row["spikes_per_neuron_per_step"], **_energy("loihi", row)}
+    return {"row": row, "metrics": metrics, "utilization": model.utilization}
+
+
+def run_targets(args, converted, layers, sim, test, keys: dict) -> list:
+    """Run the SNN on the Loihi emulator (``--target nengo-loihi``) and write its NIR graph
+    (``--nir-out``, logged as ``nir/<name>``); the extra result rows."""
+    rows = []
+    if args.target == "nengo-loihi":
+        loihi = evaluate_loihi(converted, layers, sim, test.x, test.y, keys, args)
+        m = loihi["metrics"]
+        mlflow.log_metrics(m)
+        mlflow.log_text("\n".join(loihi["utilization"]) + "\n", "loihi/utilization.txt")
+        rows.append(loihi["row"])
+        print(f"loihi-emulator: {100 * m['loihi_accuracy']:.2f}% [95% CI {100 * m['loihi_accuracy_ci_low']:.2f}-"
+              f"{100 * m['loihi_accuracy_ci_high']:.2f}] on {m['loihi_test_images']} images "
+              f"({sim.steps} steps after {m['loihi_warmup_steps']} warm-up)")
+    if args.nir_out:
+        from snnbench.conversion.nir_export import write_nir
+
+        path = write_nir(converted, layers, sim, args.nir_out)
+        mlflow.log_artifact(str(path), "nir")
+        print(f"NIR graph written to {path}")
+    return rows
 
 
 def confusion(labels, logits, classes: int = 10) -> np.ndarray:
@@ -143,14 +216,7 @@ def confusion(labels, logits, classes: int = 10) -> np.ndarray:
 
 
 def log_artifacts(onnx_path: Path, converted, document: dict, dnn: dict, snn: dict, y):
-    import mlflow
-    import mlflow.onnx
-    import onnx
-    import onnxruntime
-
-    from snnbench.conversion import onnx_io
-    from snnbench.evaluation import plots
-
+    """The DNN (an MLflow ONNX model), the SNN with its setting (``snn/``), confusion matrices, the curve."""
     mlflow.onnx.log_model(onnx.load(str(onnx_path)), name="model", save_as_external_data=False,
                           pip_requirements=[f"onnx=={onnx.__version__}", f"onnxruntime=={onnxruntime.__version__}"])
     with tempfile.TemporaryDirectory() as tmp:
@@ -166,5 +232,3 @@ def log_artifacts(onnx_path: Path, converted, document: dict, dnn: dict, snn: di
         plots.steps_curve_plot(snn["curve"], dnn["accuracy"], tmp / "accuracy_vs_steps.png")
         mlflow.log_artifact(str(tmp / "accuracy_vs_steps.png"), "plots")
     mlflow.log_dict({str(k): v for k, v in snn["curve"].items()}, "accuracy_vs_steps.json")
-
-

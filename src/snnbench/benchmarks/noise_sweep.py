@@ -1,36 +1,40 @@
 """``snnbench noise_sweep``: DNN (ONNX Runtime) vs converted Nengo SNN vs snntorch SNN under noise.
 
 Every model sees the same test samples and, for a given (position, std, seed), the same Gaussian
-draws (snnbench.noise conventions). One child run per (family, model, modality, model seed,
-position, std, noise seed) plus one clean run per model; the parent logs the result table, the
-cells (mean over model seeds with its interval), the paired DNN-vs-SNN differences, the
-accuracy-vs-std plot and the robustness summary. A sweep run again with the same options resumes:
-finished children are reused, not repeated.
-
-Models: trained here by the training engine (cached), taken from a ``multimodal_study`` run
-(``--models-from RUN_ID``: its 200-epoch models, every seed), or brought by the user
-(``--onnx-model FILE`` and / or ``--snntorch-model REF`` with ``--dataset``).
+draws (snnbench.noise). One child run per (family, model, modality, model seed, position, std,
+noise seed) plus one clean run per model; the parent logs the tables of
+:mod:`~snnbench.benchmarks.noise_sweep_tables`. Run again with the same options, a sweep resumes:
+finished children are reused. Models: see :mod:`~snnbench.benchmarks.noise_sweep_models`.
 """
 
+import io
 import tempfile
 import time
 from collections import OrderedDict
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import mlflow
 import numpy as np
+import onnx
 from tqdm import tqdm
 
 from snnbench.benchmarks import noise_sweep_tables as tables
-from snnbench.benchmarks.options import add_common, auto, choice_list, float_list, from_profile, positive, require
-from snnbench.benchmarks.options import add_modalities, add_resume
-from snnbench.benchmarks.noise_sweep_models import SNN_ENGINE, Subject
+from snnbench.benchmarks.noise_sweep_models import SNN_ENGINE, Models, Subject, study_references
+from snnbench.benchmarks.options import add_common, add_modalities, add_resume, auto, choice_list, float_list
+from snnbench.benchmarks.options import from_profile, positive, require
+from snnbench.data import feature_size
+from snnbench.device import resolve_device
+from snnbench.errors import DataError
 from snnbench.evaluation import harness, metrics
 from snnbench.evaluation.metrics import COLUMNS
 from snnbench.execution import add_cluster_arguments, executor_from_args
+from snnbench.models.multimodal import ModelSpec
 from snnbench.noise import NOISE_MODES, NoiseSpec
 from snnbench.tracking import runs as tracking
+from snnbench.tracking.references import local_copy
+from snnbench.training import recipes
+from snnbench.training.suite import test_data
 
 BENCHMARK = "noise_sweep"
 LOIHI = "loihi-emulator"  # the converted SNN on nengo-loihi's emulator (--target nengo-loihi)
@@ -42,13 +46,10 @@ DATASETS = {"mnist": "image", "fsdd": "audio", "multimodal": "multimodal"}  # a 
 # one colour per engine in the MLflow UI's charts (the tag it reads), so children plot as curves per engine
 ENGINE_COLORS = {"ort-dnn": "#308613", "nengo-snn": "#2272b4", SNN_ENGINE: "#c83243", LOIHI: "#8a4fbf"}
 CORRECT = "correct.npy"  # a child's per-sample correctness (packed bits), for the paired differences
-
 # Settings each profile fills in when an option is not given. Training: each study's own recipe
 # (snnbench.training.recipes), unless --epochs / --train-limit override it for every model.
 PROFILES = {"quick": dict(test_limit=500, steps=20, seeds=1), "full": dict(test_limit=0, steps=30, seeds=3)}
 
-
-# --------------------------------------------------------------------------- command line
 
 def add_arguments(parser, command):
     add_common(parser)
@@ -102,12 +103,6 @@ def add_arguments(parser, command):
 
 def settings(args) -> dict:
     """The options that decide the results, every default resolved (logged as parent params)."""
-    from dataclasses import replace
-
-    from snnbench.device import resolve_device
-    from snnbench.models.multimodal import ModelSpec
-    from snnbench.training import recipes
-
     chosen = from_profile(args, PROFILES)
     require(chosen["test_limit"] >= 0 and (args.train_limit or 0) >= 0,
             "--test-limit and --train-limit must be >= 0 (0 = all samples)")
@@ -120,61 +115,48 @@ def settings(args) -> dict:
     require(not user or args.dataset, "--onnx-model / --snntorch-model need --dataset (mnist, fsdd or multimodal)")
     require(not (user and args.models_from), "--models-from takes the suite's models; leave it out with your own")
     overrides = {k: getattr(args, k) for k in ("epochs", "train_limit") if getattr(args, k) is not None}
-    snn_steps = args.snn_steps or ModelSpec().steps
     config = {"stds": sorted(set(args.stds)), "positions": list(dict.fromkeys(args.positions)),
               "families": list(dict.fromkeys(args.families + ([LOIHI] if args.target == "nengo-loihi" else []))),
               "modalities": [DATASETS[args.dataset]] if user else list(dict.fromkeys(args.modalities)),
               "noise_mode": args.noise_mode, "seed": args.seed, "profile": args.profile,
-              "device": str(resolve_device(args.device)), "snn_steps": snn_steps,
+              "device": str(resolve_device(args.device)), "snn_steps": args.snn_steps or ModelSpec().steps,
               "models_from": args.models_from, "onnx_model": args.onnx_model, "snntorch_model": args.snntorch_model,
               "dataset": args.dataset, "conversion_training": replace(recipes.CONVERSION, **overrides).as_params(),
               "suite_training": replace(recipes.SUITE[args.profile], **overrides).as_params(), **chosen}
-    config["model_seeds"] = model_seeds(args, config)
     if user:
-        check_user_models(config)
+        config["model_seeds"] = [0]  # a user's model is one trained model
+        check_user_model(config)
+    elif args.models_from:
+        found = sorted({seed for _, _, seed in study_references(args.models_from, config["snn_steps"])})
+        config["model_seeds"] = found[:args.model_seeds] if args.model_seeds else found
+    else:
+        config["model_seeds"] = list(range(args.seed, args.seed + (args.model_seeds or 1)))
     return config
 
 
-def model_seeds(args, config: dict) -> list[int]:
-    if config["onnx_model"] or config["snntorch_model"]:
-        return [0]  # a user's model is one trained model
-    if config["models_from"]:
-        from snnbench.benchmarks.noise_sweep_models import study_references
-
-        found = sorted({seed for _, _, seed in study_references(config["models_from"], config["snn_steps"])})
-        return found[:args.model_seeds] if args.model_seeds else found
-    return list(range(args.seed, args.seed + (args.model_seeds or 1)))
-
-
-def check_user_models(config: dict):
-    """A user's model must take the dataset's samples: one line naming both shapes if not."""
-    from snnbench.data import feature_size
-    from snnbench.errors import DataError
-
+def check_user_model(config: dict):
+    """A user's ONNX model must take the dataset's samples: one line naming both shapes if not."""
+    if not config["onnx_model"]:
+        return
+    path = local_copy(config["onnx_model"])
+    try:
+        graph = onnx.load(str(path / "model.onnx" if path.is_dir() else path)).graph
+    except Exception as exc:  # onnx raises several types on a file that is not a model
+        raise DataError(f"{config['onnx_model']} is not a readable ONNX model ({exc.__class__.__name__})") from None
+    dims = [d.dim_value for d in graph.input[0].type.tensor_type.shape.dim[1:]]
     features = feature_size(config["modalities"][0])
-    if config["onnx_model"]:
-        import onnx
-
-        from snnbench.tracking.references import local_copy
-
-        path = local_copy(config["onnx_model"])
-        try:
-            graph = onnx.load(str(path / "model.onnx" if path.is_dir() else path)).graph
-        except Exception as exc:  # onnx raises several types on a file that is not a model
-            raise DataError(f"{config['onnx_model']} is not a readable ONNX model ({exc.__class__.__name__})") from None
-        dims = [d.dim_value for d in graph.input[0].type.tensor_type.shape.dim[1:]]
-        if all(dims) and int(np.prod(dims)) != features:
-            raise DataError(f"{config['onnx_model']} takes samples of shape {tuple(dims)} ({int(np.prod(dims))} "
-                            f"values), but --dataset {config['dataset']} has {features} features per sample")
+    if all(dims) and int(np.prod(dims)) != features:
+        raise DataError(f"{config['onnx_model']} takes samples of shape {tuple(dims)} ({int(np.prod(dims))} "
+                        f"values), but --dataset {config['dataset']} has {features} features per sample")
 
 
 def subjects(config: dict) -> list:
     """Every (family, model, modality, model seed) the sweep evaluates, in a stable order."""
     if config.get("onnx_model") or config.get("snntorch_model"):
-        modality = config["modalities"][0]
-        own = [("ort-dnn", config["onnx_model"]), ("nengo-snn", config["onnx_model"]), (LOIHI, config["onnx_model"]),
-               (SNN_ENGINE, config["snntorch_model"])]
-        return [Subject(family, "user", modality) for family, given in own if given and family in config["families"]]
+        own = {"ort-dnn": config["onnx_model"], "nengo-snn": config["onnx_model"], LOIHI: config["onnx_model"],
+               SNN_ENGINE: config["snntorch_model"]}
+        return [Subject(family, "user", config["modalities"][0]) for family, given in own.items()
+                if given and family in config["families"]]
     out = []
     for seed in config.get("model_seeds", [config["seed"]]):
         for family in config["families"]:
@@ -195,36 +177,26 @@ def grid(subject: Subject, config: dict) -> list:
     return [clean, *noisy]
 
 
-# --------------------------------------------------------------------------- running the grid
-
-def result_keys(child: dict, config: dict) -> dict:
-    """The result-table key columns (snnbench.evaluation.harness.KEY_COLUMNS) of one child, and its model seed."""
-    steps = {"ort-dnn": 1, "nengo-snn": config["steps"], LOIHI: config["steps"], SNN_ENGINE: config["snn_steps"]}[
-        child["family"]]
+def _row(child: dict, config: dict, measured: dict, clean: float, seconds: float, run_id: str, reused: bool) -> dict:
+    """A child's result row: the result-table keys (harness.KEY_COLUMNS), its metrics and the drop."""
+    steps = {"ort-dnn": 1, "nengo-snn": config["steps"], LOIHI: config["steps"], SNN_ENGINE: config["snn_steps"]}
+    values = {k: measured.get(k, float("nan")) for k in COLUMNS}
     return {"benchmark": BENCHMARK, "engine": child["family"], "model": child["model"], "modality": child["modality"],
-            "method": "calibrated" if child["family"] in CONVERTED else "", "steps": steps,
+            "method": "calibrated" if child["family"] in CONVERTED else "", "steps": steps[child["family"]],
             "noise_position": child["position"], "noise_std": child["std"], "noise_mode": child["noise_mode"],
-            "noise_seed": child["noise_seed"], "seed": config["seed"], "model_seed": child["model_seed"]}
+            "noise_seed": child["noise_seed"], "seed": config["seed"], "model_seed": child["model_seed"],
+            **values, "clean_accuracy": clean, "accuracy_drop_pp": 100 * (clean - values["accuracy"]),
+            "eval_seconds": seconds, "reused": reused, "run_id": run_id}
 
 
 def evaluate(model, data, child: dict) -> tuple[dict, np.ndarray]:
-    """Every metric of one child configuration and which samples it got right (the unit of work;
-    tests patch it to interrupt a sweep)."""
+    """Every metric of one child and which samples it got right (tests patch it to interrupt a sweep)."""
     spec = NoiseSpec(child["std"], child["position"], child["noise_mode"], child["noise_seed"])
     logits = model.predict(np.asarray(data.x, np.float32), spec, 0)
     return harness.score(model, logits, data.y, model.last_activity, spec), metrics.correct(logits, data.y)
 
 
-def _row(child: dict, config: dict, measured: dict, clean: float, seconds: float, run_id: str, reused: bool) -> dict:
-    values = {k: measured.get(k, float("nan")) for k in COLUMNS}
-    return {**result_keys(child, config), **values, "clean_accuracy": clean,
-            "accuracy_drop_pp": 100 * (clean - values["accuracy"]), "eval_seconds": seconds, "reused": reused,
-            "run_id": run_id}
-
-
 def _finished_row(run, child: dict, config: dict) -> dict:
-    import io
-
     m = run.data.metrics
     row = _row(child, config, m, m["clean_accuracy"], m.get("eval_seconds", float("nan")), run.info.run_id, True)
     path = mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path=CORRECT)
@@ -252,7 +224,7 @@ class ChildUnit:
     subject: Subject
     child: dict
     config: dict
-    models: object  # snnbench.benchmarks.noise_sweep_models.Models: where the subject's trained model is
+    models: Models
 
 
 _BUILT: "OrderedDict[tuple, harness.Model]" = OrderedDict()  # the last subjects' models in this process
@@ -266,42 +238,32 @@ def evaluate_child(unit: ChildUnit) -> tuple[dict, np.ndarray, float]:
         while len(_BUILT) >= 2:
             _BUILT.popitem(last=False)
         _BUILT[key] = unit.models.model(unit.subject)
-    data = evaluation_set(unit.subject.modality, unit.config)
+    data = test_data(unit.subject.modality, unit.config["test_limit"])  # seeded: the same for every family
     started = time.perf_counter()
     measured, correct = evaluate(_BUILT[key], data, unit.child)
     return measured, correct, time.perf_counter() - started
 
 
-def evaluation_set(modality: str, config: dict):
-    """The suite's test subset (seeded, so every class is present): the same for every family."""
-    from snnbench.training.suite import test_data as suite_test_data
-
-    return suite_test_data(modality, config["test_limit"])
-
-
-def sweep(config: dict, models, device: str, executor) -> list:
-    """Run the whole grid under the active parent run (children finished earlier are reused): its
-    units on the executor, each child logged here as it comes back; returns one row per child. A
-    child's drop is measured against its subject's clean child, so a noisy child that comes back
-    before it waits to be logged."""
+def sweep(config: dict, models: Models, device: str, executor) -> list:
+    """Run the grid under the active parent run, reusing finished children; returns a row per child.
+    Units run on the executor; each child is logged here as it comes back, a noisy one only after
+    its subject's clean child (its drop is measured against it)."""
     done = tracking.finished_children(mlflow.active_run().info.run_id)
-    plan = subjects(config)
+    plan = [(subject, child) for subject in subjects(config) for child in grid(subject, config)]
     rows, clean, waiting, units, data = {}, {}, {}, [], {}
-    for subject in plan:
-        for child in grid(subject, config):
-            key = tracking.config_key(child)
-            if key in done:
-                rows[key] = _finished_row(done[key], child, config)
-                clean[subject] = rows[key]["clean_accuracy"]
-            else:
-                units.append(ChildUnit(subject, child, config, models))
+    for subject, child in plan:
+        key = tracking.config_key(child)
+        if key in done:
+            rows[key] = _finished_row(done[key], child, config)
+            clean[subject] = rows[key]["clean_accuracy"]
+        else:
+            units.append(ChildUnit(subject, child, config, models))
     several = len(config.get("model_seeds", [])) > 1
-    total = sum(len(grid(s, config)) for s in plan)
-    with tqdm(total=total, initial=len(rows), desc="noise_sweep", unit="run", dynamic_ncols=True) as progress:
+    with tqdm(total=len(plan), initial=len(rows), desc="noise_sweep", unit="run", dynamic_ncols=True) as progress:
         def record(unit: ChildUnit, measured: dict, correct: np.ndarray, seconds: float):
             subject, child = unit.subject, unit.child
             if subject.modality not in data:
-                data[subject.modality] = evaluation_set(subject.modality, config)
+                data[subject.modality] = test_data(subject.modality, config["test_limit"])
             name = (f"{subject.label}{f' model seed {subject.model_seed}' if several else ''} "
                     f"{child['position']} std={child['std']:g} seed={child['noise_seed']}")
             with tracking.child_run(name, child, device=device, data_checksums=data[subject.modality].checksums) as run:
@@ -323,10 +285,8 @@ def sweep(config: dict, models, device: str, executor) -> list:
                 record(unit, *result)
             else:
                 waiting.setdefault(unit.subject, []).append((unit, *result))
-    return [rows[tracking.config_key(c)] for s in plan for c in grid(s, config)]
+    return [rows[tracking.config_key(child)] for _, child in plan]
 
-
-# --------------------------------------------------------------------------- results
 
 def run_name(config: dict) -> str:
     """What the parent run is, as its name (under ``mlflow run`` too, instead of a random one)."""
@@ -338,9 +298,6 @@ def run_name(config: dict) -> str:
 
 
 def run(args):
-    from snnbench.device import resolve_device
-    from snnbench.benchmarks.noise_sweep_models import Models
-
     config = settings(args)
     device = resolve_device(args.device)
     models = Models(config, device)

@@ -1,20 +1,9 @@
-"""The noise sweep's models under test, each as a harness model of its engine.
-
-A :class:`Subject` is one model under test: the engine that runs it (``ort-dnn``, ``nengo-snn``,
-``snntorch-snn``), which trained model (``conversion-mlp``: the conversion study's MLP, image
-only; ``multimodal``: the snntorch suite's DNN or SNN of one modality; ``user``: a model the user
-brought), the modality and the model's training seed. Where its model comes from:
-
-* trained here on first use by the training engine and cached by configuration (shared with
-  ``snnbench convert`` / ``snnbench multimodal`` run with the same settings);
-* ``models_from``: the children of a ``multimodal_study`` run (its 200-epoch models, by reference:
-  the size-S DNN and the reference SNN of each modality and seed);
-* ``onnx_model`` / ``snntorch_model``: the user's DNN (an ONNX file) and SNN (a logged MLflow
-  PyTorch model).
-
-DNNs run in ONNX Runtime with the noise inserted into a copy of their graph
-(:mod:`snnbench.conversion.onnx_noise`) and, converted by the calibrated method on their own
-training data, in Nengo (:class:`snnbench.engines.nengo.NengoRunner` adds the same draws itself).
+"""The noise sweep's models under test, each as a harness model of its engine: trained here (cached
+by configuration, shared with ``convert`` / ``multimodal`` run with the same settings), referenced
+from a ``multimodal_study`` run (``models_from``: its size-S DNNs and reference SNNs) or the user's
+(``onnx_model``; ``snntorch_model``, a logged MLflow PyTorch model). DNNs run in ONNX Runtime with
+the noise in a copy of their graph (snnbench.conversion.onnx_noise) and, converted by the calibrated
+method on their own training data, in Nengo, which adds the same draws itself.
 """
 
 import json
@@ -22,18 +11,26 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 from tqdm import tqdm
 
+from snnbench import engines
+from snnbench.engines.nengo import SimConfig
 from snnbench.errors import DataError
-from snnbench.training.suite import log_trained_model
+from snnbench.models.multimodal import ModelSpec, build_model
+from snnbench.tracking.references import local_copy, run_models
+from snnbench.training.conversion import trained_conversion_model
+from snnbench.training.recipes import Recipe
+from snnbench.training.suite import TrainSettings, load_trained_multimodal, log_trained_model, training_data
 
 SNN_ENGINE = "snntorch-snn"
 
 
 @dataclass(frozen=True)
 class Subject:
-    family: str          # the engine: ort-dnn, nengo-snn, snntorch-snn
-    model: str           # conversion-mlp, multimodal, user
+    """One model under test."""
+    family: str          # the engine: ort-dnn, nengo-snn, snntorch-snn, loihi-emulator
+    model: str           # conversion-mlp (the conversion study's MLP, image only), multimodal (the suite's), user
     modality: str
     model_seed: int = 0  # the trained model's seed
 
@@ -46,17 +43,13 @@ class Subject:
         return "snn" if self.family == SNN_ENGINE else "dnn"
 
 
-def reference_spec(modality: str, family: str, snn_steps: int):
+def reference_spec(modality: str, kind: str, snn_steps: int) -> ModelSpec:
     """The suite's model of a sweep: size S, and for an SNN the reference neuron (LIF, soft reset)."""
-    from snnbench.models.multimodal import ModelSpec
-
-    return ModelSpec(modality, "snn", steps=snn_steps) if family == "snn" else ModelSpec(modality, "dnn")
+    return ModelSpec(modality, "snn", steps=snn_steps) if kind == "snn" else ModelSpec(modality, "dnn")
 
 
 def study_references(run_id: str, snn_steps: int) -> dict:
     """(kind, modality, seed) -> ``models:/`` reference of a multimodal_study run's reference models."""
-    from snnbench.tracking.references import run_models
-
     out = {}
     for entry in run_models(run_id):
         spec = reference_spec(entry["modality"], entry["family"], snn_steps).as_dict()
@@ -102,14 +95,8 @@ class Models:
         if name not in self.folders:
             reference = self.reference(subject)
             if reference is not None:
-                from snnbench.tracking.references import local_copy
-
                 self.folders[name] = local_copy(reference)
             elif subject.model == "conversion-mlp":
-                from snnbench.training.conversion import trained_conversion_model
-
-                from snnbench.training.recipes import Recipe
-
                 recipe = Recipe(**self.config["conversion_training"], seed=subject.model_seed)
                 self.folders[name] = trained_conversion_model("mlp", recipe)
             else:
@@ -120,19 +107,13 @@ class Models:
                     self.train_settings(subject.model_seed), self.device)
         return self.folders[name]
 
-    def onnx_file(self, subject: Subject) -> Path:
-        path = self.folder(subject)
-        return path / "model.onnx" if path.is_dir() else path
-
-    def train_settings(self, seed: int):
-        from snnbench.training.suite import TrainSettings
-
+    def train_settings(self, seed: int) -> TrainSettings:
         return TrainSettings(**self.config["suite_training"], seed=seed)
 
     def prepare(self, subjects: list):
-        """Fetch (or train) every model the sweep needs. A model trained here is logged as an
-        MLflow model of the active (parent) run; a referenced one keeps its own id. Ids by name
-        in ``model_ids`` (None for a user's file)."""
+        """Fetch (or train) every model the sweep needs; ``model_ids`` by name: a model trained here
+        is logged as an MLflow model of the active (parent) run, a referenced one keeps its id
+        (None for a user's file)."""
         for subject in tqdm(subjects, desc="models", unit="model", dynamic_ncols=True):
             name = self.name(subject)
             if name in self.model_ids:
@@ -145,23 +126,19 @@ class Models:
 
     def model(self, subject: Subject):
         """The subject as a harness model (snnbench.evaluation.harness) of its engine."""
-        from snnbench import engines
-
+        if subject.family == SNN_ENGINE:
+            return engines.build(subject.family, self.torch_module(subject),
+                                 dict(device=self.device, seed=self.config["seed"]))
+        path = self.folder(subject)
+        onnx_file = path / "model.onnx" if path.is_dir() else path
         if subject.family == "ort-dnn":
-            return engines.build("ort-dnn", self.onnx_file(subject))
-        if subject.family in ("nengo-snn", "loihi-emulator"):
-            return converted_model(subject.family, self.onnx_file(subject), self.config, self.training_inputs(subject))
-        return engines.build(subject.family, self.torch_module(subject), dict(device=self.device, seed=self.config["seed"]))
+            return engines.build("ort-dnn", onnx_file)
+        return converted_model(subject.family, onnx_file, self.config, self.training_inputs(subject))
 
     def torch_module(self, subject: Subject):
         """The SNN as a torch module: from the cache's ``state.pt``, or a logged PyTorch model
         (its pickled module's weights loaded into the family's current definition, without
         MLflow's loader, which re-imports the package from the model's code copy)."""
-        import torch
-
-        from snnbench.models.multimodal import ModelSpec, build_model
-        from snnbench.training.suite import load_trained_multimodal
-
         folder = self.folder(subject)
         if (folder / "state.pt").exists():
             return load_trained_multimodal(folder)[0]
@@ -174,12 +151,8 @@ class Models:
         return model.eval()
 
     def training_inputs(self, subject: Subject) -> np.ndarray:
-        """The inputs the subject's DNN was trained on (its calibration set is drawn from them):
-        the conversion MLP's MNIST training part, the suite model's training part (as its
-        ``config.json`` says, for a model trained elsewhere), or, for a user's model, the
-        training part of the dataset's training split."""
-        from snnbench.training.suite import TrainSettings, training_data
-
+        """The inputs the subject's DNN was trained on, its calibration set's source (a user's
+        model: the dataset's training part; a suite model trained elsewhere: as its config.json says)."""
         if subject.model == "conversion-mlp":
             from snnbench.conversion.calibration import mnist_training_images
 
@@ -196,14 +169,9 @@ class Models:
 
 
 def converted_model(engine: str, model_path: Path, config: dict, training_inputs: np.ndarray):
-    """The DNN converted to a spiking network by the calibrated method (snnbench.conversion.calibration:
-    IF neurons, each layer's rate scale from its activations on ``training_inputs``, the DNN's own
-    training data), as a harness model of ``engine`` (nengo-snn, or loihi-emulator: nengo-loihi's
-    emulator). Pre / post noise reaches the neurons in the units of the DNN's pre-activation /
-    activation (a neuron's output averages its activation over the steps). Its simulators are
-    built once per noise position and given each further std / seed at run time."""
-    from snnbench import engines
-    from snnbench.engines.nengo import SimConfig
-
+    """The DNN converted by the calibrated method (each layer's rate scale from its activations on
+    ``training_inputs``, the DNN's own training data), as a harness model of ``engine`` (nengo-snn
+    or loihi-emulator). Pre / post noise reaches the neurons in the units of the DNN's
+    pre-activation / activation; its simulators are built once per noise position."""
     sim = SimConfig(steps=config["steps"], seed=config["seed"])
     return engines.build(engine, model_path, dict(sim=sim, calibration_inputs=training_inputs))

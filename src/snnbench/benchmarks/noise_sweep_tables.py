@@ -3,15 +3,11 @@
 * **Cells**: per (engine, model, modality, position, std): the accuracy averaged over noise seeds
   for each model seed, then the mean over model seeds with its Student-t 95% interval (one model
   seed: the Wilson interval of the pooled test samples).
-* **Paired differences** (DNN minus SNN, in points): both engines ran on the same samples under
-  the same noise draws, so the difference of each sample's correctness is taken, averaged over
-  model seeds and noise seeds, and its 95% interval comes from a paired bootstrap over samples
+* **Paired differences** (DNN minus SNN, in points) of each sample's correctness under the same
+  draws, averaged over model and noise seeds, with a paired-bootstrap 95% interval over samples
   (:func:`snnbench.evaluation.metrics.paired_difference`). Pairs: the ORT DNN against its own
-  conversion in Nengo, and against the snntorch SNN of the same modality (the suite's model).
+  conversion (Nengo, Loihi emulator) and against the snntorch SNN of the same modality.
 * **Robustness**: AUC, drops and tolerated std of the seed-averaged accuracy-vs-std curves.
-
-The parent run keeps a few summary metrics (per engine: mean clean accuracy and mean AUC; the
-mean paired gap per pair); the rest is in its logged tables.
 """
 
 import json
@@ -19,49 +15,49 @@ from pathlib import Path
 
 import mlflow
 import numpy as np
+import pandas as pd
 
 from snnbench.evaluation import harness, robustness
 from snnbench.evaluation.metrics import paired_difference, seed_interval, wilson_interval
 
 CURVE = ("engine", "model", "modality", "noise_position")
+CELL = (*CURVE, "noise_std")
 PAIRS = (("ort-dnn", "nengo-snn"), ("ort-dnn", "snntorch-snn"), ("ort-dnn", "loihi-emulator"))
 
 
-def _key(row: dict, columns) -> tuple:
-    return tuple(row[c] for c in columns)
+def _groups(rows: list, columns) -> dict:
+    """Rows by their values of ``columns``, in order of first appearance."""
+    out = {}
+    for r in rows:
+        out.setdefault(tuple(r[c] for c in columns), []).append(r)
+    return out
 
 
 def cells(rows: list) -> list[dict]:
     """One cell per (engine, model, modality, position, std): mean over model seeds and its interval."""
     out = []
-    for key in dict.fromkeys(_key(r, (*CURVE, "noise_std")) for r in rows):
-        points = [r for r in rows if _key(r, (*CURVE, "noise_std")) == key]
+    for key, points in _groups(rows, CELL).items():
         seeds = sorted({r["model_seed"] for r in points})
         per_seed = [np.mean([r["accuracy"] for r in points if r["model_seed"] == s]) for s in seeds]
         mean, low, high = seed_interval(per_seed)
         if len(seeds) == 1:
             n = sum(r["n"] for r in points)
             low, high = wilson_interval(int(round(sum(r["accuracy"] * r["n"] for r in points))), int(n))
-        out.append({**dict(zip((*CURVE, "noise_std"), key)), "accuracy": mean, "accuracy_ci_low": low, "accuracy_ci_high": high,
+        out.append({**dict(zip(CELL, key)), "accuracy": mean, "accuracy_ci_low": low, "accuracy_ci_high": high,
                     "model_seeds": len(seeds), "noise_seeds": len({r["noise_seed"] for r in points})})
     return out
 
 
 def paired_gaps(rows: list, seed: int = 0) -> list[dict]:
     """DNN minus SNN accuracy for every pair of engines that ran the same samples and draws."""
+    by_key = {key: {(r["model_seed"], r["noise_seed"]): r for r in group} for key, group in _groups(rows, CELL).items()}
     out = []
-    by_key = {}
-    for r in rows:
-        by_key.setdefault((r["engine"], r["model"], r["modality"], r["noise_position"], r["noise_std"]), []).append(r)
-    for (engine, model, modality, position, std), dnn_rows in by_key.items():
+    for (engine, model, modality, position, std), dnn in by_key.items():
         for first, second in PAIRS:
-            if engine != first or (second, model, modality, position, std) not in by_key:
+            snn = by_key.get((second, model, modality, position, std))
+            if engine != first or snn is None:
                 continue
-            if second == "snntorch-snn" and model == "conversion-mlp":
-                continue
-            snn = {(r["model_seed"], r["noise_seed"]): r for r in by_key[(second, model, modality, position, std)]}
-            both = sorted(k for k in ((r["model_seed"], r["noise_seed"]) for r in dnn_rows) if k in snn)
-            dnn = {(r["model_seed"], r["noise_seed"]): r for r in dnn_rows}
+            both = sorted(dnn.keys() & snn.keys())
             mean, low, high = paired_difference([dnn[k]["correct"] for k in both], [snn[k]["correct"] for k in both],
                                                 seed=seed)
             out.append({"dnn": first, "snn": second, "model": model, "modality": modality, "noise_position": position,
@@ -73,12 +69,13 @@ def paired_gaps(rows: list, seed: int = 0) -> list[dict]:
 def summaries(rows: list) -> dict:
     """Robustness metrics per (family, model, modality, position), over the seed-averaged curve."""
     out = {}
-    for family, model, modality, position in sorted({_key(r, CURVE) for r in rows if r["noise_position"] != "none"}):
-        points = [r for r in rows if _key(r, CURVE) == (family, model, modality, position)]
+    groups = _groups([r for r in rows if r["noise_position"] != "none"], CURVE)
+    for key in sorted(groups):
+        points = groups[key]
         stds = sorted({r["noise_std"] for r in points})
         means = [np.mean([r["accuracy"] for r in points if r["noise_std"] == s]) for s in stds]
         curve = robustness.Curve.from_points(stds, means, float(np.mean([r["clean_accuracy"] for r in points])))
-        out[f"{family}.{model}.{modality}.{position}"] = robustness.summarise(curve)
+        out[".".join(map(str, key))] = robustness.summarise(curve)
     return out
 
 
@@ -88,28 +85,30 @@ def _pct(value: float) -> str:
 
 def markdown(cell_rows: list, gaps: list) -> str:
     """Cells (accuracy % [95% interval]) and paired gaps (points [95% interval]) as two tables."""
-    stds = sorted({c["noise_std"] for c in cell_rows if c["noise_position"] != "none"})
+    noisy = [c for c in cell_rows if c["noise_position"] != "none"]
+    stds = sorted({c["noise_std"] for c in noisy})
     lines = ["| engine | model | modality | position | clean | " + " | ".join(f"std {s:g}" for s in stds) + " |",
              "|" + "---|" * (5 + len(stds))]
-    clean = {_key(c, CURVE[:3]): c for c in cell_rows if c["noise_position"] == "none"}
-    for key in dict.fromkeys(_key(c, CURVE) for c in cell_rows if c["noise_position"] != "none"):
-        by_std = {c["noise_std"]: c for c in cell_rows if _key(c, CURVE) == key}
+    clean = {tuple(c[k] for k in CURVE[:3]): c for c in cell_rows if c["noise_position"] == "none"}
+    for key, group in _groups(noisy, CURVE).items():
+        by_std = {c["noise_std"]: c for c in group}
         base = clean.get(key[:3])
-        cells_text = [f"{_pct(by_std[s]['accuracy'])} [{_pct(by_std[s]['accuracy_ci_low'])}, {_pct(by_std[s]['accuracy_ci_high'])}]"
-                      if s in by_std else "" for s in stds]
+        texts = [f"{_pct(c['accuracy'])} [{_pct(c['accuracy_ci_low'])}, {_pct(c['accuracy_ci_high'])}]"
+                 if (c := by_std.get(s)) else "" for s in stds]
         lines.append(f"| {' | '.join(map(str, key))} | {_pct(base['accuracy']) if base else '–'} | "
-                     + " | ".join(cells_text) + " |")
+                     + " | ".join(texts) + " |")
     lines += ["", "Paired differences, DNN minus SNN (points, 95% paired-bootstrap interval over samples):", "",
-              "| DNN | SNN | model | modality | position | std | gap [95% CI] | repeats |", "|---|---|---|---|---|---|---|---|"]
-    for g in gaps:
-        lines.append(f"| {g['dnn']} | {g['snn']} | {g['model']} | {g['modality']} | {g['noise_position']} | "
-                     f"{g['noise_std']:g} | {g['gap_pp']:+.2f} [{g['ci_low_pp']:+.2f}, {g['ci_high_pp']:+.2f}] | "
-                     f"{g['repeats']} |")
+              "| DNN | SNN | model | modality | position | std | gap [95% CI] | repeats |",
+              "|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {g['dnn']} | {g['snn']} | {g['model']} | {g['modality']} | {g['noise_position']} | "
+              f"{g['noise_std']:g} | {g['gap_pp']:+.2f} [{g['ci_low_pp']:+.2f}, {g['ci_high_pp']:+.2f}] | "
+              f"{g['repeats']} |" for g in gaps]
     return "\n".join(lines)
 
 
 def parent_metrics(rows: list, summary: dict, gaps: list) -> dict:
-    """The few summary metrics the parent run carries (the rest is in its tables)."""
+    """The few summary metrics the parent run carries (per engine: mean clean accuracy and mean
+    AUC; per pair: the mean paired gap); the rest is in its tables."""
     out = {"children": len(rows), "children_reused": sum(r["reused"] for r in rows)}
     for engine in dict.fromkeys(r["engine"] for r in rows):
         clean = [r["accuracy"] for r in rows if r["engine"] == engine and r["noise_position"] == "none"]
@@ -128,24 +127,19 @@ def log_results(rows: list, config: dict, out: Path) -> dict:
     """Tables (result rows, cells, paired gaps, robustness), markdown, plot and a few metrics on the parent."""
     out.mkdir(parents=True, exist_ok=True)
     plain = [{k: v for k, v in r.items() if k != "correct"} for r in rows]
-    table = harness.result_table(plain)
-    table.to_csv(out / "noise_sweep.csv", index=False)
+    harness.result_table(plain).to_csv(out / "noise_sweep.csv", index=False)
     mlflow.log_artifact(str(out / "noise_sweep.csv"))
     harness.log_result_table(plain)
     cell_rows, gaps = cells(plain), paired_gaps(rows, config["seed"])
-    import pandas as pd
-
     mlflow.log_table(pd.DataFrame(cell_rows), "noise_cells.json")
     if gaps:
         mlflow.log_table(pd.DataFrame(gaps), "paired_gaps.json")
-    (out / "noise_sweep.md").write_text(markdown(cell_rows, gaps) + "\n")
-    mlflow.log_artifact(str(out / "noise_sweep.md"))
+    mlflow.log_text(markdown(cell_rows, gaps) + "\n", "noise_sweep.md")
     robustness.plot_accuracy_vs_std([r for r in plain if r["noise_position"] != "none"], config["positions"],
                                     out / "accuracy_vs_std.png",
                                     title=f"noise_sweep ({config['profile']}, {config['noise_mode']} SNN noise)")
     mlflow.log_artifact(str(out / "accuracy_vs_std.png"))
     summary = summaries(plain)
-    (out / "robustness.json").write_text(json.dumps(summary, indent=1))
-    mlflow.log_artifact(str(out / "robustness.json"))
+    mlflow.log_text(json.dumps(summary, indent=1), "robustness.json")
     mlflow.log_metrics(parent_metrics(plain, summary, gaps))
     return summary

@@ -4,7 +4,7 @@ import argparse
 
 from snnbench.data import MODALITIES
 from snnbench.errors import ConfigError
-from snnbench.training.recipes import PROFILES
+from snnbench.training.recipes import CONVERSION, PROFILES, Recipe
 
 
 def float_list(text: str) -> list[float]:
@@ -13,6 +13,13 @@ def float_list(text: str) -> list[float]:
         return [float(v) for v in text.split(",") if v.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+def int_list(text: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
 
 
 def boolean(text) -> bool:
@@ -26,24 +33,6 @@ def boolean(text) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
-def int_list(text: str) -> list[int]:
-    try:
-        return [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
-
-
-def choice_list(choices):
-    """A comma-separated list whose items must come from ``choices``."""
-    def parse(text: str) -> list[str]:
-        items = [v.strip() for v in text.split(",") if v.strip()]
-        bad = [v for v in items if v not in choices]
-        if bad or not items:
-            raise argparse.ArgumentTypeError(f"{text!r}: choose from {', '.join(choices)}")
-        return items
-    return parse
-
-
 def choice(choices):
     """One word from ``choices``."""
     def parse(text: str) -> str:
@@ -53,29 +42,19 @@ def choice(choices):
     return parse
 
 
-def add_common(parser: argparse.ArgumentParser, profile: bool = True, device: bool = True):
-    parser.add_argument("--seed", type=int, default=0, help="random seed (training, splits, noise)")
-    if profile:
-        parser.add_argument("--profile", choices=PROFILES, default="quick",
-                            help="quick: small data and few epochs (minutes on 2 CPU cores); full: the studies' settings")
-    if device:
-        parser.add_argument("--device", type=auto(str), default=None,
-                            help="torch device: auto (CUDA if present, else the CPU), cpu, cuda[:N]")
-
-
-def add_resume(parser: argparse.ArgumentParser, what: str):
-    """``--resume`` (a bare flag or true / false): ``what`` it does for this command."""
-    parser.add_argument("--resume", type=boolean, nargs="?", const=True, default=False, help=what)
-
-
-def add_modalities(parser: argparse.ArgumentParser, what: str = "image (MNIST), audio (FSDD spectrograms), "
-                                                                  "multimodal (both, concatenated)"):
-    parser.add_argument("--modalities", type=choice_list(MODALITIES), default=list(MODALITIES), help=what)
+def choice_list(choices):
+    """A non-empty comma-separated list whose items come from ``choices``."""
+    def parse(text: str) -> list[str]:
+        items = [v.strip() for v in text.split(",") if v.strip()]
+        if not items or not set(items) <= set(choices):
+            raise argparse.ArgumentTypeError(f"{text!r}: choose from {', '.join(choices)}")
+        return items
+    return parse
 
 
 def auto(parse):
-    """``parse(text)``, or None for 'auto' (or '', what MLflow passes for an empty parameter):
-    the profile's value."""
+    """``parse(text)``, or None (the profile's value) for 'auto' or '' (what MLflow passes for an
+    empty parameter)."""
     def parse_or_auto(text: str):
         if text.strip().lower() in ("auto", ""):
             return None
@@ -85,17 +64,6 @@ def auto(parse):
             raise argparse.ArgumentTypeError(f"expected a value or 'auto', got {text!r}") from None
     parse_or_auto.profile_dependent = True  # snnbench.cli.mlproject: not an entry-point parameter
     return parse_or_auto
-
-
-def option_params(args, *leave_out) -> dict:
-    """A command's options as its run's params, without the internal ones and ``leave_out``."""
-    return {k: v for k, v in vars(args).items() if not k.startswith("_") and k not in ("command", *leave_out)}
-
-
-def from_profile(args, table: dict) -> dict:
-    """The profile-dependent settings of a command: each setting of ``table[args.profile]`` from its
-    option where one was given (not auto), else the profile's value. The one resolver of profiles."""
-    return {k: v if getattr(args, k, None) is None else getattr(args, k) for k, v in table[args.profile].items()}
 
 
 def non_negative(text: str) -> int:
@@ -120,16 +88,48 @@ def positive(kind=float):
     return parse
 
 
+def positive_or_none(text: str) -> float | None:
+    """A number > 0, or None for none / 0 / ''."""
+    return None if text.strip().lower() in ("none", "0", "") else positive(float)(text)
+
+
 def require(condition: bool, message: str):
     if not condition:
         raise ConfigError(message)
 
 
-def add_recipe_arguments(group, archs, arch_help: str = "the conversion study's network", lr: bool = True):
-    """The conversion DNN and its training recipe (snnbench.training.recipes.CONVERSION's defaults),
-    for convert, tune and throughput."""
-    from snnbench.training.recipes import CONVERSION
+def option_params(args, *leave_out) -> dict:
+    """A command's options as its run's params, without the internal ones and ``leave_out``."""
+    return {k: v for k, v in vars(args).items() if not k.startswith("_") and k not in ("command", *leave_out)}
 
+
+def from_profile(args, table: dict) -> dict:
+    """The profile-dependent settings of a command: each setting of ``table[args.profile]`` from its
+    option where one was given (not auto), else the profile's value. The one resolver of profiles."""
+    return {k: v if getattr(args, k, None) is None else getattr(args, k) for k, v in table[args.profile].items()}
+
+
+def add_common(parser: argparse.ArgumentParser, device: bool = True):
+    parser.add_argument("--seed", type=int, default=0, help="random seed (training, splits, noise)")
+    parser.add_argument("--profile", choices=PROFILES, default="quick",
+                        help="quick: small data and few epochs (minutes on 2 CPU cores); full: the studies' settings")
+    if device:
+        parser.add_argument("--device", type=auto(str), default=None,
+                            help="torch device: auto (CUDA if present, else the CPU), cpu, cuda[:N]")
+
+
+def add_resume(parser: argparse.ArgumentParser, what: str):
+    """``--resume`` (a bare flag or true / false): ``what`` it does for this command."""
+    parser.add_argument("--resume", type=boolean, nargs="?", const=True, default=False, help=what)
+
+
+def add_modalities(parser: argparse.ArgumentParser, what: str = "image (MNIST), audio (FSDD spectrograms), "
+                                                                  "multimodal (both, concatenated)"):
+    parser.add_argument("--modalities", type=choice_list(MODALITIES), default=list(MODALITIES), help=what)
+
+
+def add_recipe_arguments(group, archs, arch_help: str = "the conversion study's network", lr: bool = True):
+    """The conversion DNN and its training recipe (snnbench.training.recipes.CONVERSION's defaults)."""
     group.add_argument("--arch", choices=archs, default="mlp", help=arch_help)
     group.add_argument("--epochs", type=non_negative, default=CONVERSION.epochs,
                        help=f"training epochs of the DNN (reference: {CONVERSION.epochs})")
@@ -144,15 +144,13 @@ def add_recipe_arguments(group, archs, arch_help: str = "the conversion study's 
 
 def recipe_from_args(args):
     """The conversion DNN's recipe of a command's options (add_recipe_arguments)."""
-    from snnbench.training.recipes import CONVERSION, Recipe
-
     return Recipe(args.epochs, getattr(args, "lr", CONVERSION.lr), getattr(args, "batch_size", CONVERSION.batch_size),
                   args.train_limit, args.seed)
 
 
 def add_simulation_arguments(group, simulator: bool = True):
-    """The Nengo simulation's options (snnbench.conversion.nengo_net.SimConfig's defaults), for
-    convert and tune (``simulator``: also the choice of simulator)."""
+    """The Nengo simulation's options (snnbench.conversion.nengo_net.SimConfig's defaults);
+    ``simulator``: also the choice of simulator."""
     from snnbench.conversion.nengo_net import READOUTS, SIMULATORS, SimConfig
 
     default = SimConfig()
@@ -166,10 +164,9 @@ def add_simulation_arguments(group, simulator: bool = True):
 
 
 def add_calibration_arguments(group):
-    """The calibrated conversion's options (snnbench.conversion.calibration.Calibration), for convert and tune."""
+    """The calibrated conversion's options (snnbench.conversion.calibration.Calibration's defaults)."""
     from snnbench.conversion.calibration import Calibration, percentile_value
-    from snnbench.conversion.nengo_net import SPIKING_NEURONS
-    from snnbench.conversion.nengo_net import INITIAL_VOLTAGES
+    from snnbench.conversion.nengo_net import INITIAL_VOLTAGES, SPIKING_NEURONS
 
     default = Calibration()
     group.add_argument("--calibration-samples", type=positive(int), default=default.samples,

@@ -1,14 +1,9 @@
-"""``snnbench throughput``: inference speed of one network on four backends.
-
-The conversion study's trained MLP (784-256-10, cached) runs as
-* ``ort``: the DNN in ONNX Runtime (no time steps),
-* ``nengo_dl``: the converted spiking network on nengo-dl,
-* ``nengo``: the same network on nengo's reference simulator (slow: its own, smaller grid),
-* ``snntorch``: the same weights with snntorch IF neurons (soft reset), membrane readout,
-for each number of time steps and batch size. Each point: a backend built once, ``--warmup``
-untimed batches, then ``--repeats`` timed batches of MNIST test images; logged: median and
-spread (quartiles, min/max) of latency per batch and of samples per second, plus the machine
-(CPU model, threads, load). One table (CSV + ``mlflow.log_table``) and one plot.
+"""``snnbench throughput``: inference speed of the conversion study's MLP (cached) as ``ort`` (the DNN
+in ONNX Runtime), ``nengo_dl`` (the converted SNN), ``nengo`` (the same on nengo's slow reference
+simulator, its own grid) and ``snntorch`` (the same weights, IF neurons, soft reset, membrane
+readout), per time steps and batch size. Each point: a backend built once, ``--warmup`` untimed and
+``--repeats`` timed batches of MNIST test images; logged: latency and samples per second (median,
+quartiles, min / max) and the machine (CPU, threads, load).
 """
 
 import csv
@@ -21,15 +16,25 @@ from pathlib import Path
 
 import mlflow
 import numpy as np
+import torch
 
+from snnbench import engines
 from snnbench.benchmarks.options import (add_common, add_recipe_arguments, auto, choice_list, from_profile, int_list,
                                          positive, require)
+from snnbench.conversion.calibration import mnist_training_images
+from snnbench.data import load_features
+from snnbench.device import resolve_device
+from snnbench.engines.nengo import SimConfig
 from snnbench.errors import SnnbenchError
-from snnbench.execution import add_cluster_arguments
+from snnbench.execution import add_cluster_arguments, executor_from_args
+from snnbench.evaluation.harness import log_result_table
 from snnbench.evaluation.metrics import accuracy_interval, correct
 from snnbench.evaluation.plots import throughput_plot
 from snnbench.evaluation.timing import machine, set_threads, time_batch
 from snnbench.tracking.runs import benchmark_run
+from snnbench.training.cache import pack, unpack
+from snnbench.training.conversion import trained_conversion_model
+from snnbench.training.recipes import Recipe
 
 ENGINES = {"ort": "ort-dnn", "nengo_dl": "nengo-snn", "nengo": "nengo-snn", "snntorch": "snntorch-snn"}  # by backend
 BACKENDS = tuple(ENGINES)
@@ -40,30 +45,25 @@ GRIDS = {
     "full": dict(steps=[4, 8, 16, 32], batch_sizes=[1, 10, 100, 1000], nengo_steps=[4, 8, 16, 32],
                  nengo_batch_sizes=[1, 10], warmup=2, repeats=20, samples=1000),
 }
+GRID_OPTIONS = (  # (GRIDS key, type, help) of the options that default to the profile's grid
+    ("steps", int_list, "SNN time steps"),
+    ("batch_sizes", int_list, "batch sizes"),
+    ("nengo_steps", int_list, "time steps on the nengo reference simulator, which is slow"),
+    ("nengo_batch_sizes", int_list, "batch sizes on the nengo reference simulator; it runs one sample at a time"),
+    ("warmup", int, "untimed batches before timing"),
+    ("repeats", positive(int), "timed batches per point"),
+)
 TABLE = "throughput.json"
 
 
 def add_arguments(parser, command):
     add_common(parser)
     add_cluster_arguments(parser)
-    quick, full = GRIDS["quick"], GRIDS["full"]
-
-    def by_profile(key):
-        return f"auto: {quick[key]} quick, {full[key]} full"
     parser.add_argument("--backends", type=choice_list(BACKENDS), default=list(BACKENDS),
                         help="comma list of backends to time")
-    parser.add_argument("--steps", type=auto(int_list), default=None, help=f"SNN time steps ({by_profile('steps')})")
-    parser.add_argument("--batch-sizes", type=auto(int_list), default=None,
-                        help=f"batch sizes ({by_profile('batch_sizes')})")
-    parser.add_argument("--nengo-steps", type=auto(int_list), default=None,
-                        help=f"time steps on the nengo reference simulator, which is slow ({by_profile('nengo_steps')})")
-    parser.add_argument("--nengo-batch-sizes", type=auto(int_list), default=None,
-                        help="batch sizes on the nengo reference simulator; it runs one sample at a time "
-                             f"({by_profile('nengo_batch_sizes')})")
-    parser.add_argument("--warmup", type=auto(int), default=None,
-                        help=f"untimed batches before timing ({by_profile('warmup')})")
-    parser.add_argument("--repeats", type=auto(positive(int)), default=None,
-                        help=f"timed batches per point ({by_profile('repeats')})")
+    for key, kind, what in GRID_OPTIONS:
+        parser.add_argument(f"--{key.replace('_', '-')}", type=auto(kind), default=None,
+                            help=f"{what} (auto: {GRIDS['quick'][key]} quick, {GRIDS['full'][key]} full)")
     parser.add_argument("--threads", type=auto(positive(int)), default=None,
                         help="CPU threads for every backend (auto: all usable CPUs)")
     add_recipe_arguments(parser, ("mlp", "cnn"), lr=False)
@@ -71,8 +71,6 @@ def add_arguments(parser, command):
 
 def resolve(args) -> dict:
     """The run's settings: options given, else the profile's grid."""
-    from snnbench.device import resolve_device
-
     settings = from_profile(args, GRIDS)
     threads = args.threads or len(os.sched_getaffinity(0))
     settings.update(backends=args.backends, threads=threads, arch=args.arch, epochs=args.epochs,
@@ -84,7 +82,8 @@ def resolve(args) -> dict:
     require(settings["warmup"] >= 0, f"--warmup must be >= 0, got {settings['warmup']}")
     largest = max(settings["batch_sizes"] + settings["nengo_batch_sizes"])
     settings["samples"] = max(settings["samples"], largest)
-    require(largest <= 10000, f"batch size {largest} is larger than the MNIST test set (10000); use smaller --batch-sizes")
+    require(largest <= 10000,
+            f"batch size {largest} is larger than the MNIST test set (10000); use smaller --batch-sizes")
     return settings
 
 
@@ -100,16 +99,13 @@ def grid(settings: dict) -> list:
 
 
 def run(args):
-    from snnbench.data import load_features
-    from snnbench.device import resolve_device
-    from snnbench.execution import executor_from_args
-    from snnbench.training.cache import pack
-
     settings = resolve(args)
     device = resolve_device(settings["device"])  # where snntorch runs; ORT and Nengo use the CPU
-    folder = model_folder(settings)
+    folder = trained_conversion_model(settings["arch"], Recipe(epochs=settings["epochs"], seed=settings["seed"],
+                                                               train_limit=settings["train_limit"]))
     test = load_features("image", "test")
-    units = [BackendPoints(backend, tuple(p for p in grid(settings) if p[0] == backend), settings, pack(folder))
+    points = grid(settings)
+    units = [BackendPoints(backend, tuple(p for p in points if p[0] == backend), settings, pack(folder))
              for backend in settings["backends"]]
     with executor_from_args(args) as executor, \
             benchmark_run("throughput", dict(settings), device=str(device), data_checksums=test.checksums) as run_:
@@ -129,14 +125,14 @@ def run(args):
         mlflow.log_metric("load_avg_1min_end", os.getloadavg()[0])
         if failed:
             mlflow.set_tag("failed_backends", json.dumps(failed))
-        rows.sort(key=lambda r: grid(settings).index((r["backend"], r["steps"], r["batch_size"])))
+        rows.sort(key=lambda r: points.index((r["backend"], r["steps"], r["batch_size"])))
         if rows:
             log_results(rows, settings)
         print(f"throughput: {len(rows)} points logged to run {run_.info.run_id}")
     if failed:
+        others = ",".join(b for b in settings["backends"] if b not in failed)
         raise SnnbenchError(f"backends failed: {'; '.join(f'{b} ({e})' for b, e in failed.items())}; the others "
-                            f"were logged; rerun with --backends {','.join(b for b in settings['backends'] if b not in failed)}"
-                            " or fix the failing one")
+                            f"were logged; rerun with --backends {others} or fix the failing one")
     return rows
 
 
@@ -152,12 +148,6 @@ class BackendPoints:
 def time_backend(unit: BackendPoints) -> dict:
     """Time the unit's points on the machine it runs on; a broken backend ends its unit with the
     reason (the other backends' timings are kept)."""
-    from snnbench.data import load_features
-    from snnbench.device import resolve_device
-    from snnbench.conversion.calibration import mnist_training_images
-    from snnbench.engines import converted_layers
-    from snnbench.training.cache import unpack
-
     settings = unit.settings
     threads_in_force = set_threads(settings["threads"], tensorflow=unit.backend == "nengo_dl")
     folder = unpack(unit.model)
@@ -166,57 +156,41 @@ def time_backend(unit: BackendPoints) -> dict:
     host = {**machine(), **threads_in_force}
     device = resolve_device(settings["device"])
     if device.type == "cuda":
-        import torch
-
         host["gpu"] = torch.cuda.get_device_name(device)
     rows, failed, layers = [], None, None
     for backend, steps, batch_size in unit.points:
         try:
             if layers is None and backend != "ort":  # the default conversion (convert --method calibrated)
-                layers = converted_layers(folder, calibration_inputs=mnist_training_images(settings["seed"]),
+                layers = engines.converted_layers(folder, calibration_inputs=mnist_training_images(settings["seed"]),
                                           seed=settings["seed"])[1]
-            rows.append(measure(backend, steps, batch_size, images, labels, folder, settings, layers))
+            row = measure(backend, steps, batch_size, images, labels, folder, settings, layers)
         except Exception as exc:  # one broken backend must not lose the others' timings
             failed = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
             break
-        print(_progress(rows[-1]), flush=True)
+        rows.append(row)
+        print(f"  {backend:<9} steps={steps:<3} batch={batch_size:<5} {row['samples_per_s_median']:10.1f} samples/s  "
+              f"{row['latency_ms_median']:9.2f} ms/batch", flush=True)
     return {"backend": unit.backend, "rows": rows, "failed": failed, "machine": host}
 
 
-def model_folder(settings: dict) -> Path:
-    """The conversion study's cached network (``model.onnx``)."""
-    from snnbench.training.conversion import trained_conversion_model
-    from snnbench.training.recipes import Recipe
-
-    return trained_conversion_model(settings["arch"], Recipe(epochs=settings["epochs"], seed=settings["seed"],
-                                                             train_limit=settings["train_limit"]))
-
-
-def build_backend(backend: str, folder: Path, steps: int, batch_size: int, settings: dict, layers=None):
-    """The backend's engine (snnbench.engines; the spiking ones with the per-layer ``layers``),
-    built once (Nengo's simulators by running one batch), as ``predict(images) -> scores``."""
-    from snnbench import engines
-    from snnbench.engines.nengo import SimConfig
-
-    seed = settings["seed"]
+def measure(backend, steps, batch_size, images, labels, folder, settings, layers=None) -> dict:
+    """Time one (backend, steps, batch size) point, then score what was timed on every sample. The
+    backend's engine (snnbench.engines; the spiking ones with the per-layer ``layers``) is built
+    once, Nengo's simulators by running one batch."""
+    started = time.perf_counter()
     if backend == "ort":
         options = dict(batch_size=batch_size, threads=settings["threads"], activity=False)
     elif backend == "snntorch":
-        options = dict(device=settings["device"], seed=seed, steps=steps, layers=layers)
+        options = dict(device=settings["device"], seed=settings["seed"], steps=steps, layers=layers)
     else:
-        options = dict(sim=SimConfig(steps=steps, minibatch=batch_size, simulator=backend, seed=seed), counters=False,
-                       layers=layers)
+        options = dict(sim=SimConfig(steps=steps, minibatch=batch_size, simulator=backend, seed=settings["seed"]),
+                       counters=False, layers=layers)
     model = engines.build(ENGINES[backend], folder, options)
-    predict = lambda images: model.predict(images.reshape(len(images), -1))  # noqa: E731
+
+    def predict(x):
+        return model.predict(x.reshape(len(x), -1))
     if backend in ("nengo_dl", "nengo"):
         predict(np.zeros((batch_size, model.converted.n_inputs), np.float32))  # builds the simulator
-    return predict
-
-
-def measure(backend, steps, batch_size, images, labels, folder, settings, layers=None) -> dict:
-    """Time one (backend, steps, batch size) point, then score what was timed on every sample."""
-    started = time.perf_counter()
-    predict = build_backend(backend, folder, steps, batch_size, settings, layers)
     setup = time.perf_counter() - started
     timing = time_batch(predict, images[:batch_size], settings["warmup"], settings["repeats"])
     scores = [np.asarray(predict(images[a: a + batch_size])) for a in range(0, len(images), batch_size)]
@@ -225,25 +199,14 @@ def measure(backend, steps, batch_size, images, labels, folder, settings, layers
             "setup_s": setup, "threads": settings["threads"], **accuracy}
 
 
-def _progress(row: dict) -> str:
-    return (f"  {row['backend']:<9} steps={row['steps']:<3} batch={row['batch_size']:<5} "
-            f"{row['samples_per_s_median']:10.1f} samples/s  {row['latency_ms_median']:9.2f} ms/batch")
-
-
-def result_rows(rows: list, settings: dict) -> list:
-    """The timed points in the fixed result schema (snnbench.evaluation.harness), timings as extra columns."""
-    return [{"benchmark": "throughput", "engine": ENGINES[r["backend"]], "model": f"conversion-{settings['arch']}",
-             "modality": "image", "method": "" if r["backend"] == "ort" else "calibrated",
-             "steps": max(r["steps"], 1), "noise_position": "none", "noise_std": 0.0, "seed": settings["seed"], **r}
-            for r in rows]
-
-
 def log_results(rows: list, settings: dict):
-    from snnbench.evaluation.harness import log_result_table
-
+    """The table (JSON, CSV, and as the result table with timings as extra columns), plot and best speeds."""
     columns = list(rows[0])
     mlflow.log_table({c: [r[c] for r in rows] for c in columns}, TABLE)
-    log_result_table(result_rows(rows, settings))
+    log_result_table([{"benchmark": "throughput", "engine": ENGINES[r["backend"]],
+                       "model": f"conversion-{settings['arch']}", "modality": "image",
+                       "method": "" if r["backend"] == "ort" else "calibrated", "steps": max(r["steps"], 1),
+                       "noise_position": "none", "noise_std": 0.0, "seed": settings["seed"], **r} for r in rows])
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "throughput.csv"
         with open(path, "w", newline="") as f:

@@ -1,20 +1,18 @@
 """``snnbench tune``: an Optuna study of the converted SNN's neuron parameters around the calibrated
-setting (see snnbench.tuning).
-
-The study is one parent MLflow run; each trial is a nested run. Trials are scored on validation
-images (the 20% hold-out of MNIST train); the first trial is the calibrated setting itself. After
-the trials, the parent logs the best setting (``best_params.json``, the format
-``snnbench convert --params-json`` reads), the calibrated one (``calibrated_params.json``), plots,
-and, on the MNIST test set (read only here, once the choice is made), the DNN's accuracy and the
-SNN's with the calibrated and with the tuned setting (``snn_test_accuracy_calibrated`` /
-``snn_test_accuracy_tuned``).
+setting (snnbench.tuning): a parent MLflow run, a nested run per trial scored on validation images
+(the 20% hold-out of MNIST train), the calibrated setting first. The parent logs the best setting
+(``best_params.json``, ``convert --params-json``'s format), the calibrated one, plots, and the test
+accuracies (``snn_test_accuracy_calibrated`` / ``_tuned``; the test set read only after the choice).
 """
 
 import argparse
+from dataclasses import fields
 from pathlib import Path
 
-from snnbench.benchmarks.options import (add_calibration_arguments, add_common, add_recipe_arguments, add_simulation_arguments, auto, boolean,
-                                         from_profile, option_params, positive, require)
+from snnbench import tuning
+from snnbench.benchmarks.options import (add_calibration_arguments, add_common, add_recipe_arguments,
+                                         add_simulation_arguments, auto, boolean, from_profile, option_params,
+                                         positive, positive_or_none, require)
 from snnbench.execution import add_cluster_arguments, executor_from_args
 from snnbench.tuning import (PRUNERS, SAMPLERS, SECOND_OBJECTIVES, ConversionTask, SearchSpace, StudyOptions,
                              storage_label)
@@ -22,6 +20,9 @@ from snnbench.tuning.space import PARAMETERS
 
 # full: the whole validation split (12,000 images), the least noisy score it allows
 PROFILE_DEFAULTS = {"quick": {"n_trials": 20, "val_samples": 1000}, "full": {"n_trials": 100, "val_samples": 12000}}
+SPACE_HELP = {"bias_offset": "added to the calibrated bias (activation units)",
+              "synapse": "output synapse in seconds; each trial may also choose no filtering",
+              "tau_rc": "LIF membrane time constant (s)", "tau_ref": "LIF refractory period (s)"}
 
 
 def bounds(text: str):
@@ -35,13 +36,6 @@ def bounds(text: str):
     return (low, high)
 
 
-def optional_seconds(text: str):
-    """Seconds > 0, or none / 0 (no limit)."""
-    if text.strip().lower() in ("none", "0", ""):
-        return None
-    return positive(float)(text)
-
-
 def optional_path(text: str):
     return Path(text) if text.strip() else None
 
@@ -50,20 +44,22 @@ def add_arguments(parser: argparse.ArgumentParser, command: str):
     add_common(parser, device=False)
     add_cluster_arguments(parser)
     study = parser.add_argument_group("study")
-    study.add_argument("--study-name", default="tune-conversion", help="Optuna study name (same name + storage resumes it)")
+    study.add_argument("--study-name", default="tune-conversion",
+                       help="Optuna study name (same name + storage resumes it)")
     study.add_argument("--storage", default="sqlite:///optuna.db",
                        help="SQLAlchemy URL (sqlite:///optuna.db, postgresql+psycopg2://USER:PASS@HOST/DB) "
                             "or journal file (journal:PATH or PATH.journal)")
     study.add_argument("--n-trials", type=auto(positive(int)), default=None,
                        help="TOTAL finished (complete + pruned) trials the study should hold; a rerun finishes "
                             "the missing ones (auto: 20 quick, 100 full)")
-    study.add_argument("--timeout", type=optional_seconds, default=None,
+    study.add_argument("--timeout", type=positive_or_none, default=None,
                        help="stop starting trials after this many seconds (none: no limit)")
     study.add_argument("--sampler", choices=SAMPLERS, default="tpe", help="TPE (seeded with --seed) or random")
     study.add_argument("--sampler-seed", type=auto(int), default=None,
                        help="sampler seed (auto: --seed); trial workers add 1000 x their index; give "
                             "each machine of a distributed study its own seed")
-    study.add_argument("--pruner", choices=PRUNERS, default="median", help="median pruner on growing validation subsets, or none")
+    study.add_argument("--pruner", choices=PRUNERS, default="median",
+                       help="median pruner on growing validation subsets, or none")
     study.add_argument("--second-objective", choices=SECOND_OBJECTIVES, default="none",
                        help="also minimise spikes or synaptic operations per image (a multi-objective study: "
                             "no pruning; the best setting is the most accurate on the Pareto front)")
@@ -80,55 +76,38 @@ def add_arguments(parser: argparse.ArgumentParser, command: str):
     task.add_argument("--val-samples", type=auto(positive(int)), default=None,
                       help="validation images per trial: the first of MNIST train's 20%% validation split "
                            "(auto: 1000 quick, 12000 full)")
-    task.add_argument("--val-steps", type=positive(int), default=4, help="growing validation subsets reported to the pruner")
+    task.add_argument("--val-steps", type=positive(int), default=4,
+                      help="growing validation subsets reported to the pruner")
 
     space = parser.add_argument_group("search bounds per hidden layer, around the calibrated setting "
                                       "(LOW,HIGH, or off to keep the calibrated value)")
     default = SearchSpace()
     for name in PARAMETERS:
         value = getattr(default, name)
-        what = {"bias_offset": "added to the calibrated bias (activation units)",
-                "synapse": "output synapse in seconds; each trial may also choose no filtering",
-                "tau_rc": "LIF membrane time constant (s)", "tau_ref": "LIF refractory period (s)"}.get(
-            name, f"factor on the calibrated {name.replace('_', ' ')}")
+        what = SPACE_HELP.get(name, f"factor on the calibrated {name.replace('_', ' ')}")
         log = ", log scale" if name in SearchSpace.LOG else ""
         space.add_argument(f"--{name.replace('_', '-')}", type=bounds,
                            default=",".join(str(v) for v in value) if value else "off", help=f"{what}{log}")
 
 
-def task_from_args(args) -> ConversionTask:
-    space = SearchSpace(**{n: getattr(args, n) for n in PARAMETERS})
-    return ConversionTask(arch=args.arch, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
-                          seed=args.seed, train_limit=args.train_limit or None, neuron=args.neuron,
-                          calibration_samples=args.calibration_samples, percentile=args.percentile,
-                          target_rate=args.target_rate, initial_voltage=args.initial_voltage, steps=args.steps,
-                          dt=args.dt, readout=args.readout, minibatch=args.minibatch, val_samples=args.val_samples,
-                          val_steps=args.val_steps, second_objective=args.second_objective, space=space)
-
-
-def options_from_args(args) -> StudyOptions:
-    return StudyOptions(study_name=args.study_name, storage=args.storage, n_trials=args.n_trials,
-                        timeout=args.timeout, sampler=args.sampler, pruner=args.pruner,
-                        seed=args.seed if args.sampler_seed is None else args.sampler_seed,
-                        workers=args.workers or 1)
-
-
 def run(args):
-    from snnbench import tuning
     vars(args).update(from_profile(args, PROFILE_DEFAULTS))
-    task, options = task_from_args(args), options_from_args(args)
+    # the study's fixed settings: the options of ConversionTask's field names (no --simulator: its default)
+    given = {f.name: getattr(args, f.name) for f in fields(ConversionTask) if hasattr(args, f.name)}
+    task = ConversionTask(**{**given, "train_limit": args.train_limit or None,
+                             "space": SearchSpace(**{n: getattr(args, n) for n in PARAMETERS})})
+    options = StudyOptions(study_name=args.study_name, storage=args.storage, n_trials=args.n_trials,
+                           timeout=args.timeout, sampler=args.sampler, pruner=args.pruner,
+                           seed=args.seed if args.sampler_seed is None else args.sampler_seed,
+                           workers=args.workers or 1)
     task.check()
     options.check()
     if args.best_params_out is not None:
         require(args.best_params_out.parent.is_dir(),
                 f"--best-params-out {args.best_params_out}: folder {args.best_params_out.parent} does not exist")
+    params = option_params(args, "cluster")
+    params.update(storage=storage_label(args.storage),
+                  best_params_out=str(args.best_params_out) if args.best_params_out else None)
     with executor_from_args(args) as executor:
         tuning.run_benchmark(task, options, best_params_out=args.best_params_out, score_test=not args.skip_test,
-                             params=logged_params(args), executor=executor)
-
-
-def logged_params(args) -> dict:
-    params = option_params(args, "cluster")
-    params["storage"] = storage_label(args.storage)
-    params["best_params_out"] = str(args.best_params_out) if args.best_params_out else None
-    return params
+                             params=params, executor=executor)
