@@ -82,3 +82,13 @@ def test_a_commands_config_file_replays_its_options(command, argv, tmp_path):
     with pytest.raises(SystemExit):  # a config file is checked like the command line
         (tmp_path / "bad.yaml").write_text("seed: -x\n")
         build_parser(command).parse_args(["--config", str(tmp_path / "bad.yaml")])
+
+
+def test_a_config_files_null_is_refused_where_the_option_cannot_be_none(tmp_path, capsys):
+    (tmp_path / "null.yaml").write_text("train_limit: null\n")
+    with pytest.raises(SystemExit):
+        build_parser("convert").parse_args(["--config", str(tmp_path / "null.yaml")])
+    assert "--train-limit needs a value, not null" in capsys.readouterr().err
+    (tmp_path / "none.yaml").write_text("bias_offset: null\nn_trials: null\n")  # 'off' and 'auto' read as None
+    parsed = build_parser("tune").parse_args(["--config", str(tmp_path / "none.yaml")])
+    assert parsed.bias_offset is None and parsed.n_trials is None

@@ -69,6 +69,12 @@ def _reparsable(parse):
     return parse_any
 
 
+def _nullable(action) -> bool:
+    """Whether the option may be None: its default is, or its type reads some word as None."""
+    default = action.type(action.default) if action.type and isinstance(action.default, str) else action.default
+    return default is None or (action.type is not None and none_word(action.type) is not None)
+
+
 class CommandParser(jsonargparse.ArgumentParser):
     """A command's parser: its namespace carries ``command`` and not the ``--config`` file names."""
 
@@ -79,6 +85,9 @@ class CommandParser(jsonargparse.ArgumentParser):
     def parse_args(self, args=None, namespace=None, **kwargs):
         parsed = super().parse_args(args, namespace, **kwargs)
         parsed.pop("config", None)
+        for action in self._actions:  # a config file's null only where the option can be None
+            if parsed.get(action.dest, 0) is None and not _nullable(action):
+                self.error(f"{action.option_strings[-1]} needs a value, not null")
         parsed.command = self.command
         return parsed
 
