@@ -1,7 +1,7 @@
 """Reading an ONNX graph: its tensors as sums of linear paths, and the populations found so far.
 
-:class:`_GraphReader` walks the nodes in order (the handlers are in :mod:`snnbench.conversion.onnx_ops`):
-every data tensor is a :class:`_Value`, a sum of paths from the input or earlier populations plus a
+:class:`GraphReader` walks the nodes in order (the handlers are in :mod:`snnbench.conversion.onnx_ops`):
+every data tensor is a :class:`Value`, a sum of paths from the input or earlier populations plus a
 constant bias, and each ReLU (or Clip) makes the tensor it reads a population (a :class:`Stage`). A static
 batch dimension in the export (input ``(1, C, H, W)``, as torch.onnx.export writes without
 ``dynamic_axes``) is recorded as ``batch``: reshapes may name it.
@@ -24,17 +24,17 @@ SUPPORTED_OPS = ("Gemm", "MatMul", "Add", "Relu", "Clip", "Pad", "Flatten", "Res
                  "Constant")  # each has its handler in onnx_ops.HANDLERS
 
 
-def _node_name(node) -> str:
+def node_name(node) -> str:
     return node.name or (node.output[0] if node.output else "?")
 
 
-def _fail(node, why: str = ""):
+def unsupported(node, why: str = ""):
     detail = f": {why}" if why else ""
-    raise UnsupportedModelError(f"unsupported ONNX op {node.op_type!r} at node {_node_name(node)!r}{detail}; "
+    raise UnsupportedModelError(f"unsupported ONNX op {node.op_type!r} at node {node_name(node)!r}{detail}; "
                                 f"supported ops: {', '.join(SUPPORTED_OPS)}")
 
 
-def _load(path) -> onnx.ModelProto:
+def load_model(path) -> onnx.ModelProto:
     path = FilePath(path)
     if not path.is_file():
         raise DataError(f"ONNX model {path} not found; pass the path of a .onnx file")
@@ -48,19 +48,19 @@ def _load(path) -> onnx.ModelProto:
     return model
 
 
-def _as_array(tensor) -> np.ndarray:
+def as_array(tensor) -> np.ndarray:
     value = numpy_helper.to_array(tensor)
     return value.astype(np.float32) if value.dtype.kind == "f" else value
 
 
-def _attrs(node) -> dict:
+def attributes(node) -> dict:
     """The node's attributes, strings decoded."""
     values = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
     return {k: v.decode() if isinstance(v, bytes) else v for k, v in values.items()}
 
 
 @dataclass
-class _Value:
+class Value:
     """A data tensor of the graph: sum of ``paths`` + ``bias``, per sample of shape ``shape``."""
     paths: list
     bias: np.ndarray  # flat, float64
@@ -78,17 +78,17 @@ class _Value:
         (op,) = last.values()
         return op if op.kind in ("dense", "conv") else None
 
-    def with_last_op(self, op: LinearOp) -> "_Value":
+    def with_last_op(self, op: LinearOp) -> "Value":
         """The same paths with their (common) last op replaced by ``op``."""
-        return _Value([Path(p.source, p.ops[:-1] + [op], p.scale) for p in self.paths], self.bias, self.shape)
+        return Value([Path(p.source, p.ops[:-1] + [op], p.scale) for p in self.paths], self.bias, self.shape)
 
 
-class _GraphReader:
-    """The walk over the graph: each data tensor as a _Value, the constants, the stages so far."""
+class GraphReader:
+    """The walk over the graph: each data tensor as a Value, the constants, the stages so far."""
 
     def __init__(self, model: onnx.ModelProto, maxpool: str):
         graph = model.graph
-        self.consts = {t.name: _as_array(t) for t in graph.initializer}
+        self.consts = {t.name: as_array(t) for t in graph.initializer}
         inputs = [i for i in graph.input if i.name not in self.consts]
         if len(inputs) != 1 or len(graph.output) != 1:
             raise UnsupportedModelError(f"the ONNX graph has {len(inputs)} inputs and {len(graph.output)} outputs; "
@@ -100,39 +100,39 @@ class _GraphReader:
             raise UnsupportedModelError(f"input {inputs[0].name!r} needs fixed feature dimensions (N, features) or "
                                         f"(N, C, H, W), got {dims} after the batch axis")
         self.input_shape = tuple(dims)
-        self.values = {inputs[0].name: _Value([Path(INPUT)], np.zeros(int(np.prod(dims))), self.input_shape)}
+        self.values = {inputs[0].name: Value([Path(INPUT)], np.zeros(int(np.prod(dims))), self.input_shape)}
         self.output = graph.output[0].name
         self.stages, self.approximations, self.maxpool = [], [], maxpool
         self.readers = Counter(name for node in graph.node for name in node.input)  # tensor -> nodes reading it
 
-    def value(self, node, index: int = 0) -> _Value:
+    def value(self, node, index: int = 0) -> Value:
         name = node.input[index]
         if name in self.values:
             return self.values[name]
         if name in self.consts:
-            _fail(node, f"input {name!r} must be a data tensor, not a constant")
-        _fail(node, f"input {name!r} is not the output of a supported node")
+            unsupported(node, f"input {name!r} must be a data tensor, not a constant")
+        unsupported(node, f"input {name!r} is not the output of a supported node")
 
     def const(self, node, name) -> np.ndarray:
         if name not in self.consts:
-            _fail(node, f"{name!r} must be a constant (initializer)")
+            unsupported(node, f"{name!r} must be a constant (initializer)")
         return self.consts[name]
 
-    def set(self, node, value: _Value):
+    def set(self, node, value: Value):
         self.values[node.output[0]] = value
 
-    def linear(self, value: _Value, op: LinearOp) -> _Value:
+    def linear(self, value: Value, op: LinearOp) -> Value:
         """``op`` applied to ``value`` (its bias included)."""
         bias = op.apply(torch.as_tensor(value.bias)[None], with_bias=True)[0].numpy()
-        return _Value([Path(p.source, p.ops + [op], p.scale) for p in value.paths], bias, op.out_shape)
+        return Value([Path(p.source, p.ops + [op], p.scale) for p in value.paths], bias, op.out_shape)
 
-    def population(self, value: _Value, name: str, upper: float | None = None) -> _Value:
-        """A hidden stage holding relu(value) (bounded at ``upper``); returns its output as a _Value."""
+    def population(self, value: Value, name: str, upper: float | None = None) -> Value:
+        """A hidden stage holding relu(value) (bounded at ``upper``); returns its output as a Value."""
         self.stages.append(Stage(value.paths, value.bias.astype(np.float64), True, value.shape, name,
                                  upper=upper))
-        return _Value([Path(len(self.stages) - 1)], np.zeros(value.size), value.shape)
+        return Value([Path(len(self.stages) - 1)], np.zeros(value.size), value.shape)
 
-    def population_of(self, value: _Value):
+    def population_of(self, value: Value):
         """The stage whose output ``value`` is, unchanged (no ops, no bias), or None."""
         path = value.paths[0]
         if len(value.paths) == 1 and path.source != INPUT and not path.ops and path.scale == 1 \
@@ -140,6 +140,6 @@ class _GraphReader:
             return self.stages[path.source]
         return None
 
-    def require_flat(self, node, value: _Value, n_in: int):
+    def require_flat(self, node, value: Value, n_in: int):
         if len(value.shape) != 1 or value.size != n_in:
-            _fail(node, f"expected a flat input of {n_in} features, got shape {value.shape}")
+            unsupported(node, f"expected a flat input of {n_in} features, got shape {value.shape}")

@@ -18,7 +18,7 @@ import onnx
 from onnx import TensorProto, helper, shape_inference
 
 from snnbench.errors import ConfigError, DataError, UnsupportedModelError
-from snnbench.conversion.onnx_ops import _node_name
+from snnbench.conversion.onnx_graph import node_name
 from snnbench.noise import NoiseSpec
 
 ACTIVATIONS = ("Relu",)
@@ -82,7 +82,7 @@ def check_hidden_layers(converted, model=None) -> None:
         if source.suffix != ".onnx" or not source.is_file():
             return
         model = source
-    nodes = [_node_name(node) for node in hidden_activations(model)]
+    nodes = [node_name(node) for node in hidden_activations(model)]
     stages = [stage.name for stage in converted.hidden]
     if stages != nodes:
         i, (stage, node) = next((i, p) for i, p in enumerate(zip_longest(stages, nodes)) if p[0] != p[1])

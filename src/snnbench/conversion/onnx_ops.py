@@ -19,17 +19,17 @@ from dataclasses import replace
 import numpy as np
 
 from snnbench.conversion.graph import ConvertedModel, LinearOp, Path, Stage, conv_out_len, same_pads
-from snnbench.conversion.onnx_graph import _as_array, _attrs, _fail, _GraphReader, _load, _node_name, _Value
+from snnbench.conversion.onnx_graph import GraphReader, Value, as_array, attributes, load_model, node_name, unsupported
 from snnbench.errors import ConfigError, UnsupportedModelError
 
 MAXPOOL_ROUTES = ("exact", "average")
 
 
-def _gemm(r: _GraphReader, node):
+def _gemm(r: GraphReader, node):
     value = r.value(node)
-    a = _attrs(node)
+    a = attributes(node)
     if a.get("transA", 0):
-        _fail(node, "transA=1 is not supported")
+        unsupported(node, "transA=1 is not supported")
     w = r.const(node, node.input[1])
     w = w if a.get("transB", 0) else w.T
     w = a.get("alpha", 1.0) * w
@@ -41,11 +41,11 @@ def _gemm(r: _GraphReader, node):
     r.set(node, r.linear(value, op))
 
 
-def _matmul(r: _GraphReader, node):
+def _matmul(r: GraphReader, node):
     value = r.value(node)
     w = r.const(node, node.input[1])
     if w.ndim != 2:
-        _fail(node, f"expected a 2-D weight, got shape {w.shape}")
+        unsupported(node, f"expected a 2-D weight, got shape {w.shape}")
     r.require_flat(node, value, w.shape[0])
     op = LinearOp("dense", (w.shape[0],), (w.shape[1],), np.ascontiguousarray(w.T), np.zeros(w.shape[1], np.float32))
     r.set(node, r.linear(value, op))
@@ -59,10 +59,10 @@ def _broadcast(node, const: np.ndarray, shape: tuple) -> np.ndarray:
     try:
         return np.broadcast_to(c, shape).reshape(-1)
     except ValueError:
-        _fail(node, f"constant of shape {const.shape} does not broadcast to the tensor's shape {shape}")
+        unsupported(node, f"constant of shape {const.shape} does not broadcast to the tensor's shape {shape}")
 
 
-def _add(r: _GraphReader, node):
+def _add(r: GraphReader, node):
     names = list(node.input)
     if all(n in r.consts for n in names):
         r.consts[node.output[0]] = r.consts[names[0]] + r.consts[names[1]]
@@ -70,8 +70,8 @@ def _add(r: _GraphReader, node):
     if all(n in r.values for n in names):  # a sum of two tensors (residual connection)
         a, b = r.value(node, 0), r.value(node, 1)
         if a.shape != b.shape:
-            _fail(node, f"adding shapes {a.shape} and {b.shape} (broadcasting) is not supported")
-        r.set(node, _Value(a.paths + b.paths, a.bias + b.bias, a.shape))
+            unsupported(node, f"adding shapes {a.shape} and {b.shape} (broadcasting) is not supported")
+        r.set(node, Value(a.paths + b.paths, a.bias + b.bias, a.shape))
         return
     index = 0 if names[0] in r.values else 1
     value = r.value(node, index)
@@ -81,19 +81,19 @@ def _add(r: _GraphReader, node):
         per_output = constant.reshape(last.out_shape[0], -1)
         if np.all(per_output == per_output[:, :1]):  # the bias of a MatMul / Conv: recorded with the op too
             value = value.with_last_op(replace(last, bias=(last.bias + per_output[:, 0]).astype(np.float32)))
-    r.set(node, _Value(value.paths, value.bias + constant, value.shape))
+    r.set(node, Value(value.paths, value.bias + constant, value.shape))
 
 
-def _conv(r: _GraphReader, node):
+def _conv(r: GraphReader, node):
     value = r.value(node)
-    a = _attrs(node)
+    a = attributes(node)
     if len(value.shape) != 3:
-        _fail(node, f"Conv needs a (C, H, W) input, got shape {value.shape}")
+        unsupported(node, f"Conv needs a (C, H, W) input, got shape {value.shape}")
     w = r.const(node, node.input[1])
     groups = int(a.get("group", 1))
     channels = value.shape[0]
     if w.ndim != 4 or channels % groups or w.shape[1] * groups != channels or w.shape[0] % groups:
-        _fail(node, f"expected a 2-D convolution kernel (out, {channels} / {groups} groups, kh, kw) for "
+        unsupported(node, f"expected a 2-D convolution kernel (out, {channels} / {groups} groups, kh, kw) for "
                     f"{channels} input channels, got {w.shape}")
     kernel = tuple(int(k) for k in w.shape[2:])
     strides = tuple(int(s) for s in a.get("strides", [1, 1]))
@@ -103,7 +103,7 @@ def _conv(r: _GraphReader, node):
     bias = r.const(node, node.input[2]) if len(node.input) > 2 and node.input[2] else np.zeros(w.shape[0])
     out_hw = [conv_out_len(value.shape[i + 1], dilated[i], strides[i], pads[i], pads[i + 2]) for i in range(2)]
     if min(out_hw) < 1:
-        _fail(node, f"the kernel {dilated} does not fit the padded input {value.shape}")
+        unsupported(node, f"the kernel {dilated} does not fit the padded input {value.shape}")
     op = LinearOp("conv", value.shape, (w.shape[0], *out_hw), w.astype(np.float32),
                   np.asarray(bias, np.float32), kernel, strides, pads=pads, groups=groups, dilations=dilations)
     r.set(node, r.linear(value, op))
@@ -120,9 +120,9 @@ def _used_pads(node, a, size, kernel, strides) -> tuple:
     elif auto in ("NOTSET", "VALID"):
         pads = [int(p) for p in a.get("pads", [0, 0, 0, 0])] if auto == "NOTSET" else [0, 0, 0, 0]
     else:
-        _fail(node, f"unknown auto_pad {auto!r}")
+        unsupported(node, f"unknown auto_pad {auto!r}")
     if len(pads) != 4 or min(pads) < 0:
-        _fail(node, f"pads {pads} are not four non-negative 2-D pads")
+        unsupported(node, f"pads {pads} are not four non-negative 2-D pads")
     for i in range(2):
         out = conv_out_len(size[i], kernel[i], strides[i], pads[i], pads[i + 2])
         reach = (out - 1) * strides[i] + kernel[i]  # padded rows that the windows cover
@@ -130,35 +130,35 @@ def _used_pads(node, a, size, kernel, strides) -> tuple:
     return tuple(pads)
 
 
-def _window(node, value: _Value) -> tuple:
+def _window(node, value: Value) -> tuple:
     """(kernel, strides, output shape) of a pooling node on ``value``."""
     if len(value.shape) != 3:
-        _fail(node, f"pooling needs a (C, H, W) input, got shape {value.shape}")
+        unsupported(node, f"pooling needs a (C, H, W) input, got shape {value.shape}")
     c, h, w = value.shape
     if node.op_type == "GlobalAveragePool":
         kernel, strides = (h, w), (1, 1)
     else:
-        a = _attrs(node)
+        a = attributes(node)
         if any(a.get("pads", [0])) or a.get("ceil_mode", 0) or any(d != 1 for d in a.get("dilations", [1, 1])):
-            _fail(node, "padded, dilated or ceil-mode pooling is not supported")
+            unsupported(node, "padded, dilated or ceil-mode pooling is not supported")
         kernel = tuple(a["kernel_shape"])
         strides = tuple(a.get("strides", [1, 1]))
     return kernel, strides, (c, (h - kernel[0]) // strides[0] + 1, (w - kernel[1]) // strides[1] + 1)
 
 
-def _avgpool(r: _GraphReader, node):
+def _avgpool(r: GraphReader, node):
     value = r.value(node)
     kernel, strides, out = _window(node, value)
     r.set(node, r.linear(value, LinearOp("avgpool", value.shape, out, kernel=kernel, strides=strides)))
 
 
-def _maxpool(r: _GraphReader, node):
+def _maxpool(r: GraphReader, node):
     """MaxPool, exactly (a tree of pairwise maxes, max(a, b) = b + relu(a - b)) or as average pooling."""
     value = r.value(node)
     if len(node.output) > 1 and node.output[1]:
-        _fail(node, "the indices output of MaxPool is not supported")
+        unsupported(node, "the indices output of MaxPool is not supported")
     kernel, strides, out = _window(node, value)
-    name = _node_name(node)
+    name = node_name(node)
     if r.maxpool == "average":
         r.approximations.append(f"MaxPool {name!r} -> average pooling")
         return _avgpool(r, node)
@@ -169,24 +169,24 @@ def _maxpool(r: _GraphReader, node):
         pairs, level = level, []
         for a, b in zip(pairs[0::2], pairs[1::2]):
             count += 1
-            difference = _Value(a.paths + [replace(p, scale=-p.scale) for p in b.paths], a.bias - b.bias, out)
+            difference = Value(a.paths + [replace(p, scale=-p.scale) for p in b.paths], a.bias - b.bias, out)
             larger = r.population(difference, f"{name}/max{count}")  # relu(a - b)
-            level.append(_Value(b.paths + larger.paths, b.bias, out))
+            level.append(Value(b.paths + larger.paths, b.bias, out))
         if len(pairs) % 2:
             level.append(pairs[-1])
     r.set(node, level[0])
 
 
-def _concat(r: _GraphReader, node):
+def _concat(r: GraphReader, node):
     names = list(node.input)
     if all(n in r.consts for n in names):
-        r.consts[node.output[0]] = np.concatenate([r.consts[n] for n in names], axis=_attrs(node)["axis"])
+        r.consts[node.output[0]] = np.concatenate([r.consts[n] for n in names], axis=attributes(node)["axis"])
         return
     parts = [r.value(node, i) for i in range(len(names))]
     shape = parts[0].shape
-    axis = _attrs(node).get("axis", 1)
+    axis = attributes(node).get("axis", 1)
     if axis not in (1, -len(shape)) or any(p.shape[1:] != shape[1:] for p in parts):
-        _fail(node, f"only concatenation along the channel axis (1) is supported; inputs have shapes "
+        unsupported(node, f"only concatenation along the channel axis (1) is supported; inputs have shapes "
                     f"{[p.shape for p in parts]}, axis {axis}")
     out = (sum(p.shape[0] for p in parts), *shape[1:])
     paths, first = [], 0
@@ -194,46 +194,46 @@ def _concat(r: _GraphReader, node):
         place = LinearOp("place", part.shape, out, offset=(first,))
         paths += [Path(p.source, p.ops + [place], p.scale) for p in part.paths]
         first += part.shape[0]
-    r.set(node, _Value(paths, np.concatenate([p.bias for p in parts]), out))
+    r.set(node, Value(paths, np.concatenate([p.bias for p in parts]), out))
 
 
-def _batchnorm(r: _GraphReader, node):
+def _batchnorm(r: GraphReader, node):
     value = r.value(node)
     last = value.common_last_op()
     if last is None:
-        _fail(node, "BatchNormalization must follow a Gemm, MatMul or Conv so that it can be folded in")
+        unsupported(node, "BatchNormalization must follow a Gemm, MatMul or Conv so that it can be folded in")
     gamma, beta, mean, var = (r.const(node, name).astype(np.float64) for name in node.input[1:5])
-    scale = gamma / np.sqrt(var + _attrs(node).get("epsilon", 1e-5))
+    scale = gamma / np.sqrt(var + attributes(node).get("epsilon", 1e-5))
     folded = replace(last, weight=(last.weight * scale.reshape(-1, *[1] * (last.weight.ndim - 1))).astype(np.float32),
                      bias=((last.bias - mean) * scale + beta).astype(np.float32))
     per_feature = np.repeat(scale, value.size // len(scale))  # channels are the outer axis
     shift = np.repeat(beta - mean * scale, value.size // len(scale))
-    r.set(node, _Value(value.with_last_op(folded).paths, value.bias * per_feature + shift, value.shape))
+    r.set(node, Value(value.with_last_op(folded).paths, value.bias * per_feature + shift, value.shape))
 
 
-def _reshape(r: _GraphReader, node):
+def _reshape(r: GraphReader, node):
     value = r.value(node)
     if node.op_type == "Flatten":
-        if _attrs(node).get("axis", 1) != 1:
-            _fail(node, "only Flatten with axis=1 is supported")
+        if attributes(node).get("axis", 1) != 1:
+            unsupported(node, "only Flatten with axis=1 is supported")
         shape = (value.size,)
     else:
         target = [int(v) for v in r.const(node, node.input[1]).reshape(-1)]
         if len(target) < 2 or target[0] not in (-1, 0, r.batch or 1):
-            _fail(node, f"Reshape to {target} must keep the batch axis first")
+            unsupported(node, f"Reshape to {target} must keep the batch axis first")
         shape = target[1:]
         if -1 in shape:
             known = int(np.prod([s for s in shape if s != -1]))
             shape[shape.index(-1)] = value.size // max(known, 1)
         shape = tuple(shape)
         if int(np.prod(shape)) != value.size:
-            _fail(node, f"Reshape to {target} does not keep the {value.size} features")
-    r.set(node, _Value(value.paths, value.bias, shape))
+            unsupported(node, f"Reshape to {target} does not keep the {value.size} features")
+    r.set(node, Value(value.paths, value.bias, shape))
 
 
-def _pad(r: _GraphReader, node):
+def _pad(r: GraphReader, node):
     """Pad with zeros around H and W (constant mode, value 0, batch and channels not padded)."""
-    a = _attrs(node)
+    a = attributes(node)
     mode = a.get("mode", "constant")
     pads = [int(p) for p in (r.const(node, node.input[1]).reshape(-1) if len(node.input) > 1 and node.input[1]
                              else a.get("pads", []))]
@@ -241,32 +241,32 @@ def _pad(r: _GraphReader, node):
     if len(node.input) > 2 and node.input[2]:
         fill = float(np.asarray(r.const(node, node.input[2])).reshape(-1)[0])
     if len(node.input) > 3 and node.input[3]:
-        _fail(node, "Pad with axes is not supported")
+        unsupported(node, "Pad with axes is not supported")
     value = r.value(node)
     if mode != "constant" or fill != 0 or len(value.shape) != 3 or len(pads) != 8 or min(pads) < 0 \
             or any(pads[i] for i in (0, 1, 4, 5)):
-        _fail(node, f"only zero padding of H and W converts (mode {mode!r}, value {fill}, pads {pads})")
+        unsupported(node, f"only zero padding of H and W converts (mode {mode!r}, value {fill}, pads {pads})")
     top, left, bottom, right = pads[2], pads[3], pads[6], pads[7]
     c, h, w = value.shape
     op = LinearOp("pad", value.shape, (c, h + top + bottom, w + left + right), pads=(top, left, bottom, right))
     r.set(node, r.linear(value, op))
 
 
-def _relu(r: _GraphReader, node):
+def _relu(r: GraphReader, node):
     value = r.value(node)
-    r.set(node, value if r.population_of(value) is not None else r.population(value, _node_name(node)))
+    r.set(node, value if r.population_of(value) is not None else r.population(value, node_name(node)))
 
 
-def _clip(r: _GraphReader, node):
+def _clip(r: GraphReader, node):
     """Clip(0, upper) (ReLU6 and the like): a ReLU population bounded at ``upper``."""
-    a = _attrs(node)
+    a = attributes(node)
     bounds = [a.get("min"), a.get("max")]  # opset < 11 attributes; then optional constant inputs
     for i, name in enumerate(node.input[1:3]):
         if name:
             bounds[i] = float(np.asarray(r.const(node, name)).reshape(-1)[0])
     low, high = bounds
     if low is None or low != 0:
-        _fail(node, f"only Clip with lower bound 0 converts (a bounded ReLU), got min {low}")
+        unsupported(node, f"only Clip with lower bound 0 converts (a bounded ReLU), got min {low}")
     value = r.value(node)
     stage = r.population_of(value)
     if stage is not None and r.readers[node.input[0]] == 1:  # a population read by this Clip only
@@ -274,18 +274,18 @@ def _clip(r: _GraphReader, node):
             stage.upper = high if stage.upper is None else min(stage.upper, high)
         r.set(node, value)
         return
-    r.set(node, r.population(value, _node_name(node), None if high is None else float(high)))
+    r.set(node, r.population(value, node_name(node), None if high is None else float(high)))
 
 
-def _passthrough(r: _GraphReader, node):
+def _passthrough(r: GraphReader, node):
     r.set(node, r.value(node))
 
 
-def _constant(r: _GraphReader, node):
-    value = _attrs(node).get("value")
+def _constant(r: GraphReader, node):
+    value = attributes(node).get("value")
     if value is None:
-        _fail(node, "only Constant nodes with a tensor 'value' are supported")
-    r.consts[node.output[0]] = _as_array(value)
+        unsupported(node, "only Constant nodes with a tensor 'value' are supported")
+    r.consts[node.output[0]] = as_array(value)
 
 
 HANDLERS = {"Gemm": _gemm, "MatMul": _matmul, "Add": _add, "Relu": _relu, "Clip": _clip, "Pad": _pad,
@@ -299,11 +299,11 @@ def extract(path, maxpool: str = "exact") -> ConvertedModel:
     ``maxpool``: one of MAXPOOL_ROUTES (see the module docstring)."""
     if maxpool not in MAXPOOL_ROUTES:
         raise ConfigError(f"unknown MaxPool route {maxpool!r}; use one of {', '.join(MAXPOOL_ROUTES)}")
-    model = _load(path)
-    reader = _GraphReader(model, maxpool)
+    model = load_model(path)
+    reader = GraphReader(model, maxpool)
     for node in model.graph.node:
         if node.op_type not in HANDLERS:
-            _fail(node)
+            unsupported(node)
         HANDLERS[node.op_type](reader, node)
     output = reader.values.get(reader.output)
     if output is None or not output.paths:
