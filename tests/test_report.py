@@ -158,3 +158,13 @@ def test_reproduce_plans_every_benchmark_then_the_report(capsys):
     assert main(["reproduce", "--dry-run", "--only", "throughput", "--extra-stores", "sqlite:///gpu/mlflow.db"]) == 0
     report = capsys.readouterr().out.splitlines()[-1]
     assert report.endswith(f"--tracking-uri {tracking_uri()},sqlite:///gpu/mlflow.db")
+
+
+def test_scale_line_names_the_device_only_where_a_run_has_it():
+    from types import SimpleNamespace
+
+    from snnbench.reporting.context import DEVICE_TAG, scale_line
+
+    tagged = SimpleNamespace(id="a1", params={"profile": "full"}, tags={DEVICE_TAG: "cuda", "snnbench.benchmark": "x"})
+    untagged = SimpleNamespace(id="b2", params={"profile": "quick"}, tags={})
+    assert scale_line([tagged, untagged]) == "Runs: `a1` (x; profile=full, device=cuda); `b2` (; profile=quick)."
