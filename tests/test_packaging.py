@@ -57,7 +57,7 @@ def test_every_command_explains_its_options(command, capsys):
 @pytest.mark.parametrize("command", sorted(COMMANDS))
 def test_every_option_has_help_text(command):
     parser = build_parser(command)
-    silent = [a.option_strings[-1] for a in parser._actions if a.option_strings and not a.help]
+    silent = [a.option_strings[-1] for a in parser.options if a.option_strings and not a.help]
     assert not silent, f"snnbench {command}: options without help: {silent}"
 
 
@@ -92,3 +92,10 @@ def test_a_config_files_null_is_refused_where_the_option_cannot_be_none(tmp_path
     (tmp_path / "none.yaml").write_text("bias_offset: null\nn_trials: null\n")  # 'off' and 'auto' read as None
     parsed = build_parser("tune").parse_args(["--config", str(tmp_path / "none.yaml")])
     assert parsed.bias_offset is None and parsed.n_trials is None
+
+
+def test_reproduce_passes_the_device_only_to_benchmarks_that_take_it(capsys):
+    assert main(["reproduce", "--dry-run", "--device", "cpu", "--only", "convert,noise_sweep"]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("snnbench ")]
+    assert lines[0].startswith("snnbench convert ") and "--device" not in lines[0]  # convert takes none
+    assert lines[1].startswith("snnbench noise_sweep ") and lines[1].endswith("--device cpu")

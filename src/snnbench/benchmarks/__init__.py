@@ -82,10 +82,18 @@ class CommandParser(jsonargparse.ArgumentParser):
         super().__init__(**kwargs)
         self.command = command
 
+    @property
+    def options(self) -> list:
+        """The command's options as argparse actions (argparse keeps them in a private list)."""
+        return self._actions
+
+    def takes(self, option: str) -> bool:
+        return any(option in action.option_strings for action in self.options)
+
     def parse_args(self, args=None, namespace=None, **kwargs):
         parsed = super().parse_args(args, namespace, **kwargs)
         parsed.pop("config", None)
-        for action in self._actions:  # a config file's null only where the option can be None
+        for action in self.options:  # a config file's null only where the option can be None
             if parsed.get(action.dest, 0) is None and not _nullable(action):
                 self.error(f"{action.option_strings[-1]} needs a value, not null")
         parsed.command = self.command
@@ -108,10 +116,10 @@ def command_parser(command: str, module_name: str, description: str) -> CommandP
     module.add_arguments(parser, command)
     parser.add_argument(VERBOSE, action="store_true",
                         help="show the libraries' start-up messages (TensorFlow, nengo-dl, MLflow's database)")
-    for action in parser._actions:
+    for action in parser.options:
         action.type = _reparsable(action.type)
     return parser
 
 
-def benchmark_parser(command: str) -> jsonargparse.ArgumentParser:
+def benchmark_parser(command: str) -> CommandParser:
     return command_parser(command, *BENCHMARKS[command])

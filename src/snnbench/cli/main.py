@@ -5,14 +5,13 @@ when its command is used (``snnbench report`` does not load TensorFlow). The lib
 noise is silenced before they load unless ``--verbose`` (an option of every command) is given.
 """
 
-import argparse
 import importlib
 import logging
 import os
 import sys
 
 from snnbench.conversion import nengo_compat
-from snnbench.benchmarks import ALIASES, BENCHMARKS, VERBOSE, command_parser
+from snnbench.benchmarks import ALIASES, BENCHMARKS, VERBOSE, CommandParser, command_parser
 from snnbench.errors import SnnbenchError
 from snnbench.tracking import runs
 
@@ -44,7 +43,7 @@ def _usage() -> str:
     return "\n".join(lines)
 
 
-def build_parser(command: str) -> argparse.ArgumentParser:
+def build_parser(command: str) -> CommandParser:
     module, description = COMMANDS[command]
     return command_parser(command, module, description)
 

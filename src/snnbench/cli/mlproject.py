@@ -78,7 +78,7 @@ def declared(action) -> bool:
 def entry_point(command: str) -> dict:
     parser = cli.build_parser(command)
     parameters, words = {}, [f"python benchmarks/run.py {entry_point_name(command)}"]
-    for action in parser._actions:
+    for action in parser.options:
         if not declared(action):
             continue
         parameters[action.dest] = _Inline(type="string", default=default_text(action))

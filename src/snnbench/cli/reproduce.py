@@ -69,7 +69,7 @@ def commands(args) -> list:
     planned = []
     for name in chosen:
         command, options = BENCHMARKS[name]
-        takes_device = "--device" in build_parser(command)._option_string_actions
+        takes_device = build_parser(command).takes("--device")
         device = ["--device", args.device] if args.device and takes_device else []
         planned.append((name, [command, *options, "--profile", args.profile, "--seed", str(args.seed), *device]))
     return planned

@@ -51,7 +51,7 @@ def command_line(command: str, params: dict) -> str:
         return f"snnbench {command}  # (unknown command; params: {json.dumps(params, sort_keys=True)})"
     parser = benchmark_parser(command)
     words = ["snnbench", command]
-    for action in parser._actions:
+    for action in parser.options:
         if not action.option_strings or action.dest not in params or isinstance(action, argparse._HelpAction):
             continue
         text = params[action.dest]
