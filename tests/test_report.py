@@ -168,3 +168,158 @@ def test_scale_line_names_the_device_only_where_a_run_has_it():
     tagged = SimpleNamespace(id="a1", params={"profile": "full"}, tags={DEVICE_TAG: "cuda", "snnbench.benchmark": "x"})
     untagged = SimpleNamespace(id="b2", params={"profile": "quick"}, tags={})
     assert scale_line([tagged, untagged]) == "Runs: `a1` (x; profile=full, device=cuda); `b2` (; profile=quick)."
+
+
+def study_rows(seeds=(0, 1, 2), n=1000) -> list:
+    """Rows of a multimodal_study document: every model scores 99.0% under every noise, and so is its best
+    validation accuracy, except image SNN S/3 (best validation 94.0%) and audio SNN S/3 (99, 97, 95% by seed)."""
+    from snnbench.benchmarks.study import NOISES, run_row, study_specs
+
+    rows = []
+    for seed in seeds:
+        for spec in study_specs():
+            model = (spec.modality, spec.family, spec.size)
+            correct = 990 - 20 * seed if model == ("audio", "snn", "S/3") else 990
+            best_val = 0.94 if model == ("image", "snn", "S/3") else correct / n
+            summary = {"best_val_accuracy": best_val, "best_epoch": 1, "history": [{"val_accuracy": best_val}],
+                       "parameter_count": 1000, "hidden_width": 32, "n_train": 800, "n_val": 200}
+            rows.append(run_row(spec, seed, summary, {name: (correct, n) for name in ("clean", *NOISES)}))
+    return rows
+
+
+def log_run(benchmark: str, params: dict, documents: dict | None = None, rows: list | None = None) -> str:
+    """A finished run of ``benchmark`` in the test's store with these params, JSON documents and result table."""
+    from snnbench.evaluation.harness import log_result_table
+    from snnbench.tracking.runs import benchmark_run
+
+    with benchmark_run(benchmark, params) as run:
+        for name, document in (documents or {}).items():
+            mlflow.log_dict(document, name)
+        if rows:
+            log_result_table(rows)
+    return run.info.run_id
+
+
+def report_context(uri: str, tmp_path):
+    from snnbench.reporting.context import Context
+
+    return Context(RunStore([uri]), tmp_path / "figures", "figures")
+
+
+def table_row(lines: list, first_cells: str) -> list:
+    """The cells of the one markdown table row that starts with ``first_cells`` (e.g. "| 4 | 4 |")."""
+    found = [line for line in lines if line.startswith(first_cells)]
+    assert len(found) == 1, found
+    return [cell.strip() for cell in found[0].strip("|").split("|")]
+
+
+def test_claims_section_gives_each_claims_verdict_under_both_protocols(tracking_store, tmp_path):
+    """Claims that hold, do not hold and cannot be told apart, per protocol, with the estimates behind them."""
+    from snnbench.benchmarks.study import STUDY_DOCUMENT
+    from snnbench.reporting.claims_section import claims_lines
+
+    document = {"meta": {}, "runs": study_rows(), "summary": []}
+    ids = {v: log_run("multimodal_study", {"profile": "quick", "seeds": "[0, 1, 2]", "validation": v},
+                      {STUDY_DOCUMENT: document}) for v in ("study", "recordings")}
+    ctx = report_context(tracking_store, tmp_path)
+    lines = claims_lines(ctx)
+
+    # claim 12 (LIF and IF within 0.2 points): equal everywhere, so it holds under both protocols
+    row = table_row(lines, "| 12 | 12 |")
+    assert row[4] == row[6] == "**holds**"
+    assert "image SNN LIF - IF: 0.00 [0.00, 0.00] (claimed -0.2 .. 0.2)" in row[3]
+    # claim 4 (image SNN drops >= 2 points S -> S/3): only the best validation accuracy drops (by 5)
+    row = table_row(lines, "| 4 | 4 |")
+    assert row[3:] == ["image SNN S - S/3: 5.00 [5.00, 5.00] (claimed >= 2)", "**holds**",
+                       "image SNN S - S/3: 0.00 [0.00, 0.00] (claimed >= 2)", "**does not hold**"]
+    # claim 2 (audio SNN within 2 points over sizes): spreads 0, 2, 4 by seed, an interval across 2
+    row = table_row(lines, "| 2 | 4 |")
+    assert row[3] == row[5] == "audio SNN max - min over sizes: 2.00 [-2.97, 6.97] (claimed 0 .. 2)"
+    assert row[4] == row[6] == "**cannot be told apart**"
+    # claim 1 does not hold (image DNN S/3 is 99%, not about 95%) under both
+    assert table_row(lines, "| 1 | 3 |")[4::2] == ["**does not hold**"] * 2
+
+    assert "Verdicts that differ between the protocols: claims 4. Under the study's protocol" in "\n".join(lines)
+    assert all(run_id in lines[-2] for run_id in ids.values()) and lines[-2].startswith("Runs: ")
+    assert {r.id for r in ctx.used} == set(ids.values())
+
+
+def test_claims_section_marks_a_protocol_without_a_run_as_not_run(tracking_store, tmp_path):
+    """With only a held-out-recordings run (its document as the older results.json), study columns say not run."""
+    from snnbench.reporting.claims_section import claims_lines
+
+    log_run("multimodal_study", {"profile": "quick", "validation": "recordings"},
+            {"results.json": {"runs": study_rows()}})
+    lines = claims_lines(report_context(tracking_store, tmp_path))
+    row = table_row(lines, "| 4 | 4 |")
+    assert row[3:] == ["not run", "–", "image SNN S - S/3: 0.00 [0.00, 0.00] (claimed >= 2)", "**does not hold**"]
+    assert not any(line.startswith("Verdicts that differ") for line in lines)
+
+
+def convert_row(engine: str, steps: int, correct: int, n: int, spikes=float("nan"), energy: float = 0.0) -> dict:
+    """One row of a ``convert`` run's result table: accuracy with its Wilson interval, spikes and energy per device."""
+    from snnbench.evaluation.energy import DEVICES, column
+    from snnbench.evaluation.metrics import accuracy_interval
+
+    return {"benchmark": "convert", "engine": engine, "model": "conversion-mlp", "modality": "image",
+            "method": "calibrated", "steps": steps, **accuracy_interval(correct, n),
+            "spikes_per_neuron_per_step": spikes, **{column(d): energy * (i + 1) for i, d in enumerate(DEVICES)}}
+
+
+def test_where_section_lists_each_engine_of_the_newest_loihi_runs(tracking_store, tmp_path):
+    """The Loihi table: one row per engine of the newest nengo-loihi convert run of each network, none from others."""
+    from snnbench.reporting.report import where_section
+
+    loihi = {"profile": "quick", "method": "calibrated", "target": "nengo-loihi", "steps": "8"}
+    log_run("convert", {**loihi, "arch": "mlp", "target": "nengo-dl"}, rows=[convert_row("nengo-snn", 8, 1, 100)])
+    assert where_section(report_context(tracking_store, tmp_path))[-2].startswith(
+        "_No runs yet: run `snnbench convert --target nengo-loihi`")  # a nengo-dl conversion is not shown
+    log_run("convert", {**loihi, "arch": "mlp"}, rows=[convert_row("loihi-emulator", 8, 10, 100)])  # older
+    rows = [convert_row("ort-dnn", 1, 976, 1000, spikes=0.42, energy=2e-6),
+            convert_row("nengo-snn", 4, 951, 1000, spikes=0.031, energy=1.5e-7),
+            convert_row("nengo-snn", 8, 968, 1000, spikes=0.0287, energy=3e-7),
+            convert_row("loihi-emulator", 8, 190, 200, spikes=0.0291, energy=3.125e-7)]
+    mlp = log_run("convert", {**loihi, "arch": "mlp"}, rows=rows)
+    cnn = log_run("convert", {**loihi, "arch": "cnn"}, rows=[convert_row("loihi-emulator", 8, 97, 100, 0.05, 1e-6)])
+    ctx = report_context(tracking_store, tmp_path)
+    lines = where_section(ctx)
+
+    headers = [line for line in lines if line.startswith("| network | engine |")]
+    assert len(headers) == 2 and headers[0] == headers[1]  # a table per network
+    header = table_row(headers[:1], "| network |")
+    assert header[:6] == ["network", "engine", "test images", "steps", "accuracy [95% CI]", "spikes"]
+    assert header[6:] == ["J/sample, cmos45_fp32", "J/sample, cmos45_int8", "J/sample, cpu", "J/sample, gpu",
+                          "J/sample, loihi", "J/sample, spinnaker2"]
+    assert table_row(lines, "| MLP | ONNX Runtime (DNN) |")[2:6] == ["1000", "1", with_interval(rows[0]), "0.42"]
+    assert table_row(lines, "| MLP | nengo-dl (SNN) | 1000 | 4 |")[4:] == [
+        with_interval(rows[1]), "0.031", "1.5e-07", "3e-07", "4.5e-07", "6e-07", "7.5e-07", "9e-07"]
+    assert table_row(lines, "| MLP | Loihi emulator (SNN) |")[2:7] == ["200", "8", "95.00% [91.04, 97.26]",
+                                                                       "0.0291", "3.125e-07"]
+    assert len(table_row(lines, "| MLP | nengo-dl (SNN) | 1000 | 8 |")) == 12
+    assert table_row(lines, "| CNN | Loihi emulator (SNN) |")[2:4] == ["100", "8"]
+    assert sum(line.startswith("| MLP |") for line in lines) == 4  # the newest MLP run only; no nengo-dl target
+    assert lines[-2].startswith("Runs: ") and mlp in lines[-2] and cnn in lines[-2]
+    assert [r.id for r in ctx.used] == [mlp, cnn]
+
+
+def test_claims_section_checks_the_conversion_claim_against_the_newest_conversions(tracking_store, tmp_path):
+    """The conversion row as the newest calibrated conversion loses 2, about 0.5, then 0.05 points; the reference 4."""
+    from snnbench.reporting.claims_section import claims_lines
+
+    def convert(method: str, snn_correct: int):
+        rows = [convert_row("ort-dnn", 1, 9900, 10000), convert_row("nengo-snn", 32, snn_correct, 10000)]
+        log_run("convert", {"profile": "quick", "method": method, "arch": "mlp", "steps": "32"}, rows=rows)
+
+    convert("reference", 9500)
+    convert("calibrated", 9700)  # loses 2 points as well: the claim does not hold
+    row = table_row(claims_lines(report_context(tracking_store, tmp_path)), "| C | – |")
+    assert row[3] == "reference at 32 steps: loss 4.00 [3.53, 4.47]; calibrated at 32 steps: loss 2.00 [1.61, 2.39]"
+    assert row[4] == row[6] == "**does not hold**"
+    convert("calibrated", 9860)  # loses 0.40 [0.10, 0.70]: within 0.5 points or not
+    row = table_row(claims_lines(report_context(tracking_store, tmp_path)), "| C | – |")
+    assert row[3].endswith("calibrated at 32 steps: loss 0.40 [0.10, 0.70]")
+    assert row[4] == row[6] == "**cannot be told apart**"
+    convert("calibrated", 9895)  # loses 0.05 [-0.23, 0.33]
+    row = table_row(claims_lines(report_context(tracking_store, tmp_path)), "| C | – |")
+    assert row[3].endswith("calibrated at 32 steps: loss 0.05 [-0.23, 0.33]")
+    assert row[4] == row[6] == "**holds**"
