@@ -323,3 +323,18 @@ def test_claims_section_checks_the_conversion_claim_against_the_newest_conversio
     row = table_row(claims_lines(report_context(tracking_store, tmp_path)), "| C | – |")
     assert row[3].endswith("calibrated at 32 steps: loss 0.05 [-0.23, 0.33]")
     assert row[4] == row[6] == "**holds**"
+
+
+def test_the_conversion_claim_reads_every_method_at_the_reference_runs_steps(tracking_store, tmp_path):
+    """Like with like: each method's loss at the reference run's steps, not at the fewest steps of its curve."""
+    from snnbench.reporting.claims_section import claims_lines
+
+    dnn = convert_row("ort-dnn", 1, 9900, 10000)
+    log_run("convert", {"profile": "quick", "method": "reference", "arch": "mlp", "steps": "32"},
+            rows=[dnn, convert_row("nengo-snn", 4, 8000, 10000), convert_row("nengo-snn", 32, 9700, 10000)])
+    log_run("convert", {"profile": "quick", "method": "calibrated", "arch": "mlp", "steps": "8"},
+            rows=[dnn, convert_row("nengo-snn", 4, 9000, 10000), convert_row("nengo-snn", 8, 9890, 10000),
+                  convert_row("nengo-snn", 32, 9895, 10000)])
+    row = table_row(claims_lines(report_context(tracking_store, tmp_path)), "| C | – |")
+    assert row[3] == "reference at 32 steps: loss 2.00 [1.61, 2.39]; calibrated at 32 steps: loss 0.05 [-0.23, 0.33]"
+    assert row[4] == "**holds**"

@@ -93,8 +93,9 @@ def conversion_claim(ctx, tolerance: float = 0.5) -> list | None:
     """The conversion study's claim as a table row: its figures, ours by method, and the verdict on
     "the loss comes from the neuron parameters the conversion leaves untrained": holds when our
     reference conversion loses clearly more than ``tolerance`` points and a method that sets those
-    parameters (calibrated, tuned) loses at most ``tolerance``; does not hold when none does."""
-    measured, best = [], None
+    parameters (calibrated, tuned) loses at most ``tolerance``; does not hold when none does. Every
+    method is read at the reference run's time steps (else at its own run's steps)."""
+    measured, best, steps = [], None, None
     for method in ("reference", "calibrated", "tuned"):
         run = ctx.store.latest("convert", where=lambda r, m=method: r.params.get("method") == m
                                and reference_mlp(r.params))
@@ -102,8 +103,11 @@ def conversion_claim(ctx, tolerance: float = 0.5) -> list | None:
         if table is None or table.empty:
             continue
         dnn, snn = dnn_and_snn(table.to_dict("records"))
-        loss, low, high = _loss(dnn, snn[0])
-        measured.append((method, snn[0]["steps"], loss, low, high))
+        steps = steps or int(run.params.get("steps", snn[-1]["steps"]))  # like with like: the reference's steps
+        at = next((r for r in snn if int(r["steps"]) == steps), None)
+        at = at or next((r for r in snn if int(r["steps"]) == int(run.params.get("steps", -1))), snn[-1])
+        loss, low, high = _loss(dnn, at)
+        measured.append((method, at["steps"], loss, low, high))
         ctx.use(run)
         if method != "reference" and (best is None or high < best[2]):
             best = (loss, low, high)
