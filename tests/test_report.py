@@ -326,15 +326,18 @@ def test_claims_section_checks_the_conversion_claim_against_the_newest_conversio
 
 
 def test_the_conversion_claim_reads_every_method_at_the_reference_runs_steps(tracking_store, tmp_path):
-    """Like with like: each method's loss at the reference run's steps, not at the fewest steps of its curve."""
+    """Like with like: each method's loss at the reference run's steps (not the fewest of its curve), with the
+    paired interval where the run logged one."""
     from snnbench.reporting.claims_section import claims_lines
 
     dnn = convert_row("ort-dnn", 1, 9900, 10000)
     log_run("convert", {"profile": "quick", "method": "reference", "arch": "mlp", "steps": "32"},
             rows=[dnn, convert_row("nengo-snn", 4, 8000, 10000), convert_row("nengo-snn", 32, 9700, 10000)])
+    paired = {"paired_loss": 0.0005, "paired_loss_ci_low": -0.0004, "paired_loss_ci_high": 0.0012}
     log_run("convert", {"profile": "quick", "method": "calibrated", "arch": "mlp", "steps": "8"},
             rows=[dnn, convert_row("nengo-snn", 4, 9000, 10000), convert_row("nengo-snn", 8, 9890, 10000),
-                  convert_row("nengo-snn", 32, 9895, 10000)])
+                  {**convert_row("nengo-snn", 32, 9895, 10000), **paired}])
     row = table_row(claims_lines(report_context(tracking_store, tmp_path)), "| C | – |")
-    assert row[3] == "reference at 32 steps: loss 2.00 [1.61, 2.39]; calibrated at 32 steps: loss 0.05 [-0.23, 0.33]"
+    # the reference run logged no paired interval: its two Wilson intervals combined; the calibrated its paired one
+    assert row[3] == "reference at 32 steps: loss 2.00 [1.61, 2.39]; calibrated at 32 steps: loss 0.05 [-0.04, 0.12]"
     assert row[4] == "**holds**"

@@ -2,6 +2,7 @@
 validation protocol and under ours (snnbench.benchmarks.claims), and the conversion study's."""
 
 import json
+import math
 
 from snnbench.benchmarks import claims
 from snnbench.benchmarks.study import STUDY_DOCUMENT
@@ -81,9 +82,12 @@ def claims_lines(ctx) -> list:
 
 
 def _loss(dnn: dict, snn: dict) -> tuple[float, float, float]:
-    """DNN - SNN accuracy (points) with an interval from the two Wilson intervals combined as if
-    independent (wider than the paired one: both ran on the same images)."""
+    """DNN - SNN accuracy (points) with its 95% interval: the paired one on the same images, where the
+    run logged it; else (older runs) the two Wilson intervals combined as if independent (wider)."""
     loss = 100 * (dnn["accuracy"] - snn["accuracy"])
+    low, high = snn.get("paired_loss_ci_low"), snn.get("paired_loss_ci_high")
+    if low is not None and high is not None and math.isfinite(low) and math.isfinite(high):
+        return loss, 100 * low, 100 * high
     half = [(r["accuracy_ci_high"] - r["accuracy_ci_low"]) / 2 for r in (dnn, snn)]
     spread = 100 * (half[0] ** 2 + half[1] ** 2) ** 0.5
     return loss, loss - spread, loss + spread
