@@ -281,6 +281,8 @@ def test_where_section_lists_each_engine_of_the_newest_loihi_runs(tracking_store
             convert_row("loihi-emulator", 8, 190, 200, spikes=0.0291, energy=3.125e-7)]
     mlp = log_run("convert", {**loihi, "arch": "mlp"}, rows=rows)
     cnn = log_run("convert", {**loihi, "arch": "cnn"}, rows=[convert_row("loihi-emulator", 8, 97, 100, 0.05, 1e-6)])
+    log_run("convert", {**loihi, "arch": "mlp", "onnx_model": "mine.onnx"},  # a user's network is not the MLP
+            rows=[convert_row("loihi-emulator", 8, 5, 100)])
     ctx = report_context(tracking_store, tmp_path)
     lines = where_section(ctx)
 

@@ -203,7 +203,7 @@ def where_section(ctx: Context) -> list:
     runs = []
     for arch in ("mlp", "cnn"):
         run = ctx.store.latest("convert", where=lambda r, a=arch: r.params.get("target") == "nengo-loihi"
-                               and r.params.get("arch") == a)
+                               and r.params.get("arch", "mlp") == a and not r.params.get("onnx_model"))
         table = run.table("results.json") if run else None
         if table is None or table.empty:
             continue
