@@ -330,7 +330,7 @@ def test_claims_section_checks_the_conversion_claim_against_the_newest_conversio
 def test_the_conversion_claim_reads_every_method_at_the_reference_runs_steps(tracking_store, tmp_path):
     """Like with like: each method's loss at the reference run's steps (not the fewest of its curve), with the
     paired interval where the run logged one."""
-    from snnbench.reporting.claims_section import claims_lines
+    from snnbench.reporting.claims_section import NO_STUDY_RUNS, claims_lines
 
     dnn = convert_row("ort-dnn", 1, 9900, 10000)
     log_run("convert", {"profile": "quick", "method": "reference", "arch": "mlp", "steps": "32"},
@@ -339,7 +339,18 @@ def test_the_conversion_claim_reads_every_method_at_the_reference_runs_steps(tra
     log_run("convert", {"profile": "quick", "method": "calibrated", "arch": "mlp", "steps": "8"},
             rows=[dnn, convert_row("nengo-snn", 4, 9000, 10000), convert_row("nengo-snn", 8, 9890, 10000),
                   {**convert_row("nengo-snn", 32, 9895, 10000), **paired}])
-    row = table_row(claims_lines(report_context(tracking_store, tmp_path)), "| C | – |")
+    lines = claims_lines(report_context(tracking_store, tmp_path))
+    assert lines[-2] == NO_STUDY_RUNS  # conversions alone: their row, and what to run for the study's claims
+    row = table_row(lines, "| C | – |")
     # the reference run logged no paired interval: its two Wilson intervals combined; the calibrated its paired one
     assert row[3] == "reference at 32 steps: loss 2.00 [1.61, 2.39]; calibrated at 32 steps: loss 0.05 [-0.04, 0.12]"
     assert row[4] == "**holds**"
+
+
+def test_claims_section_without_any_run_says_what_to_run(tracking_store, tmp_path):
+    """A store without study or conversion runs: one line naming the runs to make, no table, no empty run list."""
+    from snnbench.reporting.claims_section import NO_STUDY_RUNS, claims_lines
+
+    log_run("throughput", {"profile": "quick"})
+    lines = claims_lines(report_context(tracking_store, tmp_path))
+    assert lines[-2] == NO_STUDY_RUNS and not any(line.startswith(("|", "Runs:")) for line in lines)

@@ -8,6 +8,8 @@ from snnbench.benchmarks import claims
 from snnbench.benchmarks.study import STUDY_DOCUMENT
 from snnbench.reporting.context import dnn_and_snn, markdown_table, reference_mlp, scale_line
 
+NO_STUDY_RUNS = ("_No multimodal_study runs yet: run it under both protocols (`--validation study` and "
+                 "`--validation recordings`)._")
 PROTOCOLS = (("study", "the study's protocol (validation recordings also in training; best validation accuracy)"),
              ("ours", "ours (held-out recordings; test accuracy)"))
 
@@ -53,6 +55,9 @@ def claims_lines(ctx) -> list:
             ctx.use(run)
             runs.append(run)
             checked[protocol] = {c["claim"]: c for c in claims.check(document["runs"], protocol)}
+    conversion = conversion_claim(ctx)
+    if not runs and conversion is None:
+        return lines + [NO_STUDY_RUNS, ""]
     rows, differ = [], []
     for claim in claims.CLAIMS:
         row = [str(claim.number), claim.figure, claim.text]
@@ -67,7 +72,6 @@ def claims_lines(ctx) -> list:
         if len(set(verdicts)) > 1:
             differ.append(str(claim.number))
         rows.append(row)
-    conversion = conversion_claim(ctx)
     if conversion:
         rows.append(conversion)
     header = ["#", "fig.", "claim"]
@@ -78,7 +82,7 @@ def claims_lines(ctx) -> list:
         lines += [f"Verdicts that differ between the protocols: claims {', '.join(differ)}. Under the study's protocol "
                   "the validation recordings also occur in training, so its clean figures measure recall of seen "
                   "recordings; ours hold them out and score the test split.", ""]
-    return lines + [scale_line(runs), ""]
+    return lines + ([scale_line(runs), ""] if runs else [NO_STUDY_RUNS, ""])
 
 
 def _loss(dnn: dict, snn: dict) -> tuple[float, float, float]:
@@ -107,9 +111,10 @@ def conversion_claim(ctx, tolerance: float = 0.5) -> list | None:
         if table is None or table.empty:
             continue
         dnn, snn = dnn_and_snn(table.to_dict("records"))
-        steps = steps or int(run.params.get("steps", snn[-1]["steps"]))  # like with like: the reference's steps
-        at = next((r for r in snn if int(r["steps"]) == steps), None)
-        at = at or next((r for r in snn if int(r["steps"]) == int(run.params.get("steps", -1))), snn[-1])
+        own = int(run.params.get("steps", snn[-1]["steps"]))
+        steps = steps or own  # like with like: every method at the first (reference) run's steps
+        by_steps = {int(r["steps"]): r for r in snn}
+        at = by_steps.get(steps) or by_steps.get(own, snn[-1])
         loss, low, high = _loss(dnn, at)
         measured.append((method, at["steps"], loss, low, high))
         ctx.use(run)
