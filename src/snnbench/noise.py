@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from snnbench.config import check_choices, option
 from snnbench.errors import ConfigError
 
 POSITIONS = ("none", "input", "pre", "post")
@@ -26,16 +27,16 @@ def _layer_id(layer: str) -> int:
 
 @dataclass(frozen=True)
 class NoiseSpec:
-    std: float = 0.0
-    position: str = "none"
-    mode: str = "per_step"
-    seed: int = 0
+    std: float = option(0.0, "Gaussian noise standard deviation", float, flag="noise_std")
+    position: str = option("none", "input, pre (a hidden layer's input current) or post (its output); none",
+                           choices=POSITIONS, flag="noise_position")
+    mode: str = option("per_step", "SNNs: frozen = one draw held for all steps (the DNN's single draw: like with "
+                                   "like), per_step = a fresh draw each time step (averaged away over the steps)",
+                       choices=NOISE_MODES, flag="noise_mode")
+    seed: int = option(0, "seed of the noise draws", int, flag="noise_seed")
 
     def __post_init__(self):
-        if self.position not in POSITIONS:
-            raise ConfigError(f"unknown noise position {self.position!r}; use one of {', '.join(POSITIONS)}")
-        if self.mode not in NOISE_MODES:
-            raise ConfigError(f"unknown noise mode {self.mode!r}; use one of {', '.join(NOISE_MODES)}")
+        check_choices(self)
         if not np.isfinite(self.std) or self.std < 0:
             raise ConfigError(f"noise std must be a finite number >= 0, got {self.std}")
 

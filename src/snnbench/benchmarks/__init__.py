@@ -75,12 +75,32 @@ def _nullable(action) -> bool:
     return default is None or (action.type is not None and none_word(action.type) is not None)
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """``--help`` shows each default as the command line spells it (lists comma-separated, and the
+    word the option reads as nothing: auto, none, off)."""
+
+    def _expand_help(self, action):
+        if action.default is None or action.default == []:
+            word = none_word(action.type) if action.type else None
+            shown = "" if word is None and action.default == [] else word
+        else:
+            shown = action.default if isinstance(action.default, str) else _as_text(action.default)
+        return super()._expand_help(argparse.Namespace(**{**vars(action), "default": shown}))
+
+
 class CommandParser(jsonargparse.ArgumentParser):
     """A command's parser: its namespace carries ``command`` and not the ``--config`` file names."""
 
     def __init__(self, command: str, **kwargs):
         super().__init__(**kwargs)
         self.command = command
+        self.groups = {}
+
+    def group(self, title: str):
+        """The argument group titled ``title`` (made on first use), for the help's sections."""
+        if title not in self.groups:
+            self.groups[title] = self.add_argument_group(title)
+        return self.groups[title]
 
     @property
     def options(self) -> list:
@@ -110,7 +130,7 @@ def command_parser(command: str, module_name: str, description: str) -> CommandP
     """The parser of ``command``, whose module (under ``snnbench``) adds its options."""
     module = importlib.import_module(f"snnbench.{module_name}")
     parser = CommandParser(command, prog=f"snnbench {command}", description=description,
-                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                           formatter_class=HelpFormatter)
     parser.add_argument("--config", action=jsonargparse.ActionConfigFile,
                         help="a YAML file of option values (a run's logged config.yaml replays that run)")
     module.add_arguments(parser, command)

@@ -13,18 +13,17 @@ The per-layer setting used is logged (``layers`` param; ``snn/params.json``, wit
 from); the MNIST test set is read only to score it.
 """
 
-import argparse
 import json
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import mlflow
 import numpy as np
 
 from snnbench.benchmarks import convert_eval as measure
-from snnbench.benchmarks.options import (add_calibration_arguments, add_common, add_recipe_arguments,
-                                         add_simulation_arguments, auto, choice, from_profile, int_list,
-                                         option_params, positive, positive_or_none, recipe_from_args, require)
+from snnbench.benchmarks.options import (add_common, add_recipe_arguments, from_profile, option_params,
+                                         recipe_from_args, require)
+from snnbench.config import add_options, auto, choice, from_args, int_list, option, positive, positive_or_none
 from snnbench.conversion import onnx_io
 from snnbench.conversion.calibration import (METHODS, RATE_CHOICES, SCALES, Calibration, calibrated_document,
                                              mnist_training_images, reference_layers)
@@ -47,59 +46,62 @@ CALIBRATED_METHODS = ("calibrated", "corrected")  # the methods that calibrate o
 TUNED_OPTIONS = ("params_json", "study_name", "storage")
 
 
-def add_arguments(parser: argparse.ArgumentParser, command: str):
+DNN, SNN, SIM, WHERE = "DNN", "SNN: the conversion method", "simulation", "where it runs"
+
+
+@dataclass(frozen=True)
+class ConvertOptions:
+    """convert's own options (besides the recipe's, the calibration's and the simulation's)."""
+    onnx_model: str = option("", "convert this .onnx file instead of training", group=DNN)
+    maxpool: str = option("exact", "MaxPool: exact (a tree of pairwise maxes as extra ReLU populations; the rate-mode "
+                                   "network stays exact) or average (swapped for average pooling: approximate)",
+                          choices=onnx_io.MAXPOOL_ROUTES, group=DNN)
+    method: str = option("calibrated", "reference: the study's conversion (LIF, gain 1, ONNX biases, rate scale 1); "
+                                       "calibrated: IF neurons, each layer's rate scale from its activations on "
+                                       "training images; tuned: the best setting of a `snnbench tune` study "
+                                       "(--study-name) or --params-json", choices=METHODS, group=SNN)
+    scales: str | None = option(None, "calibrated / corrected: a rate scale per output channel (per neuron of a dense "
+                                      "layer) or one per layer (default: channel for corrected, layer for "
+                                      "calibrated)", auto(choice(SCALES)), group=SNN)
+    rates: str | None = option(None, "calibrated / corrected: uniform (every layer at --target-rate), balanced (the "
+                                     "same expected spikes shared out between the layers, each layer's rate scale "
+                                     "times A**(-1/3) for its expected spikes A), or, corrected only, validated: per "
+                                     "step count the one of the two that scores better on validation images "
+                                     "(default, or auto: validated for corrected, uniform for calibrated)",
+                               auto(choice(RATE_CHOICES)), group=SNN)
+    synapse: float | None = option(None, "reference / calibrated: output synapse time constant (s), or none",
+                                   positive_or_none, group=SNN)
+    tau_rc: float = option(0.02, "reference / calibrated lif: LIF membrane time constant (s)", positive(float),
+                           group=SNN)
+    tau_ref: float = option(0.002, "reference: LIF refractory period (s) (calibrated lif has none)", float, group=SNN)
+    params_json: str = option("", 'tuned: per-layer settings {"layers": [{"gain": ..}, ..], "sim": {"steps": ..}} '
+                                  "(written by `snnbench tune --best-params-out`)", group=SNN)
+    study_name: str = option("", "tuned: use the best setting of this `snnbench tune` study (instead of "
+                                 "--params-json)", group=SNN)
+    storage: str = option("sqlite:///optuna.db", "tuned: the study's Optuna storage", group=SNN)
+    steps_list: list | None = option(None, "step counts of the accuracy curve (auto: 4,8,16,32 quick; 1..100 full)",
+                                     auto(int_list), group=SIM)
+    test_limit: int | None = option(None, "first N test images, 0 = all (auto: 1000 quick, all 10,000 full)",
+                                    auto(int), group=SIM)
+    target: str = option("nengo-dl", "nengo-loihi: also run the SNN on nengo-loihi's Loihi emulator (fixed-point "
+                                     "weights, Loihi's non-leaky neuron, core limits)",
+                         choices=("nengo-dl", "nengo-loihi"), group=WHERE)
+    loihi_warmup: int | None = option(None, "nengo-loihi: steps before the readout window (auto: one per on-chip "
+                                            "layer)", auto(int), group=WHERE)
+    loihi_test_limit: int = option(0, "nengo-loihi: first N of the test images on the emulator, 0 = all of them",
+                                   int, group=WHERE)
+    nir_out: str = option("", "write the SNN as a NIR graph to this file (logged too)", group=WHERE)
+
+
+def add_arguments(parser, command: str):
     add_common(parser, device=False)
-    model = parser.add_argument_group("DNN")
-    add_recipe_arguments(model, ARCHS, "network to train: the reference MLP, a small CNN, or a ResNet-style CNN "
-                                       "(MaxPool, residual Add, Concat; image-shaped input)")
-    model.add_argument("--onnx-model", default="", help="convert this .onnx file instead of training")
-    model.add_argument("--maxpool", choices=onnx_io.MAXPOOL_ROUTES, default="exact",
-                       help="MaxPool: exact (a tree of pairwise maxes as extra ReLU populations; the rate-mode "
-                            "network stays exact) or average (swapped for average pooling: approximate)")
-    snn = parser.add_argument_group("SNN: the conversion method")
-    snn.add_argument("--method", choices=METHODS, default="calibrated",
-                     help="reference: the study's conversion (LIF, gain 1, ONNX biases, rate scale 1); calibrated: "
-                          "IF neurons, each layer's rate scale from its activations on training images; tuned: "
-                          "the best setting of a `snnbench tune` study (--study-name) or --params-json")
-    add_calibration_arguments(snn)
-    snn.add_argument("--scales", type=auto(choice(SCALES)), default=None,
-                     help="calibrated / corrected: a rate scale per output channel (per neuron of a dense layer) or "
-                          "one per layer (default: channel for corrected, layer for calibrated)")
-    snn.add_argument("--rates", type=auto(choice(RATE_CHOICES)), default=None,
-                     help="calibrated / corrected: uniform (every layer at --target-rate), balanced (the same "
-                          "expected spikes shared out between the layers, each layer's rate scale times A**(-1/3) "
-                          "for its expected spikes A), or, corrected only, validated: per step count the one of "
-                          "the two that scores better on validation images (default, or auto: validated for "
-                          "corrected, uniform for calibrated)")
-    snn.add_argument("--synapse", type=positive_or_none, default=None,
-                     help="reference / calibrated: output synapse time constant (s), or none")
-    snn.add_argument("--tau-rc", type=positive(float), default=0.02,
-                     help="reference / calibrated lif: LIF membrane time constant (s)")
-    snn.add_argument("--tau-ref", type=float, default=0.002,
-                     help="reference: LIF refractory period (s) (calibrated lif has none)")
-    snn.add_argument("--params-json", default="",
-                     help='tuned: per-layer settings {"layers": [{"gain": ..}, ..], "sim": {"steps": ..}} '
-                          "(written by `snnbench tune --best-params-out`)")
-    snn.add_argument("--study-name", default="",
-                     help="tuned: use the best setting of this `snnbench tune` study (instead of --params-json)")
-    snn.add_argument("--storage", default="sqlite:///optuna.db", help="tuned: the study's Optuna storage")
-    sim = parser.add_argument_group("simulation")
-    sim.add_argument("--steps", type=positive(int), default=8,
-                     help="time steps per image (activity is measured here)")
-    sim.add_argument("--steps-list", type=auto(int_list), default=None,
-                     help="step counts of the accuracy curve (auto: 4,8,16,32 quick; 1..100 full)")
-    add_simulation_arguments(sim)
-    sim.add_argument("--test-limit", type=auto(int), default=None,
-                     help="first N test images, 0 = all (auto: 1000 quick, all 10,000 full)")
-    where = parser.add_argument_group("where it runs")
-    where.add_argument("--target", choices=("nengo-dl", "nengo-loihi"), default="nengo-dl",
-                       help="nengo-loihi: also run the SNN on nengo-loihi's Loihi emulator (fixed-point weights, "
-                            "Loihi's non-leaky neuron, core limits)")
-    where.add_argument("--loihi-warmup", type=auto(int), default=None,
-                       help="nengo-loihi: steps before the readout window (auto: one per on-chip layer)")
-    where.add_argument("--loihi-test-limit", type=int, default=0,
-                       help="nengo-loihi: first N of the test images on the emulator, 0 = all of them")
-    where.add_argument("--nir-out", default="", help="write the SNN as a NIR graph to this file (logged too)")
+    add_recipe_arguments(parser.group(DNN), ARCHS, "network to train: the reference MLP, a small CNN, or a "
+                                                   "ResNet-style CNN (MaxPool, residual Add, Concat; image-shaped "
+                                                   "input)")
+    add_options(parser, ConvertOptions, ("onnx_model", "maxpool", "method"))
+    add_options(parser.group(SNN), Calibration)
+    add_options(parser.group(SIM), SimConfig, steps=8)
+    add_options(parser, ConvertOptions, skip=("onnx_model", "maxpool", "method"))
 
 
 def resolve(args) -> dict:
@@ -112,7 +114,7 @@ def resolve(args) -> dict:
     chosen = from_profile(args, PROFILES)
     require(chosen["test_limit"] >= 0, "--test-limit must be >= 0 (0 = all)")
     require(bool(chosen["steps_list"]) and min(chosen["steps_list"]) >= 1, "--steps-list needs step counts >= 1")
-    sim = SimConfig(args.steps, args.dt, args.readout, args.minibatch, args.simulator, args.seed)
+    sim = from_args(SimConfig, args, seed=args.seed)
     require(not (args.params_json and args.study_name), "give --params-json or --study-name, not both")
     require(bool(args.params_json or args.study_name) == (args.method == "tuned"),
             "--method tuned takes its setting from --study-name or --params-json, and only it does")
@@ -124,9 +126,8 @@ def resolve(args) -> dict:
     elif args.method in CALIBRATED_METHODS:
         corrected = args.method == "corrected"
         rates = args.rates or ("validated" if corrected else "uniform")
-        settings["calibration"] = Calibration(args.calibration_samples, args.percentile, args.target_rate,
-                                              args.neuron, args.initial_voltage, args.seed,
-                                              args.scales or ("channel" if corrected else "layer"), rates)
+        settings["calibration"] = from_args(Calibration, args, seed=args.seed, rates=rates,
+                                            scales=args.scales or ("channel" if corrected else "layer"))
         require(not corrected or (args.neuron in IF_NEURONS and args.synapse is None),
                 "--method corrected simulates IF neurons without an output synapse: use --neuron if or "
                 "if-rectified and --synapse none")

@@ -20,9 +20,9 @@ from tqdm import tqdm
 from snnbench import engines
 from snnbench.benchmarks.multimodal_options import (PROFILES, add_engine_arguments, add_seed_arguments,
                                                    add_training_arguments, data_checksums, devices_from_args,
-                                                   engine_from_args, seeds_from_args, settings_by_seed)
-from snnbench.benchmarks.options import (add_common, add_modalities, add_resume, choice_list, float_list,
-                                         from_profile, int_list, option_params, positive, require)
+                                                   seeds_from_args, settings_by_seed)
+from snnbench.benchmarks.options import add_common, add_modalities, add_resume, from_profile, option_params, require
+from snnbench.config import add_options, choice_list, flag, float_list, from_args, int_list, options_of
 from snnbench.data import FeatureSet
 from snnbench.device import resolve_device
 from snnbench.engines.pytorch import suite_engine
@@ -30,11 +30,11 @@ from snnbench.evaluation import harness, plots
 from snnbench.evaluation.metrics import ACTIVITY, STATIC, accuracy, seed_interval
 from snnbench.execution import executor_from_args
 from snnbench.models.multimodal import FAMILIES, SIZES, ModelSpec
-from snnbench.models.spiking import ENCODINGS, NEURONS, READOUTS, RESETS, SURROGATES
-from snnbench.noise import NOISE_MODES, POSITIONS, NoiseSpec
+from snnbench.models.spiking import NEURONS, RESETS
+from snnbench.noise import NoiseSpec
 from snnbench.tracking.runs import benchmark_run, child_run, config_key, finished_children, log_dataset
 from snnbench.training.cache import pack, unpack
-from snnbench.training.grid import Job, train_jobs, trained_multimodal_model
+from snnbench.training.grid import Engine, Job, train_jobs, trained_multimodal_model
 from snnbench.training.suite import (TrainSettings, load_trained_multimodal, log_trained_model, test_data,
                                      training_data)
 
@@ -57,21 +57,10 @@ SWEEPS = {  # command -> its sweep (None: one configuration)
                           "SNN neuron models"),
     "timestep_sweep": Sweep("steps", "--steps-list", (4, 8, 16), int_list, ("snn",), "SNN time steps"),
 }
-MODEL_OPTIONS = {  # ModelSpec field -> its option (the reference default; a swept factor replaces it)
-    "size": dict(choices=tuple(SIZES), default="S", help="parameter budget (S = 1,600,000)"),
-    "hidden_layers": dict(type=positive(int), default=2, help="hidden Linear layers"),
-    "neuron": dict(choices=NEURONS, default="lif", help="lif (leaky) or if (no leak)"),
-    "beta": dict(type=positive(float), default=0.9, help="LIF membrane decay (in (0, 1])"),
-    "reset": dict(choices=tuple(RESETS), default="soft", help="soft (subtract) or hard (to zero)"),
-    "steps": dict(type=positive(int), default=4, help="SNN time steps"),
-    "surrogate": dict(choices=tuple(SURROGATES), default="atan", help="surrogate gradient"),
-    "encoding": dict(choices=ENCODINGS, default="direct",
-                     help="direct (features as current each step) or rate (Poisson spikes)"),
-    "readout": dict(choices=READOUTS, default="membrane",
-                    help="membrane (mean output membrane) or spikes (output spike count)"),
-}
-SPEC_FIELDS = tuple(MODEL_OPTIONS)
-NOISE_FIELDS = ("noise_std", "noise_position", "noise_mode", "noise_seed")
+MODEL = "model (the reference defaults; a swept factor replaces its option)"
+NOISE = "evaluation noise (never seen in training)"
+SPEC_FIELDS = tuple(f.name for f in options_of(ModelSpec))
+NOISE_FIELDS = tuple(flag(f) for f in options_of(NoiseSpec))
 RESULT_METRICS = tuple(c for m in (*STATIC, *ACTIVITY) for c in m.columns)  # besides accuracy
 ENGINES = {"snn": "snntorch-snn", "dnn": "torch-dnn"}
 
@@ -183,21 +172,10 @@ def add_arguments(parser: argparse.ArgumentParser, command: str):
     if sweep:
         parser.add_argument(sweep.option, type=sweep.parse, default=list(sweep.values), help=sweep.help)
     add_training_arguments(parser)
-    model = parser.add_argument_group("model (the reference defaults; a swept factor replaces its option)")
-    for field, option in MODEL_OPTIONS.items():
-        if field != factor:
-            model.add_argument("--" + field.replace("_", "-"), **option)
-    noise = parser.add_argument_group("evaluation noise (never seen in training)")
-    if factor != "noise_std":
-        noise.add_argument("--noise-std", type=float, default=0.1 if command == "noise_position" else 0.0,
-                           help="Gaussian noise standard deviation")
-    if factor != "noise_position":
-        noise.add_argument("--noise-position", choices=POSITIONS,
-                           default="pre" if command == "noise_level" else "none",
-                           help="input, pre (a hidden layer's input current) or post (its output); none")
-    noise.add_argument("--noise-mode", choices=NOISE_MODES, default="per_step",
-                       help="SNN: a fresh draw per time step, or one frozen draw")
-    noise.add_argument("--noise-seed", type=int, default=0, help="seed of the noise draws")
+    add_options(parser.group(MODEL), ModelSpec, skip=(factor,))
+    swept = {"noise_std": "std", "noise_position": "position"}.get(factor)
+    add_options(parser.group(NOISE), NoiseSpec, skip=(swept,), std=0.1 if command == "noise_position" else 0.0,
+                position="pre" if command == "noise_level" else "none")
     add_resume(parser, "reopen the unfinished run of the same parameters and skip finished configurations")
     add_seed_arguments(parser, seeds=1)
     add_engine_arguments(parser)
@@ -249,7 +227,7 @@ def run(args):
             benchmark_run(args.command, params, device=str(device), data_checksums=checksums, resume=args.resume,
                           sweep=True) as parent:
         # every model the sweep needs, trained together first (stacked; cached for what follows)
-        training = train_jobs([job for config_jobs in jobs for job in config_jobs], devices, engine_from_args(args),
+        training = train_jobs([job for config_jobs in jobs for job in config_jobs], devices, from_args(Engine, args),
                               executor=executor)
         mlflow.log_metric("train_wall_seconds", training["wall_seconds"])
         done = finished_children(parent.info.run_id) if args.resume else {}

@@ -2,66 +2,73 @@
 ``multimodal_study``): training, seeds and the grid engine."""
 
 import argparse
+from dataclasses import dataclass
 
 import torch
 
-from snnbench.benchmarks.options import auto, boolean, choice, int_list, non_negative, positive
+from snnbench.config import add_options, auto, int_list, non_negative, option, positive
 from snnbench.data import VALIDATIONS
 from snnbench.device import resolve_device
 from snnbench.errors import ConfigError
 from snnbench.execution import add_cluster_arguments
-from snnbench.models.spiking import SCAN_KERNELS, scan_kernel
+from snnbench.models.spiking import scan_kernel
 from snnbench.training import recipes
 from snnbench.training.grid import Engine
 from snnbench.training.suite import TrainSettings, features
 
 PROFILES = {p: dict(epochs=recipes.SUITE[p].epochs, train_limit=recipes.SUITE[p].train_limit,
                     test_limit=recipes.SUITE_TEST_LIMIT[p]) for p in recipes.PROFILES}
-ENGINE_OPTIONS = {  # Engine field -> its option's type and help (the default is Engine's)
-    "graphs": (boolean, "each training step a CUDA graph"),
-    "scan": (choice(SCAN_KERNELS), "CUDA neuron scan kernels: triton (one kernel each way per layer) or eager (a few "
-                                   "torch operations per step); the CPU always runs eager"),
-    "tf32": (boolean, "float32 matrix products on TensorFloat-32 units (faster; inputs rounded to 10 mantissa bits)"),
-    "side_by_side": (boolean, "stacks of models run side by side on CUDA streams"),
-    "max_stack": (positive(int), "most models trained in one stack"),
-}
+
+
+def seed_count_or_list(text: str):
+    """'3' -> 3 (seeds --seed, --seed + 1, --seed + 2); '0,1,2' -> [0, 1, 2] (these seeds)."""
+    if "," in text or "[" in text:
+        seeds = int_list(text.strip("[]"))
+        if not seeds or len(set(seeds)) != len(seeds):
+            raise argparse.ArgumentTypeError(f"expected distinct seeds, got {text!r}")
+        return seeds
+    return positive(int)(text)
+
+
+@dataclass(frozen=True)
+class SuiteTraining:
+    """How the suite's models train (snnbench.training.suite.TrainSettings), per profile where auto."""
+    epochs: int | None = option(None, "training epochs (auto = 2 quick, 200 full)", auto(non_negative))
+    train_limit: int | None = option(None, "training samples before the validation split (0 = all, auto = 2000 "
+                                           "quick, all full)", auto(non_negative))
+    test_limit: int | None = option(None, "a fixed random subset of N test samples (0 = all, auto = 1000 quick, all "
+                                          "full)", auto(non_negative))
+    # both profiles share the study's learning rate and batch size
+    lr: float = option(recipes.SUITE["full"].lr, "Adam learning rate", positive(float))
+    batch_size: int = option(recipes.SUITE["full"].batch_size, "training batch size", positive(int))
+
+
+@dataclass(frozen=True)
+class Seeds:
+    """Each configuration's seeds and its validation samples."""
+    seeds: int | list = option(1, "seeds per configuration: N (--seed, --seed + 1, ...) or a comma list of seeds "
+                                  "(mean and 95%% interval over them)", seed_count_or_list)
+    validation: str = option("recordings", "held-out validation samples: recordings (no validation recording is a "
+                                           "training recording), speakers (held-out speakers), study (the reference "
+                                           "study's protocol: a 20%% sample split whose recordings also occur in "
+                                           "training)", choices=VALIDATIONS)
 
 
 def add_training_arguments(parser: argparse.ArgumentParser):
-    parser.add_argument("--epochs", type=auto(non_negative), default=None,
-                        help="training epochs (auto = 2 quick, 200 full)")
-    parser.add_argument("--train-limit", type=auto(non_negative), default=None,
-                        help="training samples before the validation split (0 = all, auto = 2000 quick, all full)")
-    parser.add_argument("--test-limit", type=auto(non_negative), default=None,
-                        help="a fixed random subset of N test samples (0 = all, auto = 1000 quick, all full)")
-    recipe = recipes.SUITE["full"]  # both profiles share the study's learning rate and batch size
-    parser.add_argument("--lr", type=positive(float), default=recipe.lr, help="Adam learning rate")
-    parser.add_argument("--batch-size", type=positive(int), default=recipe.batch_size, help="training batch size")
+    add_options(parser, SuiteTraining)
 
 
 def add_seed_arguments(parser: argparse.ArgumentParser, seeds: int):
-    parser.add_argument("--seeds", type=seed_count_or_list, default=seeds,
-                        help="seeds per configuration: N (--seed, --seed + 1, ...) or a comma list of seeds "
-                             "(mean and 95%% interval over them)")
-    parser.add_argument("--validation", choices=VALIDATIONS, default="recordings",
-                        help="held-out validation samples: recordings (no validation recording is a training "
-                             "recording), speakers (held-out speakers), study (the reference study's protocol: "
-                             "a 20%% sample split whose recordings also occur in training)")
+    add_options(parser, Seeds, seeds=seeds)
 
 
 def add_engine_arguments(parser: argparse.ArgumentParser):
     add_cluster_arguments(parser)
     engine = parser.add_argument_group("grid trainer (snnbench.training.grid: how models train together; CUDA only)")
-    default = Engine()
     engine.add_argument("--devices", default="",
                         help="GPUs to spread the trainings over, one local worker each: all, or e.g. cuda:0,cuda:1 "
                              "(empty: --device alone)")
-    for field, (parse, text) in ENGINE_OPTIONS.items():
-        engine.add_argument("--" + field.replace("_", "-"), type=parse, default=getattr(default, field), help=text)
-
-
-def engine_from_args(args) -> Engine:
-    return Engine(**{field: getattr(args, field) for field in ENGINE_OPTIONS})
+    add_options(engine, Engine)
 
 
 def devices_from_args(args) -> list[torch.device]:
@@ -77,16 +84,6 @@ def devices_from_args(args) -> list[torch.device]:
     for device in devices:
         scan_kernel(args.scan, device)
     return devices
-
-
-def seed_count_or_list(text: str):
-    """'3' -> 3 (seeds --seed, --seed + 1, --seed + 2); '0,1,2' -> [0, 1, 2] (these seeds)."""
-    if "," in text or "[" in text:
-        seeds = int_list(text.strip("[]"))
-        if not seeds or len(set(seeds)) != len(seeds):
-            raise argparse.ArgumentTypeError(f"expected distinct seeds, got {text!r}")
-        return seeds
-    return positive(int)(text)
 
 
 def seeds_from_args(args) -> list[int]:

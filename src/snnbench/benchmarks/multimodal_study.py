@@ -6,11 +6,10 @@ Wilson intervals and its model (tag ``snnbench.model_id``). Stacks are checkpoin
 stopped run (``--time-limit``, a crash) continues with ``--resume true``.
 """
 
-import argparse
 import json
 import tempfile
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import mlflow
@@ -20,8 +19,9 @@ from snnbench.benchmarks import claims
 from snnbench.benchmarks.multimodal import log_history
 from snnbench.benchmarks.multimodal_options import (PROFILES, add_engine_arguments, add_seed_arguments,
                                                    add_training_arguments, data_checksums, devices_from_args,
-                                                   engine_from_args, seeds_from_args, settings_by_seed)
-from snnbench.benchmarks.options import add_common, add_modalities, add_resume, from_profile, non_negative
+                                                   seeds_from_args, settings_by_seed)
+from snnbench.config import add_options, from_args, non_negative, option
+from snnbench.benchmarks.options import add_common, add_modalities, add_resume, from_profile
 from snnbench.benchmarks.study import (CLAIMS_DOCUMENT, CLEAN, NOISES, STUDY_DOCUMENT, result_row, results_document,
                                        run_row, study_report, study_specs)
 from snnbench.errors import SnnbenchError
@@ -31,19 +31,25 @@ from snnbench.execution import executor_from_args
 from snnbench.noise import NoiseSpec
 from snnbench.tracking.runs import MODEL_ID_TAG, benchmark_run, child_run, config_key, finished_children
 from snnbench.training.cache import read_summary
-from snnbench.training.grid import Job, evaluate_jobs, train_jobs, warm_up
+from snnbench.training.grid import Engine, Job, evaluate_jobs, train_jobs, warm_up
 from snnbench.training.suite import log_trained_model
 
 
-def add_arguments(parser: argparse.ArgumentParser, command: str):
+@dataclass(frozen=True)
+class Options:
+    """multimodal_study's own options (besides the suite's training, seeds and grid engine)."""
+    time_limit: int = option(0, "stop training after this many seconds (0 = never), checkpointed; --resume continues",
+                             non_negative)
+    results_out: str = option("", "also write the results document (JSON) to this file")
+
+
+def add_arguments(parser, command: str):
     add_common(parser)
     add_seed_arguments(parser, seeds=3)
     add_modalities(parser)
     add_training_arguments(parser)
     add_engine_arguments(parser)
-    parser.add_argument("--time-limit", type=non_negative, default=0,
-                        help="stop training after this many seconds (0 = never), checkpointed; --resume continues")
-    parser.add_argument("--results-out", default="", help="also write the results document (JSON) to this file")
+    add_options(parser, Options)
     add_resume(parser, "reopen the unfinished run of the same parameters: checkpointed stacks continue, "
                        "finished children are kept")
 
@@ -58,7 +64,7 @@ def run(args):
     scale = from_profile(args, PROFILES)
     devices = devices_from_args(args)
     seeds = seeds_from_args(args)
-    engine = engine_from_args(args)
+    engine = from_args(Engine, args)
     settings = settings_by_seed(args, scale)
     jobs = [Job(spec, settings[seed]) for spec in study_specs(args.modalities) for seed in seeds]
     noises = {CLEAN: NoiseSpec(), **NOISES}

@@ -21,8 +21,8 @@ from tqdm import tqdm
 
 from snnbench.benchmarks import noise_sweep_tables as tables
 from snnbench.benchmarks.noise_sweep_models import SNN_ENGINE, Models, Subject, study_references
-from snnbench.benchmarks.options import add_common, add_modalities, add_resume, auto, choice_list, float_list
-from snnbench.benchmarks.options import from_profile, positive, require
+from snnbench.benchmarks.options import add_common, add_modalities, add_resume, from_profile, require
+from snnbench.config import add_options, auto, choice_list, float_list, option, positive
 from snnbench.data import feature_size
 from snnbench.device import resolve_device
 from snnbench.errors import DataError
@@ -30,7 +30,7 @@ from snnbench.evaluation import harness, metrics
 from snnbench.evaluation.metrics import COLUMNS
 from snnbench.execution import add_cluster_arguments, executor_from_args
 from snnbench.models.multimodal import ModelSpec
-from snnbench.noise import NOISE_MODES, NoiseSpec
+from snnbench.noise import NoiseSpec
 from snnbench.tracking import runs as tracking
 from snnbench.tracking.references import local_copy
 from snnbench.training import recipes
@@ -51,54 +51,58 @@ CORRECT = "correct.npy"  # a child's per-sample correctness (packed bits), for t
 PROFILES = {"quick": dict(test_limit=500, steps=20, seeds=1), "full": dict(test_limit=0, steps=30, seeds=3)}
 
 
+MODELS = "models (default: trained here, cached)"
+
+
+@dataclass(frozen=True)
+class Options:
+    """noise_sweep's own options (besides the common ones, the cluster's and the noise mode)."""
+    stds: list = option(list(DEFAULT_STDS), "noise standard deviations", float_list)
+    positions: list = option(list(POSITIONS), "where the noise is added: input, pre (layer input current), post "
+                                              "(layer output)", choice_list(POSITIONS))
+    families: list = option(list(FAMILIES[:3]), "ort-dnn: DNNs in ONNX Runtime; nengo-snn: the same DNNs converted "
+                                                "to Nengo; snntorch-snn: the multimodal suite's trained SNNs; "
+                                                "loihi-emulator: the converted SNN on nengo-loihi's Loihi emulator "
+                                                "(as --target nengo-loihi adds)", choice_list(FAMILIES))
+    target: str = option("nengo-dl", "nengo-loihi: also run each converted SNN on nengo-loihi's Loihi emulator "
+                                     "(fixed-point weights, Loihi's neurons; noise at the input only, as a chip takes "
+                                     "it)", choices=("nengo-dl", "nengo-loihi"))
+    seeds: int | None = option(None, "noise repeats (noise seeds seed .. seed+N-1; auto: 1 quick, 3 full)",
+                               auto(positive(int)))
+    test_limit: int | None = option(None, "test samples (a fixed seeded subset), 0 = all (auto: 500 quick, all "
+                                          "full)", auto(int))
+    train_limit: int | None = option(None, "training samples of every model, 0 = all (auto: each study's own "
+                                           "recipe; conversion MLP all, snntorch suite 2000 quick / all full)",
+                                     auto(int))
+    epochs: int | None = option(None, "training epochs of every model (auto: each study's own recipe; conversion "
+                                      "MLP 3, suite 2 quick / 200 full)", auto(int))
+    steps: int | None = option(None, "Nengo simulation steps per sample (auto: 20 quick, 30 full)", auto(int))
+    snn_steps: int | None = option(None, "snntorch SNN time steps (auto: the suite's 4)", auto(int))
+    models_from: str = option("", "a multimodal_study run id: sweep its trained models (size S DNNs, reference "
+                                  "SNNs) as they are, every seed it trained, instead of training the suite's here",
+                              group=MODELS)
+    model_seeds: int | None = option(None, "model seeds: models trained here use seeds seed .. seed+N-1 (auto: 1, "
+                                           "or every seed of the --models-from run)", auto(positive(int)),
+                                     group=MODELS)
+    onnx_model: str = option("", "your DNN (an ONNX file, flat or image-shaped input): swept in ONNX Runtime and "
+                                 "converted to Nengo (calibrated on --dataset's training split); needs --dataset",
+                             group=MODELS)
+    snntorch_model: str = option("", "your SNN: a logged MLflow PyTorch model (models:/ID or runs:/RUN/PATH) of the "
+                                     "suite's family; needs --dataset", group=MODELS)
+    dataset: str = option("", "the test and calibration data of --onnx-model / --snntorch-model",
+                          choices=("", *DATASETS), group=MODELS)
+
+
 def add_arguments(parser, command):
     add_common(parser)
     add_cluster_arguments(parser)
     add_resume(parser, "take over the unfinished run of this sweep even if it is marked running (its process "
                        "was stopped); a failed or interrupted run is reopened without it")
-    parser.add_argument("--stds", type=float_list, default=list(DEFAULT_STDS), help="noise standard deviations")
-    parser.add_argument("--positions", type=choice_list(POSITIONS), default=list(POSITIONS),
-                        help="where the noise is added: input, pre (layer input current), post (layer output)")
-    parser.add_argument("--families", type=choice_list(FAMILIES), default=list(FAMILIES[:3]),
-                        help="ort-dnn: DNNs in ONNX Runtime; nengo-snn: the same DNNs converted to Nengo; "
-                             "snntorch-snn: the multimodal suite's trained SNNs; loihi-emulator: the converted SNN "
-                             "on nengo-loihi's Loihi emulator (as --target nengo-loihi adds)")
-    parser.add_argument("--target", choices=("nengo-dl", "nengo-loihi"), default="nengo-dl",
-                        help="nengo-loihi: also run each converted SNN on nengo-loihi's Loihi emulator (fixed-point "
-                             "weights, Loihi's neurons; noise at the input only, as a chip takes it)")
+    add_options(parser, Options, ("stds", "positions", "families", "target"))
     add_modalities(parser, "image (the conversion study's MLP and the suite's image nets), audio, multimodal")
-    parser.add_argument("--seeds", type=auto(positive(int)), default=None,
-                        help="noise repeats (noise seeds seed .. seed+N-1; auto: 1 quick, 3 full)")
-    parser.add_argument("--noise-mode", choices=NOISE_MODES, default="frozen",
-                        help="SNNs: frozen = one draw held for all steps (the DNN's single draw: like with "
-                             "like), per_step = a fresh draw each time step (averaged away over the steps)")
-    parser.add_argument("--test-limit", type=auto(int), default=None,
-                        help="test samples (a fixed seeded subset), 0 = all (auto: 500 quick, all full)")
-    parser.add_argument("--train-limit", type=auto(int), default=None,
-                        help="training samples of every model, 0 = all (auto: each study's own recipe; conversion "
-                             "MLP all, snntorch suite 2000 quick / all full)")
-    parser.add_argument("--epochs", type=auto(int), default=None,
-                        help="training epochs of every model (auto: each study's own recipe; conversion MLP 3, "
-                             "suite 2 quick / 200 full)")
-    parser.add_argument("--steps", type=auto(int), default=None,
-                        help="Nengo simulation steps per sample (auto: 20 quick, 30 full)")
-    parser.add_argument("--snn-steps", type=auto(int), default=None,
-                        help="snntorch SNN time steps (auto: the suite's 4)")
-    models = parser.add_argument_group("models (default: trained here, cached)")
-    models.add_argument("--models-from", default="",
-                        help="a multimodal_study run id: sweep its trained models (size S DNNs, reference SNNs) "
-                             "as they are, every seed it trained, instead of training the suite's here")
-    models.add_argument("--model-seeds", type=auto(positive(int)), default=None,
-                        help="model seeds: models trained here use seeds seed .. seed+N-1 (auto: 1, or every "
-                             "seed of the --models-from run)")
-    models.add_argument("--onnx-model", default="",
-                        help="your DNN (an ONNX file, flat or image-shaped input): swept in ONNX Runtime and "
-                             "converted to Nengo (calibrated on --dataset's training split); needs --dataset")
-    models.add_argument("--snntorch-model", default="",
-                        help="your SNN: a logged MLflow PyTorch model (models:/ID or runs:/RUN/PATH) of the "
-                             "suite's family; needs --dataset")
-    models.add_argument("--dataset", choices=("", *DATASETS), default="",
-                        help="the test and calibration data of --onnx-model / --snntorch-model")
+    add_options(parser, Options, ["seeds"])
+    add_options(parser, NoiseSpec, ["mode"], mode="frozen")
+    add_options(parser, Options, skip=("stds", "positions", "families", "target", "seeds"))
 
 
 def settings(args) -> dict:

@@ -19,8 +19,8 @@ import numpy as np
 import torch
 
 from snnbench import engines
-from snnbench.benchmarks.options import (add_common, add_recipe_arguments, auto, choice_list, from_profile, int_list,
-                                         positive, require)
+from snnbench.benchmarks.options import add_common, add_recipe_arguments, from_profile, require
+from snnbench.config import add_options, auto, choice_list, int_list, option, positive
 from snnbench.conversion.calibration import mnist_training_images
 from snnbench.data import load_features
 from snnbench.device import resolve_device
@@ -45,27 +45,33 @@ GRIDS = {
     "full": dict(steps=[4, 8, 16, 32], batch_sizes=[1, 10, 100, 1000], nengo_steps=[4, 8, 16, 32],
                  nengo_batch_sizes=[1, 10], warmup=2, repeats=20, samples=1000),
 }
-GRID_OPTIONS = (  # (GRIDS key, type, help) of the options that default to the profile's grid
-    ("steps", int_list, "SNN time steps"),
-    ("batch_sizes", int_list, "batch sizes"),
-    ("nengo_steps", int_list, "time steps on the nengo reference simulator, which is slow"),
-    ("nengo_batch_sizes", int_list, "batch sizes on the nengo reference simulator; it runs one sample at a time"),
-    ("warmup", int, "untimed batches before timing"),
-    ("repeats", positive(int), "timed batches per point"),
-)
 TABLE = "throughput.json"
+
+
+def _grid(key: str, parse, what: str):
+    """An option of the timed grid, by default the profile's (GRIDS)."""
+    return option(None, f"{what} (auto: {GRIDS['quick'][key]} quick, {GRIDS['full'][key]} full)", auto(parse))
+
+
+@dataclass(frozen=True)
+class Options:
+    """throughput's own options (besides the common ones, the cluster's and the conversion recipe)."""
+    backends: list = option(list(BACKENDS), "comma list of backends to time", choice_list(BACKENDS))
+    steps: list | None = _grid("steps", int_list, "SNN time steps")
+    batch_sizes: list | None = _grid("batch_sizes", int_list, "batch sizes")
+    nengo_steps: list | None = _grid("nengo_steps", int_list, "time steps on the nengo reference simulator, which is "
+                                                              "slow")
+    nengo_batch_sizes: list | None = _grid("nengo_batch_sizes", int_list, "batch sizes on the nengo reference "
+                                                                          "simulator; it runs one sample at a time")
+    warmup: int | None = _grid("warmup", int, "untimed batches before timing")
+    repeats: int | None = _grid("repeats", positive(int), "timed batches per point")
+    threads: int | None = option(None, "CPU threads for every backend (auto: all usable CPUs)", auto(positive(int)))
 
 
 def add_arguments(parser, command):
     add_common(parser)
     add_cluster_arguments(parser)
-    parser.add_argument("--backends", type=choice_list(BACKENDS), default=list(BACKENDS),
-                        help="comma list of backends to time")
-    for key, kind, what in GRID_OPTIONS:
-        parser.add_argument(f"--{key.replace('_', '-')}", type=auto(kind), default=None,
-                            help=f"{what} (auto: {GRIDS['quick'][key]} quick, {GRIDS['full'][key]} full)")
-    parser.add_argument("--threads", type=auto(positive(int)), default=None,
-                        help="CPU threads for every backend (auto: all usable CPUs)")
+    add_options(parser, Options)
     add_recipe_arguments(parser, ("mlp", "cnn"), lr=False)
 
 

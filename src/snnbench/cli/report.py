@@ -2,8 +2,10 @@
 
 import os
 import re
+from dataclasses import dataclass
 
 from snnbench.benchmarks.options import require
+from snnbench.config import add_options, option
 from snnbench.tracking.runs import tracking_uri
 
 
@@ -12,15 +14,18 @@ def uri_list(text: str) -> list[str]:
     return [u.strip() for u in text.split(",") if u.strip() and u.strip() != "default"]
 
 
+@dataclass(frozen=True)
+class Options:
+    name: str = option("report", "report name: writes OUT_DIR/NAME.md and OUT_DIR/NAME/*.png")
+    tracking_uri: list = option([], "MLflow store(s) to read (comma list; default: MLFLOW_TRACKING_URI, else "
+                                    "sqlite:///mlflow.db in the working directory)", uri_list)
+    out_dir: str = option("reports", "folder the report is written to")
+    prefer: str = option("full", "which run a section uses when several qualify: the newest full-profile run (else "
+                                 "the newest), or simply the newest", choices=("full", "newest"))
+
+
 def add_arguments(parser, command):
-    parser.add_argument("--name", default="report", help="report name: writes OUT_DIR/NAME.md and OUT_DIR/NAME/*.png")
-    parser.add_argument("--tracking-uri", type=uri_list, default=[],
-                        help="MLflow store(s) to read (comma list; default: MLFLOW_TRACKING_URI, "
-                             "else sqlite:///mlflow.db in the working directory)")
-    parser.add_argument("--out-dir", default="reports", help="folder the report is written to")
-    parser.add_argument("--prefer", choices=("full", "newest"), default="full",
-                        help="which run a section uses when several qualify: the newest full-profile run "
-                             "(else the newest), or simply the newest")
+    add_options(parser, Options)
 
 
 def run(args):

@@ -11,8 +11,10 @@ import shlex
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 
-from snnbench.benchmarks.options import PROFILES, choice_list, require
+from snnbench.benchmarks.options import PROFILES, require
+from snnbench.config import add_options, choice_list, option
 from snnbench.errors import SnnbenchError
 from snnbench.tracking.runs import tracking_uri
 
@@ -35,22 +37,6 @@ BENCHMARKS = {
 }
 
 
-def add_arguments(parser, command):
-    parser.add_argument("--profile", choices=PROFILES, default="quick", help="profile every benchmark runs with")
-    parser.add_argument("--seed", type=int, default=0, help="seed passed to every benchmark")
-    parser.add_argument("--device", default="", help="torch device passed to the benchmarks that take one "
-                        "(default: their own default)")
-    parser.add_argument("--only", type=benchmark_list, default=list(BENCHMARKS),
-                        help=f"comma list of benchmarks to run, or all ({', '.join(BENCHMARKS)})")
-    parser.add_argument("--skip", type=benchmark_list, default=[],
-                        help="comma list of benchmarks to leave out, or none")
-    parser.add_argument("--name", default="", help="report name (default: the profile)")
-    parser.add_argument("--dry-run", action="store_true", help="print the commands without running them")
-    parser.add_argument("--extra-stores", default="",
-                        help="comma list of further tracking stores the report also reads "
-                             "(e.g. runs made on a GPU machine)")
-
-
 def benchmark_list(text: str) -> list:
     """Benchmark names from a comma list; 'all' = every one, 'none' or '' = none."""
     if text.strip().lower() == "all":
@@ -58,6 +44,24 @@ def benchmark_list(text: str) -> list:
     if text.strip().lower() in ("none", ""):
         return []
     return choice_list(tuple(BENCHMARKS))(text)
+
+
+@dataclass(frozen=True)
+class Options:
+    profile: str = option("quick", "profile every benchmark runs with", choices=PROFILES)
+    seed: int = option(0, "seed passed to every benchmark", int)
+    device: str = option("", "torch device passed to the benchmarks that take one (default: their own default)")
+    only: list = option(list(BENCHMARKS), f"comma list of benchmarks to run, or all ({', '.join(BENCHMARKS)})",
+                        benchmark_list)
+    skip: list = option([], "comma list of benchmarks to leave out, or none", benchmark_list)
+    name: str = option("", "report name (default: the profile)")
+    dry_run: bool = option(False, "print the commands without running them", action="store_true")
+    extra_stores: str = option("", "comma list of further tracking stores the report also reads (e.g. runs made on "
+                                   "a GPU machine)")
+
+
+def add_arguments(parser, command):
+    add_options(parser, Options)
 
 
 def commands(args) -> list:

@@ -28,8 +28,9 @@ from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
+from snnbench.config import check_choice, check_choices, option, positive
 from snnbench.errors import SnnbenchError
-from snnbench.conversion.nengo_net import SPIKING_NEURONS, LayerParams
+from snnbench.conversion.nengo_net import INITIAL_VOLTAGES, SPIKING_NEURONS, LayerParams
 
 METHODS = ("reference", "calibrated", "corrected", "tuned")
 SCALES = ("channel", "layer")  # a rate scale per output channel (per neuron of a dense layer), or per layer
@@ -38,14 +39,25 @@ RATE_CHOICES = RATES + ("validated",)  # validated: the one of RATES that scores
 VALIDATION_FRACTION = 0.2  # the training split's seeded hold-out that tuning scores on
 
 
+def percentile_value(text) -> float:
+    """'max' -> 100, otherwise the number (checked by :class:`Calibration`)."""
+    return 100.0 if isinstance(text, str) and text.strip().lower() == "max" else float(text)
+
+
 @dataclass(frozen=True)
 class Calibration:
     """How a calibrated conversion picks its rate scales (all of it is logged with the run)."""
-    samples: int = 1000          # calibration inputs, a seeded subset of the training split
-    percentile: float = 99.9     # of each layer's positive activations; 100 = the maximum
-    target_rate: float = 1.0     # spikes per step of a neuron at the percentile activation
-    neuron: str = "if"           # if / if-rectified (reset by subtraction) or lif (linear mapping)
-    initial_voltage: str = "half"  # spiking neurons start at half the threshold (or nengo's uniform)
+    samples: int = option(1000, "calibration: training images (a seeded subset; never validation or test images) "
+                                "whose activations set the rate scales", positive(int), flag="calibration_samples")
+    percentile: float = option(99.9, "calibration: percentile of each layer's positive activations that fires "
+                                     "--target-rate spikes per step (max = the largest)", percentile_value)
+    target_rate: float = option(1.0, "calibration: spikes per step at that percentile (at most about 1)",
+                                positive(float))
+    neuron: str = option("if", "calibration: if (integrate-and-fire, signed membrane, reset by subtraction), "
+                               "if-rectified (nengo's SpikingRectifiedLinear) or lif (linear rate mapping)",
+                         choices=SPIKING_NEURONS)
+    initial_voltage: str = option("half", "calibration: spiking neurons start at half the threshold, or nengo's "
+                                          "uniform draw", choices=INITIAL_VOLTAGES)
     seed: int = 0                # draws the calibration subset
     scales: str = "layer"        # one rate scale per layer, or one per output channel
     rates: str = "uniform"       # every layer at target_rate, or balanced (the same expected spikes in all)
@@ -58,19 +70,9 @@ class Calibration:
         if not 0 < self.target_rate <= 1.5:
             raise SnnbenchError(f"--target-rate must be in (0, 1.5] spikes per step (about 1 at most), "
                                 f"got {self.target_rate}")
-        if self.neuron not in SPIKING_NEURONS:
-            raise SnnbenchError(f"calibrated conversion takes neuron {' or '.join(SPIKING_NEURONS)}, "
-                                f"got {self.neuron!r}")
-        LayerParams(initial_voltage=self.initial_voltage)  # checks the name
-        if self.scales not in SCALES:
-            raise SnnbenchError(f"--scales must be one of {', '.join(SCALES)}, got {self.scales!r}")
-        if self.rates not in RATE_CHOICES:
-            raise SnnbenchError(f"--rates must be one of {', '.join(RATE_CHOICES)}, got {self.rates!r}")
-
-
-def percentile_value(text) -> float:
-    """'max' -> 100, otherwise the number (checked by :class:`Calibration`)."""
-    return 100.0 if isinstance(text, str) and text.strip().lower() == "max" else float(text)
+        check_choices(self)
+        check_choice("scales", self.scales, SCALES)
+        check_choice("rates", self.rates, RATE_CHOICES)
 
 
 def calibration_inputs(x_train: np.ndarray, samples: int, seed: int) -> np.ndarray:

@@ -33,6 +33,7 @@ from pathlib import Path
 import nengo
 import numpy as np
 
+from snnbench.config import check_choices, option, positive
 from snnbench.errors import SnnbenchError
 from snnbench.conversion.neurons import ClippedRectifiedLinear, SignedIF, register_nengo_dl_neurons  # noqa: F401
 from snnbench.conversion.onnx_io import INPUT, ConvertedModel, LinearOp, Stage
@@ -130,20 +131,19 @@ class LayerParams:
 
 @dataclass
 class SimConfig:
-    steps: int = 30
-    dt: float = 0.001
-    readout: str = "mean"    # "mean" (over all steps) | "last" | "second-half" (mean over it)
-    minibatch: int = 100
-    simulator: str = "nengo_dl"  # or "nengo"
+    steps: int = option(30, "simulation time steps per image (the run's activity figures are taken at this count)", positive(int))
+    dt: float = option(0.001, "simulation time step (s)", positive(float))
+    readout: str = option("mean", "logits: mean over all steps, the last step, or the mean over the second half",
+                          choices=READOUTS)
+    minibatch: int = option(100, "nengo-dl minibatch size", positive(int))
+    simulator: str = option("nengo_dl", "nengo_dl (batched, TensorFlow) or nengo (the reference simulator, slow)",
+                            choices=SIMULATORS)
     seed: int = 0            # network seed (LIF / IF initial voltages)
 
     def __post_init__(self):
         if self.steps < 1 or self.minibatch < 1 or not self.dt > 0:
             raise SnnbenchError(f"bad simulation settings {self}: steps >= 1, minibatch >= 1, dt > 0")
-        if self.readout not in READOUTS:
-            raise SnnbenchError(f"unknown readout {self.readout!r}; use one of {', '.join(READOUTS)}")
-        if self.simulator not in SIMULATORS:
-            raise SnnbenchError(f"unknown simulator {self.simulator!r}; use one of {', '.join(SIMULATORS)}")
+        check_choices(self)
 
 
 def layer_list(layers, n_hidden: int) -> list:

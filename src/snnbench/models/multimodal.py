@@ -14,9 +14,11 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from snnbench.config import check_choice, check_choices, option, positive
 from snnbench.data import MODALITIES, feature_size
 from snnbench.errors import ConfigError
-from snnbench.models.spiking import ENCODINGS, READOUTS, NoiseDraws, check_choice, encode, make_neuron
+from snnbench.models.spiking import (ENCODINGS, NEURONS, READOUTS, RESETS, SURROGATES, NoiseDraws, encode,
+                                     make_neuron)
 from snnbench.noise import NoiseSpec
 
 S = 1_600_000
@@ -32,22 +34,22 @@ class ModelSpec:
 
     modality: str = "multimodal"
     family: str = "snn"
-    size: str = "S"
-    hidden_layers: int = 2
-    neuron: str = "lif"
-    beta: float = 0.9
-    reset: str = "soft"
-    steps: int = 4
-    surrogate: str = "atan"
-    encoding: str = "direct"
-    readout: str = "membrane"
+    size: str = option("S", "parameter budget (S = 1,600,000)", choices=tuple(SIZES))
+    hidden_layers: int = option(2, "hidden Linear layers", positive(int))
+    neuron: str = option("lif", "lif (leaky) or if (no leak)", choices=NEURONS)
+    beta: float = option(0.9, "LIF membrane decay (in (0, 1])", positive(float))
+    reset: str = option("soft", "soft (subtract) or hard (to zero)", choices=tuple(RESETS))
+    steps: int = option(4, "SNN time steps", positive(int))
+    surrogate: str = option("atan", "surrogate gradient", choices=tuple(SURROGATES))
+    encoding: str = option("direct", "direct (features as current each step) or rate (Poisson spikes)",
+                           choices=ENCODINGS)
+    readout: str = option("membrane", "membrane (mean output membrane) or spikes (output spike count)",
+                          choices=READOUTS)
 
     def __post_init__(self):
         check_choice("modality", self.modality, MODALITIES)
         check_choice("family", self.family, FAMILIES)
-        check_choice("model size", self.size, SIZES)
-        check_choice("encoding", self.encoding, ENCODINGS)
-        check_choice("readout", self.readout, READOUTS)
+        check_choices(self)
         if self.hidden_layers < 1:
             raise ConfigError(f"hidden_layers must be >= 1, got {self.hidden_layers}")
         if self.steps < 1:

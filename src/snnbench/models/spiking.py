@@ -13,6 +13,7 @@ import snntorch as snn
 import torch
 from snntorch import surrogate
 
+from snnbench.config import check_choice
 from snnbench.errors import ConfigError
 from snnbench.noise import NoiseSpec
 
@@ -28,11 +29,6 @@ SURROGATES = {
     "triangular": surrogate.triangular,
     "straight_through": surrogate.straight_through_estimator,
 }
-
-
-def check_choice(kind: str, value: str, choices):
-    if value not in choices:
-        raise ConfigError(f"unknown {kind} {value!r}; use one of {', '.join(choices)}")
 
 
 def decay(neuron: str, beta: float) -> float:

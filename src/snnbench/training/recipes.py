@@ -4,6 +4,7 @@ on two CPU cores."""
 
 from dataclasses import dataclass
 
+from snnbench.config import non_negative, option, positive
 from snnbench.errors import ConfigError
 
 PROFILES = ("quick", "full")
@@ -13,10 +14,11 @@ PROFILES = ("quick", "full")
 class Recipe:
     """How a classifier trains (Adam, cross-entropy; snnbench.training.loop.fit), the one definition:
     the defaults are the conversion study's."""
-    epochs: int = 3
-    lr: float = 2e-4
-    batch_size: int = 100
-    train_limit: int = 0  # training samples used, 0 = all
+    epochs: int = option(3, "training epochs of the DNN (reference: 3)", non_negative)
+    lr: float = option(2e-4, "Adam learning rate (reference: 0.0002)", positive(float))
+    batch_size: int = option(100, "training batch size", positive(int))
+    train_limit: int = option(0, "train the DNN on the first N MNIST training images only, 0 = all 60,000",
+                              non_negative)
     seed: int = 0
 
     def __post_init__(self):

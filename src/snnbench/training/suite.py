@@ -14,11 +14,11 @@ import mlflow
 import torch
 from torch import nn
 
+from snnbench.config import check_choice
 from snnbench.data import VALIDATIONS, FeatureSet, Rows, Tables, load_tables, validation_rows
 from snnbench.errors import DataError
 from snnbench.models.export import export_onnx
 from snnbench.models.multimodal import N_CLASSES, ModelSpec, build_model, parameter_count
-from snnbench.models.spiking import check_choice
 from snnbench.training.cache import CONFIG, read_summary
 from snnbench.training.recipes import SUITE, Recipe
 

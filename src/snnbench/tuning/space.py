@@ -6,10 +6,12 @@ calibrated one (in activation units, as the bias), the output synapse and LIF ti
 values. The calibrated setting itself is every factor 1, offset 0, no extra filtering.
 """
 
+import argparse
 from dataclasses import dataclass
 
 import optuna
 
+from snnbench.config import option
 from snnbench.errors import ConfigError
 
 FACTORS = ("gain", "bias_scale", "rate_scale")  # searched as factors on the calibrated value
@@ -20,16 +22,38 @@ def trial_key(layer: int, name: str) -> str:
     return f"layer{layer}.{name}_factor" if name in FACTORS else f"layer{layer}.{name}"
 
 
+BOUNDS = "search bounds per hidden layer, around the calibrated setting (LOW,HIGH, or off to keep the calibrated value)"
+
+
+def bounds(text: str):
+    """'LOW,HIGH' -> (low, high); 'off' -> None (parameter not tuned)."""
+    if text.strip().lower() == "off":
+        return None
+    try:
+        low, high = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LOW,HIGH or off, got {text!r}") from None
+    return (low, high)
+
+
+def _bounds(default, what: str):
+    return option(default, what, bounds, group=BOUNDS)
+
+
 @dataclass(frozen=True)
 class SearchSpace:
     """Bounds per hidden layer; ``None`` leaves that parameter at its calibrated value."""
-    gain: tuple[float, float] | None = (0.5, 2.0)          # factor, log scale
-    bias_scale: tuple[float, float] | None = (0.5, 1.5)    # factor
-    bias_offset: tuple[float, float] | None = (-0.25, 0.25)  # added, activation units
-    rate_scale: tuple[float, float] | None = (0.25, 4.0)   # factor, log scale
-    synapse: tuple[float, float] | None = None             # seconds, log; or unfiltered (e.g. 0.0001,0.01)
-    tau_rc: tuple[float, float] | None = None              # LIF only, log scale (e.g. 0.002,0.2)
-    tau_ref: tuple[float, float] | None = None             # LIF only, log scale (e.g. 0.0001,0.004)
+    gain: tuple[float, float] | None = _bounds((0.5, 2.0), "factor on the calibrated gain, log scale")
+    bias_scale: tuple[float, float] | None = _bounds((0.5, 1.5), "factor on the calibrated bias scale")
+    bias_offset: tuple[float, float] | None = _bounds((-0.25, 0.25), "added to the calibrated bias (activation "
+                                                                      "units)")
+    rate_scale: tuple[float, float] | None = _bounds((0.25, 4.0), "factor on the calibrated rate scale, log scale")
+    synapse: tuple[float, float] | None = _bounds(None, "output synapse in seconds; each trial may also choose no "
+                                                        "filtering, log scale (e.g. 0.0001,0.01)")
+    tau_rc: tuple[float, float] | None = _bounds(None, "LIF membrane time constant (s), LIF only, log scale (e.g. "
+                                                       "0.002,0.2)")
+    tau_ref: tuple[float, float] | None = _bounds(None, "LIF refractory period (s), LIF only, log scale (e.g. "
+                                                        "0.0001,0.004)")
 
     LOG = ("gain", "rate_scale", "synapse", "tau_rc", "tau_ref")
 

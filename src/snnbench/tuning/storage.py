@@ -16,8 +16,9 @@ from dataclasses import dataclass
 import optuna
 from optuna.trial import TrialState
 
+from snnbench.config import auto, check_choices, option, positive, positive_or_none
 from snnbench.errors import ConfigError, StorageError
-from snnbench.tuning.task import ConversionTask
+from snnbench.tuning.task import STUDY, ConversionTask
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 SAMPLERS = ("tpe", "random")
@@ -74,20 +75,25 @@ def open_storage(spec: str):
 @dataclass(frozen=True)
 class StudyOptions:
     """How one invocation runs a study (may differ between runs of the same study)."""
-    study_name: str
-    storage: str = "sqlite:///optuna.db"
-    n_trials: int = 40          # total finished trials wanted in the study
-    timeout: float | None = None
-    sampler: str = "tpe"
-    pruner: str = "median"
-    seed: int = 0               # sampler seed
+    study_name: str = option("tune-conversion", "Optuna study name (same name + storage resumes it)", group=STUDY)
+    storage: str = option("sqlite:///optuna.db", "SQLAlchemy URL (sqlite:///optuna.db, "
+                                                 "postgresql+psycopg2://USER:PASS@HOST/DB) or journal file "
+                                                 "(journal:PATH or PATH.journal)", group=STUDY)
+    n_trials: int = option(40, "TOTAL finished (complete + pruned) trials the study should hold; a rerun "
+                                        "finishes the missing ones (auto: 20 quick, 100 full)", auto(positive(int)),
+                                  group=STUDY)
+    timeout: float | None = option(None, "stop starting trials after this many seconds (none: no limit)",
+                                   positive_or_none, group=STUDY)
+    sampler: str = option("tpe", "TPE (seeded with --seed) or random", choices=SAMPLERS, group=STUDY)
+    seed: int = option(0, "sampler seed (auto: --seed); trial workers add 1000 x their index; give each "
+                                    "machine of a distributed study its own seed", auto(int), flag="sampler_seed",
+                              group=STUDY)
+    pruner: str = option("median", "median pruner on growing validation subsets, or none", choices=PRUNERS,
+                         group=STUDY)
     workers: int = 1
 
     def check(self):
-        if self.sampler not in SAMPLERS:
-            raise ConfigError(f"unknown sampler {self.sampler!r}; use one of {', '.join(SAMPLERS)}")
-        if self.pruner not in PRUNERS:
-            raise ConfigError(f"unknown pruner {self.pruner!r}; use one of {', '.join(PRUNERS)}")
+        check_choices(self)
         if self.n_trials < 0 or self.workers < 1:
             raise ConfigError("--n-trials must be >= 0 and --workers >= 1")
         if not self.study_name:

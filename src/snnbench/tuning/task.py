@@ -4,8 +4,8 @@ is scored (stored in the study as the user attribute ``task`` and checked on res
 import json
 from dataclasses import asdict, dataclass, field, fields
 
+from snnbench.config import auto, check_choices, option, positive
 from snnbench.conversion.calibration import Calibration
-from snnbench.conversion.nengo_net import SPIKING_NEURONS
 from snnbench.errors import ConfigError
 from snnbench.tuning.space import SearchSpace
 
@@ -13,6 +13,7 @@ SECOND_OBJECTIVES = ("none", "spikes", "synops")  # minimised: spikes / synaptic
 # the second objective's total over a prediction, from its snnbench.evaluation.metrics.Activity
 SECOND_STATS = {"spikes": lambda a: a.spikes, "synops": lambda a: a.macs + a.acs}
 VALIDATION_IMAGES = 12000  # validation_split(60000, 0.2)
+STUDY, TASK = "study", "fixed for the study"  # the options' sections of `snnbench tune --help`
 
 
 @dataclass(frozen=True)
@@ -35,18 +36,18 @@ class ConversionTask:
     readout: str = "mean"
     minibatch: int = 100
     simulator: str = "nengo_dl"
-    val_samples: int = 2000        # validation images scored per trial (the first of the split)
-    val_steps: int = 4             # growing subsets: accuracy reported after each quarter, etc.
-    second_objective: str = "none"  # or spikes / synops per image: a multi-objective study
+    val_samples: int = option(2000, "validation images per trial: the first of MNIST train's 20%% "
+                                           "validation split (auto: 1000 quick, 12000 full)",
+                                     auto(positive(int)), group=TASK)
+    val_steps: int = option(4, "growing validation subsets reported to the pruner", positive(int), group=TASK)
+    second_objective: str = option("none", "also minimise spikes or synaptic operations per image (a multi-objective "
+                                           "study: no pruning; the best setting is the most accurate on the Pareto "
+                                           "front)", choices=SECOND_OBJECTIVES, group=STUDY)
     space: SearchSpace = field(default_factory=SearchSpace)
 
     def check(self):
-        if self.neuron not in SPIKING_NEURONS:
-            raise ConfigError(f"unknown neuron {self.neuron!r}; use one of {', '.join(SPIKING_NEURONS)}")
         self.calibration()
-        if self.second_objective not in SECOND_OBJECTIVES:
-            raise ConfigError(f"unknown second objective {self.second_objective!r}; use one of "
-                              f"{', '.join(SECOND_OBJECTIVES)}")
+        check_choices(self)
         if self.val_samples > VALIDATION_IMAGES:
             raise ConfigError(f"--val-samples {self.val_samples} is more than the {VALIDATION_IMAGES} "
                               "validation images (20% of MNIST train)")

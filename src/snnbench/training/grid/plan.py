@@ -5,7 +5,9 @@ from pathlib import Path
 
 import numpy as np
 
+from snnbench.config import boolean, choice, option, positive
 from snnbench.models.multimodal import SIZES, ModelSpec
+from snnbench.models.spiking import SCAN_KERNELS
 from snnbench.training.cache import cache_folder, is_built
 from snnbench.training.suite import TrainSettings, model_config
 from snnbench.tracking.runs import config_key
@@ -16,11 +18,13 @@ STACKED_FIELDS = ("neuron", "beta", "reset")  # model fields that may differ ins
 @dataclass(frozen=True)
 class Engine:
     """How a grid runs on its device (never what it computes)."""
-    graphs: bool = True         # CUDA: each training step one CUDA graph
-    scan: str = "triton"        # CUDA: neuron scan kernels (snnbench.models.spiking.SCAN_KERNELS); the CPU runs eager
-    tf32: bool = False          # CUDA: float32 matrix products on TensorFloat-32 units (10-bit mantissa inputs)
-    side_by_side: bool = True   # stacks take turns on their own CUDA streams (else one after another)
-    max_stack: int = 64         # most models in one stack
+    graphs: bool = option(True, "each training step a CUDA graph", boolean)
+    scan: str = option("triton", "CUDA neuron scan kernels: triton (one kernel each way per layer) or eager (a few "
+                                 "torch operations per step); the CPU always runs eager", choice(SCAN_KERNELS))
+    tf32: bool = option(False, "float32 matrix products on TensorFloat-32 units (faster; inputs rounded to 10 "
+                               "mantissa bits)", boolean)
+    side_by_side: bool = option(True, "stacks of models run side by side on CUDA streams", boolean)
+    max_stack: int = option(64, "most models trained in one stack", positive(int))
 
 
 @dataclass(frozen=True)
