@@ -33,7 +33,7 @@ from pathlib import Path
 import nengo
 import numpy as np
 
-from snnbench.config import check_choices, option, positive
+from snnbench.config import check_choice, check_choices, option, positive
 from snnbench.errors import SnnbenchError
 from snnbench.conversion.neurons import ClippedRectifiedLinear, SignedIF, register_nengo_dl_neurons  # noqa: F401
 from snnbench.conversion.onnx_io import INPUT, ConvertedModel, LinearOp, Stage
@@ -64,11 +64,8 @@ class LayerParams:
     channel_voltage: list | None = None  # initial voltage of spiking neurons (overrides initial_voltage)
 
     def __post_init__(self):
-        if self.neuron not in NEURONS:
-            raise SnnbenchError(f"unknown neuron type {self.neuron!r}; use one of {', '.join(NEURONS)}")
-        if self.initial_voltage not in INITIAL_VOLTAGES:
-            raise SnnbenchError(f"unknown initial voltage {self.initial_voltage!r}; use one of "
-                                f"{', '.join(INITIAL_VOLTAGES)}")
+        check_choice("neuron type", self.neuron, NEURONS)
+        check_choice("initial voltage", self.initial_voltage, INITIAL_VOLTAGES)
         if not self.rate_scale > 0 or not np.isfinite(self.gain) or not np.isfinite(self.bias_scale):
             raise SnnbenchError(f"bad layer parameters {self}: rate_scale must be > 0, gain and bias finite")
         if self.synapse is not None and not self.synapse >= 0:
@@ -159,8 +156,7 @@ def layer_list(layers, n_hidden: int) -> list:
 
 def readout(outputs: np.ndarray, steps: int, mode: str) -> np.ndarray:
     """Logits from per-step outputs ``(n, T, classes)`` using the first ``steps`` steps."""
-    if mode not in READOUTS:
-        raise SnnbenchError(f"unknown readout {mode!r}; use one of {', '.join(READOUTS)}")
+    check_choice("readout", mode, READOUTS)
     if mode == "last":
         return outputs[:, steps - 1]
     first = steps // 2 if mode == "second-half" else 0

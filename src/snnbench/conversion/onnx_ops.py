@@ -20,7 +20,8 @@ import numpy as np
 
 from snnbench.conversion.graph import ConvertedModel, LinearOp, Path, Stage, conv_out_len, same_pads
 from snnbench.conversion.onnx_graph import GraphReader, Value, as_array, attributes, load_model, node_name, unsupported
-from snnbench.errors import ConfigError, UnsupportedModelError
+from snnbench.config import check_choice
+from snnbench.errors import UnsupportedModelError
 
 MAXPOOL_ROUTES = ("exact", "average")
 
@@ -297,8 +298,7 @@ HANDLERS = {"Gemm": _gemm, "MatMul": _matmul, "Add": _add, "Relu": _relu, "Clip"
 def extract(path, maxpool: str = "exact") -> ConvertedModel:
     """Read an ONNX file into a :class:`ConvertedModel` (one-line SnnbenchError if it cannot);
     ``maxpool``: one of MAXPOOL_ROUTES (see the module docstring)."""
-    if maxpool not in MAXPOOL_ROUTES:
-        raise ConfigError(f"unknown MaxPool route {maxpool!r}; use one of {', '.join(MAXPOOL_ROUTES)}")
+    check_choice("MaxPool route", maxpool, MAXPOOL_ROUTES)
     model = load_model(path)
     reader = GraphReader(model, maxpool)
     for node in model.graph.node:
