@@ -2,7 +2,7 @@
 
 Each command is an entry point running ``benchmarks/run.py <entry point>`` (``tune`` as
 ``tune_conversion``); an option with a fixed default is a parameter with that default written as the
-option reads it back. Profile-dependent options (:func:`snnbench.benchmarks.options.auto`) are not
+option reads it back. Profile-dependent options (:func:`snnbench.config.auto`) are not
 declared, so that a run logs the profile's value, never ``auto``; nor are flags without a value.
 """
 
