@@ -22,7 +22,7 @@ def option(default, help: str, parse=None, *, choices=None, flag: str = "", grou
     return field(default=default, metadata=metadata)
 
 
-def flag(f) -> str:
+def option_name(f) -> str:
     """The option name (no dashes) of a dataclass field."""
     return f.metadata.get("flag") or f.name
 
@@ -41,15 +41,15 @@ def add_options(parser, cls, names=None, skip=(), **defaults):
         if f.name in skip:
             continue
         default = defaults.get(f.name, f.default_factory() if f.default is MISSING else f.default)
-        kwargs = {k: v for k, v in f.metadata.items() if v not in (None, "") and k not in ("flag", "group")}
+        kwargs = {k: v for k, v in f.metadata.items() if v is not None and k not in ("flag", "group")}
         target = parser.group(f.metadata["group"]) if f.metadata["group"] else parser
-        action = target.add_argument("--" + flag(f).replace("_", "-"), default=default, **kwargs)
+        action = target.add_argument("--" + option_name(f).replace("_", "-"), default=default, **kwargs)
         action.declared_by = f"{cls.__name__}.{f.name}"
 
 
 def from_args(cls, args, **values):
     """``cls`` from the parsed options that its declared fields define, and ``values``."""
-    given = {f.name: getattr(args, flag(f)) for f in options_of(cls) if hasattr(args, flag(f))}
+    given = {f.name: getattr(args, option_name(f)) for f in options_of(cls) if hasattr(args, option_name(f))}
     return cls(**{**given, **values})
 
 
@@ -62,7 +62,7 @@ def check_choices(settings):
     """Every field of ``settings`` declared with choices holds one of them."""
     for f in options_of(type(settings)):
         if f.metadata["choices"] is not None:
-            check_choice(flag(f).replace("_", " "), getattr(settings, f.name), f.metadata["choices"])
+            check_choice(option_name(f).replace("_", " "), getattr(settings, f.name), f.metadata["choices"])
 
 
 # --- value types of the command line ------------------------------------------------------------

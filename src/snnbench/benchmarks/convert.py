@@ -98,10 +98,9 @@ def add_arguments(parser, command: str):
     add_recipe_arguments(parser.group(DNN), ARCHS, "network to train: the reference MLP, a small CNN, or a "
                                                    "ResNet-style CNN (MaxPool, residual Add, Concat; image-shaped "
                                                    "input)")
-    add_options(parser, ConvertOptions, ("onnx_model", "maxpool", "method"))
+    add_options(parser, ConvertOptions)
     add_options(parser.group(SNN), Calibration)
     add_options(parser.group(SIM), SimConfig, steps=8)
-    add_options(parser, ConvertOptions, skip=("onnx_model", "maxpool", "method"))
 
 
 def resolve(args) -> dict:

@@ -18,11 +18,11 @@ import torch
 from tqdm import tqdm
 
 from snnbench import engines
-from snnbench.benchmarks.multimodal_options import (PROFILES, add_engine_arguments, add_seed_arguments,
-                                                   add_training_arguments, data_checksums, devices_from_args,
-                                                   seeds_from_args, settings_by_seed)
+from snnbench.benchmarks.multimodal_options import (PROFILES, Seeds, SuiteTraining, add_engine_arguments,
+                                                   data_checksums, devices_from_args, seeds_from_args,
+                                                   settings_by_seed)
 from snnbench.benchmarks.options import add_common, add_modalities, add_resume, from_profile, option_params, require
-from snnbench.config import add_options, choice_list, flag, float_list, from_args, int_list, options_of
+from snnbench.config import add_options, choice_list, float_list, from_args, int_list, option_name, options_of
 from snnbench.data import FeatureSet
 from snnbench.device import resolve_device
 from snnbench.engines.pytorch import suite_engine
@@ -60,7 +60,7 @@ SWEEPS = {  # command -> its sweep (None: one configuration)
 MODEL = "model (the reference defaults; a swept factor replaces its option)"
 NOISE = "evaluation noise (never seen in training)"
 SPEC_FIELDS = tuple(f.name for f in options_of(ModelSpec))
-NOISE_FIELDS = tuple(flag(f) for f in options_of(NoiseSpec))
+NOISE_FIELDS = tuple(option_name(f) for f in options_of(NoiseSpec))
 RESULT_METRICS = tuple(c for m in (*STATIC, *ACTIVITY) for c in m.columns)  # besides accuracy
 ENGINES = {"snn": "snntorch-snn", "dnn": "torch-dnn"}
 
@@ -171,13 +171,13 @@ def add_arguments(parser: argparse.ArgumentParser, command: str):
                             help="dnn (ReLU network) and / or snn (snntorch neurons)")
     if sweep:
         parser.add_argument(sweep.option, type=sweep.parse, default=list(sweep.values), help=sweep.help)
-    add_training_arguments(parser)
+    add_options(parser, SuiteTraining)
     add_options(parser.group(MODEL), ModelSpec, skip=(factor,))
     swept = {"noise_std": "std", "noise_position": "position"}.get(factor)
     add_options(parser.group(NOISE), NoiseSpec, skip=(swept,), std=0.1 if command == "noise_position" else 0.0,
                 position="pre" if command == "noise_level" else "none")
     add_resume(parser, "reopen the unfinished run of the same parameters and skip finished configurations")
-    add_seed_arguments(parser, seeds=1)
+    add_options(parser, Seeds, seeds=1)
     add_engine_arguments(parser)
 
 

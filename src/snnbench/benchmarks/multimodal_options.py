@@ -54,14 +54,6 @@ class Seeds:
                                            "training)", choices=VALIDATIONS)
 
 
-def add_training_arguments(parser: argparse.ArgumentParser):
-    add_options(parser, SuiteTraining)
-
-
-def add_seed_arguments(parser: argparse.ArgumentParser, seeds: int):
-    add_options(parser, Seeds, seeds=seeds)
-
-
 def add_engine_arguments(parser: argparse.ArgumentParser):
     add_cluster_arguments(parser)
     engine = parser.add_argument_group("grid trainer (snnbench.training.grid: how models train together; CUDA only)")

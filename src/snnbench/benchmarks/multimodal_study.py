@@ -17,9 +17,9 @@ import torch
 
 from snnbench.benchmarks import claims
 from snnbench.benchmarks.multimodal import log_history
-from snnbench.benchmarks.multimodal_options import (PROFILES, add_engine_arguments, add_seed_arguments,
-                                                   add_training_arguments, data_checksums, devices_from_args,
-                                                   seeds_from_args, settings_by_seed)
+from snnbench.benchmarks.multimodal_options import (PROFILES, Seeds, SuiteTraining, add_engine_arguments,
+                                                   data_checksums, devices_from_args, seeds_from_args,
+                                                   settings_by_seed)
 from snnbench.config import add_options, from_args, non_negative, option
 from snnbench.benchmarks.options import add_common, add_modalities, add_resume, from_profile
 from snnbench.benchmarks.study import (CLAIMS_DOCUMENT, CLEAN, NOISES, STUDY_DOCUMENT, result_row, results_document,
@@ -45,9 +45,9 @@ class Options:
 
 def add_arguments(parser, command: str):
     add_common(parser)
-    add_seed_arguments(parser, seeds=3)
+    add_options(parser, Seeds, seeds=3)
     add_modalities(parser)
-    add_training_arguments(parser)
+    add_options(parser, SuiteTraining)
     add_engine_arguments(parser)
     add_options(parser, Options)
     add_resume(parser, "reopen the unfinished run of the same parameters: checkpointed stacks continue, "
