@@ -120,19 +120,19 @@ def activation_scales(activations: list[np.ndarray], percentile: float) -> list[
     return [float(np.percentile(a[a > 0], percentile)) if (a > 0).any() else 1.0 for a in activations]
 
 
-def channel_scales(activations: list[np.ndarray], model, percentile: float) -> list:
-    """Per hidden layer: the ``percentile`` of each output channel's positive activations (each
-    neuron's, for a flat layer), or None for a Clip layer (its bound sets one rate for all); a
-    channel that never fires on the calibration set takes the layer's value."""
-    scales = []
+def channel_factors(activations: list[np.ndarray], model, percentile: float) -> list:
+    """Per hidden layer: each output channel's rate factor (each neuron's, for a flat layer), the layer's
+    ``percentile`` of its positive activations over the channel's, or None for a Clip layer (its bound
+    sets one rate for all); a channel that never fires on the calibration set keeps factor 1."""
+    factors = []
     for layer, stage, overall in zip(activations, model.hidden, activation_scales(activations, percentile)):
         if stage.upper is not None:
-            scales.append(None)
+            factors.append(None)
             continue
         per_channel = np.moveaxis(layer.reshape(len(layer), stage.channels, -1), 1, 0).reshape(stage.channels, -1)
-        scales.append([float(np.percentile(c[c > 0], percentile)) if (c > 0).any() else overall
-                       for c in per_channel])
-    return scales
+        factors.append([overall / (float(np.percentile(c[c > 0], percentile)) if (c > 0).any() else overall)
+                        for c in per_channel])
+    return factors
 
 
 def layer_params(scale: float, calibration: Calibration, dt: float, base: LayerParams = LayerParams()) -> LayerParams:
@@ -153,9 +153,11 @@ def layer_params(scale: float, calibration: Calibration, dt: float, base: LayerP
                    **common)
 
 
-def _per_channel(params: LayerParams, factors: list) -> LayerParams:
-    """``params`` with per-channel rate scales ``rate_scale * factors``; the LIF mapping's bias
-    offset ``1 / (2 rate_scale)`` becomes each channel's own through ``channel_bias``."""
+def _per_channel(params: LayerParams, factors: list | None) -> LayerParams:
+    """``params`` with per-channel rate scales ``rate_scale * factors`` (None: as they are); the LIF
+    mapping's bias offset ``1 / (2 rate_scale)`` becomes each channel's own through ``channel_bias``."""
+    if factors is None:
+        return params
     if params.neuron != "lif":
         return replace(params, channel_scales=factors)
     f = np.asarray(factors)
@@ -204,18 +206,16 @@ def calibrate(model, x_train: np.ndarray, calibration: Calibration = Calibration
     scales = activation_scales(activations, calibration.percentile)
     scales = [min(s, stage.upper) if stage.upper is not None else s for s, stage in zip(scales, model.hidden)]
     layers = [layer_params(s, calibration, dt, base) for s in scales]
-    per_channel = [None] * len(layers)
+    channels = [None] * len(layers)  # per layer: its channels' rate factors (None: one rate scale)
     if calibration.scales == "channel":
-        per_channel = channel_scales(activations, model, calibration.percentile)
-    with_channels = lambda: [p if c is None else _per_channel(p, [s / v for v in c])  # noqa: E731
-                             for p, s, c in zip(layers, scales, per_channel)]
+        channels = channel_factors(activations, model, calibration.percentile)
     factors = np.ones(len(layers))
     if calibration.rates == "balanced":
-        factors = balanced_factors(expected_spikes(activations, model, with_channels(), dt))
+        factors = balanced_factors(expected_spikes(activations, model, list(map(_per_channel, layers, channels)), dt))
         layers = [_rate_factor(p, f) for p, f in zip(layers, factors)]
     if report is not None:
         report["rate_factors"] = [float(f) for f in factors]
-    return with_channels(), scales
+    return list(map(_per_channel, layers, channels)), scales
 
 
 def calibrated_document(model, x_train: np.ndarray, calibration: Calibration = Calibration(),

@@ -101,7 +101,7 @@ def correct(model: ConvertedModel, layers: list, x: np.ndarray, steps: int, dt: 
     """The calibrated ``layers`` with bias correction and potential initialisation for ``steps``
     steps, from calibration inputs ``x`` (training data only), and per layer the mean absolute
     channel error before and after (activation units), for the log."""
-    layers = list(layer_list(layers, len(model.hidden)))
+    layers = layer_list(layers, len(model.hidden))  # a new list: its entries are replaced below
     dnn = model.activations(x)
     series, report = _input_series(x, steps, dtype), []
     for i, stage in enumerate(model.hidden):

@@ -55,18 +55,17 @@ def _fold_pair(pool: LinearOp, after: LinearOp) -> LinearOp | None:
 
 
 def _fold_ops(ops: list, folded: dict) -> list:
-    ops = list(ops)
-    i = 0
-    while i < len(ops) - 1:
-        if ops[i].kind == "avgpool":
-            key = (id(ops[i]), id(ops[i + 1]))  # shared ops stay shared
+    out = []
+    for op in ops:
+        if out and out[-1].kind == "avgpool":
+            key = (id(out[-1]), id(op))  # shared ops stay shared
             if key not in folded:
-                folded[key] = _fold_pair(ops[i], ops[i + 1])
+                folded[key] = _fold_pair(out[-1], op)
             if folded[key] is not None:
-                ops[i: i + 2] = [folded[key]]
+                out[-1] = folded[key]
                 continue
-        i += 1
-    return ops
+        out.append(op)
+    return out
 
 
 def fold_pooling(model: ConvertedModel) -> ConvertedModel:

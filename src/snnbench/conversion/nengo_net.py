@@ -128,7 +128,8 @@ class LayerParams:
 
 @dataclass
 class SimConfig:
-    steps: int = option(30, "simulation time steps per image (the run's activity figures are taken at this count)", positive(int))
+    steps: int = option(30, "simulation time steps per image (the run's activity figures are taken at this count)",
+                        positive(int))
     dt: float = option(0.001, "simulation time step (s)", positive(float))
     readout: str = option("mean", "logits: mean over all steps, the last step, or the mean over the second half",
                           choices=READOUTS)

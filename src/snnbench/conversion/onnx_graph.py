@@ -72,10 +72,9 @@ class Value:
 
     def common_last_op(self) -> LinearOp | None:
         """The dense / conv op that every path ends with, if there is one."""
-        last = {id(p.ops[-1]): p.ops[-1] for p in self.paths if p.ops}
-        if len(last) != 1 or any(not p.ops for p in self.paths):
+        if not all(p.ops for p in self.paths) or len({id(p.ops[-1]) for p in self.paths}) != 1:
             return None
-        (op,) = last.values()
+        op = self.paths[0].ops[-1]
         return op if op.kind in ("dense", "conv") else None
 
     def with_last_op(self, op: LinearOp) -> "Value":
@@ -135,10 +134,8 @@ class GraphReader:
     def population_of(self, value: Value):
         """The stage whose output ``value`` is, unchanged (no ops, no bias), or None."""
         path = value.paths[0]
-        if len(value.paths) == 1 and path.source != INPUT and not path.ops and path.scale == 1 \
-                and not value.bias.any():
-            return self.stages[path.source]
-        return None
+        plain = len(value.paths) == 1 and path.source != INPUT and not path.ops and path.scale == 1
+        return self.stages[path.source] if plain and not value.bias.any() else None
 
     def require_flat(self, node, value: Value, n_in: int):
         if len(value.shape) != 1 or value.size != n_in:

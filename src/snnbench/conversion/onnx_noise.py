@@ -127,12 +127,10 @@ def add_noise(model, position: str) -> NoisyGraph:
         if len(data) != 1:
             raise UnsupportedModelError(f"noise at 'input' needs a graph with one data input, found {len(data)}")
         name = data[0].name
-        noise = NoiseInput("noise_input", "input", _sample_shape(shapes, name, "the input"))
-        noisy = f"{name}_noisy"
+        noise_inputs.append(NoiseInput("noise_input", "input", _sample_shape(shapes, name, "the input")))
         for node in nodes:
-            node.input[:] = [noisy if t == name else t for t in node.input]
-        nodes.insert(0, helper.make_node("Add", [name, noise.name], [noisy], name="add_noise_input"))
-        noise_inputs.append(noise)
+            node.input[:] = [f"{name}_noisy" if t == name else t for t in node.input]
+        nodes.insert(0, helper.make_node("Add", [name, "noise_input"], [f"{name}_noisy"], name="add_noise_input"))
     else:
         activations = hidden_activations(model)
         if not activations:
@@ -142,16 +140,14 @@ def add_noise(model, position: str) -> NoisyGraph:
             tensor = node.input[0] if position == "pre" else node.output[0]
             noise = NoiseInput(f"noise_layer{i}", f"layer{i}", _sample_shape(shapes, tensor, f"layer {i}"))
             here = nodes.index(node)
-            if position == "pre":
-                noisy = f"{tensor}_noisy"
-                add = helper.make_node("Add", [tensor, noise.name], [noisy], name=f"add_noise_layer{i}")
-                node.input[0] = noisy
-                nodes.insert(here, add)
-            else:
-                clean = f"{tensor}_clean"
-                node.output[0] = clean
-                add = helper.make_node("Add", [clean, noise.name], [tensor], name=f"add_noise_layer{i}")
-                nodes.insert(here + 1, add)
+            if position == "pre":  # the activation reads tensor_noisy = tensor + noise
+                node.input[0] = f"{tensor}_noisy"
+                add = helper.make_node("Add", [tensor, noise.name], [node.input[0]], name=f"add_noise_layer{i}")
+            else:  # the activation writes tensor_clean, and tensor = tensor_clean + noise
+                node.output[0] = f"{tensor}_clean"
+                add = helper.make_node("Add", [node.output[0], noise.name], [tensor], name=f"add_noise_layer{i}")
+                here += 1
+            nodes.insert(here, add)
             noise_inputs.append(noise)
     del graph.node[:]
     graph.node.extend(nodes)

@@ -26,29 +26,30 @@ from snnbench.errors import UnsupportedModelError
 MAXPOOL_ROUTES = ("exact", "average")
 
 
-def _gemm(r: GraphReader, node):
+def _given(node, index: int) -> bool:
+    return len(node.input) > index and bool(node.input[index])
+
+
+def _scalar(r: GraphReader, node, index: int, default):
+    """The optional constant input ``index`` as a float, or ``default``."""
+    return float(np.asarray(r.const(node, node.input[index])).reshape(-1)[0]) if _given(node, index) else default
+
+
+def _dense(r: GraphReader, node):
+    """Gemm (transB, alpha, beta) or MatMul, by a constant 2-D weight."""
     value = r.value(node)
     a = attributes(node)
     if a.get("transA", 0):
         unsupported(node, "transA=1 is not supported")
     w = r.const(node, node.input[1])
-    w = w if a.get("transB", 0) else w.T
-    w = a.get("alpha", 1.0) * w
-    r.require_flat(node, value, w.shape[1])
-    bias = np.zeros(w.shape[0], np.float32)
-    if len(node.input) > 2 and node.input[2]:
-        bias = bias + a.get("beta", 1.0) * np.broadcast_to(r.const(node, node.input[2]), bias.shape)
-    op = LinearOp("dense", (w.shape[1],), (w.shape[0],), w.astype(np.float32), bias.astype(np.float32))
-    r.set(node, r.linear(value, op))
-
-
-def _matmul(r: GraphReader, node):
-    value = r.value(node)
-    w = r.const(node, node.input[1])
     if w.ndim != 2:
         unsupported(node, f"expected a 2-D weight, got shape {w.shape}")
-    r.require_flat(node, value, w.shape[0])
-    op = LinearOp("dense", (w.shape[0],), (w.shape[1],), np.ascontiguousarray(w.T), np.zeros(w.shape[1], np.float32))
+    w = a.get("alpha", 1.0) * (w if a.get("transB", 0) else w.T)
+    r.require_flat(node, value, w.shape[1])
+    bias = np.zeros(w.shape[0], np.float32)
+    if _given(node, 2):
+        bias = bias + a.get("beta", 1.0) * np.broadcast_to(r.const(node, node.input[2]), bias.shape)
+    op = LinearOp("dense", (w.shape[1],), (w.shape[0],), w.astype(np.float32), bias.astype(np.float32))
     r.set(node, r.linear(value, op))
 
 
@@ -101,7 +102,7 @@ def _conv(r: GraphReader, node):
     dilations = tuple(int(d) for d in a.get("dilations", [1, 1]))
     dilated = tuple((k - 1) * d + 1 for k, d in zip(kernel, dilations))
     pads = _used_pads(node, a, value.shape[1:], dilated, strides)
-    bias = r.const(node, node.input[2]) if len(node.input) > 2 and node.input[2] else np.zeros(w.shape[0])
+    bias = r.const(node, node.input[2]) if _given(node, 2) else np.zeros(w.shape[0])
     out_hw = [conv_out_len(value.shape[i + 1], dilated[i], strides[i], pads[i], pads[i + 2]) for i in range(2)]
     if min(out_hw) < 1:
         unsupported(node, f"the kernel {dilated} does not fit the padded input {value.shape}")
@@ -236,12 +237,9 @@ def _pad(r: GraphReader, node):
     """Pad with zeros around H and W (constant mode, value 0, batch and channels not padded)."""
     a = attributes(node)
     mode = a.get("mode", "constant")
-    pads = [int(p) for p in (r.const(node, node.input[1]).reshape(-1) if len(node.input) > 1 and node.input[1]
-                             else a.get("pads", []))]
-    fill = 0.0
-    if len(node.input) > 2 and node.input[2]:
-        fill = float(np.asarray(r.const(node, node.input[2])).reshape(-1)[0])
-    if len(node.input) > 3 and node.input[3]:
+    pads = [int(p) for p in (r.const(node, node.input[1]).reshape(-1) if _given(node, 1) else a.get("pads", []))]
+    fill = _scalar(r, node, 2, 0.0)
+    if _given(node, 3):
         unsupported(node, "Pad with axes is not supported")
     value = r.value(node)
     if mode != "constant" or fill != 0 or len(value.shape) != 3 or len(pads) != 8 or min(pads) < 0 \
@@ -260,12 +258,8 @@ def _relu(r: GraphReader, node):
 
 def _clip(r: GraphReader, node):
     """Clip(0, upper) (ReLU6 and the like): a ReLU population bounded at ``upper``."""
-    a = attributes(node)
-    bounds = [a.get("min"), a.get("max")]  # opset < 11 attributes; then optional constant inputs
-    for i, name in enumerate(node.input[1:3]):
-        if name:
-            bounds[i] = float(np.asarray(r.const(node, name)).reshape(-1)[0])
-    low, high = bounds
+    a = attributes(node)  # opset < 11: min and max attributes; then optional constant inputs
+    low, high = _scalar(r, node, 1, a.get("min")), _scalar(r, node, 2, a.get("max"))
     if low is None or low != 0:
         unsupported(node, f"only Clip with lower bound 0 converts (a bounded ReLU), got min {low}")
     value = r.value(node)
@@ -289,7 +283,7 @@ def _constant(r: GraphReader, node):
     r.consts[node.output[0]] = as_array(value)
 
 
-HANDLERS = {"Gemm": _gemm, "MatMul": _matmul, "Add": _add, "Relu": _relu, "Clip": _clip, "Pad": _pad,
+HANDLERS = {"Gemm": _dense, "MatMul": _dense, "Add": _add, "Relu": _relu, "Clip": _clip, "Pad": _pad,
             "Flatten": _reshape, "Reshape": _reshape, "Conv": _conv, "AveragePool": _avgpool,
             "GlobalAveragePool": _avgpool, "MaxPool": _maxpool, "Concat": _concat, "BatchNormalization": _batchnorm,
             "Identity": _passthrough, "Dropout": _passthrough, "Constant": _constant}
