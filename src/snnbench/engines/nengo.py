@@ -1,10 +1,9 @@
 """Engine ``nengo-snn``: the converted spiking network on nengo-dl (batched) or nengo's reference
-simulator. :class:`NengoRunner` runs one simulator; :class:`NengoModel`, the harness model, one
-runner per noise position, built on first use.
-"""
+simulator (:class:`NengoRunner`), as a harness model (:class:`NengoModel`)."""
 
 import time
 import warnings
+from contextlib import AbstractContextManager
 
 import numpy as np
 
@@ -17,7 +16,7 @@ from snnbench.evaluation import metrics as M
 from snnbench.evaluation.harness import CLEAN, Model
 from snnbench.noise import NoiseSpec
 
-class NengoRunner:
+class NengoRunner(AbstractContextManager):
     """The converted network on one simulator, built on the first prediction and kept until
     :meth:`close` (or ``with``). ``predict(x, start=0)`` takes flat float32 inputs ``(n, features)``,
     ``start`` keying the noise draws as in :mod:`snnbench.evaluation.harness`.
@@ -38,7 +37,6 @@ class NengoRunner:
         self._simulator = self._net = None
         self._neuron_probes, self._feed, self._profile = [], {}, np.zeros(2)
 
-    # ---------------------------------------------------------------- public
     def predict(self, x: np.ndarray, start: int = 0) -> np.ndarray:
         return self.predict_curve(x, [self.sim.steps], start)[self.sim.steps]
 
@@ -59,9 +57,6 @@ class NengoRunner:
             self._simulator.close()
         self._simulator = None
 
-    def __enter__(self):
-        return self
-
     def __exit__(self, *exc):
         self.close()
 
@@ -71,16 +66,12 @@ class NengoRunner:
         except Exception:
             pass
 
-    # ---------------------------------------------------------------- building
-    def _noise_positions(self) -> tuple:
-        return (self.noise.position,) if self.noise.active and self.noise.position in ("pre", "post") else ()
-
     def _build(self):
         if self._simulator is not None:
             return
         import nengo
 
-        positions = self._noise_positions()
+        positions = (self.noise.position,) if self.noise.active and self.noise.position in ("pre", "post") else ()
         if positions:
             from snnbench.conversion.onnx_noise import check_hidden_layers
 
@@ -111,16 +102,13 @@ class NengoRunner:
                                                   seed=self.sim.seed)
 
     def _node_reader(self, key: str, size: int):
-        dt = self.sim.dt
-
         def output(t):
             values = self._feed.get(key)
             if values is None:  # nengo calls the function once while building
                 return np.zeros(size)
-            return values[min(max(int(round(t / dt)) - 1, 0), len(values) - 1)]
+            return values[min(max(int(round(t / self.sim.dt)) - 1, 0), len(values) - 1)]
         return output
 
-    # ---------------------------------------------------------------- running
     def _feeds(self, x: np.ndarray, start: int, n_steps: int) -> dict:
         """Per-step input arrays ``(n, n_steps, size)`` by feed key, noise included."""
         n = len(x)
@@ -175,7 +163,6 @@ class NengoRunner:
                 multi += float((np.round(events) > 1).any(axis=1).sum())
         return np.array([active, multi])
 
-    # ---------------------------------------------------------------- activity
     def _stats(self, x: np.ndarray, counts: list, profile: np.ndarray) -> dict:
         if not self.counters or not counts or len(x) == 0:
             return {}

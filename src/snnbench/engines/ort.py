@@ -3,6 +3,7 @@
 extra graph outputs.
 """
 
+from functools import cached_property
 from pathlib import Path
 from typing import Callable
 
@@ -20,8 +21,7 @@ class OrtRunner:
     """One ONNX Runtime session run in batches (``predict(x, start=0) -> logits``); ``feeds(start, n)``
     adds extra inputs (e.g. noise) for samples ``start .. start + n``."""
 
-    def __init__(self, model: str | Path | bytes, batch_size: int = 1000, intra_op_threads: int | None = None,
-                 feeds: Callable[[int, int], dict] | None = None):
+    def __init__(self, model: str | Path | bytes, batch_size: int = 1000, intra_op_threads: int | None = None):
         options = ort.SessionOptions()
         if intra_op_threads:
             options.intra_op_num_threads = intra_op_threads
@@ -37,7 +37,7 @@ class OrtRunner:
         # the declared per-sample shape, e.g. (1, 28, 28) or (784,); a static batch size is kept to exactly
         self.static_batch, self.input_shape = dims[0], tuple(dims[1:])
         self.batch_size = self.static_batch or batch_size
-        self.feeds = feeds
+        self.feeds: Callable[[int, int], dict] | None = None
 
     def shaped(self, x: np.ndarray) -> np.ndarray:
         """``x`` (flat ``(n, features)`` or already so) in the model's declared input layout, as float32."""
@@ -78,19 +78,16 @@ class OrtModel(Model):
         self.path = Path(onnx_path)
         self.batch_size, self.threads, self.activity = batch_size, threads, activity
         self._runners = {}
-        self._converted = None
         if activity:  # weights and fan-outs; unsupported ops fail here
             self._fan_outs = [self.converted.fan_out(i) for i in range(INPUT, len(self.converted.hidden))]
 
-    @property
+    @cached_property
     def converted(self):
         """The network's layers (one population per ONNX Relu: MaxPool read as its window's
         connectivity, not as the exact route's extra populations)."""
-        if self._converted is None:
-            from snnbench.conversion import onnx_io
+        from snnbench.conversion import onnx_io
 
-            self._converted = onnx_io.extract(self.path, maxpool="average")
-        return self._converted
+        return onnx_io.extract(self.path, maxpool="average")
 
     def _runner(self, position: str):
         """A runner of the graph with noise inputs at ``position`` (and every hidden activation as an

@@ -24,7 +24,6 @@ class _SuiteModel(Model):
         self.device, self.batch_size, self.linears = torch.device(device), batch_size, linears
         self._fan_outs = [(linear.weight.detach().cpu().numpy() != 0).sum(axis=0).astype(np.float64)
                           for linear in linears]
-        self.hidden_neurons = sum(linear.out_features for linear in linears[:-1])
         self.dense_macs = float(sum(linear.in_features * linear.out_features for linear in linears))
 
     def weights(self):
@@ -49,7 +48,7 @@ class _SuiteModel(Model):
                 active += float((events != 0).sum())
                 spikes += float(per_neuron.sum())
                 ops["acs" if self.spiking else "macs"] += float(per_neuron @ fan_out)
-        n, steps, neurons = len(x), self.steps, self.hidden_neurons
+        n, steps, neurons = len(x), self.steps, sum(linear.out_features for linear in self.linears[:-1])
         updates = n * steps * (neurons + self.linears[-1].out_features) if self.spiking else 0.0
         self.last_activity = M.Activity(n, steps, neurons, active, spikes, ops["macs"], ops["acs"], float(updates),
                                         self.dense_macs)

@@ -12,7 +12,9 @@ need no access to the tracking store. A worker lost mid-unit is Dask's business:
   GPU, as ``dask cuda worker`` does) take them.
 """
 
+import argparse
 import os
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
@@ -44,7 +46,7 @@ def cluster_security(address: str):
     return security
 
 
-class Executor:
+class Executor(AbstractContextManager):
     """Runs units in this process (``client`` None) or through a ``distributed.Client``. As a
     context manager it closes what it started (the client, a local cluster)."""
 
@@ -102,9 +104,6 @@ class Executor:
             if part is not None:
                 part.close()
 
-    def __enter__(self):
-        return self
-
     def __exit__(self, *exc):
         self.close()
 
@@ -154,8 +153,6 @@ def _address(text: str) -> str | None:
 
 
 def _workers(text: str) -> int | None:
-    import argparse
-
     if not text.strip():
         return None
     if not text.strip().isdigit() or int(text) < 1:

@@ -16,13 +16,12 @@ from snnbench.errors import ConfigError
 
 FACTORS = ("gain", "bias_scale", "rate_scale")  # searched as factors on the calibrated value
 PARAMETERS = ("gain", "bias_scale", "bias_offset", "rate_scale", "synapse", "tau_rc", "tau_ref")
+Interval = tuple[float, float] | None  # (low, high), or None: not tuned
+BOUNDS = "search bounds per hidden layer, around the calibrated setting (LOW,HIGH, or off to keep the calibrated value)"
 
 
 def trial_key(layer: int, name: str) -> str:
     return f"layer{layer}.{name}_factor" if name in FACTORS else f"layer{layer}.{name}"
-
-
-BOUNDS = "search bounds per hidden layer, around the calibrated setting (LOW,HIGH, or off to keep the calibrated value)"
 
 
 def bounds(text: str):
@@ -43,26 +42,20 @@ def _bounds(default, what: str):
 @dataclass(frozen=True)
 class SearchSpace:
     """Bounds per hidden layer; ``None`` leaves that parameter at its calibrated value."""
-    gain: tuple[float, float] | None = _bounds((0.5, 2.0), "factor on the calibrated gain, log scale")
-    bias_scale: tuple[float, float] | None = _bounds((0.5, 1.5), "factor on the calibrated bias scale")
-    bias_offset: tuple[float, float] | None = _bounds((-0.25, 0.25), "added to the calibrated bias (activation "
-                                                                      "units)")
-    rate_scale: tuple[float, float] | None = _bounds((0.25, 4.0), "factor on the calibrated rate scale, log scale")
-    synapse: tuple[float, float] | None = _bounds(None, "output synapse in seconds; each trial may also choose no "
-                                                        "filtering, log scale (e.g. 0.0001,0.01)")
-    tau_rc: tuple[float, float] | None = _bounds(None, "LIF membrane time constant (s), LIF only, log scale (e.g. "
-                                                       "0.002,0.2)")
-    tau_ref: tuple[float, float] | None = _bounds(None, "LIF refractory period (s), LIF only, log scale (e.g. "
-                                                        "0.0001,0.004)")
+    gain: Interval = _bounds((0.5, 2.0), "factor on the calibrated gain, log scale")
+    bias_scale: Interval = _bounds((0.5, 1.5), "factor on the calibrated bias scale")
+    bias_offset: Interval = _bounds((-0.25, 0.25), "added to the calibrated bias (activation units)")
+    rate_scale: Interval = _bounds((0.25, 4.0), "factor on the calibrated rate scale, log scale")
+    synapse: Interval = _bounds(None, "output synapse in seconds; each trial may also choose no filtering, log scale "
+                                      "(e.g. 0.0001,0.01)")
+    tau_rc: Interval = _bounds(None, "LIF membrane time constant (s), LIF only, log scale (e.g. 0.002,0.2)")
+    tau_ref: Interval = _bounds(None, "LIF refractory period (s), LIF only, log scale (e.g. 0.0001,0.004)")
 
     LOG = ("gain", "rate_scale", "synapse", "tau_rc", "tau_ref")
 
     def check(self):
-        for name in PARAMETERS:
-            bounds = getattr(self, name)
-            if bounds is None:
-                continue
-            low, high = bounds
+        for name in self.tuned("lif"):  # every parameter with bounds
+            low, high = getattr(self, name)
             if not low < high:
                 raise ConfigError(f"search bounds for {name} must be LOW,HIGH with LOW < HIGH, got {low},{high}")
             if name in self.LOG and low <= 0:
@@ -76,10 +69,9 @@ class SearchSpace:
         """Ask the trial for every tuned parameter; returns the trial's parameter dict."""
         for i in range(n_hidden):
             for name in self.tuned(neuron):
-                low, high = getattr(self, name)
                 if name == "synapse" and not trial.suggest_categorical(f"layer{i}.filtered", [False, True]):
                     continue
-                trial.suggest_float(trial_key(i, name), low, high, log=name in self.LOG)
+                trial.suggest_float(trial_key(i, name), *getattr(self, name), log=name in self.LOG)
         return dict(trial.params)
 
     def untuned_params(self, base: list[dict], neuron: str) -> dict:
@@ -97,20 +89,16 @@ class SearchSpace:
 
 def layers_from_params(params: dict, base: list[dict]) -> list[dict]:
     """Per-layer settings: the calibrated ``base`` changed by a trial's parameters."""
-    layers = []
-    for i, layer in enumerate(base):
-        layer = dict(layer)
-        for name in PARAMETERS:
-            key = trial_key(i, name)
-            if key not in params:
-                continue
+    layers = [dict(layer) for layer in base]
+    for i, layer in enumerate(layers):
+        for name in (n for n in PARAMETERS if trial_key(i, n) in params):
+            value = params[trial_key(i, name)]
             if name in FACTORS:
-                layer[name] = base[i][name] * params[key]
+                layer[name] = layer[name] * value
             elif name == "bias_offset":
-                layer[name] = base[i][name] + params[key]
+                layer[name] = layer[name] + value
             else:
-                layer[name] = params[key]
+                layer[name] = value
         if params.get(f"layer{i}.filtered") is False:
             layer["synapse"] = None
-        layers.append(layer)
     return layers

@@ -1,12 +1,9 @@
-"""Where studies live and how they are opened: Optuna storages (SQLAlchemy URLs or journal files),
-the invocation's options, samplers and pruners, and opening a study checked against its task.
-
-* Storage: any SQLAlchemy URL (``sqlite:///optuna.db``, ``postgresql+psycopg2://...``) or an
-  Optuna journal file (``journal:PATH`` or a path ending in ``.journal``).
-* On a Dask cluster (snnbench.execution) ``dask:SPEC`` keeps the study on the scheduler
-  (optuna-integration's DaskStorage; SPEC as above, opened by the scheduler, or empty: in its
-  memory), for workers that reach no database.
-* ``n_trials`` is the study's TOTAL of finished (complete + pruned) trials.
+"""Where studies live and how they are opened: Optuna storages (any SQLAlchemy URL, or an Optuna
+journal file: ``journal:PATH`` or a path ending in ``.journal``), the invocation's options, samplers
+and pruners, and opening a study checked against its task. On a Dask cluster (snnbench.execution)
+``dask:SPEC`` keeps the study on the scheduler (optuna-integration's DaskStorage; SPEC as above,
+opened by the scheduler, or empty: in its memory), for workers that reach no database.
+``n_trials`` is the study's TOTAL of finished (complete + pruned) trials.
 """
 
 import os
@@ -28,8 +25,8 @@ DASK_PREFIX = "dask:"
 HEARTBEAT_S = 30  # RDB storages: a trial whose worker died is failed after ~2 heartbeats
 
 
-def _experimental():
-    """Optuna's "experimental" features used here, without their warning."""
+def experimental():
+    """Optuna's "experimental" features, without their warning."""
     return warnings.catch_warnings(action="ignore", category=optuna.exceptions.ExperimentalWarning)
 
 
@@ -64,7 +61,7 @@ def open_storage(spec: str):
         raise ConfigError(f"storage {spec!r} is neither a database URL (sqlite:///optuna.db, "
                           "postgresql+psycopg2://USER:PASS@HOST/DB) nor a journal file (journal:PATH)")
     try:
-        with _experimental():  # heartbeats, which workers need
+        with experimental():  # heartbeats, which workers need
             return optuna.storages.RDBStorage(spec, heartbeat_interval=HEARTBEAT_S, grace_period=2 * HEARTBEAT_S)
     except Exception as exc:  # noqa: BLE001 - SQLAlchemy/driver errors come in many types
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -105,7 +102,7 @@ def make_sampler(options: StudyOptions, worker: int = 0):
     seed = options.seed + 1000 * worker
     if options.sampler == "random":
         return optuna.samplers.RandomSampler(seed=seed)
-    with _experimental():  # multivariate TPE
+    with experimental():  # multivariate TPE
         return optuna.samplers.TPESampler(seed=seed, n_startup_trials=8, multivariate=True)
 
 
@@ -126,7 +123,7 @@ def study_storage(spec: str, executor=None):
 
     from snnbench.tracking.runs import config_key
     inner = spec.removeprefix(DASK_PREFIX)
-    with _experimental():
+    with experimental():
         return DaskStorage(open_storage(inner) if inner else None, name=f"snnbench-{config_key(spec)}",
                            client=executor.client)
 

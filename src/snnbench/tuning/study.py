@@ -4,7 +4,6 @@ counts, and, once the choice is made on validation images, the test scores."""
 
 import json
 import tempfile
-import warnings
 from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
@@ -17,7 +16,7 @@ from snnbench.errors import StorageError
 from snnbench.evaluation.harness import log_result_table
 from snnbench.tuning.objective import ConversionObjective
 from snnbench.tuning.space import layers_from_params
-from snnbench.tuning.storage import StudyOptions, load_study, open_storage, storage_label, study_storage
+from snnbench.tuning.storage import StudyOptions, experimental, load_study, open_storage, storage_label, study_storage
 from snnbench.tuning.task import ConversionTask
 from snnbench.tuning.workers import prepare_study, run_workers
 
@@ -35,10 +34,10 @@ def best_trial(study):
         raise StorageError(f"study {study.study_name!r} has no completed trial yet; run some trials first") from None
 
 
-def params_document(study, trial=None) -> dict:
+def params_document(study) -> dict:
     """The best setting as convert's ``--params-json`` reads it: per-layer parameters and the sim."""
     task = ConversionTask.from_dict(study.user_attrs["task"])
-    trial = trial or best_trial(study)
+    trial = best_trial(study)
     return {"layers": layers_from_params(trial.params, study.user_attrs["base_layers"]), "sim": task.sim_dict(),
             "source": {"method": "tuned", "study": study.study_name, "trial": trial.number,
                        "validation_accuracy": trial.values[0], "val_samples": task.val_samples,
@@ -71,13 +70,12 @@ def log_plots(study, folder):
     if len(complete) >= 2 and len({json.dumps(t.params, sort_keys=True) for t in complete}) >= 2:
         plots["param_importances.png"] = lambda: vis.plot_param_importances(study, target=target, target_name=name)
     if len(study.directions) > 1:
-        second = study.user_attrs["task"]["second_objective"]
-        names = ["accuracy", f"{second} per image"]
+        names = ["accuracy", f"{study.user_attrs['task']['second_objective']} per image"]
         plots["pareto_front.png"] = lambda: vis.plot_pareto_front(study, target_names=names)
     paths = []
     for file_name, draw in plots.items():
-        with warnings.catch_warnings(action="ignore", category=optuna.exceptions.ExperimentalWarning):
-            axes = draw()  # Optuna's matplotlib plots are "experimental"
+        with experimental():  # Optuna's matplotlib plots
+            axes = draw()
         figure = axes.figure if hasattr(axes, "figure") else np.ravel(axes)[0].figure
         figure.set_size_inches(8, 5)
         figure.tight_layout()
@@ -116,9 +114,8 @@ def score_on_test_set(objective, document: dict, test=None) -> dict:
     for label in LABELS:
         snn = Accuracy()(None, objective.snn_logits(settings[label], test.x), y, None)
         scores["rows"].append({**keys, "engine": "nengo-snn", "method": label, "steps": objective.task.steps, **snn})
-        scores[f"snn_test_accuracy_{label}"] = snn["accuracy"]
-        scores[f"snn_test_accuracy_{label}_ci_low"] = snn["accuracy_ci_low"]
-        scores[f"snn_test_accuracy_{label}_ci_high"] = snn["accuracy_ci_high"]
+        for suffix in ("", "_ci_low", "_ci_high"):
+            scores[f"snn_test_accuracy_{label}{suffix}"] = snn[f"accuracy{suffix}"]
         scores[f"conversion_loss_{label}_points"] = 100.0 * (dnn["accuracy"] - snn["accuracy"])
     return scores
 

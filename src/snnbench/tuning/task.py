@@ -18,8 +18,6 @@ STUDY, TASK = "study", "fixed for the study"  # the options' sections of `snnben
 
 @dataclass(frozen=True)
 class ConversionTask:
-    """Everything a study keeps fixed: the model, its calibrated starting point, the simulation,
-    the validation images it is scored on."""
     arch: str = "mlp"
     epochs: int = 3
     lr: float = 2e-4
@@ -70,12 +68,9 @@ class ConversionTask:
 
     @classmethod
     def from_dict(cls, data: dict) -> "ConversionTask":
-        data = dict(data)
-        space = data.pop("space", {})
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known},
-                   space=SearchSpace(**{k: tuple(v) if v is not None else None for k, v in space.items()}))
+        known = {f.name for f in fields(cls)} - {"space"}
+        space = {k: tuple(v) if v is not None else None for k, v in data.get("space", {}).items()}
+        return cls(**{k: v for k, v in data.items() if k in known}, space=SearchSpace(**space))
 
     def sim_dict(self) -> dict:
-        return {"steps": self.steps, "dt": self.dt, "readout": self.readout,
-                "minibatch": self.minibatch, "simulator": self.simulator}
+        return {k: getattr(self, k) for k in ("steps", "dt", "readout", "minibatch", "simulator")}

@@ -3,6 +3,7 @@ and stop together at exactly the study's total of finished trials. Workers compu
 logs each trial they finished as a nested MLflow run under the study's run."""
 
 import logging
+from contextlib import nullcontext
 from dataclasses import replace
 from typing import Callable
 
@@ -72,7 +73,7 @@ def run_workers(task: ConversionTask, options: StudyOptions, objective_factory: 
     run of ``parent_run_id`` (when given) by this process."""
     own = executor is None and options.workers > 1
     executor = Executor.local(options.workers) if own else executor or Executor()
-    try:
+    with executor if own else nullcontext():  # close only the cluster started here
         storage = study_storage(options.storage, executor)
         alone = executor.client is None and options.workers == 1
         # Else a new study's first trial, the enqueued calibrated setting, runs here before the workers
@@ -89,9 +90,6 @@ def run_workers(task: ConversionTask, options: StudyOptions, objective_factory: 
                 _log_trials(parent_run_id, task, options, storage, numbers, index)
             if storage is None or not fail_orphans(load_study(options, task, storage=storage), options.n_trials):
                 break  # an RDB storage fails a dead worker's trial by its heartbeat, and the others take over
-    finally:
-        if own:
-            executor.close()
 
 
 def fail_orphans(study, n_trials: int) -> int:
