@@ -90,8 +90,7 @@ def _backward(grad_spikes, grad_membranes, membranes, beta, hard, grad_current, 
 
 
 def _per_member(value: torch.Tensor, members: int) -> torch.Tensor:
-    return value.reshape(-1).expand(members).contiguous().float() if value.numel() == 1 else \
-        value.reshape(members).contiguous().float()
+    return value.reshape(-1).expand(members).contiguous().float()
 
 
 class LeakyScan(torch.autograd.Function):
@@ -127,10 +126,9 @@ class LeakyScan(torch.autograd.Function):
         n = membranes[0, 0].numel()
         shape = (members, *membranes.shape[2:]) if ctx.direct else membranes.shape
         grad_current = torch.empty(shape, device=membranes.device, dtype=torch.float32)
-        dummy = membranes
-        grid = (members, triton.cdiv(n, BLOCK))
-        _backward[grid](dummy if grad_spikes is None else grad_spikes.contiguous(),
-                        dummy if grad_membranes is None else grad_membranes.contiguous(),
+        grid = (members, triton.cdiv(n, BLOCK))  # an absent gradient's pointer: any tensor, never read
+        _backward[grid](membranes if grad_spikes is None else grad_spikes.contiguous(),
+                        membranes if grad_membranes is None else grad_membranes.contiguous(),
                         membranes, beta, hard, grad_current, steps, n, ctx.threshold,
                         SURROGATE=SURROGATE_IDS[ctx.surrogate], HAS_SPIKE_GRAD=grad_spikes is not None,
                         HAS_MEMBRANE_GRAD=grad_membranes is not None, DIRECT=ctx.direct, BLOCK=BLOCK,

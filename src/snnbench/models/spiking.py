@@ -6,6 +6,7 @@ reset ``soft`` subtracts the threshold after a spike, ``hard`` sets the membrane
 feed-forward network a layer's currents for every step are known once the layer below has run.
 """
 
+import importlib.util
 import inspect
 
 import numpy as np
@@ -32,7 +33,6 @@ SURROGATES = {
 
 
 def decay(neuron: str, beta: float) -> float:
-    """The membrane decay per step of a ``neuron``: ``beta`` for ``lif``, 1 (no leak) for ``if``."""
     return 1.0 if neuron == "if" else beta
 
 
@@ -102,8 +102,6 @@ def scan_kernel(kernel: str, device: torch.device) -> str:
     check_choice("neuron scan kernel", kernel, SCAN_KERNELS)
     if device.type != "cuda":
         return "eager"
-    import importlib.util
-
     if kernel == "triton" and importlib.util.find_spec("triton") is None:
         raise ConfigError("--scan triton needs the triton package (PyTorch's CUDA wheels bring it): install it, "
                           "or use --scan eager")

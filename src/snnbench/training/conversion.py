@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 
 from snnbench.data import load_features
-from snnbench.device import resolve_device
 from snnbench.models.conversion import INPUT_SHAPES, build_model
 from snnbench.models.export import OPSET, export_onnx
 from snnbench.training.cache import cached
@@ -17,7 +16,7 @@ from snnbench.training.loop import fit, predict_logits, seed_everything
 from snnbench.training.recipes import CONVERSION, Recipe
 
 
-def train_and_export(arch: str, config: Recipe, folder: Path, device: str = "cpu") -> dict:
+def train_and_export(arch: str, config: Recipe, folder: Path) -> dict:
     """Train on the MNIST training set (its first ``config.train_limit`` images, 0 = all), write
     ``folder/model.onnx``; return the training summary (kept as the cache's ``summary.json``)."""
     train = load_features("image", "train")
@@ -27,12 +26,11 @@ def train_and_export(arch: str, config: Recipe, folder: Path, device: str = "cpu
     seed_everything(config.seed)  # the initial weights are part of the seeded configuration
     model = build_model(arch)
     shape = INPUT_SHAPES[arch]
-    torch_device = resolve_device(device)
     empty = (np.zeros((0, *shape), np.float32), np.zeros(0, np.int64))
     started = time.perf_counter()
-    result = fit(model, (train.x.reshape(-1, *shape), train.y), empty, config, torch_device)
+    result = fit(model, (train.x.reshape(-1, *shape), train.y), empty, config)
     seconds = time.perf_counter() - started
-    test_acc = accuracy(predict_logits(model, test.x.reshape(-1, *shape), device=torch_device), test.y)
+    test_acc = accuracy(predict_logits(model, test.x.reshape(-1, *shape)), test.y)
     folder.mkdir(parents=True, exist_ok=True)
     export_onnx(model, shape, folder / "model.onnx")
     return {"arch": arch, "epochs": config.epochs, "lr": config.lr, "batch_size": config.batch_size,

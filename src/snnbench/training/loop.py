@@ -22,7 +22,6 @@ class TrainResult:
     history: list = field(default_factory=list)
     best_state: dict = field(default_factory=dict)
     samples_per_s: float = 0.0
-    epoch_seconds: float = 0.0
 
 
 def seed_everything(seed: int):
@@ -30,17 +29,12 @@ def seed_everything(seed: int):
     np.random.seed(seed % 2**32)
 
 
-def _batches(n: int, batch_size: int):
-    for start in range(0, n, batch_size):
-        yield start, min(start + batch_size, n)
-
-
 @torch.no_grad()
 def predict_logits(model: nn.Module, x: np.ndarray, batch_size: int = 1000,
                    device: torch.device = torch.device("cpu")) -> np.ndarray:
     model.eval()
-    outputs = [model(torch.as_tensor(x[a:b], device=device)).float().cpu().numpy()
-               for a, b in _batches(len(x), batch_size)]
+    outputs = [model(torch.as_tensor(x[a:a + batch_size], device=device)).float().cpu().numpy()
+               for a in range(0, len(x), batch_size)]
     return np.concatenate(outputs) if outputs else np.zeros((0, 0), np.float32)
 
 
@@ -60,22 +54,21 @@ def fit(model: nn.Module, train: tuple, val: tuple, config: Recipe,
         generator.set_state(state["generator"].cpu())  # map_location may have moved it
         result = state["result"]
         first_epoch = state["epoch"] + 1
-    x_train = torch.as_tensor(train[0])
-    y_train = torch.as_tensor(train[1])
+    x_train, y_train = (torch.as_tensor(a) for a in train)
     loss_fn = nn.CrossEntropyLoss()
     for epoch in range(first_epoch, config.epochs):
         model.train()
         started = time.perf_counter()
         order = torch.randperm(len(y_train), generator=generator)
         loss_sum = 0.0
-        for a, b in _batches(len(order), config.batch_size):
-            index = order[a:b]
+        for a in range(0, len(order), config.batch_size):
+            index = order[a:a + config.batch_size]
             xb, yb = x_train[index].to(device), y_train[index].to(device)
             optimiser.zero_grad(set_to_none=True)
             loss = loss_fn(model(xb), yb)
             loss.backward()
             optimiser.step()
-            loss_sum += loss.item() * (b - a)
+            loss_sum += loss.item() * len(index)
         if device.type == "cuda":
             torch.cuda.synchronize()
         seconds = time.perf_counter() - started
@@ -91,7 +84,6 @@ def fit(model: nn.Module, train: tuple, val: tuple, config: Recipe,
             save_atomic({"model": model.state_dict(), "optimiser": optimiser.state_dict(),
                          "generator": generator.get_state(), "result": result, "epoch": epoch}, checkpoint)
     if result.history:
-        result.epoch_seconds = float(np.mean([h["epoch_seconds"] for h in result.history]))
         result.samples_per_s = float(np.mean([h["train_samples_per_s"] for h in result.history]))
     if result.best_state:
         model.load_state_dict(result.best_state)

@@ -7,6 +7,7 @@ from snnbench.models.multimodal import ModelSpec, SpikingMLP, build_model
 from snnbench.models.spiking import NoiseDraws, decay, encode, neuron_scan, scan_kernel
 
 SPLIT_K_FROM = 2048  # inputs at least this long are multiplied in chunks
+NO_NOISE = NoiseDraws(None, "cpu")  # adds nothing anywhere (so never draws, on any device)
 
 
 def _linears(model: torch.nn.Module) -> list[torch.nn.Linear]:
@@ -70,20 +71,18 @@ class StackedNet:
     def forward(self, x: torch.Tensor, noise: NoiseDraws | None = None, start: int = 0) -> torch.Tensor:
         """Scores ``(G, batch, classes)`` for inputs ``(G, batch, features)`` (each member its own
         batch); ``noise`` adds the evaluation noise of samples ``start ..`` as the engines do."""
-        return (self._dnn if self.spec.family == "dnn" else self._snn)(x, noise, start)
+        return (self._dnn if self.spec.family == "dnn" else self._snn)(x, noise or NO_NOISE, start)
 
     def _dnn(self, x, noise, start):
-        h = noise.add(x, "input", "input", start, 0) if noise else x
+        h = noise.add(x, "input", "input", start, 0)
         for i in range(len(self.weights) - 1):
-            h = self._affine(h, self.weights[i], self.biases[i])
-            h = noise.add(h, "pre", f"layer{i}", start, 0) if noise else h
-            h = torch.relu(h)
-            h = noise.add(h, "post", f"layer{i}", start, 0) if noise else h
+            h = noise.add(self._affine(h, self.weights[i], self.biases[i]), "pre", f"layer{i}", start, 0)
+            h = noise.add(torch.relu(h), "post", f"layer{i}", start, 0)
         return self._affine(h, self.weights[-1], self.biases[-1])
 
     def _snn(self, x, noise, start):
         steps = self.spec.steps
-        if self.spec.encoding == "rate" or (noise and noise.spec.applies_to("input")):
+        if self.spec.encoding == "rate" or noise.spec.applies_to("input"):
             current = self._every_step(torch.stack([self._input(x, noise, start, t) for t in range(steps)], 1), 0)
         else:  # direct encoding: the same input current at every step, computed once
             current = self._affine(x, self.weights[0], self.biases[0])
@@ -91,11 +90,11 @@ class StackedNet:
         for i in range(len(self.weights) - 1):
             if i > 0:
                 current = self._every_step(h, i)
-            if noise and noise.spec.applies_to("pre"):  # a direct current (G, batch, width) is every step's
+            if noise.spec.applies_to("pre"):  # a direct current (G, batch, width) is every step's
                 current = torch.stack([noise.add(current if current.dim() == 3 else current[:, t], "pre",
                                                  f"layer{i}", start, t) for t in range(steps)], 1)
             h, _ = self._scan(current, self.hard, self.soft)
-            if noise and noise.spec.applies_to("post"):
+            if noise.spec.applies_to("post"):
                 h = torch.stack([noise.add(h[:, t], "post", f"layer{i}", start, t) for t in range(steps)], 1)
         current = self._every_step(h, -1)
         if self.spec.readout == "membrane":
@@ -112,16 +111,15 @@ class StackedNet:
         if self.spec.encoding == "rate":
             x = (encode(x, "rate") if self.generators is None
                  else torch.stack([encode(member, "rate", gen) for member, gen in zip(x, self.generators)]))
-        return noise.add(x, "input", "input", start, t) if noise else x
+        return noise.add(x, "input", "input", start, t)
 
     def _scan(self, current, hard, soft):
         steps = self.spec.steps if current.dim() == 3 else None  # a direct current: the same at every step
         return neuron_scan(current, self.beta, hard, soft, self.spec.surrogate, self.scan, steps)
 
-    def member(self, index: int, tensors: list[torch.Tensor] | None = None) -> torch.nn.Module:
+    def member(self, index: int, tensors: list[torch.Tensor]) -> torch.nn.Module:
         """Member ``index`` as the family's own model (on the CPU), with the stacked weights
-        ``tensors`` (default: the current ones), in :meth:`parameters` order."""
-        tensors = self.parameters() if tensors is None else tensors
+        ``tensors`` (in :meth:`parameters` order)."""
         model = build_model(self.specs[index])
         with torch.no_grad():
             for i, linear in enumerate(_linears(model)):

@@ -186,8 +186,7 @@ class StackTrainer:
         with self._on_stream():
             done_steps = 0
             while done_steps < steps and not self.done:
-                batches = -(-self.train.n // self.batch_size)
-                left = batches - self.next_batch
+                left = -(-self.train.n // self.batch_size) - self.next_batch  # batches left in the epoch
                 a = self.next_batch * self.batch_size
                 count = STEPS_PER_GRAPH if left >= STEPS_PER_GRAPH and STEPS_PER_GRAPH in self.graphs_by_steps else 1
                 b = min(a + count * self.batch_size, self.train.n)
