@@ -129,8 +129,7 @@ class CommandParser(jsonargparse.ArgumentParser):
 def command_parser(command: str, module_name: str, description: str) -> CommandParser:
     """The parser of ``command``, whose module (under ``snnbench``) adds its options."""
     module = importlib.import_module(f"snnbench.{module_name}")
-    parser = CommandParser(command, prog=f"snnbench {command}", description=description,
-                           formatter_class=HelpFormatter)
+    parser = CommandParser(command, prog=f"snnbench {command}", description=description, formatter_class=HelpFormatter)
     parser.add_argument("--config", action=jsonargparse.ActionConfigFile,
                         help="a YAML file of option values (a run's logged config.yaml replays that run)")
     module.add_arguments(parser, command)

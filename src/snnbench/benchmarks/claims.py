@@ -151,12 +151,11 @@ CLAIMS = _claims()
 
 
 def part_verdict(low: float, high: float, range_low: float, range_high: float) -> str:
-    if not np.isfinite(low) or not np.isfinite(high):
-        return VERDICTS[2]
-    if range_low <= low and high <= range_high:
-        return VERDICTS[0]
-    if high < range_low or low > range_high:
-        return VERDICTS[1]
+    if np.isfinite(low) and np.isfinite(high):
+        if range_low <= low and high <= range_high:
+            return VERDICTS[0]
+        if high < range_low or low > range_high:
+            return VERDICTS[1]
     return VERDICTS[2]
 
 

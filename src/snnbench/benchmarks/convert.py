@@ -21,8 +21,7 @@ import mlflow
 import numpy as np
 
 from snnbench.benchmarks import convert_eval as measure
-from snnbench.benchmarks.options import (add_common, add_recipe_arguments, from_profile, option_params,
-                                         recipe_from_args, require)
+from snnbench.benchmarks.options import add_common, add_recipe_arguments, from_profile, option_params, require
 from snnbench.config import add_options, auto, choice, from_args, int_list, option, positive, positive_or_none
 from snnbench.conversion import onnx_io
 from snnbench.conversion.calibration import (METHODS, RATE_CHOICES, SCALES, Calibration, calibrated_document,
@@ -35,6 +34,7 @@ from snnbench.models.conversion import ARCHS
 from snnbench.tracking.runs import benchmark_run
 from snnbench.training.cache import read_summary
 from snnbench.training.conversion import trained_conversion_model
+from snnbench.training.recipes import Recipe
 from snnbench.tuning import best_params_from_study
 
 PROFILES = {"quick": dict(test_limit=1000, steps_list=[4, 8, 16, 32]),
@@ -144,8 +144,7 @@ def resolve(args) -> dict:
             source = args.params_json
             layers, overrides = load_params(args.params_json)
             document = json.loads(Path(args.params_json).read_text())
-        settings["layers"] = layers
-        settings["source"] = {"method": "tuned", "from": source, **document.get("source", {})}
+        settings.update(layers=layers, source={"method": "tuned", "from": source, **document.get("source", {})})
         try:
             sim = replace(sim, **overrides)
         except TypeError as exc:
@@ -173,9 +172,7 @@ def layers_summary(layers: list) -> str:
     """The per-layer setting as a JSON param: per-channel lists as their size and range (in full
     in the run's snn/params*.json artifacts)."""
     def brief(value):
-        if isinstance(value, list):
-            return f"{len(value)} values in [{min(value):.4g}, {max(value):.4g}]"
-        return value
+        return f"{len(value)} values in [{min(value):.4g}, {max(value):.4g}]" if isinstance(value, list) else value
     return json.dumps([{k: brief(v) for k, v in asdict(p).items()} for p in layers])
 
 
@@ -207,7 +204,7 @@ def run(args):
         if args.onnx_model:
             onnx_path = Path(args.onnx_model)
         else:
-            onnx_path = trained_conversion_model(args.arch, recipe_from_args(args)) / "model.onnx"
+            onnx_path = trained_conversion_model(args.arch, from_args(Recipe, args, seed=args.seed)) / "model.onnx"
             trained = read_summary(onnx_path.parent)
             mlflow.log_metrics({"torch_test_accuracy": trained["torch_test_accuracy"],
                                 "train_seconds": trained["train_seconds"]})

@@ -103,7 +103,7 @@ def evaluate_snn(converted, layers: list, settings: dict, x, y, keys: dict, per_
             if n_steps == sim.steps:
                 runner.predict(x[:1])  # builds the simulator (and traces the TF graph) before timing
             logits.update(runner.predict_curve(x, read))
-            if counters and (per_steps or n_steps == sim.steps):  # a run per step count: each its own activity
+            if counters:  # at sim.steps, or (per_steps) each step count its own activity
                 activities[n_steps] = model.activity(runner.last_stats, len(x))
             if n_steps == sim.steps:
                 seconds, stats = runner.last_seconds, runner.last_stats

@@ -6,6 +6,7 @@ under the evaluation noise, throughput, and for the DNN ONNX Runtime's accuracy 
 """
 
 import argparse
+import itertools
 import tempfile
 import time
 from collections import namedtuple
@@ -57,8 +58,6 @@ SWEEPS = {  # command -> its sweep (None: one configuration)
                           "SNN neuron models"),
     "timestep_sweep": Sweep("steps", "--steps-list", (4, 8, 16), int_list, ("snn",), "SNN time steps"),
 }
-MODEL = "model (the reference defaults; a swept factor replaces its option)"
-NOISE = "evaluation noise (never seen in training)"
 SPEC_FIELDS = tuple(f.name for f in options_of(ModelSpec))
 NOISE_FIELDS = tuple(option_name(f) for f in options_of(NoiseSpec))
 RESULT_METRICS = tuple(c for m in (*STATIC, *ACTIVITY) for c in m.columns)  # besides accuracy
@@ -81,24 +80,21 @@ def evaluate(model, test: FeatureSet, noise: NoiseSpec | None, device) -> tuple[
     noise = noise or harness.CLEAN
     logits, samples_per_s = _timed_predict(engine, test, noise)
     row = harness.score(engine, logits, test.y, engine.last_activity, noise)
-    metrics = {f"test_{k}": row[k] for k in ("accuracy", "accuracy_ci_low", "accuracy_ci_high")}
-    metrics.update({"n_test": len(test), "eval_samples_per_s": samples_per_s})
-    metrics.update({k: row[k] for k in RESULT_METRICS})
+    metrics = {**{f"test_{k}": row[k] for k in ("accuracy", "accuracy_ci_low", "accuracy_ci_high")},
+               "n_test": len(test), "eval_samples_per_s": samples_per_s, **{k: row[k] for k in RESULT_METRICS}}
     return metrics, logits
 
 
 def log_history(run_id: str, history: list[dict], prefix: str = ""):
-    """A training's per-epoch series on a run, in batches of at most 1,000 values (MLflow's limit
-    on MlflowClient.log_batch)."""
+    """A training's per-epoch series on a run, in one MlflowClient.log_batch (which splits it into
+    requests of at most 1,000 values, MLflow's limit)."""
     from mlflow.entities import Metric
     from mlflow.tracking import MlflowClient
 
     now = int(time.time() * 1000)
     metrics = [Metric(f"{prefix}{name}", float(h[name]), now, epoch) for epoch, h in enumerate(history)
                for name in ("train_loss", "val_accuracy", "epoch_seconds")]
-    client = MlflowClient()
-    for a in range(0, len(metrics), 1000):
-        client.log_batch(run_id, metrics=metrics[a:a + 1000])
+    MlflowClient().log_batch(run_id, metrics=metrics)
 
 
 def evaluate_onnx(folder: Path, test: FeatureSet, noise: NoiseSpec, torch_logits: np.ndarray) -> dict:
@@ -109,18 +105,17 @@ def evaluate_onnx(folder: Path, test: FeatureSet, noise: NoiseSpec, torch_logits
             "ort_torch_max_abs_diff": float(np.abs(logits - torch_logits).max())}
 
 
-def score_family(spec: ModelSpec, settings: TrainSettings, noise: NoiseSpec, test: FeatureSet,
+def score_family(spec: ModelSpec, noise: NoiseSpec, settings: TrainSettings, test: FeatureSet,
                  device: torch.device) -> dict:
     """Train (or reuse) one model and evaluate it (logs nothing): its metrics, prefixed by the
     family, and its training result."""
     folder = trained_multimodal_model(spec, settings, device)
     model, _, result = load_trained_multimodal(folder)
-    metrics = {k: result[k] for k in ("best_val_accuracy", "best_epoch", "train_samples_per_s",
-                                      "parameter_count", "hidden_width")}
-    metrics["mean_epoch_seconds"] = result["epoch_seconds"]  # the per-epoch series is {family}_epoch_seconds
-    metrics["epochs_trained"] = len(result["history"])
     scores, logits = evaluate(model, test, noise, device)
-    metrics.update(scores)
+    kept = ("best_val_accuracy", "best_epoch", "train_samples_per_s", "parameter_count", "hidden_width")
+    # mean_epoch_seconds: the per-epoch series is logged as {family}_epoch_seconds
+    metrics = {**{k: result[k] for k in kept}, "mean_epoch_seconds": result["epoch_seconds"],
+               "epochs_trained": len(result["history"]), **scores}
     if noise.active:
         metrics["clean_test_accuracy"] = evaluate(model, test, None, device)[0]["test_accuracy"]
     if spec.family == "dnn":
@@ -152,11 +147,8 @@ def score_configuration(unit: Configuration) -> dict:
     for packed in unit.models:
         unpack(packed)
     test = test_data(unit.config["modality"], unit.test_limit)
-    scores = {}
-    for family in unit.config["families"]:
-        spec, noise = _spec_and_noise(unit.config, family)
-        scores[family] = score_family(spec, unit.settings, noise, test, torch.device(unit.device))
-    return scores
+    return {family: score_family(*_spec_and_noise(unit.config, family), unit.settings, test, torch.device(unit.device))
+            for family in unit.config["families"]}
 
 
 # --- command line ------------------------------------------------------------------------------
@@ -172,10 +164,11 @@ def add_arguments(parser: argparse.ArgumentParser, command: str):
     if sweep:
         parser.add_argument(sweep.option, type=sweep.parse, default=list(sweep.values), help=sweep.help)
     add_options(parser, SuiteTraining)
-    add_options(parser.group(MODEL), ModelSpec, skip=(factor,))
+    add_options(parser.group("model (the reference defaults; a swept factor replaces its option)"), ModelSpec,
+                skip=(factor,))
     swept = {"noise_std": "std", "noise_position": "position"}.get(factor)
-    add_options(parser.group(NOISE), NoiseSpec, skip=(swept,), std=0.1 if command == "noise_position" else 0.0,
-                position="pre" if command == "noise_level" else "none")
+    add_options(parser.group("evaluation noise (never seen in training)"), NoiseSpec, skip=(swept,),
+                std=0.1 if command == "noise_position" else 0.0, position="pre" if command == "noise_level" else "none")
     add_resume(parser, "reopen the unfinished run of the same parameters and skip finished configurations")
     add_options(parser, Seeds, seeds=1)
     add_engine_arguments(parser)
@@ -188,15 +181,9 @@ def configurations(args) -> list[dict]:
     values = getattr(args, sweep.option.lstrip("-").replace("-", "_")) if sweep else [None]
     require(len(values) > 0, f"{sweep.option if sweep else 'values'} is empty; give at least one value")
     base = {k: getattr(args, k, None) for k in SPEC_FIELDS + NOISE_FIELDS}
-    configs = []
-    for modality in args.modalities:
-        for value in values:
-            for seed in seeds_from_args(args):
-                config = {**base, "modality": modality, "families": families, "seed": seed}
-                if sweep:
-                    config[sweep.factor] = value
-                configs.append(config)
-    return configs
+    return [{**base, "modality": modality, "families": families, "seed": seed,
+             **({sweep.factor: value} if sweep else {})}
+            for modality, value, seed in itertools.product(args.modalities, values, seeds_from_args(args))]
 
 
 def _spec_and_noise(config: dict, family: str) -> tuple[ModelSpec, NoiseSpec]:

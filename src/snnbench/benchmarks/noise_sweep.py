@@ -7,7 +7,6 @@ noise seed) plus one clean run per model; the parent logs the tables of
 finished children are reused. Models: see :mod:`~snnbench.benchmarks.noise_sweep_models`.
 """
 
-import io
 import tempfile
 import time
 from collections import OrderedDict
@@ -204,7 +203,7 @@ def _finished_row(run, child: dict, config: dict) -> dict:
     m = run.data.metrics
     row = _row(child, config, m, m["clean_accuracy"], m.get("eval_seconds", float("nan")), run.info.run_id, True)
     path = mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path=CORRECT)
-    row["correct"] = np.unpackbits(np.load(io.BytesIO(Path(path).read_bytes())))[:int(m["n"])].astype(bool)
+    row["correct"] = np.unpackbits(np.load(path))[:int(m["n"])].astype(bool)
     return row
 
 

@@ -70,8 +70,7 @@ def summaries(rows: list) -> dict:
     """Robustness metrics per (family, model, modality, position), over the seed-averaged curve."""
     out = {}
     groups = _groups([r for r in rows if r["noise_position"] != "none"], CURVE)
-    for key in sorted(groups):
-        points = groups[key]
+    for key, points in sorted(groups.items()):
         stds = sorted({r["noise_std"] for r in points})
         means = [np.mean([r["accuracy"] for r in points if r["noise_std"] == s]) for s in stds]
         curve = robustness.Curve.from_points(stds, means, float(np.mean([r["clean_accuracy"] for r in points])))
@@ -127,8 +126,7 @@ def log_results(rows: list, config: dict, out: Path) -> dict:
     """Tables (result rows, cells, paired gaps, robustness), markdown, plot and a few metrics on the parent."""
     out.mkdir(parents=True, exist_ok=True)
     plain = [{k: v for k, v in r.items() if k != "correct"} for r in rows]
-    harness.result_table(plain).to_csv(out / "noise_sweep.csv", index=False)
-    mlflow.log_artifact(str(out / "noise_sweep.csv"))
+    mlflow.log_text(harness.result_table(plain).to_csv(index=False), "noise_sweep.csv")
     harness.log_result_table(plain)
     cell_rows, gaps = cells(plain), paired_gaps(rows, config["seed"])
     mlflow.log_table(pd.DataFrame(cell_rows), "noise_cells.json")

@@ -4,7 +4,7 @@
 import argparse
 from dataclasses import dataclass
 
-from snnbench.config import add_options, auto, boolean, choice_list, from_args, option
+from snnbench.config import add_options, auto, boolean, choice_list, option
 from snnbench.data import MODALITIES
 from snnbench.errors import ConfigError
 from snnbench.training.recipes import PROFILES, Recipe
@@ -53,8 +53,3 @@ def add_recipe_arguments(group, archs, arch_help: str = "the conversion study's 
     """The conversion DNN and its training recipe (snnbench.training.recipes.Recipe)."""
     group.add_argument("--arch", choices=archs, default="mlp", help=arch_help)
     add_options(group, Recipe, skip=() if lr else ("lr", "batch_size"))
-
-
-def recipe_from_args(args) -> Recipe:
-    """The conversion DNN's recipe of a command's options (add_recipe_arguments)."""
-    return from_args(Recipe, args, seed=args.seed)

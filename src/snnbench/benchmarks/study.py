@@ -9,6 +9,7 @@ trainings per seed for the three modalities, each scored on the whole test split
 four noises. Summaries are means over seeds with a Student-t 95% interval.
 """
 
+import itertools
 import math
 from collections import namedtuple
 from pathlib import Path
@@ -89,22 +90,19 @@ def summarise(rows: list[dict]) -> list[dict]:
     """Per experiment, modality, family, value and metric: mean over seeds and its 95% interval."""
     summary = []
     for experiment in EXPERIMENTS:
-        for modality in MODALITIES:
-            for family in experiment.families:
-                for value in experiment.values:
-                    runs = [r for r in rows if r["modality"] == modality and r["family"] == family
-                            and _matches(r, experiment, value)]
-                    if not runs:
-                        continue
-                    test = f"test/{value if experiment.factor == 'noise' else CLEAN}"
-                    for metric in experiment.metrics:
-                        values = [r[metric] if metric == "best_val_accuracy" else r[test]["accuracy"] for r in runs]
-                        mean, low, high = seed_interval(values)
-                        summary.append({"experiment": experiment.name, "modality": modality, "family": family,
-                                        "value": value, "metric": metric, "mean": mean, "ci_low": low,
-                                        "ci_high": high, "n_seeds": len(values),
-                                        "seeds": [r["seed"] for r in runs], "values": values,
-                                        "study": STUDY_VALUES.get((experiment.name, modality, family, value, metric))})
+        for modality, family, value in itertools.product(MODALITIES, experiment.families, experiment.values):
+            runs = [r for r in rows if r["modality"] == modality and r["family"] == family
+                    and _matches(r, experiment, value)]
+            if not runs:
+                continue
+            test = f"test/{value if experiment.factor == 'noise' else CLEAN}"
+            for metric in experiment.metrics:
+                values = [r[metric] if metric == "best_val_accuracy" else r[test]["accuracy"] for r in runs]
+                mean, low, high = seed_interval(values)
+                summary.append({"experiment": experiment.name, "modality": modality, "family": family, "value": value,
+                                "metric": metric, "mean": mean, "ci_low": low, "ci_high": high,
+                                "n_seeds": len(values), "seeds": [r["seed"] for r in runs], "values": values,
+                                "study": STUDY_VALUES.get((experiment.name, modality, family, value, metric))})
     return summary
 
 
@@ -193,10 +191,8 @@ def study_report(results: dict, figures: Path, link_prefix: str = "") -> str:
                   "Stacks trained side by side share the GPU, so their epochs take the grid's pace: these are "
                   "seconds per epoch of the whole grid, not of one stack alone." if shared else "",
                   "", "| shape | models stacked | seconds per epoch | model-epochs per second |", "|---|---|---|---|"]
-        for shape, entries in speeds.items():
-            for e in entries:
-                lines.append(f"| {shape} | {e['models']} | {e['epoch_seconds']:.3f} | {e['model_epochs_per_s']:.1f} |")
-        lines.append("")
+        lines += [f"| {shape} | {e['models']} | {e['epoch_seconds']:.3f} | {e['model_epochs_per_s']:.1f} |"
+                  for shape, entries in speeds.items() for e in entries] + [""]
     return "\n".join(lines)
 
 
@@ -223,7 +219,7 @@ def _training_cost(meta: dict) -> list[str]:
     return lines + [""]
 
 
-def plot_experiment(experiment: Experiment, entries: list[dict], path: Path) -> Path:
+def plot_experiment(experiment: Experiment, entries: list[dict], path: Path):
     """One panel per modality: mean test accuracy per value, 95% interval bars, one series per
     family (and metric); the study's value as a cross where it gave one."""
     import matplotlib
@@ -256,4 +252,3 @@ def plot_experiment(experiment: Experiment, entries: list[dict], path: Path) -> 
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
-    return path

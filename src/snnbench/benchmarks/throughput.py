@@ -45,7 +45,6 @@ GRIDS = {
     "full": dict(steps=[4, 8, 16, 32], batch_sizes=[1, 10, 100, 1000], nengo_steps=[4, 8, 16, 32],
                  nengo_batch_sizes=[1, 10], warmup=2, repeats=20, samples=1000),
 }
-TABLE = "throughput.json"
 
 
 def _grid(key: str, parse, what: str):
@@ -78,9 +77,8 @@ def add_arguments(parser, command):
 def resolve(args) -> dict:
     """The run's settings: options given, else the profile's grid."""
     settings = from_profile(args, GRIDS)
-    threads = args.threads or len(os.sched_getaffinity(0))
-    settings.update(backends=args.backends, threads=threads, arch=args.arch, epochs=args.epochs,
-                    train_limit=args.train_limit or 0, profile=args.profile, seed=args.seed,
+    settings.update(backends=args.backends, threads=args.threads or len(os.sched_getaffinity(0)), arch=args.arch,
+                    epochs=args.epochs, train_limit=args.train_limit or 0, profile=args.profile, seed=args.seed,
                     device=str(resolve_device(args.device)))
     for key in ("steps", "batch_sizes", "nengo_steps", "nengo_batch_sizes"):
         require(settings[key] and all(v >= 1 for v in settings[key]), f"--{key.replace('_', '-')} needs "
@@ -208,7 +206,7 @@ def measure(backend, steps, batch_size, images, labels, folder, settings, layers
 def log_results(rows: list, settings: dict):
     """The table (JSON, CSV, and as the result table with timings as extra columns), plot and best speeds."""
     columns = list(rows[0])
-    mlflow.log_table({c: [r[c] for r in rows] for c in columns}, TABLE)
+    mlflow.log_table({c: [r[c] for r in rows] for c in columns}, "throughput.json")
     log_result_table([{"benchmark": "throughput", "engine": ENGINES[r["backend"]],
                        "model": f"conversion-{settings['arch']}", "modality": "image",
                        "method": "" if r["backend"] == "ort" else "calibrated", "steps": max(r["steps"], 1),
