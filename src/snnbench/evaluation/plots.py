@@ -13,9 +13,10 @@ from matplotlib import ticker  # noqa: E402
 STYLES = {"DNN": dict(linestyle="--", marker="s"), "SNN": dict(linestyle="-", marker="o")}
 
 
-def _save(fig, path: Path, dpi: int = 110) -> Path:
+def save_figure(fig, path: Path, dpi: int = 110, rect=None) -> Path:
+    """Write ``fig`` to ``path`` (laid out within ``rect``, figure fractions) and close it."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
+    fig.tight_layout(rect=rect)
     fig.savefig(path, dpi=dpi)
     plt.close(fig)
     return path
@@ -61,7 +62,7 @@ def line_panels(panels: dict, path: Path, *, xlabel: str, ylabel: str, title: st
     for row in axes:
         row[0].set_ylabel(ylabel)
     fig.suptitle(title, fontsize=10)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def grouped_bars(groups: list, series: dict, path: Path, *, ylabel: str, title: str) -> Path:
@@ -78,7 +79,7 @@ def grouped_bars(groups: list, series: dict, path: Path, *, ylabel: str, title: 
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=7)
     ax.grid(axis="y", alpha=0.3)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def throughput_plot(rows: list, path: Path, backends: tuple) -> Path:
@@ -103,7 +104,7 @@ def confusion_plot(matrix, title: str, path: Path) -> Path:
                 color="white" if v > matrix.max() / 2 else "black")
     ax.set(xlabel="predicted", ylabel="true", title=title, xticks=range(10), yticks=range(10))
     fig.colorbar(image, ax=ax)
-    return _save(fig, path, dpi=120)
+    return save_figure(fig, path, dpi=120)
 
 
 def steps_curve_plot(curve: dict, dnn_accuracy: float, path: Path) -> Path:
@@ -116,4 +117,4 @@ def steps_curve_plot(curve: dict, dnn_accuracy: float, path: Path) -> Path:
     ax.set_xscale("log")
     ax.grid(alpha=0.3)
     ax.legend()
-    return _save(fig, path, dpi=120)
+    return save_figure(fig, path, dpi=120)

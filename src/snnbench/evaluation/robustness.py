@@ -57,7 +57,7 @@ def summarise(curve: Curve, metrics=METRICS) -> dict:
 def plot_accuracy_vs_std(rows: list[dict], positions: list[str], path, title: str = ""):
     """A panel per (modality, noise position): accuracy vs std, a line per engine and model, error
     bars over seeds (``rows``: result rows, one per seed)."""
-    from snnbench.evaluation.plots import plt
+    from snnbench.evaluation.plots import plt, save_figure
 
     modalities = list(dict.fromkeys(r["modality"] for r in rows))
     fig, axes = plt.subplots(len(modalities), len(positions), figsize=(4.2 * len(positions), 3.2 * len(modalities)),
@@ -92,7 +92,4 @@ def plot_accuracy_vs_std(rows: list[dict], positions: list[str], path, title: st
     fig.legend(list(handles.values()), list(handles), loc="lower center", ncol=min(len(handles), 4), fontsize=8)
     if title:
         fig.suptitle(title)
-    fig.tight_layout(rect=(0, 0.06 + 0.02 * (len(handles) > 4), 1, 1))
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, rect=(0, 0.06 + 0.02 * (len(handles) > 4), 1, 1))

@@ -6,7 +6,7 @@ import math
 
 from snnbench.benchmarks import claims
 from snnbench.benchmarks.study import STUDY_DOCUMENT
-from snnbench.reporting.context import dnn_and_snn, markdown_table, reference_mlp, scale_line
+from snnbench.reporting.context import dnn_and_snn, latest_conversion, markdown_table, scale_line
 
 NO_STUDY_RUNS = ("_No multimodal_study runs yet: run it under both protocols (`--validation study` and "
                  "`--validation recordings`)._")
@@ -105,8 +105,7 @@ def conversion_claim(ctx, tolerance: float = 0.5) -> list | None:
     method is read at the reference run's time steps (else at its own run's steps)."""
     measured, best, steps = [], None, None
     for method in ("reference", "calibrated", "tuned"):
-        run = ctx.store.latest("convert", where=lambda r, m=method: r.params.get("method") == m
-                               and reference_mlp(r.params))
+        run = latest_conversion(ctx.store, method=method)
         table = run.table("results.json") if run else None
         if table is None or table.empty:
             continue

@@ -39,11 +39,6 @@ def _same(text: str, default) -> bool:
     return text == str(default)
 
 
-def _none_word(action) -> str:
-    """The word this option's parser reads as None (e.g. 'off', 'auto'), else 'none'."""
-    return (action.type and none_word(action.type)) or "none"
-
-
 def command_line(command: str, params: dict) -> str:
     """``snnbench COMMAND --opt value ...`` for a run of ``command`` with logged ``params``."""
     command = ALIASES.get(command, command)
@@ -64,8 +59,8 @@ def command_line(command: str, params: dict) -> str:
         elif isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
             if text == str(action.const):
                 words.append(option)
-        elif text == "None":
-            words += [option, _none_word(action)]
+        elif text == "None":  # the word this option's parser reads as None (e.g. 'off', 'auto'), else 'none'
+            words += [option, (action.type and none_word(action.type)) or "none"]
         else:
             value = _without_machine_path(_as_cli_value(text))
             words += [f"{option}={value}"] if value.startswith("-") else [option, value]  # not read as an option

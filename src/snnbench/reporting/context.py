@@ -94,6 +94,13 @@ def dnn_and_snn(records: list) -> tuple:
     return dnn, sorted((r for r in records if r["engine"] == "nengo-snn"), key=lambda r: r["steps"])
 
 
-def reference_mlp(params: dict) -> bool:
-    """A run on the reference study's network (the trained MLP, not a CNN or a given .onnx file)."""
-    return params.get("arch", "mlp") == "mlp" and not params.get("onnx_model")
+def loss_points(dnn: dict, snn: dict) -> str:
+    """DNN minus SNN accuracy in points, two decimals."""
+    return f"{100 * (dnn['accuracy'] - snn['accuracy']):.2f}"
+
+
+def latest_conversion(store: RunStore, arch: str = "mlp", **params) -> FoundRun | None:
+    """The newest ``convert`` run of the project's network ``arch`` (not a given .onnx file) with these
+    ``params``; ``arch="mlp"``: the reference study's network."""
+    return store.latest("convert", where=lambda r: r.params.get("arch", "mlp") == arch and not r.params.get("onnx_model")
+                        and all(r.params.get(k) == v for k, v in params.items()))

@@ -16,8 +16,8 @@ from snnbench.evaluation import plots
 from snnbench.evaluation.energy import DEVICES
 from snnbench.reporting.claims_section import claims_lines, study_document
 from snnbench.reporting.commands import command_line
-from snnbench.reporting.context import (Context, dnn_and_snn, markdown_table, missing, number, pct, reference_mlp,
-                                        results, scale_line, unreadable, with_interval)
+from snnbench.reporting.context import (Context, dnn_and_snn, latest_conversion, loss_points, markdown_table, missing,
+                                        number, pct, results, scale_line, unreadable, with_interval)
 from snnbench.reporting.steps_section import steps_lines
 from snnbench.tracking.runstore import RunStore, local_store
 
@@ -51,10 +51,6 @@ MACHINE_TAGS = ("machine.cpu_model", "machine.cpu_usable", "machine.load_avg_1mi
                 "machine.tensorflow_threads", "machine.gpu", "snnbench.device")
 
 
-def _loss_points(dnn: dict, snn: dict) -> str:
-    return f"{100 * (dnn['accuracy'] - snn['accuracy']):.2f}"
-
-
 def conversion_section(ctx: Context) -> list:
     lines = ["## Conversion study: DNN (ONNX Runtime) vs converted SNN (nengo-dl), MNIST", "",
              CONVERSION_REFERENCE,
@@ -65,8 +61,7 @@ def conversion_section(ctx: Context) -> list:
              "its 95% Wilson interval; loss = DNN - SNN.", ""]
     rows, series, runs, dnn = [], {}, [], None
     for method in METHODS:
-        run = ctx.store.latest("convert", where=lambda r, m=method: r.params.get("method") == m
-                               and reference_mlp(r.params))
+        run = latest_conversion(ctx.store, method=method)
         if run is None:
             lines += [f"_No `{method}` conversion yet: run `snnbench convert --method {method}`._", ""]
             continue
@@ -81,7 +76,7 @@ def conversion_section(ctx: Context) -> list:
         ctx.use(run)
         runs.append(run)
         dnn, snn = dnn_and_snn(records)
-        rows += [[method, r["steps"], with_interval(r), with_interval(dnn), _loss_points(dnn, r),
+        rows += [[method, r["steps"], with_interval(r), with_interval(dnn), loss_points(dnn, r),
                   number(r.get("spikes_per_neuron_per_step")), number(r.get("effective_acs_per_sample")),
                   f"`{run.id[:8]}`"] for r in snn]
         series[f"SNN, {method}"] = ([r["steps"] for r in snn], [100 * r["accuracy"] for r in snn])
@@ -107,8 +102,7 @@ def other_networks(ctx: Context) -> list:
     """The calibrated conversion of the project's CNNs, by time steps, with the rate-mode error."""
     rows, runs = [], []
     for arch in OTHER_ARCHS:
-        run = ctx.store.latest("convert", where=lambda r, a=arch: r.params.get("arch") == a
-                               and r.params.get("method") == "calibrated" and not r.params.get("onnx_model"))
+        run = latest_conversion(ctx.store, arch, method="calibrated")
         if run is None:
             continue
         records, problem = results(run)
@@ -118,7 +112,7 @@ def other_networks(ctx: Context) -> list:
         ctx.use(run)
         runs.append(run)
         dnn, snn = dnn_and_snn(records)
-        rows += [[arch, r["steps"], with_interval(r), with_interval(dnn), _loss_points(dnn, r),
+        rows += [[arch, r["steps"], with_interval(r), with_interval(dnn), loss_points(dnn, r),
                   number(run.metrics.get("rate_equivalence_max_abs_err")), f"`{run.id[:8]}`"] for r in snn]
     if not rows:
         return []
@@ -202,8 +196,7 @@ def where_section(ctx: Context) -> list:
              "column is its share of nonzero ReLU outputs).", ""]
     runs = []
     for arch in ("mlp", "cnn"):
-        run = ctx.store.latest("convert", where=lambda r, a=arch: r.params.get("target") == "nengo-loihi"
-                               and r.params.get("arch", "mlp") == a and not r.params.get("onnx_model"))
+        run = latest_conversion(ctx.store, arch, target="nengo-loihi")
         table = run.table("results.json") if run else None
         if table is None or table.empty:
             continue

@@ -9,7 +9,8 @@ DNN on the same images with the paired interval where the run logged it.
 from pathlib import PurePath
 
 from snnbench.evaluation import plots
-from snnbench.reporting.context import interval, markdown_table, number, results, scale_line, with_interval
+from snnbench.reporting.context import (interval, loss_points, markdown_table, number, results, scale_line,
+                                        with_interval)
 
 TITLE = "Conversion by time steps: MLP, CNN and ResNet-style network"
 STEPS = (1, 2, 4, 8, 16, 32)
@@ -58,8 +59,7 @@ def choose_run(store, arch: str, method: str, rates: str = "uniform"):
 
 def loss_cell(snn: dict, dnn: dict) -> str:
     """'0.51 [0.32, 0.70]': DNN minus SNN in points, paired interval when logged."""
-    gap = f"{100 * (dnn['accuracy'] - snn['accuracy']):.2f}"
-    return interval(gap, snn.get("paired_loss_ci_low"), snn.get("paired_loss_ci_high"))
+    return interval(loss_points(dnn, snn), snn.get("paired_loss_ci_low"), snn.get("paired_loss_ci_high"))
 
 
 def _by_steps(snn: dict, cell) -> list:

@@ -219,10 +219,9 @@ def log_dataset(features, context: str):
     MLflow dataset: named after its sources (mnist, fsdd, mnist+fsdd), its digest a hash of the
     samples, ``context`` the split it serves as (train, validation, test)."""
     urls = features.sources  # where the checksummed files come from
-    sources = list(urls)
-    if not sources:
+    if not urls:
         raise DataError("a data set without mnist/ or fsdd/ checksums has no known source to log")
-    dataset = mlflow.data.from_numpy(features.x, targets=features.y, source=urls[sources[0]],
-                                     name="+".join(sources), digest=_digest(features))
-    mlflow.log_input(dataset, context=context, tags={f"source.{name}": urls[name] for name in sources})
+    dataset = mlflow.data.from_numpy(features.x, targets=features.y, source=next(iter(urls.values())),
+                                     name="+".join(urls), digest=_digest(features))
+    mlflow.log_input(dataset, context=context, tags={f"source.{name}": url for name, url in urls.items()})
     return dataset
