@@ -8,7 +8,7 @@ from snntorch import spikegen
 from conftest import suite_logits
 from snnbench.errors import SnnbenchError
 from snnbench.models.multimodal import (S, SIZES, ModelSpec, SpikingMLP, build_model, dnn_forward, parameter_count)
-from snnbench.models.spiking import encode, make_neuron, neuron_scan
+from snnbench.models.spiking import encode, make_neuron, neuron_scan, surrogate_slope
 from snnbench.noise import NoiseSpec
 from snnbench.training.loop import fit
 from snnbench.training.recipes import Recipe
@@ -224,6 +224,19 @@ def test_neuron_scan_matches_snntorch_leaky(neuron, reset, output, surrogate_nam
     (got,) = torch.autograd.grad((scan_spikes.transpose(0, 1) * weights[0]).sum()
                                  + (scan_membranes.transpose(0, 1) * weights[1]).sum(), current)
     assert torch.allclose(got, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_the_sigmoid_surrogate_stays_finite_far_below_threshold():
+    """snntorch's sigmoid derivative, 25 exp(-25x) / (exp(-25x) + 1)^2, overflows to NaN below
+    x = -3.55 in float32 (a network trained with it then learns nothing); the scan's equals its
+    float64 value everywhere."""
+    x = torch.tensor([-40.0, -10.0, -4.0, -1.0, -0.05, 0.0, 0.05, 1.0, 10.0])
+    exact = 25 * torch.sigmoid(25 * x.double()) * (1 - torch.sigmoid(25 * x.double()))
+    assert torch.allclose(surrogate_slope("sigmoid", x).double(), exact, rtol=1e-5, atol=1e-30)
+    current = torch.full((1, 3, 2, 4), -5.0, requires_grad=True)  # membranes far below threshold
+    spikes, membranes = neuron_scan(current, torch.tensor(0.9), torch.tensor(0.0), torch.tensor(1.0), "sigmoid")
+    (spikes.sum() + membranes.sum()).backward()
+    assert current.grad.isfinite().all()
 
 
 def test_neuron_scan_gives_each_stacked_model_its_own_decay_and_reset():

@@ -29,8 +29,8 @@ def _slope(x, SURROGATE: tl.constexpr):
     elif SURROGATE == 1:  # fast sigmoid, slope 25
         d = 25.0 * tl.abs(x) + 1.0
         return 1.0 / (d * d)
-    elif SURROGATE == 2:  # sigmoid, slope 25
-        e = tl.exp(-25.0 * x)
+    elif SURROGATE == 2:  # sigmoid, slope 25, at -|x| (no overflow)
+        e = tl.exp(-25.0 * tl.abs(x))
         return 25.0 * e / ((e + 1.0) * (e + 1.0))
     elif SURROGATE == 3:  # triangular, threshold 1
         return tl.where(x >= 0, -1.0, 1.0)

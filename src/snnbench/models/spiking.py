@@ -79,13 +79,15 @@ class NoiseDraws:
 
 def surrogate_slope(surrogate: str, x: torch.Tensor) -> torch.Tensor:
     """dS/dU of snntorch's surrogate ``surrogate`` (its default parameters) at ``x`` = membrane
-    minus threshold: the factor its backward multiplies the incoming gradient by."""
+    minus threshold: the factor its backward multiplies the incoming gradient by. The sigmoid's is
+    taken at ``-|x|`` (it is even): snntorch's ``exp(-25 x)`` overflows to NaN below x = -3.55 in float32."""
     if surrogate == "atan":  # alpha 2
         return 2.0 / 2 / (1 + (torch.pi / 2 * 2.0 * x).pow(2))
     if surrogate == "fast_sigmoid":  # slope 25
         return 1.0 / (25 * torch.abs(x) + 1.0) ** 2
     if surrogate == "sigmoid":  # slope 25
-        return 25 * torch.exp(-25 * x) / ((torch.exp(-25 * x) + 1) ** 2)
+        e = torch.exp(-25 * x.abs())
+        return 25 * e / ((e + 1) ** 2)
     if surrogate == "triangular":  # threshold 1: +1 below the threshold, -1 from it on
         return torch.where(x >= 0, -1.0, 1.0).to(x.dtype)
     if surrogate == "straight_through":
