@@ -10,7 +10,8 @@ import torch
 from conftest import require_data
 from snnbench.models.multimodal import ModelSpec
 from snnbench.models.spiking import neuron_scan
-from snnbench.training.grid import Engine, Job, train_jobs
+from snnbench.training.grid import STEP_PARTS, Engine, Job, StackTrainer, time_step_parts, train_jobs
+from snnbench.training.grid.trainer import STEPS_PER_GRAPH
 from snnbench.training.suite import TrainSettings, load_trained_multimodal
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
@@ -102,3 +103,24 @@ def test_the_triton_scan_trains_what_the_eager_scan_trains():
         trained.append(_weights(jobs))
     for key, weights in trained[1].items():
         assert all(torch.allclose(weights[k], trained[0][key][k], rtol=0, atol=1e-5) for k in weights), key
+
+
+def test_the_step_parts_replay_as_captured_graphs():
+    """Each timed part is a graph of STEPS_PER_GRAPH steps: the optimiser part steps Adam that often
+    per replay, the forward part leaves the weights; timing them all saves nothing."""
+    require_data()
+    trainer = StackTrainer(_jobs(epochs=1)[:2], CUDA[0])
+    trainer.ready()
+    params = trainer.net.parameters()
+    steps = [float(trainer.optimiser.state[p]["step"]) for p in params]
+    weights = [p.detach().clone() for p in params]
+    trainer.part_steps("forward")()
+    trainer.part_steps("optimiser")()
+    torch.cuda.synchronize()
+    assert [float(trainer.optimiser.state[p]["step"]) for p in params] == [s + STEPS_PER_GRAPH for s in steps]
+    assert all(torch.equal(w, p) for w, p in zip(weights, params))  # zero gradients, zero moments: no update
+    jobs = _jobs(epochs=1)
+    _clear(jobs)
+    times, _ = time_step_parts(jobs, CUDA[0], replays=2)
+    assert set(times) == set(STEP_PARTS) and all(ms > 0 for ms in times.values())
+    assert not any(job.trained() for job in jobs)

@@ -10,8 +10,8 @@ import torch
 
 from conftest import require_data, suite_logits
 from snnbench.models.spiking import NoiseDraws
-from snnbench.training.grid import (Engine, Job, StackedNet, StackTrainer, evaluate_jobs, product_flops, run_stacks, share_out,
-                           split_k, stack_cost, stacks, train_jobs)
+from snnbench.training.grid import (STEP_PARTS, Engine, Job, StackedNet, StackTrainer, evaluate_jobs, product_flops,
+                                    run_stacks, share_out, split_k, stack_cost, stacks, time_step_parts, train_jobs)
 from snnbench.models.multimodal import ModelSpec, build_model
 from snnbench.training.loop import fit, seed_everything
 from snnbench.training.suite import TrainSettings, load_trained_multimodal, test_data as suite_test_data, training_data
@@ -196,3 +196,39 @@ def test_the_triton_scan_without_triton_is_one_clear_error(monkeypatch):
         scan_kernel("triton", torch.device("cuda"))  # checked before anything touches the device
     assert scan_kernel("eager", torch.device("cuda")) == "eager"
     assert StackedNet([SNN[0]], [build_model(SNN[0])], torch.device("cpu"), scan="triton").scan == "eager"
+
+
+def test_each_step_part_does_its_part_alone():
+    """The timed parts of a training step: the forward pass changes neither weights nor gradients,
+    the step without the optimiser leaves the weights and makes gradients, the optimiser alone
+    steps Adam on the gradients there are; the whole step is training's own."""
+    require_data()
+    trainer = StackTrainer([Job(SNN[0], tiny(0)), Job(SNN[1], tiny(1))], torch.device("cpu"))
+    params = trainer.net.parameters()
+
+    def snapshot():
+        return [p.detach().clone() for p in params]
+
+    def adam_steps():
+        return [int(trainer.optimiser.state[p]["step"]) if p in trainer.optimiser.state else 0 for p in params]
+
+    before = snapshot()
+    trainer.part_steps("forward")()
+    assert all(torch.equal(a, b) for a, b in zip(before, snapshot())) and all(p.grad is None for p in params)
+    assert (trainer.loss_sum > 0).all()  # each member's loss counted
+    trainer.part_steps("no_optimiser")()
+    assert all(torch.equal(a, b) for a, b in zip(before, snapshot())) and all(p.grad.abs().sum() > 0 for p in params)
+    assert adam_steps() == [0] * len(params)
+    trainer.part_steps("optimiser")()  # on gradients of zero: Adam's moments stay zero, and so do its updates
+    assert adam_steps() == [1] * len(params) and all(torch.equal(a, b) for a, b in zip(before, snapshot()))
+    trainer.part_steps("step")()
+    assert adam_steps() == [2] * len(params) and not any(torch.equal(a, b) for a, b in zip(before, snapshot()))
+
+
+def test_timing_the_step_parts_leaves_nothing_behind():
+    require_data()
+    jobs = [Job(SNN[0], tiny(7, epochs=1)), Job(DNN, tiny(7, epochs=1))]
+    times, steps_per_epoch = time_step_parts(jobs, torch.device("cpu"), replays=1)
+    assert set(times) == set(STEP_PARTS) and all(ms > 0 for ms in times.values())
+    assert steps_per_epoch == -(-StackTrainer(jobs[:1], torch.device("cpu")).train.n // jobs[0].settings.batch_size)
+    assert not any(job.trained() for job in jobs)  # nothing saved, nothing cached

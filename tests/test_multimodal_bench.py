@@ -12,7 +12,7 @@ from conftest import require_data
 from snnbench.benchmarks.study import study_report
 from snnbench.cli.main import main
 from snnbench.models.multimodal import ModelSpec
-from snnbench.training.grid import trained_multimodal_model
+from snnbench.training.grid import STEP_PARTS, trained_multimodal_model
 from snnbench.training.suite import TrainSettings, load_trained_multimodal
 
 TINY = ["--epochs", "1", "--train-limit", "200", "--test-limit", "60", "--size", "S/3", "--device", "cpu"]
@@ -117,7 +117,7 @@ def test_study_command_trains_the_grid_with_seeds_and_writes_its_results(trackin
     require_data()
     out = tmp_path / "results.json"
     assert main(["multimodal_study", "--epochs", "1", "--train-limit", "100", "--test-limit", "60", "--seeds", "2",
-                 "--modalities", "audio", "--device", "cpu", "--results-out", str(out)]) == 0
+                 "--modalities", "audio", "--device", "cpu", "--results-out", str(out), "--step-parts", "1"]) == 0
     client, parents, children = runs_of("multimodal_study")
     assert len(parents) == 1 and len(children) == 20  # 10 audio configurations x 2 seeds
     results = json.loads(out.read_text())
@@ -135,6 +135,9 @@ def test_study_command_trains_the_grid_with_seeds_and_writes_its_results(trackin
     artifacts = {a.path for a in client.list_artifacts(parents[0].info.run_id)}
     assert {"results.json", "report"} <= artifacts
     assert parents[0].data.metrics["train_product_flops"] > 0 and parents[0].data.metrics["train_optimiser_bytes"] > 0
+    parts = {k: v for k, v in parents[0].data.metrics.items() if k.startswith("step_")}  # --step-parts: timed first
+    assert set(parts) == {f"{kind}/{part}" for kind in ("step_ms", "step_grid_seconds") for part in STEP_PARTS}
+    assert all(value > 0 for value in parts.values())
     assert main(["multimodal_study", "--epochs", "1", "--train-limit", "100", "--test-limit", "60", "--seeds", "2",
                  "--modalities", "audio", "--device", "cpu", "--resume"]) == 0
     _, parents_after, children_after = runs_of("multimodal_study")

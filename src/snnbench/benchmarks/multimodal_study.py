@@ -31,7 +31,7 @@ from snnbench.execution import executor_from_args
 from snnbench.noise import NoiseSpec
 from snnbench.tracking.runs import MODEL_ID_TAG, benchmark_run, child_run, config_key, finished_children
 from snnbench.training.cache import read_summary
-from snnbench.training.grid import Engine, Job, evaluate_jobs, train_jobs, warm_up
+from snnbench.training.grid import Engine, Job, evaluate_jobs, time_step_parts, train_jobs, warm_up
 from snnbench.training.suite import log_trained_model
 
 
@@ -41,6 +41,9 @@ class Options:
     time_limit: int = option(0, "stop training after this many seconds (0 = never), checkpointed; --resume continues",
                              non_negative)
     results_out: str = option("", "also write the results document (JSON) to this file")
+    step_parts: int = option(0, "first replay every stack's step parts (the whole step, without the optimiser, the "
+                                "forward pass, the optimiser alone) this many times side by side and log each "
+                                "one's ms per grid step (0 = off)", non_negative)
 
 
 def add_arguments(parser, command: str):
@@ -58,6 +61,19 @@ def _child_name(job: Job) -> str:
     spec = job.spec
     snn = f" {spec.neuron} {spec.reset} T={spec.steps}" if spec.family == "snn" else ""
     return f"{spec.modality} {spec.family} {spec.size}{snn} seed={job.settings.seed}"
+
+
+def log_step_parts(jobs: list[Job], device: torch.device, engine: Engine, replays: int, epochs: int):
+    """Each step part's milliseconds per grid step (``step_ms/PART``) and that over the grid's epochs
+    (``step_grid_seconds/PART``: the time the grid would take if every step cost only that part)."""
+    times, steps_per_epoch = time_step_parts(jobs, device, engine, replays)
+    grid_steps = epochs * steps_per_epoch
+    mlflow.log_metrics({f"step_ms/{part}": ms for part, ms in times.items()})
+    mlflow.log_metrics({f"step_grid_seconds/{part}": ms * grid_steps / 1000 for part, ms in times.items()})
+    print(f"multimodal_study: ms per grid step ({len(jobs)} trainings), and over its {grid_steps} steps: "
+          + ", ".join(f"{part} {ms:.3g} ({ms * grid_steps / 1000:.0f} s)" for part, ms in times.items()))
+    if device.type == "cuda":
+        torch.cuda.empty_cache()  # the probe's graphs and stacks are gone
 
 
 def run(args):
@@ -80,6 +96,8 @@ def run(args):
                           resume=args.resume, sweep=True) as parent:
         mlflow.set_tag("snnbench.device_name", device_name)
         executor.on_workers(warm_up)  # here or on every worker: not timed as training
+        if args.step_parts:
+            log_step_parts(jobs, devices[0], engine, args.step_parts, scale["epochs"])
         started = time.perf_counter()
         summary = train_jobs(jobs, devices, engine, time_limit=args.time_limit, executor=executor)
         train_seconds = time.perf_counter() - started

@@ -12,6 +12,7 @@ several GPUs or machines train shares of them as units of work (snnbench.executi
 :func:`evaluate_jobs` scores trained models under evaluation noise, stacked too.
 """
 
+import contextlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,11 +26,11 @@ from snnbench.training.suite import TrainSettings
 from snnbench.training.grid.evaluation import evaluate_jobs
 from snnbench.training.grid.plan import Engine, Job, product_flops, share_out, stack_cost, stack_shape, stacks
 from snnbench.training.grid.stacked import StackedNet, split_k
-from snnbench.training.grid.trainer import StackTrainer, run_stacks
+from snnbench.training.grid.trainer import STEP_PARTS, StackTrainer, run_stacks
 
 __all__ = ["Engine", "Job", "StackShare", "StackTrainer", "StackedNet", "evaluate_jobs", "product_flops",
-           "run_stacks", "share_out", "split_k", "stack_cost", "stacks", "train_jobs", "train_share",
-           "trained_multimodal_model", "warm_up"]
+           "run_stacks", "share_out", "split_k", "stack_cost", "stacks", "STEP_PARTS", "time_step_parts", "train_jobs",
+           "train_share", "trained_multimodal_model", "warm_up"]
 
 
 def trained_multimodal_model(spec: ModelSpec, settings: TrainSettings, device: torch.device | str = "cpu") -> Path:
@@ -60,16 +61,53 @@ def train_jobs(jobs: list[Job], devices: list[torch.device] | None = None, engin
         with Executor.local(len(devices), [d.index for d in devices]) as local:
             summary["speeds"] = _train_on_cluster(groups, devices, engine, time_limit, local, log)
     elif groups:
-        tf32 = torch.backends.cuda.matmul.allow_tf32
-        torch.backends.cuda.matmul.allow_tf32 = engine.tf32
-        try:
+        with _tf32(engine.tf32):
             summary["speeds"] = run_stacks([StackTrainer(g, devices[0], engine) for g in groups],
                                            engine.side_by_side, deadline, log)
-        finally:
-            torch.backends.cuda.matmul.allow_tf32 = tf32
     summary["wall_seconds"] = time.perf_counter() - started
     summary["complete"] = all(j.trained() for j in jobs)
     return summary
+
+
+@contextlib.contextmanager
+def _tf32(allowed: bool):
+    """TF32 matrix products (CUDA) allowed or not, as before afterwards."""
+    before = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = allowed
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = before
+
+
+def time_step_parts(jobs: list[Job], device: torch.device, engine: Engine = Engine(),
+                    replays: int = 20) -> tuple[dict, int]:
+    """Milliseconds per grid step (every stack of ``jobs`` one training step) of each of
+    :data:`STEP_PARTS` (trained or not, nothing is saved), and the most steps an epoch of a stack
+    takes: on CUDA, ``replays`` replays of each stack's captured ``STEPS_PER_GRAPH`` steps, the
+    stacks side by side on their streams as :func:`run_stacks` runs them; on the CPU, one stack after another."""
+    with _tf32(engine.tf32):
+        trainers = [StackTrainer(g, device, engine) for g in stacks(list(dict.fromkeys(jobs)), engine.max_stack)]
+        for trainer in trainers:
+            trainer.ready()
+        times = {}
+        for part in STEP_PARTS:
+            runs = []
+            for trainer in trainers:
+                with trainer._on_stream():
+                    runs.append(trainer.part_steps(part))
+                    runs[-1]()  # warm
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            started = time.perf_counter()
+            for _ in range(replays):
+                for trainer, run in zip(trainers, runs):
+                    with trainer._on_stream():
+                        run()
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            times[part] = (time.perf_counter() - started) * 1000 / (replays * trainers[0].probe_steps)
+    return times, max(-(-t.train.n // t.batch_size) for t in trainers)
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,9 @@ from snnbench.training.grid.stacked import StackedNet
 from snnbench.training.loop import seed_everything
 from snnbench.training.suite import model_config, save_trained, tables, training_rows
 
+# what grid.time_step_parts times: a whole training step, the step without its optimiser step, the
+# forward pass and loss alone, the optimiser step alone
+STEP_PARTS = ("step", "no_optimiser", "forward", "optimiser")
 CHECKPOINT_SECONDS = 300.0  # least wall time between two checkpoints of a stack
 STEPS_PER_GRAPH = 16  # CUDA: training steps recorded in one graph (launches are few and cheap)
 
@@ -109,16 +112,44 @@ class StackTrainer:
     def shape(self) -> str:
         return stack_shape([j.spec for j in self.jobs])
 
-    def _train_steps(self, positions: torch.Tensor):
-        """Training steps on the batches ``positions`` ``(steps, G, B)``."""
+    def _train_steps(self, positions: torch.Tensor, part: str = "step"):
+        """Training steps on the batches ``positions`` ``(steps, G, B)``, or one part of each
+        (:data:`STEP_PARTS`, timed by snnbench.training.grid.time_step_parts)."""
         for batch in positions:
-            self.optimiser.zero_grad(set_to_none=True)
-            x, y = self.train.batch(batch)
-            losses = F.cross_entropy(self.net.forward(x).reshape(-1, N_CLASSES), y.reshape(-1), reduction="none")
-            losses = losses.view(len(self.jobs), -1).mean(1)
-            losses.sum().backward()  # each member's gradient is that of its own mean loss
-            self.optimiser.step()
-            self.loss_sum += losses.detach().double() * batch.shape[1]
+            if part != "optimiser":
+                self.optimiser.zero_grad(set_to_none=True)
+                x, y = self.train.batch(batch)
+                losses = F.cross_entropy(self.net.forward(x).reshape(-1, N_CLASSES), y.reshape(-1), reduction="none")
+                losses = losses.view(len(self.jobs), -1).mean(1)
+                if part != "forward":
+                    losses.sum().backward()  # each member's gradient is that of its own mean loss
+            if part in ("step", "optimiser"):
+                self.optimiser.step()
+            if part != "optimiser":
+                self.loss_sum += losses.detach().double() * batch.shape[1]
+
+    @property
+    def probe_steps(self) -> int:
+        """Training steps in one call of a :meth:`part_steps` callable."""
+        return STEPS_PER_GRAPH if self.graphs else 1
+
+    def part_steps(self, part: str):
+        """A callable that runs ``part`` of :attr:`probe_steps` training steps on fixed batches (CUDA:
+        a graph replay), after :meth:`ready`; it changes the weights."""
+        positions = self._full_batch().expand(self.probe_steps, len(self.jobs), -1)
+        if part == "optimiser":  # it steps on gradients of zero (Adam's work does not depend on their values)
+            for p in self.net.parameters():
+                p.grad = torch.zeros_like(p)
+        if not self.graphs:
+            return lambda: self._train_steps(positions, part)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, stream=self.stream):
+            self._train_steps(positions, part)
+        return graph.replay
+
+    def _full_batch(self) -> torch.Tensor:
+        """Positions of a batch of ``batch_size`` rows, however few rows there are."""
+        return torch.arange(self.batch_size, device=self.device) % self.train.n
 
     def _capture(self):
         """Record the training steps (``STEPS_PER_GRAPH`` of them, and one for an epoch's last
@@ -129,7 +160,7 @@ class StackTrainer:
         fresh = not self.optimiser.state
         state = [{k: v.clone() for k, v in self.optimiser.state.get(p, {}).items()} for p in params]
         g = len(self.jobs)
-        warm = torch.arange(self.batch_size, device=self.device).expand(1, g, -1)
+        warm = self._full_batch().expand(1, g, -1)
         for _ in range(3):
             self._train_steps(warm)
         if self.val.n:
@@ -159,13 +190,18 @@ class StackTrainer:
         torch.cuda.synchronize(self.device)
 
     def start(self):
+        if not self.done:
+            self.ready()
+            with self._on_stream():
+                self._start_epoch()
+
+    def ready(self):
+        """Wait for the stack's set-up; on CUDA, warm its steps up and capture them."""
         if self.stream is not None:
             self.stream.wait_stream(torch.cuda.current_stream(self.device))
         with self._on_stream():
-            if self.graphs and not self.done:
+            if self.graphs:
                 self._capture()
-            if not self.done:
-                self._start_epoch()
 
     def _on_stream(self):
         return torch.cuda.stream(self.stream) if self.stream is not None else contextlib.nullcontext()
@@ -355,3 +391,4 @@ def run_stacks(trainers: list[StackTrainer], side_by_side: bool = True, deadline
                  "product_flops": len(history) * trainer.train.n * sum(product_flops(j.spec) for j in trainer.jobs),
                  "optimiser_bytes": steps * ADAM_BYTES_PER_PARAMETER * parameters})
     return speeds
+
