@@ -230,5 +230,6 @@ def test_timing_the_step_parts_leaves_nothing_behind():
     jobs = [Job(SNN[0], tiny(7, epochs=1)), Job(DNN, tiny(7, epochs=1))]
     times, steps_per_epoch = time_step_parts(jobs, torch.device("cpu"), replays=1)
     assert set(times) == set(STEP_PARTS) and all(ms > 0 for ms in times.values())
-    assert steps_per_epoch == -(-StackTrainer(jobs[:1], torch.device("cpu")).train.n // jobs[0].settings.batch_size)
+    n = StackTrainer(jobs[:1], torch.device("cpu")).train.n
+    assert steps_per_epoch == -(-n // jobs[0].settings.batch_size)
     assert not any(job.trained() for job in jobs)  # nothing saved, nothing cached

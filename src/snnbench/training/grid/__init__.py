@@ -107,7 +107,7 @@ def time_step_parts(jobs: list[Job], device: torch.device, engine: Engine = Engi
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             times[part] = (time.perf_counter() - started) * 1000 / (replays * trainers[0].probe_steps)
-    return times, max(-(-t.train.n // t.batch_size) for t in trainers)
+    return times, max(t.steps_per_epoch for t in trainers)
 
 
 @dataclass(frozen=True)

@@ -129,6 +129,10 @@ class StackTrainer:
                 self.loss_sum += losses.detach().double() * batch.shape[1]
 
     @property
+    def steps_per_epoch(self) -> int:
+        return -(-self.train.n // self.batch_size)
+
+    @property
     def probe_steps(self) -> int:
         """Training steps in one call of a :meth:`part_steps` callable."""
         return STEPS_PER_GRAPH if self.graphs else 1
@@ -222,7 +226,7 @@ class StackTrainer:
         with self._on_stream():
             done_steps = 0
             while done_steps < steps and not self.done:
-                left = -(-self.train.n // self.batch_size) - self.next_batch  # batches left in the epoch
+                left = self.steps_per_epoch - self.next_batch  # batches left in the epoch
                 a = self.next_batch * self.batch_size
                 count = STEPS_PER_GRAPH if left >= STEPS_PER_GRAPH and STEPS_PER_GRAPH in self.graphs_by_steps else 1
                 b = min(a + count * self.batch_size, self.train.n)
@@ -383,7 +387,7 @@ def run_stacks(trainers: list[StackTrainer], side_by_side: bool = True, deadline
         seconds = [h["epoch_seconds"] for h in history if "epoch_seconds" in h]
         if seconds:
             median = float(np.median(seconds))
-            steps = len(history) * -(-trainer.train.n // trainer.batch_size)
+            steps = len(history) * trainer.steps_per_epoch
             parameters = sum(p.numel() for p in trainer.net.parameters())
             speeds.setdefault(trainer.shape, []).append(
                 {"models": len(trainer.jobs), "epochs": len(seconds), "epoch_seconds": median,
