@@ -163,13 +163,13 @@ def test_broadcasting_add_of_two_tensors_is_rejected(tmp_path):
              helper.make_node("Gemm", ["x", "w1"], ["h1"], transB=1),
              helper.make_node("Add", ["h", "h1"], ["y"], name="broadcast_add")]
     path = _save_graph(tmp_path / "bc.onnx", nodes, {"w": _f32(4, 4), "w1": _f32(1, 4)}, [4], 4)
-    _one_line_error(path, "Add", "broadcast_add", "(4,) and (1,)")
+    _one_line_error(path, "Add", "broadcast_add", "(1, 4) and (1, 1)")
 
 
 def test_corrupt_and_missing_files(tmp_path):
     bad = tmp_path / "corrupt.onnx"
     bad.write_bytes(b"this is not a protobuf \x00\x01\x02" * 10)
-    _one_line_error(bad, "not a valid ONNX model", kind=DataError)
+    _one_line_error(bad, "is not an ONNX file", kind=DataError)
     _one_line_error(tmp_path / "missing.onnx", "not found", kind=DataError)
 
 

@@ -41,6 +41,7 @@ class LinearOp:
     strides: tuple = (1, 1)
     padding: str = "valid"          # conv: "valid" (no pads), "same" (TF's same pads) or "explicit"
     offset: tuple = ()              # select: (row, col) within the window; place: (first channel,)
+    index: np.ndarray | None = None  # select: the flat input index of each output, given (a permutation)
     pads: tuple = ()                # conv, pad: zero padding (top, left, bottom, right); conv: from padding if ()
     groups: int = 1                 # conv
     dilations: tuple = (1, 1)       # conv
@@ -91,6 +92,8 @@ class LinearOp:
 
     def indices(self) -> np.ndarray:
         """select: for each output, the flat index of the input element it copies."""
+        if self.index is not None:
+            return np.asarray(self.index)
         (dr, dc), (sr, sc) = self.offset, self.strides
         _, rows, cols = self.out_shape
         grid = np.arange(self.size_in).reshape(self.in_shape)

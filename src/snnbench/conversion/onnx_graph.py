@@ -1,15 +1,14 @@
 """Reading an ONNX graph: its tensors as sums of linear paths, and the populations found so far.
 
-:class:`GraphReader` walks the nodes in order (the handlers are in :mod:`snnbench.conversion.onnx_ops`):
-every data tensor is a :class:`Value`, a sum of paths from the input or earlier populations plus a
-constant bias, and each ReLU (or Clip) makes the tensor it reads a population (a :class:`Stage`). A static
-batch dimension in the export (input ``(1, C, H, W)``, as torch.onnx.export writes without
-``dynamic_axes``) is recorded as ``batch``: reshapes may name it.
+:class:`GraphReader` walks the nodes of the graph at batch 1 (:func:`load_model`; the handlers are in
+:mod:`snnbench.conversion.onnx_ops`): every data tensor is a :class:`Value`, a sum of paths from the
+input or earlier populations plus a constant bias, shaped as the tensor is (batch axis of 1
+included), and each ReLU (or Clip) makes the tensor it reads a population (a :class:`Stage`).
+Reshapes of any kind keep the values in their order, so they only change the shape.
 """
 
 from collections import Counter
 from dataclasses import dataclass
-from pathlib import Path as FilePath
 
 import numpy as np
 import onnx
@@ -17,11 +16,22 @@ import torch
 from onnx import numpy_helper
 
 from snnbench.conversion.graph import INPUT, LinearOp, Path, Stage
-from snnbench.errors import DataError, UnsupportedModelError
+from snnbench.conversion.onnx_prepare import fixed_batch, load
+from snnbench.errors import UnsupportedModelError
 
-SUPPORTED_OPS = ("Gemm", "MatMul", "Add", "Relu", "Clip", "Pad", "Flatten", "Reshape", "Conv", "AveragePool",
-                 "GlobalAveragePool", "MaxPool", "Concat", "BatchNormalization", "Identity", "Dropout",
-                 "Constant")  # each has its handler in onnx_ops.HANDLERS
+SUPPORTED_OPS = ("Gemm", "MatMul", "Add", "Sub", "Mul", "Div", "Relu", "Clip", "Pad", "Flatten", "Reshape", "Squeeze",
+                 "Unsqueeze", "Transpose", "Conv", "AveragePool", "GlobalAveragePool", "MaxPool", "Concat",
+                 "BatchNormalization", "Identity", "Dropout", "Cast", "Constant")  # each has its handler in onnx_ops
+WHY_NOT = {  # why an op that is no linear map or ReLU-like activation cannot become spiking populations
+    **{op: "a hidden activation other than ReLU (or Clip(0, a)) has no spiking rate equivalent here; only the last "
+           "layer's Softmax, LogSoftmax or Sigmoid is dropped as the classifier head"
+       for op in ("Tanh", "Sigmoid", "Softmax", "LogSoftmax", "LeakyRelu", "PRelu", "Elu", "Selu", "Gelu",
+                  "HardSigmoid", "HardSwish", "Softplus", "Softsign", "Mish", "Erf")},
+    **{op: "a recurrent layer keeps a state across its sequence; convert a feed-forward network"
+       for op in ("LSTM", "GRU", "RNN", "Scan", "Loop")},
+    **{op: "a shape computation that depends on the data; give the model a fixed sample size"
+       for op in ("Shape", "Gather", "Size", "NonZero", "Expand", "Range", "ConstantOfShape")},
+}
 
 
 def node_name(node) -> str:
@@ -29,23 +39,13 @@ def node_name(node) -> str:
 
 
 def unsupported(node, why: str = ""):
-    detail = f": {why}" if why else ""
-    raise UnsupportedModelError(f"unsupported ONNX op {node.op_type!r} at node {node_name(node)!r}{detail}; "
-                                f"supported ops: {', '.join(SUPPORTED_OPS)}")
+    why = why or WHY_NOT.get(node.op_type, f"supported ops: {', '.join(SUPPORTED_OPS)}")
+    raise UnsupportedModelError(f"cannot convert ONNX op {node.op_type!r} at node {node_name(node)!r}: {why}")
 
 
 def load_model(path) -> onnx.ModelProto:
-    path = FilePath(path)
-    if not path.is_file():
-        raise DataError(f"ONNX model {path} not found; pass the path of a .onnx file")
-    try:
-        model = onnx.load(str(path))
-        onnx.checker.check_model(model)
-    except Exception as exc:  # onnx raises several types for malformed files
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DataError(f"{path} is not a valid ONNX model ({first[:200]}); export it again with "
-                        "torch.onnx.export") from None
-    return model
+    """The ONNX file as the converter reads it: checked, at batch 1, shape computations folded."""
+    return fixed_batch(load(path))
 
 
 def as_array(tensor) -> np.ndarray:
@@ -59,27 +59,46 @@ def attributes(node) -> dict:
     return {k: v.decode() if isinstance(v, bytes) else v for k, v in values.items()}
 
 
+def sample_shape(shape: tuple) -> tuple:
+    """A tensor's shape without its leading batch axis of 1 (a 1-D tensor is one sample)."""
+    return tuple(shape[1:]) if len(shape) > 1 and shape[0] == 1 else tuple(shape)
+
+
 @dataclass
 class Value:
-    """A data tensor of the graph: sum of ``paths`` + ``bias``, per sample of shape ``shape``."""
+    """A data tensor of the graph: sum of ``paths`` + ``bias``, shaped ``shape`` (the tensor's shape at
+    batch 1); ``nonnegative`` where every value is >= 0 (a population's output, moved or pooled)."""
     paths: list
     bias: np.ndarray  # flat, float64
     shape: tuple
+    nonnegative: bool = False
 
     @property
     def size(self) -> int:
         return int(np.prod(self.shape))
 
-    def common_last_op(self) -> LinearOp | None:
-        """The dense / conv op that every path ends with, if there is one."""
+    @property
+    def sample_shape(self) -> tuple:
+        return sample_shape(self.shape)
+
+    def common_last_op(self, kinds=("dense", "conv")) -> LinearOp | None:
+        """The op of ``kinds`` that every path ends with, if there is one."""
         if not all(p.ops for p in self.paths) or len({id(p.ops[-1]) for p in self.paths}) != 1:
             return None
         op = self.paths[0].ops[-1]
-        return op if op.kind in ("dense", "conv") else None
+        return op if op.kind in kinds else None
 
-    def with_last_op(self, op: LinearOp) -> "Value":
-        """The same paths with their (common) last op replaced by ``op``."""
-        return Value([Path(p.source, p.ops[:-1] + [op], p.scale) for p in self.paths], self.bias, self.shape)
+    def with_last_op(self, op: LinearOp | None) -> "Value":
+        """The same paths with their (common) last op replaced by ``op`` (removed if None)."""
+        return Value([Path(p.source, p.ops[:-1] + ([op] if op is not None else []), p.scale) for p in self.paths],
+                     self.bias, self.shape, self.nonnegative)
+
+    def reshaped(self, shape: tuple) -> "Value":
+        return Value(self.paths, self.bias, tuple(int(s) for s in shape), self.nonnegative)
+
+    def scaled(self, factor: float) -> "Value":
+        return Value([Path(p.source, p.ops, p.scale * factor) for p in self.paths], self.bias * factor, self.shape,
+                     self.nonnegative and factor > 0)
 
 
 class GraphReader:
@@ -89,17 +108,19 @@ class GraphReader:
         graph = model.graph
         self.consts = {t.name: as_array(t) for t in graph.initializer}
         inputs = [i for i in graph.input if i.name not in self.consts]
-        if len(inputs) != 1 or len(graph.output) != 1:
-            raise UnsupportedModelError(f"the ONNX graph has {len(inputs)} inputs and {len(graph.output)} outputs; "
-                                        "only single-input single-output classifiers can be converted")
-        declared = [d.dim_value for d in inputs[0].type.tensor_type.shape.dim]
-        dims = declared[1:]
-        self.batch = declared[0] if declared and declared[0] > 0 else None  # a static batch size
-        if not dims or any(d <= 0 for d in dims):
+        if len(inputs) != 1:
+            raise UnsupportedModelError(f"the ONNX graph has {len(inputs)} data inputs; a classifier takes one")
+        if len(graph.output) != 1:
+            raise UnsupportedModelError(f"the ONNX graph has {len(graph.output)} outputs "
+                                        f"({', '.join(o.name for o in graph.output)}); name the class scores' one "
+                                        "with --output")
+        dims = [d.dim_value for d in inputs[0].type.tensor_type.shape.dim]
+        if len(dims) < 2 or any(d <= 0 for d in dims[1:]):
             raise UnsupportedModelError(f"input {inputs[0].name!r} needs fixed feature dimensions (N, features) or "
-                                        f"(N, C, H, W), got {dims} after the batch axis")
-        self.input_shape = tuple(dims)
-        self.values = {inputs[0].name: Value([Path(INPUT)], np.zeros(int(np.prod(dims))), self.input_shape)}
+                                        f"(N, C, H, W), got {dims[1:]} after the batch axis")
+        shape = (1, *dims[1:])
+        self.input_shape = tuple(dims[1:])
+        self.values = {inputs[0].name: Value([Path(INPUT)], np.zeros(int(np.prod(shape))), shape)}
         self.output = graph.output[0].name
         self.stages, self.approximations, self.maxpool = [], [], maxpool
         self.readers = Counter(name for node in graph.node for name in node.input)  # tensor -> nodes reading it
@@ -120,16 +141,19 @@ class GraphReader:
     def set(self, node, value: Value):
         self.values[node.output[0]] = value
 
-    def linear(self, value: Value, op: LinearOp) -> Value:
-        """``op`` applied to ``value`` (its bias included)."""
+    def linear(self, value: Value, op: LinearOp, shape: tuple | None = None) -> Value:
+        """``op`` applied to ``value`` (its bias included); the result shaped ``shape`` (default: the
+        op's output with a batch axis)."""
         bias = op.apply(torch.as_tensor(value.bias)[None], with_bias=True)[0].numpy()
-        return Value([Path(p.source, p.ops + [op], p.scale) for p in value.paths], bias, op.out_shape)
+        nonnegative = value.nonnegative and op.kind in ("select", "place", "pad", "avgpool")
+        return Value([Path(p.source, p.ops + [op], p.scale) for p in value.paths], bias,
+                     shape or (1, *op.out_shape), nonnegative)
 
     def population(self, value: Value, name: str, upper: float | None = None) -> Value:
         """A hidden stage holding relu(value) (bounded at ``upper``); returns its output as a Value."""
-        self.stages.append(Stage(value.paths, value.bias.astype(np.float64), True, value.shape, name,
+        self.stages.append(Stage(value.paths, value.bias.astype(np.float64), True, value.sample_shape, name,
                                  upper=upper))
-        return Value([Path(len(self.stages) - 1)], np.zeros(value.size), value.shape)
+        return Value([Path(len(self.stages) - 1)], np.zeros(value.size), value.shape, True)
 
     def population_of(self, value: Value):
         """The stage whose output ``value`` is, unchanged (no ops, no bias), or None."""
@@ -137,6 +161,10 @@ class GraphReader:
         plain = len(value.paths) == 1 and path.source != INPUT and not path.ops and path.scale == 1
         return self.stages[path.source] if plain and not value.bias.any() else None
 
-    def require_flat(self, node, value: Value, n_in: int):
-        if len(value.shape) != 1 or value.size != n_in:
-            unsupported(node, f"expected a flat input of {n_in} features, got shape {value.shape}")
+    def require_row(self, node, value: Value, n_in: int):
+        """A dense layer reads one row of ``n_in`` features (every other axis of size 1)."""
+        if not value.shape or value.shape[-1] != n_in:
+            unsupported(node, f"expected rows of {n_in} features, got a tensor of shape {value.shape}")
+        if value.size > n_in:
+            unsupported(node, f"a product over {value.size // n_in} rows of {n_in} features (a sequence or attention "
+                        "layer) is no layer of a feed-forward classifier")

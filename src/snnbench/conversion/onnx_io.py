@@ -37,7 +37,7 @@ def save(converted: ConvertedModel, folder) -> FilePath:
     for i, op in enumerate(converted.linear_ops()):
         entry = {"kind": op.kind, "in_shape": list(op.in_shape), "out_shape": list(op.out_shape),
                  "padding": op.padding, "groups": op.groups, **{k: list(getattr(op, k)) for k in _OP_FIELDS}}
-        for name in ("weight", "bias"):
+        for name in ("weight", "bias", "index"):
             if getattr(op, name) is not None:
                 entry[name] = f"op{i}.{name}"
                 arrays[entry[name]] = getattr(op, name)
@@ -59,6 +59,7 @@ def _op_from_entry(entry: dict, arrays) -> LinearOp:
     return LinearOp(entry["kind"], tuple(entry["in_shape"]), tuple(entry["out_shape"]),
                     arrays[entry["weight"]] if "weight" in entry else None,
                     arrays[entry["bias"]] if "bias" in entry else None,
+                    index=arrays[entry["index"]] if "index" in entry else None,
                     padding=entry["padding"], groups=entry.get("groups", 1),
                     **{k: tuple(entry[k]) for k in _OP_FIELDS if k in entry})
 
