@@ -62,13 +62,15 @@ def corrected_layers(converted, settings: dict) -> dict:
     network scores better on a seeded validation subset (uniform on a tie; the mean readout), and
     ``rates`` carries both validation accuracies."""
     calibration, sim = settings["calibration"], settings["sim"]
-    train = cal.mnist_training_images(calibration.seed)
+    encode = settings["encode"]  # the model's input encoding
+    train = encode(cal.mnist_training_images(calibration.seed))
     x = cal.calibration_inputs(train, calibration.samples, calibration.seed)
     options = cal.RATES if calibration.rates == "validated" else (calibration.rates,)
     calibrated = {r: cal.calibrate(converted, train, replace(calibration, rates=r), sim.dt, settings["base"])[0]
                   for r in options}
     if len(options) > 1:
         x_val, y_val = cal.mnist_validation_images(calibration.seed, calibration.samples)
+        x_val = encode(x_val)
     chosen = {}
     for steps in sorted(set(settings["steps_list"]) | {sim.steps}):
         candidates = {r: correction.correct(converted, layers, x, steps, sim.dt, sim.seed)

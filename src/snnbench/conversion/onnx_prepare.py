@@ -6,6 +6,7 @@ set's samples become its input (:class:`InputEncoding`, ``encoder.onnx``, ``prep
 
 * **file**: initializers dropped from the graph inputs, nodes sorted topologically, one output kept
   (``output``, the first by default), and an unbatched graph (a ``(10,)`` output) given a batch axis;
+* **same network**: ``Relu(MaxPool(x))`` taken as ``MaxPool(Relu(x))`` (max and ReLU commute);
 * **head**: a monotonic function after the last layer (Softmax or LogSoftmax over the classes,
   Sigmoid) is dropped: the predicted class is the argmax either way, and the SNN's readout compares
   with the logits;
@@ -16,11 +17,13 @@ set's samples become its input (:class:`InputEncoding`, ``encoder.onnx``, ``prep
   user's preprocessing ``x = (p * scale - mean) / std`` (per channel where given per channel).
 
 :func:`fixed_batch` is what the converter reads: the graph at batch 1 with every shape computation
-and constant folded (onnx-simplifier, without its optimisation passes, so that weights keep their
-bits), and ``Relu(MaxPool(x))`` taken as ``MaxPool(Relu(x))`` (the same network: max and ReLU commute).
+and constant folded (onnx-simplifier; BatchNormalization is left for the converter to fold in float64).
 """
 
+import hashlib
 import json
+import os
+import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -45,9 +48,11 @@ def _floats(text) -> tuple:
 
 
 @dataclass(frozen=True)
-class Preprocessing:
-    """How a model expects its pixels: ``x = (p * scale - mean) / std`` for a value ``p`` of the
-    data set (pixels in 0..1), ``mean`` and ``std`` one value or one per channel."""
+class ModelInput:
+    """How a user's ONNX file is read and fed: the output that holds the class scores, and the
+    preprocessing ``x = (p * scale - mean) / std`` of a data set's value ``p`` (pixels in 0..1),
+    ``mean`` and ``std`` one value or one per channel."""
+    output: str = option("", "the graph output that holds the class scores (default: the first)", group="your model")
     input_scale: float = option(1.0, "the model's input is (p * scale - mean) / std for a data value p (pixels in "
                                      "0..1): 255 feeds raw bytes", float, group="your model")
     input_mean: tuple = option((0.0,), "mean subtracted after scaling: one value or one per channel, comma-separated",
@@ -82,14 +87,6 @@ class Preprocessing:
         return ((shaped * np.float32(self.input_scale) - stats[0]) / stats[1]).reshape(len(x), -1)
 
 
-@dataclass(frozen=True)
-class ModelFile:
-    """A user's ONNX classifier and how to feed it (the options every command that takes one shares)."""
-    onnx_model: str = option("", "your DNN: an ONNX file from any exporter (a classifier head such as Softmax is "
-                                 "dropped; see --output and the --input-* options)", group="your model")
-    output: str = option("", "the graph output that holds the class scores (default: the first)", group="your model")
-
-
 @dataclass
 class PreparedModel:
     """A normalised classifier in ``folder``: ``model.onnx`` (what every engine runs), the encoding of
@@ -98,7 +95,7 @@ class PreparedModel:
     input_shape: tuple                  # the data tensor ``model.onnx`` takes per sample
     layout: str                         # how a data sample is laid out into the file's input
     raw_shape: tuple                    # the file's own input per sample
-    preprocessing: Preprocessing = field(default_factory=Preprocessing)
+    model_input: ModelInput = field(default_factory=ModelInput)
     notes: dict = field(default_factory=dict)
 
     @property
@@ -112,7 +109,7 @@ class PreparedModel:
     def encode(self, x: np.ndarray, sample_shape: tuple, batch: int = 1000) -> np.ndarray:
         """Data samples ``x`` (n, features) shaped ``sample_shape`` -> the flat inputs of ``model.onnx``
         (float32): preprocessing, layout, then the graph's own input encoding."""
-        x = self.preprocessing.apply(x, sample_shape)
+        x = self.model_input.apply(x, sample_shape)
         x = lay_out(x, tuple(sample_shape), self.layout, self.raw_shape)
         encoder = self.folder / ENCODER_FILE
         if not encoder.exists():
@@ -125,6 +122,36 @@ class PreparedModel:
         out = [session.run(None, {name: x[a: a + step].reshape(-1, *self.raw_shape)})[0].reshape(
             len(x[a: a + step]), -1) for a in range(0, len(x), step)]
         return np.concatenate(out).astype(np.float32) if out else np.zeros((0, self.n_inputs), np.float32)
+
+    def agreement(self, x: np.ndarray, sample_shape: tuple) -> dict:
+        """How the normalised graph (on encoded inputs) agrees with the user's file (on the same samples
+        preprocessed and laid out): the share of equal predicted classes, and the max |difference| of
+        the scores where no head was dropped."""
+        import onnxruntime as ort
+
+        laid_out = lay_out(self.model_input.apply(x, sample_shape), tuple(sample_shape), self.layout,
+                           self.raw_shape)
+        session = ort.InferenceSession(self.notes["source"], providers=["CPUExecutionProvider"])
+        declared = session.get_inputs()[0]
+        unbatched = "batch_axis" in self.notes
+        step = 1 if unbatched or isinstance(declared.shape[0], int) else 1000
+        original = []
+        for a in range(0, len(x), step):
+            batch = laid_out[a: a + step].reshape(-1, *self.raw_shape)
+            fed = batch[0] if unbatched else batch
+            original.append(np.asarray(session.run([self.notes["output"]], {declared.name: fed})[0]).reshape(
+                len(batch), -1))
+        original = np.concatenate(original)
+        ours = ort.InferenceSession(str(self.path), providers=["CPUExecutionProvider"])
+        encoded = self.encode(x, sample_shape).reshape(len(x), *self.input_shape)
+        step = ours.get_inputs()[0].shape[0]
+        step = step if isinstance(step, int) else 1000
+        scores = np.concatenate([ours.run(None, {ours.get_inputs()[0].name: encoded[a: a + step]})[0].reshape(
+            len(encoded[a: a + step]), -1) for a in range(0, len(x), step)])
+        out = {"prepared_class_agreement": float(np.mean(original.argmax(1) == scores.argmax(1)))}
+        if not self.notes.get("dropped_head"):
+            out["prepared_max_abs_diff"] = float(np.abs(original - scores).max())
+        return out
 
 
 # -- the file ------------------------------------------------------------------------------------------------
@@ -232,20 +259,26 @@ def _is_head(node, rank: int) -> bool:
     return rank < 1 or axis % max(rank, 1) == rank - 1
 
 
-def _drop_heads(model: onnx.ModelProto, ranks: dict) -> list:
+def _tensor_info(name: str, dims) -> onnx.ValueInfoProto:
+    """A float tensor's value info, ``dims`` as known (None: symbolic)."""
+    return helper.make_tensor_value_info(name, TensorProto.FLOAT, [d if d else f"{name}_dim{i}"
+                                                                   for i, d in enumerate(dims)])
+
+
+def _drop_heads(model: onnx.ModelProto, shapes: dict) -> list:
     """Take the graph output from before its head (see :data:`HEADS`); the head ops dropped."""
     graph, dropped = model.graph, []
     while True:
         name = graph.output[0].name
         node = _producers(graph).get(name)
-        if node is None or not (node.op_type == "Identity" or _is_head(node, ranks.get(name, 2))):
+        if node is None or not (node.op_type == "Identity" or _is_head(node, len(shapes.get(name, (0, 0))))):
             break
         if len(_readers(graph, name)) > 1:
             break
         if node.op_type != "Identity":
             dropped.append(f"{node.op_type} {node.name or name!r}")
         del graph.output[:]
-        graph.output.extend([helper.make_tensor_value_info(node.input[0], TensorProto.FLOAT, None)])
+        graph.output.extend([_tensor_info(node.input[0], shapes.get(node.input[0], (None, None)))])
         graph.node.remove(node)
     return dropped
 
@@ -313,7 +346,7 @@ def _split_encoder(model: onnx.ModelProto, chain: list, shapes: dict) -> onnx.Mo
     encoder = helper.make_graph(
         constant_nodes + [onnx.NodeProto.FromString(n.SerializeToString()) for n in chain], "input_encoding",
         [onnx.ValueInfoProto.FromString(graph.input[0].SerializeToString())],
-        [helper.make_tensor_value_info(cut, TensorProto.FLOAT, None)],
+        [_tensor_info(cut, dims)],
         [t for t in graph.initializer if t.name in used and t.name in constants])
     encoder_model = helper.make_model(encoder, opset_imports=model.opset_import, ir_version=model.ir_version)
     for node in chain:
@@ -370,23 +403,23 @@ def lay_out(x: np.ndarray, sample_shape: tuple, layout: str, raw_shape: tuple) -
 
 # -- prepare ---------------------------------------------------------------------------------------------------
 
-def prepare(path, folder, sample_shape: tuple, output: str = "",
-            preprocessing: Preprocessing = Preprocessing()) -> PreparedModel:
+def prepare(path, folder, sample_shape: tuple, model_input: ModelInput = ModelInput()) -> PreparedModel:
     """Normalise the ONNX file at ``path`` into ``folder`` (see the module docstring) for a data set
     whose samples have shape ``sample_shape``; one line saying what is wrong if it cannot."""
     model = load(path)
     if len(model.graph.input) != 1:
         raise UnsupportedModelError(f"{path} has {len(model.graph.input)} data inputs "
                                     f"({', '.join(i.name for i in model.graph.input)}); a classifier takes one")
-    notes = {"source": str(path), "output": _choose_output(model, output, path)}
+    notes = {"source": str(path), "output": _choose_output(model, model_input.output, path)}
     declared = _dims(model.graph.input[0])
     shapes = _tensor_ranks_and_shapes(model)
     out_dims = shapes.get(model.graph.output[0].name) or tuple(_dims(model.graph.output[0]))
     if not declared or None in declared[1:]:
         raise UnsupportedModelError(f"{path}: input {model.graph.input[0].name!r} has shape {declared} with unknown "
                                     "feature sizes; export the model with a fixed sample size")
-    notes["dropped_head"] = _drop_heads(model, {k: len(v) for k, v in shapes.items()})
+    notes["dropped_head"] = _drop_heads(model, shapes)
     _prune(model)
+    notes["relu_before_maxpool"] = _commute_maxpool_relu(model.graph)
     if declared[0] is not None and len(out_dims) == 1:  # one unbatched sample in, one score vector out
         _add_batch_axis(model, tuple(declared))
         notes["batch_axis"] = "added: the file takes one unbatched sample"
@@ -401,11 +434,40 @@ def prepare(path, folder, sample_shape: tuple, output: str = "",
         notes["input_encoding"] = [f"{n.op_type} {n.name!r}" for n in chain]
     input_shape = tuple(_dims(model.graph.input[0])[1:])
     notes.update(layout=layout, raw_input_shape=list(raw_shape), input_shape=list(input_shape),
-                 preprocessing=asdict(preprocessing))
+                 model_input=asdict(model_input))
     onnx.checker.check_model(model)
     onnx.save(model, str(folder / MODEL_FILE))
     (folder / NOTES_FILE).write_text(json.dumps(notes, indent=1))
-    return PreparedModel(folder, input_shape, layout, raw_shape, preprocessing, notes)
+    return PreparedModel(folder, input_shape, layout, raw_shape, model_input, notes)
+
+
+def prepared_copy(path, sample_shape: tuple, model_input: ModelInput = ModelInput()) -> PreparedModel:
+    """:func:`prepare` into the cache (keyed by the file's bytes and the options), so that every
+    process of a run (and a resumed run) reads the same normalised graph."""
+    from snnbench.data.download import cache_root
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"ONNX model {path} not found; pass the path of a .onnx file")
+    key = hashlib.sha256(path.read_bytes())
+    key.update(json.dumps([list(sample_shape), asdict(model_input)]).encode())
+    folder = cache_root() / "prepared" / key.hexdigest()[:20]
+    if (folder / NOTES_FILE).exists():
+        notes = {**json.loads((folder / NOTES_FILE).read_text()), "source": str(path)}
+        return PreparedModel(folder, tuple(notes["input_shape"]), notes["layout"], tuple(notes["raw_input_shape"]),
+                             model_input, notes)
+    staging = folder.with_name(f"{folder.name}.{os.getpid()}.part")
+    try:
+        prepared = prepare(path, staging, sample_shape, model_input)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    if folder.exists():  # another process finished first
+        shutil.rmtree(staging, ignore_errors=True)
+        return prepared_copy(path, sample_shape, model_input)
+    staging.rename(folder)
+    prepared.folder = folder
+    return prepared
 
 
 # -- the graph the converter reads ----------------------------------------------------------------------------
@@ -418,18 +480,19 @@ def fixed_batch(model: onnx.ModelProto) -> onnx.ModelProto:
     if not declared or None in declared[1:]:
         return model
     try:
-        simplified, ok = onnxsim.simplify(model, perform_optimization=False, skip_shape_inference=False,
+        simplified, ok = onnxsim.simplify(model, skip_fuse_bn=True,
                                           overwrite_input_shapes={model.graph.input[0].name: [1, *declared[1:]]})
     except Exception:  # onnxsim raises what ONNX Runtime raises; the reader then names the op it cannot read
         return model
     model = simplified if ok else model
-    _commute_maxpool_relu(model.graph)
+    _commute_maxpool_relu(model.graph)  # a file read without prepare()
     return model
 
 
-def _commute_maxpool_relu(graph):
-    """``Relu(MaxPool(x))`` -> ``MaxPool(Relu(x))`` where the MaxPool's only reader is the Relu."""
-    producers = _producers(graph)
+def _commute_maxpool_relu(graph) -> list:
+    """``Relu(MaxPool(x))`` -> ``MaxPool(Relu(x))`` where the MaxPool's only reader is the Relu; the
+    MaxPool nodes moved."""
+    producers, moved = _producers(graph), []
     for relu in [n for n in graph.node if n.op_type == "Relu"]:
         pool = producers.get(relu.input[0])
         if pool is None or pool.op_type != "MaxPool" or len(_readers(graph, pool.output[0])) != 1 \
@@ -443,3 +506,5 @@ def _commute_maxpool_relu(graph):
         nodes[i], nodes[j] = relu, pool
         del graph.node[:]
         graph.node.extend(nodes)
+        moved.append(pool.name or out)
+    return moved
