@@ -15,23 +15,20 @@ from pathlib import Path
 
 import mlflow
 import numpy as np
-import onnx
 from tqdm import tqdm
 
 from snnbench.benchmarks import noise_sweep_tables as tables
-from snnbench.benchmarks.noise_sweep_models import SNN_ENGINE, Models, Subject, study_references
+from snnbench.benchmarks.noise_sweep_models import SNN_ENGINE, Models, Subject, study_references, user_onnx
 from snnbench.benchmarks.options import add_common, add_modalities, add_resume, from_profile, require
-from snnbench.config import add_options, auto, choice_list, float_list, option, positive
-from snnbench.data import feature_size
+from snnbench.config import add_options, auto, choice_list, float_list, from_args, option, positive
+from snnbench.conversion.onnx_prepare import ModelInput
 from snnbench.device import resolve_device
-from snnbench.errors import DataError
 from snnbench.evaluation import harness, metrics
 from snnbench.evaluation.metrics import COLUMNS
 from snnbench.execution import add_cluster_arguments, executor_from_args
 from snnbench.models.multimodal import ModelSpec
 from snnbench.noise import NoiseSpec
 from snnbench.tracking import runs as tracking
-from snnbench.tracking.references import local_copy
 from snnbench.training import recipes
 from snnbench.training.suite import test_data
 
@@ -83,9 +80,9 @@ class Options:
     model_seeds: int | None = option(None, "model seeds: models trained here use seeds seed .. seed+N-1 (auto: 1, "
                                            "or every seed of the --models-from run)", auto(positive(int)),
                                      group=MODELS)
-    onnx_model: str = option("", "your DNN (an ONNX file, flat or image-shaped input): swept in ONNX Runtime and "
-                                 "converted to Nengo (calibrated on --dataset's training split); needs --dataset",
-                             group=MODELS)
+    onnx_model: str = option("", "your DNN (an ONNX file from any exporter, or a models:/ or runs:/ reference; see "
+                                 "--output and --input-*): swept in ONNX Runtime and converted to Nengo (calibrated "
+                                 "on --dataset's training split); needs --dataset", group=MODELS)
     snntorch_model: str = option("", "your SNN: a logged MLflow PyTorch model (models:/ID or runs:/RUN/PATH) of the "
                                      "suite's family; needs --dataset", group=MODELS)
     dataset: str = option("", "the test and calibration data of --onnx-model / --snntorch-model",
@@ -102,6 +99,7 @@ def add_arguments(parser, command):
     add_options(parser, Options, ["seeds"])
     add_options(parser, NoiseSpec, ["mode"], mode="frozen")
     add_options(parser, Options, skip=("stds", "positions", "families", "target", "seeds"))
+    add_options(parser, ModelInput)
 
 
 def settings(args) -> dict:
@@ -115,6 +113,9 @@ def settings(args) -> dict:
     require(args.stds and all(np.isfinite(s) and s >= 0 for s in args.stds),
             f"--stds must be finite numbers >= 0, got {args.stds}")
     user = bool(args.onnx_model or args.snntorch_model)
+    model_input = from_args(ModelInput, args)
+    require(bool(args.onnx_model) or model_input == ModelInput(),
+            "--output and --input-scale / --input-mean / --input-std describe the file given with --onnx-model")
     require(not user or args.dataset, "--onnx-model / --snntorch-model need --dataset (mnist, fsdd or multimodal)")
     require(not (user and args.models_from), "--models-from takes the suite's models; leave it out with your own")
     overrides = {k: getattr(args, k) for k in ("epochs", "train_limit") if getattr(args, k) is not None}
@@ -124,33 +125,19 @@ def settings(args) -> dict:
               "noise_mode": args.noise_mode, "seed": args.seed, "profile": args.profile,
               "device": str(resolve_device(args.device)), "snn_steps": args.snn_steps or ModelSpec().steps,
               "models_from": args.models_from, "onnx_model": args.onnx_model, "snntorch_model": args.snntorch_model,
-              "dataset": args.dataset, "conversion_training": replace(recipes.CONVERSION, **overrides).as_params(),
+              "dataset": args.dataset, **({"model_input": asdict(model_input)} if args.onnx_model else {}),
+              "conversion_training": replace(recipes.CONVERSION, **overrides).as_params(),
               "suite_training": replace(recipes.SUITE[args.profile], **overrides).as_params(), **chosen}
     if user:
         config["model_seeds"] = [0]  # a user's model is one trained model
-        check_user_model(config)
+        if args.onnx_model:
+            user_onnx(config)  # the file normalised (and checked against the data) before the run starts
     elif args.models_from:
         found = sorted({seed for _, _, seed in study_references(args.models_from, config["snn_steps"])})
         config["model_seeds"] = found[:args.model_seeds] if args.model_seeds else found
     else:
         config["model_seeds"] = list(range(args.seed, args.seed + (args.model_seeds or 1)))
     return config
-
-
-def check_user_model(config: dict):
-    """A user's ONNX model must take the dataset's samples: one line naming both shapes if not."""
-    if not config["onnx_model"]:
-        return
-    path = local_copy(config["onnx_model"])
-    try:
-        graph = onnx.load(str(path / "model.onnx" if path.is_dir() else path)).graph
-    except Exception as exc:  # onnx raises several types on a file that is not a model
-        raise DataError(f"{config['onnx_model']} is not a readable ONNX model ({exc.__class__.__name__})") from None
-    dims = [d.dim_value for d in graph.input[0].type.tensor_type.shape.dim[1:]]
-    features = feature_size(config["modalities"][0])
-    if all(dims) and int(np.prod(dims)) != features:
-        raise DataError(f"{config['onnx_model']} takes samples of shape {tuple(dims)} ({int(np.prod(dims))} "
-                        f"values), but --dataset {config['dataset']} has {features} features per sample")
 
 
 def subjects(config: dict) -> list:
@@ -242,6 +229,7 @@ def evaluate_child(unit: ChildUnit) -> tuple[dict, np.ndarray, float]:
             _BUILT.popitem(last=False)
         _BUILT[key] = unit.models.model(unit.subject)
     data = test_data(unit.subject.modality, unit.config["test_limit"])  # seeded: the same for every family
+    data = unit.models.inputs(unit.subject, data)  # as the subject's model takes them
     started = time.perf_counter()
     measured, correct = evaluate(_BUILT[key], data, unit.child)
     return measured, correct, time.perf_counter() - started

@@ -8,6 +8,7 @@ method on their own training data, in Nengo, which adds the same draws itself.
 
 import json
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,8 @@ import torch
 from tqdm import tqdm
 
 from snnbench import engines
+from snnbench.conversion.onnx_prepare import ModelInput, PreparedModel, prepared_copy
+from snnbench.data import FeatureSet, feature_size
 from snnbench.engines.nengo import SimConfig
 from snnbench.errors import DataError
 from snnbench.models.multimodal import ModelSpec, build_model
@@ -41,6 +44,19 @@ class Subject:
     @property
     def kind(self) -> str:
         return "snn" if self.family == SNN_ENGINE else "dnn"
+
+
+def sample_shape(modality: str) -> tuple:
+    """A sample's shape: (C, H, W) of an image, (features,) otherwise."""
+    return (1, 28, 28) if modality == "image" else (feature_size(modality),)
+
+
+def user_onnx(config: dict) -> PreparedModel:
+    """A user's ONNX model, normalised for the data set's samples (snnbench.conversion.onnx_prepare):
+    one line naming what does not fit if it cannot be."""
+    source = local_copy(config["onnx_model"])
+    return prepared_copy(source / "model.onnx" if source.is_dir() else source, sample_shape(config["modalities"][0]),
+                         ModelInput(**config["model_input"]))
 
 
 def reference_spec(modality: str, kind: str, snn_steps: int) -> ModelSpec:
@@ -94,7 +110,9 @@ class Models:
         name = self.name(subject)
         if name not in self.folders:
             reference = self.reference(subject)
-            if reference is not None:
+            if subject.model == "user" and subject.kind == "dnn":
+                self.folders[name] = self.prepared.folder
+            elif reference is not None:
                 self.folders[name] = local_copy(reference)
             elif subject.model == "conversion-mlp":
                 recipe = Recipe(**self.config["conversion_training"], seed=subject.model_seed)
@@ -106,6 +124,22 @@ class Models:
                     reference_spec(subject.modality, subject.kind, self.config["snn_steps"]),
                     self.train_settings(subject.model_seed), self.device)
         return self.folders[name]
+
+    @cached_property
+    def prepared(self) -> PreparedModel:
+        """The user's ONNX model, normalised (the same folder in every process: the cache's)."""
+        return user_onnx(self.config)
+
+    def encodes(self, subject: Subject) -> bool:
+        """Whether the subject runs the user's ONNX model, whose inputs are encoded as it takes them."""
+        return subject.model == "user" and subject.kind == "dnn"
+
+    def inputs(self, subject: Subject, data: FeatureSet) -> FeatureSet:
+        """``data`` as the subject's model takes it."""
+        if not self.encodes(subject):
+            return data
+        x = self.prepared.encode(data.x, sample_shape(subject.modality))
+        return FeatureSet(x, data.y, data.checksums, data.origins)
 
     def train_settings(self, seed: int) -> TrainSettings:
         return TrainSettings(**self.config["suite_training"], seed=seed)
@@ -165,7 +199,8 @@ class Models:
             settings = TrainSettings(**json.loads(config.read_text())["training"])
         elif subject.model == "user":
             settings = TrainSettings(seed=self.config["seed"])
-        return training_data(subject.modality, settings)[0].x
+        x = training_data(subject.modality, settings)[0].x
+        return self.prepared.encode(x, sample_shape(subject.modality)) if self.encodes(subject) else x
 
 
 def converted_model(engine: str, model_path: Path, config: dict, training_inputs: np.ndarray):

@@ -93,14 +93,29 @@ def check_hidden_layers(converted, model=None) -> None:
             "(MaxPool's exact route adds populations) or use noise at 'input'")
 
 
-def _shapes(model: onnx.ModelProto) -> dict:
-    """Tensor name -> (elem_type, dims) for every tensor whose shape inference knows."""
+def _inferred(model: onnx.ModelProto) -> dict:
     graph = shape_inference.infer_shapes(model).graph
     shapes = {}
     for value in (*graph.input, *graph.value_info, *graph.output):
         tensor = value.type.tensor_type
         dims = tuple(d.dim_value if d.HasField("dim_value") else None for d in tensor.shape.dim)
         shapes[value.name] = (tensor.elem_type, dims)
+    return shapes
+
+
+def _shapes(model: onnx.ModelProto) -> dict:
+    """Tensor name -> (elem_type, dims) for every tensor whose shape inference knows; where a dynamic
+    batch leaves a hidden tensor's shape unknown, its shape in the graph at batch 1."""
+    shapes = _inferred(model)
+    if all(len(dims) >= 2 and None not in dims[1:] for _, dims in shapes.values()):
+        return shapes
+    from snnbench.conversion.onnx_prepare import fixed_batch
+
+    at_one = _inferred(fixed_batch(onnx.ModelProto.FromString(model.SerializeToString())))
+    for name, (elem_type, dims) in at_one.items():
+        known = shapes.get(name, (elem_type, ()))[1]
+        if dims and dims[0] == 1 and (len(known) < 2 or None in known[1:]):
+            shapes[name] = (elem_type, (None, *dims[1:]))
     return shapes
 
 
