@@ -55,8 +55,11 @@ def _fire(currents: torch.Tensor, stage, params: LayerParams, dt: float, seed: i
 
 def _input_currents(stage, series: dict) -> torch.Tensor:
     """The stage's summed paths (no bias) at every step: ``(T, n, size)`` from its sources'
-    ``(T, n, size)`` output series (time folded into the batch, so each op runs once)."""
+    ``(T, n, size)`` output series (time folded into the batch, so each op runs once; a stage fed
+    by the input alone, constant over the steps, computed once)."""
     steps, n = next(iter(series.values())).shape[:2]
+    if stage.sources == [INPUT]:
+        return sum_paths(stage.paths, lambda source: series[INPUT][0]).expand(steps, -1, -1)
     h = sum_paths(stage.paths, lambda source: series[source].reshape(steps * n, -1))
     return h.reshape(steps, n, -1)
 
