@@ -1,5 +1,6 @@
 # `make bench`: set up (first time) and run the main job, noise_sweep, quick profile.
-# `make test`:  set up (first time) and run the tests.
+# `make test`:  set up (first time) and run the checks, the documentation build and the tests.
+# `make docs`:  build the documentation site into site/ (open site/index.html).
 # The virtualenv is created on first use; it is rebuilt when pyproject.toml changes.
 
 PYTHON ?= python3
@@ -15,7 +16,7 @@ endif
 endif
 export MLFLOW_TRACKING_URI ?= sqlite:///mlflow.db
 
-.PHONY: setup bench test ui clean-runs
+.PHONY: setup bench test docs ui clean-runs
 
 setup: $(VENV)/.installed
 
@@ -31,11 +32,20 @@ bench: setup
 	PATH="$(BIN):$$PATH" MLFLOW_LOGGING_LEVEL=$(if $(VERBOSE),INFO,WARNING) SNNBENCH_VERBOSE=$(VERBOSE) \
 		mlflow run . -e noise_sweep --env-manager local --experiment-name noise_sweep -P profile=$(PROFILE)
 
-# lint (ruff), the layer contracts (import-linter, pyproject.toml), then the tests
+# lint (ruff), the layer contracts (import-linter, pyproject.toml), the documentation site, then the tests
 test: setup
 	$(BIN)/ruff check src tests
 	$(BIN)/lint-imports
+	$(MKDOCS_BUILD)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# --strict: a broken link, a missing page or a docstring the API reference cannot read is an error
+# (never --quiet: it hides the warnings that --strict counts; NO_MKDOCS_2_WARNING: Material for MkDocs'
+# notice about its successor, printed on every build)
+MKDOCS_BUILD = NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
+docs: setup
+	$(MKDOCS_BUILD)
+	@echo "documentation built: open site/index.html"
 
 ui: setup
 	$(BIN)/mlflow ui --backend-store-uri $(MLFLOW_TRACKING_URI)
