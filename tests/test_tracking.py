@@ -133,7 +133,7 @@ def test_mlflow_run_hand_over_stays_the_parent(tracking_store, monkeypatch):
     experiment_id = client.create_experiment("handed-over")
     project_run = client.create_run(experiment_id, run_name="project-run").info.run_id
     monkeypatch.setenv("MLFLOW_RUN_ID", project_run)
-    with tracking.benchmark_run("ignored-name", {"seed": 0}, resume=True) as parent:
+    with tracking.benchmark_run("handed-over", {"seed": 0}, resume=True) as parent:
         with mlflow.start_run(run_name="trial", nested=True) as trial:  # a plain nested run (Optuna's trials)
             mlflow.log_param("trial", 0)
         for i in range(2):
@@ -141,7 +141,8 @@ def test_mlflow_run_hand_over_stays_the_parent(tracking_store, monkeypatch):
                 mlflow.log_metric("accuracy", i)
     assert parent.info.run_id == project_run and trial.info.run_id != project_run
     stored = client.get_run(project_run)
-    assert stored.info.run_name == "project-run" and "accuracy" not in stored.data.metrics
+    # named for what it is, instead of the name `mlflow run` gave it
+    assert stored.info.run_name == "handed-over, seed 0" and "accuracy" not in stored.data.metrics
     assert "i" not in stored.data.params and "trial" not in stored.data.params
     children = client.search_runs([experiment_id], f"tags.`mlflow.parentRunId` = '{project_run}'")
     assert sorted(r.info.run_name for r in children) == ["child 0", "child 1", "trial"]

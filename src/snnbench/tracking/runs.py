@@ -9,6 +9,9 @@
   run again reopens its unfinished parent and skips the children already finished; one still
   marked running is not started twice (``--resume`` takes it over).
 * No credential is logged: URL passwords in params, tags and logged documents are masked.
+* Every run is named for what it is; the store is opened (:func:`check_store`) before any work. A run
+  that fails carries the one-line reason (``snnbench.failure`` tag and its description); one that
+  finishes prints its summary (:mod:`snnbench.tracking.summary`).
 """
 
 import hashlib
@@ -17,10 +20,12 @@ import json
 import logging
 import os
 import platform
+import sqlite3
 import subprocess
 import sys
+import textwrap
 import weakref
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from importlib import metadata
 from pathlib import Path
 
@@ -28,8 +33,9 @@ import mlflow
 import numpy as np
 from mlflow.tracking import MlflowClient
 
-from snnbench.errors import DataError, StorageError
+from snnbench.errors import DataError, SnnbenchError, StorageError
 from snnbench.execution.masking import mask_credentials
+from snnbench.tracking import summary
 
 URI_ENV = "MLFLOW_TRACKING_URI"
 PACKAGES = ("snnbench", "mlflow", "torch", "snntorch", "onnx", "onnxruntime", "numpy", "nengo",
@@ -40,12 +46,76 @@ CONFIG_FILE = "config.yaml"  # the command's resolved options: `snnbench COMMAND
 MODEL_ID_TAG = "snnbench.model_id"  # the MLflow model a run trained (models:/<id>)
 EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
 PARENT = "mlflow.parentRunId"
+FAILURE_TAG = "snnbench.failure"      # why a run failed, in one line
+DESCRIPTION_TAG = "mlflow.note.content"  # the run's description in the MLflow UI
+HTTP_RETRIES_ENV = "MLFLOW_HTTP_REQUEST_MAX_RETRIES"
+STORE_PROBLEM_WIDTH = 200  # characters of a store's own error shown in the one line
 
 _logger = logging.getLogger(__name__)
 
 
 def tracking_uri() -> str:
     return os.environ.get(URI_ENV) or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else exc.__class__.__name__
+
+
+def _sqlite_problem(uri: str) -> str | None:
+    """Why the sqlite file of ``uri`` cannot be opened, checked directly: MLflow retries a database it
+    cannot open for many minutes."""
+    path = uri.split("://", 1)[1][1:].split("?", 1)[0]
+    if not path or path == ":memory:":
+        return None
+    folder = Path(path).parent
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    if not existing.is_dir():
+        return f"{existing} is not a folder"
+    if existing != folder:
+        return None  # MLflow makes the missing folders; writability is then sqlite's to judge on first write
+    try:
+        with closing(sqlite3.connect(f"file:{path}?mode=rwc", uri=True)) as database:
+            database.execute("pragma schema_version").fetchall()
+    except sqlite3.Error as exc:
+        return f"sqlite: {exc}"
+    return None
+
+
+def check_store(uri: str | None = None) -> str:
+    """The tracking store (default :func:`tracking_uri`), opened before any work (a new sqlite store is
+    created); a :class:`StorageError` in one line where it cannot be. Returns the URI."""
+    uri = uri or tracking_uri()
+    problem = _sqlite_problem(uri) if uri.startswith("sqlite:") else None
+    if problem is None:
+        retries = os.environ.get(HTTP_RETRIES_ENV)
+        os.environ[HTTP_RETRIES_ENV] = "1"  # a server that does not answer: said at once, not after minutes
+        try:
+            MlflowClient(uri).search_experiments(max_results=1)
+        except Exception as exc:  # each store kind raises its own errors (MLflow's, sqlalchemy's, a missing driver)
+            chain = [exc]
+            while chain[-1].__cause__ or chain[-1].__context__:
+                chain.append(chain[-1].__cause__ or chain[-1].__context__)
+            # a system error at the root says it best ('Connection refused', a missing driver)
+            exc = next((e for e in reversed(chain) if isinstance(e, (OSError, ImportError))), exc)
+            problem = textwrap.shorten(_first_line(exc).split(". ")[0], STORE_PROBLEM_WIDTH, placeholder=" …")
+        finally:
+            if retries is None:
+                os.environ.pop(HTTP_RETRIES_ENV)
+            else:
+                os.environ[HTTP_RETRIES_ENV] = retries
+    if problem:
+        raise StorageError(f"the tracking store {mask_credentials(uri)} cannot be opened ({mask_credentials(problem)}); "
+                           f"set {URI_ENV} to a store that can (default: sqlite:///mlflow.db in the working folder)")
+    return uri
+
+
+def default_run_name(benchmark: str, params: dict) -> str:
+    """A run's name when its command gives none: the benchmark, its profile and seed."""
+    profile = f" {params['profile']}" if params.get("profile") else ""
+    seed = f", seed {params['seed']}" if "seed" in params else ""
+    return f"{benchmark}{profile}{seed}"
 
 
 def config_key(config: dict) -> str:
@@ -121,8 +191,14 @@ def benchmark_run(benchmark: str, params: dict, *, device: str = "cpu", run_name
     True the newest one (taken over, even if marked running: its process was stopped), with
     ``resume="stopped"`` the newest that ended failed or killed. A ``sweep`` refuses to start
     while a run of it is still marked running, unless ``resume`` is True.
+
+    The run is named ``run_name`` (default: :func:`default_run_name`), under ``mlflow run`` too. If the
+    body fails, the run is marked with the one-line reason (:data:`FAILURE_TAG`, and its description);
+    when it finishes, its summary is printed (:func:`snnbench.tracking.summary.print_summary`).
     """
-    mlflow.set_tracking_uri(tracking_uri())
+    uri = tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    run_name = run_name or default_run_name(benchmark, params)
     key = config_key({"benchmark": benchmark, **params})
     # Taken out of the environment: mlflow.start_run reopens MLFLOW_RUN_ID for any run started
     # without a run id, so the sweep's first child run would otherwise become the parent.
@@ -136,13 +212,47 @@ def benchmark_run(benchmark: str, params: dict, *, device: str = "cpu", run_name
     if experiment.tags.get(kind_tag) != kind:
         MlflowClient().set_experiment_tag(experiment.experiment_id, kind_tag, kind)
     with mlflow.start_run(run_id=run_id, run_name=run_name, log_system_metrics=_system_metrics(device)) as run:
-        mlflow.set_tags({SWEEP_KEY: key, "snnbench.benchmark": benchmark})
-        if run_name:  # under `mlflow run` too, whose run has a random name
-            mlflow.set_tag("mlflow.runName", run_name)
-        _log_run(params, device, data_checksums)
-        if _COMMAND_CONFIG["yaml"]:
-            mlflow.log_text(mask_credentials(_COMMAND_CONFIG["yaml"]), CONFIG_FILE)
-        yield run
+        # named under `mlflow run` too, whose run has a random name
+        mlflow.set_tags({SWEEP_KEY: key, "snnbench.benchmark": benchmark, "mlflow.runName": run_name})
+        _clear_failure(run.info.run_id)
+        try:
+            _log_run(params, device, data_checksums)
+            if _COMMAND_CONFIG["yaml"]:
+                mlflow.log_text(mask_credentials(_COMMAND_CONFIG["yaml"]), CONFIG_FILE)
+            yield run
+        except BaseException as exc:
+            _mark_failed(exc)
+            raise
+    summary.print_summary(run.info.run_id, uri)
+
+
+def _clear_failure(run_id: str):
+    """A reopened run's earlier failure taken off (its description only where it is that failure's)."""
+    client = MlflowClient()
+    tags = client.get_run(run_id).data.tags
+    if FAILURE_TAG in tags:
+        client.delete_tag(run_id, FAILURE_TAG)
+        if tags.get(DESCRIPTION_TAG) == _failure_description(tags[FAILURE_TAG]):
+            client.delete_tag(run_id, DESCRIPTION_TAG)
+
+
+def _failure_description(reason: str) -> str:
+    return f"Failed: {reason}"
+
+
+def _mark_failed(exc: BaseException):
+    """The active run's failure in one line, as a tag and as its description in the UI."""
+    if isinstance(exc, KeyboardInterrupt):
+        reason = "interrupted; run the same command again to resume"
+    elif isinstance(exc, SnnbenchError):
+        reason = _first_line(exc)
+    else:
+        reason = f"{exc.__class__.__name__}: {_first_line(exc)}"
+    reason = mask_credentials(reason)[:1000]
+    try:
+        mlflow.set_tags({FAILURE_TAG: reason, DESCRIPTION_TAG: _failure_description(reason)})
+    except Exception as tag_error:  # the store itself may be what failed; the original error is the one to raise
+        _logger.warning("could not tag the failed run: %s", _first_line(tag_error))
 
 
 def _unfinished_run(benchmark: str, experiment_id: str, key: str, resume: bool | str, sweep: bool) -> str | None:
