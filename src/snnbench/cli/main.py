@@ -2,7 +2,9 @@
 
 Each command's module has ``add_arguments(parser, command)`` and ``run(args)`` and is imported only
 when its command is used (``snnbench report`` does not load TensorFlow). The libraries' start-up
-noise is silenced before they load unless ``--verbose`` (an option of every command) is given.
+noise is silenced before they load unless ``--verbose`` (an option of every command) is given. Every
+input is checked before the command runs (:mod:`snnbench.cli.preflight`); a benchmark's run ends by
+printing its summary (:mod:`snnbench.tracking.summary`).
 """
 
 import importlib
@@ -12,6 +14,7 @@ import sys
 
 from snnbench.conversion import nengo_compat
 from snnbench.benchmarks import ALIASES, BENCHMARKS, VERBOSE, CommandParser, command_parser
+from snnbench.cli import preflight
 from snnbench.errors import SnnbenchError
 from snnbench.tracking import runs
 
@@ -62,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         parser = build_parser(command)
         args = parser.parse_args(argv[1:])
         runs.set_command_config(parser.config_yaml(args))  # logged by the run as config.yaml
+        preflight.check_inputs(command, args)  # before any work: one line and no run if something is wrong
         importlib.import_module(f"snnbench.{COMMANDS[command][0]}").run(args)
     except SnnbenchError as exc:
         print(f"snnbench {command}: error: {exc}", file=sys.stderr)
