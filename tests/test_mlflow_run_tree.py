@@ -1,7 +1,8 @@
 """One run tree under `mlflow run`: the real `mlflow run . -e noise_sweep --env-manager local`
 on a tiny grid. The project's run is the parent, with its own name and params and no child's
 data; every configuration has exactly one child run; the UI finds a model-development
-experiment, datasets on the children and the models, with the metrics computed on them."""
+experiment, datasets on the children and the models, with the metrics computed on them; the
+run's summary reaches the terminal."""
 
 import os
 import re
@@ -35,6 +36,10 @@ def test_mlflow_run_noise_sweep_is_one_tree(tmp_path):
     done = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     project_run = re.search(r"Run \(ID '(\w+)'\) succeeded", done.stderr).group(1)
+    # the run's summary reaches the terminal through `mlflow run`: name, id, headline, how to open it
+    assert f"Run 'noise_sweep quick, 1 model seed' (id {project_run}) finished." in done.stdout
+    assert "Clean accuracy, % [95% interval]" in done.stdout and "noise_sweep.md" in done.stdout
+    assert f"mlflow ui --backend-store-uri {uri}" in done.stdout and f"/runs/{project_run}" in done.stdout
 
     client = MlflowClient(uri)
     experiment = client.get_experiment_by_name("noise_sweep")

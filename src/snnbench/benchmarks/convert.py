@@ -31,6 +31,7 @@ from snnbench.data import load_features
 from snnbench.errors import ConfigError
 from snnbench.evaluation.harness import log_result_table
 from snnbench.models.conversion import ARCHS
+from snnbench.tracking import summary as run_summary
 from snnbench.tracking.runs import benchmark_run
 from snnbench.training.cache import read_summary
 from snnbench.training.conversion import trained_conversion_model
@@ -200,7 +201,9 @@ def run(args):
     if converted is not None:
         require(converted.n_inputs == test.x.shape[1],
                 f"--onnx-model takes {converted.n_inputs} inputs but MNIST images have {test.x.shape[1]}")
-    with benchmark_run("convert", logged_params(args, settings, len(test)), data_checksums=test.checksums):
+    name = f"convert {args.method} {Path(args.onnx_model).stem if args.onnx_model else args.arch}, {sim.steps} steps"
+    with benchmark_run("convert", logged_params(args, settings, len(test)), data_checksums=test.checksums,
+                       run_name=name):
         if args.onnx_model:
             onnx_path = Path(args.onnx_model)
         else:
@@ -239,9 +242,12 @@ def run(args):
         targets = measure.run_targets(args, converted, layers, sim, test, keys)
         log_result_table([dnn["row"], *snn["rows"], *targets])
         measure.log_artifacts(onnx_path, converted, document, dnn, snn, test.y)
-        low, high = snn["row"]["paired_loss_ci_low"], snn["row"]["paired_loss_ci_high"]
-        print(f"convert ({args.method}): DNN {100 * dnn['accuracy']:.2f}%  SNN {100 * snn['accuracy']:.2f}% "
-              f"[95% CI {100 * snn['row']['accuracy_ci_low']:.2f}-{100 * snn['row']['accuracy_ci_high']:.2f}] "
-              f"({sim.steps} steps)  loss {100 * (dnn['accuracy'] - snn['accuracy']):.2f} pp [paired 95% CI "
-              f"{100 * low:.2f}-{100 * high:.2f}]  rate-mode max |err| {equivalence:.2e}  "
-              "curve " + " ".join(f"{s}:{100 * a:.2f}" for s, a in sorted(snn["curve"].items())))
+        run_summary.headline(
+            f"Accuracy on {len(test)} MNIST test images, % [95% interval]; loss: DNN minus SNN on the same images, "
+            f"points [paired 95% interval] ({args.method}; --steps {sim.steps})",
+            [{"engine": r["engine"], "steps": r["steps"],
+              "accuracy": run_summary.interval(r["accuracy"], r["accuracy_ci_low"], r["accuracy_ci_high"]),
+              "loss": run_summary.interval(r["paired_loss"], r["paired_loss_ci_low"], r["paired_loss_ci_high"],
+                                           sign="+") if "paired_loss" in r else ""}
+             for r in [dnn["row"], *snn["rows"], *targets]])
+        run_summary.headline("Rate-mode network against ONNX Runtime", [{"max |logit difference|": f"{equivalence:.2e}"}])

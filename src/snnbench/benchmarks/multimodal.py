@@ -33,6 +33,7 @@ from snnbench.execution import executor_from_args
 from snnbench.models.multimodal import FAMILIES, SIZES, ModelSpec
 from snnbench.models.spiking import NEURONS, RESETS
 from snnbench.noise import NoiseSpec
+from snnbench.tracking import summary as run_summary
 from snnbench.tracking.runs import benchmark_run, child_run, config_key, finished_children, log_dataset
 from snnbench.training.cache import pack, unpack
 from snnbench.training.grid import Engine, Job, train_jobs, trained_multimodal_model
@@ -195,6 +196,11 @@ def _child_name(config: dict, factor: str | None) -> str:
     return config["modality"] + (f" {factor}={config[factor]}" if factor else "") + f" seed={config['seed']}"
 
 
+def run_name(args) -> str:
+    seeds = len(seeds_from_args(args))
+    return f"{args.command} {args.profile}, {', '.join(args.modalities)}, {seeds} seed{'s' if seeds > 1 else ''}"
+
+
 def run(args):
     sweep = SWEEPS[args.command]
     factor = sweep.factor if sweep else None
@@ -212,7 +218,7 @@ def run(args):
     gpus = [d.index for d in devices if d.type == "cuda"]
     with executor_from_args(args, gpus) as executor, \
             benchmark_run(args.command, params, device=str(device), data_checksums=checksums, resume=args.resume,
-                          sweep=True) as parent:
+                          sweep=True, run_name=run_name(args)) as parent:
         # every model the sweep needs, trained together first (stacked; cached for what follows)
         training = train_jobs([job for config_jobs in jobs for job in config_jobs], devices, from_args(Engine, args),
                               executor=executor)
@@ -272,7 +278,7 @@ def log_summary(rows: list[dict], command: str, factor: str | None):
     for row in rows:
         for family in row["families"]:
             groups.setdefault((row["modality"], family, row[factor] if factor else "default"), []).append(row)
-    summary, series = [], {}
+    summary, series, shown = [], {}, []
     for (modality, family, value), members in groups.items():
         label = f"{modality}/{family}" + (f"/{factor}={value}" if factor else "")
         entry = {"modality": modality, "family": family, factor or "configuration": value,
@@ -289,9 +295,17 @@ def log_summary(rows: list[dict], command: str, factor: str | None):
             if len(values) > 1:
                 mlflow.log_metrics({f"{name}/ci_low": low, f"{name}/ci_high": high})
         summary.append(entry)
+        one = members[0] if len(members) == 1 else None  # one seed: the interval of its test samples
+        low, high = ((one.get(f"{family}_test_accuracy_ci_low"), one.get(f"{family}_test_accuracy_ci_high")) if one
+                     else (entry.get("test_accuracy_ci_low"), entry.get("test_accuracy_ci_high")))
+        shown.append({"modality": modality, "family": family, **({factor: value} if factor else {}),
+                      "seeds": len(members), "test accuracy": run_summary.interval(entry.get("test_accuracy"), low,
+                                                                                   high)})
         bar = family.upper() + (f" {factor}={value}" if factor else "")
         series.setdefault(bar, {})[modality] = 100 * entry.get("test_accuracy", float("nan"))
     mlflow.log_dict({"rows": summary}, "summary.json")
+    run_summary.headline("Test accuracy, % [95% interval: over seeds; of the test samples for one seed] (best-"
+                         "validation weights)", shown)
     harness.log_result_table([result_row(row, family, command) for row in rows for family in row["families"]])
     modalities = list(dict.fromkeys(r["modality"] for r in summary))
     with tempfile.TemporaryDirectory() as tmp:

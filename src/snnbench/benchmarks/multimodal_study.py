@@ -8,6 +8,7 @@ stopped run (``--time-limit``, a crash) continues with ``--resume true``.
 
 import json
 import tempfile
+import textwrap
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -29,10 +30,14 @@ from snnbench.evaluation import metrics as M
 from snnbench.evaluation.harness import log_result_table
 from snnbench.execution import executor_from_args
 from snnbench.noise import NoiseSpec
+from snnbench.tracking import summary as run_summary
 from snnbench.tracking.runs import MODEL_ID_TAG, benchmark_run, child_run, config_key, finished_children
 from snnbench.training.cache import read_summary
 from snnbench.training.grid import Engine, Job, evaluate_jobs, time_step_parts, train_jobs, warm_up
 from snnbench.training.suite import log_trained_model
+
+
+CLAIM_WIDTH = 70  # characters of a claim's text in the run's summary
 
 
 @dataclass(frozen=True)
@@ -91,9 +96,10 @@ def run(args):
               "noises": {k: [n.std, n.position, n.mode, n.seed] for k, n in noises.items()}}
     device_name = torch.cuda.get_device_name(devices[0]) if devices[0].type == "cuda" else "cpu"
     gpus = [d.index for d in devices if d.type == "cuda"]
+    name = f"multimodal_study {args.profile}, {len(seeds)} seed{'s' if len(seeds) > 1 else ''}"
     with executor_from_args(args, gpus) as executor, \
             benchmark_run("multimodal_study", params, device=",".join(map(str, devices)), data_checksums=checksums,
-                          resume=args.resume, sweep=True) as parent:
+                          resume=args.resume, sweep=True, run_name=name) as parent:
         mlflow.set_tag("snnbench.device_name", device_name)
         executor.on_workers(warm_up)  # here or on every worker: not timed as training
         if args.step_parts:
@@ -141,7 +147,8 @@ def run(args):
         results = results_document(rows, meta)
         mlflow.log_dict(results, STUDY_DOCUMENT)
         log_result_table([result_row(row, name) for row in rows for name in noises])
-        mlflow.log_dict(claims.check(rows, "study" if args.validation == "study" else "ours"), CLAIMS_DOCUMENT)
+        claim_rows = claims.check(rows, "study" if args.validation == "study" else "ours")
+        mlflow.log_dict(claim_rows, CLAIMS_DOCUMENT)
         cost = [e for entries in meta["speeds"].values() for e in entries]
         mlflow.log_metrics({"total_wall_seconds": meta["total_seconds"], "trainings": len(jobs),
                             "train_product_flops": sum(e["product_flops"] for e in cost),
@@ -156,6 +163,11 @@ def run(args):
             (Path(tmp) / "study.md").write_text(study_report(results, Path(tmp) / "figures", "figures/"))
             mlflow.log_artifacts(tmp, "report")
         if args.results_out:
+            Path(args.results_out).parent.mkdir(parents=True, exist_ok=True)
             Path(args.results_out).write_text(json.dumps(results, indent=1))
-        print(f"multimodal_study: {len(jobs)} trainings, {train_seconds:.0f} s training, "
-              f"{meta['total_seconds']:.0f} s in all; results in run {parent.info.run_id}")
+        run_summary.headline("Trainings", [{"trainings": len(jobs), "training seconds": f"{train_seconds:.0f}",
+                                            "seconds in all": f"{meta['total_seconds']:.0f}"}])
+        run_summary.headline(f"The study's claims under this run's protocol ({CLAIMS_DOCUMENT} has each part)",
+                             [{"claim": c["claim"], "figure": c["figure"], "verdict": c["verdict"],
+                               "says": textwrap.shorten(c["text"], CLAIM_WIDTH, placeholder=" …")}
+                              for c in claim_rows])

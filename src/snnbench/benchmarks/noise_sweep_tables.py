@@ -8,6 +8,8 @@
   (:func:`snnbench.evaluation.metrics.paired_difference`). Pairs: the ORT DNN against its own
   conversion (Nengo, Loihi emulator) and against the snntorch SNN of the same modality.
 * **Robustness**: AUC, drops and tolerated std of the seed-averaged accuracy-vs-std curves.
+* **Headline** (printed when the run ends): clean accuracy per engine, the largest paired gaps, and
+  where each curve falls (the first std more than :data:`FALL_POINTS` below clean).
 """
 
 import json
@@ -19,10 +21,13 @@ import pandas as pd
 
 from snnbench.evaluation import harness, robustness
 from snnbench.evaluation.metrics import paired_difference, seed_interval, wilson_interval
+from snnbench.tracking import summary as run_summary
 
 CURVE = ("engine", "model", "modality", "noise_position")
 CELL = (*CURVE, "noise_std")
 PAIRS = (("ort-dnn", "nengo-snn"), ("ort-dnn", "snntorch-snn"), ("ort-dnn", "loihi-emulator"))
+FALL_POINTS = 10  # a curve falls at the first std where its accuracy is more than this many points below clean
+GAPS_SHOWN = 3    # the largest paired gaps (by size) the headline shows per pair of engines
 
 
 def _groups(rows: list, columns) -> dict:
@@ -122,6 +127,54 @@ def parent_metrics(rows: list, summary: dict, gaps: list) -> dict:
     return out
 
 
+def falls_at(curve: robustness.Curve, points: float = FALL_POINTS) -> float:
+    """The first swept std at which accuracy is more than ``points`` below clean (inf: at none)."""
+    fallen = np.flatnonzero(~(100 * (curve.clean_accuracy - curve.accuracy) <= points))
+    return float(curve.stds[fallen[0]]) if fallen.size else float("inf")
+
+
+def _wide(frame: pd.DataFrame, index: list, columns: str, values: str) -> pd.DataFrame:
+    """``values`` with one column per value of ``columns`` (in order of appearance), ``index`` leading."""
+    order = list(dict.fromkeys(frame[columns]))
+    wide = frame.pivot(index=index, columns=columns, values=values).reindex(columns=order).fillna("")
+    return wide.reset_index().rename_axis(columns=None)
+
+
+def headline(cell_rows: list, gaps: list) -> None:
+    """The sweep's headline tables for the run's summary: clean accuracy per engine, the largest paired
+    gaps, and where each engine's accuracy-vs-std curve falls."""
+    cells_frame = pd.DataFrame(cell_rows)
+    clean = cells_frame[cells_frame["noise_position"] == "none"].copy()
+    clean["accuracy"] = [run_summary.interval(*v) for v in
+                         clean[["accuracy", "accuracy_ci_low", "accuracy_ci_high"]].itertuples(index=False)]
+    run_summary.headline("Clean accuracy, % [95% interval]", _wide(clean, ["model", "modality"], "engine", "accuracy"))
+
+    largest = []
+    for first, second in PAIRS:
+        pair = [g for g in gaps if (g["dnn"], g["snn"]) == (first, second)]
+        largest += sorted(pair, key=lambda g: -abs(g["gap_pp"]))[:GAPS_SHOWN]
+    run_summary.headline(
+        f"Largest paired gaps, DNN minus SNN in points [95% interval] (the {GAPS_SHOWN} largest of each pair)",
+        [{"DNN": g["dnn"], "SNN": g["snn"], "model": g["model"], "modality": g["modality"],
+          "position": g["noise_position"], "std": f"{g['noise_std']:g}",
+          "gap": run_summary.interval(g["gap_pp"], g["ci_low_pp"], g["ci_high_pp"], scale=1, sign="+")}
+         for g in largest])
+
+    base = {tuple(c[k] for k in CURVE[:3]): c["accuracy"] for c in cell_rows if c["noise_position"] == "none"}
+    noisy = [c for c in cell_rows if c["noise_position"] != "none" and tuple(c[k] for k in CURVE[:3]) in base]
+    falls = []
+    for key, group in _groups(noisy, CURVE).items():
+        curve = robustness.Curve.from_points([c["noise_std"] for c in group], [c["accuracy"] for c in group],
+                                             base[key[:3]])
+        std = falls_at(curve)
+        falls.append({**dict(zip(CURVE, key)), "falls": f"{std:g}" if np.isfinite(std) else "–"})
+    if falls:
+        top = max(c["noise_std"] for c in noisy)
+        run_summary.headline(f"First noise std at which accuracy is more than {FALL_POINTS} points below clean, by "
+                             f"noise position ('–': at no std up to {top:g})",
+                             _wide(pd.DataFrame(falls), ["engine", "model", "modality"], "noise_position", "falls"))
+
+
 def log_results(rows: list, config: dict, out: Path) -> dict:
     """Tables (result rows, cells, paired gaps, robustness), markdown, plot and a few metrics on the parent."""
     out.mkdir(parents=True, exist_ok=True)
@@ -140,4 +193,5 @@ def log_results(rows: list, config: dict, out: Path) -> dict:
     summary = summaries(plain)
     mlflow.log_text(json.dumps(summary, indent=1), "robustness.json")
     mlflow.log_metrics(parent_metrics(plain, summary, gaps))
+    headline(cell_rows, gaps)
     return summary
