@@ -70,20 +70,23 @@ class ModelInput:
     def is_identity(self) -> bool:
         return self.input_scale == 1 and set(self.input_mean) == {0.0} and set(self.input_std) == {1.0}
 
-    def apply(self, x: np.ndarray, sample_shape: tuple) -> np.ndarray:
-        """``x`` (n, features) of samples shaped ``sample_shape`` ((C, H, W): mean and std per channel;
-        (F,): per feature), preprocessed."""
+    def apply(self, x: np.ndarray, shape: tuple, channel_axis: int | None) -> np.ndarray:
+        """``x`` (n, features) of samples shaped ``shape``, preprocessed; ``mean`` and ``std`` per
+        channel along ``channel_axis`` of ``shape`` (None: per value)."""
         if self.is_identity:
             return np.asarray(x, np.float32)
-        per = sample_shape[0]
-        broadcast = (-1, *[1] * (len(sample_shape) - 1))
+        per = shape[channel_axis] if channel_axis is not None else int(np.prod(shape))
+        broadcast = [1] * len(shape)
+        if channel_axis is not None:
+            broadcast[channel_axis] = -1
         stats = []
         for name, values in (("--input-mean", self.input_mean), ("--input-std", self.input_std)):
             if len(values) not in (1, per):
-                raise ConfigError(f"{name} has {len(values)} values but the data set's samples have shape "
-                                  f"{tuple(sample_shape)}; give one value or {per}")
-            stats.append(np.asarray(values, np.float32).reshape(broadcast))
-        shaped = np.asarray(x, np.float32).reshape(len(x), *sample_shape)
+                raise ConfigError(f"{name} has {len(values)} values but the model's samples have shape {tuple(shape)}"
+                                  f"{f' ({per} channels)' if channel_axis is not None else ''}; give one value or "
+                                  f"{per}")
+            stats.append(np.asarray(values, np.float32).reshape(broadcast if len(values) > 1 else [1] * len(shape)))
+        shaped = np.asarray(x, np.float32).reshape(len(x), *shape)
         return ((shaped * np.float32(self.input_scale) - stats[0]) / stats[1]).reshape(len(x), -1)
 
 
@@ -109,8 +112,8 @@ class PreparedModel:
     def encode(self, x: np.ndarray, sample_shape: tuple, batch: int = 1000) -> np.ndarray:
         """Data samples ``x`` (n, features) shaped ``sample_shape`` -> the flat inputs of ``model.onnx``
         (float32): preprocessing, layout, then the graph's own input encoding."""
-        x = self.model_input.apply(x, sample_shape)
-        x = lay_out(x, tuple(sample_shape), self.layout, self.raw_shape)
+        x = self.model_input.apply(lay_out(x, tuple(sample_shape), self.layout, self.raw_shape), self.raw_shape,
+                                   channel_axis(self.layout, self.raw_shape))
         encoder = self.folder / ENCODER_FILE
         if not encoder.exists():
             return x
@@ -129,8 +132,8 @@ class PreparedModel:
         the scores where no head was dropped."""
         import onnxruntime as ort
 
-        laid_out = lay_out(self.model_input.apply(x, sample_shape), tuple(sample_shape), self.layout,
-                           self.raw_shape)
+        laid_out = self.model_input.apply(lay_out(x, tuple(sample_shape), self.layout, self.raw_shape),
+                                          self.raw_shape, channel_axis(self.layout, self.raw_shape))
         session = ort.InferenceSession(self.notes["source"], providers=["CPUExecutionProvider"])
         declared = session.get_inputs()[0]
         unbatched = "batch_axis" in self.notes
@@ -172,6 +175,7 @@ def load(path) -> onnx.ModelProto:
     del graph.input[:]
     graph.input.extend(inputs)
     _sort_nodes(graph, path)
+    _constants_as_tensors(graph)
     try:
         onnx.checker.check_model(model)
     except Exception as exc:  # the checker raises ValidationError and others
@@ -183,6 +187,21 @@ def load(path) -> onnx.ModelProto:
 def _first_line(exc) -> str:
     text = str(exc).strip()
     return (text.splitlines()[0] if text else type(exc).__name__)[:200]
+
+
+def _constants_as_tensors(graph):
+    """Every Constant node written with a ``value`` tensor (``value_float``, ``value_ints``, ... too)."""
+    for node in graph.node:
+        if node.op_type != "Constant" or any(a.name == "value" for a in node.attribute):
+            continue
+        given = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        for key, dtype in (("value_float", np.float32), ("value_floats", np.float32), ("value_int", np.int64),
+                           ("value_ints", np.int64)):
+            if key in given:
+                tensor = onnx.numpy_helper.from_array(np.asarray(given[key], dtype), node.output[0])
+                del node.attribute[:]
+                node.attribute.extend([helper.make_attribute("value", tensor)])
+                break
 
 
 def _sort_nodes(graph, path):
@@ -388,6 +407,13 @@ def layout_for(sample_shape: tuple, raw_shape: tuple) -> str:
                     f"shape {tuple(sample_shape)} ({size} values); give a data set whose samples fit the model")
 
 
+def channel_axis(layout: str, raw_shape: tuple) -> int | None:
+    """The channel axis of a model input of per-sample shape ``raw_shape`` laid out as ``layout``."""
+    if len(raw_shape) != 3:
+        return None
+    return 2 if layout.endswith("hwc") or (raw_shape[-1] in (1, 3, 4) and raw_shape[0] not in (1, 3, 4)) else 0
+
+
 def lay_out(x: np.ndarray, sample_shape: tuple, layout: str, raw_shape: tuple) -> np.ndarray:
     """Flat samples in the data set's layout -> flat samples in the model's (see :func:`layout_for`)."""
     n = len(x)
@@ -492,8 +518,10 @@ def fixed_batch(model: onnx.ModelProto) -> onnx.ModelProto:
 def _commute_maxpool_relu(graph) -> list:
     """``Relu(MaxPool(x))`` -> ``MaxPool(Relu(x))`` where the MaxPool's only reader is the Relu; the
     MaxPool nodes moved."""
-    producers, moved = _producers(graph), []
-    for relu in [n for n in graph.node if n.op_type == "Relu"]:
+    nodes = list(graph.node)  # the graph's own messages, changed in place
+    producers, order, moved = _producers(graph), list(range(len(nodes))), []
+    position = {id(n): i for i, n in enumerate(nodes)}
+    for relu in [n for n in nodes if n.op_type == "Relu"]:
         pool = producers.get(relu.input[0])
         if pool is None or pool.op_type != "MaxPool" or len(_readers(graph, pool.output[0])) != 1 \
                 or (len(pool.output) > 1 and pool.output[1]):
@@ -501,10 +529,12 @@ def _commute_maxpool_relu(graph) -> list:
         x, pooled, out = pool.input[0], pool.output[0], relu.output[0]
         relu.input[0], relu.output[0] = x, pooled
         pool.input[0], pool.output[0] = pooled, out
-        nodes = list(graph.node)
-        i, j = nodes.index(pool), nodes.index(relu)
-        nodes[i], nodes[j] = relu, pool
-        del graph.node[:]
-        graph.node.extend(nodes)
+        producers[pooled], producers[out] = relu, pool
+        i, j = order.index(position[id(pool)]), order.index(position[id(relu)])
+        order[i], order[j] = order[j], order[i]
         moved.append(pool.name or out)
+    if moved:
+        reordered = [onnx.NodeProto.FromString(nodes[k].SerializeToString()) for k in order]
+        del graph.node[:]
+        graph.node.extend(reordered)
     return moved
