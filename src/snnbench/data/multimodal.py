@@ -18,7 +18,9 @@ Images are split alike in every protocol (a seeded 20%); the audio-only set hold
 ``study`` and ``recordings`` alike (500 of 2,700, the study's figure).
 """
 
-from dataclasses import dataclass
+import hashlib
+from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -39,20 +41,36 @@ def validation_split(n: int, fraction: float = 0.2, seed: int = 0) -> tuple[np.n
     return np.sort(order[: n - n_val]), np.sort(order[n - n_val:])
 
 
+def sample_digest(x: np.ndarray, y: np.ndarray) -> str:
+    """A hash of samples themselves: their shape and dtype, features and labels (16 hex digits)."""
+    digest = hashlib.blake2b(digest_size=8)
+    digest.update(repr((x.shape, str(x.dtype))).encode())
+    digest.update(np.ascontiguousarray(x).data)
+    digest.update(np.ascontiguousarray(y).data)
+    return digest.hexdigest()
+
+
 @dataclass(frozen=True)
 class FeatureSet:
-    x: np.ndarray  # float32 (N, features), values in [0, 1]
+    x: np.ndarray  # float32 (N, features); MNIST and FSDD values in [0, 1]
     y: np.ndarray  # int64 (N,)
-    checksums: dict
+    checksums: dict  # "<data set>/<file>" -> checksum of the files the samples were read from
+    origins: dict = field(default_factory=dict)  # data set name -> where it was read from (not MNIST or FSDD)
 
     def subset(self, index) -> "FeatureSet":
-        return FeatureSet(self.x[index], self.y[index], self.checksums)
+        return FeatureSet(self.x[index], self.y[index], self.checksums, self.origins)
 
     @property
     def sources(self) -> dict:
-        """Dataset name -> where its checksummed files come from, for each dataset in the samples."""
+        """Data set name -> where its checksummed files come from, for each data set in the samples."""
         urls = {"mnist": MIRRORS[0], "fsdd": ARCHIVE_URLS[0]}
-        return {name: url for name, url in urls.items() if any(k.startswith(f"{name}/") for k in self.checksums)}
+        known = {name: url for name, url in urls.items() if any(k.startswith(f"{name}/") for k in self.checksums)}
+        return {**known, **self.origins}
+
+    @cached_property
+    def digest(self) -> str:
+        """:func:`sample_digest` of the samples (computed once)."""
+        return sample_digest(self.x, self.y)
 
     def __len__(self):
         return len(self.y)
