@@ -1,7 +1,8 @@
 """Optuna search over the neuron parameters that DNN->SNN conversion leaves untrained (gain, bias,
 firing-rate scale, output synapse, optionally LIF time constants), per hidden layer around the
-calibrated setting (snnbench.conversion.calibration), maximising the SNN's accuracy on validation
-images. The test set is read once, after the choice, to score the calibrated and the tuned setting.
+calibrated setting (snnbench.conversion.calibration), maximising the SNN's accuracy on the
+validation split of the task's data set (snnbench.data.load_dataset). The test split is read once,
+after the choice, to score the calibrated and the tuned setting.
 
 Modules: :mod:`~snnbench.tuning.space` (the search space), :mod:`~snnbench.tuning.task` (what a
 study keeps fixed), :mod:`~snnbench.tuning.storage` (storages, samplers, pruners, opening a study),
@@ -10,7 +11,8 @@ MLflow run), :mod:`~snnbench.tuning.objective` (validation accuracy of a trial's
 :mod:`~snnbench.tuning.study` (``snnbench tune``: the study, its best setting, the test scores).
 """
 
-from snnbench.tuning.objective import ConversionObjective, calibrated_layers, trained_model_folder
+from snnbench.tuning.objective import (ConversionObjective, calibrated_layers, task_dataset, trained_model_folder,
+                                       validation_set)
 from snnbench.tuning.space import SearchSpace, layers_from_params
 from snnbench.tuning.storage import (FINISHED, PRUNERS, SAMPLERS, StudyOptions, load_study, open_storage,
                                      storage_label, study_storage)
@@ -21,5 +23,5 @@ from snnbench.tuning.workers import SurplusTrial, exact_total, prepare_study, ru
 __all__ = ["FINISHED", "PRUNERS", "SAMPLERS", "SECOND_OBJECTIVES", "ConversionObjective", "ConversionTask",
            "SearchSpace", "StudyOptions", "SurplusTrial", "best_params_from_study", "calibrated_layers",
            "exact_total", "layers_from_params", "load_study", "open_storage", "params_document", "prepare_study",
-           "run_benchmark", "run_workers", "score_on_test_set", "storage_label", "study_storage",
-           "trained_model_folder"]
+           "run_benchmark", "run_workers", "score_on_test_set", "storage_label", "study_storage", "task_dataset",
+           "trained_model_folder", "validation_set"]

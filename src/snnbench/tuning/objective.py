@@ -1,42 +1,60 @@
-"""The objective: the converted SNN's accuracy on validation images (never test images) for a
-trial's setting, searched around the calibrated one."""
+"""The objective: the converted SNN's accuracy on validation samples (never test samples) for a
+trial's setting, searched around the calibrated one; the model is tune's MNIST conversion DNN or
+a user's ONNX model, the data the task's data set (:func:`snnbench.data.load_dataset`)."""
+
+from functools import lru_cache
+from pathlib import Path
 
 import optuna
 
+from snnbench.data import Dataset, FeatureSet, check_fits, load_dataset
 from snnbench.errors import DataError
 from snnbench.evaluation import metrics as M
 from snnbench.tuning.space import layers_from_params
 from snnbench.tuning.task import SECOND_STATS, ConversionTask
 
 
-def trained_model_folder(task: ConversionTask):
-    """The cached trained DNN (``model.onnx``) that the study converts."""
+def trained_model_folder(task: ConversionTask) -> Path:
+    """The model that the study converts: ``task.onnx_model``, or the cached trained DNN (a folder
+    with ``model.onnx``)."""
+    if task.onnx_model:
+        if not Path(task.onnx_model).is_file():
+            raise DataError(f"--onnx-model {task.onnx_model} not found; give a .onnx file")
+        return Path(task.onnx_model)
     from snnbench.training.conversion import trained_conversion_model
     from snnbench.training.recipes import Recipe
     return trained_conversion_model(task.arch, Recipe(task.epochs, task.lr, task.batch_size, task.train_limit or 0,
                                                       task.seed))
 
 
-def validation_set(task: ConversionTask):
-    """The first ``val_samples`` images of the 20 % validation split of MNIST train.
+@lru_cache(maxsize=1)
+def task_dataset(spec: str, seed: int) -> Dataset:
+    """The task's data set (read once per process; its test split only when scoring the result)."""
+    return load_dataset(spec, seed)
 
-    The conversion DNN is trained on all 60,000 training images (as convert trains it), so
-    these images were seen by the DNN; they are used because the test set must stay unseen.
-    Calibration draws from the other 80 %.
+
+def validation_set(task: ConversionTask) -> FeatureSet:
+    """The first ``val_samples`` samples of the data set's validation split (MNIST: the seeded 20%
+    of its training split).
+
+    Tune's own conversion DNN is trained on all 60,000 MNIST training images (as convert trains
+    it), so these images were seen by the DNN; they are used because the test set must stay unseen.
+    Calibration draws from the training split, which excludes them.
     """
-    from snnbench.conversion.calibration import VALIDATION_FRACTION
-    from snnbench.data import load_features, validation_split
-    train = load_features("image", "train")
-    _, val_idx = validation_split(len(train), VALIDATION_FRACTION, task.seed)
-    if task.val_samples > len(val_idx):
-        raise DataError(f"--val-samples {task.val_samples} is more than the {len(val_idx)} validation images")
-    return train.subset(val_idx[: task.val_samples])
+    dataset = task_dataset(task.dataset, task.seed)
+    available = len(dataset.validation)
+    if task.val_samples > available:
+        raise DataError(f"--val-samples {task.val_samples} is more than the {available} samples of data set "
+                        f"{dataset.name}'s validation split; "
+                        + (f"ask for at most {available}" if available else
+                           "give a data set with labelled training samples or a validation split"))
+    return dataset.validation.subset(slice(0, task.val_samples))
 
 
 def calibrated_layers(task: ConversionTask, converted) -> list[dict]:
-    """The calibrated setting (one dict per hidden layer), from MNIST training images."""
-    from snnbench.conversion.calibration import calibrated_document, mnist_training_images
-    document = calibrated_document(converted, mnist_training_images(task.seed), task.calibration(),
+    """The calibrated setting (one dict per hidden layer), from the data set's training split."""
+    from snnbench.conversion.calibration import calibrated_document
+    document = calibrated_document(converted, task_dataset(task.dataset, task.seed).train.x, task.calibration(),
                                    {"dt": task.dt})
     return document["layers"]
 
@@ -50,19 +68,23 @@ class ConversionObjective:
     """Validation accuracy (and optionally mean spikes per image) of the converted SNN for a trial.
 
     Accuracy is reported on growing validation subsets, so the pruner stops hopeless trials early.
-    Built once per worker: the model is read and calibrated (training images) and the validation
-    images loaded here, never the test set. ``base`` is the calibrated setting.
+    Built once per worker: the validation samples loaded and the model read and calibrated
+    (training split) here, never the test split. ``base`` is the calibrated setting.
     """
 
     def __init__(self, task: ConversionTask):
         from snnbench.conversion import onnx_io
         self.task = task
+        self.dataset = task_dataset(task.dataset, task.seed)
+        self.validation = validation_set(task)  # too few validation samples stop here, before any training
+        self.x, self.y, self.checksums = self.validation.x, self.validation.y, self.validation.checksums
         self.folder = trained_model_folder(task)
+        self.model_name = Path(task.onnx_model).stem if task.onnx_model else f"conversion-{task.arch}"  # as convert's
         self.converted = onnx_io.load_any(self.folder)
+        check_fits(self.dataset, self.converted.input_shape, self.converted.n_outputs, task.calibration_samples,
+                   splits=("train", "validation"))
         self.n_hidden = len(self.converted.hidden)
         self.base = calibrated_layers(task, self.converted)
-        val = validation_set(task)
-        self.x, self.y, self.checksums = val.x, val.y, val.checksums
 
     def snn(self, layers: list[dict]):
         """The converted SNN with a trial's setting, as the harness runs it (counters on, so that the

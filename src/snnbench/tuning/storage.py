@@ -142,7 +142,7 @@ def load_study(options: StudyOptions, task: ConversionTask, worker: int = 0, cre
     stored = study.user_attrs.get("task")
     if stored is None:
         study.set_user_attr("task", task.to_dict())
-    elif stored != task.to_dict():
+    elif (stored := ConversionTask.from_dict(stored).to_dict()) != task.to_dict():  # settings added since: defaults
         diff = sorted(k for k in set(stored) | set(task.to_dict()) if stored.get(k) != task.to_dict().get(k))
         raise StorageError(f"study {options.study_name!r} in {storage_label(options.storage)} was made for "
                            f"other settings ({', '.join(diff)} differ); use the same settings to resume "

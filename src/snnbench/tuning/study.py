@@ -14,7 +14,7 @@ from optuna.trial import TrialState
 
 from snnbench.errors import StorageError
 from snnbench.evaluation.harness import log_result_table
-from snnbench.tuning.objective import ConversionObjective
+from snnbench.tuning.objective import ConversionObjective, task_dataset
 from snnbench.tuning.space import layers_from_params
 from snnbench.tuning.storage import StudyOptions, experimental, load_study, open_storage, storage_label, study_storage
 from snnbench.tuning.task import ConversionTask
@@ -38,10 +38,11 @@ def params_document(study) -> dict:
     """The best setting as convert's ``--params-json`` reads it: per-layer parameters and the sim."""
     task = ConversionTask.from_dict(study.user_attrs["task"])
     trial = best_trial(study)
+    model = {"onnx_model": task.onnx_model} if task.onnx_model else {k: getattr(task, k) for k in MODEL_FIELDS}
     return {"layers": layers_from_params(trial.params, study.user_attrs["base_layers"]), "sim": task.sim_dict(),
             "source": {"method": "tuned", "study": study.study_name, "trial": trial.number,
                        "validation_accuracy": trial.values[0], "val_samples": task.val_samples,
-                       "model": {k: getattr(task, k) for k in MODEL_FIELDS}}}
+                       "model": model, "dataset": task.dataset}}
 
 
 def best_params_from_study(study_name: str, storage: str) -> dict:
@@ -98,22 +99,25 @@ def trial_counts(study) -> dict:
 def score_on_test_set(objective, document: dict, test=None) -> dict:
     """Test accuracy of the DNN (ONNX Runtime) and of the SNN with the calibrated setting
     (``objective.base``) and with the study's best one (``document``); ``test`` defaults to the
-    MNIST test set. Metric names carry the labels: ``snn_test_accuracy_calibrated`` / ``_tuned``;
-    ``rows`` holds the three scores in the fixed result schema (snnbench.evaluation.harness)."""
-    from snnbench.data import load_features
+    task's data set's test split. Metric names carry the labels: ``snn_test_accuracy_calibrated`` /
+    ``_tuned``; ``rows`` holds the three scores in the fixed result schema (snnbench.evaluation.harness)."""
     from snnbench.evaluation.metrics import Accuracy
 
-    test = load_features("image", "test") if test is None else test  # read only here, after the study
+    task = objective.task
+    # the objective's data set and model; an objective without them (a stand-in) stands for tune's own MNIST DNN
+    dataset = getattr(objective, "dataset", None) or task_dataset(ConversionTask.dataset, task.seed)
+    model = getattr(objective, "model_name", None) or f"conversion-{task.arch}"
+    test = dataset.test if test is None else test  # read only here, after the study
     y = np.asarray(test.y)
     dnn = Accuracy()(None, objective.dnn_logits(test.x), y, None)
     scores = {"test_images": len(y), "dnn_test_accuracy": dnn["accuracy"]}
     settings = {"calibrated": objective.base, "tuned": document["layers"]}
-    keys = {"benchmark": "tune_conversion", "model": f"conversion-{objective.task.arch}", "modality": "image",
-            "noise_position": "none", "noise_std": 0.0, "seed": objective.task.seed}
+    keys = {"benchmark": "tune_conversion", "model": model, "modality": dataset.modality,
+            "noise_position": "none", "noise_std": 0.0, "seed": task.seed}
     scores["rows"] = [{**keys, "engine": "ort-dnn", "method": "", "steps": 1, **dnn}]
     for label in LABELS:
         snn = Accuracy()(None, objective.snn_logits(settings[label], test.x), y, None)
-        scores["rows"].append({**keys, "engine": "nengo-snn", "method": label, "steps": objective.task.steps, **snn})
+        scores["rows"].append({**keys, "engine": "nengo-snn", "method": label, "steps": task.steps, **snn})
         for suffix in ("", "_ci_low", "_ci_high"):
             scores[f"snn_test_accuracy_{label}{suffix}"] = snn[f"accuracy{suffix}"]
         scores[f"conversion_loss_{label}_points"] = 100.0 * (dnn["accuracy"] - snn["accuracy"])
@@ -128,7 +132,7 @@ def run_benchmark(task: ConversionTask, options: StudyOptions, *, params: dict |
     returns the best setting's document."""
     import mlflow
 
-    from snnbench.tracking.runs import benchmark_run
+    from snnbench.tracking.runs import benchmark_run, log_dataset
 
     task.check()
     options.check()
@@ -139,8 +143,12 @@ def run_benchmark(task: ConversionTask, options: StudyOptions, *, params: dict |
     study = prepare_study(task, options, objective.base, storage)
     params = params or {**task.to_dict(), **asdict(options), "storage": storage_label(options.storage)}
     checksums = getattr(objective, "checksums", None)
+    validation = getattr(objective, "validation", None)  # the samples trials are scored on
     with benchmark_run("tune_conversion", params, run_name=options.study_name, data_checksums=checksums) as run:
-        mlflow.set_tags({"optuna.study": options.study_name, "optuna.storage": storage_label(options.storage)})
+        mlflow.set_tags({"optuna.study": options.study_name, "optuna.storage": storage_label(options.storage),
+                         **task_dataset(task.dataset, task.seed).tags})
+        if validation is not None:
+            log_dataset(validation, "validation")
         run_workers(task, options, objective_factory, run.info.run_id, objective=objective, executor=executor)
         study = load_study(options, task, storage=storage)
         counts = trial_counts(study)

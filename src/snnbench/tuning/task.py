@@ -6,13 +6,13 @@ from dataclasses import asdict, dataclass, field, fields
 
 from snnbench.config import auto, check_choices, option, positive
 from snnbench.conversion.calibration import Calibration
+from snnbench.data import DATASET_HELP
 from snnbench.errors import ConfigError
 from snnbench.tuning.space import SearchSpace
 
 SECOND_OBJECTIVES = ("none", "spikes", "synops")  # minimised: spikes / synaptic operations per image
 # the second objective's total over a prediction, from its snnbench.evaluation.metrics.Activity
 SECOND_STATS = {"spikes": lambda a: a.spikes, "synops": lambda a: a.macs + a.acs}
-VALIDATION_IMAGES = 12000  # validation_split(60000, 0.2)
 STUDY, TASK = "study", "fixed for the study"  # the options' sections of `snnbench tune --help`
 
 
@@ -34,21 +34,25 @@ class ConversionTask:
     readout: str = "mean"
     minibatch: int = 100
     simulator: str = "nengo_dl"
-    val_samples: int = option(2000, "validation images per trial: the first of MNIST train's 20%% "
-                                           "validation split (auto: 1000 quick, 12000 full)",
-                                     auto(positive(int)), group=TASK)
+    val_samples: int = option(2000, "validation samples per trial: the first of --dataset's validation split "
+                                    "(auto: 1000 quick, 12000 full, at most the split's size)",
+                              auto(positive(int)), group=TASK)
     val_steps: int = option(4, "growing validation subsets reported to the pruner", positive(int), group=TASK)
     second_objective: str = option("none", "also minimise spikes or synaptic operations per image (a multi-objective "
                                            "study: no pruning; the best setting is the most accurate on the Pareto "
                                            "front)", choices=SECOND_OBJECTIVES, group=STUDY)
+    dataset: str = option("mnist", "the data set calibrated and validated on (its training and validation splits; "
+                                   f"the test split only scores the result): {DATASET_HELP}", group=TASK)
+    onnx_model: str = option("", "tune the conversion of this .onnx model (trained on --dataset) instead of the "
+                                 "conversion DNN that tune trains on MNIST", group=TASK)
     space: SearchSpace = field(default_factory=SearchSpace)
 
     def check(self):
         self.calibration()
         check_choices(self)
-        if self.val_samples > VALIDATION_IMAGES:
-            raise ConfigError(f"--val-samples {self.val_samples} is more than the {VALIDATION_IMAGES} "
-                              "validation images (20% of MNIST train)")
+        if self.dataset != "mnist" and not self.onnx_model:
+            raise ConfigError(f"--dataset {self.dataset} needs --onnx-model, a model trained on it: the DNN that tune "
+                              "trains itself is an MNIST classifier")
         if self.val_samples < self.val_steps or self.val_steps < 1:
             raise ConfigError(f"--val-samples ({self.val_samples}) must be at least --val-steps "
                               f"({self.val_steps}), and --val-steps at least 1")
