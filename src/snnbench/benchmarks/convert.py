@@ -24,13 +24,15 @@ from snnbench.benchmarks import convert_eval as measure
 from snnbench.benchmarks.options import add_common, add_recipe_arguments, from_profile, option_params, require
 from snnbench.config import add_options, auto, choice, from_args, int_list, option, positive, positive_or_none
 from snnbench.conversion import onnx_io
+from snnbench.conversion.onnx_prepare import ModelInput, PreparedModel, prepared_copy
 from snnbench.conversion.calibration import (METHODS, RATE_CHOICES, SCALES, Calibration, calibrated_document,
-                                             mnist_training_images, reference_layers)
+                                             reference_layers)
 from snnbench.conversion.nengo_net import IF_NEURONS, LayerParams, SimConfig, load_params, parse_params
-from snnbench.data import load_features
+from snnbench.data import DATASET_HELP, Dataset, FeatureSet, check_fits, load_dataset
 from snnbench.errors import ConfigError
 from snnbench.evaluation.harness import log_result_table
 from snnbench.models.conversion import ARCHS
+from snnbench.tracking.references import local_copy
 from snnbench.tracking import summary as run_summary
 from snnbench.tracking.runs import benchmark_run
 from snnbench.training.cache import read_summary
@@ -41,6 +43,7 @@ from snnbench.tuning import best_params_from_study
 PROFILES = {"quick": dict(test_limit=1000, steps_list=[4, 8, 16, 32]),
             "full": dict(test_limit=0, steps_list=[1, 2, 4, 8, 16, 32, 64, 100])}
 EQUIVALENCE_IMAGES = 200
+AGREEMENT_SAMPLES = 500  # test samples on which the normalised graph is checked against the user's file
 CALIBRATION_OPTIONS = ("calibration_samples", "percentile", "target_rate", "neuron", "initial_voltage", "scales",
                        "rates")
 CALIBRATED_METHODS = ("calibrated", "corrected")  # the methods that calibrate on training images
@@ -53,7 +56,9 @@ DNN, SNN, SIM, WHERE = "DNN", "SNN: the conversion method", "simulation", "where
 @dataclass(frozen=True)
 class ConvertOptions:
     """convert's own options (besides the recipe's, the calibration's and the simulation's)."""
-    onnx_model: str = option("", "convert this .onnx file instead of training", group=DNN)
+    onnx_model: str = option("", "convert your ONNX classifier (a file from any exporter, or a models:/ or runs:/ "
+                                 "reference) instead of training; see --output and --input-*", group=DNN)
+    dataset: str = option("mnist", "the test, calibration and validation data: " + DATASET_HELP, group=DNN)
     maxpool: str = option("exact", "MaxPool: exact (a tree of pairwise maxes as extra ReLU populations; the rate-mode "
                                    "network stays exact) or average (swapped for average pooling: approximate)",
                           choices=onnx_io.MAXPOOL_ROUTES, group=DNN)
@@ -100,6 +105,7 @@ def add_arguments(parser, command: str):
                                                    "ResNet-style CNN (MaxPool, residual Add, Concat; image-shaped "
                                                    "input)")
     add_options(parser, ConvertOptions)
+    add_options(parser, ModelInput)
     add_options(parser.group(SNN), Calibration)
     add_options(parser.group(SIM), SimConfig, steps=8)
 
@@ -150,9 +156,13 @@ def resolve(args) -> dict:
             sim = replace(sim, **overrides)
         except TypeError as exc:
             raise ConfigError(f"{source}: bad 'sim' settings ({exc})") from None
-    if args.onnx_model:
-        require(Path(args.onnx_model).is_file(), f"--onnx-model {args.onnx_model} not found; give a .onnx file")
-    settings.update(test_limit=chosen["test_limit"], steps_list=sorted(set(chosen["steps_list"])), sim=sim)
+    model_input = from_args(ModelInput, args)
+    require(bool(args.onnx_model) or model_input == ModelInput(),
+            "--output and --input-scale / --input-mean / --input-std describe the file given with --onnx-model")
+    require(args.dataset == "mnist" or bool(args.onnx_model),
+            f"--dataset {args.dataset} needs your model (--onnx-model): the networks convert trains are MNIST's")
+    settings.update(model_input=model_input, test_limit=chosen["test_limit"],
+                    steps_list=sorted(set(chosen["steps_list"])), sim=sim)
     return settings
 
 
@@ -166,7 +176,7 @@ def conversion_setting(converted, settings: dict, rates: str = "uniform") -> dic
         return {"layers": [asdict(p) for p in settings["layers"]], "sim": sim, "source": settings["source"]}
     if calibration.rates == "validated":
         calibration = replace(calibration, rates=rates)
-    return calibrated_document(converted, mnist_training_images(calibration.seed), calibration, sim, settings["base"])
+    return calibrated_document(converted, settings["inputs"].training(), calibration, sim, settings["base"])
 
 
 def layers_summary(layers: list) -> str:
@@ -191,21 +201,59 @@ def logged_params(args, settings: dict, test_images: int) -> dict:
     return params
 
 
+@dataclass(frozen=True)
+class ModelInputs:
+    """The data set's samples as the model takes them: calibration reads the training split,
+    validation the validation split, never the test split."""
+    dataset: Dataset
+    prepared: PreparedModel | None = None  # a user's model (else the samples are fed as they are)
+
+    def encode(self, x: np.ndarray) -> np.ndarray:
+        return x if self.prepared is None else self.prepared.encode(x, self.dataset.sample_shape)
+
+    def training(self) -> np.ndarray:
+        return self.encode(self.dataset.train.x)
+
+    def validation(self, samples: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        """A seeded subset of ``samples`` validation samples and their labels."""
+        split = self.dataset.validation
+        index = np.arange(len(split)) if samples >= len(split) else \
+            np.sort(np.random.default_rng(seed).choice(len(split), samples, replace=False))
+        return self.encode(split.x[index]), split.y[index]
+
+
+def user_model(args, settings: dict, dataset: Dataset):
+    """``--onnx-model`` normalised for ``dataset`` (snnbench.conversion.onnx_prepare) and read: the
+    prepared model and its converted network, checked against the data set first."""
+    source = local_copy(args.onnx_model)
+    prepared = prepared_copy(source / "model.onnx" if source.is_dir() else source, dataset.sample_shape,
+                             settings["model_input"])
+    converted = onnx_io.extract(prepared.path, args.maxpool)
+    check_fits(dataset, dataset.sample_shape, converted.n_outputs,
+               settings["calibration"].samples if settings["calibration"] else 0)
+    return prepared, converted
+
+
 def run(args):
     settings = resolve(args)
     sim = settings["sim"]
-    converted = onnx_io.extract(args.onnx_model, args.maxpool) if args.onnx_model else None  # checks the file first
-    test = load_features("image", "test")
+    dataset = load_dataset(args.dataset, args.seed)  # a user's data read and checked whole, before the run
+    prepared, converted = user_model(args, settings, dataset) if args.onnx_model else (None, None)
+    settings["inputs"] = ModelInputs(dataset, prepared)
+    test = dataset.test
     if settings["test_limit"]:
         test = test.subset(np.arange(min(settings["test_limit"], len(test))))
-    if converted is not None:
-        require(converted.n_inputs == test.x.shape[1],
-                f"--onnx-model takes {converted.n_inputs} inputs but MNIST images have {test.x.shape[1]}")
+    raw_x = test.x
     name = f"convert {args.method} {Path(args.onnx_model).stem if args.onnx_model else args.arch}, {sim.steps} steps"
     with benchmark_run("convert", logged_params(args, settings, len(test)), data_checksums=test.checksums,
                        run_name=name):
-        if args.onnx_model:
-            onnx_path = Path(args.onnx_model)
+        if prepared is not None:
+            onnx_path = prepared.path
+            test = FeatureSet(settings["inputs"].encode(raw_x), test.y, test.checksums, test.origins)
+            mlflow.log_metrics(prepared.agreement(raw_x[:AGREEMENT_SAMPLES], dataset.sample_shape))
+            mlflow.set_tags(dataset.tags)
+            mlflow.log_dict(prepared.notes, "prepared/prepared.json")
+            mlflow.log_artifacts(str(prepared.folder), "prepared")
         else:
             onnx_path = trained_conversion_model(args.arch, from_args(Recipe, args, seed=args.seed)) / "model.onnx"
             trained = read_summary(onnx_path.parent)
@@ -231,8 +279,9 @@ def run(args):
                         "source": {**document["source"], "method": "corrected", "steps": sim.steps, "rates": chosen}}
         if settings["layers"] is None:
             mlflow.log_param("layers", layers_summary(layers))
-        keys = {"benchmark": "convert", "model": onnx_path.stem if args.onnx_model else f"conversion-{args.arch}",
-                "modality": "image", "method": args.method, "seed": args.seed}
+        keys = {"benchmark": "convert", "model": Path(prepared.notes["source"]).stem if prepared else
+                f"conversion-{args.arch}",
+                "modality": dataset.modality, "method": args.method, "seed": args.seed}
         dnn = measure.evaluate_dnn(onnx_path, test.x, test.y, keys)
         snn = measure.evaluate_snn(converted, layers, settings, test.x, test.y, keys, per_steps)
         snn["rows"] = measure.paired_losses(snn["rows"], dnn["logits"], snn["all_logits"], test.y)  # same images
@@ -241,9 +290,10 @@ def run(args):
         measure.log_metrics(converted, dnn, snn, equivalence)
         targets = measure.run_targets(args, converted, layers, sim, test, keys)
         log_result_table([dnn["row"], *snn["rows"], *targets])
-        measure.log_artifacts(onnx_path, converted, document, dnn, snn, test.y)
+        measure.log_artifacts(Path(prepared.notes["source"]) if prepared else onnx_path, converted, document, dnn, snn,
+                              test.y)
         run_summary.headline(
-            f"Accuracy on {len(test)} MNIST test images, % [95% interval]; loss: DNN minus SNN on the same images, "
+            f"Accuracy on {len(test)} test samples of {dataset.name}, % [95% interval]; loss: DNN minus SNN on the same images, "
             f"points [paired 95% interval] ({args.method}; --steps {sim.steps})",
             [{"engine": r["engine"], "steps": r["steps"],
               "accuracy": run_summary.interval(r["accuracy"], r["accuracy_ci_low"], r["accuracy_ci_high"]),

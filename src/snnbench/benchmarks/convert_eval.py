@@ -57,20 +57,18 @@ def evaluate_dnn(onnx_path: Path, x, y, keys: dict) -> dict:
 def corrected_layers(converted, settings: dict) -> dict:
     """--method corrected: {steps: (layers, per-layer error report, rates)} for each step count of
     the curve and ``sim.steps``: the calibrated layers with that step count's error correction
-    (snnbench.conversion.correction) on the calibration subset of MNIST training images. With
+    (snnbench.conversion.correction) on the calibration subset of the training split. With
     ``--rates validated`` each step count takes the rates (uniform or balanced) whose corrected
     network scores better on a seeded validation subset (uniform on a tie; the mean readout), and
     ``rates`` carries both validation accuracies."""
     calibration, sim = settings["calibration"], settings["sim"]
-    encode = settings["encode"]  # the model's input encoding
-    train = encode(cal.mnist_training_images(calibration.seed))
+    train = settings["inputs"].training()
     x = cal.calibration_inputs(train, calibration.samples, calibration.seed)
     options = cal.RATES if calibration.rates == "validated" else (calibration.rates,)
     calibrated = {r: cal.calibrate(converted, train, replace(calibration, rates=r), sim.dt, settings["base"])[0]
                   for r in options}
     if len(options) > 1:
-        x_val, y_val = cal.mnist_validation_images(calibration.seed, calibration.samples)
-        x_val = encode(x_val)
+        x_val, y_val = settings["inputs"].validation(calibration.samples, calibration.seed)
     chosen = {}
     for steps in sorted(set(settings["steps_list"]) | {sim.steps}):
         candidates = {r: correction.correct(converted, layers, x, steps, sim.dt, sim.seed)

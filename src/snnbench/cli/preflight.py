@@ -52,10 +52,14 @@ def check_outputs(args) -> None:
 def modalities_read(args) -> list:
     """The data a benchmark's run reads: its ``--dataset``'s, else its ``--modalities``, else MNIST
     (the conversion benchmarks)."""
-    if getattr(args, "dataset", ""):
-        from snnbench.benchmarks.noise_sweep import DATASETS
+    dataset = getattr(args, "dataset", "")
+    if dataset:
+        from snnbench.data import BUILT_IN, load_dataset
 
-        return [DATASETS[args.dataset]]
+        if dataset not in BUILT_IN:
+            load_dataset(dataset, getattr(args, "seed", 0))  # a user's data, read and checked whole
+            return []
+        return [BUILT_IN[dataset]]
     return list(getattr(args, "modalities", None) or ["image"])
 
 
@@ -76,5 +80,5 @@ def check_inputs(command: str, args) -> None:
     check_outputs(args)
     if command in STORE_COMMANDS:
         check_store()
-    if command in BENCHMARKS:
+    if command in BENCHMARKS and command != "tune":  # tune reads its test split only after the choice
         check_data(modalities_read(args))
