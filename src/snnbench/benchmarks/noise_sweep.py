@@ -18,10 +18,12 @@ import numpy as np
 from tqdm import tqdm
 
 from snnbench.benchmarks import noise_sweep_tables as tables
-from snnbench.benchmarks.noise_sweep_models import SNN_ENGINE, Models, Subject, study_references, user_onnx
+from snnbench.benchmarks.noise_sweep_models import (SNN_ENGINE, Models, Subject, dataset_modality, study_references,
+                                                    sweep_test_data, user_onnx)
 from snnbench.benchmarks.options import add_common, add_modalities, add_resume, from_profile, require
 from snnbench.config import add_options, auto, choice_list, float_list, from_args, option, positive
 from snnbench.conversion.onnx_prepare import ModelInput
+from snnbench.data import DATASET_HELP
 from snnbench.device import resolve_device
 from snnbench.evaluation import harness, metrics
 from snnbench.evaluation.metrics import COLUMNS
@@ -30,7 +32,6 @@ from snnbench.models.multimodal import ModelSpec
 from snnbench.noise import NoiseSpec
 from snnbench.tracking import runs as tracking
 from snnbench.training import recipes
-from snnbench.training.suite import test_data
 
 BENCHMARK = "noise_sweep"
 LOIHI = "loihi-emulator"  # the converted SNN on nengo-loihi's emulator (--target nengo-loihi)
@@ -38,7 +39,6 @@ FAMILIES = ("ort-dnn", "nengo-snn", SNN_ENGINE, LOIHI)
 CONVERTED = ("nengo-snn", LOIHI)  # engines that run the DNN converted to spikes
 POSITIONS = ("input", "pre", "post")
 DEFAULT_STDS = (0.0, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
-DATASETS = {"mnist": "image", "fsdd": "audio", "multimodal": "multimodal"}  # a user's model's data -> modality
 # one colour per engine in the MLflow UI's charts (the tag it reads), so children plot as curves per engine
 ENGINE_COLORS = {"ort-dnn": "#308613", "nengo-snn": "#2272b4", SNN_ENGINE: "#c83243", LOIHI: "#8a4fbf"}
 CORRECT = "correct.npy"  # a child's per-sample correctness (packed bits), for the paired differences
@@ -85,8 +85,8 @@ class Options:
                                  "on --dataset's training split); needs --dataset", group=MODELS)
     snntorch_model: str = option("", "your SNN: a logged MLflow PyTorch model (models:/ID or runs:/RUN/PATH) of the "
                                      "suite's family; needs --dataset", group=MODELS)
-    dataset: str = option("", "the test and calibration data of --onnx-model / --snntorch-model",
-                          choices=("", *DATASETS), group=MODELS)
+    dataset: str = option("", "the test and calibration data of --onnx-model / --snntorch-model: " + DATASET_HELP,
+                          group=MODELS)
 
 
 def add_arguments(parser, command):
@@ -121,7 +121,8 @@ def settings(args) -> dict:
     overrides = {k: getattr(args, k) for k in ("epochs", "train_limit") if getattr(args, k) is not None}
     config = {"stds": sorted(set(args.stds)), "positions": list(dict.fromkeys(args.positions)),
               "families": list(dict.fromkeys(args.families + ([LOIHI] if args.target == "nengo-loihi" else []))),
-              "modalities": [DATASETS[args.dataset]] if user else list(dict.fromkeys(args.modalities)),
+              "modalities": [dataset_modality(args.dataset, args.seed)] if user else
+              list(dict.fromkeys(args.modalities)),
               "noise_mode": args.noise_mode, "seed": args.seed, "profile": args.profile,
               "device": str(resolve_device(args.device)), "snn_steps": args.snn_steps or ModelSpec().steps,
               "models_from": args.models_from, "onnx_model": args.onnx_model, "snntorch_model": args.snntorch_model,
@@ -228,7 +229,7 @@ def evaluate_child(unit: ChildUnit) -> tuple[dict, np.ndarray, float]:
         while len(_BUILT) >= 2:
             _BUILT.popitem(last=False)
         _BUILT[key] = unit.models.model(unit.subject)
-    data = test_data(unit.subject.modality, unit.config["test_limit"])  # seeded: the same for every family
+    data = sweep_test_data(unit.config, unit.subject.modality)  # seeded: the same for every family
     data = unit.models.inputs(unit.subject, data)  # as the subject's model takes them
     started = time.perf_counter()
     measured, correct = evaluate(_BUILT[key], data, unit.child)
@@ -254,7 +255,7 @@ def sweep(config: dict, models: Models, device: str, executor) -> list:
         def record(unit: ChildUnit, measured: dict, correct: np.ndarray, seconds: float):
             subject, child = unit.subject, unit.child
             if subject.modality not in data:
-                data[subject.modality] = test_data(subject.modality, config["test_limit"])
+                data[subject.modality] = sweep_test_data(config, subject.modality)
             name = (f"{subject.label}{f' model seed {subject.model_seed}' if several else ''} "
                     f"{child['position']} std={child['std']:g} seed={child['noise_seed']}")
             with tracking.child_run(name, child, device=device, data_checksums=data[subject.modality].checksums) as run:

@@ -8,7 +8,7 @@ method on their own training data, in Nengo, which adds the same draws itself.
 
 import json
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cache, cached_property
 from pathlib import Path
 
 import numpy as np
@@ -17,14 +17,14 @@ from tqdm import tqdm
 
 from snnbench import engines
 from snnbench.conversion.onnx_prepare import ModelInput, PreparedModel, prepared_copy
-from snnbench.data import FeatureSet, feature_size
+from snnbench.data import BUILT_IN, Dataset, FeatureSet, feature_size, load_dataset
 from snnbench.engines.nengo import SimConfig
 from snnbench.errors import DataError
 from snnbench.models.multimodal import ModelSpec, build_model
 from snnbench.tracking.references import local_copy, run_models
 from snnbench.training.conversion import trained_conversion_model
 from snnbench.training.recipes import Recipe
-from snnbench.training.suite import TrainSettings, load_trained_multimodal, log_trained_model, training_data
+from snnbench.training.suite import TrainSettings, load_trained_multimodal, log_trained_model, test_data, training_data
 
 SNN_ENGINE = "snntorch-snn"
 
@@ -46,8 +46,38 @@ class Subject:
         return "snn" if self.family == SNN_ENGINE else "dnn"
 
 
-def sample_shape(modality: str) -> tuple:
-    """A sample's shape: (C, H, W) of an image, (features,) otherwise."""
+@cache
+def user_dataset(spec: str, seed: int) -> Dataset:
+    """The data set of a user's model (read once per process)."""
+    return load_dataset(spec, seed)
+
+
+def dataset_modality(spec: str, seed: int) -> str:
+    """The modality (the result tables' column) of a user's model's data set."""
+    return BUILT_IN.get(spec) or user_dataset(spec, seed).modality
+
+
+def _user_data(config: dict) -> Dataset | None:
+    """A user's own data set (not MNIST, FSDD or their pairing), or None."""
+    spec = config.get("dataset") or ""
+    return user_dataset(spec, config["seed"]) if spec and spec not in BUILT_IN else None
+
+
+def sweep_test_data(config: dict, modality: str) -> FeatureSet:
+    """The sweep's test samples: a fixed seeded subset of ``test_limit`` (0: all) of the test split."""
+    own = _user_data(config)
+    if own is None:
+        return test_data(modality, config["test_limit"])
+    test, limit = own.test, config["test_limit"]
+    return test.subset(np.sort(np.random.default_rng(0).permutation(len(test))[:limit])) if 0 < limit < len(test) \
+        else test
+
+
+def sample_shape(config: dict, modality: str) -> tuple:
+    """A sample's shape: the user's data set's, else (C, H, W) of an MNIST image, (features,) otherwise."""
+    own = _user_data(config)
+    if own is not None:
+        return own.sample_shape
     return (1, 28, 28) if modality == "image" else (feature_size(modality),)
 
 
@@ -55,8 +85,8 @@ def user_onnx(config: dict) -> PreparedModel:
     """A user's ONNX model, normalised for the data set's samples (snnbench.conversion.onnx_prepare):
     one line naming what does not fit if it cannot be."""
     source = local_copy(config["onnx_model"])
-    return prepared_copy(source / "model.onnx" if source.is_dir() else source, sample_shape(config["modalities"][0]),
-                         ModelInput(**config["model_input"]))
+    return prepared_copy(source / "model.onnx" if source.is_dir() else source,
+                         sample_shape(config, config["modalities"][0]), ModelInput(**config["model_input"]))
 
 
 def reference_spec(modality: str, kind: str, snn_steps: int) -> ModelSpec:
@@ -138,7 +168,7 @@ class Models:
         """``data`` as the subject's model takes it."""
         if not self.encodes(subject):
             return data
-        x = self.prepared.encode(data.x, sample_shape(subject.modality))
+        x = self.prepared.encode(data.x, sample_shape(self.config, subject.modality))
         return FeatureSet(x, data.y, data.checksums, data.origins)
 
     def train_settings(self, seed: int) -> TrainSettings:
@@ -199,8 +229,9 @@ class Models:
             settings = TrainSettings(**json.loads(config.read_text())["training"])
         elif subject.model == "user":
             settings = TrainSettings(seed=self.config["seed"])
-        x = training_data(subject.modality, settings)[0].x
-        return self.prepared.encode(x, sample_shape(subject.modality)) if self.encodes(subject) else x
+        own = _user_data(self.config) if subject.model == "user" else None
+        x = own.train.x if own is not None else training_data(subject.modality, settings)[0].x
+        return self.prepared.encode(x, sample_shape(self.config, subject.modality)) if self.encodes(subject) else x
 
 
 def converted_model(engine: str, model_path: Path, config: dict, training_inputs: np.ndarray):
