@@ -364,3 +364,24 @@ def test_tune_on_the_digits(digits, tmp_path, tracking_store):
     assert run.data.params["test_images"] == "360" and run.data.metrics["dnn_test_accuracy"] > 0.9
     assert run.data.metrics["snn_test_accuracy_calibrated"] > 0.85
     assert [d.dataset.name for d in run.inputs.dataset_inputs] == ["digits"]
+
+
+def test_digits_convert_and_noise_sweep_end_to_end(digits, tracking_store):
+    """The README's digits commands: a data set that is not MNIST, through convert and the main job."""
+    import mlflow
+
+    from snnbench.cli.main import main
+
+    model, data = str(digits["model"]), str(digits["data"])
+    assert main(["convert", "--onnx-model", model, "--dataset", data, "--test-limit", "0", "--steps-list", "8,32",
+                 "--steps", "32"]) in (0, None)
+    run = mlflow.search_runs(experiment_names=["convert"], output_format="list")[0]
+    metrics = run.data.metrics
+    assert metrics["prepared_class_agreement"] == 1.0 and metrics["rate_equivalence_max_abs_err"] <= 1e-4
+    assert metrics["conversion_loss_pp_ci_high"] <= 3.0  # the SNN within a few points of the DNN, same images
+    assert run.data.tags["dataset"] == "digits"
+    assert main(["noise_sweep", "--onnx-model", model, "--dataset", data, "--stds", "0,0.5", "--positions",
+                 "input", "--test-limit", "100"]) in (0, None)
+    children = mlflow.search_runs(experiment_names=["noise_sweep"], filter_string="tags.engine = 'nengo-snn'",
+                                  output_format="list")
+    assert len(children) == 3 and all(c.data.metrics["n"] == 100 for c in children)
