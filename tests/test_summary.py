@@ -146,3 +146,30 @@ def test_a_tracking_store_that_cannot_be_opened_is_one_line_before_any_work(stor
     with pytest.raises(StorageError):
         tracking.check_store(uri)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]  # nothing written anywhere
+
+
+def test_the_noise_sweeps_headline_clean_accuracy_largest_gaps_and_where_curves_fall(tracking_store, capsys):
+    from snnbench.benchmarks import noise_sweep_tables as tables
+    from snnbench.evaluation.robustness import Curve
+
+    assert tables.falls_at(Curve.from_points([0.1, 0.5, 2], [0.95, 0.85, 0.2], 0.96)) == 0.5  # 11 points below
+    assert tables.falls_at(Curve.from_points([0.1, 0.5], [0.95, 0.9], 0.96)) == float("inf")
+    assert tables.falls_at(Curve.from_points([0.1, 0.5], [float("nan"), 0.9], 0.96)) == 0.1  # unknown: not held
+
+    def cell(engine, position, std, accuracy):
+        return {"engine": engine, "model": "mlp", "modality": "image", "noise_position": position, "noise_std": std,
+                "accuracy": accuracy, "accuracy_ci_low": accuracy - 0.01, "accuracy_ci_high": accuracy + 0.01}
+    cells = [cell("ort-dnn", "none", 0.0, 0.97), cell("nengo-snn", "none", 0.0, 0.95),
+             cell("ort-dnn", "input", 1.0, 0.90), cell("ort-dnn", "input", 2.0, 0.80),
+             cell("nengo-snn", "input", 1.0, 0.80), cell("nengo-snn", "input", 2.0, 0.70)]
+    gaps = [{"dnn": "ort-dnn", "snn": "nengo-snn", "model": "mlp", "modality": "image", "noise_position": p,
+             "noise_std": s, "gap_pp": g, "ci_low_pp": g - 1, "ci_high_pp": g + 1}
+            for p, s, g in (("none", 0.0, 2.0), ("input", 1.0, -10.0), ("input", 2.0, 1.0), ("input", 0.5, 4.0))]
+    with tracking.benchmark_run("demo", {"seed": 0}):
+        tables.headline(cells, gaps)
+    out = capsys.readouterr().out
+    assert ("  model  modality  ort-dnn            nengo-snn\n"
+            "  mlp    image     97.0 [96.0, 98.0]  95.0 [94.0, 96.0]") in out
+    shown = [line.split()[-3] for line in out.splitlines() if line.startswith("  ort-dnn  nengo-snn")]
+    assert shown == ["-10.0", "+4.0", "+2.0"]  # the three largest by size, sign kept
+    assert "  ort-dnn    mlp    image     2\n  nengo-snn  mlp    image     1" in out  # 17 and 15 points below

@@ -134,9 +134,11 @@ def falls_at(curve: robustness.Curve, points: float = FALL_POINTS) -> float:
 
 
 def _wide(frame: pd.DataFrame, index: list, columns: str, values: str) -> pd.DataFrame:
-    """``values`` with one column per value of ``columns`` (in order of appearance), ``index`` leading."""
-    order = list(dict.fromkeys(frame[columns]))
-    wide = frame.pivot(index=index, columns=columns, values=values).reindex(columns=order).fillna("")
+    """``values`` with one column per value of ``columns``, ``index`` leading (rows and columns in order of
+    appearance)."""
+    rows = pd.MultiIndex.from_tuples(list(dict.fromkeys(frame[index].itertuples(index=False, name=None))), names=index)
+    wide = frame.pivot(index=index, columns=columns, values=values)
+    wide = wide.reindex(index=rows, columns=list(dict.fromkeys(frame[columns]))).fillna("")
     return wide.reset_index().rename_axis(columns=None)
 
 
