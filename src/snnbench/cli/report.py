@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from snnbench.benchmarks.options import require
 from snnbench.config import add_options, option
 from snnbench.tracking.runs import tracking_uri
+from snnbench.tracking.summary import ui_lines
 
 
 def uri_list(text: str) -> list[str]:
@@ -39,9 +40,10 @@ def run(args):
     if os.environ.get("MLFLOW_RUN_ID"):  # under `mlflow run -e report`: keep the report with that run
         import mlflow
 
-        with mlflow.start_run(run_id=os.environ["MLFLOW_RUN_ID"]):
+        with mlflow.start_run(run_id=os.environ["MLFLOW_RUN_ID"]) as run:
             mlflow.log_artifact(str(path), "report")
             figures = path.with_suffix("")
             if figures.is_dir():
                 mlflow.log_artifacts(str(figures), f"report/{figures.name}")
+        print("\n".join(ui_lines(tracking_uri(), run.info.experiment_id, run.info.run_id)))
     return path
