@@ -8,7 +8,7 @@ the test accuracies (``snn_test_accuracy_calibrated`` / ``_tuned``; the test spl
 the choice).
 """
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 from snnbench import tuning
@@ -16,6 +16,7 @@ from snnbench.benchmarks.options import add_common, add_recipe_arguments, from_p
 from snnbench.config import add_options, boolean, from_args, option
 from snnbench.conversion.calibration import Calibration
 from snnbench.conversion.nengo_net import SimConfig
+from snnbench.conversion.onnx_prepare import ModelInput
 from snnbench.execution import add_cluster_arguments, executor_from_args
 from snnbench.tuning import ConversionTask, SearchSpace, StudyOptions, storage_label
 from snnbench.tuning.task import STUDY, TASK
@@ -41,6 +42,7 @@ def add_arguments(parser, command: str):
     add_options(task, SimConfig, skip=("simulator",), steps=8)  # nengo-dl only
     add_options(parser, ConversionTask, ("val_samples", "val_steps"), val_samples=None)  # auto: the profile's
     add_options(parser, ConversionTask, ("dataset", "onnx_model"))
+    add_options(parser, ModelInput)
     add_options(parser, SearchSpace)
 
 
@@ -58,7 +60,11 @@ def run(args):
     vars(args).update(from_profile(args, PROFILE_DEFAULTS))
     # the study's fixed settings: the options of ConversionTask's field names (no --simulator: its default)
     given = {f.name: getattr(args, f.name) for f in fields(ConversionTask) if hasattr(args, f.name)}
-    task = ConversionTask(**{**given, "train_limit": args.train_limit or None, "space": from_args(SearchSpace, args)})
+    model_input = from_args(ModelInput, args)
+    require(bool(args.onnx_model) or model_input == ModelInput(),
+            "--output and --input-scale / --input-mean / --input-std describe the file given with --onnx-model")
+    task = ConversionTask(**{**given, "train_limit": args.train_limit or None, "space": from_args(SearchSpace, args),
+                             "model_input": asdict(model_input) if args.onnx_model else {}})
     options = from_args(StudyOptions, args, seed=args.seed if args.sampler_seed is None else args.sampler_seed,
                         workers=args.workers or 1)
     task.check()

@@ -51,11 +51,13 @@ def validation_set(task: ConversionTask) -> FeatureSet:
     return dataset.validation.subset(slice(0, task.val_samples))
 
 
-def calibrated_layers(task: ConversionTask, converted) -> list[dict]:
-    """The calibrated setting (one dict per hidden layer), from the data set's training split."""
+def calibrated_layers(task: ConversionTask, converted, training_inputs=None) -> list[dict]:
+    """The calibrated setting (one dict per hidden layer), from the data set's training split
+    (``training_inputs``: that split as the model takes it, where it is encoded)."""
     from snnbench.conversion.calibration import calibrated_document
-    document = calibrated_document(converted, task_dataset(task.dataset, task.seed).train.x, task.calibration(),
-                                   {"dt": task.dt})
+    if training_inputs is None:
+        training_inputs = task_dataset(task.dataset, task.seed).train.x
+    document = calibrated_document(converted, training_inputs, task.calibration(), {"dt": task.dt})
     return document["layers"]
 
 
@@ -77,14 +79,23 @@ class ConversionObjective:
         self.task = task
         self.dataset = task_dataset(task.dataset, task.seed)
         self.validation = validation_set(task)  # too few validation samples stop here, before any training
-        self.x, self.y, self.checksums = self.validation.x, self.validation.y, self.validation.checksums
-        self.folder = trained_model_folder(task)
+        self.prepared = None
+        if task.onnx_model:  # normalised for the data set's samples (snnbench.conversion.onnx_prepare)
+            from snnbench.conversion.onnx_prepare import ModelInput, prepared_copy
+            self.prepared = prepared_copy(trained_model_folder(task), self.dataset.sample_shape,
+                                          ModelInput(**task.model_input))
+        self.x, self.y, self.checksums = self.inputs(self.validation.x), self.validation.y, self.validation.checksums
+        self.folder = self.prepared.path if self.prepared else trained_model_folder(task)
         self.model_name = Path(task.onnx_model).stem if task.onnx_model else f"conversion-{task.arch}"  # as convert's
         self.converted = onnx_io.load_any(self.folder)
-        check_fits(self.dataset, self.converted.input_shape, self.converted.n_outputs, task.calibration_samples,
-                   splits=("train", "validation"))
+        check_fits(self.dataset, self.dataset.sample_shape if self.prepared else self.converted.input_shape,
+                   self.converted.n_outputs, task.calibration_samples, splits=("train", "validation"))
         self.n_hidden = len(self.converted.hidden)
-        self.base = calibrated_layers(task, self.converted)
+        self.base = calibrated_layers(task, self.converted, self.inputs(self.dataset.train.x))
+
+    def inputs(self, x):
+        """Samples of the data set as the model takes them (a user's model: its input encoding)."""
+        return x if self.prepared is None else self.prepared.encode(x, self.dataset.sample_shape)
 
     def snn(self, layers: list[dict]):
         """The converted SNN with a trial's setting, as the harness runs it (counters on, so that the

@@ -109,14 +109,15 @@ def score_on_test_set(objective, document: dict, test=None) -> dict:
     model = getattr(objective, "model_name", None) or f"conversion-{task.arch}"
     test = dataset.test if test is None else test  # read only here, after the study
     y = np.asarray(test.y)
-    dnn = Accuracy()(None, objective.dnn_logits(test.x), y, None)
+    x = objective.inputs(test.x)
+    dnn = Accuracy()(None, objective.dnn_logits(x), y, None)
     scores = {"test_images": len(y), "dnn_test_accuracy": dnn["accuracy"]}
     settings = {"calibrated": objective.base, "tuned": document["layers"]}
     keys = {"benchmark": "tune_conversion", "model": model, "modality": dataset.modality,
             "noise_position": "none", "noise_std": 0.0, "seed": task.seed}
     scores["rows"] = [{**keys, "engine": "ort-dnn", "method": "", "steps": 1, **dnn}]
     for label in LABELS:
-        snn = Accuracy()(None, objective.snn_logits(settings[label], test.x), y, None)
+        snn = Accuracy()(None, objective.snn_logits(settings[label], x), y, None)
         scores["rows"].append({**keys, "engine": "nengo-snn", "method": label, "steps": task.steps, **snn})
         for suffix in ("", "_ci_low", "_ci_high"):
             scores[f"snn_test_accuracy_{label}{suffix}"] = snn[f"accuracy{suffix}"]

@@ -45,6 +45,7 @@ class ConversionTask:
                                    f"the test split only scores the result): {DATASET_HELP}", group=TASK)
     onnx_model: str = option("", "tune the conversion of this .onnx model (trained on --dataset) instead of the "
                                  "conversion DNN that tune trains on MNIST", group=TASK)
+    model_input: dict = field(default_factory=dict)  # --onnx-model's --output and --input-* (ModelInput's fields)
     space: SearchSpace = field(default_factory=SearchSpace)
 
     def check(self):
