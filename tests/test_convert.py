@@ -170,7 +170,7 @@ def _one_line_failure(capsys, argv, *words):
 def test_bad_inputs_fail_in_one_line(tracking_store, tmp_path, capsys):
     corrupt = tmp_path / "corrupt.onnx"
     corrupt.write_bytes(b"\x08garbage" * 20)
-    _one_line_failure(capsys, ["convert", "--onnx-model", str(corrupt)], "not a valid ONNX model")
+    _one_line_failure(capsys, ["convert", "--onnx-model", str(corrupt)], "is not an ONNX file")
     _one_line_failure(capsys, ["convert", "--onnx-model", str(tmp_path / "missing.onnx")], "not found")
     bad_params = tmp_path / "bad.json"
     bad_params.write_text(json.dumps({"layers": [{"gian": 1}]}))
@@ -190,13 +190,23 @@ def test_unsupported_op_fails_in_one_line(tracking_store, tmp_path, capsys):
     import numpy as np
 
     graph = helper.make_graph(
+        [helper.make_node("Gemm", ["x", "w"], ["h"], transB=1), helper.make_node("Sigmoid", ["h"], ["s"], name="sig"),
+         helper.make_node("Gemm", ["s", "w2"], ["y"], transB=1)],
+        "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 784])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 10])],
+        [numpy_helper.from_array(np.zeros((16, 784), np.float32), "w"),
+         numpy_helper.from_array(np.zeros((10, 16), np.float32), "w2")])
+    path = tmp_path / "sigmoid.onnx"
+    save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    _one_line_failure(capsys, ["convert", "--onnx-model", str(path)], "Sigmoid", "sig", "hidden activation")
+    head_only = tmp_path / "linear.onnx"  # a Sigmoid head (dropped) after one linear layer: no hidden layer
+    graph = helper.make_graph(
         [helper.make_node("Gemm", ["x", "w"], ["h"], transB=1), helper.make_node("Sigmoid", ["h"], ["y"], name="sig")],
         "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 784])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 10])],
         [numpy_helper.from_array(np.zeros((10, 784), np.float32), "w")])
-    path = tmp_path / "sigmoid.onnx"
-    save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
-    _one_line_failure(capsys, ["convert", "--onnx-model", str(path)], "Sigmoid", "sig")
+    save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(head_only))
+    _one_line_failure(capsys, ["convert", "--onnx-model", str(head_only)], "no hidden ReLU layer")
 
 
 def test_convert_given_onnx_model(tracking_store, tmp_path):

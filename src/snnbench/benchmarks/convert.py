@@ -229,6 +229,7 @@ def user_model(args, settings: dict, dataset: Dataset):
     prepared = prepared_copy(source / "model.onnx" if source.is_dir() else source, dataset.sample_shape,
                              settings["model_input"])
     converted = onnx_io.extract(prepared.path, args.maxpool)
+    converted.require_hidden()
     check_fits(dataset, dataset.sample_shape, converted.n_outputs,
                settings["calibration"].samples if settings["calibration"] else 0)
     return prepared, converted

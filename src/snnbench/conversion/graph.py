@@ -239,6 +239,12 @@ class ConvertedModel:
     def hidden(self) -> list:
         return self.stages[:-1]
 
+    def require_hidden(self):
+        """Stop unless some part of the network runs as spiking neurons (a hidden ReLU layer)."""
+        if not self.hidden:
+            raise UnsupportedModelError(f"{self.source}: the network has no hidden ReLU layer, so no part of it runs "
+                                        "as spiking neurons; convert a network with at least one")
+
     @property
     def n_inputs(self) -> int:
         return int(np.prod(self.input_shape))

@@ -17,7 +17,7 @@ set's samples become its input (:class:`InputEncoding`, ``encoder.onnx``, ``prep
   user's preprocessing ``x = (p * scale - mean) / std`` (per channel where given per channel).
 
 :func:`fixed_batch` is what the converter reads: the graph at batch 1 with every shape computation
-and constant folded (onnx-simplifier; BatchNormalization is left for the converter to fold in float64).
+and constant folded (onnx-simplifier; BatchNormalization and Pad are left for the converter to fold, BN in float64).
 """
 
 import hashlib
@@ -506,7 +506,7 @@ def fixed_batch(model: onnx.ModelProto) -> onnx.ModelProto:
     if not declared or None in declared[1:]:
         return model
     try:
-        simplified, ok = onnxsim.simplify(model, skip_fuse_bn=True,
+        simplified, ok = onnxsim.simplify(model, skip_fuse_bn=True, skipped_optimizers=["fuse_pad_into_conv"],
                                           overwrite_input_shapes={model.graph.input[0].name: [1, *declared[1:]]})
     except Exception:  # onnxsim raises what ONNX Runtime raises; the reader then names the op it cannot read
         return model
