@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 
 from conftest import require_data
-from snnbench.errors import SnnbenchError
-from snnbench.conversion.nengo_net import LayerParams, SimConfig, load_params, save_params
+from snnbench.errors import ConfigError, SnnbenchError
+from snnbench.conversion.nengo_net import (LayerParams, SimConfig, build_network, fed_stages, load_params, save_params,
+                                           stage_currents)
 from snnbench.noise import NoiseSpec
-from snnbench.conversion.onnx_io import extract, fan_out
+from snnbench.conversion.onnx_io import INPUT, extract, fan_out
 from snnbench.engines.nengo import NengoRunner
 from snnbench.engines.ort import OrtRunner
 from snnbench.training.cache import read_summary
@@ -68,6 +69,45 @@ def test_rate_mode_activity_counts(trained, mnist):
     assert stats["spikes_per_sample"] == pytest.approx(sim.steps * spikes / len(x), rel=1e-4)
     assert stats["spikes_per_neuron_per_step"] == pytest.approx(spikes / (len(x) * n_neurons), rel=1e-4)
     assert stats["synaptic_acs_per_sample"] == pytest.approx(sim.steps * acs.sum() / len(x), rel=1e-4)
+
+
+def test_the_input_layer_is_a_current_computed_once_per_sample(trained, mnist):
+    """The simulated network has no pixel input: the stage that reads the input takes W x as data,
+    one value per sample held over the steps (or one per step when the input changes every step)."""
+    import torch
+    x = mnist[0][:20]
+    converted = extract(trained / "model.onnx")
+    net = build_network(converted, LayerParams("relu-rate"), SimConfig(), fed=fed_stages(converted))
+    assert set(net.inputs) == {"current:layer0"} and fed_stages(converted) == (0,)
+    stage = converted.hidden[0]
+    expected = stage.pre_activation({INPUT: torch.as_tensor(x, dtype=torch.float64)}).numpy() - stage.bias
+    held = stage_currents(converted, (0,), {INPUT: x[:, None, :]})["current:layer0"]
+    assert held.shape == (20, 1, stage.size_out) and held.dtype == np.float32
+    np.testing.assert_allclose(held[:, 0], expected, atol=1e-4)
+    per_step = stage_currents(converted, (0,), {INPUT: np.stack([x, 2 * x], axis=1)})["current:layer0"]
+    np.testing.assert_allclose(per_step, np.stack([held[:, 0], 2 * held[:, 0]], axis=1), rtol=1e-5, atol=1e-5)
+    with pytest.raises(SnnbenchError, match="read the network input"):
+        build_network(converted, LayerParams("relu-rate"), SimConfig(), fed=(1,))
+
+
+def test_one_simulator_takes_each_noise_setting_as_data(trained, mnist):
+    """A runner fed at every stage gives, for each noise setting set on it in turn, what a runner
+    built for that setting gives; noise reaching stages a runner does not feed stops it."""
+    x = mnist[0][:30]
+    converted = extract(trained / "model.onnx")
+    lif, sim = LayerParams("lif", rate_scale=4.0), SimConfig(steps=6, minibatch=30)
+    every_stage = tuple(range(len(converted.stages)))
+    assert fed_stages(converted, "post") == every_stage and fed_stages(converted, "input") == (0,)
+    with NengoRunner(converted, lif, sim, fed=every_stage) as shared:
+        for spec in (NoiseSpec(), NoiseSpec(0.5, "input", seed=1), NoiseSpec(0.5, "pre", "per_step", seed=2),
+                     NoiseSpec(0.5, "post", "frozen", seed=3), NoiseSpec(0.5, "post", "per_step", seed=3)):
+            shared.noise = spec
+            with NengoRunner(converted, lif, sim, spec) as own:
+                np.testing.assert_array_equal(shared.predict(x), own.predict(x))
+    with NengoRunner(converted, lif, sim) as clean:
+        clean.noise = NoiseSpec(0.5, "post")
+        with pytest.raises(ConfigError, match="fed="):
+            clean.predict(x)
 
 
 def test_reference_simulator_matches_nengo_dl(trained, mnist):

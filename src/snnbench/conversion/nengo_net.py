@@ -32,11 +32,12 @@ from pathlib import Path
 
 import nengo
 import numpy as np
+import torch
 
 from snnbench.config import check_choice, check_choices, option, positive
 from snnbench.errors import SnnbenchError
 from snnbench.conversion.neurons import ClippedRectifiedLinear, SignedIF, register_nengo_dl_neurons  # noqa: F401
-from snnbench.conversion.onnx_io import INPUT, ConvertedModel, LinearOp, Stage
+from snnbench.conversion.onnx_io import INPUT, ConvertedModel, LinearOp, Stage, sum_paths
 
 NEURONS = ("lif", "if", "if-rectified", "lif-rate", "relu-rate")
 SPIKING_NEURONS = ("if", "if-rectified", "lif")  # what calibration sets and Loihi runs
@@ -274,64 +275,100 @@ def _connect_paths(paths: list, target, source, start: int = 0):
 @dataclass
 class SnnNetwork:
     network: nengo.Network
-    inputs: dict          # feed key ("input", "pre:layer{i}", "post:layer{i}") -> Node
+    inputs: dict          # feed key ("input", or "current:layer{i}" / "current:logits") -> Node
     output: nengo.Probe   # logits per step
-    counters: list        # per hidden layer: Probe of (spikes, accumulates) per step
+    counters: list        # per hidden layer: Probe of its neurons' output per step (the activity's source)
     ensembles: list
     input_fan_out: np.ndarray
 
 
-def build_network(model: ConvertedModel, layers: list, sim: SimConfig, noise_positions=(),
-                  node_output=None, counters: bool = True) -> SnnNetwork:
+def build_network(model: ConvertedModel, layers: list, sim: SimConfig, node_output=None, counters: bool = True,
+                  fed: tuple | None = None) -> SnnNetwork:
     """The Nengo network for ``model``: ensemble ``layer{i}`` for ``model.hidden[i]`` (max-pool helper
     populations included), then the logits Node.
 
-    ``noise_positions`` may hold "pre" / "post": noise input Nodes per hidden layer. ``node_output(key,
+    ``fed`` (stage indices, see :func:`fed_stages`): each of these stages takes a current as data,
+    Node ``current:<stage>`` of its size (:func:`stage_currents`: its input from the network input
+    and from noise), and there is no pixel input; None: the pixels are Node ``input``. ``node_output(key,
     size)`` gives each input Node's output (default: zeros, data fed by nengo_dl); the reference
     simulator passes callables.
     """
     layers = layer_list(layers, len(model.hidden))
     node_output = node_output or (lambda key, size: np.zeros(size))
+    if fed is not None and not set(fed) >= set(fed_stages(model)):
+        raise SnnbenchError(f"stages {fed_stages(model)} read the network input: they must all take currents, got {fed}")
     inputs = {}
+
+    def connect(stage: Stage, target):
+        """``stage``'s paths into ``target``, a fed stage's paths from the input replaced by its current Node."""
+        paths = stage.paths
+        if fed is not None and stage.index in fed:
+            key = f"current:{stage_key(stage)}"
+            inputs[key] = nengo.Node(node_output(key, stage.size_out), label=key)
+            nengo.Connection(inputs[key], target, synapse=None)
+            paths = [p for p in paths if p.source != INPUT]
+        _connect_paths(paths, target, outputs.__getitem__)
+
     with nengo.Network(seed=sim.seed, label="converted SNN") as net:
-        inputs["input"] = nengo.Node(node_output("input", model.n_inputs), label="input")
-        outputs = {INPUT: (inputs["input"], None, 1.0)}  # source index -> (object, synapse, scale) of its output
+        outputs = {}  # source index -> (object, synapse, scale) of its output
+        if fed is None:
+            inputs["input"] = nengo.Node(node_output("input", model.n_inputs), label="input")
+            outputs[INPUT] = (inputs["input"], None, 1.0)
         ensembles, counter_probes = [], []
         for i, (stage, params) in enumerate(zip(model.hidden, layers)):
-            n = stage.size_out
             factors = params.per_neuron(stage, "channel_scales", 1.0)  # per-channel rate scales
             rs = params.rate_scale * factors
             bias = params.bias_scale * stage.bias + params.bias_offset + params.per_neuron(stage, "channel_bias", 0.0)
-            ens = nengo.Ensemble(n, 1, neuron_type=params.neuron_type(stage, sim.dt), gain=params.gain * rs,
-                                 bias=rs * bias, label=f"layer{i}", seed=sim.seed + i)  # own seed: initial voltages
-            # must not depend on which noise or counter nodes the network also holds
-            _connect_paths(stage.paths, ens.neurons, outputs.__getitem__)
-            if "pre" in noise_positions:
-                inputs[f"pre:layer{i}"] = nengo.Node(node_output(f"pre:layer{i}", n), label=f"pre_noise{i}")
-                nengo.Connection(inputs[f"pre:layer{i}"], ens.neurons, synapse=None)
+            ens = nengo.Ensemble(stage.size_out, 1, neuron_type=params.neuron_type(stage, sim.dt),
+                                 gain=params.gain * rs, bias=rs * bias, label=f"layer{i}",
+                                 seed=sim.seed + i)  # own seed: initial voltages must not depend on the other nodes
+            connect(stage, ens.neurons)
             out = 1.0 if params.channel_scales is None else 1.0 / factors  # the neurons' amplitude is 1 / rate_scale
             outputs[i] = (ens.neurons, params.synapse, out)
-            if "post" in noise_positions:
-                inputs[f"post:layer{i}"] = nengo.Node(node_output(f"post:layer{i}", n), label=f"post_noise{i}")
-                noisy = nengo.Node(size_in=n, label=f"layer{i}_noisy")
-                nengo.Connection(ens.neurons, noisy, transform=out, synapse=params.synapse)
-                nengo.Connection(inputs[f"post:layer{i}"], noisy, synapse=None)
-                outputs[i] = (noisy, None, 1.0)
             ensembles.append(ens)
             if counters:
-                counter_probes.append(_counter(ens, params, model.fan_out(i), sim.dt))
+                counter_probes.append(nengo.Probe(ens.neurons, synapse=None))
         logits = nengo.Node(size_in=model.n_outputs, label="logits")
-        _connect_paths(model.stages[-1].paths, logits, outputs.__getitem__)
+        connect(model.stages[-1], logits)
         bias = nengo.Node(model.stages[-1].bias, label="output_bias")
         nengo.Connection(bias, logits, synapse=None)
         probe = nengo.Probe(logits, synapse=None)
     return SnnNetwork(net, inputs, probe, counter_probes, ensembles, model.fan_out(INPUT))
 
 
-def _counter(ens, params: LayerParams, fanout: np.ndarray, dt: float) -> nengo.Probe:
-    """Probe of [spikes, spikes x fan-out] per step for one ensemble (rates: expected spikes)."""
-    node = nengo.Node(size_in=2, label=f"{ens.label}_counter")
-    scale = params.rate_scale * dt  # neuron output is 1 / (rate_scale * dt) per spike (amplitude)
-    nengo.Connection(ens.neurons, node, transform=scale * np.vstack([np.ones_like(fanout), fanout]),
-                     synapse=None)
-    return nengo.Probe(node, synapse=None)
+def stage_key(stage: Stage) -> str:
+    """A stage's name in feed keys and noise draws: ``layer{i}`` (hidden) or ``logits``."""
+    return f"layer{stage.index}" if stage.activation else "logits"
+
+
+def fed_stages(model: ConvertedModel, position: str = "none") -> tuple:
+    """The stages that take a current as data with noise at ``position``: those that read the network
+    input (the non-spiking input layer, input noise), and with ``pre`` noise every hidden stage,
+    with ``post`` noise every stage that reads a hidden one."""
+    fed = {s.index for s in model.stages if INPUT in s.sources}
+    if position == "pre":
+        fed |= {s.index for s in model.hidden}
+    elif position == "post":
+        fed |= {s.index for s in model.stages if any(source != INPUT for source in s.sources)}
+    return tuple(sorted(fed))
+
+
+def stage_currents(model: ConvertedModel, fed: tuple, values: dict) -> dict:
+    """Feed key ``current:<stage>`` -> the current each stage in ``fed`` takes as data: its paths
+    (without biases) from the sources in ``values`` (source index -> float32 ``(n, t, size)``, ``t``
+    steps or 1 for a value held over the steps: the network input, a hidden stage's post noise).
+    Held values give ``(n, 1, size)``: a non-spiking input layer computed once per sample rather than
+    at every step. The ops are linear, so each source's part is computed on its own."""
+    currents = {}
+    with torch.no_grad():
+        for index in fed:
+            stage = model.stages[index]
+            current = np.zeros((1, 1, stage.size_out), np.float32)
+            for source, value in values.items():
+                paths = [p for p in stage.paths if p.source == source]
+                if paths:
+                    n, t = value.shape[:2]
+                    flat = torch.as_tensor(np.ascontiguousarray(value, np.float32).reshape(n * t, -1))
+                    current = current + sum_paths(paths, lambda _: flat).numpy().reshape(n, t, -1)
+            currents[f"current:{stage_key(stage)}"] = current
+    return currents

@@ -7,9 +7,9 @@ from contextlib import AbstractContextManager
 
 import numpy as np
 
-from snnbench.conversion.nengo_net import (LayerParams, SimConfig, build_network, layer_list, readout,
-                                           register_nengo_dl_neurons)
-from snnbench.conversion.onnx_io import ConvertedModel, load_any
+from snnbench.conversion.nengo_net import (LayerParams, SimConfig, build_network, fed_stages, layer_list, readout,
+                                           register_nengo_dl_neurons, stage_currents, stage_key)
+from snnbench.conversion.onnx_io import INPUT, ConvertedModel, load_any
 from snnbench.engines import converted_layers, register
 from snnbench.errors import ConfigError, DataError
 from snnbench.evaluation import metrics as M
@@ -21,6 +21,12 @@ class NengoRunner(AbstractContextManager):
     :meth:`close` (or ``with``). ``predict(x, start=0)`` takes flat float32 inputs ``(n, features)``,
     ``start`` keying the noise draws as in :mod:`snnbench.evaluation.harness`.
 
+    The simulated network has no pixel input: the stages that read the input (and, with pre or post
+    noise, those the noise reaches) take their current as data (:func:`~snnbench.conversion.nengo_net.
+    stage_currents`), computed once per sample unless the noise changes every step. The noise is
+    data too: ``noise`` may be set again between predictions, to any setting with the same ``fed``
+    stages (:func:`~snnbench.conversion.nengo_net.fed_stages`; ``fed`` defaults to those of ``noise``).
+
     After each prediction ``last_stats`` holds the activity over ``sim.steps`` steps: firing rates,
     synaptic operations per sample (ACs = hidden spikes x fan-out; the non-spiking input layer's
     MACs = nonzero pixels x fan-out, every step), (neuron, step) outputs with a spike per sample, and
@@ -28,14 +34,16 @@ class NengoRunner(AbstractContextManager):
     """
 
     def __init__(self, model_dir_or_converted, layers: LayerParams | list = LayerParams(),
-                 sim: SimConfig = SimConfig(), noise: NoiseSpec | None = None, counters: bool = True):
+                 sim: SimConfig = SimConfig(), noise: NoiseSpec | None = None, counters: bool = True,
+                 fed: tuple | None = None):
         self.model: ConvertedModel = load_any(model_dir_or_converted)
         self.layers = layer_list(layers, len(self.model.hidden))
         self.sim, self.noise, self.counters = sim, noise or NoiseSpec(), counters
+        self.fed = fed_stages(self.model, self.noise.position if self.noise.active else "none") if fed is None else fed
         self.last_stats: dict = {}
         self.last_seconds = 0.0
         self._simulator = self._net = None
-        self._neuron_probes, self._feed, self._profile = [], {}, np.zeros(2)
+        self._feed = {}
 
     def predict(self, x: np.ndarray, start: int = 0) -> np.ndarray:
         return self.predict_curve(x, [self.sim.steps], start)[self.sim.steps]
@@ -46,10 +54,10 @@ class NengoRunner(AbstractContextManager):
         if not steps_list or steps_list[0] < 1:
             raise ConfigError(f"step counts must be >= 1, got {steps_list}")
         started = time.perf_counter()
-        self._profile = np.zeros(2)
-        outputs, counts = self._simulate(np.asarray(x, np.float32), max(steps_list + [self.sim.steps]), start)
+        x = np.asarray(x, np.float32)
+        outputs, activity = self._simulate(x, max(steps_list + [self.sim.steps]), start)
         self.last_seconds = time.perf_counter() - started
-        self.last_stats = self._stats(x, counts, self._profile)
+        self.last_stats = self._stats(x, activity)
         return {s: readout(outputs, s, self.sim.readout) for s in steps_list}
 
     def close(self):
@@ -71,11 +79,6 @@ class NengoRunner(AbstractContextManager):
             return
         import nengo
 
-        positions = (self.noise.position,) if self.noise.active and self.noise.position in ("pre", "post") else ()
-        if positions:
-            from snnbench.conversion.onnx_noise import check_hidden_layers
-
-            check_hidden_layers(self.model)  # layer{i} is the same layer here as in ONNX Runtime
         dl = self.sim.simulator == "nengo_dl"
         with warnings.catch_warnings():
             # nengo derives max rates from the given gains / biases; meaningless here
@@ -88,13 +91,16 @@ class NengoRunner(AbstractContextManager):
                 register_nengo_dl_neurons(nengo_dl)
                 import tensorflow as tf
                 tf.get_logger().setLevel("ERROR")  # each simulator traces its own graph: not a retracing bug
-            self._net = build_network(self.model, self.layers, self.sim, positions,
-                                      node_output=None if dl else self._node_reader, counters=self.counters)
-            self._neuron_probes = []
-            if self.counters:  # each hidden layer's output per neuron and step (spike counts)
-                with self._net.network:
-                    self._neuron_probes = [nengo.Probe(ens.neurons, synapse=None) for ens in self._net.ensembles]
+            self._net = build_network(self.model, self.layers, self.sim, None if dl else self._node_reader,
+                                      self.counters, self.fed)
+            self._fan_outs = [self.model.fan_out(i) for i in range(len(self.model.hidden))] if self.counters else []
             if dl:
+                with self._net.network:
+                    # for speed: no training graph, no state kept between calls, and every op on its own
+                    # signals (nengo-dl's default planner merges ops, whose signals then share arrays
+                    # written by scatter updates: three times slower here, see docs/engine-speed.md)
+                    nengo_dl.configure_settings(inference_only=True, stateful=False,
+                                                planner=nengo_dl.graph_optimizer.noop_planner)
                 self._simulator = nengo_dl.Simulator(self._net.network, dt=self.sim.dt, progress_bar=False,
                                                      minibatch_size=self.sim.minibatch, seed=self.sim.seed)
             else:
@@ -110,86 +116,114 @@ class NengoRunner(AbstractContextManager):
         return output
 
     def _feeds(self, x: np.ndarray, start: int, n_steps: int) -> dict:
-        """Per-step input arrays ``(n, n_steps, size)`` by feed key, noise included."""
-        n = len(x)
-        feeds = {"input": np.repeat(x[:, None, :], n_steps, axis=1)}
-        if self.noise.applies_to("input"):
-            feeds["input"] += self.noise.draws("input", start, n, x.shape[1], n_steps)
-        feeds.update({key: self.noise.draws(key.split(":")[1], start, n, node.size_out, n_steps)
-                      for key, node in self._net.inputs.items() if ":" in key})  # noise nodes, "pre:layer0" etc.
-        return feeds
+        """Per-step currents ``(n, n_steps, size)`` by feed key (broadcast views where held over the
+        steps), noise included."""
+        n, noise = len(x), self.noise
+        if noise.active and not set(fed_stages(self.model, noise.position)) <= set(self.fed):
+            needed = fed_stages(self.model, noise.position)
+            raise ConfigError(f"this simulator takes currents at stages {self.fed}, but noise at {noise.position!r} "
+                              f"reaches stages {needed}: build the runner with fed={needed}")
+        values = {INPUT: x[:, None, :]}
+        if noise.applies_to("input"):
+            values[INPUT] = values[INPUT] + self._draws("input", start, n, x.shape[1], n_steps)
+        hidden = {stage_key(s): s for s in self.model.hidden}
+        if noise.applies_to("post"):
+            values.update({s.index: self._draws(key, start, n, s.size_out, n_steps) for key, s in hidden.items()})
+        feeds = stage_currents(self.model, self.fed, values)
+        if noise.applies_to("pre"):
+            for key, s in hidden.items():
+                feeds[f"current:{key}"] = feeds[f"current:{key}"] + self._draws(key, start, n, s.size_out, n_steps)
+        return {k: np.broadcast_to(v, (n, n_steps, v.shape[2])) for k, v in feeds.items()}
+
+    def _draws(self, layer: str, start: int, n: int, size: int, n_steps: int) -> np.ndarray:
+        """A layer's noise: ``(n, 1, size)`` when frozen (held over the steps), else ``(n, n_steps, size)``."""
+        if self.noise.mode == "frozen":
+            return self.noise.draw(layer, start, n, size)[:, None, :]
+        return self.noise.draws(layer, start, n, size, n_steps)
 
     def _simulate(self, x: np.ndarray, n_steps: int, start: int):
         if x.ndim != 2 or x.shape[1] != self.model.n_inputs:
             raise DataError(f"inputs must have shape (n, {self.model.n_inputs}), got {x.shape}")
+        if self.noise.applies_to("pre") or self.noise.applies_to("post"):
+            from snnbench.conversion.onnx_noise import check_hidden_layers
+
+            check_hidden_layers(self.model)  # layer{i} is the same layer here as in ONNX Runtime
         self._build()
         run = self._run_batch_dl if self.sim.simulator == "nengo_dl" else self._run_batch_reference
         batch = self.sim.minibatch
-        batches = [run(x[a: a + batch], start + a, n_steps) for a in range(0, len(x), batch)]
-        if not batches:
-            return np.zeros((0, n_steps, self.model.n_outputs), np.float32), []
-        outputs, counts = zip(*batches)
-        return np.concatenate(outputs), [np.concatenate(c) for c in zip(*counts)]
+        outputs, activity = [], 0.0
+        for a in range(0, len(x), batch):
+            logits, layer_outputs = run(x[a: a + batch], start + a, n_steps)
+            outputs.append(logits)
+            activity = activity + self._activity(layer_outputs)
+        if not outputs:
+            return np.zeros((0, n_steps, self.model.n_outputs), np.float32), None
+        return np.concatenate(outputs), activity
 
     def _run_batch_dl(self, x: np.ndarray, start: int, n_steps: int):
         n, pad = len(x), self.sim.minibatch - len(x)
         feeds = self._feeds(x, start, n_steps)
-        data = {self._net.inputs[k]: np.pad(v, ((0, pad), (0, 0), (0, 0))) for k, v in feeds.items()}
+        data = {self._net.inputs[k]: np.pad(v, ((0, pad), (0, 0), (0, 0))) if pad else v for k, v in feeds.items()}
         result = self._simulator.predict_on_batch(data, n_steps=n_steps)
-        counts = [result[p][:n] for p in self._net.counters]
-        self._profile += self._spike_profile([result[p][:n] for p in self._neuron_probes])
-        return result[self._net.output][:n], counts
+        return result[self._net.output][:n], [result[p][:n] for p in self._net.counters]
 
     def _run_batch_reference(self, x: np.ndarray, start: int, n_steps: int):
         feeds = self._feeds(x, start, n_steps)
-        outputs, counts = [], []
+        outputs, layer_outputs = [], []
         for i in range(len(x)):
             self._feed = {k: v[i] for k, v in feeds.items()}
             self._simulator.reset(seed=self.sim.seed)
             self._simulator.run_steps(n_steps)
             outputs.append(self._simulator.data[self._net.output])
-            counts.append([self._simulator.data[p] for p in self._net.counters])
-            self._profile += self._spike_profile([self._simulator.data[p][None] for p in self._neuron_probes])
-        return np.stack(outputs), [np.stack(c) for c in zip(*counts)]
+            layer_outputs.append([self._simulator.data[p] for p in self._net.counters])
+        return np.stack(outputs), [np.stack(layer) for layer in zip(*layer_outputs)]
 
-    def _spike_profile(self, outputs: list) -> np.ndarray:
-        """[(neuron, step) outputs with a spike, spiking neurons x samples that fire more than once
-        in some step] over the first ``sim.steps`` steps, from each layer's ``(n, T, neurons)`` output."""
-        active = multi = 0.0
-        for out, params in zip(outputs, self.layers):
-            events = out[:, :self.sim.steps] * (params.rate_scale * self.sim.dt)  # spikes (rates: expected)
-            active += float((events > 1e-6).sum())
-            if params.spiking:
-                multi += float((np.round(events) > 1).any(axis=1).sum())
-        return np.array([active, multi])
+    def _activity(self, layer_outputs: list) -> np.ndarray:
+        """From each hidden layer's output ``(n, T, neurons)`` over the first ``sim.steps`` steps:
+        [spikes of each layer..., accumulates (spikes x fan-out), (neuron, step) outputs with a spike,
+        spiking neurons x samples that fire more than once in some step] (rate neurons: expected spikes)."""
+        if not layer_outputs:
+            return np.zeros(0)
+        spikes, acs, active, multi = [], 0.0, 0.0, 0.0
+        for out, params, fan_out in zip(layer_outputs, self.layers, self._fan_outs):
+            out = out[:, :self.sim.steps]
+            per_spike = 1.0 / (params.rate_scale * self.sim.dt)  # a neuron's output per spike (its amplitude / dt)
+            totals = out.sum(axis=(0, 1), dtype=np.float64) / per_spike  # spikes per neuron
+            spikes.append(totals.sum())
+            acs += float(totals @ fan_out)
+            active += np.count_nonzero(out > 1e-6 * per_spike)
+            if params.spiking:  # two or more spikes in a step (1.5: robust to float rounding)
+                multi += np.count_nonzero((out >= 1.5 * per_spike).any(axis=1))
+        return np.array([*spikes, acs, active, multi])
 
-    def _stats(self, x: np.ndarray, counts: list, profile: np.ndarray) -> dict:
-        if not self.counters or not counts or len(x) == 0:
+    def _stats(self, x: np.ndarray, activity) -> dict:
+        if not self.counters or activity is None or len(x) == 0:
             return {}
         steps, n = self.sim.steps, len(x)
         sizes = [stage.size_out for stage in self.model.hidden]
-        spikes = [float(c[:, :steps, 0].sum()) for c in counts]
-        acs = sum(float(c[:, :steps, 1].sum()) for c in counts)
+        spikes, (acs, active, multi) = activity[:len(sizes)], activity[len(sizes):]
         input_macs = steps * float(((np.asarray(x) != 0) @ self._net.input_fan_out).mean())
-        per_neuron_step = sum(spikes) / (n * steps * sum(sizes))
+        per_neuron_step = spikes.sum() / (n * steps * sum(sizes))
         stats = {"spikes_per_neuron_per_step": per_neuron_step,
                  "mean_firing_rate_hz": per_neuron_step / self.sim.dt,
-                 "spikes_per_sample": sum(spikes) / n,
+                 "spikes_per_sample": spikes.sum() / n,
                  "synaptic_acs_per_sample": acs / n,
                  "input_macs_per_sample": input_macs,
                  "synaptic_ops_per_sample": acs / n + input_macs,
-                 "active_per_sample": profile[0] / n}
+                 "active_per_sample": active / n}
         spiking = sum(size for size, params in zip(sizes, self.layers) if params.spiking)
         if spiking:
-            stats["multi_spike_neuron_share"] = profile[1] / (n * spiking)
+            stats["multi_spike_neuron_share"] = multi / (n * spiking)
         for i, (s, size) in enumerate(zip(spikes, sizes)):
             stats[f"layer{i}_firing_rate_hz"] = s / (n * steps * size) / self.sim.dt
         return stats
 
 
 class NengoModel(Model):
-    """The converted network as a harness model: one runner per noise position, built on first use
-    and given each further noise setting at that position."""
+    """The converted network as a harness model: one runner per set of stages the noise reaches
+    (:func:`~snnbench.conversion.nengo_net.fed_stages`: clean and input noise share one; pre, post
+    another each where they reach more stages), built on first use and given each further noise
+    setting as data."""
     engine = "nengo-snn"
 
     def __init__(self, converted, layers, sim, counters: bool = True):
@@ -199,10 +233,10 @@ class NengoModel(Model):
         self._runners = {}
 
     def runner(self, noise: NoiseSpec):
-        key = noise.position if noise.active and noise.position != "input" else "none"
-        if key not in self._runners:
-            self._runners[key] = NengoRunner(self.converted, self.layers, self.sim, noise, counters=self.counters)
-        runner = self._runners[key]
+        fed = fed_stages(self.converted, noise.position if noise.active else "none")
+        if fed not in self._runners:
+            self._runners[fed] = NengoRunner(self.converted, self.layers, self.sim, noise, self.counters, fed)
+        runner = self._runners[fed]
         runner.noise = noise
         return runner
 
