@@ -7,6 +7,7 @@ import pytest
 from conftest import require_data
 from snnbench.cli.main import main
 from snnbench.tracking.runstore import RunStore
+from snnbench.benchmarks.throughput import time_in_turn
 from snnbench.evaluation.timing import BatchTiming, time_batch
 
 TINY = ["--epochs", "1", "--train-limit", "2000", "--steps", "2,4", "--batch-sizes", "1,8", "--warmup", "1",
@@ -25,6 +26,14 @@ def test_batch_timing_summary_is_consistent():
     assert len(calls) == 7 and len(measured.seconds) == 5 and measured.batch_size == 3
 
 
+def test_backends_timed_in_turn_take_alternate_calls():
+    calls = []
+    first, second = time_in_turn([lambda x: calls.append("a"), lambda x: calls.append("b")], [1, 2], warmup=1,
+                                 repeats=3)
+    assert calls == ["a", "b"] * 4
+    assert len(first.seconds) == len(second.seconds) == 3 and first.batch_size == second.batch_size == 2
+
+
 @pytest.mark.slow
 def test_tiny_throughput_run_logs_its_table(tracking_store):
     require_data()
@@ -40,6 +49,11 @@ def test_tiny_throughput_run_logs_its_table(tracking_store):
         assert row["repeats"] == 3 and row["threads"] == 1
         assert 0 < row["latency_ms_min"] <= row["latency_ms_median"] <= row["latency_ms_max"]
         assert row["samples_per_s_median"] == pytest.approx(row["batch_size"] / (row["latency_ms_median"] / 1e3))
+        # the dense floor: ORT's rate on the same batch, timed in turn, over the passes the point needs
+        assert row["floor_ratio"] == pytest.approx(row["samples_per_s_median"] / row["dense_floor_samples_per_s"])
+        if row["backend"] == "ort":
+            assert row["floor_ratio"] == 1.0
+        assert row["dense_floor_samples_per_s"] > 0
     # what was timed was also scored: every spiking backend (the calibrated conversion) is close to the DNN
     ort_accuracy = table[table.backend == "ort"].accuracy.max()
     assert ort_accuracy > 0.5
@@ -56,6 +70,8 @@ def test_tiny_throughput_run_logs_its_table(tracking_store):
     assert run.tags["machine.torch_threads"] == "1" and "machine.tensorflow_threads" in run.tags
     assert run.params["profile"] == "quick" and run.params["seed"] == "0"
     assert run.metrics["ort_best_samples_per_s"] == pytest.approx(max(table[table.backend == "ort"].samples_per_s_median))
+    best = table[table.backend == "nengo_dl"].sort_values("samples_per_s_median").iloc[-1]
+    assert run.metrics["nengo_dl_floor_ratio_at_best"] == pytest.approx(best.floor_ratio)
 
 
 def test_bad_grid_fails_before_any_run(tracking_store, capsys):

@@ -4,6 +4,12 @@ simulator, its own grid) and ``snntorch`` (the same weights, IF neurons, soft re
 readout), per time steps and batch size. Each point: a backend built once, ``--warmup`` untimed and
 ``--repeats`` timed batches of MNIST test images; logged: latency and samples per second (median,
 quartiles, min / max) and the machine (CPU, threads, load).
+
+Beside each point, the network's dense-arithmetic floor on the machine at that moment: ONNX
+Runtime's forward rate on the same batch, timed in turn with the point's own repeats (so both see
+the same load), divided by the passes the point needs (a simulation of T steps does at most T
+forward passes' products; the DNN one): ``dense_floor_samples_per_s``, and ``floor_ratio`` =
+samples per second / floor (1 = as fast as T dense passes; above 1, the simulation skips products).
 """
 
 import csv
@@ -30,7 +36,7 @@ from snnbench.execution import add_cluster_arguments, executor_from_args
 from snnbench.evaluation.harness import log_result_table
 from snnbench.evaluation.metrics import accuracy_interval, correct
 from snnbench.evaluation.plots import throughput_plot
-from snnbench.evaluation.timing import machine, set_threads, time_batch
+from snnbench.evaluation.timing import BatchTiming, machine, set_threads, time_batch
 from snnbench.tracking.runs import benchmark_run
 from snnbench.training.cache import pack, unpack
 from snnbench.training.conversion import trained_conversion_model
@@ -173,15 +179,13 @@ def time_backend(unit: BackendPoints) -> dict:
             break
         rows.append(row)
         print(f"  {backend:<9} steps={steps:<3} batch={batch_size:<5} {row['samples_per_s_median']:10.1f} samples/s  "
-              f"{row['latency_ms_median']:9.2f} ms/batch", flush=True)
+              f"{row['latency_ms_median']:9.2f} ms/batch  dense floor {row['dense_floor_samples_per_s']:10.1f} "
+              f"samples/s  ratio {row['floor_ratio']:.2f}", flush=True)
     return {"backend": unit.backend, "rows": rows, "failed": failed, "machine": host}
 
 
-def measure(backend, steps, batch_size, images, labels, folder, settings, layers=None) -> dict:
-    """Time one (backend, steps, batch size) point, then score what was timed on every sample. The
-    backend's engine (snnbench.engines; the spiking ones with the per-layer ``layers``) is built
-    once, Nengo's simulators by running one batch."""
-    started = time.perf_counter()
+def build_backend(backend, steps, batch_size, folder, settings, layers=None):
+    """The backend's engine (snnbench.engines; the spiking ones with the per-layer ``layers``)."""
     if backend == "ort":
         options = dict(batch_size=batch_size, threads=settings["threads"], activity=False)
     elif backend == "snntorch":
@@ -189,18 +193,43 @@ def measure(backend, steps, batch_size, images, labels, folder, settings, layers
     else:
         options = dict(sim=SimConfig(steps=steps, minibatch=batch_size, simulator=backend, seed=settings["seed"]),
                        counters=False, layers=layers)
-    model = engines.build(ENGINES[backend], folder, options)
+    return engines.build(ENGINES[backend], folder, options)
+
+
+def measure(backend, steps, batch_size, images, labels, folder, settings, layers=None) -> dict:
+    """Time one (backend, steps, batch size) point, in turn with ONNX Runtime on the same batch (the
+    dense floor), then score what was timed on every sample. The engine is built once, Nengo's
+    simulators by running one batch."""
+    started = time.perf_counter()
+    model = build_backend(backend, steps, batch_size, folder, settings, layers)
 
     def predict(x):
         return model.predict(x.reshape(len(x), -1))
     if backend in ("nengo_dl", "nengo"):
         predict(np.zeros((batch_size, model.converted.n_inputs), np.float32))  # builds the simulator
     setup = time.perf_counter() - started
-    timing = time_batch(predict, images[:batch_size], settings["warmup"], settings["repeats"])
+    predicts = [predict]
+    if backend != "ort":
+        dense = build_backend("ort", 0, batch_size, folder, settings)
+        predicts.append(lambda x: dense.predict(x.reshape(len(x), -1)))
+    timings = time_in_turn(predicts, images[:batch_size], settings["warmup"], settings["repeats"])
+    timing, floor = timings[0], timings[-1]  # the DNN is its own floor
     scores = [np.asarray(predict(images[a: a + batch_size])) for a in range(0, len(images), batch_size)]
     accuracy = accuracy_interval(int(correct(np.concatenate(scores), labels).sum()), len(labels))
-    return {"backend": backend, "steps": steps, "batch_size": batch_size, **timing.summary(),
+    summary = timing.summary()
+    dense_floor = floor.summary()["samples_per_s_median"] / max(steps, 1)  # T steps: at most T dense passes
+    return {"backend": backend, "steps": steps, "batch_size": batch_size, **summary,
+            "dense_floor_samples_per_s": dense_floor, "floor_ratio": summary["samples_per_s_median"] / dense_floor,
             "setup_s": setup, "threads": settings["threads"], **accuracy}
+
+
+def time_in_turn(predicts: list, batch: np.ndarray, warmup: int, repeats: int) -> list:
+    """Each ``predicts[i](batch)`` timed ``repeats`` times, taking turns (after ``warmup`` untimed
+    rounds), so that a change of load on the machine reaches all alike; a BatchTiming each."""
+    for predict in predicts * warmup:
+        predict(batch)
+    rounds = [[time_batch(predict, batch, 0, 1).seconds[0] for predict in predicts] for _ in range(repeats)]
+    return [BatchTiming(len(batch), list(seconds)) for seconds in zip(*rounds)]
 
 
 def log_results(rows: list, settings: dict):
@@ -221,4 +250,5 @@ def log_results(rows: list, settings: dict):
         mlflow.log_artifact(str(throughput_plot(rows, Path(tmp) / "throughput.png", BACKENDS)))
     for backend in {r["backend"] for r in rows}:
         best = max((r for r in rows if r["backend"] == backend), key=lambda r: r["samples_per_s_median"])
-        mlflow.log_metric(f"{backend}_best_samples_per_s", best["samples_per_s_median"])
+        mlflow.log_metrics({f"{backend}_best_samples_per_s": best["samples_per_s_median"],
+                            f"{backend}_floor_ratio_at_best": best["floor_ratio"]})
