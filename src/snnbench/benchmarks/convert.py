@@ -245,12 +245,17 @@ def run(args):
     if settings["test_limit"]:
         test = test.subset(np.arange(min(settings["test_limit"], len(test))))
     raw_x = test.x
+    if prepared is not None:  # the samples as the model takes them, checked before the run
+        test = FeatureSet(settings["inputs"].encode(raw_x), test.y, test.checksums, test.origins)
+        require(args.target != "nengo-loihi" or test.x.min() >= 0,
+                f"--target nengo-loihi: Loihi's input layer turns inputs into spikes and takes values >= 0, but "
+                f"{Path(args.onnx_model).name}'s inputs (after its input encoding) reach {test.x.min():.3g}; run it "
+                "on nengo-dl (--target nengo-dl)")
     name = f"convert {args.method} {Path(args.onnx_model).stem if args.onnx_model else args.arch}, {sim.steps} steps"
     with benchmark_run("convert", logged_params(args, settings, len(test)), data_checksums=test.checksums,
                        run_name=name):
         if prepared is not None:
             onnx_path = prepared.path
-            test = FeatureSet(settings["inputs"].encode(raw_x), test.y, test.checksums, test.origins)
             mlflow.log_metrics(prepared.agreement(raw_x[:AGREEMENT_SAMPLES], dataset.sample_shape))
             mlflow.set_tags(dataset.tags)
             mlflow.log_dict(prepared.notes, "prepared/prepared.json")
