@@ -17,9 +17,10 @@ import mlflow
 import numpy as np
 from tqdm import tqdm
 
+from snnbench.benchmarks import noise_sweep_perturbations as perturbed
 from snnbench.benchmarks import noise_sweep_tables as tables
-from snnbench.benchmarks.noise_sweep_models import (SNN_ENGINE, Models, Subject, dataset_modality, study_references,
-                                                    sweep_test_data, user_onnx)
+from snnbench.benchmarks.noise_sweep_models import (SNN_ENGINE, Models, Subject, dataset_modality, sample_shape,
+                                                    study_references, sweep_test_data, user_onnx)
 from snnbench.benchmarks.options import add_common, add_modalities, add_resume, from_profile, require
 from snnbench.config import add_options, auto, choice_list, float_list, from_args, option, positive
 from snnbench.conversion import onnx_io
@@ -31,6 +32,7 @@ from snnbench.evaluation.metrics import COLUMNS
 from snnbench.execution import add_cluster_arguments, executor_from_args
 from snnbench.models.multimodal import ModelSpec
 from snnbench.noise import NoiseSpec
+from snnbench.perturbations import gaussian as gaussian_family
 from snnbench.tracking import runs as tracking
 from snnbench.training import recipes
 
@@ -39,7 +41,7 @@ LOIHI = "loihi-emulator"  # the converted SNN on nengo-loihi's emulator (--targe
 FAMILIES = ("ort-dnn", "nengo-snn", SNN_ENGINE, LOIHI)
 CONVERTED = ("nengo-snn", LOIHI)  # engines that run the DNN converted to spikes
 POSITIONS = ("input", "pre", "post")
-DEFAULT_STDS = (0.0, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
+DEFAULT_STDS = gaussian_family.STDS
 # one colour per engine in the MLflow UI's charts (the tag it reads), so children plot as curves per engine
 ENGINE_COLORS = {"ort-dnn": "#308613", "nengo-snn": "#2272b4", SNN_ENGINE: "#c83243", LOIHI: "#8a4fbf"}
 CORRECT = "correct.npy"  # a child's per-sample correctness (packed bits), for the paired differences
@@ -64,6 +66,10 @@ class Options:
     target: str = option("nengo-dl", "nengo-loihi: also run each converted SNN on nengo-loihi's Loihi emulator "
                                      "(fixed-point weights, Loihi's neurons; noise at the input only, as a chip takes "
                                      "it)", choices=("nengo-dl", "nengo-loihi"))
+    perturbations: list = option(["gaussian"], "perturbation families (snnbench.perturbations): gaussian (the "
+                                               "noise of --stds / --positions), MNIST-C's image corruptions, weight "
+                                               "faults, or all; each at its levels (quick: one level each)",
+                                 choice_list(perturbed.CHOICES))
     seeds: int | None = option(None, "noise repeats (noise seeds seed .. seed+N-1; auto: 1 quick, 3 full)",
                                auto(positive(int)))
     test_limit: int | None = option(None, "test samples (a fixed seeded subset), 0 = all (auto: 500 quick, all "
@@ -95,11 +101,11 @@ def add_arguments(parser, command):
     add_cluster_arguments(parser)
     add_resume(parser, "take over the unfinished run of this sweep even if it is marked running (its process "
                        "was stopped); a failed or interrupted run is reopened without it")
-    add_options(parser, Options, ("stds", "positions", "families", "target"))
+    add_options(parser, Options, ("stds", "positions", "families", "target", "perturbations"))
     add_modalities(parser, "image (the conversion study's MLP and the suite's image nets), audio, multimodal")
     add_options(parser, Options, ["seeds"])
     add_options(parser, NoiseSpec, ["mode"], mode="frozen")
-    add_options(parser, Options, skip=("stds", "positions", "families", "target", "seeds"))
+    add_options(parser, Options, skip=("stds", "positions", "families", "target", "perturbations", "seeds"))
     add_options(parser, ModelInput)
 
 
@@ -124,7 +130,7 @@ def settings(args) -> dict:
               "families": list(dict.fromkeys(args.families + ([LOIHI] if args.target == "nengo-loihi" else []))),
               "modalities": [dataset_modality(args.dataset, args.seed)] if user else
               list(dict.fromkeys(args.modalities)),
-              "noise_mode": args.noise_mode, "seed": args.seed, "profile": args.profile,
+              "perturbations": perturbed.chosen(args.perturbations), "noise_mode": args.noise_mode, "seed": args.seed, "profile": args.profile,
               "device": str(resolve_device(args.device)), "snn_steps": args.snn_steps or ModelSpec().steps,
               "models_from": args.models_from, "onnx_model": args.onnx_model, "snntorch_model": args.snntorch_model,
               "dataset": args.dataset, **({"model_input": asdict(model_input)} if args.onnx_model else {}),
@@ -166,7 +172,8 @@ def grid(subject: Subject, config: dict) -> list:
     positions = [p for p in config["positions"] if p == "input"] if subject.family == LOIHI else config["positions"]
     noisy = [{**base, "position": p, "std": s, "noise_seed": config["seed"] + r}
              for p in positions for s in config["stds"] for r in range(config["seeds"])]
-    return [clean, *noisy]
+    return [clean, *(noisy if "gaussian" in config.get("perturbations", ["gaussian"]) else []),
+            *perturbed.children(subject, config, base)]
 
 
 def _row(child: dict, config: dict, measured: dict, clean: float, seconds: float, run_id: str, reused: bool) -> dict:
@@ -177,6 +184,7 @@ def _row(child: dict, config: dict, measured: dict, clean: float, seconds: float
             "method": "calibrated" if child["family"] in CONVERTED else "", "steps": steps[child["family"]],
             "noise_position": child["position"], "noise_std": child["std"], "noise_mode": child["noise_mode"],
             "noise_seed": child["noise_seed"], "seed": config["seed"], "model_seed": child["model_seed"],
+            **perturbed.row_keys(child),
             **values, "clean_accuracy": clean, "accuracy_drop_pp": 100 * (clean - values["accuracy"]),
             "eval_seconds": seconds, "reused": reused, "run_id": run_id}
 
@@ -204,6 +212,7 @@ def _log_child(row: dict, correct: np.ndarray, data, model_id: str | None):
                        model_id=model_id, dataset=tracking.log_dataset(data, "test"))
     mlflow.set_tags({"engine": row["engine"], "model": row["model"], "modality": row["modality"],
                      "position": row["noise_position"], "model_seed": str(row["model_seed"]),
+                     "perturbation": row["perturbation"], "level": f"{row['level']:g}",
                      "mlflow.runColor": ENGINE_COLORS[row["engine"]]})
     with tempfile.TemporaryDirectory() as tmp:
         np.save(Path(tmp) / CORRECT, np.packbits(correct))
@@ -225,12 +234,14 @@ _BUILT: "OrderedDict[tuple, harness.Model]" = OrderedDict()  # the last subjects
 def evaluate_child(unit: ChildUnit) -> tuple[dict, np.ndarray, float]:
     """The child's metrics, per-sample correctness and evaluation seconds; the subject's model is
     built once per process (kept for the subject's next children, which run in order)."""
-    key = (unit.subject, tracking.config_key(unit.config))
+    faulty = perturbed.weight_fault(unit.child)  # the weights of this child, when a fault changes them
+    key = (unit.subject, tracking.config_key(unit.config), faulty)
     if key not in _BUILT:
         while len(_BUILT) >= 2:
             _BUILT.popitem(last=False)
-        _BUILT[key] = unit.models.model(unit.subject)
+        _BUILT[key] = unit.models.model(unit.subject, perturbed.faulty_file(unit, faulty) if faulty else None)
     data = sweep_test_data(unit.config, unit.subject.modality)  # seeded: the same for every family
+    data = perturbed.corrupted(data, unit.child, sample_shape(unit.config, unit.subject.modality))
     data = unit.models.inputs(unit.subject, data)  # as the subject's model takes them
     started = time.perf_counter()
     measured, correct = evaluate(_BUILT[key], data, unit.child)
@@ -258,12 +269,12 @@ def sweep(config: dict, models: Models, device: str, executor) -> list:
             if subject.modality not in data:
                 data[subject.modality] = sweep_test_data(config, subject.modality)
             name = (f"{subject.label}{f' model seed {subject.model_seed}' if several else ''} "
-                    f"{child['position']} std={child['std']:g} seed={child['noise_seed']}")
+                    f"{perturbed.describe(child)} seed={child['noise_seed']}")
             with tracking.child_run(name, child, device=device, data_checksums=data[subject.modality].checksums) as run:
                 row = _row(child, config, measured, clean[subject], seconds, run.info.run_id, False)
                 _log_child(row, correct, data[subject.modality], models.model_ids.get(models.name(subject)))
             rows[tracking.config_key(child)] = {**row, "correct": correct}
-            progress.set_postfix_str(f"{subject.label} {child['position']} {child['std']:g}: "
+            progress.set_postfix_str(f"{subject.label} {perturbed.describe(child)}: "
                                      f"{100 * row['accuracy']:.1f}%")
             progress.update()
 
@@ -301,7 +312,9 @@ def run(args):
             tempfile.TemporaryDirectory(prefix="snnbench-noise-sweep-") as out:
         models.prepare(subjects(config))
         rows = sweep(config, models, str(device), executor)
-        tables.log_results(rows, config, Path(out))
+        if "gaussian" in config["perturbations"]:
+            tables.log_results(perturbed.gaussian_rows(rows), config, Path(out))
+        perturbed.log_results(rows, config)
         # this invocation's times (training included; a resumed sweep logs its own)
         mlflow.log_metrics({"wall_seconds": time.perf_counter() - started,
                             "cpu_seconds": time.process_time() - cpu_started})

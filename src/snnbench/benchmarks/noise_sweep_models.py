@@ -135,6 +135,11 @@ class Models:
             return self.references[key]
         return None
 
+    def onnx_file(self, subject: Subject) -> Path:
+        """The subject's DNN as an ONNX file."""
+        path = self.folder(subject)
+        return path / "model.onnx" if path.is_dir() else path
+
     def folder(self, subject: Subject) -> Path:
         """A local folder (or file) of the subject's model, trained first if it is missing."""
         name = self.name(subject)
@@ -188,13 +193,13 @@ class Models:
             else:
                 self.model_ids[name] = reference.removeprefix("models:/") if reference.startswith("models:/") else None
 
-    def model(self, subject: Subject):
-        """The subject as a harness model (snnbench.evaluation.harness) of its engine."""
+    def model(self, subject: Subject, onnx_file: Path | None = None):
+        """The subject as a harness model (snnbench.evaluation.harness) of its engine (a DNN: of
+        ``onnx_file`` instead of its own file if given, e.g. a copy with perturbed weights)."""
         if subject.family == SNN_ENGINE:
             return engines.build(subject.family, self.torch_module(subject),
                                  dict(device=self.device, seed=self.config["seed"]))
-        path = self.folder(subject)
-        onnx_file = path / "model.onnx" if path.is_dir() else path
+        onnx_file = onnx_file or self.onnx_file(subject)
         if subject.family == "ort-dnn":
             return engines.build("ort-dnn", onnx_file)
         return converted_model(subject.family, onnx_file, self.config, self.training_inputs(subject))

@@ -1,0 +1,216 @@
+"""The noise sweep's perturbation families besides Gaussian noise (``--perturbations``, snnbench.perturbations).
+
+Each family adds, per subject it applies to, one child per level (the quick profile: MNIST-C's own
+severity, one level of each weight fault) and noise seed, tagged ``perturbation`` and ``level``. An input
+corruption changes the test samples before any engine sees them (keyed by the sample's index and the
+noise seed, so every engine gets the same corrupted sample); a weight fault runs the subject on a copy of
+its ONNX file with perturbed weights (ONNX Runtime and the converter read the same file). A family a
+subject cannot take (an image corruption on audio, a weight fault on the snntorch SNN) is left out for it,
+and the parent lists what was left out and why.
+
+The parent's tables: cells per (engine, model, modality, family, level) and paired DNN-vs-SNN gaps per
+cell (as :mod:`~snnbench.benchmarks.noise_sweep_tables` computes them for noise), and a summary per engine
+and family: mean accuracy and drop over the levels, and the corruption error against the DNN (the summed
+errors over levels divided by the ORT DNN's, Hendrycks & Dietterich's CE with the DNN as baseline).
+"""
+
+import tempfile
+from functools import cache
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+
+from snnbench import perturbations
+from snnbench.benchmarks import noise_sweep_tables as tables
+from snnbench.data import FeatureSet
+from snnbench.errors import SnnbenchError
+from snnbench.evaluation import harness
+from snnbench.perturbations import Target
+from snnbench.tracking import summary as run_summary
+
+CHOICES = ("all", *perturbations.names())
+CELL = ("engine", "model", "modality", "perturbation", "level")
+REFUSED = "perturbations_refused.txt"
+
+
+def chosen(names: list) -> list:
+    """The families asked for, ``all`` expanded, in the registry's order."""
+    wanted = set(perturbations.names() if "all" in names else names)
+    return [n for n in perturbations.names() if n in wanted]
+
+
+@cache
+def family(name: str):
+    return perturbations.build(name)
+
+
+def _others(config: dict) -> list:
+    return [n for n in config.get("perturbations", ["gaussian"]) if n != "gaussian"]
+
+
+def refusal(name: str, subject, config: dict) -> str | None:
+    """Why family ``name`` cannot be applied to ``subject`` (one line), or None."""
+    from snnbench.benchmarks.noise_sweep_models import sample_shape
+
+    try:
+        family(name).check(Target(subject.family, sample_shape(config, subject.modality), subject.modality))
+    except SnnbenchError as error:
+        return str(error)
+    return None
+
+
+def children(subject, config: dict, base: dict) -> list:
+    """The subject's children of every family besides Gaussian noise that applies to it."""
+    out = []
+    for name in _others(config):
+        if refusal(name, subject, config) is None:
+            out += [{**base, "position": "none", "std": 0.0, "noise_seed": config["seed"] + r, "perturbation": name,
+                     "level": float(level)}
+                    for level in family(name).profile_levels(config["profile"]) for r in range(config["seeds"])]
+    return out
+
+
+def row_keys(child: dict) -> dict:
+    """A child's family and level (Gaussian noise: its std; the clean child: none, 0)."""
+    if "perturbation" in child:
+        return {"perturbation": child["perturbation"], "level": child["level"]}
+    return {"perturbation": "gaussian" if child["position"] != "none" else "none", "level": child["std"]}
+
+
+def describe(child: dict) -> str:
+    """The child as its run name says it."""
+    if "perturbation" not in child:
+        return f"{child['position']} std={child['std']:g}"
+    return f"{child['perturbation']} {family(child['perturbation']).level_name}={child['level']:g}"
+
+
+def weight_fault(child: dict) -> tuple | None:
+    """(family, level, seed) of a child whose weights a fault changes, else None."""
+    name = child.get("perturbation")
+    if name and family(name).kind == "weights":
+        return name, child["level"], child["noise_seed"]
+    return None
+
+
+_FILES = {}
+
+
+def faulty_file(unit, fault: tuple) -> Path:
+    """The unit's subject's ONNX file with ``fault`` applied (written once per process)."""
+    source = unit.models.onnx_file(unit.subject)
+    key = (str(source), *fault)
+    if key not in _FILES:
+        name, level, seed = fault
+        folder = Path(tempfile.mkdtemp(prefix="snnbench-weight-fault-"))
+        _FILES[key] = family(name).apply(source, folder / "model.onnx", level, seed)
+    return _FILES[key]
+
+
+_CORRUPTED = {}
+
+
+def corrupted(data: FeatureSet, child: dict, sample_shape: tuple) -> FeatureSet:
+    """``data`` with the child's input corruption (the same samples for every engine), or as it is."""
+    name = child.get("perturbation")
+    if not name or family(name).kind != "input":
+        return data
+    key = (name, child["level"], child["noise_seed"], data.digest)
+    if key not in _CORRUPTED:
+        while len(_CORRUPTED) >= 4:
+            _CORRUPTED.pop(next(iter(_CORRUPTED)))
+        x = family(name).apply(data.x, sample_shape, child["level"], child["noise_seed"])
+        _CORRUPTED[key] = FeatureSet(x, data.y, data.checksums, data.origins)
+    return _CORRUPTED[key]
+
+
+def gaussian_rows(rows: list) -> list:
+    """The clean and Gaussian-noise rows: what the noise tables and figures read."""
+    return [r for r in rows if r.get("perturbation", "none") in ("none", "gaussian")]
+
+
+def _as_noise(rows: list) -> list:
+    """Rows with family and level in the noise tables' position and std columns (to reuse their cells and gaps)."""
+    return [{**r, "noise_position": r["perturbation"], "noise_std": r["level"]} for r in rows]
+
+
+def _from_noise(table: list) -> list:
+    return [{**{k: v for k, v in t.items() if k not in ("noise_position", "noise_std")},
+             "perturbation": t["noise_position"], "level": t["noise_std"]} for t in table]
+
+
+def summary(cell_rows: list) -> list:
+    """Per (engine, model, modality, family): mean accuracy and drop over its levels, and the corruption
+    error against the ORT DNN of the same model and modality (None where there is none)."""
+    clean = {(c["engine"], c["model"], c["modality"]): c["accuracy"] for c in cell_rows if c["perturbation"] == "none"}
+    groups = {}
+    for c in cell_rows:
+        if c["perturbation"] != "none":
+            groups.setdefault((c["engine"], c["model"], c["modality"], c["perturbation"]), {})[c["level"]] = c
+    out = []
+    for (engine, model, modality, name), by_level in groups.items():
+        accuracy = [by_level[v]["accuracy"] for v in sorted(by_level)]
+        dnn = groups.get(("ort-dnn", model, modality, name), {})
+        shared = sorted(set(by_level) & set(dnn))
+        dnn_errors = sum(1 - dnn[v]["accuracy"] for v in shared)
+        ce = (sum(1 - by_level[v]["accuracy"] for v in shared) / dnn_errors) if shared and dnn_errors > 0 else None
+        base = clean.get((engine, model, modality), float("nan"))
+        out.append({"engine": engine, "model": model, "modality": modality, "perturbation": name,
+                    "kind": family(name).kind, "levels": len(accuracy), "mean_accuracy": float(np.mean(accuracy)),
+                    "mean_drop_pp": 100 * float(base - np.mean(accuracy)), "ce_vs_dnn": ce})
+    return out
+
+
+def refusals(config: dict, subjects: list) -> list:
+    return [f"{name} on {s.label}: {why}" for name in _others(config) for s in dict.fromkeys(subjects)
+            if (why := refusal(name, s, config))]
+
+
+def log_results(rows: list, config: dict) -> None:
+    """The families' cells, paired gaps and summary on the parent run (nothing for a Gaussian-only sweep)."""
+    from snnbench.benchmarks.noise_sweep import subjects
+
+    if not _others(config):
+        return
+    plain = [{k: v for k, v in r.items() if k != "correct"} for r in rows]
+    mlflow.log_text(harness.result_table(plain).to_csv(index=False), "perturbations.csv")
+    if "gaussian" not in config["perturbations"]:  # the noise tables are left out: the clean rows' table
+        harness.log_result_table([r for r in plain if r["perturbation"] == "none"])
+    refused = refusals(config, subjects(config))
+    if refused:
+        mlflow.log_text("\n".join(refused) + "\n", REFUSED)
+    chosen_rows = [r for r in rows if r["perturbation"] != "gaussian"]
+    if not any(r["perturbation"] != "none" for r in chosen_rows):
+        return
+    cell_rows = _from_noise(tables.cells(_as_noise(chosen_rows)))
+    gaps = _from_noise(tables.paired_gaps(_as_noise(chosen_rows), config["seed"]))
+    per_family = summary(cell_rows)
+    mlflow.log_table(pd.DataFrame(cell_rows), "perturbation_cells.json")
+    if gaps:
+        mlflow.log_table(pd.DataFrame(gaps), "perturbation_gaps.json")
+    mlflow.log_table(pd.DataFrame(per_family), "perturbation_summary.json")
+    metrics = {}
+    for engine in dict.fromkeys(s["engine"] for s in per_family):
+        for kind in ("input", "weights"):
+            mine = [s for s in per_family if s["engine"] == engine and s["kind"] == kind]
+            if mine:
+                metrics[f"mean_drop_pp.{kind}.{engine}"] = float(np.mean([s["mean_drop_pp"] for s in mine]))
+            ces = [s["ce_vs_dnn"] for s in mine if s["ce_vs_dnn"] is not None]
+            if ces and engine != "ort-dnn":
+                metrics[f"mce_vs_dnn.{kind}.{engine}"] = float(np.mean(ces))
+    mlflow.log_metrics(metrics)
+    run_summary.headline(
+        "Perturbations: mean accuracy over each family's levels, % (corruption error against the ORT DNN)",
+        tables._wide(pd.DataFrame([{**s, "cell": f"{100 * s['mean_accuracy']:.1f}"
+                                    + (f" ({s['ce_vs_dnn']:.2f})" if s["ce_vs_dnn"] is not None
+                                       and s["engine"] != "ort-dnn" else "")} for s in per_family]),
+                     ["perturbation", "model", "modality"], "engine", "cell"))
+    if gaps:
+        largest = sorted([g for g in gaps if g["perturbation"] != "none"], key=lambda g: -abs(g["gap_pp"]))[:tables.GAPS_SHOWN * 2]
+        run_summary.headline(
+            "Perturbations: largest paired gaps, DNN minus SNN in points [95% interval]",
+            [{"DNN": g["dnn"], "SNN": g["snn"], "model": g["model"], "modality": g["modality"],
+              "perturbation": g["perturbation"], "level": f"{g['level']:g}",
+              "gap": run_summary.interval(g["gap_pp"], g["ci_low_pp"], g["ci_high_pp"], scale=1, sign="+")}
+             for g in largest])

@@ -1,0 +1,155 @@
+"""The perturbation registry: every family's draw is the same for every engine (keyed by the sample's
+index or the weight's name and the seed), weight faults are exact in ONNX Runtime and the converter (rate
+mode reproduces the perturbed DNN's logits), families refuse what they have no meaning for, and the noise
+sweep runs two families end to end."""
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from mlflow.tracking import MlflowClient
+from onnx import numpy_helper
+from torch import nn
+
+from conftest import require_data
+from snnbench import engines, perturbations
+from snnbench.cli.main import main
+from snnbench.conversion.onnx_io import load_any
+from snnbench.errors import ConfigError, DataError, UnsupportedModelError
+from snnbench.models.export import export_onnx
+from snnbench.noise import NoiseSpec
+from snnbench.perturbations import Target
+from snnbench.perturbations.weight_faults import weight_tensors
+
+INPUT_FAMILIES = [n for n in perturbations.names() if perturbations.build(n).kind == "input"]
+WEIGHT_FAMILIES = [n for n in perturbations.names() if perturbations.build(n).kind == "weights"]
+
+
+def _digits(n: int = 12, seed: int = 0) -> np.ndarray:
+    """Digit-like images: a bright blob on black, flat (n, 784) in [0, 1]."""
+    rng = np.random.default_rng(seed)
+    x = np.zeros((n, 28, 28), np.float32)
+    for i in range(n):
+        r, c = rng.integers(8, 20, size=2)
+        x[i, r - 5:r + 5, c - 2:c + 2] = rng.uniform(0.6, 1.0)
+    return x.reshape(n, -1)
+
+
+def test_every_family_is_registered_with_levels_and_refuses_a_bad_level():
+    assert len(INPUT_FAMILIES) == 15 and set(WEIGHT_FAMILIES) == {"quantise", "quantise_channel", "weight_noise",
+                                                                 "stuck_at_zero", "dead_neurons"}
+    for name in perturbations.names():
+        family = perturbations.build(name)
+        assert family.name == name and family.levels and set(family.quick) <= set(family.levels)
+    with pytest.raises(ConfigError, match="severity 7"):
+        perturbations.build("rotate", levels=(1, 7))
+    with pytest.raises(ConfigError, match="bits 1"):
+        perturbations.build("quantise", levels=(1,))
+    with pytest.raises(ConfigError, match="unknown perturbation 'blur'"):
+        perturbations.build("blur")
+
+
+def test_the_gaussian_family_is_the_sweeps_noise_spec():
+    family = perturbations.build("gaussian")
+    assert family.spec(0.5, "pre", 3) == NoiseSpec(0.5, "pre", "frozen", 3)
+    with pytest.raises(ConfigError):
+        perturbations.build("gaussian", positions=("inside",))
+
+
+@pytest.mark.parametrize("name", INPUT_FAMILIES)
+def test_an_input_corruption_is_keyed_by_the_samples_index_and_the_seed(name):
+    family, x = perturbations.build(name), _digits()
+    level = family.levels[-1]
+    whole = family.apply(x, (1, 28, 28), level, seed=4)
+    assert whole.shape == x.shape and whole.dtype == np.float32 and 0 <= whole.min() and whole.max() <= 1
+    assert not np.array_equal(whole, x)
+    # any batch layout gets the same corrupted sample: keyed by its global index, not its place in the batch
+    np.testing.assert_array_equal(family.apply(x[5:9], (28, 28), level, seed=4, start=5), whole[5:9])
+    np.testing.assert_array_equal(family.apply(x, (1, 28, 28), level, seed=4), whole)
+    if name not in ("brightness", "stripe", "scale", "canny_edges"):  # the others draw at random
+        assert not np.array_equal(family.apply(x, (1, 28, 28), level, seed=5), whole)
+
+
+def test_an_image_corruption_refuses_data_that_is_not_a_28x28_grey_image():
+    family = perturbations.build("shot_noise")
+    with pytest.raises(DataError, match=r"28x28 grey images.*audio's samples have shape \(1984,\)"):
+        family.check(Target("ort-dnn", (1984,), "audio"))
+    with pytest.raises(DataError, match=r"\(3, 28, 28\)"):
+        family.apply(np.zeros((2, 3, 28, 28)), (3, 28, 28), 1, 0)
+    with pytest.raises(UnsupportedModelError, match="not to engine snntorch-snn"):
+        perturbations.build("dead_neurons").check(Target("snntorch-snn", (1, 28, 28), "image"))
+
+
+def _mlp(path):
+    torch.manual_seed(0)
+    return export_onnx(nn.Sequential(nn.Linear(784, 48), nn.ReLU(), nn.Linear(48, 32), nn.ReLU(),
+                                     nn.Linear(32, 10)).eval(), 784, path)
+
+
+def _cnn(path):
+    torch.manual_seed(1)
+    return export_onnx(nn.Sequential(nn.Conv2d(1, 4, 3, stride=2), nn.ReLU(), nn.Conv2d(4, 6, 3, stride=2), nn.ReLU(),
+                                     nn.Flatten(), nn.Linear(6 * 6 * 6, 10)).eval(), (1, 28, 28), path)
+
+
+@pytest.mark.parametrize("build_model", [_mlp, _cnn])
+@pytest.mark.parametrize("name", WEIGHT_FAMILIES)
+def test_a_weight_fault_is_the_same_in_onnx_runtime_and_the_converted_network(tmp_path, build_model, name):
+    source = build_model(tmp_path / "model.onnx")
+    x = _digits(40)
+    family = perturbations.build(name)
+    clean = {t.name: numpy_helper.to_array(t) for t in onnx.load(str(source)).graph.initializer}
+    for level in (family.levels[1], family.levels[-1]):
+        faulty = family.apply(source, tmp_path / f"{level}" / "model.onnx", level, seed=2)
+        # like with like: the converted network in rate mode reproduces ONNX Runtime on the perturbed file
+        converted = load_any(faulty)
+        images = x.reshape(len(x), *converted.input_shape)
+        reference = engines.build("ort-dnn", faulty, {"activity": False}).predict(images)
+        np.testing.assert_allclose(converted.forward(x), reference, atol=1e-4)
+        # keyed: the same file again for the same seed, another for another seed (the random families)
+        again = family.apply(source, tmp_path / "again.onnx", level, seed=2)
+        weights = {t.name: numpy_helper.to_array(t) for t in onnx.load(str(faulty)).graph.initializer}
+        for t in onnx.load(str(again)).graph.initializer:
+            np.testing.assert_array_equal(numpy_helper.to_array(t), weights[t.name])
+        model = onnx.load(str(faulty))
+        changed = [t for t in weight_tensors(model) if not np.array_equal(weights[t.name], clean[t.name])]
+        assert changed and all(np.array_equal(weights[n], clean[n]) for n in clean
+                               if n not in {t.name for t in weight_tensors(model)})  # biases untouched
+        if name == "dead_neurons":  # whole input units of each layer a ReLU feeds, the first layer untouched
+            for t in weight_tensors(model):
+                dead = np.all(weights[t.name] == 0, axis=tuple(a for a in range(weights[t.name].ndim)
+                                                               if a != t.in_axis))
+                units = weights[t.name].shape[t.in_axis]
+                assert dead.sum() == (round(level * units) if t.hidden_input else 0)
+        if name == "stuck_at_zero":
+            for t in weight_tensors(model):
+                assert (weights[t.name] == 0).sum() == round(level * clean[t.name].size)
+        if name == "quantise":
+            for t in weight_tensors(model):
+                assert len(np.unique(weights[t.name])) <= 2 ** level - 1
+
+
+@pytest.mark.slow
+def test_the_sweep_runs_two_families_on_every_engine_that_takes_them(tracking_store):
+    require_data()
+    tiny = ["--test-limit", "60", "--train-limit", "300", "--epochs", "1", "--steps", "6", "--snn-steps", "3"]
+    assert main(["noise_sweep", "--modalities", "image", "--perturbations", "rotate,stuck_at_zero", *tiny]) == 0
+    client = MlflowClient(tracking_store)
+    experiment = client.get_experiment_by_name("noise_sweep").experiment_id
+    runs = client.search_runs([experiment])
+    parent = next(r for r in runs if "mlflow.parentRunId" not in r.data.tags)
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    seen = {(c.data.tags["engine"], c.data.tags["model"], c.data.tags["perturbation"], c.data.tags["level"])
+            for c in children}
+    for model in ("conversion-mlp", "multimodal"):
+        for engine in ("ort-dnn", "nengo-snn"):
+            assert {(engine, model, "rotate", "2"), (engine, model, "stuck_at_zero", "0.1"),
+                    (engine, model, "none", "0")} <= seen
+    assert ("snntorch-snn", "multimodal", "rotate", "2") in seen
+    assert not any(e == "snntorch-snn" and p == "stuck_at_zero" for e, _, p, _ in seen)  # refused, and said so
+    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert {"perturbation_cells.json", "perturbation_gaps.json", "perturbation_summary.json",
+            "perturbations_refused.txt", "noise_sweep.md"} <= artifacts  # the Gaussian tables too (the default)
+    refused = client.download_artifacts(parent.info.run_id, "perturbations_refused.txt")
+    assert "stuck_at_zero on snntorch-snn/multimodal/image" in open(refused).read()
+    assert {"mce_vs_dnn.input.nengo-snn", "mean_drop_pp.weights.nengo-snn"} <= set(parent.data.metrics)
