@@ -161,8 +161,9 @@ def resolve(args) -> dict:
             "--output and --input-scale / --input-mean / --input-std describe the file given with --onnx-model")
     require(args.dataset == "mnist" or bool(args.onnx_model),
             f"--dataset {args.dataset} needs your model (--onnx-model): the networks convert trains are MNIST's")
-    settings.update(model_input=model_input, test_limit=chosen["test_limit"],
-                    steps_list=sorted(set(chosen["steps_list"])), sim=sim)
+    dataset = load_dataset(args.dataset, args.seed)  # a user's data read and checked whole, before the run
+    settings.update(model_input=model_input, dataset=dataset, inputs=ModelInputs(dataset),
+                    test_limit=chosen["test_limit"], steps_list=sorted(set(chosen["steps_list"])), sim=sim)
     return settings
 
 
@@ -238,7 +239,7 @@ def user_model(args, settings: dict, dataset: Dataset):
 def run(args):
     settings = resolve(args)
     sim = settings["sim"]
-    dataset = load_dataset(args.dataset, args.seed)  # a user's data read and checked whole, before the run
+    dataset = settings["dataset"]
     prepared, converted = user_model(args, settings, dataset) if args.onnx_model else (None, None)
     settings["inputs"] = ModelInputs(dataset, prepared)
     test = dataset.test
