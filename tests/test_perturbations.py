@@ -149,7 +149,8 @@ def test_the_sweep_runs_two_families_on_every_engine_that_takes_them(tracking_st
     assert not any(e == "snntorch-snn" and p == "stuck_at_zero" for e, _, p, _ in seen)  # refused, and said so
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert {"perturbation_cells.json", "perturbation_gaps.json", "perturbation_summary.json",
-            "perturbations_refused.txt", "noise_sweep.md"} <= artifacts  # the Gaussian tables too (the default)
+            "perturbations_refused.txt", "results.json"} <= artifacts
+    assert "noise_sweep.md" not in artifacts  # no Gaussian noise asked for: no noise tables
     refused = client.download_artifacts(parent.info.run_id, "perturbations_refused.txt")
     assert "stuck_at_zero on snntorch-snn/multimodal/image" in open(refused).read()
     assert {"mce_vs_dnn.input.nengo-snn", "mean_drop_pp.weights.nengo-snn"} <= set(parent.data.metrics)
