@@ -63,7 +63,9 @@ class OrtRunner:
             if self.static_batch and n < self.static_batch:  # the last batch, padded with zeros
                 xb = np.concatenate([xb, np.zeros((self.static_batch - n, *xb.shape[1:]), xb.dtype)])
             extra = self.feeds(start + a, len(xb)) if self.feeds else {}
-            batches.append([out[:n] for out in self.session.run(None, {self.input_name: xb, **extra})])
+            outputs = self.session.run(None, {self.input_name: xb, **extra})
+            # an unbatched graph's inner tensors (given a batch axis of 1 only at its input) have none
+            batches.append([(out if len(out) == len(xb) else out.reshape(len(xb), -1))[:n] for out in outputs])
         if not batches:
             return [np.zeros((0, 0), np.float32)]
         return [np.concatenate(parts) for parts in zip(*batches)]
