@@ -354,3 +354,25 @@ def test_claims_section_without_any_run_says_what_to_run(tracking_store, tmp_pat
     log_run("throughput", {"profile": "quick"})
     lines = claims_lines(report_context(tracking_store, tmp_path))
     assert lines[-2] == NO_STUDY_RUNS and not any(line.startswith(("|", "Runs:")) for line in lines)
+
+
+def test_user_models_section_has_a_row_per_model_data_set_and_step_count(tracking_store, tmp_path):
+    """A user's models get their own rows, each naming its data set; the newest run of a file and data set counts."""
+    from snnbench.reporting.report import user_models_section
+
+    base = {"profile": "quick", "method": "calibrated"}
+    log_run("convert", {**base, "arch": "mlp"}, rows=[convert_row("ort-dnn", 1, 9, 10)])  # the project's: not here
+    assert user_models_section(report_context(tracking_store, tmp_path)) == []  # no user's model: no section
+    log_run("convert", {**base, "onnx_model": "nets/mine.onnx", "dataset": "digits.npz"},
+            rows=[convert_row("ort-dnn", 1, 1, 10), convert_row("nengo-snn", 8, 1, 10)])  # older
+    newest = log_run("convert", {**base, "onnx_model": "nets/mine.onnx", "dataset": "digits.npz"},
+                     rows=[convert_row("ort-dnn", 1, 98, 100), convert_row("nengo-snn", 8, 97, 100),
+                           convert_row("nengo-snn", 32, 98, 100)])
+    other = log_run("convert", {**base, "onnx_model": "keras.onnx", "dataset": "mnist"},
+                    rows=[convert_row("ort-dnn", 1, 90, 100), convert_row("nengo-snn", 8, 85, 100)])
+    lines = user_models_section(report_context(tracking_store, tmp_path))
+    assert table_row(lines, "| `mine.onnx` | digits.npz | 8 |")[5] == "1.00"
+    assert table_row(lines, "| `mine.onnx` | digits.npz | 32 |")[5] == "0.00"
+    assert table_row(lines, "| `keras.onnx` | mnist | 8 |")[5] == "5.00"
+    assert sum(line.startswith("| `mine.onnx`") for line in lines) == 2
+    assert newest in lines[-2] and other in lines[-2]

@@ -126,6 +126,38 @@ def other_networks(ctx: Context) -> list:
     return lines + [scale_line(runs), ""]
 
 
+def user_models_section(ctx: Context) -> list:
+    """Every user's model converted (``convert --onnx-model``): the newest run of each model and data
+    set, a row each, with the data set it ran on and how the normalised graph agrees with the file."""
+    runs = {}
+    for run in ctx.store.finished("convert"):
+        if run.params.get("onnx_model"):
+            runs.setdefault((run.params["onnx_model"], run.params.get("dataset", "mnist")), run)
+    if not runs:
+        return []
+    rows, used = [], []
+    for (model, dataset), run in runs.items():
+        records, problem = results(run)
+        if problem:
+            continue
+        ctx.use(run)
+        used.append(run)
+        dnn, snn = dnn_and_snn(records)
+        name = run.tags.get("dataset", dataset)
+        rows += [[f"`{model.rsplit('/', 1)[-1]}`", name, r["steps"], with_interval(dnn), with_interval(r),
+                  loss_points(dnn, r), number(run.metrics.get("prepared_class_agreement")),
+                  number(run.metrics.get("rate_equivalence_max_abs_err")), f"`{run.id[:8]}`"] for r in snn]
+    if not rows:
+        return []
+    lines = ["## Your models", "",
+             "Each ONNX file given to `convert --onnx-model` (newest run per file and data set), converted by the "
+             "method of its run on its data set's test split. Agreement: the share of test samples on which the "
+             "normalised graph and the file predict the same class.", ""]
+    lines += markdown_table(["model", "data set", "steps", "DNN accuracy [95% CI]", "SNN accuracy [95% CI]",
+                             "loss (pp)", "agreement", "rate-mode error", "run"], rows) + [""]
+    return lines + [scale_line(used), ""]
+
+
 def multimodal_section(ctx: Context) -> list:
     """The whole study grid from the newest ``multimodal_study`` run: each of the study's
     experiments as a table and a figure (snnbench.benchmarks.study)."""
@@ -242,8 +274,8 @@ def throughput_section(ctx: Context) -> list:
     return lines + [scale_line([run]), ""]
 
 
-SECTIONS = (conversion_section, steps_lines, multimodal_section, claims_lines, noise_section, where_section,
-            throughput_section)
+SECTIONS = (conversion_section, steps_lines, user_models_section, multimodal_section, claims_lines, noise_section,
+            where_section, throughput_section)
 
 
 # --- the report --------------------------------------------------------------------------------
