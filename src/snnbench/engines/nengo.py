@@ -16,6 +16,9 @@ from snnbench.evaluation import metrics as M
 from snnbench.evaluation.harness import CLEAN, Model
 from snnbench.noise import NoiseSpec
 
+FEED_CHUNK = 1000  # samples whose currents are computed in one go (fewer, larger products than per minibatch)
+
+
 class NengoRunner(AbstractContextManager):
     """The converted network on one simulator, built on the first prediction and kept until
     :meth:`close` (or ``with``). ``predict(x, start=0)`` takes flat float32 inputs ``(n, features)``,
@@ -151,26 +154,28 @@ class NengoRunner(AbstractContextManager):
         self._build()
         run = self._run_batch_dl if self.sim.simulator == "nengo_dl" else self._run_batch_reference
         batch = self.sim.minibatch
+        chunk = max(1, FEED_CHUNK // batch) * batch
         outputs, activity = [], 0.0
-        for a in range(0, len(x), batch):
-            logits, layer_outputs = run(x[a: a + batch], start + a, n_steps)
-            outputs.append(logits)
-            activity = activity + self._activity(layer_outputs)
+        for a in range(0, len(x), chunk):  # currents of a chunk computed together, simulated a minibatch at a time
+            feeds = self._feeds(x[a: a + chunk], start + a, n_steps)
+            for b in range(0, min(chunk, len(x) - a), batch):
+                logits, layer_outputs = run({key: feed[b: b + batch] for key, feed in feeds.items()}, n_steps)
+                outputs.append(logits)
+                activity = activity + self._activity(layer_outputs)
         if not outputs:
             return np.zeros((0, n_steps, self.model.n_outputs), np.float32), None
         return np.concatenate(outputs), activity
 
-    def _run_batch_dl(self, x: np.ndarray, start: int, n_steps: int):
-        n, pad = len(x), self.sim.minibatch - len(x)
-        feeds = self._feeds(x, start, n_steps)
+    def _run_batch_dl(self, feeds: dict, n_steps: int):
+        n = len(next(iter(feeds.values())))
+        pad = self.sim.minibatch - n
         data = {self._net.inputs[k]: np.pad(v, ((0, pad), (0, 0), (0, 0))) if pad else v for k, v in feeds.items()}
         result = self._simulator.predict_on_batch(data, n_steps=n_steps)
         return result[self._net.output][:n], [result[p][:n] for p in self._net.counters]
 
-    def _run_batch_reference(self, x: np.ndarray, start: int, n_steps: int):
-        feeds = self._feeds(x, start, n_steps)
+    def _run_batch_reference(self, feeds: dict, n_steps: int):
         outputs, layer_outputs = [], []
-        for i in range(len(x)):
+        for i in range(len(next(iter(feeds.values())))):
             self._feed = {k: v[i] for k, v in feeds.items()}
             self._simulator.reset(seed=self.sim.seed)
             self._simulator.run_steps(n_steps)
