@@ -3,11 +3,14 @@
 neurons are set by a conversion method (``--method``, snnbench.conversion.calibration):
 
 * ``reference``: the reference study's conversion (LIF, gain 1, the ONNX biases, rate scale 1);
-* ``calibrated`` (default): IF neurons, each layer's rate scale from a percentile of its
-  activations on MNIST training images (never test images); ``corrected``: calibrated, then
-  each layer's expected error taken out (snnbench.conversion.correction);
+* ``calibrated``: IF neurons, each layer's rate scale from a percentile of its activations on
+  MNIST training images (never test images); ``corrected``: calibrated, then each layer's
+  expected error taken out for each step count (snnbench.conversion.correction);
 * ``tuned``: the best setting of a ``snnbench tune`` study (``--study-name``) or a settings file
-  (``--params-json``), chosen on validation images.
+  (``--params-json``), chosen on validation images;
+* ``auto`` (default): tuned where a setting is given, else corrected where it applies (IF
+  neurons, no output synapse, the mean readout), else calibrated; the run logs the method that
+  ran and why (``method``, ``method_reason``).
 
 The per-layer setting used is logged (``layers`` param; ``snn/params.json``, with where it came
 from); the MNIST test set is read only to score it.
@@ -48,6 +51,8 @@ CALIBRATION_OPTIONS = ("calibration_samples", "percentile", "target_rate", "neur
                        "rates")
 CALIBRATED_METHODS = ("calibrated", "corrected")  # the methods that calibrate on training images
 TUNED_OPTIONS = ("params_json", "study_name", "storage")
+AUTO_CORRECTED_REASON = ("auto: error correction applies (IF neurons, no output synapse, the mean readout); calibration "
+                         "alone loses 28-87 points on deep batch-normalised CNNs (examples/deep_cnns.py)")
 
 
 DNN, SNN, SIM, WHERE = "DNN", "SNN: the conversion method", "simulation", "where it runs"
@@ -62,10 +67,14 @@ class ConvertOptions:
     maxpool: str = option("exact", "MaxPool: exact (a tree of pairwise maxes as extra ReLU populations; the rate-mode "
                                    "network stays exact) or average (swapped for average pooling: approximate)",
                           choices=onnx_io.MAXPOOL_ROUTES, group=DNN)
-    method: str = option("calibrated", "reference: the study's conversion (LIF, gain 1, ONNX biases, rate scale 1); "
-                                       "calibrated: IF neurons, each layer's rate scale from its activations on "
-                                       "training images; tuned: the best setting of a `snnbench tune` study "
-                                       "(--study-name) or --params-json", choices=METHODS, group=SNN)
+    method: str = option("auto", "auto: tuned where --params-json or --study-name is given, else corrected where it "
+                                 "applies (IF neurons, no output synapse, the mean readout), else calibrated (the run "
+                                 "logs which ran and why: method, method_reason); reference: the study's conversion "
+                                 "(LIF, gain 1, ONNX biases, rate scale 1); calibrated: IF neurons, each layer's rate "
+                                 "scale from its activations on training images; corrected: calibrated, then each "
+                                 "layer's mean error taken out for each step count (on training images); tuned: the "
+                                 "best setting of a `snnbench tune` study (--study-name) or --params-json",
+                         choices=("auto",) + METHODS, group=SNN)
     scales: str | None = option(None, "calibrated / corrected: a rate scale per output channel (per neuron of a dense "
                                       "layer) or one per layer (default: channel for corrected, layer for "
                                       "calibrated)", auto(choice(SCALES)), group=SNN)
@@ -110,6 +119,21 @@ def add_arguments(parser, command: str):
     add_options(parser.group(SIM), SimConfig, steps=8)
 
 
+def resolve_method(args) -> tuple[str, str]:
+    """The conversion method that runs and why: ``--method`` as given, or for ``auto`` (the default)
+    ``tuned`` where a tuned setting is given, else ``corrected`` where error correction applies (IF
+    neurons, no output synapse, the mean readout), else ``calibrated``."""
+    if args.method != "auto":
+        return args.method, f"--method {args.method} given"
+    if args.params_json or args.study_name:
+        return "tuned", "auto: a tuned setting is given (--params-json or --study-name)"
+    if args.neuron not in IF_NEURONS or args.synapse is not None or args.readout != "mean":
+        return "calibrated", (f"auto: error correction simulates IF neurons without an output synapse for the mean "
+                              f"readout; --neuron {args.neuron}, --synapse {args.synapse}, --readout {args.readout} "
+                              "take calibration alone")
+    return "corrected", AUTO_CORRECTED_REASON
+
+
 def resolve(args) -> dict:
     """Checked settings (everything that can be wrong fails here, before a run is opened).
     ``layers`` is None for the calibrated methods: calibration sets them once the model is read."""
@@ -122,15 +146,16 @@ def resolve(args) -> dict:
     require(bool(chosen["steps_list"]) and min(chosen["steps_list"]) >= 1, "--steps-list needs step counts >= 1")
     sim = from_args(SimConfig, args, seed=args.seed)
     require(not (args.params_json and args.study_name), "give --params-json or --study-name, not both")
-    require(bool(args.params_json or args.study_name) == (args.method == "tuned"),
+    method, reason = resolve_method(args)
+    require(bool(args.params_json or args.study_name) == (method == "tuned"),
             "--method tuned takes its setting from --study-name or --params-json, and only it does")
     base = LayerParams(synapse=args.synapse, tau_rc=args.tau_rc, tau_ref=args.tau_ref)
-    settings = {"method": args.method, "calibration": None, "layers": None, "source": {"method": args.method},
-                "base": base}
-    if args.method == "reference":
+    settings = {"method": method, "method_reason": reason, "calibration": None, "layers": None,
+                "source": {"method": method}, "base": base}
+    if method == "reference":
         settings["layers"] = reference_layers(base)
-    elif args.method in CALIBRATED_METHODS:
-        corrected = args.method == "corrected"
+    elif method in CALIBRATED_METHODS:
+        corrected = method == "corrected"
         rates = args.rates or ("validated" if corrected else "uniform")
         settings["calibration"] = from_args(Calibration, args, seed=args.seed, rates=rates,
                                             scales=args.scales or ("channel" if corrected else "layer"))
@@ -190,9 +215,10 @@ def layers_summary(layers: list) -> str:
 
 def logged_params(args, settings: dict, test_images: int) -> dict:
     """The options that decided the run (a method's options only where it uses them)."""
-    unused = (() if args.method in CALIBRATED_METHODS else CALIBRATION_OPTIONS) + \
-        (() if args.method == "tuned" else TUNED_OPTIONS)
+    unused = (() if settings["method"] in CALIBRATED_METHODS else CALIBRATION_OPTIONS) + \
+        (() if settings["method"] == "tuned" else TUNED_OPTIONS)
     params = option_params(args, *unused)
+    params.update(method=settings["method"], method_reason=settings["method_reason"])  # auto resolved
     if settings["calibration"] is not None:
         params.update(scales=settings["calibration"].scales, rates=settings["calibration"].rates)  # resolved
     params.update(test_limit=settings["test_limit"], test_images=test_images, steps_list=settings["steps_list"],
@@ -228,7 +254,7 @@ def user_model(args, settings: dict, dataset: Dataset):
     prepared model and its converted network, checked against the data set first."""
     source = local_copy(args.onnx_model)
     prepared = prepared_copy(source / "model.onnx" if source.is_dir() else source, dataset.sample_shape,
-                             settings["model_input"])
+                             settings["model_input"], f"--dataset {dataset.name}")
     converted = onnx_io.extract(prepared.path, args.maxpool)
     converted.require_hidden()
     check_fits(dataset, dataset.sample_shape, converted.n_outputs,
@@ -252,9 +278,12 @@ def run(args):
                 f"--target nengo-loihi: Loihi's input layer turns inputs into spikes and takes values >= 0, but "
                 f"{Path(args.onnx_model).name}'s inputs (after its input encoding) reach {test.x.min():.3g}; run it "
                 "on nengo-dl (--target nengo-dl)")
-    name = f"convert {args.method} {Path(args.onnx_model).stem if args.onnx_model else args.arch}, {sim.steps} steps"
+    method = settings["method"]
+    print(f"Conversion method: {method} ({settings['method_reason']})")
+    name = f"convert {method} {Path(args.onnx_model).stem if args.onnx_model else args.arch}, {sim.steps} steps"
     with benchmark_run("convert", logged_params(args, settings, len(test)), data_checksums=test.checksums,
                        run_name=name):
+        mlflow.set_tags({"snnbench.method": method, "snnbench.method_reason": settings["method_reason"]})
         if prepared is not None:
             onnx_path = prepared.path
             mlflow.log_metrics(prepared.agreement(raw_x[:AGREEMENT_SAMPLES], dataset.sample_shape))
@@ -270,9 +299,9 @@ def run(args):
         if converted.approximations:
             mlflow.set_tag("snnbench.approximations", json.dumps(converted.approximations))
         document = conversion_setting(converted, settings)  # calibration: training images only
-        layers, _ = parse_params(document, f"{args.method} setting")
+        layers, _ = parse_params(document, f"{method} setting")
         per_steps = None
-        if args.method == "corrected":  # each step count its own correction, training images only
+        if method == "corrected":  # each step count its own correction, training images only
             corrected = measure.corrected_layers(converted, settings)
             per_steps = {s: c[0] for s, c in corrected.items()}
             mlflow.log_dict({str(s): {"layers": [asdict(p) for p in c[0]], "errors": c[1], **c[2]}
@@ -288,7 +317,7 @@ def run(args):
             mlflow.log_param("layers", layers_summary(layers))
         keys = {"benchmark": "convert", "model": Path(prepared.notes["source"]).stem if prepared else
                 f"conversion-{args.arch}",
-                "modality": dataset.modality, "method": args.method, "seed": args.seed}
+                "modality": dataset.modality, "method": method, "seed": args.seed}
         dnn = measure.evaluate_dnn(onnx_path, test.x, test.y, keys)
         snn = measure.evaluate_snn(converted, layers, settings, test.x, test.y, keys, per_steps)
         snn["rows"] = measure.paired_losses(snn["rows"], dnn["logits"], snn["all_logits"], test.y)  # same images
@@ -301,7 +330,7 @@ def run(args):
                               test.y)
         run_summary.headline(
             f"Accuracy on {len(test)} test samples of {dataset.name}, % [95% interval]; loss: DNN minus SNN on the same images, "
-            f"points [paired 95% interval] ({args.method}; --steps {sim.steps})",
+            f"points [paired 95% interval] ({method}; --steps {sim.steps})",
             [{"engine": r["engine"], "steps": r["steps"],
               "accuracy": run_summary.interval(r["accuracy"], r["accuracy_ci_low"], r["accuracy_ci_high"]),
               "loss": run_summary.interval(r["paired_loss"], r["paired_loss_ci_low"], r["paired_loss_ci_high"],

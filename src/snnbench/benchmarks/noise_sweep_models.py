@@ -86,7 +86,8 @@ def user_onnx(config: dict) -> PreparedModel:
     one line naming what does not fit if it cannot be."""
     source = local_copy(config["onnx_model"])
     return prepared_copy(source / "model.onnx" if source.is_dir() else source,
-                         sample_shape(config, config["modalities"][0]), ModelInput(**config["model_input"]))
+                         sample_shape(config, config["modalities"][0]), ModelInput(**config["model_input"]),
+                         f"--dataset {config['dataset']}")
 
 
 def reference_spec(modality: str, kind: str, snn_steps: int) -> ModelSpec:

@@ -73,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"snnbench {command}: interrupted; run the same command again to resume", file=sys.stderr)
         return 130
+    finally:
+        runs.set_command_config(None)  # the command has ended: a later run in this process is not its
     return 0
 
 

@@ -389,7 +389,7 @@ def _tensor_ranks_and_shapes(model: onnx.ModelProto) -> dict:
 LAYOUTS = ("flat", "chw", "hwc", "grey-as-3-chw", "grey-as-3-hwc")
 
 
-def layout_for(sample_shape: tuple, raw_shape: tuple) -> str:
+def layout_for(sample_shape: tuple, raw_shape: tuple, data_name: str = "the data set") -> str:
     """How samples shaped ``sample_shape`` ((C, H, W) or (F,)) are laid out into a model input of
     per-sample shape ``raw_shape`` (one line naming both if they do not fit)."""
     size, want = int(np.prod(sample_shape)), int(np.prod(raw_shape))
@@ -403,7 +403,7 @@ def layout_for(sample_shape: tuple, raw_shape: tuple) -> str:
             return "grey-as-3-chw"
         if raw_shape == (*sample_shape[1:], 3):
             return "grey-as-3-hwc"
-    raise DataError(f"the model takes samples of shape {raw_shape} ({want} values) but the data set's samples have "
+    raise DataError(f"the model takes samples of shape {raw_shape} ({want} values) but {data_name}'s samples have "
                     f"shape {tuple(sample_shape)} ({size} values); give a data set whose samples fit the model")
 
 
@@ -429,7 +429,8 @@ def lay_out(x: np.ndarray, sample_shape: tuple, layout: str, raw_shape: tuple) -
 
 # -- prepare ---------------------------------------------------------------------------------------------------
 
-def prepare(path, folder, sample_shape: tuple, model_input: ModelInput = ModelInput()) -> PreparedModel:
+def prepare(path, folder, sample_shape: tuple, model_input: ModelInput = ModelInput(),
+            data_name: str = "the data set") -> PreparedModel:
     """Normalise the ONNX file at ``path`` into ``folder`` (see the module docstring) for a data set
     whose samples have shape ``sample_shape``; one line saying what is wrong if it cannot."""
     model = load(path)
@@ -451,7 +452,7 @@ def prepare(path, folder, sample_shape: tuple, model_input: ModelInput = ModelIn
         notes["batch_axis"] = "added: the file takes one unbatched sample"
     shapes = _tensor_ranks_and_shapes(model)
     raw_shape = tuple(_dims(model.graph.input[0])[1:])
-    layout = layout_for(tuple(sample_shape), raw_shape)
+    layout = layout_for(tuple(sample_shape), raw_shape, data_name)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     chain = _encoder_chain(model)
@@ -467,7 +468,8 @@ def prepare(path, folder, sample_shape: tuple, model_input: ModelInput = ModelIn
     return PreparedModel(folder, input_shape, layout, raw_shape, model_input, notes)
 
 
-def prepared_copy(path, sample_shape: tuple, model_input: ModelInput = ModelInput()) -> PreparedModel:
+def prepared_copy(path, sample_shape: tuple, model_input: ModelInput = ModelInput(),
+                  data_name: str = "the data set") -> PreparedModel:
     """:func:`prepare` into the cache (keyed by the file's bytes and the options), so that every
     process of a run (and a resumed run) reads the same normalised graph."""
     from snnbench.data.download import cache_root
@@ -484,13 +486,13 @@ def prepared_copy(path, sample_shape: tuple, model_input: ModelInput = ModelInpu
                              model_input, notes)
     staging = folder.with_name(f"{folder.name}.{os.getpid()}.part")
     try:
-        prepared = prepare(path, staging, sample_shape, model_input)
+        prepared = prepare(path, staging, sample_shape, model_input, data_name)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     if folder.exists():  # another process finished first
         shutil.rmtree(staging, ignore_errors=True)
-        return prepared_copy(path, sample_shape, model_input)
+        return prepared_copy(path, sample_shape, model_input, data_name)
     staging.rename(folder)
     prepared.folder = folder
     return prepared
