@@ -3,6 +3,7 @@ neuron in both simulators, activity counts of multi-spike steps, readout modes, 
 reference conversion of a small trained network."""
 
 from dataclasses import replace
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -305,10 +306,10 @@ def test_validated_rates_take_per_step_count_the_rates_that_score_best_on_valida
     model, x = _conv_net(tmp_path)
     x_val = x[200:]
     y_val = model.forward(x_val).argmax(axis=1)  # labels the DNN gets right: the SNN's agreement is scored
-    monkeypatch.setattr(cal, "mnist_training_images", lambda seed: x[:200])
-    monkeypatch.setattr(cal, "mnist_validation_images", lambda seed, samples: (x_val, y_val))
+    inputs = SimpleNamespace(training=lambda: x[:200], validation=lambda samples, seed: (x_val, y_val))
     calibration = cal.Calibration(samples=200, scales="channel", rates="validated")
-    settings = {"calibration": calibration, "sim": SimConfig(steps=2), "steps_list": [1, 2, 4], "base": LayerParams()}
+    settings = {"calibration": calibration, "sim": SimConfig(steps=2), "steps_list": [1, 2, 4], "base": LayerParams(),
+                "inputs": inputs}
     chosen = corrected_layers(model, settings)
     assert sorted(chosen) == [1, 2, 4]
     assert [chosen[s][2]["rates"] for s in (1, 2, 4)] == ["balanced", "balanced", "uniform"]  # 4: a tie
