@@ -101,13 +101,15 @@ def test_bad_position_and_mismatched_spec(mlp):
 @pytest.mark.parametrize("arch", ["mlp", "cnn", "resnet"])
 def test_hidden_layers_are_the_converted_networks_or_it_stops(arch, tmp_path):
     """Noise at ``layer{i}`` lands on the same layer in ONNX Runtime (the i-th activation node) as in
-    Nengo (the converted model's i-th hidden stage): so for every architecture converted in the tests
-    (MaxPool by average); where they differ (exact MaxPool populations, a Clip layer), the Nengo
-    runner stops before building a noisy network."""
+    Nengo (the converted model's i-th hidden stage that is a layer of the graph): for every
+    architecture converted in the tests, by either MaxPool route (the exact route's populations take
+    no noise; the rate-mode network under the same pre and post draws gives ONNX Runtime's logits)."""
+    from dataclasses import replace
+
+    from snnbench import engines
     from snnbench.conversion.nengo_net import LayerParams, SimConfig
     from snnbench.conversion.onnx_io import extract
     from snnbench.conversion.onnx_noise import check_hidden_layers
-    from snnbench.engines.nengo import NengoRunner
     from snnbench.models.conversion import INPUT_SHAPES, build_model
 
     torch.manual_seed(0)
@@ -116,15 +118,19 @@ def test_hidden_layers_are_the_converted_networks_or_it_stops(arch, tmp_path):
     check_hidden_layers(converted)
     assert [n.name for n in hidden_activations(path)] == [s.name for s in converted.hidden]
     exact = extract(path, maxpool="exact")
+    check_hidden_layers(exact)
+    assert [n.name for n in hidden_activations(path)] == [s.name for s in exact.noise_layers().values()]
     if arch != "resnet":  # no MaxPool: the routes agree
-        check_hidden_layers(exact)
         return
-    with pytest.raises(SnnbenchError, match="maxpool='average'") as error:
-        check_hidden_layers(exact)
-    assert "\n" not in str(error.value)
-    runner = NengoRunner(exact, LayerParams("relu-rate"), SimConfig(steps=1), NoiseSpec(0.1, "pre"))
-    with pytest.raises(SnnbenchError, match="layer 1 is population"):
-        runner.predict(np.zeros((1, 784), np.float32))
+    assert len(exact.hidden) > len(exact.noise_layers())  # the exact route's populations
+    x = np.random.default_rng(0).uniform(0, 1, (20, 784)).astype(np.float32)
+    sim = replace(SimConfig(steps=2), readout="last", minibatch=20)
+    for position in ("pre", "post"):
+        noise = NoiseSpec(0.3, position, "frozen", seed=4)
+        reference = engines.build("ort-dnn", path, {"activity": False}).predict(x, noise)
+        with engines.build("nengo-snn", exact, {"layers": LayerParams("relu-rate"), "sim": sim,
+                                                "counters": False}) as model:
+            assert np.abs(model.predict(x, noise) - reference).max() < 1e-4, position
 
 
 def test_a_clip_layer_of_its_own_stops_noisy_nengo(tmp_path):

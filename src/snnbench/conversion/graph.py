@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from snnbench.errors import UnsupportedModelError
 
 INPUT = -1  # the source index of the model input
+MAX_HELPER = "{node}/max{k}"  # the name of a MaxPool's exact route's k-th population (relu(a - b) of a pair)
 
 
 def same_pads(size: tuple, kernel: tuple, strides: tuple) -> tuple:
@@ -190,6 +191,12 @@ class Stage:
     def sources(self) -> list:
         return sorted({p.source for p in self.paths})
 
+    @property
+    def max_helper(self) -> bool:
+        """A population of a MaxPool's exact route (no layer of the ONNX graph)."""
+        node, _, k = self.name.rpartition("/max")
+        return bool(node) and k.isdigit()
+
     def pre_activation(self, outputs: dict) -> torch.Tensor:
         """The stage's input current from ``outputs`` (source index -> (n, size) tensor)."""
         h = sum_paths(self.paths, outputs.__getitem__)
@@ -238,6 +245,11 @@ class ConvertedModel:
     @property
     def hidden(self) -> list:
         return self.stages[:-1]
+
+    def noise_layers(self) -> dict:
+        """Noise key ``layer{j}`` -> the hidden stage that is the ONNX graph's ``j``-th activation (the
+        populations of MaxPool's exact route take none: the DNN has no such layer)."""
+        return {f"layer{j}": stage for j, stage in enumerate(s for s in self.hidden if not s.max_helper)}
 
     def require_hidden(self):
         """Stop unless some part of the network runs as spiking neurons (a hidden ReLU layer)."""

@@ -73,24 +73,25 @@ def hidden_activations(model) -> list:
 
 
 def check_hidden_layers(converted, model=None) -> None:
-    """Stop unless the hidden stages of ``converted`` are, in order, the activation nodes of its ONNX
-    graph (``model``; default its ``source`` if an .onnx file, else nothing to check), so that the noise
-    of ``layer{i}`` lands on the same layer in Nengo as in ONNX Runtime. They differ where MaxPool took
-    the exact route, a Clip is a layer of its own, or a Relu repeats one."""
+    """Stop unless the hidden stages of ``converted`` that take noise (all but the populations of
+    MaxPool's exact route) are, in order, the activation nodes of its ONNX graph (``model``; default
+    its ``source`` if an .onnx file, else nothing to check), so that the noise of ``layer{i}`` lands
+    on the same layer in Nengo as in ONNX Runtime. They differ where a Clip is a layer of its own or
+    a Relu repeats one."""
     if model is None:
         source = Path(str(converted.source))
         if source.suffix != ".onnx" or not source.is_file():
             return
         model = source
     nodes = [node_name(node) for node in hidden_activations(model)]
-    stages = [stage.name for stage in converted.hidden]
+    stages = [stage.name for stage in converted.noise_layers().values()]
     if stages != nodes:
         i, (stage, node) = next((i, p) for i, p in enumerate(zip_longest(stages, nodes)) if p[0] != p[1])
         raise UnsupportedModelError(
             f"noise at a hidden layer is keyed by layer, but layer {i} is population {stage!r} "
             f"of the converted network and activation node {node!r} of the ONNX graph "
-            f"({len(stages)} populations, {len(nodes)} {'/'.join(ACTIVATIONS)} nodes); convert with maxpool='average' "
-            "(MaxPool's exact route adds populations) or use noise at 'input'")
+            f"({len(stages)} populations, {len(nodes)} {'/'.join(ACTIVATIONS)} nodes: a Clip or a repeated Relu); "
+            "use noise at 'input'")
 
 
 def _inferred(model: onnx.ModelProto) -> dict:

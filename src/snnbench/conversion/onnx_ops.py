@@ -22,7 +22,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from snnbench.conversion.graph import ConvertedModel, LinearOp, Path, Stage, conv_out_len, same_pads
+from snnbench.conversion.graph import MAX_HELPER, ConvertedModel, LinearOp, Path, Stage, conv_out_len, same_pads
 from snnbench.conversion.onnx_graph import (GraphReader, Value, as_array, attributes, load_model, node_name,
                                            sample_shape, unsupported)
 from snnbench.config import check_choice
@@ -263,7 +263,7 @@ def _maxpool(r: GraphReader, node):
         for a, b in zip(pairs[0::2], pairs[1::2]):
             count += 1
             difference = Value(a.paths + [replace(p, scale=-p.scale) for p in b.paths], a.bias - b.bias, a.shape)
-            larger = r.population(difference, f"{name}/max{count}")  # relu(a - b)
+            larger = r.population(difference, MAX_HELPER.format(node=name, k=count))  # relu(a - b)
             level.append(Value(b.paths + larger.paths, b.bias, a.shape))
         if len(pairs) % 2:
             level.append(pairs[-1])

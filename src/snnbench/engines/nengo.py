@@ -129,13 +129,14 @@ class NengoRunner(AbstractContextManager):
         values = {INPUT: x[:, None, :]}
         if noise.applies_to("input"):
             values[INPUT] = values[INPUT] + self._draws("input", start, n, x.shape[1], n_steps)
-        hidden = {stage_key(s): s for s in self.model.hidden}
+        noisy = self.model.noise_layers()  # noise key -> stage: the ONNX graph's activation layers
         if noise.applies_to("post"):
-            values.update({s.index: self._draws(key, start, n, s.size_out, n_steps) for key, s in hidden.items()})
+            values.update({s.index: self._draws(key, start, n, s.size_out, n_steps) for key, s in noisy.items()})
         feeds = stage_currents(self.model, self.fed, values)
         if noise.applies_to("pre"):
-            for key, s in hidden.items():
-                feeds[f"current:{key}"] = feeds[f"current:{key}"] + self._draws(key, start, n, s.size_out, n_steps)
+            for key, s in noisy.items():
+                fed = f"current:{stage_key(s)}"
+                feeds[fed] = feeds[fed] + self._draws(key, start, n, s.size_out, n_steps)
         return {k: np.broadcast_to(v, (n, n_steps, v.shape[2])) for k, v in feeds.items()}
 
     def _draws(self, layer: str, start: int, n: int, size: int, n_steps: int) -> np.ndarray:
