@@ -3,12 +3,12 @@
 neurons are set by a conversion method (``--method``, snnbench.conversion.calibration):
 
 * ``reference``: the reference study's conversion (LIF, gain 1, the ONNX biases, rate scale 1);
-* ``calibrated``: IF neurons, each layer's rate scale from a percentile of its activations on
-  MNIST training images (never test images); ``corrected``: calibrated, then each layer's
+* ``calibrated`` (default): IF neurons, each layer's rate scale from a percentile of its activations
+  on MNIST training images (never test images); ``corrected``: calibrated, then each layer's
   expected error taken out for each step count (snnbench.conversion.correction);
 * ``tuned``: the best setting of a ``snnbench tune`` study (``--study-name``) or a settings file
   (``--params-json``), chosen on validation images;
-* ``auto`` (default): tuned where a setting is given, else corrected where it applies (IF
+* ``auto``: tuned where a setting is given, else corrected where it applies (IF
   neurons, no output synapse, the mean readout), else calibrated; the run logs the method that
   ran and why (``method``, ``method_reason``).
 
@@ -67,7 +67,7 @@ class ConvertOptions:
     maxpool: str = option("exact", "MaxPool: exact (a tree of pairwise maxes as extra ReLU populations; the rate-mode "
                                    "network stays exact) or average (swapped for average pooling: approximate)",
                           choices=onnx_io.MAXPOOL_ROUTES, group=DNN)
-    method: str = option("auto", "auto: tuned where --params-json or --study-name is given, else corrected where it "
+    method: str = option("calibrated", "auto: tuned where --params-json or --study-name is given, else corrected where it "
                                  "applies (IF neurons, no output synapse, the mean readout), else calibrated (the run "
                                  "logs which ran and why: method, method_reason); reference: the study's conversion "
                                  "(LIF, gain 1, ONNX biases, rate scale 1); calibrated: IF neurons, each layer's rate "
