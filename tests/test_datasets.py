@@ -265,6 +265,7 @@ def test_user_splits_log_as_mlflow_datasets(tmp_path, tracking_store):
     x, y = rgb(12, 0)
     np.savez(tmp_path / "pets.npz", x_train=x, y_train=y, x_test=x[:4], y_test=y[:4])
     data = load_dataset(str(tmp_path / "pets.npz"))
+    mlflow.set_experiment("pets")  # this test's store (an earlier test's active experiment is not in it)
     with mlflow.start_run() as run:
         mlflow.set_tags(data.tags)
         logged = log_dataset(data.test, "test")
