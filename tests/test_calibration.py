@@ -3,7 +3,6 @@ neuron in both simulators, activity counts of multi-spike steps, readout modes, 
 reference conversion of a small trained network."""
 
 from dataclasses import replace
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -45,6 +44,28 @@ def test_rate_scale_puts_the_percentile_activation_at_the_target_rate(tmp_path):
         assert (layers[0].neuron, layers[0].gain, layers[0].bias_scale, layers[0].initial_voltage) == \
             ("if", 1.0, 1.0, "half")
     assert cal.percentile_value("max") == 100.0 and cal.percentile_value("99") == 99.0
+
+
+def test_the_calibration_subsets_activations_are_computed_once_per_model_and_subset(tmp_path, monkeypatch):
+    """Every rate setting and step count of a conversion calibrates from the same activations: computed once
+    (float32, the DNN's to 1e-5), again only for another subset or another model."""
+    model, _ = _random_net(tmp_path)
+    other, _ = _random_net(tmp_path, seed=1)
+    x = np.random.default_rng(1).random((300, 20), dtype=np.float32)
+    calls = []
+    compute = cal.hidden_activations
+    monkeypatch.setattr(cal, "hidden_activations", lambda m, inputs: calls.append(len(inputs)) or compute(m, inputs))
+    first = cal.calibrate(model, x, cal.Calibration(samples=200))
+    for rates in cal.RATES:
+        cal.calibrate(model, x, cal.Calibration(samples=200, rates=rates, scales="channel"))
+    assert calls == [200]
+    subset, activations = cal.calibration_activations(model, x, cal.Calibration(samples=200))
+    for a, exact in zip(activations, model.activations(subset)[:-1]):
+        np.testing.assert_allclose(a, exact, rtol=1e-5, atol=1e-6)
+    cal.calibrate(model, x, cal.Calibration(samples=100))
+    cal.calibrate(other, x, cal.Calibration(samples=100))
+    assert calls == [200, 100, 100]
+    assert cal.calibrate(model, x, cal.Calibration(samples=200)) == first and calls == [200, 100, 100, 200]
 
 
 def test_calibration_subset_is_seeded_and_bad_settings_are_one_line_errors():
@@ -151,8 +172,8 @@ def test_calibration_reads_training_images_only(small_mlp, monkeypatch):
 
     folder, model = small_mlp
     refuse_test_split(monkeypatch)
-    settings = resolve(build_parser("convert").parse_args(["--calibration-samples", "200", "--seed", "5",
-                                                           "--steps", "4"]))
+    settings = resolve(build_parser("convert").parse_args(["--method", "calibrated", "--calibration-samples", "200",
+                                                           "--seed", "5", "--steps", "4"]))
     document = conversion_setting(model, settings)  # what `snnbench convert` calibrates with
     assert document["source"]["method"] == "calibrated" and document["sim"]["steps"] == 4
     assert document["source"]["calibration_inputs"] == 200 and len(document["layers"]) == 1
@@ -283,6 +304,55 @@ def test_correction_removes_the_channel_errors_and_brings_the_logits_closer(tmp_
     assert gaps[1] < gaps[0]
     with pytest.raises(SnnbenchError, match="IF neurons"):
         correct(model, [replace(p, neuron="lif") for p in layers], x[:10], steps=4)
+    again, _, logits = correct(model, layers, x[:200], steps=4, x_val=held_out)  # validation inputs ride along
+    assert again == fixed  # and never inform the correction
+    np.testing.assert_allclose(logits, simulate(model, fixed, held_out, 4, dtype=torch.float32)[-1], atol=1e-5)
+
+
+@pytest.mark.parametrize("neuron", ["if", "if-rectified"])
+def test_spike_counts_without_the_series_equal_the_neurons_stepped(neuron):
+    """The counts kept without spike times (signed IF: the running maximum of the summed drive) equal the
+    neurons run step by step, for currents held over the steps or not; counts past 255 are kept as floats."""
+    from snnbench.conversion import correction
+    from snnbench.conversion.graph import Stage
+    from snnbench.conversion.nengo_net import LayerParams
+
+    rng = np.random.default_rng(0)
+    stage = Stage([], rng.normal(0, 0.1, 300), True, (3, 10, 10))
+    params = LayerParams(neuron=neuron, rate_scale=300.0, channel_voltage=[0.0, 0.5, 0.9])
+    for steps, held in ((1, True), (7, True), (7, False), (32, False)):
+        currents = torch.as_tensor(rng.normal(0, 3, (1 if held else steps, 50, 300)))
+        spikes, mean = correction._fire(currents, steps, stage, params, 0.001, 0, keep=True)
+        _, counted = correction._fire(currents, steps, stage, params, 0.001, 0, keep=False)
+        np.testing.assert_allclose(counted.numpy(), mean.numpy(), rtol=1e-12)
+        series = spikes[:].numpy()  # the output at every step
+        np.testing.assert_allclose(series.mean(axis=0), mean.numpy(), rtol=1e-12)
+        assert spikes.counts.dtype == torch.uint8 and np.all(series >= 0)
+    loud = torch.full((1, 2, 300), 1e5, dtype=torch.float64)  # 300 spikes a step: more than uint8 holds
+    spikes, mean = correction._fire(loud, 3, stage, params, 0.001, 0, keep=True)
+    assert spikes.counts.dtype == torch.float64 and float(spikes.counts.max()) >= 300
+    np.testing.assert_allclose(spikes[:].numpy().mean(axis=0), mean.numpy())
+
+
+def test_the_simulations_convolutions_equal_the_graphs_ops():
+    """Convs run with their pads inside the call where the extra bottom / right pad is never read, padded first
+    otherwise: the same outputs as the graph's own ops (strides, groups, dilations, asymmetric pads)."""
+    from snnbench.conversion.correction import Ops
+    from snnbench.conversion.graph import LinearOp, conv_out_len
+
+    rng = np.random.default_rng(0)
+    cases = [((4, 28, 28), (1, 1, 0, 0), (2, 2), 1, (1, 1)), ((4, 9, 9), (0, 0, 1, 1), (2, 2), 1, (1, 1)),
+             ((4, 9, 7), (1, 2, 1, 0), (1, 2), 2, (1, 1)), ((4, 10, 10), (2, 2, 2, 2), (1, 1), 4, (2, 2)),
+             ((4, 10, 10), (1, 1, 1, 1), (3, 3), 1, (1, 1))]
+    for shape, pads, strides, groups, dilations in cases:
+        weight = rng.normal(size=(8, 4 // groups, 3, 3))
+        size = [conv_out_len(n, 2 * d + 1, s, pads[i], pads[i + 2])
+                for i, (n, s, d) in enumerate(zip(shape[1:], strides, dilations))]
+        op = LinearOp("conv", shape, (8, *size), weight=weight, kernel=(3, 3), strides=strides, padding="explicit",
+                      pads=pads, groups=groups, dilations=dilations)
+        x = torch.as_tensor(rng.normal(size=(5, int(np.prod(shape)))))
+        np.testing.assert_allclose(Ops(torch.float64)(op, x).numpy(), op.apply(x, with_bias=False).numpy(),
+                                   atol=1e-12)
 
 
 def test_bounded_if_fires_at_most_its_bound_and_converges_to_the_clipped_rate():
@@ -298,28 +368,53 @@ def test_bounded_if_fires_at_most_its_bound_and_converges_to_the_clipped_rate():
     np.testing.assert_allclose(total / 200, [1.5, 2.0, 2.0], atol=0.01)
 
 
-def test_validated_rates_take_per_step_count_the_rates_that_score_best_on_validation_images(tmp_path, monkeypatch):
+class _Inputs:
+    """What corrected_layers reads: training inputs (calibration) and a validation subset with labels."""
+
+    def __init__(self, train, x_val, y_val):
+        self.train, self.x_val, self.y_val = train, x_val, y_val
+
+    def training(self):
+        return self.train
+
+    def validation(self, samples, seed):
+        return self.x_val[:samples], self.y_val[:samples]
+
+
+def test_validated_rates_take_per_step_count_the_fewest_spikes_that_keep_the_dnns_validation_accuracy(tmp_path):
+    """--rates validated: uniform, then balanced rates, at 1x, 2x, 4x the calibrated rate, the first whose
+    corrected network scores within the tolerance of the DNN on validation images (else the best); every
+    setting tried is scored by a simulation of its corrected network, and the one kept is that correction."""
     from snnbench.benchmarks.convert_eval import corrected_layers
     from snnbench.conversion.correction import correct, simulate
     from snnbench.conversion.nengo_net import LayerParams
 
     model, x = _conv_net(tmp_path)
     x_val = x[200:]
-    y_val = model.forward(x_val).argmax(axis=1)  # labels the DNN gets right: the SNN's agreement is scored
-    inputs = SimpleNamespace(training=lambda: x[:200], validation=lambda samples, seed: (x_val, y_val))
+    y_val = model.forward(x_val).argmax(axis=1)  # labels the DNN gets right: the DNN's validation accuracy is 1
     calibration = cal.Calibration(samples=200, scales="channel", rates="validated")
-    settings = {"calibration": calibration, "sim": SimConfig(steps=2), "steps_list": [1, 2, 4], "base": LayerParams(),
-                "inputs": inputs}
+    settings = {"calibration": calibration, "sim": SimConfig(steps=2), "steps_list": [1, 2, 8],
+                "base": LayerParams(), "inputs": _Inputs(x[:200], x_val, y_val)}
     chosen = corrected_layers(model, settings)
-    assert sorted(chosen) == [1, 2, 4]
-    assert [chosen[s][2]["rates"] for s in (1, 2, 4)] == ["balanced", "balanced", "uniform"]  # 4: a tie
-    for steps, (layers, _, rates) in chosen.items():
-        scores = rates["validation_accuracy"]
-        assert rates["rates"] == ("uniform" if scores["uniform"] >= scores["balanced"] else "balanced")
-        candidate, _ = cal.calibrate(model, x[:200], replace(calibration, rates=rates["rates"]), 0.001)
-        expected, _ = correct(model, candidate, x[:200], steps)
-        assert layers == expected
-        logits = simulate(model, layers, x_val, steps, dtype=torch.float32)[-1]
-        assert scores[rates["rates"]] == pytest.approx(float((logits.argmax(axis=1) == y_val).mean()))
+    assert sorted(chosen) == [1, 2, 8]
+    order = [(r, f) for f in cal.RATE_FACTORS for r in cal.RATES]
+    for steps, (layers, _, choice) in chosen.items():
+        tried = choice["tried"]
+        assert [(t["rates"], t["rate_factor"]) for t in tried] == order[:len(tried)]  # in order, none skipped
+        kept = [t for t in tried if t["validation_accuracy"] >= 1.0 - cal.VALIDATION_TOLERANCE]
+        assert kept == ([tried[-1]] if kept else [])  # the search stops at the first one within the tolerance
+        best = kept[0] if kept else max(tried, key=lambda t: t["validation_accuracy"])
+        assert (choice["rates"], choice["rate_factor"]) == (best["rates"], best["rate_factor"])
+        assert choice["dnn_validation_accuracy"] == 1.0 and choice["validation_images"] == 200
+        for t in tried:
+            candidate, _ = cal.calibrate(model, x[:200], replace(calibration, rates=t["rates"]), 0.001)
+            candidate = [cal.with_rate_factor(p, t["rate_factor"]) for p in candidate]
+            expected, _ = correct(model, candidate, x[:200], steps)
+            logits = simulate(model, expected, x_val, steps, dtype=torch.float32)[-1]
+            assert t["validation_accuracy"] == pytest.approx(float((logits.argmax(axis=1) == y_val).mean()))
+            if t is best:
+                assert layers == expected
+    assert chosen[1][2]["rate_factor"] > 1.0  # one step: the calibrated rate alone is not enough here
+    assert len(chosen[8][2]["tried"]) < len(chosen[1][2]["tried"])  # more steps: fewer spikes per step suffice
     with pytest.raises(SnnbenchError, match="chosen per step count"):
         cal.calibrate(model, x[:200], calibration)
