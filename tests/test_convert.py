@@ -37,9 +37,9 @@ def _table(run_id) -> list:
 
 
 def test_convert_end_to_end(tracking_store, tmp_path):
-    """The default (calibrated) method: rate scales from training images, logged and saved."""
+    """The calibrated method: rate scales from training images, logged and saved."""
     require_data()
-    assert main(["convert", *SMALL, "--calibration-samples", "300"]) == 0
+    assert main(["convert", *SMALL, "--calibration-samples", "300", "--method", "calibrated"]) == 0
     run = _only_run()
     metrics, params = run.data.metrics, run.data.params
     for key in ("dnn_accuracy", "snn_accuracy", "snn_accuracy_ci_low", "snn_accuracy_ci_high", "conversion_loss_pp",
@@ -56,6 +56,7 @@ def test_convert_end_to_end(tracking_store, tmp_path):
     assert sorted(m.step for m in curve) == [2, 5, 10, 20]
     assert [m.value for m in curve if m.step == 10] == [metrics["snn_accuracy"]]
     assert params["method"] == "calibrated" and params["calibration_samples"] == "300"
+    assert params["method_reason"] == "--method calibrated given" == run.data.tags["snnbench.method_reason"]
     assert "study_name" not in params and "params_json" not in params  # the tuned method's options
     artifacts = _artifacts(run.info.run_id)
     for name in ("snn/weights.npz", "snn/spec.json", "snn/params.json", "plots/accuracy_vs_steps.png",
@@ -96,16 +97,18 @@ def test_paired_losses_pair_each_step_count_with_the_dnn_on_the_same_images():
     assert rows[0]["paired_loss_ci_high"] - rows[0]["paired_loss_ci_low"] < 0.2  # paired: no sampling of the DNN
 
 
-def test_convert_corrected_method_runs_each_step_count_with_its_own_correction(tracking_store):
-    """--method corrected: per-channel calibrated, then corrected on training images for each step
-    count; the corrections and their per-layer errors are logged."""
+def test_convert_default_corrects_each_step_count_with_its_own_correction(tracking_store, capsys):
+    """No method named (auto): corrected, as the run says and logs; per-channel calibrated, then corrected on
+    training images for each step count at the rates validation chose; the corrections, their per-layer
+    errors and the settings tried are logged."""
     require_data()
-    argv = ["convert", *SMALL, "--steps", "5", "--steps-list", "2,5", "--calibration-samples", "200",
-            "--method", "corrected"]
+    argv = ["convert", *SMALL, "--steps", "5", "--steps-list", "2,5", "--calibration-samples", "200"]
     assert main(argv) == 0
+    assert "Conversion method: corrected (auto: error correction applies" in capsys.readouterr().out
     run = _only_run()
     assert run.data.params["method"] == "corrected" and run.data.params["scales"] == "channel"
-    assert run.data.params["rates"] == "validated"
+    assert run.data.params["rates"] == "validated" and run.data.params["method_reason"].startswith("auto: ")
+    assert run.data.tags["snnbench.method"] == "corrected"
     corrected = json.loads(Path(MlflowClient().download_artifacts(run.info.run_id,
                                                                   "snn/corrected_layers.json")).read_text())
     assert sorted(corrected) == ["2", "5"]
@@ -114,11 +117,16 @@ def test_convert_corrected_method_runs_each_step_count_with_its_own_correction(t
         assert len(layer["channel_bias"]) == len(layer["channel_voltage"]) == len(layer["channel_scales"]) == 256
         assert errors["error_after"] < errors["error_before"]
     assert corrected["2"]["layers"][0]["channel_bias"] != corrected["5"]["layers"][0]["channel_bias"]
-    # one hidden layer: balanced rates are uniform ones, so the tie goes to uniform at every step count
-    assert json.loads(run.data.params["rates_at_steps"]) == {"2": "uniform", "5": "uniform"}
-    assert all(e["validation_accuracy"]["uniform"] == e["validation_accuracy"]["balanced"] for e in corrected.values())
+    for entry in corrected.values():  # one hidden layer: balanced rates are uniform ones, so uniform is kept
+        tried = {(t["rates"], t["rate_factor"]): t["validation_accuracy"] for t in entry["tried"]}
+        assert entry["rates"] == "uniform" and tried[("uniform", entry["rate_factor"])] == entry["validation_accuracy"]
+        assert all(tried[("balanced", f)] == tried[("uniform", f)] for r, f in tried if r == "balanced")
+    assert set(json.loads(run.data.params["rates_at_steps"]).values()) == {"uniform"}
+    factors = json.loads(run.data.params["rate_factor_at_steps"])
+    assert factors == {s: corrected[s]["rate_factor"] for s in ("2", "5")}
     document = json.loads(Path(MlflowClient().download_artifacts(run.info.run_id, "snn/params.json")).read_text())
     assert document["source"]["method"] == "corrected" and document["layers"] == corrected["5"]["layers"]
+    assert document["source"]["rate_factor"] == corrected["5"]["rate_factor"]
     assert "256 values" in json.loads(run.data.params["layers"])[0]["channel_bias"]  # the param stays short
     snn = {r["steps"]: r for r in _table(run.info.run_id) if r["engine"] == "nengo-snn"}
     assert set(snn) == {2, 5}
@@ -142,11 +150,13 @@ def test_methods_resolve_to_their_settings(tmp_path):
     assert calibrated["layers"] is None and calibrated["calibration"].percentile == 100.0
     assert (calibrated["calibration"].target_rate, calibrated["calibration"].neuron) == (0.5, "lif")
     assert (calibrated["calibration"].scales, calibrated["calibration"].rates) == ("layer", "uniform")
+    assert (calibrated["method"], calibrated["method_reason"].split(";")[0]) == \
+        ("calibrated", "auto: error correction simulates IF neurons without an output synapse for the mean readout")
     corrected = resolve(_args("--method", "corrected", "--neuron", "if"))["calibration"]
     assert (corrected.scales, corrected.rates) == ("channel", "validated")  # the corrected method's defaults
     assert resolve(_args("--method", "corrected", "--rates", "uniform"))["calibration"].rates == "uniform"
     with pytest.raises(SnnbenchError, match="--rates validated is chosen per step count by --method corrected"):
-        resolve(_args("--rates", "validated"))
+        resolve(_args("--method", "calibrated", "--rates", "validated"))
     with pytest.raises(SnnbenchError, match="--readout mean"):
         resolve(_args("--method", "corrected", "--readout", "last"))
     params = tmp_path / "params.json"
@@ -154,6 +164,28 @@ def test_methods_resolve_to_their_settings(tmp_path):
     tuned = resolve(_args("--method", "tuned", "--params-json", str(params)))
     assert tuned["layers"][0].rate_scale == 40.0 and tuned["sim"].steps == 6
     assert tuned["source"] == {"method": "tuned", "from": str(params)}
+    assert resolve(_args("--params-json", str(params)))["method"] == "tuned"  # auto: the setting given
+
+
+def test_auto_method_corrects_where_correction_applies_and_says_why():
+    """No method named: corrected (IF neurons, no output synapse, the mean readout, an SNN only nengo-dl runs),
+    else calibrated, each with its reason; a method named is that method."""
+    from snnbench.benchmarks.convert import resolve
+
+    auto = resolve(_args())
+    assert (auto["method"], auto["calibration"].scales, auto["calibration"].rates) == ("corrected", "channel",
+                                                                                       "validated")
+    assert auto["method_reason"].startswith("auto: error correction applies")
+    for options, why in ((["--neuron", "lif"], "--neuron lif"), (["--neuron", "if-rectified", "--synapse", "0.005"],
+                                                                 "--synapse 0.005"),
+                         (["--readout", "last"], "--readout last"), (["--nir-out", "snn.nir"], "--nir-out"),
+                         (["--target", "nengo-loihi"], "nengo-loihi")):
+        settings = resolve(_args(*options))
+        assert settings["method"] == "calibrated" and why in settings["method_reason"], options
+        assert (settings["calibration"].scales, settings["calibration"].rates) == ("layer", "uniform")
+    assert resolve(_args("--neuron", "if-rectified"))["method"] == "corrected"
+    named = resolve(_args("--method", "calibrated"))
+    assert (named["method"], named["method_reason"]) == ("calibrated", "--method calibrated given")
 
 
 def _one_line_failure(capsys, argv, *words):
@@ -180,7 +212,9 @@ def test_bad_inputs_fail_in_one_line(tracking_store, tmp_path, capsys):
                       "no study 'nope'")
     _one_line_failure(capsys, ["convert", "--study-name", "x", "--params-json", str(bad_params)], "not both")
     _one_line_failure(capsys, ["convert", "--method", "tuned"], "--method tuned")
-    _one_line_failure(capsys, ["convert", "--params-json", str(bad_params)], "--method tuned")
+    _one_line_failure(capsys, ["convert", "--method", "calibrated", "--params-json", str(bad_params)],
+                      "--method tuned")
+    _one_line_failure(capsys, ["convert", "--params-json", str(bad_params)], "gian")  # auto: tuned, then read
     _one_line_failure(capsys, ["convert", "--percentile", "0"], "--percentile")
     _one_line_failure(capsys, ["convert", "--target-rate", "5"], "--target-rate")
 
@@ -225,3 +259,42 @@ def test_convert_given_onnx_model(tracking_store, tmp_path):
     assert metrics["dnn_macs_per_sample"] == 784 * 32 + 32 * 10
     assert metrics["rate_equivalence_max_abs_err"] <= 1e-4
     assert "train_seconds" not in metrics
+
+
+def test_the_deep_cnn_examples_convert_exactly(tmp_path):
+    """examples/deep_cnns.py's networks (batch norm with its own statistics, stride-2 padded convs, 1x1 shortcuts,
+    depthwise convs), exported as the example exports them: the rate network reproduces ONNX Runtime, and the
+    simulation error correction runs on reproduces the Nengo network's spiking logits."""
+    import importlib.util
+
+    import torch
+
+    from snnbench import engines
+    from snnbench.conversion import calibration as cal, onnx_io
+    from snnbench.conversion.correction import activations, simulate
+    from snnbench.conversion.nengo_net import SimConfig
+    from snnbench.engines.nengo import NengoRunner
+
+    spec = importlib.util.spec_from_file_location("deep_cnns", Path(__file__).resolve().parents[1] / "examples" /
+                                                  "deep_cnns.py")
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    x = np.random.default_rng(0).random((40, 1, 28, 28), dtype=np.float32)
+    for name in example.NETWORKS:
+        torch.manual_seed(0)
+        net = getattr(example, name)()
+        net.train()
+        with torch.no_grad():
+            for _ in range(3):  # batch norm statistics of its own (not the identity)
+                net(torch.from_numpy(x) * 2)
+        path = example.export_onnx(net.eval(), tmp_path / f"{name}.onnx")
+        model = onnx_io.extract(path)
+        flat = x.reshape(len(x), -1)
+        reference = engines.build("ort-dnn", path, {"activity": False}).predict(flat)
+        assert np.abs(model.forward(flat) - reference).max() <= 1e-4, name
+        assert np.abs(activations(model, flat)[-1].numpy() - reference).max() <= 1e-3, name  # float32
+        layers, _ = cal.calibrate(model, flat, cal.Calibration(samples=40, scales="channel"))
+        with NengoRunner(model, layers, SimConfig(steps=3, minibatch=20), counters=False) as runner:
+            spiking = runner.predict(flat[:20])
+        torch_logits = simulate(model, layers, flat[:20], steps=3)[-1]
+        assert np.abs(spiking - torch_logits).max() <= 1e-4 * max(1.0, np.abs(torch_logits).max()), name
