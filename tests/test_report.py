@@ -69,7 +69,7 @@ def test_command_line_round_trips_through_the_parser():
 def test_report_from_real_runs_in_two_stores(tracking_store, tmp_path, monkeypatch):
     require_data()
     assert main([*CONVERT, "--method", "reference"]) == 0
-    assert main(CONVERT) == 0  # calibrated, the default
+    assert main([*CONVERT, "--method", "calibrated"]) == 0
     other = f"sqlite:///{tmp_path / 'gpu' / 'other.db'}"
     (tmp_path / "gpu").mkdir()
     monkeypatch.setenv("MLFLOW_TRACKING_URI", other)
