@@ -159,6 +159,12 @@ def part_verdict(low: float, high: float, range_low: float, range_high: float) -
     return VERDICTS[2]
 
 
+def combined(part_verdicts) -> str:
+    """A claim's verdict from its parts': holds when every part holds, does not hold when any part does not."""
+    verdicts = set(part_verdicts)
+    return VERDICTS[1] if VERDICTS[1] in verdicts else VERDICTS[0] if verdicts == {VERDICTS[0]} else VERDICTS[2]
+
+
 def check(rows: list, protocol: str) -> list[dict]:
     """One row per claim: each part's estimate (mean [95% interval] over seeds), and the verdict."""
     seeds = sorted({r["seed"] for r in rows})
@@ -172,8 +178,7 @@ def check(rows: list, protocol: str) -> list[dict]:
             parts.append({"part": part.label, "mean": mean, "ci_low": low, "ci_high": high,
                           "range": [part.low, part.high], "seeds": len(values),
                           "verdict": part_verdict(low, high, part.low, part.high)})
-        verdicts = {p["verdict"] for p in parts}
-        verdict = VERDICTS[1] if VERDICTS[1] in verdicts else VERDICTS[0] if verdicts == {VERDICTS[0]} else VERDICTS[2]
+        verdict = combined(p["verdict"] for p in parts)
         out.append({"claim": claim.number, "figure": claim.figure, "text": claim.text, "protocol": protocol,
                     "verdict": verdict, "parts": parts})
     return out
