@@ -16,6 +16,9 @@ import jsonargparse
 BENCHMARKS = {
     "noise_sweep": ("benchmarks.noise_sweep",
                     "DNN (ONNX Runtime) vs converted Nengo SNN vs snntorch SNN under Gaussian noise"),
+    "robustness": ("benchmarks.robustness",
+                   "noise_sweep over every perturbation family (faults, corruptions, attacks) and the robustness "
+                   "claims' verdicts"),
     "convert": ("benchmarks.convert", "train a DNN, export to ONNX, convert to a spiking Nengo network, compare"),
     "tune": ("benchmarks.tune_conversion", "Optuna search over the converted SNN's untrained neuron parameters"),
     "multimodal": ("benchmarks.multimodal",

@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from snnbench.benchmarks import noise_sweep_perturbations as perturbed
 from snnbench.benchmarks import noise_sweep_tables as tables
+from snnbench.benchmarks import robustness_claims
 from snnbench.benchmarks.noise_sweep_models import (SNN_ENGINE, Models, Subject, dataset_modality, sample_shape,
                                                     study_references, sweep_test_data, user_onnx)
 from snnbench.benchmarks.options import add_common, add_modalities, add_resume, from_profile, require
@@ -213,6 +214,7 @@ def _log_child(row: dict, correct: np.ndarray, data, model_id: str | None):
     mlflow.set_tags({"engine": row["engine"], "model": row["model"], "modality": row["modality"],
                      "position": row["noise_position"], "model_seed": str(row["model_seed"]),
                      "perturbation": row["perturbation"], "level": f"{row['level']:g}",
+                     **({"attack_source": row["attack_source"]} if "attack_source" in row else {}),
                      "mlflow.runColor": ENGINE_COLORS[row["engine"]]})
     with tempfile.TemporaryDirectory() as tmp:
         np.save(Path(tmp) / CORRECT, np.packbits(correct))
@@ -242,6 +244,7 @@ def evaluate_child(unit: ChildUnit) -> tuple[dict, np.ndarray, float]:
         _BUILT[key] = unit.models.model(unit.subject, perturbed.faulty_file(unit, faulty) if faulty else None)
     data = sweep_test_data(unit.config, unit.subject.modality)  # seeded: the same for every family
     data = perturbed.corrupted(data, unit.child, sample_shape(unit.config, unit.subject.modality))
+    data = perturbed.attacked(data, unit)  # the same adversarial samples for every engine of the model
     data = unit.models.inputs(unit.subject, data)  # as the subject's model takes them
     started = time.perf_counter()
     measured, correct = evaluate(_BUILT[key], data, unit.child)
@@ -292,22 +295,23 @@ def sweep(config: dict, models: Models, device: str, executor) -> list:
     return [rows[tracking.config_key(child)] for _, child in plan]
 
 
-def run_name(config: dict) -> str:
+def run_name(config: dict, benchmark: str = BENCHMARK) -> str:
     """What the parent run is, as its name (under ``mlflow run`` too, instead of a random one)."""
     if config["onnx_model"] or config["snntorch_model"]:
-        return f"noise_sweep {config['profile']}, your model on {config['dataset']}"
+        return f"{benchmark} {config['profile']}, your model on {config['dataset']}"
     seeds = len(config["model_seeds"])
     source = f" from run {config['models_from'][:8]}" if config["models_from"] else ""
-    return f"noise_sweep {config['profile']}, {seeds} model seed{'s' if seeds > 1 else ''}{source}"
+    return f"{benchmark} {config['profile']}, {seeds} model seed{'s' if seeds > 1 else ''}{source}"
 
 
-def run(args):
+def run(args, benchmark: str = BENCHMARK):
+    """The sweep as the parent run of ``benchmark``'s experiment (``robustness`` runs it with every family)."""
     config = settings(args)
     device = resolve_device(args.device)
     models = Models(config, device)
     started, cpu_started = time.perf_counter(), time.process_time()
     with executor_from_args(args) as executor, \
-            tracking.benchmark_run(BENCHMARK, config, device=str(device), run_name=run_name(config), sweep=True,
+            tracking.benchmark_run(benchmark, config, device=str(device), run_name=run_name(config, benchmark), sweep=True,
                                    resume=True if args.resume else "stopped"), \
             tempfile.TemporaryDirectory(prefix="snnbench-noise-sweep-") as out:
         models.prepare(subjects(config))
@@ -315,6 +319,7 @@ def run(args):
         if "gaussian" in config["perturbations"]:
             tables.log_results(perturbed.gaussian_rows(rows), config, Path(out))
         perturbed.log_results(rows, config)
+        robustness_claims.log_results(rows, config, subjects(config), Path(out))
         # this invocation's times (training included; a resumed sweep logs its own)
         mlflow.log_metrics({"wall_seconds": time.perf_counter() - started,
                             "cpu_seconds": time.process_time() - cpu_started})

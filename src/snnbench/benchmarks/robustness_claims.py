@@ -1,0 +1,286 @@
+"""The literature's robustness claims, each decided from the paired per-sample results of one sweep.
+
+"The SNN holds up better than its DNN" under a perturbation is read as: the DNN's accuracy drop minus
+the SNN's, in points, on the same test samples. Per sample and repeat (model seed, noise seed), with
+both engines' clean children of the same model seed:
+``(dnn_clean - dnn_perturbed) - (snn_clean - snn_perturbed)`` (each 1 where right, 0 where wrong),
+averaged over the levels the claim reads and the repeats, then over the samples with a paired-bootstrap
+95% interval (:func:`snnbench.evaluation.metrics.paired_difference`). Positive: the SNN lost less. The
+drop, not the accuracy under the perturbation, so that the conversion's own loss (the clean gap) does
+not decide a robustness claim.
+
+A claim reads one family against the ORT DNN and one SNN of the same model (its conversion to Nengo or
+the Loihi emulator, or the suite's snntorch SNN of the same modality), one part per (model, modality).
+A part **holds** when its whole interval lies above 0, **does not hold** when it lies at or below 0, and
+**cannot be told apart** otherwise (:func:`snnbench.benchmarks.claims.part_verdict`); a claim combines its
+parts as the study's claims do (:func:`snnbench.benchmarks.claims.combined`). A claim without a part that
+ran is :data:`NOT_RUN`, with the reason.
+
+The claims come from the registry (:mod:`snnbench.perturbations`), so new families bring theirs: every
+family that is neither Gaussian noise (the noise tables and the study's claims read it) nor an input
+corruption, for each SNN, over every level it ran (faults: Schuman et al., IJCNN 2020; Spyrou et al.,
+DATE 2021; El-Allami et al., DATE 2021); an ``attack`` family at each budget on its own (Sharmin et al.,
+IJCNN 2019 and ECCV 2020): crafted on the DNN and transferred to the SNN, or white-box on the snntorch
+SNN through its surrogate against the same attack white-box on the DNN (Xu et al. 2022).
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+
+from snnbench import perturbations
+from snnbench.benchmarks import noise_sweep_perturbations as perturbed
+from snnbench.benchmarks import noise_sweep_tables as tables
+from snnbench.benchmarks.claims import VERDICTS, combined, part_verdict
+from snnbench.evaluation import plots
+from snnbench.evaluation.metrics import paired_difference
+from snnbench.tracking import summary as run_summary
+
+NOT_RUN = "not run"
+DNN = "ort-dnn"
+SNNS = tuple(snn for dnn, snn in tables.PAIRS if dnn == DNN)  # the SNNs compared with their DNN
+ALWAYS_CLAIMED = ("nengo-snn", "snntorch-snn")  # the SNNs claims are read for even where they did not run
+UNCLAIMED_KINDS = ("noise", "input")  # read by the noise tables and the per-family comparisons, not claimed
+ATTACK = "attack"
+BETTER = (float(np.nextafter(0.0, 1.0)), float("inf"))  # "holds up better": a drop difference above 0
+VERDICT_TABLE = "robustness_verdicts.json"
+COMPARISON_TABLE = "robustness_comparisons.json"
+CELLS = "perturbation_cells.json"  # the families' cells (noise_sweep_perturbations) the figures read
+
+
+def _same_level(a: float, b: float) -> bool:
+    return perturbations.level_key(a) == perturbations.level_key(b)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """"The SNN holds up better than its DNN" under ``family`` (at ``level``; None: every level that ran).
+    ``dnn_family``: the family whose children the DNN's side reads (a white-box attack on the SNN is held
+    against the same attack white-box on the DNN); None: ``family`` for both."""
+    family: str
+    snn: str
+    level: float | None = None
+    dnn_family: str | None = None
+
+    @property
+    def kind(self) -> str:
+        return perturbed.family(self.family).kind
+
+    @property
+    def text(self) -> str:
+        what = perturbed.family(self.family)
+        at = f" at {what.level_name} {self.level:g}" if self.level is not None else ""
+        against = f" (DNN under {self.dnn_family})" if self.dnn_family else ""
+        return f"{self.snn} holds up better than its DNN under {self.family}{at}{against}"
+
+
+def _attack_source(name: str) -> tuple[str, str]:
+    """(the model an attack family is crafted on: dnn or snn, its surrogate or '')."""
+    family = perturbed.family(name)
+    return getattr(family, "source", "dnn"), getattr(family, "surrogate", "")
+
+
+def _white_box_counterpart(name: str) -> str | None:
+    """The family that runs attack ``name`` (crafted on the SNN) white-box on the DNN: the same class of
+    attack with source dnn, else None."""
+    cls = type(perturbed.family(name))
+    for other in perturbations.names():
+        family = perturbed.family(other)
+        if family.kind == ATTACK and _attack_source(other)[0] == "dnn" and isinstance(family, cls):
+            return other
+    return None
+
+
+def claims(snns=ALWAYS_CLAIMED) -> list[Claim]:
+    """Every claim the registry's families make, for each SNN of ``snns``."""
+    out = []
+    for name in perturbations.names():
+        family = perturbed.family(name)
+        if family.kind in UNCLAIMED_KINDS:
+            continue
+        if family.kind != ATTACK:
+            out += [Claim(name, snn) for snn in snns]
+            continue
+        source, _ = _attack_source(name)
+        for level in family.levels:
+            if source == "dnn":
+                out += [Claim(name, snn, float(level)) for snn in snns]
+            else:  # white-box on the snntorch SNN: held against the same attack white-box on the DNN
+                out.append(Claim(name, "snntorch-snn", float(level), _white_box_counterpart(name)))
+    return out
+
+
+@dataclass
+class Correctness:
+    """Each child's per-sample correctness, indexed for the paired differences: clean children by
+    (engine, model, modality) and model seed; perturbed ones by (engine, model, modality, family) and
+    (level, model seed, noise seed)."""
+    clean: dict
+    perturbed: dict
+
+    @classmethod
+    def of(cls, rows: list) -> "Correctness":
+        clean, perturbed_ = {}, {}
+        for r in rows:
+            cell = (r["engine"], r["model"], r["modality"])
+            if r["perturbation"] == "none":
+                clean.setdefault(cell, {})[r["model_seed"]] = np.asarray(r["correct"], np.float64)
+            elif r["perturbation"] != "gaussian":
+                perturbed_.setdefault((*cell, r["perturbation"]), {})[
+                    (float(r["level"]), r["model_seed"], r["noise_seed"])] = np.asarray(r["correct"], np.float64)
+        return cls(clean, perturbed_)
+
+    def parts(self, dnn: str, snn: str, family: str, dnn_family: str | None = None) -> list:
+        """The (model, modality) pairs on which both engines ran their family."""
+        return [cell[1:3] for cell in self.perturbed
+                if cell[0] == snn and cell[3] == family and (dnn, *cell[1:3], dnn_family or family) in self.perturbed]
+
+    def drop_difference(self, dnn: str, snn: str, model: str, modality: str, family: str, level: float | None = None,
+                        dnn_family: str | None = None, seed: int = 0) -> dict | None:
+        """The DNN's drop minus the SNN's (points) with its paired 95% interval, over the levels (or the one
+        ``level``) and repeats both ran; None where they share none."""
+        ours = self.perturbed.get((snn, model, modality, family), {})
+        theirs = self.perturbed.get((dnn, model, modality, dnn_family or family), {})
+        clean_dnn, clean_snn = self.clean.get((dnn, model, modality), {}), self.clean.get((snn, model, modality), {})
+        keys = sorted(k for k in ours.keys() & theirs.keys()
+                      if (level is None or _same_level(k[0], level)) and k[1] in clean_dnn and k[1] in clean_snn)
+        if not keys:
+            return None
+        dnn_drops = [clean_dnn[k[1]] - theirs[k] for k in keys]
+        snn_drops = [clean_snn[k[1]] - ours[k] for k in keys]
+        mean, low, high = paired_difference(dnn_drops, snn_drops, seed=seed)
+        return {"levels": ", ".join(f"{v:g}" for v in sorted({k[0] for k in keys})), "repeats": len(keys),
+                "n": len(dnn_drops[0]), "drop_dnn_pp": 100 * float(np.mean(dnn_drops)),
+                "drop_snn_pp": 100 * float(np.mean(snn_drops)), "difference_pp": 100 * mean,
+                "ci_low_pp": 100 * low, "ci_high_pp": 100 * high,
+                "verdict": part_verdict(100 * low, 100 * high, *BETTER)}
+
+
+def comparisons(rows: list, seed: int = 0) -> list[dict]:
+    """Per family (every one besides Gaussian noise), SNN and (model, modality): which engine holds up
+    better over every level the family ran, the paired drop difference and its verdict."""
+    index = Correctness.of(rows)
+    out = []
+    for (engine, model, modality, name) in index.perturbed:
+        if engine not in SNNS:
+            continue
+        found = index.drop_difference(DNN, engine, model, modality, name, seed=seed)
+        if found:
+            better = (engine if found["ci_low_pp"] > 0 else DNN if found["ci_high_pp"] < 0
+                      else "neither (cannot be told apart)")
+            out.append({"kind": perturbed.family(name).kind, "perturbation": name, "dnn": DNN, "snn": engine,
+                        "model": model, "modality": modality, **found, "holds_up_better": better})
+    return out
+
+
+def _not_run(claim: Claim, config: dict, subjects: list) -> str:
+    """Why a claim has no part (one line)."""
+    asked = config.get("perturbations", [])
+    for name in dict.fromkeys(filter(None, (claim.family, claim.dnn_family))):
+        if name not in asked:
+            return f"{name} was not in --perturbations"
+    if claim.kind == ATTACK and claim.dnn_family is None and _attack_source(claim.family)[0] == "snn":
+        return f"no attack white-box on the DNN to hold {claim.family} against"
+    for engine in (DNN, claim.snn):
+        if engine not in config.get("families", []):
+            return f"--families had no {engine}"
+    for engine, name in ((claim.snn, claim.family), (DNN, claim.dnn_family or claim.family)):
+        mine = [s for s in subjects if s.family == engine]
+        why = [perturbed.refusal(name, s, config) for s in mine]
+        if mine and all(why):
+            return f"refused: {why[0]}"
+    family = perturbed.family(claim.family)
+    swept = family.profile_levels(config.get("profile", "quick"))
+    if claim.level is not None and not any(_same_level(claim.level, v) for v in swept):
+        return (f"{family.level_name} {claim.level:g} was not swept (the {config.get('profile')} profile's: "
+                f"{', '.join(f'{v:g}' for v in swept)})")
+    return f"no model on which both {DNN} and {claim.snn} ran {claim.family}"
+
+
+def verdicts(rows: list, config: dict, subjects: list) -> list[dict]:
+    """One row per claim part (a claim that did not run: one row saying why), each with the claim's verdict."""
+    index = Correctness.of(rows)
+    snns = [*ALWAYS_CLAIMED, *(s for s in SNNS if s not in ALWAYS_CLAIMED and s in config.get("families", []))]
+    out = []
+    for claim in claims(snns):
+        head = {"claim": claim.text, "family": claim.family, "kind": claim.kind, "dnn": DNN, "snn": claim.snn,
+                "dnn_family": claim.dnn_family or claim.family,
+                "level": claim.level if claim.level is not None else float("nan")}
+        parts = []
+        for model, modality in index.parts(DNN, claim.snn, claim.family, claim.dnn_family):
+            found = index.drop_difference(DNN, claim.snn, model, modality, claim.family, claim.level,
+                                          claim.dnn_family, config.get("seed", 0))
+            if found:
+                parts.append({"model": model, "modality": modality, **found})
+        if not parts:
+            out.append({**head, "verdict": NOT_RUN, "not_run": _not_run(claim, config, subjects)})
+            continue
+        verdict = combined(p["verdict"] for p in parts)
+        out += [{**head, "verdict": verdict, **{f"part_{k}" if k == "verdict" else k: v for k, v in p.items()},
+                 "not_run": ""} for p in parts]
+    return out
+
+
+def claim_rows(table: list) -> list[dict]:
+    """The verdict table with one row per claim: its verdict, the engines, the levels read and each part's
+    estimate (points, DNN's drop minus the SNN's [95% interval]), or why it did not run."""
+    out = {}
+    for r in table:
+        entry = out.setdefault(r["claim"], {"claim": r["claim"], "family": r["family"], "snn": r["snn"],
+                                            "verdict": r["verdict"], "levels": [], "measured": []})
+        if r["verdict"] == NOT_RUN:
+            entry["measured"].append(f"not run: {r['not_run']}")
+            continue
+        entry["levels"].append(r["levels"])
+        entry["measured"].append(f"{r['model']}/{r['modality']}: "
+                                 + run_summary.interval(r["difference_pp"], r["ci_low_pp"], r["ci_high_pp"], scale=1,
+                                                        digits=2, sign="+"))
+    return [{**e, "levels": "; ".join(dict.fromkeys(e["levels"])) or "–", "measured": "; ".join(e["measured"])}
+            for e in out.values()]
+
+
+def figures(cells: list, folder: Path, title: str) -> list[Path]:
+    """Accuracy vs level, one figure per family kind, a panel per family, a line per engine, model and
+    modality (cells: the families' cells, as ``perturbation_cells.json`` holds them)."""
+    paths = []
+    kinds = {}
+    for c in cells:
+        if c["perturbation"] not in ("none", "gaussian"):
+            kinds.setdefault(perturbed.family(c["perturbation"]).kind, []).append(c)
+    for kind, mine in kinds.items():
+        panels = {}
+        for c in sorted(mine, key=lambda c: c["level"]):
+            label = perturbed.family(c["perturbation"]).level_name
+            series = panels.setdefault(f"{c['perturbation']} ({label})", {}).setdefault(
+                f"{c['engine']} {c['model']}/{c['modality']}", ([], []))
+            series[0].append(c["level"])
+            series[1].append(100 * c["accuracy"])
+        paths.append(plots.line_panels(panels, folder / f"accuracy_vs_level_{kind}.png", xlabel="level",
+                                       ylabel="test accuracy (%)", title=f"{title}: {kind} perturbations"))
+    return paths
+
+
+def log_results(rows: list, config: dict, subjects: list, folder: Path) -> None:
+    """The verdicts, the per-family comparisons and the accuracy-vs-level figures on the active (parent) run,
+    and the verdicts in its summary; nothing for a sweep of Gaussian noise alone."""
+    if not any(r["perturbation"] not in ("none", "gaussian") for r in rows):
+        return
+    table = verdicts(rows, config, subjects)
+    mlflow.log_table(pd.DataFrame(table), VERDICT_TABLE)
+    found = comparisons(rows, config.get("seed", 0))
+    if found:
+        mlflow.log_table(pd.DataFrame(found), COMPARISON_TABLE)
+    cells = mlflow.load_table(CELLS, run_ids=[mlflow.active_run().info.run_id]).to_dict("records")
+    folder.mkdir(parents=True, exist_ok=True)
+    for path in figures(cells, folder, f"{config.get('profile')} profile"):
+        mlflow.log_artifact(str(path))
+    per_claim = claim_rows(table)
+    mlflow.log_metrics({f"claims.{verdict.replace(' ', '_')}": sum(c["verdict"] == verdict for c in per_claim)
+                        for verdict in (*VERDICTS, NOT_RUN)})
+    run_summary.headline("Robustness claims: DNN's accuracy drop minus the SNN's, points [95% paired interval]; "
+                         "above 0: the SNN holds up better",
+                         [{"claim": c["claim"], "levels": c["levels"], "measured": c["measured"],
+                           "verdict": c["verdict"]} for c in per_claim])
