@@ -15,6 +15,7 @@ errors over levels divided by the ORT DNN's, Hendrycks & Dietterich's CE with th
 """
 
 import tempfile
+from dataclasses import replace
 from functools import cache
 from pathlib import Path
 
@@ -27,7 +28,7 @@ from snnbench.benchmarks import noise_sweep_tables as tables
 from snnbench.data import FeatureSet
 from snnbench.errors import SnnbenchError
 from snnbench.evaluation import harness
-from snnbench.perturbations import Target
+from snnbench.perturbations import Target, attacks
 from snnbench.tracking import summary as run_summary
 
 CHOICES = ("all", *perturbations.names())
@@ -55,7 +56,8 @@ def refusal(name: str, subject, config: dict) -> str | None:
     from snnbench.benchmarks.noise_sweep_models import sample_shape
 
     try:
-        family(name).check(Target(subject.family, sample_shape(config, subject.modality), subject.modality))
+        family(name).check(Target(subject.family, sample_shape(config, subject.modality), subject.modality,
+                                  subject.model))
     except SnnbenchError as error:
         return str(error)
     return None
@@ -67,15 +69,20 @@ def children(subject, config: dict, base: dict) -> list:
     for name in _others(config):
         if refusal(name, subject, config) is None:
             out += [{**base, "position": "none", "std": 0.0, "noise_seed": config["seed"] + r, "perturbation": name,
-                     "level": float(level)}
+                     "level": float(level), **source_keys(name)}
                     for level in family(name).profile_levels(config["profile"]) for r in range(config["seeds"])]
     return out
 
 
+def source_keys(name: str) -> dict:
+    """An attack's source (the model it is crafted on: dnn, snn_<surrogate>), a child's key, row and tag."""
+    return {"attack_source": family(name).source} if family(name).kind == "attack" else {}
+
+
 def row_keys(child: dict) -> dict:
-    """A child's family and level (Gaussian noise: its std; the clean child: none, 0)."""
+    """A child's family and level (Gaussian noise: its std; the clean child: none, 0), an attack's source."""
     if "perturbation" in child:
-        return {"perturbation": child["perturbation"], "level": child["level"]}
+        return {"perturbation": child["perturbation"], "level": child["level"], **source_keys(child["perturbation"])}
     return {"perturbation": "gaussian" if child["position"] != "none" else "none", "level": child["std"]}
 
 
@@ -123,6 +130,35 @@ def corrupted(data: FeatureSet, child: dict, sample_shape: tuple) -> FeatureSet:
         x = family(name).apply(data.x, sample_shape, child["level"], child["noise_seed"])
         _CORRUPTED[key] = FeatureSet(x, data.y, data.checksums, data.origins)
     return _CORRUPTED[key]
+
+
+_ATTACKERS, _ATTACKED = {}, {}
+
+
+def attacked(data: FeatureSet, unit) -> FeatureSet:
+    """``data`` crafted against the unit's attack source, or as it is: crafted once per (source model,
+    family, level, seed, samples) in this process and kept on disk, so every engine that runs that model
+    scores the very same arrays."""
+    from snnbench.benchmarks.noise_sweep_models import SNN_ENGINE, sample_shape
+
+    name, subject, models = unit.child.get("perturbation"), unit.subject, unit.models
+    if not name or family(name).kind != "attack":
+        return data
+    attack = family(name)
+    source = replace(subject, family="ort-dnn" if attack.source == "dnn" else SNN_ENGINE)
+    key = (str(models.folder(source)), attack.source, name, unit.child["level"], unit.child["noise_seed"], data.digest)
+    if key not in _ATTACKED:
+        if key[:2] not in _ATTACKERS:
+            if attack.source == "dnn":
+                shape = sample_shape(unit.config, subject.modality)
+                encode = (lambda x: models.prepared.encode(x, shape)) if models.encodes(source) else None
+                _ATTACKERS[key[:2]] = attacks.dnn_module(models.onnx_file(source), encode, int(np.prod(shape)))
+            else:
+                _ATTACKERS[key[:2]] = attacks.with_surrogate(models.torch_module(source), attack.surrogate)
+        x = attack.craft(_ATTACKERS[key[:2]], data.x, data.y, unit.child["level"], unit.child["noise_seed"])
+        _ATTACKED[key] = Path(tempfile.mkdtemp(prefix="snnbench-attack-")) / "x.npy"
+        np.save(_ATTACKED[key], x)
+    return FeatureSet(np.load(_ATTACKED[key]), data.y, data.checksums, data.origins)
 
 
 def gaussian_rows(rows: list) -> list:
@@ -192,7 +228,7 @@ def log_results(rows: list, config: dict) -> None:
     mlflow.log_table(pd.DataFrame(per_family), "perturbation_summary.json")
     metrics = {}
     for engine in dict.fromkeys(s["engine"] for s in per_family):
-        for kind in ("input", "weights"):
+        for kind in ("input", "weights", "attack"):
             mine = [s for s in per_family if s["engine"] == engine and s["kind"] == kind]
             if mine:
                 metrics[f"mean_drop_pp.{kind}.{engine}"] = float(np.mean([s["mean_drop_pp"] for s in mine]))

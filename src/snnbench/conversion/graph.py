@@ -270,13 +270,18 @@ class ConvertedModel:
         """One path per stage, from the stage before it (no skips, concatenations or max pools)."""
         return all(s.in_chain for s in self.stages)
 
+    def stage_outputs(self, x: torch.Tensor) -> list:
+        """Every stage's output for inputs ``x`` (n, features) as torch tensors of ``x``'s dtype,
+        differentiable in ``x`` (the DNN as a torch function, e.g. for gradient attacks)."""
+        outputs = {INPUT: x.reshape(len(x), -1)}
+        for stage in self.stages:
+            outputs[stage.index] = stage.activate(stage.pre_activation(outputs))
+        return [outputs[s.index] for s in self.stages]
+
     def activations(self, x: np.ndarray) -> list:
         """Every stage's output for inputs ``x`` (n, features): the hidden populations' (bounded)
         ReLU activations, then the logits (float64 arrays), as the DNN computes them."""
-        outputs = {INPUT: torch.as_tensor(np.asarray(x, np.float64).reshape(len(x), -1))}
-        for stage in self.stages:
-            outputs[stage.index] = stage.activate(stage.pre_activation(outputs))
-        return [outputs[s.index].numpy() for s in self.stages]
+        return [o.numpy() for o in self.stage_outputs(torch.as_tensor(np.asarray(x, np.float64)))]
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         """The DNN these layers describe (float64), e.g. to check an extraction against ORT."""

@@ -10,7 +10,10 @@ stds; ``quick``: the quick profile's subset), registered by name (``@register(na
   (:mod:`~snnbench.perturbations.image_noise`, ``image_blur``, ``image_geometry``, ``image_overlay``:
   MNIST-C's corruptions), so every engine gets the very same corrupted sample;
 * ``weights``: the ONNX file's weights are perturbed (:mod:`~snnbench.perturbations.weight_faults`), so
-  ONNX Runtime and the converter read the same perturbed weights.
+  ONNX Runtime and the converter read the same perturbed weights;
+* ``attack``: adversarial samples crafted white-box on a source model (:mod:`~snnbench.perturbations.attacks`:
+  FGSM and PGD on the DNN or, through a named surrogate gradient, on the snntorch SNN), given to every
+  engine that runs that model.
 
 Every draw is keyed (:func:`keyed_rng`) by the seed, the family, the level and the sample's index (or the
 weight's name), never by the batch layout or the engine. A family checks what it is given
@@ -26,8 +29,11 @@ import numpy as np
 
 from snnbench.errors import ConfigError, UnsupportedModelError
 
-KINDS = ("noise", "input", "weights")
-# family -> module; attacks (issue 38) register here as a kind of their own
+KINDS = ("noise", "input", "weights", "attack")
+# attacks: <method>_<norm> crafted on the DNN, <method>_<norm>_snn_<surrogate> on the snntorch SNN
+ATTACKS = tuple(f"{method}_{norm}{source}" for source in ("", "_snn_atan", "_snn_fast_sigmoid")
+                for method in ("fgsm", "pgd") for norm in ("linf", "l2"))
+# family -> module
 MODULES = {"gaussian": "gaussian",
            **dict.fromkeys(("shot_noise", "impulse_noise"), "image_noise"),
            **dict.fromkeys(("glass_blur", "motion_blur"), "image_blur"),
@@ -35,7 +41,8 @@ MODULES = {"gaussian": "gaussian",
            **dict.fromkeys(("brightness", "stripe", "fog", "spatter", "dotted_line", "zigzag", "canny_edges"),
                            "image_overlay"),
            **dict.fromkeys(("quantise", "quantise_channel", "weight_noise", "stuck_at_zero", "dead_neurons"),
-                           "weight_faults")}
+                           "weight_faults"),
+           **dict.fromkeys(ATTACKS, "attacks")}
 _FAMILIES = {}
 
 
@@ -82,10 +89,11 @@ def keyed_rng(seed: int, family: str, level: float, *keys) -> np.random.Generato
 
 @dataclass(frozen=True)
 class Target:
-    """What a family is applied to: an engine and the shape of one of its samples."""
+    """What a family is applied to: an engine, the shape of one of its samples, and its model."""
     engine: str
     sample_shape: tuple
     modality: str = ""
+    model: str = ""  # the sweep's model: conversion-mlp, multimodal or user
 
 
 @dataclass(frozen=True)
