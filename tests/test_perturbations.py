@@ -19,10 +19,15 @@ from snnbench.errors import ConfigError, DataError, UnsupportedModelError
 from snnbench.models.export import export_onnx
 from snnbench.noise import NoiseSpec
 from snnbench.perturbations import Target
+from snnbench.perturbations.audio import AudioCorruption
+from snnbench.perturbations.images import ImageCorruption
+from snnbench.perturbations.neuron_faults import NeuronFault, neuron_layers, thresholds
 from snnbench.perturbations.weight_faults import weight_tensors
 
-INPUT_FAMILIES = [n for n in perturbations.names() if perturbations.build(n).kind == "input"]
+INPUT_FAMILIES = [n for n in perturbations.names() if isinstance(perturbations.build(n), ImageCorruption)]
+AUDIO_FAMILIES = [n for n in perturbations.names() if isinstance(perturbations.build(n), AudioCorruption)]
 WEIGHT_FAMILIES = [n for n in perturbations.names() if perturbations.build(n).kind == "weights"]
+NEURON_WEIGHT_FAMILIES = [n for n in perturbations.names() if isinstance(perturbations.build(n), NeuronFault)]
 
 
 def _digits(n: int = 12, seed: int = 0) -> np.ndarray:
@@ -38,6 +43,8 @@ def _digits(n: int = 12, seed: int = 0) -> np.ndarray:
 def test_every_family_is_registered_with_levels_and_refuses_a_bad_level():
     assert len(INPUT_FAMILIES) == 15 and set(WEIGHT_FAMILIES) == {"quantise", "quantise_channel", "weight_noise",
                                                                  "stuck_at_zero", "dead_neurons"}
+    assert set(AUDIO_FAMILIES) == {"snr_noise", "time_shift", "time_mask", "freq_mask"}
+    assert set(NEURON_WEIGHT_FAMILIES) == {"saturated_neurons", "threshold_variation"}
     for name in perturbations.names():
         family = perturbations.build(name)
         assert family.name == name and family.levels and set(family.quick) <= set(family.levels)
@@ -154,3 +161,130 @@ def test_the_sweep_runs_two_families_on_every_engine_that_takes_them(tracking_st
     refused = client.download_artifacts(parent.info.run_id, "perturbations_refused.txt")
     assert "stuck_at_zero on snntorch-snn/multimodal/image" in open(refused).read()
     assert {"mce_vs_dnn.input.nengo-snn", "mean_drop_pp.weights.nengo-snn"} <= set(parent.data.metrics)
+
+
+@pytest.mark.parametrize("build_model", [_mlp, _cnn])
+@pytest.mark.parametrize("name", NEURON_WEIGHT_FAMILIES)
+def test_a_neuron_fault_is_the_same_in_onnx_runtime_and_the_converted_network(tmp_path, build_model, name):
+    source = build_model(tmp_path / "model.onnx")
+    x, family = _digits(40), perturbations.build(name)
+    images = x.reshape(len(x), *load_any(source).input_shape)
+    clean = engines.build("ort-dnn", source, {"activity": False}).predict(images)
+    for level in family.levels[-2:]:  # a convolution's 4 and 6 channels: at least one faulty unit
+        faulty = family.apply(source, tmp_path / f"{level}" / "model.onnx", level, seed=2, inputs=x)
+        reference = engines.build("ort-dnn", faulty, {"activity": False}).predict(images)
+        assert not np.allclose(reference, clean, atol=1e-3)
+        # like with like: the converted network in rate mode reproduces ONNX Runtime on the faulty file
+        np.testing.assert_allclose(load_any(faulty).forward(x), reference, atol=1e-4)
+        again = family.apply(source, tmp_path / "again.onnx", level, seed=2, inputs=x)
+        np.testing.assert_array_equal(engines.build("ort-dnn", again, {"activity": False}).predict(images), reference)
+
+
+def _relu_outputs(onnx_file, x):
+    model = onnx.load(str(onnx_file))
+    layers = neuron_layers(model)
+    del model.graph.output[:]
+    model.graph.output.extend(onnx.helper.make_empty_tensor_value_info(layer.activation) for layer in layers)
+    from snnbench.engines.ort import OrtRunner
+
+    return OrtRunner(model.SerializeToString()).predict_outputs(x)
+
+
+def test_saturated_neurons_are_stuck_at_the_layers_largest_activation_the_same_units_in_every_engine(tmp_path):
+    from snnbench.models.multimodal import ModelSpec, build_model
+
+    snn = build_model(ModelSpec("image", "snn", steps=5))
+    sizes = snn.spec.layer_sizes  # a DNN of the SNN's widths, in ONNX
+    torch.manual_seed(0)
+    dnn = nn.Sequential(*[m for a, b in zip(sizes[:-2], sizes[1:-1]) for m in (nn.Linear(a, b), nn.ReLU())],
+                        nn.Linear(*sizes[-2:])).eval()
+    source, x = export_onnx(dnn, 784, tmp_path / "model.onnx"), _digits(40)
+    family = perturbations.build("saturated_neurons")
+    peaks = [out.max() for out in _relu_outputs(source, x)]
+    outputs = _relu_outputs(family.apply(source, tmp_path / "s.onnx", 0.2, seed=3, inputs=x), _digits(7, seed=9))
+    stuck_onnx = []
+    for out, peak, width in zip(outputs, peaks, sizes[1:-1]):
+        stuck = np.flatnonzero(np.all(out == np.float32(peak), axis=0))
+        assert len(stuck) == round(0.2 * width)
+        stuck_onnx.append(stuck)
+    # the snntorch SNN: the same neurons, firing at every step whatever the input
+    spikes = family.perturb_module(snn, 0.2, seed=3).simulate(torch.as_tensor(_digits(7, seed=9)))["spk"]
+    for layer, stuck in zip(spikes[:-1], stuck_onnx):
+        assert set(stuck) <= set(np.flatnonzero(layer.detach().numpy().min(axis=(0, 1)) == 1))
+    with pytest.raises(ConfigError, match="training inputs"):
+        family.apply(source, tmp_path / "t.onnx", 0.2, seed=3)
+
+
+def test_threshold_variation_divides_each_neurons_gain_by_its_keyed_threshold(tmp_path):
+    source, x = _mlp(tmp_path / "model.onnx"), _digits(20)
+    family = perturbations.build("threshold_variation")
+    faulty = family.apply(source, tmp_path / "t.onnx", 0.5, seed=4)
+    # a ReLU unit of gain 1 / t: each hidden activation divided by its neuron's threshold (the first layer's
+    # input is unchanged, so its activations are exactly those divided)
+    clean_first, faulty_first = _relu_outputs(source, x)[0], _relu_outputs(faulty, x)[0]
+    t = thresholds(48, "layer0", 0.5, 4)
+    np.testing.assert_allclose(faulty_first, clean_first / t, rtol=1e-5, atol=1e-6)
+    assert t.min() >= 0.1 and not np.allclose(t, 1)
+    assert not np.allclose(thresholds(48, "layer0", 0.5, 5), t)
+
+
+def test_spike_deletion_drops_spikes_in_the_snn_and_refuses_a_dnn_in_one_line():
+    from snnbench.models.multimodal import ModelSpec, build_model
+
+    family = perturbations.build("spike_deletion")
+    torch.manual_seed(0)
+    snn = build_model(ModelSpec("image", "snn", steps=10)).eval()
+    x = torch.as_tensor(_digits(30))
+    clean = snn.simulate(x)["spk"][0]
+    kept = family.perturb_module(snn, 0.5, seed=1).simulate(x)["spk"][0]
+    assert float(kept.sum()) == pytest.approx(0.5 * float(clean.sum()), rel=0.1)
+    assert torch.all(kept <= clean)  # only spikes that were fired are lost; the neurons fire as before
+    assert torch.equal(family.perturb_module(snn, 0.0, seed=1).simulate(x)["spk"][0], clean)
+    with pytest.raises(UnsupportedModelError, match="no DNN counterpart"):
+        family.check(Target("ort-dnn", (784,), "image"))
+    with pytest.raises(UnsupportedModelError, match="nengo-snn's neurons"):
+        family.check(Target("nengo-snn", (784,), "image"))
+
+
+@pytest.mark.parametrize("name", AUDIO_FAMILIES)
+def test_an_audio_corruption_is_keyed_by_the_samples_index_and_acts_on_the_audio_part_only(name):
+    require_data()
+    from snnbench.data import feature_size
+    from snnbench.training.suite import test_data
+
+    family = perturbations.build(name)
+    audio = test_data("audio", 12)
+    level = family.levels[-1]
+    whole = family.apply(audio.x, (feature_size("audio"),), level, seed=4)
+    assert whole.shape == audio.x.shape and whole.dtype == np.float32 and 0 <= whole.min() and whole.max() <= 1
+    assert not np.array_equal(whole, audio.x)
+    np.testing.assert_array_equal(family.apply(audio.x[5:9], (feature_size("audio"),), level, 4, start=5),
+                                  whole[5:9])
+    assert not np.array_equal(family.apply(audio.x, (feature_size("audio"),), level, seed=5), whole)
+    fused = test_data("multimodal", 6)
+    corrupted = family.apply(fused.x, (feature_size("multimodal"),), level, seed=4)
+    np.testing.assert_array_equal(corrupted[:, :784], fused.x[:, :784])  # the image is untouched
+    assert not np.array_equal(corrupted[:, 784:], fused.x[:, 784:])
+    with pytest.raises(DataError, match=r"FSDD spectrograms.*image's samples have shape \(1, 28, 28\)"):
+        family.check(Target("ort-dnn", (1, 28, 28), "image"))
+
+
+def test_the_waveform_corruptions_change_the_recording_not_its_spectrogram():
+    require_data()
+    from snnbench.data import feature_size
+    from snnbench.data.fsdd import SpectrogramConfig, spectrogram
+    from snnbench.perturbations.audio import waveform
+    from snnbench.training.suite import test_data
+
+    audio = test_data("audio", 3)
+    wave = waveform(audio.x[0])
+    np.testing.assert_array_equal(spectrogram(wave, SpectrogramConfig()).reshape(-1), audio.x[0])
+    shifted = perturbations.build("time_shift").apply(audio.x[:1], (feature_size("audio"),), 0.25, seed=0)
+    frames = SpectrogramConfig().shape[1]
+    # 0.25 s is 2,000 samples, 15.6 hops of 128: the spectrogram moves by about 16 frames
+    energy = [np.argmax(np.convolve(s.reshape(SpectrogramConfig().shape).sum(0), np.ones(5), "same"))
+              for s in (audio.x[0], shifted[0])]
+    assert 12 <= abs(energy[1] - energy[0]) <= 20 and frames == 61
+    with pytest.raises(DataError, match="no FSDD recording"):
+        perturbations.build("snr_noise").apply(np.full((1, feature_size("audio")), 0.5, np.float32),
+                                               (feature_size("audio"),), 10, seed=0)

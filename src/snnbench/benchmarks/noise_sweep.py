@@ -241,7 +241,7 @@ def evaluate_child(unit: ChildUnit) -> tuple[dict, np.ndarray, float]:
     if key not in _BUILT:
         while len(_BUILT) >= 2:
             _BUILT.popitem(last=False)
-        _BUILT[key] = unit.models.model(unit.subject, perturbed.faulty_file(unit, faulty) if faulty else None)
+        _BUILT[key] = perturbed.faulty_model(unit, faulty) if faulty else unit.models.model(unit.subject)
     data = sweep_test_data(unit.config, unit.subject.modality)  # seeded: the same for every family
     data = perturbed.corrupted(data, unit.child, sample_shape(unit.config, unit.subject.modality))
     data = perturbed.attacked(data, unit)  # the same adversarial samples for every engine of the model

@@ -94,11 +94,25 @@ def describe(child: dict) -> str:
 
 
 def weight_fault(child: dict) -> tuple | None:
-    """(family, level, seed) of a child whose weights a fault changes, else None."""
+    """(family, level, seed) of a child whose weights or neurons a fault changes, else None."""
     name = child.get("perturbation")
-    if name and family(name).kind == "weights":
+    if name and family(name).kind in ("weights", "neurons"):
         return name, child["level"], child["noise_seed"]
     return None
+
+
+def faulty_model(unit, fault: tuple):
+    """The unit's subject under ``fault``: the snntorch SNN as a faulty copy of its module; a DNN on a copy of
+    its ONNX file with the fault in its weights, whose conversion is calibrated on the faulty file (a weight
+    fault) or on the fault-free one (a neuron fault: the neurons fail on the chip, after conversion)."""
+    from snnbench.benchmarks.noise_sweep_models import SNN_ENGINE
+
+    name, level, seed = fault
+    subject, models = unit.subject, unit.models
+    if subject.family == SNN_ENGINE:
+        return models.model(subject, module=family(name).perturb_module(models.torch_module(subject), level, seed))
+    neurons = family(name).kind == "neurons"
+    return models.model(subject, faulty_file(unit, fault), calibrated_on=models.onnx_file(subject) if neurons else None)
 
 
 _FILES = {}
@@ -111,7 +125,9 @@ def faulty_file(unit, fault: tuple) -> Path:
     if key not in _FILES:
         name, level, seed = fault
         folder = Path(tempfile.mkdtemp(prefix="snnbench-weight-fault-"))
-        _FILES[key] = family(name).apply(source, folder / "model.onnx", level, seed)
+        inputs = {"inputs": unit.models.training_inputs(unit.subject)} if getattr(family(name), "needs_inputs",
+                                                                                   False) else {}
+        _FILES[key] = family(name).apply(source, folder / "model.onnx", level, seed, **inputs)
     return _FILES[key]
 
 
@@ -228,7 +244,7 @@ def log_results(rows: list, config: dict) -> None:
     mlflow.log_table(pd.DataFrame(per_family), "perturbation_summary.json")
     metrics = {}
     for engine in dict.fromkeys(s["engine"] for s in per_family):
-        for kind in ("input", "weights", "attack"):
+        for kind in ("input", "weights", "neurons", "attack"):
             mine = [s for s in per_family if s["engine"] == engine and s["kind"] == kind]
             if mine:
                 metrics[f"mean_drop_pp.{kind}.{engine}"] = float(np.mean([s["mean_drop_pp"] for s in mine]))

@@ -8,9 +8,12 @@ stds; ``quick``: the quick profile's subset), registered by name (``@register(na
   :class:`~snnbench.noise.NoiseSpec` per level), which each engine draws itself;
 * ``input``: the samples are corrupted before any engine sees them
   (:mod:`~snnbench.perturbations.image_noise`, ``image_blur``, ``image_geometry``, ``image_overlay``:
-  MNIST-C's corruptions), so every engine gets the very same corrupted sample;
+  MNIST-C's corruptions; ``audio``: SNR noise, time shift, SpecAugment's masks), so every engine gets the
+  very same corrupted sample;
 * ``weights``: the ONNX file's weights are perturbed (:mod:`~snnbench.perturbations.weight_faults`), so
   ONNX Runtime and the converter read the same perturbed weights;
+* ``neurons``: faulty neurons (:mod:`~snnbench.perturbations.neuron_faults`: saturated, varied thresholds,
+  both written into the weights, and spikes deleted in the simulation), the same neurons in every engine;
 * ``attack``: adversarial samples crafted white-box on a source model (:mod:`~snnbench.perturbations.attacks`:
   FGSM and PGD on the DNN or, through a named surrogate gradient, on the snntorch SNN), given to every
   engine that runs that model.
@@ -29,7 +32,7 @@ import numpy as np
 
 from snnbench.errors import ConfigError, UnsupportedModelError
 
-KINDS = ("noise", "input", "weights", "attack")
+KINDS = ("noise", "input", "weights", "neurons", "attack")
 # attacks: <method>_<norm> crafted on the DNN, <method>_<norm>_snn_<surrogate> on the snntorch SNN
 ATTACKS = tuple(f"{method}_{norm}{source}" for source in ("", "_snn_atan", "_snn_fast_sigmoid")
                 for method in ("fgsm", "pgd") for norm in ("linf", "l2"))
@@ -42,6 +45,8 @@ MODULES = {"gaussian": "gaussian",
                            "image_overlay"),
            **dict.fromkeys(("quantise", "quantise_channel", "weight_noise", "stuck_at_zero", "dead_neurons"),
                            "weight_faults"),
+           **dict.fromkeys(("saturated_neurons", "threshold_variation", "spike_deletion"), "neuron_faults"),
+           **dict.fromkeys(("snr_noise", "time_shift", "time_mask", "freq_mask"), "audio"),
            **dict.fromkeys(ATTACKS, "attacks")}
 _FAMILIES = {}
 
@@ -84,7 +89,8 @@ def level_key(level: float) -> int:
 def keyed_rng(seed: int, family: str, level: float, *keys) -> np.random.Generator:
     """The random generator of one draw: (seed, family, level, keys...), each key an int or a name."""
     parts = [_id(k) if isinstance(k, str) else int(k) for k in keys]
-    return np.random.default_rng([int(seed), _id(family), level_key(level), *parts])
+    # a negative level (an SNR in dB) as its unsigned 64-bit pattern: the generator takes no negative key
+    return np.random.default_rng([int(seed), _id(family), level_key(level) % 2 ** 64, *parts])
 
 
 @dataclass(frozen=True)
