@@ -117,3 +117,36 @@ def test_repeats_and_levels_are_averaged_per_sample():
     row, = _claim(rc.verdicts(rows, CONFIG, SUBJECTS), "weight_noise")
     assert row["levels"] == "0.1, 0.2" and row["repeats"] == 2
     assert row["difference_pp"] == pytest.approx(25)  # (50 + 0) / 2
+
+
+def _attacks():
+    """A registered attack crafted on the DNN and one of the same method and norm crafted on the SNN."""
+    from snnbench import perturbations
+    from snnbench.benchmarks import noise_sweep_perturbations as perturbed
+
+    attacks = [n for n in perturbations.names() if perturbed.family(n).kind == rc.ATTACK]
+    on_snn = next((n for n in attacks if perturbed.family(n).source != "dnn"), None)
+    if on_snn is None:
+        pytest.skip("no attack family crafted on the SNN is registered")
+    return rc._white_box_counterpart(on_snn), on_snn
+
+
+def test_attack_claims_are_read_per_budget_and_white_box_against_the_dnn_white_box():
+    on_dnn, on_snn = _attacks()
+    config = {**CONFIG, "perturbations": [on_dnn, on_snn]}
+    rows = (_pair(on_dnn, range(100), [], level=0.1) + _pair(on_dnn, range(100), range(100), level=0.2)[2:]
+            + _pair(on_dnn, range(80), range(20), snn="snntorch-snn", model="multimodal", level=0.1)
+            + [_row("snntorch-snn", on_snn, _wrong_on(range(10)), "multimodal", level=0.1)])
+    table = rc.verdicts(rows, config, SUBJECTS)
+    by_level = {r["level"]: r for r in _claim(table, on_dnn)}
+    assert by_level[0.1]["verdict"] == HOLDS and by_level[0.1]["levels"] == "0.1"
+    assert by_level[0.2]["verdict"] == DOES_NOT_HOLD  # each budget its own claim
+    transferred, = [r for r in _claim(table, on_dnn, "snntorch-snn") if r["level"] == 0.1]
+    assert transferred["difference_pp"] == pytest.approx(30) and transferred["verdict"] == HOLDS
+    white_box = [r for r in _claim(table, on_snn, "snntorch-snn") if r["level"] == 0.1]
+    assert len(white_box) == 1 and white_box[0]["dnn_family"] == on_dnn
+    assert white_box[0]["drop_dnn_pp"] == pytest.approx(40) and white_box[0]["drop_snn_pp"] == pytest.approx(5)
+    assert white_box[0]["verdict"] == HOLDS and "(DNN under" in white_box[0]["claim"]
+    not_asked = _claim(rc.verdicts(_pair("weight_noise", [], []), CONFIG, SUBJECTS), on_snn, "snntorch-snn")
+    assert all(r["verdict"] == rc.NOT_RUN and r["not_run"] == f"{on_snn} was not in --perturbations"
+               for r in not_asked)

@@ -35,6 +35,7 @@ from snnbench import perturbations
 from snnbench.benchmarks import noise_sweep_perturbations as perturbed
 from snnbench.benchmarks import noise_sweep_tables as tables
 from snnbench.benchmarks.claims import VERDICTS, combined, part_verdict
+from snnbench.errors import SnnbenchError
 from snnbench.evaluation import plots
 from snnbench.evaluation.metrics import paired_difference
 from snnbench.tracking import summary as run_summary
@@ -77,25 +78,36 @@ class Claim:
         return f"{self.snn} holds up better than its DNN under {self.family}{at}{against}"
 
 
-def _attack_source(name: str) -> tuple[str, str]:
-    """(the model an attack family is crafted on: dnn or snn, its surrogate or '')."""
+def kind_of(name: str) -> str:
+    """A family's kind; a family a stored run swept that this version does not register: unknown."""
+    try:
+        return perturbed.family(name).kind
+    except SnnbenchError:
+        return "unknown"
+
+
+def attack_source(name: str) -> str:
+    """The model attack ``name`` is crafted on, in words."""
     family = perturbed.family(name)
-    return getattr(family, "source", "dnn"), getattr(family, "surrogate", "")
+    return "the DNN" if family.source == "dnn" else f"the snntorch SNN ({family.surrogate} surrogate)"
+
+
+def _crafted_on_snn(name: str) -> bool:
+    """Whether attack family ``name`` is crafted white-box on the snntorch SNN (its ``source``: snn_<surrogate>)."""
+    return perturbed.family(name).source != "dnn"
 
 
 def _white_box_counterpart(name: str) -> str | None:
-    """The family that runs attack ``name`` (crafted on the SNN) white-box on the DNN: the same class of
-    attack with source dnn, else None."""
-    cls = type(perturbed.family(name))
-    for other in perturbations.names():
-        family = perturbed.family(other)
-        if family.kind == ATTACK and _attack_source(other)[0] == "dnn" and isinstance(family, cls):
-            return other
-    return None
+    """The family that runs attack ``name`` (crafted on the SNN) white-box on the DNN: the same method and
+    norm crafted on the DNN, else None."""
+    mine = perturbed.family(name)
+    return next((other for other in perturbations.names() if (family := perturbed.family(other)).kind == ATTACK
+                 and family.source == "dnn" and (family.method, family.norm) == (mine.method, mine.norm)), None)
 
 
-def claims(snns=ALWAYS_CLAIMED) -> list[Claim]:
-    """Every claim the registry's families make, for each SNN of ``snns``."""
+def claims(snns=ALWAYS_CLAIMED, profile: str = "quick", ran: dict | None = None) -> list[Claim]:
+    """Every claim the registry's families make, for each SNN of ``snns``: an attack's at each budget the
+    profile sweeps or ``ran`` (family -> levels) holds."""
     out = []
     for name in perturbations.names():
         family = perturbed.family(name)
@@ -104,12 +116,12 @@ def claims(snns=ALWAYS_CLAIMED) -> list[Claim]:
         if family.kind != ATTACK:
             out += [Claim(name, snn) for snn in snns]
             continue
-        source, _ = _attack_source(name)
-        for level in family.levels:
-            if source == "dnn":
-                out += [Claim(name, snn, float(level)) for snn in snns]
+        levels = sorted({float(v) for v in (*family.profile_levels(profile), *(ran or {}).get(name, ()))})
+        for level in levels:
+            if not _crafted_on_snn(name):
+                out += [Claim(name, snn, level) for snn in snns]
             else:  # white-box on the snntorch SNN: held against the same attack white-box on the DNN
-                out.append(Claim(name, "snntorch-snn", float(level), _white_box_counterpart(name)))
+                out.append(Claim(name, "snntorch-snn", level, _white_box_counterpart(name)))
     return out
 
 
@@ -153,7 +165,9 @@ class Correctness:
         snn_drops = [clean_snn[k[1]] - ours[k] for k in keys]
         mean, low, high = paired_difference(dnn_drops, snn_drops, seed=seed)
         return {"levels": ", ".join(f"{v:g}" for v in sorted({k[0] for k in keys})), "repeats": len(keys),
-                "n": len(dnn_drops[0]), "drop_dnn_pp": 100 * float(np.mean(dnn_drops)),
+                "n": len(dnn_drops[0]), "clean_dnn": float(np.mean([clean_dnn[k[1]] for k in keys])),
+                "clean_snn": float(np.mean([clean_snn[k[1]] for k in keys])),
+                "drop_dnn_pp": 100 * float(np.mean(dnn_drops)),
                 "drop_snn_pp": 100 * float(np.mean(snn_drops)), "difference_pp": 100 * mean,
                 "ci_low_pp": 100 * low, "ci_high_pp": 100 * high,
                 "verdict": part_verdict(100 * low, 100 * high, *BETTER)}
@@ -182,7 +196,7 @@ def _not_run(claim: Claim, config: dict, subjects: list) -> str:
     for name in dict.fromkeys(filter(None, (claim.family, claim.dnn_family))):
         if name not in asked:
             return f"{name} was not in --perturbations"
-    if claim.kind == ATTACK and claim.dnn_family is None and _attack_source(claim.family)[0] == "snn":
+    if claim.kind == ATTACK and claim.dnn_family is None and _crafted_on_snn(claim.family):
         return f"no attack white-box on the DNN to hold {claim.family} against"
     for engine in (DNN, claim.snn):
         if engine not in config.get("families", []):
@@ -204,8 +218,11 @@ def verdicts(rows: list, config: dict, subjects: list) -> list[dict]:
     """One row per claim part (a claim that did not run: one row saying why), each with the claim's verdict."""
     index = Correctness.of(rows)
     snns = [*ALWAYS_CLAIMED, *(s for s in SNNS if s not in ALWAYS_CLAIMED and s in config.get("families", []))]
+    ran = {}
+    for r in rows:
+        ran.setdefault(r["perturbation"], set()).add(float(r["level"]))
     out = []
-    for claim in claims(snns):
+    for claim in claims(snns, config.get("profile", "quick"), ran):
         head = {"claim": claim.text, "family": claim.family, "kind": claim.kind, "dnn": DNN, "snn": claim.snn,
                 "dnn_family": claim.dnn_family or claim.family,
                 "level": claim.level if claim.level is not None else float("nan")}
@@ -245,11 +262,11 @@ def claim_rows(table: list) -> list[dict]:
 def figures(cells: list, folder: Path, title: str) -> list[Path]:
     """Accuracy vs level, one figure per family kind, a panel per family, a line per engine, model and
     modality (cells: the families' cells, as ``perturbation_cells.json`` holds them)."""
-    paths = []
-    kinds = {}
+    paths, kinds = [], {}
     for c in cells:
-        if c["perturbation"] not in ("none", "gaussian"):
-            kinds.setdefault(perturbed.family(c["perturbation"]).kind, []).append(c)
+        if c["perturbation"] not in ("none", "gaussian") and kind_of(c["perturbation"]) != "unknown":
+            kinds.setdefault(kind_of(c["perturbation"]), []).append(c)
+    folder.mkdir(parents=True, exist_ok=True)
     for kind, mine in kinds.items():
         panels = {}
         for c in sorted(mine, key=lambda c: c["level"]):
@@ -274,7 +291,6 @@ def log_results(rows: list, config: dict, subjects: list, folder: Path) -> None:
     if found:
         mlflow.log_table(pd.DataFrame(found), COMPARISON_TABLE)
     cells = mlflow.load_table(CELLS, run_ids=[mlflow.active_run().info.run_id]).to_dict("records")
-    folder.mkdir(parents=True, exist_ok=True)
     for path in figures(cells, folder, f"{config.get('profile')} profile"):
         mlflow.log_artifact(str(path))
     per_claim = claim_rows(table)
@@ -282,5 +298,19 @@ def log_results(rows: list, config: dict, subjects: list, folder: Path) -> None:
                         for verdict in (*VERDICTS, NOT_RUN)})
     run_summary.headline("Robustness claims: DNN's accuracy drop minus the SNN's, points [95% paired interval]; "
                          "above 0: the SNN holds up better",
-                         [{"claim": c["claim"], "levels": c["levels"], "measured": c["measured"],
-                           "verdict": c["verdict"]} for c in per_claim])
+                         [{k: c[k] for k in ("claim", "levels", "measured", "verdict")} for c in per_claim
+                          if c["verdict"] != NOT_RUN])
+    run_summary.headline("Robustness claims not run", not_run(table))
+
+
+def not_run(table: list) -> list[dict]:
+    """The claims that did not run, one row per family and reason: the SNNs and levels it left out."""
+    out = {}
+    for r in table:
+        if r["verdict"] == NOT_RUN:
+            entry = out.setdefault((r["family"], r["not_run"]), {"family": r["family"], "snns": {}, "levels": {}})
+            entry["snns"][r["snn"]] = None
+            if r["level"] == r["level"]:
+                entry["levels"][f"{r['level']:g}"] = None
+    return [{"family": e["family"], "SNNs": ", ".join(e["snns"]), "levels": ", ".join(e["levels"]) or "all",
+             "why": why} for (_, why), e in out.items()]

@@ -18,6 +18,7 @@ from snnbench.reporting.claims_section import claims_lines, study_document
 from snnbench.reporting.commands import command_line
 from snnbench.reporting.context import (Context, dnn_and_snn, latest_conversion, loss_points, markdown_table, missing,
                                         number, pct, results, scale_line, unreadable, with_interval)
+from snnbench.reporting.robustness_section import robustness_lines
 from snnbench.reporting.steps_section import steps_lines
 from snnbench.tracking.runstore import RunStore, local_store
 
@@ -275,7 +276,7 @@ def throughput_section(ctx: Context) -> list:
 
 
 SECTIONS = (conversion_section, steps_lines, user_models_section, multimodal_section, claims_lines, noise_section,
-            where_section, throughput_section)
+            robustness_lines, where_section, throughput_section)
 
 
 # --- the report --------------------------------------------------------------------------------
