@@ -6,6 +6,9 @@ the mean over seeds with a Student-t 95% interval; the part ``holds`` when the w
 the range, ``does not hold`` when it lies wholly outside, and ``cannot be told apart`` otherwise. A claim
 holds when all its parts hold, does not hold when any part does not, and cannot be told apart otherwise.
 
+Seeds are added by further runs of the same settings (``multimodal_study --seeds 3,4,...``): :func:`pooled`
+joins their rows, each configuration's seed once, and a part's estimate reads every seed it has.
+
 Words read as ranges: "about v %" is v +- 1 point (capped at 100); "loses about d points" is
 d +- max(1, d / 5); "markedly" and "by far" are at least 2 and 5 points; "hurts less" / "beats" is a
 difference above 0. Under the study's protocol (``--validation study``) a clean accuracy is the training's
@@ -25,6 +28,12 @@ from snnbench.evaluation.metrics import seed_interval
 
 VERDICTS = ("holds", "does not hold", "cannot be told apart")
 INF = float("inf")
+CONFIGURATION = ("modality", "family", "size", "neuron", "reset", "steps")  # what a result row trains
+# A multimodal_study run's params that may differ between runs whose seeds are pooled: which seeds and
+# modalities it trained, how many trainings that made, and where and by which (result-neutral) route
+# the grid trainer ran them. Every other param (profile, epochs, protocol, data limits, lr, tf32, noises)
+# must be equal.
+POOLING_IGNORES = ("seeds", "modalities", "trainings", "devices", "graphs", "scan", "side_by_side", "max_stack")
 
 
 def about(value: float) -> tuple[float, float]:
@@ -165,8 +174,23 @@ def combined(part_verdicts) -> str:
     return VERDICTS[1] if VERDICTS[1] in verdicts else VERDICTS[0] if verdicts == {VERDICTS[0]} else VERDICTS[2]
 
 
+def pooled(runs: list[list]) -> tuple[list, int]:
+    """The result rows of several runs of the same settings as one set of seeds, and how many rows were
+    left out as repeats: a configuration's seed counts once, from the first run that has it (list the
+    newest run first). Counting a seed twice would narrow its interval with no new model."""
+    seen, rows = set(), []
+    for run_rows in runs:
+        for row in run_rows:
+            key = (*(row[k] for k in CONFIGURATION), row["seed"])
+            if key not in seen:
+                seen.add(key)
+                rows.append(row)
+    return rows, sum(map(len, runs)) - len(rows)
+
+
 def check(rows: list, protocol: str) -> list[dict]:
-    """One row per claim: each part's estimate (mean [95% interval] over seeds), and the verdict."""
+    """One row per claim: each part's estimate (mean [95% interval] over the seeds that measure it, and
+    how many), the seeds the claim read, and the verdict."""
     seeds = sorted({r["seed"] for r in rows})
     out = []
     for claim in CLAIMS:
@@ -180,5 +204,5 @@ def check(rows: list, protocol: str) -> list[dict]:
                           "verdict": part_verdict(low, high, part.low, part.high)})
         verdict = combined(p["verdict"] for p in parts)
         out.append({"claim": claim.number, "figure": claim.figure, "text": claim.text, "protocol": protocol,
-                    "verdict": verdict, "parts": parts})
+                    "verdict": verdict, "seeds": max(p["seeds"] for p in parts), "parts": parts})
     return out

@@ -25,13 +25,29 @@ def study_document(run) -> dict | None:
     return None
 
 
-def _estimate(part: dict) -> str:
+def pooled_study_runs(ctx, validation: str) -> list:
+    """The multimodal_study runs whose seeds a protocol's claims read, newest first: the newest finished
+    run of that protocol (a full-profile one when there is one) and every finished run of the same settings
+    (its params but :data:`claims.POOLING_IGNORES`)."""
+    newest = ctx.store.latest("multimodal_study", where=lambda r: r.params.get("validation") == validation)
+    if newest is None:
+        return []
+
+    def settings(run) -> dict:
+        return {k: v for k, v in run.params.items() if k not in claims.POOLING_IGNORES}
+
+    return [r for r in ctx.store.finished("multimodal_study") if settings(r) == settings(newest)]
+
+
+def _estimate(part: dict, seeds: int) -> str:
+    """A part's estimate; its seed count where fewer seeds measure it than the claim read."""
     if part["mean"] != part["mean"]:
         return f"{part['part']}: not measured"
     low, high = part["range"]
     claimed = f">= {low:g}" if high == float("inf") else f"{low:g} .. {high:g}"
     interval = f" [{part['ci_low']:.2f}, {part['ci_high']:.2f}]" if part["ci_low"] == part["ci_low"] else ""
-    return f"{part['part']}: {part['mean']:.2f}{interval} (claimed {claimed})"
+    count = f", {part['seeds']} seed{'s' if part['seeds'] > 1 else ''}" if part["seeds"] < seeds else ""
+    return f"{part['part']}: {part['mean']:.2f}{interval}{count} (claimed {claimed})"
 
 
 def claims_lines(ctx) -> list:
@@ -40,35 +56,40 @@ def claims_lines(ctx) -> list:
              "Each claim is split into parts; a part is one quantity computed per model seed (an accuracy, or a "
              "difference between models trained with the same seed) and the range the claim's words put it in "
              "(\"about v%\": v +- 1 point; \"loses about d points\": d +- max(1, d/5); \"markedly\" / \"by far\": at "
-             "least 2 / 5 points; \"beats\", \"hurts less\": above 0). Our estimate: the mean over the 3 seeds with "
-             "its t-interval. A part **holds** when the whole interval lies in the range, **does not hold** when"
-             " it lies wholly outside, and **cannot be told apart** otherwise; a claim holds when every part "
+             "least 2 / 5 points; \"beats\", \"hurts less\": above 0). Our estimate: the mean over the seeds with "
+             "its t-interval; a claim's seeds under each protocol follow its text (every run of the protocol's "
+             "settings pooled, each configuration's seed once), and a part measured on fewer says how many. A part "
+             "**holds** when the whole interval lies in the range, **does not hold** when it lies wholly outside, and **cannot be told apart** otherwise; a claim holds when every part "
              "does and does not hold when any part does not (snnbench.benchmarks.claims). Clean accuracies are "
              "best validation accuracy under the study's protocol and test accuracy under ours; accuracies under"
              " noise are test accuracies in both; \"std 0.1\" claims are read after the activation (post).", ""]
-    checked, runs = {}, []
+    checked, runs, repeats = {}, [], {}
     for protocol, _ in PROTOCOLS:
-        validation = "study" if protocol == "study" else "recordings"
-        run = ctx.store.latest("multimodal_study", where=lambda r, v=validation: r.params.get("validation") == v)
-        document = study_document(run) if run else None
-        if document is not None:
-            ctx.use(run)
-            runs.append(run)
-            checked[protocol] = {c["claim"]: c for c in claims.check(document["runs"], protocol)}
+        pooled = [(run, study_document(run)) for run in pooled_study_runs(ctx, "study" if protocol == "study"
+                                                                           else "recordings")]
+        pooled = [(run, document) for run, document in pooled if document is not None]
+        if pooled:
+            for run, _ in pooled:
+                ctx.use(run)
+                runs.append(run)
+            rows, repeats[protocol] = claims.pooled([document["runs"] for _, document in pooled])
+            checked[protocol] = {c["claim"]: c for c in claims.check(rows, protocol)}
     conversion = conversion_claim(ctx)
     if not runs and conversion is None:
         return lines + [NO_STUDY_RUNS, ""]
     rows, differ = [], []
     for claim in claims.CLAIMS:
         row = [str(claim.number), claim.figure, claim.text]
-        verdicts = []
+        verdicts, seeds = [], []
         for protocol, _ in PROTOCOLS:
             entry = checked.get(protocol, {}).get(claim.number)
             if entry is None:
                 row += ["not run", "–"]
                 continue
-            row += ["; ".join(_estimate(p) for p in entry["parts"]), f"**{entry['verdict']}**"]
+            row += ["; ".join(_estimate(p, entry["seeds"]) for p in entry["parts"]), f"**{entry['verdict']}**"]
             verdicts.append(entry["verdict"])
+            seeds.append(f"{entry['seeds']} {protocol}")
+        row[2] += f" (seeds: {', '.join(seeds)})" if seeds else ""
         if len(set(verdicts)) > 1:
             differ.append(str(claim.number))
         rows.append(row)
@@ -78,6 +99,10 @@ def claims_lines(ctx) -> list:
     for protocol, label in PROTOCOLS:
         header += [f"measured, {label}", f"verdict ({protocol})"]
     lines += markdown_table(header, rows) + [""]
+    for protocol, count in repeats.items():
+        if count:
+            lines += [f"Seeds trained again by a later run of the same settings ({protocol}): {count} rows counted "
+                      "once, from the newest run.", ""]
     if differ:
         lines += [f"Verdicts that differ between the protocols: claims {', '.join(differ)}. Under the study's protocol "
                   "the validation recordings also occur in training, so its clean figures measure recall of seen "
