@@ -242,8 +242,28 @@ def test_spike_deletion_drops_spikes_in_the_snn_and_refuses_a_dnn_in_one_line():
     assert torch.equal(family.perturb_module(snn, 0.0, seed=1).simulate(x)["spk"][0], clean)
     with pytest.raises(UnsupportedModelError, match="no DNN counterpart"):
         family.check(Target("ort-dnn", (784,), "image"))
-    with pytest.raises(UnsupportedModelError, match="nengo-snn's neurons"):
-        family.check(Target("nengo-snn", (784,), "image"))
+    with pytest.raises(UnsupportedModelError, match="Loihi emulator's neurons"):
+        family.check(Target("loihi-emulator", (784,), "image"))
+
+
+@pytest.mark.parametrize("simulator", ["nengo_dl", "nengo"])
+def test_spike_deletion_in_the_converted_networks_if_neurons(tmp_path, simulator):
+    from snnbench.conversion.nengo_net import SimConfig
+
+    source, x = _mlp(tmp_path / "model.onnx"), _digits(10)
+    sim = SimConfig(steps=10, simulator=simulator, minibatch=10)
+    settings = perturbations.build("spike_deletion").engine_settings(0.5, seed=1)
+
+    def run(**more):
+        model = engines.build("nengo-snn", source, dict(sim=sim, calibration_inputs=x, **more))
+        return model.predict(x), model.last_activity.spikes
+
+    clean, clean_spikes = run()
+    lossy, lossy_spikes = run(**settings)
+    assert 0.2 * clean_spikes < lossy_spikes < 0.7 * clean_spikes and not np.allclose(lossy, clean)
+    np.testing.assert_array_equal(run(**settings)[0], lossy)  # the same draws for the same seed
+    np.testing.assert_array_equal(run(spike_loss=(0.0, 5))[0], clean)
+    assert run(spike_loss=(1.0, 5))[1] == 0
 
 
 @pytest.mark.parametrize("name", AUDIO_FAMILIES)

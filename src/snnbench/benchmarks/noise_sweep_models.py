@@ -194,17 +194,20 @@ class Models:
             else:
                 self.model_ids[name] = reference.removeprefix("models:/") if reference.startswith("models:/") else None
 
-    def model(self, subject: Subject, onnx_file: Path | None = None, module=None, calibrated_on: Path | None = None):
+    def model(self, subject: Subject, onnx_file: Path | None = None, module=None, calibrated_on: Path | None = None,
+              **settings):
         """The subject as a harness model (snnbench.evaluation.harness) of its engine (a DNN: of
         ``onnx_file`` instead of its own file if given, e.g. a copy with perturbed weights, converted with
-        the rate scales of ``calibrated_on`` if given; the snntorch SNN: ``module`` instead of its own)."""
+        the rate scales of ``calibrated_on`` if given and the converted engine's further ``settings``; the
+        snntorch SNN: ``module`` instead of its own)."""
         if subject.family == SNN_ENGINE:
             return engines.build(subject.family, module or self.torch_module(subject),
                                  dict(device=self.device, seed=self.config["seed"]))
         onnx_file = onnx_file or self.onnx_file(subject)
         if subject.family == "ort-dnn":
             return engines.build("ort-dnn", onnx_file)
-        return converted_model(subject.family, onnx_file, self.config, self.training_inputs(subject), calibrated_on)
+        return converted_model(subject.family, onnx_file, self.config, self.training_inputs(subject), calibrated_on,
+                               **settings)
 
     def torch_module(self, subject: Subject):
         """The SNN as a torch module: from the cache's ``state.pt``, or a logged PyTorch model
@@ -242,14 +245,14 @@ class Models:
 
 
 def converted_model(engine: str, model_path: Path, config: dict, training_inputs: np.ndarray,
-                    calibrated_on: Path | None = None):
+                    calibrated_on: Path | None = None, **settings):
     """The DNN converted by the calibrated method (each layer's rate scale from its activations on
     ``training_inputs``, the DNN's own training data; those of the network ``calibrated_on`` if given, of
     the same layers), as a harness model of ``engine`` (nengo-snn or loihi-emulator). Pre / post noise
     reaches the neurons in the units of the DNN's pre-activation / activation; its simulators are built
-    once per noise position."""
+    once per noise position; ``settings``: the engine's further settings."""
     sim = SimConfig(steps=config["steps"], seed=config["seed"])
     if calibrated_on is None:
-        return engines.build(engine, model_path, dict(sim=sim, calibration_inputs=training_inputs))
+        return engines.build(engine, model_path, dict(sim=sim, calibration_inputs=training_inputs, **settings))
     layers = engines.converted_layers(calibrated_on, calibration_inputs=training_inputs, seed=sim.seed, dt=sim.dt)[1]
-    return engines.build(engine, model_path, dict(sim=sim, layers=layers))
+    return engines.build(engine, model_path, dict(sim=sim, layers=layers, **settings))

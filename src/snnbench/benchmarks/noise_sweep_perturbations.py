@@ -104,13 +104,16 @@ def weight_fault(child: dict) -> tuple | None:
 def faulty_model(unit, fault: tuple):
     """The unit's subject under ``fault``: the snntorch SNN as a faulty copy of its module; a DNN on a copy of
     its ONNX file with the fault in its weights, whose conversion is calibrated on the faulty file (a weight
-    fault) or on the fault-free one (a neuron fault: the neurons fail on the chip, after conversion)."""
+    fault) or on the fault-free one (a neuron fault: the neurons fail on the chip, after conversion); spike
+    deletion as the converted SNN's setting."""
     from snnbench.benchmarks.noise_sweep_models import SNN_ENGINE
 
     name, level, seed = fault
     subject, models = unit.subject, unit.models
     if subject.family == SNN_ENGINE:
         return models.model(subject, module=family(name).perturb_module(models.torch_module(subject), level, seed))
+    if not hasattr(family(name), "apply"):  # spike deletion: drawn in the simulation
+        return models.model(subject, **family(name).engine_settings(level, seed))
     neurons = family(name).kind == "neurons"
     return models.model(subject, faulty_file(unit, fault), calibrated_on=models.onnx_file(subject) if neurons else None)
 

@@ -1,12 +1,13 @@
 """The converted network's own neuron types and their nengo_dl (TensorFlow) implementations.
 
 With at most ``m`` spikes a step and reset by subtraction, :class:`SignedIF`'s rate converges to
-``min(relu(J), m / dt)``: a bounded ReLU whose bound is ``m`` spikes per step.
+``min(relu(J), m / dt)``: a bounded ReLU whose bound is ``m`` spikes per step. :class:`LossyIF` is
+:class:`SignedIF` whose spikes are each lost on their way out with a probability (spike deletion).
 """
 
 import nengo
 import numpy as np
-from nengo.params import NumberParam
+from nengo.params import IntParam, NumberParam
 
 
 class SignedIF(nengo.SpikingRectifiedLinear):
@@ -23,6 +24,35 @@ class SignedIF(nengo.SpikingRectifiedLinear):
         voltage += J * dt
         n_spikes = np.minimum(np.floor(np.maximum(voltage, 0.0)), self.max_spikes)
         output[:] = (self.amplitude / dt) * n_spikes
+        voltage -= n_spikes
+
+
+class LossyIF(SignedIF):
+    """:class:`SignedIF` whose spikes each reach the next layer with probability ``1 - loss`` (the neuron
+    fires and resets as before); the draws come from ``seed`` (a binomial per neuron and step)."""
+
+    loss = NumberParam("loss", low=0, high=1)
+    seed = IntParam("seed", low=0)
+
+    def __init__(self, loss=0.0, seed=0, **kwargs):
+        super().__init__(**kwargs)
+        self.loss, self.seed = loss, seed
+
+    @classmethod
+    def of(cls, neuron: SignedIF, loss: float, seed: int) -> "LossyIF":
+        """``neuron`` (its amplitude, bound and initial state) losing its spikes with probability ``loss``."""
+        return cls(loss, seed, amplitude=neuron.amplitude, max_spikes=neuron.max_spikes,
+                   initial_state=neuron.initial_state)
+
+    def make_state(self, n_neurons, rng=np.random, dtype=None):
+        state = super().make_state(n_neurons, rng=rng, dtype=dtype)
+        state["rng"] = np.random.RandomState(self.seed)
+        return state
+
+    def step(self, dt, J, output, rng, voltage):
+        voltage += J * dt
+        n_spikes = np.minimum(np.floor(np.maximum(voltage, 0.0)), self.max_spikes)
+        output[:] = (self.amplitude / dt) * rng.binomial(n_spikes.astype(np.int64), 1 - self.loss)
         voltage -= n_spikes
 
 
@@ -43,7 +73,7 @@ def register_nengo_dl_neurons(nengo_dl):
     """Give nengo_dl TensorFlow implementations of both neurons (else it runs their NumPy steps
     through Python at every time step)."""
     table = nengo_dl.neuron_builders.SimNeuronsBuilder.TF_NEURON_IMPL
-    if SignedIF in table and ClippedRectifiedLinear in table:
+    if SignedIF in table and ClippedRectifiedLinear in table and LossyIF in table:
         return
     import tensorflow as tf
 
@@ -64,10 +94,27 @@ def register_nengo_dl_neurons(nengo_dl):
             n_spikes = tf.floor(tf.nn.relu(voltage))
             if self.max_spikes is not None:
                 n_spikes = tf.minimum(n_spikes, self.max_spikes)
-            return n_spikes * self.alpha, voltage - n_spikes
+            return self.emitted(n_spikes) * self.alpha, voltage - n_spikes
+
+        def emitted(self, n_spikes):
+            return n_spikes
 
         def training_step(self, J, dt, **state):
             return tf.nn.relu(J) * self.alpha * dt
+
+    class LossyIFBuilder(SignedIFBuilder):
+        def build_pre(self, signals, config):
+            super().build_pre(signals, config)
+            self.keep = 1 - per_neuron(self, signals, "loss")
+            self.seed = int(sum(op.neurons.seed for op in self.ops))  # the op's seed; nengo_dl sets the graph's
+
+        def emitted(self, n_spikes):
+            # a fresh seed each step from a seeded stateful op, then an exact binomial of the step's spikes
+            seed = tf.random.uniform([2], maxval=2 ** 31 - 1, dtype=tf.int32, seed=self.seed)
+            kept = tf.random.stateless_binomial(tf.shape(n_spikes), seed, n_spikes,
+                                                tf.broadcast_to(self.keep, tf.shape(n_spikes)), n_spikes.dtype)
+            kept.set_shape(n_spikes.shape)
+            return kept
 
     class ClippedRectifiedLinearBuilder(nengo_dl.neuron_builders.TFNeuronBuilder):
         def build_pre(self, signals, config):
@@ -79,4 +126,5 @@ def register_nengo_dl_neurons(nengo_dl):
             return out if self.amplitude is None else out * self.amplitude
 
     table[SignedIF] = SignedIFBuilder
+    table[LossyIF] = LossyIFBuilder
     table[ClippedRectifiedLinear] = ClippedRectifiedLinearBuilder

@@ -9,6 +9,7 @@ import numpy as np
 
 from snnbench.conversion.nengo_net import (LayerParams, SimConfig, build_network, fed_stages, layer_list, readout,
                                            register_nengo_dl_neurons, stage_currents, stage_key)
+from snnbench.conversion.neurons import LossyIF, SignedIF
 from snnbench.conversion.onnx_io import INPUT, ConvertedModel, load_any
 from snnbench.engines import converted_layers, register
 from snnbench.errors import ConfigError, DataError
@@ -38,8 +39,9 @@ class NengoRunner(AbstractContextManager):
 
     def __init__(self, model_dir_or_converted, layers: LayerParams | list = LayerParams(),
                  sim: SimConfig = SimConfig(), noise: NoiseSpec | None = None, counters: bool = True,
-                 fed: tuple | None = None):
+                 fed: tuple | None = None, spike_loss: tuple = (0.0, 0)):
         self.model: ConvertedModel = load_any(model_dir_or_converted)
+        self.spike_loss = spike_loss  # (probability, seed): each hidden spike lost on its way out
         self.layers = layer_list(layers, len(self.model.hidden))
         self.sim, self.noise, self.counters = sim, noise or NoiseSpec(), counters
         self.fed = fed_stages(self.model, self.noise.position if self.noise.active else "none") if fed is None else fed
@@ -96,6 +98,8 @@ class NengoRunner(AbstractContextManager):
                 tf.get_logger().setLevel("ERROR")  # each simulator traces its own graph: not a retracing bug
             self._net = build_network(self.model, self.layers, self.sim, None if dl else self._node_reader,
                                       self.counters, self.fed)
+            if self.spike_loss[0] > 0:
+                self._lose_spikes(*self.spike_loss)
             self._fan_outs = [self.model.fan_out(i) for i in range(len(self.model.hidden))] if self.counters else []
             if dl:
                 with self._net.network:
@@ -109,6 +113,14 @@ class NengoRunner(AbstractContextManager):
             else:
                 self._simulator = nengo.Simulator(self._net.network, dt=self.sim.dt, progress_bar=False,
                                                   seed=self.sim.seed)
+
+    def _lose_spikes(self, loss: float, seed: int):
+        """Every hidden IF neuron's spikes lost with probability ``loss`` (layer ``i``'s draws from ``seed + i``)."""
+        for i, ensemble in enumerate(self._net.ensembles):
+            if not isinstance(ensemble.neuron_type, SignedIF):
+                raise ConfigError(f"spike deletion runs in IF neurons (calibration's neuron if), but layer {i} has "
+                                  f"{type(ensemble.neuron_type).__name__} neurons")
+            ensemble.neuron_type = LossyIF.of(ensemble.neuron_type, loss, seed + i)
 
     def _node_reader(self, key: str, size: int):
         def output(t):
@@ -232,16 +244,17 @@ class NengoModel(Model):
     setting as data."""
     engine = "nengo-snn"
 
-    def __init__(self, converted, layers, sim, counters: bool = True):
+    def __init__(self, converted, layers, sim, counters: bool = True, spike_loss: tuple = (0.0, 0)):
         self.converted = load_any(converted)
-        self.layers, self.sim, self.counters = layers, sim, counters
+        self.layers, self.sim, self.counters, self.spike_loss = layers, sim, counters, spike_loss
         self.steps = sim.steps
         self._runners = {}
 
     def runner(self, noise: NoiseSpec):
         fed = fed_stages(self.converted, noise.position if noise.active else "none")
         if fed not in self._runners:
-            self._runners[fed] = NengoRunner(self.converted, self.layers, self.sim, noise, self.counters, fed)
+            self._runners[fed] = NengoRunner(self.converted, self.layers, self.sim, noise, self.counters, fed,
+                                             self.spike_loss)
         runner = self._runners[fed]
         runner.noise = noise
         return runner
@@ -270,6 +283,7 @@ class NengoModel(Model):
 
 @register("nengo-snn")
 def build(artifact, layers=None, sim: SimConfig = SimConfig(), counters: bool = True,
-          calibration_inputs=None) -> NengoModel:
+          calibration_inputs=None, spike_loss: tuple = (0.0, 0)) -> NengoModel:
+    """``spike_loss``: (probability, seed), each hidden spike lost on its way to the next layer (IF neurons)."""
     converted, layers = converted_layers(artifact, layers, calibration_inputs, sim.seed, sim.dt)
-    return NengoModel(converted, layers, sim, counters)
+    return NengoModel(converted, layers, sim, counters, spike_loss)

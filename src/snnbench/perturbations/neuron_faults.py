@@ -20,8 +20,9 @@ neurons.
   ``t``. DNN counterpart: each ReLU unit's gain divided by ``t`` (the same file in ONNX Runtime), which a
   rate-coded neuron computes exactly.
 * ``spike_deletion``: each spike of a hidden neuron lost with probability ``p`` on its way to the next
-  layer (the neuron fires and resets as usual), in the simulation itself: the snntorch SNN (nengo-snn's and
-  the Loihi emulator's neurons do not drop spikes yet, and refuse it). No DNN counterpart: a DNN emits no spikes (in expectation the loss scales each
+  layer (the neuron fires and resets as usual), in the simulation itself: nengo-snn's IF neurons
+  (:class:`~snnbench.conversion.neurons.LossyIF`, a binomial draw of each step's spikes) and the snntorch
+  SNN (the Loihi emulator's neurons do not drop spikes, and refuse it). No DNN counterpart: a DNN emits no spikes (in expectation the loss scales each
   activation by ``1 - p``, which the next layer's weights could absorb), so ``ort-dnn`` is refused.
 
 The converted SNN is calibrated on the fault-free network and runs the faulty one (the neurons fail on
@@ -221,7 +222,7 @@ class ThresholdVariation(NeuronFault):
 class SpikeDeletion(Perturbation):
     """Each hidden spike lost with probability ``p``, drawn in the simulation (not in the weights)."""
     kind = "neurons"
-    engines = ("snntorch-snn",)
+    engines = ("nengo-snn", "snntorch-snn")
     level_name = "probability"
     level_help = "probabilities from 0 to 1"
     levels: tuple = (0.05, 0.1, 0.2, 0.5)
@@ -233,16 +234,21 @@ class SpikeDeletion(Perturbation):
     def check(self, target: Target) -> None:
         if target.engine == "ort-dnn":
             raise UnsupportedModelError("perturbation spike_deletion deletes spikes, which a DNN does not emit (no "
-                                        "DNN counterpart); it applies to snntorch-snn")
-        if target.engine in ("nengo-snn", "loihi-emulator"):
-            raise UnsupportedModelError(f"perturbation spike_deletion applies to snntorch-snn; {target.engine}'s "
-                                        "neurons do not drop spikes yet")
+                                        "DNN counterpart); it applies to nengo-snn and snntorch-snn")
+        if target.engine == "loihi-emulator":
+            raise UnsupportedModelError("perturbation spike_deletion applies to nengo-snn and snntorch-snn; the Loihi "
+                                        "emulator's neurons do not drop spikes")
         super().check(target)
 
     def generator_seed(self, level: float, seed: int, key: str) -> int:
         """The seed of layer ``key``'s deletion draws (a simulation's spikes differ by engine, so its draws
         are reproducible per engine, not shared)."""
-        return int(keyed_rng(seed, self.name, level, key).integers(2 ** 31 - 1))
+        return int(keyed_rng(seed, self.name, level, key).integers(2 ** 31 - 64))
+
+    def engine_settings(self, level: float, seed: int) -> dict:
+        """nengo-snn's setting: each hidden IF neuron's spikes lost with probability ``level`` (layer ``i``'s
+        draws seeded by the layer's seed plus ``i``)."""
+        return {"spike_loss": (float(level), self.generator_seed(level, seed, "nengo-snn"))}
 
     def perturb_module(self, module, level: float, seed: int):
         """A copy of the suite's snntorch SNN whose hidden spikes are each lost with probability ``level``."""
