@@ -317,6 +317,9 @@ def fan_out(stage: Stage, chunk: int = 512, source: int | None = None) -> np.nda
     if source in cache:
         return cache[source]
     paths = [replace(p, scale=1.0) for p in stage.paths if p.source == source]
+    if len(paths) == 1 and len(paths[0].ops) == 1 and paths[0].ops[0].kind == "dense":  # a fully connected layer:
+        cache[source] = (paths[0].ops[0].weight != 0).sum(axis=0).astype(np.float64)  # its nonzero weights per input
+        return cache[source]
     indicators = {}
 
     def apply(op, x):
