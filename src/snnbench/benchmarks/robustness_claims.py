@@ -261,22 +261,25 @@ def claim_rows(table: list) -> list[dict]:
 
 def figures(cells: list, folder: Path, title: str) -> list[Path]:
     """Accuracy vs level, one figure per family kind, a panel per family, a line per engine, model and
-    modality (cells: the families' cells, as ``perturbation_cells.json`` holds them)."""
+    modality starting from its clean accuracy (cells: the families' cells, as ``perturbation_cells.json``
+    holds them)."""
+    clean = {(c["engine"], c["model"], c["modality"]): c["accuracy"] for c in cells if c["perturbation"] == "none"}
     paths, kinds = [], {}
     for c in cells:
         if c["perturbation"] not in ("none", "gaussian") and kind_of(c["perturbation"]) != "unknown":
             kinds.setdefault(kind_of(c["perturbation"]), []).append(c)
-    folder.mkdir(parents=True, exist_ok=True)
     for kind, mine in kinds.items():
         panels = {}
         for c in sorted(mine, key=lambda c: c["level"]):
-            label = perturbed.family(c["perturbation"]).level_name
-            series = panels.setdefault(f"{c['perturbation']} ({label})", {}).setdefault(
-                f"{c['engine']} {c['model']}/{c['modality']}", ([], []))
-            series[0].append(c["level"])
-            series[1].append(100 * c["accuracy"])
+            key = (c["engine"], c["model"], c["modality"])
+            panel = panels.setdefault(f"{c['perturbation']} ({perturbed.family(c['perturbation']).level_name})", {})
+            xs, ys = panel.setdefault(f"{c['engine']} {c['model']}/{c['modality']}",
+                                      (["clean"], [100 * clean[key]]) if key in clean else ([], []))
+            xs.append(f"{c['level']:g}")
+            ys.append(100 * c["accuracy"])
         paths.append(plots.line_panels(panels, folder / f"accuracy_vs_level_{kind}.png", xlabel="level",
-                                       ylabel="test accuracy (%)", title=f"{title}: {kind} perturbations"))
+                                       ylabel="test accuracy (%)", title=f"{title}: {kind} perturbations",
+                                       categorical=True))
     return paths
 
 

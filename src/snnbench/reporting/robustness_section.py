@@ -36,8 +36,8 @@ def comparison_lines(found: list) -> list:
     lines = []
     for kind in dict.fromkeys(r["kind"] for r in found):
         lines += [f"**{kind}** perturbations, which engine holds up better:", ""]
-        rows = [[r["perturbation"], r["snn"], f"{r['model']}/{r['modality']}", r["levels"], pct(r["clean_dnn"]),
-                 pct(r["clean_snn"]), f"{r['drop_dnn_pp']:.2f}", f"{r['drop_snn_pp']:.2f}", _difference(r),
+        rows = [[r["perturbation"], r["snn"], f"{r['model']}/{r['modality']}", r["levels"], pct(r.get("clean_dnn")),
+                 pct(r.get("clean_snn")), f"{r['drop_dnn_pp']:.2f}", f"{r['drop_snn_pp']:.2f}", _difference(r),
                  r["holds_up_better"]] for r in found if r["kind"] == kind]
         lines += markdown_table(["family", "SNN", "model / modality", "levels", "DNN clean", "SNN clean",
                                  "DNN drop (pp)", "SNN drop (pp)", "difference [95% CI]", "holds up better"],
