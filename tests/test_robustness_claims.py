@@ -146,7 +146,9 @@ def test_attack_claims_are_read_per_budget_and_white_box_against_the_dnn_white_b
     white_box = [r for r in _claim(table, on_snn, "snntorch-snn") if r["level"] == 0.1]
     assert len(white_box) == 1 and white_box[0]["dnn_family"] == on_dnn
     assert white_box[0]["drop_dnn_pp"] == pytest.approx(40) and white_box[0]["drop_snn_pp"] == pytest.approx(5)
-    assert white_box[0]["verdict"] == HOLDS and "(DNN under" in white_box[0]["claim"]
+    assert white_box[0]["verdict"] == HOLDS and white_box[0]["claim"] == (
+        f"snntorch-snn under {on_snn} holds up better than its DNN under {on_dnn} at eps 0.1 (each white-box)")
+    assert by_level[0.1]["claim"] == f"nengo-snn holds up better than its DNN under {on_dnn} at eps 0.1 (crafted on the DNN)"
     not_asked = _claim(rc.verdicts(_pair("weight_noise", [], []), CONFIG, SUBJECTS), on_snn, "snntorch-snn")
     assert all(r["verdict"] == rc.NOT_RUN and r["not_run"] == f"{on_snn} was not in --perturbations"
                for r in not_asked)

@@ -74,8 +74,11 @@ class Claim:
     def text(self) -> str:
         what = perturbed.family(self.family)
         at = f" at {what.level_name} {self.level:g}" if self.level is not None else ""
-        against = f" (DNN under {self.dnn_family})" if self.dnn_family else ""
-        return f"{self.snn} holds up better than its DNN under {self.family}{at}{against}"
+        if self.dnn_family:
+            return (f"{self.snn} under {self.family} holds up better than its DNN under {self.dnn_family}{at} "
+                    "(each white-box)")
+        crafted = " (crafted on the DNN)" if what.kind == ATTACK else ""
+        return f"{self.snn} holds up better than its DNN under {self.family}{at}{crafted}"
 
 
 def kind_of(name: str) -> str:
