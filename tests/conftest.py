@@ -2,6 +2,9 @@
 temporary MLflow store and model cache per test session, so tests never touch the user's."""
 
 import os
+import shutil
+import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 import numpy as np
@@ -20,12 +23,29 @@ def _isolated_cache(tmp_path_factory):
     yield
 
 
+@pytest.fixture(scope="session")
+def _empty_store(tmp_path_factory) -> Path:
+    """An MLflow sqlite store with its tables made, once a session (making them runs every schema
+    migration: over a second per store)."""
+    from mlflow.tracking import MlflowClient
+
+    path = tmp_path_factory.mktemp("empty-store") / "mlflow.db"
+    MlflowClient(f"sqlite:///{path}").search_experiments()
+    return path
+
+
 @pytest.fixture
-def tracking_store(tmp_path, monkeypatch):
-    """A fresh sqlite MLflow store for one test; returns its URI."""
+def tracking_store(tmp_path, monkeypatch, _empty_store):
+    """A fresh sqlite MLflow store for one test (a copy of the empty one, its default experiment's
+    artifacts in the test's folder, as a store made there puts them); returns its URI."""
     import mlflow
 
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    db = tmp_path / "mlflow.db"
+    shutil.copyfile(_empty_store, db)
+    with closing(sqlite3.connect(db)) as connection, connection:
+        connection.execute("UPDATE experiments SET artifact_location = ? WHERE experiment_id = 0",
+                           (str(tmp_path / "mlruns" / "0"),))
+    uri = f"sqlite:///{db}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
     monkeypatch.chdir(tmp_path)
