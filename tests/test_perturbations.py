@@ -308,3 +308,47 @@ def test_the_waveform_corruptions_change_the_recording_not_its_spectrogram():
     with pytest.raises(DataError, match="no FSDD recording"):
         perturbations.build("snr_noise").apply(np.full((1, feature_size("audio")), 0.5, np.float32),
                                                (feature_size("audio"),), 10, seed=0)
+
+
+def test_the_sweeps_fault_children_come_after_those_that_run_the_subjects_own_model():
+    from snnbench.benchmarks import noise_sweep_perturbations as perturbed
+    from snnbench.benchmarks.noise_sweep_models import Subject
+
+    config = {"perturbations": ["gaussian", "dead_neurons", "rotate", "saturated_neurons", "shot_noise"],
+              "profile": "quick", "seed": 0, "seeds": 1, "test_limit": 10}
+    kids = perturbed.children(Subject("nengo-snn", "conversion-mlp", "image"), config, {})
+    # the subject's own model serves every corruption before the faults build theirs
+    assert [c["perturbation"] for c in kids] == ["rotate", "shot_noise", "dead_neurons", "saturated_neurons"]
+
+
+@pytest.mark.slow
+def test_the_sweep_runs_neuron_faults_and_audio_corruptions_on_every_engine_that_takes_them(tracking_store):
+    require_data()
+    tiny = ["--test-limit", "40", "--train-limit", "300", "--epochs", "1", "--steps", "6", "--snn-steps", "3"]
+    assert main(["noise_sweep", "--modalities", "audio", "--perturbations",
+                 "saturated_neurons,spike_deletion,time_mask,snr_noise", *tiny]) == 0
+    client = MlflowClient(tracking_store)
+    runs = client.search_runs([client.get_experiment_by_name("noise_sweep").experiment_id])
+    parent = next(r for r in runs if "mlflow.parentRunId" not in r.data.tags)
+    seen = {(r.data.tags["engine"], r.data.tags["perturbation"]) for r in runs if "mlflow.parentRunId" in r.data.tags}
+    for engine in ("ort-dnn", "nengo-snn", "snntorch-snn"):
+        assert {(engine, "saturated_neurons"), (engine, "time_mask"), (engine, "snr_noise")} <= seen
+    assert {("nengo-snn", "spike_deletion"), ("snntorch-snn", "spike_deletion")} <= seen
+    assert ("ort-dnn", "spike_deletion") not in seen
+    refused = open(client.download_artifacts(parent.info.run_id, "perturbations_refused.txt")).read()
+    assert "spike_deletion on ort-dnn/multimodal/audio: perturbation spike_deletion deletes spikes" in refused
+    assert {"mean_drop_pp.neurons.nengo-snn", "mce_vs_dnn.input.snntorch-snn"} <= set(parent.data.metrics)
+
+
+def test_a_neuron_fault_refuses_a_relu_whose_layer_has_no_weights_and_bias_to_change(tmp_path):
+    from onnx import TensorProto, helper
+
+    weights = [numpy_helper.from_array(np.ones((4, 3), np.float32), "w0"),
+               numpy_helper.from_array(np.ones((3, 2), np.float32), "w1")]
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w0"], ["h"]), helper.make_node("Relu", ["h"], ["a"]),
+                               helper.make_node("MatMul", ["a", "w1"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2])], weights)
+    onnx.save(helper.make_model(graph), str(tmp_path / "m.onnx"))
+    with pytest.raises(UnsupportedModelError, match="ReLU 'a' is fed by MatMul"):
+        perturbations.build("threshold_variation").neuron_layers(tmp_path / "m.onnx")

@@ -63,14 +63,22 @@ def _user_data(config: dict) -> Dataset | None:
     return user_dataset(spec, config["seed"]) if spec and spec not in BUILT_IN else None
 
 
+_TEST_DATA = {}
+
+
 def sweep_test_data(config: dict, modality: str) -> FeatureSet:
-    """The sweep's test samples: a fixed seeded subset of ``test_limit`` (0: all) of the test split."""
-    own = _user_data(config)
-    if own is None:
-        return test_data(modality, config["test_limit"])
-    test, limit = own.test, config["test_limit"]
-    return test.subset(np.sort(np.random.default_rng(0).permutation(len(test))[:limit])) if 0 < limit < len(test) \
-        else test
+    """The sweep's test samples: a fixed seeded subset of ``test_limit`` (0: all) of the test split (read
+    once per process: every child of the modality reads them)."""
+    key = (config.get("dataset") or "", config["seed"], config["test_limit"], modality)
+    if key not in _TEST_DATA:
+        own = _user_data(config)
+        if own is None:
+            _TEST_DATA[key] = test_data(modality, config["test_limit"])
+        else:
+            test, limit = own.test, config["test_limit"]
+            _TEST_DATA[key] = test.subset(np.sort(np.random.default_rng(0).permutation(len(test))[:limit])) \
+                if 0 < limit < len(test) else test
+    return _TEST_DATA[key]
 
 
 def sample_shape(config: dict, modality: str) -> tuple:

@@ -53,20 +53,24 @@ def _others(config: dict) -> list:
 
 def refusal(name: str, subject, config: dict) -> str | None:
     """Why family ``name`` cannot be applied to ``subject`` (one line), or None."""
-    from snnbench.benchmarks.noise_sweep_models import sample_shape
+    from snnbench.benchmarks.noise_sweep_models import SNN_ENGINE, sample_shape, user_onnx
 
     try:
         family(name).check(Target(subject.family, sample_shape(config, subject.modality), subject.modality,
                                   subject.model))
+        if hasattr(family(name), "neuron_layers") and subject.model == "user" and subject.family != SNN_ENGINE:
+            family(name).neuron_layers(user_onnx(config).path)  # a user's graph: each ReLU's layer found
     except SnnbenchError as error:
         return str(error)
     return None
 
 
 def children(subject, config: dict, base: dict) -> list:
-    """The subject's children of every family besides Gaussian noise that applies to it."""
+    """The subject's children of every family besides Gaussian noise that applies to it: first those that
+    run the subject's own model (input corruptions, attacks), then the faults, each a model of its own (so
+    the model built for the first ones serves them all)."""
     out = []
-    for name in _others(config):
+    for name in sorted(_others(config), key=lambda n: family(n).kind in ("weights", "neurons")):
         if refusal(name, subject, config) is None:
             out += [{**base, "position": "none", "std": 0.0, "noise_seed": config["seed"] + r, "perturbation": name,
                      "level": float(level), **source_keys(name)}
@@ -138,17 +142,16 @@ _CORRUPTED = {}
 
 
 def corrupted(data: FeatureSet, child: dict, sample_shape: tuple) -> FeatureSet:
-    """``data`` with the child's input corruption (the same samples for every engine), or as it is."""
+    """``data`` with the child's input corruption (the same samples for every engine), or as it is: corrupted
+    once per (family, level, seed, samples) in this process and kept on disk, for every engine's child."""
     name = child.get("perturbation")
     if not name or family(name).kind != "input":
         return data
     key = (name, child["level"], child["noise_seed"], data.digest)
     if key not in _CORRUPTED:
-        while len(_CORRUPTED) >= 4:
-            _CORRUPTED.pop(next(iter(_CORRUPTED)))
-        x = family(name).apply(data.x, sample_shape, child["level"], child["noise_seed"])
-        _CORRUPTED[key] = FeatureSet(x, data.y, data.checksums, data.origins)
-    return _CORRUPTED[key]
+        _CORRUPTED[key] = Path(tempfile.mkdtemp(prefix="snnbench-corrupted-")) / "x.npy"
+        np.save(_CORRUPTED[key], family(name).apply(data.x, sample_shape, child["level"], child["noise_seed"]))
+    return FeatureSet(np.load(_CORRUPTED[key]), data.y, data.checksums, data.origins)
 
 
 _ATTACKERS, _ATTACKED = {}, {}

@@ -134,6 +134,11 @@ class NeuronFault(WeightFault):
     engines = ("ort-dnn", *SPIKING)
     needs_inputs = False  # whether apply needs training inputs (the layers' largest activations)
 
+    @staticmethod
+    def neuron_layers(onnx_file) -> list:
+        """The hidden layers of ``onnx_file`` this fault changes (one line if one cannot be changed)."""
+        return neuron_layers(onnx.load(str(onnx_file)))
+
     def change(self, weight: np.ndarray, bias: np.ndarray, key: str, level: float, seed: int,
                peak: float) -> tuple[np.ndarray, np.ndarray]:
         """A layer's weight (units first) and bias with the fault of ``level``; ``peak``: a neuron's largest output."""

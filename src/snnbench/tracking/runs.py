@@ -26,11 +26,13 @@ import sys
 import textwrap
 import weakref
 from contextlib import closing, contextmanager
+from functools import cache
 from importlib import metadata
 from pathlib import Path
 
 import mlflow
 import numpy as np
+from mlflow.entities import Param, RunTag
 from mlflow.tracking import MlflowClient
 
 from snnbench.errors import DataError, SnnbenchError, StorageError
@@ -144,19 +146,28 @@ def git_commit() -> str:
     return commit + ("+dirty" if dirty else "")
 
 
+@cache
+def _environment() -> dict:
+    """This process's python, platform, commit and package versions (read once: the code it runs is the
+    code it loaded)."""
+    return {"python": sys.version.split()[0], "platform": platform.platform(),
+            "processor": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
+            "git_commit": git_commit(), "packages": {p: _version(p) for p in PACKAGES}}
+
+
 def _log_run(params: dict, device: str, data_checksums: dict | None):
     """The active run's params (those not already on it: ``mlflow run`` logs its entry-point params),
     environment tags (commit, device, python, package versions, data checksums) and ``environment.json``."""
-    existing = mlflow.get_run(mlflow.active_run().info.run_id).data.params
+    run_id = mlflow.active_run().info.run_id
+    existing = mlflow.get_run(run_id).data.params
     flat = {k: json.dumps(v) if isinstance(v, (list, tuple, dict)) else v for k, v in mask_credentials(params).items()}
-    mlflow.log_params({k: v for k, v in flat.items() if k not in existing})
     checksums = data_checksums or {}
-    env = {"python": sys.version.split()[0], "platform": platform.platform(),
-           "processor": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
-           "git_commit": git_commit(), "device": device, "packages": {p: _version(p) for p in PACKAGES}}
+    env = {**_environment(), "device": device}
     tags = {"snnbench.git_commit": env["git_commit"], "snnbench.device": device, "snnbench.python": env["python"],
             **{f"version.{k}": v for k, v in env["packages"].items()}, **{f"data.{k}": v for k, v in checksums.items()}}
-    mlflow.set_tags(mask_credentials(tags))
+    # params and tags in one write (MLflow's fluent calls: one each)
+    MlflowClient().log_batch(run_id, params=[Param(k, str(v)) for k, v in flat.items() if k not in existing],
+                             tags=[RunTag(k, str(v)) for k, v in mask_credentials(tags).items()])
     mlflow.log_dict(mask_credentials({**env, "data_checksums": checksums}), "environment.json")
 
 
@@ -274,12 +285,17 @@ def _unfinished_run(benchmark: str, experiment_id: str, key: str, resume: bool |
 
 # --------------------------------------------------------------------------- child runs
 
+@cache
+def _sweep_key(parent_run_id: str) -> str:
+    """A sweep's key (its parent run's tag, set when the run starts)."""
+    return MlflowClient().get_run(parent_run_id).data.tags[SWEEP_KEY]
+
+
 @contextmanager
 def child_run(name: str, config: dict, *, device: str = "cpu", data_checksums: dict | None = None):
     """A nested run of the active sweep for one configuration, with its params and environment.
     If the body raises, the child run is deleted: no half-done configuration stays behind."""
-    parent = MlflowClient().get_run(mlflow.active_run().info.run_id)
-    tags = {CONFIG_KEY: config_key(config), SWEEP_KEY: parent.data.tags[SWEEP_KEY]}
+    tags = {CONFIG_KEY: config_key(config), SWEEP_KEY: _sweep_key(mlflow.active_run().info.run_id)}
     run = mlflow.start_run(run_name=name, nested=True, tags=tags, log_system_metrics=_system_metrics(device))
     try:
         with run:
