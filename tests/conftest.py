@@ -1,9 +1,11 @@
-"""Test set-up: data from SNNBENCH_DATA (default ../shared/data beside the checkout), and a
-temporary MLflow store and model cache per test session, so tests never touch the user's."""
+"""Test set-up: data from SNNBENCH_DATA (default ../shared/data beside the checkout), a temporary
+MLflow store per test and a model cache per test run, so tests never touch the user's; folders
+built once per run and shared by the pytest-xdist workers."""
 
 import os
 import shutil
 import sqlite3
+from collections.abc import Callable
 from contextlib import closing
 from pathlib import Path
 
@@ -17,9 +19,34 @@ if not os.environ.get("SNNBENCH_DATA") and SHARED_DATA.is_dir():
     os.environ["SNNBENCH_DATA"] = str(SHARED_DATA)
 
 
+def run_folder(tmp_path_factory, name: str) -> Path:
+    """``name`` in this test run's temporary root, which every pytest-xdist worker of the run shares
+    (``make test`` runs the tests in several worker processes)."""
+    root = tmp_path_factory.getbasetemp()
+    return (root.parent if os.environ.get("PYTEST_XDIST_WORKER") else root) / name
+
+
+def built_once(tmp_path_factory, name: str, build: Callable[[Path], None]) -> Path:
+    """The run folder ``name``, filled by ``build(folder)`` once per test run: the first worker to
+    ask builds it while the others wait for it."""
+    from filelock import FileLock
+
+    folder = run_folder(tmp_path_factory, name)
+    with FileLock(f"{folder}.lock"):
+        if not (folder / ".built").exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir(parents=True)
+            build(folder)
+            (folder / ".built").touch()
+    return folder
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _isolated_cache(tmp_path_factory):
-    os.environ["SNNBENCH_CACHE"] = str(tmp_path_factory.mktemp("snnbench-cache"))
+    """One model cache for the test run (its builds are atomic, so workers share it safely)."""
+    cache = run_folder(tmp_path_factory, "snnbench-cache")
+    cache.mkdir(exist_ok=True)
+    os.environ["SNNBENCH_CACHE"] = str(cache)
     yield
 
 

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import built_once
 from snnbench import tuning
 from snnbench.data import UNLABELLED, check_fits, load_dataset
 from snnbench.errors import ConfigError, DataError
@@ -280,9 +281,7 @@ def test_user_splits_log_as_mlflow_datasets(tmp_path, tracking_store):
 
 
 # ----------------------------------------------------------------------------- the digits example
-@pytest.fixture(scope="module")
-def digits(tmp_path_factory):
-    """examples/digits.py run briefly: its data set and ONNX model."""
+def _run_digits_example(folder: Path):
     import torch
     spec = importlib.util.spec_from_file_location("digits_example", ROOT / "examples" / "digits.py")
     example = importlib.util.module_from_spec(spec)
@@ -290,9 +289,17 @@ def digits(tmp_path_factory):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return example.main(["--out", str(tmp_path_factory.mktemp("digits")), "--epochs", "15"])
+        made = example.main(["--out", str(folder), "--epochs", "15"])
     finally:
         torch.set_num_threads(threads)
+    (folder / "made.json").write_text(json.dumps(made, default=str))
+
+
+@pytest.fixture(scope="module")
+def digits(tmp_path_factory):
+    """examples/digits.py run briefly (once per test run): its data set and ONNX model."""
+    made = json.loads((built_once(tmp_path_factory, "digits", _run_digits_example) / "made.json").read_text())
+    return {"data": Path(made["data"]), "model": Path(made["model"]), "test_accuracy": made["test_accuracy"]}
 
 
 def test_digits_example_exports_a_data_set_and_a_model_that_fit(digits):
