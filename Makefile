@@ -33,11 +33,14 @@ bench: setup
 		mlflow run . -e noise_sweep --env-manager local --experiment-name noise_sweep -P profile=$(PROFILE)
 
 # lint (ruff), the layer contracts (import-linter, pyproject.toml), the documentation site, then the tests
+# (pytest-xdist: in worker processes, one per core and at most 4, an idle one taking tests queued
+# for a busy one; PYTEST_PARALLEL= runs them in one process)
+PYTEST_PARALLEL ?= --numprocesses auto --maxprocesses 4 --dist worksteal
 test: setup
 	$(BIN)/ruff check src tests
 	$(BIN)/lint-imports
 	$(MKDOCS_BUILD)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(PYTEST_PARALLEL) $(PYTEST_ARGS)
 
 # --strict: a broken link, a missing page or a docstring the API reference cannot read is an error
 # (never --quiet: it hides the warnings that --strict counts; NO_MKDOCS_2_WARNING: Material for MkDocs'
