@@ -3,7 +3,6 @@ the parent, the verdicts in the run's summary, and the report's robustness secti
 
 import json
 
-import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
 
@@ -37,7 +36,7 @@ def test_robustness_decides_the_claims_of_the_families_it_ran_and_the_report_sho
     assert {rc.VERDICT_TABLE, rc.COMPARISON_TABLE, "accuracy_vs_level_weights.png",
             "accuracy_vs_level_input.png"} <= artifacts
 
-    table = mlflow.load_table(rc.VERDICT_TABLE, run_ids=[parent.info.run_id]).to_dict("records")
+    table = client.load_table(experiment, rc.VERDICT_TABLE, run_ids=[parent.info.run_id]).to_dict("records")
     for family in ("weight_noise", "dead_neurons"):
         parts = [r for r in table if r["family"] == family and r["snn"] == "nengo-snn"]
         assert {(p["model"], p["modality"]) for p in parts} == {("conversion-mlp", "image"), ("multimodal", "image")}
@@ -48,7 +47,7 @@ def test_robustness_decides_the_claims_of_the_families_it_ran_and_the_report_sho
     assert not any(r["family"] == "rotate" for r in table)  # an input corruption: compared, not claimed
     quantise = [r for r in table if r["family"] == "quantise"]
     assert quantise and all(r["not_run"] == "quantise was not in --perturbations" for r in quantise)
-    compared = mlflow.load_table(rc.COMPARISON_TABLE, run_ids=[parent.info.run_id])
+    compared = client.load_table(experiment, rc.COMPARISON_TABLE, run_ids=[parent.info.run_id])
     assert set(compared["perturbation"]) == {"weight_noise", "dead_neurons", "rotate"}
     claims_counted = sum(parent.data.metrics[f"claims.{v.replace(' ', '_')}"] for v in VERDICTS)
     assert claims_counted == 2  # weight_noise and dead_neurons on nengo-snn

@@ -254,7 +254,7 @@ def claim_rows(table: list) -> list[dict]:
         if r["verdict"] == NOT_RUN:
             entry["measured"].append(f"not run: {r['not_run']}")
             continue
-        entry["levels"].append(r["levels"])
+        entry["levels"].append(r["levels"] if isinstance(r["levels"], str) else f"{r['levels']:g}")  # one level: a number
         entry["measured"].append(f"{r['model']}/{r['modality']}: "
                                  + run_summary.interval(r["difference_pp"], r["ci_low_pp"], r["ci_high_pp"], scale=1,
                                                         digits=2, sign="+"))
@@ -296,7 +296,8 @@ def log_results(rows: list, config: dict, subjects: list, folder: Path) -> None:
     found = comparisons(rows, config.get("seed", 0))
     if found:
         mlflow.log_table(pd.DataFrame(found), COMPARISON_TABLE)
-    cells = mlflow.load_table(CELLS, run_ids=[mlflow.active_run().info.run_id]).to_dict("records")
+    run = mlflow.active_run().info
+    cells = mlflow.MlflowClient().load_table(run.experiment_id, CELLS, run_ids=[run.run_id]).to_dict("records")
     for path in figures(cells, folder, f"{config.get('profile')} profile"):
         mlflow.log_artifact(str(path))
     per_claim = claim_rows(table)
