@@ -2,6 +2,7 @@
 lowered, the surrogate swapped for the attacker only, the very same adversarial arrays for every engine of a
 model (crafted once, reproducible from the seed), refusals in one line, and the sweep end to end."""
 
+import json
 from types import SimpleNamespace
 
 import numpy as np
@@ -209,10 +210,7 @@ def test_the_sweep_gives_attacks_crafted_on_the_dnn_and_the_snn_to_every_engine(
     assert not any(e == "nengo-snn" and p == "fgsm_l2_snn_fast_sigmoid" for e, _, p, _ in seen)
     refused = open(client.download_artifacts(parent.info.run_id, perturbed.REFUSED)).read()
     assert "fgsm_l2_snn_fast_sigmoid on nengo-snn/multimodal/image" in refused
-    gaps = client.download_artifacts(parent.info.run_id, "perturbation_gaps.json")
-    import json
-
-    table = json.load(open(gaps))
+    table = json.load(open(client.download_artifacts(parent.info.run_id, "perturbation_gaps.json")))
     rows = [dict(zip(table["columns"], row)) for row in table["data"]]
     assert {("nengo-snn", "pgd_linf"), ("snntorch-snn", "pgd_linf"), ("snntorch-snn", "fgsm_l2_snn_fast_sigmoid")} \
         <= {(r["snn"], r["perturbation"]) for r in rows}

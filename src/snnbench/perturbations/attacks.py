@@ -4,7 +4,7 @@ with adversarial-robustness-toolbox (ART) and given, the very same arrays, to ev
 A family is ``<method>_<norm>`` (crafted on the DNN) or ``<method>_<norm>_snn_<surrogate>`` (crafted on the
 snntorch SNN through that surrogate gradient, swapped in for the attacker only); its ``source`` says which.
 
-* **Crafted on the DNN** (``source`` ``dnn``): the model's ONNX file as snnbench reads it, a float64 torch
+* **Crafted on the DNN** (``source`` ``dnn``): the model's ONNX file as snnbench reads it, a float32 torch
   function (:meth:`~snnbench.conversion.graph.ConvertedModel.stage_outputs`), a user's input encoding in
   front. White-box for ONNX Runtime, transferred to the converted SNN (Nengo, the Loihi emulator) and, for
   the suite's ``multimodal`` model, to its snntorch SNN (same data and architecture).
@@ -15,7 +15,7 @@ snntorch SNN through that surrogate gradient, swapped in for the attacker only);
 Budgets ``eps`` are in the data's own units: pixels in [0, 1] (images only; adversarial samples stay in
 [0, 1]). L-infinity 0.05 .. 0.3 (0.3: Madry et al., ICLR 2018, MNIST; quick 0.1), L2 0.5 .. 3 (1.5: Schott
 et al., ICLR 2019, MNIST; quick 1.5). PGD: untargeted, no random start (deterministic), ``iterations`` steps
-of 2.5 eps / iterations (Madry et al.'s rule). A rate-encoded SNN's input spikes are seeded from the
+(10: PGD-10, as SNN robustness studies evaluate) of 2.5 eps / iterations (Madry et al.'s rule). A rate-encoded SNN's input spikes are seeded from the
 family, level and seed.
 """
 
@@ -47,7 +47,7 @@ class Attack(Perturbation):
     method: ClassVar[str] = ""
     norm: ClassVar[str] = ""
     source: ClassVar[str] = ""  # dnn, or snn_<surrogate>
-    iterations: int = 20  # PGD's steps
+    iterations: int = 10  # PGD's steps
 
     def __post_init__(self):
         super().__post_init__()
@@ -92,7 +92,8 @@ class Attack(Perturbation):
         from art.attacks.evasion import FastGradientMethod, ProjectedGradientDescent
         from art.estimators.classification import PyTorchClassifier
 
-        n_classes = int(model(torch.as_tensor(x[:1])).shape[-1])
+        with torch.no_grad():
+            n_classes = int(model(torch.as_tensor(x[:1])).shape[-1])
         classifier = PyTorchClassifier(model, nn.CrossEntropyLoss(), input_shape=x.shape[1:], nb_classes=n_classes,
                                        clip_values=PIXELS, device_type="cpu")
         batch = max(len(x), 1)
@@ -108,7 +109,7 @@ class Attack(Perturbation):
 
 
 class _Graph(nn.Module):
-    """A DNN read from its ONNX file (snnbench.conversion.graph) as a float64 torch module, behind an
+    """A DNN read from its ONNX file (snnbench.conversion.graph) as a float32 torch module (as ONNX Runtime computes it), behind an
     optional affine input encoding."""
 
     def __init__(self, graph, encoding: nn.Linear | None = None):
@@ -116,7 +117,7 @@ class _Graph(nn.Module):
         self.graph, self.encoding = graph, encoding
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.double()
+        x = x.float()
         if self.encoding is not None:
             x = self.encoding(x)
         return self.graph.stage_outputs(x)[-1]
@@ -135,10 +136,10 @@ def affine_encoding(encode: Callable[[np.ndarray], np.ndarray], n_features: int)
     if not np.allclose(probe @ matrix + offset, expected, atol=1e-4 * (1 + np.abs(expected).max())):
         raise UnsupportedModelError("the model's input encoding is not affine (an encoder graph), so no gradient "
                                     "passes through it; attack a model whose encoding is a scale, mean and std")
-    layer = nn.Linear(n_features, matrix.shape[1]).double()
+    layer = nn.Linear(n_features, matrix.shape[1])
     with torch.no_grad():
-        layer.weight.copy_(torch.as_tensor(matrix.T))
-        layer.bias.copy_(torch.as_tensor(offset[0]))
+        layer.weight.copy_(torch.as_tensor(matrix.T, dtype=torch.float32))
+        layer.bias.copy_(torch.as_tensor(offset[0], dtype=torch.float32))
     return layer.requires_grad_(False)
 
 
