@@ -281,7 +281,7 @@ def sweep(config: dict, models: Models, device: str, executor) -> list:
                                      f"{100 * row['accuracy']:.1f}%")
             progress.update()
 
-        for index, result in executor.map(evaluate_child, units):
+        for index, result in executor.map(evaluate_child, units, overlap=True):  # logs one, runs the next
             unit = units[index]
             if unit.child["position"] == "none":
                 clean[unit.subject] = result[0]["accuracy"]

@@ -124,8 +124,12 @@ class Models:
         self.device = device
         self.folders = {}
         self.model_ids = {}
+        self._last_inputs = (None, None)
         self.references = (study_references(config["models_from"], config["snn_steps"])
                            if config.get("models_from") else {})
+
+    def __getstate__(self):  # sent to a cluster's workers with each unit: without the kept training inputs
+        return {**self.__dict__, "_last_inputs": (None, None)}
 
     def name(self, subject: Subject) -> str:
         name = {"conversion-mlp": "conversion-mlp", "user": f"user-{subject.kind}"}.get(
@@ -234,7 +238,14 @@ class Models:
 
     def training_inputs(self, subject: Subject) -> np.ndarray:
         """The inputs the subject's DNN was trained on, its calibration set's source (a user's
-        model: the dataset's training part; a suite model trained elsewhere: as its config.json says)."""
+        model: the dataset's training part; a suite model trained elsewhere: as its config.json says).
+        The last model's are kept: its children, which run in turn, each build a model calibrated on them."""
+        key = (subject.model, subject.modality, subject.model_seed)
+        if self._last_inputs[0] != key:
+            self._last_inputs = (key, self._read_training_inputs(subject))
+        return self._last_inputs[1]
+
+    def _read_training_inputs(self, subject: Subject) -> np.ndarray:
         if subject.model == "conversion-mlp":
             from snnbench.conversion.calibration import mnist_training_images
 

@@ -121,12 +121,14 @@ class Executor(AbstractContextManager):
         else:
             self.client.run(fn)
 
-    def map(self, fn: Callable, units: Sequence, gpu: bool = False) -> Iterator[tuple[int, object]]:
+    def map(self, fn: Callable, units: Sequence, gpu: bool = False,
+            overlap: bool = False) -> Iterator[tuple[int, object]]:
         """``(index, fn(units[index]))`` for every unit as soon as it is done (in order in process). A
-        unit's error is raised here, and the units not yet done are cancelled."""
+        unit's error is raised here, and the units not yet done are cancelled. ``overlap`` (in process): the
+        next unit runs in a thread of its own, one at a time, while the caller handles a result (logs it)."""
         units = list(units)
         if self.client is None:
-            yield from enumerate(map(fn, units))
+            yield from (_overlapped(fn, units) if overlap else enumerate(map(fn, units)))
             return
         from distributed import as_completed
         from distributed.scheduler import KilledWorker
@@ -146,6 +148,20 @@ class Executor(AbstractContextManager):
                                        f"({exc}); see the workers' logs") from None
         finally:
             self.client.cancel([f for f in futures if not f.done()])
+
+
+def _overlapped(fn: Callable, units: list) -> Iterator[tuple[int, object]]:
+    """``(index, fn(unit))`` in order, ``fn`` of the next unit running in one worker thread while the
+    caller handles the last result (numpy, torch and TensorFlow release the interpreter while they compute)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="snnbench-unit") as pool:
+        pending = [pool.submit(fn, unit) for unit in units[:1]]
+        for index in range(len(units)):
+            result = pending.pop().result()
+            if index + 1 < len(units):
+                pending.append(pool.submit(fn, units[index + 1]))
+            yield index, result
 
 
 def _address(text: str) -> str | None:
