@@ -267,7 +267,7 @@ def test_spike_deletion_in_the_converted_networks_if_neurons(tmp_path, simulator
 
 
 @pytest.mark.parametrize("name", AUDIO_FAMILIES)
-def test_an_audio_corruption_is_keyed_by_the_samples_index_and_acts_on_the_audio_part_only(name):
+def test_an_audio_corruption_is_keyed_by_the_samples_index_and_acts_on_the_audio_part_only(name, tmp_path):
     require_data()
     from snnbench.data import feature_size
     from snnbench.training.suite import test_data
@@ -281,6 +281,12 @@ def test_an_audio_corruption_is_keyed_by_the_samples_index_and_acts_on_the_audio
     np.testing.assert_array_equal(family.apply(audio.x[5:9], (feature_size("audio"),), level, 4, start=5),
                                   whole[5:9])
     assert not np.array_equal(family.apply(audio.x, (feature_size("audio"),), level, seed=5), whole)
+    # like with like: the converted network in rate mode reproduces ONNX Runtime on the corrupted samples
+    torch.manual_seed(2)
+    source = export_onnx(nn.Sequential(nn.Linear(feature_size("audio"), 32), nn.ReLU(), nn.Linear(32, 10)).eval(),
+                         feature_size("audio"), tmp_path / "audio.onnx")
+    np.testing.assert_allclose(load_any(source).forward(whole),
+                               engines.build("ort-dnn", source, {"activity": False}).predict(whole), atol=1e-4)
     fused = test_data("multimodal", 6)
     corrupted = family.apply(fused.x, (feature_size("multimodal"),), level, seed=4)
     np.testing.assert_array_equal(corrupted[:, :784], fused.x[:, :784])  # the image is untouched
