@@ -113,8 +113,9 @@ def test_sweep_with_seeds_logs_each_seed_and_the_mean_with_its_interval(tracking
     assert half == pytest.approx(stats.t.ppf(0.975, 1) * np.std(per_seed, ddof=1) / np.sqrt(2))
 
 
-def test_study_command_trains_the_grid_with_seeds_and_writes_its_results(tracking_store, tmp_path):
+def test_study_command_trains_the_grid_with_seeds_and_writes_its_results(tracking_store, tmp_path, monkeypatch):
     require_data()
+    monkeypatch.setenv("SNNBENCH_CACHE", str(tmp_path / "cache"))  # a model cache of its own: it trains what it times
     out = tmp_path / "results.json"
     assert main(["multimodal_study", "--epochs", "1", "--train-limit", "100", "--test-limit", "60", "--seeds", "2",
                  "--modalities", "audio", "--device", "cpu", "--results-out", str(out), "--step-parts", "1"]) == 0
