@@ -531,20 +531,22 @@ ZOO = (
 )
 
 
+def zoo_in(folder) -> list[ZooEntry]:
+    """The zoo's entries with their paths in ``folder`` (``NAME.onnx``)."""
+    return [replace(entry, path=Path(folder) / f"{entry.name}.onnx") for entry in ZOO]
+
+
 def build_zoo(folder) -> list[ZooEntry]:
     """Train and export every zoo model into ``folder`` (``NAME.onnx``); the entries with their paths."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    training, built, threads = _Training(), [], torch.get_num_threads()
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    training, threads = _Training(), torch.get_num_threads()
     torch.set_num_threads(1)  # small nets: one thread is about as fast, and far faster on a busy machine
     try:
-        for entry in ZOO:
-            entry = replace(entry, path=folder / f"{entry.name}.onnx")
+        for entry in zoo_in(folder):
             entry.build(entry, training, entry.path)
-            built.append(entry)
     finally:
         torch.set_num_threads(threads)
-    return built
+    return zoo_in(folder)
 
 
 def main(argv: list[str]) -> None:

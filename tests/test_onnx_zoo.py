@@ -6,8 +6,8 @@ import onnx
 import pytest
 from mlflow.tracking import MlflowClient
 
-from conftest import require_data
-from onnx_zoo import ZOO, build_zoo, ort_predictions
+from conftest import built_once, require_data
+from onnx_zoo import ZOO, build_zoo, ort_predictions, zoo_in
 from snnbench.cli.main import main
 from snnbench.data import load_mnist
 
@@ -18,9 +18,9 @@ CONVERT_IMAGES = 300
 
 @pytest.fixture(scope="session")
 def zoo(tmp_path_factory) -> dict:
-    """The zoo, trained and exported once per test session."""
+    """The zoo, trained and exported once per test run."""
     require_data()
-    return {entry.name: entry for entry in build_zoo(tmp_path_factory.mktemp("onnx-zoo"))}
+    return {entry.name: entry for entry in zoo_in(built_once(tmp_path_factory, "onnx-zoo", build_zoo))}
 
 
 @pytest.fixture(scope="session")
