@@ -157,6 +157,31 @@ def test_maxpool_exact_route_adds_a_tree_of_relu_populations(tmp_path):
     assert all(s.size_out == 4 * 6 * 6 for s in converted.hidden[1:])
 
 
+@pytest.mark.parametrize("name", ["maxpool_after_relu", "maxpool_3x3_before_relu", "resnet"])
+def test_routed_fan_out_counts_what_each_neuron_reaches(name, tmp_path):
+    """A population fed by routing ops only (a max-pool tree's pads and selections): each neuron's fan-out is
+    the number of the population's neurons that a one-hot input on it reaches through any of its paths."""
+    from dataclasses import replace
+
+    import torch
+
+    from snnbench.conversion.graph import ROUTING_OPS, sum_paths
+
+    converted = onnx_io.extract(_export(name, tmp_path)[0], maxpool="exact")
+    routed = 0
+    for stage in converted.stages:
+        for source in set(stage.sources):
+            paths = [replace(p, scale=1.0) for p in stage.paths if p.source == source]
+            if not all(op.kind in ROUTING_OPS for path in paths for op in path.ops):
+                continue
+            size = next((p.ops[0].size_in for p in paths if p.ops), stage.size_out)
+            one_hot = torch.eye(size, dtype=torch.float64)
+            reached = (sum_paths(paths, lambda _: one_hot) > 0).sum(dim=1).numpy()
+            np.testing.assert_array_equal(onnx_io.fan_out(stage, source=source), reached)
+            routed += any(path.ops for path in paths)
+    assert routed  # the tree's populations were among them
+
+
 def test_maxpool_average_route_is_labelled_and_deviates(tmp_path):
     path, x = _export("maxpool_after_relu", tmp_path)
     reference = OrtRunner(path).predict(x)

@@ -306,6 +306,26 @@ class ConvertedModel:
         return sum((fan_out(stage, source=source) for stage in self.stages if source in stage.sources), np.zeros(size))
 
 
+ROUTING_OPS = ("select", "place", "pad")  # no weights: each output is one input (or zero), never a sum
+
+
+def _routed_fan_out(paths: list, stage: Stage) -> np.ndarray:
+    """:func:`fan_out` for paths of routing ops only: each source neuron's number (1-based) sent
+    through every path shows which outputs it lands on; its distinct outputs are counted."""
+    size = next((p.ops[0].size_in for p in paths if p.ops), stage.size_out)
+    ids = torch.arange(1, size + 1, dtype=torch.float64)[None]  # float64: exact for any layer size
+    pairs = []
+    for path in paths:
+        landed = ids
+        for op in path.ops:
+            landed = op.apply(landed, with_bias=False)
+        landed = landed[0].numpy().astype(np.int64)
+        outputs = np.flatnonzero(landed)
+        pairs.append(np.stack([outputs, landed[outputs] - 1]))
+    targets = np.unique(np.concatenate(pairs, axis=1), axis=1)[1]  # each (output, input) pair once
+    return np.bincount(targets, minlength=size).astype(np.float64)
+
+
 def fan_out(stage: Stage, chunk: int = 512, source: int | None = None) -> np.ndarray:
     """For each neuron of ``source`` (default: the stage's only source): how many neurons of
     ``stage`` it reaches through nonzero weights, all its paths into the stage merged."""
@@ -319,6 +339,9 @@ def fan_out(stage: Stage, chunk: int = 512, source: int | None = None) -> np.nda
     paths = [replace(p, scale=1.0) for p in stage.paths if p.source == source]
     if len(paths) == 1 and len(paths[0].ops) == 1 and paths[0].ops[0].kind == "dense":  # a fully connected layer:
         cache[source] = (paths[0].ops[0].weight != 0).sum(axis=0).astype(np.float64)  # its nonzero weights per input
+        return cache[source]
+    if all(op.kind in ROUTING_OPS for path in paths for op in path.ops):  # e.g. a max-pool population's inputs:
+        cache[source] = _routed_fan_out(paths, stage)  # each neuron's distinct targets, read off where it lands
         return cache[source]
     indicators = {}
 
