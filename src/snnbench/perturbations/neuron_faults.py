@@ -40,7 +40,7 @@ from onnx import numpy_helper
 
 from snnbench.errors import ConfigError, UnsupportedModelError
 from snnbench.perturbations import Perturbation, Target, keyed_rng, register
-from snnbench.perturbations.weight_faults import FRACTIONS, WeightFault, chosen
+from snnbench.perturbations.weight_faults import FRACTIONS, RelativeStds, WeightFault, chosen
 
 SPIKING = ("nengo-snn", "loihi-emulator", "snntorch-snn")
 THRESHOLD_FLOOR = 0.1
@@ -207,15 +207,8 @@ def thresholds(units: int, key: str, std: float, seed: int, name: str = "thresho
 
 @register("threshold_variation")
 @dataclass(frozen=True)
-class ThresholdVariation(NeuronFault):
+class ThresholdVariation(RelativeStds, NeuronFault):
     """Each hidden neuron's threshold times ``1 + std * N(0, 1)`` (its gain divided by it)."""
-    level_name = "std"
-    level_help = "stds >= 0"
-    levels: tuple = (0.05, 0.1, 0.2, 0.5, 1.0)
-    quick: tuple = (0.2,)
-
-    def valid_level(self, level: float) -> bool:
-        return level >= 0
 
     def change(self, weight, bias, key, level, seed, peak):
         t = thresholds(len(bias), key, level, seed, self.name)

@@ -141,10 +141,9 @@ class QuantiseChannel(Quantise):
         return quantised(weight, level, tensor.out_axis)
 
 
-@register("weight_noise")
 @dataclass(frozen=True)
-class WeightNoise(WeightFault):
-    """Multiplicative Gaussian weight noise of standard deviation ``level``."""
+class RelativeStds(Perturbation):
+    """Levels that are standard deviations of a multiplicative fault (``1 + std * N(0, 1)``)."""
     level_name = "std"
     level_help = "stds >= 0"
     levels: tuple = (0.05, 0.1, 0.2, 0.5, 1.0)
@@ -152,6 +151,12 @@ class WeightNoise(WeightFault):
 
     def valid_level(self, level: float) -> bool:
         return level >= 0
+
+
+@register("weight_noise")
+@dataclass(frozen=True)
+class WeightNoise(RelativeStds, WeightFault):
+    """Multiplicative Gaussian weight noise of standard deviation ``level``."""
 
     def perturb(self, weight, tensor, level, seed):
         return weight * (1 + level * keyed_rng(seed, self.name, level, tensor.name).standard_normal(weight.shape))
