@@ -123,8 +123,7 @@ def test_an_attack_the_target_has_no_meaning_for_is_refused_in_one_line():
     checks = [("pgd_linf", Target("snntorch-snn", image, "image", "user"), "only the suite's multimodal SNN"),
               ("pgd_linf_snn_atan", Target("nengo-snn", image, "image", "multimodal"), "not to engine nengo-snn"),
               ("fgsm_l2_snn_fast_sigmoid", Target("ort-dnn", image, "image", "conversion-mlp"),
-               "not to the conversion-mlp DNN"),
-              ("pgd_l2", Target("ort-dnn", (1984,), "audio", "multimodal"), "audio samples have none")]
+               "not to the conversion-mlp DNN")]
     for name, target, why in checks:
         with pytest.raises((DataError, UnsupportedModelError), match=why) as refused:
             perturbations.build(name).check(target)
@@ -134,6 +133,8 @@ def test_an_attack_the_target_has_no_meaning_for_is_refused_in_one_line():
             perturbations.build(name).check(Target(engine, image, "image", "multimodal"))
     for engine in ("ort-dnn", "nengo-snn", "loihi-emulator"):
         perturbations.build("fgsm_linf").check(Target(engine, image, "image", "conversion-mlp"))
+    for modality, shape in (("audio", (1984,)), ("multimodal", (2768,))):  # spectrogram bins in [0, 1] too
+        perturbations.build("pgd_l2").check(Target("nengo-snn", shape, modality, "multimodal"))
     with pytest.raises(ConfigError, match="unknown perturbation 'pgd_linf_snn_erf'"):
         perturbations.build("pgd_linf_snn_erf")  # an unknown source
     with pytest.raises(ConfigError, match="eps -0.1 is out of range"):
@@ -195,13 +196,17 @@ def test_every_engine_of_a_model_gets_the_same_arrays_crafted_once(digits, monke
 def test_the_sweep_gives_attacks_crafted_on_the_dnn_and_the_snn_to_every_engine(tracking_store):
     require_data()
     tiny = ["--test-limit", "60", "--train-limit", "300", "--epochs", "1", "--steps", "6", "--snn-steps", "3"]
-    assert main(["noise_sweep", "--modalities", "image", "--perturbations", "pgd_linf,fgsm_l2_snn_fast_sigmoid",
+    assert main(["noise_sweep", "--modalities", "image,audio", "--perturbations", "pgd_linf,fgsm_l2_snn_fast_sigmoid",
                  *tiny]) == 0
     client = MlflowClient(tracking_store)
     runs = client.search_runs([client.get_experiment_by_name("noise_sweep").experiment_id])
     parent = next(r for r in runs if "mlflow.parentRunId" not in r.data.tags)
+    children = [c for c in runs if "mlflow.parentRunId" in c.data.tags]
     seen = {(c.data.tags["engine"], c.data.tags["model"], c.data.tags["perturbation"],
-             c.data.tags.get("attack_source")) for c in runs if "mlflow.parentRunId" in c.data.tags}
+             c.data.tags.get("attack_source")) for c in children if c.data.tags["modality"] == "image"}
+    on_audio = {(c.data.tags["engine"], c.data.tags["perturbation"]) for c in children
+                if c.data.tags["modality"] == "audio"}
+    assert {("ort-dnn", "pgd_linf"), ("nengo-snn", "pgd_linf"), ("snntorch-snn", "fgsm_l2_snn_fast_sigmoid")} <= on_audio
     for engine in ("ort-dnn", "nengo-snn"):
         assert {(engine, "conversion-mlp", "pgd_linf", "dnn"), (engine, "multimodal", "pgd_linf", "dnn")} <= seen
     assert ("snntorch-snn", "multimodal", "pgd_linf", "dnn") in seen  # transferred from its DNN

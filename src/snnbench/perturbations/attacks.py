@@ -12,8 +12,9 @@ snntorch SNN through that surrogate gradient, swapped in for the attacker only);
   (Xu et al. 2022: white-box results depend on the attacker's surrogate, so two are offered), transferred
   back to the suite's DNN in ONNX Runtime.
 
-Budgets ``eps`` are in the data's own units: pixels in [0, 1] (images only; adversarial samples stay in
-[0, 1]). L-infinity 0.05 .. 0.3 (0.3: Madry et al., ICLR 2018, MNIST; quick 0.1), L2 0.5 .. 3 (1.5: Schott
+Budgets ``eps`` are in the data's own units, features in [0, 1]: an image's pixels, an FSDD spectrogram's
+log-magnitude bins (scaled to [0, 1] per recording), or both halves of a multimodal pair (one vector, one
+norm); adversarial samples stay in [0, 1]. On audio an attack perturbs the spectrogram, not the waveform. L-infinity 0.05 .. 0.3 (0.3: Madry et al., ICLR 2018, MNIST; quick 0.1), L2 0.5 .. 3 (1.5: Schott
 et al., ICLR 2019, MNIST; quick 1.5). PGD: untargeted, no random start (deterministic), ``iterations`` steps
 (10: PGD-10, as SNN robustness studies evaluate) of 2.5 eps / iterations (Madry et al.'s rule). A rate-encoded SNN's input spikes are seeded from the
 family, level and seed.
@@ -56,7 +57,8 @@ class Attack(Perturbation):
 
     @property
     def level_help(self) -> str:
-        return f"{self.norm} budgets > 0 in pixel units (images in [0, 1]), e.g. {BUDGETS[self.norm][0]}"
+        return f"{self.norm} budgets > 0 in the features' units (pixels or spectrogram bins in [0, 1]), e.g. " \
+               f"{BUDGETS[self.norm][0]}"
 
     def valid_level(self, level: float) -> bool:
         return level > 0
@@ -72,9 +74,6 @@ class Attack(Perturbation):
 
     def check(self, target: Target) -> None:
         super().check(target)
-        if target.modality != "image":
-            raise DataError(f"{self.name}: attack budgets are in pixel units of images in [0, 1]; "
-                            f"{target.modality or 'these'} samples have none, so sweep it on image data")
         if self.source == "dnn" and target.engine == "snntorch-snn" and target.model != "multimodal":
             raise UnsupportedModelError(f"{self.name} is crafted on a DNN; only the suite's multimodal SNN has a "
                                         f"DNN of its own data and architecture, not the {target.model} SNN")
@@ -87,7 +86,7 @@ class Attack(Perturbation):
         module from features to class scores), each within ``level`` of its sample in this family's norm."""
         x = np.asarray(x, np.float32)
         if x.size and (x.min() < PIXELS[0] or x.max() > PIXELS[1]):
-            raise DataError(f"{self.name}: attack budgets are in pixel units of images in [0, 1], and these samples "
+            raise DataError(f"{self.name}: attack budgets are in the units of features in [0, 1], and these samples "
                             f"range over [{x.min():g}, {x.max():g}]; rescale the data set to [0, 1]")
         from art.attacks.evasion import FastGradientMethod, ProjectedGradientDescent
         from art.estimators.classification import PyTorchClassifier
