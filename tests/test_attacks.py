@@ -21,7 +21,7 @@ from snnbench.cli.main import main
 from snnbench.data import FeatureSet
 from snnbench.errors import ConfigError, DataError, UnsupportedModelError
 from snnbench.models.export import export_onnx
-from snnbench.models.spiking import surrogate_slope
+from snnbench.models.spiking import encode, surrogate_slope
 from snnbench.perturbations import Target, attacks
 
 DNN_ATTACKS = [n for n in perturbations.ATTACKS if perturbations.build(n).source == "dnn"]
@@ -116,6 +116,33 @@ def test_the_attacker_swaps_the_surrogate_of_its_own_copy_only(digits):
     torch.testing.assert_close(probe.grad, surrogate_slope("atan", probe.detach()))
     with pytest.raises(ConfigError, match="unknown surrogate gradient 'erf'"):
         attacks.with_surrogate(net, "erf")
+
+
+class _RateSnn(_TinySnn):
+    """A rate-encoded SNN: Poisson input spikes drawn afresh at each step."""
+    spec = SimpleNamespace(encoding="rate")
+
+    def forward(self, x):
+        mem, total = torch.zeros(len(x), 40), 0
+        for _ in range(6):
+            spikes, mem = self.neuron(self.linear(encode(x, "rate") * 3), mem)
+            total = total + self.out(spikes)
+        return total / 6
+
+
+def test_a_rate_encoded_snn_is_attacked_straight_through_its_spikes_over_averaged_draws(digits):
+    net = _RateSnn().eval()
+    attacker = attacks.with_surrogate(net, "fast_sigmoid")
+    assert attacker.draws == attacks.EOT_DRAWS and attacks.with_surrogate(_TinySnn(), "atan").draws == 1
+    x = torch.as_tensor(digits.x[:20]).requires_grad_(True)
+    attacker(x).logsumexp(1).sum().backward()
+    assert x.grad.abs().sum() > 0  # the Bernoulli draws pass the gradient on
+    with torch.no_grad():
+        torch.manual_seed(5)
+        averaged = attacker(x)
+        torch.manual_seed(5)
+        draws = [net(x) for _ in range(attacks.EOT_DRAWS)]
+    torch.testing.assert_close(averaged, sum(draws) / len(draws))
 
 
 def test_an_attack_the_target_has_no_meaning_for_is_refused_in_one_line():

@@ -48,11 +48,26 @@ def make_neuron(neuron: str = "lif", reset: str = "soft", beta: float = 0.9,
                      reset_mechanism="none" if output else RESETS[reset])
 
 
+class _RateSpikes(torch.autograd.Function):
+    """Bernoulli spikes ``s ~ B(p)``; backward the straight-through slope ``ds/dp = 1``, the slope of their
+    expectation (BPDA, Athalye et al., ICML 2018), so a gradient attack reaches a rate-encoded input. The
+    forward pass is ``torch.bernoulli`` itself, the same draws."""
+
+    @staticmethod
+    def forward(ctx, p: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        return torch.bernoulli(p, generator=generator)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        return grad, None
+
+
 def encode(x: torch.Tensor, encoding: str, generator: torch.Generator | None = None) -> torch.Tensor:
     """The input at one time step: the features themselves (direct) or Poisson spikes (rate):
     Bernoulli draws of the features clipped to [0, 1], as snntorch's ``spikegen.rate`` makes
-    them (from ``generator``, default torch's own; tests check the two are equal)."""
-    return x if encoding == "direct" else torch.bernoulli(x.clamp(0, 1), generator=generator)
+    them (from ``generator``, default torch's own; tests check the two are equal), differentiable
+    straight through (:class:`_RateSpikes`)."""
+    return x if encoding == "direct" else _RateSpikes.apply(x.clamp(0, 1), generator)
 
 
 class NoiseDraws:

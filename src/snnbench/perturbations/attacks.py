@@ -16,8 +16,9 @@ Budgets ``eps`` are in the data's own units, features in [0, 1]: an image's pixe
 log-magnitude bins (scaled to [0, 1] per recording), or both halves of a multimodal pair (one vector, one
 norm); adversarial samples stay in [0, 1]. On audio an attack perturbs the spectrogram, not the waveform. L-infinity 0.05 .. 0.3 (0.3: Madry et al., ICLR 2018, MNIST; quick 0.1), L2 0.5 .. 3 (1.5: Schott
 et al., ICLR 2019, MNIST; quick 1.5). PGD: untargeted, no random start (deterministic), ``iterations`` steps
-(10: PGD-10, as SNN robustness studies evaluate) of 2.5 eps / iterations (Madry et al.'s rule). A rate-encoded SNN's input spikes are seeded from the
-family, level and seed.
+(10: PGD-10, as SNN robustness studies evaluate) of 2.5 eps / iterations (Madry et al.'s rule). A rate-encoded
+SNN is attacked through its spikes' straight-through gradient, its scores averaged over ``EOT_DRAWS`` draws of
+its input spikes (expectation over transformation), the draws seeded from the family, level and seed.
 """
 
 from dataclasses import dataclass
@@ -38,6 +39,7 @@ BUDGETS = {"linf": ((0.05, 0.1, 0.2, 0.3), (0.1,)), "l2": ((0.5, 1.0, 1.5, 2.0, 
 DNN_ENGINES = ("ort-dnn", "nengo-snn", "loihi-emulator", "snntorch-snn")
 SNN_ENGINES = ("snntorch-snn", "ort-dnn")
 PIXELS = (0.0, 1.0)
+EOT_DRAWS = 8  # draws of a rate-encoded SNN's input spikes whose scores an attack step averages
 
 
 @dataclass(frozen=True)
@@ -153,11 +155,13 @@ def dnn_module(onnx_file, encode: Callable[[np.ndarray], np.ndarray] | None = No
 
 class _Surrogate(nn.Module):
     """An snntorch network whose neurons back-propagate through another surrogate gradient while this
-    module runs it (the attacker's choice); the forward pass, and the network outside it, are unchanged."""
+    module runs it (the attacker's choice); the forward pass, and the network outside it, are unchanged.
+    A rate-encoded network is random: its scores are averaged over ``draws`` draws of its input spikes,
+    each back-propagated straight through (expectation over transformation, Athalye et al., ICML 2018)."""
 
-    def __init__(self, snn: nn.Module, spike_grad):
+    def __init__(self, snn: nn.Module, spike_grad, draws: int = 1):
         super().__init__()
-        self.snn, self.spike_grad = snn, spike_grad
+        self.snn, self.spike_grad, self.draws = snn, spike_grad, draws
         self.neurons = [m for m in snn.modules() if isinstance(m, SpikingNeuron)]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -165,7 +169,7 @@ class _Surrogate(nn.Module):
         try:  # a spike's backward is fixed when it is computed: swapped for this forward pass only
             for neuron in self.neurons:
                 neuron.spike_grad = self.spike_grad
-            return self.snn(x)
+            return sum(self.snn(x) for _ in range(self.draws)) / self.draws
         finally:
             for neuron, spike_grad in zip(self.neurons, kept):
                 neuron.spike_grad = spike_grad
@@ -175,7 +179,8 @@ def with_surrogate(snn: nn.Module, surrogate: str) -> nn.Module:
     """``snn`` (an snntorch network) as the attacker sees it: back-propagating through ``surrogate``."""
     if surrogate not in SURROGATES:
         raise ConfigError(f"unknown surrogate gradient {surrogate!r}; use one of {', '.join(SURROGATES)}")
-    attacker = _Surrogate(snn.eval(), SURROGATES[surrogate]())
+    rate_encoded = getattr(getattr(snn, "spec", None), "encoding", "direct") == "rate"
+    attacker = _Surrogate(snn.eval(), SURROGATES[surrogate](), EOT_DRAWS if rate_encoded else 1)
     if not attacker.neurons:
         raise UnsupportedModelError("the SNN has no snntorch neurons whose surrogate gradient an attack could use")
     return attacker
