@@ -75,6 +75,24 @@ def test_the_clean_gap_does_not_decide_the_claim():
     assert row["difference_pp"] == pytest.approx(0) and row["verdict"] == DOES_NOT_HOLD
 
 
+def test_a_part_where_both_engines_are_fooled_on_nearly_every_sample_is_left_out():
+    saturated = _pair("weight_noise", range(N), range(N), model="multimodal", modality="audio")
+    saturated[0]["correct"] = _wrong_on(range(20))  # the DNN's clean accuracy 10 points lower: its drop smaller
+    holds_on_images = _pair("weight_noise", range(100), [])
+    parts = _claim(rc.verdicts(holds_on_images + saturated, CONFIG, SUBJECTS), "weight_noise")
+    audio = next(p for p in parts if p["modality"] == "audio")
+    assert audio["saturated"] and audio["part_verdict"] == DOES_NOT_HOLD  # the clean gap, read as a drop
+    assert all(p["verdict"] == HOLDS for p in parts)  # decided by the informative part alone
+    claim, = [c for c in rc.claim_rows(rc.verdicts(holds_on_images + saturated, CONFIG, SUBJECTS))
+              if c["family"] == "weight_noise" and c["snn"] == "nengo-snn"]
+    assert "multimodal/audio: -10.00" in claim["measured"] and "(both saturated: left out)" in claim["measured"]
+    alone, = _claim(rc.verdicts(saturated, CONFIG, SUBJECTS), "weight_noise")
+    assert alone["verdict"] == CANNOT
+    one_fooled = _pair("weight_noise", range(N), range(100))  # the SNN keeps half: informative
+    part, = _claim(rc.verdicts(one_fooled, CONFIG, SUBJECTS), "weight_noise")
+    assert not part["saturated"] and part["verdict"] == HOLDS
+
+
 def test_a_claim_combines_its_parts():
     holds_on_images = _pair("weight_noise", range(100), [])
     cannot_on_audio = _pair("weight_noise", range(5), range(5, 10), model="multimodal", modality="audio")

@@ -9,6 +9,11 @@ averaged over the levels the claim reads and the repeats, then over the samples 
 drop, not the accuracy under the perturbation, so that the conversion's own loss (the clean gap) does
 not decide a robustness claim.
 
+A part where the perturbation takes both engines down to at most :data:`SATURATED` of their clean accuracy
+is **saturated**: both are fooled on (nearly) every sample, and the drop difference would read their
+clean gap, not their robustness. It is listed with its estimate and left out of the claim's verdict (a
+claim whose parts are all saturated cannot be told apart).
+
 A claim reads one family against the ORT DNN and one SNN of the same model (its conversion to Nengo or
 the Loihi emulator, or the suite's snntorch SNN of the same modality), one part per (model, modality).
 A part **holds** when its whole interval lies above 0, **does not hold** when it lies at or below 0, and
@@ -47,6 +52,7 @@ ALWAYS_CLAIMED = ("nengo-snn", "snntorch-snn")  # the SNNs claims are read for e
 UNCLAIMED_KINDS = ("noise", "input")  # read by the noise tables and the per-family comparisons, not claimed
 ATTACK = "attack"
 BETTER = (float(np.nextafter(0.0, 1.0)), float("inf"))  # "holds up better": a drop difference above 0
+SATURATED = 0.1  # a part is saturated where both engines keep at most this share of their clean accuracy
 VERDICT_TABLE = "robustness_verdicts.json"
 COMPARISON_TABLE = "robustness_comparisons.json"
 CELLS = "perturbation_cells.json"  # the families' cells (noise_sweep_perturbations) the figures read
@@ -167,12 +173,15 @@ class Correctness:
         dnn_drops = [clean_dnn[k[1]] - theirs[k] for k in keys]
         snn_drops = [clean_snn[k[1]] - ours[k] for k in keys]
         mean, low, high = paired_difference(dnn_drops, snn_drops, seed=seed)
+        clean = {side: float(np.mean([acc[k[1]] for k in keys])) for side, acc in (("dnn", clean_dnn),
+                                                                                   ("snn", clean_snn))}
+        kept = {"dnn": float(np.mean([theirs[k] for k in keys])), "snn": float(np.mean([ours[k] for k in keys]))}
         return {"levels": ", ".join(f"{v:g}" for v in sorted({k[0] for k in keys})), "repeats": len(keys),
-                "n": len(dnn_drops[0]), "clean_dnn": float(np.mean([clean_dnn[k[1]] for k in keys])),
-                "clean_snn": float(np.mean([clean_snn[k[1]] for k in keys])),
+                "n": len(dnn_drops[0]), "clean_dnn": clean["dnn"], "clean_snn": clean["snn"],
                 "drop_dnn_pp": 100 * float(np.mean(dnn_drops)),
                 "drop_snn_pp": 100 * float(np.mean(snn_drops)), "difference_pp": 100 * mean,
                 "ci_low_pp": 100 * low, "ci_high_pp": 100 * high,
+                "saturated": all(kept[side] <= SATURATED * clean[side] for side in kept),
                 "verdict": part_verdict(100 * low, 100 * high, *BETTER)}
 
 
@@ -186,8 +195,8 @@ def comparisons(rows: list, seed: int = 0) -> list[dict]:
             continue
         found = index.drop_difference(DNN, engine, model, modality, name, seed=seed)
         if found:
-            better = (engine if found["ci_low_pp"] > 0 else DNN if found["ci_high_pp"] < 0
-                      else "neither (cannot be told apart)")
+            better = ("neither (both saturated)" if found["saturated"] else engine if found["ci_low_pp"] > 0
+                      else DNN if found["ci_high_pp"] < 0 else "neither (cannot be told apart)")
             out.append({"kind": perturbed.family(name).kind, "perturbation": name, "dnn": DNN, "snn": engine,
                         "model": model, "modality": modality, **found, "holds_up_better": better})
     return out
@@ -238,7 +247,8 @@ def verdicts(rows: list, config: dict, subjects: list) -> list[dict]:
         if not parts:
             out.append({**head, "verdict": NOT_RUN, "not_run": _not_run(claim, config, subjects)})
             continue
-        verdict = combined(p["verdict"] for p in parts)
+        informative = [p["verdict"] for p in parts if not p["saturated"]]
+        verdict = combined(informative) if informative else VERDICTS[2]
         out += [{**head, "verdict": verdict, **{f"part_{k}" if k == "verdict" else k: v for k, v in p.items()},
                  "not_run": ""} for p in parts]
     return out
@@ -257,7 +267,8 @@ def claim_rows(table: list) -> list[dict]:
         entry["levels"].append(r["levels"] if isinstance(r["levels"], str) else f"{r['levels']:g}")  # one level: a number
         entry["measured"].append(f"{r['model']}/{r['modality']}: "
                                  + run_summary.interval(r["difference_pp"], r["ci_low_pp"], r["ci_high_pp"], scale=1,
-                                                        digits=2, sign="+"))
+                                                        digits=2, sign="+")
+                                 + (" (both saturated: left out)" if r["saturated"] else ""))
     return [{**e, "levels": "; ".join(dict.fromkeys(e["levels"])) or "–", "measured": "; ".join(e["measured"])}
             for e in out.values()]
 
