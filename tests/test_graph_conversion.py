@@ -203,8 +203,8 @@ def test_fan_out_merges_the_paths_into_each_population():
 
     def dense(w):
         return onnx_io.LinearOp("dense", (w.shape[1],), (w.shape[0],), w, np.zeros(w.shape[0], np.float32))
-    hidden = onnx_io.Stage([onnx_io.Path(onnx_io.INPUT, [dense(w1)])], np.zeros(2), True, (2,))
-    logits = onnx_io.Stage([onnx_io.Path(0, [dense(w2)]), onnx_io.Path(0), onnx_io.Path(onnx_io.INPUT, [dense(w3)])],
+    hidden = onnx_io.Stage([onnx_io.LinearPath(onnx_io.INPUT, [dense(w1)])], np.zeros(2), True, (2,))
+    logits = onnx_io.Stage([onnx_io.LinearPath(0, [dense(w2)]), onnx_io.LinearPath(0), onnx_io.LinearPath(onnx_io.INPUT, [dense(w3)])],
                            np.zeros(2), False, (2,))
     model = onnx_io.ConvertedModel((3,), [hidden, logits])
     np.testing.assert_array_equal(model.fan_out(onnx_io.INPUT), [1, 1, 2])

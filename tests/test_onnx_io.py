@@ -119,7 +119,7 @@ def test_save_load_round_trip(tmp_path):
 def test_fan_out_counts_nonzero_synapses():
     w = np.array([[1, 0, 2], [0, 0, 3]], np.float32)  # (out, in)
     op = onnx_io.LinearOp("dense", (3,), (2,), w, np.zeros(2, np.float32))
-    stage = onnx_io.Stage([onnx_io.Path(onnx_io.INPUT, [op])], np.zeros(2), activation=False, shape=(2,))
+    stage = onnx_io.Stage([onnx_io.LinearPath(onnx_io.INPUT, [op])], np.zeros(2), activation=False, shape=(2,))
     np.testing.assert_array_equal(onnx_io.fan_out(stage), [1, 0, 2])
 
 

@@ -8,17 +8,17 @@ their biases) and /2 (no pads, groups, dilations or bounds) are read too.
 """
 
 import json
-from pathlib import Path as FilePath
+from pathlib import Path
 
 import numpy as np
 import torch
 
-from snnbench.conversion.graph import INPUT, ConvertedModel, LinearOp, Path, Stage, fan_out, sum_paths
+from snnbench.conversion.graph import INPUT, ConvertedModel, LinearOp, LinearPath, Stage, fan_out, sum_paths
 from snnbench.conversion.onnx_graph import SUPPORTED_OPS
 from snnbench.conversion.onnx_ops import MAXPOOL_ROUTES, extract
 from snnbench.errors import DataError
 
-__all__ = ["INPUT", "ConvertedModel", "LinearOp", "Path", "Stage", "fan_out", "sum_paths", "SUPPORTED_OPS",
+__all__ = ["INPUT", "ConvertedModel", "LinearOp", "LinearPath", "Stage", "fan_out", "sum_paths", "SUPPORTED_OPS",
            "MAXPOOL_ROUTES", "extract", "SPEC_FILE", "SPEC_FORMAT", "WEIGHTS_FILE", "load", "load_any", "save"]
 
 SPEC_FILE = "spec.json"
@@ -28,9 +28,9 @@ READ_FORMATS = ("snnbench-layers/1", "snnbench-layers/2", SPEC_FORMAT)
 _OP_FIELDS = ("kernel", "strides", "offset", "pads", "dilations")
 
 
-def save(converted: ConvertedModel, folder) -> FilePath:
+def save(converted: ConvertedModel, folder) -> Path:
     """Write ``weights.npz`` and ``spec.json`` into ``folder`` (ops shared by paths stored once)."""
-    folder = FilePath(folder)
+    folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     arrays, ops, stages = {}, [], []
     number = {id(op): i for i, op in enumerate(converted.linear_ops())}
@@ -69,11 +69,11 @@ def _chain_stage(index: int, ops: list, activation: bool) -> Stage:
     h = torch.zeros(1, ops[0].size_in, dtype=torch.float64)
     for op in ops:
         h = op.apply(h)
-    return Stage([Path(index - 1, ops)], h.numpy()[0], activation, ops[-1].out_shape)
+    return Stage([LinearPath(index - 1, ops)], h.numpy()[0], activation, ops[-1].out_shape)
 
 
 def load(folder) -> ConvertedModel:
-    folder = FilePath(folder)
+    folder = Path(folder)
     if not (folder / SPEC_FILE).is_file() or not (folder / WEIGHTS_FILE).is_file():
         raise DataError(f"{folder} has no {SPEC_FILE} + {WEIGHTS_FILE}; write them with "
                         "snnbench.conversion.onnx_io.save")
@@ -87,7 +87,7 @@ def load(folder) -> ConvertedModel:
                       for i, s in enumerate(spec["stages"])]
         else:
             ops = [_op_from_entry(o, arrays) for o in spec["ops"]]
-            stages = [Stage([Path(p["source"], [ops[k] for k in p["ops"]], p["scale"]) for p in s["paths"]],
+            stages = [Stage([LinearPath(p["source"], [ops[k] for k in p["ops"]], p["scale"]) for p in s["paths"]],
                             arrays[s["bias"]], s["activation"] == "relu", tuple(s["shape"]), s["name"],
                             upper=s.get("upper"))
                       for s in spec["stages"]]
@@ -100,7 +100,7 @@ def load_any(source, maxpool: str = "exact") -> ConvertedModel:
     (``maxpool``: the MaxPool route when an ONNX file is read)."""
     if isinstance(source, ConvertedModel):
         return source
-    path = FilePath(source)
+    path = Path(source)
     if path.is_dir():
         if (path / SPEC_FILE).is_file():
             return load(path)

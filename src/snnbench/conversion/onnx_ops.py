@@ -22,7 +22,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from snnbench.conversion.graph import MAX_HELPER, ConvertedModel, LinearOp, Path, Stage, conv_out_len, same_pads
+from snnbench.conversion.graph import MAX_HELPER, ConvertedModel, LinearOp, LinearPath, Stage, conv_out_len, same_pads
 from snnbench.conversion.onnx_graph import (GraphReader, Value, as_array, attributes, load_model, node_name,
                                            sample_shape, unsupported)
 from snnbench.config import check_choice
@@ -289,7 +289,7 @@ def _concat(r: GraphReader, node):
     paths, first = [], 0
     for part in parts:
         place = LinearOp("place", (part.size,), (size,), offset=(first,))
-        paths += [Path(p.source, p.ops + [place], p.scale) for p in part.paths]
+        paths += [LinearPath(p.source, p.ops + [place], p.scale) for p in part.paths]
         first += part.size
     r.set(node, Value(paths, np.concatenate([p.bias for p in parts]), tuple(shape),
                       all(p.nonnegative for p in parts)))
