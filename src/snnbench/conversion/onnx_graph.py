@@ -19,27 +19,12 @@ from snnbench.conversion.graph import INPUT, LinearOp, LinearPath, Stage
 from snnbench.conversion.onnx_prepare import fixed_batch, load
 from snnbench.errors import UnsupportedModelError
 
-SUPPORTED_OPS = ("Gemm", "MatMul", "Add", "Sub", "Mul", "Div", "Relu", "Clip", "Pad", "Flatten", "Reshape", "Squeeze",
-                 "Unsqueeze", "Transpose", "Conv", "AveragePool", "GlobalAveragePool", "MaxPool", "Concat",
-                 "BatchNormalization", "Identity", "Dropout", "Cast", "Constant")  # each has its handler in onnx_ops
-WHY_NOT = {  # why an op that is no linear map or ReLU-like activation cannot become spiking populations
-    **{op: "a hidden activation other than ReLU (or Clip(0, a)) has no spiking rate equivalent here; only the last "
-           "layer's Softmax, LogSoftmax or Sigmoid is dropped as the classifier head"
-       for op in ("Tanh", "Sigmoid", "Softmax", "LogSoftmax", "LeakyRelu", "PRelu", "Elu", "Selu", "Gelu",
-                  "HardSigmoid", "HardSwish", "Softplus", "Softsign", "Mish", "Erf")},
-    **{op: "a recurrent layer keeps a state across its sequence; convert a feed-forward network"
-       for op in ("LSTM", "GRU", "RNN", "Scan", "Loop")},
-    **{op: "a shape computation that depends on the data; give the model a fixed sample size"
-       for op in ("Shape", "Gather", "Size", "NonZero", "Expand", "Range", "ConstantOfShape")},
-}
-
 
 def node_name(node) -> str:
     return node.name or (node.output[0] if node.output else "?")
 
 
-def unsupported(node, why: str = ""):
-    why = why or WHY_NOT.get(node.op_type, f"supported ops: {', '.join(SUPPORTED_OPS)}")
+def unsupported(node, why: str):
     raise UnsupportedModelError(f"cannot convert ONNX op {node.op_type!r} at node {node_name(node)!r}: {why}")
 
 

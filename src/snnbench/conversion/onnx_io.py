@@ -14,11 +14,10 @@ import numpy as np
 import torch
 
 from snnbench.conversion.graph import INPUT, ConvertedModel, LinearOp, LinearPath, Stage, fan_out, sum_paths
-from snnbench.conversion.onnx_graph import SUPPORTED_OPS
 from snnbench.conversion.onnx_ops import MAXPOOL_ROUTES, extract
 from snnbench.errors import DataError
 
-__all__ = ["INPUT", "ConvertedModel", "LinearOp", "LinearPath", "Stage", "fan_out", "sum_paths", "SUPPORTED_OPS",
+__all__ = ["INPUT", "ConvertedModel", "LinearOp", "LinearPath", "Stage", "fan_out", "sum_paths",
            "MAXPOOL_ROUTES", "extract", "SPEC_FILE", "SPEC_FORMAT", "WEIGHTS_FILE", "load", "load_any", "save"]
 
 SPEC_FILE = "spec.json"
