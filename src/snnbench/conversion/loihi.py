@@ -26,7 +26,7 @@ from dataclasses import replace
 import numpy as np
 
 from snnbench.conversion.nengo_net import SPIKING_NEURONS, LayerParams, SignedIF
-from snnbench.conversion.onnx_io import INPUT, ConvertedModel, LinearOp, LinearPath, Stage
+from snnbench.conversion.graph import INPUT, ConvertedModel, LinearOp, LinearPath, Stage
 from snnbench.errors import ConfigError
 
 LOIHI_VMIN = -(2 ** 23) + 1        # most negative membrane voltage of a Loihi compartment

@@ -87,9 +87,9 @@ class OrtModel(Model):
     def converted(self):
         """The network's layers (one population per ONNX Relu: MaxPool read as its window's
         connectivity, not as the exact route's extra populations)."""
-        from snnbench.conversion import onnx_io
+        from snnbench.conversion import onnx_ops
 
-        return onnx_io.extract(self.path, maxpool="average")
+        return onnx_ops.extract(self.path, maxpool="average")
 
     def _runner(self, position: str):
         """A runner of the graph with noise inputs at ``position`` (and every hidden activation as an

@@ -1,10 +1,10 @@
-"""Read a feed-forward ONNX classifier into populations and the linear paths between them
-(:mod:`snnbench.conversion.graph`, read by :mod:`snnbench.conversion.onnx_ops`), and store it.
+"""A converted model's files: ``weights.npz`` (every array) and ``spec.json`` (the graph of
+:mod:`snnbench.conversion.graph`), and :func:`load_any`, which also reads an ONNX file
+(:func:`snnbench.conversion.onnx_ops.extract`).
 
-Files: ``weights.npz`` (every array) and ``spec.json`` (the graph). Format ``snnbench-layers/3``
-stores each distinct op once (conv ops with their pads, groups and dilations) and each stage with its
-paths and, for a Clip layer, its upper bound. Formats /1 (a chain of stages, each a list of ops with
-their biases) and /2 (no pads, groups, dilations or bounds) are read too.
+Format ``snnbench-layers/3`` stores each distinct op once (conv ops with their pads, groups and
+dilations) and each stage with its paths and, for a Clip layer, its upper bound. Formats /1 (a chain
+of stages, each a list of ops with their biases) and /2 (no pads, groups, dilations or bounds) are read too.
 """
 
 import json
@@ -13,12 +13,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from snnbench.conversion.graph import INPUT, ConvertedModel, LinearOp, LinearPath, Stage, fan_out, sum_paths
-from snnbench.conversion.onnx_ops import MAXPOOL_ROUTES, extract
+from snnbench.conversion.graph import ConvertedModel, LinearOp, LinearPath, Stage
+from snnbench.conversion.onnx_ops import extract
 from snnbench.errors import DataError
-
-__all__ = ["INPUT", "ConvertedModel", "LinearOp", "LinearPath", "Stage", "fan_out", "sum_paths",
-           "MAXPOOL_ROUTES", "extract", "SPEC_FILE", "SPEC_FORMAT", "WEIGHTS_FILE", "load", "load_any", "save"]
 
 SPEC_FILE = "spec.json"
 WEIGHTS_FILE = "weights.npz"
@@ -75,7 +72,7 @@ def load(folder) -> ConvertedModel:
     folder = Path(folder)
     if not (folder / SPEC_FILE).is_file() or not (folder / WEIGHTS_FILE).is_file():
         raise DataError(f"{folder} has no {SPEC_FILE} + {WEIGHTS_FILE}; write them with "
-                        "snnbench.conversion.onnx_io.save")
+                        "snnbench.conversion.converted_files.save")
     spec = json.loads((folder / SPEC_FILE).read_text())
     if spec.get("format") not in READ_FORMATS:
         raise DataError(f"{folder / SPEC_FILE} has format {spec.get('format')!r}; this version reads "
