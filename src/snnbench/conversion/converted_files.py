@@ -16,6 +16,7 @@ import torch
 from snnbench.conversion.graph import ConvertedModel, LinearOp, LinearPath, Stage
 from snnbench.conversion.onnx_ops import extract
 from snnbench.errors import DataError
+from snnbench.models.export import ONNX_FILE
 
 SPEC_FILE = "spec.json"
 WEIGHTS_FILE = "weights.npz"
@@ -100,7 +101,7 @@ def load_any(source, maxpool: str = "exact") -> ConvertedModel:
     if path.is_dir():
         if (path / SPEC_FILE).is_file():
             return load(path)
-        if (path / "model.onnx").is_file():
-            return extract(path / "model.onnx", maxpool)
-        raise DataError(f"{path} holds neither model.onnx nor {SPEC_FILE} + {WEIGHTS_FILE}")
+        if (path / ONNX_FILE).is_file():
+            return extract(path / ONNX_FILE, maxpool)
+        raise DataError(f"{path} holds neither {ONNX_FILE} nor {SPEC_FILE} + {WEIGHTS_FILE}")
     return extract(path, maxpool)

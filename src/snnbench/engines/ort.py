@@ -15,6 +15,7 @@ from snnbench.engines import register
 from snnbench.errors import DataError, UnsupportedModelError
 from snnbench.evaluation import metrics as M
 from snnbench.evaluation.harness import CLEAN, Model
+from snnbench.models.export import onnx_file
 
 
 class OrtRunner:
@@ -132,5 +133,4 @@ class OrtModel(Model):
 
 @register("ort-dnn")
 def build(artifact, batch_size: int = 1000, threads: int | None = None, activity: bool = True) -> OrtModel:
-    path = Path(artifact)
-    return OrtModel(path / "model.onnx" if path.is_dir() else path, batch_size, threads, activity)
+    return OrtModel(onnx_file(artifact), batch_size, threads, activity)
