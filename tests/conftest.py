@@ -114,7 +114,7 @@ def calibrated_reference_mlp(train_limit: int, epochs: int = 1):
     500 training images: (converted model, layer settings)."""
     require_data()
     from snnbench.conversion.calibration import Calibration, calibrate, mnist_training_images
-    from snnbench.conversion.onnx_io import extract
+    from snnbench.conversion.onnx_ops import extract
     from snnbench.training.conversion import trained_conversion_model
     from snnbench.training.recipes import Recipe
 

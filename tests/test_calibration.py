@@ -13,7 +13,7 @@ from snnbench.conversion import calibration as cal
 from snnbench.errors import SnnbenchError
 from snnbench.conversion.nengo_net import SignedIF, SimConfig, readout
 from snnbench.models.export import export_onnx
-from snnbench.conversion.onnx_io import extract
+from snnbench.conversion.onnx_ops import extract
 from snnbench.engines.nengo import NengoRunner
 from snnbench.engines.ort import OrtRunner
 

@@ -270,7 +270,7 @@ def test_the_deep_cnn_examples_convert_exactly(tmp_path):
     import torch
 
     from snnbench import engines
-    from snnbench.conversion import calibration as cal, onnx_io
+    from snnbench.conversion import calibration as cal, onnx_ops
     from snnbench.conversion.correction import activations, simulate
     from snnbench.conversion.nengo_net import SimConfig
     from snnbench.engines.nengo import NengoRunner
@@ -288,7 +288,7 @@ def test_the_deep_cnn_examples_convert_exactly(tmp_path):
             for _ in range(3):  # batch norm statistics of its own (not the identity)
                 net(torch.from_numpy(x) * 2)
         path = example.export_onnx(net.eval(), tmp_path / f"{name}.onnx")
-        model = onnx_io.extract(path)
+        model = onnx_ops.extract(path)
         flat = x.reshape(len(x), -1)
         reference = engines.build("ort-dnn", path, {"activity": False}).predict(flat)
         assert np.abs(model.forward(flat) - reference).max() <= 1e-4, name

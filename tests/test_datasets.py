@@ -304,14 +304,14 @@ def digits(tmp_path_factory):
 
 def test_digits_example_exports_a_data_set_and_a_model_that_fit(digits):
     from snnbench import engines
-    from snnbench.conversion import onnx_io
+    from snnbench.conversion import onnx_ops
     from snnbench.evaluation.metrics import correct
 
     data = load_dataset(str(digits["data"]))
     assert (data.name, data.sample_shape, data.classes, data.modality) == ("digits", (1, 8, 8), 10, "image")
     assert (len(data.train), len(data.validation), len(data.test)) == (1293, 144, 360)
     assert 0.0 == data.train.x.min() and data.train.x.max() == 1.0 and np.bincount(data.test.y).min() >= 35
-    model = onnx_io.extract(digits["model"])
+    model = onnx_ops.extract(digits["model"])
     check_fits(data, model.input_shape, model.n_outputs, 1000)
     logits = engines.build("ort-dnn", digits["model"]).predict(data.test.x[:100])  # any batch size
     assert correct(logits, data.test.y[:100]).mean() > 0.9 and digits["test_accuracy"] > 0.9

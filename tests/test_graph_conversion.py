@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from snnbench.conversion import onnx_io
+from snnbench.conversion import converted_files, graph, onnx_ops
 from snnbench.errors import SnnbenchError
 from snnbench.models.conversion import SmallResNet
 from snnbench.conversion.nengo_net import LayerParams, SimConfig
@@ -135,7 +135,7 @@ def test_rate_mode_equals_onnx_runtime(name, tmp_path):
     path, x = _export(name, tmp_path)
     reference = OrtRunner(path).predict(x)
     assert reference.std() > 1e-3
-    converted = onnx_io.extract(path)
+    converted = onnx_ops.extract(path)
     assert converted.approximations == []
     assert np.abs(converted.forward(x) - reference).max() <= 1e-4
     logits, stats, sim = _rate_network(converted, x)
@@ -151,7 +151,7 @@ def test_rate_mode_equals_onnx_runtime(name, tmp_path):
 
 def test_maxpool_exact_route_adds_a_tree_of_relu_populations(tmp_path):
     path, _ = _export("maxpool_after_relu", tmp_path)
-    converted = onnx_io.extract(path, maxpool="exact")
+    converted = onnx_ops.extract(path, maxpool="exact")
     names = [s.name for s in converted.hidden]
     assert len(names) == 1 + 3 and all("/max" in n for n in names[1:])  # 2x2 window: 3 pairwise maxes
     assert all(s.size_out == 4 * 6 * 6 for s in converted.hidden[1:])
@@ -167,7 +167,7 @@ def test_routed_fan_out_counts_what_each_neuron_reaches(name, tmp_path):
 
     from snnbench.conversion.graph import ROUTING_OPS, sum_paths
 
-    converted = onnx_io.extract(_export(name, tmp_path)[0], maxpool="exact")
+    converted = onnx_ops.extract(_export(name, tmp_path)[0], maxpool="exact")
     routed = 0
     for stage in converted.stages:
         for source in set(stage.sources):
@@ -177,7 +177,7 @@ def test_routed_fan_out_counts_what_each_neuron_reaches(name, tmp_path):
             size = next((p.ops[0].size_in for p in paths if p.ops), stage.size_out)
             one_hot = torch.eye(size, dtype=torch.float64)
             reached = (sum_paths(paths, lambda _: one_hot) > 0).sum(dim=1).numpy()
-            np.testing.assert_array_equal(onnx_io.fan_out(stage, source=source), reached)
+            np.testing.assert_array_equal(graph.fan_out(stage, source=source), reached)
             routed += any(path.ops for path in paths)
     assert routed  # the tree's populations were among them
 
@@ -185,14 +185,14 @@ def test_routed_fan_out_counts_what_each_neuron_reaches(name, tmp_path):
 def test_maxpool_average_route_is_labelled_and_deviates(tmp_path):
     path, x = _export("maxpool_after_relu", tmp_path)
     reference = OrtRunner(path).predict(x)
-    converted = onnx_io.extract(path, maxpool="average")
+    converted = onnx_ops.extract(path, maxpool="average")
     assert len(converted.hidden) == 1 and len(converted.approximations) == 1
     assert "MaxPool" in converted.approximations[0] and "average" in converted.approximations[0]
     logits, _, _ = _rate_network(converted, x)
     assert np.abs(logits - converted.forward(x)).max() <= 1e-4  # the network computes its approximation
     assert np.abs(logits - reference).max() > 1e-3               # which is not the ONNX model
     with pytest.raises(SnnbenchError, match="MaxPool route"):
-        onnx_io.extract(path, maxpool="max")
+        onnx_ops.extract(path, maxpool="max")
 
 
 def test_fan_out_merges_the_paths_into_each_population():
@@ -202,15 +202,15 @@ def test_fan_out_merges_the_paths_into_each_population():
     w3 = np.array([[0, 1, 0], [0, 0, 0]], np.float32)
 
     def dense(w):
-        return onnx_io.LinearOp("dense", (w.shape[1],), (w.shape[0],), w, np.zeros(w.shape[0], np.float32))
-    hidden = onnx_io.Stage([onnx_io.Path(onnx_io.INPUT, [dense(w1)])], np.zeros(2), True, (2,))
-    logits = onnx_io.Stage([onnx_io.Path(0, [dense(w2)]), onnx_io.Path(0), onnx_io.Path(onnx_io.INPUT, [dense(w3)])],
+        return graph.LinearOp("dense", (w.shape[1],), (w.shape[0],), w, np.zeros(w.shape[0], np.float32))
+    hidden = graph.Stage([graph.LinearPath(graph.INPUT, [dense(w1)])], np.zeros(2), True, (2,))
+    logits = graph.Stage([graph.LinearPath(0, [dense(w2)]), graph.LinearPath(0), graph.LinearPath(graph.INPUT, [dense(w3)])],
                            np.zeros(2), False, (2,))
-    model = onnx_io.ConvertedModel((3,), [hidden, logits])
-    np.testing.assert_array_equal(model.fan_out(onnx_io.INPUT), [1, 1, 2])
+    model = graph.ConvertedModel((3,), [hidden, logits])
+    np.testing.assert_array_equal(model.fan_out(graph.INPUT), [1, 1, 2])
     np.testing.assert_array_equal(model.fan_out(0), [2, 1])  # neuron 0 reaches both outputs, once each
     with pytest.raises(SnnbenchError, match="sources"):
-        onnx_io.fan_out(logits)
+        graph.fan_out(logits)
     x = np.array([[1.0, 2.0, -1.0]])
     h = np.maximum(w1 @ x[0], 0)
     np.testing.assert_allclose(model.forward(x)[0], w2 @ h + h + w3 @ x[0])
@@ -219,10 +219,10 @@ def test_fan_out_merges_the_paths_into_each_population():
 @pytest.mark.parametrize("route", ["exact", "average"])
 def test_dag_save_load_round_trip(route, tmp_path):
     path, x = _export("resnet", tmp_path)
-    converted = onnx_io.extract(path, maxpool=route)
-    onnx_io.save(converted, tmp_path / "snn")
-    assert json.loads((tmp_path / "snn" / onnx_io.SPEC_FILE).read_text())["format"] == onnx_io.SPEC_FORMAT
-    loaded = onnx_io.load_any(tmp_path / "snn")
+    converted = onnx_ops.extract(path, maxpool=route)
+    converted_files.save(converted, tmp_path / "snn")
+    assert json.loads((tmp_path / "snn" / converted_files.SPEC_FILE).read_text())["format"] == converted_files.SPEC_FORMAT
+    loaded = converted_files.load_any(tmp_path / "snn")
     np.testing.assert_array_equal(loaded.forward(x), converted.forward(x))
     assert [(s.name, s.shape, s.sources) for s in loaded.stages] == [(s.name, s.shape, s.sources)
                                                                       for s in converted.stages]
@@ -235,7 +235,7 @@ def test_format_1_chain_spec_still_loads(tmp_path):
     """A spec written before graphs (a chain of stages, each a list of ops with their biases)."""
     rng = np.random.default_rng(2)
     w1, b1, w2, b2 = (rng.standard_normal(s).astype(np.float32) for s in ((4, 3), (4,), (2, 4), (2,)))
-    np.savez(tmp_path / onnx_io.WEIGHTS_FILE, **{"stage0.op0.weight": w1, "stage0.op0.bias": b1,
+    np.savez(tmp_path / converted_files.WEIGHTS_FILE, **{"stage0.op0.weight": w1, "stage0.op0.bias": b1,
                                                   "stage1.op0.weight": w2, "stage1.op0.bias": b2})
 
     def op(i, n_in, n_out):
@@ -243,8 +243,8 @@ def test_format_1_chain_spec_still_loads(tmp_path):
                 "padding": "valid", "weight": f"stage{i}.op0.weight", "bias": f"stage{i}.op0.bias"}
     spec = {"format": "snnbench-layers/1", "input_shape": [3], "source": "old.onnx",
             "stages": [{"activation": "relu", "ops": [op(0, 3, 4)]}, {"activation": None, "ops": [op(1, 4, 2)]}]}
-    (tmp_path / onnx_io.SPEC_FILE).write_text(json.dumps(spec))
-    loaded = onnx_io.load(tmp_path)
+    (tmp_path / converted_files.SPEC_FILE).write_text(json.dumps(spec))
+    loaded = converted_files.load(tmp_path)
     assert loaded.is_chain and len(loaded.hidden) == 1
     x = rng.standard_normal((5, 3))
     np.testing.assert_allclose(loaded.forward(x), np.maximum(x @ w1.T + b1, 0) @ w2.T + b2, rtol=1e-6)
@@ -255,7 +255,7 @@ def test_unsupported_op_gives_one_line_naming_op_and_node(tmp_path):
     path = export_onnx(nn.Sequential(nn.Linear(6, 4), nn.Sigmoid(), nn.Linear(4, 2)), 6, tmp_path / "s.onnx")
     (node,) = [n for n in onnx.load(str(path)).graph.node if n.op_type == "Sigmoid"]
     with pytest.raises(SnnbenchError) as info:
-        onnx_io.extract(path)
+        onnx_ops.extract(path)
     message = str(info.value)
     assert "\n" not in message and "'Sigmoid'" in message and repr(node.name) in message
 
@@ -284,7 +284,7 @@ def test_static_batch_export_converts_and_runs_in_batches_of_its_size(tmp_path):
     reference = OrtRunner(path).predict(x)  # 10 images, one batch of 1 at a time
     with torch.no_grad():
         np.testing.assert_allclose(reference, model(torch.as_tensor(x).reshape(-1, 1, 12, 12)).numpy(), atol=1e-5)
-    converted = onnx_io.extract(path)
+    converted = onnx_ops.extract(path)
     logits, _, _ = _rate_network(converted, x)
     assert np.abs(logits - reference).max() <= 1e-4
 
@@ -314,7 +314,7 @@ def test_pad_node_and_same_upper_conv_in_the_rate_network(tmp_path):
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
     x = rng.uniform(0, 1, (N_SAMPLES, 81)).astype(np.float32)
     reference = OrtRunner(path).predict(x)
-    logits, _, _ = _rate_network(onnx_io.extract(path), x)
+    logits, _, _ = _rate_network(onnx_ops.extract(path), x)
     assert np.abs(logits - reference).max() <= 1e-4
 
 
@@ -327,7 +327,7 @@ def test_converted_snntorch_layers_compute_the_graphs_ops(tmp_path):
     model = nn.Sequential(nn.Conv2d(1, 4, 3, stride=2, padding=1), nn.ReLU(),
                           nn.Conv2d(4, 4, 3, padding=2, dilation=2, groups=2), nn.ReLU(), nn.AvgPool2d(2),
                           nn.Flatten(), nn.Linear(4 * 3 * 3, 3))
-    converted = onnx_io.extract(export_onnx(model, (1, 12, 12), tmp_path / "m.onnx"))
+    converted = onnx_ops.extract(export_onnx(model, (1, 12, 12), tmp_path / "m.onnx"))
     ops = [op for stage in converted.stages for op in stage.ops]
     assert {op.kind for op in ops} == {"conv", "avgpool", "dense"}
     for op in ops:
@@ -341,7 +341,7 @@ def test_converted_snntorch_refuses_bounded_layers(tmp_path):
     from snnbench import engines
 
     model = nn.Sequential(nn.Linear(6, 4), nn.ReLU6(), nn.Linear(4, 2))
-    converted = onnx_io.extract(export_onnx(model, 6, tmp_path / "m.onnx"))
+    converted = onnx_ops.extract(export_onnx(model, 6, tmp_path / "m.onnx"))
     layers = [LayerParams(neuron="if", rate_scale=RATE_SCALE) for _ in converted.stages]
     with pytest.raises(SnnbenchError, match="nengo-snn"):
         engines.build("snntorch-snn", converted, {"layers": layers})

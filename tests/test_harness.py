@@ -14,12 +14,23 @@ from snnbench.noise import NoiseSpec
 from snnbench.models.export import export_onnx
 
 
+def _wilson(successes, n, z=1.959963984540054):
+    """The Wilson score interval written out: centre and half-width of the score test's inversion."""
+    p, denominator = successes / n, 1 + z * z / n
+    centre, half = (p + z * z / (2 * n)) / denominator, z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denominator
+    return centre - half, centre + half
+
+
 def test_wilson_interval_matches_known_values():
     # p = 0.5, n = 100: the textbook Wilson interval is 0.4038 .. 0.5962
     low, high = metrics.wilson_interval(50, 100)
     assert low == pytest.approx(0.4038, abs=1e-4) and high == pytest.approx(0.5962, abs=1e-4)
     low, high = metrics.wilson_interval(100, 100)  # never past 1, still a real interval below it
     assert high == pytest.approx(1.0) and 0.95 < low < 0.97
+    for n in (1, 7, 100, 10000):
+        for k in sorted({0, 1, n // 3, n // 2, n - 1, n}):
+            np.testing.assert_allclose(metrics.wilson_interval(k, n), _wilson(k, n), rtol=0, atol=1e-12)
+    assert np.isnan(metrics.wilson_interval(0, 0)).all()
 
 
 def test_seed_interval_is_the_t_interval():
@@ -188,3 +199,9 @@ def test_paired_difference_is_the_mean_per_sample_difference_with_a_bootstrap_in
     assert metrics.paired_difference(a, a) == (0.0, 0.0, 0.0)
     with pytest.raises(ValueError, match="equal"):
         metrics.paired_difference(a, b[:, :10])
+    assert metrics.paired_difference(a[:, :1], ~a[:, :1]) == (1.0, 1.0, 1.0)  # one sample: every resample is it
+    # the resamples: batches of 200 rows of sample indices from default_rng(seed), percentiles of their means
+    per_sample, rng = (a - b.astype(float)).mean(axis=0), np.random.default_rng(7)
+    means = np.concatenate([per_sample[rng.integers(0, 4000, (200, 4000))].mean(axis=1) for _ in range(5)])
+    np.testing.assert_allclose(metrics.paired_difference(a, b, resamples=1000, seed=7)[1:],
+                               np.percentile(means, [2.5, 97.5]), rtol=0, atol=1e-12)

@@ -11,7 +11,7 @@ from snnbench.errors import SnnbenchError
 
 def test_pooling_folds_into_the_next_op_exactly():
     from snnbench.conversion import loihi
-    from snnbench.conversion.onnx_io import extract
+    from snnbench.conversion.onnx_ops import extract
     from snnbench.models.conversion import small_cnn
     from snnbench.models.export import export_onnx
     import tempfile, torch  # noqa: E401
@@ -31,7 +31,7 @@ def test_clip_bounds_survive_the_loihi_restaging():
     """A Clip layer's bound stays on its stage through pooling folds and the added input layer."""
     from dataclasses import replace
     from snnbench.conversion import loihi
-    from snnbench.conversion.onnx_io import extract
+    from snnbench.conversion.onnx_ops import extract
     from snnbench.models.conversion import small_cnn
     from snnbench.models.export import export_onnx
     import tempfile, torch  # noqa: E401

@@ -10,7 +10,8 @@ from snnbench.errors import ConfigError, SnnbenchError
 from snnbench.conversion.nengo_net import (LayerParams, SimConfig, build_network, fed_stages, load_params, save_params,
                                            stage_currents)
 from snnbench.noise import NoiseSpec
-from snnbench.conversion.onnx_io import INPUT, extract, fan_out
+from snnbench.conversion.graph import INPUT, fan_out
+from snnbench.conversion.onnx_ops import extract
 from snnbench.engines.nengo import NengoRunner
 from snnbench.engines.ort import OrtRunner
 from snnbench.training.cache import read_summary

@@ -113,7 +113,7 @@ def test_a_cnn_round_trips_through_snntorch(tmp_path):
 
     from snnbench.conversion.calibration import Calibration, calibrate, mnist_training_images
     from snnbench.conversion.nir_export import write_nir
-    from snnbench.conversion.onnx_io import extract
+    from snnbench.conversion.onnx_ops import extract
     from snnbench.data import load_features
     from snnbench.engines.nengo import NengoRunner
     from snnbench.training.conversion import trained_conversion_model

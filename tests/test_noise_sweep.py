@@ -105,7 +105,7 @@ def test_nengo_gets_the_ort_feeds_and_reused_simulators_match_fresh_ones(monkeyp
     from snnbench.models.export import export_onnx
     from snnbench.conversion.onnx_noise import add_noise
     from snnbench.conversion.calibration import Calibration, calibrate
-    from snnbench.conversion.onnx_io import extract
+    from snnbench.conversion.onnx_ops import extract
     from snnbench.engines.nengo import NengoRunner, SimConfig
 
     torch.manual_seed(0)

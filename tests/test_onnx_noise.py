@@ -108,7 +108,7 @@ def test_hidden_layers_are_the_converted_networks_or_it_stops(arch, tmp_path):
 
     from snnbench import engines
     from snnbench.conversion.nengo_net import LayerParams, SimConfig
-    from snnbench.conversion.onnx_io import extract
+    from snnbench.conversion.onnx_ops import extract
     from snnbench.conversion.onnx_noise import check_hidden_layers
     from snnbench.models.conversion import INPUT_SHAPES, build_model
 
@@ -135,7 +135,7 @@ def test_hidden_layers_are_the_converted_networks_or_it_stops(arch, tmp_path):
 
 def test_a_clip_layer_of_its_own_stops_noisy_nengo(tmp_path):
     """ReLU6 exports as a Clip node: a population of the converted network, but no Relu node."""
-    from snnbench.conversion.onnx_io import extract
+    from snnbench.conversion.onnx_ops import extract
     from snnbench.conversion.onnx_noise import check_hidden_layers
 
     model = torch.nn.Sequential(torch.nn.Linear(6, 5), torch.nn.ReLU6(), torch.nn.Linear(5, 4), torch.nn.ReLU(),

@@ -14,7 +14,7 @@ from torch import nn
 from conftest import require_data
 from snnbench import engines, perturbations
 from snnbench.cli.main import main
-from snnbench.conversion.onnx_io import load_any
+from snnbench.conversion.converted_files import load_any
 from snnbench.errors import ConfigError, DataError, UnsupportedModelError
 from snnbench.models.export import export_onnx
 from snnbench.noise import NoiseSpec

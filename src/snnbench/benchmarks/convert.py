@@ -26,7 +26,7 @@ import numpy as np
 from snnbench.benchmarks import convert_eval as measure
 from snnbench.benchmarks.options import add_common, add_recipe_arguments, from_profile, option_params, require
 from snnbench.config import add_options, auto, choice, from_args, int_list, option, positive, positive_or_none
-from snnbench.conversion import onnx_io
+from snnbench.conversion import onnx_ops
 from snnbench.conversion.onnx_prepare import ModelInput, PreparedModel, prepared_copy
 from snnbench.conversion.calibration import (METHODS, RATE_CHOICES, SCALES, Calibration, calibrated_document,
                                              reference_layers)
@@ -67,7 +67,7 @@ class ConvertOptions:
     dataset: str = option("mnist", "the test, calibration and validation data: " + DATASET_HELP, group=DNN)
     maxpool: str = option("exact", "MaxPool: exact (a tree of pairwise maxes as extra ReLU populations; the rate-mode "
                                    "network stays exact) or average (swapped for average pooling: approximate)",
-                          choices=onnx_io.MAXPOOL_ROUTES, group=DNN)
+                          choices=onnx_ops.MAXPOOL_ROUTES, group=DNN)
     method: str = option("auto", "auto: tuned where --params-json or --study-name is given, else corrected where it "
                                  "applies (IF neurons, no output synapse, the mean readout), else calibrated (the run "
                                  "logs which ran and why: method, method_reason); reference: the study's conversion "
@@ -259,7 +259,7 @@ def user_model(args, settings: dict, dataset: Dataset):
     source = local_copy(args.onnx_model)
     prepared = prepared_copy(source / "model.onnx" if source.is_dir() else source, dataset.sample_shape,
                              settings["model_input"], f"--dataset {dataset.name}")
-    converted = onnx_io.extract(prepared.path, args.maxpool)
+    converted = onnx_ops.extract(prepared.path, args.maxpool)
     converted.require_hidden()
     check_fits(dataset, dataset.sample_shape, converted.n_outputs,
                settings["calibration"].samples if settings["calibration"] else 0)
@@ -299,7 +299,7 @@ def run(args):
             trained = read_summary(onnx_path.parent)
             mlflow.log_metrics({"torch_test_accuracy": trained["torch_test_accuracy"],
                                 "train_seconds": trained["train_seconds"]})
-        converted = converted or onnx_io.extract(onnx_path, args.maxpool)
+        converted = converted or onnx_ops.extract(onnx_path, args.maxpool)
         if converted.approximations:
             mlflow.set_tag("snnbench.approximations", json.dumps(converted.approximations))
         document = conversion_setting(converted, settings)  # calibration: training images only

@@ -18,7 +18,7 @@ import onnx
 import onnxruntime
 
 from snnbench import engines
-from snnbench.conversion import calibration as cal, correction, onnx_io
+from snnbench.conversion import calibration as cal, converted_files, correction
 from snnbench.conversion.nengo_net import LayerParams
 from snnbench.evaluation import plots
 from snnbench.evaluation.energy import DEVICES, column
@@ -243,7 +243,7 @@ def log_artifacts(onnx_path: Path, converted, document: dict, dnn: dict, snn: di
                           pip_requirements=[f"onnx=={onnx.__version__}", f"onnxruntime=={onnxruntime.__version__}"])
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        onnx_io.save(converted, tmp / "snn")
+        converted_files.save(converted, tmp / "snn")
         (tmp / "snn" / "params.json").write_text(json.dumps(document, indent=1))  # the setting used
         mlflow.log_artifacts(str(tmp / "snn"), "snn")
         matrices = {"dnn": confusion(y, dnn["logits"]), "snn": confusion(y, snn["logits"])}

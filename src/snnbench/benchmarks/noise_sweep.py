@@ -24,7 +24,7 @@ from snnbench.benchmarks.noise_sweep_models import (SNN_ENGINE, Models, Subject,
                                                     study_references, sweep_test_data, user_onnx)
 from snnbench.benchmarks.options import add_common, add_modalities, add_resume, from_profile, require
 from snnbench.config import add_options, auto, choice_list, float_list, from_args, option, positive
-from snnbench.conversion import onnx_io
+from snnbench.conversion import onnx_ops
 from snnbench.conversion.onnx_prepare import ModelInput
 from snnbench.data import DATASET_HELP
 from snnbench.device import resolve_device
@@ -140,7 +140,7 @@ def settings(args) -> dict:
     if user:
         config["model_seeds"] = [0]  # a user's model is one trained model
         if args.onnx_model:  # the file normalised, checked against the data and read before the run starts
-            onnx_io.extract(user_onnx(config).path).require_hidden()
+            onnx_ops.extract(user_onnx(config).path).require_hidden()
     elif args.models_from:
         found = sorted({seed for _, _, seed in study_references(args.models_from, config["snn_steps"])})
         config["model_seeds"] = found[:args.model_seeds] if args.model_seeds else found

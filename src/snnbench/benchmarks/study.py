@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from snnbench.data import MODALITIES
-from snnbench.device import PEAK_RATES
+from snnbench.peak_rates import PEAK_RATES
 from snnbench.evaluation.metrics import accuracy_interval, seed_interval
 from snnbench.models.multimodal import ModelSpec
 from snnbench.noise import NoiseSpec
@@ -198,7 +198,7 @@ def study_report(results: dict, figures: Path, link_prefix: str = "") -> str:
 
 def _training_cost(meta: dict) -> list[str]:
     """The grid's training time beside the time its matrix products and its optimiser's memory
-    traffic need at the device's datasheet peak (snnbench.device.PEAK_RATES)."""
+    traffic need at the device's datasheet peak (snnbench.peak_rates.PEAK_RATES)."""
     entries = [e for shape in meta.get("speeds", {}).values() for e in shape if "product_flops" in e]
     if not entries or "train_seconds" not in meta:
         return []

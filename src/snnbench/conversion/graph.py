@@ -144,7 +144,7 @@ class LinearOp:
 
 
 @dataclass
-class Path:
+class LinearPath:
     """``scale * ops(source)``, the ops applied in order without their biases."""
     source: int                     # INPUT or the index of an earlier stage
     ops: list = field(default_factory=list)
@@ -157,7 +157,7 @@ def sum_paths(paths: list, value, apply=lambda op, x: op.apply(x, with_bias=Fals
     total, groups = 0.0, {}
     for path in paths:
         if path.ops:
-            shorter = Path(path.source, path.ops[:-1], path.scale)
+            shorter = LinearPath(path.source, path.ops[:-1], path.scale)
             groups.setdefault(id(path.ops[-1]), (path.ops[-1], []))[1].append(shorter)
         else:
             total = total + path.scale * value(path.source)
@@ -213,7 +213,7 @@ class Stage:
         """One path, from the stage before it: a plain layer of a chain."""
         return len(self.paths) == 1 and self.paths[0].source == self.index - 1 and self.paths[0].scale == 1
 
-    def _chain_path(self) -> Path:
+    def _chain_path(self) -> LinearPath:
         if not self.in_chain:
             raise UnsupportedModelError(f"stage {self.name!r} is not a plain layer of a chain (sources "
                                         f"{self.sources}); use ConvertedModel.activations / fan_out for graphs")

@@ -26,7 +26,7 @@ from dataclasses import replace
 import numpy as np
 
 from snnbench.conversion.nengo_net import SPIKING_NEURONS, LayerParams, SignedIF
-from snnbench.conversion.onnx_io import INPUT, ConvertedModel, LinearOp, Path, Stage
+from snnbench.conversion.graph import INPUT, ConvertedModel, LinearOp, LinearPath, Stage
 from snnbench.errors import ConfigError
 
 LOIHI_VMIN = -(2 ** 23) + 1        # most negative membrane voltage of a Loihi compartment
@@ -78,7 +78,7 @@ def fold_pooling(model: ConvertedModel) -> ConvertedModel:
 def with_input_layer(model: ConvertedModel) -> ConvertedModel:
     """The network with an identity population first (the off-chip layer turning pixels into
     spikes): every stage that read the input reads it, the others shift by one."""
-    first = Stage([Path(INPUT, [], 1.0)], np.zeros(model.n_inputs), True, model.input_shape, INPUT_LAYER)
+    first = Stage([LinearPath(INPUT, [], 1.0)], np.zeros(model.n_inputs), True, model.input_shape, INPUT_LAYER)
     stages = [first] + [replace(s, paths=[replace(p, source=0 if p.source == INPUT else p.source + 1) for p in s.paths])
                         for s in model.stages]
     return replace(model, stages=stages)

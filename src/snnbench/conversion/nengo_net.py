@@ -37,7 +37,7 @@ import torch
 from snnbench.config import check_choice, check_choices, option, positive
 from snnbench.errors import SnnbenchError
 from snnbench.conversion.neurons import ClippedRectifiedLinear, SignedIF, register_nengo_dl_neurons  # noqa: F401
-from snnbench.conversion.onnx_io import INPUT, ConvertedModel, LinearOp, Stage, sum_paths
+from snnbench.conversion.graph import INPUT, ConvertedModel, LinearOp, Stage, sum_paths
 
 NEURONS = ("lif", "if", "if-rectified", "lif-rate", "relu-rate")
 SPIKING_NEURONS = ("if", "if-rectified", "lif")  # what calibration sets and Loihi runs

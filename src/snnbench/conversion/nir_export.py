@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from snnbench.conversion.nengo_net import IF_NEURONS, LayerParams, SimConfig, layer_list
-from snnbench.conversion.onnx_io import ConvertedModel, LinearOp
+from snnbench.conversion.graph import ConvertedModel, LinearOp
 from snnbench.errors import ConfigError, UnsupportedModelError
 
 INITIAL_VOLTAGE = {"half": 0.5, "uniform": "uniform [0, 1)"}

@@ -15,31 +15,16 @@ import onnx
 import torch
 from onnx import numpy_helper
 
-from snnbench.conversion.graph import INPUT, LinearOp, Path, Stage
+from snnbench.conversion.graph import INPUT, LinearOp, LinearPath, Stage
 from snnbench.conversion.onnx_prepare import fixed_batch, load
 from snnbench.errors import UnsupportedModelError
-
-SUPPORTED_OPS = ("Gemm", "MatMul", "Add", "Sub", "Mul", "Div", "Relu", "Clip", "Pad", "Flatten", "Reshape", "Squeeze",
-                 "Unsqueeze", "Transpose", "Conv", "AveragePool", "GlobalAveragePool", "MaxPool", "Concat",
-                 "BatchNormalization", "Identity", "Dropout", "Cast", "Constant")  # each has its handler in onnx_ops
-WHY_NOT = {  # why an op that is no linear map or ReLU-like activation cannot become spiking populations
-    **{op: "a hidden activation other than ReLU (or Clip(0, a)) has no spiking rate equivalent here; only the last "
-           "layer's Softmax, LogSoftmax or Sigmoid is dropped as the classifier head"
-       for op in ("Tanh", "Sigmoid", "Softmax", "LogSoftmax", "LeakyRelu", "PRelu", "Elu", "Selu", "Gelu",
-                  "HardSigmoid", "HardSwish", "Softplus", "Softsign", "Mish", "Erf")},
-    **{op: "a recurrent layer keeps a state across its sequence; convert a feed-forward network"
-       for op in ("LSTM", "GRU", "RNN", "Scan", "Loop")},
-    **{op: "a shape computation that depends on the data; give the model a fixed sample size"
-       for op in ("Shape", "Gather", "Size", "NonZero", "Expand", "Range", "ConstantOfShape")},
-}
 
 
 def node_name(node) -> str:
     return node.name or (node.output[0] if node.output else "?")
 
 
-def unsupported(node, why: str = ""):
-    why = why or WHY_NOT.get(node.op_type, f"supported ops: {', '.join(SUPPORTED_OPS)}")
+def unsupported(node, why: str):
     raise UnsupportedModelError(f"cannot convert ONNX op {node.op_type!r} at node {node_name(node)!r}: {why}")
 
 
@@ -90,14 +75,14 @@ class Value:
 
     def with_last_op(self, op: LinearOp | None) -> "Value":
         """The same paths with their (common) last op replaced by ``op`` (removed if None)."""
-        return Value([Path(p.source, p.ops[:-1] + ([op] if op is not None else []), p.scale) for p in self.paths],
+        return Value([LinearPath(p.source, p.ops[:-1] + ([op] if op is not None else []), p.scale) for p in self.paths],
                      self.bias, self.shape, self.nonnegative)
 
     def reshaped(self, shape: tuple) -> "Value":
         return Value(self.paths, self.bias, tuple(int(s) for s in shape), self.nonnegative)
 
     def scaled(self, factor: float) -> "Value":
-        return Value([Path(p.source, p.ops, p.scale * factor) for p in self.paths], self.bias * factor, self.shape,
+        return Value([LinearPath(p.source, p.ops, p.scale * factor) for p in self.paths], self.bias * factor, self.shape,
                      self.nonnegative and factor > 0)
 
 
@@ -120,7 +105,7 @@ class GraphReader:
                                         f"(N, C, H, W), got {dims[1:]} after the batch axis")
         shape = (1, *dims[1:])
         self.input_shape = tuple(dims[1:])
-        self.values = {inputs[0].name: Value([Path(INPUT)], np.zeros(int(np.prod(shape))), shape)}
+        self.values = {inputs[0].name: Value([LinearPath(INPUT)], np.zeros(int(np.prod(shape))), shape)}
         self.output = graph.output[0].name
         self.stages, self.approximations, self.maxpool = [], [], maxpool
         self.readers = Counter(name for node in graph.node for name in node.input)  # tensor -> nodes reading it
@@ -146,14 +131,14 @@ class GraphReader:
         op's output with a batch axis)."""
         bias = op.apply(torch.as_tensor(value.bias)[None], with_bias=True)[0].numpy()
         nonnegative = value.nonnegative and op.kind in ("select", "place", "pad", "avgpool")
-        return Value([Path(p.source, p.ops + [op], p.scale) for p in value.paths], bias,
+        return Value([LinearPath(p.source, p.ops + [op], p.scale) for p in value.paths], bias,
                      shape or (1, *op.out_shape), nonnegative)
 
     def population(self, value: Value, name: str, upper: float | None = None) -> Value:
         """A hidden stage holding relu(value) (bounded at ``upper``); returns its output as a Value."""
         self.stages.append(Stage(value.paths, value.bias.astype(np.float64), True, value.sample_shape, name,
                                  upper=upper))
-        return Value([Path(len(self.stages) - 1)], np.zeros(value.size), value.shape, True)
+        return Value([LinearPath(len(self.stages) - 1)], np.zeros(value.size), value.shape, True)
 
     def population_of(self, value: Value):
         """The stage whose output ``value`` is, unchanged (no ops, no bias), or None."""

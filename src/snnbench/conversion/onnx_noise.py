@@ -19,6 +19,7 @@ from onnx import TensorProto, helper, shape_inference
 
 from snnbench.errors import ConfigError, DataError, UnsupportedModelError
 from snnbench.conversion.onnx_graph import node_name
+from snnbench.models.export import onnx_file
 from snnbench.noise import NoiseSpec
 
 ACTIVATIONS = ("Relu",)
@@ -58,9 +59,7 @@ class NoisyGraph:
 def _load(model) -> onnx.ModelProto:
     if isinstance(model, onnx.ModelProto):
         return model
-    path = Path(model)
-    if path.is_dir():
-        path = path / "model.onnx"
+    path = onnx_file(model)
     if not path.exists():
         raise DataError(f"no ONNX model at {path}; export one first (snnbench.models.export.export_onnx)")
     return onnx.load(str(path))

@@ -22,7 +22,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from snnbench.conversion.graph import MAX_HELPER, ConvertedModel, LinearOp, Path, Stage, conv_out_len, same_pads
+from snnbench.conversion.graph import MAX_HELPER, ConvertedModel, LinearOp, LinearPath, Stage, conv_out_len, same_pads
 from snnbench.conversion.onnx_graph import (GraphReader, Value, as_array, attributes, load_model, node_name,
                                            sample_shape, unsupported)
 from snnbench.config import check_choice
@@ -289,7 +289,7 @@ def _concat(r: GraphReader, node):
     paths, first = [], 0
     for part in parts:
         place = LinearOp("place", (part.size,), (size,), offset=(first,))
-        paths += [Path(p.source, p.ops + [place], p.scale) for p in part.paths]
+        paths += [LinearPath(p.source, p.ops + [place], p.scale) for p in part.paths]
         first += part.size
     r.set(node, Value(paths, np.concatenate([p.bias for p in parts]), tuple(shape),
                       all(p.nonnegative for p in parts)))
@@ -405,11 +405,23 @@ def _constant(r: GraphReader, node):
     unsupported(node, f"a Constant with {', '.join(a) or 'no value'} is not supported")
 
 
-HANDLERS = {"Gemm": _dense, "MatMul": _dense, "Add": _add, "Sub": _sub, "Mul": _scale, "Div": _scale, "Relu": _relu,
-            "Clip": _clip, "Pad": _pad, "Flatten": _reshape, "Reshape": _reshape, "Squeeze": _reshape,
-            "Unsqueeze": _reshape, "Transpose": _transpose, "Conv": _conv, "AveragePool": _avgpool,
-            "GlobalAveragePool": _avgpool, "MaxPool": _maxpool, "Concat": _concat, "BatchNormalization": _batchnorm,
-            "Identity": _passthrough, "Dropout": _passthrough, "Cast": _passthrough, "Constant": _constant}
+HANDLERS = {  # the supported ops, each with the function that reads it
+    "Gemm": _dense, "MatMul": _dense, "Add": _add, "Sub": _sub, "Mul": _scale, "Div": _scale, "Relu": _relu,
+    "Clip": _clip, "Pad": _pad, "Flatten": _reshape, "Reshape": _reshape, "Squeeze": _reshape, "Unsqueeze": _reshape,
+    "Transpose": _transpose, "Conv": _conv, "AveragePool": _avgpool, "GlobalAveragePool": _avgpool,
+    "MaxPool": _maxpool, "Concat": _concat, "BatchNormalization": _batchnorm, "Identity": _passthrough,
+    "Dropout": _passthrough, "Cast": _passthrough, "Constant": _constant,
+}
+WHY_NOT = {  # why an op that is no linear map or ReLU-like activation cannot become spiking populations
+    **{op: "a hidden activation other than ReLU (or Clip(0, a)) has no spiking rate equivalent here; only the last "
+           "layer's Softmax, LogSoftmax or Sigmoid is dropped as the classifier head"
+       for op in ("Tanh", "Sigmoid", "Softmax", "LogSoftmax", "LeakyRelu", "PRelu", "Elu", "Selu", "Gelu",
+                  "HardSigmoid", "HardSwish", "Softplus", "Softsign", "Mish", "Erf")},
+    **{op: "a recurrent layer keeps a state across its sequence; convert a feed-forward network"
+       for op in ("LSTM", "GRU", "RNN", "Scan", "Loop")},
+    **{op: "a shape computation that depends on the data; give the model a fixed sample size"
+       for op in ("Shape", "Gather", "Size", "NonZero", "Expand", "Range", "ConstantOfShape")},
+}
 
 
 def extract(path, maxpool: str = "exact") -> ConvertedModel:
@@ -420,7 +432,7 @@ def extract(path, maxpool: str = "exact") -> ConvertedModel:
     reader = GraphReader(model, maxpool)
     for node in model.graph.node:
         if node.op_type not in HANDLERS:
-            unsupported(node)
+            unsupported(node, WHY_NOT.get(node.op_type, f"supported ops: {', '.join(HANDLERS)}"))
         HANDLERS[node.op_type](reader, node)
     output = reader.values.get(reader.output)
     if output is None or not output.paths:

@@ -33,11 +33,12 @@ from onnx import TensorProto, helper, shape_inference
 
 from snnbench.config import option
 from snnbench.errors import ConfigError, DataError, UnsupportedModelError
+from snnbench.models.export import ONNX_FILE
 
 HEADS = ("Softmax", "LogSoftmax", "Sigmoid")  # monotonic per class: the argmax is kept
 RESHAPES = ("Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity")  # keep the values and their order
 ENCODER_OPS = RESHAPES + ("Transpose", "Sub", "Div", "Mul", "Add", "Sigmoid", "Tanh", "Cast", "Clip")
-MODEL_FILE, ENCODER_FILE, NOTES_FILE = "model.onnx", "encoder.onnx", "prepared.json"
+ENCODER_FILE, NOTES_FILE = "encoder.onnx", "prepared.json"
 
 
 def _floats(text) -> tuple:
@@ -103,7 +104,7 @@ class PreparedModel:
 
     @property
     def path(self) -> Path:
-        return self.folder / MODEL_FILE
+        return self.folder / ONNX_FILE
 
     @property
     def n_inputs(self) -> int:
@@ -463,7 +464,7 @@ def prepare(path, folder, sample_shape: tuple, model_input: ModelInput = ModelIn
     notes.update(layout=layout, raw_input_shape=list(raw_shape), input_shape=list(input_shape),
                  model_input=asdict(model_input))
     onnx.checker.check_model(model)
-    onnx.save(model, str(folder / MODEL_FILE))
+    onnx.save(model, str(folder / ONNX_FILE))
     (folder / NOTES_FILE).write_text(json.dumps(notes, indent=1))
     return PreparedModel(folder, input_shape, layout, raw_shape, model_input, notes)
 

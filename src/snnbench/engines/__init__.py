@@ -41,7 +41,7 @@ def build(name: str, artifact, settings: dict | None = None):
 
 def converted_layers(converted, layers=None, calibration_inputs=None, seed: int = 0, dt: float = 0.001):
     """``converted`` loaded, and ``layers``, or else the calibrated method's from ``calibration_inputs``."""
-    from snnbench.conversion.onnx_io import load_any
+    from snnbench.conversion.converted_files import load_any
 
     converted = load_any(converted)
     if layers is None:

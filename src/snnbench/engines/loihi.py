@@ -16,7 +16,7 @@ import numpy as np
 
 from snnbench.conversion import loihi as L
 from snnbench.conversion.nengo_net import SimConfig, build_network, layer_list, readout
-from snnbench.conversion.onnx_io import load_any
+from snnbench.conversion.converted_files import load_any
 from snnbench.engines import converted_layers, register
 from snnbench.errors import ConfigError, DataError, UnsupportedModelError
 from snnbench.evaluation import metrics as M

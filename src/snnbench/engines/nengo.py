@@ -7,10 +7,11 @@ from contextlib import AbstractContextManager
 
 import numpy as np
 
+from snnbench.conversion.converted_files import load_any
+from snnbench.conversion.graph import INPUT, ConvertedModel
 from snnbench.conversion.nengo_net import (LayerParams, SimConfig, build_network, fed_stages, layer_list, readout,
                                            register_nengo_dl_neurons, stage_currents, stage_key)
 from snnbench.conversion.neurons import LossyIF, SignedIF
-from snnbench.conversion.onnx_io import INPUT, ConvertedModel, load_any
 from snnbench.engines import converted_layers, register
 from snnbench.errors import ConfigError, DataError
 from snnbench.evaluation import metrics as M

@@ -15,6 +15,7 @@ from snnbench.engines import register
 from snnbench.errors import DataError, UnsupportedModelError
 from snnbench.evaluation import metrics as M
 from snnbench.evaluation.harness import CLEAN, Model
+from snnbench.models.export import onnx_file
 
 
 class OrtRunner:
@@ -87,9 +88,9 @@ class OrtModel(Model):
     def converted(self):
         """The network's layers (one population per ONNX Relu: MaxPool read as its window's
         connectivity, not as the exact route's extra populations)."""
-        from snnbench.conversion import onnx_io
+        from snnbench.conversion import onnx_ops
 
-        return onnx_io.extract(self.path, maxpool="average")
+        return onnx_ops.extract(self.path, maxpool="average")
 
     def _runner(self, position: str):
         """A runner of the graph with noise inputs at ``position`` (and every hidden activation as an
@@ -132,5 +133,4 @@ class OrtModel(Model):
 
 @register("ort-dnn")
 def build(artifact, batch_size: int = 1000, threads: int | None = None, activity: bool = True) -> OrtModel:
-    path = Path(artifact)
-    return OrtModel(path / "model.onnx" if path.is_dir() else path, batch_size, threads, activity)
+    return OrtModel(onnx_file(artifact), batch_size, threads, activity)

@@ -40,15 +40,12 @@ class Activity:
     dense_macs_per_sample: float  # MACs of one dense forward pass (all inputs, one step)
 
 
-def wilson_interval(successes: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
-    """Wilson score interval of a proportion (95% by default)."""
+def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval of a proportion (NaN for none)."""
     if n <= 0:
         return float("nan"), float("nan")
-    p = successes / n
-    denominator = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denominator
-    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denominator
-    return float(max(0.0, centre - half)), float(min(1.0, centre + half))
+    interval = stats.binomtest(int(successes), int(n)).proportion_ci(confidence_level=confidence, method="wilson")
+    return float(interval.low), float(interval.high)
 
 
 def seed_interval(values) -> tuple[float, float, float]:
@@ -71,12 +68,12 @@ def paired_difference(correct_a, correct_b, resamples: int = 2000, seed: int = 0
     if a.shape != b.shape or a.shape[1] == 0:
         raise ValueError(f"paired samples need equal, non-empty shapes, got {a.shape} and {b.shape}")
     per_sample = (a - b).mean(axis=0)
-    n = len(per_sample)
-    rng = np.random.default_rng(seed)
-    means = np.concatenate([per_sample[rng.integers(0, n, (min(200, resamples - i), n))].mean(axis=1)
-                            for i in range(0, resamples, 200)])
-    low, high = np.percentile(means, [2.5, 97.5])
-    return float(per_sample.mean()), float(low), float(high)
+    mean = float(per_sample.mean())
+    if len(per_sample) == 1:  # one sample: every resample is that sample
+        return mean, mean, mean
+    interval = stats.bootstrap((per_sample,), np.mean, n_resamples=resamples, batch=200, method="percentile",
+                               rng=seed).confidence_interval  # batches of 200 resamples bound the index arrays
+    return mean, float(interval.low), float(interval.high)
 
 
 class Metric:

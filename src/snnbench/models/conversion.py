@@ -1,7 +1,7 @@
 """The conversion study's DNNs: the reference MLP (784-256-10, ReLU), a small CNN and a small
 ResNet-style CNN. The MLP and the CNN take flat 784-pixel MNIST images in [0, 1], the ResNet-style
 CNN image-shaped ones, (N, 1, 28, 28) (``INPUT_SHAPES``). All return logits and use only ops that
-:mod:`snnbench.conversion.onnx_io` converts."""
+:mod:`snnbench.conversion.onnx_ops` converts."""
 
 import torch
 import torch.nn.functional as F

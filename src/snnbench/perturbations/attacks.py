@@ -148,7 +148,7 @@ def dnn_module(onnx_file, encode: Callable[[np.ndarray], np.ndarray] | None = No
                n_features: int = 0) -> nn.Module:
     """The DNN of ``onnx_file`` as a torch module from data samples to logits (``encode``: the samples'
     encoding into the file's inputs, e.g. a user's scale, mean and std)."""
-    from snnbench.conversion.onnx_io import load_any
+    from snnbench.conversion.converted_files import load_any
 
     return _Graph(load_any(onnx_file), affine_encoding(encode, n_features) if encode else None).eval()
 

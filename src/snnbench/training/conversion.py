@@ -9,7 +9,7 @@ import numpy as np
 
 from snnbench.data import load_features
 from snnbench.models.conversion import INPUT_SHAPES, build_model
-from snnbench.models.export import OPSET, export_onnx
+from snnbench.models.export import ONNX_FILE, OPSET, export_onnx
 from snnbench.training.cache import cached
 from snnbench.evaluation.metrics import accuracy
 from snnbench.training.loop import fit, predict_logits, seed_everything
@@ -32,7 +32,7 @@ def train_and_export(arch: str, config: Recipe, folder: Path) -> dict:
     seconds = time.perf_counter() - started
     test_acc = accuracy(predict_logits(model, test.x.reshape(-1, *shape)), test.y)
     folder.mkdir(parents=True, exist_ok=True)
-    export_onnx(model, shape, folder / "model.onnx")
+    export_onnx(model, shape, folder / ONNX_FILE)
     return {"arch": arch, "epochs": config.epochs, "lr": config.lr, "batch_size": config.batch_size,
             "seed": config.seed, "train_images": len(train), "torch_test_accuracy": test_acc,
             "train_seconds": seconds, "train_samples_per_s": result.samples_per_s,

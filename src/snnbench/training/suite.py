@@ -17,7 +17,7 @@ from torch import nn
 from snnbench.config import check_choice
 from snnbench.data import VALIDATIONS, FeatureSet, Rows, Tables, load_tables, validation_rows
 from snnbench.errors import DataError
-from snnbench.models.export import export_onnx
+from snnbench.models.export import ONNX_FILE, export_onnx
 from snnbench.models.multimodal import N_CLASSES, ModelSpec, build_model, parameter_count
 from snnbench.training.cache import CONFIG, read_summary
 from snnbench.training.recipes import SUITE, Recipe
@@ -80,11 +80,11 @@ def model_config(spec: ModelSpec, settings: TrainSettings) -> dict:
 
 
 def save_trained(folder: Path, spec: ModelSpec, model: nn.Module, summary: dict) -> dict:
-    """Fill a model cache folder: ``state.pt`` and, for a DNN, ``model.onnx``; returns the
+    """Fill a model cache folder: ``state.pt`` and, for a DNN, its ONNX file; returns the
     training summary with the model's size (the cache keeps it as ``summary.json``)."""
     torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, folder / "state.pt")
     if spec.family == "dnn":
-        export_onnx(model, spec.n_features, folder / "model.onnx")
+        export_onnx(model, spec.n_features, folder / ONNX_FILE)
     return {**summary, "parameter_count": parameter_count(model), "hidden_width": spec.hidden_width}
 
 
@@ -129,11 +129,11 @@ def log_trained_model(folder: Path, name: str) -> str:
         return ModelSignature(Schema([TensorSpec(np.dtype(np.float32), (-1, n_inputs), "input")]),
                               Schema([TensorSpec(np.dtype(np.float32), (-1, n_outputs), "logits")]))
 
-    if (folder / "model.onnx").exists():
+    if (folder / ONNX_FILE).exists():
         import onnx
         from mlflow import onnx as mlflow_onnx
 
-        model = onnx.load(str(folder / "model.onnx"))
+        model = onnx.load(str(folder / ONNX_FILE))
         n_in, n_out = (v.type.tensor_type.shape.dim[-1].dim_value
                        for v in (model.graph.input[0], model.graph.output[0]))
         info = mlflow_onnx.log_model(model, signature=signature(n_in, n_out), save_as_external_data=False,

@@ -75,7 +75,7 @@ class ConversionObjective:
     """
 
     def __init__(self, task: ConversionTask):
-        from snnbench.conversion import onnx_io
+        from snnbench.conversion import converted_files
         self.task = task
         self.dataset = task_dataset(task.dataset, task.seed)
         self.validation = validation_set(task)  # too few validation samples stop here, before any training
@@ -87,7 +87,7 @@ class ConversionObjective:
         self.x, self.y, self.checksums = self.inputs(self.validation.x), self.validation.y, self.validation.checksums
         self.folder = self.prepared.path if self.prepared else trained_model_folder(task)
         self.model_name = Path(task.onnx_model).stem if task.onnx_model else f"conversion-{task.arch}"  # as convert's
-        self.converted = onnx_io.load_any(self.folder)
+        self.converted = converted_files.load_any(self.folder)
         check_fits(self.dataset, self.dataset.sample_shape if self.prepared else self.converted.input_shape,
                    self.converted.n_outputs, task.calibration_samples, splits=("train", "validation"))
         self.n_hidden = len(self.converted.hidden)

@@ -1,25 +1,22 @@
-"""Read a feed-forward ONNX classifier into populations and the linear paths between them
-(:mod:`snnbench.conversion.graph`, read by :mod:`snnbench.conversion.onnx_ops`), and store it.
+"""A converted model's files: ``weights.npz`` (every array) and ``spec.json`` (the graph of
+:mod:`snnbench.conversion.graph`), and :func:`load_any`, which also reads an ONNX file
+(:func:`snnbench.conversion.onnx_ops.extract`).
 
-Files: ``weights.npz`` (every array) and ``spec.json`` (the graph). Format ``snnbench-layers/3``
-stores each distinct op once (conv ops with their pads, groups and dilations) and each stage with its
-paths and, for a Clip layer, its upper bound. Formats /1 (a chain of stages, each a list of ops with
-their biases) and /2 (no pads, groups, dilations or bounds) are read too.
+Format ``snnbench-layers/3`` stores each distinct op once (conv ops with their pads, groups and
+dilations) and each stage with its paths and, for a Clip layer, its upper bound. Formats /1 (a chain
+of stages, each a list of ops with their biases) and /2 (no pads, groups, dilations or bounds) are read too.
 """
 
 import json
-from pathlib import Path as FilePath
+from pathlib import Path
 
 import numpy as np
 import torch
 
-from snnbench.conversion.graph import INPUT, ConvertedModel, LinearOp, Path, Stage, fan_out, sum_paths
-from snnbench.conversion.onnx_graph import SUPPORTED_OPS
-from snnbench.conversion.onnx_ops import MAXPOOL_ROUTES, extract
+from snnbench.conversion.graph import ConvertedModel, LinearOp, LinearPath, Stage
+from snnbench.conversion.onnx_ops import extract
 from snnbench.errors import DataError
-
-__all__ = ["INPUT", "ConvertedModel", "LinearOp", "Path", "Stage", "fan_out", "sum_paths", "SUPPORTED_OPS",
-           "MAXPOOL_ROUTES", "extract", "SPEC_FILE", "SPEC_FORMAT", "WEIGHTS_FILE", "load", "load_any", "save"]
+from snnbench.models.export import ONNX_FILE
 
 SPEC_FILE = "spec.json"
 WEIGHTS_FILE = "weights.npz"
@@ -28,9 +25,9 @@ READ_FORMATS = ("snnbench-layers/1", "snnbench-layers/2", SPEC_FORMAT)
 _OP_FIELDS = ("kernel", "strides", "offset", "pads", "dilations")
 
 
-def save(converted: ConvertedModel, folder) -> FilePath:
+def save(converted: ConvertedModel, folder) -> Path:
     """Write ``weights.npz`` and ``spec.json`` into ``folder`` (ops shared by paths stored once)."""
-    folder = FilePath(folder)
+    folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     arrays, ops, stages = {}, [], []
     number = {id(op): i for i, op in enumerate(converted.linear_ops())}
@@ -69,14 +66,14 @@ def _chain_stage(index: int, ops: list, activation: bool) -> Stage:
     h = torch.zeros(1, ops[0].size_in, dtype=torch.float64)
     for op in ops:
         h = op.apply(h)
-    return Stage([Path(index - 1, ops)], h.numpy()[0], activation, ops[-1].out_shape)
+    return Stage([LinearPath(index - 1, ops)], h.numpy()[0], activation, ops[-1].out_shape)
 
 
 def load(folder) -> ConvertedModel:
-    folder = FilePath(folder)
+    folder = Path(folder)
     if not (folder / SPEC_FILE).is_file() or not (folder / WEIGHTS_FILE).is_file():
         raise DataError(f"{folder} has no {SPEC_FILE} + {WEIGHTS_FILE}; write them with "
-                        "snnbench.conversion.onnx_io.save")
+                        "snnbench.conversion.converted_files.save")
     spec = json.loads((folder / SPEC_FILE).read_text())
     if spec.get("format") not in READ_FORMATS:
         raise DataError(f"{folder / SPEC_FILE} has format {spec.get('format')!r}; this version reads "
@@ -87,7 +84,7 @@ def load(folder) -> ConvertedModel:
                       for i, s in enumerate(spec["stages"])]
         else:
             ops = [_op_from_entry(o, arrays) for o in spec["ops"]]
-            stages = [Stage([Path(p["source"], [ops[k] for k in p["ops"]], p["scale"]) for p in s["paths"]],
+            stages = [Stage([LinearPath(p["source"], [ops[k] for k in p["ops"]], p["scale"]) for p in s["paths"]],
                             arrays[s["bias"]], s["activation"] == "relu", tuple(s["shape"]), s["name"],
                             upper=s.get("upper"))
                       for s in spec["stages"]]
@@ -100,11 +97,11 @@ def load_any(source, maxpool: str = "exact") -> ConvertedModel:
     (``maxpool``: the MaxPool route when an ONNX file is read)."""
     if isinstance(source, ConvertedModel):
         return source
-    path = FilePath(source)
+    path = Path(source)
     if path.is_dir():
         if (path / SPEC_FILE).is_file():
             return load(path)
-        if (path / "model.onnx").is_file():
-            return extract(path / "model.onnx", maxpool)
-        raise DataError(f"{path} holds neither model.onnx nor {SPEC_FILE} + {WEIGHTS_FILE}")
+        if (path / ONNX_FILE).is_file():
+            return extract(path / ONNX_FILE, maxpool)
+        raise DataError(f"{path} holds neither {ONNX_FILE} nor {SPEC_FILE} + {WEIGHTS_FILE}")
     return extract(path, maxpool)

@@ -1,4 +1,4 @@
-"""ONNX -> layer extraction: supported ops, BatchNorm folding, errors, NPZ + JSON round trip."""
+"""ONNX -> layer extraction (onnx_ops): supported ops, BatchNorm folding, errors; the converted files' NPZ + JSON round trip."""
 
 import numpy as np
 import onnx
@@ -7,7 +7,7 @@ import pytest
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
-from snnbench.conversion import onnx_io
+from snnbench.conversion import converted_files, graph, onnx_ops
 from snnbench.errors import DataError, UnsupportedModelError
 from snnbench.models.export import export_onnx
 
@@ -37,7 +37,7 @@ def test_gemm_export_weights_match_torch(tmp_path):
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(12, 7), torch.nn.ReLU(), torch.nn.Linear(7, 3))
     path = export_onnx(model, 12, tmp_path / "m.onnx")
-    converted = onnx_io.extract(path)
+    converted = onnx_ops.extract(path)
     assert [s.activation for s in converted.stages] == [True, False]
     for stage, layer in zip(converted.stages, (model[0], model[2])):
         (op,) = stage.ops
@@ -52,7 +52,7 @@ def test_matmul_add_graph(tmp_path):
              helper.make_node("Relu", ["h2"], ["h3"]), helper.make_node("Dropout", ["h3"], ["h4"]),
              helper.make_node("MatMul", ["h4", "w2"], ["h5"]), helper.make_node("Add", ["h5", "b2"], ["y"])]
     path = _save_graph(tmp_path / "mm.onnx", nodes, {"w1": w1, "b1": b1, "w2": w2, "b2": b2}, [6], 4)
-    converted = onnx_io.extract(path)
+    converted = onnx_ops.extract(path)
     np.testing.assert_array_equal(converted.stages[0].ops[0].weight, w1.T)
     np.testing.assert_array_equal(converted.stages[0].ops[0].bias, b1)
     np.testing.assert_array_equal(converted.stages[1].ops[0].weight, w2.T)
@@ -69,7 +69,7 @@ def test_gemm_attributes_and_batchnorm_folding(tmp_path):
              helper.make_node("Gemm", ["h3", "w2"], ["y"], transB=1)]
     inits = {"w": w, "c": c, "g": gamma, "be": beta, "m": mean, "v": var, "w2": w2}
     path = _save_graph(tmp_path / "bn.onnx", nodes, inits, [6], 3)
-    converted = onnx_io.extract(path)
+    converted = onnx_ops.extract(path)
     assert len(converted.stages) == 2 and len(converted.stages[0].ops) == 1  # BN folded away
     x = _f32(11, 6)
     np.testing.assert_allclose(converted.forward(x), _ort(path, x), atol=1e-4)
@@ -93,7 +93,7 @@ def test_conv_batchnorm_pooling_graph(tmp_path):
     inits = {"shape": np.array([-1, 1, 10, 10], np.int64), "k1": k1, "kb1": _f32(4), "g": gamma, "be": beta,
              "m": mean, "v": var, "k2": k2, "w": w, "b": _f32(3)}
     path = _save_graph(tmp_path / "cnn.onnx", nodes, inits, [100], 3)
-    converted = onnx_io.extract(path)
+    converted = onnx_ops.extract(path)
     kinds = [[op.kind for op in s.ops] for s in converted.stages]
     assert kinds == [["conv"], ["avgpool", "conv"], ["avgpool", "dense"]]
     assert converted.stages[0].ops[0].padding == "same"
@@ -106,26 +106,26 @@ def test_conv_batchnorm_pooling_graph(tmp_path):
 def test_save_load_round_trip(tmp_path):
     torch.manual_seed(1)
     model = torch.nn.Sequential(torch.nn.Linear(8, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2))
-    converted = onnx_io.extract(export_onnx(model, 8, tmp_path / "m.onnx"))
-    onnx_io.save(converted, tmp_path / "snn")
-    assert (tmp_path / "snn" / onnx_io.WEIGHTS_FILE).is_file() and (tmp_path / "snn" / onnx_io.SPEC_FILE).is_file()
-    loaded = onnx_io.load_any(tmp_path / "snn")
+    converted = onnx_ops.extract(export_onnx(model, 8, tmp_path / "m.onnx"))
+    converted_files.save(converted, tmp_path / "snn")
+    assert (tmp_path / "snn" / converted_files.WEIGHTS_FILE).is_file() and (tmp_path / "snn" / converted_files.SPEC_FILE).is_file()
+    loaded = converted_files.load_any(tmp_path / "snn")
     x = _f32(5, 8)
     np.testing.assert_array_equal(loaded.forward(x), converted.forward(x))
     (tmp_path / "m.onnx").rename(tmp_path / "model.onnx")  # a folder with model.onnx also loads
-    np.testing.assert_array_equal(onnx_io.load_any(tmp_path).forward(x), converted.forward(x))
+    np.testing.assert_array_equal(converted_files.load_any(tmp_path).forward(x), converted.forward(x))
 
 
 def test_fan_out_counts_nonzero_synapses():
     w = np.array([[1, 0, 2], [0, 0, 3]], np.float32)  # (out, in)
-    op = onnx_io.LinearOp("dense", (3,), (2,), w, np.zeros(2, np.float32))
-    stage = onnx_io.Stage([onnx_io.Path(onnx_io.INPUT, [op])], np.zeros(2), activation=False, shape=(2,))
-    np.testing.assert_array_equal(onnx_io.fan_out(stage), [1, 0, 2])
+    op = graph.LinearOp("dense", (3,), (2,), w, np.zeros(2, np.float32))
+    stage = graph.Stage([graph.LinearPath(graph.INPUT, [op])], np.zeros(2), activation=False, shape=(2,))
+    np.testing.assert_array_equal(graph.fan_out(stage), [1, 0, 2])
 
 
 def _one_line_error(path, *words, kind=UnsupportedModelError):
     with pytest.raises(kind) as info:
-        onnx_io.extract(path)
+        onnx_ops.extract(path)
     message = str(info.value)
     assert "\n" not in message
     for word in words:
@@ -140,17 +140,19 @@ def test_unsupported_op_names_op_and_node(tmp_path):
     _one_line_error(path, "Softmax", "final_softmax")
 
 
-def test_every_supported_op_has_its_handler():
+def test_an_op_without_handler_names_the_supported_ops(tmp_path):
     from snnbench.conversion.onnx_ops import HANDLERS
 
-    assert tuple(HANDLERS) == onnx_io.SUPPORTED_OPS
+    nodes = [helper.make_node("Gemm", ["x", "w"], ["h"], transB=1), helper.make_node("Sin", ["h"], ["y"], name="wave")]
+    path = _save_graph(tmp_path / "sin.onnx", nodes, {"w": _f32(3, 4)}, [4], 3)
+    assert _one_line_error(path, "Sin", "wave").endswith("supported ops: " + ", ".join(HANDLERS))
 
 
 def test_add_of_two_tensors_sums_their_paths(tmp_path):
     nodes = [helper.make_node("Gemm", ["x", "w", "b"], ["h"], transB=1),
              helper.make_node("Add", ["h", "h"], ["y"], name="residual")]
     path = _save_graph(tmp_path / "res.onnx", nodes, {"w": _f32(4, 4), "b": _f32(4)}, [4], 4)
-    converted = onnx_io.extract(path)
+    converted = onnx_ops.extract(path)
     (logits,) = converted.stages
     assert len(logits.paths) == 2 and logits.paths[0].ops[0] is logits.paths[1].ops[0]
     assert converted.macs() == 16  # the shared Gemm counts once
@@ -192,12 +194,12 @@ def test_conv_padding_and_pad_nodes_match_onnx_runtime(tmp_path, conv_attrs):
     inits = {"shape": np.array([-1, 2, 8, 8], np.int64), "pads": np.array([0, 0, 1, 0, 0, 0, 0, 2], np.int64),
              "k1": _f32(4, 2, 3, 3), "w": _f32(3, 4), "b": _f32(3)}
     path = _save_graph(tmp_path / "padded.onnx", nodes, inits, [128], 3)
-    converted = onnx_io.extract(path)
+    converted = onnx_ops.extract(path)
     assert [op.kind for op in converted.stages[0].ops] == ["pad", "conv"]
     x = RNG.uniform(0, 1, (5, 128)).astype(np.float32)
     np.testing.assert_allclose(converted.forward(x), _ort(path, x), atol=1e-4)
-    folder = onnx_io.save(converted, tmp_path / "spec")  # the spec files keep pads and dilations
-    np.testing.assert_allclose(onnx_io.load(folder).forward(x), _ort(path, x), atol=1e-4)
+    folder = converted_files.save(converted, tmp_path / "spec")  # the spec files keep pads and dilations
+    np.testing.assert_allclose(converted_files.load(folder).forward(x), _ort(path, x), atol=1e-4)
 
 
 def test_used_pads_drop_what_no_window_reaches(tmp_path):
@@ -206,7 +208,7 @@ def test_used_pads_drop_what_no_window_reaches(tmp_path):
              helper.make_node("Conv", ["r", "k1"], ["c1"], pads=[1, 1, 1, 1], strides=[2, 2]),
              helper.make_node("Flatten", ["c1"], ["y"])]
     inits = {"shape": np.array([-1, 1, 8, 8], np.int64), "k1": _f32(2, 1, 3, 3)}
-    converted = onnx_io.extract(_save_graph(tmp_path / "s2.onnx", nodes, inits, [64], 32))
+    converted = onnx_ops.extract(_save_graph(tmp_path / "s2.onnx", nodes, inits, [64], 32))
     op = converted.stages[0].paths[0].ops[0]
     assert op.pads == (1, 1, 0, 0) and op.padding == "explicit" and op.out_shape == (2, 4, 4)
 
