@@ -189,12 +189,12 @@ def log_metrics(converted, dnn: dict, snn: dict, equivalence: float):
         mlflow.log_metric("paired_loss_at_steps", row["paired_loss"], step=row["steps"])
 
 
-def evaluate_loihi(converted, layers, sim, x, y, keys: dict, args) -> dict:
+def evaluate_loihi(converted, layers, sim, x, y, keys: dict, test_limit: int = 0, warmup: int | None = None) -> dict:
     """The SNN on the Loihi emulator (engine ``loihi-emulator``, scored by the same harness): its
     result row, ``loihi_*`` metrics and core utilization."""
-    if args.loihi_test_limit:
-        x, y = x[:args.loihi_test_limit], y[:args.loihi_test_limit]
-    model = engines.build("loihi-emulator", converted, {"layers": layers, "sim": sim, "warmup": args.loihi_warmup})
+    if test_limit:
+        x, y = x[:test_limit], y[:test_limit]
+    model = engines.build("loihi-emulator", converted, {"layers": layers, "sim": sim, "warmup": warmup})
     started = time.perf_counter()
     logits = model.predict(x)
     seconds = time.perf_counter() - started
@@ -209,12 +209,13 @@ def evaluate_loihi(converted, layers, sim, x, y, keys: dict, args) -> dict:
     return {"row": row, "metrics": metrics, "utilization": model.utilization}
 
 
-def run_targets(args, converted, layers, sim, test, keys: dict) -> list:
+def run_targets(options, converted, layers, sim, test, keys: dict) -> list:
     """Run the SNN on the Loihi emulator (``--target nengo-loihi``) and write its NIR graph
-    (``--nir-out``, logged as ``nir/<name>``); the extra result rows."""
+    (``--nir-out``, logged as ``nir/<name>``); the extra result rows. ``options``: convert's."""
     rows = []
-    if args.target == "nengo-loihi":
-        loihi = evaluate_loihi(converted, layers, sim, test.x, test.y, keys, args)
+    if options.target == "nengo-loihi":
+        loihi = evaluate_loihi(converted, layers, sim, test.x, test.y, keys, options.loihi_test_limit,
+                               options.loihi_warmup)
         m = loihi["metrics"]
         mlflow.log_metrics(m)
         mlflow.log_text("\n".join(loihi["utilization"]) + "\n", "loihi/utilization.txt")
@@ -222,10 +223,10 @@ def run_targets(args, converted, layers, sim, test, keys: dict) -> list:
         print(f"loihi-emulator: {100 * m['loihi_accuracy']:.2f}% [95% CI {100 * m['loihi_accuracy_ci_low']:.2f}-"
               f"{100 * m['loihi_accuracy_ci_high']:.2f}] on {m['loihi_test_images']} images "
               f"({sim.steps} steps after {m['loihi_warmup_steps']} warm-up)")
-    if args.nir_out:
+    if options.nir_out:
         from snnbench.conversion.nir_export import write_nir
 
-        path = write_nir(converted, layers, sim, args.nir_out)
+        path = write_nir(converted, layers, sim, options.nir_out)
         mlflow.log_artifact(str(path), "nir")
         print(f"NIR graph written to {path}")
     return rows

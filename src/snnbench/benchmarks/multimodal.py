@@ -5,7 +5,6 @@ seed) that trains (or reuses, cached) its DNN and / or SNN and logs ``dnn_*`` / 
 under the evaluation noise, throughput, and for the DNN ONNX Runtime's accuracy under the same noise draws.
 """
 
-import argparse
 import itertools
 import tempfile
 import time
@@ -19,17 +18,17 @@ import torch
 from tqdm import tqdm
 
 from snnbench import engines
-from snnbench.benchmarks.multimodal_options import (PROFILES, Seeds, SuiteTraining, add_engine_arguments,
-                                                   data_checksums, devices_from_args, seeds_from_args,
-                                                   settings_by_seed)
-from snnbench.benchmarks.options import add_common, add_modalities, add_resume, from_profile, option_params, require
-from snnbench.config import add_options, choice_list, float_list, from_args, int_list, option_name, options_of
+from snnbench.benchmarks.multimodal_options import (ENGINE_OPTIONS, PROFILES, Seeds, SuiteTraining, data_checksums,
+                                                   devices_of, seeds_of, settings_by_seed)
+from snnbench.benchmarks.options import Common, from_profile, modalities, option_params, require, resume
+from snnbench.config import (Take, choice_list, command_options, float_list, from_args, int_list, option,
+                             option_name, options_of)
 from snnbench.data import FeatureSet
 from snnbench.device import resolve_device
 from snnbench.engines.pytorch import suite_engine
 from snnbench.evaluation import harness, plots
 from snnbench.evaluation.metrics import ACTIVITY, STATIC, accuracy, seed_interval
-from snnbench.execution import executor_from_args
+from snnbench.execution import executor_for
 from snnbench.models.multimodal import FAMILIES, SIZES, ModelSpec
 from snnbench.models.spiking import NEURONS, RESETS
 from snnbench.noise import NoiseSpec
@@ -154,37 +153,41 @@ def score_configuration(unit: Configuration) -> dict:
 
 # --- command line ------------------------------------------------------------------------------
 
-def add_arguments(parser: argparse.ArgumentParser, command: str):
-    add_common(parser)
+def options_class(command: str) -> type:
+    """The settings of the suite's ``command`` (``multimodal`` or a sweep of :data:`SWEEPS`)."""
     sweep = SWEEPS[command]
     factor = sweep.factor if sweep else None
-    add_modalities(parser)
-    if sweep is None or len(sweep.families) > 1:
-        parser.add_argument("--families", type=choice_list(FAMILIES), default=list(FAMILIES),
-                            help="dnn (ReLU network) and / or snn (snntorch neurons)")
-    if sweep:
-        parser.add_argument(sweep.option, type=sweep.parse, default=list(sweep.values), help=sweep.help)
-    add_options(parser, SuiteTraining)
-    add_options(parser.group("model (the reference defaults; a swept factor replaces its option)"), ModelSpec,
-                skip=(factor,))
-    swept = {"noise_std": "std", "noise_position": "position"}.get(factor)
-    add_options(parser.group("evaluation noise (never seen in training)"), NoiseSpec, skip=(swept,),
-                std=0.1 if command == "noise_position" else 0.0, position="pre" if command == "noise_level" else "none")
-    add_resume(parser, "reopen the unfinished run of the same parameters and skip finished configurations")
-    add_options(parser, Seeds, seeds=1)
-    add_engine_arguments(parser)
+    families = [("families", list, option(list(FAMILIES), "dnn (ReLU network) and / or snn (snntorch neurons)",
+                                          choice_list(FAMILIES)))] if sweep is None or len(sweep.families) > 1 else []
+    swept = [(_swept_option(sweep), list, option(list(sweep.values), sweep.help, sweep.parse))] if sweep else []
+    noise = {"noise_std": "std", "noise_position": "position"}.get(factor)
+    return command_options(
+        "".join(w.title() for w in command.split("_")) + "Options", Common, modalities(), *families, *swept, SuiteTraining,
+        Take(ModelSpec, skip=(factor,), group="model (the reference defaults; a swept factor replaces its option)"),
+        Take(NoiseSpec, skip=(noise,), group="evaluation noise (never seen in training)",
+             defaults={"std": 0.1 if command == "noise_position" else 0.0,
+                       "position": "pre" if command == "noise_level" else "none"}),
+        resume("reopen the unfinished run of the same parameters and skip finished configurations"),
+        Seeds, *ENGINE_OPTIONS, doc=f"{command}'s settings", command=command)
 
 
-def configurations(args) -> list[dict]:
+def _swept_option(sweep: Sweep) -> str:
+    return sweep.option.lstrip("-").replace("-", "_")
+
+
+OPTIONS = {command: options_class(command) for command in SWEEPS}
+
+
+def configurations(options) -> list[dict]:
     """One child configuration per (modality, swept value, seed), in the order they run."""
-    sweep = SWEEPS[args.command]
-    families = list(getattr(args, "families", sweep.families if sweep else FAMILIES))
-    values = getattr(args, sweep.option.lstrip("-").replace("-", "_")) if sweep else [None]
+    sweep = SWEEPS[options.command]
+    families = list(getattr(options, "families", sweep.families if sweep else FAMILIES))
+    values = getattr(options, _swept_option(sweep)) if sweep else [None]
     require(len(values) > 0, f"{sweep.option if sweep else 'values'} is empty; give at least one value")
-    base = {k: getattr(args, k, None) for k in SPEC_FIELDS + NOISE_FIELDS}
+    base = {k: getattr(options, k, None) for k in SPEC_FIELDS + NOISE_FIELDS}
     return [{**base, "modality": modality, "families": families, "seed": seed,
              **({sweep.factor: value} if sweep else {})}
-            for modality, value, seed in itertools.product(args.modalities, values, seeds_from_args(args))]
+            for modality, value, seed in itertools.product(options.modalities, values, seeds_of(options))]
 
 
 def _spec_and_noise(config: dict, family: str) -> tuple[ModelSpec, NoiseSpec]:
@@ -196,36 +199,36 @@ def _child_name(config: dict, factor: str | None) -> str:
     return config["modality"] + (f" {factor}={config[factor]}" if factor else "") + f" seed={config['seed']}"
 
 
-def run_name(args) -> str:
-    seeds = len(seeds_from_args(args))
-    return f"{args.command} {args.profile}, {', '.join(args.modalities)}, {seeds} seed{'s' if seeds > 1 else ''}"
+def run_name(options) -> str:
+    seeds = len(seeds_of(options))
+    return f"{options.command} {options.profile}, {', '.join(options.modalities)}, {seeds} seed{'s' if seeds > 1 else ''}"
 
 
-def run(args):
-    sweep = SWEEPS[args.command]
+def run(options):
+    sweep = SWEEPS[options.command]
     factor = sweep.factor if sweep else None
-    scale = from_profile(args, PROFILES)  # epochs and data limits
-    device = resolve_device(args.device)
-    configs = configurations(args)
-    by_seed = settings_by_seed(args, scale)
+    scale = from_profile(options, PROFILES)  # epochs and data limits
+    device = resolve_device(options.device)
+    configs = configurations(options)
+    by_seed = settings_by_seed(options, scale)
     # each configuration's models (every configuration checked before any run or training starts)
     jobs = [[Job(_spec_and_noise(config, family)[0], by_seed[config["seed"]]) for family in config["families"]]
             for config in configs]
-    devices = devices_from_args(args)
-    checksums = data_checksums(args.modalities)
-    params = {**option_params(args, "resume", "cluster", "workers"), **scale, "seeds": seeds_from_args(args),
+    devices = devices_of(options)
+    checksums = data_checksums(options.modalities)
+    params = {**option_params(options, "resume", "cluster", "workers"), **scale, "seeds": seeds_of(options),
               "device": str(device)}  # resolved, never 'auto'
     gpus = [d.index for d in devices if d.type == "cuda"]
-    with executor_from_args(args, gpus) as executor, \
-            benchmark_run(args.command, params, device=str(device), data_checksums=checksums, resume=args.resume,
-                          sweep=True, run_name=run_name(args)) as parent:
+    with executor_for(options, gpus) as executor, \
+            benchmark_run(options.command, params, device=str(device), data_checksums=checksums, resume=options.resume,
+                          sweep=True, run_name=run_name(options)) as parent:
         # every model the sweep needs, trained together first (stacked; cached for what follows)
-        training = train_jobs([job for config_jobs in jobs for job in config_jobs], devices, from_args(Engine, args),
+        training = train_jobs([job for config_jobs in jobs for job in config_jobs], devices, from_args(Engine, options),
                               executor=executor)
         mlflow.log_metric("train_wall_seconds", training["wall_seconds"])
-        done = finished_children(parent.info.run_id) if args.resume else {}
-        child_configs = [{**config, **scale, "lr": args.lr, "batch_size": args.batch_size,
-                          "validation": args.validation} for config in configs]
+        done = finished_children(parent.info.run_id) if options.resume else {}
+        child_configs = [{**config, **scale, "lr": options.lr, "batch_size": options.batch_size,
+                          "validation": options.validation} for config in configs]
         rows = [None] * len(configs)
         for i, (config, child_config) in enumerate(zip(configs, child_configs)):
             previous = done.get(config_key(child_config))
@@ -236,7 +239,7 @@ def run(args):
         units = [Configuration(configs[i], by_seed[configs[i]["seed"]], scale["test_limit"], str(device),
                                tuple(pack(job.folder) for job in jobs[i]) if executor.client else ())
                  for i in todo]
-        progress = tqdm(total=len(configs), initial=len(configs) - len(todo), desc=args.command, unit="config",
+        progress = tqdm(total=len(configs), initial=len(configs) - len(todo), desc=options.command, unit="config",
                         dynamic_ncols=True)
         for k, scored in executor.map(score_configuration, units, gpu=device.type == "cuda"):
             i = todo[k]
@@ -257,7 +260,7 @@ def run(args):
             rows[i] = {**config, **metrics}
             progress.update()
         progress.close()
-        log_summary(rows, args.command, factor)
+        log_summary(rows, options.command, factor)
 
 
 def result_row(row: dict, family: str, command: str) -> dict:

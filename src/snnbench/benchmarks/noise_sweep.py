@@ -22,15 +22,15 @@ from snnbench.benchmarks import noise_sweep_tables as tables
 from snnbench.benchmarks import robustness_claims
 from snnbench.benchmarks.noise_sweep_models import (SNN_ENGINE, Models, Subject, dataset_modality, sample_shape,
                                                     study_references, sweep_test_data, user_onnx)
-from snnbench.benchmarks.options import add_common, add_modalities, add_resume, from_profile, require
-from snnbench.config import add_options, auto, choice_list, float_list, from_args, option, positive
+from snnbench.benchmarks.options import Common, from_profile, modalities, require, resume
+from snnbench.config import Take, auto, choice_list, command_options, float_list, from_args, option, positive
 from snnbench.conversion import onnx_io
 from snnbench.conversion.onnx_prepare import ModelInput
 from snnbench.data import DATASET_HELP
 from snnbench.device import resolve_device
 from snnbench.evaluation import harness, metrics
 from snnbench.evaluation.metrics import COLUMNS
-from snnbench.execution import add_cluster_arguments, executor_from_args
+from snnbench.execution import Cluster, executor_for
 from snnbench.models.multimodal import ModelSpec
 from snnbench.noise import NoiseSpec
 from snnbench.perturbations import gaussian as gaussian_family
@@ -55,7 +55,7 @@ MODELS = "models (default: trained here, cached)"
 
 
 @dataclass(frozen=True)
-class Options:
+class SweepOptions:
     """noise_sweep's own options (besides the common ones, the cluster's and the noise mode)."""
     stds: list = option(list(DEFAULT_STDS), "noise standard deviations", float_list)
     positions: list = option(list(POSITIONS), "where the noise is added: input, pre (layer input current), post "
@@ -97,55 +97,59 @@ class Options:
                           group=MODELS)
 
 
-def add_arguments(parser, command):
-    add_common(parser)
-    add_cluster_arguments(parser)
-    add_resume(parser, "take over the unfinished run of this sweep even if it is marked running (its process "
-                       "was stopped); a failed or interrupted run is reopened without it")
-    add_options(parser, Options, ("stds", "positions", "families", "target", "perturbations"))
-    add_modalities(parser, "image (the conversion study's MLP and the suite's image nets), audio, multimodal")
-    add_options(parser, Options, ["seeds"])
-    add_options(parser, NoiseSpec, ["mode"], mode="frozen")
-    add_options(parser, Options, skip=("stds", "positions", "families", "target", "perturbations", "seeds"))
-    add_options(parser, ModelInput)
+def options_class(name: str, perturbations: str) -> type:
+    """The settings of the sweep's commands (``noise_sweep``, ``robustness``: its perturbations by default)."""
+    own = ("stds", "positions", "families", "target", "perturbations")
+    return command_options(
+        name, Common, Cluster,
+        resume("take over the unfinished run of this sweep even if it is marked running (its process was stopped); "
+               "a failed or interrupted run is reopened without it"),
+        Take(SweepOptions, own, defaults={"perturbations": [perturbations]}),
+        modalities("image (the conversion study's MLP and the suite's image nets), audio, multimodal"),
+        Take(SweepOptions, ["seeds"]), Take(NoiseSpec, ["mode"], defaults={"mode": "frozen"}),
+        Take(SweepOptions, skip=(*own, "seeds")), ModelInput, doc="noise_sweep's settings")
 
 
-def settings(args) -> dict:
+Options = options_class("NoiseSweepOptions", "gaussian")
+OPTIONS = {BENCHMARK: Options}
+
+
+def settings(options: Options) -> dict:
     """The options that decide the results, every default resolved (logged as parent params)."""
-    chosen = from_profile(args, PROFILES)
-    require(chosen["test_limit"] >= 0 and (args.train_limit or 0) >= 0,
+    chosen = from_profile(options, PROFILES)
+    require(chosen["test_limit"] >= 0 and (options.train_limit or 0) >= 0,
             "--test-limit and --train-limit must be >= 0 (0 = all samples)")
     for name in ("epochs", "steps", "snn_steps"):
-        value = chosen.get(name, getattr(args, name))
+        value = chosen.get(name, getattr(options, name))
         require(value is None or value >= 1, f"--{name.replace('_', '-')} must be >= 1")
-    require(args.stds and all(np.isfinite(s) and s >= 0 for s in args.stds),
-            f"--stds must be finite numbers >= 0, got {args.stds}")
-    user = bool(args.onnx_model or args.snntorch_model)
-    model_input = from_args(ModelInput, args)
-    require(bool(args.onnx_model) or model_input == ModelInput(),
+    require(options.stds and all(np.isfinite(s) and s >= 0 for s in options.stds),
+            f"--stds must be finite numbers >= 0, got {options.stds}")
+    user = bool(options.onnx_model or options.snntorch_model)
+    model_input = from_args(ModelInput, options)
+    require(bool(options.onnx_model) or model_input == ModelInput(),
             "--output and --input-scale / --input-mean / --input-std describe the file given with --onnx-model")
-    require(not user or args.dataset, "--onnx-model / --snntorch-model need --dataset (mnist, fsdd or multimodal)")
-    require(not (user and args.models_from), "--models-from takes the suite's models; leave it out with your own")
-    overrides = {k: getattr(args, k) for k in ("epochs", "train_limit") if getattr(args, k) is not None}
-    config = {"stds": sorted(set(args.stds)), "positions": list(dict.fromkeys(args.positions)),
-              "families": list(dict.fromkeys(args.families + ([LOIHI] if args.target == "nengo-loihi" else []))),
-              "modalities": [dataset_modality(args.dataset, args.seed)] if user else
-              list(dict.fromkeys(args.modalities)),
-              "perturbations": perturbed.chosen(args.perturbations), "noise_mode": args.noise_mode, "seed": args.seed, "profile": args.profile,
-              "device": str(resolve_device(args.device)), "snn_steps": args.snn_steps or ModelSpec().steps,
-              "models_from": args.models_from, "onnx_model": args.onnx_model, "snntorch_model": args.snntorch_model,
-              "dataset": args.dataset, **({"model_input": asdict(model_input)} if args.onnx_model else {}),
+    require(not user or options.dataset, "--onnx-model / --snntorch-model need --dataset (mnist, fsdd or multimodal)")
+    require(not (user and options.models_from), "--models-from takes the suite's models; leave it out with your own")
+    overrides = {k: getattr(options, k) for k in ("epochs", "train_limit") if getattr(options, k) is not None}
+    config = {"stds": sorted(set(options.stds)), "positions": list(dict.fromkeys(options.positions)),
+              "families": list(dict.fromkeys(options.families + ([LOIHI] if options.target == "nengo-loihi" else []))),
+              "modalities": [dataset_modality(options.dataset, options.seed)] if user else
+              list(dict.fromkeys(options.modalities)),
+              "perturbations": perturbed.chosen(options.perturbations), "noise_mode": options.noise_mode, "seed": options.seed, "profile": options.profile,
+              "device": str(resolve_device(options.device)), "snn_steps": options.snn_steps or ModelSpec().steps,
+              "models_from": options.models_from, "onnx_model": options.onnx_model, "snntorch_model": options.snntorch_model,
+              "dataset": options.dataset, **({"model_input": asdict(model_input)} if options.onnx_model else {}),
               "conversion_training": replace(recipes.CONVERSION, **overrides).as_params(),
-              "suite_training": replace(recipes.SUITE[args.profile], **overrides).as_params(), **chosen}
+              "suite_training": replace(recipes.SUITE[options.profile], **overrides).as_params(), **chosen}
     if user:
         config["model_seeds"] = [0]  # a user's model is one trained model
-        if args.onnx_model:  # the file normalised, checked against the data and read before the run starts
+        if options.onnx_model:  # the file normalised, checked against the data and read before the run starts
             onnx_io.extract(user_onnx(config).path).require_hidden()
-    elif args.models_from:
-        found = sorted({seed for _, _, seed in study_references(args.models_from, config["snn_steps"])})
-        config["model_seeds"] = found[:args.model_seeds] if args.model_seeds else found
+    elif options.models_from:
+        found = sorted({seed for _, _, seed in study_references(options.models_from, config["snn_steps"])})
+        config["model_seeds"] = found[:options.model_seeds] if options.model_seeds else found
     else:
-        config["model_seeds"] = list(range(args.seed, args.seed + (args.model_seeds or 1)))
+        config["model_seeds"] = list(range(options.seed, options.seed + (options.model_seeds or 1)))
     return config
 
 
@@ -304,15 +308,15 @@ def run_name(config: dict, benchmark: str = BENCHMARK) -> str:
     return f"{benchmark} {config['profile']}, {seeds} model seed{'s' if seeds > 1 else ''}{source}"
 
 
-def run(args, benchmark: str = BENCHMARK):
+def run(options: Options, benchmark: str = BENCHMARK):
     """The sweep as the parent run of ``benchmark``'s experiment (``robustness`` runs it with every family)."""
-    config = settings(args)
-    device = resolve_device(args.device)
+    config = settings(options)
+    device = resolve_device(options.device)
     models = Models(config, device)
     started, cpu_started = time.perf_counter(), time.process_time()
-    with executor_from_args(args) as executor, \
+    with executor_for(options) as executor, \
             tracking.benchmark_run(benchmark, config, device=str(device), run_name=run_name(config, benchmark), sweep=True,
-                                   resume=True if args.resume else "stopped"), \
+                                   resume=True if options.resume else "stopped"), \
             tempfile.TemporaryDirectory(prefix="snnbench-noise-sweep-") as out:
         models.prepare(subjects(config))
         rows = sweep(config, models, str(device), executor)

@@ -25,14 +25,14 @@ import numpy as np
 import torch
 
 from snnbench import engines
-from snnbench.benchmarks.options import add_common, add_recipe_arguments, from_profile, require
-from snnbench.config import add_options, auto, choice_list, int_list, option, positive
+from snnbench.benchmarks.options import Common, from_profile, recipe, require
+from snnbench.config import auto, choice_list, command_options, int_list, option, positive
 from snnbench.conversion.calibration import mnist_training_images
 from snnbench.data import load_features
 from snnbench.device import resolve_device
 from snnbench.engines.nengo import SimConfig
 from snnbench.errors import SnnbenchError
-from snnbench.execution import add_cluster_arguments, executor_from_args
+from snnbench.execution import Cluster, executor_for
 from snnbench.evaluation.harness import log_result_table
 from snnbench.evaluation.metrics import accuracy_interval, correct
 from snnbench.evaluation.plots import throughput_plot
@@ -59,7 +59,7 @@ def _grid(key: str, parse, what: str):
 
 
 @dataclass(frozen=True)
-class Options:
+class ThroughputGrid:
     """throughput's own options (besides the common ones, the cluster's and the conversion recipe)."""
     backends: list = option(list(BACKENDS), "comma list of backends to time", choice_list(BACKENDS))
     steps: list | None = _grid("steps", int_list, "SNN time steps")
@@ -73,19 +73,17 @@ class Options:
     threads: int | None = option(None, "CPU threads for every backend (auto: all usable CPUs)", auto(positive(int)))
 
 
-def add_arguments(parser, command):
-    add_common(parser)
-    add_cluster_arguments(parser)
-    add_options(parser, Options)
-    add_recipe_arguments(parser, ("mlp", "cnn"), lr=False)
+Options = command_options("ThroughputOptions", Common, Cluster, ThroughputGrid, *recipe(("mlp", "cnn"), lr=False),
+                          doc="throughput's settings")
+OPTIONS = {"throughput": Options}
 
 
-def resolve(args) -> dict:
+def resolve(options: Options) -> dict:
     """The run's settings: options given, else the profile's grid."""
-    settings = from_profile(args, GRIDS)
-    settings.update(backends=args.backends, threads=args.threads or len(os.sched_getaffinity(0)), arch=args.arch,
-                    epochs=args.epochs, train_limit=args.train_limit or 0, profile=args.profile, seed=args.seed,
-                    device=str(resolve_device(args.device)))
+    settings = from_profile(options, GRIDS)
+    settings.update(backends=options.backends, threads=options.threads or len(os.sched_getaffinity(0)), arch=options.arch,
+                    epochs=options.epochs, train_limit=options.train_limit or 0, profile=options.profile, seed=options.seed,
+                    device=str(resolve_device(options.device)))
     for key in ("steps", "batch_sizes", "nengo_steps", "nengo_batch_sizes"):
         require(settings[key] and all(v >= 1 for v in settings[key]), f"--{key.replace('_', '-')} needs "
                 f"positive integers, got {settings[key]}")
@@ -108,8 +106,8 @@ def grid(settings: dict) -> list:
     return points
 
 
-def run(args):
-    settings = resolve(args)
+def run(options: Options):
+    settings = resolve(options)
     device = resolve_device(settings["device"])  # where snntorch runs; ORT and Nengo use the CPU
     folder = trained_conversion_model(settings["arch"], Recipe(epochs=settings["epochs"], seed=settings["seed"],
                                                                train_limit=settings["train_limit"]))
@@ -117,7 +115,7 @@ def run(args):
     points = grid(settings)
     units = [BackendPoints(backend, tuple(p for p in points if p[0] == backend), settings, pack(folder))
              for backend in settings["backends"]]
-    with executor_from_args(args) as executor, \
+    with executor_for(options) as executor, \
             benchmark_run("throughput", dict(settings), device=str(device), data_checksums=test.checksums) as run_:
         rows, failed, hosts = [], {}, {}
         for _, result in executor.map(time_backend, units):
