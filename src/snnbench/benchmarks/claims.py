@@ -23,7 +23,7 @@ from typing import Callable
 
 import numpy as np
 
-from snnbench.benchmarks.study import MODALITIES, SIZES
+from snnbench.benchmarks.multimodal_grid import MODALITIES, SIZES
 from snnbench.evaluation.metrics import seed_interval
 
 VERDICTS = ("holds", "does not hold", "cannot be told apart")

@@ -1,5 +1,5 @@
-"""``snnbench multimodal_study``: the study's whole grid (snnbench.benchmarks.study) for every seed, trained
-by the grid trainer (snnbench.training.grid), scored clean and under the four evaluation noises. The parent
+"""``snnbench multimodal_study``: the study's whole grid (snnbench.benchmarks.multimodal_grid) for every seed,
+trained by the grid trainer (snnbench.training.grid), scored clean and under the four evaluation noises. The parent
 run logs the settings, training time and speed per stack shape, ``study.json``, ``results.json`` (one row per
 training and noise), ``claims.json`` and the report section; each child its history, test accuracies with
 Wilson intervals and its model (tag ``snnbench.model_id``). Stacks are checkpointed at each epoch end: a
@@ -22,8 +22,8 @@ from snnbench.benchmarks.multimodal_options import (ENGINE_OPTIONS, PROFILES, Se
                                                    devices_of, seeds_of, settings_by_seed)
 from snnbench.benchmarks.options import Common, from_profile, modalities, resume
 from snnbench.config import Take, command_options, from_args, non_negative, option
-from snnbench.benchmarks.study import (CLAIMS_DOCUMENT, CLEAN, NOISES, STUDY_DOCUMENT, result_row, results_document,
-                                       run_row, study_report, study_specs)
+from snnbench.benchmarks.multimodal_grid import (CLAIMS_DOCUMENT, CLEAN, NOISES, STUDY_DOCUMENT, result_row,
+                                                 results_document, run_row, study_report, study_specs)
 from snnbench.errors import SnnbenchError
 from snnbench.evaluation import metrics as M
 from snnbench.evaluation.harness import log_result_table

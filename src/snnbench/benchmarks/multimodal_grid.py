@@ -1,5 +1,5 @@
-"""The multimodal study at its own scale: its trainings, its evaluations, its results document
-and the report section built from it.
+"""The multimodal study's grid at its own scale: its experiments and trainings, its evaluations, its
+results document and the report section built from it (``snnbench multimodal_study`` runs it).
 
 The study varies one factor at a time around a reference SNN (size S, LIF, soft reset, 4 steps):
 ``size`` (S, S/2, S/3, DNN and SNN); ``noise_level`` / ``noise_position`` (evaluation noise of std 0.1

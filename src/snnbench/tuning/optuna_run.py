@@ -1,4 +1,4 @@
-"""``snnbench tune``: the study as a parent MLflow run, its workers, and its result: the best
+"""``snnbench tune``'s Optuna study as a parent MLflow run, its workers, and its result: the best
 trial, that setting as convert's ``--params-json`` document, the optimisation plots and trial
 counts, and, once the choice is made on validation images, the test scores."""
 
