@@ -18,6 +18,7 @@ import torch
 from tqdm import tqdm
 
 from snnbench import engines
+from snnbench.benchmarks.multimodal_grid import EXPERIMENT, NOISE_POSITIONS, NOISE_STDS
 from snnbench.benchmarks.multimodal_options import (ENGINE_OPTIONS, PROFILES, Seeds, SuiteTraining, data_checksums,
                                                    devices_of, seeds_of, settings_by_seed)
 from snnbench.benchmarks.options import Common, from_profile, modalities, option_params, require, resume
@@ -31,7 +32,7 @@ from snnbench.evaluation.metrics import ACTIVITY, STATIC, accuracy, seed_interva
 from snnbench.execution import executor_for
 from snnbench.models.multimodal import FAMILIES, SIZES, ModelSpec
 from snnbench.models.spiking import NEURONS, RESETS
-from snnbench.noise import NoiseSpec
+from snnbench.noise import ADDED_AT, NoiseSpec
 from snnbench.tracking import summary as run_summary
 from snnbench.tracking.runs import benchmark_run, child_run, config_key, finished_children, log_dataset
 from snnbench.training.cache import pack, unpack
@@ -41,22 +42,27 @@ from snnbench.training.suite import (TrainSettings, load_trained_multimodal, log
 
 
 # The child param that varies, the option holding its values (their defaults, argparse type and help)
-# and the families it applies to.
+# and the families it applies to: each sweep is one of the study's experiments (multimodal_grid.EXPERIMENTS),
+# its values and families.
 Sweep = namedtuple("Sweep", "factor option values parse families help")
+
+
+def _sweep(experiment: str, factor: str, option: str, parse, help: str, values: tuple = ()) -> Sweep:
+    """The sweep of the study's ``experiment`` (its values, or the given ``values`` of a noise)."""
+    return Sweep(factor, option, values or EXPERIMENT[experiment].values, parse, EXPERIMENT[experiment].families, help)
+
+
 SWEEPS = {  # command -> its sweep (None: one configuration)
     "multimodal": None,
-    "size_sweep": Sweep("size", "--sizes", ("S", "S/2", "S/3"), choice_list(tuple(SIZES)), FAMILIES,
-                        "model sizes (parameter budgets; S = 1,600,000)"),
-    "noise_level": Sweep("noise_std", "--noise-stds", (0.1, 5.0), float_list, FAMILIES,
-                         "evaluation noise standard deviations"),
-    "noise_position": Sweep("noise_position", "--noise-positions", ("pre", "post"),
-                            choice_list(("input", "pre", "post")), FAMILIES,
-                            "where the evaluation noise is added"),
-    "reset_sweep": Sweep("reset", "--resets", ("hard", "soft"), choice_list(tuple(RESETS)), ("snn",),
-                         "SNN reset mechanisms"),
-    "neuron_sweep": Sweep("neuron", "--neurons", ("lif", "if"), choice_list(NEURONS), ("snn",),
-                          "SNN neuron models"),
-    "timestep_sweep": Sweep("steps", "--steps-list", (4, 8, 16), int_list, ("snn",), "SNN time steps"),
+    "size_sweep": _sweep("size", "size", "--sizes", choice_list(tuple(SIZES)),
+                         "model sizes (parameter budgets; S = 1,600,000)"),
+    "noise_level": _sweep("noise_level", "noise_std", "--noise-stds", float_list,
+                          "evaluation noise standard deviations", NOISE_STDS),
+    "noise_position": _sweep("noise_position", "noise_position", "--noise-positions", choice_list(ADDED_AT),
+                             "where the evaluation noise is added", NOISE_POSITIONS),
+    "reset_sweep": _sweep("reset", "reset", "--resets", choice_list(tuple(RESETS)), "SNN reset mechanisms"),
+    "neuron_sweep": _sweep("neuron", "neuron", "--neurons", choice_list(NEURONS), "SNN neuron models"),
+    "timestep_sweep": _sweep("timesteps", "steps", "--steps-list", int_list, "SNN time steps"),
 }
 SPEC_FIELDS = tuple(f.name for f in options_of(ModelSpec))
 NOISE_FIELDS = tuple(option_name(f) for f in options_of(NoiseSpec))

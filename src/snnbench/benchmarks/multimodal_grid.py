@@ -19,12 +19,12 @@ import numpy as np
 from snnbench.data import MODALITIES
 from snnbench.device import PEAK_RATES
 from snnbench.evaluation.metrics import accuracy_interval, seed_interval
-from snnbench.models.multimodal import ModelSpec
+from snnbench.models.multimodal import SIZES, ModelSpec
 from snnbench.noise import NoiseSpec
 
-SIZES = ("S", "S/2", "S/3")  # parameter budgets (snnbench.models.multimodal.SIZES)
 REFERENCE_SNN = dict(family="snn", size="S", neuron="lif", reset="soft", steps=4)
-NOISES = {f"{position}/{std:g}": NoiseSpec(std, position) for std in (0.1, 5.0) for position in ("pre", "post")}
+NOISE_STDS, NOISE_POSITIONS = (0.1, 5.0), ("pre", "post")  # the evaluation noises: before / after each activation
+NOISES = {f"{position}/{std:g}": NoiseSpec(std, position) for std in NOISE_STDS for position in NOISE_POSITIONS}
 CLEAN = "clean"
 STUDY_DOCUMENT = "study.json"    # the study's results: trainings, per-experiment means over seeds
 CLAIMS_DOCUMENT = "claims.json"  # its claims checked under the run's protocol (snnbench.benchmarks.claims)
@@ -38,7 +38,7 @@ Experiment = namedtuple("Experiment", "name title factor values families metrics
 
 
 EXPERIMENTS = (
-    Experiment("size", "Accuracy vs model size", "size", SIZES, ("dnn", "snn"),
+    Experiment("size", "Accuracy vs model size", "size", tuple(SIZES), ("dnn", "snn"),
                ("test_accuracy", "best_val_accuracy")),
     Experiment("noise_level", "Accuracy vs evaluation noise std (before / after the activation)", "noise",
                tuple(NOISES), ("dnn", "snn")),
@@ -48,6 +48,7 @@ EXPERIMENTS = (
     Experiment("neuron", "Accuracy vs neuron model", "neuron", ("lif", "if"), ("snn",)),
     Experiment("timesteps", "Accuracy vs time steps", "steps", (4, 8, 16), ("snn",)),
 )
+EXPERIMENT = {experiment.name: experiment for experiment in EXPERIMENTS}
 
 
 def study_specs(modalities=MODALITIES) -> list[ModelSpec]:

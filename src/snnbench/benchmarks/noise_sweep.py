@@ -32,7 +32,7 @@ from snnbench.evaluation import harness, metrics
 from snnbench.evaluation.metrics import COLUMNS
 from snnbench.execution import Cluster, executor_for
 from snnbench.models.multimodal import ModelSpec
-from snnbench.noise import NoiseSpec
+from snnbench.noise import ADDED_AT, NoiseSpec
 from snnbench.perturbations import gaussian as gaussian_family
 from snnbench.tracking import runs as tracking
 from snnbench.training import recipes
@@ -41,7 +41,6 @@ BENCHMARK = "noise_sweep"
 LOIHI = "loihi-emulator"  # the converted SNN on nengo-loihi's emulator (--target nengo-loihi)
 FAMILIES = ("ort-dnn", "nengo-snn", SNN_ENGINE, LOIHI)
 CONVERTED = ("nengo-snn", LOIHI)  # engines that run the DNN converted to spikes
-POSITIONS = ("input", "pre", "post")
 DEFAULT_STDS = gaussian_family.STDS
 # one colour per engine in the MLflow UI's charts (the tag it reads), so children plot as curves per engine
 ENGINE_COLORS = {"ort-dnn": "#308613", "nengo-snn": "#2272b4", SNN_ENGINE: "#c83243", LOIHI: "#8a4fbf"}
@@ -58,8 +57,8 @@ MODELS = "models (default: trained here, cached)"
 class SweepOptions:
     """noise_sweep's own options (besides the common ones, the cluster's and the noise mode)."""
     stds: list = option(list(DEFAULT_STDS), "noise standard deviations", float_list)
-    positions: list = option(list(POSITIONS), "where the noise is added: input, pre (layer input current), post "
-                                              "(layer output)", choice_list(POSITIONS))
+    positions: list = option(list(ADDED_AT), "where the noise is added: input, pre (layer input current), post "
+                                              "(layer output)", choice_list(ADDED_AT))
     families: list = option(list(FAMILIES[:3]), "ort-dnn: DNNs in ONNX Runtime; nengo-snn: the same DNNs converted "
                                                 "to Nengo; snntorch-snn: the multimodal suite's trained SNNs; "
                                                 "loihi-emulator: the converted SNN on nengo-loihi's Loihi emulator "
