@@ -18,6 +18,7 @@ import onnx
 import onnxruntime
 
 from snnbench import engines
+from snnbench.engines import ORT_DNN, NENGO_SNN, LOIHI_EMULATOR
 from snnbench.conversion import calibration as cal, correction, onnx_io
 from snnbench.conversion.nengo_net import LayerParams
 from snnbench.evaluation import plots
@@ -39,16 +40,16 @@ def _latency_ms(predict, x) -> float:
 
 def evaluate_dnn(onnx_path: Path, x, y, keys: dict) -> dict:
     """The DNN in ONNX Runtime: its result row (accuracy, activity), logits and timing."""
-    model = engines.build("ort-dnn", onnx_path)
+    model = engines.build(ORT_DNN, onnx_path)
     logits = model.predict(x)
     row = score(model, logits, y, model.last_activity, **keys)
     # timed on the original graph: the harness's copy also outputs every hidden activation
-    runner = engines.build("ort-dnn", onnx_path, {"activity": False})
+    runner = engines.build(ORT_DNN, onnx_path, {"activity": False})
     runner.predict(x[:10])
     started = time.perf_counter()
     runner.predict(x)
     seconds = time.perf_counter() - started
-    single = engines.build("ort-dnn", onnx_path, {"batch_size": 1, "activity": False})
+    single = engines.build(ORT_DNN, onnx_path, {"batch_size": 1, "activity": False})
     return {"row": row, "logits": logits, "accuracy": row["accuracy"], "throughput_ips": len(x) / seconds,
             "latency_ms": _latency_ms(single.predict, x[:LATENCY_IMAGES * 5])}
 
@@ -119,7 +120,7 @@ def evaluate_snn(converted, layers: list, settings: dict, x, y, keys: dict, per_
         ([(max(longer), layers, longer, False)] if longer else [])
     logits, activities = {}, {}
     for n_steps, run_layers, read, counters in runs:
-        with engines.build("nengo-snn", converted, {"layers": run_layers, "sim": replace(sim, steps=n_steps),
+        with engines.build(NENGO_SNN, converted, {"layers": run_layers, "sim": replace(sim, steps=n_steps),
                                                     "counters": counters}) as model:
             runner = model.runner(CLEAN)
             if n_steps == sim.steps:
@@ -129,7 +130,7 @@ def evaluate_snn(converted, layers: list, settings: dict, x, y, keys: dict, per_
                 activities[n_steps] = model.activity(runner.last_stats, len(x))
             if n_steps == sim.steps:
                 seconds, stats = runner.last_seconds, runner.last_stats
-    with engines.build("nengo-snn", converted, {"layers": per_steps[sim.steps] if per_steps else layers,
+    with engines.build(NENGO_SNN, converted, {"layers": per_steps[sim.steps] if per_steps else layers,
                                                 "sim": replace(sim, minibatch=1), "counters": False}) as single:
         latency = _latency_ms(single.predict, x[:LATENCY_IMAGES])
     rows = [score(model, logits[s], y, activities.get(s), **{**keys, "steps": s}) for s in steps]
@@ -152,9 +153,9 @@ def paired_losses(rows: list, dnn_logits: np.ndarray, snn_logits: dict, y: np.nd
 
 def rate_equivalence(converted, onnx_path: Path, x, sim) -> float:
     """Max |logit difference| between the relu-rate network and ONNX Runtime on real images."""
-    reference = engines.build("ort-dnn", onnx_path, {"activity": False}).predict(x)
+    reference = engines.build(ORT_DNN, onnx_path, {"activity": False}).predict(x)
     exact = replace(sim, steps=2, readout="last", minibatch=min(sim.minibatch, len(x)))
-    with engines.build("nengo-snn", converted, {"layers": LayerParams("relu-rate"), "sim": exact,
+    with engines.build(NENGO_SNN, converted, {"layers": LayerParams("relu-rate"), "sim": exact,
                                                 "counters": False}) as model:
         return float(np.abs(model.predict(x) - reference).max())
 
@@ -194,7 +195,7 @@ def evaluate_loihi(converted, layers, sim, x, y, keys: dict, test_limit: int = 0
     result row, ``loihi_*`` metrics and core utilization."""
     if test_limit:
         x, y = x[:test_limit], y[:test_limit]
-    model = engines.build("loihi-emulator", converted, {"layers": layers, "sim": sim, "warmup": warmup})
+    model = engines.build(LOIHI_EMULATOR, converted, {"layers": layers, "sim": sim, "warmup": warmup})
     started = time.perf_counter()
     logits = model.predict(x)
     seconds = time.perf_counter() - started

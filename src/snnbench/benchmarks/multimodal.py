@@ -18,6 +18,7 @@ import torch
 from tqdm import tqdm
 
 from snnbench import engines
+from snnbench.engines import ORT_DNN, SUITE
 from snnbench.benchmarks.multimodal_grid import EXPERIMENT, NOISE_POSITIONS, NOISE_STDS
 from snnbench.benchmarks.multimodal_options import (ENGINE_OPTIONS, PROFILES, Seeds, SuiteTraining, data_checksums,
                                                    devices_of, seeds_of, settings_by_seed)
@@ -67,7 +68,6 @@ SWEEPS = {  # command -> its sweep (None: one configuration)
 SPEC_FIELDS = tuple(f.name for f in options_of(ModelSpec))
 NOISE_FIELDS = tuple(option_name(f) for f in options_of(NoiseSpec))
 RESULT_METRICS = tuple(c for m in (*STATIC, *ACTIVITY) for c in m.columns)  # besides accuracy
-ENGINES = {"snn": "snntorch-snn", "dnn": "torch-dnn"}
 
 
 # --- evaluation --------------------------------------------------------------------------------
@@ -106,7 +106,7 @@ def log_history(run_id: str, history: list[dict], prefix: str = ""):
 def evaluate_onnx(folder: Path, test: FeatureSet, noise: NoiseSpec, torch_logits: np.ndarray) -> dict:
     """The exported DNN in ONNX Runtime (engine ort-dnn) under the same noise draws: accuracy,
     throughput and the largest logit difference from torch."""
-    logits, samples_per_s = _timed_predict(engines.build("ort-dnn", folder / "model.onnx"), test, noise)
+    logits, samples_per_s = _timed_predict(engines.build(ORT_DNN, folder / "model.onnx"), test, noise)
     return {"ort_test_accuracy": accuracy(logits, test.y), "ort_samples_per_s": samples_per_s,
             "ort_torch_max_abs_diff": float(np.abs(logits - torch_logits).max())}
 
@@ -272,7 +272,7 @@ def run(options):
 def result_row(row: dict, family: str, command: str) -> dict:
     """One configuration, seed and family in the fixed result schema (snnbench.evaluation.harness)."""
     value = {k: row.get(f"{family}_{k}") for k in RESULT_METRICS}
-    return {"benchmark": command, "engine": ENGINES[family], "model": f"multimodal-{row['size']}",
+    return {"benchmark": command, "engine": SUITE[family], "model": f"multimodal-{row['size']}",
             "modality": row["modality"], "method": "", "steps": row["steps"] if family == "snn" else 1,
             **{k: row[k] for k in NOISE_FIELDS}, "seed": row["seed"], "n": row.get(f"{family}_n_test"),
             **{k: row.get(f"{family}_test_{k}") for k in ("accuracy", "accuracy_ci_low", "accuracy_ci_high")},

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from snnbench.engines import SUITE
 from snnbench.data import MODALITIES
 from snnbench.device import PEAK_RATES
 from snnbench.evaluation.metrics import accuracy_interval, seed_interval
@@ -119,7 +120,7 @@ def result_row(row: dict, noise: str) -> dict:
     spec = NOISES.get(noise, NoiseSpec())
     snn = row["family"] == "snn"
     model = f"{row['family']} {row['size']}" + (f" {row['neuron']} {row['reset']}" if snn else "")
-    return {"benchmark": "multimodal_study", "engine": "snntorch-snn" if snn else "torch-dnn", "model": model,
+    return {"benchmark": "multimodal_study", "engine": SUITE[row["family"]], "model": model,
             "modality": row["modality"], "method": "", "steps": row["steps"] if snn else 1,
             **{f"noise_{k}": getattr(spec, k) for k in ("position", "std", "mode", "seed")},
             "seed": row["seed"], "n": test["n"], "accuracy": test["accuracy"],

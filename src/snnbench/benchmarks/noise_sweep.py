@@ -20,14 +20,15 @@ from tqdm import tqdm
 from snnbench.benchmarks import noise_sweep_perturbations as perturbed
 from snnbench.benchmarks import noise_sweep_tables as tables
 from snnbench.benchmarks import robustness_claims
-from snnbench.benchmarks.noise_sweep_models import (SNN_ENGINE, Models, Subject, SweepSettings, dataset_modality,
-                                                    sample_shape, study_references, sweep_test_data, user_onnx)
+from snnbench.benchmarks.noise_sweep_models import (Models, Subject, SweepSettings, dataset_modality, sample_shape,
+                                                    study_references, sweep_test_data, user_onnx)
 from snnbench.benchmarks.options import Common, from_profile, modalities, require, resume
 from snnbench.config import Take, auto, choice_list, command_options, float_list, from_args, option, positive
 from snnbench.conversion import onnx_io
 from snnbench.conversion.onnx_prepare import ModelInput
 from snnbench.data import DATASET_HELP
 from snnbench.device import resolve_device
+from snnbench.engines import LOIHI_EMULATOR, NENGO_SNN, ORT_DNN, SNNTORCH_SNN
 from snnbench.evaluation import harness, metrics
 from snnbench.evaluation.metrics import COLUMNS
 from snnbench.execution import Cluster, executor_for
@@ -38,12 +39,11 @@ from snnbench.tracking import runs as tracking
 from snnbench.training import recipes
 
 BENCHMARK = "noise_sweep"
-LOIHI = "loihi-emulator"  # the converted SNN on nengo-loihi's emulator (--target nengo-loihi)
-FAMILIES = ("ort-dnn", "nengo-snn", SNN_ENGINE, LOIHI)
-CONVERTED = ("nengo-snn", LOIHI)  # engines that run the DNN converted to spikes
+FAMILIES = (ORT_DNN, NENGO_SNN, SNNTORCH_SNN, LOIHI_EMULATOR)
+CONVERTED = (NENGO_SNN, LOIHI_EMULATOR)  # engines that run the DNN converted to spikes
 DEFAULT_STDS = gaussian_family.STDS
 # one colour per engine in the MLflow UI's charts (the tag it reads), so children plot as curves per engine
-ENGINE_COLORS = {"ort-dnn": "#308613", "nengo-snn": "#2272b4", SNN_ENGINE: "#c83243", LOIHI: "#8a4fbf"}
+ENGINE_COLORS = {ORT_DNN: "#308613", NENGO_SNN: "#2272b4", SNNTORCH_SNN: "#c83243", LOIHI_EMULATOR: "#8a4fbf"}
 CORRECT = "correct.npy"  # a child's per-sample correctness (packed bits), for the paired differences
 # Settings each profile fills in when an option is not given. Training: each study's own recipe
 # (snnbench.training.recipes), unless --epochs / --train-limit override it for every model.
@@ -132,7 +132,7 @@ def settings(options: Options) -> SweepSettings:
     overrides = {k: getattr(options, k) for k in ("epochs", "train_limit") if getattr(options, k) is not None}
     resolved = SweepSettings(
         stds=sorted(set(options.stds)), positions=list(dict.fromkeys(options.positions)),
-        families=list(dict.fromkeys(options.families + ([LOIHI] if options.target == "nengo-loihi" else []))),
+        families=list(dict.fromkeys(options.families + ([LOIHI_EMULATOR] if options.target == "nengo-loihi" else []))),
         modalities=[dataset_modality(options.dataset, options.seed)] if user else list(dict.fromkeys(options.modalities)),
         perturbations=perturbed.chosen(options.perturbations), noise_mode=options.noise_mode, seed=options.seed,
         profile=options.profile, device=str(resolve_device(options.device)),
@@ -156,15 +156,15 @@ def settings(options: Options) -> SweepSettings:
 def subjects(settings: SweepSettings) -> list:
     """Every (family, model, modality, model seed) the sweep evaluates, in a stable order."""
     if settings.user:
-        own = {"ort-dnn": settings.onnx_model, "nengo-snn": settings.onnx_model, LOIHI: settings.onnx_model,
-               SNN_ENGINE: settings.snntorch_model}
+        own = {ORT_DNN: settings.onnx_model, NENGO_SNN: settings.onnx_model, LOIHI_EMULATOR: settings.onnx_model,
+               SNNTORCH_SNN: settings.snntorch_model}
         return [Subject(family, "user", settings.modalities[0]) for family, given in own.items()
                 if given and family in settings.families]
     out = []
     for seed in settings.model_seeds or [settings.seed]:
         for family in settings.families:
             for modality in settings.modalities:
-                if family != SNN_ENGINE and modality == "image":
+                if family != SNNTORCH_SNN and modality == "image":
                     out.append(Subject(family, "conversion-mlp", modality, seed))
                 out.append(Subject(family, "multimodal", modality, seed))
     return out
@@ -174,7 +174,7 @@ def grid(subject: Subject, settings: SweepSettings) -> list:
     """The child configurations of one subject: its clean run first, then the noisy ones."""
     base = {**asdict(subject), "noise_mode": settings.noise_mode}
     clean = {**base, "position": "none", "std": 0.0, "noise_seed": settings.seed}
-    positions = [p for p in settings.positions if p == "input"] if subject.family == LOIHI else settings.positions
+    positions = [p for p in settings.positions if p == "input"] if subject.family == LOIHI_EMULATOR else settings.positions
     noisy = [{**base, "position": p, "std": s, "noise_seed": settings.seed + r}
              for p in positions for s in settings.stds for r in range(settings.seeds)]
     return [clean, *(noisy if "gaussian" in settings.perturbations else []),
@@ -184,7 +184,7 @@ def grid(subject: Subject, settings: SweepSettings) -> list:
 def _row(child: dict, settings: SweepSettings, measured: dict, clean: float, seconds: float, run_id: str,
          reused: bool) -> dict:
     """A child's result row: the result-table keys (harness.KEY_COLUMNS), its metrics and the drop."""
-    steps = {"ort-dnn": 1, "nengo-snn": settings.steps, LOIHI: settings.steps, SNN_ENGINE: settings.snn_steps}
+    steps = {ORT_DNN: 1, NENGO_SNN: settings.steps, LOIHI_EMULATOR: settings.steps, SNNTORCH_SNN: settings.snn_steps}
     values = {k: measured.get(k, float("nan")) for k in COLUMNS}
     return {"benchmark": BENCHMARK, "engine": child["family"], "model": child["model"], "modality": child["modality"],
             "method": "calibrated" if child["family"] in CONVERTED else "", "steps": steps[child["family"]],

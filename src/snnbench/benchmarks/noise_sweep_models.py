@@ -16,6 +16,7 @@ import torch
 from tqdm import tqdm
 
 from snnbench import engines
+from snnbench.engines import ORT_DNN, SNNTORCH_SNN
 from snnbench.conversion.onnx_prepare import ModelInput, PreparedModel, prepared_copy
 from snnbench.data import BUILT_IN, Dataset, FeatureSet, feature_size, load_dataset
 from snnbench.engines.nengo import SimConfig
@@ -26,7 +27,6 @@ from snnbench.training.conversion import trained_conversion_model
 from snnbench.training.recipes import Recipe
 from snnbench.training.suite import TrainSettings, load_trained_multimodal, log_trained_model, test_data, training_data
 
-SNN_ENGINE = "snntorch-snn"
 
 
 @dataclass(frozen=True)
@@ -79,7 +79,7 @@ class Subject:
 
     @property
     def kind(self) -> str:
-        return "snn" if self.family == SNN_ENGINE else "dnn"
+        return "snn" if self.family == SNNTORCH_SNN else "dnn"
 
 
 @cache
@@ -248,12 +248,12 @@ class Models:
         ``onnx_file`` instead of its own file if given, e.g. a copy with perturbed weights, converted with
         the rate scales of ``calibrated_on`` if given and the converted engine's further ``settings``; the
         snntorch SNN: ``module`` instead of its own)."""
-        if subject.family == SNN_ENGINE:
+        if subject.family == SNNTORCH_SNN:
             return engines.build(subject.family, module or self.torch_module(subject),
                                  dict(device=self.device, seed=self.settings.seed))
         onnx_file = onnx_file or self.onnx_file(subject)
-        if subject.family == "ort-dnn":
-            return engines.build("ort-dnn", onnx_file)
+        if subject.family == ORT_DNN:
+            return engines.build(ORT_DNN, onnx_file)
         return converted_model(subject.family, onnx_file, self.settings, self.training_inputs(subject), calibrated_on,
                                **settings)
 

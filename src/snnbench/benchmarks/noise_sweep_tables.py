@@ -19,6 +19,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 
+from snnbench.engines import ORT_DNN, NENGO_SNN, LOIHI_EMULATOR, SNNTORCH_SNN
 from snnbench.benchmarks.noise_sweep_models import SweepSettings
 from snnbench.evaluation import harness, robustness
 from snnbench.evaluation.metrics import paired_difference, seed_interval, wilson_interval
@@ -26,7 +27,7 @@ from snnbench.tracking import summary as run_summary
 
 CURVE = ("engine", "model", "modality", "noise_position")
 CELL = (*CURVE, "noise_std")
-PAIRS = (("ort-dnn", "nengo-snn"), ("ort-dnn", "snntorch-snn"), ("ort-dnn", "loihi-emulator"))
+PAIRS = ((ORT_DNN, NENGO_SNN), (ORT_DNN, SNNTORCH_SNN), (ORT_DNN, LOIHI_EMULATOR))
 FALL_POINTS = 10  # a curve falls at the first std where its accuracy is more than this many points below clean
 GAPS_SHOWN = 3    # the largest paired gaps (by size) the headline shows per pair of engines
 

@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from snnbench import perturbations
+from snnbench.engines import ORT_DNN, NENGO_SNN, SNNTORCH_SNN
 from snnbench.benchmarks import noise_sweep_perturbations as perturbed
 from snnbench.benchmarks import noise_sweep_tables as tables
 from snnbench.benchmarks.claims import VERDICTS, combined, part_verdict
@@ -42,9 +43,9 @@ from snnbench.evaluation.metrics import paired_difference
 from snnbench.tracking import summary as run_summary
 
 NOT_RUN = "not run"
-DNN = "ort-dnn"
+DNN = ORT_DNN
 SNNS = tuple(snn for dnn, snn in tables.PAIRS if dnn == DNN)  # the SNNs compared with their DNN
-ALWAYS_CLAIMED = ("nengo-snn", "snntorch-snn")  # the SNNs claims are read for even where they did not run
+ALWAYS_CLAIMED = (NENGO_SNN, SNNTORCH_SNN)  # the SNNs claims are read for even where they did not run
 UNCLAIMED_KINDS = ("noise", "input")  # read by the noise tables and the per-family comparisons, not claimed
 ATTACK = "attack"
 BETTER = (float(np.nextafter(0.0, 1.0)), float("inf"))  # "holds up better": a drop difference above 0
@@ -125,7 +126,7 @@ def claims(snns=ALWAYS_CLAIMED, profile: str = "quick", ran: dict | None = None)
             if not _crafted_on_snn(name):
                 out += [Claim(name, snn, level) for snn in snns]
             else:  # white-box on the snntorch SNN: held against the same attack white-box on the DNN
-                out.append(Claim(name, "snntorch-snn", level, _white_box_counterpart(name)))
+                out.append(Claim(name, SNNTORCH_SNN, level, _white_box_counterpart(name)))
     return out
 
 

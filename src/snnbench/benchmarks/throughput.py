@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from snnbench import engines
+from snnbench.engines import ORT_DNN, NENGO_SNN, SNNTORCH_SNN
 from snnbench.benchmarks.options import Common, from_profile, recipe, require
 from snnbench.config import auto, choice_list, command_options, int_list, option, positive
 from snnbench.conversion.calibration import mnist_training_images
@@ -42,7 +43,7 @@ from snnbench.training.cache import pack, unpack
 from snnbench.training.conversion import trained_conversion_model
 from snnbench.training.recipes import Recipe
 
-ENGINES = {"ort": "ort-dnn", "nengo_dl": "nengo-snn", "nengo": "nengo-snn", "snntorch": "snntorch-snn"}  # by backend
+ENGINES = {"ort": ORT_DNN, "nengo_dl": NENGO_SNN, "nengo": NENGO_SNN, "snntorch": SNNTORCH_SNN}  # by backend
 BACKENDS = tuple(ENGINES)
 # profile -> grid; the nengo reference simulator gets its own small grid (it is the slowest).
 GRIDS = {

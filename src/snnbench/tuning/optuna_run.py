@@ -12,6 +12,7 @@ import numpy as np
 import optuna
 from optuna.trial import TrialState
 
+from snnbench.engines import ORT_DNN, NENGO_SNN
 from snnbench.errors import StorageError
 from snnbench.evaluation.harness import log_result_table
 from snnbench.tuning.objective import ConversionObjective, task_dataset
@@ -115,10 +116,10 @@ def score_on_test_set(objective, document: dict, test=None) -> dict:
     settings = {"calibrated": objective.base, "tuned": document["layers"]}
     keys = {"benchmark": "tune_conversion", "model": model, "modality": dataset.modality,
             "noise_position": "none", "noise_std": 0.0, "seed": task.seed}
-    scores["rows"] = [{**keys, "engine": "ort-dnn", "method": "", "steps": 1, **dnn}]
+    scores["rows"] = [{**keys, "engine": ORT_DNN, "method": "", "steps": 1, **dnn}]
     for label in LABELS:
         snn = Accuracy()(None, objective.snn_logits(settings[label], x), y, None)
-        scores["rows"].append({**keys, "engine": "nengo-snn", "method": label, "steps": task.steps, **snn})
+        scores["rows"].append({**keys, "engine": NENGO_SNN, "method": label, "steps": task.steps, **snn})
         for suffix in ("", "_ci_low", "_ci_high"):
             scores[f"snn_test_accuracy_{label}{suffix}"] = snn[f"accuracy{suffix}"]
         scores[f"conversion_loss_{label}_points"] = 100.0 * (dnn["accuracy"] - snn["accuracy"])
