@@ -188,3 +188,14 @@ def test_paired_difference_is_the_mean_per_sample_difference_with_a_bootstrap_in
     assert metrics.paired_difference(a, a) == (0.0, 0.0, 0.0)
     with pytest.raises(ValueError, match="equal"):
         metrics.paired_difference(a, b[:, :10])
+
+
+def test_a_result_rows_key_columns_come_from_its_key_in_the_schemas_order():
+    noise = NoiseSpec(0.5, "pre", "frozen", 3)
+    key = harness.ResultKey("noise_sweep", engines.NENGO_SNN, "conversion-mlp", "image", "calibrated", 20, noise, 1)
+    assert tuple(key.columns()) == harness.KEY_COLUMNS
+    assert key.columns() == {"benchmark": "noise_sweep", "engine": "nengo-snn", "model": "conversion-mlp",
+                             "modality": "image", "method": "calibrated", "steps": 20, "noise_position": "pre",
+                             "noise_std": 0.5, "noise_mode": "frozen", "noise_seed": 3, "seed": 1}
+    clean = harness.ResultKey("throughput", engines.ORT_DNN, "conversion-mlp", "image").columns()
+    assert (clean["noise_position"], clean["noise_std"], clean["steps"]) == ("none", 0.0, 1)

@@ -272,9 +272,10 @@ def run(options):
 def result_row(row: dict, family: str, command: str) -> dict:
     """One configuration, seed and family in the fixed result schema (snnbench.evaluation.harness)."""
     value = {k: row.get(f"{family}_{k}") for k in RESULT_METRICS}
-    return {"benchmark": command, "engine": SUITE[family], "model": f"multimodal-{row['size']}",
-            "modality": row["modality"], "method": "", "steps": row["steps"] if family == "snn" else 1,
-            **{k: row[k] for k in NOISE_FIELDS}, "seed": row["seed"], "n": row.get(f"{family}_n_test"),
+    key = harness.ResultKey(command, SUITE[family], f"multimodal-{row['size']}", row["modality"], "",
+                            row["steps"] if family == "snn" else 1, NoiseSpec(*(row[k] for k in NOISE_FIELDS)),
+                            row["seed"])
+    return {**key.columns(), "n": row.get(f"{family}_n_test"),
             **{k: row.get(f"{family}_test_{k}") for k in ("accuracy", "accuracy_ci_low", "accuracy_ci_high")},
             **value, "best_val_accuracy": row.get(f"{family}_best_val_accuracy"),
             "ort_test_accuracy": row.get(f"{family}_ort_test_accuracy")}

@@ -19,6 +19,7 @@ import numpy as np
 from snnbench.engines import SUITE
 from snnbench.data import MODALITIES
 from snnbench.device import PEAK_RATES
+from snnbench.evaluation.harness import ResultKey
 from snnbench.evaluation.metrics import accuracy_interval, seed_interval
 from snnbench.models.multimodal import SIZES, ModelSpec
 from snnbench.noise import NoiseSpec
@@ -120,10 +121,9 @@ def result_row(row: dict, noise: str) -> dict:
     spec = NOISES.get(noise, NoiseSpec())
     snn = row["family"] == "snn"
     model = f"{row['family']} {row['size']}" + (f" {row['neuron']} {row['reset']}" if snn else "")
-    return {"benchmark": "multimodal_study", "engine": SUITE[row["family"]], "model": model,
-            "modality": row["modality"], "method": "", "steps": row["steps"] if snn else 1,
-            **{f"noise_{k}": getattr(spec, k) for k in ("position", "std", "mode", "seed")},
-            "seed": row["seed"], "n": test["n"], "accuracy": test["accuracy"],
+    key = ResultKey("multimodal_study", SUITE[row["family"]], model, row["modality"], "", row["steps"] if snn else 1,
+                    spec, row["seed"])
+    return {**key.columns(), "n": test["n"], "accuracy": test["accuracy"],
             "accuracy_ci_low": test["ci_low"], "accuracy_ci_high": test["ci_high"],
             "parameter_count": row["parameter_count"], "best_val_accuracy": row["best_val_accuracy"]}
 

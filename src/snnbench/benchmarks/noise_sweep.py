@@ -186,18 +186,21 @@ def _row(child: dict, settings: SweepSettings, measured: dict, clean: float, sec
     """A child's result row: the result-table keys (harness.KEY_COLUMNS), its metrics and the drop."""
     steps = {ORT_DNN: 1, NENGO_SNN: settings.steps, LOIHI_EMULATOR: settings.steps, SNNTORCH_SNN: settings.snn_steps}
     values = {k: measured.get(k, float("nan")) for k in COLUMNS}
-    return {"benchmark": BENCHMARK, "engine": child["family"], "model": child["model"], "modality": child["modality"],
-            "method": "calibrated" if child["family"] in CONVERTED else "", "steps": steps[child["family"]],
-            "noise_position": child["position"], "noise_std": child["std"], "noise_mode": child["noise_mode"],
-            "noise_seed": child["noise_seed"], "seed": settings.seed, "model_seed": child["model_seed"],
-            **perturbed.row_keys(child),
+    key = harness.ResultKey(BENCHMARK, child["family"], child["model"], child["modality"],
+                            "calibrated" if child["family"] in CONVERTED else "", steps[child["family"]],
+                            _noise(child), settings.seed)
+    return {**key.columns(), "model_seed": child["model_seed"], **perturbed.row_keys(child),
             **values, "clean_accuracy": clean, "accuracy_drop_pp": 100 * (clean - values["accuracy"]),
             "eval_seconds": seconds, "reused": reused, "run_id": run_id}
 
 
+def _noise(child: dict) -> NoiseSpec:
+    return NoiseSpec(child["std"], child["position"], child["noise_mode"], child["noise_seed"])
+
+
 def evaluate(model, data, child: dict) -> tuple[dict, np.ndarray]:
     """Every metric of one child and which samples it got right (tests patch it to interrupt a sweep)."""
-    spec = NoiseSpec(child["std"], child["position"], child["noise_mode"], child["noise_seed"])
+    spec = _noise(child)
     logits = model.predict(np.asarray(data.x, np.float32), spec, 0)
     return harness.score(model, logits, data.y, model.last_activity, spec), metrics.correct(logits, data.y)
 

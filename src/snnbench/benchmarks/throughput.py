@@ -34,7 +34,7 @@ from snnbench.device import resolve_device
 from snnbench.engines.nengo import SimConfig
 from snnbench.errors import SnnbenchError
 from snnbench.execution import Cluster, executor_for
-from snnbench.evaluation.harness import log_result_table
+from snnbench.evaluation.harness import ResultKey, log_result_table
 from snnbench.evaluation.metrics import accuracy_interval, correct
 from snnbench.evaluation.plots import throughput_plot
 from snnbench.evaluation.timing import BatchTiming, machine, set_threads, time_batch
@@ -235,10 +235,9 @@ def log_results(rows: list, settings: dict):
     """The table (JSON, CSV, and as the result table with timings as extra columns), plot and best speeds."""
     columns = list(rows[0])
     mlflow.log_table({c: [r[c] for r in rows] for c in columns}, "throughput.json")
-    log_result_table([{"benchmark": "throughput", "engine": ENGINES[r["backend"]],
-                       "model": f"conversion-{settings['arch']}", "modality": "image",
-                       "method": "" if r["backend"] == "ort" else "calibrated", "steps": max(r["steps"], 1),
-                       "noise_position": "none", "noise_std": 0.0, "seed": settings["seed"], **r} for r in rows])
+    log_result_table([{**ResultKey("throughput", ENGINES[r["backend"]], f"conversion-{settings['arch']}", "image",
+                                   "" if r["backend"] == "ort" else "calibrated", max(r["steps"], 1),
+                                   seed=settings["seed"]).columns(), **r} for r in rows])
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "throughput.csv"
         with open(path, "w", newline="") as f:

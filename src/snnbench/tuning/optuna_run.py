@@ -14,7 +14,7 @@ from optuna.trial import TrialState
 
 from snnbench.engines import ORT_DNN, NENGO_SNN
 from snnbench.errors import StorageError
-from snnbench.evaluation.harness import log_result_table
+from snnbench.evaluation.harness import ResultKey, log_result_table
 from snnbench.tuning.objective import ConversionObjective, task_dataset
 from snnbench.tuning.space import layers_from_params
 from snnbench.tuning.storage import StudyOptions, experimental, load_study, open_storage, storage_label, study_storage
@@ -114,12 +114,13 @@ def score_on_test_set(objective, document: dict, test=None) -> dict:
     dnn = Accuracy()(None, objective.dnn_logits(x), y, None)
     scores = {"test_images": len(y), "dnn_test_accuracy": dnn["accuracy"]}
     settings = {"calibrated": objective.base, "tuned": document["layers"]}
-    keys = {"benchmark": "tune_conversion", "model": model, "modality": dataset.modality,
-            "noise_position": "none", "noise_std": 0.0, "seed": task.seed}
-    scores["rows"] = [{**keys, "engine": ORT_DNN, "method": "", "steps": 1, **dnn}]
+    def key(engine: str, method: str = "", steps: int = 1) -> dict:
+        return ResultKey("tune_conversion", engine, model, dataset.modality, method, steps, seed=task.seed).columns()
+
+    scores["rows"] = [{**key(ORT_DNN), **dnn}]
     for label in LABELS:
         snn = Accuracy()(None, objective.snn_logits(settings[label], x), y, None)
-        scores["rows"].append({**keys, "engine": NENGO_SNN, "method": label, "steps": task.steps, **snn})
+        scores["rows"].append({**key(NENGO_SNN, label, task.steps), **snn})
         for suffix in ("", "_ci_low", "_ci_high"):
             scores[f"snn_test_accuracy_{label}{suffix}"] = snn[f"accuracy{suffix}"]
         scores[f"conversion_loss_{label}_points"] = 100.0 * (dnn["accuracy"] - snn["accuracy"])
