@@ -31,7 +31,8 @@ from snnbench.conversion import onnx_io
 from snnbench.conversion.onnx_prepare import ModelInput, PreparedModel, prepared_copy
 from snnbench.conversion.calibration import (METHODS, RATE_CHOICES, SCALES, Calibration, calibrated_document,
                                              reference_layers)
-from snnbench.conversion.nengo_net import IF_NEURONS, LayerParams, SimConfig, load_params, parse_params
+from snnbench.conversion.nengo_net import (IF_NEURONS, LayerParams, SimConfig, load_params, params_document,
+                                           parse_params)
 from snnbench.data import DATASET_HELP, Dataset, FeatureSet, check_fits, load_dataset
 from snnbench.errors import ConfigError
 from snnbench.evaluation.harness import log_result_table
@@ -202,7 +203,7 @@ def conversion_setting(converted, settings: dict, rates: str = "uniform") -> dic
     sim = asdict(settings["sim"])
     calibration = settings["calibration"]
     if calibration is None:
-        return {"layers": [asdict(p) for p in settings["layers"]], "sim": sim, "source": settings["source"]}
+        return params_document(settings["layers"], sim, settings["source"])
     if calibration.rates == "validated":
         calibration = replace(calibration, rates=rates)
     return calibrated_document(converted, settings["inputs"].training(), calibration, sim, settings["base"])
@@ -316,9 +317,9 @@ def run(options: Options):
             chosen = corrected[sim.steps][2]
             if chosen["rates"] != "uniform":  # the calibrated document of the rates chosen at --steps
                 document = conversion_setting(converted, settings, chosen["rates"])
-            document = {**document, "layers": [asdict(p) for p in layers],
-                        "source": {**document["source"], "method": "corrected", "steps": sim.steps,
-                                   "rates": chosen["rates"], "rate_factor": chosen["rate_factor"]}}
+            document = params_document(layers, document["sim"],
+                                       {**document["source"], "method": "corrected", "steps": sim.steps,
+                                        "rates": chosen["rates"], "rate_factor": chosen["rate_factor"]})
         if settings["layers"] is None:
             mlflow.log_param("layers", layers_summary(layers))
         keys = {"benchmark": "convert", "model": Path(prepared.notes["source"]).stem if prepared else

@@ -17,13 +17,14 @@ from snnbench.tuning.objective import (ConversionObjective, calibrated_layers, t
 from snnbench.tuning.space import SearchSpace, layers_from_params
 from snnbench.tuning.storage import (FINISHED, PRUNERS, SAMPLERS, StudyOptions, load_study, open_storage,
                                      storage_label, study_storage)
-from snnbench.tuning.optuna_run import (best_params_from_study, params_document, run_benchmark,
+from snnbench.tuning.optuna_run import (best_params_document, best_params_from_study, run_benchmark,
                                         score_on_test_set)
 from snnbench.tuning.task import SECOND_OBJECTIVES, ConversionTask
 from snnbench.tuning.workers import SurplusTrial, exact_total, prepare_study, run_workers
 
 __all__ = ["FINISHED", "PRUNERS", "SAMPLERS", "SECOND_OBJECTIVES", "ConversionObjective", "ConversionTask",
-           "SearchSpace", "StudyOptions", "SurplusTrial", "best_params_from_study", "calibrated_layers",
-           "exact_total", "layers_from_params", "load_study", "open_storage", "params_document", "prepare_study",
+           "SearchSpace", "StudyOptions", "SurplusTrial", "best_params_document", "best_params_from_study",
+           "calibrated_layers",
+           "exact_total", "layers_from_params", "load_study", "open_storage", "prepare_study",
            "run_benchmark", "run_workers", "score_on_test_set", "storage_label", "study_storage", "task_dataset",
            "trained_model_folder", "validation_set"]

@@ -12,7 +12,8 @@ import numpy as np
 import optuna
 from optuna.trial import TrialState
 
-from snnbench.engines import ORT_DNN, NENGO_SNN
+from snnbench.conversion.nengo_net import params_document
+from snnbench.engines import NENGO_SNN, ORT_DNN
 from snnbench.errors import StorageError
 from snnbench.evaluation.harness import ResultKey, log_result_table
 from snnbench.tuning.objective import ConversionObjective, task_dataset
@@ -35,15 +36,15 @@ def best_trial(study):
         raise StorageError(f"study {study.study_name!r} has no completed trial yet; run some trials first") from None
 
 
-def params_document(study) -> dict:
+def best_params_document(study) -> dict:
     """The best setting as convert's ``--params-json`` reads it: per-layer parameters and the sim."""
     task = ConversionTask.from_dict(study.user_attrs["task"])
     trial = best_trial(study)
     model = {"onnx_model": task.onnx_model} if task.onnx_model else {k: getattr(task, k) for k in MODEL_FIELDS}
-    return {"layers": layers_from_params(trial.params, study.user_attrs["base_layers"]), "sim": task.sim_dict(),
-            "source": {"method": "tuned", "study": study.study_name, "trial": trial.number,
-                       "validation_accuracy": trial.values[0], "val_samples": task.val_samples,
-                       "model": model, "dataset": task.dataset}}
+    return params_document(layers_from_params(trial.params, study.user_attrs["base_layers"]), task.sim_dict(),
+                           {"method": "tuned", "study": study.study_name, "trial": trial.number,
+                            "validation_accuracy": trial.values[0], "val_samples": task.val_samples,
+                            "model": model, "dataset": task.dataset})
 
 
 def best_params_from_study(study_name: str, storage: str) -> dict:
@@ -55,7 +56,7 @@ def best_params_from_study(study_name: str, storage: str) -> dict:
                            "and --storage (snnbench tune creates it)") from None
     if "task" not in study.user_attrs:
         raise StorageError(f"study {study_name!r} was not made by snnbench tune (no task attribute)")
-    return params_document(study)
+    return best_params_document(study)
 
 
 def log_plots(study, folder):
@@ -156,13 +157,13 @@ def run_benchmark(task: ConversionTask, options: StudyOptions, *, params: dict |
         study = load_study(options, task, storage=storage)
         counts = trial_counts(study)
         mlflow.log_metrics({k: float(v) for k, v in counts.items()})
-        document = params_document(study)
+        document = best_params_document(study)
         mlflow.log_metric("best_validation_accuracy", document["source"]["validation_accuracy"])
         calibrated = [t for t in study.trials if t.user_attrs.get("untuned") and t.values]
         if calibrated:  # the study's first trial: the calibrated setting it started from
             mlflow.log_metric("calibrated_validation_accuracy", calibrated[0].values[0])
-        mlflow.log_dict({"layers": study.user_attrs["base_layers"], "sim": task.sim_dict(),
-                         "source": {"method": "calibrated", **asdict(task.calibration())}}, "calibrated_params.json")
+        mlflow.log_dict(params_document(study.user_attrs["base_layers"], task.sim_dict(),
+                                        {"method": "calibrated", **asdict(task.calibration())}), "calibrated_params.json")
         mlflow.log_dict(document, "best_params.json")
         if best_params_out is not None:
             Path(best_params_out).write_text(json.dumps(document, indent=1))
