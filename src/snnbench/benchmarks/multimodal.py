@@ -9,7 +9,7 @@ import itertools
 import tempfile
 import time
 from collections import namedtuple
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import mlflow
@@ -66,6 +66,7 @@ SWEEPS = {  # command -> its sweep (None: one configuration)
     "timestep_sweep": _sweep("timesteps", "steps", "--steps-list", int_list, "SNN time steps"),
 }
 SPEC_FIELDS = tuple(f.name for f in options_of(ModelSpec))
+NOISE_FACTORS = {"noise_std": "std", "noise_position": "position"}  # a swept factor -> its NoiseSpec field
 NOISE_FIELDS = tuple(option_name(f) for f in options_of(NoiseSpec))
 RESULT_METRICS = tuple(c for m in (*STATIC, *ACTIVITY) for c in m.columns)  # besides accuracy
 
@@ -140,9 +141,31 @@ def record_family(family: str, scored: dict, folder: Path, test_set, name: str) 
 
 
 @dataclass(frozen=True)
+class SuiteChild:
+    """One child configuration of a suite command: its model (of each of its families), evaluation
+    noise and seed."""
+    model: ModelSpec  # its family: the first of families (each family's: spec(family))
+    families: list
+    noise: NoiseSpec
+    seed: int
+
+    def spec(self, family: str) -> ModelSpec:
+        return replace(self.model, family=family)
+
+    def params(self) -> dict:
+        """As the child run's params (and its result rows' keys): the model's and noise's options."""
+        return {**{k: getattr(self.model, k) for k in SPEC_FIELDS},
+                **{option_name(f): getattr(self.noise, f.name) for f in options_of(NoiseSpec)},
+                "modality": self.model.modality, "families": list(self.families), "seed": self.seed}
+
+    def name(self, factor: str | None) -> str:
+        return self.model.modality + (f" {factor}={self.params()[factor]}" if factor else "") + f" seed={self.seed}"
+
+
+@dataclass(frozen=True)
 class Configuration:
     """A unit of work (snnbench.execution): every family of one configuration, scored on the test split."""
-    config: dict
+    child: SuiteChild
     settings: TrainSettings
     test_limit: int
     device: str
@@ -152,9 +175,10 @@ class Configuration:
 def score_configuration(unit: Configuration) -> dict:
     for packed in unit.models:
         unpack(packed)
-    test = test_data(unit.config["modality"], unit.test_limit)
-    return {family: score_family(*_spec_and_noise(unit.config, family), unit.settings, test, torch.device(unit.device))
-            for family in unit.config["families"]}
+    child = unit.child
+    test = test_data(child.model.modality, unit.test_limit)
+    return {family: score_family(child.spec(family), child.noise, unit.settings, test, torch.device(unit.device))
+            for family in child.families}
 
 
 # --- command line ------------------------------------------------------------------------------
@@ -166,7 +190,7 @@ def options_class(command: str) -> type:
     families = [("families", list, option(list(FAMILIES), "dnn (ReLU network) and / or snn (snntorch neurons)",
                                           choice_list(FAMILIES)))] if sweep is None or len(sweep.families) > 1 else []
     swept = [(_swept_option(sweep), list, option(list(sweep.values), sweep.help, sweep.parse))] if sweep else []
-    noise = {"noise_std": "std", "noise_position": "position"}.get(factor)
+    noise = NOISE_FACTORS.get(factor)
     return command_options(
         "".join(w.title() for w in command.split("_")) + "Options", Common, modalities(), *families, *swept, SuiteTraining,
         Take(ModelSpec, skip=(factor,), group="model (the reference defaults; a swept factor replaces its option)"),
@@ -184,25 +208,21 @@ def _swept_option(sweep: Sweep) -> str:
 OPTIONS = {command: options_class(command) for command in SWEEPS}
 
 
-def configurations(options) -> list[dict]:
-    """One child configuration per (modality, swept value, seed), in the order they run."""
+def configurations(options) -> list[SuiteChild]:
+    """One child configuration per (modality, swept value, seed), in the order they run (each checked here)."""
     sweep = SWEEPS[options.command]
     families = list(getattr(options, "families", sweep.families if sweep else FAMILIES))
     values = getattr(options, _swept_option(sweep)) if sweep else [None]
     require(len(values) > 0, f"{sweep.option if sweep else 'values'} is empty; give at least one value")
-    base = {k: getattr(options, k, None) for k in SPEC_FIELDS + NOISE_FIELDS}
-    return [{**base, "modality": modality, "families": families, "seed": seed,
-             **({sweep.factor: value} if sweep else {})}
-            for modality, value, seed in itertools.product(options.modalities, values, seeds_of(options))]
-
-
-def _spec_and_noise(config: dict, family: str) -> tuple[ModelSpec, NoiseSpec]:
-    spec = ModelSpec(modality=config["modality"], family=family, **{k: config[k] for k in SPEC_FIELDS})
-    return spec, NoiseSpec(*(config[k] for k in NOISE_FIELDS))
-
-
-def _child_name(config: dict, factor: str | None) -> str:
-    return config["modality"] + (f" {factor}={config[factor]}" if factor else "") + f" seed={config['seed']}"
+    factor = sweep.factor if sweep else None
+    children = []
+    for modality, value, seed in itertools.product(options.modalities, values, seeds_of(options)):
+        swept = {} if factor is None else {NOISE_FACTORS.get(factor, factor): value}
+        spec = {k: v for k, v in swept.items() if k in SPEC_FIELDS}
+        noise = {k: v for k, v in swept.items() if k not in SPEC_FIELDS}
+        children.append(SuiteChild(from_args(ModelSpec, options, modality=modality, family=families[0], **spec),
+                                   families, from_args(NoiseSpec, options, **noise), seed))
+    return children
 
 
 def run_name(options) -> str:
@@ -218,8 +238,7 @@ def run(options):
     configs = configurations(options)
     by_seed = settings_by_seed(options, scale)
     # each configuration's models (every configuration checked before any run or training starts)
-    jobs = [[Job(_spec_and_noise(config, family)[0], by_seed[config["seed"]]) for family in config["families"]]
-            for config in configs]
+    jobs = [[Job(child.spec(family), by_seed[child.seed]) for family in child.families] for child in configs]
     devices = devices_of(options)
     checksums = data_checksums(options.modalities)
     params = {**option_params(options, "resume", "cluster", "workers"), **scale, "seeds": seeds_of(options),
@@ -233,37 +252,37 @@ def run(options):
                               executor=executor)
         mlflow.log_metric("train_wall_seconds", training["wall_seconds"])
         done = finished_children(parent.info.run_id) if options.resume else {}
-        child_configs = [{**config, **scale, "lr": options.lr, "batch_size": options.batch_size,
-                          "validation": options.validation} for config in configs]
+        child_configs = [{**child.params(), **scale, "lr": options.lr, "batch_size": options.batch_size,
+                          "validation": options.validation} for child in configs]
         rows = [None] * len(configs)
-        for i, (config, child_config) in enumerate(zip(configs, child_configs)):
+        for i, (child, child_config) in enumerate(zip(configs, child_configs)):
             previous = done.get(config_key(child_config))
             if previous is not None:
-                tqdm.write(f"{_child_name(config, factor)}: finished in run {previous.info.run_id}, skipped")
-                rows[i] = {**config, **previous.data.metrics}
+                tqdm.write(f"{child.name(factor)}: finished in run {previous.info.run_id}, skipped")
+                rows[i] = {**child.params(), **previous.data.metrics}
         todo = [i for i, row in enumerate(rows) if row is None]
-        units = [Configuration(configs[i], by_seed[configs[i]["seed"]], scale["test_limit"], str(device),
+        units = [Configuration(configs[i], by_seed[configs[i].seed], scale["test_limit"], str(device),
                                tuple(pack(job.folder) for job in jobs[i]) if executor.client else ())
                  for i in todo]
         progress = tqdm(total=len(configs), initial=len(configs) - len(todo), desc=options.command, unit="config",
                         dynamic_ncols=True)
         for k, scored in executor.map(score_configuration, units, gpu=device.type == "cuda"):
             i = todo[k]
-            config = configs[i]
-            with child_run(_child_name(config, factor), child_configs[i], device=str(device), data_checksums=checksums):
-                test = test_data(config["modality"], scale["test_limit"])
+            child = configs[i]
+            modality = child.model.modality
+            with child_run(child.name(factor), child_configs[i], device=str(device), data_checksums=checksums):
+                test = test_data(modality, scale["test_limit"])
                 mlflow.log_params({"n_test": len(test)})
                 test_set = log_dataset(test, "test")
-                train, validation = training_data(config["modality"], by_seed[config["seed"]])
+                train, validation = training_data(modality, by_seed[child.seed])
                 log_dataset(train, "train")
                 log_dataset(validation, "validation")
                 metrics = {}
-                for family, job in zip(config["families"], jobs[i]):
-                    metrics.update(record_family(family, scored[family], job.folder, test_set,
-                                                 f"{config['modality']}-{family}"))
-            tqdm.write(f"{_child_name(config, factor)}: " + ", ".join(
+                for family, job in zip(child.families, jobs[i]):
+                    metrics.update(record_family(family, scored[family], job.folder, test_set, f"{modality}-{family}"))
+            tqdm.write(f"{child.name(factor)}: " + ", ".join(
                 f"{k}={v:.4f}" for k, v in metrics.items() if k.endswith("accuracy")))
-            rows[i] = {**config, **metrics}
+            rows[i] = {**child.params(), **metrics}
             progress.update()
         progress.close()
         log_summary(rows, options.command, factor)
