@@ -138,9 +138,27 @@ def resolve_method(options: Options) -> tuple[str, str]:
     return "corrected", AUTO_CORRECTED_REASON
 
 
-def resolve(options: Options) -> dict:
-    """Checked settings (everything that can be wrong fails here, before a run is opened).
-    ``layers`` is None for the calibrated methods: calibration sets them once the model is read."""
+@dataclass(frozen=True)
+class ConversionSettings:
+    """convert's settings, checked and resolved (:func:`resolve`): the method that runs and why, its
+    calibration or per-layer setting (``layers`` is None for the calibrated methods: calibration sets
+    them once the model is read), the data and the simulation."""
+    method: str
+    method_reason: str
+    base: LayerParams  # the neurons' settings the methods start from
+    source: dict  # where the setting came from (the --params-json document's source)
+    sim: SimConfig
+    dataset: Dataset
+    inputs: "ModelInputs"
+    model_input: ModelInput
+    test_limit: int
+    steps_list: list
+    calibration: Calibration | None = None
+    layers: list | None = None
+
+
+def resolve(options: Options) -> ConversionSettings:
+    """Checked settings (everything that can be wrong fails here, before a run is opened)."""
     require(options.loihi_warmup is None or options.loihi_warmup >= 0, "--loihi-warmup must be >= 0 steps")
     require(options.loihi_test_limit >= 0, "--loihi-test-limit must be >= 0 (0 = all)")
     require(options.target == "nengo-loihi" or (options.loihi_warmup is None and not options.loihi_test_limit),
@@ -154,15 +172,14 @@ def resolve(options: Options) -> dict:
     require(bool(options.params_json or options.study_name) == (method == "tuned"),
             "--method tuned takes its setting from --study-name or --params-json, and only it does")
     base = LayerParams(synapse=options.synapse, tau_rc=options.tau_rc, tau_ref=options.tau_ref)
-    settings = {"method": method, "method_reason": reason, "calibration": None, "layers": None,
-                "source": {"method": method}, "base": base}
+    chosen_setting = {"source": {"method": method}}  # the method's calibration or layers, and their source
     if method == "reference":
-        settings["layers"] = reference_layers(base)
+        chosen_setting["layers"] = reference_layers(base)
     elif method in CALIBRATED_METHODS:
         corrected = method == "corrected"
         rates = options.rates or ("validated" if corrected else "uniform")
-        settings["calibration"] = from_args(Calibration, options, seed=options.seed, rates=rates,
-                                            scales=options.scales or ("channel" if corrected else "layer"))
+        chosen_setting["calibration"] = from_args(Calibration, options, seed=options.seed, rates=rates,
+                                                  scales=options.scales or ("channel" if corrected else "layer"))
         require(not corrected or (options.neuron in IF_NEURONS and options.synapse is None),
                 "--method corrected simulates IF neurons without an output synapse: use --neuron if or "
                 "if-rectified and --synapse none")
@@ -180,7 +197,7 @@ def resolve(options: Options) -> dict:
             source = options.params_json
             layers, overrides = load_params(options.params_json)
             document = json.loads(Path(options.params_json).read_text())
-        settings.update(layers=layers, source={"method": "tuned", "from": source, **document.get("source", {})})
+        chosen_setting = {"layers": layers, "source": {"method": "tuned", "from": source, **document.get("source", {})}}
         try:
             sim = replace(sim, **overrides)
         except TypeError as exc:
@@ -191,22 +208,22 @@ def resolve(options: Options) -> dict:
     require(options.dataset == "mnist" or bool(options.onnx_model),
             f"--dataset {options.dataset} needs your model (--onnx-model): the networks convert trains are MNIST's")
     dataset = load_dataset(options.dataset, options.seed)  # a user's data read and checked whole, before the run
-    settings.update(model_input=model_input, dataset=dataset, inputs=ModelInputs(dataset),
-                    test_limit=chosen["test_limit"], steps_list=sorted(set(chosen["steps_list"])), sim=sim)
-    return settings
+    return ConversionSettings(method, reason, base, sim=sim, dataset=dataset, inputs=ModelInputs(dataset),
+                              model_input=model_input, test_limit=chosen["test_limit"],
+                              steps_list=sorted(set(chosen["steps_list"])), **chosen_setting)
 
 
-def conversion_setting(converted, settings: dict, rates: str = "uniform") -> dict:
+def conversion_setting(converted, settings: ConversionSettings, rates: str = "uniform") -> dict:
     """The per-layer setting as a ``--params-json`` document, with where it came from; the
     calibrated methods calibrate here on MNIST training images (``rates``: those that
     ``--rates validated`` chose)."""
-    sim = asdict(settings["sim"])
-    calibration = settings["calibration"]
+    sim = asdict(settings.sim)
+    calibration = settings.calibration
     if calibration is None:
-        return params_document(settings["layers"], sim, settings["source"])
+        return params_document(settings.layers, sim, settings.source)
     if calibration.rates == "validated":
         calibration = replace(calibration, rates=rates)
-    return calibrated_document(converted, settings["inputs"].training(), calibration, sim, settings["base"])
+    return calibrated_document(converted, settings.inputs.training(), calibration, sim, settings.base)
 
 
 def layers_summary(layers: list) -> str:
@@ -217,18 +234,18 @@ def layers_summary(layers: list) -> str:
     return json.dumps([{k: brief(v) for k, v in asdict(p).items()} for p in layers])
 
 
-def logged_params(options: Options, settings: dict, test_images: int) -> dict:
+def logged_params(options: Options, settings: ConversionSettings, test_images: int) -> dict:
     """The options that decided the run (a method's options only where it uses them)."""
-    unused = (() if settings["method"] in CALIBRATED_METHODS else CALIBRATION_OPTIONS) + \
-        (() if settings["method"] == "tuned" else TUNED_OPTIONS)
+    unused = (() if settings.method in CALIBRATED_METHODS else CALIBRATION_OPTIONS) + \
+        (() if settings.method == "tuned" else TUNED_OPTIONS)
     params = option_params(options, *unused)
-    params.update(method=settings["method"], method_reason=settings["method_reason"])  # auto resolved
-    if settings["calibration"] is not None:
-        params.update(scales=settings["calibration"].scales, rates=settings["calibration"].rates)  # resolved
-    params.update(test_limit=settings["test_limit"], test_images=test_images, steps_list=settings["steps_list"],
-                  sim=asdict(settings["sim"]))
-    if settings["layers"] is not None:
-        params["layers"] = [asdict(p) for p in settings["layers"]]
+    params.update(method=settings.method, method_reason=settings.method_reason)  # auto resolved
+    if settings.calibration is not None:
+        params.update(scales=settings.calibration.scales, rates=settings.calibration.rates)  # resolved
+    params.update(test_limit=settings.test_limit, test_images=test_images, steps_list=settings.steps_list,
+                  sim=asdict(settings.sim))
+    if settings.layers is not None:
+        params["layers"] = [asdict(p) for p in settings.layers]
     return params
 
 
@@ -253,41 +270,41 @@ class ModelInputs:
         return self.encode(split.x[index]), split.y[index]
 
 
-def user_model(options: Options, settings: dict, dataset: Dataset):
+def user_model(options: Options, settings: ConversionSettings, dataset: Dataset):
     """``--onnx-model`` normalised for ``dataset`` (snnbench.conversion.onnx_prepare) and read: the
     prepared model and its converted network, checked against the data set first."""
     source = local_copy(options.onnx_model)
     prepared = prepared_copy(source / "model.onnx" if source.is_dir() else source, dataset.sample_shape,
-                             settings["model_input"], f"--dataset {dataset.name}")
+                             settings.model_input, f"--dataset {dataset.name}")
     converted = onnx_io.extract(prepared.path, options.maxpool)
     converted.require_hidden()
     check_fits(dataset, dataset.sample_shape, converted.n_outputs,
-               settings["calibration"].samples if settings["calibration"] else 0)
+               settings.calibration.samples if settings.calibration else 0)
     return prepared, converted
 
 
 def run(options: Options):
     settings = resolve(options)
-    sim = settings["sim"]
-    dataset = settings["dataset"]
+    sim = settings.sim
+    dataset = settings.dataset
     prepared, converted = user_model(options, settings, dataset) if options.onnx_model else (None, None)
-    settings["inputs"] = ModelInputs(dataset, prepared)
+    settings = replace(settings, inputs=ModelInputs(dataset, prepared))
     test = dataset.test
-    if settings["test_limit"]:
-        test = test.subset(np.arange(min(settings["test_limit"], len(test))))
+    if settings.test_limit:
+        test = test.subset(np.arange(min(settings.test_limit, len(test))))
     raw_x = test.x
     if prepared is not None:  # the samples as the model takes them, checked before the run
-        test = FeatureSet(settings["inputs"].encode(raw_x), test.y, test.checksums, test.origins)
+        test = FeatureSet(settings.inputs.encode(raw_x), test.y, test.checksums, test.origins)
         require(options.target != "nengo-loihi" or test.x.min() >= 0,
                 f"--target nengo-loihi: Loihi's input layer turns inputs into spikes and takes values >= 0, but "
                 f"{Path(options.onnx_model).name}'s inputs (after its input encoding) reach {test.x.min():.3g}; run it "
                 "on nengo-dl (--target nengo-dl)")
-    method = settings["method"]
-    print(f"Conversion method: {method} ({settings['method_reason']})")
+    method = settings.method
+    print(f"Conversion method: {method} ({settings.method_reason})")
     name = f"convert {method} {Path(options.onnx_model).stem if options.onnx_model else options.arch}, {sim.steps} steps"
     with benchmark_run("convert", logged_params(options, settings, len(test)), data_checksums=test.checksums,
                        run_name=name):
-        mlflow.set_tags({"snnbench.method": method, "snnbench.method_reason": settings["method_reason"]})
+        mlflow.set_tags({"snnbench.method": method, "snnbench.method_reason": settings.method_reason})
         if prepared is not None:
             onnx_path = prepared.path
             mlflow.log_metrics(prepared.agreement(raw_x[:AGREEMENT_SAMPLES], dataset.sample_shape))
@@ -320,7 +337,7 @@ def run(options: Options):
             document = params_document(layers, document["sim"],
                                        {**document["source"], "method": "corrected", "steps": sim.steps,
                                         "rates": chosen["rates"], "rate_factor": chosen["rate_factor"]})
-        if settings["layers"] is None:
+        if settings.layers is None:
             mlflow.log_param("layers", layers_summary(layers))
         keys = {"benchmark": "convert", "model": Path(prepared.notes["source"]).stem if prepared else
                 f"conversion-{options.arch}",

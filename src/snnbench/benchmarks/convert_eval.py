@@ -54,7 +54,7 @@ def evaluate_dnn(onnx_path: Path, x, y, keys: dict) -> dict:
             "latency_ms": _latency_ms(single.predict, x[:LATENCY_IMAGES * 5])}
 
 
-def corrected_layers(converted, settings: dict) -> dict:
+def corrected_layers(converted, settings) -> dict:
     """--method corrected: {steps: (layers, per-layer error report, choice)} for each step count of
     the curve and ``sim.steps``: the calibrated layers with that step count's error correction
     (snnbench.conversion.correction) on the calibration subset of the training split.
@@ -64,23 +64,24 @@ def corrected_layers(converted, settings: dict) -> dict:
     ``RATE_FACTORS`` times the calibrated rate in turn, the first whose corrected network scores within
     ``VALIDATION_TOLERANCE`` of the DNN there, else the best (the first on a tie); ``choice`` says
     which (``rates``, ``rate_factor``) and lists every setting tried with its validation accuracy.
+    ``settings``: convert's (snnbench.benchmarks.convert.ConversionSettings).
     The DNN's activations on the calibration subset are computed once for all of it; the validation
     images ride along in each correction's simulation, never informing it."""
-    calibration, sim = settings["calibration"], settings["sim"]
-    train = settings["inputs"].training()
+    calibration, sim = settings.calibration, settings.sim
+    train = settings.inputs.training()
     x, activations = cal.calibration_activations(converted, train, calibration)
     targets = [correction.channel_means(a, stage) for a, stage in zip(activations, converted.hidden)]
     validated = calibration.rates == "validated"
     options = cal.RATES if validated else (calibration.rates,)
-    calibrated = {r: cal.calibrate(converted, train, replace(calibration, rates=r), sim.dt, settings["base"])[0]
+    calibrated = {r: cal.calibrate(converted, train, replace(calibration, rates=r), sim.dt, settings.base)[0]
                   for r in options}
-    all_steps = sorted(set(settings["steps_list"]) | {sim.steps})
+    all_steps = sorted(set(settings.steps_list) | {sim.steps})
     ops = correction.Ops()  # one scratch buffer for all the corrections
     if not validated:
         return {steps: (*correction.correct(converted, calibrated[options[0]], x, steps, sim.dt, sim.seed,
                                             targets=targets, ops=ops), {"rates": options[0], "rate_factor": 1.0})
                 for steps in all_steps}
-    x_val, y_val = settings["inputs"].validation(calibration.samples, calibration.seed)
+    x_val, y_val = settings.inputs.validation(calibration.samples, calibration.seed)
     dnn = accuracy(correction.activations(converted, x_val)[-1].numpy(), y_val)
     chosen = {}
     for steps in all_steps:
@@ -106,13 +107,14 @@ def corrected_layers(converted, settings: dict) -> dict:
     return chosen
 
 
-def evaluate_snn(converted, layers: list, settings: dict, x, y, keys: dict, per_steps: dict | None = None) -> dict:
+def evaluate_snn(converted, layers: list, settings, x, y, keys: dict, per_steps: dict | None = None) -> dict:
     """The converted SNN: a result row per step count of the curve and ``sim.steps``, the logits,
     timing and activity statistics at ``sim.steps`` (where activity is measured). One simulation
     gives the curve up to ``sim.steps``, another the longer step counts; with ``per_steps``
-    ({steps: layers}, --method corrected) each step count runs (and measures activity) on its own."""
-    sim = settings["sim"]
-    steps = sorted(set(settings["steps_list"]) | {sim.steps})
+    ({steps: layers}, --method corrected) each step count runs (and measures activity) on its own.
+    ``settings``: convert's (snnbench.benchmarks.convert.ConversionSettings)."""
+    sim = settings.sim
+    steps = sorted(set(settings.steps_list) | {sim.steps})
     longer = [s for s in steps if s > sim.steps]
     # simulations: (steps simulated, layers, step counts read, counters)
     runs = [(s, per_steps[s], [s], True) for s in steps] if per_steps else \
