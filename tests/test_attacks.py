@@ -16,7 +16,7 @@ from torch import nn
 from conftest import require_data
 from snnbench import engines, perturbations
 from snnbench.benchmarks import noise_sweep_perturbations as perturbed
-from snnbench.benchmarks.noise_sweep_models import Subject
+from snnbench.benchmarks.noise_sweep_models import Subject, SweepSettings
 from snnbench.cli.main import main
 from snnbench.data import FeatureSet
 from snnbench.errors import ConfigError, DataError, UnsupportedModelError
@@ -196,11 +196,11 @@ def test_every_engine_of_a_model_gets_the_same_arrays_crafted_once(digits, monke
     monkeypatch.setattr(perturbed, "_ATTACKED", {})
     monkeypatch.setattr(perturbed, "_ATTACKERS", {})
     data = FeatureSet(digits.x, digits.y, {"test": "digits"})
-    config = {"test_limit": 0, "seed": 0}
+    settings = SweepSettings(test_limit=0, seed=0)
 
     def received(engine, seed=0, level=0.1):
         child = {"perturbation": "pgd_linf", "level": level, "noise_seed": seed}
-        unit = SimpleNamespace(subject=Subject(engine, "digits", "image"), child=child, config=config,
+        unit = SimpleNamespace(subject=Subject(engine, "digits", "image"), child=child, settings=settings,
                                models=_Models(digits.onnx))
         return perturbed.attacked(data, unit).x
 

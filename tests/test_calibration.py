@@ -3,6 +3,7 @@ neuron in both simulators, activity counts of multi-spike steps, readout modes, 
 reference conversion of a small trained network."""
 
 from dataclasses import replace
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -172,8 +173,9 @@ def test_calibration_reads_training_images_only(small_mlp, monkeypatch):
 
     folder, model = small_mlp
     refuse_test_split(monkeypatch)
-    settings = resolve(build_parser("convert").parse_args(["--method", "calibrated", "--calibration-samples", "200",
-                                                           "--seed", "5", "--steps", "4"]))
+    parser = build_parser("convert")
+    settings = resolve(parser.settings(parser.parse_args(["--method", "calibrated", "--calibration-samples", "200",
+                                                          "--seed", "5", "--steps", "4"])))
     document = conversion_setting(model, settings)  # what `snnbench convert` calibrates with
     assert document["source"]["method"] == "calibrated" and document["sim"]["steps"] == 4
     assert document["source"]["calibration_inputs"] == 200 and len(document["layers"]) == 1
@@ -393,8 +395,8 @@ def test_validated_rates_take_per_step_count_the_fewest_spikes_that_keep_the_dnn
     x_val = x[200:]
     y_val = model.forward(x_val).argmax(axis=1)  # labels the DNN gets right: the DNN's validation accuracy is 1
     calibration = cal.Calibration(samples=200, scales="channel", rates="validated")
-    settings = {"calibration": calibration, "sim": SimConfig(steps=2), "steps_list": [1, 2, 8],
-                "base": LayerParams(), "inputs": _Inputs(x[:200], x_val, y_val)}
+    settings = SimpleNamespace(calibration=calibration, sim=SimConfig(steps=2), steps_list=[1, 2, 8],
+                               base=LayerParams(), inputs=_Inputs(x[:200], x_val, y_val))  # convert's settings read
     chosen = corrected_layers(model, settings)
     assert sorted(chosen) == [1, 2, 8]
     order = [(r, f) for f in cal.RATE_FACTORS for r in cal.RATES]

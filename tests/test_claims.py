@@ -71,7 +71,7 @@ def test_a_part_counts_the_seeds_that_measure_it():
 def _log_study_run(params: dict, rows: list) -> str:
     import mlflow
 
-    from snnbench.benchmarks.study import STUDY_DOCUMENT
+    from snnbench.benchmarks.multimodal_grid import STUDY_DOCUMENT
     from snnbench.tracking.runs import benchmark_run
 
     with benchmark_run("multimodal_study", params) as run:

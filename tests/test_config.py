@@ -1,13 +1,14 @@
 """Settings as data (snnbench.config): a dataclass field is one option, read back into its dataclass."""
 
+import dataclasses
 from dataclasses import dataclass
 
 import jsonargparse
 import pytest
 
-from snnbench.benchmarks import command_parser
+from snnbench.command_line import command_parser
 from snnbench.cli.main import COMMANDS
-from snnbench.config import add_options, auto, check_choices, from_args, option, positive
+from snnbench.config import Take, add_options, auto, check_choices, command_options, from_args, option, positive
 from snnbench.conversion.nengo_net import SimConfig
 from snnbench.errors import ConfigError
 from snnbench.noise import NoiseSpec
@@ -60,18 +61,32 @@ def test_concepts_are_built_from_a_commands_options():
     assert from_args(NoiseSpec, args) == NoiseSpec(std=0.3, position="post", mode="per_step", seed=0)
 
 
-# options a command declares by hand: the parser's own, those whose help or values differ per command,
-# and a mutually exclusive pair
-BY_HAND = {"--help", "--config", "--print_config", "--verbose", "--resume", "--modalities", "--arch", "--families",
-           "--cluster", "--workers", "--devices"}
+PARSERS_OWN = {"--help", "--config", "--print_config", "--print_shtab"}  # jsonargparse's
 
 
 @pytest.mark.parametrize("command", sorted(COMMANDS))
 def test_every_option_comes_from_a_dataclass_field(command):
-    from snnbench.benchmarks.multimodal import SWEEPS
-
-    sweep = SWEEPS.get(command)
     parser = command_parser(command, *COMMANDS[command])
     undeclared = [a.option_strings[-1] for a in parser.options if not hasattr(a, "declared_by")
-                  and a.option_strings[-1] not in BY_HAND | {sweep.option if sweep else ""}]
+                  and a.option_strings[-1] not in PARSERS_OWN]
     assert undeclared == []
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_a_command_gets_its_options_as_one_frozen_object(command):
+    parser = command_parser(command, *COMMANDS[command])
+    options = parser.settings(parser.parse_args([]))
+    assert isinstance(options, parser.options_class) and dataclasses.is_dataclass(options)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        options.verbose = True
+    assert {f.name for f in dataclasses.fields(options)} == {a.dest for a in parser.options if hasattr(a, "declared_by")}
+
+
+def test_a_command_takes_some_fields_of_an_option_set_with_its_own_defaults():
+    Options = command_options("ExampleOptions", Take(Example, ["rate", "mode"], defaults={"rate": 2.0}), doc="an example")
+    assert [f.name for f in dataclasses.fields(Options)] == ["rate", "run_mode", "verbose"]
+    assert Options().rate == 2.0 and from_args(Example, Options(run_mode="slow")) == Example(rate=2.0, mode="slow")
+    with pytest.raises(ConfigError, match="unknown run mode"):
+        Options(run_mode="medium")
+    with pytest.raises(TypeError, match="taken twice"):
+        command_options("Twice", Example, Take(Example, ["rate"]), doc="")

@@ -136,25 +136,26 @@ def test_convert_default_corrects_each_step_count_with_its_own_correction(tracki
 def _args(*argv):
     from snnbench.cli.main import build_parser
 
-    return build_parser("convert").parse_args(list(argv))
+    parser = build_parser("convert")
+    return parser.settings(parser.parse_args(list(argv)))
 
 
 def test_methods_resolve_to_their_settings(tmp_path):
     from snnbench.benchmarks.convert import resolve
 
     reference = resolve(_args("--method", "reference"))
-    layer = reference["layers"][0]
+    layer = reference.layers[0]
     assert (layer.neuron, layer.gain, layer.bias_scale, layer.rate_scale, layer.initial_voltage) == \
         ("lif", 1.0, 1.0, 1.0, "uniform")
     calibrated = resolve(_args("--percentile", "max", "--target-rate", "0.5", "--neuron", "lif"))
-    assert calibrated["layers"] is None and calibrated["calibration"].percentile == 100.0
-    assert (calibrated["calibration"].target_rate, calibrated["calibration"].neuron) == (0.5, "lif")
-    assert (calibrated["calibration"].scales, calibrated["calibration"].rates) == ("layer", "uniform")
-    assert (calibrated["method"], calibrated["method_reason"].split(";")[0]) == \
+    assert calibrated.layers is None and calibrated.calibration.percentile == 100.0
+    assert (calibrated.calibration.target_rate, calibrated.calibration.neuron) == (0.5, "lif")
+    assert (calibrated.calibration.scales, calibrated.calibration.rates) == ("layer", "uniform")
+    assert (calibrated.method, calibrated.method_reason.split(";")[0]) == \
         ("calibrated", "auto: error correction simulates IF neurons without an output synapse for the mean readout")
-    corrected = resolve(_args("--method", "corrected", "--neuron", "if"))["calibration"]
+    corrected = resolve(_args("--method", "corrected", "--neuron", "if")).calibration
     assert (corrected.scales, corrected.rates) == ("channel", "validated")  # the corrected method's defaults
-    assert resolve(_args("--method", "corrected", "--rates", "uniform"))["calibration"].rates == "uniform"
+    assert resolve(_args("--method", "corrected", "--rates", "uniform")).calibration.rates == "uniform"
     with pytest.raises(SnnbenchError, match="--rates validated is chosen per step count by --method corrected"):
         resolve(_args("--method", "calibrated", "--rates", "validated"))
     with pytest.raises(SnnbenchError, match="--readout mean"):
@@ -162,9 +163,9 @@ def test_methods_resolve_to_their_settings(tmp_path):
     params = tmp_path / "params.json"
     params.write_text(json.dumps({"layers": [{"neuron": "if", "rate_scale": 40.0}], "sim": {"steps": 6}}))
     tuned = resolve(_args("--method", "tuned", "--params-json", str(params)))
-    assert tuned["layers"][0].rate_scale == 40.0 and tuned["sim"].steps == 6
-    assert tuned["source"] == {"method": "tuned", "from": str(params)}
-    assert resolve(_args("--params-json", str(params)))["method"] == "tuned"  # auto: the setting given
+    assert tuned.layers[0].rate_scale == 40.0 and tuned.sim.steps == 6
+    assert tuned.source == {"method": "tuned", "from": str(params)}
+    assert resolve(_args("--params-json", str(params))).method == "tuned"  # auto: the setting given
 
 
 def test_auto_method_corrects_where_correction_applies_and_says_why():
@@ -173,19 +174,19 @@ def test_auto_method_corrects_where_correction_applies_and_says_why():
     from snnbench.benchmarks.convert import resolve
 
     auto = resolve(_args())
-    assert (auto["method"], auto["calibration"].scales, auto["calibration"].rates) == ("corrected", "channel",
+    assert (auto.method, auto.calibration.scales, auto.calibration.rates) == ("corrected", "channel",
                                                                                        "validated")
-    assert auto["method_reason"].startswith("auto: error correction applies")
+    assert auto.method_reason.startswith("auto: error correction applies")
     for options, why in ((["--neuron", "lif"], "--neuron lif"), (["--neuron", "if-rectified", "--synapse", "0.005"],
                                                                  "--synapse 0.005"),
                          (["--readout", "last"], "--readout last"), (["--nir-out", "snn.nir"], "--nir-out"),
                          (["--target", "nengo-loihi"], "nengo-loihi")):
         settings = resolve(_args(*options))
-        assert settings["method"] == "calibrated" and why in settings["method_reason"], options
-        assert (settings["calibration"].scales, settings["calibration"].rates) == ("layer", "uniform")
-    assert resolve(_args("--neuron", "if-rectified"))["method"] == "corrected"
+        assert settings.method == "calibrated" and why in settings.method_reason, options
+        assert (settings.calibration.scales, settings.calibration.rates) == ("layer", "uniform")
+    assert resolve(_args("--neuron", "if-rectified")).method == "corrected"
     named = resolve(_args("--method", "calibrated"))
-    assert (named["method"], named["method_reason"]) == ("calibrated", "--method calibrated given")
+    assert (named.method, named.method_reason) == ("calibrated", "--method calibrated given")
 
 
 def _one_line_failure(capsys, argv, *words):

@@ -325,7 +325,8 @@ def tune(argv: list[str]) -> str | None:
     from snnbench.cli.main import build_parser
     from snnbench.errors import SnnbenchError
     try:
-        tune_conversion.run(build_parser("tune").parse_args(argv))
+        parser = build_parser("tune")
+        tune_conversion.run(parser.settings(parser.parse_args(argv)))
     except SnnbenchError as exc:
         assert "\n" not in str(exc)
         return str(exc)

@@ -205,3 +205,14 @@ def test_paired_difference_is_the_mean_per_sample_difference_with_a_bootstrap_in
     means = np.concatenate([per_sample[rng.integers(0, 4000, (200, 4000))].mean(axis=1) for _ in range(5)])
     np.testing.assert_allclose(metrics.paired_difference(a, b, resamples=1000, seed=7)[1:],
                                np.percentile(means, [2.5, 97.5]), rtol=0, atol=1e-12)
+
+
+def test_a_result_rows_key_columns_come_from_its_key_in_the_schemas_order():
+    noise = NoiseSpec(0.5, "pre", "frozen", 3)
+    key = harness.ResultKey("noise_sweep", engines.NENGO_SNN, "conversion-mlp", "image", "calibrated", 20, noise, 1)
+    assert tuple(key.columns()) == harness.KEY_COLUMNS
+    assert key.columns() == {"benchmark": "noise_sweep", "engine": "nengo-snn", "model": "conversion-mlp",
+                             "modality": "image", "method": "calibrated", "steps": 20, "noise_position": "pre",
+                             "noise_std": 0.5, "noise_mode": "frozen", "noise_seed": 3, "seed": 1}
+    clean = harness.ResultKey("throughput", engines.ORT_DNN, "conversion-mlp", "image").columns()
+    assert (clean["noise_position"], clean["noise_std"], clean["steps"]) == ("none", 0.0, 1)

@@ -16,6 +16,7 @@ from mlflow.tracking import MlflowClient
 from conftest import require_data
 from snnbench.tracking import runs as tracking
 from snnbench.benchmarks import noise_sweep
+from snnbench.benchmarks.noise_sweep_models import SweepSettings
 
 REPO = Path(__file__).resolve().parents[1]
 GRID = {"families": "ort-dnn", "modalities": "image", "stds": "0,0.5", "positions": "input"}
@@ -67,8 +68,8 @@ def test_mlflow_run_noise_sweep_is_one_tree(tmp_path):
     assert parent.data.params["steps"] == "20" and "auto" not in parent.data.params.values()
 
     # exactly one child per configuration of the grid
-    config = {"families": ["ort-dnn"], "modalities": ["image"], "positions": ["input"], "stds": [0.0, 0.5],
-              "seeds": 1, "noise_mode": "frozen", "seed": 0}
+    config = SweepSettings(families=["ort-dnn"], modalities=["image"], positions=["input"], stds=[0.0, 0.5],
+                           seeds=1, noise_mode="frozen", seed=0)
     expected = sorted(tracking.config_key(c) for s in noise_sweep.subjects(config) for c in noise_sweep.grid(s, config))
     assert sorted(c.data.tags[tracking.CONFIG_KEY] for c in children) == expected and len(expected) == 6
     for child in children:

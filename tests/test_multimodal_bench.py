@@ -9,7 +9,7 @@ from mlflow.tracking import MlflowClient
 from scipy import stats
 
 from conftest import require_data
-from snnbench.benchmarks.study import study_report
+from snnbench.benchmarks.multimodal_grid import study_report
 from snnbench.cli.main import main
 from snnbench.models.multimodal import ModelSpec
 from snnbench.training.grid import STEP_PARTS, trained_multimodal_model

@@ -8,6 +8,7 @@ from snnbench.evaluation import robustness
 
 from snnbench.tracking import runs as tracking
 from snnbench.benchmarks import noise_sweep
+from snnbench.benchmarks.noise_sweep_models import SweepSettings
 from snnbench.cli.main import main
 from conftest import require_data, suite_logits
 
@@ -36,8 +37,8 @@ def test_robustness_metrics_on_a_known_curve():
 
 
 def test_grid_has_one_clean_run_and_every_noisy_configuration():
-    config = {"families": ["ort-dnn", "nengo-snn", "snntorch-snn"], "modalities": ["image", "audio"],
-              "positions": ["pre", "post"], "stds": [0.0, 1.0, 5.0], "seeds": 2, "noise_mode": "frozen", "seed": 3}
+    config = SweepSettings(families=["ort-dnn", "nengo-snn", "snntorch-snn"], modalities=["image", "audio"],
+                           positions=["pre", "post"], stds=[0.0, 1.0, 5.0], seeds=2, noise_mode="frozen", seed=3)
     subjects = noise_sweep.subjects(config)
     assert [s.label for s in subjects] == [
         "ort-dnn/conversion-mlp/image", "ort-dnn/multimodal/image", "ort-dnn/multimodal/audio",
@@ -112,7 +113,7 @@ def test_nengo_gets_the_ort_feeds_and_reused_simulators_match_fresh_ones(monkeyp
     dnn = torch.nn.Sequential(torch.nn.Linear(20, 16), torch.nn.ReLU(), torch.nn.Linear(16, 4))
     export_onnx(dnn, 20, tmp_path / "model.onnx")
     x = np.random.default_rng(0).random((120, 20), dtype=np.float32)
-    config = {"steps": 4, "seed": 0}
+    config = SweepSettings(steps=4, seed=0)
     predict = converted_model("nengo-snn", tmp_path, config, training_inputs=x).predict
 
     spec = NoiseSpec(0.5, "post", "frozen", seed=2)
@@ -132,10 +133,10 @@ def test_nengo_gets_the_ort_feeds_and_reused_simulators_match_fresh_ones(monkeyp
     for layer, start, draw in received:
         np.testing.assert_array_equal(draw, feeds(start, len(draw))[f"noise_{layer}"])
 
-    layers, _ = calibrate(extract(tmp_path / "model.onnx"), x, Calibration(seed=config["seed"]))  # the calibrated method
+    layers, _ = calibrate(extract(tmp_path / "model.onnx"), x, Calibration(seed=config.seed))  # the calibrated method
 
     def fresh(s):
-        sim = SimConfig(steps=config["steps"], seed=config["seed"])
+        sim = SimConfig(steps=config.steps, seed=config.seed)
         return NengoRunner(tmp_path, layers, sim, s, counters=False).predict(x)
 
     clean = predict(x, NoiseSpec())

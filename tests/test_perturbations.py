@@ -318,10 +318,10 @@ def test_the_waveform_corruptions_change_the_recording_not_its_spectrogram():
 
 def test_the_sweeps_fault_children_come_after_those_that_run_the_subjects_own_model():
     from snnbench.benchmarks import noise_sweep_perturbations as perturbed
-    from snnbench.benchmarks.noise_sweep_models import Subject
+    from snnbench.benchmarks.noise_sweep_models import Subject, SweepSettings
 
-    config = {"perturbations": ["gaussian", "dead_neurons", "rotate", "saturated_neurons", "shot_noise"],
-              "profile": "quick", "seed": 0, "seeds": 1, "test_limit": 10}
+    config = SweepSettings(perturbations=["gaussian", "dead_neurons", "rotate", "saturated_neurons", "shot_noise"],
+                           profile="quick", seed=0, seeds=1, test_limit=10)
     kids = perturbed.children(Subject("nengo-snn", "conversion-mlp", "image"), config, {})
     # the subject's own model serves every corruption before the faults build theirs
     assert [c["perturbation"] for c in kids] == ["rotate", "shot_noise", "dead_neurons", "saturated_neurons"]

@@ -173,7 +173,7 @@ def test_scale_line_names_the_device_only_where_a_run_has_it():
 def study_rows(seeds=(0, 1, 2), n=1000) -> list:
     """Rows of a multimodal_study document: every model scores 99.0% under every noise, and so is its best
     validation accuracy, except image SNN S/3 (best validation 94.0%) and audio SNN S/3 (99, 97, 95% by seed)."""
-    from snnbench.benchmarks.study import NOISES, run_row, study_specs
+    from snnbench.benchmarks.multimodal_grid import NOISES, run_row, study_specs
 
     rows = []
     for seed in seeds:
@@ -215,7 +215,7 @@ def table_row(lines: list, first_cells: str) -> list:
 
 def test_claims_section_gives_each_claims_verdict_under_both_protocols(tracking_store, tmp_path):
     """Claims that hold, do not hold and cannot be told apart, per protocol, with the estimates behind them."""
-    from snnbench.benchmarks.study import STUDY_DOCUMENT
+    from snnbench.benchmarks.multimodal_grid import STUDY_DOCUMENT
     from snnbench.reporting.claims_section import claims_lines
 
     document = {"meta": {}, "runs": study_rows(), "summary": []}

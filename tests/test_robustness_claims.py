@@ -1,12 +1,14 @@
 """The robustness claims' verdicts on hand-made per-sample results: every verdict word reachable, a claim
 whose family did not run or was refused said so, parts combined as the study's claims are."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
 from snnbench.benchmarks import robustness_claims as rc
 from snnbench.benchmarks.claims import VERDICTS
-from snnbench.benchmarks.noise_sweep_models import Subject
+from snnbench.benchmarks.noise_sweep_models import Subject, SweepSettings
 
 N = 200
 HOLDS, DOES_NOT_HOLD, CANNOT = VERDICTS
@@ -31,9 +33,8 @@ def _pair(family, dnn_wrong, snn_wrong, snn="nengo-snn", model="conversion-mlp",
             _row(snn, family, _wrong_on(snn_wrong), model, modality, level)]
 
 
-CONFIG = {"perturbations": ["weight_noise", "stuck_at_zero", "quantise"], "families": ["ort-dnn", "nengo-snn",
-                                                                                     "snntorch-snn"],
-          "profile": "quick", "seed": 0}
+CONFIG = SweepSettings(perturbations=["weight_noise", "stuck_at_zero", "quantise"],
+                       families=["ort-dnn", "nengo-snn", "snntorch-snn"], profile="quick", seed=0)
 SUBJECTS = [Subject("ort-dnn", "conversion-mlp", "image"), Subject("nengo-snn", "conversion-mlp", "image"),
             Subject("snntorch-snn", "multimodal", "image")]
 
@@ -113,7 +114,7 @@ def test_claims_that_did_not_run_say_why():
     refused, = _claim(table, "weight_noise", snn="snntorch-snn")
     assert refused["verdict"] == rc.NOT_RUN
     assert refused["not_run"].startswith("refused: perturbation weight_noise applies to ort-dnn")
-    config = {**CONFIG, "families": ["ort-dnn", "snntorch-snn"]}
+    config = replace(CONFIG, families=["ort-dnn", "snntorch-snn"])
     missing, = _claim(rc.verdicts([], config, SUBJECTS), "weight_noise")
     assert missing["not_run"] == "--families had no nengo-snn"
     assert not any(r["kind"] in rc.UNCLAIMED_KINDS for r in table)  # corruptions and Gaussian noise: compared only
@@ -151,7 +152,7 @@ def _attacks():
 
 def test_attack_claims_are_read_per_budget_and_white_box_against_the_dnn_white_box():
     on_dnn, on_snn = _attacks()
-    config = {**CONFIG, "perturbations": [on_dnn, on_snn]}
+    config = replace(CONFIG, perturbations=[on_dnn, on_snn])
     rows = (_pair(on_dnn, range(100), [], level=0.1) + _pair(on_dnn, range(100), range(100), level=0.2)[2:]
             + _pair(on_dnn, range(80), range(20), snn="snntorch-snn", model="multimodal", level=0.1)
             + [_row("snntorch-snn", on_snn, _wrong_on(range(10)), "multimodal", level=0.1)])

@@ -3,6 +3,7 @@ name, id, headline tables, artifacts and how to open it in the MLflow UI; a fail
 one-line reason and its name; a corrupt data file, an output path that cannot be written and a
 tracking store that cannot be opened each cost one line and exit 2, before any run or work."""
 
+import dataclasses
 import gzip
 import shutil
 from pathlib import Path
@@ -129,9 +130,8 @@ def test_an_output_path_that_cannot_be_written_is_one_line_before_any_run(tracki
 
 def test_writable_outputs_pass_and_leave_nothing(tmp_path):
     target = tmp_path / "new" / "folders" / "net.nir"
-    args = type("Args", (), {})()
-    args.nir_out, args.out_dir, args.seed = str(target), str(tmp_path / "reports"), 0
-    preflight.check_outputs(args)
+    outputs = dataclasses.make_dataclass("Outputs", ["nir_out", "out_dir", "seed"], frozen=True)  # a command's Options
+    preflight.check_outputs(outputs(str(target), str(tmp_path / "reports"), 0))
     assert list(tmp_path.iterdir()) == []  # checked, nothing made
 
 

@@ -180,7 +180,7 @@ def test_multi_objective_study_keeps_the_most_accurate_pareto_setting(tmp_path):
     task = small_task(second_objective="spikes")
     study = run_study(task, f"sqlite:///{tmp_path / 'o.db'}", "pareto", 8)
     assert len(study.directions) == 2 and isinstance(study.pruner, optuna.pruners.NopPruner)
-    document = tuning.params_document(study)
+    document = tuning.best_params_document(study)
     assert document["source"]["validation_accuracy"] == max(t.values[0] for t in finished(study))
     assert document["source"]["trial"] in {t.number for t in study.best_trials}
 

@@ -16,7 +16,8 @@ import numpy as np
 from snnbench.config import check_choices, option
 from snnbench.errors import ConfigError
 
-POSITIONS = ("none", "input", "pre", "post")
+ADDED_AT = ("input", "pre", "post")  # where noise is added: the input, a layer's input current, its output
+POSITIONS = ("none", *ADDED_AT)
 NOISE_MODES = ("per_step", "frozen")
 BLOCK = 100
 

@@ -23,7 +23,8 @@ from typing import Callable
 
 import numpy as np
 
-from snnbench.benchmarks.study import MODALITIES, SIZES
+from snnbench.data import MODALITIES
+from snnbench.models.multimodal import SIZES
 from snnbench.evaluation.metrics import seed_interval
 
 VERDICTS = ("holds", "does not hold", "cannot be told apart")

@@ -24,13 +24,15 @@ import mlflow
 import numpy as np
 
 from snnbench.benchmarks import convert_eval as measure
-from snnbench.benchmarks.options import add_common, add_recipe_arguments, from_profile, option_params, require
-from snnbench.config import add_options, auto, choice, from_args, int_list, option, positive, positive_or_none
+from snnbench.benchmarks.options import COMMON_NO_DEVICE, from_profile, option_params, recipe, require
+from snnbench.config import (Take, auto, choice, command_options, from_args, int_list, option, positive,
+                             positive_or_none)
 from snnbench.conversion import onnx_ops
 from snnbench.conversion.onnx_prepare import ModelInput, PreparedModel, prepared_copy
 from snnbench.conversion.calibration import (METHODS, RATE_CHOICES, SCALES, Calibration, calibrated_document,
                                              reference_layers)
-from snnbench.conversion.nengo_net import IF_NEURONS, LayerParams, SimConfig, load_params, parse_params
+from snnbench.conversion.nengo_net import (IF_NEURONS, LayerParams, SimConfig, load_params, params_document,
+                                           parse_params)
 from snnbench.data import DATASET_HELP, Dataset, FeatureSet, check_fits, load_dataset
 from snnbench.errors import ConfigError
 from snnbench.evaluation.harness import log_result_table
@@ -60,7 +62,7 @@ DNN, SNN, SIM, WHERE = "DNN", "SNN: the conversion method", "simulation", "where
 
 
 @dataclass(frozen=True)
-class ConvertOptions:
+class ConversionOptions:
     """convert's own options (besides the recipe's, the calibration's and the simulation's)."""
     onnx_model: str = option("", "convert your ONNX classifier (a file from any exporter, or a models:/ or runs:/ "
                                  "reference) instead of training; see --output and --input-*", group=DNN)
@@ -109,104 +111,119 @@ class ConvertOptions:
     nir_out: str = option("", "write the SNN as a NIR graph to this file (logged too)", group=WHERE)
 
 
-def add_arguments(parser, command: str):
-    add_common(parser, device=False)
-    add_recipe_arguments(parser.group(DNN), ARCHS, "network to train: the reference MLP, a small CNN, or a "
-                                                   "ResNet-style CNN (MaxPool, residual Add, Concat; image-shaped "
-                                                   "input)")
-    add_options(parser, ConvertOptions)
-    add_options(parser, ModelInput)
-    add_options(parser.group(SNN), Calibration)
-    add_options(parser.group(SIM), SimConfig, steps=8)
+Options = command_options(
+    "ConvertOptions", COMMON_NO_DEVICE,
+    *recipe(ARCHS, "network to train: the reference MLP, a small CNN, or a ResNet-style CNN (MaxPool, residual Add, "
+                   "Concat; image-shaped input)", group=DNN),
+    ConversionOptions, ModelInput, Take(Calibration, group=SNN), Take(SimConfig, group=SIM, defaults={"steps": 8}),
+    doc="convert's settings")
+OPTIONS = {"convert": Options}
 
 
-def resolve_method(args) -> tuple[str, str]:
+def resolve_method(options: Options) -> tuple[str, str]:
     """The conversion method that runs and why: ``--method`` as given, or for ``auto`` (the default)
     ``tuned`` where a tuned setting is given, else ``corrected`` where error correction applies, else
     ``calibrated``."""
-    if args.method != "auto":
-        return args.method, f"--method {args.method} given"
-    if args.params_json or args.study_name:
+    if options.method != "auto":
+        return options.method, f"--method {options.method} given"
+    if options.params_json or options.study_name:
         return "tuned", "auto: a tuned setting is given (--params-json or --study-name)"
-    if args.neuron not in IF_NEURONS or args.synapse is not None or args.readout != "mean":
+    if options.neuron not in IF_NEURONS or options.synapse is not None or options.readout != "mean":
         return "calibrated", ("auto: error correction simulates IF neurons without an output synapse for the mean "
-                              f"readout; --neuron {args.neuron}, --synapse {args.synapse}, --readout {args.readout} "
+                              f"readout; --neuron {options.neuron}, --synapse {options.synapse}, --readout {options.readout} "
                               "take calibration alone")
-    if args.nir_out or args.target == "nengo-loihi":
+    if options.nir_out or options.target == "nengo-loihi":
         return "calibrated", ("auto: a corrected setting has per-channel biases and starts, which --nir-out does not "
                               "write and the nengo-loihi emulator does not keep (it starts every neuron at zero)")
     return "corrected", AUTO_CORRECTED_REASON
 
 
-def resolve(args) -> dict:
-    """Checked settings (everything that can be wrong fails here, before a run is opened).
-    ``layers`` is None for the calibrated methods: calibration sets them once the model is read."""
-    require(args.loihi_warmup is None or args.loihi_warmup >= 0, "--loihi-warmup must be >= 0 steps")
-    require(args.loihi_test_limit >= 0, "--loihi-test-limit must be >= 0 (0 = all)")
-    require(args.target == "nengo-loihi" or (args.loihi_warmup is None and not args.loihi_test_limit),
+@dataclass(frozen=True)
+class ConversionSettings:
+    """convert's settings, checked and resolved (:func:`resolve`): the method that runs and why, its
+    calibration or per-layer setting (``layers`` is None for the calibrated methods: calibration sets
+    them once the model is read), the data and the simulation."""
+    method: str
+    method_reason: str
+    base: LayerParams  # the neurons' settings the methods start from
+    source: dict  # where the setting came from (the --params-json document's source)
+    sim: SimConfig
+    dataset: Dataset
+    inputs: "ModelInputs"
+    model_input: ModelInput
+    test_limit: int
+    steps_list: list
+    calibration: Calibration | None = None
+    layers: list | None = None
+
+
+def resolve(options: Options) -> ConversionSettings:
+    """Checked settings (everything that can be wrong fails here, before a run is opened)."""
+    require(options.loihi_warmup is None or options.loihi_warmup >= 0, "--loihi-warmup must be >= 0 steps")
+    require(options.loihi_test_limit >= 0, "--loihi-test-limit must be >= 0 (0 = all)")
+    require(options.target == "nengo-loihi" or (options.loihi_warmup is None and not options.loihi_test_limit),
             "--loihi-warmup and --loihi-test-limit go with --target nengo-loihi")
-    chosen = from_profile(args, PROFILES)
+    chosen = from_profile(options, PROFILES)
     require(chosen["test_limit"] >= 0, "--test-limit must be >= 0 (0 = all)")
     require(bool(chosen["steps_list"]) and min(chosen["steps_list"]) >= 1, "--steps-list needs step counts >= 1")
-    sim = from_args(SimConfig, args, seed=args.seed)
-    require(not (args.params_json and args.study_name), "give --params-json or --study-name, not both")
-    method, reason = resolve_method(args)
-    require(bool(args.params_json or args.study_name) == (method == "tuned"),
+    sim = from_args(SimConfig, options, seed=options.seed)
+    require(not (options.params_json and options.study_name), "give --params-json or --study-name, not both")
+    method, reason = resolve_method(options)
+    require(bool(options.params_json or options.study_name) == (method == "tuned"),
             "--method tuned takes its setting from --study-name or --params-json, and only it does")
-    base = LayerParams(synapse=args.synapse, tau_rc=args.tau_rc, tau_ref=args.tau_ref)
-    settings = {"method": method, "method_reason": reason, "calibration": None, "layers": None,
-                "source": {"method": method}, "base": base}
+    base = LayerParams(synapse=options.synapse, tau_rc=options.tau_rc, tau_ref=options.tau_ref)
+    chosen_setting = {"source": {"method": method}}  # the method's calibration or layers, and their source
     if method == "reference":
-        settings["layers"] = reference_layers(base)
+        chosen_setting["layers"] = reference_layers(base)
     elif method in CALIBRATED_METHODS:
         corrected = method == "corrected"
-        rates = args.rates or ("validated" if corrected else "uniform")
-        settings["calibration"] = from_args(Calibration, args, seed=args.seed, rates=rates,
-                                            scales=args.scales or ("channel" if corrected else "layer"))
-        require(not corrected or (args.neuron in IF_NEURONS and args.synapse is None),
+        rates = options.rates or ("validated" if corrected else "uniform")
+        chosen_setting["calibration"] = from_args(Calibration, options, seed=options.seed, rates=rates,
+                                                  scales=options.scales or ("channel" if corrected else "layer"))
+        require(not corrected or (options.neuron in IF_NEURONS and options.synapse is None),
                 "--method corrected simulates IF neurons without an output synapse: use --neuron if or "
                 "if-rectified and --synapse none")
         require(corrected or rates != "validated", "--rates validated is chosen per step count by --method corrected; "
                                                    "give --rates uniform or balanced")
-        require(rates != "validated" or args.readout == "mean",
+        require(rates != "validated" or options.readout == "mean",
                 "--rates validated scores the mean readout on validation images; give --readout mean or --rates "
                 "uniform / balanced")
     else:
-        if args.study_name:
-            source = f"study {args.study_name}"
-            document = best_params_from_study(args.study_name, args.storage)
+        if options.study_name:
+            source = f"study {options.study_name}"
+            document = best_params_from_study(options.study_name, options.storage)
             layers, overrides = parse_params(document, source)
         else:
-            source = args.params_json
-            layers, overrides = load_params(args.params_json)
-            document = json.loads(Path(args.params_json).read_text())
-        settings.update(layers=layers, source={"method": "tuned", "from": source, **document.get("source", {})})
+            source = options.params_json
+            layers, overrides = load_params(options.params_json)
+            document = json.loads(Path(options.params_json).read_text())
+        chosen_setting = {"layers": layers, "source": {"method": "tuned", "from": source, **document.get("source", {})}}
         try:
             sim = replace(sim, **overrides)
         except TypeError as exc:
             raise ConfigError(f"{source}: bad 'sim' settings ({exc})") from None
-    model_input = from_args(ModelInput, args)
-    require(bool(args.onnx_model) or model_input == ModelInput(),
+    model_input = from_args(ModelInput, options)
+    require(bool(options.onnx_model) or model_input == ModelInput(),
             "--output and --input-scale / --input-mean / --input-std describe the file given with --onnx-model")
-    require(args.dataset == "mnist" or bool(args.onnx_model),
-            f"--dataset {args.dataset} needs your model (--onnx-model): the networks convert trains are MNIST's")
-    dataset = load_dataset(args.dataset, args.seed)  # a user's data read and checked whole, before the run
-    settings.update(model_input=model_input, dataset=dataset, inputs=ModelInputs(dataset),
-                    test_limit=chosen["test_limit"], steps_list=sorted(set(chosen["steps_list"])), sim=sim)
-    return settings
+    require(options.dataset == "mnist" or bool(options.onnx_model),
+            f"--dataset {options.dataset} needs your model (--onnx-model): the networks convert trains are MNIST's")
+    dataset = load_dataset(options.dataset, options.seed)  # a user's data read and checked whole, before the run
+    return ConversionSettings(method, reason, base, sim=sim, dataset=dataset, inputs=ModelInputs(dataset),
+                              model_input=model_input, test_limit=chosen["test_limit"],
+                              steps_list=sorted(set(chosen["steps_list"])), **chosen_setting)
 
 
-def conversion_setting(converted, settings: dict, rates: str = "uniform") -> dict:
+def conversion_setting(converted, settings: ConversionSettings, rates: str = "uniform") -> dict:
     """The per-layer setting as a ``--params-json`` document, with where it came from; the
     calibrated methods calibrate here on MNIST training images (``rates``: those that
     ``--rates validated`` chose)."""
-    sim = asdict(settings["sim"])
-    calibration = settings["calibration"]
+    sim = asdict(settings.sim)
+    calibration = settings.calibration
     if calibration is None:
-        return {"layers": [asdict(p) for p in settings["layers"]], "sim": sim, "source": settings["source"]}
+        return params_document(settings.layers, sim, settings.source)
     if calibration.rates == "validated":
         calibration = replace(calibration, rates=rates)
-    return calibrated_document(converted, settings["inputs"].training(), calibration, sim, settings["base"])
+    return calibrated_document(converted, settings.inputs.training(), calibration, sim, settings.base)
 
 
 def layers_summary(layers: list) -> str:
@@ -217,18 +234,18 @@ def layers_summary(layers: list) -> str:
     return json.dumps([{k: brief(v) for k, v in asdict(p).items()} for p in layers])
 
 
-def logged_params(args, settings: dict, test_images: int) -> dict:
+def logged_params(options: Options, settings: ConversionSettings, test_images: int) -> dict:
     """The options that decided the run (a method's options only where it uses them)."""
-    unused = (() if settings["method"] in CALIBRATED_METHODS else CALIBRATION_OPTIONS) + \
-        (() if settings["method"] == "tuned" else TUNED_OPTIONS)
-    params = option_params(args, *unused)
-    params.update(method=settings["method"], method_reason=settings["method_reason"])  # auto resolved
-    if settings["calibration"] is not None:
-        params.update(scales=settings["calibration"].scales, rates=settings["calibration"].rates)  # resolved
-    params.update(test_limit=settings["test_limit"], test_images=test_images, steps_list=settings["steps_list"],
-                  sim=asdict(settings["sim"]))
-    if settings["layers"] is not None:
-        params["layers"] = [asdict(p) for p in settings["layers"]]
+    unused = (() if settings.method in CALIBRATED_METHODS else CALIBRATION_OPTIONS) + \
+        (() if settings.method == "tuned" else TUNED_OPTIONS)
+    params = option_params(options, *unused)
+    params.update(method=settings.method, method_reason=settings.method_reason)  # auto resolved
+    if settings.calibration is not None:
+        params.update(scales=settings.calibration.scales, rates=settings.calibration.rates)  # resolved
+    params.update(test_limit=settings.test_limit, test_images=test_images, steps_list=settings.steps_list,
+                  sim=asdict(settings.sim))
+    if settings.layers is not None:
+        params["layers"] = [asdict(p) for p in settings.layers]
     return params
 
 
@@ -253,41 +270,41 @@ class ModelInputs:
         return self.encode(split.x[index]), split.y[index]
 
 
-def user_model(args, settings: dict, dataset: Dataset):
+def user_model(options: Options, settings: ConversionSettings, dataset: Dataset):
     """``--onnx-model`` normalised for ``dataset`` (snnbench.conversion.onnx_prepare) and read: the
     prepared model and its converted network, checked against the data set first."""
-    source = local_copy(args.onnx_model)
+    source = local_copy(options.onnx_model)
     prepared = prepared_copy(source / "model.onnx" if source.is_dir() else source, dataset.sample_shape,
-                             settings["model_input"], f"--dataset {dataset.name}")
-    converted = onnx_ops.extract(prepared.path, args.maxpool)
+                             settings.model_input, f"--dataset {dataset.name}")
+    converted = onnx_ops.extract(prepared.path, options.maxpool)
     converted.require_hidden()
     check_fits(dataset, dataset.sample_shape, converted.n_outputs,
-               settings["calibration"].samples if settings["calibration"] else 0)
+               settings.calibration.samples if settings.calibration else 0)
     return prepared, converted
 
 
-def run(args):
-    settings = resolve(args)
-    sim = settings["sim"]
-    dataset = settings["dataset"]
-    prepared, converted = user_model(args, settings, dataset) if args.onnx_model else (None, None)
-    settings["inputs"] = ModelInputs(dataset, prepared)
+def run(options: Options):
+    settings = resolve(options)
+    sim = settings.sim
+    dataset = settings.dataset
+    prepared, converted = user_model(options, settings, dataset) if options.onnx_model else (None, None)
+    settings = replace(settings, inputs=ModelInputs(dataset, prepared))
     test = dataset.test
-    if settings["test_limit"]:
-        test = test.subset(np.arange(min(settings["test_limit"], len(test))))
+    if settings.test_limit:
+        test = test.subset(np.arange(min(settings.test_limit, len(test))))
     raw_x = test.x
     if prepared is not None:  # the samples as the model takes them, checked before the run
-        test = FeatureSet(settings["inputs"].encode(raw_x), test.y, test.checksums, test.origins)
-        require(args.target != "nengo-loihi" or test.x.min() >= 0,
+        test = FeatureSet(settings.inputs.encode(raw_x), test.y, test.checksums, test.origins)
+        require(options.target != "nengo-loihi" or test.x.min() >= 0,
                 f"--target nengo-loihi: Loihi's input layer turns inputs into spikes and takes values >= 0, but "
-                f"{Path(args.onnx_model).name}'s inputs (after its input encoding) reach {test.x.min():.3g}; run it "
+                f"{Path(options.onnx_model).name}'s inputs (after its input encoding) reach {test.x.min():.3g}; run it "
                 "on nengo-dl (--target nengo-dl)")
-    method = settings["method"]
-    print(f"Conversion method: {method} ({settings['method_reason']})")
-    name = f"convert {method} {Path(args.onnx_model).stem if args.onnx_model else args.arch}, {sim.steps} steps"
-    with benchmark_run("convert", logged_params(args, settings, len(test)), data_checksums=test.checksums,
+    method = settings.method
+    print(f"Conversion method: {method} ({settings.method_reason})")
+    name = f"convert {method} {Path(options.onnx_model).stem if options.onnx_model else options.arch}, {sim.steps} steps"
+    with benchmark_run("convert", logged_params(options, settings, len(test)), data_checksums=test.checksums,
                        run_name=name):
-        mlflow.set_tags({"snnbench.method": method, "snnbench.method_reason": settings["method_reason"]})
+        mlflow.set_tags({"snnbench.method": method, "snnbench.method_reason": settings.method_reason})
         if prepared is not None:
             onnx_path = prepared.path
             mlflow.log_metrics(prepared.agreement(raw_x[:AGREEMENT_SAMPLES], dataset.sample_shape))
@@ -295,11 +312,11 @@ def run(args):
             mlflow.log_dict(prepared.notes, "prepared/prepared.json")
             mlflow.log_artifacts(str(prepared.folder), "prepared")
         else:
-            onnx_path = trained_conversion_model(args.arch, from_args(Recipe, args, seed=args.seed)) / "model.onnx"
+            onnx_path = trained_conversion_model(options.arch, from_args(Recipe, options, seed=options.seed)) / "model.onnx"
             trained = read_summary(onnx_path.parent)
             mlflow.log_metrics({"torch_test_accuracy": trained["torch_test_accuracy"],
                                 "train_seconds": trained["train_seconds"]})
-        converted = converted or onnx_ops.extract(onnx_path, args.maxpool)
+        converted = converted or onnx_ops.extract(onnx_path, options.maxpool)
         if converted.approximations:
             mlflow.set_tag("snnbench.approximations", json.dumps(converted.approximations))
         document = conversion_setting(converted, settings)  # calibration: training images only
@@ -317,21 +334,21 @@ def run(args):
             chosen = corrected[sim.steps][2]
             if chosen["rates"] != "uniform":  # the calibrated document of the rates chosen at --steps
                 document = conversion_setting(converted, settings, chosen["rates"])
-            document = {**document, "layers": [asdict(p) for p in layers],
-                        "source": {**document["source"], "method": "corrected", "steps": sim.steps,
-                                   "rates": chosen["rates"], "rate_factor": chosen["rate_factor"]}}
-        if settings["layers"] is None:
+            document = params_document(layers, document["sim"],
+                                       {**document["source"], "method": "corrected", "steps": sim.steps,
+                                        "rates": chosen["rates"], "rate_factor": chosen["rate_factor"]})
+        if settings.layers is None:
             mlflow.log_param("layers", layers_summary(layers))
         keys = {"benchmark": "convert", "model": Path(prepared.notes["source"]).stem if prepared else
-                f"conversion-{args.arch}",
-                "modality": dataset.modality, "method": method, "seed": args.seed}
+                f"conversion-{options.arch}",
+                "modality": dataset.modality, "method": method, "seed": options.seed}
         dnn = measure.evaluate_dnn(onnx_path, test.x, test.y, keys)
         snn = measure.evaluate_snn(converted, layers, settings, test.x, test.y, keys, per_steps)
         snn["rows"] = measure.paired_losses(snn["rows"], dnn["logits"], snn["all_logits"], test.y)  # same images
         snn["row"] = snn["rows"][[r["steps"] for r in snn["rows"]].index(sim.steps)]
         equivalence = measure.rate_equivalence(converted, onnx_path, test.x[:EQUIVALENCE_IMAGES], sim)
         measure.log_metrics(converted, dnn, snn, equivalence)
-        targets = measure.run_targets(args, converted, layers, sim, test, keys)
+        targets = measure.run_targets(options, converted, layers, sim, test, keys)
         log_result_table([dnn["row"], *snn["rows"], *targets])
         measure.log_artifacts(Path(prepared.notes["source"]) if prepared else onnx_path, converted, document, dnn, snn,
                               test.y)

@@ -18,6 +18,7 @@ import onnx
 import onnxruntime
 
 from snnbench import engines
+from snnbench.engines import ORT_DNN, NENGO_SNN, LOIHI_EMULATOR
 from snnbench.conversion import calibration as cal, converted_files, correction
 from snnbench.conversion.nengo_net import LayerParams
 from snnbench.evaluation import plots
@@ -39,21 +40,21 @@ def _latency_ms(predict, x) -> float:
 
 def evaluate_dnn(onnx_path: Path, x, y, keys: dict) -> dict:
     """The DNN in ONNX Runtime: its result row (accuracy, activity), logits and timing."""
-    model = engines.build("ort-dnn", onnx_path)
+    model = engines.build(ORT_DNN, onnx_path)
     logits = model.predict(x)
     row = score(model, logits, y, model.last_activity, **keys)
     # timed on the original graph: the harness's copy also outputs every hidden activation
-    runner = engines.build("ort-dnn", onnx_path, {"activity": False})
+    runner = engines.build(ORT_DNN, onnx_path, {"activity": False})
     runner.predict(x[:10])
     started = time.perf_counter()
     runner.predict(x)
     seconds = time.perf_counter() - started
-    single = engines.build("ort-dnn", onnx_path, {"batch_size": 1, "activity": False})
+    single = engines.build(ORT_DNN, onnx_path, {"batch_size": 1, "activity": False})
     return {"row": row, "logits": logits, "accuracy": row["accuracy"], "throughput_ips": len(x) / seconds,
             "latency_ms": _latency_ms(single.predict, x[:LATENCY_IMAGES * 5])}
 
 
-def corrected_layers(converted, settings: dict) -> dict:
+def corrected_layers(converted, settings) -> dict:
     """--method corrected: {steps: (layers, per-layer error report, choice)} for each step count of
     the curve and ``sim.steps``: the calibrated layers with that step count's error correction
     (snnbench.conversion.correction) on the calibration subset of the training split.
@@ -63,23 +64,24 @@ def corrected_layers(converted, settings: dict) -> dict:
     ``RATE_FACTORS`` times the calibrated rate in turn, the first whose corrected network scores within
     ``VALIDATION_TOLERANCE`` of the DNN there, else the best (the first on a tie); ``choice`` says
     which (``rates``, ``rate_factor``) and lists every setting tried with its validation accuracy.
+    ``settings``: convert's (snnbench.benchmarks.convert.ConversionSettings).
     The DNN's activations on the calibration subset are computed once for all of it; the validation
     images ride along in each correction's simulation, never informing it."""
-    calibration, sim = settings["calibration"], settings["sim"]
-    train = settings["inputs"].training()
+    calibration, sim = settings.calibration, settings.sim
+    train = settings.inputs.training()
     x, activations = cal.calibration_activations(converted, train, calibration)
     targets = [correction.channel_means(a, stage) for a, stage in zip(activations, converted.hidden)]
     validated = calibration.rates == "validated"
     options = cal.RATES if validated else (calibration.rates,)
-    calibrated = {r: cal.calibrate(converted, train, replace(calibration, rates=r), sim.dt, settings["base"])[0]
+    calibrated = {r: cal.calibrate(converted, train, replace(calibration, rates=r), sim.dt, settings.base)[0]
                   for r in options}
-    all_steps = sorted(set(settings["steps_list"]) | {sim.steps})
+    all_steps = sorted(set(settings.steps_list) | {sim.steps})
     ops = correction.Ops()  # one scratch buffer for all the corrections
     if not validated:
         return {steps: (*correction.correct(converted, calibrated[options[0]], x, steps, sim.dt, sim.seed,
                                             targets=targets, ops=ops), {"rates": options[0], "rate_factor": 1.0})
                 for steps in all_steps}
-    x_val, y_val = settings["inputs"].validation(calibration.samples, calibration.seed)
+    x_val, y_val = settings.inputs.validation(calibration.samples, calibration.seed)
     dnn = accuracy(correction.activations(converted, x_val)[-1].numpy(), y_val)
     chosen = {}
     for steps in all_steps:
@@ -105,13 +107,14 @@ def corrected_layers(converted, settings: dict) -> dict:
     return chosen
 
 
-def evaluate_snn(converted, layers: list, settings: dict, x, y, keys: dict, per_steps: dict | None = None) -> dict:
+def evaluate_snn(converted, layers: list, settings, x, y, keys: dict, per_steps: dict | None = None) -> dict:
     """The converted SNN: a result row per step count of the curve and ``sim.steps``, the logits,
     timing and activity statistics at ``sim.steps`` (where activity is measured). One simulation
     gives the curve up to ``sim.steps``, another the longer step counts; with ``per_steps``
-    ({steps: layers}, --method corrected) each step count runs (and measures activity) on its own."""
-    sim = settings["sim"]
-    steps = sorted(set(settings["steps_list"]) | {sim.steps})
+    ({steps: layers}, --method corrected) each step count runs (and measures activity) on its own.
+    ``settings``: convert's (snnbench.benchmarks.convert.ConversionSettings)."""
+    sim = settings.sim
+    steps = sorted(set(settings.steps_list) | {sim.steps})
     longer = [s for s in steps if s > sim.steps]
     # simulations: (steps simulated, layers, step counts read, counters)
     runs = [(s, per_steps[s], [s], True) for s in steps] if per_steps else \
@@ -119,7 +122,7 @@ def evaluate_snn(converted, layers: list, settings: dict, x, y, keys: dict, per_
         ([(max(longer), layers, longer, False)] if longer else [])
     logits, activities = {}, {}
     for n_steps, run_layers, read, counters in runs:
-        with engines.build("nengo-snn", converted, {"layers": run_layers, "sim": replace(sim, steps=n_steps),
+        with engines.build(NENGO_SNN, converted, {"layers": run_layers, "sim": replace(sim, steps=n_steps),
                                                     "counters": counters}) as model:
             runner = model.runner(CLEAN)
             if n_steps == sim.steps:
@@ -129,7 +132,7 @@ def evaluate_snn(converted, layers: list, settings: dict, x, y, keys: dict, per_
                 activities[n_steps] = model.activity(runner.last_stats, len(x))
             if n_steps == sim.steps:
                 seconds, stats = runner.last_seconds, runner.last_stats
-    with engines.build("nengo-snn", converted, {"layers": per_steps[sim.steps] if per_steps else layers,
+    with engines.build(NENGO_SNN, converted, {"layers": per_steps[sim.steps] if per_steps else layers,
                                                 "sim": replace(sim, minibatch=1), "counters": False}) as single:
         latency = _latency_ms(single.predict, x[:LATENCY_IMAGES])
     rows = [score(model, logits[s], y, activities.get(s), **{**keys, "steps": s}) for s in steps]
@@ -152,9 +155,9 @@ def paired_losses(rows: list, dnn_logits: np.ndarray, snn_logits: dict, y: np.nd
 
 def rate_equivalence(converted, onnx_path: Path, x, sim) -> float:
     """Max |logit difference| between the relu-rate network and ONNX Runtime on real images."""
-    reference = engines.build("ort-dnn", onnx_path, {"activity": False}).predict(x)
+    reference = engines.build(ORT_DNN, onnx_path, {"activity": False}).predict(x)
     exact = replace(sim, steps=2, readout="last", minibatch=min(sim.minibatch, len(x)))
-    with engines.build("nengo-snn", converted, {"layers": LayerParams("relu-rate"), "sim": exact,
+    with engines.build(NENGO_SNN, converted, {"layers": LayerParams("relu-rate"), "sim": exact,
                                                 "counters": False}) as model:
         return float(np.abs(model.predict(x) - reference).max())
 
@@ -189,12 +192,12 @@ def log_metrics(converted, dnn: dict, snn: dict, equivalence: float):
         mlflow.log_metric("paired_loss_at_steps", row["paired_loss"], step=row["steps"])
 
 
-def evaluate_loihi(converted, layers, sim, x, y, keys: dict, args) -> dict:
+def evaluate_loihi(converted, layers, sim, x, y, keys: dict, test_limit: int = 0, warmup: int | None = None) -> dict:
     """The SNN on the Loihi emulator (engine ``loihi-emulator``, scored by the same harness): its
     result row, ``loihi_*`` metrics and core utilization."""
-    if args.loihi_test_limit:
-        x, y = x[:args.loihi_test_limit], y[:args.loihi_test_limit]
-    model = engines.build("loihi-emulator", converted, {"layers": layers, "sim": sim, "warmup": args.loihi_warmup})
+    if test_limit:
+        x, y = x[:test_limit], y[:test_limit]
+    model = engines.build(LOIHI_EMULATOR, converted, {"layers": layers, "sim": sim, "warmup": warmup})
     started = time.perf_counter()
     logits = model.predict(x)
     seconds = time.perf_counter() - started
@@ -209,12 +212,13 @@ def evaluate_loihi(converted, layers, sim, x, y, keys: dict, args) -> dict:
     return {"row": row, "metrics": metrics, "utilization": model.utilization}
 
 
-def run_targets(args, converted, layers, sim, test, keys: dict) -> list:
+def run_targets(options, converted, layers, sim, test, keys: dict) -> list:
     """Run the SNN on the Loihi emulator (``--target nengo-loihi``) and write its NIR graph
-    (``--nir-out``, logged as ``nir/<name>``); the extra result rows."""
+    (``--nir-out``, logged as ``nir/<name>``); the extra result rows. ``options``: convert's."""
     rows = []
-    if args.target == "nengo-loihi":
-        loihi = evaluate_loihi(converted, layers, sim, test.x, test.y, keys, args)
+    if options.target == "nengo-loihi":
+        loihi = evaluate_loihi(converted, layers, sim, test.x, test.y, keys, options.loihi_test_limit,
+                               options.loihi_warmup)
         m = loihi["metrics"]
         mlflow.log_metrics(m)
         mlflow.log_text("\n".join(loihi["utilization"]) + "\n", "loihi/utilization.txt")
@@ -222,10 +226,10 @@ def run_targets(args, converted, layers, sim, test, keys: dict) -> list:
         print(f"loihi-emulator: {100 * m['loihi_accuracy']:.2f}% [95% CI {100 * m['loihi_accuracy_ci_low']:.2f}-"
               f"{100 * m['loihi_accuracy_ci_high']:.2f}] on {m['loihi_test_images']} images "
               f"({sim.steps} steps after {m['loihi_warmup_steps']} warm-up)")
-    if args.nir_out:
+    if options.nir_out:
         from snnbench.conversion.nir_export import write_nir
 
-        path = write_nir(converted, layers, sim, args.nir_out)
+        path = write_nir(converted, layers, sim, options.nir_out)
         mlflow.log_artifact(str(path), "nir")
         print(f"NIR graph written to {path}")
     return rows

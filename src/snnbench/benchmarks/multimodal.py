@@ -5,12 +5,11 @@ seed) that trains (or reuses, cached) its DNN and / or SNN and logs ``dnn_*`` / 
 under the evaluation noise, throughput, and for the DNN ONNX Runtime's accuracy under the same noise draws.
 """
 
-import argparse
 import itertools
 import tempfile
 import time
 from collections import namedtuple
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import mlflow
@@ -19,20 +18,22 @@ import torch
 from tqdm import tqdm
 
 from snnbench import engines
-from snnbench.benchmarks.multimodal_options import (PROFILES, Seeds, SuiteTraining, add_engine_arguments,
-                                                   data_checksums, devices_from_args, seeds_from_args,
-                                                   settings_by_seed)
-from snnbench.benchmarks.options import add_common, add_modalities, add_resume, from_profile, option_params, require
-from snnbench.config import add_options, choice_list, float_list, from_args, int_list, option_name, options_of
+from snnbench.engines import ORT_DNN, SUITE
+from snnbench.benchmarks.multimodal_grid import EXPERIMENT, NOISE_POSITIONS, NOISE_STDS
+from snnbench.benchmarks.multimodal_options import (ENGINE_OPTIONS, PROFILES, Seeds, SuiteTraining, data_checksums,
+                                                   devices_of, seeds_of, settings_by_seed)
+from snnbench.benchmarks.options import Common, from_profile, modalities, option_params, require, resume
+from snnbench.config import (Take, choice_list, command_options, float_list, from_args, int_list, option,
+                             option_name, options_of)
 from snnbench.data import FeatureSet
 from snnbench.device import resolve_device
 from snnbench.engines.pytorch import suite_engine
 from snnbench.evaluation import harness, plots
 from snnbench.evaluation.metrics import ACTIVITY, STATIC, accuracy, seed_interval
-from snnbench.execution import executor_from_args
+from snnbench.execution import executor_for
 from snnbench.models.multimodal import FAMILIES, SIZES, ModelSpec
 from snnbench.models.spiking import NEURONS, RESETS
-from snnbench.noise import NoiseSpec
+from snnbench.noise import ADDED_AT, NoiseSpec
 from snnbench.tracking import summary as run_summary
 from snnbench.tracking.runs import benchmark_run, child_run, config_key, finished_children, log_dataset
 from snnbench.training.cache import pack, unpack
@@ -42,27 +43,32 @@ from snnbench.training.suite import (TrainSettings, load_trained_multimodal, log
 
 
 # The child param that varies, the option holding its values (their defaults, argparse type and help)
-# and the families it applies to.
+# and the families it applies to: each sweep is one of the study's experiments (multimodal_grid.EXPERIMENTS),
+# its values and families.
 Sweep = namedtuple("Sweep", "factor option values parse families help")
+
+
+def _sweep(experiment: str, factor: str, option: str, parse, help: str, values: tuple = ()) -> Sweep:
+    """The sweep of the study's ``experiment`` (its values, or the given ``values`` of a noise)."""
+    return Sweep(factor, option, values or EXPERIMENT[experiment].values, parse, EXPERIMENT[experiment].families, help)
+
+
 SWEEPS = {  # command -> its sweep (None: one configuration)
     "multimodal": None,
-    "size_sweep": Sweep("size", "--sizes", ("S", "S/2", "S/3"), choice_list(tuple(SIZES)), FAMILIES,
-                        "model sizes (parameter budgets; S = 1,600,000)"),
-    "noise_level": Sweep("noise_std", "--noise-stds", (0.1, 5.0), float_list, FAMILIES,
-                         "evaluation noise standard deviations"),
-    "noise_position": Sweep("noise_position", "--noise-positions", ("pre", "post"),
-                            choice_list(("input", "pre", "post")), FAMILIES,
-                            "where the evaluation noise is added"),
-    "reset_sweep": Sweep("reset", "--resets", ("hard", "soft"), choice_list(tuple(RESETS)), ("snn",),
-                         "SNN reset mechanisms"),
-    "neuron_sweep": Sweep("neuron", "--neurons", ("lif", "if"), choice_list(NEURONS), ("snn",),
-                          "SNN neuron models"),
-    "timestep_sweep": Sweep("steps", "--steps-list", (4, 8, 16), int_list, ("snn",), "SNN time steps"),
+    "size_sweep": _sweep("size", "size", "--sizes", choice_list(tuple(SIZES)),
+                         "model sizes (parameter budgets; S = 1,600,000)"),
+    "noise_level": _sweep("noise_level", "noise_std", "--noise-stds", float_list,
+                          "evaluation noise standard deviations", NOISE_STDS),
+    "noise_position": _sweep("noise_position", "noise_position", "--noise-positions", choice_list(ADDED_AT),
+                             "where the evaluation noise is added", NOISE_POSITIONS),
+    "reset_sweep": _sweep("reset", "reset", "--resets", choice_list(tuple(RESETS)), "SNN reset mechanisms"),
+    "neuron_sweep": _sweep("neuron", "neuron", "--neurons", choice_list(NEURONS), "SNN neuron models"),
+    "timestep_sweep": _sweep("timesteps", "steps", "--steps-list", int_list, "SNN time steps"),
 }
 SPEC_FIELDS = tuple(f.name for f in options_of(ModelSpec))
+NOISE_FACTORS = {"noise_std": "std", "noise_position": "position"}  # a swept factor -> its NoiseSpec field
 NOISE_FIELDS = tuple(option_name(f) for f in options_of(NoiseSpec))
 RESULT_METRICS = tuple(c for m in (*STATIC, *ACTIVITY) for c in m.columns)  # besides accuracy
-ENGINES = {"snn": "snntorch-snn", "dnn": "torch-dnn"}
 
 
 # --- evaluation --------------------------------------------------------------------------------
@@ -101,7 +107,7 @@ def log_history(run_id: str, history: list[dict], prefix: str = ""):
 def evaluate_onnx(folder: Path, test: FeatureSet, noise: NoiseSpec, torch_logits: np.ndarray) -> dict:
     """The exported DNN in ONNX Runtime (engine ort-dnn) under the same noise draws: accuracy,
     throughput and the largest logit difference from torch."""
-    logits, samples_per_s = _timed_predict(engines.build("ort-dnn", folder / "model.onnx"), test, noise)
+    logits, samples_per_s = _timed_predict(engines.build(ORT_DNN, folder / "model.onnx"), test, noise)
     return {"ort_test_accuracy": accuracy(logits, test.y), "ort_samples_per_s": samples_per_s,
             "ort_torch_max_abs_diff": float(np.abs(logits - torch_logits).max())}
 
@@ -135,9 +141,31 @@ def record_family(family: str, scored: dict, folder: Path, test_set, name: str) 
 
 
 @dataclass(frozen=True)
+class SuiteChild:
+    """One child configuration of a suite command: its model (of each of its families), evaluation
+    noise and seed."""
+    model: ModelSpec  # its family: the first of families (each family's: spec(family))
+    families: list
+    noise: NoiseSpec
+    seed: int
+
+    def spec(self, family: str) -> ModelSpec:
+        return replace(self.model, family=family)
+
+    def params(self) -> dict:
+        """As the child run's params (and its result rows' keys): the model's and noise's options."""
+        return {**{k: getattr(self.model, k) for k in SPEC_FIELDS},
+                **{option_name(f): getattr(self.noise, f.name) for f in options_of(NoiseSpec)},
+                "modality": self.model.modality, "families": list(self.families), "seed": self.seed}
+
+    def name(self, factor: str | None) -> str:
+        return self.model.modality + (f" {factor}={self.params()[factor]}" if factor else "") + f" seed={self.seed}"
+
+
+@dataclass(frozen=True)
 class Configuration:
     """A unit of work (snnbench.execution): every family of one configuration, scored on the test split."""
-    config: dict
+    child: SuiteChild
     settings: TrainSettings
     test_limit: int
     device: str
@@ -147,125 +175,126 @@ class Configuration:
 def score_configuration(unit: Configuration) -> dict:
     for packed in unit.models:
         unpack(packed)
-    test = test_data(unit.config["modality"], unit.test_limit)
-    return {family: score_family(*_spec_and_noise(unit.config, family), unit.settings, test, torch.device(unit.device))
-            for family in unit.config["families"]}
+    child = unit.child
+    test = test_data(child.model.modality, unit.test_limit)
+    return {family: score_family(child.spec(family), child.noise, unit.settings, test, torch.device(unit.device))
+            for family in child.families}
 
 
 # --- command line ------------------------------------------------------------------------------
 
-def add_arguments(parser: argparse.ArgumentParser, command: str):
-    add_common(parser)
+def options_class(command: str) -> type:
+    """The settings of the suite's ``command`` (``multimodal`` or a sweep of :data:`SWEEPS`)."""
     sweep = SWEEPS[command]
     factor = sweep.factor if sweep else None
-    add_modalities(parser)
-    if sweep is None or len(sweep.families) > 1:
-        parser.add_argument("--families", type=choice_list(FAMILIES), default=list(FAMILIES),
-                            help="dnn (ReLU network) and / or snn (snntorch neurons)")
-    if sweep:
-        parser.add_argument(sweep.option, type=sweep.parse, default=list(sweep.values), help=sweep.help)
-    add_options(parser, SuiteTraining)
-    add_options(parser.group("model (the reference defaults; a swept factor replaces its option)"), ModelSpec,
-                skip=(factor,))
-    swept = {"noise_std": "std", "noise_position": "position"}.get(factor)
-    add_options(parser.group("evaluation noise (never seen in training)"), NoiseSpec, skip=(swept,),
-                std=0.1 if command == "noise_position" else 0.0, position="pre" if command == "noise_level" else "none")
-    add_resume(parser, "reopen the unfinished run of the same parameters and skip finished configurations")
-    add_options(parser, Seeds, seeds=1)
-    add_engine_arguments(parser)
+    families = [("families", list, option(list(FAMILIES), "dnn (ReLU network) and / or snn (snntorch neurons)",
+                                          choice_list(FAMILIES)))] if sweep is None or len(sweep.families) > 1 else []
+    swept = [(_swept_option(sweep), list, option(list(sweep.values), sweep.help, sweep.parse))] if sweep else []
+    noise = NOISE_FACTORS.get(factor)
+    return command_options(
+        "".join(w.title() for w in command.split("_")) + "Options", Common, modalities(), *families, *swept, SuiteTraining,
+        Take(ModelSpec, skip=(factor,), group="model (the reference defaults; a swept factor replaces its option)"),
+        Take(NoiseSpec, skip=(noise,), group="evaluation noise (never seen in training)",
+             defaults={"std": 0.1 if command == "noise_position" else 0.0,
+                       "position": "pre" if command == "noise_level" else "none"}),
+        resume("reopen the unfinished run of the same parameters and skip finished configurations"),
+        Seeds, *ENGINE_OPTIONS, doc=f"{command}'s settings", command=command)
 
 
-def configurations(args) -> list[dict]:
-    """One child configuration per (modality, swept value, seed), in the order they run."""
-    sweep = SWEEPS[args.command]
-    families = list(getattr(args, "families", sweep.families if sweep else FAMILIES))
-    values = getattr(args, sweep.option.lstrip("-").replace("-", "_")) if sweep else [None]
+def _swept_option(sweep: Sweep) -> str:
+    return sweep.option.lstrip("-").replace("-", "_")
+
+
+OPTIONS = {command: options_class(command) for command in SWEEPS}
+
+
+def configurations(options) -> list[SuiteChild]:
+    """One child configuration per (modality, swept value, seed), in the order they run (each checked here)."""
+    sweep = SWEEPS[options.command]
+    families = list(getattr(options, "families", sweep.families if sweep else FAMILIES))
+    values = getattr(options, _swept_option(sweep)) if sweep else [None]
     require(len(values) > 0, f"{sweep.option if sweep else 'values'} is empty; give at least one value")
-    base = {k: getattr(args, k, None) for k in SPEC_FIELDS + NOISE_FIELDS}
-    return [{**base, "modality": modality, "families": families, "seed": seed,
-             **({sweep.factor: value} if sweep else {})}
-            for modality, value, seed in itertools.product(args.modalities, values, seeds_from_args(args))]
-
-
-def _spec_and_noise(config: dict, family: str) -> tuple[ModelSpec, NoiseSpec]:
-    spec = ModelSpec(modality=config["modality"], family=family, **{k: config[k] for k in SPEC_FIELDS})
-    return spec, NoiseSpec(*(config[k] for k in NOISE_FIELDS))
-
-
-def _child_name(config: dict, factor: str | None) -> str:
-    return config["modality"] + (f" {factor}={config[factor]}" if factor else "") + f" seed={config['seed']}"
-
-
-def run_name(args) -> str:
-    seeds = len(seeds_from_args(args))
-    return f"{args.command} {args.profile}, {', '.join(args.modalities)}, {seeds} seed{'s' if seeds > 1 else ''}"
-
-
-def run(args):
-    sweep = SWEEPS[args.command]
     factor = sweep.factor if sweep else None
-    scale = from_profile(args, PROFILES)  # epochs and data limits
-    device = resolve_device(args.device)
-    configs = configurations(args)
-    by_seed = settings_by_seed(args, scale)
+    children = []
+    for modality, value, seed in itertools.product(options.modalities, values, seeds_of(options)):
+        swept = {} if factor is None else {NOISE_FACTORS.get(factor, factor): value}
+        spec = {k: v for k, v in swept.items() if k in SPEC_FIELDS}
+        noise = {k: v for k, v in swept.items() if k not in SPEC_FIELDS}
+        children.append(SuiteChild(from_args(ModelSpec, options, modality=modality, family=families[0], **spec),
+                                   families, from_args(NoiseSpec, options, **noise), seed))
+    return children
+
+
+def run_name(options) -> str:
+    seeds = len(seeds_of(options))
+    return f"{options.command} {options.profile}, {', '.join(options.modalities)}, {seeds} seed{'s' if seeds > 1 else ''}"
+
+
+def run(options):
+    sweep = SWEEPS[options.command]
+    factor = sweep.factor if sweep else None
+    scale = from_profile(options, PROFILES)  # epochs and data limits
+    device = resolve_device(options.device)
+    configs = configurations(options)
+    by_seed = settings_by_seed(options, scale)
     # each configuration's models (every configuration checked before any run or training starts)
-    jobs = [[Job(_spec_and_noise(config, family)[0], by_seed[config["seed"]]) for family in config["families"]]
-            for config in configs]
-    devices = devices_from_args(args)
-    checksums = data_checksums(args.modalities)
-    params = {**option_params(args, "resume", "cluster", "workers"), **scale, "seeds": seeds_from_args(args),
+    jobs = [[Job(child.spec(family), by_seed[child.seed]) for family in child.families] for child in configs]
+    devices = devices_of(options)
+    checksums = data_checksums(options.modalities)
+    params = {**option_params(options, "resume", "cluster", "workers"), **scale, "seeds": seeds_of(options),
               "device": str(device)}  # resolved, never 'auto'
     gpus = [d.index for d in devices if d.type == "cuda"]
-    with executor_from_args(args, gpus) as executor, \
-            benchmark_run(args.command, params, device=str(device), data_checksums=checksums, resume=args.resume,
-                          sweep=True, run_name=run_name(args)) as parent:
+    with executor_for(options, gpus) as executor, \
+            benchmark_run(options.command, params, device=str(device), data_checksums=checksums, resume=options.resume,
+                          sweep=True, run_name=run_name(options)) as parent:
         # every model the sweep needs, trained together first (stacked; cached for what follows)
-        training = train_jobs([job for config_jobs in jobs for job in config_jobs], devices, from_args(Engine, args),
+        training = train_jobs([job for config_jobs in jobs for job in config_jobs], devices, from_args(Engine, options),
                               executor=executor)
         mlflow.log_metric("train_wall_seconds", training["wall_seconds"])
-        done = finished_children(parent.info.run_id) if args.resume else {}
-        child_configs = [{**config, **scale, "lr": args.lr, "batch_size": args.batch_size,
-                          "validation": args.validation} for config in configs]
+        done = finished_children(parent.info.run_id) if options.resume else {}
+        child_configs = [{**child.params(), **scale, "lr": options.lr, "batch_size": options.batch_size,
+                          "validation": options.validation} for child in configs]
         rows = [None] * len(configs)
-        for i, (config, child_config) in enumerate(zip(configs, child_configs)):
+        for i, (child, child_config) in enumerate(zip(configs, child_configs)):
             previous = done.get(config_key(child_config))
             if previous is not None:
-                tqdm.write(f"{_child_name(config, factor)}: finished in run {previous.info.run_id}, skipped")
-                rows[i] = {**config, **previous.data.metrics}
+                tqdm.write(f"{child.name(factor)}: finished in run {previous.info.run_id}, skipped")
+                rows[i] = {**child.params(), **previous.data.metrics}
         todo = [i for i, row in enumerate(rows) if row is None]
-        units = [Configuration(configs[i], by_seed[configs[i]["seed"]], scale["test_limit"], str(device),
+        units = [Configuration(configs[i], by_seed[configs[i].seed], scale["test_limit"], str(device),
                                tuple(pack(job.folder) for job in jobs[i]) if executor.client else ())
                  for i in todo]
-        progress = tqdm(total=len(configs), initial=len(configs) - len(todo), desc=args.command, unit="config",
+        progress = tqdm(total=len(configs), initial=len(configs) - len(todo), desc=options.command, unit="config",
                         dynamic_ncols=True)
         for k, scored in executor.map(score_configuration, units, gpu=device.type == "cuda"):
             i = todo[k]
-            config = configs[i]
-            with child_run(_child_name(config, factor), child_configs[i], device=str(device), data_checksums=checksums):
-                test = test_data(config["modality"], scale["test_limit"])
+            child = configs[i]
+            modality = child.model.modality
+            with child_run(child.name(factor), child_configs[i], device=str(device), data_checksums=checksums):
+                test = test_data(modality, scale["test_limit"])
                 mlflow.log_params({"n_test": len(test)})
                 test_set = log_dataset(test, "test")
-                train, validation = training_data(config["modality"], by_seed[config["seed"]])
+                train, validation = training_data(modality, by_seed[child.seed])
                 log_dataset(train, "train")
                 log_dataset(validation, "validation")
                 metrics = {}
-                for family, job in zip(config["families"], jobs[i]):
-                    metrics.update(record_family(family, scored[family], job.folder, test_set,
-                                                 f"{config['modality']}-{family}"))
-            tqdm.write(f"{_child_name(config, factor)}: " + ", ".join(
+                for family, job in zip(child.families, jobs[i]):
+                    metrics.update(record_family(family, scored[family], job.folder, test_set, f"{modality}-{family}"))
+            tqdm.write(f"{child.name(factor)}: " + ", ".join(
                 f"{k}={v:.4f}" for k, v in metrics.items() if k.endswith("accuracy")))
-            rows[i] = {**config, **metrics}
+            rows[i] = {**child.params(), **metrics}
             progress.update()
         progress.close()
-        log_summary(rows, args.command, factor)
+        log_summary(rows, options.command, factor)
 
 
 def result_row(row: dict, family: str, command: str) -> dict:
     """One configuration, seed and family in the fixed result schema (snnbench.evaluation.harness)."""
     value = {k: row.get(f"{family}_{k}") for k in RESULT_METRICS}
-    return {"benchmark": command, "engine": ENGINES[family], "model": f"multimodal-{row['size']}",
-            "modality": row["modality"], "method": "", "steps": row["steps"] if family == "snn" else 1,
-            **{k: row[k] for k in NOISE_FIELDS}, "seed": row["seed"], "n": row.get(f"{family}_n_test"),
+    key = harness.ResultKey(command, SUITE[family], f"multimodal-{row['size']}", row["modality"], "",
+                            row["steps"] if family == "snn" else 1, NoiseSpec(*(row[k] for k in NOISE_FIELDS)),
+                            row["seed"])
+    return {**key.columns(), "n": row.get(f"{family}_n_test"),
             **{k: row.get(f"{family}_test_{k}") for k in ("accuracy", "accuracy_ci_low", "accuracy_ci_high")},
             **value, "best_val_accuracy": row.get(f"{family}_best_val_accuracy"),
             "ort_test_accuracy": row.get(f"{family}_ort_test_accuracy")}

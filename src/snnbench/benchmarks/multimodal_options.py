@@ -6,11 +6,11 @@ from dataclasses import dataclass
 
 import torch
 
-from snnbench.config import add_options, auto, int_list, non_negative, option, positive
+from snnbench.config import Take, auto, int_list, non_negative, option, positive
 from snnbench.data import VALIDATIONS
 from snnbench.device import resolve_device
 from snnbench.errors import ConfigError
-from snnbench.execution import add_cluster_arguments
+from snnbench.execution import Cluster
 from snnbench.models.spiking import scan_kernel
 from snnbench.training import recipes
 from snnbench.training.grid import Engine
@@ -54,40 +54,44 @@ class Seeds:
                                            "training)", choices=VALIDATIONS)
 
 
-def add_engine_arguments(parser: argparse.ArgumentParser):
-    add_cluster_arguments(parser)
-    engine = parser.add_argument_group("grid trainer (snnbench.training.grid: how models train together; CUDA only)")
-    engine.add_argument("--devices", default="",
-                        help="GPUs to spread the trainings over, one local worker each: all, or e.g. cuda:0,cuda:1 "
-                             "(empty: --device alone)")
-    add_options(engine, Engine)
+GRID_TRAINER = "grid trainer (snnbench.training.grid: how models train together; CUDA only)"
 
 
-def devices_from_args(args) -> list[torch.device]:
+@dataclass(frozen=True)
+class Devices:
+    devices: str = option("", "GPUs to spread the trainings over, one local worker each: all, or e.g. cuda:0,cuda:1 "
+                              "(empty: --device alone)", group=GRID_TRAINER)
+
+
+# where the suite's trainings run: the cluster's options, the GPUs and the grid engine
+ENGINE_OPTIONS = (Cluster, Devices, Take(Engine, group=GRID_TRAINER))
+
+
+def devices_of(options) -> list[torch.device]:
     """``--devices`` (all, or a list), else ``--device``; each checked against ``--scan``."""
-    if not args.devices:
-        devices = [resolve_device(args.device)]
-    elif args.devices == "all":
+    if not options.devices:
+        devices = [resolve_device(options.device)]
+    elif options.devices == "all":
         if not torch.cuda.is_available():
             raise ConfigError("--devices all needs CUDA; use --device cpu or leave --devices empty")
         devices = [torch.device(f"cuda:{i}") for i in range(torch.cuda.device_count())]
     else:
-        devices = [resolve_device(name.strip()) for name in args.devices.split(",") if name.strip()]
+        devices = [resolve_device(name.strip()) for name in options.devices.split(",") if name.strip()]
     for device in devices:
-        scan_kernel(args.scan, device)
+        scan_kernel(options.scan, device)
     return devices
 
 
-def seeds_from_args(args) -> list[int]:
+def seeds_of(options) -> list[int]:
     """The seeds every configuration is trained with (what a run logs as ``seeds``)."""
-    return args.seeds if isinstance(args.seeds, list) else [args.seed + i for i in range(args.seeds)]
+    return options.seeds if isinstance(options.seeds, list) else [options.seed + i for i in range(options.seeds)]
 
 
-def settings_by_seed(args, scale: dict) -> dict[int, TrainSettings]:
+def settings_by_seed(options, scale: dict) -> dict[int, TrainSettings]:
     """Each seed's training settings, of the options and the profile's ``scale``."""
-    return {seed: TrainSettings(epochs=scale["epochs"], lr=args.lr, batch_size=args.batch_size, seed=seed,
-                                train_limit=scale["train_limit"], validation=args.validation)
-            for seed in seeds_from_args(args)}
+    return {seed: TrainSettings(epochs=scale["epochs"], lr=options.lr, batch_size=options.batch_size, seed=seed,
+                                train_limit=scale["train_limit"], validation=options.validation)
+            for seed in seeds_of(options)}
 
 
 def data_checksums(modalities) -> dict:

@@ -1,5 +1,5 @@
-"""``snnbench multimodal_study``: the study's whole grid (snnbench.benchmarks.study) for every seed, trained
-by the grid trainer (snnbench.training.grid), scored clean and under the four evaluation noises. The parent
+"""``snnbench multimodal_study``: the study's whole grid (snnbench.benchmarks.multimodal_grid) for every seed,
+trained by the grid trainer (snnbench.training.grid), scored clean and under the four evaluation noises. The parent
 run logs the settings, training time and speed per stack shape, ``study.json``, ``results.json`` (one row per
 training and noise), ``claims.json`` and the report section; each child its history, test accuracies with
 Wilson intervals and its model (tag ``snnbench.model_id``). Stacks are checkpointed at each epoch end: a
@@ -18,17 +18,16 @@ import torch
 
 from snnbench.benchmarks import claims
 from snnbench.benchmarks.multimodal import log_history
-from snnbench.benchmarks.multimodal_options import (PROFILES, Seeds, SuiteTraining, add_engine_arguments,
-                                                   data_checksums, devices_from_args, seeds_from_args,
-                                                   settings_by_seed)
-from snnbench.config import add_options, from_args, non_negative, option
-from snnbench.benchmarks.options import add_common, add_modalities, add_resume, from_profile
-from snnbench.benchmarks.study import (CLAIMS_DOCUMENT, CLEAN, NOISES, STUDY_DOCUMENT, result_row, results_document,
-                                       run_row, study_report, study_specs)
+from snnbench.benchmarks.multimodal_options import (ENGINE_OPTIONS, PROFILES, Seeds, SuiteTraining, data_checksums,
+                                                   devices_of, seeds_of, settings_by_seed)
+from snnbench.benchmarks.options import Common, from_profile, modalities, resume
+from snnbench.config import Take, command_options, from_args, non_negative, option
+from snnbench.benchmarks.multimodal_grid import (CLAIMS_DOCUMENT, CLEAN, NOISES, STUDY_DOCUMENT, result_row,
+                                                 results_document, run_row, study_report, study_specs)
 from snnbench.errors import SnnbenchError
 from snnbench.evaluation import metrics as M
 from snnbench.evaluation.harness import log_result_table
-from snnbench.execution import executor_from_args
+from snnbench.execution import executor_for
 from snnbench.noise import NoiseSpec
 from snnbench.tracking import summary as run_summary
 from snnbench.tracking.runs import MODEL_ID_TAG, benchmark_run, child_run, config_key, finished_children
@@ -41,7 +40,7 @@ CLAIM_WIDTH = 70  # characters of a claim's text in the run's summary
 
 
 @dataclass(frozen=True)
-class Options:
+class StudyOwnOptions:
     """multimodal_study's own options (besides the suite's training, seeds and grid engine)."""
     time_limit: int = option(0, "stop training after this many seconds (0 = never), checkpointed; --resume continues",
                              non_negative)
@@ -51,15 +50,11 @@ class Options:
                                 "one's ms per grid step (0 = off)", non_negative)
 
 
-def add_arguments(parser, command: str):
-    add_common(parser)
-    add_options(parser, Seeds, seeds=3)
-    add_modalities(parser)
-    add_options(parser, SuiteTraining)
-    add_engine_arguments(parser)
-    add_options(parser, Options)
-    add_resume(parser, "reopen the unfinished run of the same parameters: checkpointed stacks continue, "
-                       "finished children are kept")
+Options = command_options(
+    "MultimodalStudyOptions", Common, Take(Seeds, defaults={"seeds": 3}), modalities(), SuiteTraining, *ENGINE_OPTIONS,
+    StudyOwnOptions, resume("reopen the unfinished run of the same parameters: checkpointed stacks continue, finished "
+                            "children are kept"), doc="multimodal_study's settings")
+OPTIONS = {"multimodal_study": Options}
 
 
 def _child_name(job: Job) -> str:
@@ -81,31 +76,31 @@ def log_step_parts(jobs: list[Job], device: torch.device, engine: Engine, replay
         torch.cuda.empty_cache()  # the probe's graphs and stacks are gone
 
 
-def run(args):
-    scale = from_profile(args, PROFILES)
-    devices = devices_from_args(args)
-    seeds = seeds_from_args(args)
-    engine = from_args(Engine, args)
-    settings = settings_by_seed(args, scale)
-    jobs = [Job(spec, settings[seed]) for spec in study_specs(args.modalities) for seed in seeds]
+def run(options: Options):
+    scale = from_profile(options, PROFILES)
+    devices = devices_of(options)
+    seeds = seeds_of(options)
+    engine = from_args(Engine, options)
+    settings = settings_by_seed(options, scale)
+    jobs = [Job(spec, settings[seed]) for spec in study_specs(options.modalities) for seed in seeds]
     noises = {CLEAN: NoiseSpec(), **NOISES}
-    checksums = data_checksums(args.modalities)
-    params = {"profile": args.profile, "seeds": seeds, "modalities": args.modalities, "validation": args.validation,
-              "lr": args.lr, "batch_size": args.batch_size, **scale, "devices": [str(d) for d in devices],
+    checksums = data_checksums(options.modalities)
+    params = {"profile": options.profile, "seeds": seeds, "modalities": options.modalities, "validation": options.validation,
+              "lr": options.lr, "batch_size": options.batch_size, **scale, "devices": [str(d) for d in devices],
               **asdict(engine), "trainings": len(jobs),
               "noises": {k: [n.std, n.position, n.mode, n.seed] for k, n in noises.items()}}
     device_name = torch.cuda.get_device_name(devices[0]) if devices[0].type == "cuda" else "cpu"
     gpus = [d.index for d in devices if d.type == "cuda"]
-    name = f"multimodal_study {args.profile}, {len(seeds)} seed{'s' if len(seeds) > 1 else ''}"
-    with executor_from_args(args, gpus) as executor, \
+    name = f"multimodal_study {options.profile}, {len(seeds)} seed{'s' if len(seeds) > 1 else ''}"
+    with executor_for(options, gpus) as executor, \
             benchmark_run("multimodal_study", params, device=",".join(map(str, devices)), data_checksums=checksums,
-                          resume=args.resume, sweep=True, run_name=name) as parent:
+                          resume=options.resume, sweep=True, run_name=name) as parent:
         mlflow.set_tag("snnbench.device_name", device_name)
         executor.on_workers(warm_up)  # here or on every worker: not timed as training
-        if args.step_parts:
-            log_step_parts(jobs, devices[0], engine, args.step_parts, scale["epochs"])
+        if options.step_parts:
+            log_step_parts(jobs, devices[0], engine, options.step_parts, scale["epochs"])
         started = time.perf_counter()
-        summary = train_jobs(jobs, devices, engine, time_limit=args.time_limit, executor=executor)
+        summary = train_jobs(jobs, devices, engine, time_limit=options.time_limit, executor=executor)
         train_seconds = time.perf_counter() - started
         mlflow.log_metric("train_wall_seconds", train_seconds)
         if not summary["complete"]:
@@ -147,7 +142,7 @@ def run(args):
         results = results_document(rows, meta)
         mlflow.log_dict(results, STUDY_DOCUMENT)
         log_result_table([result_row(row, name) for row in rows for name in noises])
-        claim_rows = claims.check(rows, "study" if args.validation == "study" else "ours")
+        claim_rows = claims.check(rows, "study" if options.validation == "study" else "ours")
         mlflow.log_dict(claim_rows, CLAIMS_DOCUMENT)
         cost = [e for entries in meta["speeds"].values() for e in entries]
         mlflow.log_metrics({"total_wall_seconds": meta["total_seconds"], "trainings": len(jobs),
@@ -162,9 +157,9 @@ def run(args):
         with tempfile.TemporaryDirectory() as tmp:
             (Path(tmp) / "study.md").write_text(study_report(results, Path(tmp) / "figures", "figures/"))
             mlflow.log_artifacts(tmp, "report")
-        if args.results_out:
-            Path(args.results_out).parent.mkdir(parents=True, exist_ok=True)
-            Path(args.results_out).write_text(json.dumps(results, indent=1))
+        if options.results_out:
+            Path(options.results_out).parent.mkdir(parents=True, exist_ok=True)
+            Path(options.results_out).write_text(json.dumps(results, indent=1))
         run_summary.headline("Trainings", [{"trainings": len(jobs), "training seconds": f"{train_seconds:.0f}",
                                             "seconds in all": f"{meta['total_seconds']:.0f}"}])
         run_summary.headline(f"The study's claims under this run's protocol ({CLAIMS_DOCUMENT} has each part)",

@@ -20,31 +20,30 @@ from tqdm import tqdm
 from snnbench.benchmarks import noise_sweep_perturbations as perturbed
 from snnbench.benchmarks import noise_sweep_tables as tables
 from snnbench.benchmarks import robustness_claims
-from snnbench.benchmarks.noise_sweep_models import (SNN_ENGINE, Models, Subject, dataset_modality, sample_shape,
+from snnbench.benchmarks.noise_sweep_models import (Models, Subject, SweepSettings, dataset_modality, sample_shape,
                                                     study_references, sweep_test_data, user_onnx)
-from snnbench.benchmarks.options import add_common, add_modalities, add_resume, from_profile, require
-from snnbench.config import add_options, auto, choice_list, float_list, from_args, option, positive
+from snnbench.benchmarks.options import Common, from_profile, modalities, require, resume
+from snnbench.config import Take, auto, choice_list, command_options, float_list, from_args, option, positive
 from snnbench.conversion import onnx_ops
 from snnbench.conversion.onnx_prepare import ModelInput
 from snnbench.data import DATASET_HELP
 from snnbench.device import resolve_device
+from snnbench.engines import LOIHI_EMULATOR, NENGO_SNN, ORT_DNN, SNNTORCH_SNN
 from snnbench.evaluation import harness, metrics
 from snnbench.evaluation.metrics import COLUMNS
-from snnbench.execution import add_cluster_arguments, executor_from_args
+from snnbench.execution import Cluster, executor_for
 from snnbench.models.multimodal import ModelSpec
-from snnbench.noise import NoiseSpec
+from snnbench.noise import ADDED_AT, NoiseSpec
 from snnbench.perturbations import gaussian as gaussian_family
 from snnbench.tracking import runs as tracking
 from snnbench.training import recipes
 
 BENCHMARK = "noise_sweep"
-LOIHI = "loihi-emulator"  # the converted SNN on nengo-loihi's emulator (--target nengo-loihi)
-FAMILIES = ("ort-dnn", "nengo-snn", SNN_ENGINE, LOIHI)
-CONVERTED = ("nengo-snn", LOIHI)  # engines that run the DNN converted to spikes
-POSITIONS = ("input", "pre", "post")
+FAMILIES = (ORT_DNN, NENGO_SNN, SNNTORCH_SNN, LOIHI_EMULATOR)
+CONVERTED = (NENGO_SNN, LOIHI_EMULATOR)  # engines that run the DNN converted to spikes
 DEFAULT_STDS = gaussian_family.STDS
 # one colour per engine in the MLflow UI's charts (the tag it reads), so children plot as curves per engine
-ENGINE_COLORS = {"ort-dnn": "#308613", "nengo-snn": "#2272b4", SNN_ENGINE: "#c83243", LOIHI: "#8a4fbf"}
+ENGINE_COLORS = {ORT_DNN: "#308613", NENGO_SNN: "#2272b4", SNNTORCH_SNN: "#c83243", LOIHI_EMULATOR: "#8a4fbf"}
 CORRECT = "correct.npy"  # a child's per-sample correctness (packed bits), for the paired differences
 # Settings each profile fills in when an option is not given. Training: each study's own recipe
 # (snnbench.training.recipes), unless --epochs / --train-limit override it for every model.
@@ -55,11 +54,11 @@ MODELS = "models (default: trained here, cached)"
 
 
 @dataclass(frozen=True)
-class Options:
+class SweepOptions:
     """noise_sweep's own options (besides the common ones, the cluster's and the noise mode)."""
     stds: list = option(list(DEFAULT_STDS), "noise standard deviations", float_list)
-    positions: list = option(list(POSITIONS), "where the noise is added: input, pre (layer input current), post "
-                                              "(layer output)", choice_list(POSITIONS))
+    positions: list = option(list(ADDED_AT), "where the noise is added: input, pre (layer input current), post "
+                                              "(layer output)", choice_list(ADDED_AT))
     families: list = option(list(FAMILIES[:3]), "ort-dnn: DNNs in ONNX Runtime; nengo-snn: the same DNNs converted "
                                                 "to Nengo; snntorch-snn: the multimodal suite's trained SNNs; "
                                                 "loihi-emulator: the converted SNN on nengo-loihi's Loihi emulator "
@@ -97,109 +96,118 @@ class Options:
                           group=MODELS)
 
 
-def add_arguments(parser, command):
-    add_common(parser)
-    add_cluster_arguments(parser)
-    add_resume(parser, "take over the unfinished run of this sweep even if it is marked running (its process "
-                       "was stopped); a failed or interrupted run is reopened without it")
-    add_options(parser, Options, ("stds", "positions", "families", "target", "perturbations"))
-    add_modalities(parser, "image (the conversion study's MLP and the suite's image nets), audio, multimodal")
-    add_options(parser, Options, ["seeds"])
-    add_options(parser, NoiseSpec, ["mode"], mode="frozen")
-    add_options(parser, Options, skip=("stds", "positions", "families", "target", "perturbations", "seeds"))
-    add_options(parser, ModelInput)
+def options_class(name: str, perturbations: str) -> type:
+    """The settings of the sweep's commands (``noise_sweep``, ``robustness``: its perturbations by default)."""
+    own = ("stds", "positions", "families", "target", "perturbations")
+    return command_options(
+        name, Common, Cluster,
+        resume("take over the unfinished run of this sweep even if it is marked running (its process was stopped); "
+               "a failed or interrupted run is reopened without it"),
+        Take(SweepOptions, own, defaults={"perturbations": [perturbations]}),
+        modalities("image (the conversion study's MLP and the suite's image nets), audio, multimodal"),
+        Take(SweepOptions, ["seeds"]), Take(NoiseSpec, ["mode"], defaults={"mode": "frozen"}),
+        Take(SweepOptions, skip=(*own, "seeds")), ModelInput, doc="noise_sweep's settings")
 
 
-def settings(args) -> dict:
-    """The options that decide the results, every default resolved (logged as parent params)."""
-    chosen = from_profile(args, PROFILES)
-    require(chosen["test_limit"] >= 0 and (args.train_limit or 0) >= 0,
+Options = options_class("NoiseSweepOptions", "gaussian")
+OPTIONS = {BENCHMARK: Options}
+
+
+def settings(options: Options) -> SweepSettings:
+    """The options that decide the results, checked, every default resolved (logged as parent params)."""
+    chosen = from_profile(options, PROFILES)
+    require(chosen["test_limit"] >= 0 and (options.train_limit or 0) >= 0,
             "--test-limit and --train-limit must be >= 0 (0 = all samples)")
     for name in ("epochs", "steps", "snn_steps"):
-        value = chosen.get(name, getattr(args, name))
+        value = chosen.get(name, getattr(options, name))
         require(value is None or value >= 1, f"--{name.replace('_', '-')} must be >= 1")
-    require(args.stds and all(np.isfinite(s) and s >= 0 for s in args.stds),
-            f"--stds must be finite numbers >= 0, got {args.stds}")
-    user = bool(args.onnx_model or args.snntorch_model)
-    model_input = from_args(ModelInput, args)
-    require(bool(args.onnx_model) or model_input == ModelInput(),
+    require(options.stds and all(np.isfinite(s) and s >= 0 for s in options.stds),
+            f"--stds must be finite numbers >= 0, got {options.stds}")
+    user = bool(options.onnx_model or options.snntorch_model)
+    model_input = from_args(ModelInput, options)
+    require(bool(options.onnx_model) or model_input == ModelInput(),
             "--output and --input-scale / --input-mean / --input-std describe the file given with --onnx-model")
-    require(not user or args.dataset, "--onnx-model / --snntorch-model need --dataset (mnist, fsdd or multimodal)")
-    require(not (user and args.models_from), "--models-from takes the suite's models; leave it out with your own")
-    overrides = {k: getattr(args, k) for k in ("epochs", "train_limit") if getattr(args, k) is not None}
-    config = {"stds": sorted(set(args.stds)), "positions": list(dict.fromkeys(args.positions)),
-              "families": list(dict.fromkeys(args.families + ([LOIHI] if args.target == "nengo-loihi" else []))),
-              "modalities": [dataset_modality(args.dataset, args.seed)] if user else
-              list(dict.fromkeys(args.modalities)),
-              "perturbations": perturbed.chosen(args.perturbations), "noise_mode": args.noise_mode, "seed": args.seed, "profile": args.profile,
-              "device": str(resolve_device(args.device)), "snn_steps": args.snn_steps or ModelSpec().steps,
-              "models_from": args.models_from, "onnx_model": args.onnx_model, "snntorch_model": args.snntorch_model,
-              "dataset": args.dataset, **({"model_input": asdict(model_input)} if args.onnx_model else {}),
-              "conversion_training": replace(recipes.CONVERSION, **overrides).as_params(),
-              "suite_training": replace(recipes.SUITE[args.profile], **overrides).as_params(), **chosen}
+    require(not user or options.dataset, "--onnx-model / --snntorch-model need --dataset (mnist, fsdd or multimodal)")
+    require(not (user and options.models_from), "--models-from takes the suite's models; leave it out with your own")
+    overrides = {k: getattr(options, k) for k in ("epochs", "train_limit") if getattr(options, k) is not None}
+    resolved = SweepSettings(
+        stds=sorted(set(options.stds)), positions=list(dict.fromkeys(options.positions)),
+        families=list(dict.fromkeys(options.families + ([LOIHI_EMULATOR] if options.target == "nengo-loihi" else []))),
+        modalities=[dataset_modality(options.dataset, options.seed)] if user else list(dict.fromkeys(options.modalities)),
+        perturbations=perturbed.chosen(options.perturbations), noise_mode=options.noise_mode, seed=options.seed,
+        profile=options.profile, device=str(resolve_device(options.device)),
+        snn_steps=options.snn_steps or ModelSpec().steps, models_from=options.models_from,
+        onnx_model=options.onnx_model, snntorch_model=options.snntorch_model, dataset=options.dataset,
+        model_input=asdict(model_input) if options.onnx_model else None,
+        conversion_training=replace(recipes.CONVERSION, **overrides).as_params(),
+        suite_training=replace(recipes.SUITE[options.profile], **overrides).as_params(), **chosen)
     if user:
-        config["model_seeds"] = [0]  # a user's model is one trained model
-        if args.onnx_model:  # the file normalised, checked against the data and read before the run starts
-            onnx_ops.extract(user_onnx(config).path).require_hidden()
-    elif args.models_from:
-        found = sorted({seed for _, _, seed in study_references(args.models_from, config["snn_steps"])})
-        config["model_seeds"] = found[:args.model_seeds] if args.model_seeds else found
+        model_seeds = [0]  # a user's model is one trained model
+        if options.onnx_model:  # the file normalised, checked against the data and read before the run starts
+            onnx_ops.extract(user_onnx(resolved).path).require_hidden()
+    elif options.models_from:
+        found = sorted({seed for _, _, seed in study_references(options.models_from, resolved.snn_steps)})
+        model_seeds = found[:options.model_seeds] if options.model_seeds else found
     else:
-        config["model_seeds"] = list(range(args.seed, args.seed + (args.model_seeds or 1)))
-    return config
+        model_seeds = list(range(options.seed, options.seed + (options.model_seeds or 1)))
+    return replace(resolved, model_seeds=model_seeds)
 
 
-def subjects(config: dict) -> list:
+def subjects(settings: SweepSettings) -> list:
     """Every (family, model, modality, model seed) the sweep evaluates, in a stable order."""
-    if config.get("onnx_model") or config.get("snntorch_model"):
-        own = {"ort-dnn": config["onnx_model"], "nengo-snn": config["onnx_model"], LOIHI: config["onnx_model"],
-               SNN_ENGINE: config["snntorch_model"]}
-        return [Subject(family, "user", config["modalities"][0]) for family, given in own.items()
-                if given and family in config["families"]]
+    if settings.user:
+        own = {ORT_DNN: settings.onnx_model, NENGO_SNN: settings.onnx_model, LOIHI_EMULATOR: settings.onnx_model,
+               SNNTORCH_SNN: settings.snntorch_model}
+        return [Subject(family, "user", settings.modalities[0]) for family, given in own.items()
+                if given and family in settings.families]
     out = []
-    for seed in config.get("model_seeds", [config["seed"]]):
-        for family in config["families"]:
-            for modality in config["modalities"]:
-                if family != SNN_ENGINE and modality == "image":
+    for seed in settings.model_seeds or [settings.seed]:
+        for family in settings.families:
+            for modality in settings.modalities:
+                if family != SNNTORCH_SNN and modality == "image":
                     out.append(Subject(family, "conversion-mlp", modality, seed))
                 out.append(Subject(family, "multimodal", modality, seed))
     return out
 
 
-def grid(subject: Subject, config: dict) -> list:
+def grid(subject: Subject, settings: SweepSettings) -> list:
     """The child configurations of one subject: its clean run first, then the noisy ones."""
-    base = {**asdict(subject), "noise_mode": config["noise_mode"]}
-    clean = {**base, "position": "none", "std": 0.0, "noise_seed": config["seed"]}
-    positions = [p for p in config["positions"] if p == "input"] if subject.family == LOIHI else config["positions"]
-    noisy = [{**base, "position": p, "std": s, "noise_seed": config["seed"] + r}
-             for p in positions for s in config["stds"] for r in range(config["seeds"])]
-    return [clean, *(noisy if "gaussian" in config.get("perturbations", ["gaussian"]) else []),
-            *perturbed.children(subject, config, base)]
+    base = {**asdict(subject), "noise_mode": settings.noise_mode}
+    clean = {**base, "position": "none", "std": 0.0, "noise_seed": settings.seed}
+    positions = [p for p in settings.positions if p == "input"] if subject.family == LOIHI_EMULATOR else settings.positions
+    noisy = [{**base, "position": p, "std": s, "noise_seed": settings.seed + r}
+             for p in positions for s in settings.stds for r in range(settings.seeds)]
+    return [clean, *(noisy if "gaussian" in settings.perturbations else []),
+            *perturbed.children(subject, settings, base)]
 
 
-def _row(child: dict, config: dict, measured: dict, clean: float, seconds: float, run_id: str, reused: bool) -> dict:
+def _row(child: dict, settings: SweepSettings, measured: dict, clean: float, seconds: float, run_id: str,
+         reused: bool) -> dict:
     """A child's result row: the result-table keys (harness.KEY_COLUMNS), its metrics and the drop."""
-    steps = {"ort-dnn": 1, "nengo-snn": config["steps"], LOIHI: config["steps"], SNN_ENGINE: config["snn_steps"]}
+    steps = {ORT_DNN: 1, NENGO_SNN: settings.steps, LOIHI_EMULATOR: settings.steps, SNNTORCH_SNN: settings.snn_steps}
     values = {k: measured.get(k, float("nan")) for k in COLUMNS}
-    return {"benchmark": BENCHMARK, "engine": child["family"], "model": child["model"], "modality": child["modality"],
-            "method": "calibrated" if child["family"] in CONVERTED else "", "steps": steps[child["family"]],
-            "noise_position": child["position"], "noise_std": child["std"], "noise_mode": child["noise_mode"],
-            "noise_seed": child["noise_seed"], "seed": config["seed"], "model_seed": child["model_seed"],
-            **perturbed.row_keys(child),
+    key = harness.ResultKey(BENCHMARK, child["family"], child["model"], child["modality"],
+                            "calibrated" if child["family"] in CONVERTED else "", steps[child["family"]],
+                            _noise(child), settings.seed)
+    return {**key.columns(), "model_seed": child["model_seed"], **perturbed.row_keys(child),
             **values, "clean_accuracy": clean, "accuracy_drop_pp": 100 * (clean - values["accuracy"]),
             "eval_seconds": seconds, "reused": reused, "run_id": run_id}
 
 
+def _noise(child: dict) -> NoiseSpec:
+    return NoiseSpec(child["std"], child["position"], child["noise_mode"], child["noise_seed"])
+
+
 def evaluate(model, data, child: dict) -> tuple[dict, np.ndarray]:
     """Every metric of one child and which samples it got right (tests patch it to interrupt a sweep)."""
-    spec = NoiseSpec(child["std"], child["position"], child["noise_mode"], child["noise_seed"])
+    spec = _noise(child)
     logits = model.predict(np.asarray(data.x, np.float32), spec, 0)
     return harness.score(model, logits, data.y, model.last_activity, spec), metrics.correct(logits, data.y)
 
 
-def _finished_row(run, child: dict, config: dict) -> dict:
+def _finished_row(run, child: dict, settings: SweepSettings) -> dict:
     m = run.data.metrics
-    row = _row(child, config, m, m["clean_accuracy"], m.get("eval_seconds", float("nan")), run.info.run_id, True)
+    row = _row(child, settings, m, m["clean_accuracy"], m.get("eval_seconds", float("nan")), run.info.run_id, True)
     path = mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path=CORRECT)
     row["correct"] = np.unpackbits(np.load(path))[:int(m["n"])].astype(bool)
     return row
@@ -226,7 +234,7 @@ class ChildUnit:
     """A unit of work (snnbench.execution): one child configuration of one subject."""
     subject: Subject
     child: dict
-    config: dict
+    settings: SweepSettings
     models: Models
 
 
@@ -237,13 +245,13 @@ def evaluate_child(unit: ChildUnit) -> tuple[dict, np.ndarray, float]:
     """The child's metrics, per-sample correctness and evaluation seconds; the subject's model is
     built once per process (kept for the subject's next children, which run in order)."""
     faulty = perturbed.weight_fault(unit.child)  # the weights of this child, when a fault changes them
-    key = (unit.subject, tracking.config_key(unit.config), faulty)
+    key = (unit.subject, tracking.config_key(unit.settings.params()), faulty)
     if key not in _BUILT:
         while len(_BUILT) >= 2:
             _BUILT.popitem(last=False)
         _BUILT[key] = perturbed.faulty_model(unit, faulty) if faulty else unit.models.model(unit.subject)
-    data = sweep_test_data(unit.config, unit.subject.modality)  # seeded: the same for every family
-    data = perturbed.corrupted(data, unit.child, sample_shape(unit.config, unit.subject.modality))
+    data = sweep_test_data(unit.settings, unit.subject.modality)  # seeded: the same for every family
+    data = perturbed.corrupted(data, unit.child, sample_shape(unit.settings, unit.subject.modality))
     data = perturbed.attacked(data, unit)  # the same adversarial samples for every engine of the model
     data = unit.models.inputs(unit.subject, data)  # as the subject's model takes them
     started = time.perf_counter()
@@ -251,30 +259,30 @@ def evaluate_child(unit: ChildUnit) -> tuple[dict, np.ndarray, float]:
     return measured, correct, time.perf_counter() - started
 
 
-def sweep(config: dict, models: Models, device: str, executor) -> list:
+def sweep(settings: SweepSettings, models: Models, device: str, executor) -> list:
     """Run the grid under the active parent run, reusing finished children; returns a row per child.
     Units run on the executor; each child is logged here as it comes back, a noisy one only after
     its subject's clean child (its drop is measured against it)."""
     done = tracking.finished_children(mlflow.active_run().info.run_id)
-    plan = [(subject, child) for subject in subjects(config) for child in grid(subject, config)]
+    plan = [(subject, child) for subject in subjects(settings) for child in grid(subject, settings)]
     rows, clean, waiting, units, data = {}, {}, {}, [], {}
     for subject, child in plan:
         key = tracking.config_key(child)
         if key in done:
-            rows[key] = _finished_row(done[key], child, config)
+            rows[key] = _finished_row(done[key], child, settings)
             clean[subject] = rows[key]["clean_accuracy"]
         else:
-            units.append(ChildUnit(subject, child, config, models))
-    several = len(config.get("model_seeds", [])) > 1
+            units.append(ChildUnit(subject, child, settings, models))
+    several = len(settings.model_seeds) > 1
     with tqdm(total=len(plan), initial=len(rows), desc="noise_sweep", unit="run", dynamic_ncols=True) as progress:
         def record(unit: ChildUnit, measured: dict, correct: np.ndarray, seconds: float):
             subject, child = unit.subject, unit.child
             if subject.modality not in data:
-                data[subject.modality] = sweep_test_data(config, subject.modality)
+                data[subject.modality] = sweep_test_data(settings, subject.modality)
             name = (f"{subject.label}{f' model seed {subject.model_seed}' if several else ''} "
                     f"{perturbed.describe(child)} seed={child['noise_seed']}")
             with tracking.child_run(name, child, device=device, data_checksums=data[subject.modality].checksums) as run:
-                row = _row(child, config, measured, clean[subject], seconds, run.info.run_id, False)
+                row = _row(child, settings, measured, clean[subject], seconds, run.info.run_id, False)
                 _log_child(row, correct, data[subject.modality], models.model_ids.get(models.name(subject)))
             rows[tracking.config_key(child)] = {**row, "correct": correct}
             progress.set_postfix_str(f"{subject.label} {perturbed.describe(child)}: "
@@ -295,31 +303,32 @@ def sweep(config: dict, models: Models, device: str, executor) -> list:
     return [rows[tracking.config_key(child)] for _, child in plan]
 
 
-def run_name(config: dict, benchmark: str = BENCHMARK) -> str:
+def run_name(settings: SweepSettings, benchmark: str = BENCHMARK) -> str:
     """What the parent run is, as its name (under ``mlflow run`` too, instead of a random one)."""
-    if config["onnx_model"] or config["snntorch_model"]:
-        return f"{benchmark} {config['profile']}, your model on {config['dataset']}"
-    seeds = len(config["model_seeds"])
-    source = f" from run {config['models_from'][:8]}" if config["models_from"] else ""
-    return f"{benchmark} {config['profile']}, {seeds} model seed{'s' if seeds > 1 else ''}{source}"
+    if settings.user:
+        return f"{benchmark} {settings.profile}, your model on {settings.dataset}"
+    seeds = len(settings.model_seeds)
+    source = f" from run {settings.models_from[:8]}" if settings.models_from else ""
+    return f"{benchmark} {settings.profile}, {seeds} model seed{'s' if seeds > 1 else ''}{source}"
 
 
-def run(args, benchmark: str = BENCHMARK):
+def run(options: Options, benchmark: str = BENCHMARK):
     """The sweep as the parent run of ``benchmark``'s experiment (``robustness`` runs it with every family)."""
-    config = settings(args)
-    device = resolve_device(args.device)
-    models = Models(config, device)
+    resolved = settings(options)
+    device = resolve_device(options.device)
+    models = Models(resolved, device)
     started, cpu_started = time.perf_counter(), time.process_time()
-    with executor_from_args(args) as executor, \
-            tracking.benchmark_run(benchmark, config, device=str(device), run_name=run_name(config, benchmark), sweep=True,
-                                   resume=True if args.resume else "stopped"), \
+    with executor_for(options) as executor, \
+            tracking.benchmark_run(benchmark, resolved.params(), device=str(device),
+                                   run_name=run_name(resolved, benchmark), sweep=True,
+                                   resume=True if options.resume else "stopped"), \
             tempfile.TemporaryDirectory(prefix="snnbench-noise-sweep-") as out:
-        models.prepare(subjects(config))
-        rows = sweep(config, models, str(device), executor)
-        if "gaussian" in config["perturbations"]:
-            tables.log_results(perturbed.gaussian_rows(rows), config, Path(out))
-        perturbed.log_results(rows, config)
-        robustness_claims.log_results(rows, config, subjects(config), Path(out))
+        models.prepare(subjects(resolved))
+        rows = sweep(resolved, models, str(device), executor)
+        if "gaussian" in resolved.perturbations:
+            tables.log_results(perturbed.gaussian_rows(rows), resolved, Path(out))
+        perturbed.log_results(rows, resolved)
+        robustness_claims.log_results(rows, resolved, subjects(resolved), Path(out))
         # this invocation's times (training included; a resumed sweep logs its own)
         mlflow.log_metrics({"wall_seconds": time.perf_counter() - started,
                             "cpu_seconds": time.process_time() - cpu_started})

@@ -7,7 +7,7 @@ method on their own training data, in Nengo, which adds the same draws itself.
 """
 
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from functools import cache, cached_property
 from pathlib import Path
 
@@ -16,6 +16,7 @@ import torch
 from tqdm import tqdm
 
 from snnbench import engines
+from snnbench.engines import ORT_DNN, SNNTORCH_SNN
 from snnbench.conversion.onnx_prepare import ModelInput, PreparedModel, prepared_copy
 from snnbench.data import BUILT_IN, Dataset, FeatureSet, feature_size, load_dataset
 from snnbench.engines.nengo import SimConfig
@@ -26,7 +27,42 @@ from snnbench.training.conversion import trained_conversion_model
 from snnbench.training.recipes import Recipe
 from snnbench.training.suite import TrainSettings, load_trained_multimodal, log_trained_model, test_data, training_data
 
-SNN_ENGINE = "snntorch-snn"
+
+
+@dataclass(frozen=True)
+class SweepSettings:
+    """A sweep's settings, every default resolved (snnbench.benchmarks.noise_sweep.settings): what
+    decides its results, logged as its parent run's params (:meth:`params`)."""
+    stds: list = field(default_factory=list)
+    positions: list = field(default_factory=list)
+    families: list = field(default_factory=list)
+    modalities: list = field(default_factory=list)
+    perturbations: list = field(default_factory=lambda: ["gaussian"])
+    noise_mode: str = "frozen"
+    seed: int = 0
+    profile: str = "quick"
+    device: str = "cpu"
+    snn_steps: int = ModelSpec().steps
+    models_from: str = ""
+    onnx_model: str = ""
+    snntorch_model: str = ""
+    dataset: str = ""
+    model_input: dict | None = None  # the --onnx-model's ModelInput
+    conversion_training: dict = field(default_factory=dict)  # the conversion MLP's Recipe, as params
+    suite_training: dict = field(default_factory=dict)  # the suite's TrainSettings, as params
+    test_limit: int = 0
+    steps: int = 20
+    seeds: int = 1
+    model_seeds: list = field(default_factory=list)  # none: the seed's model
+
+    def params(self) -> dict:
+        """The settings as the parent run's params (model_input only for a user's ONNX file)."""
+        return {k: v for k, v in asdict(self).items() if not (k == "model_input" and v is None)}
+
+    @property
+    def user(self) -> bool:
+        """Whether the models swept are the user's."""
+        return bool(self.onnx_model or self.snntorch_model)
 
 
 @dataclass(frozen=True)
@@ -43,7 +79,7 @@ class Subject:
 
     @property
     def kind(self) -> str:
-        return "snn" if self.family == SNN_ENGINE else "dnn"
+        return "snn" if self.family == SNNTORCH_SNN else "dnn"
 
 
 @cache
@@ -57,45 +93,45 @@ def dataset_modality(spec: str, seed: int) -> str:
     return BUILT_IN.get(spec) or user_dataset(spec, seed).modality
 
 
-def _user_data(config: dict) -> Dataset | None:
+def _user_data(settings: SweepSettings) -> Dataset | None:
     """A user's own data set (not MNIST, FSDD or their pairing), or None."""
-    spec = config.get("dataset") or ""
-    return user_dataset(spec, config["seed"]) if spec and spec not in BUILT_IN else None
+    spec = settings.dataset
+    return user_dataset(spec, settings.seed) if spec and spec not in BUILT_IN else None
 
 
 _TEST_DATA = {}
 
 
-def sweep_test_data(config: dict, modality: str) -> FeatureSet:
+def sweep_test_data(settings: SweepSettings, modality: str) -> FeatureSet:
     """The sweep's test samples: a fixed seeded subset of ``test_limit`` (0: all) of the test split (read
     once per process: every child of the modality reads them)."""
-    key = (config.get("dataset") or "", config["seed"], config["test_limit"], modality)
+    key = (settings.dataset, settings.seed, settings.test_limit, modality)
     if key not in _TEST_DATA:
-        own = _user_data(config)
+        own = _user_data(settings)
         if own is None:
-            _TEST_DATA[key] = test_data(modality, config["test_limit"])
+            _TEST_DATA[key] = test_data(modality, settings.test_limit)
         else:
-            test, limit = own.test, config["test_limit"]
+            test, limit = own.test, settings.test_limit
             _TEST_DATA[key] = test.subset(np.sort(np.random.default_rng(0).permutation(len(test))[:limit])) \
                 if 0 < limit < len(test) else test
     return _TEST_DATA[key]
 
 
-def sample_shape(config: dict, modality: str) -> tuple:
+def sample_shape(settings: SweepSettings, modality: str) -> tuple:
     """A sample's shape: the user's data set's, else (C, H, W) of an MNIST image, (features,) otherwise."""
-    own = _user_data(config)
+    own = _user_data(settings)
     if own is not None:
         return own.sample_shape
     return (1, 28, 28) if modality == "image" else (feature_size(modality),)
 
 
-def user_onnx(config: dict) -> PreparedModel:
+def user_onnx(settings: SweepSettings) -> PreparedModel:
     """A user's ONNX model, normalised for the data set's samples (snnbench.conversion.onnx_prepare):
     one line naming what does not fit if it cannot be."""
-    source = local_copy(config["onnx_model"])
+    source = local_copy(settings.onnx_model)
     return prepared_copy(source / "model.onnx" if source.is_dir() else source,
-                         sample_shape(config, config["modalities"][0]), ModelInput(**config["model_input"]),
-                         f"--dataset {config['dataset']}")
+                         sample_shape(settings, settings.modalities[0]), ModelInput(**settings.model_input),
+                         f"--dataset {settings.dataset}")
 
 
 def reference_spec(modality: str, kind: str, snn_steps: int) -> ModelSpec:
@@ -119,14 +155,14 @@ def study_references(run_id: str, snn_steps: int) -> dict:
 class Models:
     """Where each subject's model comes from, its engine model, and its MLflow model id."""
 
-    def __init__(self, config: dict, device):
-        self.config = config
+    def __init__(self, settings: SweepSettings, device):
+        self.settings = settings
         self.device = device
         self.folders = {}
         self.model_ids = {}
         self._last_inputs = (None, None)
-        self.references = (study_references(config["models_from"], config["snn_steps"])
-                           if config.get("models_from") else {})
+        self.references = (study_references(settings.models_from, settings.snn_steps)
+                           if settings.models_from else {})
 
     def __getstate__(self):  # sent to a cluster's workers with each unit: without the kept training inputs
         return {**self.__dict__, "_last_inputs": (None, None)}
@@ -134,16 +170,16 @@ class Models:
     def name(self, subject: Subject) -> str:
         name = {"conversion-mlp": "conversion-mlp", "user": f"user-{subject.kind}"}.get(
             subject.model, f"multimodal-{subject.kind}-{subject.modality}")
-        return name + (f"-seed{subject.model_seed}" if len(self.config["model_seeds"]) > 1 else "")
+        return name + (f"-seed{subject.model_seed}" if len(self.settings.model_seeds) > 1 else "")
 
     def reference(self, subject: Subject) -> str | None:
         """The store reference (or user file) of a model trained elsewhere, or None."""
         if subject.model == "user":
-            return self.config["snntorch_model" if subject.kind == "snn" else "onnx_model"]
+            return self.settings.snntorch_model if subject.kind == "snn" else self.settings.onnx_model
         if subject.model == "multimodal" and self.references:
             key = (subject.kind, subject.modality, subject.model_seed)
             if key not in self.references:
-                raise DataError(f"run {self.config['models_from']} has no {subject.kind} model of modality "
+                raise DataError(f"run {self.settings.models_from} has no {subject.kind} model of modality "
                                 f"{subject.modality} and seed {subject.model_seed}")
             return self.references[key]
         return None
@@ -163,20 +199,20 @@ class Models:
             elif reference is not None:
                 self.folders[name] = local_copy(reference)
             elif subject.model == "conversion-mlp":
-                recipe = Recipe(**self.config["conversion_training"], seed=subject.model_seed)
+                recipe = Recipe(**self.settings.conversion_training, seed=subject.model_seed)
                 self.folders[name] = trained_conversion_model("mlp", recipe)
             else:
                 from snnbench.training.grid import trained_multimodal_model
 
                 self.folders[name] = trained_multimodal_model(
-                    reference_spec(subject.modality, subject.kind, self.config["snn_steps"]),
+                    reference_spec(subject.modality, subject.kind, self.settings.snn_steps),
                     self.train_settings(subject.model_seed), self.device)
         return self.folders[name]
 
     @cached_property
     def prepared(self) -> PreparedModel:
         """The user's ONNX model, normalised (the same folder in every process: the cache's)."""
-        return user_onnx(self.config)
+        return user_onnx(self.settings)
 
     def encodes(self, subject: Subject) -> bool:
         """Whether the subject runs the user's ONNX model, whose inputs are encoded as it takes them."""
@@ -186,11 +222,11 @@ class Models:
         """``data`` as the subject's model takes it."""
         if not self.encodes(subject):
             return data
-        x = self.prepared.encode(data.x, sample_shape(self.config, subject.modality))
+        x = self.prepared.encode(data.x, sample_shape(self.settings, subject.modality))
         return FeatureSet(x, data.y, data.checksums, data.origins)
 
     def train_settings(self, seed: int) -> TrainSettings:
-        return TrainSettings(**self.config["suite_training"], seed=seed)
+        return TrainSettings(**self.settings.suite_training, seed=seed)
 
     def prepare(self, subjects: list):
         """Fetch (or train) every model the sweep needs; ``model_ids`` by name: a model trained here
@@ -212,13 +248,13 @@ class Models:
         ``onnx_file`` instead of its own file if given, e.g. a copy with perturbed weights, converted with
         the rate scales of ``calibrated_on`` if given and the converted engine's further ``settings``; the
         snntorch SNN: ``module`` instead of its own)."""
-        if subject.family == SNN_ENGINE:
+        if subject.family == SNNTORCH_SNN:
             return engines.build(subject.family, module or self.torch_module(subject),
-                                 dict(device=self.device, seed=self.config["seed"]))
+                                 dict(device=self.device, seed=self.settings.seed))
         onnx_file = onnx_file or self.onnx_file(subject)
-        if subject.family == "ort-dnn":
-            return engines.build("ort-dnn", onnx_file)
-        return converted_model(subject.family, onnx_file, self.config, self.training_inputs(subject), calibrated_on,
+        if subject.family == ORT_DNN:
+            return engines.build(ORT_DNN, onnx_file)
+        return converted_model(subject.family, onnx_file, self.settings, self.training_inputs(subject), calibrated_on,
                                **settings)
 
     def torch_module(self, subject: Subject):
@@ -257,20 +293,20 @@ class Models:
         if subject.model == "multimodal" and config is not None:
             settings = TrainSettings(**json.loads(config.read_text())["training"])
         elif subject.model == "user":
-            settings = TrainSettings(seed=self.config["seed"])
-        own = _user_data(self.config) if subject.model == "user" else None
+            settings = TrainSettings(seed=self.settings.seed)
+        own = _user_data(self.settings) if subject.model == "user" else None
         x = own.train.x if own is not None else training_data(subject.modality, settings)[0].x
-        return self.prepared.encode(x, sample_shape(self.config, subject.modality)) if self.encodes(subject) else x
+        return self.prepared.encode(x, sample_shape(self.settings, subject.modality)) if self.encodes(subject) else x
 
 
-def converted_model(engine: str, model_path: Path, config: dict, training_inputs: np.ndarray,
+def converted_model(engine: str, model_path: Path, sweep: SweepSettings, training_inputs: np.ndarray,
                     calibrated_on: Path | None = None, **settings):
     """The DNN converted by the calibrated method (each layer's rate scale from its activations on
     ``training_inputs``, the DNN's own training data; those of the network ``calibrated_on`` if given, of
     the same layers), as a harness model of ``engine`` (nengo-snn or loihi-emulator). Pre / post noise
     reaches the neurons in the units of the DNN's pre-activation / activation; its simulators are built
     once per noise position; ``settings``: the engine's further settings."""
-    sim = SimConfig(steps=config["steps"], seed=config["seed"])
+    sim = SimConfig(steps=sweep.steps, seed=sweep.seed)
     if calibrated_on is None:
         return engines.build(engine, model_path, dict(sim=sim, calibration_inputs=training_inputs, **settings))
     layers = engines.converted_layers(calibrated_on, calibration_inputs=training_inputs, seed=sim.seed, dt=sim.dt)[1]

@@ -25,6 +25,8 @@ import pandas as pd
 
 from snnbench import perturbations
 from snnbench.benchmarks import noise_sweep_tables as tables
+from snnbench.benchmarks.noise_sweep_models import SweepSettings
+from snnbench.engines import ORT_DNN, SNNTORCH_SNN
 from snnbench.data import FeatureSet
 from snnbench.errors import SnnbenchError
 from snnbench.evaluation import harness
@@ -47,34 +49,34 @@ def family(name: str):
     return perturbations.build(name)
 
 
-def _others(config: dict) -> list:
-    return [n for n in config.get("perturbations", ["gaussian"]) if n != "gaussian"]
+def _others(settings: SweepSettings) -> list:
+    return [n for n in settings.perturbations if n != "gaussian"]
 
 
-def refusal(name: str, subject, config: dict) -> str | None:
+def refusal(name: str, subject, settings: SweepSettings) -> str | None:
     """Why family ``name`` cannot be applied to ``subject`` (one line), or None."""
-    from snnbench.benchmarks.noise_sweep_models import SNN_ENGINE, sample_shape, user_onnx
+    from snnbench.benchmarks.noise_sweep_models import sample_shape, user_onnx
 
     try:
-        family(name).check(Target(subject.family, sample_shape(config, subject.modality), subject.modality,
+        family(name).check(Target(subject.family, sample_shape(settings, subject.modality), subject.modality,
                                   subject.model))
-        if hasattr(family(name), "neuron_layers") and subject.model == "user" and subject.family != SNN_ENGINE:
-            family(name).neuron_layers(user_onnx(config).path)  # a user's graph: each ReLU's layer found
+        if hasattr(family(name), "neuron_layers") and subject.model == "user" and subject.family != SNNTORCH_SNN:
+            family(name).neuron_layers(user_onnx(settings).path)  # a user's graph: each ReLU's layer found
     except SnnbenchError as error:
         return str(error)
     return None
 
 
-def children(subject, config: dict, base: dict) -> list:
+def children(subject, settings: SweepSettings, base: dict) -> list:
     """The subject's children of every family besides Gaussian noise that applies to it: first those that
     run the subject's own model (input corruptions, attacks), then the faults, each a model of its own (so
     the model built for the first ones serves them all)."""
     out = []
-    for name in sorted(_others(config), key=lambda n: family(n).kind in ("weights", "neurons")):
-        if refusal(name, subject, config) is None:
-            out += [{**base, "position": "none", "std": 0.0, "noise_seed": config["seed"] + r, "perturbation": name,
+    for name in sorted(_others(settings), key=lambda n: family(n).kind in ("weights", "neurons")):
+        if refusal(name, subject, settings) is None:
+            out += [{**base, "position": "none", "std": 0.0, "noise_seed": settings.seed + r, "perturbation": name,
                      "level": float(level), **source_keys(name)}
-                    for level in family(name).profile_levels(config["profile"]) for r in range(config["seeds"])]
+                    for level in family(name).profile_levels(settings.profile) for r in range(settings.seeds)]
     return out
 
 
@@ -110,11 +112,9 @@ def faulty_model(unit, fault: tuple):
     its ONNX file with the fault in its weights, whose conversion is calibrated on the faulty file (a weight
     fault) or on the fault-free one (a neuron fault: the neurons fail on the chip, after conversion); spike
     deletion as the converted SNN's setting."""
-    from snnbench.benchmarks.noise_sweep_models import SNN_ENGINE
-
     name, level, seed = fault
     subject, models = unit.subject, unit.models
-    if subject.family == SNN_ENGINE:
+    if subject.family == SNNTORCH_SNN:
         return models.model(subject, module=family(name).perturb_module(models.torch_module(subject), level, seed))
     if not hasattr(family(name), "apply"):  # spike deletion: drawn in the simulation
         return models.model(subject, **family(name).engine_settings(level, seed))
@@ -161,18 +161,18 @@ def attacked(data: FeatureSet, unit) -> FeatureSet:
     """``data`` crafted against the unit's attack source, or as it is: crafted once per (source model,
     family, level, seed, samples) in this process and kept on disk, so every engine that runs that model
     scores the very same arrays."""
-    from snnbench.benchmarks.noise_sweep_models import SNN_ENGINE, sample_shape
+    from snnbench.benchmarks.noise_sweep_models import sample_shape
 
     name, subject, models = unit.child.get("perturbation"), unit.subject, unit.models
     if not name or family(name).kind != "attack":
         return data
     attack = family(name)
-    source = replace(subject, family="ort-dnn" if attack.source == "dnn" else SNN_ENGINE)
+    source = replace(subject, family=ORT_DNN if attack.source == "dnn" else SNNTORCH_SNN)
     key = (str(models.folder(source)), attack.source, name, unit.child["level"], unit.child["noise_seed"], data.digest)
     if key not in _ATTACKED:
         if key[:2] not in _ATTACKERS:
             if attack.source == "dnn":
-                shape = sample_shape(unit.config, subject.modality)
+                shape = sample_shape(unit.settings, subject.modality)
                 encode = (lambda x: models.prepared.encode(x, shape)) if models.encodes(source) else None
                 _ATTACKERS[key[:2]] = attacks.dnn_module(models.onnx_file(source), encode, int(np.prod(shape)))
             else:
@@ -209,7 +209,7 @@ def summary(cell_rows: list) -> list:
     out = []
     for (engine, model, modality, name), by_level in groups.items():
         accuracy = [by_level[v]["accuracy"] for v in sorted(by_level)]
-        dnn = groups.get(("ort-dnn", model, modality, name), {})
+        dnn = groups.get((ORT_DNN, model, modality, name), {})
         shared = sorted(set(by_level) & set(dnn))
         dnn_errors = sum(1 - dnn[v]["accuracy"] for v in shared)
         ce = (sum(1 - by_level[v]["accuracy"] for v in shared) / dnn_errors) if shared and dnn_errors > 0 else None
@@ -220,29 +220,29 @@ def summary(cell_rows: list) -> list:
     return out
 
 
-def refusals(config: dict, subjects: list) -> list:
-    return [f"{name} on {s.label}: {why}" for name in _others(config) for s in dict.fromkeys(subjects)
-            if (why := refusal(name, s, config))]
+def refusals(settings: SweepSettings, subjects: list) -> list:
+    return [f"{name} on {s.label}: {why}" for name in _others(settings) for s in dict.fromkeys(subjects)
+            if (why := refusal(name, s, settings))]
 
 
-def log_results(rows: list, config: dict) -> None:
+def log_results(rows: list, settings: SweepSettings) -> None:
     """The families' cells, paired gaps and summary on the parent run (nothing for a Gaussian-only sweep)."""
     from snnbench.benchmarks.noise_sweep import subjects
 
-    if not _others(config):
+    if not _others(settings):
         return
     plain = [{k: v for k, v in r.items() if k != "correct"} for r in rows]
     mlflow.log_text(harness.result_table(plain).to_csv(index=False), "perturbations.csv")
-    if "gaussian" not in config["perturbations"]:  # the noise tables are left out: the clean rows' table
+    if "gaussian" not in settings.perturbations:  # the noise tables are left out: the clean rows' table
         harness.log_result_table([r for r in plain if r["perturbation"] == "none"])
-    refused = refusals(config, subjects(config))
+    refused = refusals(settings, subjects(settings))
     if refused:
         mlflow.log_text("\n".join(refused) + "\n", REFUSED)
     chosen_rows = [r for r in rows if r["perturbation"] != "gaussian"]
     if not any(r["perturbation"] != "none" for r in chosen_rows):
         return
     cell_rows = _from_noise(tables.cells(_as_noise(chosen_rows)))
-    gaps = _from_noise(tables.paired_gaps(_as_noise(chosen_rows), config["seed"]))
+    gaps = _from_noise(tables.paired_gaps(_as_noise(chosen_rows), settings.seed))
     per_family = summary(cell_rows)
     mlflow.log_table(pd.DataFrame(cell_rows), "perturbation_cells.json")
     if gaps:
@@ -255,14 +255,14 @@ def log_results(rows: list, config: dict) -> None:
             if mine:
                 metrics[f"mean_drop_pp.{kind}.{engine}"] = float(np.mean([s["mean_drop_pp"] for s in mine]))
             ces = [s["ce_vs_dnn"] for s in mine if s["ce_vs_dnn"] is not None]
-            if ces and engine != "ort-dnn":
+            if ces and engine != ORT_DNN:
                 metrics[f"mce_vs_dnn.{kind}.{engine}"] = float(np.mean(ces))
     mlflow.log_metrics(metrics)
     run_summary.headline(
         "Perturbations: mean accuracy over each family's levels, % (corruption error against the ORT DNN)",
         tables._wide(pd.DataFrame([{**s, "cell": f"{100 * s['mean_accuracy']:.1f}"
                                     + (f" ({s['ce_vs_dnn']:.2f})" if s["ce_vs_dnn"] is not None
-                                       and s["engine"] != "ort-dnn" else "")} for s in per_family]),
+                                       and s["engine"] != ORT_DNN else "")} for s in per_family]),
                      ["perturbation", "model", "modality"], "engine", "cell"))
     if gaps:
         largest = sorted([g for g in gaps if g["perturbation"] != "none"], key=lambda g: -abs(g["gap_pp"]))[:tables.GAPS_SHOWN * 2]

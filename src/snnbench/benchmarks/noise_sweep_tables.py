@@ -19,13 +19,15 @@ import mlflow
 import numpy as np
 import pandas as pd
 
+from snnbench.engines import ORT_DNN, NENGO_SNN, LOIHI_EMULATOR, SNNTORCH_SNN
+from snnbench.benchmarks.noise_sweep_models import SweepSettings
 from snnbench.evaluation import harness, robustness
 from snnbench.evaluation.metrics import paired_difference, seed_interval, wilson_interval
 from snnbench.tracking import summary as run_summary
 
 CURVE = ("engine", "model", "modality", "noise_position")
 CELL = (*CURVE, "noise_std")
-PAIRS = (("ort-dnn", "nengo-snn"), ("ort-dnn", "snntorch-snn"), ("ort-dnn", "loihi-emulator"))
+PAIRS = ((ORT_DNN, NENGO_SNN), (ORT_DNN, SNNTORCH_SNN), (ORT_DNN, LOIHI_EMULATOR))
 FALL_POINTS = 10  # a curve falls at the first std where its accuracy is more than this many points below clean
 GAPS_SHOWN = 3    # the largest paired gaps (by size) the headline shows per pair of engines
 
@@ -177,20 +179,20 @@ def headline(cell_rows: list, gaps: list) -> None:
                              _wide(pd.DataFrame(falls), ["engine", "model", "modality"], "noise_position", "falls"))
 
 
-def log_results(rows: list, config: dict, out: Path) -> dict:
+def log_results(rows: list, settings: SweepSettings, out: Path) -> dict:
     """Tables (result rows, cells, paired gaps, robustness), markdown, plot and a few metrics on the parent."""
     out.mkdir(parents=True, exist_ok=True)
     plain = [{k: v for k, v in r.items() if k != "correct"} for r in rows]
     mlflow.log_text(harness.result_table(plain).to_csv(index=False), "noise_sweep.csv")
     harness.log_result_table(plain)
-    cell_rows, gaps = cells(plain), paired_gaps(rows, config["seed"])
+    cell_rows, gaps = cells(plain), paired_gaps(rows, settings.seed)
     mlflow.log_table(pd.DataFrame(cell_rows), "noise_cells.json")
     if gaps:
         mlflow.log_table(pd.DataFrame(gaps), "paired_gaps.json")
     mlflow.log_text(markdown(cell_rows, gaps) + "\n", "noise_sweep.md")
-    robustness.plot_accuracy_vs_std([r for r in plain if r["noise_position"] != "none"], config["positions"],
+    robustness.plot_accuracy_vs_std([r for r in plain if r["noise_position"] != "none"], settings.positions,
                                     out / "accuracy_vs_std.png",
-                                    title=f"noise_sweep ({config['profile']}, {config['noise_mode']} SNN noise)")
+                                    title=f"noise_sweep ({settings.profile}, {settings.noise_mode} SNN noise)")
     mlflow.log_artifact(str(out / "accuracy_vs_std.png"))
     summary = summaries(plain)
     mlflow.log_text(json.dumps(summary, indent=1), "robustness.json")

@@ -1,10 +1,9 @@
 """The options several benchmarks share, and the checks and profile resolution of every command
 (options are dataclass fields: :mod:`snnbench.config`)."""
 
-import argparse
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
-from snnbench.config import add_options, auto, boolean, choice_list, option
+from snnbench.config import Take, auto, boolean, choice_list, option
 from snnbench.data import MODALITIES
 from snnbench.errors import ConfigError
 from snnbench.training.recipes import PROFILES, Recipe
@@ -15,15 +14,16 @@ def require(condition: bool, message: str):
         raise ConfigError(message)
 
 
-def option_params(args, *leave_out) -> dict:
-    """A command's options as its run's params, without the internal ones and ``leave_out``."""
-    return {k: v for k, v in vars(args).items() if not k.startswith("_") and k not in ("command", *leave_out)}
+def option_params(options, *leave_out) -> dict:
+    """A command's options as its run's params, without ``leave_out``."""
+    return {k: v for k, v in asdict(options).items() if k not in leave_out}
 
 
-def from_profile(args, table: dict) -> dict:
-    """The profile-dependent settings of a command: each setting of ``table[args.profile]`` from its
+def from_profile(options, table: dict) -> dict:
+    """The profile-dependent settings of a command: each setting of ``table[options.profile]`` from its
     option where one was given (not auto), else the profile's value. The one resolver of profiles."""
-    return {k: v if getattr(args, k, None) is None else getattr(args, k) for k, v in table[args.profile].items()}
+    return {k: v if getattr(options, k, None) is None else getattr(options, k)
+            for k, v in table[options.profile].items()}
 
 
 @dataclass(frozen=True)
@@ -35,21 +35,35 @@ class Common:
     device: str | None = option(None, "torch device: auto (CUDA if present, else the CPU), cpu, cuda[:N]", auto(str))
 
 
-def add_common(parser: argparse.ArgumentParser, device: bool = True):
-    add_options(parser, Common, skip=() if device else ("device",))
+COMMON_NO_DEVICE = Take(Common, skip=("device",))
 
 
-def add_resume(parser: argparse.ArgumentParser, what: str):
-    """``--resume`` (a bare flag or true / false): ``what`` it does for this command."""
-    parser.add_argument("--resume", type=boolean, nargs="?", const=True, default=False, help=what)
+@dataclass(frozen=True)
+class Resume:
+    """``--resume`` (a bare flag or true / false); each command says what it does (:func:`resume`)."""
+    resume: bool = option(False, "", boolean, nargs="?", const=True)
 
 
-def add_modalities(parser: argparse.ArgumentParser, what: str = "image (MNIST), audio (FSDD spectrograms), "
-                                                                  "multimodal (both, concatenated)"):
-    parser.add_argument("--modalities", type=choice_list(MODALITIES), default=list(MODALITIES), help=what)
+def resume(what: str) -> Take:
+    return Take(Resume, metadata={"resume": {"help": what}})
 
 
-def add_recipe_arguments(group, archs, arch_help: str = "the conversion study's network", lr: bool = True):
+@dataclass(frozen=True)
+class Modalities:
+    modalities: list = option(list(MODALITIES), "image (MNIST), audio (FSDD spectrograms), multimodal (both, "
+                                                "concatenated)", choice_list(MODALITIES))
+
+
+def modalities(what: str = "") -> Take:
+    return Take(Modalities, metadata={"modalities": {"help": what}} if what else {})
+
+
+@dataclass(frozen=True)
+class Architecture:
+    arch: str = option("mlp", "the conversion study's network")
+
+
+def recipe(archs, arch_help: str = "the conversion study's network", lr: bool = True, group: str = "") -> tuple:
     """The conversion DNN and its training recipe (snnbench.training.recipes.Recipe)."""
-    group.add_argument("--arch", choices=archs, default="mlp", help=arch_help)
-    add_options(group, Recipe, skip=() if lr else ("lr", "batch_size"))
+    return (Take(Architecture, group=group, metadata={"arch": {"choices": archs, "help": arch_help}}),
+            Take(Recipe, group=group, skip=() if lr else ("lr", "batch_size")))

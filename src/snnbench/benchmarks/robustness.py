@@ -12,10 +12,9 @@ from snnbench.benchmarks import noise_sweep
 BENCHMARK = "robustness"
 
 
-def add_arguments(parser, command):
-    noise_sweep.add_arguments(parser, command)
-    parser.set_defaults(perturbations=["all"])
+Options = noise_sweep.options_class("RobustnessOptions", "all")
+OPTIONS = {BENCHMARK: Options}
 
 
-def run(args):
-    noise_sweep.run(args, BENCHMARK)
+def run(options: Options):
+    noise_sweep.run(options, BENCHMARK)

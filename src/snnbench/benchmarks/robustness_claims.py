@@ -37,18 +37,20 @@ import numpy as np
 import pandas as pd
 
 from snnbench import perturbations
+from snnbench.engines import ORT_DNN, NENGO_SNN, SNNTORCH_SNN
 from snnbench.benchmarks import noise_sweep_perturbations as perturbed
 from snnbench.benchmarks import noise_sweep_tables as tables
 from snnbench.benchmarks.claims import VERDICTS, combined, part_verdict
+from snnbench.benchmarks.noise_sweep_models import SweepSettings
 from snnbench.errors import SnnbenchError
 from snnbench.evaluation import plots
 from snnbench.evaluation.metrics import paired_difference
 from snnbench.tracking import summary as run_summary
 
 NOT_RUN = "not run"
-DNN = "ort-dnn"
+DNN = ORT_DNN
 SNNS = tuple(snn for dnn, snn in tables.PAIRS if dnn == DNN)  # the SNNs compared with their DNN
-ALWAYS_CLAIMED = ("nengo-snn", "snntorch-snn")  # the SNNs claims are read for even where they did not run
+ALWAYS_CLAIMED = (NENGO_SNN, SNNTORCH_SNN)  # the SNNs claims are read for even where they did not run
 UNCLAIMED_KINDS = ("noise", "input")  # read by the noise tables and the per-family comparisons, not claimed
 ATTACK = "attack"
 BETTER = (float(np.nextafter(0.0, 1.0)), float("inf"))  # "holds up better": a drop difference above 0
@@ -130,7 +132,7 @@ def claims(snns=ALWAYS_CLAIMED, profile: str = "quick", ran: dict | None = None)
             if not _crafted_on_snn(name):
                 out += [Claim(name, snn, level) for snn in snns]
             else:  # white-box on the snntorch SNN: held against the same attack white-box on the DNN
-                out.append(Claim(name, "snntorch-snn", level, _white_box_counterpart(name)))
+                out.append(Claim(name, SNNTORCH_SNN, level, _white_box_counterpart(name)))
     return out
 
 
@@ -202,50 +204,50 @@ def comparisons(rows: list, seed: int = 0) -> list[dict]:
     return out
 
 
-def _not_run(claim: Claim, config: dict, subjects: list) -> str:
+def _not_run(claim: Claim, settings: SweepSettings, subjects: list) -> str:
     """Why a claim has no part (one line)."""
-    asked = config.get("perturbations", [])
+    asked = settings.perturbations
     for name in dict.fromkeys(filter(None, (claim.family, claim.dnn_family))):
         if name not in asked:
             return f"{name} was not in --perturbations"
     if claim.kind == ATTACK and claim.dnn_family is None and _crafted_on_snn(claim.family):
         return f"no attack white-box on the DNN to hold {claim.family} against"
     for engine in (DNN, claim.snn):
-        if engine not in config.get("families", []):
+        if engine not in settings.families:
             return f"--families had no {engine}"
     for engine, name in ((claim.snn, claim.family), (DNN, claim.dnn_family or claim.family)):
         mine = [s for s in subjects if s.family == engine]
-        why = [perturbed.refusal(name, s, config) for s in mine]
+        why = [perturbed.refusal(name, s, settings) for s in mine]
         if mine and all(why):
             return f"refused: {why[0]}"
     family = perturbed.family(claim.family)
-    swept = family.profile_levels(config.get("profile", "quick"))
+    swept = family.profile_levels(settings.profile)
     if claim.level is not None and not any(_same_level(claim.level, v) for v in swept):
-        return (f"{family.level_name} {claim.level:g} was not swept (the {config.get('profile')} profile's: "
+        return (f"{family.level_name} {claim.level:g} was not swept (the {settings.profile} profile's: "
                 f"{', '.join(f'{v:g}' for v in swept)})")
     return f"no model on which both {DNN} and {claim.snn} ran {claim.family}"
 
 
-def verdicts(rows: list, config: dict, subjects: list) -> list[dict]:
+def verdicts(rows: list, settings: SweepSettings, subjects: list) -> list[dict]:
     """One row per claim part (a claim that did not run: one row saying why), each with the claim's verdict."""
     index = Correctness.of(rows)
-    snns = [*ALWAYS_CLAIMED, *(s for s in SNNS if s not in ALWAYS_CLAIMED and s in config.get("families", []))]
+    snns = [*ALWAYS_CLAIMED, *(s for s in SNNS if s not in ALWAYS_CLAIMED and s in settings.families)]
     ran = {}
     for r in rows:
         ran.setdefault(r["perturbation"], set()).add(float(r["level"]))
     out = []
-    for claim in claims(snns, config.get("profile", "quick"), ran):
+    for claim in claims(snns, settings.profile, ran):
         head = {"claim": claim.text, "family": claim.family, "kind": claim.kind, "dnn": DNN, "snn": claim.snn,
                 "dnn_family": claim.dnn_family or claim.family,
                 "level": claim.level if claim.level is not None else float("nan")}
         parts = []
         for model, modality in index.parts(DNN, claim.snn, claim.family, claim.dnn_family):
             found = index.drop_difference(DNN, claim.snn, model, modality, claim.family, claim.level,
-                                          claim.dnn_family, config.get("seed", 0))
+                                          claim.dnn_family, settings.seed)
             if found:
                 parts.append({"model": model, "modality": modality, **found})
         if not parts:
-            out.append({**head, "verdict": NOT_RUN, "not_run": _not_run(claim, config, subjects)})
+            out.append({**head, "verdict": NOT_RUN, "not_run": _not_run(claim, settings, subjects)})
             continue
         informative = [p["verdict"] for p in parts if not p["saturated"]]
         verdict = combined(informative) if informative else VERDICTS[2]
@@ -297,19 +299,19 @@ def figures(cells: list, folder: Path, title: str) -> list[Path]:
     return paths
 
 
-def log_results(rows: list, config: dict, subjects: list, folder: Path) -> None:
+def log_results(rows: list, settings: SweepSettings, subjects: list, folder: Path) -> None:
     """The verdicts, the per-family comparisons and the accuracy-vs-level figures on the active (parent) run,
     and the verdicts in its summary; nothing for a sweep of Gaussian noise alone."""
     if not any(r["perturbation"] not in ("none", "gaussian") for r in rows):
         return
-    table = verdicts(rows, config, subjects)
+    table = verdicts(rows, settings, subjects)
     mlflow.log_table(pd.DataFrame(table), VERDICT_TABLE)
-    found = comparisons(rows, config.get("seed", 0))
+    found = comparisons(rows, settings.seed)
     if found:
         mlflow.log_table(pd.DataFrame(found), COMPARISON_TABLE)
     run = mlflow.active_run().info
     cells = mlflow.MlflowClient().load_table(run.experiment_id, CELLS, run_ids=[run.run_id]).to_dict("records")
-    for path in figures(cells, folder, f"{config.get('profile')} profile"):
+    for path in figures(cells, folder, f"{settings.profile} profile"):
         mlflow.log_artifact(str(path))
     per_claim = claim_rows(table)
     mlflow.log_metrics({f"claims.{verdict.replace(' ', '_')}": sum(c["verdict"] == verdict for c in per_claim)

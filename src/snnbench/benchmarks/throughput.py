@@ -17,7 +17,7 @@ import json
 import os
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import mlflow
@@ -25,15 +25,16 @@ import numpy as np
 import torch
 
 from snnbench import engines
-from snnbench.benchmarks.options import add_common, add_recipe_arguments, from_profile, require
-from snnbench.config import add_options, auto, choice_list, int_list, option, positive
+from snnbench.engines import ORT_DNN, NENGO_SNN, SNNTORCH_SNN
+from snnbench.benchmarks.options import Common, from_profile, recipe, require
+from snnbench.config import auto, choice_list, command_options, int_list, option, positive
 from snnbench.conversion.calibration import mnist_training_images
 from snnbench.data import load_features
 from snnbench.device import resolve_device
 from snnbench.engines.nengo import SimConfig
 from snnbench.errors import SnnbenchError
-from snnbench.execution import add_cluster_arguments, executor_from_args
-from snnbench.evaluation.harness import log_result_table
+from snnbench.execution import Cluster, executor_for
+from snnbench.evaluation.harness import ResultKey, log_result_table
 from snnbench.evaluation.metrics import accuracy_interval, correct
 from snnbench.evaluation.plots import throughput_plot
 from snnbench.evaluation.timing import BatchTiming, machine, set_threads, time_batch
@@ -42,7 +43,7 @@ from snnbench.training.cache import pack, unpack
 from snnbench.training.conversion import trained_conversion_model
 from snnbench.training.recipes import Recipe
 
-ENGINES = {"ort": "ort-dnn", "nengo_dl": "nengo-snn", "nengo": "nengo-snn", "snntorch": "snntorch-snn"}  # by backend
+ENGINES = {"ort": ORT_DNN, "nengo_dl": NENGO_SNN, "nengo": NENGO_SNN, "snntorch": SNNTORCH_SNN}  # by backend
 BACKENDS = tuple(ENGINES)
 # profile -> grid; the nengo reference simulator gets its own small grid (it is the slowest).
 GRIDS = {
@@ -59,7 +60,7 @@ def _grid(key: str, parse, what: str):
 
 
 @dataclass(frozen=True)
-class Options:
+class ThroughputGrid:
     """throughput's own options (besides the common ones, the cluster's and the conversion recipe)."""
     backends: list = option(list(BACKENDS), "comma list of backends to time", choice_list(BACKENDS))
     steps: list | None = _grid("steps", int_list, "SNN time steps")
@@ -73,52 +74,69 @@ class Options:
     threads: int | None = option(None, "CPU threads for every backend (auto: all usable CPUs)", auto(positive(int)))
 
 
-def add_arguments(parser, command):
-    add_common(parser)
-    add_cluster_arguments(parser)
-    add_options(parser, Options)
-    add_recipe_arguments(parser, ("mlp", "cnn"), lr=False)
+Options = command_options("ThroughputOptions", Common, Cluster, ThroughputGrid, *recipe(("mlp", "cnn"), lr=False),
+                          doc="throughput's settings")
+OPTIONS = {"throughput": Options}
 
 
-def resolve(args) -> dict:
+@dataclass(frozen=True)
+class ThroughputSettings:
+    """The timed grid and the model, every default resolved (:func:`resolve`): the run's params."""
+    steps: list
+    batch_sizes: list
+    nengo_steps: list
+    nengo_batch_sizes: list
+    warmup: int
+    repeats: int
+    samples: int  # test images timed (at least the largest batch)
+    backends: list
+    threads: int
+    arch: str
+    epochs: int | None
+    train_limit: int
+    profile: str
+    seed: int
+    device: str
+
+
+def resolve(options: Options) -> ThroughputSettings:
     """The run's settings: options given, else the profile's grid."""
-    settings = from_profile(args, GRIDS)
-    settings.update(backends=args.backends, threads=args.threads or len(os.sched_getaffinity(0)), arch=args.arch,
-                    epochs=args.epochs, train_limit=args.train_limit or 0, profile=args.profile, seed=args.seed,
-                    device=str(resolve_device(args.device)))
+    grid_of = from_profile(options, GRIDS)
     for key in ("steps", "batch_sizes", "nengo_steps", "nengo_batch_sizes"):
-        require(settings[key] and all(v >= 1 for v in settings[key]), f"--{key.replace('_', '-')} needs "
-                f"positive integers, got {settings[key]}")
-    require(settings["warmup"] >= 0, f"--warmup must be >= 0, got {settings['warmup']}")
-    largest = max(settings["batch_sizes"] + settings["nengo_batch_sizes"])
-    settings["samples"] = max(settings["samples"], largest)
+        require(grid_of[key] and all(v >= 1 for v in grid_of[key]), f"--{key.replace('_', '-')} needs "
+                f"positive integers, got {grid_of[key]}")
+    require(grid_of["warmup"] >= 0, f"--warmup must be >= 0, got {grid_of['warmup']}")
+    largest = max(grid_of["batch_sizes"] + grid_of["nengo_batch_sizes"])
     require(largest <= 10000,
             f"batch size {largest} is larger than the MNIST test set (10000); use smaller --batch-sizes")
-    return settings
+    return ThroughputSettings(**{**grid_of, "samples": max(grid_of["samples"], largest)}, backends=options.backends,
+                              threads=options.threads or len(os.sched_getaffinity(0)), arch=options.arch,
+                              epochs=options.epochs, train_limit=options.train_limit or 0, profile=options.profile,
+                              seed=options.seed, device=str(resolve_device(options.device)))
 
 
-def grid(settings: dict) -> list:
+def grid(settings: ThroughputSettings) -> list:
     """(backend, steps, batch size) points; the DNN has no time steps (steps 0)."""
     points = []
-    for backend in settings["backends"]:
+    for backend in settings.backends:
         slow = backend == "nengo"
-        steps = [0] if backend == "ort" else settings["nengo_steps" if slow else "steps"]
-        sizes = settings["nengo_batch_sizes" if slow else "batch_sizes"]
+        steps = [0] if backend == "ort" else settings.nengo_steps if slow else settings.steps
+        sizes = settings.nengo_batch_sizes if slow else settings.batch_sizes
         points += [(backend, t, b) for t in steps for b in sizes]
     return points
 
 
-def run(args):
-    settings = resolve(args)
-    device = resolve_device(settings["device"])  # where snntorch runs; ORT and Nengo use the CPU
-    folder = trained_conversion_model(settings["arch"], Recipe(epochs=settings["epochs"], seed=settings["seed"],
-                                                               train_limit=settings["train_limit"]))
+def run(options: Options):
+    settings = resolve(options)
+    device = resolve_device(settings.device)  # where snntorch runs; ORT and Nengo use the CPU
+    folder = trained_conversion_model(settings.arch, Recipe(epochs=settings.epochs, seed=settings.seed,
+                                                               train_limit=settings.train_limit))
     test = load_features("image", "test")
     points = grid(settings)
     units = [BackendPoints(backend, tuple(p for p in points if p[0] == backend), settings, pack(folder))
-             for backend in settings["backends"]]
-    with executor_from_args(args) as executor, \
-            benchmark_run("throughput", dict(settings), device=str(device), data_checksums=test.checksums) as run_:
+             for backend in settings.backends]
+    with executor_for(options) as executor, \
+            benchmark_run("throughput", asdict(settings), device=str(device), data_checksums=test.checksums) as run_:
         rows, failed, hosts = [], {}, {}
         for _, result in executor.map(time_backend, units):
             rows += result["rows"]
@@ -127,7 +145,7 @@ def run(args):
                 failed[result["backend"]] = result["failed"]
                 print(f"  {result['backend']}: FAILED ({result['failed']}); its other points are skipped", flush=True)
         host = {}  # the machine the points ran on, with every backend's thread counts (each's in machine.json)
-        for backend in settings["backends"]:
+        for backend in settings.backends:
             host.update({k: v for k, v in hosts.get(backend, {}).items() if k not in host})
         mlflow.set_tags({f"machine.{k}": v for k, v in host.items()})
         mlflow.log_dict(hosts if len({json.dumps(h, sort_keys=True) for h in hosts.values()}) > 1 else host,
@@ -140,7 +158,7 @@ def run(args):
             log_results(rows, settings)
         print(f"throughput: {len(rows)} points logged to run {run_.info.run_id}")
     if failed:
-        others = ",".join(b for b in settings["backends"] if b not in failed)
+        others = ",".join(b for b in settings.backends if b not in failed)
         raise SnnbenchError(f"backends failed: {'; '.join(f'{b} ({e})' for b, e in failed.items())}; the others "
                             f"were logged; rerun with --backends {others} or fix the failing one")
     return rows
@@ -151,7 +169,7 @@ class BackendPoints:
     """A unit of work: every timed point of one backend, with the trained network's files."""
     backend: str
     points: tuple
-    settings: dict
+    settings: ThroughputSettings
     model: dict  # snnbench.training.cache.pack of the network's folder
 
 
@@ -159,20 +177,20 @@ def time_backend(unit: BackendPoints) -> dict:
     """Time the unit's points on the machine it runs on; a broken backend ends its unit with the
     reason (the other backends' timings are kept)."""
     settings = unit.settings
-    threads_in_force = set_threads(settings["threads"], tensorflow=unit.backend == "nengo_dl")
+    threads_in_force = set_threads(settings.threads, tensorflow=unit.backend == "nengo_dl")
     folder = unpack(unit.model)
     test = load_features("image", "test")
-    images, labels = test.x[: settings["samples"]], test.y[: settings["samples"]]
+    images, labels = test.x[: settings.samples], test.y[: settings.samples]
     host = {**machine(), **threads_in_force}
-    device = resolve_device(settings["device"])
+    device = resolve_device(settings.device)
     if device.type == "cuda":
         host["gpu"] = torch.cuda.get_device_name(device)
     rows, failed, layers = [], None, None
     for backend, steps, batch_size in unit.points:
         try:
             if layers is None and backend != "ort":  # the default conversion (convert --method calibrated)
-                layers = engines.converted_layers(folder, calibration_inputs=mnist_training_images(settings["seed"]),
-                                          seed=settings["seed"])[1]
+                layers = engines.converted_layers(folder, calibration_inputs=mnist_training_images(settings.seed),
+                                          seed=settings.seed)[1]
             row = measure(backend, steps, batch_size, images, labels, folder, settings, layers)
         except Exception as exc:  # one broken backend must not lose the others' timings
             failed = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
@@ -187,11 +205,11 @@ def time_backend(unit: BackendPoints) -> dict:
 def build_backend(backend, steps, batch_size, folder, settings, layers=None):
     """The backend's engine (snnbench.engines; the spiking ones with the per-layer ``layers``)."""
     if backend == "ort":
-        options = dict(batch_size=batch_size, threads=settings["threads"], activity=False)
+        options = dict(batch_size=batch_size, threads=settings.threads, activity=False)
     elif backend == "snntorch":
-        options = dict(device=settings["device"], seed=settings["seed"], steps=steps, layers=layers)
+        options = dict(device=settings.device, seed=settings.seed, steps=steps, layers=layers)
     else:
-        options = dict(sim=SimConfig(steps=steps, minibatch=batch_size, simulator=backend, seed=settings["seed"]),
+        options = dict(sim=SimConfig(steps=steps, minibatch=batch_size, simulator=backend, seed=settings.seed),
                        counters=False, layers=layers)
     return engines.build(ENGINES[backend], folder, options)
 
@@ -212,7 +230,7 @@ def measure(backend, steps, batch_size, images, labels, folder, settings, layers
     if backend != "ort":
         dense = build_backend("ort", 0, batch_size, folder, settings)
         predicts.append(lambda x: dense.predict(x.reshape(len(x), -1)))
-    timings = time_in_turn(predicts, images[:batch_size], settings["warmup"], settings["repeats"])
+    timings = time_in_turn(predicts, images[:batch_size], settings.warmup, settings.repeats)
     timing, floor = timings[0], timings[-1]  # the DNN is its own floor
     scores = [np.asarray(predict(images[a: a + batch_size])) for a in range(0, len(images), batch_size)]
     accuracy = accuracy_interval(int(correct(np.concatenate(scores), labels).sum()), len(labels))
@@ -220,7 +238,7 @@ def measure(backend, steps, batch_size, images, labels, folder, settings, layers
     dense_floor = floor.summary()["samples_per_s_median"] / max(steps, 1)  # T steps: at most T dense passes
     return {"backend": backend, "steps": steps, "batch_size": batch_size, **summary,
             "dense_floor_samples_per_s": dense_floor, "floor_ratio": summary["samples_per_s_median"] / dense_floor,
-            "setup_s": setup, "threads": settings["threads"], **accuracy}
+            "setup_s": setup, "threads": settings.threads, **accuracy}
 
 
 def time_in_turn(predicts: list, batch: np.ndarray, warmup: int, repeats: int) -> list:
@@ -232,14 +250,13 @@ def time_in_turn(predicts: list, batch: np.ndarray, warmup: int, repeats: int) -
     return [BatchTiming(len(batch), list(seconds)) for seconds in zip(*rounds)]
 
 
-def log_results(rows: list, settings: dict):
+def log_results(rows: list, settings: ThroughputSettings):
     """The table (JSON, CSV, and as the result table with timings as extra columns), plot and best speeds."""
     columns = list(rows[0])
     mlflow.log_table({c: [r[c] for r in rows] for c in columns}, "throughput.json")
-    log_result_table([{"benchmark": "throughput", "engine": ENGINES[r["backend"]],
-                       "model": f"conversion-{settings['arch']}", "modality": "image",
-                       "method": "" if r["backend"] == "ort" else "calibrated", "steps": max(r["steps"], 1),
-                       "noise_position": "none", "noise_std": 0.0, "seed": settings["seed"], **r} for r in rows])
+    log_result_table([{**ResultKey("throughput", ENGINES[r["backend"]], f"conversion-{settings.arch}", "image",
+                                   "" if r["backend"] == "ort" else "calibrated", max(r["steps"], 1),
+                                   seed=settings.seed).columns(), **r} for r in rows])
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "throughput.csv"
         with open(path, "w", newline="") as f:

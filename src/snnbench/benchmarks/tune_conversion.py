@@ -12,12 +12,12 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 from snnbench import tuning
-from snnbench.benchmarks.options import add_common, add_recipe_arguments, from_profile, option_params, require
-from snnbench.config import add_options, boolean, from_args, option
+from snnbench.benchmarks.options import COMMON_NO_DEVICE, from_profile, option_params, recipe, require
+from snnbench.config import Take, boolean, command_options, from_args, option
 from snnbench.conversion.calibration import Calibration
 from snnbench.conversion.nengo_net import SimConfig
 from snnbench.conversion.onnx_prepare import ModelInput
-from snnbench.execution import add_cluster_arguments, executor_from_args
+from snnbench.execution import Cluster, executor_for
 from snnbench.tuning import ConversionTask, SearchSpace, StudyOptions, storage_label
 from snnbench.tuning.task import STUDY, TASK
 
@@ -30,24 +30,8 @@ def optional_path(text: str):
     return Path(text) if text.strip() else None
 
 
-def add_arguments(parser, command: str):
-    add_common(parser, device=False)
-    add_cluster_arguments(parser)
-    add_options(parser, StudyOptions, n_trials=None, seed=None)  # auto: the profile's; --seed
-    add_options(parser, ConversionTask, ["second_objective"])
-    add_options(parser, TuneOptions)
-    task = parser.group(TASK)
-    add_recipe_arguments(task, ("mlp", "cnn"), "conversion DNN (snnbench convert's)")
-    add_options(task, Calibration)
-    add_options(task, SimConfig, skip=("simulator",), steps=8)  # nengo-dl only
-    add_options(parser, ConversionTask, ("val_samples", "val_steps"), val_samples=None)  # auto: the profile's
-    add_options(parser, ConversionTask, ("dataset", "onnx_model"))
-    add_options(parser, ModelInput)
-    add_options(parser, SearchSpace)
-
-
 @dataclass(frozen=True)
-class TuneOptions:
+class TuneOwnOptions:
     """tune's own options (besides the study's, the task's and the search space's)."""
     best_params_out: Path | None = option(None, "also write the best setting (convert --params-json format) to this "
                                                 "file", optional_path, group=STUDY)
@@ -55,32 +39,42 @@ class TuneOptions:
                                     "study", boolean, nargs="?", const=True, group=STUDY)
 
 
-def run(args):
-    auto_val_samples = args.val_samples is None
-    vars(args).update(from_profile(args, PROFILE_DEFAULTS))
+Options = command_options(
+    "TuneOptions", COMMON_NO_DEVICE, Cluster, Take(StudyOptions, defaults={"n_trials": None, "seed": None}),  # auto
+    Take(ConversionTask, ["second_objective"]), TuneOwnOptions,
+    *recipe(("mlp", "cnn"), "conversion DNN (snnbench convert's)", group=TASK), Take(Calibration, group=TASK),
+    Take(SimConfig, skip=("simulator",), group=TASK, defaults={"steps": 8}),  # nengo-dl only
+    Take(ConversionTask, ("val_samples", "val_steps"), defaults={"val_samples": None}),  # auto: the profile's
+    Take(ConversionTask, ("dataset", "onnx_model")), ModelInput, SearchSpace, doc="tune's settings")
+OPTIONS = {"tune": Options}
+
+
+def run(options: Options):
+    auto_val_samples = options.val_samples is None
+    resolved = replace(options, **from_profile(options, PROFILE_DEFAULTS))  # the profile's values resolved
     # the study's fixed settings: the options of ConversionTask's field names (no --simulator: its default)
-    given = {f.name: getattr(args, f.name) for f in fields(ConversionTask) if hasattr(args, f.name)}
-    model_input = from_args(ModelInput, args)
-    require(bool(args.onnx_model) or model_input == ModelInput(),
+    given = {f.name: getattr(resolved, f.name) for f in fields(ConversionTask) if hasattr(resolved, f.name)}
+    model_input = from_args(ModelInput, resolved)
+    require(bool(resolved.onnx_model) or model_input == ModelInput(),
             "--output and --input-scale / --input-mean / --input-std describe the file given with --onnx-model")
-    task = ConversionTask(**{**given, "train_limit": args.train_limit or None, "space": from_args(SearchSpace, args),
-                             "model_input": asdict(model_input) if args.onnx_model else {}})
-    options = from_args(StudyOptions, args, seed=args.seed if args.sampler_seed is None else args.sampler_seed,
-                        workers=args.workers or 1)
+    task = ConversionTask(**{**given, "train_limit": resolved.train_limit or None, "space": from_args(SearchSpace, resolved),
+                             "model_input": asdict(model_input) if resolved.onnx_model else {}})
+    study = from_args(StudyOptions, resolved, seed=resolved.seed if resolved.sampler_seed is None else resolved.sampler_seed,
+                      workers=resolved.workers or 1)
     task.check()
-    options.check()
+    study.check()
     if auto_val_samples:  # the profile's count, or the whole validation split when it holds fewer
         available = len(tuning.task_dataset(task.dataset, task.seed).validation)
         task = replace(task, val_samples=min(task.val_samples, available) or task.val_samples)
-        args.val_samples = task.val_samples
+        resolved = replace(resolved, val_samples=task.val_samples)
         task.check()
     tuning.validation_set(task)  # too few validation samples: one line, before anything is written
-    if args.best_params_out is not None:
-        require(args.best_params_out.parent.is_dir(),
-                f"--best-params-out {args.best_params_out}: folder {args.best_params_out.parent} does not exist")
-    params = option_params(args, "cluster")
-    params.update(storage=storage_label(args.storage),
-                  best_params_out=str(args.best_params_out) if args.best_params_out else None)
-    with executor_from_args(args) as executor:
-        tuning.run_benchmark(task, options, best_params_out=args.best_params_out, score_test=not args.skip_test,
+    if resolved.best_params_out is not None:
+        require(resolved.best_params_out.parent.is_dir(),
+                f"--best-params-out {resolved.best_params_out}: folder {resolved.best_params_out.parent} does not exist")
+    params = option_params(resolved, "cluster")
+    params.update(storage=storage_label(resolved.storage),
+                  best_params_out=str(resolved.best_params_out) if resolved.best_params_out else None)
+    with executor_for(resolved) as executor:
+        tuning.run_benchmark(task, study, best_params_out=resolved.best_params_out, score_test=not resolved.skip_test,
                              params=params, executor=executor)

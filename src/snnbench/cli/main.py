@@ -1,7 +1,7 @@
 """``snnbench COMMAND [options]``: the one entry point behind every benchmark.
 
-Each command's module has ``add_arguments(parser, command)`` and ``run(args)`` and is imported only
-when its command is used (``snnbench report`` does not load TensorFlow). The libraries' start-up
+Each command's module has ``OPTIONS`` (command -> its settings, a frozen dataclass of which its parser
+is made) and ``run(options)``, and is imported only when its command is used (``snnbench report`` does not load TensorFlow). The libraries' start-up
 noise is silenced before they load unless ``--verbose`` (an option of every command) is given. Every
 input is checked before the command runs (:mod:`snnbench.cli.preflight`); a benchmark's run ends by
 printing its summary (:mod:`snnbench.tracking.summary`).
@@ -13,7 +13,8 @@ import os
 import sys
 
 from snnbench.conversion import nengo_compat
-from snnbench.benchmarks import ALIASES, BENCHMARKS, VERBOSE, CommandParser, command_parser
+from snnbench.benchmarks import ALIASES, BENCHMARKS
+from snnbench.command_line import VERBOSE, CommandParser, command_parser
 from snnbench.cli import preflight
 from snnbench.errors import SnnbenchError
 from snnbench.tracking import runs
@@ -63,10 +64,11 @@ def main(argv: list[str] | None = None) -> int:
     configure_output(VERBOSE in argv[1:])
     try:
         parser = build_parser(command)
-        args = parser.parse_args(argv[1:])
-        runs.set_command_config(parser.config_yaml(args))  # logged by the run as config.yaml
-        preflight.check_inputs(command, args)  # before any work: one line and no run if something is wrong
-        importlib.import_module(f"snnbench.{COMMANDS[command][0]}").run(args)
+        parsed = parser.parse_args(argv[1:])
+        runs.set_command_config(parser.config_yaml(parsed))  # logged by the run as config.yaml
+        options = parser.settings(parsed)  # the command's Options, built once
+        preflight.check_inputs(command, options)  # before any work: one line and no run if something is wrong
+        importlib.import_module(f"snnbench.{COMMANDS[command][0]}").run(options)
     except SnnbenchError as exc:
         print(f"snnbench {command}: error: {exc}", file=sys.stderr)
         return 2

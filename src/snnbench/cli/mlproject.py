@@ -12,7 +12,7 @@ import sys
 import yaml
 
 from snnbench.cli import main as cli
-from snnbench.benchmarks import none_word
+from snnbench.command_line import none_word
 
 CLI_ONLY = ("config", "print_config")  # jsonargparse's: a config file replays a run; not a parameter
 

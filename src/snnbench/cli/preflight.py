@@ -7,6 +7,7 @@ missing) or is ``out_dir`` (a folder, made if missing)."""
 
 import os
 import tempfile
+from dataclasses import asdict
 from pathlib import Path
 
 from snnbench.benchmarks import BENCHMARKS
@@ -39,9 +40,9 @@ def _writable_problem(path: Path, folder: bool) -> str | None:
     return None
 
 
-def check_outputs(args) -> None:
+def check_outputs(options) -> None:
     """Every output path option given can be written (:class:`ConfigError` in one line if not)."""
-    for dest, value in vars(args).items():
+    for dest, value in asdict(options).items():
         if not value or not (dest.endswith("_out") or dest in OUTPUT_FOLDERS):
             continue
         problem = _writable_problem(Path(value).expanduser(), folder=dest in OUTPUT_FOLDERS)
@@ -49,18 +50,18 @@ def check_outputs(args) -> None:
             raise ConfigError(f"{_option(dest)} {value}: {problem}; give a path that can be written")
 
 
-def modalities_read(args) -> list:
+def modalities_read(options) -> list:
     """The data a benchmark's run reads: its ``--dataset``'s, else its ``--modalities``, else MNIST
     (the conversion benchmarks)."""
-    dataset = getattr(args, "dataset", "")
+    dataset = getattr(options, "dataset", "")
     if dataset:
         from snnbench.data import BUILT_IN, load_dataset
 
         if dataset not in BUILT_IN:
-            load_dataset(dataset, getattr(args, "seed", 0))  # a user's data, read and checked whole
+            load_dataset(dataset, getattr(options, "seed", 0))  # a user's data, read and checked whole
             return []
         return [BUILT_IN[dataset]]
-    return list(getattr(args, "modalities", None) or ["image"])
+    return list(getattr(options, "modalities", None) or ["image"])
 
 
 def check_data(modalities) -> None:
@@ -75,10 +76,10 @@ def check_data(modalities) -> None:
         load_fsdd("test")
 
 
-def check_inputs(command: str, args) -> None:
+def check_inputs(command: str, options) -> None:
     """A command's inputs, checked in the order they are cheap: outputs, the store, the data."""
-    check_outputs(args)
+    check_outputs(options)
     if command in STORE_COMMANDS:
         check_store()
     if command in BENCHMARKS and command != "tune":  # tune reads its test split only after the choice
-        check_data(modalities_read(args))
+        check_data(modalities_read(options))

@@ -5,7 +5,7 @@ import re
 from dataclasses import dataclass
 
 from snnbench.benchmarks.options import require
-from snnbench.config import add_options, option
+from snnbench.config import command_options, option
 from snnbench.tracking.runs import tracking_uri
 from snnbench.tracking.summary import ui_lines
 
@@ -16,7 +16,7 @@ def uri_list(text: str) -> list[str]:
 
 
 @dataclass(frozen=True)
-class Options:
+class ReportOwnOptions:
     name: str = option("report", "report name: writes OUT_DIR/NAME.md and OUT_DIR/NAME/*.png")
     tracking_uri: list = option([], "MLflow store(s) to read (comma list; default: MLFLOW_TRACKING_URI, else "
                                     "sqlite:///mlflow.db in the working directory)", uri_list)
@@ -25,17 +25,17 @@ class Options:
                                  "the newest), or simply the newest", choices=("full", "newest"))
 
 
-def add_arguments(parser, command):
-    add_options(parser, Options)
+Options = command_options("ReportOptions", ReportOwnOptions, doc="report's settings")
+OPTIONS = {"report": Options}
 
 
-def run(args):
+def run(options: Options):
     from snnbench.reporting.report import build_report
 
-    require(re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", args.name) is not None,
-            f"--name {args.name!r}: use letters, digits, '_', '.' or '-' only (it names a file)")
-    uris = args.tracking_uri or [tracking_uri()]
-    path = build_report(uris, args.name, args.out_dir, args.prefer)
+    require(re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", options.name) is not None,
+            f"--name {options.name!r}: use letters, digits, '_', '.' or '-' only (it names a file)")
+    uris = options.tracking_uri or [tracking_uri()]
+    path = build_report(uris, options.name, options.out_dir, options.prefer)
     print(f"report written to {path}")
     if os.environ.get("MLFLOW_RUN_ID"):  # under `mlflow run -e report`: keep the report with that run
         import mlflow

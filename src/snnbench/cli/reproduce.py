@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 
 from snnbench.benchmarks.options import PROFILES, require
-from snnbench.config import add_options, choice_list, option
+from snnbench.config import choice_list, command_options, option
 from snnbench.errors import SnnbenchError
 from snnbench.tracking.runs import tracking_uri
 
@@ -47,7 +47,7 @@ def benchmark_list(text: str) -> list:
 
 
 @dataclass(frozen=True)
-class Options:
+class ReproduceOwnOptions:
     profile: str = option("quick", "profile every benchmark runs with", choices=PROFILES)
     seed: int = option(0, "seed passed to every benchmark", int)
     device: str = option("", "torch device passed to the benchmarks that take one (default: their own default)")
@@ -60,36 +60,36 @@ class Options:
                                    "a GPU machine)")
 
 
-def add_arguments(parser, command):
-    add_options(parser, Options)
+Options = command_options("ReproduceOptions", ReproduceOwnOptions, doc="reproduce's settings")
+OPTIONS = {"reproduce": Options}
 
 
-def commands(args) -> list:
+def commands(options: Options) -> list:
     """(benchmark name, snnbench argv) for each benchmark chosen, in order."""
     from snnbench.cli.main import build_parser
 
-    chosen = [b for b in BENCHMARKS if b in args.only and b not in args.skip]
+    chosen = [b for b in BENCHMARKS if b in options.only and b not in options.skip]
     require(chosen, "nothing to run: --only and --skip leave no benchmark")
     planned = []
     for name in chosen:
-        command, options = BENCHMARKS[name]
+        command, own = BENCHMARKS[name]
         takes_device = build_parser(command).takes("--device")
-        device = ["--device", args.device] if args.device and takes_device else []
-        planned.append((name, [command, *options, "--profile", args.profile, "--seed", str(args.seed), *device]))
+        device = ["--device", options.device] if options.device and takes_device else []
+        planned.append((name, [command, *own, "--profile", options.profile, "--seed", str(options.seed), *device]))
     return planned
 
 
-def run(args):
+def run(options: Options):
     from snnbench.cli.main import main
 
-    report = ["report", "--name", args.name or args.profile]
-    extra = [u.strip() for u in args.extra_stores.split(",") if u.strip()]
+    report = ["report", "--name", options.name or options.profile]
+    extra = [u.strip() for u in options.extra_stores.split(",") if u.strip()]
     if extra:
         report += ["--tracking-uri", ",".join([tracking_uri(), *extra])]
-    planned = commands(args)
+    planned = commands(options)
     for _, argv in planned + [("report", report)]:
         print("snnbench " + shlex.join(argv), flush=True)
-    if args.dry_run:
+    if options.dry_run:
         return
     failed = []
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_RUN_ID"}  # under `mlflow run`: a run each

@@ -35,7 +35,7 @@ import numpy as np
 from snnbench.config import check_choice, check_choices, option, positive
 from snnbench.errors import SnnbenchError
 from snnbench.conversion import correction
-from snnbench.conversion.nengo_net import INITIAL_VOLTAGES, SPIKING_NEURONS, LayerParams
+from snnbench.conversion.nengo_net import INITIAL_VOLTAGES, SPIKING_NEURONS, LayerParams, params_document
 
 METHODS = ("reference", "calibrated", "corrected", "tuned")
 SCALES = ("channel", "layer")  # a rate scale per output channel (per neuron of a dense layer), or per layer
@@ -241,9 +241,8 @@ def calibrated_document(model, x_train: np.ndarray, calibration: Calibration = C
     """The calibrated setting as a ``--params-json`` document, with where it came from."""
     sim, report = dict(sim or {}), {}
     layers, scales = calibrate(model, x_train, calibration, sim.get("dt", 0.001), base, report)
-    return {"layers": [asdict(p) for p in layers], "sim": sim,
-            "source": {"method": "calibrated", **asdict(calibration), "activation_scales": scales, **report,
-                       "calibration_inputs": min(calibration.samples, len(x_train))}}
+    return params_document(layers, sim, {"method": "calibrated", **asdict(calibration), "activation_scales": scales,
+                                         **report, "calibration_inputs": min(calibration.samples, len(x_train))})
 
 
 def reference_layers(base: LayerParams = LayerParams()) -> list[LayerParams]:

@@ -27,7 +27,7 @@ Per-layer settings travel as JSON (``--params-json``, written by calibration and
 """
 
 import json
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, fields, is_dataclass, replace
 from pathlib import Path
 
 import nengo
@@ -165,10 +165,19 @@ def readout(outputs: np.ndarray, steps: int, mode: str) -> np.ndarray:
     return outputs[:, first: steps].mean(axis=1)
 
 
+def params_document(layers: list, sim=None, source: dict | None = None) -> dict:
+    """The --params-json document (:func:`load_params` reads it): per-layer parameters (LayerParams or
+    their dicts), the simulation's settings (a SimConfig or a dict of overrides) and, where given,
+    where they came from."""
+    document = {"layers": [asdict(p) if is_dataclass(p) else dict(p) for p in layers],
+                "sim": asdict(sim) if is_dataclass(sim) else dict(sim or {})}
+    return document if source is None else {**document, "source": source}
+
+
 def save_params(path, layers: list, sim: dict | None = None) -> Path:
     """Write per-layer parameters (and optional SimConfig overrides) in the --params-json format."""
     path = Path(path)
-    path.write_text(json.dumps({"layers": [asdict(p) for p in layers], "sim": dict(sim or {})}, indent=1))
+    path.write_text(json.dumps(params_document(layers, sim), indent=1))
     return path
 
 

@@ -18,8 +18,11 @@ import importlib
 
 from snnbench.errors import ConfigError
 
-MODULES = {"ort-dnn": "ort", "nengo-snn": "nengo", "loihi-emulator": "loihi", "snntorch-snn": "pytorch",
-           "torch-dnn": "pytorch"}
+# the engines' names (a result row's engine column, a sweep's --families)
+ORT_DNN, NENGO_SNN, LOIHI_EMULATOR, SNNTORCH_SNN, TORCH_DNN = (
+    "ort-dnn", "nengo-snn", "loihi-emulator", "snntorch-snn", "torch-dnn")
+SUITE = {"dnn": TORCH_DNN, "snn": SNNTORCH_SNN}  # the engine of each family of the multimodal suite
+MODULES = {ORT_DNN: "ort", NENGO_SNN: "nengo", LOIHI_EMULATOR: "loihi", SNNTORCH_SNN: "pytorch", TORCH_DNN: "pytorch"}
 _BUILDERS = {}
 
 

@@ -7,6 +7,8 @@ sample gets the same noise in any batch layout and engine. :func:`evaluate` give
 fixed schema (:data:`RESULT_COLUMNS`); :func:`log_result_table` logs a benchmark's rows.
 """
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from snnbench.evaluation import metrics as M
@@ -18,6 +20,26 @@ KEY_COLUMNS = ("benchmark", "engine", "model", "modality", "method", "steps", "n
                "noise_mode", "noise_seed", "seed")
 RESULT_COLUMNS = KEY_COLUMNS + M.COLUMNS
 RESULT_TABLE = "results.json"
+
+
+@dataclass(frozen=True)
+class ResultKey:
+    """What identifies a result row (:data:`KEY_COLUMNS`): the one place its columns are assembled."""
+    benchmark: str
+    engine: str
+    model: str
+    modality: str
+    method: str = ""
+    steps: int = 1
+    noise: NoiseSpec = NoiseSpec()
+    seed: int = 0
+
+    def columns(self) -> dict:
+        """The key columns, in :data:`KEY_COLUMNS` order."""
+        noise = self.noise
+        return {"benchmark": self.benchmark, "engine": self.engine, "model": self.model, "modality": self.modality,
+                "method": self.method, "steps": self.steps, "noise_position": noise.position, "noise_std": noise.std,
+                "noise_mode": noise.mode, "noise_seed": noise.seed, "seed": self.seed}
 
 
 class Model:

@@ -15,9 +15,11 @@ need no access to the tracking store. A worker lost mid-unit is Dask's business:
 import argparse
 import os
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
+from snnbench.config import option
 from snnbench.errors import ClusterError, ConfigError
 
 CLUSTER_ENV = "SNNBENCH_CLUSTER"
@@ -176,21 +178,25 @@ def _workers(text: str) -> int | None:
     return int(text)
 
 
-def add_cluster_arguments(parser):
-    group = parser.add_argument_group("where the work runs (default: this process)")
-    where = group.add_mutually_exclusive_group()
-    where.add_argument("--cluster", type=_address, default=None, metavar="ADDRESS",
-                       help=f"a Dask scheduler, tcp://HOST:8786 or tls://HOST:8786 (default: ${CLUSTER_ENV}); "
-                            "its workers compute, this process records the runs")
-    where.add_argument("--workers", type=_workers, default=None, metavar="N",
-                       help="start a local cluster of N worker processes (loopback only) for this run")
+WHERE = "where the work runs (default: this process)"
 
 
-def executor_from_args(args, gpus: Sequence[int] = ()) -> Executor:
-    """The executor the options ask for: ``--cluster`` (else ``SNNBENCH_CLUSTER``), ``--workers N``,
-    or this process. ``gpus``: local GPU workers, one per device, when ``--workers`` is not given."""
-    workers = getattr(args, "workers", None)
-    address = getattr(args, "cluster", None) or (None if workers else os.environ.get(CLUSTER_ENV))
+@dataclass(frozen=True)
+class Cluster:
+    """Where a command's units run: a Dask cluster, a local one, or (neither given) this process."""
+    cluster: str | None = option(None, f"a Dask scheduler, tcp://HOST:8786 or tls://HOST:8786 (default: ${CLUSTER_ENV}); "
+                                       "its workers compute, this process records the runs", _address, group=WHERE,
+                                 exclusive="where", metavar="ADDRESS")
+    workers: int | None = option(None, "start a local cluster of N worker processes (loopback only) for this run",
+                                 _workers, group=WHERE, exclusive="where", metavar="N")
+
+
+def executor_for(options: Cluster, gpus: Sequence[int] = ()) -> Executor:
+    """The executor a command's options (those of :class:`Cluster`) ask for: ``--cluster`` (else
+    ``SNNBENCH_CLUSTER``), ``--workers N``, or this process. ``gpus``: local GPU workers, one per
+    device, when ``--workers`` is not given."""
+    workers = options.workers
+    address = options.cluster or (None if workers else os.environ.get(CLUSTER_ENV))
     if address:
         return Executor.connect(address)
     if workers is not None:

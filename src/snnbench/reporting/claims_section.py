@@ -5,7 +5,7 @@ import json
 import math
 
 from snnbench.benchmarks import claims
-from snnbench.benchmarks.study import STUDY_DOCUMENT
+from snnbench.benchmarks.multimodal_grid import STUDY_DOCUMENT
 from snnbench.reporting.context import dnn_and_snn, latest_conversion, markdown_table, scale_line
 
 NO_STUDY_RUNS = ("_No multimodal_study runs yet: run it under both protocols (`--validation study` and "

@@ -11,7 +11,8 @@ import json
 import shlex
 from pathlib import PurePosixPath, PureWindowsPath
 
-from snnbench.benchmarks import ALIASES, BENCHMARKS, benchmark_parser, none_word
+from snnbench.benchmarks import ALIASES, BENCHMARKS, benchmark_parser
+from snnbench.command_line import none_word
 
 ALWAYS = ("profile", "seed")
 

@@ -10,7 +10,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from snnbench.benchmarks.study import STUDY_DOCUMENT, study_report
+from snnbench.benchmarks.multimodal_grid import STUDY_DOCUMENT, study_report
 from snnbench.errors import StorageError
 from snnbench.evaluation import plots
 from snnbench.evaluation.energy import DEVICES
@@ -161,7 +161,7 @@ def user_models_section(ctx: Context) -> list:
 
 def multimodal_section(ctx: Context) -> list:
     """The whole study grid from the newest ``multimodal_study`` run: each of the study's
-    experiments as a table and a figure (snnbench.benchmarks.study)."""
+    experiments as a table and a figure (snnbench.benchmarks.multimodal_grid)."""
     run = ctx.store.latest("multimodal_study")
     if run is None:
         return ["## Multimodal study", "", f"_No runs yet: run `{STUDY_COMMAND}` (on a GPU)._", ""]

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import optuna
 
+from snnbench.engines import ORT_DNN, NENGO_SNN
 from snnbench.data import Dataset, FeatureSet, check_fits, load_dataset
 from snnbench.errors import DataError
 from snnbench.evaluation import metrics as M
@@ -103,7 +104,7 @@ class ConversionObjective:
         from snnbench import engines
         from snnbench.engines.nengo import LayerParams, SimConfig
         sim = SimConfig(**self.task.sim_dict(), seed=self.task.seed)
-        return engines.build("nengo-snn", self.converted, dict(layers=[LayerParams(**layer) for layer in layers],
+        return engines.build(NENGO_SNN, self.converted, dict(layers=[LayerParams(**layer) for layer in layers],
                                                                sim=sim))
 
     def snn_logits(self, layers: list[dict], x):
@@ -112,7 +113,7 @@ class ConversionObjective:
 
     def dnn_logits(self, x):
         from snnbench import engines
-        return engines.build("ort-dnn", self.folder).predict(x)
+        return engines.build(ORT_DNN, self.folder).predict(x)
 
     def __call__(self, trial: optuna.Trial):
         params = self.task.space.suggest(trial, self.n_hidden, self.task.neuron)

@@ -1,5 +1,5 @@
-"""The multimodal study at its own scale: its trainings, its evaluations, its results document
-and the report section built from it.
+"""The multimodal study's grid at its own scale: its experiments and trainings, its evaluations, its
+results document and the report section built from it (``snnbench multimodal_study`` runs it).
 
 The study varies one factor at a time around a reference SNN (size S, LIF, soft reset, 4 steps):
 ``size`` (S, S/2, S/3, DNN and SNN); ``noise_level`` / ``noise_position`` (evaluation noise of std 0.1
@@ -16,15 +16,17 @@ from pathlib import Path
 
 import numpy as np
 
+from snnbench.engines import SUITE
 from snnbench.data import MODALITIES
 from snnbench.peak_rates import PEAK_RATES
+from snnbench.evaluation.harness import ResultKey
 from snnbench.evaluation.metrics import accuracy_interval, seed_interval
-from snnbench.models.multimodal import ModelSpec
+from snnbench.models.multimodal import SIZES, ModelSpec
 from snnbench.noise import NoiseSpec
 
-SIZES = ("S", "S/2", "S/3")  # parameter budgets (snnbench.models.multimodal.SIZES)
 REFERENCE_SNN = dict(family="snn", size="S", neuron="lif", reset="soft", steps=4)
-NOISES = {f"{position}/{std:g}": NoiseSpec(std, position) for std in (0.1, 5.0) for position in ("pre", "post")}
+NOISE_STDS, NOISE_POSITIONS = (0.1, 5.0), ("pre", "post")  # the evaluation noises: before / after each activation
+NOISES = {f"{position}/{std:g}": NoiseSpec(std, position) for std in NOISE_STDS for position in NOISE_POSITIONS}
 CLEAN = "clean"
 STUDY_DOCUMENT = "study.json"    # the study's results: trainings, per-experiment means over seeds
 CLAIMS_DOCUMENT = "claims.json"  # its claims checked under the run's protocol (snnbench.benchmarks.claims)
@@ -38,7 +40,7 @@ Experiment = namedtuple("Experiment", "name title factor values families metrics
 
 
 EXPERIMENTS = (
-    Experiment("size", "Accuracy vs model size", "size", SIZES, ("dnn", "snn"),
+    Experiment("size", "Accuracy vs model size", "size", tuple(SIZES), ("dnn", "snn"),
                ("test_accuracy", "best_val_accuracy")),
     Experiment("noise_level", "Accuracy vs evaluation noise std (before / after the activation)", "noise",
                tuple(NOISES), ("dnn", "snn")),
@@ -48,6 +50,7 @@ EXPERIMENTS = (
     Experiment("neuron", "Accuracy vs neuron model", "neuron", ("lif", "if"), ("snn",)),
     Experiment("timesteps", "Accuracy vs time steps", "steps", (4, 8, 16), ("snn",)),
 )
+EXPERIMENT = {experiment.name: experiment for experiment in EXPERIMENTS}
 
 
 def study_specs(modalities=MODALITIES) -> list[ModelSpec]:
@@ -118,10 +121,9 @@ def result_row(row: dict, noise: str) -> dict:
     spec = NOISES.get(noise, NoiseSpec())
     snn = row["family"] == "snn"
     model = f"{row['family']} {row['size']}" + (f" {row['neuron']} {row['reset']}" if snn else "")
-    return {"benchmark": "multimodal_study", "engine": "snntorch-snn" if snn else "torch-dnn", "model": model,
-            "modality": row["modality"], "method": "", "steps": row["steps"] if snn else 1,
-            **{f"noise_{k}": getattr(spec, k) for k in ("position", "std", "mode", "seed")},
-            "seed": row["seed"], "n": test["n"], "accuracy": test["accuracy"],
+    key = ResultKey("multimodal_study", SUITE[row["family"]], model, row["modality"], "", row["steps"] if snn else 1,
+                    spec, row["seed"])
+    return {**key.columns(), "n": test["n"], "accuracy": test["accuracy"],
             "accuracy_ci_low": test["ci_low"], "accuracy_ci_high": test["ci_high"],
             "parameter_count": row["parameter_count"], "best_val_accuracy": row["best_val_accuracy"]}
 

@@ -1,4 +1,4 @@
-"""``snnbench tune``: the study as a parent MLflow run, its workers, and its result: the best
+"""``snnbench tune``'s Optuna study as a parent MLflow run, its workers, and its result: the best
 trial, that setting as convert's ``--params-json`` document, the optimisation plots and trial
 counts, and, once the choice is made on validation images, the test scores."""
 
@@ -12,8 +12,10 @@ import numpy as np
 import optuna
 from optuna.trial import TrialState
 
+from snnbench.conversion.nengo_net import params_document
+from snnbench.engines import NENGO_SNN, ORT_DNN
 from snnbench.errors import StorageError
-from snnbench.evaluation.harness import log_result_table
+from snnbench.evaluation.harness import ResultKey, log_result_table
 from snnbench.tuning.objective import ConversionObjective, task_dataset
 from snnbench.tuning.space import layers_from_params
 from snnbench.tuning.storage import StudyOptions, experimental, load_study, open_storage, storage_label, study_storage
@@ -34,15 +36,15 @@ def best_trial(study):
         raise StorageError(f"study {study.study_name!r} has no completed trial yet; run some trials first") from None
 
 
-def params_document(study) -> dict:
+def best_params_document(study) -> dict:
     """The best setting as convert's ``--params-json`` reads it: per-layer parameters and the sim."""
     task = ConversionTask.from_dict(study.user_attrs["task"])
     trial = best_trial(study)
     model = {"onnx_model": task.onnx_model} if task.onnx_model else {k: getattr(task, k) for k in MODEL_FIELDS}
-    return {"layers": layers_from_params(trial.params, study.user_attrs["base_layers"]), "sim": task.sim_dict(),
-            "source": {"method": "tuned", "study": study.study_name, "trial": trial.number,
-                       "validation_accuracy": trial.values[0], "val_samples": task.val_samples,
-                       "model": model, "dataset": task.dataset}}
+    return params_document(layers_from_params(trial.params, study.user_attrs["base_layers"]), task.sim_dict(),
+                           {"method": "tuned", "study": study.study_name, "trial": trial.number,
+                            "validation_accuracy": trial.values[0], "val_samples": task.val_samples,
+                            "model": model, "dataset": task.dataset})
 
 
 def best_params_from_study(study_name: str, storage: str) -> dict:
@@ -54,7 +56,7 @@ def best_params_from_study(study_name: str, storage: str) -> dict:
                            "and --storage (snnbench tune creates it)") from None
     if "task" not in study.user_attrs:
         raise StorageError(f"study {study_name!r} was not made by snnbench tune (no task attribute)")
-    return params_document(study)
+    return best_params_document(study)
 
 
 def log_plots(study, folder):
@@ -113,12 +115,13 @@ def score_on_test_set(objective, document: dict, test=None) -> dict:
     dnn = Accuracy()(None, objective.dnn_logits(x), y, None)
     scores = {"test_images": len(y), "dnn_test_accuracy": dnn["accuracy"]}
     settings = {"calibrated": objective.base, "tuned": document["layers"]}
-    keys = {"benchmark": "tune_conversion", "model": model, "modality": dataset.modality,
-            "noise_position": "none", "noise_std": 0.0, "seed": task.seed}
-    scores["rows"] = [{**keys, "engine": "ort-dnn", "method": "", "steps": 1, **dnn}]
+    def key(engine: str, method: str = "", steps: int = 1) -> dict:
+        return ResultKey("tune_conversion", engine, model, dataset.modality, method, steps, seed=task.seed).columns()
+
+    scores["rows"] = [{**key(ORT_DNN), **dnn}]
     for label in LABELS:
         snn = Accuracy()(None, objective.snn_logits(settings[label], x), y, None)
-        scores["rows"].append({**keys, "engine": "nengo-snn", "method": label, "steps": task.steps, **snn})
+        scores["rows"].append({**key(NENGO_SNN, label, task.steps), **snn})
         for suffix in ("", "_ci_low", "_ci_high"):
             scores[f"snn_test_accuracy_{label}{suffix}"] = snn[f"accuracy{suffix}"]
         scores[f"conversion_loss_{label}_points"] = 100.0 * (dnn["accuracy"] - snn["accuracy"])
@@ -154,13 +157,13 @@ def run_benchmark(task: ConversionTask, options: StudyOptions, *, params: dict |
         study = load_study(options, task, storage=storage)
         counts = trial_counts(study)
         mlflow.log_metrics({k: float(v) for k, v in counts.items()})
-        document = params_document(study)
+        document = best_params_document(study)
         mlflow.log_metric("best_validation_accuracy", document["source"]["validation_accuracy"])
         calibrated = [t for t in study.trials if t.user_attrs.get("untuned") and t.values]
         if calibrated:  # the study's first trial: the calibrated setting it started from
             mlflow.log_metric("calibrated_validation_accuracy", calibrated[0].values[0])
-        mlflow.log_dict({"layers": study.user_attrs["base_layers"], "sim": task.sim_dict(),
-                         "source": {"method": "calibrated", **asdict(task.calibration())}}, "calibrated_params.json")
+        mlflow.log_dict(params_document(study.user_attrs["base_layers"], task.sim_dict(),
+                                        {"method": "calibrated", **asdict(task.calibration())}), "calibrated_params.json")
         mlflow.log_dict(document, "best_params.json")
         if best_params_out is not None:
             Path(best_params_out).write_text(json.dumps(document, indent=1))
