@@ -12,6 +12,7 @@ model's accuracy in ONNX Runtime on the first 500 MNIST test images.
 import time
 import warnings
 from collections.abc import Callable
+from functools import cache
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -58,12 +59,18 @@ class ZooEntry:
     mean: float | tuple = 0.0
     std: float | tuple = 1.0
     refusal_op: str | None = None   # the op a refusal must name; None: the model should convert
+    shares: str = ""     # entries with the same key export one trained net (built together)
     build: Callable = field(default=None, repr=False, compare=False)
     path: Path | None = None
 
     @property
     def converts(self) -> bool:
         return self.refusal_op is None
+
+    @property
+    def group(self) -> str:
+        """The entries built together: those sharing a trained net, else the entry alone."""
+        return self.shares or self.name
 
     def inputs(self, images: np.ndarray) -> np.ndarray:
         """MNIST uint8 images (N, 28, 28) as this model takes them, one per row: (N, *input_shape)."""
@@ -107,6 +114,12 @@ class _Training:
         if key not in self.shared:
             self.shared[key] = train()
         return self.shared[key]
+
+
+@cache
+def _training() -> _Training:
+    """One per process: a worker that builds several groups reads the images once."""
+    return _Training()
 
 
 # --------------------------------------------------------------------------- torch nets
@@ -458,7 +471,7 @@ SHAPE_ARITHMETIC = "x.view(x.size(0), -1) with a dynamic batch: Shape -> Gather 
 ZOO = (
     ZooEntry("torch_example_cnn", TORCH_LEGACY, 11, (1, 28, 28), "CHW", "dynamic",
              (SHAPE_ARITHMETIC, "LogSoftmax head", "MaxPool before Relu", "(x - 0.1307) / 0.3081"),
-             mean=MNIST_MEAN, std=MNIST_STD, build=_build_example_cnn),
+             mean=MNIST_MEAN, std=MNIST_STD, shares="example-cnn", build=_build_example_cnn),
     ZooEntry("torch_mlp_two_outputs", TORCH_LEGACY, 13, (1, 28, 28), "CHW", "dynamic",
              (SHAPE_ARITHMETIC, "Softmax head", "a second graph output (the hidden layer)", "0..1"),
              build=_torch_model(_MlpWithHidden, epochs=5, outputs=("probabilities", "hidden"))),
@@ -505,7 +518,8 @@ ZOO = (
              build=_torch_model(_TransposedWeightsMlp, epochs=5, do_constant_folding=False,
                                 keep_initializers_as_inputs=True)),
     ZooEntry("keras_cnn_nhwc", TF2ONNX, 13, (28, 28, 1), "HWC", "dynamic",
-             ("Sequential CNN with NHWC input (28, 28, 1)", "Softmax head", "0..1"), build=_build_keras_cnn),
+             ("Sequential CNN with NHWC input (28, 28, 1)", "Softmax head", "0..1"), shares="keras-cnn",
+             build=_build_keras_cnn),
     ZooEntry("keras_mlp_hw", TF2ONNX, 15, (28, 28), "HW", "dynamic",
              ("MLP with a (28, 28) input and Flatten", "Softmax head", "0..1"),
              build=_keras_model(_keras_mlp_layers, epochs=4)),
@@ -515,10 +529,10 @@ ZOO = (
     ZooEntry("dynamo_example_cnn", "onnx.helper in torch dynamo exporter patterns (2.6-2.9)", 18, (1, 28, 28), "CHW",
              "dynamic", ("Shape(start=0, end=1) -> Concat -> Reshape(allowzero=1)", "Constant value_ints",
                          "Constant value_float", "(x - 0.1307) / 0.3081 inside the graph", "LogSoftmax head",
-                         "MaxPool before Relu", "0..1"), build=_build_dynamo_cnn),
+                         "MaxPool before Relu", "0..1"), shares="example-cnn", build=_build_dynamo_cnn),
     ZooEntry("keras2onnx_cnn_unsorted", "onnx.helper in keras2onnx 1.5 patterns", 9, (28, 28, 1), "HWC", "dynamic",
              ("nodes out of topological order", "NHWC input transposed around the conv and pool", "Softmax head",
-              "0..1"), build=_build_keras2onnx_cnn),
+              "0..1"), shares="keras-cnn", build=_build_keras2onnx_cnn),
     ZooEntry("chainer_cnn_asymmetric_pool", "onnx.helper in onnx-chainer patterns", 9, (1, 28, 28), "CHW", "1",
              ("MaxPool pads [0, 0, 1, 1]", "a fixed batch of 1", "Reshape to a constant shape", "0..1"),
              build=_build_chainer_cnn),
@@ -531,22 +545,26 @@ ZOO = (
 )
 
 
-def zoo_in(folder) -> list[ZooEntry]:
-    """The zoo's entries with their paths in ``folder`` (``NAME.onnx``)."""
-    return [replace(entry, path=Path(folder) / f"{entry.name}.onnx") for entry in ZOO]
+GROUPS = tuple(dict.fromkeys(entry.group for entry in ZOO))
 
 
-def build_zoo(folder) -> list[ZooEntry]:
-    """Train and export every zoo model into ``folder`` (``NAME.onnx``); the entries with their paths."""
+def zoo_in(folder, groups=GROUPS) -> list[ZooEntry]:
+    """The entries of ``groups`` (default: all) with their paths in ``folder`` (``NAME.onnx``)."""
+    return [replace(entry, path=Path(folder) / f"{entry.name}.onnx") for entry in ZOO if entry.group in groups]
+
+
+def build_zoo(folder, groups=GROUPS) -> list[ZooEntry]:
+    """Train and export the models of ``groups`` (default: all) into ``folder`` (``NAME.onnx``); the entries
+    with their paths. A group gets the same weights built alone as with the others (fixed seeds)."""
     Path(folder).mkdir(parents=True, exist_ok=True)
-    training, threads = _Training(), torch.get_num_threads()
+    training, threads = _training(), torch.get_num_threads()
     torch.set_num_threads(1)  # small nets: one thread is about as fast, and far faster on a busy machine
     try:
-        for entry in zoo_in(folder):
+        for entry in zoo_in(folder, groups):
             entry.build(entry, training, entry.path)
     finally:
         torch.set_num_threads(threads)
-    return zoo_in(folder)
+    return zoo_in(folder, groups)
 
 
 def main(argv: list[str]) -> None:

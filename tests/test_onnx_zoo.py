@@ -17,10 +17,23 @@ CONVERT_IMAGES = 300
 
 
 @pytest.fixture(scope="session")
-def zoo(tmp_path_factory) -> dict:
-    """The zoo, trained and exported once per test run."""
+def zoo_model(tmp_path_factory):
+    """``zoo_model(name)``: that zoo entry, its model trained and exported once per test run. A folder per
+    group of entries (GROUPS), so that pytest-xdist workers build different ones at the same time and a
+    test waits only for the model it reads."""
     require_data()
-    return {entry.name: entry for entry in zoo_in(built_once(tmp_path_factory, "onnx-zoo", build_zoo))}
+    group = {entry.name: entry.group for entry in ZOO}
+
+    def built(name: str):
+        folder = built_once(tmp_path_factory, f"onnx-zoo-{group[name]}", lambda into: build_zoo(into, (group[name],)))
+        return next(entry for entry in zoo_in(folder, (group[name],)) if entry.name == name)
+    return built
+
+
+@pytest.fixture(scope="session")
+def zoo(zoo_model) -> dict:
+    """The whole zoo by name."""
+    return {entry.name: zoo_model(entry.name) for entry in ZOO}
 
 
 @pytest.fixture(scope="session")
@@ -121,10 +134,10 @@ def _only_run():
 
 
 @pytest.mark.parametrize("name", CONVERTIBLE)
-def test_a_zoo_model_converts_as_a_user_runs_it(name, zoo, test_images, tracking_store):
+def test_a_zoo_model_converts_as_a_user_runs_it(name, zoo_model, test_images, tracking_store):
     """``snnbench convert --onnx-model F`` with the model's preprocessing: the DNN scores what ONNX Runtime gives
     under that preprocessing, the SNN within 3 points of it at 32 steps, and the rate-mode network equals ORT."""
-    entry = zoo[name]
+    entry = zoo_model(name)
     assert main(["convert", "--onnx-model", str(entry.path), *entry.cli_options(),
                  "--test-limit", str(CONVERT_IMAGES), "--steps-list", "32", "--steps", "32"]) == 0
     metrics = _only_run().data.metrics
@@ -134,9 +147,9 @@ def test_a_zoo_model_converts_as_a_user_runs_it(name, zoo, test_images, tracking
 
 
 @pytest.mark.parametrize("name", REFUSED)
-def test_a_zoo_model_that_cannot_convert_is_refused_in_one_line(name, zoo, tracking_store, capsys):
+def test_a_zoo_model_that_cannot_convert_is_refused_in_one_line(name, zoo_model, tracking_store, capsys):
     """One line naming the op and its node, exit code 2, and no run left behind."""
-    entry = zoo[name]
+    entry = zoo_model(name)
     node = next(n for n in _ops(entry.path) if n.op_type == entry.refusal_op)
     assert main(["convert", "--onnx-model", str(entry.path), *entry.cli_options(),
                  "--test-limit", str(CONVERT_IMAGES), "--steps-list", "32", "--steps", "32"]) == 2
@@ -148,10 +161,10 @@ def test_a_zoo_model_that_cannot_convert_is_refused_in_one_line(name, zoo, track
 
 
 @pytest.mark.slow
-def test_a_zoo_cnn_is_swept_in_ort_and_nengo_under_its_preprocessing(zoo, tracking_store):
+def test_a_zoo_cnn_is_swept_in_ort_and_nengo_under_its_preprocessing(zoo_model, tracking_store):
     """noise_sweep --onnx-model on the grey-as-RGB BN CNN with per-channel normalisation: clean, ONNX Runtime
     scores as the model does and the converted SNN within 3 points of it."""
-    entry = zoo["torch_bn_cnn_grey_as_rgb"]
+    entry = zoo_model("torch_bn_cnn_grey_as_rgb")
     assert main(["noise_sweep", "--onnx-model", str(entry.path), "--dataset", "mnist", *entry.cli_options(),
                  "--stds", "0,0.5", "--positions", "input", "--test-limit", "200", "--steps", "32"]) == 0
     client = MlflowClient(tracking_store)
