@@ -37,6 +37,7 @@ from snnbench.data import DATASET_HELP, Dataset, FeatureSet, check_fits, load_da
 from snnbench.errors import ConfigError
 from snnbench.evaluation.harness import log_result_table
 from snnbench.models.conversion import ARCHS
+from snnbench.models.export import ONNX_FILE, onnx_file
 from snnbench.tracking.references import local_copy
 from snnbench.tracking import summary as run_summary
 from snnbench.tracking.runs import benchmark_run
@@ -274,7 +275,7 @@ def user_model(options: Options, settings: ConversionSettings, dataset: Dataset)
     """``--onnx-model`` normalised for ``dataset`` (snnbench.conversion.onnx_prepare) and read: the
     prepared model and its converted network, checked against the data set first."""
     source = local_copy(options.onnx_model)
-    prepared = prepared_copy(source / "model.onnx" if source.is_dir() else source, dataset.sample_shape,
+    prepared = prepared_copy(onnx_file(source), dataset.sample_shape,
                              settings.model_input, f"--dataset {dataset.name}")
     converted = onnx_ops.extract(prepared.path, options.maxpool)
     converted.require_hidden()
@@ -312,7 +313,7 @@ def run(options: Options):
             mlflow.log_dict(prepared.notes, "prepared/prepared.json")
             mlflow.log_artifacts(str(prepared.folder), "prepared")
         else:
-            onnx_path = trained_conversion_model(options.arch, from_args(Recipe, options, seed=options.seed)) / "model.onnx"
+            onnx_path = trained_conversion_model(options.arch, from_args(Recipe, options, seed=options.seed)) / ONNX_FILE
             trained = read_summary(onnx_path.parent)
             mlflow.log_metrics({"torch_test_accuracy": trained["torch_test_accuracy"],
                                 "train_seconds": trained["train_seconds"]})

@@ -32,6 +32,7 @@ from snnbench.evaluation import harness, plots
 from snnbench.evaluation.metrics import ACTIVITY, STATIC, accuracy, seed_interval
 from snnbench.execution import executor_for
 from snnbench.models.multimodal import FAMILIES, SIZES, ModelSpec
+from snnbench.models.export import ONNX_FILE
 from snnbench.models.spiking import NEURONS, RESETS
 from snnbench.noise import ADDED_AT, NoiseSpec
 from snnbench.tracking import summary as run_summary
@@ -107,7 +108,7 @@ def log_history(run_id: str, history: list[dict], prefix: str = ""):
 def evaluate_onnx(folder: Path, test: FeatureSet, noise: NoiseSpec, torch_logits: np.ndarray) -> dict:
     """The exported DNN in ONNX Runtime (engine ort-dnn) under the same noise draws: accuracy,
     throughput and the largest logit difference from torch."""
-    logits, samples_per_s = _timed_predict(engines.build(ORT_DNN, folder / "model.onnx"), test, noise)
+    logits, samples_per_s = _timed_predict(engines.build(ORT_DNN, folder / ONNX_FILE), test, noise)
     return {"ort_test_accuracy": accuracy(logits, test.y), "ort_samples_per_s": samples_per_s,
             "ort_torch_max_abs_diff": float(np.abs(logits - torch_logits).max())}
 

@@ -22,6 +22,7 @@ from snnbench.data import BUILT_IN, Dataset, FeatureSet, feature_size, load_data
 from snnbench.engines.nengo import SimConfig
 from snnbench.errors import DataError
 from snnbench.models.multimodal import ModelSpec, build_model
+from snnbench.models.export import onnx_file
 from snnbench.tracking.references import local_copy, run_models
 from snnbench.training.conversion import trained_conversion_model
 from snnbench.training.recipes import Recipe
@@ -129,7 +130,7 @@ def user_onnx(settings: SweepSettings) -> PreparedModel:
     """A user's ONNX model, normalised for the data set's samples (snnbench.conversion.onnx_prepare):
     one line naming what does not fit if it cannot be."""
     source = local_copy(settings.onnx_model)
-    return prepared_copy(source / "model.onnx" if source.is_dir() else source,
+    return prepared_copy(onnx_file(source),
                          sample_shape(settings, settings.modalities[0]), ModelInput(**settings.model_input),
                          f"--dataset {settings.dataset}")
 
@@ -187,7 +188,7 @@ class Models:
     def onnx_file(self, subject: Subject) -> Path:
         """The subject's DNN as an ONNX file."""
         path = self.folder(subject)
-        return path / "model.onnx" if path.is_dir() else path
+        return onnx_file(path)
 
     def folder(self, subject: Subject) -> Path:
         """A local folder (or file) of the subject's model, trained first if it is missing."""

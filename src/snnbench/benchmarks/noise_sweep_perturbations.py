@@ -30,6 +30,7 @@ from snnbench.engines import ORT_DNN, SNNTORCH_SNN
 from snnbench.data import FeatureSet
 from snnbench.errors import SnnbenchError
 from snnbench.evaluation import harness
+from snnbench.models.export import ONNX_FILE
 from snnbench.perturbations import Target, attacks
 from snnbench.tracking import summary as run_summary
 
@@ -134,7 +135,7 @@ def faulty_file(unit, fault: tuple) -> Path:
         folder = Path(tempfile.mkdtemp(prefix="snnbench-weight-fault-"))
         inputs = {"inputs": unit.models.training_inputs(unit.subject)} if getattr(family(name), "needs_inputs",
                                                                                    False) else {}
-        _FILES[key] = family(name).apply(source, folder / "model.onnx", level, seed, **inputs)
+        _FILES[key] = family(name).apply(source, folder / ONNX_FILE, level, seed, **inputs)
     return _FILES[key]
 
 
