@@ -267,10 +267,11 @@ def claim_rows(table: list) -> list[dict]:
             entry["measured"].append(f"not run: {r['not_run']}")
             continue
         entry["levels"].append(r["levels"] if isinstance(r["levels"], str) else f"{r['levels']:g}")  # one level: a number
+        saturated = r.get("saturated") in (True, 1)  # a stored table may lack the column
         entry["measured"].append(f"{r['model']}/{r['modality']}: "
                                  + run_summary.interval(r["difference_pp"], r["ci_low_pp"], r["ci_high_pp"], scale=1,
                                                         digits=2, sign="+")
-                                 + (" (both saturated: left out)" if r["saturated"] else ""))
+                                 + (" (both saturated: left out)" if saturated else ""))
     return [{**e, "levels": "; ".join(dict.fromkeys(e["levels"])) or "–", "measured": "; ".join(e["measured"])}
             for e in out.values()]
 
