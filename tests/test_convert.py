@@ -84,6 +84,8 @@ def test_convert_end_to_end(tracking_store, tmp_path):
 
 def test_paired_losses_pair_each_step_count_with_the_dnn_on_the_same_images():
     from snnbench.benchmarks.convert_eval import paired_losses
+    from snnbench.evaluation import harness
+    from snnbench.evaluation.metrics import Accuracy
 
     y = np.arange(200) % 10
     right, wrong = np.eye(10)[y], np.eye(10)[(y + 1) % 10]
@@ -91,7 +93,12 @@ def test_paired_losses_pair_each_step_count_with_the_dnn_on_the_same_images():
     dnn[:20] = wrong[:20]                              # the DNN misses images 0-19
     snn = {4: right.copy(), 8: right.copy()}
     snn[4][10:50] = wrong[10:50]                       # 4 steps: misses 10-49 (30 more, 10 shared)
-    rows = paired_losses([{"steps": 4, "accuracy": 0.8}, {"steps": 8, "accuracy": 1.0}], dnn, snn, y)
+
+    def scored(logits, steps):
+        return harness.score(harness.Model(), logits, y, None, harness.CLEAN, (Accuracy(),), steps=steps)
+
+    rows = paired_losses([scored(snn[4], 4), scored(snn[8], 8)], scored(dnn, 1))
+    assert [r["accuracy"] for r in rows] == [0.8, 1.0]
     assert rows[0]["paired_loss"] == pytest.approx(0.9 - 0.8) and rows[1]["paired_loss"] == pytest.approx(-0.1)
     assert rows[0]["paired_loss_ci_low"] > 0 and rows[1]["paired_loss_ci_high"] < 0
     assert rows[0]["paired_loss_ci_high"] - rows[0]["paired_loss_ci_low"] < 0.2  # paired: no sampling of the DNN

@@ -216,3 +216,50 @@ def test_a_result_rows_key_columns_come_from_its_key_in_the_schemas_order():
                              "noise_std": 0.5, "noise_mode": "frozen", "noise_seed": 3, "seed": 1}
     clean = harness.ResultKey("throughput", engines.ORT_DNN, "conversion-mlp", "image").columns()
     assert (clean["noise_position"], clean["noise_std"], clean["steps"]) == ("none", 0.0, 1)
+
+
+def test_a_result_row_is_frozen_with_the_schemas_columns_then_its_extras():
+    import dataclasses
+    import pickle
+
+    key = harness.ResultKey("t", engines.ORT_DNN, "conversion-mlp", "image")
+    row = harness.result_row(key, {"n": 10, "accuracy": 0.5, "not_a_metric": 1}, np.ones(10, bool), first=3)
+    assert list(row) == [*harness.RESULT_COLUMNS, "first"] and "not_a_metric" not in row
+    assert row["accuracy"] == 0.5 and np.isnan(row["footprint_bytes"]) and row.correct.all()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        row.key = key
+    with pytest.raises(ValueError, match="key or metric columns"):
+        row.with_extras(steps=3)
+    wider = row.with_extras(later=1, first=4)
+    assert list(wider)[-2:] == ["first", "later"] and wider["first"] == 4 and row["first"] == 3
+    assert list(harness.result_table([row, wider]).columns) == [*harness.RESULT_COLUMNS, "first", "later"]
+    copy = pickle.loads(pickle.dumps(wider))  # as a worker sends it back
+    assert copy.key == key and copy.extras == wider.extras and copy.correct.all()
+    np.testing.assert_array_equal(copy.figures, wider.figures)
+    with pytest.raises(TypeError, match="ResultRow"):
+        harness.result_table([dict(row)])
+
+
+def test_a_curve_scores_each_step_count_of_one_simulation(tmp_path):
+    from snnbench.conversion.nengo_net import LayerParams, SimConfig
+    from snnbench.errors import ConfigError
+
+    model = _mlp(sparse=False)
+    export_onnx(model, 6, tmp_path / "model.onnx")
+    x = np.random.default_rng(4).uniform(size=(20, 6)).astype(np.float32)
+    y = np.arange(20) % 3
+    with engines.build("nengo-snn", tmp_path / "model.onnx",
+                       {"layers": LayerParams("relu-rate"), "sim": SimConfig(steps=4, minibatch=10)}) as snn:
+        curve = harness.evaluate_curve(snn, x, y, [2, 4], benchmark="t")
+        assert sorted(curve.rows) == [2, 4] and curve.seconds > 0
+        np.testing.assert_allclose(curve.logits[4], snn.predict(x), atol=1e-6)
+        for steps, row in curve.rows.items():
+            assert row["steps"] == steps and row["engine"] == engines.NENGO_SNN and row["benchmark"] == "t"
+            assert row["accuracy"] == metrics.accuracy(curve.logits[steps], y)
+        # the activity was measured over the model's 4 steps: that row's alone
+        assert np.isnan(curve.rows[2]["activation_sparsity"]) and 0 <= curve.rows[4]["activation_sparsity"] <= 1
+        assert snn.last_activity.details["spikes_per_sample"] == snn.last_activity.spikes / 20
+    dnn = engines.build("ort-dnn", tmp_path / "model.onnx")
+    np.testing.assert_array_equal(dnn.predict_curve(x, [1])[1], dnn.predict(x))
+    with pytest.raises(ConfigError, match="after 1 steps only"):
+        dnn.predict_curve(x, [2, 4])

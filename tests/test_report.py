@@ -256,14 +256,15 @@ def test_claims_section_marks_a_protocol_without_a_run_as_not_run(tracking_store
     assert not any(line.startswith("Verdicts that differ") for line in lines)
 
 
-def convert_row(engine: str, steps: int, correct: int, n: int, spikes=float("nan"), energy: float = 0.0) -> dict:
+def convert_row(engine: str, steps: int, correct: int, n: int, spikes=float("nan"), energy: float = 0.0):
     """One row of a ``convert`` run's result table: accuracy with its Wilson interval, spikes and energy per device."""
     from snnbench.evaluation.energy import DEVICES, column
+    from snnbench.evaluation.harness import ResultKey, result_row
     from snnbench.evaluation.metrics import accuracy_interval
 
-    return {"benchmark": "convert", "engine": engine, "model": "conversion-mlp", "modality": "image",
-            "method": "calibrated", "steps": steps, **accuracy_interval(correct, n),
-            "spikes_per_neuron_per_step": spikes, **{column(d): energy * (i + 1) for i, d in enumerate(DEVICES)}}
+    return result_row(ResultKey("convert", engine, "conversion-mlp", "image", "calibrated", steps),
+                      {**accuracy_interval(correct, n), "spikes_per_neuron_per_step": spikes,
+                       **{column(d): energy * (i + 1) for i, d in enumerate(DEVICES)}})
 
 
 def test_where_section_lists_each_engine_of_the_newest_loihi_runs(tracking_store, tmp_path):
@@ -338,7 +339,7 @@ def test_the_conversion_claim_reads_every_method_at_the_reference_runs_steps(tra
     paired = {"paired_loss": 0.0005, "paired_loss_ci_low": -0.0004, "paired_loss_ci_high": 0.0012}
     log_run("convert", {"profile": "quick", "method": "calibrated", "arch": "mlp", "steps": "8"},
             rows=[dnn, convert_row("nengo-snn", 4, 9000, 10000), convert_row("nengo-snn", 8, 9890, 10000),
-                  {**convert_row("nengo-snn", 32, 9895, 10000), **paired}])
+                  convert_row("nengo-snn", 32, 9895, 10000).with_extras(**paired)])
     lines = claims_lines(report_context(tracking_store, tmp_path))
     assert lines[-2] == NO_STUDY_RUNS  # conversions alone: their row, and what to run for the study's claims
     row = table_row(lines, "| C | – |")

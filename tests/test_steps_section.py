@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from snnbench.evaluation.harness import log_result_table
+from snnbench.evaluation.harness import ResultKey, log_result_table, result_row
 from snnbench.reporting.context import Context, with_interval
 from snnbench.reporting.steps_section import STEPS, choose_run, loss_cell, steps_lines
 from snnbench.tracking.runs import benchmark_run
@@ -18,15 +18,17 @@ def _convert_run(arch: str, method: str, steps: list, paired: bool, seed: int = 
     params = {"profile": "full", "arch": arch, "method": method, "steps_list": json.dumps(steps), "seed": seed, **extra}
     if rates:
         params.update(rates=rates, scales="channel")
-    rows = [{"engine": "ort-dnn", "steps": 0, "accuracy": 0.93, "accuracy_ci_low": 0.925, "accuracy_ci_high": 0.935}]
+    rows = [result_row(ResultKey("convert", "ort-dnn", steps=0),
+                       {"accuracy": 0.93, "accuracy_ci_low": 0.925, "accuracy_ci_high": 0.935})]
     for s in steps:
         accuracy = 0.93 - 0.1 / s
-        row = {"engine": "nengo-snn", "steps": s, "accuracy": accuracy, "accuracy_ci_low": accuracy - 0.005,
-               "accuracy_ci_high": accuracy + 0.005}
+        measured = {"accuracy": accuracy, "accuracy_ci_low": accuracy - 0.005, "accuracy_ci_high": accuracy + 0.005}
         if s == 8 or paired:
-            row["spikes_per_neuron_per_step"] = 0.05 * s
+            measured["spikes_per_neuron_per_step"] = 0.05 * s
+        row = result_row(ResultKey("convert", "nengo-snn", steps=s), measured)
         if paired:
-            row.update(paired_loss=0.1 / s, paired_loss_ci_low=0.1 / s - 0.002, paired_loss_ci_high=0.1 / s + 0.002)
+            row = row.with_extras(paired_loss=0.1 / s, paired_loss_ci_low=0.1 / s - 0.002,
+                                  paired_loss_ci_high=0.1 / s + 0.002)
         rows.append(row)
     with benchmark_run("convert", params) as run:
         log_result_table(rows)

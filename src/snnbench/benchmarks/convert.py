@@ -345,7 +345,7 @@ def run(options: Options):
                 "modality": dataset.modality, "method": method, "seed": options.seed}
         dnn = measure.evaluate_dnn(onnx_path, test.x, test.y, keys)
         snn = measure.evaluate_snn(converted, layers, settings, test.x, test.y, keys, per_steps)
-        snn["rows"] = measure.paired_losses(snn["rows"], dnn["logits"], snn["all_logits"], test.y)  # same images
+        snn["rows"] = measure.paired_losses(snn["rows"], dnn["row"])  # same images
         snn["row"] = snn["rows"][[r["steps"] for r in snn["rows"]].index(sim.steps)]
         equivalence = measure.rate_equivalence(converted, onnx_path, test.x[:EQUIVALENCE_IMAGES], sim)
         measure.log_metrics(converted, dnn, snn, equivalence)

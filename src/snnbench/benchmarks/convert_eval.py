@@ -23,8 +23,8 @@ from snnbench.conversion import calibration as cal, converted_files, correction
 from snnbench.conversion.nengo_net import LayerParams
 from snnbench.evaluation import plots
 from snnbench.evaluation.energy import DEVICES, column
-from snnbench.evaluation.harness import CLEAN, score
-from snnbench.evaluation.metrics import accuracy, correct, paired_difference
+from snnbench.evaluation.harness import ResultRow, evaluate_curve, score
+from snnbench.evaluation.metrics import accuracy, paired_difference
 
 LATENCY_IMAGES = 20
 
@@ -120,36 +120,36 @@ def evaluate_snn(converted, layers: list, settings, x, y, keys: dict, per_steps:
     runs = [(s, per_steps[s], [s], True) for s in steps] if per_steps else \
         [(sim.steps, layers, [s for s in steps if s <= sim.steps], True)] + \
         ([(max(longer), layers, longer, False)] if longer else [])
-    logits, activities = {}, {}
+    rows, logits = {}, {}
     for n_steps, run_layers, read, counters in runs:
         with engines.build(NENGO_SNN, converted, {"layers": run_layers, "sim": replace(sim, steps=n_steps),
                                                     "counters": counters}) as model:
-            runner = model.runner(CLEAN)
             if n_steps == sim.steps:
-                runner.predict(x[:1])  # builds the simulator (and traces the TF graph) before timing
-            logits.update(runner.predict_curve(x, read))
-            if counters:  # at sim.steps, or (per_steps) each step count its own activity
-                activities[n_steps] = model.activity(runner.last_stats, len(x))
+                model.predict(x[:1])  # builds the simulator (and traces the TF graph) before timing
+            # the activity (with counters: at sim.steps, or per_steps each step count's own) on its step count's row
+            curve = evaluate_curve(model, x, y, read, **keys)
+            rows.update(curve.rows)
+            logits.update(curve.logits)
             if n_steps == sim.steps:
-                seconds, stats = runner.last_seconds, runner.last_stats
+                seconds, activity = curve.seconds, model.last_activity
     with engines.build(NENGO_SNN, converted, {"layers": per_steps[sim.steps] if per_steps else layers,
                                                 "sim": replace(sim, minibatch=1), "counters": False}) as single:
         latency = _latency_ms(single.predict, x[:LATENCY_IMAGES])
-    rows = [score(model, logits[s], y, activities.get(s), **{**keys, "steps": s}) for s in steps]
+    rows = [rows[s] for s in steps]
     main = rows[steps.index(sim.steps)]
-    return {"rows": rows, "logits": logits[sim.steps], "all_logits": logits, "accuracy": main["accuracy"], "row": main,
+    return {"rows": rows, "logits": logits[sim.steps], "accuracy": main["accuracy"], "row": main,
             "curve": {r["steps"]: r["accuracy"] for r in rows}, "throughput_ips": len(x) / seconds,
-            "latency_ms": latency, "stats": stats}
+            "latency_ms": latency, "stats": activity.details if activity else {}}
 
 
-def paired_losses(rows: list, dnn_logits: np.ndarray, snn_logits: dict, y: np.ndarray) -> list:
+def paired_losses(rows: list[ResultRow], dnn: ResultRow) -> list[ResultRow]:
     """The SNN result ``rows`` with ``paired_loss`` (DNN minus SNN accuracy on the same images, a
-    fraction) and its 95% paired-bootstrap interval ``paired_loss_ci_low`` / ``_high`` added."""
-    dnn_correct = correct(dnn_logits, y)
+    fraction) and its 95% paired-bootstrap interval ``paired_loss_ci_low`` / ``_high`` added, from
+    which images each row and the DNN's row ``dnn`` got right."""
     out = []
     for row in rows:
-        mean, low, high = paired_difference(dnn_correct, correct(snn_logits[row["steps"]], y))
-        out.append({**row, "paired_loss": mean, "paired_loss_ci_low": low, "paired_loss_ci_high": high})
+        mean, low, high = paired_difference(dnn.correct, row.correct)
+        out.append(row.with_extras(paired_loss=mean, paired_loss_ci_low=low, paired_loss_ci_high=high))
     return out
 
 

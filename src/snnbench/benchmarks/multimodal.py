@@ -289,16 +289,16 @@ def run(options):
         log_summary(rows, options.command, factor)
 
 
-def result_row(row: dict, family: str, command: str) -> dict:
-    """One configuration, seed and family in the fixed result schema (snnbench.evaluation.harness)."""
-    value = {k: row.get(f"{family}_{k}") for k in RESULT_METRICS}
+def result_row(row: dict, family: str, command: str) -> harness.ResultRow:
+    """One configuration, seed and family as a result row (snnbench.evaluation.harness)."""
     key = harness.ResultKey(command, SUITE[family], f"multimodal-{row['size']}", row["modality"], "",
                             row["steps"] if family == "snn" else 1, NoiseSpec(*(row[k] for k in NOISE_FIELDS)),
                             row["seed"])
-    return {**key.columns(), "n": row.get(f"{family}_n_test"),
-            **{k: row.get(f"{family}_test_{k}") for k in ("accuracy", "accuracy_ci_low", "accuracy_ci_high")},
-            **value, "best_val_accuracy": row.get(f"{family}_best_val_accuracy"),
-            "ort_test_accuracy": row.get(f"{family}_ort_test_accuracy")}
+    measured = {"n": row.get(f"{family}_n_test"),
+                **{k: row.get(f"{family}_test_{k}") for k in ("accuracy", "accuracy_ci_low", "accuracy_ci_high")},
+                **{k: row.get(f"{family}_{k}") for k in RESULT_METRICS}}
+    return harness.result_row(key, measured, best_val_accuracy=row.get(f"{family}_best_val_accuracy"),
+                              ort_test_accuracy=row.get(f"{family}_ort_test_accuracy"))
 
 
 def log_summary(rows: list[dict], command: str, factor: str | None):

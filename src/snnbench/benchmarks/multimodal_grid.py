@@ -19,7 +19,7 @@ import numpy as np
 from snnbench.engines import SUITE
 from snnbench.data import MODALITIES
 from snnbench.peak_rates import PEAK_RATES
-from snnbench.evaluation.harness import ResultKey
+from snnbench.evaluation import harness
 from snnbench.evaluation.metrics import accuracy_interval, seed_interval
 from snnbench.models.multimodal import SIZES, ModelSpec
 from snnbench.noise import NoiseSpec
@@ -114,18 +114,18 @@ def results_document(rows: list[dict], meta: dict) -> dict:
     return {"meta": meta, "runs": rows, "summary": summarise(rows)}
 
 
-def result_row(row: dict, noise: str) -> dict:
-    """One training's test score under one evaluation noise, in the fixed result schema
-    (snnbench.evaluation.harness.RESULT_COLUMNS; accuracy with its Wilson interval)."""
+def result_row(row: dict, noise: str) -> harness.ResultRow:
+    """One training's test score under one evaluation noise as a result row
+    (snnbench.evaluation.harness; accuracy with its Wilson interval)."""
     test = row[f"test/{noise}"]
     spec = NOISES.get(noise, NoiseSpec())
     snn = row["family"] == "snn"
     model = f"{row['family']} {row['size']}" + (f" {row['neuron']} {row['reset']}" if snn else "")
-    key = ResultKey("multimodal_study", SUITE[row["family"]], model, row["modality"], "", row["steps"] if snn else 1,
-                    spec, row["seed"])
-    return {**key.columns(), "n": test["n"], "accuracy": test["accuracy"],
-            "accuracy_ci_low": test["ci_low"], "accuracy_ci_high": test["ci_high"],
-            "parameter_count": row["parameter_count"], "best_val_accuracy": row["best_val_accuracy"]}
+    key = harness.ResultKey("multimodal_study", SUITE[row["family"]], model, row["modality"], "", row["steps"] if snn else 1,
+                            spec, row["seed"])
+    measured = {"n": test["n"], "accuracy": test["accuracy"], "accuracy_ci_low": test["ci_low"],
+                "accuracy_ci_high": test["ci_high"], "parameter_count": row["parameter_count"]}
+    return harness.result_row(key, measured, best_val_accuracy=row["best_val_accuracy"])
 
 
 # --- the report section ------------------------------------------------------------------------

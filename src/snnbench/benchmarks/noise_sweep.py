@@ -29,7 +29,7 @@ from snnbench.conversion.onnx_prepare import ModelInput
 from snnbench.data import DATASET_HELP
 from snnbench.device import resolve_device
 from snnbench.engines import LOIHI_EMULATOR, NENGO_SNN, ORT_DNN, SNNTORCH_SNN
-from snnbench.evaluation import harness, metrics
+from snnbench.evaluation import harness
 from snnbench.evaluation.metrics import COLUMNS
 from snnbench.execution import Cluster, executor_for
 from snnbench.models.multimodal import ModelSpec
@@ -181,39 +181,41 @@ def grid(subject: Subject, settings: SweepSettings) -> list:
             *perturbed.children(subject, settings, base)]
 
 
-def _row(child: dict, settings: SweepSettings, measured: dict, clean: float, seconds: float, run_id: str,
-         reused: bool) -> dict:
-    """A child's result row: the result-table keys (harness.KEY_COLUMNS), its metrics and the drop."""
+def _key(child: dict, settings: SweepSettings) -> harness.ResultKey:
+    """What identifies a child's result row (harness.KEY_COLUMNS)."""
     steps = {ORT_DNN: 1, NENGO_SNN: settings.steps, LOIHI_EMULATOR: settings.steps, SNNTORCH_SNN: settings.snn_steps}
-    values = {k: measured.get(k, float("nan")) for k in COLUMNS}
-    key = harness.ResultKey(BENCHMARK, child["family"], child["model"], child["modality"],
-                            "calibrated" if child["family"] in CONVERTED else "", steps[child["family"]],
-                            _noise(child), settings.seed)
-    return {**key.columns(), "model_seed": child["model_seed"], **perturbed.row_keys(child),
-            **values, "clean_accuracy": clean, "accuracy_drop_pp": 100 * (clean - values["accuracy"]),
-            "eval_seconds": seconds, "reused": reused, "run_id": run_id}
+    return harness.ResultKey(BENCHMARK, child["family"], child["model"], child["modality"],
+                             "calibrated" if child["family"] in CONVERTED else "", steps[child["family"]],
+                             _noise(child), settings.seed)
+
+
+def _row(child: dict, measured: harness.ResultRow, clean: float, seconds: float, run_id: str,
+         reused: bool) -> harness.ResultRow:
+    """A child's result row: its measured row with the child's own columns and the drop after the metrics."""
+    return measured.with_extras(model_seed=child["model_seed"], **perturbed.row_keys(child), clean_accuracy=clean,
+                                accuracy_drop_pp=100 * (clean - measured["accuracy"]), eval_seconds=seconds,
+                                reused=reused, run_id=run_id)
 
 
 def _noise(child: dict) -> NoiseSpec:
     return NoiseSpec(child["std"], child["position"], child["noise_mode"], child["noise_seed"])
 
 
-def evaluate(model, data, child: dict) -> tuple[dict, np.ndarray]:
-    """Every metric of one child and which samples it got right (tests patch it to interrupt a sweep)."""
-    spec = _noise(child)
-    logits = model.predict(np.asarray(data.x, np.float32), spec, 0)
-    return harness.score(model, logits, data.y, model.last_activity, spec), metrics.correct(logits, data.y)
+def evaluate(model, data, key: harness.ResultKey) -> harness.ResultRow:
+    """One child's result row, with which samples it got right (tests patch it to interrupt a sweep)."""
+    logits = model.predict(np.asarray(data.x, np.float32), key.noise, 0)
+    return replace(harness.score(model, logits, data.y, model.last_activity, key.noise), key=key)
 
 
-def _finished_row(run, child: dict, settings: SweepSettings) -> dict:
+def _finished_row(run, child: dict, settings: SweepSettings) -> harness.ResultRow:
     m = run.data.metrics
-    row = _row(child, settings, m, m["clean_accuracy"], m.get("eval_seconds", float("nan")), run.info.run_id, True)
     path = mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path=CORRECT)
-    row["correct"] = np.unpackbits(np.load(path))[:int(m["n"])].astype(bool)
-    return row
+    correct = np.unpackbits(np.load(path))[:int(m["n"])].astype(bool)
+    measured = harness.result_row(_key(child, settings), m, correct)
+    return _row(child, measured, m["clean_accuracy"], m.get("eval_seconds", float("nan")), run.info.run_id, True)
 
 
-def _log_child(row: dict, correct: np.ndarray, data, model_id: str | None):
+def _log_child(row: harness.ResultRow, data, model_id: str | None):
     """The child's metrics (linked to its model), the fields a user groups by as tags, its dataset
     and per-sample correctness."""
     logged = [*COLUMNS, "clean_accuracy", "accuracy_drop_pp", "eval_seconds"]
@@ -225,7 +227,7 @@ def _log_child(row: dict, correct: np.ndarray, data, model_id: str | None):
                      **({"attack_source": row["attack_source"]} if "attack_source" in row else {}),
                      "mlflow.runColor": ENGINE_COLORS[row["engine"]]})
     with tempfile.TemporaryDirectory() as tmp:
-        np.save(Path(tmp) / CORRECT, np.packbits(correct))
+        np.save(Path(tmp) / CORRECT, np.packbits(row.correct))
         mlflow.log_artifact(str(Path(tmp) / CORRECT))
 
 
@@ -241,8 +243,8 @@ class ChildUnit:
 _BUILT: "OrderedDict[tuple, harness.Model]" = OrderedDict()  # the last subjects' models in this process
 
 
-def evaluate_child(unit: ChildUnit) -> tuple[dict, np.ndarray, float]:
-    """The child's metrics, per-sample correctness and evaluation seconds; the subject's model is
+def evaluate_child(unit: ChildUnit) -> tuple[harness.ResultRow, float]:
+    """The child's result row (with its per-sample correctness) and evaluation seconds; the subject's model is
     built once per process (kept for the subject's next children, which run in order)."""
     faulty = perturbed.weight_fault(unit.child)  # the weights of this child, when a fault changes them
     key = (unit.subject, tracking.config_key(unit.settings.params()), faulty)
@@ -255,8 +257,8 @@ def evaluate_child(unit: ChildUnit) -> tuple[dict, np.ndarray, float]:
     data = perturbed.attacked(data, unit)  # the same adversarial samples for every engine of the model
     data = unit.models.inputs(unit.subject, data)  # as the subject's model takes them
     started = time.perf_counter()
-    measured, correct = evaluate(_BUILT[key], data, unit.child)
-    return measured, correct, time.perf_counter() - started
+    measured = evaluate(_BUILT[key], data, _key(unit.child, unit.settings))
+    return measured, time.perf_counter() - started
 
 
 def sweep(settings: SweepSettings, models: Models, device: str, executor) -> list:
@@ -275,16 +277,16 @@ def sweep(settings: SweepSettings, models: Models, device: str, executor) -> lis
             units.append(ChildUnit(subject, child, settings, models))
     several = len(settings.model_seeds) > 1
     with tqdm(total=len(plan), initial=len(rows), desc="noise_sweep", unit="run", dynamic_ncols=True) as progress:
-        def record(unit: ChildUnit, measured: dict, correct: np.ndarray, seconds: float):
+        def record(unit: ChildUnit, measured: harness.ResultRow, seconds: float):
             subject, child = unit.subject, unit.child
             if subject.modality not in data:
                 data[subject.modality] = sweep_test_data(settings, subject.modality)
             name = (f"{subject.label}{f' model seed {subject.model_seed}' if several else ''} "
                     f"{perturbed.describe(child)} seed={child['noise_seed']}")
             with tracking.child_run(name, child, device=device, data_checksums=data[subject.modality].checksums) as run:
-                row = _row(child, settings, measured, clean[subject], seconds, run.info.run_id, False)
-                _log_child(row, correct, data[subject.modality], models.model_ids.get(models.name(subject)))
-            rows[tracking.config_key(child)] = {**row, "correct": correct}
+                row = _row(child, measured, clean[subject], seconds, run.info.run_id, False)
+                _log_child(row, data[subject.modality], models.model_ids.get(models.name(subject)))
+            rows[tracking.config_key(child)] = row
             progress.set_postfix_str(f"{subject.label} {perturbed.describe(child)}: "
                                      f"{100 * row['accuracy']:.1f}%")
             progress.update()

@@ -232,14 +232,13 @@ def log_results(rows: list, settings: SweepSettings) -> None:
 
     if not _others(settings):
         return
-    plain = [{k: v for k, v in r.items() if k != "correct"} for r in rows]
-    mlflow.log_text(harness.result_table(plain).to_csv(index=False), "perturbations.csv")
+    mlflow.log_text(harness.result_table(rows).to_csv(index=False), "perturbations.csv")
     if "gaussian" not in settings.perturbations:  # the noise tables are left out: the clean rows' table
-        harness.log_result_table([r for r in plain if r["perturbation"] == "none"])
+        harness.log_result_table([r for r in rows if r["perturbation"] == "none"])
     refused = refusals(settings, subjects(settings))
     if refused:
         mlflow.log_text("\n".join(refused) + "\n", REFUSED)
-    chosen_rows = [r for r in rows if r["perturbation"] != "gaussian"]
+    chosen_rows = tables.with_correct([r for r in rows if r["perturbation"] != "gaussian"])
     if not any(r["perturbation"] != "none" for r in chosen_rows):
         return
     cell_rows = _from_noise(tables.cells(_as_noise(chosen_rows)))

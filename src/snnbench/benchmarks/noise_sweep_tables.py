@@ -55,6 +55,11 @@ def cells(rows: list) -> list[dict]:
     return out
 
 
+def with_correct(rows: list) -> list[dict]:
+    """Each result row's columns with which samples it got right under ``correct`` (what the paired differences read)."""
+    return [{**r, "correct": r.correct} for r in rows]
+
+
 def paired_gaps(rows: list, seed: int = 0) -> list[dict]:
     """DNN minus SNN accuracy for every pair of engines that ran the same samples and draws."""
     by_key = {key: {(r["model_seed"], r["noise_seed"]): r for r in group} for key, group in _groups(rows, CELL).items()}
@@ -182,20 +187,19 @@ def headline(cell_rows: list, gaps: list) -> None:
 def log_results(rows: list, settings: SweepSettings, out: Path) -> dict:
     """Tables (result rows, cells, paired gaps, robustness), markdown, plot and a few metrics on the parent."""
     out.mkdir(parents=True, exist_ok=True)
-    plain = [{k: v for k, v in r.items() if k != "correct"} for r in rows]
-    mlflow.log_text(harness.result_table(plain).to_csv(index=False), "noise_sweep.csv")
-    harness.log_result_table(plain)
-    cell_rows, gaps = cells(plain), paired_gaps(rows, settings.seed)
+    mlflow.log_text(harness.result_table(rows).to_csv(index=False), "noise_sweep.csv")
+    harness.log_result_table(rows)
+    cell_rows, gaps = cells(rows), paired_gaps(with_correct(rows), settings.seed)
     mlflow.log_table(pd.DataFrame(cell_rows), "noise_cells.json")
     if gaps:
         mlflow.log_table(pd.DataFrame(gaps), "paired_gaps.json")
     mlflow.log_text(markdown(cell_rows, gaps) + "\n", "noise_sweep.md")
-    robustness.plot_accuracy_vs_std([r for r in plain if r["noise_position"] != "none"], settings.positions,
+    robustness.plot_accuracy_vs_std([r for r in rows if r["noise_position"] != "none"], settings.positions,
                                     out / "accuracy_vs_std.png",
                                     title=f"noise_sweep ({settings.profile}, {settings.noise_mode} SNN noise)")
     mlflow.log_artifact(str(out / "accuracy_vs_std.png"))
-    summary = summaries(plain)
+    summary = summaries(rows)
     mlflow.log_text(json.dumps(summary, indent=1), "robustness.json")
-    mlflow.log_metrics(parent_metrics(plain, summary, gaps))
+    mlflow.log_metrics(parent_metrics(rows, summary, gaps))
     headline(cell_rows, gaps)
     return summary

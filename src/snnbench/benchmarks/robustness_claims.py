@@ -305,6 +305,7 @@ def log_results(rows: list, settings: SweepSettings, subjects: list, folder: Pat
     and the verdicts in its summary; nothing for a sweep of Gaussian noise alone."""
     if not any(r["perturbation"] not in ("none", "gaussian") for r in rows):
         return
+    rows = tables.with_correct(rows)
     table = verdicts(rows, settings, subjects)
     mlflow.log_table(pd.DataFrame(table), VERDICT_TABLE)
     found = comparisons(rows, settings.seed)

@@ -34,7 +34,7 @@ from snnbench.device import resolve_device
 from snnbench.engines.nengo import SimConfig
 from snnbench.errors import SnnbenchError
 from snnbench.execution import Cluster, executor_for
-from snnbench.evaluation.harness import ResultKey, log_result_table
+from snnbench.evaluation.harness import RESULT_COLUMNS, ResultKey, log_result_table, result_row
 from snnbench.evaluation.metrics import accuracy_interval, correct
 from snnbench.evaluation.plots import throughput_plot
 from snnbench.evaluation.timing import BatchTiming, machine, set_threads, time_batch
@@ -254,9 +254,10 @@ def log_results(rows: list, settings: ThroughputSettings):
     """The table (JSON, CSV, and as the result table with timings as extra columns), plot and best speeds."""
     columns = list(rows[0])
     mlflow.log_table({c: [r[c] for r in rows] for c in columns}, "throughput.json")
-    log_result_table([{**ResultKey("throughput", ENGINES[r["backend"]], f"conversion-{settings.arch}", "image",
-                                   "" if r["backend"] == "ort" else "calibrated", max(r["steps"], 1),
-                                   seed=settings.seed).columns(), **r} for r in rows])
+    log_result_table([result_row(ResultKey("throughput", ENGINES[r["backend"]], f"conversion-{settings.arch}", "image",
+                                           "" if r["backend"] == "ort" else "calibrated", max(r["steps"], 1),
+                                           seed=settings.seed),
+                                 r, **{c: v for c, v in r.items() if c not in RESULT_COLUMNS}) for r in rows])
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "throughput.csv"
         with open(path, "w", newline="") as f:

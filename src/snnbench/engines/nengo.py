@@ -1,7 +1,6 @@
 """Engine ``nengo-snn``: the converted spiking network on nengo-dl (batched) or nengo's reference
 simulator (:class:`NengoRunner`), as a harness model (:class:`NengoModel`)."""
 
-import time
 import warnings
 from contextlib import AbstractContextManager
 
@@ -47,7 +46,6 @@ class NengoRunner(AbstractContextManager):
         self.sim, self.noise, self.counters = sim, noise or NoiseSpec(), counters
         self.fed = fed_stages(self.model, self.noise.position if self.noise.active else "none") if fed is None else fed
         self.last_stats: dict = {}
-        self.last_seconds = 0.0
         self._simulator = self._net = None
         self._feed = {}
 
@@ -59,10 +57,8 @@ class NengoRunner(AbstractContextManager):
         steps_list = sorted({int(s) for s in steps_list})
         if not steps_list or steps_list[0] < 1:
             raise ConfigError(f"step counts must be >= 1, got {steps_list}")
-        started = time.perf_counter()
         x = np.asarray(x, np.float32)
         outputs, activity = self._simulate(x, max(steps_list + [self.sim.steps]), start)
-        self.last_seconds = time.perf_counter() - started
         self.last_stats = self._stats(x, activity)
         return {s: readout(outputs, s, self.sim.readout) for s in steps_list}
 
@@ -261,20 +257,25 @@ class NengoModel(Model):
         return runner
 
     def predict(self, x, noise=CLEAN, start=0):
+        return self.predict_curve(x, [self.steps], noise, start)[self.steps]
+
+    def predict_curve(self, x, steps_list, noise=CLEAN, start=0):
+        """Logits for several step counts from one simulation (its activity over ``sim.steps`` steps)."""
         runner = self.runner(noise)
-        logits = runner.predict(x, start)
-        self.last_activity = self.activity(runner.last_stats, len(x))
+        logits = runner.predict_curve(x, steps_list, start)
+        self.last_activity = self._activity(runner.last_stats, len(x))
         return logits
 
-    def activity(self, s: dict, n: int) -> M.Activity | None:
-        """The Activity of ``n`` samples from a runner's ``last_stats`` (None without counters)."""
+    def _activity(self, s: dict, n: int) -> M.Activity | None:
+        """The Activity of ``n`` samples from a runner's ``last_stats`` (None without counters), with
+        those statistics as its details."""
         if not s:
             return None
         steps = self.sim.steps
         neurons = sum(stage.size_out for stage in self.converted.hidden)
         return M.Activity(n, steps, neurons, s["active_per_sample"] * n, s["spikes_per_sample"] * n,
                           s["input_macs_per_sample"] * n, s["synaptic_acs_per_sample"] * n, float(n * steps * neurons),
-                          float(self.converted.macs()))
+                          float(self.converted.macs()), dict(s))
 
     def close(self):
         for runner in self._runners.values():

@@ -18,7 +18,7 @@ only neurons whose potential changed; its dense count sums every step; and it co
 receives, evaluation noise included, where these count the network's own events in every engine alike.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import stats
@@ -38,6 +38,7 @@ class Activity:
     acs: float                   # effective accumulates
     membrane_updates: float      # neuron state updates (0 for a DNN)
     dense_macs_per_sample: float  # MACs of one dense forward pass (all inputs, one step)
+    details: dict = field(default_factory=dict)  # the engine's own statistics of it (e.g. firing rates per layer)
 
 
 def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:

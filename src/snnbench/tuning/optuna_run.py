@@ -15,7 +15,7 @@ from optuna.trial import TrialState
 from snnbench.conversion.nengo_net import params_document
 from snnbench.engines import NENGO_SNN, ORT_DNN
 from snnbench.errors import StorageError
-from snnbench.evaluation.harness import ResultKey, log_result_table
+from snnbench.evaluation.harness import ResultKey, log_result_table, result_row
 from snnbench.tuning.objective import ConversionObjective, task_dataset
 from snnbench.tuning.space import layers_from_params
 from snnbench.tuning.storage import StudyOptions, experimental, load_study, open_storage, storage_label, study_storage
@@ -102,7 +102,7 @@ def score_on_test_set(objective, document: dict, test=None) -> dict:
     """Test accuracy of the DNN (ONNX Runtime) and of the SNN with the calibrated setting
     (``objective.base``) and with the study's best one (``document``); ``test`` defaults to the
     task's data set's test split. Metric names carry the labels: ``snn_test_accuracy_calibrated`` /
-    ``_tuned``; ``rows`` holds the three scores in the fixed result schema (snnbench.evaluation.harness)."""
+    ``_tuned``; ``rows`` holds the three scores as result rows (snnbench.evaluation.harness.ResultRow)."""
     from snnbench.evaluation.metrics import Accuracy
 
     task = objective.task
@@ -115,13 +115,13 @@ def score_on_test_set(objective, document: dict, test=None) -> dict:
     dnn = Accuracy()(None, objective.dnn_logits(x), y, None)
     scores = {"test_images": len(y), "dnn_test_accuracy": dnn["accuracy"]}
     settings = {"calibrated": objective.base, "tuned": document["layers"]}
-    def key(engine: str, method: str = "", steps: int = 1) -> dict:
-        return ResultKey("tune_conversion", engine, model, dataset.modality, method, steps, seed=task.seed).columns()
+    def key(engine: str, method: str = "", steps: int = 1) -> ResultKey:
+        return ResultKey("tune_conversion", engine, model, dataset.modality, method, steps, seed=task.seed)
 
-    scores["rows"] = [{**key(ORT_DNN), **dnn}]
+    scores["rows"] = [result_row(key(ORT_DNN), dnn)]
     for label in LABELS:
         snn = Accuracy()(None, objective.snn_logits(settings[label], x), y, None)
-        scores["rows"].append({**key(NENGO_SNN, label, task.steps), **snn})
+        scores["rows"].append(result_row(key(NENGO_SNN, label, task.steps), snn))
         for suffix in ("", "_ci_low", "_ci_high"):
             scores[f"snn_test_accuracy_{label}{suffix}"] = snn[f"accuracy{suffix}"]
         scores[f"conversion_loss_{label}_points"] = 100.0 * (dnn["accuracy"] - snn["accuracy"])
