@@ -17,7 +17,7 @@ import numpy as np
 from snnbench.conversion import loihi as L
 from snnbench.conversion.nengo_net import SimConfig, build_network, layer_list, readout
 from snnbench.conversion.converted_files import load_any
-from snnbench.engines import converted_layers, register
+from snnbench.engines import LOIHI_EMULATOR, converted_layers, register
 from snnbench.errors import ConfigError, DataError, UnsupportedModelError
 from snnbench.evaluation import metrics as M
 from snnbench.evaluation.harness import CLEAN, Model
@@ -25,7 +25,7 @@ from snnbench.noise import NoiseSpec
 
 
 class LoihiModel(Model):
-    engine = "loihi-emulator"
+    engine = LOIHI_EMULATOR
 
     def __init__(self, converted, layers, sim: SimConfig, warmup: int | None = None):
         self.converted = load_any(converted)
@@ -138,7 +138,7 @@ class LoihiModel(Model):
         self._simulator = None
 
 
-@register("loihi-emulator")
+@register(LOIHI_EMULATOR)
 def build(artifact, layers=None, sim: SimConfig = SimConfig(), warmup: int | None = None,
           calibration_inputs=None) -> LoihiModel:
     converted, layers = converted_layers(artifact, layers, calibration_inputs, sim.seed, sim.dt)

@@ -11,7 +11,7 @@ from snnbench.conversion.graph import INPUT, ConvertedModel
 from snnbench.conversion.nengo_net import (LayerParams, SimConfig, build_network, fed_stages, layer_list, readout,
                                            register_nengo_dl_neurons, stage_currents, stage_key)
 from snnbench.conversion.neurons import LossyIF, SignedIF
-from snnbench.engines import converted_layers, register
+from snnbench.engines import NENGO_SNN, converted_layers, register
 from snnbench.errors import ConfigError, DataError
 from snnbench.evaluation import metrics as M
 from snnbench.evaluation.harness import CLEAN, Model
@@ -239,7 +239,7 @@ class NengoModel(Model):
     (:func:`~snnbench.conversion.nengo_net.fed_stages`: clean and input noise share one; pre, post
     another each where they reach more stages), built on first use and given each further noise
     setting as data."""
-    engine = "nengo-snn"
+    engine = NENGO_SNN
 
     def __init__(self, converted, layers, sim, counters: bool = True, spike_loss: tuple = (0.0, 0)):
         self.converted = load_any(converted)
@@ -283,7 +283,7 @@ class NengoModel(Model):
         self._runners.clear()
 
 
-@register("nengo-snn")
+@register(NENGO_SNN)
 def build(artifact, layers=None, sim: SimConfig = SimConfig(), counters: bool = True,
           calibration_inputs=None, spike_loss: tuple = (0.0, 0)) -> NengoModel:
     """``spike_loss``: (probability, seed), each hidden spike lost on its way to the next layer (IF neurons)."""

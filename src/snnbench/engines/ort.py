@@ -11,7 +11,7 @@ import numpy as np
 import onnxruntime as ort
 
 from snnbench.conversion.graph import INPUT
-from snnbench.engines import register
+from snnbench.engines import ORT_DNN, register
 from snnbench.errors import DataError, UnsupportedModelError
 from snnbench.evaluation import metrics as M
 from snnbench.evaluation.harness import CLEAN, Model
@@ -75,7 +75,7 @@ class OrtRunner:
 class OrtModel(Model):
     """A feed-forward ONNX DNN; with ``activity``, its ReLU outputs give the activity (nonzero
     activations, effective MACs), else the graph runs as it is (for timing)."""
-    engine = "ort-dnn"
+    engine = ORT_DNN
 
     def __init__(self, onnx_path, batch_size: int = 1000, threads: int | None = None, activity: bool = True):
         self.path = Path(onnx_path)
@@ -131,6 +131,6 @@ class OrtModel(Model):
         return logits
 
 
-@register("ort-dnn")
+@register(ORT_DNN)
 def build(artifact, batch_size: int = 1000, threads: int | None = None, activity: bool = True) -> OrtModel:
     return OrtModel(onnx_file(artifact), batch_size, threads, activity)

@@ -6,7 +6,7 @@ neurons (:class:`ConvertedSnntorchModel`, snnbench throughput's backend).
 import numpy as np
 import torch
 
-from snnbench.engines import converted_layers, register
+from snnbench.engines import SNNTORCH_SNN, TORCH_DNN, converted_layers, register
 from snnbench.errors import ConfigError, UnsupportedModelError
 from snnbench.evaluation import metrics as M
 from snnbench.evaluation.harness import CLEAN, Model
@@ -59,7 +59,7 @@ class SnntorchModel(_SuiteModel):
     """The suite's SpikingMLP: hidden spikes are ACs, the input's entries MACs every step (direct
     encoding) or ACs (rate encoding: its spikes); tests/test_neurobench.py checks the counts against
     the neurobench package."""
-    engine = "snntorch-snn"
+    engine = SNNTORCH_SNN
     spiking = True
 
     def __init__(self, model, device="cpu", batch_size: int = 500, seed: int = 0):
@@ -79,7 +79,7 @@ class SnntorchModel(_SuiteModel):
 
 class TorchModel(_SuiteModel):
     """The suite's DNN (nn.Sequential of Linear / ReLU)."""
-    engine = "torch-dnn"
+    engine = TORCH_DNN
 
     def __init__(self, model: torch.nn.Sequential, device="cpu", batch_size: int = 1000):
         super().__init__(model, [m for m in model if isinstance(m, torch.nn.Linear)], device, batch_size)
@@ -163,7 +163,7 @@ class ConvertedSnntorch(torch.nn.Module):
 
 class ConvertedSnntorchModel(Model):
     """:class:`ConvertedSnntorch` as a harness model (clean inputs only; no activity recorded)."""
-    engine = "snntorch-snn"
+    engine = SNNTORCH_SNN
 
     def __init__(self, converted, layers, steps: int, dt: float = 0.001, device="cpu"):
         self.converted, self.steps, self.device = converted, steps, torch.device(device)
@@ -176,7 +176,7 @@ class ConvertedSnntorchModel(Model):
         return self.network(x).cpu().numpy()  # .cpu() waits for the device
 
 
-@register("snntorch-snn")
+@register(SNNTORCH_SNN)
 def build_snn(artifact, device="cpu", batch_size: int = 500, seed: int = 0, layers=None, steps: int = 8,
               dt: float = 0.001, calibration_inputs=None) -> Model:
     """The suite's SNN (a torch module), or the converted network (a converted model, or its files)."""
@@ -186,7 +186,7 @@ def build_snn(artifact, device="cpu", batch_size: int = 500, seed: int = 0, laye
     return ConvertedSnntorchModel(converted, layers, steps, dt, device)
 
 
-@register("torch-dnn")
+@register(TORCH_DNN)
 def build_dnn(artifact, device="cpu", batch_size: int = 1000) -> TorchModel:
     return TorchModel(artifact, device, batch_size)
 
@@ -195,4 +195,4 @@ def suite_engine(model) -> str:
     """The engine of a trained member of the multimodal family (SNN or DNN)."""
     from snnbench.models.multimodal import SpikingMLP
 
-    return "snntorch-snn" if isinstance(model, SpikingMLP) else "torch-dnn"
+    return SNNTORCH_SNN if isinstance(model, SpikingMLP) else TORCH_DNN

@@ -30,14 +30,15 @@ from torch import nn
 
 from snntorch import SpikingNeuron
 
+from snnbench.engines import LOIHI_EMULATOR, NENGO_SNN, ORT_DNN, SNNTORCH_SNN
 from snnbench.errors import ConfigError, DataError, UnsupportedModelError
 from snnbench.models.spiking import SURROGATES
 from snnbench.perturbations import ATTACKS, Perturbation, Target, keyed_rng, register
 
 NORMS = {"linf": np.inf, "l2": 2}
 BUDGETS = {"linf": ((0.05, 0.1, 0.2, 0.3), (0.1,)), "l2": ((0.5, 1.0, 1.5, 2.0, 3.0), (1.5,))}
-DNN_ENGINES = ("ort-dnn", "nengo-snn", "loihi-emulator", "snntorch-snn")
-SNN_ENGINES = ("snntorch-snn", "ort-dnn")
+DNN_ENGINES = (ORT_DNN, NENGO_SNN, LOIHI_EMULATOR, SNNTORCH_SNN)
+SNN_ENGINES = (SNNTORCH_SNN, ORT_DNN)
 PIXELS = (0.0, 1.0)
 EOT_DRAWS = 8  # draws of a rate-encoded SNN's input spikes whose scores an attack step averages
 
@@ -76,10 +77,10 @@ class Attack(Perturbation):
 
     def check(self, target: Target) -> None:
         super().check(target)
-        if self.source == "dnn" and target.engine == "snntorch-snn" and target.model != "multimodal":
+        if self.source == "dnn" and target.engine == SNNTORCH_SNN and target.model != "multimodal":
             raise UnsupportedModelError(f"{self.name} is crafted on a DNN; only the suite's multimodal SNN has a "
                                         f"DNN of its own data and architecture, not the {target.model} SNN")
-        if self.source != "dnn" and target.engine == "ort-dnn" and target.model != "multimodal":
+        if self.source != "dnn" and target.engine == ORT_DNN and target.model != "multimodal":
             raise UnsupportedModelError(f"{self.name} is crafted on the snntorch SNN and transfers to the suite's "
                                         f"multimodal DNN of the same architecture, not to the {target.model} DNN")
 

@@ -38,11 +38,12 @@ import onnx
 import torch
 from onnx import numpy_helper
 
+from snnbench.engines import LOIHI_EMULATOR, NENGO_SNN, ORT_DNN, SNNTORCH_SNN
 from snnbench.errors import ConfigError, UnsupportedModelError
 from snnbench.perturbations import Perturbation, Target, keyed_rng, register
 from snnbench.perturbations.weight_faults import FRACTIONS, RelativeStds, WeightFault, chosen
 
-SPIKING = ("nengo-snn", "loihi-emulator", "snntorch-snn")
+SPIKING = (NENGO_SNN, LOIHI_EMULATOR, SNNTORCH_SNN)
 THRESHOLD_FLOOR = 0.1
 PEAK_SAMPLES = 1000  # training inputs whose largest activation a saturated neuron is stuck at (calibration's)
 
@@ -131,7 +132,7 @@ class NeuronFault(WeightFault):
     """A fault of each hidden layer's neurons, written into the weights (:meth:`change`) of an ONNX file
     (:meth:`apply`) or of the snntorch SNN (:meth:`perturb_module`)."""
     kind = "neurons"
-    engines = ("ort-dnn", *SPIKING)
+    engines = (ORT_DNN, *SPIKING)
     needs_inputs = False  # whether apply needs training inputs (the layers' largest activations)
 
     @staticmethod
@@ -220,7 +221,7 @@ class ThresholdVariation(RelativeStds, NeuronFault):
 class SpikeDeletion(Perturbation):
     """Each hidden spike lost with probability ``p``, drawn in the simulation (not in the weights)."""
     kind = "neurons"
-    engines = ("nengo-snn", "snntorch-snn")
+    engines = (NENGO_SNN, SNNTORCH_SNN)
     level_name = "probability"
     level_help = "probabilities from 0 to 1"
     levels: tuple = (0.05, 0.1, 0.2, 0.5)
@@ -230,10 +231,10 @@ class SpikeDeletion(Perturbation):
         return 0 <= level <= 1
 
     def check(self, target: Target) -> None:
-        if target.engine == "ort-dnn":
+        if target.engine == ORT_DNN:
             raise UnsupportedModelError("perturbation spike_deletion deletes spikes, which a DNN does not emit (no "
                                         "DNN counterpart); it applies to nengo-snn and snntorch-snn")
-        if target.engine == "loihi-emulator":
+        if target.engine == LOIHI_EMULATOR:
             raise UnsupportedModelError("perturbation spike_deletion applies to nengo-snn and snntorch-snn; the Loihi "
                                         "emulator's neurons do not drop spikes")
         super().check(target)
@@ -246,7 +247,7 @@ class SpikeDeletion(Perturbation):
     def engine_settings(self, level: float, seed: int) -> dict:
         """nengo-snn's setting: each hidden IF neuron's spikes lost with probability ``level`` (layer ``i``'s
         draws seeded by the layer's seed plus ``i``)."""
-        return {"spike_loss": (float(level), self.generator_seed(level, seed, "nengo-snn"))}
+        return {"spike_loss": (float(level), self.generator_seed(level, seed, NENGO_SNN))}
 
     def perturb_module(self, module, level: float, seed: int):
         """A copy of the suite's snntorch SNN whose hidden spikes are each lost with probability ``level``."""

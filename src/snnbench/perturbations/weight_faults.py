@@ -26,6 +26,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from snnbench.engines import LOIHI_EMULATOR, NENGO_SNN, ORT_DNN
 from snnbench.errors import UnsupportedModelError
 from snnbench.perturbations import Perturbation, keyed_rng, register
 
@@ -77,7 +78,7 @@ def weight_tensors(model: onnx.ModelProto) -> list[WeightTensor]:
 class WeightFault(Perturbation):
     """A fault of the weights of an ONNX file; subclasses implement :meth:`perturb`."""
     kind = "weights"
-    engines = ("ort-dnn", "nengo-snn", "loihi-emulator")
+    engines = (ORT_DNN, NENGO_SNN, LOIHI_EMULATOR)
     level_name = "fraction"
     level_help = "fractions from 0 to 1"
 

@@ -5,6 +5,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from snnbench.engines import NENGO_SNN, ORT_DNN
 from snnbench.evaluation.harness import RESULT_TABLE
 from snnbench.tracking.runstore import FoundRun, RunStore
 
@@ -90,8 +91,8 @@ def results(run: FoundRun) -> tuple:
 
 def dnn_and_snn(records: list) -> tuple:
     """The DNN's row (``ort-dnn``) and the SNN's rows (``nengo-snn``) by ascending steps."""
-    dnn = next(r for r in records if r["engine"] == "ort-dnn")
-    return dnn, sorted((r for r in records if r["engine"] == "nengo-snn"), key=lambda r: r["steps"])
+    dnn = next(r for r in records if r["engine"] == ORT_DNN)
+    return dnn, sorted((r for r in records if r["engine"] == NENGO_SNN), key=lambda r: r["steps"])
 
 
 def loss_points(dnn: dict, snn: dict) -> str:

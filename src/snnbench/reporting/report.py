@@ -11,6 +11,7 @@ import tempfile
 from pathlib import Path
 
 from snnbench.benchmarks.multimodal_grid import STUDY_DOCUMENT, study_report
+from snnbench.engines import LOIHI_EMULATOR, NENGO_SNN, ORT_DNN
 from snnbench.errors import StorageError
 from snnbench.evaluation import plots
 from snnbench.evaluation.energy import DEVICES
@@ -46,8 +47,8 @@ THROUGHPUT_COLUMNS = (("backend", ("backend",), str), ("steps", ("steps",), lamb
                       ("ms/batch (median)", ("latency_ms_median",), _magnitude),
                       ("ms/batch (min–max)", ("latency_ms_min", "latency_ms_max"), _magnitude),
                       ("accuracy of what was timed", ("accuracy",), pct))
-LOIHI_ENGINES = {"ort-dnn": "ONNX Runtime (DNN)", "nengo-snn": "nengo-dl (SNN)",
-                 "loihi-emulator": "Loihi emulator (SNN)"}
+LOIHI_ENGINES = {ORT_DNN: "ONNX Runtime (DNN)", NENGO_SNN: "nengo-dl (SNN)",
+                 LOIHI_EMULATOR: "Loihi emulator (SNN)"}
 MACHINE_TAGS = ("machine.cpu_model", "machine.cpu_usable", "machine.load_avg_1min", "machine.torch_threads",
                 "machine.tensorflow_threads", "machine.gpu", "snnbench.device")
 

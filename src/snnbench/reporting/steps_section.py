@@ -8,6 +8,7 @@ DNN on the same images with the paired interval where the run logged it.
 
 from pathlib import PurePath
 
+from snnbench.engines import NENGO_SNN, ORT_DNN
 from snnbench.evaluation import plots
 from snnbench.reporting.context import (interval, loss_points, markdown_table, number, results, scale_line,
                                         with_interval)
@@ -92,8 +93,8 @@ def steps_lines(ctx) -> list:
                 continue
             ctx.use(run)
             runs.append(run)
-            dnn = next(r for r in records if r["engine"] == "ort-dnn")
-            snn = {int(r["steps"]): r for r in records if r["engine"] == "nengo-snn"}
+            dnn = next(r for r in records if r["engine"] == ORT_DNN)
+            snn = {int(r["steps"]): r for r in records if r["engine"] == NENGO_SNN}
             scales = run.params.get("scales", "layer")  # runs from before --scales: one per layer
             label, link = [network, f"{method} ({scales} scales, {rates} rates)"], f"`{run.id[:8]}`"
             accuracy_rows.append([*label, with_interval(dnn), *_by_steps(snn, with_interval), link])
