@@ -250,11 +250,11 @@ def test_a_curve_scores_each_step_count_of_one_simulation(tmp_path):
     y = np.arange(20) % 3
     with engines.build("nengo-snn", tmp_path / "model.onnx",
                        {"layers": LayerParams("relu-rate"), "sim": SimConfig(steps=4, minibatch=10)}) as snn:
-        curve = harness.evaluate_curve(snn, x, y, [2, 4], benchmark="t")
+        curve = harness.evaluate_curve(snn, x, y, [2, 4], benchmark="t", model="mlp")  # a key's model: its name
         assert sorted(curve.rows) == [2, 4] and curve.seconds > 0
         np.testing.assert_allclose(curve.logits[4], snn.predict(x), atol=1e-6)
         for steps, row in curve.rows.items():
-            assert row["steps"] == steps and row["engine"] == engines.NENGO_SNN and row["benchmark"] == "t"
+            assert row["steps"] == steps and row["engine"] == engines.NENGO_SNN and row["model"] == "mlp"
             assert row["accuracy"] == metrics.accuracy(curve.logits[steps], y)
         # the activity was measured over the model's 4 steps: that row's alone
         assert np.isnan(curve.rows[2]["activation_sparsity"]) and 0 <= curve.rows[4]["activation_sparsity"] <= 1

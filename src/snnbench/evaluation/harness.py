@@ -132,7 +132,7 @@ class Model:
         self.close()
 
 
-def evaluate(model: Model, x: np.ndarray, y: np.ndarray, noise: NoiseSpec = CLEAN, start: int = 0,
+def evaluate(model: Model, x: np.ndarray, y: np.ndarray, /, noise: NoiseSpec = CLEAN, start: int = 0,
              measures=M.ALL, **key) -> ResultRow:
     """One result row of ``model`` on ``x``: ``key`` (benchmark, model, modality, ...) and every metric in ``measures``."""
     logits = model.predict(np.asarray(x, np.float32), noise, start)
@@ -147,7 +147,7 @@ class Curve:
     seconds: float
 
 
-def evaluate_curve(model: Model, x: np.ndarray, y: np.ndarray, steps_list, noise: NoiseSpec = CLEAN,
+def evaluate_curve(model: Model, x: np.ndarray, y: np.ndarray, steps_list, /, noise: NoiseSpec = CLEAN,
                    start: int = 0, measures=M.ALL, **key) -> Curve:
     """A result row per step count in ``steps_list``, all read from one run of ``model``
     (:meth:`Model.predict_curve`); the activity, measured over the model's own ``steps``, goes to
