@@ -388,6 +388,21 @@ def test_the_sweep_runs_neuron_faults_and_audio_corruptions_on_every_engine_that
     assert {"mean_drop_pp.neurons.nengo-snn", "mce_vs_dnn.input.snntorch-snn"} <= set(parent.data.metrics)
 
 
+
+@pytest.mark.slow
+def test_the_sweep_deletes_spikes_on_nengo_and_the_loihi_emulator(tracking_store):
+    require_data()
+    tiny = ["--test-limit", "20", "--train-limit", "300", "--epochs", "1", "--steps", "6", "--snn-steps", "3"]
+    assert main(["noise_sweep", "--modalities", "image", "--perturbations", "spike_deletion", "--families",
+                 "nengo-snn,loihi-emulator", *tiny]) == 0
+    client = MlflowClient(tracking_store)
+    runs = client.search_runs([client.get_experiment_by_name("noise_sweep").experiment_id])
+    seen = {(r.data.tags["engine"], r.data.tags["model"], r.data.tags["perturbation"], r.data.tags["level"])
+            for r in runs if "mlflow.parentRunId" in r.data.tags}
+    assert seen == {(engine, model, perturbation, level) for engine in ("nengo-snn", "loihi-emulator")
+                    for model in ("conversion-mlp", "multimodal")
+                    for perturbation, level in (("none", "0"), ("spike_deletion", "0.2"))}
+
 def test_a_neuron_fault_refuses_a_relu_whose_layer_has_no_weights_and_bias_to_change(tmp_path):
     from onnx import TensorProto, helper
 
