@@ -242,8 +242,9 @@ def test_spike_deletion_drops_spikes_in_the_snn_and_refuses_a_dnn_in_one_line():
     assert torch.equal(family.perturb_module(snn, 0.0, seed=1).simulate(x)["spk"][0], clean)
     with pytest.raises(UnsupportedModelError, match="no DNN counterpart"):
         family.check(Target("ort-dnn", (784,), "image"))
-    with pytest.raises(UnsupportedModelError, match="Loihi emulator's neurons"):
-        family.check(Target("loihi-emulator", (784,), "image"))
+    family.check(Target("loihi-emulator", (784,), "image"))
+    with pytest.raises(UnsupportedModelError, match="a setting of nengo-snn, loihi-emulator, not of snntorch-snn"):
+        family.engine_settings("snntorch-snn", 0.5, seed=1)
 
 
 @pytest.mark.parametrize("simulator", ["nengo_dl", "nengo"])
@@ -252,7 +253,7 @@ def test_spike_deletion_in_the_converted_networks_if_neurons(tmp_path, simulator
 
     source, x = _mlp(tmp_path / "model.onnx"), _digits(10)
     sim = SimConfig(steps=10, simulator=simulator, minibatch=10)
-    settings = perturbations.build("spike_deletion").engine_settings(0.5, seed=1)
+    settings = perturbations.build("spike_deletion").engine_settings("nengo-snn", 0.5, seed=1)
 
     def run(**more):
         model = engines.build("nengo-snn", source, dict(sim=sim, calibration_inputs=x, **more))
@@ -264,6 +265,47 @@ def test_spike_deletion_in_the_converted_networks_if_neurons(tmp_path, simulator
     np.testing.assert_array_equal(run(**settings)[0], lossy)  # the same draws for the same seed
     np.testing.assert_array_equal(run(spike_loss=(0.0, 5))[0], clean)
     assert run(spike_loss=(1.0, 5))[1] == 0
+
+
+def test_spike_deletion_on_the_loihi_emulators_hidden_compartments(tmp_path):
+    """A CNN whose first layer spans several blocks of compartments: p = 0 is the clean chip; the first
+    hidden layer's input is the clean one, so its neurons fire as in the clean run (they reset as if each
+    spike went out) and the kept spikes are a Binomial(clean spikes, 1 - p); p = 1 leaves the output only
+    its bias; the draws are the seed's."""
+    from scipy import stats
+
+    from snnbench.conversion.nengo_net import SimConfig
+
+    source, x = _cnn(tmp_path / "model.onnx"), _digits(10)
+    family = perturbations.build("spike_deletion")
+
+    def run(**more):
+        model = engines.build("loihi-emulator", source, dict(sim=SimConfig(steps=10), calibration_inputs=x, **more))
+        logits = model.predict(x)
+        first = model._emulator.compartment.spike_count[model._lost.layers[0]].copy() if model._lost else None
+        return logits, model.last_layer_spikes, first, model
+
+    clean, clean_spikes, _, chip = run()
+    assert len(clean_spikes) == 3 and min(clean_spikes) > 1000  # the input layer, then two hidden layers
+    assert len(chip._simulator.model.objs[chip._net.ensembles[1].neurons]["out"]) > 1  # split into blocks
+    zero, zero_spikes, _, _ = run(spike_loss=(0.0, 5))
+    np.testing.assert_array_equal(zero, clean)
+    assert zero_spikes == clean_spikes
+    settings = family.engine_settings("loihi-emulator", 0.5, seed=1)
+    half, half_spikes, fired, _ = run(**settings)
+    assert fired.sum() == clean_spikes[1]  # the first hidden layer fired every spike of the clean run
+    assert half_spikes[0] == clean_spikes[0]  # the off-chip input layer keeps its spikes
+    low, high = stats.binom.interval(0.999, int(clean_spikes[1]), 0.5)
+    assert low <= half_spikes[1] <= high, (half_spikes, clean_spikes)
+    assert half_spikes[2] < clean_spikes[2]
+    np.testing.assert_array_equal(run(**settings)[0], half)  # the same draws for the same seed
+    assert not np.allclose(run(**family.engine_settings("loihi-emulator", 0.5, seed=2))[0], half)
+    assert settings != family.engine_settings("nengo-snn", 0.5, seed=1)  # each engine's own draws
+    silent, silent_spikes, _, chip = run(spike_loss=(1.0, 5))
+    assert silent_spikes == [clean_spikes[0], 0.0, 0.0]
+    np.testing.assert_allclose(silent, np.broadcast_to(chip.chip.stages[-1].bias, silent.shape), rtol=1e-6)
+    with pytest.raises(ConfigError, match="probability from 0 to 1"):
+        engines.build("loihi-emulator", source, dict(calibration_inputs=x, spike_loss=(1.5, 0)))
 
 
 @pytest.mark.parametrize("name", AUDIO_FAMILIES)
@@ -345,6 +387,21 @@ def test_the_sweep_runs_neuron_faults_and_audio_corruptions_on_every_engine_that
     assert "spike_deletion on ort-dnn/multimodal/audio: perturbation spike_deletion deletes spikes" in refused
     assert {"mean_drop_pp.neurons.nengo-snn", "mce_vs_dnn.input.snntorch-snn"} <= set(parent.data.metrics)
 
+
+
+@pytest.mark.slow
+def test_the_sweep_deletes_spikes_on_nengo_and_the_loihi_emulator(tracking_store):
+    require_data()
+    tiny = ["--test-limit", "20", "--train-limit", "300", "--epochs", "1", "--steps", "6", "--snn-steps", "3"]
+    assert main(["noise_sweep", "--modalities", "image", "--perturbations", "spike_deletion", "--families",
+                 "nengo-snn,loihi-emulator", *tiny]) == 0
+    client = MlflowClient(tracking_store)
+    runs = client.search_runs([client.get_experiment_by_name("noise_sweep").experiment_id])
+    seen = {(r.data.tags["engine"], r.data.tags["model"], r.data.tags["perturbation"], r.data.tags["level"])
+            for r in runs if "mlflow.parentRunId" in r.data.tags}
+    assert seen == {(engine, model, perturbation, level) for engine in ("nengo-snn", "loihi-emulator")
+                    for model in ("conversion-mlp", "multimodal")
+                    for perturbation, level in (("none", "0"), ("spike_deletion", "0.2"))}
 
 def test_a_neuron_fault_refuses_a_relu_whose_layer_has_no_weights_and_bias_to_change(tmp_path):
     from onnx import TensorProto, helper

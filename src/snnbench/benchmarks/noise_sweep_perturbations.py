@@ -118,7 +118,7 @@ def faulty_model(unit, fault: tuple):
     if subject.family == SNNTORCH_SNN:
         return models.model(subject, module=family(name).perturb_module(models.torch_module(subject), level, seed))
     if not hasattr(family(name), "apply"):  # spike deletion: drawn in the simulation
-        return models.model(subject, **family(name).engine_settings(level, seed))
+        return models.model(subject, **family(name).engine_settings(subject.family, level, seed))
     neurons = family(name).kind == "neurons"
     return models.model(subject, faulty_file(unit, fault), calibrated_on=models.onnx_file(subject) if neurons else None)
 

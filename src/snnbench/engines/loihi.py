@@ -8,6 +8,12 @@ simulator). Logits are read over the last ``steps`` steps: membranes start at ze
 connection adds a step of delay, so ``warmup`` (default: one step per on-chip layer) comes before
 nengo-dl's integration window. Activity counts every step the chip ran. Noise: at the input only,
 the other engines' draws; a noisy pixel below 0 gives no spikes (the input layer rectifies).
+
+Spike deletion (``spike_loss``, :class:`SpikeLoss`): each spike of an on-chip (hidden) compartment is lost
+with a probability between the compartment update, which fires and resets the neuron, and the step's
+probes and axons, so a lost spike neither reaches the next layer (nor the output) nor is counted, while
+the neuron has reset as if it had emitted it, as nengo-snn's IF neurons lose theirs. The off-chip input
+layer, the pixels' spike encoding (nengo-snn feeds the pixels as currents), keeps its spikes.
 """
 
 import warnings
@@ -24,10 +30,35 @@ from snnbench.evaluation.harness import CLEAN, Model
 from snnbench.noise import NoiseSpec
 
 
+class SpikeLoss:
+    """Each spike of the emulator's ``layers`` (compartment indices, one array a layer) lost with
+    probability ``loss``: the emulator's compartment update, then the spikes kept by each layer's draw (a
+    uniform per compartment and step, kept if >= ``loss``). :meth:`reseed` starts layer ``i``'s draws of a
+    sample from ``(seed + i, sample index)``, so they do not depend on how samples are batched."""
+
+    def __init__(self, emulator, layers: list, loss: float):
+        self.layers, self.loss = layers, float(loss)
+        self.generators: list = []
+        state, update = emulator.compartment, emulator.compartment.update
+
+        def update_and_lose(rng):
+            update(rng)  # fires, resets and starts the refractory count of every compartment over threshold
+            for compartments, generator in zip(self.layers, self.generators):
+                state.spiked[compartments] &= generator.random(len(compartments)) >= self.loss
+
+        state.update = update_and_lose  # the step reads ``spiked`` next: probes now, axons at the next step
+
+    def reseed(self, seed: int, sample: int):
+        self.generators = [np.random.default_rng([seed + i, sample]) for i in range(len(self.layers))]
+
+
 class LoihiModel(Model):
     engine = LOIHI_EMULATOR
 
-    def __init__(self, converted, layers, sim: SimConfig, warmup: int | None = None):
+    def __init__(self, converted, layers, sim: SimConfig, warmup: int | None = None, spike_loss: tuple | None = None):
+        if spike_loss is not None and not 0 <= spike_loss[0] <= 1:
+            raise ConfigError(f"spike loss is a probability from 0 to 1, got {spike_loss[0]}")
+        self.spike_loss = spike_loss  # (probability, seed): each hidden spike lost on its way out
         self.converted = load_any(converted)
         self.layers = layer_list(layers, len(self.converted.hidden))
         L.check_neurons(self.layers)
@@ -38,7 +69,8 @@ class LoihiModel(Model):
         self.period = self.warmup + self.steps
         self.chip = L.with_input_layer(L.fold_pooling(self.converted))
         self.utilization: list[str] = []
-        self._simulator = self._feed = None
+        self.last_layer_spikes: list[float] = []  # spikes per population of the last prediction, input layer first
+        self._simulator = self._feed = self._lost = None
         self._first_step = 0
 
     def _input(self, t):
@@ -80,6 +112,12 @@ class LoihiModel(Model):
         self.utilization = self._simulator.model.utilization_summary()
         self._emulator = self._simulator.sims["emulator"]
         L.clamp_voltage_floor(self._emulator)
+        if self.spike_loss is not None:
+            slices = self._emulator.block_info.slices
+            hidden = [np.concatenate([np.arange(slices[b].start, slices[b].stop)
+                                      for b in self._simulator.model.objs[ens.neurons]["out"]])
+                      for ens in net.ensembles[1:]]  # an image-shaped layer spans several blocks
+            self._lost = SpikeLoss(self._emulator, hidden, self.spike_loss[0])
         host = self._simulator.sims["host_pre"]
         self._input_voltage = host.signals[host.model.sig[net.ensembles[0].neurons]["voltage"]]
         self._fan_outs = [self.chip.fan_out(i) for i in range(len(self.chip.hidden))]
@@ -113,8 +151,10 @@ class LoihiModel(Model):
         self.build()
         logits, spikes = [], [np.zeros_like(f) for f in self._fan_outs]
         active = 0.0
-        for sample in feeds:
+        for k, sample in enumerate(feeds):
             self._reset()
+            if self._lost is not None:
+                self._lost.reseed(self.spike_loss[1], start + k)
             self._feed = sample
             self._simulator.run_steps(self.period)
             logits.append(readout(self._simulator.data[self._net.output][None, -self.steps:], self.steps,
@@ -126,6 +166,7 @@ class LoihiModel(Model):
                 active += float((counts > 0).sum())
             self._simulator.clear_probes()
         self._feed = None
+        self.last_layer_spikes = [float(s.sum()) for s in spikes]
         n, neurons = len(x), sum(stage.size_out for stage in self.chip.hidden)
         acs = float(sum(s @ f for s, f in zip(spikes, self._fan_outs)))
         self.last_activity = M.Activity(n, self.period, neurons, active, float(sum(s.sum() for s in spikes)), 0.0,
@@ -135,11 +176,12 @@ class LoihiModel(Model):
     def close(self):
         if self._simulator is not None:
             self._simulator.close()
-        self._simulator = None
+        self._simulator = self._lost = None
 
 
 @register(LOIHI_EMULATOR)
 def build(artifact, layers=None, sim: SimConfig = SimConfig(), warmup: int | None = None,
-          calibration_inputs=None) -> LoihiModel:
+          calibration_inputs=None, spike_loss: tuple | None = None) -> LoihiModel:
+    """``spike_loss``: (probability, seed), each hidden spike lost on its way to the next layer."""
     converted, layers = converted_layers(artifact, layers, calibration_inputs, sim.seed, sim.dt)
-    return LoihiModel(converted, layers, sim, warmup)
+    return LoihiModel(converted, layers, sim, warmup, spike_loss)

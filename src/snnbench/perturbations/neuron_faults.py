@@ -20,10 +20,13 @@ neurons.
   ``t``. DNN counterpart: each ReLU unit's gain divided by ``t`` (the same file in ONNX Runtime), which a
   rate-coded neuron computes exactly.
 * ``spike_deletion``: each spike of a hidden neuron lost with probability ``p`` on its way to the next
-  layer (the neuron fires and resets as usual), in the simulation itself: nengo-snn's IF neurons
-  (:class:`~snnbench.conversion.neurons.LossyIF`, a binomial draw of each step's spikes) and the snntorch
-  SNN (the Loihi emulator's neurons do not drop spikes, and refuse it). No DNN counterpart: a DNN emits no spikes (in expectation the loss scales each
-  activation by ``1 - p``, which the next layer's weights could absorb), so ``ort-dnn`` is refused.
+  layer (the neuron fires and resets as usual; a lost spike is not counted), in the simulation itself:
+  nengo-snn's IF neurons (:class:`~snnbench.conversion.neurons.LossyIF`, a binomial draw of each step's
+  spikes), the Loihi emulator's on-chip compartments (:class:`~snnbench.engines.loihi.SpikeLoss`, a
+  Bernoulli draw per compartment and step; the off-chip input layer, the pixels' encoding, keeps its
+  spikes as nengo-snn's current input does) and the snntorch SNN. No DNN counterpart: a DNN emits no
+  spikes (in expectation the loss scales each activation by ``1 - p``, which the next layer's weights
+  could absorb), so ``ort-dnn`` is refused.
 
 The converted SNN is calibrated on the fault-free network and runs the faulty one (the neurons fail on
 the chip, after conversion).
@@ -221,7 +224,8 @@ class ThresholdVariation(RelativeStds, NeuronFault):
 class SpikeDeletion(Perturbation):
     """Each hidden spike lost with probability ``p``, drawn in the simulation (not in the weights)."""
     kind = "neurons"
-    engines = (NENGO_SNN, SNNTORCH_SNN)
+    engines = SPIKING
+    simulated = (NENGO_SNN, LOIHI_EMULATOR)  # the engines that take it as a setting (engine_settings)
     level_name = "probability"
     level_help = "probabilities from 0 to 1"
     levels: tuple = (0.05, 0.1, 0.2, 0.5)
@@ -233,10 +237,7 @@ class SpikeDeletion(Perturbation):
     def check(self, target: Target) -> None:
         if target.engine == ORT_DNN:
             raise UnsupportedModelError("perturbation spike_deletion deletes spikes, which a DNN does not emit (no "
-                                        "DNN counterpart); it applies to nengo-snn and snntorch-snn")
-        if target.engine == LOIHI_EMULATOR:
-            raise UnsupportedModelError("perturbation spike_deletion applies to nengo-snn and snntorch-snn; the Loihi "
-                                        "emulator's neurons do not drop spikes")
+                                        f"DNN counterpart); it applies to {', '.join(SPIKING)}")
         super().check(target)
 
     def generator_seed(self, level: float, seed: int, key: str) -> int:
@@ -244,10 +245,12 @@ class SpikeDeletion(Perturbation):
         are reproducible per engine, not shared)."""
         return int(keyed_rng(seed, self.name, level, key).integers(2 ** 31 - 64))
 
-    def engine_settings(self, level: float, seed: int) -> dict:
-        """nengo-snn's setting: each hidden IF neuron's spikes lost with probability ``level`` (layer ``i``'s
-        draws seeded by the layer's seed plus ``i``)."""
-        return {"spike_loss": (float(level), self.generator_seed(level, seed, NENGO_SNN))}
+    def engine_settings(self, engine: str, level: float, seed: int) -> dict:
+        """The setting of ``engine`` (nengo-snn or loihi-emulator): each hidden spike lost with probability
+        ``level``, layer ``i``'s draws seeded from the engine's seed plus ``i``."""
+        if engine not in self.simulated:
+            raise UnsupportedModelError(f"spike deletion is a setting of {', '.join(self.simulated)}, not of {engine}")
+        return {"spike_loss": (float(level), self.generator_seed(level, seed, engine))}
 
     def perturb_module(self, module, level: float, seed: int):
         """A copy of the suite's snntorch SNN whose hidden spikes are each lost with probability ``level``."""
