@@ -40,8 +40,10 @@ class LoopbackCluster:
         for process in [*self.workers, self.scheduler]:
             if process.poll() is None:
                 process.terminate()
+        deadline = time.monotonic() + 5  # the processes' graceful exit, together; then they are killed
         for process in [*self.workers, self.scheduler]:
             try:
-                process.wait(timeout=20)
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 process.kill()
+                process.wait()

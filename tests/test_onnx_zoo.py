@@ -14,6 +14,9 @@ from snnbench.data import load_mnist
 CONVERTIBLE = [entry.name for entry in ZOO if entry.converts]
 REFUSED = [entry.name for entry in ZOO if not entry.converts]
 CONVERT_IMAGES = 300
+# calibration and validation images of each conversion: a user's default is 1,000; 250 give the same accuracies on
+# the zoo (chainer_cnn_asymmetric_pool: DNN 98.33 %, SNN 98.00 % at 32 steps with either) in 60 % of the time
+CALIBRATION_IMAGES = 250
 
 
 @pytest.fixture(scope="session")
@@ -139,7 +142,8 @@ def test_a_zoo_model_converts_as_a_user_runs_it(name, zoo_model, test_images, tr
     under that preprocessing, the SNN within 3 points of it at 32 steps, and the rate-mode network equals ORT."""
     entry = zoo_model(name)
     assert main(["convert", "--onnx-model", str(entry.path), *entry.cli_options(),
-                 "--test-limit", str(CONVERT_IMAGES), "--steps-list", "32", "--steps", "32"]) == 0
+                 "--test-limit", str(CONVERT_IMAGES), "--steps-list", "32", "--steps", "32",
+                 "--calibration-samples", str(CALIBRATION_IMAGES)]) == 0
     metrics = _only_run().data.metrics
     assert abs(metrics["dnn_accuracy"] - _ort_accuracy(entry, test_images, CONVERT_IMAGES)) <= 1 / CONVERT_IMAGES
     assert metrics["snn_accuracy"] >= metrics["dnn_accuracy"] - 0.03, metrics
