@@ -21,7 +21,8 @@ from snnbench.tracking.runs import tracking_uri
 # The benchmarks, in the order they run: name -> (command, its own options). The conversion
 # study is run by each method: the reference's, calibrated (convert's default), and the tuned
 # setting of the study `tune` has just run (tune's default study name and storage); then the
-# convolutional networks. The multimodal study's grid belongs on a GPU (`multimodal_study`).
+# convolutional networks; then the noise sweep, the robustness sweep over every perturbation family
+# and throughput. The multimodal study's grid belongs on a GPU (`multimodal_study`).
 BENCHMARKS = {
     "convert_reference": ("convert", ["--method", "reference", "--steps", "32", "--steps-list", "4,8,16,32"]),
     "convert": ("convert", ["--steps-list", "4,8,16,32"]),
@@ -32,6 +33,7 @@ BENCHMARKS = {
     "convert_resnet": ("convert", ["--arch", "resnet", "--lr", "0.002", "--steps", "32",
                                    "--steps-list", "4,8,16,32"]),
     "noise_sweep": ("noise_sweep", []),
+    "robustness": ("robustness", []),
     "throughput": ("throughput", []),
     "multimodal_study": ("multimodal_study", ["--seeds", "3"]),
 }
