@@ -256,6 +256,28 @@ def test_claims_section_marks_a_protocol_without_a_run_as_not_run(tracking_store
     assert not any(line.startswith("Verdicts that differ") for line in lines)
 
 
+def test_the_study_section_pools_the_seeds_of_every_run_of_the_newest_runs_settings(tracking_store, tmp_path):
+    """Seeds 0, 1 and 2, 3 of one protocol in two runs give one 4-seed table with both runs' training time; a
+    run of the other protocol is left out of it."""
+    from snnbench.benchmarks.multimodal_grid import STUDY_DOCUMENT
+    from snnbench.reporting.report import multimodal_section
+
+    def document(seeds, seconds):
+        return {STUDY_DOCUMENT: {"meta": {"validation": "recordings", "train_seconds": seconds},
+                                 "runs": study_rows(seeds), "summary": []}}
+
+    params = {"profile": "full", "validation": "recordings"}
+    other = log_run("multimodal_study", {**params, "validation": "study", "seeds": "[5, 6]"}, document((5, 6), 7.0))
+    first = log_run("multimodal_study", {**params, "seeds": "[0, 1]"}, document((0, 1), 100.0))
+    second = log_run("multimodal_study", {**params, "seeds": "[2, 3]"}, document((2, 3), 20.0))
+    ctx = report_context(tracking_store, tmp_path)
+    text = "\n".join(multimodal_section(ctx))
+    assert "120 trainings (4 seeds: 0, 1, 2, 3)" in text and " in 120 s" in text
+    # audio SNN S/3 scores 99, 97, 95, 93% by seed: the mean of the four with its t-interval
+    assert "| audio | SNN | test accuracy | 99.00 [99.00, 99.00] | 99.00 [99.00, 99.00] | 96.00 [91.89, 100.00]" in text
+    assert {r.id for r in ctx.used} == {first, second} and other not in text
+
+
 def convert_row(engine: str, steps: int, correct: int, n: int, spikes=float("nan"), energy: float = 0.0):
     """One row of a ``convert`` run's result table: accuracy with its Wilson interval, spikes and energy per device."""
     from snnbench.evaluation.energy import DEVICES, column

@@ -10,12 +10,13 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from snnbench.benchmarks.multimodal_grid import STUDY_DOCUMENT, study_report
+from snnbench.benchmarks import claims
+from snnbench.benchmarks.multimodal_grid import STUDY_DOCUMENT, results_document, study_report
 from snnbench.engines import LOIHI_EMULATOR, NENGO_SNN, ORT_DNN
 from snnbench.errors import StorageError
 from snnbench.evaluation import plots
 from snnbench.evaluation.energy import DEVICES
-from snnbench.reporting.claims_section import claims_lines, study_document
+from snnbench.reporting.claims_section import claims_lines, pooled_study_runs, study_document
 from snnbench.reporting.commands import command_line
 from snnbench.reporting.context import (Context, dnn_and_snn, latest_conversion, loss_points, markdown_table, missing,
                                         number, pct, results, scale_line, unreadable, with_interval)
@@ -161,17 +162,24 @@ def user_models_section(ctx: Context) -> list:
 
 
 def multimodal_section(ctx: Context) -> list:
-    """The whole study grid from the newest ``multimodal_study`` run: each of the study's
-    experiments as a table and a figure (snnbench.benchmarks.multimodal_grid)."""
+    """The whole study grid under the newest ``multimodal_study`` run's validation protocol, every finished
+    run of its settings pooled as the claims pool them (each configuration's seed once): each of the
+    study's experiments as a table and a figure (snnbench.benchmarks.multimodal_grid)."""
     run = ctx.store.latest("multimodal_study")
     if run is None:
         return ["## Multimodal study", "", f"_No runs yet: run `{STUDY_COMMAND}` (on a GPU)._", ""]
     document = study_document(run)
     if document is None:
         return ["## Multimodal study", ""] + unreadable(run, STUDY_DOCUMENT)
-    ctx.use(run)
-    markdown = study_report(document, ctx.figures, f"{ctx.link_prefix}/")
-    return [markdown, "", MULTIMODAL_REFERENCE, "", scale_line([run]), ""]
+    pooled = [(r, study_document(r)) for r in pooled_study_runs(ctx, run.params.get("validation"))]
+    pooled = [(r, d) for r, d in pooled if d is not None] or [(run, document)]
+    rows, _ = claims.pooled([d["runs"] for _, d in pooled])
+    # the newest run's settings and stack speeds; the training time of every run pooled
+    meta = {**document["meta"], "train_seconds": sum(d["meta"].get("train_seconds", 0.0) for _, d in pooled)}
+    for used, _ in pooled:
+        ctx.use(used)
+    markdown = study_report(results_document(rows, meta), ctx.figures, f"{ctx.link_prefix}/")
+    return [markdown, "", MULTIMODAL_REFERENCE, "", scale_line([r for r, _ in pooled]), ""]
 
 
 NOISE_CURVE = ("engine", "model", "modality", "noise_position")  # one table row / plotted line each
