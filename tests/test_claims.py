@@ -35,6 +35,23 @@ def test_reset_claim_under_both_protocols():
     assert {p["part"] for p in ours["parts"]} >= {"audio SNN soft - hard", "multimodal SNN hard"}
 
 
+def test_an_interval_is_clipped_to_the_values_its_quantity_can_take():
+    """Multimodal SNNs at 99.9-100% by seed: the t-interval of the mean crosses 100 and the spread's crosses 0,
+    values an accuracy and a spread cannot take; clipped to them, claim 3 (about 99.9%, within 0.1 point) holds."""
+    rows = [_row("multimodal", "snn", seed, accuracy, size=size)
+            for seed, accuracy in enumerate((0.999, 1.0, 1.0, 0.9995)) for size in ("S", "S/2", "S/3")]
+    claim = next(c for c in claims.check(rows, "ours") if c["claim"] == 3)
+    accuracy, spread = claim["parts"][0], claim["parts"][-1]
+    assert accuracy["ci_high"] == 100.0 and accuracy["ci_low"] == pytest.approx(99.85, abs=0.05)
+    assert spread["mean"] == spread["ci_low"] == spread["ci_high"] == 0.0
+    assert claim["verdict"] == "holds", claim["parts"]
+    # a difference can take any sign: not clipped
+    rows = [_row("image", "snn", seed, 0.97 + d, neuron=n) for seed, d in enumerate((0.0, 0.01, -0.01))
+            for n in ("lif", "if")] + [_row("image", "snn", 3, 0.98, neuron="lif"), _row("image", "snn", 3, 0.96, neuron="if")]
+    lif_minus_if = next(c for c in claims.check(rows, "ours") if c["claim"] == 12)["parts"][0]
+    assert lif_minus_if["ci_low"] < 0 < lif_minus_if["ci_high"]
+
+
 def test_every_claim_gets_a_verdict_even_without_its_runs():
     checked = claims.check([_row("image", "dnn", 0, 0.98)], "ours")
     assert [c["claim"] for c in checked] == list(range(1, 14))

@@ -49,6 +49,7 @@ def loses_about(points: float) -> tuple[float, float]:
 @dataclass(frozen=True)
 class Accuracy:
     """Accuracy (points) of one trained model of the grid, under a noise (``None``: clean)."""
+    bounds = (0.0, 100.0)  # the values it can take: a seed interval is clipped to them
     modality: str
     family: str
     noise: str | None = None
@@ -78,8 +79,11 @@ def diff(a: Quantity, b: Quantity) -> Quantity:
 
 
 def spread(*quantities: Quantity) -> Quantity:
-    """Largest minus smallest of several accuracies (the same seed)."""
-    return lambda rows, seed, protocol: float(np.ptp([q(rows, seed, protocol) for q in quantities]))
+    """Largest minus smallest of several accuracies (the same seed): at least 0."""
+    def largest_minus_smallest(rows, seed, protocol):
+        return float(np.ptp([q(rows, seed, protocol) for q in quantities]))
+    largest_minus_smallest.bounds = (0.0, INF)
+    return largest_minus_smallest
 
 
 def mean_of(*quantities: Quantity) -> Quantity:
@@ -200,6 +204,9 @@ def check(rows: list, protocol: str) -> list[dict]:
             values = [part.quantity(rows, seed, protocol) for seed in seeds]
             values = [v for v in values if np.isfinite(v)]
             mean, low, high = seed_interval(values) if values else (float("nan"),) * 3
+            # Student's t-interval is symmetric; a quantity's true mean lies within the values it can take
+            floor, ceiling = getattr(part.quantity, "bounds", (-INF, INF))
+            low, high = max(low, floor), min(high, ceiling)
             parts.append({"part": part.label, "mean": mean, "ci_low": low, "ci_high": high,
                           "range": [part.low, part.high], "seeds": len(values),
                           "verdict": part_verdict(low, high, part.low, part.high)})
