@@ -348,6 +348,10 @@ def test_claims_section_checks_the_conversion_claim_against_the_newest_conversio
     row = table_row(claims_lines(report_context(tracking_store, tmp_path)), "| C | – |")
     assert row[3].endswith("calibrated at 32 steps: loss 0.05 [-0.23, 0.33]")
     assert row[4] == row[6] == "**holds**"
+    convert("corrected", 9890)  # convert's default where it applies is read beside calibrated
+    row = table_row(claims_lines(report_context(tracking_store, tmp_path)), "| C | – |")
+    assert row[3].endswith("calibrated at 32 steps: loss 0.05 [-0.23, 0.33]; corrected at 32 steps: loss 0.10 "
+                           "[-0.18, 0.38]")
 
 
 def test_the_conversion_claim_reads_every_method_at_the_reference_runs_steps(tracking_store, tmp_path):

@@ -127,10 +127,10 @@ def conversion_claim(ctx, tolerance: float = 0.5) -> list | None:
     """The conversion study's claim as a table row: its figures, ours by method, and the verdict on
     "the loss comes from the neuron parameters the conversion leaves untrained": holds when our
     reference conversion loses clearly more than ``tolerance`` points and a method that sets those
-    parameters (calibrated, tuned) loses at most ``tolerance``; does not hold when none does. Every
-    method is read at the reference run's time steps (else at its own run's steps)."""
+    parameters (calibrated, corrected, tuned) loses at most ``tolerance``; does not hold when none does.
+    Every method is read at the reference run's time steps (else at its own run's steps)."""
     measured, best, steps = [], None, None
-    for method in ("reference", "calibrated", "tuned"):
+    for method in ("reference", "calibrated", "corrected", "tuned"):
         run = latest_conversion(ctx.store, method=method)
         table = run.table("results.json") if run else None
         if table is None or table.empty:

@@ -30,8 +30,9 @@ CONVERSION_REFERENCE = ("Reference study: 784-256-10 MLP on MNIST, Adam lr 2e-4,
                         "DNN 91.32% -> converted SNN 87.67%.")
 MULTIMODAL_REFERENCE = ("Reference study: the multimodal SNN reaches ~99.9% at every model size (S, S/2, S/3), "
                         "reported as best validation accuracy.")
-METHODS = ("reference", "calibrated", "tuned")  # snnbench convert --method
+METHODS = ("reference", "calibrated", "corrected", "tuned")  # snnbench convert --method (auto runs one of them)
 OTHER_ARCHS = ("cnn", "resnet")  # snnbench convert --arch: the conversion of convolutional graphs
+TRAINING_FREE = ("calibrated", "corrected")  # the methods that set the neurons from training images alone
 STUDY_COMMAND = "snnbench multimodal_study --profile full --seeds 3 --device cuda --tf32 true"
 
 
@@ -58,9 +59,10 @@ def conversion_section(ctx: Context) -> list:
     lines = ["## Conversion study: DNN (ONNX Runtime) vs converted SNN (nengo-dl), MNIST", "",
              CONVERSION_REFERENCE,
              "Methods (`snnbench convert --method`): `reference` is the study's conversion (LIF, gain 1, the ONNX "
-             "biases, rate scale 1); `calibrated` (the default) sets each layer's firing-rate scale from a "
-             "percentile of its activations on training images (IF neurons, reset by subtraction); `tuned` is the "
-             "Optuna study's best setting, chosen on validation images. Test accuracy on the MNIST test set with "
+             "biases, rate scale 1); `calibrated` sets each layer's firing-rate scale from a percentile of its "
+             "activations on training images (IF neurons, reset by subtraction); `corrected` (the default `auto` "
+             "where it applies) then takes each layer's mean error out for each step count, on training images; "
+             "`tuned` is the Optuna study's best setting, chosen on validation images. Test accuracy on the MNIST test set with "
              "its 95% Wilson interval; loss = DNN - SNN.", ""]
     rows, series, runs, dnn = [], {}, [], None
     for method in METHODS:
@@ -102,30 +104,31 @@ def conversion_section(ctx: Context) -> list:
 
 
 def other_networks(ctx: Context) -> list:
-    """The calibrated conversion of the project's CNNs, by time steps, with the rate-mode error."""
+    """The calibrated and corrected conversions of the project's CNNs, by time steps, with the rate-mode error."""
     rows, runs = [], []
     for arch in OTHER_ARCHS:
-        run = latest_conversion(ctx.store, arch, method="calibrated")
-        if run is None:
-            continue
-        records, problem = results(run)
-        if problem:
-            rows.append([arch] + ["–"] * 6)
-            continue
-        ctx.use(run)
-        runs.append(run)
-        dnn, snn = dnn_and_snn(records)
-        rows += [[arch, r["steps"], with_interval(r), with_interval(dnn), loss_points(dnn, r),
-                  number(run.metrics.get("rate_equivalence_max_abs_err")), f"`{run.id[:8]}`"] for r in snn]
+        for method in TRAINING_FREE:
+            run = latest_conversion(ctx.store, arch, method=method)
+            if run is None:
+                continue
+            records, problem = results(run)
+            if problem:
+                rows.append([arch, method] + ["–"] * 6)
+                continue
+            ctx.use(run)
+            runs.append(run)
+            dnn, snn = dnn_and_snn(records)
+            rows += [[arch, method, r["steps"], with_interval(r), with_interval(dnn), loss_points(dnn, r),
+                      number(run.metrics.get("rate_equivalence_max_abs_err")), f"`{run.id[:8]}`"] for r in snn]
     if not rows:
         return []
-    lines = ["### Convolutional networks, calibrated", "",
+    lines = ["### Convolutional networks", "",
              "`cnn`: conv-avgpool-conv-avgpool-dense on flat input; `resnet`: an image-shaped (N,1,28,28) export "
              "with MaxPool (the exact route: a tree of pairwise maxes as extra spiking layers), a residual Add and a "
              "Concat. Rate-mode error: max |logit difference| between the non-spiking (ReLU-rate) Nengo network and "
              "ONNX Runtime.", ""]
-    lines += markdown_table(["network", "steps", "SNN accuracy [95% CI]", "DNN accuracy [95% CI]", "loss (pp)",
-                             "rate-mode error", "run"], rows) + [""]
+    lines += markdown_table(["network", "method", "steps", "SNN accuracy [95% CI]", "DNN accuracy [95% CI]",
+                             "loss (pp)", "rate-mode error", "run"], rows) + [""]
     return lines + [scale_line(runs), ""]
 
 
