@@ -19,19 +19,21 @@ from snnbench.errors import SnnbenchError
 from snnbench.tracking.runs import tracking_uri
 
 # The benchmarks, in the order they run: name -> (command, its own options). The conversion
-# study is run by each method: the reference's, calibrated (convert's default), and the tuned
-# setting of the study `tune` has just run (tune's default study name and storage); then the
-# convolutional networks; then the noise sweep, the robustness sweep over every perturbation family
-# and throughput. The multimodal study's grid belongs on a GPU (`multimodal_study`).
+# study is run by each method: the reference's, convert's default (auto: corrected where it
+# applies), calibrated, and the tuned setting of the study `tune` has just run (tune's default study
+# name and storage); then the convolutional networks and the MLP on the Loihi emulator; then the
+# noise sweep, the robustness sweep over every perturbation family and throughput. The multimodal study's grid belongs on a GPU (`multimodal_study`).
 BENCHMARKS = {
     "convert_reference": ("convert", ["--method", "reference", "--steps", "32", "--steps-list", "4,8,16,32"]),
     "convert": ("convert", ["--steps-list", "4,8,16,32"]),
+    "convert_calibrated": ("convert", ["--method", "calibrated", "--steps-list", "4,8,16,32"]),
     "tune": ("tune", ["--steps", "4"]),
     "convert_tuned": ("convert", ["--method", "tuned", "--study-name", "tune-conversion", "--steps", "4",
                                   "--steps-list", "4,8,16,32"]),
     "convert_cnn": ("convert", ["--arch", "cnn", "--steps", "32", "--steps-list", "4,8,16,32"]),
     "convert_resnet": ("convert", ["--arch", "resnet", "--lr", "0.002", "--steps", "32",
                                    "--steps-list", "4,8,16,32"]),
+    "convert_loihi": ("convert", ["--target", "nengo-loihi", "--steps", "8", "--steps-list", "8"]),
     "noise_sweep": ("noise_sweep", []),
     "robustness": ("robustness", []),
     "throughput": ("throughput", []),
