@@ -100,8 +100,9 @@ def loss_points(dnn: dict, snn: dict) -> str:
     return f"{100 * (dnn['accuracy'] - snn['accuracy']):.2f}"
 
 
-def latest_conversion(store: RunStore, arch: str = "mlp", **params) -> FoundRun | None:
-    """The newest ``convert`` run of the project's network ``arch`` (not a given .onnx file) with these
-    ``params``; ``arch="mlp"``: the reference study's network."""
+def latest_conversion(store: RunStore, arch: str = "mlp", target: str = "nengo-dl", **params) -> FoundRun | None:
+    """The newest ``convert`` run of the project's network ``arch`` (not a given .onnx file) for ``target``
+    with these ``params``; ``arch="mlp"``: the reference study's network."""
     return store.latest("convert", where=lambda r: r.params.get("arch", "mlp") == arch and not r.params.get("onnx_model")
+                        and r.params.get("target", "nengo-dl") == target
                         and all(r.params.get(k) == v for k, v in params.items()))
