@@ -14,8 +14,9 @@ from snnbench.data import load_mnist
 CONVERTIBLE = [entry.name for entry in ZOO if entry.converts]
 REFUSED = [entry.name for entry in ZOO if not entry.converts]
 CONVERT_IMAGES = 300
-# calibration and validation images of each conversion: a user's default is 1,000; 250 give the same accuracies on
-# the zoo (chainer_cnn_asymmetric_pool: DNN 98.33 %, SNN 98.00 % at 32 steps with either) in 60 % of the time
+# calibration and validation images of each conversion: a user's default is 1,000; the error correction's simulation
+# scales with them, and 250 give the same accuracies here (chainer_cnn_asymmetric_pool: DNN 98.33 %, SNN 98.00 % at
+# 32 steps with either)
 CALIBRATION_IMAGES = 250
 
 
